@@ -1,0 +1,17 @@
+/**
+ * Registers the browser backends (webgpu, wasm; webgl and cpu come with @tensorflow/tfjs) and points the
+ * wasm backend at the .wasm files Vite emitted, so it works from any page that loads our bundle.
+ */
+import '@tensorflow/tfjs-backend-webgpu';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
+import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
+import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
+
+const abs = (u: string): string => new URL(u, import.meta.url).toString();
+
+setWasmPaths({
+  'tfjs-backend-wasm.wasm': abs(wasmPlain),
+  'tfjs-backend-wasm-simd.wasm': abs(wasmSimd),
+  'tfjs-backend-wasm-threaded-simd.wasm': abs(wasmThreaded),
+});

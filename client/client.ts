@@ -1,0 +1,174 @@
+import { io, type Socket } from 'socket.io-client';
+import { asBytes } from '../shared/protocol/binary.ts';
+import {
+  PROTOCOL_VERSION,
+  type Ack,
+  type BackendName,
+  type ClientSource,
+  type ClientToServerEvents,
+  type Rejection,
+  type RoundStart,
+  type RoundSummary,
+  type ServerToClientEvents,
+  type Update,
+  type Welcome,
+} from '../shared/protocol/messages.ts';
+import type { SkippedBackend } from './backends.ts';
+import { newClientId } from './client-id.ts';
+import { Emitter } from './emitter.ts';
+import type { TrainProgress } from './trainer.ts';
+import type { TrainerPort } from './trainer-port.ts';
+
+export type ClientState = 'connecting' | 'preparing' | 'idle' | 'training' | 'uploading' | 'disconnected' | 'stopped' | 'failed';
+
+export interface ClientEvents extends Record<string, unknown> {
+  state: ClientState;
+  backend: { backend: BackendName; skipped: SkippedBackend[]; where: TrainerPort['where']; data: string };
+  progress: { round: number } & TrainProgress;
+  trained: { round: number; loss: number; trainMs: number; numExamples: number };
+  ack: { round: number; ack: Ack };
+  roundEnd: RoundSummary;
+  rejected: Rejection;
+  error: Error;
+}
+
+export interface ClientOptions {
+  serverUrl: string;
+  source: ClientSource;
+  /** Creates the trainer (a Web Worker in browsers, inline in Node). */
+  spawnTrainer: () => Promise<TrainerPort>;
+  clientId?: string;
+  /** Backend preference override (default: webgpu, webgl, wasm, cpu). */
+  backends?: BackendName[];
+  /** socket.io path; default /socket.io. */
+  path?: string;
+}
+
+/**
+ * A federated-learning participant: joins the server, trains each round it is selected for, and uploads
+ * its update as binary. socket.io reconnects on its own; on every (re)connect we say hello again with the
+ * same clientId, and an update finished while offline is held and sent after the server welcomes us back.
+ */
+export class AegisClient extends Emitter<ClientEvents> {
+  readonly clientId: string;
+  private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
+  private trainer: TrainerPort | null = null;
+  private ready: { backend: BackendName; numExamples: number } | null = null;
+  private preparing: Promise<void> | null = null;
+  private pending: Update | null = null;
+  private training = false;
+  private _state: ClientState = 'connecting';
+
+  constructor(private readonly opts: ClientOptions) {
+    super();
+    this.clientId = opts.clientId ?? newClientId();
+  }
+
+  get state(): ClientState {
+    return this._state;
+  }
+
+  get backend(): BackendName | null {
+    return this.ready?.backend ?? null;
+  }
+
+  start(): void {
+    if (this.socket) return;
+    const s: Socket<ServerToClientEvents, ClientToServerEvents> = io(this.opts.serverUrl, {
+      path: this.opts.path,
+      transports: ['websocket'],
+      reconnectionDelayMax: 5000,
+    });
+    this.socket = s;
+    this.setState('connecting');
+    s.on('connect', () => s.emit('hello', { protocolVersion: PROTOCOL_VERSION, clientId: this.clientId, source: this.opts.source }));
+    s.on('disconnect', () => this._state !== 'stopped' && this.setState('disconnected'));
+    s.on('welcome', (w) => void this.onWelcome(w));
+    s.on('round:start', (r) => void this.onRound(r));
+    s.on('round:end', (r) => this.emit('roundEnd', r));
+    s.on('rejected', (r) => this.emit('rejected', r));
+  }
+
+  stop(): void {
+    this.setState('stopped');
+    this.socket?.disconnect();
+    this.socket = null;
+    this.trainer?.terminate();
+    this.trainer = null;
+  }
+
+  private setState(s: ClientState): void {
+    if (this._state === s) return;
+    this._state = s;
+    this.emit('state', s);
+  }
+
+  private async onWelcome(w: Welcome): Promise<void> {
+    if (w.protocolVersion !== PROTOCOL_VERSION) {
+      this.fail(new Error(`server speaks protocol ${w.protocolVersion}, this client ${PROTOCOL_VERSION}`));
+      return;
+    }
+    try {
+      // Prepare once (data + backend probe); reconnects reuse it.
+      this.preparing ??= this.prepare(w);
+      await this.preparing;
+    } catch (e) {
+      this.fail(e as Error);
+      return;
+    }
+    const s = this.socket;
+    if (!s || !this.ready) return;
+    s.emit('ready', this.ready);
+    if (this.pending) this.upload(this.pending);
+    else if (!this.training) this.setState('idle');
+  }
+
+  private async prepare(w: Welcome): Promise<void> {
+    this.setState('preparing');
+    this.trainer = await this.opts.spawnTrainer();
+    const r = await this.trainer.init({ type: 'init', model: w.model, data: w.data, serverUrl: this.opts.serverUrl, backends: this.opts.backends });
+    this.ready = { backend: r.backend, numExamples: r.numExamples };
+    this.emit('backend', { backend: r.backend, skipped: r.skipped, where: this.trainer.where, data: r.dataDescription });
+  }
+
+  private async onRound(r: RoundStart): Promise<void> {
+    if (!this.trainer || this.training) return;
+    const bytes = asBytes(r.weights);
+    if (!bytes) return this.fail(new Error('round:start carried no binary weights'));
+    this.training = true;
+    this.setState('training');
+    try {
+      const weights = bytes.slice().buffer; // own copy: it is transferred to the worker
+      const done = await this.trainer.train(r.round, weights, r.train, (p) => this.emit('progress', { round: r.round, ...p }));
+      this.emit('trained', { round: r.round, loss: done.loss, trainMs: done.trainMs, numExamples: done.numExamples });
+      this.upload({ round: r.round, attempt: r.attempt, numExamples: done.numExamples, trainMs: done.trainMs, loss: done.loss, delta: done.delta });
+    } catch (e) {
+      this.emit('error', e as Error);
+      this.setState('idle');
+    } finally {
+      this.training = false;
+    }
+  }
+
+  private upload(u: Update): void {
+    const s = this.socket;
+    if (!s?.connected) {
+      this.pending = u; // sent after the next welcome
+      return;
+    }
+    this.pending = null;
+    this.setState('uploading');
+    s.timeout(30_000)
+      .emitWithAck('update', u)
+      .then(
+        (ack: Ack) => this.emit('ack', { round: u.round, ack }),
+        (e: Error) => this.emit('error', new Error(`round ${u.round}: no answer to our update (${e.message})`)),
+      )
+      .finally(() => this._state === 'uploading' && this.setState('idle'));
+  }
+
+  private fail(e: Error): void {
+    this.emit('error', e);
+    this.setState('failed');
+  }
+}

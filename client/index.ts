@@ -1,0 +1,34 @@
+/** Public browser API: `const c = join({ serverUrl })` starts a participant training in a Web Worker. */
+import { BACKENDS, type BackendName, type ClientSource } from '../shared/protocol/messages.ts';
+import { AegisClient } from './client.ts';
+import { spawnTrainer } from './spawn-trainer.ts';
+
+export { AegisClient } from './client.ts';
+export type { ClientEvents, ClientState } from './client.ts';
+
+export interface JoinOptions {
+  serverUrl?: string;
+  source?: ClientSource;
+  clientId?: string;
+  backends?: BackendName[];
+}
+
+/** Parses a comma-separated backend list (e.g. from a URL or data attribute); unknown names are an error. */
+export function parseBackends(list: string | null | undefined): BackendName[] | undefined {
+  if (!list) return undefined;
+  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of names) if (!BACKENDS.includes(n as BackendName)) throw new Error(`unknown backend "${n}"; use ${BACKENDS.join(', ')}`);
+  return names as BackendName[];
+}
+
+export function join(opts: JoinOptions = {}): AegisClient {
+  const client = new AegisClient({
+    serverUrl: opts.serverUrl ?? location.origin,
+    source: opts.source ?? 'embed',
+    clientId: opts.clientId,
+    backends: opts.backends,
+    spawnTrainer,
+  });
+  client.start();
+  return client;
+}

@@ -1,0 +1,13 @@
+/**
+ * The client's trainer in Node (integration tests, load generators): the same host and protocol as the
+ * browser worker, run inline. Node has tfjs' cpu and wasm backends; the usual probe picks one that trains.
+ */
+import '@tensorflow/tfjs-backend-wasm';
+import { createTrainerHost } from './trainer-host.ts';
+import { createInlineTrainerPort, type TrainerPort } from './trainer-port.ts';
+import type { TrainerResponse } from './worker-protocol.ts';
+
+export async function nodeTrainer(): Promise<TrainerPort> {
+  let deliver: (m: TrainerResponse) => void = () => {};
+  return createInlineTrainerPort(createTrainerHost((m) => deliver(m)), (fn) => (deliver = fn));
+}

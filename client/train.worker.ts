@@ -1,0 +1,13 @@
+/// <reference lib="webworker" />
+import './backends-browser.ts';
+import { createTrainerHost } from './trainer-host.ts';
+import type { TrainerRequest } from './worker-protocol.ts';
+
+declare const self: DedicatedWorkerGlobalScope;
+
+// Requests are handled one at a time, in order: init must finish before the first train.
+let queue: Promise<void> = Promise.resolve();
+const handle = createTrainerHost((msg, transfer) => self.postMessage(msg, transfer ?? []));
+self.onmessage = (e: MessageEvent<TrainerRequest>) => {
+  queue = queue.then(() => handle(e.data));
+};

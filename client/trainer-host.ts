@@ -1,0 +1,34 @@
+import { float32ToBuffer } from '../shared/protocol/binary.ts';
+import { BACKEND_PREFERENCE, selectBackend } from './backends.ts';
+import { providerFor } from './data-providers.ts';
+import { LocalTrainer, trainingStepProbe } from './trainer.ts';
+import type { TrainerRequest, TrainerResponse } from './worker-protocol.ts';
+
+export type Post = (msg: TrainerResponse, transfer?: Transferable[]) => void;
+
+/**
+ * The training side of the worker protocol, independent of where it runs: the Web Worker wires it to
+ * postMessage, and the main-thread fallback (no Worker support) calls it directly.
+ */
+export function createTrainerHost(post: Post): (req: TrainerRequest) => Promise<void> {
+  let trainer: LocalTrainer | null = null;
+  return async (req) => {
+    try {
+      if (req.type === 'init') {
+        const provider = providerFor(req.data, req.serverUrl);
+        const data = await provider.load();
+        const choice = await selectBackend(() => trainingStepProbe(req.model), req.backends ?? BACKEND_PREFERENCE);
+        trainer?.dispose();
+        trainer = new LocalTrainer(req.model, data);
+        post({ type: 'ready', backend: choice.backend, skipped: choice.skipped, numExamples: data.n, dataDescription: provider.description });
+        return;
+      }
+      if (!trainer) throw new Error('train requested before init');
+      const r = await trainer.train(new Float32Array(req.weights), req.config, (progress) => post({ type: 'progress', round: req.round, progress }));
+      const delta = float32ToBuffer(r.delta);
+      post({ type: 'done', round: req.round, delta, numExamples: r.numExamples, loss: r.loss, trainMs: r.trainMs }, [delta]);
+    } catch (e) {
+      post({ type: 'error', round: req.type === 'train' ? req.round : undefined, message: (e as Error).message ?? String(e) });
+    }
+  };
+}

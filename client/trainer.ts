@@ -1,0 +1,109 @@
+import * as tf from '@tensorflow/tfjs';
+import { IMAGE_SIZE, CHANNELS, NUM_CLASSES, toFloat, type Dataset } from '../shared/data/dataset.ts';
+import { buildModel } from '../shared/model/build.ts';
+import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
+import type { ModelSpec } from '../shared/model/spec.ts';
+import type { TrainConfig } from '../shared/protocol/messages.ts';
+
+export interface TrainProgress {
+  epoch: number;
+  epochs: number;
+  batch: number;
+  batches: number;
+  /** Mean loss of the epoch just finished; undefined mid-epoch (reading it would stall the GPU queue). */
+  loss?: number;
+}
+
+export interface TrainResult {
+  delta: Float32Array;
+  numExamples: number;
+  loss: number;
+  trainMs: number;
+}
+
+/**
+ * Local training on one client's data. The dataset is uploaded to the backend once and batches are
+ * gathered on-device, and the loss is read back once per epoch, so the loop keeps the GPU queue full.
+ */
+export class LocalTrainer {
+  readonly model: tf.Sequential;
+  private readonly x: tf.Tensor4D;
+  private readonly y: tf.Tensor2D;
+  private shuffleState: number;
+
+  constructor(readonly spec: ModelSpec, readonly data: Dataset, seed = 1) {
+    if (data.n < 1) throw new Error('cannot train on an empty dataset');
+    this.model = buildModel(spec, seed);
+    this.x = tf.tensor4d(toFloat(data.x), [data.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
+    this.y = tf.tidy(() => tf.oneHot(tf.tensor1d(data.y, 'int32'), NUM_CLASSES).toFloat() as tf.Tensor2D);
+    this.shuffleState = seed >>> 0;
+  }
+
+  get numExamples(): number {
+    return this.data.n;
+  }
+
+  /** Trains from `global` weights and returns w_local - w_global. */
+  async train(global: Float32Array, cfg: TrainConfig, onProgress?: (p: TrainProgress) => void): Promise<TrainResult> {
+    const t0 = performance.now();
+    setFlatWeights(this.model, this.spec, global);
+    const optimizer = cfg.optimizer === 'adam' ? tf.train.adam(cfg.learningRate) : tf.train.sgd(cfg.learningRate);
+    const n = this.data.n;
+    const bs = Math.min(cfg.batchSize, n);
+    const batches = Math.ceil(n / bs);
+    let lastLoss = NaN;
+    try {
+      for (let epoch = 0; epoch < cfg.epochs; epoch++) {
+        const order = tf.util.createShuffledIndices(n);
+        let epochLoss: tf.Scalar = tf.scalar(0);
+        for (let b = 0; b < batches; b++) {
+          const idx = tf.tensor1d(Int32Array.from(order.subarray(b * bs, Math.min(n, (b + 1) * bs))), 'int32');
+          const cost = optimizer.minimize(() => {
+            const xb = tf.gather(this.x, idx);
+            const yb = tf.gather(this.y, idx);
+            const pred = this.model.apply(xb, { training: true }) as tf.Tensor;
+            return tf.metrics.categoricalCrossentropy(yb, pred).mean() as tf.Scalar;
+          }, true);
+          idx.dispose();
+          const next = tf.add(epochLoss, cost!) as tf.Scalar;
+          epochLoss.dispose();
+          cost!.dispose();
+          epochLoss = next;
+          if (onProgress && b < batches - 1) onProgress({ epoch, epochs: cfg.epochs, batch: b + 1, batches });
+        }
+        lastLoss = (await epochLoss.data())[0] / batches;
+        epochLoss.dispose();
+        onProgress?.({ epoch, epochs: cfg.epochs, batch: batches, batches, loss: lastLoss });
+      }
+    } finally {
+      optimizer.dispose();
+    }
+    const local = await getFlatWeights(this.model);
+    // A lost GPU device reads back zeros; sending w=0 as an update would wipe the global model.
+    if (local.every((v) => v === 0)) throw new Error(`backend ${tf.getBackend()} returned all-zero weights (GPU device lost?)`);
+    for (let i = 0; i < local.length; i++) local[i] -= global[i];
+    return { delta: local, numExamples: n, loss: lastLoss, trainMs: performance.now() - t0 };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.x.dispose();
+    this.y.dispose();
+  }
+}
+
+/** One training step of `spec`'s model on two examples, on the current backend; throws if a kernel is missing. */
+export async function trainingStepProbe(spec: ModelSpec): Promise<void> {
+  const model = buildModel(spec, 7);
+  const opt = tf.train.sgd(0.01);
+  try {
+    const x = tf.zeros([2, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
+    const y = tf.oneHot(tf.tensor1d([1, 2], 'int32'), NUM_CLASSES).toFloat();
+    const cost = opt.minimize(() => tf.metrics.categoricalCrossentropy(y, model.apply(x, { training: true }) as tf.Tensor).mean() as tf.Scalar, true);
+    await cost!.data();
+    tf.dispose([x, y, cost!]);
+  } finally {
+    opt.dispose();
+    model.dispose();
+  }
+}

@@ -1,0 +1,16 @@
+import type { DataSpec } from '../shared/data/dataset.ts';
+import type { ModelSpec } from '../shared/model/spec.ts';
+import type { BackendName, TrainConfig } from '../shared/protocol/messages.ts';
+import type { SkippedBackend } from './backends.ts';
+import type { TrainProgress } from './trainer.ts';
+
+/** Messages between the page and the training worker. Vectors move as transferred ArrayBuffers. */
+export type TrainerRequest =
+  | { type: 'init'; model: ModelSpec; data: DataSpec; serverUrl: string; backends?: BackendName[] }
+  | { type: 'train'; round: number; weights: ArrayBuffer; config: TrainConfig };
+
+export type TrainerResponse =
+  | { type: 'ready'; backend: BackendName; skipped: SkippedBackend[]; numExamples: number; dataDescription: string }
+  | { type: 'progress'; round: number; progress: TrainProgress }
+  | { type: 'done'; round: number; delta: ArrayBuffer; numExamples: number; loss: number; trainMs: number }
+  | { type: 'error'; round?: number; message: string };

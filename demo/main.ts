@@ -1,0 +1,103 @@
+import { join, parseBackends } from '../client/index.ts';
+import type { AegisClient } from '../client/client.ts';
+import type { ServerStatus } from '../shared/protocol/status.ts';
+import { renderChart } from './chart.ts';
+
+const $ = <T extends Element = HTMLElement>(id: string): T => document.getElementById(id) as unknown as T;
+const params = new URLSearchParams(location.search);
+
+/** What the e2e tests read back from the page. */
+interface PageProbe {
+  client: AegisClient | null;
+  backend: string | null;
+  where: string | null;
+  roundsTrained: number;
+  acks: { round: number; ok: boolean; reason?: string }[];
+  errors: string[];
+}
+const probe: PageProbe = { client: null, backend: null, where: null, roundsTrained: 0, acks: [], errors: [] };
+(window as unknown as { __aegis: PageProbe }).__aegis = probe;
+
+function sessionClientId(): string | undefined {
+  // One id per tab, kept across reloads so a refresh rejoins as the same client.
+  try {
+    return sessionStorage.getItem('aegis.clientId') ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function startClient(): void {
+  const btn = $<HTMLButtonElement>('join');
+  btn.disabled = true;
+  btn.textContent = 'Joined';
+  let backends;
+  try {
+    backends = parseBackends(params.get('backends'));
+  } catch (e) {
+    $('error').textContent = (e as Error).message;
+    return;
+  }
+  const client = join({ serverUrl: location.origin, source: params.get('source') === 'swarm' ? 'swarm' : 'demo', clientId: sessionClientId(), backends });
+  probe.client = client;
+  try {
+    sessionStorage.setItem('aegis.clientId', client.clientId);
+  } catch {
+    /* storage may be disabled; a new id per load is fine */
+  }
+  client.on('state', (s) => ($('state').textContent = s));
+  client.on('backend', (b) => {
+    probe.backend = b.backend;
+    probe.where = b.where;
+    $('backend').textContent = b.backend;
+    $('where').textContent = b.where === 'worker' ? 'Web Worker' : 'main thread';
+    $('data').textContent = b.data;
+    $('skipped').textContent = b.skipped.length ? `Skipped: ${b.skipped.map((s) => `${s.backend} (${s.reason})`).join('; ')}` : '';
+  });
+  client.on('progress', (p) => {
+    const done = p.epoch * p.batches + p.batch;
+    const total = p.epochs * p.batches;
+    $<HTMLProgressElement>('progress').value = done / total;
+    $('progresstext').textContent = `round ${p.round}: epoch ${p.epoch + 1}/${p.epochs}, batch ${p.batch}/${p.batches}${p.loss !== undefined ? `, loss ${p.loss.toFixed(3)}` : ''}`;
+  });
+  client.on('trained', (t) => {
+    probe.roundsTrained++;
+    $('trained').textContent = String(probe.roundsTrained);
+    $('localloss').textContent = `${t.loss.toFixed(4)} (${(t.trainMs / 1000).toFixed(1)} s, ${t.numExamples} examples)`;
+  });
+  client.on('ack', (a) => probe.acks.push({ round: a.round, ok: a.ack.ok, reason: a.ack.ok ? undefined : a.ack.reason }));
+  client.on('rejected', (r) => ($('error').textContent = `server rejected ${r.event}: ${r.reason} — ${r.message}`));
+  client.on('error', (e) => {
+    probe.errors.push(e.message);
+    $('error').textContent = e.message;
+  });
+}
+
+const pct = (v: number): string => `${Math.round(v * 100)}%`;
+
+async function refresh(): Promise<void> {
+  let s: ServerStatus;
+  try {
+    const res = await fetch('/api/status', { cache: 'no-store' });
+    s = (await res.json()) as ServerStatus;
+  } catch {
+    $('phase').textContent = 'server unreachable';
+    return;
+  }
+  $('phase').textContent = s.phase === 'training' ? `training (${s.reported}/${s.selected} reported)` : s.phase;
+  $('round').textContent = s.targetRounds ? `${s.round} of ${s.targetRounds}` : String(s.round);
+  $('connected').textContent = String(s.clients.connected);
+  $('backends').textContent = Object.entries(s.clients.byBackend).map(([b, n]) => `${b}: ${n}`).join(', ') || '–';
+  $('model').textContent = `${s.model.name} (${s.model.numParams.toLocaleString()} parameters)`;
+  $('evalbackend').textContent = s.evalBackend;
+  const first = s.initial ? [[0, s.initial.accuracy] as const] : [];
+  const firstLoss = s.initial ? [[0, s.initial.loss] as const] : [];
+  renderChart($<SVGSVGElement>('acc'), [{ label: 'accuracy', color: '#2f6fed', points: [...first, ...s.history.map((h) => [h.round, h.accuracy] as const)] }], { yMin: 0, yMax: 1, yFormat: pct, xLabel: 'round' });
+  renderChart($<SVGSVGElement>('loss'), [{ label: 'loss', color: '#d9480f', points: [...firstLoss, ...s.history.map((h) => [h.round, h.loss] as const)] }], { yMin: 0, xLabel: 'round' });
+  renderChart($<SVGSVGElement>('clients'), [{ label: 'clients', color: '#2b8a3e', points: s.history.map((h) => [h.round, h.clients] as const) }], { yMin: 0, xLabel: 'round' });
+}
+
+$('join').addEventListener('click', startClient);
+if (params.get('join') === '1') startClient();
+void refresh();
+setInterval(() => void refresh(), 1500);

@@ -1,0 +1,50 @@
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from './browser.ts';
+
+export interface SwarmPageState {
+  backend: string | null;
+  where: string | null;
+  roundsTrained: number;
+  acks: { round: number; ok: boolean; reason?: string }[];
+  errors: string[];
+  state: string | null;
+}
+
+export interface Swarm {
+  browser: Browser;
+  pages: Page[];
+  states(): Promise<SwarmPageState[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens N demo pages, each its own browser context (own storage, own client id), joined automatically.
+ * Every page is a real participant: Web Worker, tfjs backend selection, socket.io, binary updates.
+ */
+export async function startSwarm(serverUrl: string, n: number, opts: { backends?: string } = {}): Promise<Swarm> {
+  const browser = await launchChromium();
+  const pages: Page[] = [];
+  const q = new URLSearchParams({ join: '1', source: 'swarm' });
+  if (opts.backends) q.set('backends', opts.backends);
+  for (let i = 0; i < n; i++) {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => console.error(`[page ${i}] ${e.message}`));
+    await page.goto(`${serverUrl}/demo/?${q}`);
+    pages.push(page);
+  }
+  return {
+    browser,
+    pages,
+    states: () =>
+      Promise.all(
+        pages.map((p) =>
+          p.evaluate(() => {
+            const a = (window as unknown as { __aegis: SwarmPageState & { client: { state: string } | null } }).__aegis;
+            return { backend: a.backend, where: a.where, roundsTrained: a.roundsTrained, acks: a.acks, errors: a.errors, state: a.client?.state ?? null };
+          }),
+        ),
+      ),
+    close: () => browser.close(),
+  };
+}

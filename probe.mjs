@@ -1,0 +1,11 @@
+import { chromium } from 'playwright-core';
+import http from 'node:http';
+const srv = http.createServer((q,s)=>{s.setHeader('content-type','text/html');s.end('<html><body>hi</body></html>')}).listen(8123);
+const extra = process.argv.slice(2);
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox','--disable-background-networking','--disable-component-update','--disable-sync','--no-first-run','--enable-unsafe-webgpu', ...extra] });
+const p = await b.newPage();
+await p.goto('http://localhost:8123/');
+const r = await p.evaluate(async () => { if (!navigator.gpu) return 'no navigator.gpu'; const a = await navigator.gpu.requestAdapter(); if (!a) return 'no adapter'; const d = await a.requestDevice(); const info = a.info || {};
+ const w = await new Promise(res => { const blob = new Blob([`(async()=>{const a=await navigator.gpu?.requestAdapter(); postMessage(a? 'worker adapter ok':'worker none');})()`], {type:'text/javascript'}); const wk = new Worker(URL.createObjectURL(blob)); wk.onmessage = e => res(e.data); });
+ return JSON.stringify({vendor: info.vendor, arch: info.architecture, desc: info.description, device: !!d, w}); });
+console.log(extra.join(' '), '=>', r); await b.close(); srv.close();

@@ -1,0 +1,48 @@
+import { Hono } from 'hono';
+import { serveStatic } from '@hono/node-server/serve-static';
+import type { Coordinator } from './coordinator.ts';
+import type { DataSource } from './datasets.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface AppDeps {
+  coordinator: Coordinator;
+  metrics: Metrics;
+  data: DataSource;
+  distDir: string;
+  startedAt: number;
+}
+
+/** HTTP routes. socket.io shares the port but is attached to the Node server, not routed here. */
+export function createApp({ coordinator, metrics, data, distDir, startedAt }: AppDeps): Hono {
+  const app = new Hono();
+
+  // The embed script runs on participating sites, so our bundle, its assets and the public status are CORS-readable.
+  app.use('*', async (c, next) => {
+    await next();
+    const p = c.req.path;
+    if (p.startsWith('/assets/') || p === '/aegis-embed.js' || p.startsWith('/api/')) c.header('Access-Control-Allow-Origin', '*');
+  });
+
+  app.get('/health', (c) => {
+    const s = coordinator.status();
+    return c.json({ ok: true, phase: s.phase, round: s.round, uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) });
+  });
+
+  app.get('/metrics', async (c) => {
+    const body = await metrics.registry.metrics();
+    return c.body(body, 200, { 'Content-Type': metrics.registry.contentType });
+  });
+
+  app.get('/api/status', (c) => c.json({ ...coordinator.status(), data: data.description }));
+
+  app.get('/api/data/shard/:n', (c) => {
+    const bytes = data.shard(Number(c.req.param('n')));
+    if (!bytes) return c.json({ error: 'no such shard' }, 404);
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'public, max-age=3600' });
+  });
+
+  app.get('/', (c) => c.redirect('/demo/'));
+  app.use('/*', serveStatic({ root: distDir }));
+  app.notFound((c) => c.json({ error: `not found: ${c.req.path}` }, 404));
+  return app;
+}

@@ -1,0 +1,162 @@
+import { parseArgs } from 'node:util';
+import { MODELS, modelByName, numParams, type ModelSpec } from '../shared/model/spec.ts';
+import type { LocalOptimizer } from '../shared/protocol/messages.ts';
+
+/** Every limit is a named value with a default, validated at start-up, listed in the README's flag table. */
+export interface ServerConfig {
+  port: number;
+  host: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  model: ModelSpec;
+  /** Rounds to run; 0 = until stopped. */
+  rounds: number;
+  /** Ready clients needed before a round starts. */
+  minClients: number;
+  /** Clients selected per round (at most). */
+  clientsPerRound: number;
+  /** Accepted updates needed to complete a round at its deadline; fewer -> the round is retried. */
+  minUpdates: number;
+  roundDeadlineMs: number;
+  /** Pause between rounds and before retrying a round that missed --min-updates. */
+  roundPauseMs: number;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  optimizer: LocalOptimizer;
+  serverLearningRate: number;
+  /** Synthetic: examples generated per client; CIFAR-10: examples per shard. */
+  examplesPerClient: number;
+  testExamples: number;
+  /** Directory with CIFAR-10 binaries; synthetic data when unset. */
+  cifarDir?: string;
+  seed: number;
+  /** Largest socket.io message accepted; bigger ones close the connection at the transport. */
+  maxMessageBytes: number;
+  /** Largest numExamples a client may claim (bounds its FedAvg weight). */
+  maxExamplesPerClient: number;
+  /** Directory of the built demo/client bundle (vite build). */
+  distDir: string;
+  logLevel: 'info' | 'quiet';
+}
+
+export const DEFAULTS: ServerConfig = {
+  port: 8080,
+  host: '0.0.0.0',
+  model: MODELS.small,
+  rounds: 0,
+  minClients: 2,
+  clientsPerRound: 10,
+  minUpdates: 2,
+  roundDeadlineMs: 120_000,
+  roundPauseMs: 1_000,
+  epochs: 1,
+  batchSize: 32,
+  learningRate: 0.002,
+  optimizer: 'adam',
+  serverLearningRate: 1,
+  examplesPerClient: 256,
+  testExamples: 1000,
+  seed: 1,
+  maxMessageBytes: 16 * 1024 * 1024,
+  maxExamplesPerClient: 50_000,
+  distDir: 'dist',
+  logLevel: 'info',
+};
+
+export const FLAGS = {
+  port: { type: 'string', help: 'TCP port (HTTP and socket.io share it)' },
+  host: { type: 'string', help: 'interface to bind' },
+  'tls-cert': { type: 'string', help: 'PEM certificate: serve HTTPS/WSS (needs --tls-key)' },
+  'tls-key': { type: 'string', help: 'PEM private key for --tls-cert' },
+  model: { type: 'string', help: `model preset: ${Object.keys(MODELS).join(' | ')}` },
+  rounds: { type: 'string', help: 'rounds to run, 0 = until stopped' },
+  'min-clients': { type: 'string', help: 'ready clients needed to start a round' },
+  'clients-per-round': { type: 'string', help: 'clients selected per round (at most)' },
+  'min-updates': { type: 'string', help: 'updates needed to complete a round at its deadline' },
+  'round-deadline-ms': { type: 'string', help: 'ms after round start when stragglers are dropped' },
+  'round-pause-ms': { type: 'string', help: 'pause between rounds' },
+  epochs: { type: 'string', help: 'local epochs per round' },
+  'batch-size': { type: 'string', help: 'local batch size' },
+  lr: { type: 'string', help: 'client learning rate' },
+  optimizer: { type: 'string', help: 'client optimizer: sgd | adam' },
+  'server-lr': { type: 'string', help: 'server learning rate applied to the FedAvg delta' },
+  'examples-per-client': { type: 'string', help: 'examples per client (synthetic) or per CIFAR-10 shard' },
+  'test-examples': { type: 'string', help: 'held-out examples for server evaluation' },
+  'cifar-dir': { type: 'string', help: 'directory with CIFAR-10 data_batch_*.bin / test_batch.bin' },
+  seed: { type: 'string', help: 'seed for data generation, sharding and initial weights' },
+  'max-message-bytes': { type: 'string', help: 'largest accepted socket.io message' },
+  'max-examples-per-client': { type: 'string', help: 'largest numExamples a client may claim' },
+  'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
+  quiet: { type: 'boolean', help: 'log only errors' },
+  help: { type: 'boolean', help: 'print this help' },
+} as const;
+
+function int(name: string, v: string | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in ${min}..${max}, got "${v}"`);
+  return n;
+}
+
+function num(name: string, v: string | undefined, def: number, min: number, max: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number in ${min}..${max}, got "${v}"`);
+  return n;
+}
+
+export function helpText(): string {
+  const rows = Object.entries(FLAGS).map(([k, f]) => `  --${k.padEnd(24)} ${f.help}`);
+  return `Usage: npm start -- [flags]\n\n${rows.join('\n')}\n`;
+}
+
+/** Parses argv into a validated config; throws with a message naming the flag on bad input. */
+export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
+  const { values: v } = parseArgs({ args: argv, options: FLAGS as never, strict: true, allowPositionals: false }) as { values: Record<string, string | boolean | undefined> };
+  const s = (k: string): string | undefined => v[k] as string | undefined;
+  const d = DEFAULTS;
+  const optimizer = (s('optimizer') ?? d.optimizer) as LocalOptimizer;
+  if (optimizer !== 'sgd' && optimizer !== 'adam') throw new Error(`--optimizer must be sgd or adam, got "${optimizer}"`);
+  const cfg: ServerConfig & { help: boolean } = {
+    help: v.help === true,
+    port: int('port', s('port'), d.port, 0, 65535),
+    host: s('host') ?? d.host,
+    tlsCert: s('tls-cert'),
+    tlsKey: s('tls-key'),
+    model: s('model') ? modelByName(s('model')!) : d.model,
+    rounds: int('rounds', s('rounds'), d.rounds, 0),
+    minClients: int('min-clients', s('min-clients'), d.minClients, 1, 100_000),
+    clientsPerRound: int('clients-per-round', s('clients-per-round'), d.clientsPerRound, 1, 100_000),
+    minUpdates: int('min-updates', s('min-updates'), d.minUpdates, 1, 100_000),
+    roundDeadlineMs: int('round-deadline-ms', s('round-deadline-ms'), d.roundDeadlineMs, 100),
+    roundPauseMs: int('round-pause-ms', s('round-pause-ms'), d.roundPauseMs, 0),
+    epochs: int('epochs', s('epochs'), d.epochs, 1, 100),
+    batchSize: int('batch-size', s('batch-size'), d.batchSize, 1, 4096),
+    learningRate: num('lr', s('lr'), d.learningRate, 1e-7, 10),
+    optimizer,
+    serverLearningRate: num('server-lr', s('server-lr'), d.serverLearningRate, 1e-6, 100),
+    examplesPerClient: int('examples-per-client', s('examples-per-client'), d.examplesPerClient, 1, 50_000),
+    testExamples: int('test-examples', s('test-examples'), d.testExamples, 1, 10_000),
+    cifarDir: s('cifar-dir'),
+    seed: int('seed', s('seed'), d.seed, 0, 2 ** 31),
+    maxMessageBytes: int('max-message-bytes', s('max-message-bytes'), d.maxMessageBytes, 1024),
+    maxExamplesPerClient: int('max-examples-per-client', s('max-examples-per-client'), d.maxExamplesPerClient, 1),
+    distDir: s('dist-dir') ?? d.distDir,
+    logLevel: v.quiet ? 'quiet' : 'info',
+  };
+  return validateConfig(cfg);
+}
+
+/** Cross-field checks: a config that cannot work is refused at start-up, not discovered mid-run. */
+export function validateConfig<T extends ServerConfig>(c: T): T {
+  if (c.minUpdates > c.clientsPerRound) throw new Error(`--min-updates (${c.minUpdates}) cannot exceed --clients-per-round (${c.clientsPerRound})`);
+  if (c.minClients < c.minUpdates) throw new Error(`--min-clients (${c.minClients}) must be at least --min-updates (${c.minUpdates})`);
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
+  const updateBytes = numParams(c.model) * 4;
+  if (c.maxMessageBytes < updateBytes + 4096) {
+    throw new Error(`--max-message-bytes (${c.maxMessageBytes}) is below one "${c.model.name}" update (${updateBytes} bytes + 4 KiB envelope)`);
+  }
+  if (c.examplesPerClient > c.maxExamplesPerClient) throw new Error('--examples-per-client exceeds --max-examples-per-client');
+  return c;
+}

@@ -1,0 +1,83 @@
+import * as tf from '@tensorflow/tfjs';
+import { CHANNELS, IMAGE_SIZE, NUM_CLASSES, toFloat, type Dataset } from '../shared/data/dataset.ts';
+import { buildModel } from '../shared/model/build.ts';
+import type { ModelSpec } from '../shared/model/spec.ts';
+import { setFlatWeights } from '../shared/model/weights.ts';
+
+export type EvalBackend = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
+
+/**
+ * Picks the fastest tfjs backend installed in Node: the native bindings are optional dependencies (their
+ * install downloads libtensorflow, impossible offline), so each is tried by dynamic import and the WASM
+ * backend, which ships inside its npm package, is the fallback. Names are variables so bundlers and tsc
+ * do not insist on the optional packages.
+ */
+export async function initEvalBackend(order: readonly EvalBackend[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']): Promise<{ backend: EvalBackend; tried: string[] }> {
+  const tried: string[] = [];
+  for (const b of order) {
+    try {
+      if (b === 'tfjs-node-gpu' || b === 'tfjs-node') {
+        const pkg = `@tensorflow/${b}`;
+        await import(/* @vite-ignore */ pkg);
+        if (!(await tf.setBackend('tensorflow'))) throw new Error('backend "tensorflow" did not initialise');
+      } else {
+        if (b === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+        if (!(await tf.setBackend(b))) throw new Error(`backend "${b}" did not initialise`);
+      }
+      await tf.ready();
+      return { backend: b, tried };
+    } catch (e) {
+      tried.push(`${b}: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new Error(`no evaluation backend available: ${tried.join('; ')}`);
+}
+
+export interface EvalResult {
+  accuracy: number;
+  loss: number;
+  examples: number;
+  ms: number;
+}
+
+/** Evaluates global weights on a fixed held-out set; the test tensors are built once. */
+export class Evaluator {
+  private readonly model: tf.Sequential;
+  private readonly x: tf.Tensor4D;
+  private readonly labels: Uint8Array;
+
+  constructor(readonly spec: ModelSpec, test: Dataset, private readonly batchSize = 256) {
+    if (test.n < 1) throw new Error('test set is empty');
+    this.model = buildModel(spec);
+    this.x = tf.tensor4d(toFloat(test.x), [test.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
+    this.labels = test.y;
+  }
+
+  async evaluate(weights: Float32Array): Promise<EvalResult> {
+    const t0 = performance.now();
+    setFlatWeights(this.model, this.spec, weights);
+    const n = this.labels.length;
+    let correct = 0;
+    let lossSum = 0;
+    for (let s = 0; s < n; s += this.batchSize) {
+      const e = Math.min(n, s + this.batchSize);
+      const probs = tf.tidy(() => this.model.predict(this.x.slice([s, 0, 0, 0], [e - s, -1, -1, -1])) as tf.Tensor2D);
+      const p = (await probs.data()) as Float32Array;
+      probs.dispose();
+      for (let i = 0; i < e - s; i++) {
+        const row = p.subarray(i * NUM_CLASSES, (i + 1) * NUM_CLASSES);
+        let arg = 0;
+        for (let k = 1; k < NUM_CLASSES; k++) if (row[k] > row[arg]) arg = k;
+        const label = this.labels[s + i];
+        if (arg === label) correct++;
+        lossSum += -Math.log(Math.max(row[label], 1e-7));
+      }
+    }
+    return { accuracy: correct / n, loss: lossSum / n, examples: n, ms: performance.now() - t0 };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.x.dispose();
+  }
+}

@@ -1,0 +1,36 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { REJECT_REASONS } from '../shared/protocol/messages.ts';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** One registry per server instance (tests run several servers in one process). */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'aegis_process_' });
+  const m = {
+    registry,
+    roundsCompleted: new Counter({ name: 'aegis_rounds_completed_total', help: 'Rounds aggregated into the global model', registers: [registry] }),
+    roundAttemptsFailed: new Counter({ name: 'aegis_round_attempts_failed_total', help: 'Round attempts that ended without enough updates', labelNames: ['reason'] as const, registers: [registry] }),
+    currentRound: new Gauge({ name: 'aegis_current_round', help: 'Round number in progress (or next)', registers: [registry] }),
+    clientsConnected: new Gauge({ name: 'aegis_clients_connected', help: 'Clients with a live socket that said hello', registers: [registry] }),
+    clientsByBackend: new Gauge({ name: 'aegis_clients_ready', help: 'Ready clients by training backend', labelNames: ['backend'] as const, registers: [registry] }),
+    updatesAccepted: new Counter({ name: 'aegis_updates_accepted_total', help: 'Client updates accepted into a round', registers: [registry] }),
+    updatesRejected: new Counter({ name: 'aegis_messages_rejected_total', help: 'Client messages rejected, by reason', labelNames: ['reason', 'event'] as const, registers: [registry] }),
+    stragglersDropped: new Counter({ name: 'aegis_stragglers_dropped_total', help: 'Selected clients that missed the round deadline', registers: [registry] }),
+    roundDuration: new Histogram({
+      name: 'aegis_round_duration_seconds',
+      help: 'Wall time of completed rounds, selection to evaluated model',
+      buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    bytesIn: new Counter({ name: 'aegis_bytes_received_total', help: 'socket.io payload bytes received from clients', registers: [registry] }),
+    bytesOut: new Counter({ name: 'aegis_bytes_sent_total', help: 'socket.io payload bytes sent to clients', registers: [registry] }),
+    testAccuracy: new Gauge({ name: 'aegis_test_accuracy', help: 'Accuracy of the current global model on the held-out set', registers: [registry] }),
+    testLoss: new Gauge({ name: 'aegis_test_loss', help: 'Cross-entropy of the current global model on the held-out set', registers: [registry] }),
+    evalBackend: new Gauge({ name: 'aegis_eval_backend_info', help: 'Evaluation backend in use (value 1)', labelNames: ['backend'] as const, registers: [registry] }),
+    evalDuration: new Histogram({ name: 'aegis_eval_duration_seconds', help: 'Time to evaluate one global model', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [registry] }),
+  };
+  // Zero-initialise every reason so dashboards show flat lines, not gaps.
+  for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);
+  return m;
+}
