@@ -98,7 +98,7 @@ export async function trainingStepProbe(spec: ModelSpec): Promise<void> {
   const opt = tf.train.sgd(0.01);
   try {
     const x = tf.zeros([2, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
-    const y = tf.oneHot(tf.tensor1d([1, 2], 'int32'), NUM_CLASSES).toFloat();
+    const y = tf.tidy(() => tf.oneHot(tf.tensor1d([1, 2], 'int32'), NUM_CLASSES).toFloat());
     const cost = opt.minimize(() => tf.metrics.categoricalCrossentropy(y, model.apply(x, { training: true }) as tf.Tensor).mean() as tf.Scalar, true);
     await cost!.data();
     tf.dispose([x, y, cost!]);

@@ -1,0 +1,58 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { syntheticDataset } from '../shared/data/synthetic.ts';
+import { buildModel } from '../shared/model/build.ts';
+import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
+import { MODELS } from '../shared/model/spec.ts';
+import { LocalTrainer, type TrainProgress } from './trainer.ts';
+
+const spec = MODELS.tiny;
+
+describe('LocalTrainer', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('returns w_local - w_global, reduces loss over epochs, reports progress, leaks nothing', async () => {
+    const data = syntheticDataset({ seed: 11, count: 32 });
+    const trainer = new LocalTrainer(spec, data);
+    const init = buildModel(spec, 3);
+    const w0 = await getFlatWeights(init);
+    const before = tf.memory().numTensors;
+    const progress: TrainProgress[] = [];
+    const r = await trainer.train(w0, { epochs: 3, batchSize: 8, learningRate: 0.005, optimizer: 'adam' }, (p) => progress.push(p));
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r.numExamples).toBe(32);
+    expect(r.delta.length).toBe(w0.length);
+    // Applying the delta to w0 reproduces the trained weights exactly.
+    const trained = await getFlatWeights(trainer.model);
+    for (let i = 0; i < w0.length; i += 997) expect(w0[i] + r.delta[i]).toBeCloseTo(trained[i], 5);
+    const epochLosses = progress.filter((p) => p.loss !== undefined).map((p) => p.loss!);
+    expect(epochLosses).toHaveLength(3);
+    expect(epochLosses[2]).toBeLessThan(epochLosses[0]);
+    expect(progress.filter((p) => p.loss === undefined)).toHaveLength(3 * 3); // 4 batches/epoch, the last carries the loss
+    // The trained model beats the initial one on its own data.
+    setFlatWeights(init, spec, w0);
+    const evalLoss = (m: tf.LayersModel): number =>
+      tf.tidy(() => tf.metrics.categoricalCrossentropy(tf.oneHot(tf.tensor1d(data.y, 'int32'), 10).toFloat(), m.predict(tf.tensor4d(Float32Array.from(data.x, (v) => v / 255), [32, 32, 32, 3])) as tf.Tensor).mean().dataSync()[0]);
+    expect(evalLoss(trainer.model)).toBeLessThan(evalLoss(init));
+    trainer.dispose();
+    init.dispose();
+  });
+
+  it('uses the given global weights as its starting point each round (no state carried over)', async () => {
+    const trainer = new LocalTrainer(spec, syntheticDataset({ seed: 2, count: 8 }));
+    const w0 = await getFlatWeights(trainer.model);
+    const cfg = { epochs: 1, batchSize: 8, learningRate: 0, optimizer: 'sgd' as const };
+    const r = await trainer.train(w0, cfg);
+    expect(r.delta.every((v) => v === 0)).toBe(true); // lr 0: nothing moves
+    trainer.dispose();
+  });
+
+  it('refuses an empty dataset and wrong-size weights', async () => {
+    expect(() => new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 0 }))).toThrow(/empty/);
+    const t = new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 4 }));
+    await expect(t.train(new Float32Array(5), { epochs: 1, batchSize: 4, learningRate: 0.1, optimizer: 'sgd' })).rejects.toThrow(/needs/);
+    t.dispose();
+  });
+});

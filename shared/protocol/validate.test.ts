@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { asBytes, bytesToFloat32, float32ToBuffer } from './binary.ts';
+import { PROTOCOL_VERSION } from './messages.ts';
+import { checkHello, checkReady, checkUpdate } from './validate.ts';
+
+const ID = 'abcdefghijklmnop_-12';
+const limits = { numParams: 4, maxExamples: 1000 };
+const good = () => ({ round: 1, attempt: 1, numExamples: 10, trainMs: 5, loss: 1.2, delta: new Float32Array([1, 2, 3, 4]).buffer });
+
+describe('checkHello', () => {
+  it('accepts a well-formed hello', () => {
+    expect(checkHello({ protocolVersion: PROTOCOL_VERSION, clientId: ID, source: 'demo' })).toEqual({
+      ok: true,
+      value: { protocolVersion: PROTOCOL_VERSION, clientId: ID, source: 'demo' },
+    });
+  });
+  it.each([
+    [null, 'malformed'],
+    ['hi', 'malformed'],
+    [{ protocolVersion: 999, clientId: ID, source: 'demo' }, 'protocol_version'],
+    [{ protocolVersion: PROTOCOL_VERSION, clientId: 'short', source: 'demo' }, 'malformed'],
+    [{ protocolVersion: PROTOCOL_VERSION, clientId: ID + '<script>', source: 'demo' }, 'malformed'],
+    [{ protocolVersion: PROTOCOL_VERSION, clientId: ID, source: 'evil' }, 'malformed'],
+  ])('rejects %j as %s', (raw, reason) => {
+    const r = checkHello(raw);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toBe(reason);
+  });
+});
+
+describe('checkReady', () => {
+  it('accepts known backends and bounded example counts', () => {
+    expect(checkReady({ backend: 'webgpu', numExamples: 5 }, 10).ok).toBe(true);
+    expect(checkReady({ backend: 'cuda', numExamples: 5 }, 10).ok).toBe(false);
+    expect(checkReady({ backend: 'cpu', numExamples: 11 }, 10).ok).toBe(false);
+    expect(checkReady({ backend: 'cpu', numExamples: 1.5 }, 10).ok).toBe(false);
+  });
+});
+
+describe('checkUpdate', () => {
+  it('accepts a binary delta of the right length as a Float32Array', () => {
+    const r = checkUpdate(good(), limits);
+    expect(r.ok).toBe(true);
+    if (r.ok) expect([...r.value.delta]).toEqual([1, 2, 3, 4]);
+  });
+
+  it('accepts a Node Buffer at an unaligned offset (as socket.io may deliver)', () => {
+    const backing = new Uint8Array(17);
+    backing.set(new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer), 1);
+    const r = checkUpdate({ ...good(), delta: backing.subarray(1) }, limits);
+    expect(r.ok && [...r.value.delta]).toEqual([1, 2, 3, 4]);
+  });
+
+  it.each([
+    [{ delta: [1, 2, 3, 4] }, 'malformed', /binary/],
+    [{ delta: new Float32Array(3).buffer }, 'wrong_length', /12 bytes, expected 16/],
+    [{ delta: new Float32Array(5).buffer }, 'wrong_length', /20 bytes/],
+    [{ delta: new Float32Array([1, NaN, 0, 0]).buffer }, 'not_finite', /delta\[1\] is NaN/],
+    [{ delta: new Float32Array([1, 0, Infinity, 0]).buffer }, 'not_finite', /delta\[2\]/],
+    [{ numExamples: 0 }, 'malformed', /numExamples/],
+    [{ numExamples: 1001 }, 'malformed', /numExamples/],
+    [{ round: -1 }, 'malformed', /round/],
+    [{ loss: 'x' }, 'malformed', /loss/],
+    [{ trainMs: -3 }, 'malformed', /trainMs/],
+  ])('rejects %j as %s', (patch, reason, msg) => {
+    const r = checkUpdate({ ...good(), ...patch }, limits);
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.reason).toBe(reason);
+      expect(r.message).toMatch(msg);
+    }
+  });
+});
+
+describe('binary helpers', () => {
+  it('views and copies exactly', () => {
+    expect(asBytes('nope')).toBeNull();
+    expect(asBytes(new ArrayBuffer(3))!.length).toBe(3);
+    expect(() => bytesToFloat32(new Uint8Array(3))).toThrow(/multiple of 4/);
+    const big = new Float32Array([9, 1, 2, 9]);
+    const buf = float32ToBuffer(big.subarray(1, 3));
+    expect(buf.byteLength).toBe(8);
+    expect([...new Float32Array(buf)]).toEqual([1, 2]);
+  });
+});
