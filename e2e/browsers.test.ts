@@ -1,0 +1,75 @@
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServerStatus } from '../shared/protocol/status.ts';
+import { metric } from './metrics.ts';
+import { startServerProcess, waitFor, type ServerProcess } from './server-process.ts';
+import { startSwarm, type Swarm } from './swarm-lib.ts';
+
+/**
+ * The product as visitors run it: the built demo page in 4 headless chromium tabs, each training in a Web
+ * Worker on the best tfjs backend it has, for 3 rounds on the synthetic data.
+ */
+const ROUNDS = 3;
+let srv: ServerProcess;
+let swarm: Swarm | null = null;
+
+beforeAll(async () => {
+  if (!existsSync('dist/demo/index.html')) throw new Error('dist/ is missing: run "npm run build" first (npm test does)');
+  srv = await startServerProcess([
+    '--model', 'tiny', '--examples-per-client', '64', '--test-examples', '500', '--rounds', String(ROUNDS),
+    '--min-clients', '4', '--clients-per-round', '4', '--min-updates', '3', '--round-deadline-ms', '240000',
+    '--round-pause-ms', '200', '--epochs', '3', '--batch-size', '16', '--lr', '0.003',
+  ]);
+});
+
+afterAll(async () => {
+  await swarm?.close();
+  await srv?.stop();
+});
+
+describe('browser swarm', () => {
+  it(`4 chromium clients train ${ROUNDS} rounds: accuracy improves, /metrics counts the rounds`, async () => {
+    swarm = await startSwarm(srv.url, 4);
+    const status = await waitFor(async () => {
+      const s = (await fetch(srv.url + '/api/status').then((r) => r.json())) as ServerStatus;
+      return s.phase === 'done' ? s : null;
+    }, 540_000, `${ROUNDS} rounds`, 2000);
+
+    const states = await swarm.states();
+    const adapter = await swarm.pages[0].evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
+    console.log(`e2e browsers: backends=${states.map((s) => s.backend).join(',')} webgpu-adapter=${adapter}`);
+    console.log(`e2e accuracy: initial ${status.initial!.accuracy} -> ${status.history.map((h) => h.accuracy).join(' -> ')}`);
+    for (const s of states) {
+      expect(s.errors).toEqual([]);
+      expect(s.where).toBe('worker');
+      // The best backend the browser offers: WebGPU when it exposes an adapter (SwiftShader here).
+      expect(s.backend).toBe(adapter ? 'webgpu' : 'webgl');
+      expect(s.acks.every((a) => a.ok)).toBe(true);
+    }
+    expect(states.reduce((n, s) => n + s.roundsTrained, 0)).toBeGreaterThanOrEqual(ROUNDS * 3);
+    expect(status.history).toHaveLength(ROUNDS);
+    const final = status.history.at(-1)!.accuracy;
+    expect(final).toBeGreaterThan(status.initial!.accuracy + 0.05);
+    expect(status.history.at(-1)!.loss).toBeLessThan(status.initial!.loss);
+
+    const m = await fetch(srv.url + '/metrics').then((r) => r.text());
+    expect(metric(m, 'aegis_rounds_completed_total')).toBe(ROUNDS);
+    expect(metric(m, 'aegis_clients_connected')).toBe(4);
+    expect(metric(m, 'aegis_test_accuracy')).toBeCloseTo(final, 6);
+    expect(metric(m, 'aegis_round_duration_seconds_count')).toBe(ROUNDS);
+    // The demo page shows the charts and the backend to a person.
+    const page = swarm.pages[0];
+    await page.waitForFunction((r) => document.querySelectorAll('#acc circle').length === r + 1, ROUNDS, { timeout: 10_000 });
+    expect(await page.textContent('#backend')).toBe(states[0].backend);
+  }, 600_000);
+
+  it('falls back past backends that cannot train, and says why', async () => {
+    // Stock tfjs-wasm loads (its .wasm is served from our bundle) but lacks the conv gradient kernels.
+    const ctx = await swarm!.browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${srv.url}/demo/?join=1&backends=wasm,cpu`);
+    await page.waitForFunction(() => (window as unknown as { __aegis: { backend: string | null } }).__aegis.backend !== null, null, { timeout: 60_000 });
+    expect(await page.textContent('#backend')).toBe('cpu');
+    expect(await page.textContent('#skipped')).toMatch(/wasm \(cannot train: .*Conv2DBackpropFilter/);
+  }, 90_000);
+});

@@ -1,0 +1,103 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { io, type Socket } from 'socket.io-client';
+import { AegisClient } from '../client/client.ts';
+import { nodeTrainer } from '../client/node-trainer.ts';
+import { MODELS, numParams } from '../shared/model/spec.ts';
+import { PROTOCOL_VERSION, type Rejection, type RoundSummary } from '../shared/protocol/messages.ts';
+import type { ServerStatus } from '../shared/protocol/status.ts';
+import { metric } from './metrics.ts';
+import { startServerProcess, waitFor, type ServerProcess } from './server-process.ts';
+
+/**
+ * The real server process and the real client code over real socket.io, in Node (no browser): two honest
+ * clients train two rounds while a hostile socket sends garbage, and one honest client loses its connection.
+ */
+const P = numParams(MODELS.tiny);
+let srv: ServerProcess;
+const clients: AegisClient[] = [];
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  srv = await startServerProcess([
+    '--model', 'tiny', '--examples-per-client', '16', '--test-examples', '100', '--rounds', '2',
+    '--min-clients', '2', '--clients-per-round', '2', '--min-updates', '2', '--round-pause-ms', '200',
+    '--round-deadline-ms', '60000', '--epochs', '1', '--batch-size', '8', '--lr', '0.005',
+    '--max-message-bytes', String(P * 4 + 64 * 1024),
+  ]);
+});
+
+afterAll(async () => {
+  for (const c of clients) c.stop();
+  await srv?.stop();
+});
+
+const getText = (path: string) => fetch(srv.url + path).then((r) => r.text());
+
+function rawSocket(): Promise<Socket> {
+  const s = io(srv.url, { transports: ['websocket'], reconnection: false });
+  return new Promise((resolve, reject) => {
+    s.once('connect', () => resolve(s));
+    s.once('connect_error', reject);
+  });
+}
+
+describe('server + Node clients over socket.io', () => {
+  it('rejects hostile messages with reasons, counts them, and still completes every round', async () => {
+    // Hostile: update before hello, bad protocol, unknown event, wrong-length vector, oversized frame.
+    const bad = await rawSocket();
+    const rejections: Rejection[] = [];
+    bad.on('rejected', (r: Rejection) => rejections.push(r));
+    const ack1 = await bad.timeout(5000).emitWithAck('update', { round: 1, attempt: 1, numExamples: 1, trainMs: 1, loss: 1, delta: new ArrayBuffer(8) });
+    expect(ack1).toMatchObject({ ok: false, reason: 'unknown_client' });
+    bad.emit('hello', { protocolVersion: 999, clientId: 'x'.repeat(20), source: 'node' });
+    bad.emit('launch-missiles', 1);
+    bad.emit('hello', { protocolVersion: PROTOCOL_VERSION, clientId: 'hostile-client-0001', source: 'node' });
+    const ack2 = await bad.timeout(5000).emitWithAck('update', { round: 1, attempt: 1, numExamples: 1, trainMs: 1, loss: 1, delta: new ArrayBuffer(12) });
+    expect(ack2).toMatchObject({ ok: false, reason: 'wrong_length' });
+    await waitFor(async () => rejections.length >= 4, 5000, 'rejections');
+    expect(rejections.map((r) => r.reason).sort()).toEqual(['malformed', 'protocol_version', 'unknown_client', 'wrong_length']);
+    const huge = await rawSocket();
+    const closed = new Promise((r) => huge.once('disconnect', r));
+    huge.emit('update', { delta: new ArrayBuffer(P * 4 + 200 * 1024) });
+    await closed; // the transport refuses the frame and drops that connection only
+
+    // Honest clients, one of which loses its connection after the first round.
+    const ends: RoundSummary[] = [];
+    for (let i = 0; i < 2; i++) {
+      const c = new AegisClient({ serverUrl: srv.url, source: 'node', spawnTrainer: nodeTrainer, backends: ['cpu'] });
+      c.on('roundEnd', (r) => ends.push(r));
+      clients.push(c);
+      c.start();
+    }
+    let dropped = false;
+    clients[0].on('roundEnd', () => {
+      if (dropped) return;
+      dropped = true;
+      (clients[0] as unknown as { socket: Socket }).socket.io.engine.close(); // network drop: socket.io reconnects by itself
+    });
+    const status = await waitFor(async () => {
+      const s = (await fetch(srv.url + '/api/status').then((r) => r.json())) as ServerStatus;
+      return s.phase === 'done' ? s : null;
+    }, 120_000, 'two rounds');
+    expect(dropped).toBe(true);
+    expect(status.history).toHaveLength(2);
+    expect(status.history.every((h) => h.clients === 2)).toBe(true);
+    expect(ends.filter((e) => e.round === 2)).toHaveLength(2); // both heard the end of round 2, the reconnected one too
+
+    const m = await getText('/metrics');
+    expect(metric(m, 'aegis_rounds_completed_total')).toBe(2);
+    expect(metric(m, 'aegis_updates_accepted_total')).toBe(4);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'unknown_client', event: 'update' })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_length', event: 'update' })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'protocol_version', event: 'hello' })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'malformed', event: 'launch-missiles' })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'too_large', event: 'transport' })).toBe(1);
+    // Two rounds of weights out to two clients, two rounds of deltas in: binary, so about 4 bytes a parameter.
+    expect(metric(m, 'aegis_bytes_sent_total')!).toBeGreaterThan(4 * P * 4);
+    expect(metric(m, 'aegis_bytes_received_total')!).toBeGreaterThan(4 * P * 4);
+    expect(metric(m, 'aegis_bytes_received_total')!).toBeLessThan(4 * P * 4 * 1.5 + P * 4 + 300 * 1024);
+    expect(metric(m, 'aegis_eval_backend_info', { backend: 'wasm' })).toBe(1);
+    bad.close();
+  }, 180_000);
+});
