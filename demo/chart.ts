@@ -9,6 +9,8 @@ export interface ChartOptions {
   yMin?: number;
   yMax?: number;
   yFormat?: (v: number) => string;
+  /** Only whole-number ticks on the y axis (counts). */
+  yIntegers?: boolean;
   xLabel?: string;
 }
 
@@ -47,7 +49,7 @@ export function renderChart(svg: SVGSVGElement, series: readonly Series[], opts:
   const sx = (x: number): number => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y: number): number => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
   const fmt = opts.yFormat ?? ((v: number) => String(v));
-  for (const t of niceTicks(y0, y1)) {
+  for (const t of niceTicks(y0, y1).filter((v) => !opts.yIntegers || Number.isInteger(v))) {
     svg.append(el('line', { class: 'grid', x1: L, x2: W - R, y1: sy(t), y2: sy(t) }));
     svg.append(el('text', { x: L - 6, y: sy(t) + 4, 'text-anchor': 'end' }, fmt(t)));
   }

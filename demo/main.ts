@@ -94,7 +94,7 @@ async function refresh(): Promise<void> {
   const firstLoss = s.initial ? [[0, s.initial.loss] as const] : [];
   renderChart($<SVGSVGElement>('acc'), [{ label: 'accuracy', color: '#2f6fed', points: [...first, ...s.history.map((h) => [h.round, h.accuracy] as const)] }], { yMin: 0, yMax: 1, yFormat: pct, xLabel: 'round' });
   renderChart($<SVGSVGElement>('loss'), [{ label: 'loss', color: '#d9480f', points: [...firstLoss, ...s.history.map((h) => [h.round, h.loss] as const)] }], { yMin: 0, xLabel: 'round' });
-  renderChart($<SVGSVGElement>('clients'), [{ label: 'clients', color: '#2b8a3e', points: s.history.map((h) => [h.round, h.clients] as const) }], { yMin: 0, xLabel: 'round' });
+  renderChart($<SVGSVGElement>('clients'), [{ label: 'clients', color: '#2b8a3e', points: s.history.map((h) => [h.round, h.clients] as const) }], { yMin: 0, yIntegers: true, xLabel: 'round' });
 }
 
 $('join').addEventListener('click', startClient);
