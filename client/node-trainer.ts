@@ -5,9 +5,7 @@
 import '@tensorflow/tfjs-backend-wasm';
 import { createTrainerHost } from './trainer-host.ts';
 import { createInlineTrainerPort, type TrainerPort } from './trainer-port.ts';
-import type { TrainerResponse } from './worker-protocol.ts';
 
 export async function nodeTrainer(): Promise<TrainerPort> {
-  let deliver: (m: TrainerResponse) => void = () => {};
-  return createInlineTrainerPort(createTrainerHost((m) => deliver(m)), (fn) => (deliver = fn));
+  return createInlineTrainerPort(createTrainerHost);
 }

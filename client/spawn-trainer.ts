@@ -25,6 +25,5 @@ export async function spawnTrainer(): Promise<TrainerPort> {
   }
   await import('./backends-browser.ts');
   const { createTrainerHost } = await import('./trainer-host.ts');
-  let deliver: (m: TrainerResponse) => void = () => {};
-  return createInlineTrainerPort(createTrainerHost((m) => deliver(m)), (fn) => (deliver = fn));
+  return createInlineTrainerPort(createTrainerHost);
 }

@@ -49,11 +49,16 @@ export function createTrainerPort(where: TrainerPort['where'], ch: Channel): Tra
   };
 }
 
-/** A trainer on the calling thread (no Worker): same protocol, so the client code cannot tell the difference. */
-export function createInlineTrainerPort(host: (req: TrainerRequest) => Promise<void>, setDeliver: (fn: (m: TrainerResponse) => void) => void): TrainerPort {
+/**
+ * A trainer on the calling thread (no Worker): same protocol, so the client code cannot tell the difference.
+ * Takes the host factory (createTrainerHost) rather than importing it, so this module stays free of tfjs.
+ */
+export function createInlineTrainerPort(makeHost: (post: (m: TrainerResponse) => void) => (req: TrainerRequest) => Promise<void>): TrainerPort {
+  let deliver: (m: TrainerResponse) => void = () => {};
+  const host = makeHost((m) => deliver(m));
   return createTrainerPort('main-thread', {
     send: (req) => void host(req),
-    onMessage: setDeliver,
+    onMessage: (fn) => (deliver = fn),
     close: () => {},
   });
 }

@@ -29,14 +29,12 @@ export class LocalTrainer {
   readonly model: tf.Sequential;
   private readonly x: tf.Tensor4D;
   private readonly y: tf.Tensor2D;
-  private shuffleState: number;
 
   constructor(readonly spec: ModelSpec, readonly data: Dataset, seed = 1) {
     if (data.n < 1) throw new Error('cannot train on an empty dataset');
     this.model = buildModel(spec, seed);
     this.x = tf.tensor4d(toFloat(data.x), [data.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
     this.y = tf.tidy(() => tf.oneHot(tf.tensor1d(data.y, 'int32'), NUM_CLASSES).toFloat() as tf.Tensor2D);
-    this.shuffleState = seed >>> 0;
   }
 
   get numExamples(): number {

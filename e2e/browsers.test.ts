@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServerStatus } from '../shared/protocol/status.ts';
 import { metric } from './metrics.ts';
-import { startServerProcess, waitFor, type ServerProcess } from './server-process.ts';
+import { startServerProcess, waitForPhase, type ServerProcess } from './server-process.ts';
 import { startSwarm, type Swarm } from './swarm-lib.ts';
 
 /**
@@ -30,10 +29,7 @@ afterAll(async () => {
 describe('browser swarm', () => {
   it(`4 chromium clients train ${ROUNDS} rounds: accuracy improves, /metrics counts the rounds`, async () => {
     swarm = await startSwarm(srv.url, 4);
-    const status = await waitFor(async () => {
-      const s = (await fetch(srv.url + '/api/status').then((r) => r.json())) as ServerStatus;
-      return s.phase === 'done' ? s : null;
-    }, 540_000, `${ROUNDS} rounds`, 2000);
+    const status = await waitForPhase(srv.url, 'done', 540_000, 2000);
 
     const states = await swarm.states();
     const adapter = await swarm.pages[0].evaluate(async () => !!(await navigator.gpu?.requestAdapter()));

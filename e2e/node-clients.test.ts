@@ -5,9 +5,8 @@ import { AegisClient } from '../client/client.ts';
 import { nodeTrainer } from '../client/node-trainer.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type Rejection, type RoundSummary } from '../shared/protocol/messages.ts';
-import type { ServerStatus } from '../shared/protocol/status.ts';
 import { metric } from './metrics.ts';
-import { startServerProcess, waitFor, type ServerProcess } from './server-process.ts';
+import { startServerProcess, waitFor, waitForPhase, type ServerProcess } from './server-process.ts';
 
 /**
  * The real server process and the real client code over real socket.io, in Node (no browser): two honest
@@ -76,10 +75,7 @@ describe('server + Node clients over socket.io', () => {
       dropped = true;
       (clients[0] as unknown as { socket: Socket }).socket.io.engine.close(); // network drop: socket.io reconnects by itself
     });
-    const status = await waitFor(async () => {
-      const s = (await fetch(srv.url + '/api/status').then((r) => r.json())) as ServerStatus;
-      return s.phase === 'done' ? s : null;
-    }, 120_000, 'two rounds');
+    const status = await waitForPhase(srv.url, 'done', 120_000);
     expect(dropped).toBe(true);
     expect(status.history).toHaveLength(2);
     expect(status.history.every((h) => h.clients === 2)).toBe(true);

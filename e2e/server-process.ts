@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { ServerStatus } from '../shared/protocol/status.ts';
 
 export interface ServerProcess {
   url: string;
@@ -43,6 +44,14 @@ export async function startServerProcess(flags: string[], timeoutMs = 60_000): P
         setTimeout(() => child.kill('SIGKILL'), 5000).unref();
       }),
   };
+}
+
+/** Waits until the server reports `phase` (e.g. 'done' after --rounds) and returns that status. */
+export function waitForPhase(url: string, phase: ServerStatus['phase'], timeoutMs: number, everyMs = 500): Promise<ServerStatus> {
+  return waitFor(async () => {
+    const s = (await fetch(url + '/api/status').then((r) => r.json())) as ServerStatus;
+    return s.phase === phase ? s : null;
+  }, timeoutMs, `phase "${phase}"`, everyMs);
 }
 
 /** Polls until `fn` returns a truthy value or the time runs out. */

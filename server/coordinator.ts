@@ -121,8 +121,8 @@ export class Coordinator extends EventEmitter {
     return clientId;
   }
 
-  ready(clientId: string, raw: unknown): void {
-    const c = this.clients.get(clientId);
+  ready(clientId: string | null, raw: unknown): void {
+    const c = clientId ? this.clients.get(clientId) : undefined;
     if (!c?.link) throw new Rejected('unknown_client', 'say hello before ready');
     const r = checkReady(raw, this.cfg.maxExamplesPerClient);
     if (!r.ok) throw new Rejected(r.reason, r.message);

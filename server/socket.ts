@@ -53,7 +53,6 @@ export function attachSocketIo(
     });
     socket.on('ready', (raw) => {
       try {
-        if (!clientId) throw new Rejected('unknown_client', 'say hello before ready');
         coordinator.ready(clientId, raw);
       } catch (e) {
         reject('ready', e);
