@@ -21,3 +21,10 @@ export function float32ToBuffer(v: Float32Array): ArrayBuffer {
   if (v.byteOffset === 0 && v.byteLength === v.buffer.byteLength && v.buffer instanceof ArrayBuffer) return v.buffer;
   return v.slice().buffer;
 }
+
+/** Uint32 view of bytes (ring vectors); copies only when unaligned. */
+export function bytesToUint32(b: Uint8Array): Uint32Array {
+  if (b.byteLength % 4 !== 0) throw new Error(`byte length ${b.byteLength} is not a multiple of 4`);
+  if (b.byteOffset % 4 === 0) return new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  return new Uint32Array(b.slice().buffer);
+}

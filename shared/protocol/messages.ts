@@ -73,6 +73,12 @@ export const REJECT_REASONS = [
   'duplicate',
   'not_selected',
   'unknown_client',
+  'wrong_phase',
+  'not_neighbour',
+  'misaddressed',
+  'unrequested_share',
+  'both_shares',
+  'bad_key',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

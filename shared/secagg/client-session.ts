@@ -1,0 +1,158 @@
+import { randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { SecAggError } from './errors.ts';
+import { bytes, index, indexList, list, record } from './check.ts';
+import { channelKey, commitSeed, generateKeyPair, KEY_BYTES, maskSeed, open, seal, type KeyPair } from './keys.ts';
+import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import { SHARE_BYTES, split, type Share } from './shamir.ts';
+import type { AdvertiseKeys, PeerKeys, Reveal, ShareKeys } from './types.ts';
+
+export interface ClientSessionConfig {
+  /** Binds every key and box to one round attempt. */
+  tag: string;
+  /** This client's 1-based index. */
+  index: number;
+  /** Highest index in the round. */
+  n: number;
+  /** Shares needed to reconstruct. */
+  t: number;
+  vectorLength: number;
+}
+
+/** The plaintext inside a share box: from, to, share of s_u^SK, share of b_u. */
+const BOX_PLAIN = 8 + 2 * SHARE_BYTES;
+
+interface Held {
+  s: Share;
+  b: Share;
+}
+
+/**
+ * One client's side of one secure-aggregation round, as a pure state machine: each method takes the
+ * server's message and returns the reply. It keeps the only copies of its secret keys and self-mask seed,
+ * and it reveals, per neighbour, either that neighbour's self-mask share or its key share, never both.
+ */
+export class SecAggClientSession {
+  private readonly c: KeyPair;
+  private readonly s: KeyPair;
+  private readonly seed = randomBytes(32);
+  private roster = new Map<number, PeerKeys>();
+  private held = new Map<number, Held>();
+  /** Neighbours in U2: the peers this client masks with. */
+  private maskPeers: number[] | null = null;
+  private revealed = false;
+  /** Boxes from the inbox that did not open or were not meant for us (counted, reported). */
+  readonly badBoxes: { from: number; reason: string }[] = [];
+
+  constructor(private readonly cfg: ClientSessionConfig) {
+    if (cfg.index < 1 || cfg.index > cfg.n) throw new RangeError(`index ${cfg.index} is outside 1..${cfg.n}`);
+    this.c = generateKeyPair();
+    this.s = generateKeyPair();
+  }
+
+  advertise(): AdvertiseKeys {
+    return { cPk: this.c.publicKey, sPk: this.s.publicKey };
+  }
+
+  /** R1: shares of s_u^SK and b_u for each neighbour, each sealed for that neighbour only. */
+  receiveRoster(raw: unknown): ShareKeys {
+    if (this.roster.size) throw new SecAggError('duplicate', 'roster already received');
+    const peers = list(record(raw, 'roster').peers, 'roster.peers', this.cfg.n);
+    for (const p of peers) {
+      const r = record(p, 'peer');
+      const idx = index(r.index, 'peer.index', this.cfg.n);
+      if (idx === this.cfg.index) throw new SecAggError('malformed', 'roster lists this client as its own neighbour');
+      if (this.roster.has(idx)) throw new SecAggError('duplicate', `roster lists client ${idx} twice`);
+      this.roster.set(idx, { index: idx, cPk: bytes(r.cPk, 'cPk', KEY_BYTES), sPk: bytes(r.sPk, 'sPk', KEY_BYTES) });
+    }
+    if (this.roster.size < this.cfg.t) throw new SecAggError('malformed', `roster has ${this.roster.size} neighbours, threshold is ${this.cfg.t}`);
+    const xs = [...this.roster.keys()];
+    const sShares = split(this.s.secretKey, this.cfg.t, xs);
+    const bShares = split(this.seed, this.cfg.t, xs);
+    const aad = utf8ToBytes(this.cfg.tag);
+    const shares = xs.map((to, i) => {
+      const plain = new Uint8Array(BOX_PLAIN);
+      const dv = new DataView(plain.buffer);
+      dv.setUint32(0, this.cfg.index);
+      dv.setUint32(4, to);
+      plain.set(sShares[i].y, 8);
+      plain.set(bShares[i].y, 8 + SHARE_BYTES);
+      const key = channelKey(this.c.secretKey, this.roster.get(to)!.cPk, this.cfg.tag, this.cfg.index, to);
+      return { to, ct: seal(key, plain, aad) };
+    });
+    return { shares, commit: commitSeed(this.seed, this.cfg.tag, this.cfg.index) };
+  }
+
+  /**
+   * R2 input: boxes from neighbours in U2. A box that fails to open, or that opens to a share meant for
+   * someone else, is set aside (we still mask with that peer: the server counts it in U2).
+   */
+  receiveInbox(raw: unknown): number[] {
+    if (this.maskPeers) throw new SecAggError('duplicate', 'inbox already received');
+    if (!this.roster.size) throw new SecAggError('wrong_phase', 'inbox before roster');
+    const entries = list(record(raw, 'inbox').shares, 'inbox.shares', this.cfg.n);
+    const aad = utf8ToBytes(this.cfg.tag);
+    const peers: number[] = [];
+    for (const e of entries) {
+      const r = record(e, 'inbox entry');
+      const from = index(r.from, 'inbox.from', this.cfg.n);
+      const peer = this.roster.get(from);
+      if (!peer) throw new SecAggError('not_neighbour', `inbox has a box from ${from}, not a neighbour`);
+      if (peers.includes(from)) throw new SecAggError('duplicate', `inbox has two boxes from ${from}`);
+      peers.push(from);
+      const ct = bytes(r.ct, 'inbox.ct', undefined, 512);
+      try {
+        const key = channelKey(this.c.secretKey, peer.cPk, this.cfg.tag, from, this.cfg.index);
+        const plain = open(key, ct, aad);
+        const dv = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+        if (plain.length !== BOX_PLAIN) throw new Error('wrong size');
+        if (dv.getUint32(0) !== from || dv.getUint32(4) !== this.cfg.index) {
+          this.badBoxes.push({ from, reason: 'misaddressed' });
+          continue;
+        }
+        this.held.set(from, {
+          s: { x: this.cfg.index, y: plain.slice(8, 8 + SHARE_BYTES) },
+          b: { x: this.cfg.index, y: plain.slice(8 + SHARE_BYTES) },
+        });
+      } catch {
+        this.badBoxes.push({ from, reason: 'does not open' });
+      }
+    }
+    this.maskPeers = peers.sort((a, b) => a - b);
+    return this.maskPeers;
+  }
+
+  /** R2: y = x + PRG(b_u) + sum_{v < u} PRG(s_uv) - sum_{v > u} PRG(s_uv) (mod 2^32). */
+  mask(x: Uint32Array): Uint32Array {
+    if (!this.maskPeers) throw new SecAggError('wrong_phase', 'mask before inbox');
+    if (x.length !== this.cfg.vectorLength) throw new RangeError(`input has ${x.length} values, round expects ${this.cfg.vectorLength}`);
+    const y = x.slice();
+    addMask(y, this.seed, NONCE_SELF, 1);
+    for (const v of this.maskPeers) {
+      const seed = maskSeed(this.s.secretKey, this.roster.get(v)!.sPk, this.cfg.tag, this.cfg.index, v);
+      addMask(y, seed, NONCE_PAIR, this.cfg.index > v ? 1 : -1);
+    }
+    return y;
+  }
+
+  /**
+   * R4: refuses (throws) a request that names a peer as both survivor and dropout, names a peer we hold
+   * nothing for in a role it cannot have, or comes twice: answering could unmask that peer's input.
+   */
+  receiveUnmask(raw: unknown): Reveal {
+    if (!this.maskPeers) throw new SecAggError('wrong_phase', 'unmask request before inbox');
+    if (this.revealed) throw new SecAggError('duplicate', 'unmask already answered');
+    const r = record(raw, 'unmask request');
+    const survivors = indexList(r.survivors, 'survivors', this.cfg.n);
+    const dropped = indexList(r.dropped, 'dropped', this.cfg.n);
+    const both = survivors.find((v) => dropped.includes(v));
+    if (both !== undefined) throw new SecAggError('both_shares', `server asked for both shares of client ${both}`);
+    for (const v of [...survivors, ...dropped]) {
+      if (v !== this.cfg.index && !this.maskPeers.includes(v)) throw new SecAggError('not_neighbour', `client ${v} is not a neighbour in this round`);
+    }
+    if (dropped.includes(this.cfg.index)) throw new SecAggError('both_shares', 'server calls this client dropped while asking it to unmask');
+    this.revealed = true;
+    const pick = (ids: number[], k: 'b' | 's') =>
+      ids.filter((v) => this.held.has(v)).map((v) => ({ of: v, share: this.held.get(v)![k].y }));
+    return { b: pick(survivors, 'b'), s: pick(dropped, 's') };
+  }
+}

@@ -1,0 +1,209 @@
+import { randomBytes } from '@noble/hashes/utils.js';
+import { describe, expect, it } from 'vitest';
+import { SecAggClientSession } from './client-session.ts';
+import { SecAggAbort, SecAggError } from './errors.ts';
+import { harary } from './graph.ts';
+import { addMask, NONCE_SELF } from './prg.ts';
+import { reconstruct } from './shamir.ts';
+import { SecAggServerSession } from './server-session.ts';
+import { simulateRound, type DropPoint, type SimulationInput } from './simulate.ts';
+
+const BITS = 20;
+function inputs(n: number, L: number): Uint32Array[] {
+  // Offset-encoded values as a client would send them: small, far from uniform over 2^32.
+  return Array.from({ length: n }, () => Uint32Array.from(randomBytes(L * 4).subarray(0, L), (b, i) => (b * 4099 + i) % 2 ** BITS));
+}
+
+function setup(n: number, k: number, t: number, L = 257, extra: Partial<SimulationInput> = {}): SimulationInput {
+  const nb = harary(n, k).map((l) => l.map((v) => v + 1));
+  return { tag: `test/${Math.random()}`, neighbours: nb, t, minSurvivors: t, inputs: inputs(n, L), ...extra };
+}
+
+/** Chi-square statistic of the top 4 bits of each word against the uniform distribution (15 d.o.f.). */
+function chiSquareTopNibble(v: Uint32Array): number {
+  const c = new Array(16).fill(0);
+  for (const w of v) c[w >>> 28]++;
+  const e = v.length / 16;
+  return c.reduce((s, o) => s + (o - e) ** 2 / e, 0);
+}
+const CHI2_15_P1E6 = 52.6; // critical value at p = 1e-6, 15 degrees of freedom
+
+describe('secure aggregation round (pure state machines)', () => {
+  it('with no dropouts, the unmasked sum equals the plaintext sum bit for bit (complete graph)', () => {
+    const r = simulateRound(setup(5, 4, 3));
+    expect(r.survivors).toEqual([1, 2, 3, 4, 5]);
+    expect(r.sum).toEqual(r.expected);
+  });
+
+  it('with a Harary graph (n = 16, k = 6, t = 4) the sum is exact too', () => {
+    const r = simulateRound(setup(16, 6, 4));
+    expect(r.sum).toEqual(r.expected);
+  });
+
+  const points: DropPoint[] = ['before-keys', 'after-keys', 'after-shares', 'after-masked'];
+  it.each(points)('a client dropping %s leaves the sum exact over the survivors', (p) => {
+    const sim = setup(12, 6, 3, 101, { drops: new Map([[4, p], [9, p]]) });
+    const r = simulateRound(sim);
+    const expectSurvivors = p === 'after-masked' ? 12 : 10;
+    expect(r.survivors.length).toBe(expectSurvivors);
+    expect(r.sum).toEqual(r.expected);
+  });
+
+  it('drops at every phase in one round (including during unmasking) still give the exact sum', () => {
+    const drops = new Map<number, DropPoint>([[1, 'before-keys'], [2, 'after-keys'], [3, 'after-shares'], [4, 'after-masked'], [11, 'after-shares']]);
+    const r = simulateRound(setup(14, 8, 3, 64, { drops })); // t = 3: even a client with all 5 dropouts as neighbours keeps 3 holders
+    expect(r.survivors).not.toContain(3);
+    expect(r.survivors).toContain(4); // its input was collected; its self-mask seed was rebuilt from shares
+    expect(r.sum).toEqual(r.expected);
+  });
+
+  it('fails cleanly (no partial result) when too few masked inputs arrive', () => {
+    const drops = new Map<number, DropPoint>([[1, 'after-shares'], [2, 'after-shares'], [3, 'after-shares']]);
+    const sim = setup(5, 4, 3, 16, { drops });
+    expect(() => simulateRound(sim)).toThrow(SecAggAbort);
+  });
+
+  it('fails cleanly when too many drop during unmasking for a secret to be rebuilt', () => {
+    const drops = new Map<number, DropPoint>([[1, 'after-masked'], [2, 'after-masked'], [3, 'after-masked']]);
+    const sim = setup(5, 4, 3, 16, { drops });
+    expect(() => simulateRound(sim)).toThrow(/2 shares, threshold 3/);
+  });
+
+  it('what the server receives: masked vectors look uniform; removing the self mask still leaves them uniform', () => {
+    const L = 4096;
+    const drops = new Map<number, DropPoint>([[6, 'after-shares']]);
+    const sim = setup(8, 7, 4, L, { drops });
+    const r = simulateRound(sim);
+    expect(r.sum).toEqual(r.expected);
+    for (const [u, y] of r.transcript.masked) {
+      const x = sim.inputs[u - 1];
+      expect(chiSquareTopNibble(y)).toBeLessThan(CHI2_15_P1E6);
+      // The test has power: the plaintext inputs fail it badly.
+      expect(chiSquareTopNibble(inputs(1, L)[0])).toBeGreaterThan(10 * CHI2_15_P1E6);
+      // The server legitimately rebuilds b_u for survivors; y_u - PRG(b_u) is still hidden by pairwise masks.
+      const shares = [...r.transcript.reveals.entries()].flatMap(([holder, rv]) => rv.b.filter((s) => s.of === u).map((s) => ({ x: holder, y: s.share })));
+      const seed = reconstruct(shares, 4);
+      const unmaskedSelf = y.slice();
+      addMask(unmaskedSelf, seed, NONCE_SELF, -1);
+      expect(chiSquareTopNibble(unmaskedSelf)).toBeLessThan(CHI2_15_P1E6);
+      let equal = 0;
+      for (let i = 0; i < L; i++) if (unmaskedSelf[i] === x[i]) equal++;
+      expect(equal).toBeLessThan(5);
+    }
+  });
+
+  it('the transcript never holds both kinds of share for any client', () => {
+    const drops = new Map<number, DropPoint>([[2, 'after-shares'], [5, 'after-masked']]);
+    const r = simulateRound(setup(10, 6, 3, 32, { drops }));
+    for (let u = 1; u <= 10; u++) {
+      let b = 0;
+      let s = 0;
+      for (const rv of r.transcript.reveals.values()) {
+        b += rv.b.filter((x) => x.of === u).length;
+        s += rv.s.filter((x) => x.of === u).length;
+      }
+      expect(b === 0 || s === 0).toBe(true);
+      if (u === 2) expect(s).toBeGreaterThanOrEqual(3);
+      if (u === 5) expect(b).toBeGreaterThanOrEqual(3);
+    }
+  });
+});
+
+describe('misbehaviour is rejected with a reason', () => {
+  const reason = (f: () => unknown): string => {
+    try {
+      f();
+    } catch (e) {
+      if (e instanceof SecAggError) return e.reason;
+      throw e;
+    }
+    return 'accepted';
+  };
+
+  function started(n = 5, t = 3, L = 8) {
+    const nb = harary(n, n - 1).map((l) => l.map((v) => v + 1));
+    const server = new SecAggServerSession({ tag: 'x', n, neighbours: nb, t, vectorLength: L, minSurvivors: t });
+    const clients = Array.from({ length: n }, (_, i) => new SecAggClientSession({ tag: 'x', index: i + 1, n, t, vectorLength: L }));
+    return { server, clients, n, L };
+  }
+
+  it('replayed keys, keys in the wrong phase, equal keys', () => {
+    const { server, clients } = started();
+    const k = clients[0].advertise();
+    server.receiveKeys(1, k);
+    expect(reason(() => server.receiveKeys(1, k))).toBe('duplicate');
+    expect(reason(() => server.receiveKeys(2, { cPk: k.cPk, sPk: k.cPk }))).toBe('bad_key');
+    expect(reason(() => server.receiveKeys(2, { cPk: new Uint8Array(31), sPk: k.sPk }))).toBe('malformed');
+    expect(reason(() => server.receiveShares(1, {}))).toBe('wrong_phase');
+  });
+
+  it('a share addressed to a non-neighbour, twice to one peer, or missing one; replayed shares', () => {
+    // A sparse graph: 1's neighbours are 2 and 6 only.
+    const nb = [[2, 6], [1, 3], [2, 4], [3, 5], [4, 6], [5, 1]];
+    const s2 = new SecAggServerSession({ tag: 'x', n: 6, neighbours: nb, t: 2, vectorLength: 8, minSurvivors: 2 });
+    const cs = Array.from({ length: 6 }, (_, i) => new SecAggClientSession({ tag: 'x', index: i + 1, n: 6, t: 2, vectorLength: 8 }));
+    cs.forEach((c, i) => s2.receiveKeys(i + 1, c.advertise()));
+    const rosters = s2.closeKeys();
+    const m = cs[0].receiveRoster(rosters.get(1));
+    expect(reason(() => s2.receiveShares(1, { ...m, shares: [...m.shares, { to: 4, ct: m.shares[0].ct }] }))).toBe('not_neighbour');
+    expect(reason(() => s2.receiveShares(1, { ...m, shares: [m.shares[0], m.shares[0]] }))).toBe('duplicate');
+    expect(reason(() => s2.receiveShares(1, { ...m, shares: [m.shares[0]] }))).toBe('malformed');
+    s2.receiveShares(1, m);
+    expect(reason(() => s2.receiveShares(1, m))).toBe('duplicate');
+  });
+
+  it('a wrong-length or replayed masked vector; a masked vector from a client outside U2', () => {
+    const { server, clients, L } = started(4, 2, 8);
+    clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
+    const rosters = server.closeKeys();
+    for (const u of [1, 2, 3]) server.receiveShares(u, clients[u - 1].receiveRoster(rosters.get(u)));
+    const inboxes = server.closeShares();
+    clients[0].receiveInbox(inboxes.get(1));
+    const y = clients[0].mask(new Uint32Array(L));
+    expect(reason(() => server.receiveMasked(1, y.subarray(1)))).toBe('wrong_length');
+    server.receiveMasked(1, y);
+    expect(reason(() => server.receiveMasked(1, y))).toBe('duplicate');
+    expect(reason(() => server.receiveMasked(4, y))).toBe('not_selected');
+  });
+
+  it('a client revealing both shares of a peer, or a share it was not asked for; the client refuses a request for both', () => {
+    const { server, clients, L } = started(4, 2, 8);
+    clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
+    const rosters = server.closeKeys();
+    clients.forEach((c, i) => server.receiveShares(i + 1, c.receiveRoster(rosters.get(i + 1))));
+    const inboxes = server.closeShares();
+    for (const u of [1, 2, 3, 4]) clients[u - 1].receiveInbox(inboxes.get(u));
+    for (const u of [1, 2, 3]) server.receiveMasked(u, clients[u - 1].mask(new Uint32Array(L)));
+    const reqs = server.closeMasked();
+    expect(reqs.get(1)).toEqual({ survivors: [2, 3], dropped: [4] });
+    // The client refuses to reveal both shares of client 2.
+    expect(reason(() => clients[0].receiveUnmask({ survivors: [2, 3], dropped: [2, 4] }))).toBe('both_shares');
+    const rv = clients[0].receiveUnmask(reqs.get(1));
+    expect(rv.b.map((s) => s.of)).toEqual([2, 3]);
+    expect(rv.s.map((s) => s.of)).toEqual([4]);
+    expect(reason(() => server.receiveReveal(1, { b: rv.b, s: [...rv.s, { of: 2, share: rv.b[0].share }] }))).toBe('unrequested_share');
+    expect(reason(() => server.receiveReveal(1, { b: [...rv.b, rv.b[0]], s: rv.s }))).toBe('duplicate');
+    server.receiveReveal(1, rv);
+    expect(reason(() => server.receiveReveal(1, rv))).toBe('duplicate');
+    expect(reason(() => clients[0].receiveUnmask(reqs.get(1)))).toBe('duplicate');
+  });
+
+  it('a box redirected to another client does not open there; the round still completes from the other shares', () => {
+    const sim = setup(6, 5, 3, 32, {
+      tamper: {
+        inbox: (to, m) => (to === 1 ? { shares: m.shares.map((e, i) => (i === 0 ? { ...e, ct: m.shares[1].ct } : e)) } : m),
+      },
+    });
+    const r = simulateRound(sim);
+    expect(r.sum).toEqual(r.expected);
+    expect(r.clients[0].badBoxes.length).toBe(1);
+  });
+
+  it('tampered revealed shares are caught by the commitment / public-key check and abort the round', () => {
+    const sim = setup(5, 4, 3, 16, {
+      drops: new Map([[5, 'after-shares' as DropPoint]]),
+      tamper: { reveal: (_u, m) => ({ b: m.b.map((s) => ({ ...s, share: Uint8Array.from(s.share, (x, i) => (i === 32 ? x ^ 1 : x)) })), s: m.s }) },
+    });
+    expect(() => simulateRound(sim)).toThrow(/commitment/);
+  });
+});

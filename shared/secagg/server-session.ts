@@ -1,0 +1,261 @@
+import { bytes, index, list, record } from './check.ts';
+import { SecAggAbort, SecAggError } from './errors.ts';
+import { bytesEqual, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
+import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import { addInto } from './ring.ts';
+import { reconstruct, SHARE_BYTES, type Share } from './shamir.ts';
+import type { AdvertiseKeys, Inbox, PeerKeys, Roster, SecAggPhase, UnmaskRequest } from './types.ts';
+
+export interface ServerSessionConfig {
+  tag: string;
+  /** Clients are 1..n. */
+  n: number;
+  /** neighbours[i - 1] = the neighbour indices of client i (symmetric). */
+  neighbours: number[][];
+  t: number;
+  vectorLength: number;
+  /** Fewest inputs for which a sum is released (the DP n_min). */
+  minSurvivors: number;
+}
+
+const MAX_BOX_BYTES = 256;
+
+/**
+ * The server's side of one round (privacy.md C), as a pure state machine. It relays keys and boxes it
+ * cannot open, sums masked vectors as they arrive (no per-client copies), and at the end reconstructs
+ * exactly the secrets needed to strip the masks from the SUM: b_u of survivors, s_d of dropouts.
+ * Each receive* throws SecAggError for a bad message (the round goes on); each close* moves to the next
+ * phase with whoever answered, or throws SecAggAbort when too few remain (no partial result).
+ */
+export class SecAggServerSession {
+  phase: SecAggPhase = 'keys';
+  failure: string | null = null;
+  private readonly keys = new Map<number, AdvertiseKeys>();
+  private readonly boxes = new Map<number, Map<number, Uint8Array>>(); // from -> to -> box
+  private readonly commits = new Map<number, Uint8Array>();
+  private readonly masked = new Set<number>();
+  private readonly sum: Uint32Array;
+  private u1: number[] = [];
+  private u2: number[] = [];
+  private u3: number[] = [];
+  private requests = new Map<number, UnmaskRequest>();
+  private readonly revealed = new Map<number, { b: Map<number, Uint8Array>; s: Map<number, Uint8Array> }>();
+  private readonly nb: Set<number>[];
+
+  constructor(readonly cfg: ServerSessionConfig) {
+    if (cfg.neighbours.length !== cfg.n) throw new RangeError('need one neighbour list per client');
+    this.nb = cfg.neighbours.map((l) => new Set(l));
+    this.nb.forEach((s, i) => s.forEach((v) => {
+      if (!this.nb[v - 1]?.has(i + 1)) throw new RangeError(`neighbour graph is not symmetric at ${i + 1}-${v}`);
+    }));
+    this.sum = new Uint32Array(cfg.vectorLength);
+  }
+
+  /** Who the current phase still waits for. */
+  waitingFor(): number[] {
+    const all = Array.from({ length: this.cfg.n }, (_, i) => i + 1);
+    switch (this.phase) {
+      case 'keys': return all.filter((u) => !this.keys.has(u));
+      case 'shares': return this.u1.filter((u) => !this.boxes.has(u));
+      case 'masked': return this.u2.filter((u) => !this.masked.has(u));
+      case 'unmask': return this.u3.filter((u) => !this.revealed.has(u));
+      default: return [];
+    }
+  }
+
+  get survivors(): readonly number[] {
+    return this.u3;
+  }
+
+  private expect(phase: SecAggPhase, what: string): void {
+    if (this.phase !== phase) throw new SecAggError(this.phase === 'done' || this.phase === 'failed' ? 'late' : 'wrong_phase', `${what} is not accepted in phase ${this.phase}`);
+  }
+
+  private abort(why: string): never {
+    this.phase = 'failed';
+    this.failure = why;
+    throw new SecAggAbort(why);
+  }
+
+  /** Drops, until stable, members with fewer than t neighbours in the set (their secrets could not be rebuilt). */
+  private prune(set: number[]): number[] {
+    const live = new Set(set);
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const u of live) {
+        let c = 0;
+        for (const v of this.nb[u - 1]) if (live.has(v)) c++;
+        if (c < this.cfg.t) {
+          live.delete(u);
+          changed = true;
+        }
+      }
+    }
+    return [...live].sort((a, b) => a - b);
+  }
+
+  receiveKeys(from: number, raw: unknown): void {
+    this.expect('keys', 'keys');
+    if (this.keys.has(from)) throw new SecAggError('duplicate', `client ${from} already advertised keys`);
+    const r = record(raw, 'keys');
+    const cPk = bytes(r.cPk, 'cPk', KEY_BYTES);
+    const sPk = bytes(r.sPk, 'sPk', KEY_BYTES);
+    if (bytesEqual(cPk, sPk)) throw new SecAggError('bad_key', 'cPk and sPk must differ');
+    this.keys.set(from, { cPk, sPk });
+  }
+
+  /** R0 -> R1: a roster for each client in U1. */
+  closeKeys(): Map<number, Roster> {
+    this.expect('keys', 'closeKeys');
+    this.u1 = this.prune([...this.keys.keys()]);
+    if (this.u1.length < this.cfg.minSurvivors) this.abort(`only ${this.u1.length} clients advertised keys (need ${this.cfg.minSurvivors})`);
+    this.phase = 'shares';
+    const inU1 = new Set(this.u1);
+    const out = new Map<number, Roster>();
+    for (const u of this.u1) {
+      const peers: PeerKeys[] = [...this.nb[u - 1]].filter((v) => inU1.has(v)).sort((a, b) => a - b).map((v) => ({ index: v, ...this.keys.get(v)! }));
+      out.set(u, { peers });
+    }
+    return out;
+  }
+
+  receiveShares(from: number, raw: unknown): void {
+    this.expect('shares', 'shares');
+    if (!this.u1.includes(from)) throw new SecAggError('not_selected', `client ${from} is not in this round's key roster`);
+    if (this.boxes.has(from)) throw new SecAggError('duplicate', `client ${from} already sent shares`);
+    const r = record(raw, 'shares');
+    const commit = bytes(r.commit, 'commit', 32);
+    const expected = new Set([...this.nb[from - 1]].filter((v) => this.u1.includes(v)));
+    const entries = list(r.shares, 'shares', this.cfg.n);
+    const byTo = new Map<number, Uint8Array>();
+    for (const e of entries) {
+      const er = record(e, 'share');
+      const to = index(er.to, 'share.to', this.cfg.n);
+      if (!expected.has(to)) throw new SecAggError('not_neighbour', `share addressed to ${to}, which is not a neighbour of ${from} in U1`);
+      if (byTo.has(to)) throw new SecAggError('duplicate', `two shares addressed to ${to}`);
+      byTo.set(to, bytes(er.ct, 'share.ct', undefined, MAX_BOX_BYTES));
+    }
+    if (byTo.size !== expected.size) throw new SecAggError('malformed', `expected shares for ${expected.size} neighbours, got ${byTo.size}`);
+    this.boxes.set(from, byTo);
+    this.commits.set(from, commit);
+  }
+
+  /** R1 -> R2: each client in U2 gets the boxes addressed to it by its neighbours in U2. */
+  closeShares(): Map<number, Inbox> {
+    this.expect('shares', 'closeShares');
+    this.u2 = this.prune(this.u1.filter((u) => this.boxes.has(u)));
+    if (this.u2.length < this.cfg.minSurvivors) this.abort(`only ${this.u2.length} clients shared keys (need ${this.cfg.minSurvivors})`);
+    this.phase = 'masked';
+    const inU2 = new Set(this.u2);
+    const out = new Map<number, Inbox>();
+    for (const u of this.u2) {
+      const shares = [...this.nb[u - 1]].filter((v) => inU2.has(v)).sort((a, b) => a - b).map((v) => ({ from: v, ct: this.boxes.get(v)!.get(u)! }));
+      out.set(u, { shares });
+    }
+    return out;
+  }
+
+  /** R2: adds y_u to the running sum. The vector must already be vectorLength words. */
+  receiveMasked(from: number, y: Uint32Array): void {
+    this.expect('masked', 'masked input');
+    if (!this.u2.includes(from)) throw new SecAggError('not_selected', `client ${from} is not in U2 (did not share keys, or was pruned)`);
+    if (this.masked.has(from)) throw new SecAggError('duplicate', `client ${from} already sent its masked input`);
+    if (y.length !== this.cfg.vectorLength) throw new SecAggError('wrong_length', `masked input has ${y.length} values, expected ${this.cfg.vectorLength}`);
+    addInto(this.sum, y);
+    this.masked.add(from);
+  }
+
+  /** R2 -> R4: survivors U3; each is asked for b-shares of surviving and s-shares of dropped neighbours. */
+  closeMasked(): Map<number, UnmaskRequest> {
+    this.expect('masked', 'closeMasked');
+    this.u3 = this.u2.filter((u) => this.masked.has(u));
+    if (this.u3.length < this.cfg.minSurvivors) this.abort(`only ${this.u3.length} masked inputs arrived (need ${this.cfg.minSurvivors})`);
+    const inU3 = new Set(this.u3);
+    const dropped = this.u2.filter((u) => !inU3.has(u));
+    for (const u of [...this.u3, ...dropped]) {
+      const holders = [...this.nb[u - 1]].filter((v) => inU3.has(v)).length;
+      if (holders < this.cfg.t) this.abort(`client ${u}'s secret has ${holders} live share holders, threshold ${this.cfg.t}`);
+    }
+    this.phase = 'unmask';
+    const out = new Map<number, UnmaskRequest>();
+    for (const u of this.u3) {
+      const nbs = [...this.nb[u - 1]].filter((v) => this.u2.includes(v)).sort((a, b) => a - b);
+      out.set(u, { survivors: nbs.filter((v) => inU3.has(v)), dropped: nbs.filter((v) => !inU3.has(v)) });
+    }
+    this.requests = out;
+    return out;
+  }
+
+  receiveReveal(from: number, raw: unknown): void {
+    this.expect('unmask', 'reveal');
+    const req = this.requests.get(from);
+    if (!req) throw new SecAggError('not_selected', `client ${from} was not asked to unmask`);
+    if (this.revealed.has(from)) throw new SecAggError('duplicate', `client ${from} already revealed its shares`);
+    const r = record(raw, 'reveal');
+    const take = (v: unknown, kind: 'b' | 's', allowed: number[]): Map<number, Uint8Array> => {
+      const m = new Map<number, Uint8Array>();
+      for (const e of list(v, kind, this.cfg.n)) {
+        const er = record(e, 'revealed share');
+        const of = index(er.of, 'share.of', this.cfg.n);
+        if (!allowed.includes(of)) throw new SecAggError('unrequested_share', `${kind}-share of ${of} was not requested from ${from}`);
+        if (m.has(of)) throw new SecAggError('duplicate', `two ${kind}-shares of ${of}`);
+        m.set(of, bytes(er.share, 'share', SHARE_BYTES));
+      }
+      return m;
+    };
+    const b = take(r.b, 'b', req.survivors);
+    const s = take(r.s, 's', req.dropped);
+    for (const of of b.keys()) if (s.has(of)) throw new SecAggError('both_shares', `both shares of ${of} revealed`);
+    this.revealed.set(from, { b, s });
+  }
+
+  private collect(of: number, kind: 'b' | 's'): Share[] {
+    const out: Share[] = [];
+    for (const [holder, r] of this.revealed) {
+      const y = r[kind].get(of);
+      if (y) out.push({ x: holder, y });
+    }
+    return out;
+  }
+
+  /** R4 -> done: the exact sum of the survivors' inputs, or SecAggAbort. */
+  closeUnmask(): Uint32Array {
+    this.expect('unmask', 'closeUnmask');
+    const inU3 = new Set(this.u3);
+    const dropped = this.u2.filter((u) => !inU3.has(u));
+    const { tag, t } = this.cfg;
+    // Reconstruct and check every secret first, so a failure leaves nothing half-unmasked.
+    const seeds = new Map<number, Uint8Array>();
+    for (const u of this.u3) {
+      const shares = this.collect(u, 'b');
+      if (shares.length < t) this.abort(`self-mask seed of client ${u}: ${shares.length} shares, threshold ${t}`);
+      const seed = reconstruct(shares, t);
+      if (!bytesEqual(commitSeed(seed, tag, u), this.commits.get(u)!)) this.abort(`self-mask seed of client ${u} does not match its commitment (bad shares)`);
+      seeds.set(u, seed);
+    }
+    const secrets = new Map<number, Uint8Array>();
+    for (const d of dropped) {
+      const shares = this.collect(d, 's');
+      if (shares.length < t) this.abort(`mask key of dropped client ${d}: ${shares.length} shares, threshold ${t}`);
+      let sk: Uint8Array;
+      try {
+        sk = reconstruct(shares, t);
+      } catch {
+        this.abort(`mask key of dropped client ${d} did not reconstruct (bad shares)`);
+      }
+      if (!bytesEqual(publicKeyOf(sk), this.keys.get(d)!.sPk)) this.abort(`mask key of dropped client ${d} does not match its public key (bad shares)`);
+      secrets.set(d, sk);
+    }
+    const sum = this.sum;
+    for (const [u, seed] of seeds) addMask(sum, seed, NONCE_SELF, -1);
+    for (const [d, sk] of secrets) {
+      for (const v of this.nb[d - 1]) {
+        if (!inU3.has(v)) continue;
+        // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that.
+        addMask(sum, maskSeed(sk, this.keys.get(v)!.sPk, tag, d, v), NONCE_PAIR, v > d ? -1 : 1);
+      }
+    }
+    this.phase = 'done';
+    return sum;
+  }
+}

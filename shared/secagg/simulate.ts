@@ -1,0 +1,104 @@
+import { SecAggClientSession } from './client-session.ts';
+import { SecAggServerSession } from './server-session.ts';
+import { addInto } from './ring.ts';
+import type { Inbox, Reveal, Roster, ShareKeys, UnmaskRequest } from './types.ts';
+
+/** The last phase a client takes part in before vanishing. */
+export type DropPoint = 'before-keys' | 'after-keys' | 'after-shares' | 'after-masked';
+
+export interface SimulationInput {
+  tag: string;
+  neighbours: number[][];
+  t: number;
+  minSurvivors: number;
+  inputs: Uint32Array[];
+  /** index -> where it vanishes. */
+  drops?: ReadonlyMap<number, DropPoint>;
+  /** Lets a test alter what a client sends or receives. */
+  tamper?: {
+    shares?: (from: number, m: ShareKeys) => ShareKeys;
+    inbox?: (to: number, m: Inbox) => Inbox;
+    unmask?: (to: number, m: UnmaskRequest) => UnmaskRequest;
+    reveal?: (from: number, m: Reveal) => Reveal;
+  };
+}
+
+export interface Transcript {
+  keys: Map<number, unknown>;
+  shares: Map<number, ShareKeys>;
+  masked: Map<number, Uint32Array>;
+  reveals: Map<number, Reveal>;
+}
+
+export interface SimulationResult {
+  sum: Uint32Array;
+  /** Plaintext sum of the survivors' inputs (what sum must equal). */
+  expected: Uint32Array;
+  survivors: number[];
+  transcript: Transcript;
+  clients: SecAggClientSession[];
+  server: SecAggServerSession;
+  /** Milliseconds spent in client code (total) and server code, per phase. */
+  ms: { clientMask: number; clientOther: number; server: number };
+}
+
+/**
+ * Runs one secure-aggregation round in memory, through the same session objects the socket transport
+ * uses, and records everything the server receives. For tests and benchmarks.
+ */
+export function simulateRound(sim: SimulationInput): SimulationResult {
+  const n = sim.inputs.length;
+  const L = sim.inputs[0].length;
+  const drops = sim.drops ?? new Map();
+  const ms = { clientMask: 0, clientOther: 0, server: 0 };
+  const timed = <T>(k: keyof typeof ms, f: () => T): T => {
+    const t0 = performance.now();
+    try {
+      return f();
+    } finally {
+      ms[k] += performance.now() - t0;
+    }
+  };
+  const server = timed('server', () => new SecAggServerSession({ tag: sim.tag, n, neighbours: sim.neighbours, t: sim.t, vectorLength: L, minSurvivors: sim.minSurvivors }));
+  const clients = timed('clientOther', () => sim.inputs.map((_, i) => new SecAggClientSession({ tag: sim.tag, index: i + 1, n, t: sim.t, vectorLength: L })));
+  const transcript: Transcript = { keys: new Map(), shares: new Map(), masked: new Map(), reveals: new Map() };
+  const ids = clients.map((_, i) => i + 1);
+
+  for (const u of ids) {
+    if (drops.get(u) === 'before-keys') continue;
+    const m = timed('clientOther', () => clients[u - 1].advertise());
+    transcript.keys.set(u, m);
+    timed('server', () => server.receiveKeys(u, m));
+  }
+  const rosters = timed('server', () => server.closeKeys());
+  for (const [u, roster] of rosters) {
+    if (drops.get(u) === 'after-keys') continue;
+    let m = timed('clientOther', () => clients[u - 1].receiveRoster(roster as Roster));
+    if (sim.tamper?.shares) m = sim.tamper.shares(u, m);
+    transcript.shares.set(u, m);
+    timed('server', () => server.receiveShares(u, m));
+  }
+  const inboxes = timed('server', () => server.closeShares());
+  for (const [u, inbox0] of inboxes) {
+    if (drops.get(u) === 'after-keys' || drops.get(u) === 'after-shares') continue;
+    const inbox = sim.tamper?.inbox ? sim.tamper.inbox(u, inbox0) : inbox0;
+    timed('clientOther', () => clients[u - 1].receiveInbox(inbox));
+    const y = timed('clientMask', () => clients[u - 1].mask(sim.inputs[u - 1]));
+    transcript.masked.set(u, y);
+    timed('server', () => server.receiveMasked(u, y));
+  }
+  const requests = timed('server', () => server.closeMasked());
+  for (const [u, req0] of requests) {
+    if (drops.get(u) === 'after-masked') continue;
+    const req = sim.tamper?.unmask ? sim.tamper.unmask(u, req0) : req0;
+    let r = timed('clientOther', () => clients[u - 1].receiveUnmask(req));
+    if (sim.tamper?.reveal) r = sim.tamper.reveal(u, r);
+    transcript.reveals.set(u, r);
+    timed('server', () => server.receiveReveal(u, r));
+  }
+  const sum = timed('server', () => server.closeUnmask());
+  const survivors = [...server.survivors];
+  const expected = new Uint32Array(L);
+  for (const u of survivors) addInto(expected, sim.inputs[u - 1]);
+  return { sum, expected, survivors, transcript, clients, server, ms };
+}
