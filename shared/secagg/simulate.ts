@@ -3,6 +3,10 @@ import { SecAggServerSession } from './server-session.ts';
 import { addInto } from './ring.ts';
 import type { Inbox, Reveal, Roster, ShareKeys, UnmaskRequest } from './types.ts';
 
+// performance.now is in browsers, workers and Node alike, but not in the ES2022 lib shared/ compiles against.
+const perf = (globalThis as { performance?: { now(): number } }).performance;
+const now = (): number => (perf ? perf.now() : Date.now());
+
 /** The last phase a client takes part in before vanishing. */
 export type DropPoint = 'before-keys' | 'after-keys' | 'after-shares' | 'after-masked';
 
@@ -52,11 +56,11 @@ export function simulateRound(sim: SimulationInput): SimulationResult {
   const drops = sim.drops ?? new Map();
   const ms = { clientMask: 0, clientOther: 0, server: 0 };
   const timed = <T>(k: keyof typeof ms, f: () => T): T => {
-    const t0 = performance.now();
+    const t0 = now();
     try {
       return f();
     } finally {
-      ms[k] += performance.now() - t0;
+      ms[k] += now() - t0;
     }
   };
   const server = timed('server', () => new SecAggServerSession({ tag: sim.tag, n, neighbours: sim.neighbours, t: sim.t, vectorLength: L, minSurvivors: sim.minSurvivors }));
