@@ -1,5 +1,10 @@
 import { io, type Socket } from 'socket.io-client';
+import { createSecureRandom, type SecureRandom } from '../shared/dp/secure-random.ts';
+import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
+import { numParams } from '../shared/model/spec.ts';
 import { asBytes } from '../shared/protocol/binary.ts';
+import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { SecAggError } from '../shared/secagg/errors.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,
@@ -7,6 +12,7 @@ import {
   type ClientSource,
   type ClientToServerEvents,
   type Rejection,
+  type RoundRef,
   type RoundStart,
   type RoundSummary,
   type ServerToClientEvents,
@@ -26,6 +32,9 @@ export interface ClientEvents extends Record<string, unknown> {
   backend: { backend: BackendName; skipped: SkippedBackend[]; where: TrainerPort['where']; data: string };
   progress: { round: number } & TrainProgress;
   trained: { round: number; loss: number; trainMs: number; numExamples: number };
+  /** The update as sent: encoding/masking time, its L2 norm before clipping, and whether it was masked. */
+  encoded: { round: number; encodeMs: number; maskMs: number; norm: number; clamped: number; masked: boolean; bytes: number };
+  secagg: { round: number; step: 'keys' | 'shares' | 'inbox' | 'reveal' | 'refused'; detail?: string };
   ack: { round: number; ack: Ack };
   roundEnd: RoundSummary;
   rejected: Rejection;
@@ -58,6 +67,9 @@ export class AegisClient extends Emitter<ClientEvents> {
   private pending: Update | null = null;
   private training = false;
   private _state: ClientState = 'connecting';
+  /** The secure-aggregation session of the round in progress, and a promise of its inbox. */
+  private secure: { ref: RoundRef; session: SecAggClientSession; inbox: Promise<void>; gotInbox: () => void } | null = null;
+  private random: SecureRandom | null = null;
 
   constructor(private readonly opts: ClientOptions) {
     super();
@@ -87,6 +99,34 @@ export class AegisClient extends Emitter<ClientEvents> {
     s.on('round:start', (r) => void this.onRound(r));
     s.on('round:end', (r) => this.emit('roundEnd', r));
     s.on('rejected', (r) => this.emit('rejected', r));
+    s.on('secagg:roster', (m) => this.onSecure(m, 'shares', (sess) => {
+      const shares = sess.receiveRoster(m);
+      s.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...shares });
+    }));
+    s.on('secagg:inbox', (m) => this.onSecure(m, 'inbox', (sess) => {
+      const peers = sess.receiveInbox(m);
+      this.secure!.gotInbox();
+      return `${peers.length} peers${sess.badBoxes.length ? `, ${sess.badBoxes.length} bad boxes` : ''}`;
+    }));
+    s.on('secagg:unmask', (m) => this.onSecure(m, 'reveal', (sess) => {
+      const r = sess.receiveUnmask(m);
+      s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...r });
+      return `${r.b.length} self-mask shares, ${r.s.length} key shares`;
+    }));
+  }
+
+  /** Runs one secure-aggregation step for the current round; a request we must not answer is refused and reported. */
+  private onSecure(m: RoundRef, step: 'shares' | 'inbox' | 'reveal', fn: (s: SecAggClientSession) => string | void): void {
+    const cur = this.secure;
+    if (!cur || cur.ref.round !== m?.round || cur.ref.attempt !== m?.attempt) return; // not our round (stale)
+    try {
+      const detail = fn(cur.session);
+      this.emit('secagg', { round: m.round, step, detail: detail ?? undefined });
+    } catch (e) {
+      const reason = e instanceof SecAggError ? e.reason : 'malformed';
+      this.socket?.emit('secagg:refuse', { round: m.round, attempt: m.attempt, reason, message: (e as Error).message });
+      this.emit('secagg', { round: m.round, step: 'refused', detail: `${reason}: ${(e as Error).message}` });
+    }
   }
 
   stop(): void {
@@ -137,17 +177,56 @@ export class AegisClient extends Emitter<ClientEvents> {
     if (!bytes) return this.fail(new Error('round:start carried no binary weights'));
     this.training = true;
     this.setState('training');
+    const ref = { round: r.round, attempt: r.attempt };
+    this.secure = null;
+    if (r.secagg) {
+      // Keys go out at once, so key exchange runs while we train.
+      const session = new SecAggClientSession({ ...r.secagg, vectorLength: vectorLength(numParams(r.model)) });
+      let gotInbox!: () => void;
+      const inbox = new Promise<void>((res) => (gotInbox = res));
+      this.secure = { ref, session, inbox, gotInbox };
+      this.socket?.emit('secagg:keys', { ...ref, ...session.advertise() });
+      this.emit('secagg', { round: r.round, step: 'keys' });
+    }
     try {
       const weights = bytes.slice().buffer; // own copy: it is transferred to the worker
       const done = await this.trainer.train(r.round, weights, r.train, (p) => this.emit('progress', { round: r.round, ...p }));
       this.emit('trained', { round: r.round, loss: done.loss, trainMs: done.trainMs, numExamples: done.numExamples });
-      this.upload({ round: r.round, attempt: r.attempt, numExamples: done.numExamples, trainMs: done.trainMs, loss: done.loss, delta: done.delta });
+      const delta = await this.encode(r, done.delta, done.numExamples);
+      if (!delta) return;
+      this.upload({ ...ref, numExamples: done.numExamples, trainMs: done.trainMs, loss: done.loss, delta });
     } catch (e) {
       this.emit('error', e as Error);
       this.setState('idle');
     } finally {
       this.training = false;
     }
+  }
+
+  /** Float delta as is; or clipped, noised (per the plan), ring-encoded and, with secure aggregation, masked. */
+  private async encode(r: RoundStart, delta: ArrayBuffer, numExamples: number): Promise<ArrayBuffer | null> {
+    if (!r.encoding) return delta;
+    const t0 = performance.now();
+    this.random ??= createSecureRandom();
+    const c = encodeContribution(new Float32Array(delta), numExamples, r.encoding, this.random);
+    const encodeMs = performance.now() - t0;
+    let out = c.ring;
+    let maskMs = 0;
+    const sec = this.secure;
+    if (r.secagg) {
+      if (!sec || sec.ref.round !== r.round || sec.ref.attempt !== r.attempt) return null;
+      const timeout = new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), r.deadlineMs));
+      if ((await Promise.race([sec.inbox, timeout])) === 'timeout') {
+        this.emit('error', new Error(`round ${r.round}: no key shares arrived before the deadline; update not sent`));
+        this.setState('idle');
+        return null;
+      }
+      const t1 = performance.now();
+      out = sec.session.mask(c.ring);
+      maskMs = performance.now() - t1;
+    }
+    this.emit('encoded', { round: r.round, encodeMs, maskMs, norm: c.norm, clamped: c.clamped, masked: !!r.secagg, bytes: out.byteLength });
+    return out.buffer as ArrayBuffer;
   }
 
   private upload(u: Update): void {

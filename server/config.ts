@@ -1,6 +1,20 @@
 import { parseArgs } from 'node:util';
 import { MODELS, modelByName, numParams, type ModelSpec } from '../shared/model/spec.ts';
 import type { LocalOptimizer } from '../shared/protocol/messages.ts';
+import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
+import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
+
+export interface DpConfig {
+  /** Total noise multiplier z per round (std of the noise on the SUM / clip norm). */
+  noiseMultiplier: number;
+  /** L2 clip norm C (the initial one with adaptive clipping). */
+  clipNorm: number;
+  epsilonBudget: number;
+  delta: number;
+  /** Population the cohort is sampled from; 0 = unknown, account with q = 1 (no amplification). */
+  population: number;
+  adaptive: { targetQuantile: number; learningRate: number; indicatorStd: number } | null;
+}
 
 /** Every limit is a named value with a default, validated at start-up, listed in the README's flag table. */
 export interface ServerConfig {
@@ -38,6 +52,19 @@ export interface ServerConfig {
   /** Directory of the built demo/client bundle (vite build). */
   distDir: string;
   logLevel: 'info' | 'quiet';
+  /** Secure aggregation (privacy.md C); off sends plain float32 updates unless DP is on. */
+  secagg: boolean;
+  secaggKeysDeadlineMs: number;
+  secaggSharesDeadlineMs: number;
+  secaggUnmaskDeadlineMs: number;
+  /** Assumed dropout rate and colluding fraction, for the SecAgg+ neighbour degree. */
+  secaggDropout: number;
+  secaggCorrupt: number;
+  /** Shamir threshold as a fraction of the neighbour degree: t = floor(f k) + 1. */
+  secaggThreshold: number;
+  /** Each coordinate of an encoded update is clipped to +-coordClip (after any L2 clip). */
+  coordClip: number;
+  dp: DpConfig | null;
 }
 
 export const DEFAULTS: ServerConfig = {
@@ -62,6 +89,15 @@ export const DEFAULTS: ServerConfig = {
   maxExamplesPerClient: 50_000,
   distDir: 'dist',
   logLevel: 'info',
+  secagg: true,
+  secaggKeysDeadlineMs: 20_000,
+  secaggSharesDeadlineMs: 20_000,
+  secaggUnmaskDeadlineMs: 20_000,
+  secaggDropout: 0.1,
+  secaggCorrupt: 0.05,
+  secaggThreshold: 0.5,
+  coordClip: 0.5,
+  dp: null,
 };
 
 export const FLAGS = {
@@ -89,6 +125,24 @@ export const FLAGS = {
   'max-examples-per-client': { type: 'string', help: 'largest numExamples a client may claim' },
   'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
   quiet: { type: 'boolean', help: 'log only errors' },
+  secagg: { type: 'string', help: 'secure aggregation: on | off (off = plain updates, for comparison)' },
+  'secagg-keys-deadline-ms': { type: 'string', help: 'ms for clients to advertise keys (SecAgg R0)' },
+  'secagg-shares-deadline-ms': { type: 'string', help: 'ms for clients to send key shares (SecAgg R1)' },
+  'secagg-unmask-deadline-ms': { type: 'string', help: 'ms for survivors to reveal shares (SecAgg R4)' },
+  'secagg-dropout': { type: 'string', help: 'assumed dropout rate, sets the SecAgg+ neighbour degree' },
+  'secagg-corrupt': { type: 'string', help: 'assumed colluding fraction of clients, sets the degree' },
+  'secagg-threshold': { type: 'string', help: 'Shamir threshold as a fraction of the degree (t = floor(f k) + 1)' },
+  'coord-clip': { type: 'string', help: 'per-coordinate clip of encoded updates' },
+  'dp-noise': { type: 'string', help: 'DP noise multiplier z (std on the sum / clip); 0 = DP off' },
+  'dp-epsilon': { type: 'string', help: 'DP budget: training stops before a round would exceed it' },
+  'dp-delta': { type: 'string', help: 'DP delta' },
+  'dp-rounds': { type: 'string', help: 'with --dp-epsilon and no --dp-noise: derive z to last this many rounds' },
+  'dp-clip': { type: 'string', help: 'L2 clip norm C of each update (initial value if adaptive)' },
+  'dp-population': { type: 'string', help: 'clients the cohort is drawn from (q = clients-per-round / population); 0 = unknown, q = 1' },
+  'dp-adaptive-clip': { type: 'boolean', help: 'learn C toward a quantile of update norms (privately)' },
+  'dp-target-quantile': { type: 'string', help: 'adaptive clipping: target quantile gamma' },
+  'dp-clip-lr': { type: 'string', help: 'adaptive clipping: geometric learning rate eta' },
+  'dp-indicator-std': { type: 'string', help: 'adaptive clipping: noise std sigma_b on the clipped count (default 0.05 x clients-per-round)' },
   help: { type: 'boolean', help: 'print this help' },
 } as const;
 
@@ -104,6 +158,52 @@ function num(name: string, v: string | undefined, def: number, min: number, max:
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number in ${min}..${max}, got "${v}"`);
   return n;
+}
+
+function onOff(name: string, v: string | undefined, def: boolean): boolean {
+  if (v === undefined) return def;
+  if (v === 'on' || v === 'true') return true;
+  if (v === 'off' || v === 'false') return false;
+  throw new Error(`--${name} must be on or off, got "${v}"`);
+}
+
+/** DP is on when --dp-noise > 0, or when --dp-epsilon and --dp-rounds ask for z to be derived. */
+function parseDp(s: (k: string) => string | undefined, adaptive: boolean, clientsPerRound: number): DpConfig | null {
+  const noise = num('dp-noise', s('dp-noise'), 0, 0, 1e4);
+  const rounds = int('dp-rounds', s('dp-rounds'), 0, 0);
+  if (noise === 0 && rounds === 0) {
+    for (const k of ['dp-epsilon', 'dp-clip', 'dp-population']) if (s(k) !== undefined) throw new Error(`--${k} needs --dp-noise (or --dp-epsilon with --dp-rounds)`);
+    if (adaptive) throw new Error('--dp-adaptive-clip needs --dp-noise (or --dp-epsilon with --dp-rounds)');
+    return null;
+  }
+  if (s('dp-epsilon') === undefined) throw new Error('DP needs a budget: set --dp-epsilon');
+  const epsilonBudget = num('dp-epsilon', s('dp-epsilon'), 0, 1e-3, 1e6);
+  const delta = num('dp-delta', s('dp-delta'), 1e-5, 1e-12, 0.1);
+  const population = int('dp-population', s('dp-population'), 0, 0);
+  if (population > 0 && population < clientsPerRound) throw new Error('--dp-population cannot be below --clients-per-round');
+  const q = population > 0 ? clientsPerRound / population : 1;
+  const noiseMultiplier = noise > 0 ? noise : noiseForEpsilon(epsilonBudget, delta, q, rounds);
+  const dp: DpConfig = {
+    noiseMultiplier,
+    clipNorm: num('dp-clip', s('dp-clip'), 0.1, 1e-6, 1e6),
+    epsilonBudget,
+    delta,
+    population,
+    adaptive: adaptive
+      ? {
+          targetQuantile: num('dp-target-quantile', s('dp-target-quantile'), 0.5, 0.01, 0.99),
+          learningRate: num('dp-clip-lr', s('dp-clip-lr'), 0.2, 1e-4, 10),
+          indicatorStd: num('dp-indicator-std', s('dp-indicator-std'), 0.05 * clientsPerRound, 1e-3, 1e6),
+        }
+      : null,
+  };
+  if (dp.adaptive) valueNoiseMultiplier(dp.noiseMultiplier, dp.adaptive.indicatorStd); // throws with the fix to make
+  return dp;
+}
+
+/** Sampling rate the accountant uses. */
+export function samplingRate(c: Pick<ServerConfig, 'clientsPerRound' | 'dp'>): number {
+  return c.dp && c.dp.population > 0 ? c.clientsPerRound / c.dp.population : 1;
 }
 
 export function helpText(): string {
@@ -144,7 +244,17 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     maxExamplesPerClient: int('max-examples-per-client', s('max-examples-per-client'), d.maxExamplesPerClient, 1),
     distDir: s('dist-dir') ?? d.distDir,
     logLevel: v.quiet ? 'quiet' : 'info',
+    secagg: onOff('secagg', s('secagg'), d.secagg),
+    secaggKeysDeadlineMs: int('secagg-keys-deadline-ms', s('secagg-keys-deadline-ms'), d.secaggKeysDeadlineMs, 100),
+    secaggSharesDeadlineMs: int('secagg-shares-deadline-ms', s('secagg-shares-deadline-ms'), d.secaggSharesDeadlineMs, 100),
+    secaggUnmaskDeadlineMs: int('secagg-unmask-deadline-ms', s('secagg-unmask-deadline-ms'), d.secaggUnmaskDeadlineMs, 100),
+    secaggDropout: num('secagg-dropout', s('secagg-dropout'), d.secaggDropout, 1e-6, 0.5),
+    secaggCorrupt: num('secagg-corrupt', s('secagg-corrupt'), d.secaggCorrupt, 1e-6, 0.5),
+    secaggThreshold: num('secagg-threshold', s('secagg-threshold'), d.secaggThreshold, 0, 0.99),
+    coordClip: num('coord-clip', s('coord-clip'), d.coordClip, 1e-6, 1e6),
+    dp: null,
   };
+  cfg.dp = parseDp(s, v['dp-adaptive-clip'] === true, cfg.clientsPerRound);
   return validateConfig(cfg);
 }
 
@@ -157,6 +267,7 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
   if (c.maxMessageBytes < updateBytes + 4096) {
     throw new Error(`--max-message-bytes (${c.maxMessageBytes}) is below one "${c.model.name}" update (${updateBytes} bytes + 4 KiB envelope)`);
   }
+  if (c.secagg && c.minUpdates < 2) throw new Error('--secagg on needs --min-updates >= 2 (a sum over one client is that client\'s update)');
   if (c.examplesPerClient > c.maxExamplesPerClient) throw new Error('--examples-per-client exceeds --max-examples-per-client');
   return c;
 }

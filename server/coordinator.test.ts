@@ -32,7 +32,7 @@ beforeAll(async () => {
 afterEach(() => coord?.stop());
 
 async function setup(over: Partial<ServerConfig> = {}) {
-  const config: ServerConfig = { ...DEFAULTS, model: spec, minClients: 2, clientsPerRound: 3, minUpdates: 2, roundDeadlineMs: 400, roundPauseMs: 0, ...over };
+  const config: ServerConfig = { ...DEFAULTS, secagg: false, model: spec, minClients: 2, clientsPerRound: 3, minUpdates: 2, roundDeadlineMs: 400, roundPauseMs: 0, ...over };
   const metrics = createMetrics();
   const c = new Coordinator({
     config,

@@ -1,5 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { DataSpec } from '../shared/data/dataset.ts';
+import { decodeAggregate, planEncoding, vectorLength, type EncodingPlan } from '../shared/fl/encoding.ts';
+import { chooseDegree, harary } from '../shared/secagg/graph.ts';
+import { addInto } from '../shared/secagg/ring.ts';
 import { createRng, permutation, type Rng } from '../shared/data/rng.ts';
 import { WeightedMean, applyDelta } from '../shared/fl/fedavg.ts';
 import { numParams } from '../shared/model/spec.ts';
@@ -9,11 +13,15 @@ import {
   type BackendName,
   type ClientSource,
   type RejectReason,
+  type RoundRef,
+  type SecAggRoundInfo,
   type RoundSummary,
   type ServerToClientEvents,
 } from '../shared/protocol/messages.ts';
 import { checkHello, checkReady, checkUpdate } from '../shared/protocol/validate.ts';
-import type { ServerConfig } from './config.ts';
+import { samplingRate, type ServerConfig } from './config.ts';
+import { PrivacyLedger } from './privacy.ts';
+import { RoundReject, SecureRound, type SecureOutcome } from './secure-round.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { Phase, ServerStatus } from '../shared/protocol/status.ts';
 import type { Metrics } from './metrics.ts';
@@ -22,6 +30,9 @@ import type { Metrics } from './metrics.ts';
 export interface ClientLink {
   send<E extends keyof ServerToClientEvents>(event: E, ...args: Parameters<ServerToClientEvents[E]>): void;
 }
+
+/** How updates travel this round: plain float32, ring vectors (DP without masks), or masked ring vectors. */
+type RoundMode = 'float' | 'ring' | 'secure';
 
 interface ClientRecord {
   id: string;
@@ -68,6 +79,17 @@ export class Coordinator extends EventEmitter {
   private selected = new Set<string>();
   private reported = new Set<string>();
   private sum: WeightedMean | null = null;
+  private ringSum: Uint32Array | null = null;
+  private mode: RoundMode = 'float';
+  private plan: EncodingPlan | null = null;
+  private secure: SecureRound | null = null;
+  private cohortIndex = new Map<string, number>();
+  private cohort: ClientRecord[] = [];
+  private reportedExamples = new Map<string, number>();
+  private degree: { k: number; t: number } | null = null;
+  private readonly ledger: PrivacyLedger | null;
+  private stopReason: string | null = null;
+  private readonly runId = randomBytes(8).toString('hex');
   private examples = 0;
   private roundStartedAt = 0;
   private deadlineAt: number | null = null;
@@ -86,6 +108,30 @@ export class Coordinator extends EventEmitter {
     this.weights = deps.initialWeights;
     this.weightsBytes = Buffer.from(this.weights.buffer, this.weights.byteOffset, this.weights.byteLength);
     this.rng = createRng(this.cfg.seed ^ 0x5eed);
+    const dp = this.cfg.dp;
+    this.ledger = dp
+      ? new PrivacyLedger({
+          noiseMultiplier: dp.noiseMultiplier,
+          delta: dp.delta,
+          epsilonBudget: dp.epsilonBudget,
+          q: samplingRate(this.cfg),
+          initialClip: dp.clipNorm,
+          adaptive: dp.adaptive,
+          expectedClients: this.cfg.clientsPerRound,
+        })
+      : null;
+    this.refreshPrivacyGauges();
+  }
+
+  private refreshPrivacyGauges(): void {
+    if (!this.ledger) return;
+    const p = this.ledger.status();
+    const m = this.deps.metrics;
+    m.dpEpsilon.set(p.epsilon);
+    m.dpDelta.set(p.delta);
+    m.dpBudget.set(p.epsilonBudget);
+    m.dpNoise.set(p.noiseMultiplier);
+    m.dpClip.set(p.clipNorm);
   }
 
   private log(msg: string): void {
@@ -136,24 +182,70 @@ export class Coordinator extends EventEmitter {
   update(clientId: string | null, raw: unknown): Ack {
     const c = clientId ? this.clients.get(clientId) : undefined;
     if (!c) throw new Rejected('unknown_client', 'update from a client that never said hello');
-    const u = checkUpdate(raw, { numParams: this.numParams, maxExamples: this.cfg.maxExamplesPerClient });
+    const ringLength = this.mode === 'float' ? undefined : vectorLength(this.numParams);
+    const u = checkUpdate(raw, { numParams: this.numParams, maxExamples: this.cfg.maxExamplesPerClient, ringLength });
     if (!u.ok) throw new Rejected(u.reason, u.message);
-    const { round, attempt, delta, numExamples } = u.value;
-    if (round > this.round || (round === this.round && attempt > this.attempt)) {
-      throw new Rejected('wrong_round', `update for round ${round}.${attempt}, server is at ${this.round}.${this.attempt}`);
-    }
-    if (round < this.round || attempt < this.attempt || this.phase !== 'training') {
-      throw new Rejected('late', `round ${round}.${attempt} is closed`);
-    }
+    const { round, attempt, numExamples } = u.value;
+    this.checkRef({ round, attempt }, 'update');
     if (!this.selected.has(c.id)) throw new Rejected('not_selected', `client was not selected for round ${round}`);
     if (this.reported.has(c.id)) throw new Rejected('duplicate', `client already reported for round ${round}`);
-    this.sum!.add(delta, numExamples);
+    if (this.mode === 'secure') {
+      this.secureCall(() => this.secure!.masked(this.cohortIndex.get(c.id)!, u.value.ring!));
+    } else if (this.mode === 'ring') {
+      addInto(this.ringSum!, u.value.ring!);
+    } else {
+      this.sum!.add(u.value.delta!, numExamples);
+    }
     this.reported.add(c.id);
+    this.reportedExamples.set(c.id, numExamples);
     this.examples += numExamples;
     this.deps.metrics.updatesAccepted.inc();
-    if (this.reported.size === this.selected.size) this.closeRound('all reported');
-    else this.closeIfOnlyOfflineRemain();
+    if (this.mode !== 'secure') {
+      if (this.reported.size === this.selected.size) this.closeRound('all reported');
+      else this.closeIfOnlyOfflineRemain();
+    }
     return { ok: true };
+  }
+
+  /** A message for the round attempt in progress, or a reason why not. */
+  private checkRef(ref: RoundRef, what: string): void {
+    const { round, attempt } = ref;
+    if (!Number.isInteger(round) || !Number.isInteger(attempt)) throw new Rejected('malformed', `${what} must name its round and attempt`);
+    if (round > this.round || (round === this.round && attempt > this.attempt)) {
+      throw new Rejected('wrong_round', `${what} for round ${round}.${attempt}, server is at ${this.round}.${this.attempt}`);
+    }
+    if (round < this.round || attempt < this.attempt || this.phase !== 'training') throw new Rejected('late', `round ${round}.${attempt} is closed`);
+  }
+
+  private secureCall(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof RoundReject) throw new Rejected(e.reason, e.message);
+      throw e;
+    }
+  }
+
+  /** secagg:keys / secagg:shares / secagg:reveal: routed to the secure round after the common checks. */
+  secagg(kind: 'keys' | 'shares' | 'reveal', clientId: string | null, raw: unknown): Ack {
+    const c = clientId ? this.clients.get(clientId) : undefined;
+    if (!c) throw new Rejected('unknown_client', `secagg:${kind} from a client that never said hello`);
+    if (typeof raw !== 'object' || raw === null) throw new Rejected('malformed', `secagg:${kind} must be an object`);
+    this.checkRef(raw as RoundRef, `secagg:${kind}`);
+    if (this.mode !== 'secure' || !this.secure) throw new Rejected('wrong_phase', 'this round does not use secure aggregation');
+    const index = this.cohortIndex.get(c.id);
+    if (index === undefined) throw new Rejected('not_selected', `client was not selected for round ${this.round}`);
+    const s = this.secure;
+    this.secureCall(() => (kind === 'keys' ? s.keys(index, raw) : kind === 'shares' ? s.shares(index, raw) : s.reveal(index, raw)));
+    return { ok: true };
+  }
+
+  /** A client declined a request (e.g. both shares of one peer): counted, and it is treated as a dropout. */
+  secaggRefuse(clientId: string | null, raw: unknown): void {
+    const reason = (raw as { reason?: unknown } | null)?.reason;
+    const r = typeof reason === 'string' && /^[a-z_]{1,32}$/.test(reason) ? reason : 'malformed';
+    this.deps.metrics.secaggRefusals.inc({ reason: r });
+    this.log(`client ${clientId ?? '?'} refused a secure-aggregation request: ${r}`);
   }
 
   disconnect(clientId: string, link: ClientLink): void {
@@ -161,11 +253,14 @@ export class Coordinator extends EventEmitter {
     if (!c || c.link !== link) return; // a newer socket already took over
     c.link = null;
     this.refreshGauges();
-    if (this.phase === 'training') this.closeIfOnlyOfflineRemain();
+    if (this.phase !== 'training') return;
+    if (this.secure) this.secure.maybeCloseEarly();
+    else this.closeIfOnlyOfflineRemain();
   }
 
   stop(): void {
     this.stopped = true;
+    this.secure?.stop();
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     if (this.nextTimer) clearTimeout(this.nextTimer);
   }
@@ -190,12 +285,20 @@ export class Coordinator extends EventEmitter {
       targetRounds: this.cfg.rounds,
       selected: this.selected.size,
       reported: this.reported.size,
-      deadlineAt: this.deadlineAt,
+      deadlineAt: this.secure ? this.secure.deadlineAt : this.deadlineAt,
       clients: { connected, ready, byBackend },
       model: { name: this.cfg.model.name, numParams: this.numParams },
       evalBackend: this.deps.evalBackend,
       initial: this.initial,
       history: this.history,
+      secagg: {
+        enabled: this.cfg.secagg,
+        phase: this.secure && this.phase === 'training' ? (this.secure.phase as 'keys' | 'shares' | 'masked' | 'unmask') : null,
+        k: this.degree?.k ?? null,
+        t: this.degree?.t ?? null,
+      },
+      privacy: this.ledger ? this.ledger.status() : { enabled: false },
+      stopReason: this.stopReason,
     };
   }
 
@@ -214,6 +317,16 @@ export class Coordinator extends EventEmitter {
     if (this.phase !== 'waiting' || this.nextTimer || this.stopped || !this.initial) return;
     const ready = this.readyClients();
     if (ready.length < this.cfg.minClients) return;
+    if (this.ledger) {
+      const check = this.ledger.checkNextRound();
+      if (!check.ok) {
+        this.stopReason = check.message;
+        this.phase = 'done';
+        this.log(`training stopped: ${check.message}`);
+        this.emit('done', this.history);
+        return;
+      }
+    }
     this.startRound(ready);
   }
 
@@ -221,32 +334,123 @@ export class Coordinator extends EventEmitter {
     this.attempt++;
     const order = permutation(ready.length, this.rng);
     const chosen = Array.from(order.subarray(0, Math.min(this.cfg.clientsPerRound, ready.length)), (i) => ready[i]);
+    this.cohort = chosen;
+    this.cohortIndex = new Map(chosen.map((c, i) => [c.id, i + 1]));
     this.selected = new Set(chosen.map((c) => c.id));
     this.reported = new Set();
-    this.sum = new WeightedMean(this.numParams);
+    this.reportedExamples = new Map();
     this.examples = 0;
     this.phase = 'training';
     this.roundStartedAt = Date.now();
-    this.deadlineAt = this.roundStartedAt + this.cfg.roundDeadlineMs;
-    this.deadlineTimer = setTimeout(() => this.closeRound('deadline'), this.cfg.roundDeadlineMs);
-    const { epochs, batchSize, learningRate, optimizer } = this.cfg;
-    for (const c of chosen) {
-      c.link!.send('round:start', {
-        round: this.round,
-        attempt: this.attempt,
-        model: this.cfg.model,
-        train: { epochs, batchSize, learningRate, optimizer },
-        deadlineMs: this.cfg.roundDeadlineMs,
-        weights: this.weightsBytes,
+    const cfg = this.cfg;
+    this.mode = cfg.secagg ? 'secure' : cfg.dp ? 'ring' : 'float';
+    this.plan = null;
+    this.sum = null;
+    this.ringSum = null;
+    this.secure = null;
+    if (this.mode === 'float') {
+      this.sum = new WeightedMean(this.numParams);
+    } else {
+      const dp = cfg.dp;
+      this.plan = planEncoding({
+        numParams: this.numParams,
+        maxClients: chosen.length,
+        clipNorm: dp ? this.ledger!.clipNorm : null,
+        coordClip: cfg.coordClip,
+        weighting: dp ? 'uniform' : 'examples',
+        maxExamples: Math.max(...chosen.map((c) => c.numExamples)),
+        noise: dp ? { multiplier: this.ledger!.valueNoise, minSurvivors: cfg.minUpdates, bitStd: dp.adaptive?.indicatorStd ?? 0 } : null,
       });
+      this.ringSum = this.mode === 'ring' ? new Uint32Array(vectorLength(this.numParams)) : null;
     }
-    this.log(`round ${this.round}.${this.attempt}: selected ${chosen.length} of ${ready.length} ready clients`);
+    const ref = { round: this.round, attempt: this.attempt };
+    let secaggInfo: ((i: number) => SecAggRoundInfo) | null = null;
+    if (this.mode === 'secure') {
+      const n = chosen.length;
+      const degree = n >= 2 ? chooseDegree(n, { dropout: cfg.secaggDropout, corrupt: cfg.secaggCorrupt, sigma: 40, eta: 20, thresholdFraction: cfg.secaggThreshold }) : { k: 0, t: 1, complete: true };
+      this.degree = degree;
+      const neighbours = harary(n, degree.k).map((l) => l.map((v) => v + 1));
+      const tag = `aegisfl/${this.runId}/${this.round}.${this.attempt}`;
+      const linkOf = (i: number): ClientLink | null => chosen[i - 1]?.link ?? null;
+      const sendTo = <E extends 'secagg:roster' | 'secagg:inbox' | 'secagg:unmask'>(event: E) => (i: number, m: Parameters<ServerToClientEvents[E]>[0]): boolean => {
+        const l = linkOf(i);
+        if (!l) return false;
+        (l.send as (e: E, m: unknown) => void)(event, m);
+        return true;
+      };
+      this.secure = new SecureRound({
+        ref,
+        tag,
+        n,
+        neighbours,
+        t: degree.t,
+        vectorLength: vectorLength(this.numParams),
+        minSurvivors: cfg.minUpdates,
+        keysDeadlineMs: cfg.secaggKeysDeadlineMs,
+        sharesDeadlineMs: cfg.secaggSharesDeadlineMs,
+        maskedDeadlineAt: this.roundStartedAt + cfg.roundDeadlineMs,
+        unmaskDeadlineMs: cfg.secaggUnmaskDeadlineMs,
+        metrics: this.deps.metrics,
+        send: { roster: sendTo('secagg:roster'), inbox: sendTo('secagg:inbox'), unmask: sendTo('secagg:unmask') },
+        online: (i) => linkOf(i) !== null,
+        log: (m) => this.log(`round ${ref.round}.${ref.attempt}: ${m}`),
+        done: (o) => this.onSecureDone(o),
+      });
+      secaggInfo = (i) => ({ tag, index: i, n, t: degree.t, k: degree.k });
+      this.deadlineAt = null;
+    } else {
+      this.deadlineAt = this.roundStartedAt + cfg.roundDeadlineMs;
+      this.deadlineTimer = setTimeout(() => this.closeRound('deadline'), cfg.roundDeadlineMs);
+    }
+    const { epochs, batchSize, learningRate, optimizer } = cfg;
+    chosen.forEach((c, i) => {
+      c.link!.send('round:start', {
+        ...ref,
+        model: cfg.model,
+        train: { epochs, batchSize, learningRate, optimizer },
+        deadlineMs: cfg.roundDeadlineMs,
+        weights: this.weightsBytes,
+        ...(this.plan ? { encoding: this.plan } : {}),
+        ...(secaggInfo ? { secagg: secaggInfo(i + 1) } : {}),
+      });
+    });
+    const how = this.mode === 'secure' ? `secure aggregation, k = ${this.degree!.k}, t = ${this.degree!.t}` : this.mode === 'ring' ? 'ring-encoded, unmasked' : 'plain float32';
+    this.log(`round ${this.round}.${this.attempt}: selected ${chosen.length} of ${ready.length} ready clients (${how}${cfg.dp ? `, DP z = ${cfg.dp.noiseMultiplier}, C = ${this.ledger!.clipNorm.toPrecision(3)}` : ''})`);
     this.emit('roundStart', { round: this.round, attempt: this.attempt, selected: chosen.length });
+  }
+
+  private onSecureDone(o: SecureOutcome): void {
+    if (this.phase !== 'training') return;
+    const stragglers = this.selected.size - (o.ok ? o.survivors.length : 0);
+    this.deps.metrics.stragglersDropped.inc(Math.max(0, this.selected.size - this.reported.size));
+    if (!o.ok) {
+      this.failRound('secagg_aborted', o.reason, this.reported.size);
+      return;
+    }
+    const survivorsExamples = o.survivors.reduce((s, i) => s + (this.reportedExamples.get(this.cohort[i - 1].id) ?? 0), 0);
+    this.examples = survivorsExamples;
+    this.aggregateRing(o.sum, o.survivors.length, stragglers, 'secure aggregation complete');
+  }
+
+  /** Decodes a ring sum of n contributions and finishes the round with it. */
+  private aggregateRing(sum: Uint32Array, n: number, stragglers: number, why: string): void {
+    const agg = decodeAggregate(sum, n, this.plan!);
+    this.phase = 'evaluating';
+    void this.finishRound(agg.mean, n, stragglers, why, this.cfg.dp?.adaptive ? agg.indicatorSum : null);
+  }
+
+  private failRound(reason: string, why: string, updates: number): void {
+    this.deps.metrics.roundAttemptsFailed.inc({ reason });
+    this.log(`round ${this.round}.${this.attempt} failed (${why}); model unchanged, retrying`);
+    this.phase = 'waiting';
+    this.secure = null;
+    this.emit('roundFailed', { round: this.round, attempt: this.attempt, updates, reason });
+    this.scheduleNext();
   }
 
   /** Ends the round early when every selected client that has not reported is offline (they cannot report). */
   private closeIfOnlyOfflineRemain(): void {
-    if (this.phase !== 'training' || this.reported.size < this.cfg.minUpdates) return;
+    if (this.phase !== 'training' || this.mode === 'secure' || this.reported.size < this.cfg.minUpdates) return;
     for (const id of this.selected) {
       if (!this.reported.has(id) && this.clients.get(id)?.link) return;
     }
@@ -254,29 +458,34 @@ export class Coordinator extends EventEmitter {
   }
 
   private closeRound(why: string): void {
-    if (this.phase !== 'training') return;
+    if (this.phase !== 'training' || this.mode === 'secure') return;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
     this.deadlineAt = null;
     const stragglers = this.selected.size - this.reported.size;
     this.deps.metrics.stragglersDropped.inc(stragglers);
-    const sum = this.sum!;
-    this.sum = null;
-    if (sum.clients < this.cfg.minUpdates) {
-      this.deps.metrics.roundAttemptsFailed.inc({ reason: 'too_few_updates' });
-      this.log(`round ${this.round}.${this.attempt} failed (${why}): ${sum.clients} of ${this.cfg.minUpdates} required updates; model unchanged, retrying`);
-      this.phase = 'waiting';
-      this.emit('roundFailed', { round: this.round, attempt: this.attempt, updates: sum.clients });
-      this.scheduleNext();
+    const n = this.reported.size;
+    if (n < this.cfg.minUpdates) {
+      this.failRound('too_few_updates', `${why}: ${n} of ${this.cfg.minUpdates} required updates`, n);
       return;
     }
+    if (this.mode === 'ring') {
+      this.aggregateRing(this.ringSum!, n, stragglers, why);
+      return;
+    }
+    const sum = this.sum!;
+    this.sum = null;
     this.phase = 'evaluating';
-    void this.finishRound(sum, stragglers, why);
+    void this.finishRound(sum.mean(), sum.clients, stragglers, why, null);
   }
 
-  private async finishRound(sum: WeightedMean, stragglers: number, why: string): Promise<void> {
-    this.weights = applyDelta(this.weights, sum.mean(), this.cfg.serverLearningRate);
+  private async finishRound(mean: Float32Array, clients: number, stragglers: number, why: string, indicatorSum: number | null): Promise<void> {
+    const clipUsed = this.ledger?.clipNorm ?? null;
+    this.weights = applyDelta(this.weights, mean, this.cfg.serverLearningRate);
     this.weightsBytes = Buffer.from(this.weights.buffer, this.weights.byteOffset, this.weights.byteLength);
+    const epsilon = this.ledger ? this.ledger.charge(indicatorSum) : null;
+    this.refreshPrivacyGauges();
+    this.secure = null;
     let ev: EvalResult;
     try {
       ev = await this.deps.evaluate(this.weights);
@@ -289,13 +498,16 @@ export class Coordinator extends EventEmitter {
     const summary: RoundSummary = {
       round: this.round,
       attempts: this.attempt,
-      clients: sum.clients,
+      clients,
       examples: this.examples,
       stragglers,
       accuracy: ev.accuracy,
       loss: ev.loss,
       durationMs,
       completedAt: new Date().toISOString(),
+      secagg: this.mode === 'secure',
+      epsilon,
+      clipNorm: clipUsed,
     };
     this.history.push(summary);
     const m = this.deps.metrics;
@@ -307,7 +519,7 @@ export class Coordinator extends EventEmitter {
       m.testLoss.set(ev.loss);
     }
     this.log(
-      `round ${this.round} done (${why}): ${sum.clients} updates, ${stragglers} stragglers, accuracy ${(ev.accuracy * 100).toFixed(1)}%, loss ${ev.loss.toFixed(4)}, ${(durationMs / 1000).toFixed(1)}s`,
+      `round ${this.round} done (${why}): ${clients} updates, ${stragglers} stragglers, accuracy ${(ev.accuracy * 100).toFixed(1)}%, loss ${ev.loss.toFixed(4)}${epsilon !== null ? `, epsilon ${epsilon.toFixed(3)}` : ''}, ${(durationMs / 1000).toFixed(1)}s`,
     );
     for (const c of this.clients.values()) c.link?.send('round:end', summary);
     this.round++;

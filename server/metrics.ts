@@ -29,6 +29,16 @@ export function createMetrics() {
     testLoss: new Gauge({ name: 'aegis_test_loss', help: 'Cross-entropy of the current global model on the held-out set', registers: [registry] }),
     evalBackend: new Gauge({ name: 'aegis_eval_backend_info', help: 'Evaluation backend in use (value 1)', labelNames: ['backend'] as const, registers: [registry] }),
     evalDuration: new Histogram({ name: 'aegis_eval_duration_seconds', help: 'Time to evaluate one global model', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [registry] }),
+    secaggRounds: new Counter({ name: 'aegis_secagg_rounds_total', help: 'Secure-aggregation rounds by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    secaggDropouts: new Counter({ name: 'aegis_secagg_dropouts_total', help: 'Clients that did not answer a secure-aggregation phase', labelNames: ['phase'] as const, registers: [registry] }),
+    secaggPhaseDuration: new Histogram({ name: 'aegis_secagg_phase_seconds', help: 'Duration of each secure-aggregation phase', labelNames: ['phase'] as const, buckets: [0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120], registers: [registry] }),
+    secaggUnmaskSeconds: new Histogram({ name: 'aegis_secagg_unmask_seconds', help: 'Server time to rebuild secrets and strip masks from the sum', buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30], registers: [registry] }),
+    secaggRefusals: new Counter({ name: 'aegis_secagg_client_refusals_total', help: 'Requests clients refused to answer (e.g. both shares of a peer)', labelNames: ['reason'] as const, registers: [registry] }),
+    dpEpsilon: new Gauge({ name: 'aegis_dp_epsilon', help: 'Privacy spent so far (epsilon at aegis_dp_delta)', registers: [registry] }),
+    dpDelta: new Gauge({ name: 'aegis_dp_delta', help: 'Delta of the privacy guarantee', registers: [registry] }),
+    dpBudget: new Gauge({ name: 'aegis_dp_epsilon_budget', help: 'Epsilon at which training stops', registers: [registry] }),
+    dpNoise: new Gauge({ name: 'aegis_dp_noise_multiplier', help: 'Noise multiplier z (std on the sum / clip norm)', registers: [registry] }),
+    dpClip: new Gauge({ name: 'aegis_dp_clip_norm', help: 'L2 clip norm of client updates', registers: [registry] }),
   };
   // Zero-initialise every reason so dashboards show flat lines, not gaps.
   for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);

@@ -5,7 +5,7 @@ import type { Ack, ClientToServerEvents, RejectReason, ServerToClientEvents } fr
 import { Rejected, type ClientLink, type Coordinator } from './coordinator.ts';
 import type { Metrics } from './metrics.ts';
 
-const KNOWN_EVENTS = new Set(['hello', 'ready', 'update']);
+const KNOWN_EVENTS = new Set(['hello', 'ready', 'update', 'secagg:keys', 'secagg:shares', 'secagg:reveal', 'secagg:refuse']);
 
 function byteSize(data: unknown): number {
   if (typeof data === 'string') return Buffer.byteLength(data);
@@ -67,6 +67,18 @@ export function attachSocketIo(
       }
       if (typeof ack === 'function') ack(res);
     });
+    for (const kind of ['keys', 'shares', 'reveal'] as const) {
+      socket.on(`secagg:${kind}`, (raw: unknown, ack?: (a: Ack) => void) => {
+        let res: Ack;
+        try {
+          res = coordinator.secagg(kind, clientId, raw);
+        } catch (e) {
+          res = reject(`secagg:${kind}`, e);
+        }
+        if (typeof ack === 'function') ack(res);
+      });
+    }
+    socket.on('secagg:refuse', (raw) => coordinator.secaggRefuse(clientId, raw));
     socket.onAny((event: string) => {
       if (!KNOWN_EVENTS.has(event)) reject(String(event).slice(0, 40), new Rejected('malformed', `unknown event "${String(event).slice(0, 40)}"`));
     });

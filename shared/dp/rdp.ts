@@ -110,6 +110,12 @@ export class RdpAccountant {
     return this;
   }
 
+  clone(): RdpAccountant {
+    const c = new RdpAccountant(this.orders);
+    c.rdp.set(this.rdp);
+    return c;
+  }
+
   epsilon(delta: number): EpsilonResult {
     return rdpToEpsilon(this.orders, this.rdp, delta);
   }

@@ -1,5 +1,7 @@
 import type { DataSpec } from '../data/dataset.ts';
 import type { ModelSpec } from '../model/spec.ts';
+import type { EncodingPlan } from '../fl/encoding.ts';
+import type { AdvertiseKeys, Inbox, Reveal, Roster, ShareKeys, UnmaskRequest } from '../secagg/types.ts';
 
 /** Bumped on any incompatible change to the events or payloads below. */
 export const PROTOCOL_VERSION = 1;
@@ -49,6 +51,28 @@ export interface RoundStart {
   deadlineMs: number;
   /** Global weights, little-endian float32. */
   weights: ArrayBuffer | Uint8Array;
+  /** Present when updates travel as ring vectors (secure aggregation and/or DP): how to encode them. */
+  encoding?: EncodingPlan;
+  /** Present when this round uses secure aggregation. */
+  secagg?: SecAggRoundInfo;
+}
+
+export interface SecAggRoundInfo {
+  /** Binds keys, boxes and masks to this round attempt. */
+  tag: string;
+  /** This client's 1-based index in the cohort. */
+  index: number;
+  n: number;
+  /** Shamir threshold. */
+  t: number;
+  /** Neighbours per client (n - 1 for the complete graph). */
+  k: number;
+}
+
+/** Every secure-aggregation message names its round attempt; anything else is late or early. */
+export interface RoundRef {
+  round: number;
+  attempt: number;
 }
 
 export interface Update {
@@ -58,7 +82,7 @@ export interface Update {
   trainMs: number;
   /** Mean training loss of the last local epoch. */
   loss: number;
-  /** w_local - w_global, little-endian float32. */
+  /** w_local - w_global as little-endian float32; or, with an encoding plan, the (masked) ring vector as uint32. */
   delta: ArrayBuffer | Uint8Array;
 }
 
@@ -100,6 +124,11 @@ export interface RoundSummary {
   loss: number;
   durationMs: number;
   completedAt: string;
+  secagg: boolean;
+  /** Privacy spent after this round (null without DP). */
+  epsilon: number | null;
+  /** Clip norm used this round (null without DP). */
+  clipNorm: number | null;
 }
 
 /** Typed socket.io event maps; the server and client sockets are declared with these. */
@@ -108,10 +137,18 @@ export interface ServerToClientEvents {
   'round:start': (r: RoundStart) => void;
   'round:end': (s: RoundSummary) => void;
   rejected: (r: Rejection) => void;
+  'secagg:roster': (m: RoundRef & Roster) => void;
+  'secagg:inbox': (m: RoundRef & Inbox) => void;
+  'secagg:unmask': (m: RoundRef & UnmaskRequest) => void;
 }
 
 export interface ClientToServerEvents {
   hello: (h: Hello) => void;
   ready: (r: Ready) => void;
   update: (u: Update, ack?: (a: Ack) => void) => void;
+  'secagg:keys': (m: RoundRef & AdvertiseKeys, ack?: (a: Ack) => void) => void;
+  'secagg:shares': (m: RoundRef & ShareKeys, ack?: (a: Ack) => void) => void;
+  'secagg:reveal': (m: RoundRef & Reveal, ack?: (a: Ack) => void) => void;
+  /** A client declining a request it must not answer (e.g. both shares of one peer). */
+  'secagg:refuse': (m: RoundRef & { reason: RejectReason; message: string }) => void;
 }

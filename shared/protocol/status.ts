@@ -17,4 +17,33 @@ export interface ServerStatus {
   evalBackend: string;
   initial: { accuracy: number; loss: number } | null;
   history: RoundSummary[];
+  secagg: SecAggStatus;
+  privacy: PrivacyStatus | { enabled: false };
+  /** Why training stopped early (e.g. the privacy budget), else null. */
+  stopReason: string | null;
+}
+
+export interface SecAggStatus {
+  enabled: boolean;
+  /** Phase of the round in progress, null between rounds or without secure aggregation. */
+  phase: 'keys' | 'shares' | 'masked' | 'unmask' | null;
+  /** Neighbour degree and Shamir threshold of the round in progress (or the last). */
+  k: number | null;
+  t: number | null;
+}
+
+export interface PrivacyStatus {
+  enabled: true;
+  epsilon: number;
+  delta: number;
+  epsilonBudget: number;
+  noiseMultiplier: number;
+  valueNoiseMultiplier: number;
+  clipNorm: number;
+  adaptiveClipping: boolean;
+  q: number;
+  sampling: string;
+  bestOrder: number | null;
+  rounds: number;
+  exhausted: string | null;
 }

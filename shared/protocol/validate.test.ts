@@ -41,14 +41,22 @@ describe('checkUpdate', () => {
   it('accepts a binary delta of the right length as a Float32Array', () => {
     const r = checkUpdate(good(), limits);
     expect(r.ok).toBe(true);
-    if (r.ok) expect([...r.value.delta]).toEqual([1, 2, 3, 4]);
+    if (r.ok) expect([...r.value.delta!]).toEqual([1, 2, 3, 4]);
+  });
+
+  it('with a ring length, accepts exactly that many uint32 values and nothing else', () => {
+    const ring = Uint32Array.of(1, 2, 0xffffffff, 4, 5, 6);
+    const r = checkUpdate({ ...good(), delta: ring.buffer }, { ...limits, ringLength: 6 });
+    expect(r.ok && [...r.value.ring!]).toEqual([1, 2, 0xffffffff, 4, 5, 6]);
+    const short = checkUpdate({ ...good(), delta: ring.subarray(1) }, { ...limits, ringLength: 6 });
+    expect(!short.ok && short.reason).toBe('wrong_length');
   });
 
   it('accepts a Node Buffer at an unaligned offset (as socket.io may deliver)', () => {
     const backing = new Uint8Array(17);
     backing.set(new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer), 1);
     const r = checkUpdate({ ...good(), delta: backing.subarray(1) }, limits);
-    expect(r.ok && [...r.value.delta]).toEqual([1, 2, 3, 4]);
+    expect(r.ok && [...r.value.delta!]).toEqual([1, 2, 3, 4]);
   });
 
   it.each([

@@ -1,4 +1,4 @@
-import { asBytes, bytesToFloat32 } from './binary.ts';
+import { asBytes, bytesToFloat32, bytesToUint32 } from './binary.ts';
 import {
   BACKENDS,
   CLIENT_SOURCES,
@@ -46,11 +46,17 @@ export function checkReady(raw: unknown, maxExamples: number): Checked<Ready> {
 export interface UpdateLimits {
   numParams: number;
   maxExamples: number;
+  /** Set when this round takes ring vectors (uint32) of this length instead of float32 deltas. */
+  ringLength?: number;
 }
 
-/** A validated update: the delta is already a Float32Array of exactly numParams finite values. */
+/**
+ * A validated update: either `delta`, exactly numParams finite float32 values, or `ring`, exactly
+ * ringLength uint32 values (any value is valid in the ring).
+ */
 export interface CheckedUpdate extends Omit<Update, 'delta'> {
-  delta: Float32Array;
+  delta: Float32Array | null;
+  ring: Uint32Array | null;
 }
 
 export function checkUpdate(raw: unknown, limits: UpdateLimits): Checked<CheckedUpdate> {
@@ -61,6 +67,13 @@ export function checkUpdate(raw: unknown, limits: UpdateLimits): Checked<Checked
   if (typeof raw.loss !== 'number' || !Number.isFinite(raw.loss)) return fail('malformed', 'loss must be a finite number');
   const bytes = asBytes(raw.delta);
   if (!bytes) return fail('malformed', 'delta must be binary (ArrayBuffer), not JSON');
+  const head = { round: raw.round, attempt: raw.attempt, numExamples: raw.numExamples, trainMs: raw.trainMs, loss: raw.loss };
+  if (limits.ringLength !== undefined) {
+    if (bytes.byteLength !== limits.ringLength * 4) {
+      return fail('wrong_length', `ring vector has ${bytes.byteLength} bytes, expected ${limits.ringLength * 4} (${limits.ringLength} uint32)`);
+    }
+    return { ok: true, value: { ...head, delta: null, ring: bytesToUint32(bytes) } };
+  }
   const expected = limits.numParams * 4;
   if (bytes.byteLength !== expected) {
     return fail('wrong_length', `delta has ${bytes.byteLength} bytes, expected ${expected} (${limits.numParams} float32)`);
@@ -69,8 +82,5 @@ export function checkUpdate(raw: unknown, limits: UpdateLimits): Checked<Checked
   for (let i = 0; i < delta.length; i++) {
     if (!Number.isFinite(delta[i])) return fail('not_finite', `delta[${i}] is ${delta[i]}`);
   }
-  return {
-    ok: true,
-    value: { round: raw.round, attempt: raw.attempt, numExamples: raw.numExamples, trainMs: raw.trainMs, loss: raw.loss, delta },
-  };
+  return { ok: true, value: { ...head, delta, ring: null } };
 }

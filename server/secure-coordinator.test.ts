@@ -1,0 +1,220 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { syntheticDataset } from '../shared/data/synthetic.ts';
+import { createSecureRandom } from '../shared/dp/secure-random.ts';
+import { epsilonFor } from '../shared/dp/calibrate.ts';
+import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
+import { MODELS, numParams } from '../shared/model/spec.ts';
+import { PROTOCOL_VERSION, type RoundStart, type ServerToClientEvents } from '../shared/protocol/messages.ts';
+import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { DEFAULTS, type ServerConfig } from './config.ts';
+import { Coordinator, Rejected, type ClientLink } from './coordinator.ts';
+import { Evaluator } from './evaluator.ts';
+import { createMetrics } from './metrics.ts';
+
+const spec = MODELS.tiny;
+const P = numParams(spec);
+const rand = createSecureRandom();
+type Phase = 'keys' | 'shares' | 'masked' | 'unmask';
+
+/**
+ * An in-memory client that speaks the real secure-aggregation protocol through the coordinator's API
+ * (the same calls socket.ts makes), and can vanish before a chosen phase.
+ */
+class SimClient implements ClientLink {
+  session: SecAggClientSession | null = null;
+  start: RoundStart | null = null;
+  sent: { event: string; m: unknown }[] = [];
+  constructor(readonly c: Coordinator, readonly id: string, readonly delta: Float32Array, readonly examples: number, public vanishAt: Phase | null = null) {}
+  private gone(p: Phase): boolean {
+    if (this.vanishAt !== p) return false;
+    this.c.disconnect(this.id, this);
+    this.vanishAt = null;
+    return true;
+  }
+  send(event: keyof ServerToClientEvents, ...args: unknown[]): void {
+    const m = args[0] as any;
+    this.sent.push({ event, m });
+    setTimeout(() => this.react(event, m), 0);
+  }
+  private react(event: string, m: any): void {
+    if (event === 'round:start') {
+      this.start = m;
+      if (!m.secagg || this.gone('keys')) return;
+      this.session = new SecAggClientSession({ ...m.secagg, vectorLength: vectorLength(P) });
+      this.c.secagg('keys', this.id, { round: m.round, attempt: m.attempt, ...this.session.advertise() });
+    } else if (event === 'secagg:roster') {
+      if (this.gone('shares')) return;
+      this.c.secagg('shares', this.id, { round: m.round, attempt: m.attempt, ...this.session!.receiveRoster(m) });
+    } else if (event === 'secagg:inbox') {
+      if (this.gone('masked')) return;
+      this.session!.receiveInbox(m);
+      const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, rand);
+      const y = this.session!.mask(enc.ring);
+      this.c.update(this.id, { round: m.round, attempt: m.attempt, numExamples: this.examples, trainMs: 1, loss: 1, delta: y.buffer });
+    } else if (event === 'secagg:unmask') {
+      if (this.gone('unmask')) return;
+      this.c.secagg('reveal', this.id, { round: m.round, attempt: m.attempt, ...this.session!.receiveUnmask(m) });
+    }
+  }
+}
+
+let evaluator: Evaluator;
+let coord: Coordinator | null = null;
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  evaluator = new Evaluator(spec, syntheticDataset({ seed: 99, count: 16 }));
+});
+afterEach(() => coord?.stop());
+
+async function setup(over: Partial<ServerConfig> = {}) {
+  const config: ServerConfig = {
+    ...DEFAULTS,
+    model: spec,
+    secagg: true,
+    minClients: 5,
+    clientsPerRound: 5,
+    minUpdates: 3,
+    roundDeadlineMs: 3000,
+    secaggKeysDeadlineMs: 1000,
+    secaggSharesDeadlineMs: 1000,
+    secaggUnmaskDeadlineMs: 1000,
+    roundPauseMs: 0,
+    rounds: 1,
+    ...over,
+  };
+  const metrics = createMetrics();
+  const c = new Coordinator({
+    config,
+    metrics,
+    evaluate: (w) => evaluator.evaluate(w),
+    evalBackend: 'cpu',
+    initialWeights: new Float32Array(P),
+    dataFor: (i) => ({ kind: 'synthetic', seed: i, count: 8 }),
+    log: () => {},
+  });
+  coord = c;
+  await c.init();
+  return { c, metrics };
+}
+
+const id = (n: number): string => `client-${String(n).padStart(12, '0')}`;
+function joinAll(c: Coordinator, deltas: Float32Array[], examples: number[], vanish: (Phase | null)[] = []): SimClient[] {
+  return deltas.map((d, i) => {
+    const s = new SimClient(c, id(i), d, examples[i], vanish[i] ?? null);
+    c.hello(s, { protocolVersion: PROTOCOL_VERSION, clientId: id(i), source: 'node' });
+    c.ready(id(i), { backend: 'cpu', numExamples: examples[i] });
+    return s;
+  });
+}
+const randomDelta = () => Float32Array.from({ length: P }, () => (Math.random() - 0.5) * 0.02);
+const nextEvent = (c: Coordinator, e: string): Promise<any> => new Promise((r) => c.once(e, r));
+const metricValue = async (m: ReturnType<typeof createMetrics>, name: string, labels: Record<string, string> = {}) => {
+  const j = await m.registry.getSingleMetric(name)!.get();
+  return j.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0;
+};
+
+/** Max |w - expected weighted mean of the given clients' deltas|. */
+function maxError(w: Float32Array, deltas: Float32Array[], examples: number[], who: number[]): number {
+  const W = who.reduce((s, i) => s + examples[i], 0);
+  let err = 0;
+  for (let j = 0; j < P; j++) {
+    const exact = who.reduce((s, i) => s + examples[i] * deltas[i][j], 0) / W;
+    err = Math.max(err, Math.abs(w[j] - exact));
+  }
+  return err;
+}
+
+describe('Coordinator with secure aggregation', () => {
+  it('completes a round: the new model is the example-weighted mean, recovered from masked vectors only', async () => {
+    const { c, metrics } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 16, 24, 8, 40];
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, examples);
+    const s = await end;
+    expect(s).toMatchObject({ clients: 5, secagg: true, examples: 96 });
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    expect(c.status().secagg).toMatchObject({ enabled: true, k: 4, t: 3 });
+    expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
+  });
+
+  it.each(['keys', 'shares', 'masked', 'unmask'] as Phase[])('a client vanishing before phase %s: the round completes with the exact survivors', async (phase) => {
+    const { c, metrics } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 8, 8, 8, 8];
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, examples, [null, phase, null, null, null]);
+    const s = await end;
+    // Vanishing before 'unmask' still counts its input (it was masked and sent); otherwise it is left out.
+    const who = phase === 'unmask' ? [0, 1, 2, 3, 4] : [0, 2, 3, 4];
+    expect(s.clients).toBe(who.length);
+    expect(maxError(c.globalWeights, deltas, examples, who)).toBeLessThan(1e-6);
+    const dropPhase = { keys: 'keys', shares: 'shares', masked: 'masked', unmask: 'unmask' }[phase];
+    expect(await metricValue(metrics, 'aegis_secagg_dropouts_total', { phase: dropPhase })).toBe(1);
+  });
+
+  it('too many dropouts: the round fails cleanly, the model is unchanged, and it is retried', async () => {
+    const { c, metrics } = await setup({ rounds: 2 });
+    const before = c.globalWeights.slice();
+    const failed = nextEvent(c, 'roundFailed');
+    joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8], [null, 'masked', 'masked', 'masked', null]);
+    const f = await failed;
+    expect(f.reason).toBe('secagg_aborted');
+    expect(c.globalWeights).toEqual(before);
+    expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'aborted' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_round_attempts_failed_total', { reason: 'secagg_aborted' })).toBe(1);
+  });
+
+  it('rejects misbehaviour with a reason and the round still completes', async () => {
+    const { c } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const started = nextEvent(c, 'roundStart');
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, deltas, [8, 8, 8, 8, 8]);
+    await started;
+    const reason = (f: () => unknown) => {
+      try {
+        f();
+        return 'accepted';
+      } catch (e) {
+        return (e as Rejected).reason;
+      }
+    };
+    await new Promise((r) => setTimeout(r, 20)); // keys are in
+    const keys = { round: 1, attempt: 1, ...sims[0].session!.advertise() };
+    expect(reason(() => c.secagg('keys', id(0), keys))).toMatch(/duplicate|wrong_phase/);
+    expect(reason(() => c.secagg('keys', id(0), { ...keys, round: 0 }))).toBe('late');
+    expect(reason(() => c.secagg('keys', id(0), { ...keys, attempt: 2 }))).toBe('wrong_round');
+    expect(reason(() => c.secagg('shares', 'client-unknown-00000', keys))).toBe('unknown_client');
+    expect(reason(() => c.update(id(0), { round: 1, attempt: 1, numExamples: 8, trainMs: 1, loss: 1, delta: new Uint32Array(vectorLength(P) - 1).buffer }))).toBe('wrong_length');
+    expect(reason(() => c.update(id(0), { round: 1, attempt: 1, numExamples: 8, trainMs: 1, loss: 1, delta: new Float32Array(P).buffer }))).toBe('wrong_length');
+    const s = await end;
+    expect(s.clients).toBe(5);
+  });
+});
+
+describe('Coordinator with differential privacy', () => {
+  it('charges epsilon per round, exports it, and stops before the budget would be exceeded', async () => {
+    const z = 0.9;
+    const eps2 = epsilonFor(1, z, 2, 1e-5);
+    const eps3 = epsilonFor(1, z, 3, 1e-5);
+    const budget = (eps2 + eps3) / 2; // two rounds fit, the third would not
+    const { c, metrics } = await setup({
+      rounds: 0,
+      dp: { noiseMultiplier: z, clipNorm: 0.05, epsilonBudget: budget, delta: 1e-5, population: 0, adaptive: { targetQuantile: 0.5, learningRate: 0.2, indicatorStd: 1 } },
+    });
+    const done = nextEvent(c, 'done');
+    joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
+    await done;
+    const st = c.status();
+    expect(st.history.length).toBe(2);
+    expect(st.history[1].epsilon).toBeCloseTo(eps2, 10);
+    expect(st.stopReason).toMatch(/privacy budget reached: round 3 would raise epsilon/);
+    expect(st.privacy).toMatchObject({ enabled: true, epsilonBudget: budget, rounds: 2, sampling: 'poisson-add-remove' });
+    expect(await metricValue(metrics, 'aegis_dp_epsilon')).toBeCloseTo(eps2, 10);
+    // Adaptive clipping moved C away from its start value, privately.
+    expect(st.history[0].clipNorm).toBe(0.05);
+    expect(st.history[1].clipNorm).not.toBe(0.05);
+  });
+});

@@ -1,0 +1,162 @@
+import { SecAggAbort, SecAggError } from '../shared/secagg/errors.ts';
+import { SecAggServerSession } from '../shared/secagg/server-session.ts';
+import type { Inbox, Roster, SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
+import type { RejectReason, RoundRef } from '../shared/protocol/messages.ts';
+import type { Metrics } from './metrics.ts';
+
+export type SecureOutcome = { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string };
+
+export interface SecureRoundOptions {
+  ref: RoundRef;
+  tag: string;
+  n: number;
+  neighbours: number[][];
+  t: number;
+  vectorLength: number;
+  minSurvivors: number;
+  /** Absolute times (ms since epoch) / durations for each phase. */
+  keysDeadlineMs: number;
+  sharesDeadlineMs: number;
+  maskedDeadlineAt: number;
+  unmaskDeadlineMs: number;
+  metrics: Metrics;
+  /** Sends to the client with this index if it is online; false if it is not. */
+  send: {
+    roster(index: number, m: RoundRef & Roster): boolean;
+    inbox(index: number, m: RoundRef & Inbox): boolean;
+    unmask(index: number, m: RoundRef & UnmaskRequest): boolean;
+  };
+  online(index: number): boolean;
+  log(msg: string): void;
+  done(o: SecureOutcome): void;
+}
+
+/** Thrown to the transport: a message that does not fit the round. */
+export class RoundReject extends Error {
+  constructor(readonly reason: RejectReason, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * Runs the timers and transport of one secure-aggregation round around the pure server session:
+ * each phase closes when everyone expected has answered, when only offline clients are missing, or at
+ * its deadline, and moves on with whoever answered.
+ */
+export class SecureRound {
+  readonly session: SecAggServerSession;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private phaseStarted = Date.now();
+  private finished = false;
+  deadlineAt: number;
+
+  constructor(private readonly o: SecureRoundOptions) {
+    this.session = new SecAggServerSession({ tag: o.tag, n: o.n, neighbours: o.neighbours, t: o.t, vectorLength: o.vectorLength, minSurvivors: o.minSurvivors });
+    this.deadlineAt = Date.now() + o.keysDeadlineMs;
+    this.arm();
+  }
+
+  get phase(): SecAggPhase {
+    return this.session.phase;
+  }
+
+  private arm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.close('deadline'), Math.max(0, this.deadlineAt - Date.now()));
+  }
+
+  stop(): void {
+    this.finished = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof SecAggError) throw new RoundReject(e.reason, e.message);
+      throw e;
+    }
+    this.maybeCloseEarly();
+  }
+
+  keys(index: number, raw: unknown): void {
+    this.guard(() => this.session.receiveKeys(index, raw));
+  }
+
+  shares(index: number, raw: unknown): void {
+    this.guard(() => this.session.receiveShares(index, raw));
+  }
+
+  masked(index: number, ring: Uint32Array): void {
+    this.guard(() => this.session.receiveMasked(index, ring));
+  }
+
+  reveal(index: number, raw: unknown): void {
+    this.guard(() => this.session.receiveReveal(index, raw));
+  }
+
+  /** A client went offline (or came back): the phase may be able to close now. */
+  maybeCloseEarly(): void {
+    if (this.finished) return;
+    const waiting = this.session.waitingFor();
+    if (waiting.length === 0) this.close('all answered');
+    else if (waiting.every((i) => !this.o.online(i))) this.close('the rest are offline');
+  }
+
+  private close(why: string): void {
+    if (this.finished) return;
+    const s = this.session;
+    const phase = s.phase;
+    const missing = s.waitingFor().length;
+    const m = this.o.metrics;
+    m.secaggPhaseDuration.observe({ phase }, (Date.now() - this.phaseStarted) / 1000);
+    if (missing) m.secaggDropouts.inc({ phase }, missing);
+    this.phaseStarted = Date.now();
+    const ref = this.o.ref;
+    try {
+      switch (phase) {
+        case 'keys': {
+          for (const [i, roster] of s.closeKeys()) this.o.send.roster(i, { ...ref, ...roster });
+          this.deadlineAt = Date.now() + this.o.sharesDeadlineMs;
+          break;
+        }
+        case 'shares': {
+          for (const [i, inbox] of s.closeShares()) this.o.send.inbox(i, { ...ref, ...inbox });
+          this.deadlineAt = Math.max(this.o.maskedDeadlineAt, Date.now());
+          break;
+        }
+        case 'masked': {
+          for (const [i, req] of s.closeMasked()) this.o.send.unmask(i, { ...ref, ...req });
+          this.deadlineAt = Date.now() + this.o.unmaskDeadlineMs;
+          break;
+        }
+        case 'unmask': {
+          const t0 = Date.now();
+          const sum = s.closeUnmask();
+          m.secaggUnmaskSeconds.observe((Date.now() - t0) / 1000);
+          this.o.log(`secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`);
+          this.finish({ ok: true, sum, survivors: [...s.survivors] });
+          return;
+        }
+        default:
+          return;
+      }
+    } catch (e) {
+      if (!(e instanceof SecAggAbort)) throw e;
+      this.o.log(`secure aggregation aborted in phase ${phase}: ${e.message}`);
+      this.finish({ ok: false, reason: e.message });
+      return;
+    }
+    this.o.log(`secure aggregation: phase ${phase} closed (${why}), ${missing} missing`);
+    this.arm();
+    // Clients that are already offline cannot answer the next phase either.
+    queueMicrotask(() => this.maybeCloseEarly());
+  }
+
+  private finish(o: SecureOutcome): void {
+    this.stop();
+    this.o.metrics.secaggRounds.inc({ outcome: o.ok ? 'ok' : 'aborted' });
+    this.o.done(o);
+  }
+}
