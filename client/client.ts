@@ -5,6 +5,7 @@ import { numParams } from '../shared/model/spec.ts';
 import { asBytes } from '../shared/protocol/binary.ts';
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
 import { SecAggError } from '../shared/secagg/errors.ts';
+import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,
@@ -68,7 +69,7 @@ export class AegisClient extends Emitter<ClientEvents> {
   private training = false;
   private _state: ClientState = 'connecting';
   /** The secure-aggregation session of the round in progress, and a promise of its inbox. */
-  private secure: { ref: RoundRef; session: SecAggClientSession; inbox: Promise<void>; gotInbox: () => void } | null = null;
+  private secure: { ref: RoundRef; n: number; session: SecAggClientSession; inbox: Promise<void>; gotInbox: () => void } | null = null;
   private random: SecureRandom | null = null;
 
   constructor(private readonly opts: ClientOptions) {
@@ -100,17 +101,17 @@ export class AegisClient extends Emitter<ClientEvents> {
     s.on('round:end', (r) => this.emit('roundEnd', r));
     s.on('rejected', (r) => this.emit('rejected', r));
     s.on('secagg:roster', (m) => this.onSecure(m, 'shares', (sess) => {
-      const shares = sess.receiveRoster(m);
-      s.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...shares });
+      const shares = sess.receiveRoster(unpackRoster(m, this.secure!.n));
+      s.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...packShares(shares) });
     }));
     s.on('secagg:inbox', (m) => this.onSecure(m, 'inbox', (sess) => {
-      const peers = sess.receiveInbox(m);
+      const peers = sess.receiveInbox(unpackInbox(m, this.secure!.n));
       this.secure!.gotInbox();
       return `${peers.length} peers${sess.badBoxes.length ? `, ${sess.badBoxes.length} bad boxes` : ''}`;
     }));
     s.on('secagg:unmask', (m) => this.onSecure(m, 'reveal', (sess) => {
       const r = sess.receiveUnmask(m);
-      s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...r });
+      s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...packReveal(r) });
       return `${r.b.length} self-mask shares, ${r.s.length} key shares`;
     }));
   }
@@ -184,7 +185,7 @@ export class AegisClient extends Emitter<ClientEvents> {
       const session = new SecAggClientSession({ ...r.secagg, vectorLength: vectorLength(numParams(r.model)) });
       let gotInbox!: () => void;
       const inbox = new Promise<void>((res) => (gotInbox = res));
-      this.secure = { ref, session, inbox, gotInbox };
+      this.secure = { ref, n: r.secagg.n, session, inbox, gotInbox };
       this.socket?.emit('secagg:keys', { ...ref, ...session.advertise() });
       this.emit('secagg', { round: r.round, step: 'keys' });
     }

@@ -13,9 +13,11 @@ interface PageProbe {
   where: string | null;
   roundsTrained: number;
   acks: { round: number; ok: boolean; reason?: string }[];
+  /** Each update as it left the tab: masked or not, and what encoding and masking cost. */
+  sent: { round: number; masked: boolean; encodeMs: number; maskMs: number; bytes: number }[];
   errors: string[];
 }
-const probe: PageProbe = { client: null, backend: null, where: null, roundsTrained: 0, acks: [], errors: [] };
+const probe: PageProbe = { client: null, backend: null, where: null, roundsTrained: 0, acks: [], sent: [], errors: [] };
 (window as unknown as { __aegis: PageProbe }).__aegis = probe;
 
 function sessionClientId(): string | undefined {
@@ -65,6 +67,10 @@ function startClient(): void {
     $('trained').textContent = String(probe.roundsTrained);
     $('localloss').textContent = `${t.loss.toFixed(4)} (${(t.trainMs / 1000).toFixed(1)} s, ${t.numExamples} examples)`;
   });
+  client.on('encoded', (e) => {
+    probe.sent.push({ round: e.round, masked: e.masked, encodeMs: e.encodeMs, maskMs: e.maskMs, bytes: e.bytes });
+    $('sent').textContent = `${e.masked ? 'masked' : 'unmasked'}, ${(e.bytes / 1024).toFixed(0)} KiB (encode ${e.encodeMs.toFixed(0)} ms${e.masked ? `, mask ${e.maskMs.toFixed(0)} ms` : ''})`;
+  });
   client.on('ack', (a) => probe.acks.push({ round: a.round, ok: a.ack.ok, reason: a.ack.ok ? undefined : a.ack.reason }));
   client.on('rejected', (r) => ($('error').textContent = `server rejected ${r.event}: ${r.reason} — ${r.message}`));
   client.on('error', (e) => {
@@ -90,6 +96,19 @@ async function refresh(): Promise<void> {
   $('backends').textContent = Object.entries(s.clients.byBackend).map(([b, n]) => `${b}: ${n}`).join(', ') || '–';
   $('model').textContent = `${s.model.name} (${s.model.numParams.toLocaleString()} parameters)`;
   $('evalbackend').textContent = s.evalBackend;
+  $('secagg').textContent = s.secagg.enabled
+    ? `on${s.secagg.k !== null ? ` (${s.secagg.k} neighbours, threshold ${s.secagg.t})` : ''}${s.secagg.phase ? `, phase ${s.secagg.phase}` : ''}`
+    : 'off';
+  const p = s.privacy;
+  $('privacy').textContent = p.enabled
+    ? `epsilon ${p.epsilon.toFixed(2)} of ${p.epsilonBudget} (delta ${p.delta}), z = ${p.noiseMultiplier}, clip ${p.clipNorm.toPrecision(3)}${p.adaptiveClipping ? ' (adaptive)' : ''}`
+    : 'off';
+  $('stopreason').textContent = s.stopReason ?? '';
+  $('epsiloncard').hidden = !p.enabled;
+  if (p.enabled) {
+    const eps = [[0, 0] as const, ...s.history.map((h) => [h.round, h.epsilon ?? 0] as const)];
+    renderChart($<SVGSVGElement>('epsilon'), [{ label: 'epsilon', color: '#7048e8', points: eps }], { yMin: 0, yMax: Math.max(p.epsilonBudget, 1e-9), xLabel: 'round' });
+  }
   const first = s.initial ? [[0, s.initial.accuracy] as const] : [];
   const firstLoss = s.initial ? [[0, s.initial.loss] as const] : [];
   renderChart($<SVGSVGElement>('acc'), [{ label: 'accuracy', color: '#2f6fed', points: [...first, ...s.history.map((h) => [h.round, h.accuracy] as const)] }], { yMin: 0, yMax: 1, yFormat: pct, xLabel: 'round' });

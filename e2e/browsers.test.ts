@@ -41,7 +41,11 @@ describe('browser swarm', () => {
       // The best backend the browser offers: WebGPU when it exposes an adapter (SwiftShader here).
       expect(s.backend).toBe(adapter ? 'webgpu' : 'webgl');
       expect(s.acks.every((a) => a.ok)).toBe(true);
+      // Secure aggregation is on by default: every update left the tab masked.
+      expect(s.sent.length).toBeGreaterThanOrEqual(1);
+      expect(s.sent.every((x) => x.masked)).toBe(true);
     }
+    expect(status.history.every((h) => h.secagg)).toBe(true);
     expect(states.reduce((n, s) => n + s.roundsTrained, 0)).toBeGreaterThanOrEqual(ROUNDS * 3);
     expect(status.history).toHaveLength(ROUNDS);
     const final = status.history.at(-1)!.accuracy;
@@ -53,10 +57,12 @@ describe('browser swarm', () => {
     expect(metric(m, 'aegis_clients_connected')).toBe(4);
     expect(metric(m, 'aegis_test_accuracy')).toBeCloseTo(final, 6);
     expect(metric(m, 'aegis_round_duration_seconds_count')).toBe(ROUNDS);
+    expect(metric(m, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(ROUNDS);
     // The demo page shows the charts and the backend to a person.
     const page = swarm.pages[0];
     await page.waitForFunction((r) => document.querySelectorAll('#acc circle').length === r + 1, ROUNDS, { timeout: 10_000 });
     expect(await page.textContent('#backend')).toBe(states[0].backend);
+    expect(await page.textContent('#secagg')).toMatch(/^on \(3 neighbours, threshold 2\)/);
   }, 600_000);
 
   it('falls back past backends that cannot train, and says why', async () => {

@@ -6,6 +6,7 @@ export interface SwarmPageState {
   where: string | null;
   roundsTrained: number;
   acks: { round: number; ok: boolean; reason?: string }[];
+  sent: { round: number; masked: boolean; encodeMs: number; maskMs: number; bytes: number }[];
   errors: string[];
   state: string | null;
 }
@@ -41,7 +42,7 @@ export async function startSwarm(serverUrl: string, n: number, opts: { backends?
         pages.map((p) =>
           p.evaluate(() => {
             const a = (window as unknown as { __aegis: SwarmPageState & { client: { state: string } | null } }).__aegis;
-            return { backend: a.backend, where: a.where, roundsTrained: a.roundsTrained, acks: a.acks, errors: a.errors, state: a.client?.state ?? null };
+            return { backend: a.backend, where: a.where, roundsTrained: a.roundsTrained, acks: a.acks, sent: a.sent, errors: a.errors, state: a.client?.state ?? null };
           }),
         ),
       ),

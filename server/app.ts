@@ -35,6 +35,13 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
 
   app.get('/api/status', (c) => c.json({ ...coordinator.status(), data: data.description }));
 
+  // The current global model (the aggregate is public by design): little-endian float32, in layer order.
+  app.get('/api/model/weights', (c) => {
+    const w = coordinator.globalWeights;
+    const bytes = new Uint8Array(w.buffer, w.byteOffset, w.byteLength).slice();
+    return c.body(bytes, 200, { 'Content-Type': 'application/octet-stream', 'X-Aegis-Round': String(coordinator.status().history.length), 'Cache-Control': 'no-store' });
+  });
+
   app.get('/api/data/shard/:n', (c) => {
     const bytes = data.shard(Number(c.req.param('n')));
     if (!bytes) return c.json({ error: 'no such shard' }, 404);

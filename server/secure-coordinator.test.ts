@@ -7,6 +7,7 @@ import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type RoundStart, type ServerToClientEvents } from '../shared/protocol/messages.ts';
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
 import { DEFAULTS, type ServerConfig } from './config.ts';
 import { Coordinator, Rejected, type ClientLink } from './coordinator.ts';
 import { Evaluator } from './evaluator.ts';
@@ -45,16 +46,16 @@ class SimClient implements ClientLink {
       this.c.secagg('keys', this.id, { round: m.round, attempt: m.attempt, ...this.session.advertise() });
     } else if (event === 'secagg:roster') {
       if (this.gone('shares')) return;
-      this.c.secagg('shares', this.id, { round: m.round, attempt: m.attempt, ...this.session!.receiveRoster(m) });
+      this.c.secagg('shares', this.id, { round: m.round, attempt: m.attempt, ...packShares(this.session!.receiveRoster(unpackRoster(m, 100))) });
     } else if (event === 'secagg:inbox') {
       if (this.gone('masked')) return;
-      this.session!.receiveInbox(m);
+      this.session!.receiveInbox(unpackInbox(m, 100));
       const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, rand);
       const y = this.session!.mask(enc.ring);
       this.c.update(this.id, { round: m.round, attempt: m.attempt, numExamples: this.examples, trainMs: 1, loss: 1, delta: y.buffer });
     } else if (event === 'secagg:unmask') {
       if (this.gone('unmask')) return;
-      this.c.secagg('reveal', this.id, { round: m.round, attempt: m.attempt, ...this.session!.receiveUnmask(m) });
+      this.c.secagg('reveal', this.id, { round: m.round, attempt: m.attempt, ...packReveal(this.session!.receiveUnmask(m)) });
     }
   }
 }

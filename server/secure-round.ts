@@ -1,6 +1,7 @@
 import { SecAggAbort, SecAggError } from '../shared/secagg/errors.ts';
 import { SecAggServerSession } from '../shared/secagg/server-session.ts';
-import type { Inbox, Roster, SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
+import type { SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
+import { packInbox, packRoster, unpackReveal, unpackShares, type WireInbox, type WireRoster } from '../shared/secagg/wire.ts';
 import type { RejectReason, RoundRef } from '../shared/protocol/messages.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -22,8 +23,8 @@ export interface SecureRoundOptions {
   metrics: Metrics;
   /** Sends to the client with this index if it is online; false if it is not. */
   send: {
-    roster(index: number, m: RoundRef & Roster): boolean;
-    inbox(index: number, m: RoundRef & Inbox): boolean;
+    roster(index: number, m: RoundRef & WireRoster): boolean;
+    inbox(index: number, m: RoundRef & WireInbox): boolean;
     unmask(index: number, m: RoundRef & UnmaskRequest): boolean;
   };
   online(index: number): boolean;
@@ -85,7 +86,7 @@ export class SecureRound {
   }
 
   shares(index: number, raw: unknown): void {
-    this.guard(() => this.session.receiveShares(index, raw));
+    this.guard(() => this.session.receiveShares(index, unpackShares(raw, this.o.n)));
   }
 
   masked(index: number, ring: Uint32Array): void {
@@ -93,7 +94,7 @@ export class SecureRound {
   }
 
   reveal(index: number, raw: unknown): void {
-    this.guard(() => this.session.receiveReveal(index, raw));
+    this.guard(() => this.session.receiveReveal(index, unpackReveal(raw, this.o.n)));
   }
 
   /** A client went offline (or came back): the phase may be able to close now. */
@@ -117,12 +118,12 @@ export class SecureRound {
     try {
       switch (phase) {
         case 'keys': {
-          for (const [i, roster] of s.closeKeys()) this.o.send.roster(i, { ...ref, ...roster });
+          for (const [i, roster] of s.closeKeys()) this.o.send.roster(i, { ...ref, ...packRoster(roster) });
           this.deadlineAt = Date.now() + this.o.sharesDeadlineMs;
           break;
         }
         case 'shares': {
-          for (const [i, inbox] of s.closeShares()) this.o.send.inbox(i, { ...ref, ...inbox });
+          for (const [i, inbox] of s.closeShares()) this.o.send.inbox(i, { ...ref, ...packInbox(inbox) });
           this.deadlineAt = Math.max(this.o.maskedDeadlineAt, Date.now());
           break;
         }

@@ -1,7 +1,8 @@
 import type { DataSpec } from '../data/dataset.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { EncodingPlan } from '../fl/encoding.ts';
-import type { AdvertiseKeys, Inbox, Reveal, Roster, ShareKeys, UnmaskRequest } from '../secagg/types.ts';
+import type { AdvertiseKeys, UnmaskRequest } from '../secagg/types.ts';
+import type { WireInbox, WireReveal, WireRoster, WireShares } from '../secagg/wire.ts';
 
 /** Bumped on any incompatible change to the events or payloads below. */
 export const PROTOCOL_VERSION = 1;
@@ -137,8 +138,8 @@ export interface ServerToClientEvents {
   'round:start': (r: RoundStart) => void;
   'round:end': (s: RoundSummary) => void;
   rejected: (r: Rejection) => void;
-  'secagg:roster': (m: RoundRef & Roster) => void;
-  'secagg:inbox': (m: RoundRef & Inbox) => void;
+  'secagg:roster': (m: RoundRef & WireRoster) => void;
+  'secagg:inbox': (m: RoundRef & WireInbox) => void;
   'secagg:unmask': (m: RoundRef & UnmaskRequest) => void;
 }
 
@@ -147,8 +148,8 @@ export interface ClientToServerEvents {
   ready: (r: Ready) => void;
   update: (u: Update, ack?: (a: Ack) => void) => void;
   'secagg:keys': (m: RoundRef & AdvertiseKeys, ack?: (a: Ack) => void) => void;
-  'secagg:shares': (m: RoundRef & ShareKeys, ack?: (a: Ack) => void) => void;
-  'secagg:reveal': (m: RoundRef & Reveal, ack?: (a: Ack) => void) => void;
+  'secagg:shares': (m: RoundRef & WireShares, ack?: (a: Ack) => void) => void;
+  'secagg:reveal': (m: RoundRef & WireReveal, ack?: (a: Ack) => void) => void;
   /** A client declining a request it must not answer (e.g. both shares of one peer). */
   'secagg:refuse': (m: RoundRef & { reason: RejectReason; message: string }) => void;
 }

@@ -181,7 +181,8 @@ describe('misbehaviour is rejected with a reason', () => {
     const rv = clients[0].receiveUnmask(reqs.get(1));
     expect(rv.b.map((s) => s.of)).toEqual([2, 3]);
     expect(rv.s.map((s) => s.of)).toEqual([4]);
-    expect(reason(() => server.receiveReveal(1, { b: rv.b, s: [...rv.s, { of: 2, share: rv.b[0].share }] }))).toBe('unrequested_share');
+    expect(reason(() => server.receiveReveal(1, { b: rv.b, s: [...rv.s, { of: 2, share: rv.b[0].share }] }))).toBe('both_shares');
+    expect(reason(() => server.receiveReveal(1, { b: [...rv.b, { of: 4, share: rv.b[0].share }], s: [] }))).toBe('unrequested_share');
     expect(reason(() => server.receiveReveal(1, { b: [...rv.b, rv.b[0]], s: rv.s }))).toBe('duplicate');
     server.receiveReveal(1, rv);
     expect(reason(() => server.receiveReveal(1, rv))).toBe('duplicate');

@@ -192,20 +192,23 @@ export class SecAggServerSession {
     if (!req) throw new SecAggError('not_selected', `client ${from} was not asked to unmask`);
     if (this.revealed.has(from)) throw new SecAggError('duplicate', `client ${from} already revealed its shares`);
     const r = record(raw, 'reveal');
-    const take = (v: unknown, kind: 'b' | 's', allowed: number[]): Map<number, Uint8Array> => {
+    const take = (v: unknown, kind: 'b' | 's'): Map<number, Uint8Array> => {
       const m = new Map<number, Uint8Array>();
       for (const e of list(v, kind, this.cfg.n)) {
         const er = record(e, 'revealed share');
         const of = index(er.of, 'share.of', this.cfg.n);
-        if (!allowed.includes(of)) throw new SecAggError('unrequested_share', `${kind}-share of ${of} was not requested from ${from}`);
         if (m.has(of)) throw new SecAggError('duplicate', `two ${kind}-shares of ${of}`);
         m.set(of, bytes(er.share, 'share', SHARE_BYTES));
       }
       return m;
     };
-    const b = take(r.b, 'b', req.survivors);
-    const s = take(r.s, 's', req.dropped);
+    const b = take(r.b, 'b');
+    const s = take(r.s, 's');
+    // Both shares of one client would unmask its input: refused outright, and named for what it is.
     for (const of of b.keys()) if (s.has(of)) throw new SecAggError('both_shares', `both shares of ${of} revealed`);
+    for (const [m, kind, allowed] of [[b, 'b', req.survivors], [s, 's', req.dropped]] as const) {
+      for (const of of m.keys()) if (!allowed.includes(of)) throw new SecAggError('unrequested_share', `${kind}-share of ${of} was not requested from ${from}`);
+    }
     this.revealed.set(from, { b, s });
   }
 

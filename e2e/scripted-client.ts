@@ -1,0 +1,97 @@
+import { io, type Socket } from 'socket.io-client';
+import { createSecureRandom } from '../shared/dp/secure-random.ts';
+import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
+import { numParams } from '../shared/model/spec.ts';
+import { asBytes } from '../shared/protocol/binary.ts';
+import { PROTOCOL_VERSION, type Ack, type ClientToServerEvents, type RoundStart, type ServerToClientEvents } from '../shared/protocol/messages.ts';
+import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
+
+export type SecPhase = 'keys' | 'shares' | 'masked' | 'unmask';
+
+/** What a scripted client does just before it answers a phase (e.g. send something hostile first). */
+export type Hook = (c: ScriptedClient, m: any) => Promise<void> | void;
+
+/**
+ * A protocol-level client without a trainer: it speaks the real secure-aggregation protocol over
+ * socket.io with a fixed update, can vanish before any phase, and records every byte it sends (which is
+ * exactly what the server receives from it).
+ */
+export class ScriptedClient {
+  readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>;
+  session: SecAggClientSession | null = null;
+  start: RoundStart | null = null;
+  readonly starts: RoundStart[] = [];
+  /** The encoded (unmasked) ring vector of each round: the secret the server must never see. */
+  readonly plain = new Map<number, Uint32Array>();
+  /** Every message sent, with the server's answer once it came. */
+  readonly sent: { event: string; payload: any; ack?: Ack }[] = [];
+  readonly hooks: Partial<Record<SecPhase, Hook>> = {};
+  private readonly rand = createSecureRandom();
+
+  constructor(url: string, readonly id: string, readonly delta: Float32Array, readonly examples: number, public vanishBefore: SecPhase | null = null) {
+    this.socket = io(url, { transports: ['websocket'], reconnection: false });
+    this.socket.on('connect', () => this.socket.emit('hello', { protocolVersion: PROTOCOL_VERSION, clientId: id, source: 'node' }));
+    this.socket.on('welcome', () => this.socket.emit('ready', { backend: 'cpu', numExamples: examples }));
+    if (process.env.DEBUG_E2E) this.socket.on('disconnect', (r, d) => console.log('DISCONNECT', id, r, String((d as any)?.message ?? d ?? '')));
+    this.socket.on('round:start', (m) => this.handle('keys', m, () => this.onStart(m)));
+    this.socket.on('secagg:roster', (m) => this.handle('shares', m, () => this.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...packShares(this.session!.receiveRoster(this.roster(m))) })));
+    this.socket.on('secagg:inbox', (m) => this.handle('masked', m, () => this.onInbox(m)));
+    this.socket.on('secagg:unmask', (m) => this.handle('unmask', m, () => this.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...packReveal(this.session!.receiveUnmask(m)) })));
+  }
+
+  /** Errors of the client's own handlers (e.g. a send cut short by the test closing the socket). */
+  readonly errors: Error[] = [];
+
+  private handle(phase: SecPhase, m: any, answer: () => Promise<unknown> | void): void {
+    this.step(phase, m, answer).catch((e: Error) => this.errors.push(e));
+  }
+
+  private async step(phase: SecPhase, m: any, answer: () => Promise<unknown> | void): Promise<void> {
+    if (this.vanishBefore === phase && (phase !== 'keys' || m.round === 1)) {
+      this.socket.disconnect();
+      return;
+    }
+    if (phase === 'keys') {
+      this.start = m;
+      this.starts.push(m);
+    }
+    await this.hooks[phase]?.(this, m);
+    await answer();
+  }
+
+  async emit(event: string, payload: any): Promise<Ack> {
+    const rec: (typeof this.sent)[number] = { event, payload };
+    this.sent.push(rec);
+    rec.ack = (await (this.socket.timeout(10_000) as any).emitWithAck(event, payload)) as Ack;
+    return rec.ack;
+  }
+
+  private async onStart(m: RoundStart): Promise<void> {
+    if (!m.secagg) return;
+    this.session = new SecAggClientSession({ ...m.secagg, vectorLength: vectorLength(numParams(m.model)) });
+    await this.emit('secagg:keys', { round: m.round, attempt: m.attempt, ...this.session.advertise() });
+  }
+
+  private async onInbox(m: any): Promise<void> {
+    this.session!.receiveInbox(unpackInbox(m, this.start!.secagg!.n));
+    const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, this.rand);
+    this.plain.set(m.round, enc.ring);
+    const y = this.session!.mask(enc.ring);
+    await this.emit('update', { round: m.round, attempt: m.attempt, numExamples: this.examples, trainMs: 1, loss: 1, delta: y.buffer });
+  }
+
+  roster(m: unknown) {
+    return unpackRoster(m, this.start!.secagg!.n);
+  }
+
+  /** Global weights of the latest round:start. */
+  weights(): Float32Array {
+    const b = asBytes(this.start!.weights)!;
+    return new Float32Array(b.slice().buffer);
+  }
+
+  close(): void {
+    this.socket.disconnect();
+  }
+}

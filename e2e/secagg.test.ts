@@ -1,0 +1,140 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MODELS, numParams } from '../shared/model/spec.ts';
+import { asBytes } from '../shared/protocol/binary.ts';
+import { packReveal, packShares, unpackReveal } from '../shared/secagg/wire.ts';
+import { metric } from './metrics.ts';
+import { ScriptedClient, type SecPhase } from './scripted-client.ts';
+import { startServerProcess, waitForPhase, type ServerProcess } from './server-process.ts';
+
+/**
+ * Secure aggregation end to end: the server process, real socket.io, eight protocol clients. Four vanish,
+ * one before each phase; four misbehave once each before behaving. Everything the clients send (= all the
+ * server receives) is recorded and checked.
+ */
+const P = numParams(MODELS.tiny);
+let srv: ServerProcess;
+const clients: ScriptedClient[] = [];
+
+beforeAll(async () => {
+  srv = await startServerProcess([
+    '--model', 'tiny', '--examples-per-client', '8', '--test-examples', '50', '--rounds', '1',
+    '--min-clients', '8', '--clients-per-round', '8', '--min-updates', '3', '--round-pause-ms', '300',
+    '--round-deadline-ms', '30000', '--secagg-keys-deadline-ms', '10000', '--secagg-shares-deadline-ms', '10000',
+    '--secagg-unmask-deadline-ms', '10000', '--secagg-threshold', '0.4', '--max-message-bytes', String(P * 4 + 64 * 1024),
+  ]);
+});
+
+afterAll(async () => {
+  if (process.env.DEBUG_E2E) console.log(srv?.output());
+  for (const c of clients) c.close();
+  await srv?.stop();
+});
+
+const chi2TopNibble = (v: Uint32Array): number => {
+  const c = new Array(16).fill(0);
+  for (const w of v) c[w >>> 28]++;
+  const e = v.length / 16;
+  return c.reduce((s, o) => s + (o - e) ** 2 / e, 0);
+};
+
+describe('secure aggregation over socket.io', () => {
+  it('drops at every phase, rejects misbehaviour, and the server only ever sees masked vectors', async () => {
+    const vanish: (SecPhase | null)[] = ['keys', 'shares', 'masked', 'unmask', null, null, null, null];
+    const examples = [8, 8, 8, 8, 4, 8, 12, 16];
+    const deltas = examples.map(() => Float32Array.from({ length: P }, () => (Math.random() - 0.5) * 0.02));
+    for (let i = 0; i < 8; i++) clients.push(new ScriptedClient(srv.url, `scripted-client-${String(i).padStart(4, '0')}`, deltas[i], examples[i], vanish[i]));
+    const [, , , , e, f, g, h] = clients;
+    const rejected: Record<string, string> = {};
+    const expectReject = (name: string) => (ack: { ok: boolean; reason?: string }) => (rejected[name] = ack.ok ? 'accepted' : ack.reason!);
+
+    // Replayed keys.
+    h.hooks.shares = async (c, m) => {
+      if (m.round !== 1) return;
+      expectReject('replayed keys')(await c.emit('secagg:keys', { round: 1, attempt: 1, ...c.session!.advertise() }));
+    };
+    // A share addressed to a client outside the roster (client 1 never advertised keys).
+    g.hooks.shares = async (c, m) => {
+      if (m.round !== 1) return;
+      const roster = c.roster(m);
+      const good = c.session!.receiveRoster(roster);
+      (c.session as any).roster = new Map(); // the session builds its shares again when it answers
+      const me = c.start!.secagg!.index;
+      const absent = [1, 2, 3, 4, 5, 6, 7, 8].find((i) => i !== me && !roster.peers.some((p) => p.index === i))!;
+      const forged = packShares({ commit: good.commit, shares: [...good.shares, { to: absent, ct: good.shares[0].ct }] });
+      expectReject('share to a non-neighbour')(await c.emit('secagg:shares', { round: 1, attempt: 1, ...forged }));
+    };
+    // A wrong-length masked vector.
+    f.hooks.masked = async (c, m) => {
+      if (m.round !== 1) return;
+      expectReject('short masked vector')(await c.emit('update', { round: 1, attempt: 1, numExamples: 8, trainMs: 1, loss: 1, delta: new Uint32Array(P).buffer }));
+    };
+    // Revealing both shares of one peer.
+    e.hooks.unmask = async (c, m) => {
+      if (m.round !== 1 || !m.survivors.length) return;
+      const peer = m.survivors[0];
+      const both = packReveal({ b: [{ of: peer, share: new Uint8Array(33) }], s: [{ of: peer, share: new Uint8Array(33) }] });
+      expectReject('both shares of a peer')(await c.emit('secagg:reveal', { round: 1, attempt: 1, ...both }));
+    };
+
+    const status = await waitForPhase(srv.url, 'done', 120_000);
+    expect(status.history).toHaveLength(1);
+    // Complete graph k = 7, t = floor(0.4 k) + 1 = 3: after four dropouts each secret still has 3 holders answering.
+    expect(status.history[0]).toMatchObject({ secagg: true, clients: 5 }); // clients 4..8 masked their input
+
+    // Round 1's result is the exact weighted mean of the survivors' inputs (client 4 vanished after masking).
+    const survivors = [3, 4, 5, 6, 7];
+    const W = survivors.reduce((s, i) => s + examples[i], 0);
+    const w = new Float32Array(await (await fetch(srv.url + '/api/model/weights')).arrayBuffer());
+    const w0 = new Float32Array(asBytes(h.starts[0].weights)!.slice().buffer);
+    expect(w.length).toBe(P);
+    let err = 0;
+    for (let j = 0; j < P; j++) {
+      const exact = survivors.reduce((s, i) => s + examples[i] * deltas[i][j], 0) / W;
+      err = Math.max(err, Math.abs(w![j] - w0[j] - exact));
+    }
+    expect(err).toBeLessThan(1e-6);
+
+    expect(rejected).toEqual({
+      'replayed keys': 'wrong_phase',
+      'share to a non-neighbour': 'not_neighbour',
+      'short masked vector': 'wrong_length',
+      'both shares of a peer': 'both_shares',
+    });
+
+    // The tap: every binary vector any client sent is masked (uniform-looking, unrelated to its plaintext),
+    // and no client's two kinds of share were ever both revealed.
+    for (const c of clients) {
+      for (const s of c.sent.filter((x) => x.event === 'update' && x.payload.delta.byteLength === (P + 2) * 4)) {
+        const y = new Uint32Array(s.payload.delta);
+        const x = c.plain.get(s.payload.round)!;
+        expect(chi2TopNibble(y)).toBeLessThan(52.6); // chi-square(15) at p = 1e-6
+        expect(chi2TopNibble(x)).toBeGreaterThan(1000); // the plaintext fails the same test badly
+        let same = 0;
+        for (let i = 0; i < y.length; i++) if (y[i] === x[i]) same++;
+        expect(same).toBeLessThan(5);
+      }
+    }
+    const revealedKinds = new Map<string, Set<string>>();
+    for (const c of clients) {
+      for (const s of c.sent.filter((x) => x.event === 'secagg:reveal' && x.ack?.ok)) {
+        const r = unpackReveal(s.payload, 8);
+        for (const kind of ['b', 's'] as const) {
+          for (const x of r[kind]) {
+            const key = `${s.payload.round}/${x.of}`;
+            revealedKinds.set(key, (revealedKinds.get(key) ?? new Set()).add(kind));
+          }
+        }
+      }
+    }
+    expect(revealedKinds.size).toBeGreaterThan(0);
+    for (const kinds of revealedKinds.values()) expect(kinds.size).toBe(1);
+
+    const m = await (await fetch(srv.url + '/metrics')).text();
+    expect(metric(m, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
+    for (const phase of ['keys', 'shares', 'masked', 'unmask']) expect(metric(m, 'aegis_secagg_dropouts_total', { phase })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'not_neighbour', event: 'secagg:shares' })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'both_shares', event: 'secagg:reveal' })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_length', event: 'update' })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_phase', event: 'secagg:keys' })).toBe(1);
+  }, 180_000);
+});

@@ -1,0 +1,110 @@
+import { bytes, isRecord } from './check.ts';
+import { SecAggError } from './errors.ts';
+import { KEY_BYTES } from './keys.ts';
+import { SHARE_BYTES } from './shamir.ts';
+import type { Inbox, Reveal, Roster, ShareKeys } from './types.ts';
+
+/**
+ * Wire form of the secure-aggregation messages: each list of keys, boxes or shares travels as ONE binary
+ * blob of fixed-size records (socket.io caps attachments per message at 10, and one blob is smaller).
+ * Records start with a big-endian uint32 client index.
+ */
+export const BOX_BYTES = 12 + 8 + 2 * SHARE_BYTES + 16; // nonce + (from, to, two shares) + tag
+const PEER_RECORD = 4 + 2 * KEY_BYTES;
+const BOX_RECORD = 4 + BOX_BYTES;
+const SHARE_RECORD = 4 + SHARE_BYTES;
+
+export interface WireRoster { peers: Uint8Array }
+export interface WireShares { commit: Uint8Array; shares: Uint8Array }
+export interface WireInbox { shares: Uint8Array }
+export interface WireReveal { b: Uint8Array; s: Uint8Array }
+
+function pack<T>(items: T[], size: number, write: (dv: DataView, out: Uint8Array, off: number, item: T) => void): Uint8Array {
+  const out = new Uint8Array(items.length * size);
+  const dv = new DataView(out.buffer);
+  items.forEach((it, i) => write(dv, out, i * size, it));
+  return out;
+}
+
+function unpack<T>(raw: unknown, what: string, size: number, maxCount: number, read: (dv: DataView, b: Uint8Array, off: number) => T): T[] {
+  const b = bytes(raw, what, undefined, maxCount * size);
+  if (b.length % size !== 0) throw new SecAggError('malformed', `${what} is ${b.length} bytes, not a whole number of ${size}-byte records`);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const out: T[] = [];
+  for (let off = 0; off < b.length; off += size) out.push(read(dv, b, off));
+  return out;
+}
+
+function obj(raw: unknown, what: string): Record<string, unknown> {
+  if (!isRecord(raw)) throw new SecAggError('malformed', `${what} must be an object`);
+  return raw;
+}
+
+export function packRoster(r: Roster): WireRoster {
+  return {
+    peers: pack(r.peers, PEER_RECORD, (dv, out, off, p) => {
+      dv.setUint32(off, p.index);
+      out.set(p.cPk, off + 4);
+      out.set(p.sPk, off + 4 + KEY_BYTES);
+    }),
+  };
+}
+
+export function unpackRoster(raw: unknown, maxPeers: number): Roster {
+  const m = obj(raw, 'roster');
+  return {
+    peers: unpack(m.peers, 'roster.peers', PEER_RECORD, maxPeers, (dv, b, off) => ({
+      index: dv.getUint32(off),
+      cPk: b.slice(off + 4, off + 4 + KEY_BYTES),
+      sPk: b.slice(off + 4 + KEY_BYTES, off + PEER_RECORD),
+    })),
+  };
+}
+
+export function packShares(s: ShareKeys): WireShares {
+  return {
+    commit: s.commit,
+    shares: pack(s.shares, BOX_RECORD, (dv, out, off, e) => {
+      if (e.ct.length !== BOX_BYTES) throw new RangeError(`box must be ${BOX_BYTES} bytes`);
+      dv.setUint32(off, e.to);
+      out.set(e.ct, off + 4);
+    }),
+  };
+}
+
+export function unpackShares(raw: unknown, maxPeers: number): ShareKeys {
+  const m = obj(raw, 'shares');
+  return {
+    commit: bytes(m.commit, 'commit', 32),
+    shares: unpack(m.shares, 'shares', BOX_RECORD, maxPeers, (dv, b, off) => ({ to: dv.getUint32(off), ct: b.slice(off + 4, off + BOX_RECORD) })),
+  };
+}
+
+export function packInbox(i: Inbox): WireInbox {
+  return {
+    shares: pack(i.shares, BOX_RECORD, (dv, out, off, e) => {
+      dv.setUint32(off, e.from);
+      out.set(e.ct, off + 4);
+    }),
+  };
+}
+
+export function unpackInbox(raw: unknown, maxPeers: number): Inbox {
+  const m = obj(raw, 'inbox');
+  return { shares: unpack(m.shares, 'inbox', BOX_RECORD, maxPeers, (dv, b, off) => ({ from: dv.getUint32(off), ct: b.slice(off + 4, off + BOX_RECORD) })) };
+}
+
+export function packReveal(r: Reveal): WireReveal {
+  const one = (l: Reveal['b']) =>
+    pack(l, SHARE_RECORD, (dv, out, off, e) => {
+      dv.setUint32(off, e.of);
+      out.set(e.share, off + 4);
+    });
+  return { b: one(r.b), s: one(r.s) };
+}
+
+export function unpackReveal(raw: unknown, maxPeers: number): Reveal {
+  const m = obj(raw, 'reveal');
+  const one = (v: unknown, what: string) => unpack(v, what, SHARE_RECORD, maxPeers, (dv, b, off) => ({ of: dv.getUint32(off), share: b.slice(off + 4, off + SHARE_RECORD) }));
+  return { b: one(m.b, 'reveal.b'), s: one(m.s, 'reveal.s') };
+}
