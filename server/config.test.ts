@@ -26,8 +26,30 @@ describe('parseConfig', () => {
     [['--tls-cert', 'a.pem'], /--tls-cert and --tls-key go together/],
     [['--max-message-bytes', '100000'], /below one "small" update/],
     [['--bogus'], /Unknown option '--bogus'/],
+    [['--secagg', 'maybe'], /--secagg must be on or off/],
+    [['--min-updates', '1', '--min-clients', '1'], /--secagg on needs --min-updates >= 2/],
+    [['--dp-noise', '1'], /DP needs a budget: set --dp-epsilon/],
+    [['--dp-epsilon', '3'], /--dp-epsilon needs --dp-noise/],
+    [['--dp-adaptive-clip'], /--dp-adaptive-clip needs --dp-noise/],
+    [['--dp-noise', '1', '--dp-epsilon', '5', '--dp-adaptive-clip', '--clients-per-round', '10'], /z < 2 sigma_b = 1/],
+    [['--dp-noise', '1', '--dp-epsilon', '5', '--dp-population', '3'], /--dp-population cannot be below/],
   ])('refuses %j', (argv, msg) => {
     expect(() => parseConfig(argv)).toThrow(msg);
+  });
+
+  it('secure aggregation is on by default and can be turned off; DP is off unless asked for', () => {
+    expect(parseConfig([]).secagg).toBe(true);
+    expect(parseConfig([]).dp).toBeNull();
+    expect(parseConfig(['--secagg', 'off', '--min-updates', '1', '--min-clients', '1']).secagg).toBe(false);
+  });
+
+  it('DP: a given z, or z derived from a target epsilon over a number of rounds', () => {
+    const a = parseConfig(['--dp-noise', '1.1', '--dp-epsilon', '8', '--dp-clip', '0.2', '--dp-population', '1000']);
+    expect(a.dp).toMatchObject({ noiseMultiplier: 1.1, epsilonBudget: 8, clipNorm: 0.2, delta: 1e-5, population: 1000, adaptive: null });
+    const b = parseConfig(['--dp-epsilon', '8', '--dp-rounds', '50', '--dp-population', '1000', '--dp-adaptive-clip', '--dp-indicator-std', '5']);
+    expect(b.dp!.noiseMultiplier).toBeGreaterThan(0.3);
+    expect(b.dp!.noiseMultiplier).toBeLessThan(3);
+    expect(b.dp!.adaptive).toEqual({ targetQuantile: 0.5, learningRate: 0.2, indicatorStd: 5 });
   });
 
   it('help lists every flag', () => {
