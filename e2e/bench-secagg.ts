@@ -1,0 +1,217 @@
+/**
+ * npm run bench:secagg [-- --sizes 100000,1000000 --cohorts 10,100,1000 --dropout 0.05]
+ * Secure-aggregation cost, measured in one process with the same session code the transport uses:
+ * - client: encode + mask time of one client with the degree the SecAgg+ graph picks, next to the key
+ *   phases (key agreement, Shamir, AEAD), and bytes on the wire vs the float32 update;
+ * - server: streaming modular sum + unmasking (rebuild seeds, strip self masks and dropouts' pairwise masks),
+ *   next to the bare FedAvg float sum of the same n vectors in the same run;
+ * - the client cost at the CIFAR-10 CNN ('small', 136,874 params) vs one local epoch of that model.
+ * Cohorts of 10 run every client for real and check the sum bit for bit; larger cohorts run every client's
+ * key phases for real but feed the server uniform random vectors in place of masked inputs (identical server
+ * work; computing 1000 real 1M-word masks would only time the clients again).
+ * Writes bench-results/secagg.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { randomFillSync } from 'node:crypto';
+import { syntheticDataset } from '../shared/data/synthetic.ts';
+import { createSecureRandom } from '../shared/dp/secure-random.ts';
+import { encodeContribution, planEncoding, vectorLength } from '../shared/fl/encoding.ts';
+import { WeightedMean } from '../shared/fl/fedavg.ts';
+import { buildModel } from '../shared/model/build.ts';
+import { MODELS, numParams } from '../shared/model/spec.ts';
+import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { chooseDegree, harary } from '../shared/secagg/graph.ts';
+import { SecAggServerSession } from '../shared/secagg/server-session.ts';
+import { packInbox, packReveal, packRoster, packShares } from '../shared/secagg/wire.ts';
+
+const { values } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '100000,1000000' },
+    cohorts: { type: 'string', default: '10,100,1000' },
+    dropout: { type: 'string', default: '0.05' },
+    'epoch-examples': { type: 'string', default: '500' },
+  },
+});
+const sizes = values.sizes!.split(',').map(Number);
+const cohorts = values.cohorts!.split(',').map(Number);
+const dropRate = Number(values.dropout);
+const rand = createSecureRandom();
+const now = (): number => performance.now();
+const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg}`);
+
+interface ClientCost { encodeMs: number; maskMs: number; keysMs: number; bytesSent: number; bytesReceived: number }
+
+/** Runs the key phases for all n clients; returns the sessions ready to mask, and client 1's costs. */
+function keyPhases(n: number, L: number, realInputs: boolean) {
+  const { k, t } = chooseDegree(n);
+  const nb = harary(n, k).map((l) => l.map((v) => v + 1));
+  const drops = new Set<number>();
+  while (drops.size < Math.ceil(dropRate * n)) drops.add(2 + Math.floor(Math.random() * (n - 1))); // never client 1, whose costs we report
+  const tag = `bench/${n}/${L}`;
+  const server = new SecAggServerSession({ tag, n, neighbours: nb, t, vectorLength: L, minSurvivors: Math.max(2, t) });
+  const clients = Array.from({ length: n }, (_, i) => new SecAggClientSession({ tag, index: i + 1, n, t, vectorLength: L }));
+  let serverMs = 0;
+  const timedServer = <T>(f: () => T): T => {
+    const t0 = now();
+    const r = f();
+    serverMs += now() - t0;
+    return r;
+  };
+  const c1 = { keysMs: 0, bytesSent: 0, bytesReceived: 0 };
+  const t1 = (u: number, f: () => void) => {
+    const t0 = now();
+    f();
+    if (u === 1) c1.keysMs += now() - t0;
+  };
+  for (let u = 1; u <= n; u++) {
+    const m = clients[u - 1].advertise();
+    if (u === 1) c1.bytesSent += 64;
+    timedServer(() => server.receiveKeys(u, m));
+  }
+  const rosters = timedServer(() => server.closeKeys());
+  for (const [u, r] of rosters) {
+    if (u % 50 === 0) progress(`bench:secagg n=${n} d=${L - 2}: key shares ${u}/${n}`);
+    let shares!: ReturnType<SecAggClientSession['receiveRoster']>;
+    t1(u, () => (shares = clients[u - 1].receiveRoster(r)));
+    if (u === 1) {
+      c1.bytesReceived += packRoster(r).peers.length;
+      const w = packShares(shares);
+      c1.bytesSent += w.shares.length + w.commit.length;
+    }
+    timedServer(() => server.receiveShares(u, shares));
+  }
+  const inboxes = timedServer(() => server.closeShares());
+  for (const [u, inbox] of inboxes) {
+    if (drops.has(u)) continue;
+    if (u % 50 === 0) progress(`bench:secagg n=${n} d=${L - 2}: inboxes ${u}/${n}`);
+    t1(u, () => clients[u - 1].receiveInbox(inbox));
+    if (u === 1) c1.bytesReceived += packInbox(inbox).shares.length;
+  }
+  return { k, t, server, clients, drops, serverMs, c1, realInputs };
+}
+
+function cell(d: number, n: number) {
+  const L = vectorLength(d);
+  const plan = planEncoding({ numParams: d, maxClients: n, clipNorm: null, coordClip: 0.5, weighting: 'examples', maxExamples: 500, noise: null });
+  const delta = Float32Array.from({ length: d }, () => (Math.random() - 0.5) * 0.01);
+  const real = n <= 10;
+  const s = keyPhases(n, L, real);
+  // Client 1 encodes and masks for real in every cell.
+  let t0 = now();
+  const enc = encodeContribution(delta, 500, plan, rand);
+  const encodeMs = now() - t0;
+  t0 = now();
+  const y1 = s.clients[0].mask(enc.ring);
+  const maskMs = now() - t0;
+  const filler = new Uint32Array(randomFillSync(new Uint8Array(L * 4)).buffer);
+  const expected = new Uint32Array(L);
+  let serverMs = s.serverMs;
+  const inputs = new Map<number, Uint32Array>();
+  for (let u = 1; u <= n; u++) {
+    if (s.drops.has(u)) continue;
+    let y: Uint32Array;
+    if (u === 1) y = y1;
+    else if (real) {
+      const x = encodeContribution(delta, 100 + u, plan, rand).ring;
+      inputs.set(u, x);
+      y = s.clients[u - 1].mask(x);
+    } else y = filler;
+    if (u === 1) inputs.set(1, enc.ring);
+    const a = now();
+    s.server.receiveMasked(u, y);
+    serverMs += now() - a;
+  }
+  let a = now();
+  const reqs = s.server.closeMasked();
+  serverMs += now() - a;
+  for (const [u, req] of reqs) {
+    const r = s.clients[u - 1].receiveUnmask(req);
+    if (u === 1) {
+      const w = packReveal(r);
+      s.c1.bytesSent += w.b.length + w.s.length;
+      s.c1.bytesReceived += JSON.stringify(req).length;
+    }
+    a = now();
+    s.server.receiveReveal(u, r);
+    serverMs += now() - a;
+  }
+  progress(`bench:secagg n=${n} d=${d}: unmasking`);
+  a = now();
+  const sum = s.server.closeUnmask();
+  const unmaskMs = now() - a;
+  serverMs += unmaskMs;
+  let exact: boolean | null = null;
+  if (real) {
+    for (const u of s.server.survivors) {
+      const x = inputs.get(u)!;
+      for (let i = 0; i < L; i++) expected[i] = (expected[i] + x[i]) >>> 0;
+    }
+    exact = sum.every((v, i) => v === expected[i]);
+  }
+  // Bare FedAvg: the float sum of the same number of float32 vectors.
+  const wm = new WeightedMean(d);
+  a = now();
+  for (let u = 0; u < s.server.survivors.length; u++) wm.add(delta, 1);
+  const fedavgMs = now() - a;
+  const client: ClientCost = { encodeMs, maskMs, keysMs: s.c1.keysMs, bytesSent: s.c1.bytesSent + L * 4, bytesReceived: s.c1.bytesReceived };
+  return { d, n, k: s.k, t: s.t, dropped: s.drops.size, exact, client, serverMs, unmaskMs, fedavgMs };
+}
+
+/** Examples/s of one local training epoch of the CIFAR-10 CNN ('small') in this process (tfjs cpu). */
+async function epochRate(): Promise<number> {
+  await tf.setBackend('cpu');
+  const model = buildModel(MODELS.small, 1);
+  model.compile({ optimizer: tf.train.adam(0.001), loss: 'categoricalCrossentropy' });
+  const ds = syntheticDataset({ seed: 1, count: 64 });
+  const x = tf.tensor4d(Float32Array.from(ds.x, (v) => v / 255), [64, 32, 32, 3]);
+  const y = tf.oneHot(tf.tensor1d(Array.from(ds.y), 'int32'), 10);
+  await model.fit(x, y, { batchSize: 32, epochs: 1, verbose: 0 }); // warm-up
+  const t0 = now();
+  await model.fit(x, y, { batchSize: 32, epochs: 1, verbose: 0 });
+  const rate = 64 / ((now() - t0) / 1000);
+  tf.dispose([x, y]);
+  model.dispose();
+  return rate;
+}
+
+const rows = [];
+for (const d of sizes) for (const n of cohorts) {
+  progress(`bench:secagg n=${n} d=${d}…`);
+  rows.push(cell(d, n));
+}
+progress('bench:secagg: client cost at the CIFAR-10 CNN…');
+const cnn = numParams(MODELS.small);
+const cnnRows = [100, 1000].map((n) => cell(cnn, n));
+progress('bench:secagg: one local epoch of the CNN (tfjs cpu)…');
+const rate = await epochRate();
+progress('');
+const epochExamples = Number(values['epoch-examples']);
+const epochMs = (epochExamples / rate) * 1000;
+
+const f = (x: number, p = 0) => x.toFixed(p);
+console.log('\nSecure aggregation cost (one process; server dropouts: %s%% of clients after sharing keys)\n', f(dropRate * 100));
+console.log('| params | clients | k | t | client encode ms | client mask ms | client key phases ms | server ms (sum + unmask) | bare FedAvg sum ms | server / FedAvg | client bytes sent / float32 update | exact |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|');
+for (const r of rows) {
+  console.log(`| ${r.d.toLocaleString('en')} | ${r.n} | ${r.k} | ${r.t} | ${f(r.client.encodeMs)} | ${f(r.client.maskMs)} | ${f(r.client.keysMs)} | ${f(r.serverMs)} | ${f(r.fedavgMs)} | ${f(r.serverMs / r.fedavgMs, 1)} | ${f(r.client.bytesSent / (4 * r.d), 3)} | ${r.exact === null ? 'n/a' : r.exact ? 'yes' : 'NO'} |`);
+}
+console.log('\nServer growth with the cohort (same d): time ratio vs client ratio');
+for (const d of sizes) {
+  const rs = rows.filter((r) => r.d === d);
+  for (let i = 1; i < rs.length; i++) {
+    const tr = rs[i].serverMs / rs[i - 1].serverMs;
+    const nr = rs[i].n / rs[i - 1].n;
+    console.log(`  d=${d}: n ${rs[i - 1].n} -> ${rs[i].n} (x${nr}): server time x${tr.toFixed(1)}; n log n predicts x${((rs[i].n * Math.log(rs[i].n)) / (rs[i - 1].n * Math.log(rs[i - 1].n))).toFixed(1)}, n^2 x${(nr * nr).toFixed(0)}`);
+  }
+}
+console.log(`\nClient cost at the CIFAR-10 CNN (${cnn.toLocaleString('en')} params) vs one local epoch of ${epochExamples} examples:`);
+console.log(`  measured here, tfjs cpu: ${rate.toFixed(1)} examples/s -> epoch ${f(epochMs / 1000, 1)} s`);
+for (const r of cnnRows) {
+  const total = r.client.encodeMs + r.client.maskMs + r.client.keysMs;
+  console.log(`  n=${r.n} (k=${r.k}): encode ${f(r.client.encodeMs)} + mask ${f(r.client.maskMs)} + keys ${f(r.client.keysMs)} = ${f(total)} ms = ${((100 * total) / epochMs).toFixed(2)}% of the cpu epoch; ${((100 * total) / ((epochExamples / 52) * 1000)).toFixed(1)}% of a webgl epoch at 52 ex/s (npm run bench:train)`);
+}
+mkdirSync('bench-results', { recursive: true });
+writeFileSync('bench-results/secagg.json', JSON.stringify({ rows, cnnRows, epoch: { examples: epochExamples, examplesPerSecond: rate, ms: epochMs }, dropRate }, null, 2));
+console.log('\nwrote bench-results/secagg.json');
