@@ -18,19 +18,21 @@ describe('model specs', () => {
     expect(numParams(MODELS.small)).toBe(136_874);
     expect(numParams(MODELS.tiny)).toBeLessThan(40_000);
     expect(numParams(MODELS.medium)).toBeLessThan(1_000_000);
+    expect(numParams(MODELS.mlp)).toBe(3072 * 16 + 16 + 16 * 10 + 10);
   });
 
   it('validates specs from the wire', () => {
     expect(isModelSpec(MODELS.small)).toBe(true);
-    expect(isModelSpec({ name: 'x', conv: [], dense: 4 })).toBe(false);
+    expect(isModelSpec({ name: 'x', conv: [], dense: 4 })).toBe(true); // an MLP
+    expect(isModelSpec({ name: 'x', conv: [8, 8, 8, 8, 8, 8], dense: 4 })).toBe(false);
     expect(isModelSpec({ name: 'x', conv: [8, 1e6], dense: 4 })).toBe(false);
     expect(() => modelByName('huge')).toThrow(/unknown model "huge"/);
   });
 });
 
 describe('flat weights', () => {
-  it('round-trips and is order-stable', async () => {
-    const spec = MODELS.tiny;
+  it.each(['tiny', 'mlp'])('%s: round-trips and is order-stable', async (name) => {
+    const spec = MODELS[name];
     const a = buildModel(spec, 1), b = buildModel(spec, 2);
     const wa = await getFlatWeights(a);
     expect(wa.length).toBe(numParams(spec));
