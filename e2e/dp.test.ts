@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { AegisClient } from '../client/client.ts';
+import { nodeTrainer } from '../client/node-trainer.ts';
+import { epsilonFor } from '../shared/dp/calibrate.ts';
+import { metric } from './metrics.ts';
+import { startServerProcess, waitForPhase, type ServerProcess } from './server-process.ts';
+
+/**
+ * Differential privacy end to end, with the real client code in Node: clients clip and add Skellam noise
+ * to their updates (here without secure aggregation: ring vectors go unmasked), the server charges each
+ * round to the RDP ledger, exports epsilon, and stops before the budget would be exceeded.
+ */
+const z = 1.2;
+const eps2 = epsilonFor(1, z, 2, 1e-5);
+const eps3 = epsilonFor(1, z, 3, 1e-5);
+const budget = Number(((eps2 + eps3) / 2).toFixed(3)); // room for exactly two rounds
+let srv: ServerProcess;
+const clients: AegisClient[] = [];
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  srv = await startServerProcess([
+    '--model', 'tiny', '--examples-per-client', '16', '--test-examples', '100', '--rounds', '5',
+    '--min-clients', '3', '--clients-per-round', '3', '--min-updates', '2', '--round-pause-ms', '200',
+    '--epochs', '1', '--batch-size', '8', '--lr', '0.005', '--secagg', 'off',
+    '--dp-noise', String(z), '--dp-epsilon', String(budget), '--dp-clip', '0.1', '--dp-adaptive-clip', '--dp-indicator-std', '1',
+  ]);
+});
+
+afterAll(async () => {
+  for (const c of clients) c.stop();
+  await srv?.stop();
+});
+
+describe('differential privacy with Node clients', () => {
+  it('clips and noises on the client, charges epsilon per round, stops at the budget', async () => {
+    const norms: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = new AegisClient({ serverUrl: srv.url, source: 'node', spawnTrainer: nodeTrainer, backends: ['cpu'] });
+      c.on('encoded', (e) => norms.push(e.norm));
+      clients.push(c);
+      c.start();
+    }
+    const status = await waitForPhase(srv.url, 'done', 120_000);
+    expect(status.history).toHaveLength(2);
+    expect(status.stopReason).toMatch(/privacy budget reached: round 3 would raise epsilon/);
+    expect(status.history.map((h) => h.secagg)).toEqual([false, false]);
+    expect(status.history[1].epsilon).toBeCloseTo(eps2, 6);
+    expect(status.privacy).toMatchObject({ enabled: true, noiseMultiplier: z, epsilonBudget: budget, adaptiveClipping: true, rounds: 2 });
+    // Adaptive clipping: the clip moved from 0.1 after round 1.
+    expect(status.history[0].clipNorm).toBe(0.1);
+    expect(status.history[1].clipNorm).not.toBe(0.1);
+    expect(norms.length).toBeGreaterThanOrEqual(6);
+    const m = await (await fetch(srv.url + '/metrics')).text();
+    expect(metric(m, 'aegis_dp_epsilon')).toBeCloseTo(eps2, 6);
+    expect(metric(m, 'aegis_dp_epsilon_budget')).toBe(budget);
+    expect(metric(m, 'aegis_rounds_completed_total')).toBe(2);
+  }, 150_000);
+});
