@@ -1,5 +1,5 @@
 /**
- * npm run bench:dp [-- --noise 0,0.5,1,2 --rounds 20 --population 1000 --q 0.1 --clip 0.5 --model mlp]
+ * npm run bench:dp [-- --noise 0,0.5,1,2 --rounds 20 --population 1000 --q 0.1 --clip 0.5 --lr 0.1 --model mlp]
  * DP-FedAvg accuracy vs epsilon. Simulates the population in one process with the production pipeline:
  * Poisson sampling of clients (the accountant's assumption), local training with tfjs, the client-side
  * clip -> fixed point -> stochastic rounding -> Skellam noise -> ring encoding of shared/fl/encoding.ts,
@@ -33,7 +33,7 @@ const { values } = parseArgs({
     clip: { type: 'string', default: '0.5' },
     model: { type: 'string', default: 'mlp' },
     'per-client': { type: 'string', default: '32' },
-    lr: { type: 'string', default: '0.05' },
+    lr: { type: 'string', default: '0.1' },
     delta: { type: 'string', default: '1e-5' },
     'cifar-dir': { type: 'string', default: '../shared/data/cifar10' },
   },

@@ -1,11 +1,10 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
-import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type ServerToClientEvents } from '../shared/protocol/messages.ts';
 import { DEFAULTS, type ServerConfig } from './config.ts';
 import { Coordinator, Rejected, type ClientLink } from './coordinator.ts';
-import { Evaluator } from './evaluator.ts';
+import type { Evaluator } from './evaluator.ts';
+import { clientId, metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
 
 const spec = MODELS.tiny;
@@ -26,8 +25,7 @@ let evaluator: Evaluator;
 let coord: Coordinator | null = null;
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
-  evaluator = new Evaluator(spec, syntheticDataset({ seed: 99, count: 16 }));
+  evaluator = await testEvaluator(spec);
 });
 afterEach(() => coord?.stop());
 
@@ -47,7 +45,7 @@ async function setup(over: Partial<ServerConfig> = {}) {
   return { c, metrics };
 }
 
-const id = (n: number): string => `client-${String(n).padStart(12, '0')}`;
+const id = clientId;
 function join(c: Coordinator, n: number, examples = 8): MemLink {
   const l = new MemLink();
   c.hello(l, { protocolVersion: PROTOCOL_VERSION, clientId: id(n), source: 'node' });
@@ -56,7 +54,6 @@ function join(c: Coordinator, n: number, examples = 8): MemLink {
 }
 const delta = (v: number): ArrayBuffer => new Float32Array(P).fill(v).buffer;
 const upd = (round: number, attempt: number, v: number, numExamples = 8) => ({ round, attempt, numExamples, trainMs: 1, loss: 1, delta: delta(v) });
-const nextEvent = (c: Coordinator, e: string): Promise<any> => new Promise((r) => c.once(e, r));
 const rejectReason = (fn: () => unknown): string => {
   try {
     fn();
@@ -65,10 +62,6 @@ const rejectReason = (fn: () => unknown): string => {
     throw e;
   }
   return 'accepted';
-};
-const metricValue = async (m: ReturnType<typeof createMetrics>, name: string, labels: Record<string, string> = {}) => {
-  const j = await m.registry.getSingleMetric(name)!.get();
-  return j.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0;
 };
 
 describe('Coordinator', () => {

@@ -1,6 +1,4 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
-import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { epsilonFor } from '../shared/dp/calibrate.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
@@ -10,7 +8,8 @@ import { SecAggClientSession } from '../shared/secagg/client-session.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
 import { DEFAULTS, type ServerConfig } from './config.ts';
 import { Coordinator, Rejected, type ClientLink } from './coordinator.ts';
-import { Evaluator } from './evaluator.ts';
+import type { Evaluator } from './evaluator.ts';
+import { clientId, metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
 
 const spec = MODELS.tiny;
@@ -63,8 +62,7 @@ class SimClient implements ClientLink {
 let evaluator: Evaluator;
 let coord: Coordinator | null = null;
 beforeAll(async () => {
-  await tf.setBackend('cpu');
-  evaluator = new Evaluator(spec, syntheticDataset({ seed: 99, count: 16 }));
+  evaluator = await testEvaluator(spec);
 });
 afterEach(() => coord?.stop());
 
@@ -99,7 +97,7 @@ async function setup(over: Partial<ServerConfig> = {}) {
   return { c, metrics };
 }
 
-const id = (n: number): string => `client-${String(n).padStart(12, '0')}`;
+const id = clientId;
 function joinAll(c: Coordinator, deltas: Float32Array[], examples: number[], vanish: (Phase | null)[] = []): SimClient[] {
   return deltas.map((d, i) => {
     const s = new SimClient(c, id(i), d, examples[i], vanish[i] ?? null);
@@ -109,11 +107,6 @@ function joinAll(c: Coordinator, deltas: Float32Array[], examples: number[], van
   });
 }
 const randomDelta = () => Float32Array.from({ length: P }, () => (Math.random() - 0.5) * 0.02);
-const nextEvent = (c: Coordinator, e: string): Promise<any> => new Promise((r) => c.once(e, r));
-const metricValue = async (m: ReturnType<typeof createMetrics>, name: string, labels: Record<string, string> = {}) => {
-  const j = await m.registry.getSingleMetric(name)!.get();
-  return j.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0;
-};
 
 /** Max |w - expected weighted mean of the given clients' deltas|. */
 function maxError(w: Float32Array, deltas: Float32Array[], examples: number[], who: number[]): number {
