@@ -68,8 +68,12 @@ export class AegisClient extends Emitter<ClientEvents> {
   private pending: Update | null = null;
   private training = false;
   private _state: ClientState = 'connecting';
-  /** The secure-aggregation session of the round in progress, and a promise of its inbox. */
-  private secure: { ref: RoundRef; n: number; session: SecAggClientSession; inbox: Promise<void>; gotInbox: () => void } | null = null;
+  /** The secure-aggregation session of the round in progress, and a promise of its inbox (or of its end). */
+  private secure: { ref: RoundRef; n: number; session: SecAggClientSession; inbox: Promise<'inbox' | 'cancelled'>; gotInbox: () => void; cancel: () => void } | null = null;
+  /** Set while a trained update waits for the key shares it must be masked with. */
+  private waitingForInbox = false;
+  /** Settles when the round in progress is over (trained and sent, or given up). */
+  private roundDone: Promise<void> = Promise.resolve();
   private random: SecureRandom | null = null;
 
   constructor(private readonly opts: ClientOptions) {
@@ -173,9 +177,21 @@ export class AegisClient extends Emitter<ClientEvents> {
   }
 
   private async onRound(r: RoundStart): Promise<void> {
-    if (!this.trainer || this.training) return;
+    if (!this.trainer) return;
+    if (this.training) {
+      // A retry of an aborted round (or a newer round) while we only wait for the old round's key shares:
+      // those will never come, so give up on them and take part in this one. Still training: skip it.
+      if (!this.waitingForInbox) return;
+      this.secure?.cancel();
+      await this.roundDone;
+    }
+    let finished!: () => void;
+    this.roundDone = new Promise((res) => (finished = res));
     const bytes = asBytes(r.weights);
-    if (!bytes) return this.fail(new Error('round:start carried no binary weights'));
+    if (!bytes) {
+      finished();
+      return this.fail(new Error('round:start carried no binary weights'));
+    }
     this.training = true;
     this.setState('training');
     const ref = { round: r.round, attempt: r.attempt };
@@ -184,8 +200,12 @@ export class AegisClient extends Emitter<ClientEvents> {
       // Keys go out at once, so key exchange runs while we train.
       const session = new SecAggClientSession({ ...r.secagg, vectorLength: vectorLength(numParams(r.model)) });
       let gotInbox!: () => void;
-      const inbox = new Promise<void>((res) => (gotInbox = res));
-      this.secure = { ref, n: r.secagg.n, session, inbox, gotInbox };
+      let cancel!: () => void;
+      const inbox = new Promise<'inbox' | 'cancelled'>((res) => {
+        gotInbox = () => res('inbox');
+        cancel = () => res('cancelled');
+      });
+      this.secure = { ref, n: r.secagg.n, session, inbox, gotInbox, cancel };
       this.socket?.emit('secagg:keys', { ...ref, ...session.advertise() });
       this.emit('secagg', { round: r.round, step: 'keys' });
     }
@@ -201,6 +221,7 @@ export class AegisClient extends Emitter<ClientEvents> {
       this.setState('idle');
     } finally {
       this.training = false;
+      finished();
     }
   }
 
@@ -216,9 +237,14 @@ export class AegisClient extends Emitter<ClientEvents> {
     const sec = this.secure;
     if (r.secagg) {
       if (!sec || sec.ref.round !== r.round || sec.ref.attempt !== r.attempt) return null;
-      const timeout = new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), r.deadlineMs));
-      if ((await Promise.race([sec.inbox, timeout])) === 'timeout') {
-        this.emit('error', new Error(`round ${r.round}: no key shares arrived before the deadline; update not sent`));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), r.deadlineMs)));
+      this.waitingForInbox = true;
+      const got = await Promise.race([sec.inbox, timeout]);
+      this.waitingForInbox = false;
+      clearTimeout(timer);
+      if (got !== 'inbox') {
+        if (got === 'timeout') this.emit('error', new Error(`round ${r.round}: no key shares arrived before the deadline; update not sent`));
         this.setState('idle');
         return null;
       }

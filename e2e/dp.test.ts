@@ -29,6 +29,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (process.env.DEBUG_E2E) console.log(srv?.output());
   for (const c of clients) c.stop();
   await srv?.stop();
 });

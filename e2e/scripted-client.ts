@@ -27,6 +27,8 @@ export class ScriptedClient {
   /** Every message sent, with the server's answer once it came. */
   readonly sent: { event: string; payload: any; ack?: Ack }[] = [];
   readonly hooks: Partial<Record<SecPhase, Hook>> = {};
+  /** Stay silent (connected, not answering) for a phase when this says so. */
+  silentIf: ((phase: SecPhase, m: any) => boolean) | null = null;
   private readonly rand = createSecureRandom();
 
   constructor(url: string, readonly id: string, readonly delta: Float32Array, readonly examples: number, public vanishBefore: SecPhase | null = null) {
@@ -56,6 +58,7 @@ export class ScriptedClient {
       this.start = m;
       this.starts.push(m);
     }
+    if (this.silentIf?.(phase, m)) return;
     await this.hooks[phase]?.(this, m);
     await answer();
   }

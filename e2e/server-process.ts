@@ -32,6 +32,7 @@ export async function startServerProcess(flags: string[], timeoutMs = 60_000): P
       reject(new Error(`server exited with ${code}:\n${out}`));
     });
   });
+  child.once('exit', (code, signal) => (out += `\n[server process exited: code ${code}, signal ${signal}]\n`));
   return {
     url,
     child,
@@ -48,19 +49,27 @@ export async function startServerProcess(flags: string[], timeoutMs = 60_000): P
 
 /** Waits until the server reports `phase` (e.g. 'done' after --rounds) and returns that status. */
 export function waitForPhase(url: string, phase: ServerStatus['phase'], timeoutMs: number, everyMs = 500): Promise<ServerStatus> {
+  let lastError = '';
   return waitFor(async () => {
-    const s = (await fetch(url + '/api/status').then((r) => r.json())) as ServerStatus;
-    return s.phase === phase ? s : null;
-  }, timeoutMs, `phase "${phase}"`, everyMs);
+    try {
+      const s = (await fetch(url + '/api/status').then((r) => r.json())) as ServerStatus;
+      return s.phase === phase ? s : null;
+    } catch (e) {
+      // Clients training in this same process can block the event loop past the server's keep-alive
+      // timeout; the next poll then meets a closed socket. That is not the server failing: poll again.
+      lastError = String((e as Error).cause ?? e);
+      return null;
+    }
+  }, timeoutMs, () => `phase "${phase}"${lastError ? ` (last poll: ${lastError})` : ''}`, everyMs);
 }
 
 /** Polls until `fn` returns a truthy value or the time runs out. */
-export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what: string, everyMs = 500): Promise<T> {
+export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what: string | (() => string), everyMs = 500): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
