@@ -49,6 +49,28 @@ describe('LocalTrainer', () => {
     trainer.dispose();
   });
 
+  it('FedProx: with full-batch SGD, step 2 is the plain step 2 minus lr * mu * (w1 - w0), exactly as derived', async () => {
+    // Step 1 starts at the anchor, so the proximal gradient mu (w - w0) is zero and both runs reach the same
+    // w1; step 2 then differs by exactly -lr * mu * (w1 - w0).
+    const trainer = new LocalTrainer(spec, syntheticDataset({ seed: 5, count: 8 }));
+    const w0 = await getFlatWeights(trainer.model);
+    const base = { batchSize: 8, learningRate: 0.1, optimizer: 'sgd' as const };
+    const before = tf.memory().numTensors;
+    const one = await trainer.train(w0, { ...base, epochs: 1 });
+    const plain = await trainer.train(w0, { ...base, epochs: 2 });
+    const prox = await trainer.train(w0, { ...base, epochs: 2, proximalMu: 2 });
+    expect(tf.memory().numTensors).toBe(before);
+    let maxErr = 0;
+    let moved = 0;
+    for (let i = 0; i < w0.length; i++) {
+      maxErr = Math.max(maxErr, Math.abs(prox.delta[i] - (plain.delta[i] - 0.1 * 2 * one.delta[i])));
+      moved = Math.max(moved, Math.abs(prox.delta[i] - plain.delta[i]));
+    }
+    expect(moved).toBeGreaterThan(1e-4); // the term does something
+    expect(maxErr).toBeLessThan(2e-6);
+    trainer.dispose();
+  });
+
   it('refuses an empty dataset and wrong-size weights', async () => {
     expect(() => new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 0 }))).toThrow(/empty/);
     const t = new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 4 }));

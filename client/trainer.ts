@@ -46,6 +46,9 @@ export class LocalTrainer {
     const t0 = performance.now();
     setFlatWeights(this.model, this.spec, global);
     const optimizer = cfg.optimizer === 'adam' ? tf.train.adam(cfg.learningRate) : tf.train.sgd(cfg.learningRate);
+    const mu = cfg.proximalMu ?? 0;
+    // FedProx anchors: the global weights, one constant tensor per trainable variable.
+    const anchors = mu > 0 ? this.model.trainableWeights.map((w) => tf.keep(w.read().clone())) : [];
     const n = this.data.n;
     const bs = Math.min(cfg.batchSize, n);
     const batches = Math.ceil(n / bs);
@@ -60,7 +63,10 @@ export class LocalTrainer {
             const xb = tf.gather(this.x, idx);
             const yb = tf.gather(this.y, idx);
             const pred = this.model.apply(xb, { training: true }) as tf.Tensor;
-            return tf.metrics.categoricalCrossentropy(yb, pred).mean() as tf.Scalar;
+            const ce = tf.metrics.categoricalCrossentropy(yb, pred).mean() as tf.Scalar;
+            if (mu === 0) return ce;
+            const prox = tf.addN(this.model.trainableWeights.map((w, k) => tf.sum(tf.square(tf.sub(w.read(), anchors[k])))));
+            return tf.add(ce, tf.mul(mu / 2, prox)) as tf.Scalar;
           }, true);
           idx.dispose();
           const next = tf.add(epochLoss, cost!) as tf.Scalar;
@@ -75,6 +81,7 @@ export class LocalTrainer {
       }
     } finally {
       optimizer.dispose();
+      tf.dispose(anchors);
     }
     const local = await getFlatWeights(this.model);
     // A lost GPU device reads back zeros; sending w=0 as an update would wipe the global model.

@@ -27,6 +27,8 @@ describe('parseConfig', () => {
     [['--max-message-bytes', '100000'], /below one "small" update/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['--secagg', 'maybe'], /--secagg must be on or off/],
+    [['--server-opt', 'sgd'], /--server-opt must be one of fedavg, fedavgm, fedadagrad, fedyogi, fedadam/],
+    [['--prox-mu=-1'], /--prox-mu must be a number/],
     [['--min-updates', '1', '--min-clients', '1'], /--secagg on needs --min-updates >= 2/],
     [['--dp-noise', '1'], /DP needs a budget: set --dp-epsilon/],
     [['--dp-epsilon', '3'], /--dp-epsilon needs --dp-noise/],
@@ -50,6 +52,14 @@ describe('parseConfig', () => {
     expect(b.dp!.noiseMultiplier).toBeGreaterThan(0.3);
     expect(b.dp!.noiseMultiplier).toBeLessThan(3);
     expect(b.dp!.adaptive).toEqual({ targetQuantile: 0.5, learningRate: 0.2, indicatorStd: 5 });
+  });
+
+  it('server optimizer and FedProx flags', () => {
+    const c = parseConfig(['--server-opt', 'fedyogi', '--server-lr', '0.03', '--server-tau', '0.01', '--prox-mu', '0.1']);
+    expect(c.serverOptimizer).toEqual({ name: 'fedyogi', momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 0.01 });
+    expect(c.serverLearningRate).toBe(0.03);
+    expect(c.proximalMu).toBe(0.1);
+    expect(parseConfig([]).serverOptimizer.name).toBe('fedavg');
   });
 
   it('help lists every flag', () => {

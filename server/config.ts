@@ -3,6 +3,7 @@ import { MODELS, modelByName, numParams, type ModelSpec } from '../shared/model/
 import type { LocalOptimizer } from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
+import { SERVER_OPTIMIZERS, SERVER_OPTIMIZER_DEFAULTS, type ServerOptimizerConfig, type ServerOptimizerName } from '../shared/fl/server-opt.ts';
 
 export interface DpConfig {
   /** Total noise multiplier z per round (std of the noise on the SUM / clip norm). */
@@ -39,6 +40,10 @@ export interface ServerConfig {
   learningRate: number;
   optimizer: LocalOptimizer;
   serverLearningRate: number;
+  /** Server optimizer on the aggregate (its lr is serverLearningRate). */
+  serverOptimizer: Omit<ServerOptimizerConfig, 'lr'>;
+  /** FedProx proximal weight mu on the clients (0 = plain local training). */
+  proximalMu: number;
   /** Synthetic: examples generated per client; CIFAR-10: examples per shard. */
   examplesPerClient: number;
   testExamples: number;
@@ -82,6 +87,8 @@ export const DEFAULTS: ServerConfig = {
   learningRate: 0.002,
   optimizer: 'adam',
   serverLearningRate: 1,
+  serverOptimizer: { name: 'fedavg', ...SERVER_OPTIMIZER_DEFAULTS },
+  proximalMu: 0,
   examplesPerClient: 256,
   testExamples: 1000,
   seed: 1,
@@ -116,7 +123,13 @@ export const FLAGS = {
   'batch-size': { type: 'string', help: 'local batch size' },
   lr: { type: 'string', help: 'client learning rate' },
   optimizer: { type: 'string', help: 'client optimizer: sgd | adam' },
-  'server-lr': { type: 'string', help: 'server learning rate applied to the FedAvg delta' },
+  'server-lr': { type: 'string', help: 'server learning rate applied to the aggregate delta' },
+  'server-opt': { type: 'string', help: `server optimizer: ${SERVER_OPTIMIZERS.join(' | ')}` },
+  'server-momentum': { type: 'string', help: 'FedAvgM momentum' },
+  'server-beta1': { type: 'string', help: 'FedAdam/FedYogi/FedAdagrad first-moment decay' },
+  'server-beta2': { type: 'string', help: 'FedAdam/FedYogi second-moment decay' },
+  'server-tau': { type: 'string', help: 'adaptivity tau of the adaptive server optimizers' },
+  'prox-mu': { type: 'string', help: 'FedProx proximal term mu on the clients (0 = off)' },
   'examples-per-client': { type: 'string', help: 'examples per client (synthetic) or per CIFAR-10 shard' },
   'test-examples': { type: 'string', help: 'held-out examples for server evaluation' },
   'cifar-dir': { type: 'string', help: 'directory with CIFAR-10 data_batch_*.bin / test_batch.bin' },
@@ -158,6 +171,11 @@ function num(name: string, v: string | undefined, def: number, min: number, max:
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number in ${min}..${max}, got "${v}"`);
   return n;
+}
+
+function serverOptName(v: string): ServerOptimizerName {
+  if (!SERVER_OPTIMIZERS.includes(v as ServerOptimizerName)) throw new Error(`--server-opt must be one of ${SERVER_OPTIMIZERS.join(', ')}, got "${v}"`);
+  return v as ServerOptimizerName;
 }
 
 function onOff(name: string, v: string | undefined, def: boolean): boolean {
@@ -236,6 +254,14 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     learningRate: num('lr', s('lr'), d.learningRate, 1e-7, 10),
     optimizer,
     serverLearningRate: num('server-lr', s('server-lr'), d.serverLearningRate, 1e-6, 100),
+    serverOptimizer: {
+      name: serverOptName(s('server-opt') ?? d.serverOptimizer.name),
+      momentum: num('server-momentum', s('server-momentum'), d.serverOptimizer.momentum, 0, 0.9999),
+      beta1: num('server-beta1', s('server-beta1'), d.serverOptimizer.beta1, 0, 0.9999),
+      beta2: num('server-beta2', s('server-beta2'), d.serverOptimizer.beta2, 0, 0.99999),
+      tau: num('server-tau', s('server-tau'), d.serverOptimizer.tau, 1e-9, 10),
+    },
+    proximalMu: num('prox-mu', s('prox-mu'), d.proximalMu, 0, 1000),
     examplesPerClient: int('examples-per-client', s('examples-per-client'), d.examplesPerClient, 1, 50_000),
     testExamples: int('test-examples', s('test-examples'), d.testExamples, 1, 10_000),
     cifarDir: s('cifar-dir'),

@@ -94,6 +94,19 @@ describe('Coordinator', () => {
     expect(c.status().history).toHaveLength(1);
   });
 
+  it('applies the configured server optimizer (FedAdam) to the aggregate, and sends FedProx mu to clients', async () => {
+    const { c } = await setup({ serverLearningRate: 0.1, serverOptimizer: { name: 'fedadam', momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 1e-3 }, proximalMu: 0.5 });
+    const a = join(c, 1);
+    join(c, 2);
+    expect(a.last('round:start').train.proximalMu).toBe(0.5);
+    const done = nextEvent(c, 'roundEnd');
+    c.update(id(1), upd(1, 1, 1, 8));
+    c.update(id(2), upd(1, 1, 4, 24));
+    await done;
+    // mean delta 3.25: m = 0.325, v = 0.99e-6 + 0.01 * 3.25^2 = 0.10562599; w = 0.01 + 0.1 * m / (sqrt(v) + 1e-3)
+    expect(c.globalWeights[0]).toBeCloseTo(0.01 + (0.1 * 0.325) / (Math.sqrt(0.10562599) + 1e-3), 5);
+  });
+
   it('drops stragglers at the deadline and completes with those who reported', async () => {
     const { c, metrics } = await setup({ minClients: 3 });
     join(c, 1); join(c, 2); join(c, 3);

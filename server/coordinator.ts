@@ -5,7 +5,8 @@ import { decodeAggregate, planEncoding, vectorLength, type EncodingPlan } from '
 import { chooseDegree, harary } from '../shared/secagg/graph.ts';
 import { addInto } from '../shared/secagg/ring.ts';
 import { createRng, permutation, type Rng } from '../shared/data/rng.ts';
-import { WeightedMean, applyDelta } from '../shared/fl/fedavg.ts';
+import { WeightedMean } from '../shared/fl/fedavg.ts';
+import { createServerOptimizer, type ServerOptimizer } from '../shared/fl/server-opt.ts';
 import { numParams } from '../shared/model/spec.ts';
 import {
   PROTOCOL_VERSION,
@@ -90,6 +91,7 @@ export class Coordinator extends EventEmitter {
   private readonly ledger: PrivacyLedger | null;
   private stopReason: string | null = null;
   private readonly runId = randomBytes(8).toString('hex');
+  private readonly optimizer: ServerOptimizer;
   private examples = 0;
   private roundStartedAt = 0;
   private deadlineAt: number | null = null;
@@ -108,6 +110,7 @@ export class Coordinator extends EventEmitter {
     this.weights = deps.initialWeights;
     this.weightsBytes = Buffer.from(this.weights.buffer, this.weights.byteOffset, this.weights.byteLength);
     this.rng = createRng(this.cfg.seed ^ 0x5eed);
+    this.optimizer = createServerOptimizer({ ...this.cfg.serverOptimizer, lr: this.cfg.serverLearningRate }, this.numParams);
     const dp = this.cfg.dp;
     this.ledger = dp
       ? new PrivacyLedger({
@@ -402,12 +405,12 @@ export class Coordinator extends EventEmitter {
       this.deadlineAt = this.roundStartedAt + cfg.roundDeadlineMs;
       this.deadlineTimer = setTimeout(() => this.closeRound('deadline'), cfg.roundDeadlineMs);
     }
-    const { epochs, batchSize, learningRate, optimizer } = cfg;
+    const { epochs, batchSize, learningRate, optimizer, proximalMu } = cfg;
     chosen.forEach((c, i) => {
       c.link!.send('round:start', {
         ...ref,
         model: cfg.model,
-        train: { epochs, batchSize, learningRate, optimizer },
+        train: { epochs, batchSize, learningRate, optimizer, ...(proximalMu > 0 ? { proximalMu } : {}) },
         deadlineMs: cfg.roundDeadlineMs,
         weights: this.weightsBytes,
         ...(this.plan ? { encoding: this.plan } : {}),
@@ -481,7 +484,7 @@ export class Coordinator extends EventEmitter {
 
   private async finishRound(mean: Float32Array, clients: number, stragglers: number, why: string, indicatorSum: number | null): Promise<void> {
     const clipUsed = this.ledger?.clipNorm ?? null;
-    this.weights = applyDelta(this.weights, mean, this.cfg.serverLearningRate);
+    this.weights = this.optimizer.step(this.weights, mean);
     this.weightsBytes = Buffer.from(this.weights.buffer, this.weights.byteOffset, this.weights.byteLength);
     const epsilon = this.ledger ? this.ledger.charge(indicatorSum) : null;
     this.refreshPrivacyGauges();

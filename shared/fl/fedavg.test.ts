@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WeightedMean, applyDelta } from './fedavg.ts';
+import { WeightedMean } from './fedavg.ts';
 
 describe('FedAvg', () => {
   it('weights deltas by example count (hand-computed)', () => {
@@ -25,10 +25,5 @@ describe('FedAvg', () => {
     expect(() => m.add(new Float32Array(2), 0)).toThrow(/positive/);
     expect(() => m.add(new Float32Array(2), NaN)).toThrow(/positive/);
     expect(() => m.mean()).toThrow(/no updates/);
-  });
-
-  it('applies the server step w + lr * delta', () => {
-    expect([...applyDelta(new Float32Array([1, 1]), new Float32Array([2, -4]), 0.5)]).toEqual([2, -1]);
-    expect(() => applyDelta(new Float32Array(2), new Float32Array(3))).toThrow();
   });
 });

@@ -36,11 +36,3 @@ export class WeightedMean {
     return out;
   }
 }
-
-/** FedAvg server step: w <- w + serverLr * mean(delta). Returns a new vector. */
-export function applyDelta(weights: Float32Array, delta: Float32Array, serverLr = 1): Float32Array {
-  if (weights.length !== delta.length) throw new Error(`delta has ${delta.length} values, weights have ${weights.length}`);
-  const out = new Float32Array(weights.length);
-  for (let i = 0; i < out.length; i++) out[i] = weights[i] + serverLr * delta[i];
-  return out;
-}

@@ -41,6 +41,8 @@ export interface TrainConfig {
   batchSize: number;
   learningRate: number;
   optimizer: LocalOptimizer;
+  /** FedProx: weight mu of the proximal term (mu / 2) ||w - w_global||^2 added to the local loss; 0 or absent = off. */
+  proximalMu?: number;
 }
 
 export interface RoundStart {
