@@ -4,11 +4,11 @@ import { syntheticDataset } from '../shared/data/synthetic.ts';
 
 export class SyntheticProvider implements DataProvider {
   readonly description: string;
-  constructor(private readonly seed: number, private readonly count: number) {
-    this.description = `synthetic(seed=${seed}, n=${count})`;
+  constructor(private readonly seed: number, private readonly count: number, private readonly classWeights?: number[]) {
+    this.description = `synthetic(seed=${seed}, n=${count}${classWeights ? ', label-skewed' : ''})`;
   }
   async load(): Promise<Dataset> {
-    return syntheticDataset({ seed: this.seed, count: this.count });
+    return syntheticDataset({ seed: this.seed, count: this.count, classWeights: this.classWeights });
   }
 }
 
@@ -31,7 +31,7 @@ export class CifarShardProvider implements DataProvider {
 export function providerFor(spec: DataSpec, serverUrl: string): DataProvider {
   switch (spec.kind) {
     case 'synthetic':
-      return new SyntheticProvider(spec.seed, spec.count);
+      return new SyntheticProvider(spec.seed, spec.count, spec.classWeights);
     case 'cifar10-shard':
       return new CifarShardProvider(new URL(spec.url, serverUrl).toString(), spec.count);
   }

@@ -27,6 +27,8 @@ describe('parseConfig', () => {
     [['--max-message-bytes', '100000'], /below one "small" update/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['--secagg', 'maybe'], /--secagg must be on or off/],
+    [['--partition', 'random'], /--partition must be iid, dirichlet or shards/],
+    [['--partition', 'iid', '--dirichlet-alpha', '1'], /--dirichlet-alpha does not apply to --partition iid/],
     [['--server-opt', 'sgd'], /--server-opt must be one of fedavg, fedavgm, fedadagrad, fedyogi, fedadam/],
     [['--prox-mu=-1'], /--prox-mu must be a number/],
     [['--min-updates', '1', '--min-clients', '1'], /--secagg on needs --min-updates >= 2/],
@@ -60,6 +62,9 @@ describe('parseConfig', () => {
     expect(c.serverLearningRate).toBe(0.03);
     expect(c.proximalMu).toBe(0.1);
     expect(parseConfig([]).serverOptimizer.name).toBe('fedavg');
+    expect(parseConfig(['--partition', 'dirichlet', '--dirichlet-alpha', '0.3']).partition).toEqual({ kind: 'dirichlet', alpha: 0.3 });
+    expect(parseConfig(['--partition', 'shards']).partition).toEqual({ kind: 'shards', shardsPerClient: 2 });
+    expect(parseConfig([]).partition).toEqual({ kind: 'iid' });
   });
 
   it('help lists every flag', () => {

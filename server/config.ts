@@ -3,6 +3,7 @@ import { MODELS, modelByName, numParams, type ModelSpec } from '../shared/model/
 import type { LocalOptimizer } from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
+import type { PartitionScheme } from '../shared/fl/partition.ts';
 import { SERVER_OPTIMIZERS, SERVER_OPTIMIZER_DEFAULTS, type ServerOptimizerConfig, type ServerOptimizerName } from '../shared/fl/server-opt.ts';
 
 export interface DpConfig {
@@ -44,6 +45,8 @@ export interface ServerConfig {
   serverOptimizer: Omit<ServerOptimizerConfig, 'lr'>;
   /** FedProx proximal weight mu on the clients (0 = plain local training). */
   proximalMu: number;
+  /** How client data is split: IID (optionally unbalanced), Dirichlet label skew, or label shards. */
+  partition: PartitionScheme;
   /** Synthetic: examples generated per client; CIFAR-10: examples per shard. */
   examplesPerClient: number;
   testExamples: number;
@@ -89,6 +92,7 @@ export const DEFAULTS: ServerConfig = {
   serverLearningRate: 1,
   serverOptimizer: { name: 'fedavg', ...SERVER_OPTIMIZER_DEFAULTS },
   proximalMu: 0,
+  partition: { kind: 'iid' },
   examplesPerClient: 256,
   testExamples: 1000,
   seed: 1,
@@ -130,6 +134,10 @@ export const FLAGS = {
   'server-beta2': { type: 'string', help: 'FedAdam/FedYogi second-moment decay' },
   'server-tau': { type: 'string', help: 'adaptivity tau of the adaptive server optimizers' },
   'prox-mu': { type: 'string', help: 'FedProx proximal term mu on the clients (0 = off)' },
+  partition: { type: 'string', help: 'client data split: iid | dirichlet | shards' },
+  'dirichlet-alpha': { type: 'string', help: 'label-skew concentration for --partition dirichlet (small = skewed)' },
+  'shards-per-client': { type: 'string', help: 'label-sorted shards per client for --partition shards' },
+  'unbalanced-sigma': { type: 'string', help: 'log-normal sigma of client sizes for --partition iid (0 = equal)' },
   'examples-per-client': { type: 'string', help: 'examples per client (synthetic) or per CIFAR-10 shard' },
   'test-examples': { type: 'string', help: 'held-out examples for server evaluation' },
   'cifar-dir': { type: 'string', help: 'directory with CIFAR-10 data_batch_*.bin / test_batch.bin' },
@@ -171,6 +179,29 @@ function num(name: string, v: string | undefined, def: number, min: number, max:
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number in ${min}..${max}, got "${v}"`);
   return n;
+}
+
+function parsePartition(s: (k: string) => string | undefined): PartitionScheme {
+  const kind = s('partition') ?? 'iid';
+  const only = (allowed: string[]) => {
+    for (const k of ['dirichlet-alpha', 'shards-per-client', 'unbalanced-sigma']) {
+      if (!allowed.includes(k) && s(k) !== undefined) throw new Error(`--${k} does not apply to --partition ${kind}`);
+    }
+  };
+  if (kind === 'iid') {
+    only(['unbalanced-sigma']);
+    const sigma = num('unbalanced-sigma', s('unbalanced-sigma'), 0, 0, 3);
+    return sigma > 0 ? { kind, unbalancedSigma: sigma } : { kind };
+  }
+  if (kind === 'dirichlet') {
+    only(['dirichlet-alpha']);
+    return { kind, alpha: num('dirichlet-alpha', s('dirichlet-alpha'), 0.5, 1e-3, 1e4) };
+  }
+  if (kind === 'shards') {
+    only(['shards-per-client']);
+    return { kind, shardsPerClient: int('shards-per-client', s('shards-per-client'), 2, 1, 100) };
+  }
+  throw new Error(`--partition must be iid, dirichlet or shards, got "${kind}"`);
 }
 
 function serverOptName(v: string): ServerOptimizerName {
@@ -262,6 +293,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
       tau: num('server-tau', s('server-tau'), d.serverOptimizer.tau, 1e-9, 10),
     },
     proximalMu: num('prox-mu', s('prox-mu'), d.proximalMu, 0, 1000),
+    partition: parsePartition(s),
     examplesPerClient: int('examples-per-client', s('examples-per-client'), d.examplesPerClient, 1, 50_000),
     testExamples: int('test-examples', s('test-examples'), d.testExamples, 1, 10_000),
     cifarDir: s('cifar-dir'),

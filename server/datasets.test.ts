@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, encodeCifar10, parseCifar10 } from '../shared/data/cifar10.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
-import { cifarSource, readCifar10Dir, syntheticSource } from './datasets.ts';
+import { cifarSource, partitionedSource, readCifar10Dir, syntheticSource } from './datasets.ts';
 
 /** A miniature CIFAR-10 directory in the official file layout: 5 train batches of 10, a test batch of 7. */
 function fakeCifarDir(): string {
@@ -29,14 +29,41 @@ describe('data sources', () => {
   it('cuts disjoint IID shards that clients download as CIFAR records', async () => {
     const src = await cifarSource(fakeCifarDir(), 1, 12, 5);
     expect(src.test.n).toBe(5);
-    expect(src.specFor(0)).toEqual({ kind: 'cifar10-shard', url: '/api/data/shard/0', count: 12 });
-    expect(src.specFor(4)).toEqual({ kind: 'cifar10-shard', url: '/api/data/shard/0', count: 12 }); // 4 shards of 12 from 50
+    expect(src.specFor(0)).toEqual({ kind: 'cifar10-shard', url: '/api/data/shard/0', count: 13 });
+    expect(src.specFor(4)).toEqual({ kind: 'cifar10-shard', url: '/api/data/shard/0', count: 13 }); // 4 shards (13, 13, 12, 12) from 50
     const shards = [0, 1, 2, 3].map((n) => parseCifar10(src.shard(n)!));
-    expect(shards.every((s) => s.n === 12)).toBe(true);
+    expect(shards.map((s) => s.n)).toEqual([13, 13, 12, 12]);
     const seen = new Set(shards.flatMap((s) => Array.from({ length: s.n }, (_, i) => Buffer.from(s.x.subarray(i * 3072, (i + 1) * 3072)).toString('base64'))));
-    expect(seen.size).toBe(48); // no example in two shards
+    expect(seen.size).toBe(50); // every example in exactly one shard
     expect(src.shard(4)).toBeNull();
     expect(src.shard(-1)).toBeNull();
+  });
+
+  it('non-IID shards: Dirichlet and label-sorted shards skew the labels each client downloads', () => {
+    const pool = syntheticDataset({ seed: 5, count: 2000 });
+    const test = syntheticDataset({ seed: 6, count: 10 });
+    const classes = (src: ReturnType<typeof partitionedSource>, n: number) => new Set(parseCifar10(src.shard(n)!).y).size;
+    const shards = partitionedSource('pool', pool, test, 1, 100, { kind: 'shards', shardsPerClient: 2 });
+    expect(shards.description).toMatch(/20 shards, 2 label-sorted shards per client/);
+    for (let n = 0; n < 20; n++) expect(classes(shards, n)).toBeLessThanOrEqual(3); // shard edges may straddle a class
+    const iid = partitionedSource('pool', pool, test, 1, 100, { kind: 'iid' });
+    expect(classes(iid, 0)).toBe(10);
+    const dir = partitionedSource('pool', pool, test, 1, 100, { kind: 'dirichlet', alpha: 0.1 });
+    const mean = Array.from({ length: 10 }, (_, n) => classes(dir, n)).reduce((a, b) => a + b) / 10;
+    expect(mean).toBeLessThan(6);
+  });
+
+  it('synthetic non-IID: Dirichlet class weights or k classes per client travel in the data spec', () => {
+    const d = syntheticSource(1, 64, 10, { kind: 'dirichlet', alpha: 0.1 }).specFor(3);
+    expect(d.kind === 'synthetic' && d.classWeights!.length).toBe(10);
+    const sh = syntheticSource(1, 64, 10, { kind: 'shards', shardsPerClient: 2 }).specFor(3);
+    expect(sh.kind === 'synthetic' && sh.classWeights!.filter((w) => w > 0).length).toBe(2);
+    if (sh.kind !== 'synthetic') throw new Error('expected synthetic');
+    const data = syntheticDataset({ seed: sh.seed, count: sh.count, classWeights: sh.classWeights });
+    expect(new Set(data.y).size).toBe(2);
+    const un = syntheticSource(1, 64, 10, { kind: 'iid', unbalancedSigma: 1 });
+    const counts = Array.from({ length: 20 }, (_, i) => (un.specFor(i) as { count: number }).count);
+    expect(Math.max(...counts) / Math.min(...counts)).toBeGreaterThan(2);
   });
 
   it('synthetic: distinct seeds per client, a held-out set from another seed', () => {

@@ -4,6 +4,10 @@ import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, concatDatasets, encodeCifar10, pars
 import { subset, type DataSpec, type Dataset } from '../shared/data/dataset.ts';
 import { createRng, permutation } from '../shared/data/rng.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
+import { labelCounts, partition, sampleDirichlet, type PartitionScheme } from '../shared/fl/partition.ts';
+
+export const describeScheme = (s: PartitionScheme): string =>
+  s.kind === 'iid' ? `IID${s.unbalancedSigma ? `, log-normal sizes (sigma ${s.unbalancedSigma})` : ''}` : s.kind === 'dirichlet' ? `Dirichlet(${s.alpha}) label skew` : `${s.shardsPerClient} label-sorted shards per client`;
 
 /** Where clients' data and the server's held-out set come from. */
 export interface DataSource {
@@ -15,13 +19,34 @@ export interface DataSource {
   shard(n: number): Uint8Array | null;
 }
 
-/** Synthetic: every client generates its own examples from a seed; the test set uses a disjoint seed. */
-export function syntheticSource(seed: number, perClient: number, testExamples: number): DataSource {
+/**
+ * Synthetic: every client generates its own examples from a seed; the test set uses a disjoint seed.
+ * Non-IID schemes become per-client label distributions (Dirichlet proportions, or k classes for shards),
+ * so clients still generate locally and nothing is downloaded.
+ */
+export function syntheticSource(seed: number, perClient: number, testExamples: number, scheme: PartitionScheme = { kind: 'iid' }): DataSource {
   const test = syntheticDataset({ seed: seed * 7919 + 104729, count: testExamples });
+  const weightsFor = (index: number): number[] | undefined => {
+    const rng = createRng((seed * 7_777_777 + index * 104_723 + 3) >>> 0);
+    if (scheme.kind === 'dirichlet') return Array.from(sampleDirichlet(scheme.alpha, 10, rng));
+    if (scheme.kind === 'shards') {
+      const classes = permutation(10, rng).subarray(0, Math.min(10, scheme.shardsPerClient));
+      return Array.from({ length: 10 }, (_, c) => (classes.includes(c) ? 1 : 0));
+    }
+    return undefined;
+  };
+  const countFor = (index: number): number => {
+    if (scheme.kind !== 'iid' || !scheme.unbalancedSigma) return perClient;
+    const rng = createRng((seed * 31 + index * 7 + 11) >>> 0);
+    return Math.max(1, Math.round(perClient * Math.exp(scheme.unbalancedSigma * rng.normal() - scheme.unbalancedSigma ** 2 / 2)));
+  };
   return {
-    description: `synthetic (${perClient} examples per client, ${testExamples} held out)`,
+    description: `synthetic (${perClient} examples per client, ${describeScheme(scheme)}, ${testExamples} held out)`,
     test,
-    specFor: (index) => ({ kind: 'synthetic', seed: (seed * 1_000_003 + index * 7_919 + 1) >>> 0, count: perClient }),
+    specFor: (index) => {
+      const classWeights = weightsFor(index);
+      return { kind: 'synthetic', seed: (seed * 1_000_003 + index * 7_919 + 1) >>> 0, count: countFor(index), ...(classWeights ? { classWeights } : {}) };
+    },
     shard: () => null,
   };
 }
@@ -38,22 +63,32 @@ export async function readCifar10Dir(dir: string, testLimit = Infinity): Promise
   return { train, test };
 }
 
-/** CIFAR-10: the training set is shuffled once and cut into IID shards that clients download. */
-export async function cifarSource(dir: string, seed: number, perClient: number, testExamples: number): Promise<DataSource> {
+/**
+ * CIFAR-10: the training set is partitioned once (IID, Dirichlet label skew, or label-sorted shards) into
+ * train.n / perClient parts of perClient examples on average, which clients download as shards.
+ */
+export async function cifarSource(dir: string, seed: number, perClient: number, testExamples: number, scheme: PartitionScheme = { kind: 'iid' }): Promise<DataSource> {
   const { train, test } = await readCifar10Dir(dir, testExamples);
-  const order = permutation(train.n, createRng(seed));
-  const shards = Math.floor(train.n / perClient);
-  if (shards < 1) throw new Error(`--examples-per-client ${perClient} exceeds the ${train.n} CIFAR-10 training examples`);
+  return partitionedSource(`CIFAR-10 from ${dir}`, train, test, seed, perClient, scheme);
+}
+
+/** A labelled pool cut into client shards by `scheme`; empty parts (possible under Dirichlet) are skipped. */
+export function partitionedSource(name: string, train: Dataset, test: Dataset, seed: number, perClient: number, scheme: PartitionScheme): DataSource {
+  const parts = Math.floor(train.n / perClient);
+  if (parts < 1) throw new Error(`--examples-per-client ${perClient} exceeds the ${train.n} training examples`);
+  const shards = partition(train.y, parts, scheme, createRng(seed)).filter((p) => p.length > 0);
   const cache = new Map<number, Uint8Array>();
+  const classesPerShard = shards.map((p) => labelCounts(train.y, p).filter((c) => c > 0).length);
+  const meanClasses = classesPerShard.reduce((a, b) => a + b, 0) / shards.length;
   return {
-    description: `CIFAR-10 from ${dir} (${shards} IID shards of ${perClient}, ${test.n} test examples)`,
+    description: `${name} (${shards.length} shards, ${describeScheme(scheme)}, ${Math.min(...shards.map((p) => p.length))}-${Math.max(...shards.map((p) => p.length))} examples, ${meanClasses.toFixed(1)} classes each on average; ${test.n} test examples)`,
     test,
-    specFor: (index) => ({ kind: 'cifar10-shard', url: `/api/data/shard/${index % shards}`, count: perClient }),
+    specFor: (index) => ({ kind: 'cifar10-shard', url: `/api/data/shard/${index % shards.length}`, count: shards[index % shards.length].length }),
     shard: (n) => {
-      if (!Number.isInteger(n) || n < 0 || n >= shards) return null;
+      if (!Number.isInteger(n) || n < 0 || n >= shards.length) return null;
       let bytes = cache.get(n);
       if (!bytes) {
-        bytes = encodeCifar10(subset(train, order.subarray(n * perClient, (n + 1) * perClient)));
+        bytes = encodeCifar10(subset(train, shards[n]));
         cache.set(n, bytes);
       }
       return bytes;

@@ -29,8 +29,8 @@ export async function startServer(cfg: ServerConfig, log: (m: string) => void = 
   log(`evaluation backend: ${evalBackend}${tried.length ? ` (unavailable: ${tried.join('; ')})` : ''}`);
 
   const data: DataSource = cfg.cifarDir
-    ? await cifarSource(cfg.cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples)
-    : syntheticSource(cfg.seed, cfg.examplesPerClient, cfg.testExamples);
+    ? await cifarSource(cfg.cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition)
+    : syntheticSource(cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition);
   log(`data: ${data.description}`);
 
   const metrics = createMetrics();

@@ -21,7 +21,7 @@ export interface DataProvider {
 
 /** What the server tells a client about its data; the client turns it into a DataProvider. */
 export type DataSpec =
-  | { kind: 'synthetic'; seed: number; count: number }
+  | { kind: 'synthetic'; seed: number; count: number; classWeights?: number[] }
   | { kind: 'cifar10-shard'; url: string; count: number };
 
 export function checkDataset(d: Dataset): Dataset {

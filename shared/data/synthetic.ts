@@ -30,15 +30,31 @@ export interface SyntheticOptions {
   count: number;
   /** Std of per-pixel Gaussian noise in [0,1] units. Default 0.18. */
   noise?: number;
+  /** Label distribution (10 non-negative weights, for non-IID clients); uniform when absent. */
+  classWeights?: readonly number[];
 }
 
-export function syntheticDataset({ seed, count, noise = 0.18 }: SyntheticOptions): Dataset {
+function labelSampler(rng: { next(): number; int(n: number): number }, weights?: readonly number[]): () => number {
+  if (!weights) return () => rng.int(10);
+  if (weights.length !== 10 || weights.some((w) => !(w >= 0))) throw new Error('classWeights must be 10 non-negative numbers');
+  const total = weights.reduce((a, b) => a + b, 0);
+  if (!(total > 0)) throw new Error('classWeights must not all be zero');
+  const cdf = weights.map(((acc) => (w: number) => (acc += w / total))(0));
+  return () => {
+    const u = rng.next();
+    const i = cdf.findIndex((c) => u < c);
+    return i < 0 ? 9 : i;
+  };
+}
+
+export function syntheticDataset({ seed, count, noise = 0.18, classWeights }: SyntheticOptions): Dataset {
   if (!Number.isInteger(count) || count < 0) throw new Error(`synthetic count must be a non-negative integer, got ${count}`);
   const rng = createRng(seed);
+  const nextLabel = labelSampler(rng, classWeights);
   const x = new Uint8Array(count * PIXELS);
   const y = new Uint8Array(count);
   for (let i = 0; i < count; i++) {
-    const label = rng.int(10);
+    const label = nextLabel();
     y[i] = label;
     const kind = label % 5;
     const pal = PALETTES[label < 5 ? 0 : 1][rng.int(2)];
