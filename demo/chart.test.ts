@@ -12,3 +12,18 @@ describe('niceTicks', () => {
     expect(niceTicks(3, 3)).toEqual([3]);
   });
 });
+
+describe('chart rendering without a DOM', () => {
+  it('draws one polyline and a dot per point per series, and a standalone SVG', async () => {
+    const { chartNodes, chartSvg } = await import('./chart.ts');
+    const series = [{ label: 'a', color: '#123', points: [[1, 0.2], [2, 0.5], [3, NaN]] as [number, number][] }];
+    const nodes = chartNodes(series, { yMin: 0, yMax: 1 });
+    expect(nodes.filter((n) => n.name === 'polyline')).toHaveLength(1);
+    expect(nodes.filter((n) => n.name === 'circle')).toHaveLength(2);
+    const svg = chartSvg(series, { yMin: 0, yMax: 1 }, 'acc <1>');
+    expect(svg).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    expect(svg).toContain('<title>acc &lt;1></title>');
+    expect(svg.match(/<circle /g)).toHaveLength(2);
+    expect(chartNodes([], {})[0].text).toMatch(/waiting/);
+  });
+});

@@ -28,19 +28,20 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 const NS = 'http://www.w3.org/2000/svg';
 const W = 640, H = 240, L = 48, R = 12, T = 12, B = 32;
 
-function el(name: string, attrs: Record<string, string | number>, text?: string): SVGElement {
-  const e = document.createElementNS(NS, name);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  if (text !== undefined) e.textContent = text;
-  return e;
+/** One SVG element of a chart, independent of the DOM (the page draws it; Node writes it as text). */
+export interface ChartNode {
+  name: 'text' | 'line' | 'polyline' | 'circle';
+  attrs: Record<string, string | number>;
+  text?: string;
 }
 
-export function renderChart(svg: SVGSVGElement, series: readonly Series[], opts: ChartOptions = {}): void {
+export function chartNodes(series: readonly Series[], opts: ChartOptions = {}): ChartNode[] {
+  const out: ChartNode[] = [];
+  const el = (name: ChartNode['name'], attrs: ChartNode['attrs'], text?: string) => out.push({ name, attrs, text });
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
-  svg.replaceChildren();
   if (pts.length === 0) {
-    svg.append(el('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }, 'waiting for the first round…'));
-    return;
+    el('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle' }, 'waiting for the first round…');
+    return out;
   }
   const xs = pts.map((p) => p[0]);
   const ys = pts.map((p) => p[1]);
@@ -50,19 +51,41 @@ export function renderChart(svg: SVGSVGElement, series: readonly Series[], opts:
   const sy = (y: number): number => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
   const fmt = opts.yFormat ?? ((v: number) => String(v));
   for (const t of niceTicks(y0, y1).filter((v) => !opts.yIntegers || Number.isInteger(v))) {
-    svg.append(el('line', { class: 'grid', x1: L, x2: W - R, y1: sy(t), y2: sy(t) }));
-    svg.append(el('text', { x: L - 6, y: sy(t) + 4, 'text-anchor': 'end' }, fmt(t)));
+    el('line', { class: 'grid', x1: L, x2: W - R, y1: sy(t), y2: sy(t) });
+    el('text', { x: L - 6, y: sy(t) + 4, 'text-anchor': 'end' }, fmt(t));
   }
-  for (const t of niceTicks(x0, x1).filter(Number.isInteger)) {
-    svg.append(el('text', { x: sx(t), y: H - B + 16, 'text-anchor': 'middle' }, String(t)));
-  }
-  svg.append(el('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }));
-  svg.append(el('line', { class: 'axis', x1: L, x2: L, y1: T, y2: H - B }));
-  if (opts.xLabel) svg.append(el('text', { x: W - R, y: H - 4, 'text-anchor': 'end' }, opts.xLabel));
+  for (const t of niceTicks(x0, x1).filter(Number.isInteger)) el('text', { x: sx(t), y: H - B + 16, 'text-anchor': 'middle' }, String(t));
+  el('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B });
+  el('line', { class: 'axis', x1: L, x2: L, y1: T, y2: H - B });
+  if (opts.xLabel) el('text', { x: W - R, y: H - 4, 'text-anchor': 'end' }, opts.xLabel);
   for (const s of series) {
     const good = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     if (good.length === 0) continue;
-    svg.append(el('polyline', { class: 'line', stroke: s.color, points: good.map(([x, y]) => `${sx(x)},${sy(y)}`).join(' ') }));
-    for (const [x, y] of good) svg.append(el('circle', { class: 'dot', cx: sx(x), cy: sy(y), r: 3.5, fill: s.color }));
+    el('polyline', { class: 'line', stroke: s.color, points: good.map(([x, y]) => `${sx(x)},${sy(y)}`).join(' ') });
+    for (const [x, y] of good) el('circle', { class: 'dot', cx: sx(x), cy: sy(y), r: 3.5, fill: s.color });
   }
+  return out;
+}
+
+export function renderChart(svg: SVGSVGElement, series: readonly Series[], opts: ChartOptions = {}): void {
+  svg.replaceChildren(
+    ...chartNodes(series, opts).map((n) => {
+      const e = document.createElementNS(NS, n.name);
+      for (const [k, v] of Object.entries(n.attrs)) e.setAttribute(k, String(v));
+      if (n.text !== undefined) e.textContent = n.text;
+      return e;
+    }),
+  );
+}
+
+const esc = (v: string | number): string => String(v).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;');
+
+/** A standalone SVG document (styles inline), e.g. for the simulation's accuracy plot. */
+export function chartSvg(series: readonly Series[], opts: ChartOptions = {}, title = ''): string {
+  const style = '.grid{stroke:#e3e6ee}.axis{stroke:#8a93a6}.line{fill:none;stroke-width:2}text{font:12px sans-serif;fill:#3b4252}';
+  const legend = series.map((s, i) => `<text x="${L + 8}" y="${T + 14 + i * 16}" style="fill:${esc(s.color)}">${esc(s.label)}</text>`).join('');
+  const body = chartNodes(series, opts)
+    .map((n) => `<${n.name} ${Object.entries(n.attrs).map(([k, v]) => `${k}="${esc(v)}"`).join(' ')}${n.text === undefined ? '/>' : `>${esc(n.text)}</${n.name}>`}`)
+    .join('\n');
+  return `<svg xmlns="${NS}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}"><title>${esc(title)}</title><style>${style}</style><rect width="100%" height="100%" fill="#fff"/>\n${body}\n${legend}</svg>\n`;
 }
