@@ -181,7 +181,8 @@ function num(name: string, v: string | undefined, def: number, min: number, max:
   return n;
 }
 
-function parsePartition(s: (k: string) => string | undefined): PartitionScheme {
+/** --partition and its parameters; shared with the simulator's CLI. */
+export function parsePartition(s: (k: string) => string | undefined): PartitionScheme {
   const kind = s('partition') ?? 'iid';
   const only = (allowed: string[]) => {
     for (const k of ['dirichlet-alpha', 'shards-per-client', 'unbalanced-sigma']) {

@@ -14,6 +14,7 @@ import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { SERVER_OPTIMIZER_DEFAULTS, SERVER_OPTIMIZERS, type ServerOptimizerName } from '../shared/fl/server-opt.ts';
 import type { PartitionScheme } from '../shared/fl/partition.ts';
 import { modelByName, numParams } from '../shared/model/spec.ts';
+import { parsePartition } from './config.ts';
 import { readCifar10Dir } from './datasets.ts';
 import { runSimulation } from './simulation.ts';
 
@@ -26,8 +27,9 @@ const { values: v } = parseArgs({
     'examples-per-client': { type: 'string', default: '64' },
     'test-examples': { type: 'string', default: '1000' },
     partition: { type: 'string', default: 'iid' },
-    'dirichlet-alpha': { type: 'string', default: '0.5' },
-    'shards-per-client': { type: 'string', default: '2' },
+    'dirichlet-alpha': { type: 'string' },
+    'shards-per-client': { type: 'string' },
+    'unbalanced-sigma': { type: 'string' },
     epochs: { type: 'string', default: '1' },
     'batch-size': { type: 'string', default: '16' },
     lr: { type: 'string', default: '0.05' },
@@ -58,11 +60,7 @@ const model = modelByName(v.model!);
 const serverOpt = v['server-opt'] as ServerOptimizerName;
 if (!SERVER_OPTIMIZERS.includes(serverOpt)) throw new Error(`--server-opt must be one of ${SERVER_OPTIMIZERS.join(', ')}`);
 if (v.optimizer !== 'sgd' && v.optimizer !== 'adam') throw new Error('--optimizer must be sgd or adam');
-const scheme: PartitionScheme =
-  v.partition === 'dirichlet' ? { kind: 'dirichlet', alpha: positive('dirichlet-alpha', 1e-3) }
-  : v.partition === 'shards' ? { kind: 'shards', shardsPerClient: positive('shards-per-client') }
-  : v.partition === 'iid' ? { kind: 'iid' }
-  : (() => { throw new Error('--partition must be iid, dirichlet or shards'); })();
+const scheme: PartitionScheme = parsePartition((k) => v[k as keyof typeof v] as string | undefined);
 const noise = Number(v['dp-noise']);
 
 await tf.setBackend('cpu');
