@@ -13,7 +13,6 @@ import {
   type Ack,
   type BackendName,
   type ClientSource,
-  type RejectReason,
   type RoundRef,
   type SecAggRoundInfo,
   type RoundSummary,
@@ -22,7 +21,8 @@ import {
 import { checkHello, checkReady, checkUpdate } from '../shared/protocol/validate.ts';
 import { samplingRate, type ServerConfig } from './config.ts';
 import { PrivacyLedger } from './privacy.ts';
-import { RoundReject, SecureRound, type SecureOutcome } from './secure-round.ts';
+import { Rejected } from './rejected.ts';
+import { SecureRound, type SecureOutcome } from './secure-round.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { Phase, ServerStatus } from '../shared/protocol/status.ts';
 import type { Metrics } from './metrics.ts';
@@ -55,12 +55,7 @@ export interface CoordinatorDeps {
   log?: (msg: string) => void;
 }
 
-/** Thrown back to the transport so it can tell the client and count the reason. */
-export class Rejected extends Error {
-  constructor(readonly reason: RejectReason, message: string) {
-    super(message);
-  }
-}
+export { Rejected };
 
 /**
  * The round state machine: waiting -> training (select, send weights, collect until everyone reported
@@ -193,7 +188,7 @@ export class Coordinator extends EventEmitter {
     if (!this.selected.has(c.id)) throw new Rejected('not_selected', `client was not selected for round ${round}`);
     if (this.reported.has(c.id)) throw new Rejected('duplicate', `client already reported for round ${round}`);
     if (this.mode === 'secure') {
-      this.secureCall(() => this.secure!.masked(this.cohortIndex.get(c.id)!, u.value.ring!));
+      this.secure!.masked(this.cohortIndex.get(c.id)!, u.value.ring!);
     } else if (this.mode === 'ring') {
       addInto(this.ringSum!, u.value.ring!);
     } else {
@@ -220,15 +215,6 @@ export class Coordinator extends EventEmitter {
     if (round < this.round || attempt < this.attempt || this.phase !== 'training') throw new Rejected('late', `round ${round}.${attempt} is closed`);
   }
 
-  private secureCall(fn: () => void): void {
-    try {
-      fn();
-    } catch (e) {
-      if (e instanceof RoundReject) throw new Rejected(e.reason, e.message);
-      throw e;
-    }
-  }
-
   /** secagg:keys / secagg:shares / secagg:reveal: routed to the secure round after the common checks. */
   secagg(kind: 'keys' | 'shares' | 'reveal', clientId: string | null, raw: unknown): Ack {
     const c = clientId ? this.clients.get(clientId) : undefined;
@@ -239,7 +225,9 @@ export class Coordinator extends EventEmitter {
     const index = this.cohortIndex.get(c.id);
     if (index === undefined) throw new Rejected('not_selected', `client was not selected for round ${this.round}`);
     const s = this.secure;
-    this.secureCall(() => (kind === 'keys' ? s.keys(index, raw) : kind === 'shares' ? s.shares(index, raw) : s.reveal(index, raw)));
+    if (kind === 'keys') s.keys(index, raw);
+    else if (kind === 'shares') s.shares(index, raw);
+    else s.reveal(index, raw);
     return { ok: true };
   }
 

@@ -2,8 +2,9 @@ import { SecAggAbort, SecAggError } from '../shared/secagg/errors.ts';
 import { SecAggServerSession } from '../shared/secagg/server-session.ts';
 import type { SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
 import { packInbox, packRoster, unpackReveal, unpackShares, type WireInbox, type WireRoster } from '../shared/secagg/wire.ts';
-import type { RejectReason, RoundRef } from '../shared/protocol/messages.ts';
+import type { RoundRef } from '../shared/protocol/messages.ts';
 import type { Metrics } from './metrics.ts';
+import { Rejected } from './rejected.ts';
 
 export type SecureOutcome = { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string };
 
@@ -30,13 +31,6 @@ export interface SecureRoundOptions {
   online(index: number): boolean;
   log(msg: string): void;
   done(o: SecureOutcome): void;
-}
-
-/** Thrown to the transport: a message that does not fit the round. */
-export class RoundReject extends Error {
-  constructor(readonly reason: RejectReason, message: string) {
-    super(message);
-  }
 }
 
 /**
@@ -75,7 +69,7 @@ export class SecureRound {
     try {
       fn();
     } catch (e) {
-      if (e instanceof SecAggError) throw new RoundReject(e.reason, e.message);
+      if (e instanceof SecAggError) throw new Rejected(e.reason, e.message);
       throw e;
     }
     this.maybeCloseEarly();
