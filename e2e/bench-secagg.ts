@@ -44,7 +44,7 @@ const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg
 interface ClientCost { encodeMs: number; maskMs: number; keysMs: number; bytesSent: number; bytesReceived: number }
 
 /** Runs the key phases for all n clients; returns the sessions ready to mask, and client 1's costs. */
-function keyPhases(n: number, L: number, realInputs: boolean) {
+function keyPhases(n: number, L: number) {
   const { k, t } = chooseDegree(n);
   const nb = harary(n, k).map((l) => l.map((v) => v + 1));
   const drops = new Set<number>();
@@ -89,7 +89,7 @@ function keyPhases(n: number, L: number, realInputs: boolean) {
     t1(u, () => clients[u - 1].receiveInbox(inbox));
     if (u === 1) c1.bytesReceived += packInbox(inbox).shares.length;
   }
-  return { k, t, server, clients, drops, serverMs, c1, realInputs };
+  return { k, t, server, clients, drops, serverMs, c1 };
 }
 
 function cell(d: number, n: number) {
@@ -97,7 +97,7 @@ function cell(d: number, n: number) {
   const plan = planEncoding({ numParams: d, maxClients: n, clipNorm: null, coordClip: 0.5, weighting: 'examples', maxExamples: 500, noise: null });
   const delta = Float32Array.from({ length: d }, () => (Math.random() - 0.5) * 0.01);
   const real = n <= 10;
-  const s = keyPhases(n, L, real);
+  const s = keyPhases(n, L);
   // Client 1 encodes and masks for real in every cell.
   let t0 = now();
   const enc = encodeContribution(delta, 500, plan, rand);

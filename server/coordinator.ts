@@ -18,7 +18,7 @@ import {
   type RoundSummary,
   type ServerToClientEvents,
 } from '../shared/protocol/messages.ts';
-import { checkHello, checkReady, checkUpdate } from '../shared/protocol/validate.ts';
+import { checkHello, checkReady, checkUpdate, isRecord } from '../shared/protocol/validate.ts';
 import { samplingRate, type ServerConfig } from './config.ts';
 import { PrivacyLedger } from './privacy.ts';
 import { Rejected } from './rejected.ts';
@@ -219,8 +219,8 @@ export class Coordinator extends EventEmitter {
   secagg(kind: 'keys' | 'shares' | 'reveal', clientId: string | null, raw: unknown): Ack {
     const c = clientId ? this.clients.get(clientId) : undefined;
     if (!c) throw new Rejected('unknown_client', `secagg:${kind} from a client that never said hello`);
-    if (typeof raw !== 'object' || raw === null) throw new Rejected('malformed', `secagg:${kind} must be an object`);
-    this.checkRef(raw as RoundRef, `secagg:${kind}`);
+    if (!isRecord(raw)) throw new Rejected('malformed', `secagg:${kind} must be an object`);
+    this.checkRef({ round: raw.round as number, attempt: raw.attempt as number }, `secagg:${kind}`);
     if (this.mode !== 'secure' || !this.secure) throw new Rejected('wrong_phase', 'this round does not use secure aggregation');
     const index = this.cohortIndex.get(c.id);
     if (index === undefined) throw new Rejected('not_selected', `client was not selected for round ${this.round}`);

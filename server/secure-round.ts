@@ -1,5 +1,5 @@
 import { SecAggAbort, SecAggError } from '../shared/secagg/errors.ts';
-import { SecAggServerSession } from '../shared/secagg/server-session.ts';
+import { SecAggServerSession, type ServerSessionConfig } from '../shared/secagg/server-session.ts';
 import type { SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
 import { packInbox, packRoster, unpackReveal, unpackShares, type WireInbox, type WireRoster } from '../shared/secagg/wire.ts';
 import type { RoundRef } from '../shared/protocol/messages.ts';
@@ -8,14 +8,9 @@ import { Rejected } from './rejected.ts';
 
 export type SecureOutcome = { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string };
 
-export interface SecureRoundOptions {
+/** The pure session's config, plus the timers and transport this wrapper adds around it. */
+export interface SecureRoundOptions extends ServerSessionConfig {
   ref: RoundRef;
-  tag: string;
-  n: number;
-  neighbours: number[][];
-  t: number;
-  vectorLength: number;
-  minSurvivors: number;
   /** Absolute times (ms since epoch) / durations for each phase. */
   keysDeadlineMs: number;
   sharesDeadlineMs: number;
@@ -46,7 +41,7 @@ export class SecureRound {
   deadlineAt: number;
 
   constructor(private readonly o: SecureRoundOptions) {
-    this.session = new SecAggServerSession({ tag: o.tag, n: o.n, neighbours: o.neighbours, t: o.t, vectorLength: o.vectorLength, minSurvivors: o.minSurvivors });
+    this.session = new SecAggServerSession(o);
     this.deadlineAt = Date.now() + o.keysDeadlineMs;
     this.arm();
   }

@@ -14,7 +14,8 @@ export type Checked<T> = { ok: true; value: T } | { ok: false; reason: RejectRea
 
 const fail = (reason: RejectReason, message: string): Checked<never> => ({ ok: false, reason, message });
 
-function isRecord(v: unknown): v is Record<string, unknown> {
+/** A plain object (not an array, typed array or ArrayBuffer). */
+export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
 }
 

@@ -1,11 +1,8 @@
 import { asBytes } from '../protocol/binary.ts';
+import { isRecord } from '../protocol/validate.ts';
 import { SecAggError } from './errors.ts';
 
 /** Runtime checks shared by both session sides: every field of an incoming message is verified. */
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
-}
-
 export function record(v: unknown, what: string): Record<string, unknown> {
   if (!isRecord(v)) throw new SecAggError('malformed', `${what} must be an object`);
   return v;

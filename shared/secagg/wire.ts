@@ -1,4 +1,4 @@
-import { bytes, isRecord } from './check.ts';
+import { bytes, record } from './check.ts';
 import { SecAggError } from './errors.ts';
 import { KEY_BYTES } from './keys.ts';
 import { SHARE_BYTES } from './shamir.ts';
@@ -35,11 +35,6 @@ function unpack<T>(raw: unknown, what: string, size: number, maxCount: number, r
   return out;
 }
 
-function obj(raw: unknown, what: string): Record<string, unknown> {
-  if (!isRecord(raw)) throw new SecAggError('malformed', `${what} must be an object`);
-  return raw;
-}
-
 export function packRoster(r: Roster): WireRoster {
   return {
     peers: pack(r.peers, PEER_RECORD, (dv, out, off, p) => {
@@ -51,7 +46,7 @@ export function packRoster(r: Roster): WireRoster {
 }
 
 export function unpackRoster(raw: unknown, maxPeers: number): Roster {
-  const m = obj(raw, 'roster');
+  const m = record(raw, 'roster');
   return {
     peers: unpack(m.peers, 'roster.peers', PEER_RECORD, maxPeers, (dv, b, off) => ({
       index: dv.getUint32(off),
@@ -73,7 +68,7 @@ export function packShares(s: ShareKeys): WireShares {
 }
 
 export function unpackShares(raw: unknown, maxPeers: number): ShareKeys {
-  const m = obj(raw, 'shares');
+  const m = record(raw, 'shares');
   return {
     commit: bytes(m.commit, 'commit', 32),
     shares: unpack(m.shares, 'shares', BOX_RECORD, maxPeers, (dv, b, off) => ({ to: dv.getUint32(off), ct: b.slice(off + 4, off + BOX_RECORD) })),
@@ -90,7 +85,7 @@ export function packInbox(i: Inbox): WireInbox {
 }
 
 export function unpackInbox(raw: unknown, maxPeers: number): Inbox {
-  const m = obj(raw, 'inbox');
+  const m = record(raw, 'inbox');
   return { shares: unpack(m.shares, 'inbox', BOX_RECORD, maxPeers, (dv, b, off) => ({ from: dv.getUint32(off), ct: b.slice(off + 4, off + BOX_RECORD) })) };
 }
 
@@ -104,7 +99,7 @@ export function packReveal(r: Reveal): WireReveal {
 }
 
 export function unpackReveal(raw: unknown, maxPeers: number): Reveal {
-  const m = obj(raw, 'reveal');
+  const m = record(raw, 'reveal');
   const one = (v: unknown, what: string) => unpack(v, what, SHARE_RECORD, maxPeers, (dv, b, off) => ({ of: dv.getUint32(off), share: b.slice(off + 4, off + SHARE_RECORD) }));
   return { b: one(m.b, 'reveal.b'), s: one(m.s, 'reveal.s') };
 }
