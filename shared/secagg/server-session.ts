@@ -37,6 +37,9 @@ export class SecAggServerSession {
   private readonly sum: Uint32Array;
   private u1: number[] = [];
   private u2: number[] = [];
+  /** The same sets for O(1) membership checks on every message (cohorts run to thousands). */
+  private inU1 = new Set<number>();
+  private inU2 = new Set<number>();
   private u3: number[] = [];
   private requests = new Map<number, UnmaskRequest>();
   private readonly revealed = new Map<number, { b: Map<number, Uint8Array>; s: Map<number, Uint8Array> }>();
@@ -110,7 +113,7 @@ export class SecAggServerSession {
     this.u1 = this.prune([...this.keys.keys()]);
     if (this.u1.length < this.cfg.minSurvivors) this.abort(`only ${this.u1.length} clients advertised keys (need ${this.cfg.minSurvivors})`);
     this.phase = 'shares';
-    const inU1 = new Set(this.u1);
+    const inU1 = (this.inU1 = new Set(this.u1));
     const out = new Map<number, Roster>();
     for (const u of this.u1) {
       const peers: PeerKeys[] = [...this.nb[u - 1]].filter((v) => inU1.has(v)).sort((a, b) => a - b).map((v) => ({ index: v, ...this.keys.get(v)! }));
@@ -121,11 +124,11 @@ export class SecAggServerSession {
 
   receiveShares(from: number, raw: unknown): void {
     this.expect('shares', 'shares');
-    if (!this.u1.includes(from)) throw new SecAggError('not_selected', `client ${from} is not in this round's key roster`);
+    if (!this.inU1.has(from)) throw new SecAggError('not_selected', `client ${from} is not in this round's key roster`);
     if (this.boxes.has(from)) throw new SecAggError('duplicate', `client ${from} already sent shares`);
     const r = record(raw, 'shares');
     const commit = bytes(r.commit, 'commit', 32);
-    const expected = new Set([...this.nb[from - 1]].filter((v) => this.u1.includes(v)));
+    const expected = new Set([...this.nb[from - 1]].filter((v) => this.inU1.has(v)));
     const entries = list(r.shares, 'shares', this.cfg.n);
     const byTo = new Map<number, Uint8Array>();
     for (const e of entries) {
@@ -146,7 +149,7 @@ export class SecAggServerSession {
     this.u2 = this.prune(this.u1.filter((u) => this.boxes.has(u)));
     if (this.u2.length < this.cfg.minSurvivors) this.abort(`only ${this.u2.length} clients shared keys (need ${this.cfg.minSurvivors})`);
     this.phase = 'masked';
-    const inU2 = new Set(this.u2);
+    const inU2 = (this.inU2 = new Set(this.u2));
     const out = new Map<number, Inbox>();
     for (const u of this.u2) {
       const shares = [...this.nb[u - 1]].filter((v) => inU2.has(v)).sort((a, b) => a - b).map((v) => ({ from: v, ct: this.boxes.get(v)!.get(u)! }));
@@ -158,7 +161,7 @@ export class SecAggServerSession {
   /** R2: adds y_u to the running sum. The vector must already be vectorLength words. */
   receiveMasked(from: number, y: Uint32Array): void {
     this.expect('masked', 'masked input');
-    if (!this.u2.includes(from)) throw new SecAggError('not_selected', `client ${from} is not in U2 (did not share keys, or was pruned)`);
+    if (!this.inU2.has(from)) throw new SecAggError('not_selected', `client ${from} is not in U2 (did not share keys, or was pruned)`);
     if (this.masked.has(from)) throw new SecAggError('duplicate', `client ${from} already sent its masked input`);
     if (y.length !== this.cfg.vectorLength) throw new SecAggError('wrong_length', `masked input has ${y.length} values, expected ${this.cfg.vectorLength}`);
     addInto(this.sum, y);
@@ -179,7 +182,7 @@ export class SecAggServerSession {
     this.phase = 'unmask';
     const out = new Map<number, UnmaskRequest>();
     for (const u of this.u3) {
-      const nbs = [...this.nb[u - 1]].filter((v) => this.u2.includes(v)).sort((a, b) => a - b);
+      const nbs = [...this.nb[u - 1]].filter((v) => this.inU2.has(v)).sort((a, b) => a - b);
       out.set(u, { survivors: nbs.filter((v) => inU3.has(v)), dropped: nbs.filter((v) => !inU3.has(v)) });
     }
     this.requests = out;
