@@ -1,9 +1,11 @@
 /**
- * Registers the browser backends (webgpu, wasm; webgl and cpu come with @tensorflow/tfjs) and points the
- * wasm backend at the .wasm files Vite emitted, so it works from any page that loads our bundle.
+ * Registers the browser backends (webgpu, wasm with its training kernels; webgl and cpu come with
+ * @tensorflow/tfjs) and points the wasm backend at the .wasm files Vite emitted, so it works from any
+ * page that loads our bundle.
  */
 import '@tensorflow/tfjs-backend-webgpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import './wasm-backend.ts';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';

@@ -1,16 +1,18 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { buildModel } from '../shared/model/build.ts';
 import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
 import { MODELS } from '../shared/model/spec.ts';
 import { LocalTrainer, type TrainProgress } from './trainer.ts';
+import './wasm-backend.ts';
 
 const spec = MODELS.tiny;
 
 describe('LocalTrainer', () => {
-  beforeAll(async () => {
-    await tf.setBackend('cpu');
+  // wasm: the fast CPU path (its gradients are checked against cpu in wasm-train-kernels.test.ts and below).
+  beforeEach(async () => {
+    await tf.setBackend('wasm');
   });
 
   it('returns w_local - w_global, reduces loss over epochs, reports progress, leaks nothing', async () => {
@@ -69,6 +71,28 @@ describe('LocalTrainer', () => {
     expect(moved).toBeGreaterThan(1e-4); // the term does something
     expect(maxErr).toBeLessThan(2e-6);
     trainer.dispose();
+  });
+
+  it('trains on wasm (with our gradient kernels) to the same update as on cpu', async () => {
+    // Full-batch SGD: the shuffled order only permutes a sum, so both backends take the same steps.
+    const data = syntheticDataset({ seed: 8, count: 16 });
+    const cfg = { epochs: 3, batchSize: 16, learningRate: 0.05, optimizer: 'sgd' as const };
+    const deltas: Float32Array[] = [];
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const t = new LocalTrainer(spec, data);
+      const w0 = await getFlatWeights(t.model);
+      deltas.push((await t.train(w0, cfg)).delta);
+      t.dispose();
+    }
+    let err = 0;
+    let size = 0;
+    for (let i = 0; i < deltas[0].length; i++) {
+      err = Math.max(err, Math.abs(deltas[0][i] - deltas[1][i]));
+      size = Math.max(size, Math.abs(deltas[0][i]));
+    }
+    expect(size).toBeGreaterThan(1e-3);
+    expect(err / size).toBeLessThan(1e-3);
   });
 
   it('refuses an empty dataset and wrong-size weights', async () => {

@@ -1,5 +1,5 @@
 /**
- * npm run simulate -- --clients 100 --per-round 10 --rounds 20 [--model mlp] [--partition dirichlet
+ * npm run simulate -- --clients 100 --per-round 10 --rounds 20 [--model small|mlp|tiny|medium] [--backend wasm|cpu] [--partition dirichlet
  *   --dirichlet-alpha 0.5] [--server-opt fedadam --server-lr 0.03] [--prox-mu 0.01] [--dp-noise 1 --dp-clip 0.5]
  *   [--cifar-dir DIR] [--out sim-results/NAME]
  * Federated training without browsers or sockets, through the same client and server code (see
@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
+import '../client/wasm-backend.ts';
 import { chartSvg } from '../demo/chart.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { SERVER_OPTIMIZER_DEFAULTS, SERVER_OPTIMIZERS, type ServerOptimizerName } from '../shared/fl/server-opt.ts';
@@ -23,7 +24,8 @@ const { values: v } = parseArgs({
     clients: { type: 'string', default: '100' },
     'per-round': { type: 'string', default: '10' },
     rounds: { type: 'string', default: '20' },
-    model: { type: 'string', default: 'mlp' },
+    model: { type: 'string', default: 'small' },
+    backend: { type: 'string', default: 'wasm' },
     'examples-per-client': { type: 'string', default: '64' },
     'test-examples': { type: 'string', default: '1000' },
     partition: { type: 'string', default: 'iid' },
@@ -63,7 +65,8 @@ if (v.optimizer !== 'sgd' && v.optimizer !== 'adam') throw new Error('--optimize
 const scheme: PartitionScheme = parsePartition((k) => v[k as keyof typeof v] as string | undefined);
 const noise = Number(v['dp-noise']);
 
-await tf.setBackend('cpu');
+if (v.backend !== 'wasm' && v.backend !== 'cpu') throw new Error('--backend must be wasm or cpu');
+if (!(await tf.setBackend(v.backend))) throw new Error(`tfjs backend ${v.backend} did not initialise`);
 const seed = positive('seed', 0);
 const data = v['cifar-dir']
   ? await readCifar10Dir(v['cifar-dir'], positive('test-examples')).then(({ train, test }) => ({ name: 'CIFAR-10', train, test }))

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
+import '../client/wasm-backend.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { epsilonFor } from '../shared/dp/calibrate.ts';
 import { SERVER_OPTIMIZER_DEFAULTS } from '../shared/fl/server-opt.ts';
@@ -26,7 +27,7 @@ const base = (): SimulationOptions => ({
 
 describe('simulation (headless, the real client trainer and server pieces)', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await tf.setBackend('wasm');
   });
 
   it('FedAvg IID learns: accuracy after 4 rounds beats the initial model', async () => {

@@ -1,0 +1,135 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { createRng } from '../shared/data/rng.ts';
+import { buildModel } from '../shared/model/build.ts';
+import { MODELS, type ModelSpec } from '../shared/model/spec.ts';
+import { registerWasmTrainingKernels } from './wasm-train-kernels.ts';
+
+type Attrs = Record<string, unknown>;
+
+function randomTensor(shape: number[], seed: number): tf.Tensor {
+  const rng = createRng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(Float32Array.from({ length: n }, () => rng.next() * 2 - 1), shape);
+}
+
+/** Runs one kernel on `backend` with copies of the given host arrays; returns the output values. */
+async function runOn(backend: string, kernelName: string, inputs: Record<string, { data: Float32Array; shape: number[] }>, attrs: Attrs): Promise<{ data: Float32Array; shape: number[] }> {
+  await tf.setBackend(backend);
+  const ts = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
+  const out = tf.engine().runKernel(kernelName, ts, attrs as never) as tf.Tensor;
+  const r = { data: (await out.data()) as Float32Array, shape: out.shape };
+  tf.dispose([out, ...Object.values(ts)]);
+  return r;
+}
+
+async function host(t: tf.Tensor): Promise<{ data: Float32Array; shape: number[] }> {
+  const r = { data: (await t.data()) as Float32Array, shape: t.shape };
+  t.dispose();
+  return r;
+}
+
+/** max |a - b| / max(1, max |b|): float32 sums of hundreds of products differ in the last bits. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let e = 0;
+  let m = 1;
+  for (let i = 0; i < a.length; i++) {
+    e = Math.max(e, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return e / m;
+}
+
+interface ConvCase { x: [number, number, number, number]; f: [number, number, number, number]; strides: number | [number, number]; pad: 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] }
+
+const CASES: ConvCase[] = [
+  { x: [4, 8, 8, 3], f: [3, 3, 3, 5], strides: 1, pad: 'same' },
+  { x: [4, 8, 8, 3], f: [3, 3, 3, 5], strides: 1, pad: 'valid' },
+  { x: [2, 9, 7, 4], f: [3, 3, 4, 6], strides: 2, pad: 'same' },
+  { x: [2, 9, 9, 4], f: [3, 3, 4, 6], strides: 2, pad: 'valid' }, // last row never reached: the kernel crops
+  { x: [3, 10, 6, 2], f: [5, 3, 2, 3], strides: [1, 2], pad: 'same' },
+  { x: [2, 7, 7, 3], f: [1, 1, 3, 8], strides: 1, pad: 'valid' },
+  { x: [2, 6, 6, 2], f: [3, 3, 2, 4], strides: 1, pad: [[0, 0], [2, 0], [1, 2], [0, 0]] },
+  { x: [8, 16, 16, 16], f: [3, 3, 16, 32], strides: 1, pad: 'same' }, // the small model's second layer
+];
+
+describe('wasm training kernels', () => {
+  beforeAll(async () => {
+    await tf.setBackend('wasm');
+  });
+
+  it('stock wasm cannot differentiate a convolution (the reason these kernels exist)', async () => {
+    await tf.setBackend('wasm');
+    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeUndefined();
+    const x = tf.ones([1, 4, 4, 1]);
+    const f = tf.ones([3, 3, 1, 1]);
+    expect(() => tf.grad((w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same').sum())(f)).toThrow(/Conv2DBackpropFilter/);
+    tf.dispose([x, f]);
+    registerWasmTrainingKernels();
+    registerWasmTrainingKernels(); // idempotent
+    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeDefined();
+  });
+
+  it.each(CASES)('Conv2DBackpropFilter and Conv2DBackpropInput match the cpu backend: x %j', async (c) => {
+    registerWasmTrainingKernels();
+    await tf.setBackend('cpu');
+    const outShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.f) as tf.Tensor4D, c.strides, c.pad).shape);
+    const x = await host(randomTensor(c.x, 1));
+    const w = await host(randomTensor(c.f, 2));
+    const dy = await host(randomTensor(outShape, 3));
+    const common = { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
+    const fAttrs = { ...common, filterShape: c.f };
+    const gwCpu = await runOn('cpu', 'Conv2DBackpropFilter', { x, dy }, fAttrs);
+    const gwWasm = await runOn('wasm', 'Conv2DBackpropFilter', { x, dy }, fAttrs);
+    expect(gwWasm.shape).toEqual(c.f);
+    expect(relErr(gwWasm.data, gwCpu.data)).toBeLessThan(1e-5);
+    const iAttrs = { ...common, inputShape: c.x };
+    const gxCpu = await runOn('cpu', 'Conv2DBackpropInput', { dy, filter: w }, iAttrs);
+    const gxWasm = await runOn('wasm', 'Conv2DBackpropInput', { dy, filter: w }, iAttrs);
+    expect(gxWasm.shape).toEqual(c.x);
+    expect(relErr(gxWasm.data, gxCpu.data)).toBeLessThan(1e-5);
+  });
+
+  it('the kernels free every intermediate they allocate', async () => {
+    registerWasmTrainingKernels();
+    await tf.setBackend('wasm');
+    const x = randomTensor([2, 8, 8, 3], 4);
+    const dy = randomTensor([2, 8, 8, 5], 5);
+    const w = randomTensor([3, 3, 3, 5], 6);
+    const before = tf.memory().numBytes;
+    const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC' };
+    for (let i = 0; i < 3; i++) {
+      tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: [3, 3, 3, 5] } as never) as tf.Tensor);
+      tf.dispose(tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: [2, 8, 8, 3] } as never) as tf.Tensor);
+    }
+    expect(tf.memory().numBytes).toBe(before);
+    // The wasm heap's own tensor table agrees: no data ids leaked inside the backend.
+    expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(tf.memory().numTensors);
+    tf.dispose([x, dy, w]);
+  });
+
+  async function modelGrads(spec: ModelSpec, backend: string): Promise<Float32Array[]> {
+    await tf.setBackend(backend);
+    const model = buildModel(spec, 9);
+    const x = randomTensor([3, 32, 32, 3], 10);
+    const y = tf.oneHot(tf.tensor1d([0, 5, 9], 'int32'), 10);
+    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const { grads } = tf.variableGrads(() => tf.metrics.categoricalCrossentropy(y, model.apply(x, { training: true }) as tf.Tensor).mean() as tf.Scalar, vars);
+    const out = await Promise.all(vars.map((v) => grads[v.name].data() as Promise<Float32Array>));
+    tf.dispose([x, y, ...Object.values(grads)]);
+    model.dispose();
+    return out;
+  }
+
+  it.each(['tiny', 'small', 'medium'])('every gradient of the %s model on wasm matches the cpu backend', async (name) => {
+    registerWasmTrainingKernels();
+    const cpu = await modelGrads(MODELS[name], 'cpu');
+    const wasm = await modelGrads(MODELS[name], 'wasm');
+    expect(wasm).toHaveLength(cpu.length);
+    cpu.forEach((g, i) => expect(relErr(wasm[i], g), `weight ${i}`).toBeLessThan(1e-4));
+    // Not all zero: the comparison is of real gradients.
+    expect(cpu.every((g) => g.some((v) => v !== 0))).toBe(true);
+  });
+});
