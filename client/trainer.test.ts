@@ -95,6 +95,38 @@ describe('LocalTrainer', () => {
     expect(err / size).toBeLessThan(1e-3);
   });
 
+  it('augmentation (crop + mirror) changes what the model sees, reproducibly per seed, and leaks nothing', async () => {
+    const data = syntheticDataset({ seed: 12, count: 16 });
+    const cfg = { epochs: 1, batchSize: 8, learningRate: 0.05, optimizer: 'sgd' as const };
+    const run = async (augment: boolean, seed: number): Promise<Float32Array> => {
+      const t = new LocalTrainer(spec, data, seed);
+      const init = buildModel(spec, 3);
+      const w0 = await getFlatWeights(init);
+      init.dispose();
+      // Identical batch order in every run: the shuffle draws from Math.random.
+      const random = Math.random;
+      let s = 0;
+      Math.random = () => ((s = (s * 16807 + 1) % 2147483647) / 2147483647);
+      try {
+        const before = tf.memory().numTensors;
+        const r = await t.train(w0, { ...cfg, augment });
+        expect(tf.memory().numTensors).toBe(before);
+        return r.delta;
+      } finally {
+        Math.random = random;
+        t.dispose();
+      }
+    };
+    const plain = await run(false, 1);
+    const aug1 = await run(true, 1);
+    const aug1again = await run(true, 1);
+    const aug2 = await run(true, 2);
+    const diff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+    expect(diff(aug1, aug1again)).toBeLessThan(1e-6);
+    expect(diff(aug1, plain)).toBeGreaterThan(1e-4);
+    expect(diff(aug1, aug2)).toBeGreaterThan(1e-4);
+  });
+
   it('refuses an empty dataset and wrong-size weights', async () => {
     expect(() => new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 0 }))).toThrow(/empty/);
     const t = new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 4 }));

@@ -2,6 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import { IMAGE_SIZE, CHANNELS, NUM_CLASSES, toFloat, type Dataset } from '../shared/data/dataset.ts';
 import { buildModel } from '../shared/model/build.ts';
 import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
+import { AUGMENT_PAD, randomWindows } from '../shared/data/augment.ts';
+import { createRng, type Rng } from '../shared/data/rng.ts';
+import { augmentBatch } from './augment.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
 import type { TrainConfig } from '../shared/protocol/messages.ts';
 
@@ -29,10 +32,13 @@ export class LocalTrainer {
   readonly model: tf.Sequential;
   private readonly x: tf.Tensor4D;
   private readonly y: tf.Tensor2D;
+  /** Crop windows for augmentation (not a secret: a seeded PRNG keeps runs reproducible). */
+  private readonly augRng: Rng;
 
   constructor(readonly spec: ModelSpec, readonly data: Dataset, seed = 1) {
     if (data.n < 1) throw new Error('cannot train on an empty dataset');
     this.model = buildModel(spec, seed);
+    this.augRng = createRng(seed ^ 0x6a09e667);
     this.x = tf.tensor4d(toFloat(data.x), [data.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
     this.y = tf.tidy(() => tf.oneHot(tf.tensor1d(data.y, 'int32'), NUM_CLASSES).toFloat() as tf.Tensor2D);
   }
@@ -60,7 +66,8 @@ export class LocalTrainer {
         for (let b = 0; b < batches; b++) {
           const idx = tf.tensor1d(Int32Array.from(order.subarray(b * bs, Math.min(n, (b + 1) * bs))), 'int32');
           const cost = optimizer.minimize(() => {
-            const xb = tf.gather(this.x, idx);
+            const raw = tf.gather(this.x, idx);
+            const xb = cfg.augment ? augmentBatch(raw, randomWindows(raw.shape[0], AUGMENT_PAD, this.augRng), AUGMENT_PAD) : raw;
             const yb = tf.gather(this.y, idx);
             const pred = this.model.apply(xb, { training: true }) as tf.Tensor;
             const ce = tf.metrics.categoricalCrossentropy(yb, pred).mean() as tf.Scalar;

@@ -31,6 +31,7 @@ describe('parseConfig', () => {
     [['--partition', 'iid', '--dirichlet-alpha', '1'], /--dirichlet-alpha does not apply to --partition iid/],
     [['--server-opt', 'sgd'], /--server-opt must be one of fedavg, fedavgm, fedadagrad, fedyogi, fedadam/],
     [['--prox-mu=-1'], /--prox-mu must be a number/],
+    [['--augment', 'yes'], /--augment must be on or off/],
     [['--min-updates', '1', '--min-clients', '1'], /--secagg on needs --min-updates >= 2/],
     [['--dp-noise', '1'], /DP needs a budget: set --dp-epsilon/],
     [['--dp-epsilon', '3'], /--dp-epsilon needs --dp-noise/],
@@ -61,6 +62,8 @@ describe('parseConfig', () => {
     expect(c.serverOptimizer).toEqual({ name: 'fedyogi', momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 0.01 });
     expect(c.serverLearningRate).toBe(0.03);
     expect(c.proximalMu).toBe(0.1);
+    expect(c.augment).toBe(false);
+    expect(parseConfig(['--augment', 'on']).augment).toBe(true);
     expect(parseConfig([]).serverOptimizer.name).toBe('fedavg');
     expect(parseConfig(['--partition', 'dirichlet', '--dirichlet-alpha', '0.3']).partition).toEqual({ kind: 'dirichlet', alpha: 0.3 });
     expect(parseConfig(['--partition', 'shards']).partition).toEqual({ kind: 'shards', shardsPerClient: 2 });

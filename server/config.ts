@@ -45,6 +45,8 @@ export interface ServerConfig {
   serverOptimizer: Omit<ServerOptimizerConfig, 'lr'>;
   /** FedProx proximal weight mu on the clients (0 = plain local training). */
   proximalMu: number;
+  /** Clients augment their batches (random crop + mirror). */
+  augment: boolean;
   /** How client data is split: IID (optionally unbalanced), Dirichlet label skew, or label shards. */
   partition: PartitionScheme;
   /** Synthetic: examples generated per client; CIFAR-10: examples per shard. */
@@ -92,6 +94,7 @@ export const DEFAULTS: ServerConfig = {
   serverLearningRate: 1,
   serverOptimizer: { name: 'fedavg', ...SERVER_OPTIMIZER_DEFAULTS },
   proximalMu: 0,
+  augment: false,
   partition: { kind: 'iid' },
   examplesPerClient: 256,
   testExamples: 1000,
@@ -134,6 +137,7 @@ export const FLAGS = {
   'server-beta2': { type: 'string', help: 'FedAdam/FedYogi second-moment decay' },
   'server-tau': { type: 'string', help: 'adaptivity tau of the adaptive server optimizers' },
   'prox-mu': { type: 'string', help: 'FedProx proximal term mu on the clients (0 = off)' },
+  augment: { type: 'string', help: 'client data augmentation, random crop + mirror: on | off' },
   partition: { type: 'string', help: 'client data split: iid | dirichlet | shards' },
   'dirichlet-alpha': { type: 'string', help: 'label-skew concentration for --partition dirichlet (small = skewed)' },
   'shards-per-client': { type: 'string', help: 'label-sorted shards per client for --partition shards' },
@@ -294,6 +298,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
       tau: num('server-tau', s('server-tau'), d.serverOptimizer.tau, 1e-9, 10),
     },
     proximalMu: num('prox-mu', s('prox-mu'), d.proximalMu, 0, 1000),
+    augment: onOff('augment', s('augment'), d.augment),
     partition: parsePartition(s),
     examplesPerClient: int('examples-per-client', s('examples-per-client'), d.examplesPerClient, 1, 50_000),
     testExamples: int('test-examples', s('test-examples'), d.testExamples, 1, 10_000),

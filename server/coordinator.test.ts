@@ -94,11 +94,12 @@ describe('Coordinator', () => {
     expect(c.status().history).toHaveLength(1);
   });
 
-  it('applies the configured server optimizer (FedAdam) to the aggregate, and sends FedProx mu to clients', async () => {
-    const { c } = await setup({ serverLearningRate: 0.1, serverOptimizer: { name: 'fedadam', momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 1e-3 }, proximalMu: 0.5 });
+  it('applies the configured server optimizer (FedAdam) to the aggregate, and sends FedProx mu and augmentation to clients', async () => {
+    const { c } = await setup({ serverLearningRate: 0.1, serverOptimizer: { name: 'fedadam', momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 1e-3 }, proximalMu: 0.5, augment: true });
     const a = join(c, 1);
     join(c, 2);
     expect(a.last('round:start').train.proximalMu).toBe(0.5);
+    expect(a.last('round:start').train.augment).toBe(true);
     const done = nextEvent(c, 'roundEnd');
     c.update(id(1), upd(1, 1, 1, 8));
     c.update(id(2), upd(1, 1, 4, 24));

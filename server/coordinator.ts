@@ -393,12 +393,12 @@ export class Coordinator extends EventEmitter {
       this.deadlineAt = this.roundStartedAt + cfg.roundDeadlineMs;
       this.deadlineTimer = setTimeout(() => this.closeRound('deadline'), cfg.roundDeadlineMs);
     }
-    const { epochs, batchSize, learningRate, optimizer, proximalMu } = cfg;
+    const { epochs, batchSize, learningRate, optimizer, proximalMu, augment } = cfg;
     chosen.forEach((c, i) => {
       c.link!.send('round:start', {
         ...ref,
         model: cfg.model,
-        train: { epochs, batchSize, learningRate, optimizer, ...(proximalMu > 0 ? { proximalMu } : {}) },
+        train: { epochs, batchSize, learningRate, optimizer, ...(proximalMu > 0 ? { proximalMu } : {}), ...(augment ? { augment } : {}) },
         deadlineMs: cfg.roundDeadlineMs,
         weights: this.weightsBytes,
         ...(this.plan ? { encoding: this.plan } : {}),

@@ -43,6 +43,8 @@ export interface TrainConfig {
   optimizer: LocalOptimizer;
   /** FedProx: weight mu of the proximal term (mu / 2) ||w - w_global||^2 added to the local loss; 0 or absent = off. */
   proximalMu?: number;
+  /** Random crop (zero-pad 4) + horizontal mirror of every training batch; absent = off. */
+  augment?: boolean;
 }
 
 export interface RoundStart {
