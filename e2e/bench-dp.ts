@@ -8,7 +8,7 @@
  * Runs on the synthetic data, and on CIFAR-10 too when ../shared/data/cifar10 holds the binaries.
  * Writes bench-results/dp.json.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../shared/data/dataset.ts';
@@ -22,7 +22,7 @@ import { buildModel } from '../shared/model/build.ts';
 import { modelByName, numParams } from '../shared/model/spec.ts';
 import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
 import { addInto } from '../shared/secagg/ring.ts';
-import { readCifar10Dir } from '../server/datasets.ts';
+import { locateCifar10, readCifar10Dir } from '../server/datasets.ts';
 
 const { values } = parseArgs({
   options: {
@@ -119,8 +119,9 @@ function synthetic(): Population {
   };
 }
 
-async function cifar(dir: string): Promise<Population | null> {
-  if (!existsSync(dir)) return null;
+async function cifar(base: string): Promise<Population | null> {
+  const dir = locateCifar10(base);
+  if (!dir) return null;
   const { train, test } = await readCifar10Dir(dir, 2000);
   const per = Math.floor(train.n / N);
   return { name: 'cifar10', clients: Array.from({ length: N }, (_, i) => subset(train, Array.from({ length: per }, (_, k) => i * per + k))), test };

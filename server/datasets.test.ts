@@ -1,10 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, encodeCifar10, parseCifar10 } from '../shared/data/cifar10.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
-import { cifarSource, partitionedSource, readCifar10Dir, syntheticSource } from './datasets.ts';
+import { cifarSource, locateCifar10, partitionedSource, readCifar10Dir, syntheticSource } from './datasets.ts';
 
 /** A miniature CIFAR-10 directory in the official file layout: 5 train batches of 10, a test batch of 7. */
 function fakeCifarDir(): string {
@@ -20,6 +20,15 @@ describe('data sources', () => {
     expect(train.n).toBe(50);
     expect(test.n).toBe(7);
     expect(train.y.subarray(10, 20)).toEqual(syntheticDataset({ seed: 101, count: 10 }).y);
+  });
+
+  it('finds the binaries in the directory or in the cifar-10-batches-bin folder the archive unpacks to', () => {
+    const dir = fakeCifarDir();
+    expect(locateCifar10(dir)).toBe(dir);
+    const parent = mkdtempSync(join(tmpdir(), 'cifar-parent-'));
+    renameSync(dir, join(parent, 'cifar-10-batches-bin'));
+    expect(locateCifar10(parent)).toBe(join(parent, 'cifar-10-batches-bin'));
+    expect(locateCifar10(join(tmpdir(), 'nope'))).toBeNull();
   });
 
   it('names the missing file', async () => {

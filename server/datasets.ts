@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, concatDatasets, encodeCifar10, parseCifar10 } from '../shared/data/cifar10.ts';
@@ -51,7 +52,17 @@ export function syntheticSource(seed: number, perClient: number, testExamples: n
   };
 }
 
-export async function readCifar10Dir(dir: string, testLimit = Infinity): Promise<{ train: Dataset; test: Dataset }> {
+/**
+ * The directory holding the CIFAR-10 binaries: `dir` itself or the `cifar-10-batches-bin` folder the official
+ * archive unpacks to inside it; null when neither has them.
+ */
+export function locateCifar10(dir: string): string | null {
+  for (const d of [dir, join(dir, 'cifar-10-batches-bin')]) if (existsSync(join(d, CIFAR_TRAIN_FILES[0]))) return d;
+  return null;
+}
+
+export async function readCifar10Dir(where: string, testLimit = Infinity): Promise<{ train: Dataset; test: Dataset }> {
+  const dir = locateCifar10(where) ?? where;
   const files = [...CIFAR_TRAIN_FILES, CIFAR_TEST_FILE].map((f) => join(dir, f));
   for (const f of files) {
     await access(f).catch(() => {
