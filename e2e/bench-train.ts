@@ -1,11 +1,20 @@
 /**
- * npm run bench:train [-- --backends webgpu,webgl,cpu --model small --examples 256 --reps 3]
+ * npm run bench:train [-- --backends webgpu,webgl,wasm,cpu --model small --examples 256 --reps 3 --node-cpu-examples 64]
  * Runs e2e/bench/train.html in headless chromium: for each backend, examples/s of our client training
  * path (LocalTrainer, as the Web Worker runs it) vs a bare tfjs model.fit loop on the same model and data,
- * interleaved in one run. Prints a table and writes bench-results/train.json.
+ * interleaved in one run. Then the same LocalTrainer in this Node process on wasm (with our gradient
+ * kernels) and on tfjs' cpu backend, the baseline the wasm speed-up is stated against. Prints a table and
+ * writes bench-results/train.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import '../client/wasm-backend.ts';
+import { LocalTrainer } from '../client/trainer.ts';
+import { syntheticDataset } from '../shared/data/synthetic.ts';
+import { buildModel } from '../shared/model/build.ts';
+import { modelByName } from '../shared/model/spec.ts';
+import { getFlatWeights } from '../shared/model/weights.ts';
 import { launchChromium } from './browser.ts';
 import { startServerProcess } from './server-process.ts';
 
@@ -15,13 +24,15 @@ const { values } = parseArgs({
     model: { type: 'string', default: 'small' },
     examples: { type: 'string', default: '256' },
     reps: { type: 'string', default: '3' },
+    // tfjs' Node cpu backend trains a few examples per second: fewer examples keep the run short.
+    'node-cpu-examples': { type: 'string', default: '64' },
   },
 });
 
 interface BenchResult { backend: string; model: string; examples: number; epochs: number; batchSize: number; ours: number[]; bare: number[]; error?: string }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const srv = await startServerProcess(['--model', 'tiny', '--min-clients', '1000', '--min-updates', '1', '--clients-per-round', '1000', '--test-examples', '10', '--quiet']);
+const srv = await startServerProcess(['--model', 'tiny', '--secagg', 'off', '--min-clients', '1000', '--min-updates', '1', '--clients-per-round', '1000', '--test-examples', '10', '--quiet']);
 const browser = await launchChromium();
 const rows: (BenchResult & { oursMedian?: number; bareMedian?: number; ratio?: number })[] = [];
 try {
@@ -46,10 +57,42 @@ try {
   await browser.close();
   await srv.stop();
 }
-console.log('\nbackend  ours ex/s  bare ex/s  ratio (ours/bare)');
+
+/** Our LocalTrainer path in this Node process: one warm-up epoch, then the median of `reps` epochs. */
+async function nodeRate(backend: string, examples: number, reps: number): Promise<number[]> {
+  if (!(await tf.setBackend(backend))) throw new Error(`Node backend ${backend} unavailable`);
+  const spec = modelByName(values.model!);
+  const init = buildModel(spec, 5);
+  const w0 = await getFlatWeights(init);
+  init.dispose();
+  const trainer = new LocalTrainer(spec, syntheticDataset({ seed: 3, count: examples }));
+  const cfg = { epochs: 1, batchSize: 32, learningRate: 0.001, optimizer: 'adam' as const };
+  const rates: number[] = [];
+  await trainer.train(w0, cfg);
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await trainer.train(w0, cfg);
+    rates.push(examples / ((performance.now() - t0) / 1000));
+  }
+  trainer.dispose();
+  return rates;
+}
+
+const nodeRows: { backend: string; examples: number; rates: number[]; median: number }[] = [];
+for (const [backend, examples, reps] of [['wasm', Number(values.examples), Number(values.reps)], ['cpu', Number(values['node-cpu-examples']), 1]] as const) {
+  process.stdout.write(`bench:train Node ${backend} (${values.model}, ${examples} examples, ${reps} reps)… `);
+  const rates = await nodeRate(backend, examples, reps);
+  nodeRows.push({ backend, examples, rates, median: median(rates) });
+  console.log(`${median(rates).toFixed(1)} ex/s`);
+}
+const nodeCpu = nodeRows.find((r) => r.backend === 'cpu')!.median;
+
+console.log(`\nchromium (headless, ${values.model}, batch 32)\nbackend  ours ex/s  bare ex/s  ratio (ours/bare)  x Node cpu`);
 for (const r of rows) {
   if (r.ratio === undefined) console.log(`${r.backend.padEnd(8)} ${'–'.padStart(9)} ${'–'.padStart(10)}  ${r.error}`);
-  else console.log(`${r.backend.padEnd(8)} ${r.oursMedian!.toFixed(1).padStart(9)} ${r.bareMedian!.toFixed(1).padStart(10)}  ${r.ratio.toFixed(3)}`);
+  else console.log(`${r.backend.padEnd(8)} ${r.oursMedian!.toFixed(1).padStart(9)} ${r.bareMedian!.toFixed(1).padStart(10)}  ${r.ratio.toFixed(3).padStart(17)}  ${(r.oursMedian! / nodeCpu).toFixed(1).padStart(10)}`);
 }
+console.log('\nNode (this process, our LocalTrainer)\nbackend  ours ex/s  x Node cpu');
+for (const r of nodeRows) console.log(`${r.backend.padEnd(8)} ${r.median.toFixed(1).padStart(9)}  ${(r.median / nodeCpu).toFixed(1).padStart(10)}`);
 mkdirSync('bench-results', { recursive: true });
-writeFileSync('bench-results/train.json', JSON.stringify({ date: new Date().toISOString(), rows }, null, 2));
+writeFileSync('bench-results/train.json', JSON.stringify({ date: new Date().toISOString(), rows, node: nodeRows }, null, 2));
