@@ -1,7 +1,7 @@
 /**
  * npm run simulate -- --clients 100 --per-round 10 --rounds 20 [--model small|mlp|tiny|medium] [--backend wasm|cpu] [--partition dirichlet
- *   --dirichlet-alpha 0.5] [--server-opt fedadam --server-lr 0.03] [--prox-mu 0.01] [--dp-noise 1 --dp-clip 0.5]
- *   [--cifar-dir DIR] [--out sim-results/NAME]
+ *   --dirichlet-alpha 0.5] [--server-opt fedadam --server-lr 0.03] [--prox-mu 0.01] [--augment] [--dp-noise 1 --dp-clip 0.5]
+ *   [--cifar-dir DIR] [--eval-every K] [--out sim-results/NAME]
  * Federated training without browsers or sockets, through the same client and server code (see
  * server/simulation.ts). Shows a progress line; writes rounds.csv, rounds.json and accuracy.svg.
  */
@@ -37,6 +37,7 @@ const { values: v } = parseArgs({
     lr: { type: 'string', default: '0.05' },
     optimizer: { type: 'string', default: 'sgd' },
     'prox-mu': { type: 'string', default: '0' },
+    augment: { type: 'boolean', default: false },
     'server-opt': { type: 'string', default: 'fedavg' },
     'server-lr': { type: 'string', default: '1' },
     'dp-noise': { type: 'string', default: '0' },
@@ -44,6 +45,7 @@ const { values: v } = parseArgs({
     'dp-delta': { type: 'string', default: '1e-5' },
     'cifar-dir': { type: 'string' },
     seed: { type: 'string', default: '1' },
+    'eval-every': { type: 'string', default: '1' },
     out: { type: 'string', default: 'sim-results/latest' },
   },
 });
@@ -85,14 +87,16 @@ const result = await runSimulation(
     perRound,
     rounds,
     partition: scheme,
-    local: { epochs: positive('epochs'), batchSize: positive('batch-size'), learningRate: positive('lr', 1e-9), optimizer: v.optimizer as 'sgd' | 'adam', proximalMu: Number(v['prox-mu']) },
+    local: { epochs: positive('epochs'), batchSize: positive('batch-size'), learningRate: positive('lr', 1e-9), optimizer: v.optimizer as 'sgd' | 'adam', proximalMu: Number(v['prox-mu']), augment: v.augment === true },
     server: { name: serverOpt, lr: positive('server-lr', 1e-9), ...SERVER_OPTIMIZER_DEFAULTS },
     dp: noise > 0 ? { noiseMultiplier: noise, clipNorm: positive('dp-clip', 1e-9), delta: Number(v['dp-delta']) } : null,
     seed,
+    evalEvery: positive('eval-every'),
   },
   (r, p) => {
     const done = (r.round - 1 + (p ? p.client / p.of : 1)) / rounds;
-    const tail = p ? `round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}` : `round ${r.round}/${rounds}: accuracy ${(r.accuracy * 100).toFixed(1)}%, loss ${r.loss.toFixed(3)}${r.epsilon !== null ? `, epsilon ${r.epsilon.toFixed(2)}` : ''}`;
+    const evald = r.accuracy !== null && r.loss !== null ? `accuracy ${(r.accuracy * 100).toFixed(1)}%, loss ${r.loss.toFixed(3)}` : `train loss ${r.trainLoss.toFixed(3)}`;
+    const tail = p ? `round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}` : `round ${r.round}/${rounds}: ${evald}${r.epsilon !== null ? `, epsilon ${r.epsilon.toFixed(2)}` : ''}`;
     process.stderr.write(`\r\x1b[K[${bar(done)}] ${tail}`);
     if (!p) process.stderr.write('\n');
   },
@@ -100,8 +104,8 @@ const result = await runSimulation(
 const out = v.out!;
 mkdirSync(out, { recursive: true });
 const rows = result.rounds;
-writeFileSync(join(out, 'rounds.csv'), ['round,clients,examples,accuracy,loss,epsilon,train_loss,seconds', ...rows.map((r) => [r.round, r.clients, r.examples, r.accuracy, r.loss, r.epsilon ?? '', r.trainLoss, r.seconds.toFixed(2)].join(','))].join('\n') + '\n');
+writeFileSync(join(out, 'rounds.csv'), ['round,clients,examples,accuracy,loss,epsilon,train_loss,seconds', ...rows.map((r) => [r.round, r.clients, r.examples, r.accuracy ?? '', r.loss ?? '', r.epsilon ?? '', r.trainLoss, r.seconds.toFixed(2)].join(','))].join('\n') + '\n');
 writeFileSync(join(out, 'rounds.json'), JSON.stringify({ settings: v, label, initial: result.initial, rounds: rows }, null, 2));
-const pts: [number, number][] = [[0, result.initial.accuracy], ...rows.map((r) => [r.round, r.accuracy] as [number, number])];
+const pts: [number, number][] = [[0, result.initial.accuracy], ...rows.flatMap((r) => (r.accuracy === null ? [] : [[r.round, r.accuracy] as [number, number]]))];
 writeFileSync(join(out, 'accuracy.svg'), chartSvg([{ label: 'test accuracy', color: '#2f6fed', points: pts }], { yMin: 0, yMax: 1, yFormat: (x) => `${Math.round(x * 100)}%`, xLabel: 'round' }, label));
-console.log(`accuracy ${(result.initial.accuracy * 100).toFixed(1)}% -> ${(rows.at(-1)!.accuracy * 100).toFixed(1)}% in ${rounds} rounds, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${out}/rounds.csv, rounds.json, accuracy.svg`);
+console.log(`accuracy ${(result.initial.accuracy * 100).toFixed(1)}% -> ${(rows.at(-1)!.accuracy! * 100).toFixed(1)}% in ${rounds} rounds, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${out}/rounds.csv, rounds.json, accuracy.svg`);
