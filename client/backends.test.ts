@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { MODELS } from '../shared/model/spec.ts';
-import { selectBackend } from './backends.ts';
+import { isSoftwareRenderer, selectBackend } from './backends.ts';
 import { trainingStepProbe } from './trainer.ts';
 import { registerWasmTrainingKernels } from './wasm-train-kernels.ts';
 
@@ -21,6 +21,35 @@ describe('selectBackend', () => {
     expect(ours.backend).toBe('wasm');
     expect(tf.getBackend()).toBe('wasm');
     expect(ours.skipped.map((s) => s.backend)).toEqual(['webgpu', 'webgl']);
+  });
+
+  it('a precheck passes over a backend with its reason before it is tried', async () => {
+    registerWasmTrainingKernels();
+    const asked: string[] = [];
+    const choice = await selectBackend(() => trainingStepProbe(MODELS.tiny), ['cpu', 'wasm'], async (b) => {
+      asked.push(b);
+      return b === 'cpu' ? 'software GPU (test): wasm is faster' : null;
+    });
+    expect(choice.backend).toBe('wasm');
+    expect(choice.skipped).toEqual([{ backend: 'cpu', reason: 'software GPU (test): wasm is faster' }]);
+    expect(asked).toEqual(['cpu', 'wasm']);
+  });
+
+  it('tells GPUs emulated on the CPU from real ones by their renderer strings', () => {
+    for (const s of [
+      'Google Inc. (Google) ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero) (0x0000C0DE)), SwiftShader driver)',
+      'google swiftshader  ',
+      'Mesa llvmpipe (LLVM 15.0.6, 256 bits)',
+      'Microsoft Basic Render Driver',
+      'apple common  software fallback adapter',
+    ]) expect(isSoftwareRenderer(s), s).toBe(true);
+    for (const s of [
+      'Google Inc. (NVIDIA) ANGLE (NVIDIA, NVIDIA GeForce RTX 3080 (0x00002206) Direct3D11 vs_5_0 ps_5_0, D3D11)',
+      'Apple Inc. Apple M1',
+      'Intel(R) UHD Graphics 620',
+      'nvidia ampere  ',
+      '',
+    ]) expect(isSoftwareRenderer(s), s).toBe(false);
   });
 
   it('throws a message listing every failure when nothing works', async () => {

@@ -14,18 +14,38 @@ export interface BackendChoice {
   skipped: SkippedBackend[];
 }
 
+/** Renderer strings of GPUs emulated on the CPU (Chrome's SwiftShader, Mesa's llvmpipe/lavapipe, Windows WARP). */
+const SOFTWARE_RENDERER = /swiftshader|llvmpipe|lavapipe|softpipe|basic render driver|software/i;
+
+export function isSoftwareRenderer(description: string): boolean {
+  return SOFTWARE_RENDERER.test(description);
+}
+
 /**
- * Tries each backend in order. `probe` runs on the candidate (e.g. one training step on two examples);
- * if it throws (say a gradient kernel the backend lacks), the next backend is tried.
+ * Returns a reason to pass over a backend before trying it, or null. The browser's check: a GPU backend
+ * whose adapter is emulated on the CPU trains 10-30x slower than wasm on the same CPU (npm run bench:train).
+ */
+export type BackendPrecheck = (backend: BackendName) => Promise<string | null>;
+
+/**
+ * Tries each backend in order. `precheck` may pass over a candidate with a reason; `probe` runs on the
+ * candidate (e.g. one training step on two examples); if it throws (say a gradient kernel the backend
+ * lacks), the next backend is tried.
  */
 export async function selectBackend(
   probe: () => Promise<void>,
   order: readonly BackendName[] = BACKEND_PREFERENCE,
+  precheck?: BackendPrecheck,
 ): Promise<BackendChoice> {
   const skipped: SkippedBackend[] = [];
   for (const backend of order) {
     if (!tf.engine().registryFactory[backend]) {
       skipped.push({ backend, reason: 'not registered in this build' });
+      continue;
+    }
+    const pass = await precheck?.(backend).catch(() => null);
+    if (pass) {
+      skipped.push({ backend, reason: pass });
       continue;
     }
     let ok = false;

@@ -25,5 +25,6 @@ export async function spawnTrainer(): Promise<TrainerPort> {
   }
   await import('./backends-browser.ts');
   const { createTrainerHost } = await import('./trainer-host.ts');
-  return createInlineTrainerPort(createTrainerHost);
+  const { softwareGpuPrecheck } = await import('./gpu-adapter.ts');
+  return createInlineTrainerPort((post) => createTrainerHost(post, softwareGpuPrecheck));
 }

@@ -1,5 +1,6 @@
 import { float32ToBuffer } from '../shared/protocol/binary.ts';
-import { BACKEND_PREFERENCE, selectBackend } from './backends.ts';
+import type { BackendName } from '../shared/protocol/messages.ts';
+import { BACKEND_PREFERENCE, selectBackend, type BackendPrecheck } from './backends.ts';
 import { providerFor } from './data-providers.ts';
 import { LocalTrainer, trainingStepProbe } from './trainer.ts';
 import type { TrainerRequest, TrainerResponse } from './worker-protocol.ts';
@@ -8,16 +9,20 @@ export type Post = (msg: TrainerResponse, transfer?: Transferable[]) => void;
 
 /**
  * The training side of the worker protocol, independent of where it runs: the Web Worker wires it to
- * postMessage, and the main-thread fallback (no Worker support) calls it directly.
+ * postMessage, and the main-thread fallback (no Worker support) calls it directly. Browsers pass
+ * `precheckFor` (see gpu-adapter.ts); Node has no GPU backends to judge.
  */
-export function createTrainerHost(post: Post): (req: TrainerRequest) => Promise<void> {
+export function createTrainerHost(post: Post, precheckFor?: (order: readonly BackendName[]) => BackendPrecheck): (req: TrainerRequest) => Promise<void> {
   let trainer: LocalTrainer | null = null;
   return async (req) => {
     try {
       if (req.type === 'init') {
         const provider = providerFor(req.data, req.serverUrl);
         const data = await provider.load();
-        const choice = await selectBackend(() => trainingStepProbe(req.model), req.backends ?? BACKEND_PREFERENCE);
+        // Heuristics apply to the default order only: a list the page asked for is tried as given.
+        const choice = req.backends
+          ? await selectBackend(() => trainingStepProbe(req.model), req.backends)
+          : await selectBackend(() => trainingStepProbe(req.model), BACKEND_PREFERENCE, precheckFor?.(BACKEND_PREFERENCE));
         trainer?.dispose();
         trainer = new LocalTrainer(req.model, data);
         post({ type: 'ready', backend: choice.backend, skipped: choice.skipped, numExamples: data.n, dataDescription: provider.description });
