@@ -11,6 +11,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
+import '../client/wasm-backend.ts';
 import type { Dataset } from '../shared/data/dataset.ts';
 import { subset, toFloat } from '../shared/data/dataset.ts';
 import { createRng } from '../shared/data/rng.ts';
@@ -52,7 +53,7 @@ const minSurvivors = Math.max(2, Math.floor(q * N * 0.8)); // rounds with fewer 
 const rand = createSecureRandom();
 const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg}`);
 
-await tf.setBackend('cpu');
+if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
 
 interface Population { name: string; clients: Dataset[]; test: Dataset }
 
