@@ -1,0 +1,184 @@
+/**
+ * npm run bench:accuracy [-- --train 10000 --clients 100 --per-round 10 --local-epochs 2 --epochs 10
+ *   --model small --lr 0.05 --fedadam-lr 0.01 --cifar-dir ../shared/data/cifar10]
+ * Learning quality in one run, every arm with the same number of example-passes (one example through one
+ * training step) and the same test set:
+ *   centralized   the same model trained on all the training data, --epochs passes over it
+ *   FedAvg IID    --clients equal IID shards, --per-round of them per round, --local-epochs each
+ *   FedAvg Dir    Dirichlet(0.5) label skew over the same pool, plain FedAvg
+ *   FedAdam Dir   the same skew with FedAdam on the server (Reddi et al.)
+ * Rounds = epochs * train / (per-round * examples-per-client * local-epochs), so the arms match in passes.
+ * Uses real CIFAR-10 when found at --cifar-dir (or its cifar-10-batches-bin folder); synthetic data
+ * otherwise, labelled as such everywhere. Trains on tfjs' wasm backend with our gradient kernels.
+ * Writes bench-results/accuracy.json and bench-results/accuracy.svg.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import '../client/wasm-backend.ts';
+import { LocalTrainer } from '../client/trainer.ts';
+import { chartSvg } from '../demo/chart.ts';
+import { subset, type Dataset } from '../shared/data/dataset.ts';
+import { createRng, permutation } from '../shared/data/rng.ts';
+import { syntheticDataset } from '../shared/data/synthetic.ts';
+import { SERVER_OPTIMIZER_DEFAULTS, type ServerOptimizerConfig } from '../shared/fl/server-opt.ts';
+import type { PartitionScheme } from '../shared/fl/partition.ts';
+import { buildModel } from '../shared/model/build.ts';
+import { modelByName, numParams } from '../shared/model/spec.ts';
+import { getFlatWeights } from '../shared/model/weights.ts';
+import type { TrainConfig } from '../shared/protocol/messages.ts';
+import { locateCifar10, readCifar10Dir } from '../server/datasets.ts';
+import { Evaluator } from '../server/evaluator.ts';
+import { runSimulation } from '../server/simulation.ts';
+
+const { values: v } = parseArgs({
+  options: {
+    train: { type: 'string', default: '10000' },
+    test: { type: 'string', default: '2000' },
+    clients: { type: 'string', default: '100' },
+    'per-round': { type: 'string', default: '10' },
+    'local-epochs': { type: 'string', default: '2' },
+    epochs: { type: 'string', default: '10' },
+    model: { type: 'string', default: 'small' },
+    'batch-size': { type: 'string', default: '32' },
+    lr: { type: 'string', default: '0.05' },
+    'fedadam-lr': { type: 'string', default: '0.01' },
+    'dirichlet-alpha': { type: 'string', default: '0.5' },
+    augment: { type: 'boolean', default: false },
+    evals: { type: 'string', default: '10' },
+    // Synthetic data only: per-pixel noise std. The default data (0.18) is learned perfectly within this
+    // budget, which would make every arm tie at 100%; noisier images keep the comparison informative.
+    'synthetic-noise': { type: 'string', default: '0.18' },
+    seed: { type: 'string', default: '1' },
+    'cifar-dir': { type: 'string', default: '../shared/data/cifar10' },
+  },
+});
+
+const num = (k: keyof typeof v): number => {
+  const n = Number(v[k]);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${k} must be a positive number, got "${v[k]}"`);
+  return n;
+};
+const N = num('train');
+const clients = num('clients');
+const perRound = num('per-round');
+const localEpochs = num('local-epochs');
+const epochs = num('epochs');
+const seed = num('seed');
+const spec = modelByName(v.model!);
+const perClient = Math.floor(N / clients);
+const rounds = Math.round((epochs * N) / (perRound * perClient * localEpochs));
+const evals = Math.min(num('evals'), rounds, epochs);
+const local: TrainConfig = { epochs: localEpochs, batchSize: num('batch-size'), learningRate: num('lr'), optimizer: 'sgd', augment: v.augment };
+
+if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+
+async function loadData(): Promise<{ name: string; train: Dataset; test: Dataset }> {
+  const dir = locateCifar10(v['cifar-dir']!);
+  if (!dir) {
+    const noise = num('synthetic-noise');
+    console.log(`CIFAR-10 not found at ${v['cifar-dir']} (nor its cifar-10-batches-bin folder): SYNTHETIC data, not CIFAR-10`);
+    return {
+      name: `synthetic, pixel noise ${noise} (not CIFAR-10)`,
+      train: syntheticDataset({ seed, count: N, noise }),
+      test: syntheticDataset({ seed: seed + 7919, count: num('test'), noise }),
+    };
+  }
+  const { train, test } = await readCifar10Dir(dir, num('test'));
+  const pick = permutation(train.n, createRng(seed)).subarray(0, N);
+  return { name: `CIFAR-10 (${dir})`, train: subset(train, pick), test };
+}
+
+const data = await loadData();
+const settings = {
+  data: data.name,
+  model: `${spec.name} (${numParams(spec).toLocaleString('en')} params)`,
+  train: data.train.n,
+  test: data.test.n,
+  clients,
+  perClient,
+  perRound,
+  localEpochs,
+  rounds,
+  centralizedEpochs: epochs,
+  examplePasses: epochs * data.train.n,
+  local,
+  fedadam: { lr: num('fedadam-lr'), beta1: SERVER_OPTIMIZER_DEFAULTS.beta1, beta2: SERVER_OPTIMIZER_DEFAULTS.beta2, tau: SERVER_OPTIMIZER_DEFAULTS.tau },
+  backend: tf.getBackend(),
+};
+console.log(`bench:accuracy ${JSON.stringify(settings)}`);
+
+interface Point { passes: number; accuracy: number }
+interface Arm { name: string; points: Point[]; accuracy: number; passes: number; seconds: number }
+const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg}`);
+
+async function centralized(): Promise<Arm> {
+  const t0 = performance.now();
+  const evaluator = new Evaluator(spec, data.test);
+  const trainer = new LocalTrainer(spec, data.train, seed);
+  const init = buildModel(spec, seed);
+  const w = await getFlatWeights(init);
+  init.dispose();
+  const points: Point[] = [{ passes: 0, accuracy: (await evaluator.evaluate(w)).accuracy }];
+  const every = Math.max(1, Math.floor(epochs / evals));
+  for (let e = 1; e <= epochs; e++) {
+    // One pass at a time, carrying the weights: plain SGD keeps no optimizer state between passes.
+    const r = await trainer.train(w, { ...local, epochs: 1 }, (p) => progress(`centralized: epoch ${e}/${epochs}, batch ${p.batch}/${p.batches}`));
+    for (let i = 0; i < w.length; i++) w[i] += r.delta[i];
+    if (e % every === 0 || e === epochs) points.push({ passes: e * data.train.n, accuracy: (await evaluator.evaluate(w)).accuracy });
+  }
+  trainer.dispose();
+  evaluator.dispose();
+  progress('');
+  return { name: 'centralized', points, accuracy: points.at(-1)!.accuracy, passes: epochs * data.train.n, seconds: (performance.now() - t0) / 1000 };
+}
+
+async function federated(name: string, partition: PartitionScheme, server: ServerOptimizerConfig): Promise<Arm> {
+  const t0 = performance.now();
+  let passes = 0;
+  const points: Point[] = [];
+  const res = await runSimulation(
+    { model: spec, train: data.train, test: data.test, clients, perRound, rounds, partition, local, server, dp: null, seed, evalEvery: Math.max(1, Math.floor(rounds / evals)) },
+    (r, p) => {
+      if (p) return progress(`${name}: round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}`);
+      passes += r.examples * localEpochs;
+      if (r.accuracy !== null) points.push({ passes, accuracy: r.accuracy });
+    },
+  );
+  progress('');
+  points.unshift({ passes: 0, accuracy: res.initial.accuracy });
+  return { name, points, accuracy: points.at(-1)!.accuracy, passes, seconds: (performance.now() - t0) / 1000 };
+}
+
+const t0 = performance.now();
+const dir: PartitionScheme = { kind: 'dirichlet', alpha: num('dirichlet-alpha') };
+const arms: Arm[] = [];
+for (const run of [
+  () => centralized(),
+  () => federated('FedAvg IID', { kind: 'iid' }, { name: 'fedavg', lr: 1, ...SERVER_OPTIMIZER_DEFAULTS }),
+  () => federated(`FedAvg Dirichlet(${dir.alpha})`, dir, { name: 'fedavg', lr: 1, ...SERVER_OPTIMIZER_DEFAULTS }),
+  () => federated(`FedAdam Dirichlet(${dir.alpha})`, dir, { name: 'fedadam', lr: settings.fedadam.lr, ...SERVER_OPTIMIZER_DEFAULTS }),
+]) {
+  const arm = await run();
+  arms.push(arm);
+  console.log(`${arm.name.padEnd(26)} ${(arm.accuracy * 100).toFixed(1).padStart(5)}%  (${arm.passes.toLocaleString('en')} example-passes, ${arm.seconds.toFixed(0)} s)`);
+}
+const minutes = (performance.now() - t0) / 60_000;
+const central = arms[0].accuracy;
+const gap = (a: Arm): string => `${((a.accuracy - central) * 100).toFixed(1)} points`;
+console.log(`\n${data.name}; ${settings.model}; ${settings.train} train / ${settings.test} test examples; ${minutes.toFixed(1)} min in all`);
+console.log('arm                         test acc  vs centralized');
+for (const a of arms) console.log(`${a.name.padEnd(26)} ${(a.accuracy * 100).toFixed(1).padStart(8)}%  ${a === arms[0] ? '' : gap(a)}`);
+
+mkdirSync('bench-results', { recursive: true });
+writeFileSync('bench-results/accuracy.json', JSON.stringify({ date: new Date().toISOString(), settings, minutes, arms }, null, 2));
+const colors = ['#444444', '#2f6fed', '#e8710a', '#1e8e3e'];
+writeFileSync(
+  'bench-results/accuracy.svg',
+  chartSvg(
+    arms.map((a, i) => ({ label: a.name, color: colors[i], points: a.points.map((p) => [p.passes / 1000, p.accuracy] as [number, number]) })),
+    { yMin: 0, yMax: 1, yFormat: (x) => `${Math.round(x * 100)}%`, xLabel: 'example-passes (thousands)' },
+    `Test accuracy, ${data.name}, ${settings.model}`,
+  ),
+);
+console.log('wrote bench-results/accuracy.json, bench-results/accuracy.svg');
