@@ -26,5 +26,6 @@ export async function spawnTrainer(): Promise<TrainerPort> {
   await import('./backends-browser.ts');
   const { createTrainerHost } = await import('./trainer-host.ts');
   const { softwareGpuPrecheck } = await import('./gpu-adapter.ts');
-  return createInlineTrainerPort((post) => createTrainerHost(post, softwareGpuPrecheck));
+  const { BACKEND_PREFERENCE } = await import('./backends.ts');
+  return createInlineTrainerPort((post) => createTrainerHost(post, softwareGpuPrecheck(BACKEND_PREFERENCE)));
 }

@@ -1,5 +1,6 @@
 /// <reference lib="webworker" />
 import './backends-browser.ts';
+import { BACKEND_PREFERENCE } from './backends.ts';
 import { softwareGpuPrecheck } from './gpu-adapter.ts';
 import { createTrainerHost } from './trainer-host.ts';
 import type { TrainerRequest } from './worker-protocol.ts';
@@ -8,7 +9,7 @@ declare const self: DedicatedWorkerGlobalScope;
 
 // Requests are handled one at a time, in order: init must finish before the first train.
 let queue: Promise<void> = Promise.resolve();
-const handle = createTrainerHost((msg, transfer) => self.postMessage(msg, transfer ?? []), softwareGpuPrecheck);
+const handle = createTrainerHost((msg, transfer) => self.postMessage(msg, transfer ?? []), softwareGpuPrecheck(BACKEND_PREFERENCE));
 self.onmessage = (e: MessageEvent<TrainerRequest>) => {
   queue = queue.then(() => handle(e.data));
 };

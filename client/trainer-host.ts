@@ -1,5 +1,4 @@
 import { float32ToBuffer } from '../shared/protocol/binary.ts';
-import type { BackendName } from '../shared/protocol/messages.ts';
 import { BACKEND_PREFERENCE, selectBackend, type BackendPrecheck } from './backends.ts';
 import { providerFor } from './data-providers.ts';
 import { LocalTrainer, trainingStepProbe } from './trainer.ts';
@@ -9,10 +8,10 @@ export type Post = (msg: TrainerResponse, transfer?: Transferable[]) => void;
 
 /**
  * The training side of the worker protocol, independent of where it runs: the Web Worker wires it to
- * postMessage, and the main-thread fallback (no Worker support) calls it directly. Browsers pass
- * `precheckFor` (see gpu-adapter.ts); Node has no GPU backends to judge.
+ * postMessage, and the main-thread fallback (no Worker support) calls it directly. Browsers pass a
+ * precheck for the default order (see gpu-adapter.ts); Node has no GPU backends to judge.
  */
-export function createTrainerHost(post: Post, precheckFor?: (order: readonly BackendName[]) => BackendPrecheck): (req: TrainerRequest) => Promise<void> {
+export function createTrainerHost(post: Post, defaultPrecheck?: BackendPrecheck): (req: TrainerRequest) => Promise<void> {
   let trainer: LocalTrainer | null = null;
   return async (req) => {
     try {
@@ -22,7 +21,7 @@ export function createTrainerHost(post: Post, precheckFor?: (order: readonly Bac
         // Heuristics apply to the default order only: a list the page asked for is tried as given.
         const choice = req.backends
           ? await selectBackend(() => trainingStepProbe(req.model), req.backends)
-          : await selectBackend(() => trainingStepProbe(req.model), BACKEND_PREFERENCE, precheckFor?.(BACKEND_PREFERENCE));
+          : await selectBackend(() => trainingStepProbe(req.model), BACKEND_PREFERENCE, defaultPrecheck);
         trainer?.dispose();
         trainer = new LocalTrainer(req.model, data);
         post({ type: 'ready', backend: choice.backend, skipped: choice.skipped, numExamples: data.n, dataDescription: provider.description });
