@@ -36,6 +36,8 @@ export default defineConfig({
     // e2e files start servers and browsers; run files one at a time on 2-core machines.
     fileParallelism: false,
     // CI also writes a JSON report, from which .ci/run prints a plain "N passed, N failed" line.
-    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]] : ['default'],
+    reporters: process.env.CI
+      ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]]
+      : ['default'],
   },
 });

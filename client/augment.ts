@@ -11,8 +11,19 @@ export function augmentBatch(x: tf.Tensor4D, windows: readonly CropWindow[], pad
   if (h !== w) throw new Error(`augmentBatch expects square images, got ${h}x${w}`);
   if (windows.length !== n) throw new Error(`augmentBatch: ${windows.length} windows for ${n} images`);
   return tf.tidy(() => {
-    const padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]);
+    const padded = tf.pad(x, [
+      [0, 0],
+      [pad, pad],
+      [pad, pad],
+      [0, 0],
+    ]);
     const boxes = tf.tensor2d(cropBoxes(windows, h, pad), [n, 4]);
-    return tf.image.cropAndResize(padded, boxes, tf.range(0, n, 1, 'int32') as tf.Tensor1D, [h, w], 'bilinear');
+    return tf.image.cropAndResize(
+      padded,
+      boxes,
+      tf.range(0, n, 1, 'int32') as tf.Tensor1D,
+      [h, w],
+      'bilinear',
+    );
   });
 }

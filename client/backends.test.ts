@@ -9,7 +9,10 @@ import { registerWasmTrainingKernels } from './wasm-train-kernels.ts';
 describe('selectBackend', () => {
   it('skips unregistered backends and those that cannot train, with reasons; wasm trains once its kernels are registered', async () => {
     // In Node webgpu/webgl are not registered. Stock wasm lacks Conv2DBackpropFilter, so cpu is chosen ...
-    const stock = await selectBackend(() => trainingStepProbe(MODELS.tiny), ['webgpu', 'webgl', 'wasm', 'cpu']);
+    const stock = await selectBackend(
+      () => trainingStepProbe(MODELS.tiny),
+      ['webgpu', 'webgl', 'wasm', 'cpu'],
+    );
     expect(stock.backend).toBe('cpu');
     expect(tf.getBackend()).toBe('cpu');
     expect(stock.skipped.map((s) => s.backend)).toEqual(['webgpu', 'webgl', 'wasm']);
@@ -17,7 +20,10 @@ describe('selectBackend', () => {
     expect(stock.skipped[2].reason).toMatch(/cannot train: .*Conv2DBackpropFilter/);
     // ... and with our gradient kernels wasm is.
     registerWasmTrainingKernels();
-    const ours = await selectBackend(() => trainingStepProbe(MODELS.tiny), ['webgpu', 'webgl', 'wasm', 'cpu']);
+    const ours = await selectBackend(
+      () => trainingStepProbe(MODELS.tiny),
+      ['webgpu', 'webgl', 'wasm', 'cpu'],
+    );
     expect(ours.backend).toBe('wasm');
     expect(tf.getBackend()).toBe('wasm');
     expect(ours.skipped.map((s) => s.backend)).toEqual(['webgpu', 'webgl']);
@@ -26,10 +32,14 @@ describe('selectBackend', () => {
   it('a precheck passes over a backend with its reason before it is tried', async () => {
     registerWasmTrainingKernels();
     const asked: string[] = [];
-    const choice = await selectBackend(() => trainingStepProbe(MODELS.tiny), ['cpu', 'wasm'], async (b) => {
-      asked.push(b);
-      return b === 'cpu' ? 'software GPU (test): wasm is faster' : null;
-    });
+    const choice = await selectBackend(
+      () => trainingStepProbe(MODELS.tiny),
+      ['cpu', 'wasm'],
+      async (b) => {
+        asked.push(b);
+        return b === 'cpu' ? 'software GPU (test): wasm is faster' : null;
+      },
+    );
     expect(choice.backend).toBe('wasm');
     expect(choice.skipped).toEqual([{ backend: 'cpu', reason: 'software GPU (test): wasm is faster' }]);
     expect(asked).toEqual(['cpu', 'wasm']);
@@ -42,18 +52,22 @@ describe('selectBackend', () => {
       'Mesa llvmpipe (LLVM 15.0.6, 256 bits)',
       'Microsoft Basic Render Driver',
       'apple common  software fallback adapter',
-    ]) expect(isSoftwareRenderer(s), s).toBe(true);
+    ])
+      expect(isSoftwareRenderer(s), s).toBe(true);
     for (const s of [
       'Google Inc. (NVIDIA) ANGLE (NVIDIA, NVIDIA GeForce RTX 3080 (0x00002206) Direct3D11 vs_5_0 ps_5_0, D3D11)',
       'Apple Inc. Apple M1',
       'Intel(R) UHD Graphics 620',
       'nvidia ampere  ',
       '',
-    ]) expect(isSoftwareRenderer(s), s).toBe(false);
+    ])
+      expect(isSoftwareRenderer(s), s).toBe(false);
   });
 
   it('throws a message listing every failure when nothing works', async () => {
-    await expect(selectBackend(async () => Promise.reject(new Error('boom')), ['cpu'])).rejects.toThrow(/no tfjs backend can train here: cpu \(cannot train: boom\)/);
+    await expect(selectBackend(async () => Promise.reject(new Error('boom')), ['cpu'])).rejects.toThrow(
+      /no tfjs backend can train here: cpu \(cannot train: boom\)/,
+    );
   });
 
   it.each(['cpu', 'wasm'])('the probe does not leak tensors on %s', async (backend) => {

@@ -66,5 +66,7 @@ export async function selectBackend(
       skipped.push({ backend, reason: `cannot train: ${(e as Error).message}` });
     }
   }
-  throw new Error(`no tfjs backend can train here: ${skipped.map((s) => `${s.backend} (${s.reason})`).join('; ')}`);
+  throw new Error(
+    `no tfjs backend can train here: ${skipped.map((s) => `${s.backend} (${s.reason})`).join('; ')}`,
+  );
 }

@@ -26,7 +26,8 @@ import { Emitter } from './emitter.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
 
-export type ClientState = 'connecting' | 'preparing' | 'idle' | 'training' | 'uploading' | 'disconnected' | 'stopped' | 'failed';
+export type ClientState =
+  'connecting' | 'preparing' | 'idle' | 'training' | 'uploading' | 'disconnected' | 'stopped' | 'failed';
 
 export interface ClientEvents extends Record<string, unknown> {
   state: ClientState;
@@ -34,7 +35,15 @@ export interface ClientEvents extends Record<string, unknown> {
   progress: { round: number } & TrainProgress;
   trained: { round: number; loss: number; trainMs: number; numExamples: number };
   /** The update as sent: encoding/masking time, its L2 norm before clipping, and whether it was masked. */
-  encoded: { round: number; encodeMs: number; maskMs: number; norm: number; clamped: number; masked: boolean; bytes: number };
+  encoded: {
+    round: number;
+    encodeMs: number;
+    maskMs: number;
+    norm: number;
+    clamped: number;
+    masked: boolean;
+    bytes: number;
+  };
   secagg: { round: number; step: 'keys' | 'shares' | 'inbox' | 'reveal' | 'refused'; detail?: string };
   ack: { round: number; ack: Ack };
   roundEnd: RoundSummary;
@@ -69,7 +78,14 @@ export class AegisClient extends Emitter<ClientEvents> {
   private training = false;
   private _state: ClientState = 'connecting';
   /** The secure-aggregation session of the round in progress, and a promise of its inbox (or of its end). */
-  private secure: { ref: RoundRef; n: number; session: SecAggClientSession; inbox: Promise<'inbox' | 'cancelled'>; gotInbox: () => void; cancel: () => void } | null = null;
+  private secure: {
+    ref: RoundRef;
+    n: number;
+    session: SecAggClientSession;
+    inbox: Promise<'inbox' | 'cancelled'>;
+    gotInbox: () => void;
+    cancel: () => void;
+  } | null = null;
   /** Set while a trained update waits for the key shares it must be masked with. */
   private waitingForInbox = false;
   /** Settles when the round in progress is over (trained and sent, or given up). */
@@ -98,30 +114,46 @@ export class AegisClient extends Emitter<ClientEvents> {
     });
     this.socket = s;
     this.setState('connecting');
-    s.on('connect', () => s.emit('hello', { protocolVersion: PROTOCOL_VERSION, clientId: this.clientId, source: this.opts.source }));
+    s.on('connect', () =>
+      s.emit('hello', {
+        protocolVersion: PROTOCOL_VERSION,
+        clientId: this.clientId,
+        source: this.opts.source,
+      }),
+    );
     s.on('disconnect', () => this._state !== 'stopped' && this.setState('disconnected'));
     s.on('welcome', (w) => void this.onWelcome(w));
     s.on('round:start', (r) => void this.onRound(r));
     s.on('round:end', (r) => this.emit('roundEnd', r));
     s.on('rejected', (r) => this.emit('rejected', r));
-    s.on('secagg:roster', (m) => this.onSecure(m, 'shares', (sess) => {
-      const shares = sess.receiveRoster(unpackRoster(m, this.secure!.n));
-      s.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...packShares(shares) });
-    }));
-    s.on('secagg:inbox', (m) => this.onSecure(m, 'inbox', (sess) => {
-      const peers = sess.receiveInbox(unpackInbox(m, this.secure!.n));
-      this.secure!.gotInbox();
-      return `${peers.length} peers${sess.badBoxes.length ? `, ${sess.badBoxes.length} bad boxes` : ''}`;
-    }));
-    s.on('secagg:unmask', (m) => this.onSecure(m, 'reveal', (sess) => {
-      const r = sess.receiveUnmask(m);
-      s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...packReveal(r) });
-      return `${r.b.length} self-mask shares, ${r.s.length} key shares`;
-    }));
+    s.on('secagg:roster', (m) =>
+      this.onSecure(m, 'shares', (sess) => {
+        const shares = sess.receiveRoster(unpackRoster(m, this.secure!.n));
+        s.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...packShares(shares) });
+      }),
+    );
+    s.on('secagg:inbox', (m) =>
+      this.onSecure(m, 'inbox', (sess) => {
+        const peers = sess.receiveInbox(unpackInbox(m, this.secure!.n));
+        this.secure!.gotInbox();
+        return `${peers.length} peers${sess.badBoxes.length ? `, ${sess.badBoxes.length} bad boxes` : ''}`;
+      }),
+    );
+    s.on('secagg:unmask', (m) =>
+      this.onSecure(m, 'reveal', (sess) => {
+        const r = sess.receiveUnmask(m);
+        s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...packReveal(r) });
+        return `${r.b.length} self-mask shares, ${r.s.length} key shares`;
+      }),
+    );
   }
 
   /** Runs one secure-aggregation step for the current round; a request we must not answer is refused and reported. */
-  private onSecure(m: RoundRef, step: 'shares' | 'inbox' | 'reveal', fn: (s: SecAggClientSession) => string | void): void {
+  private onSecure(
+    m: RoundRef,
+    step: 'shares' | 'inbox' | 'reveal',
+    fn: (s: SecAggClientSession) => string | void,
+  ): void {
     const cur = this.secure;
     if (!cur || cur.ref.round !== m?.round || cur.ref.attempt !== m?.attempt) return; // not our round (stale)
     try {
@@ -129,7 +161,12 @@ export class AegisClient extends Emitter<ClientEvents> {
       this.emit('secagg', { round: m.round, step, detail: detail ?? undefined });
     } catch (e) {
       const reason = e instanceof SecAggError ? e.reason : 'malformed';
-      this.socket?.emit('secagg:refuse', { round: m.round, attempt: m.attempt, reason, message: (e as Error).message });
+      this.socket?.emit('secagg:refuse', {
+        round: m.round,
+        attempt: m.attempt,
+        reason,
+        message: (e as Error).message,
+      });
       this.emit('secagg', { round: m.round, step: 'refused', detail: `${reason}: ${(e as Error).message}` });
     }
   }
@@ -171,9 +208,20 @@ export class AegisClient extends Emitter<ClientEvents> {
   private async prepare(w: Welcome): Promise<void> {
     this.setState('preparing');
     this.trainer = await this.opts.spawnTrainer();
-    const r = await this.trainer.init({ type: 'init', model: w.model, data: w.data, serverUrl: this.opts.serverUrl, backends: this.opts.backends });
+    const r = await this.trainer.init({
+      type: 'init',
+      model: w.model,
+      data: w.data,
+      serverUrl: this.opts.serverUrl,
+      backends: this.opts.backends,
+    });
     this.ready = { backend: r.backend, numExamples: r.numExamples };
-    this.emit('backend', { backend: r.backend, skipped: r.skipped, where: this.trainer.where, data: r.dataDescription });
+    this.emit('backend', {
+      backend: r.backend,
+      skipped: r.skipped,
+      where: this.trainer.where,
+      data: r.dataDescription,
+    });
   }
 
   private async onRound(r: RoundStart): Promise<void> {
@@ -198,7 +246,10 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.secure = null;
     if (r.secagg) {
       // Keys go out at once, so key exchange runs while we train.
-      const session = new SecAggClientSession({ ...r.secagg, vectorLength: vectorLength(numParams(r.model)) });
+      const session = new SecAggClientSession({
+        ...r.secagg,
+        vectorLength: vectorLength(numParams(r.model)),
+      });
       let gotInbox!: () => void;
       let cancel!: () => void;
       const inbox = new Promise<'inbox' | 'cancelled'>((res) => {
@@ -211,8 +262,15 @@ export class AegisClient extends Emitter<ClientEvents> {
     }
     try {
       const weights = bytes.slice().buffer; // own copy: it is transferred to the worker
-      const done = await this.trainer.train(r.round, weights, r.train, (p) => this.emit('progress', { round: r.round, ...p }));
-      this.emit('trained', { round: r.round, loss: done.loss, trainMs: done.trainMs, numExamples: done.numExamples });
+      const done = await this.trainer.train(r.round, weights, r.train, (p) =>
+        this.emit('progress', { round: r.round, ...p }),
+      );
+      this.emit('trained', {
+        round: r.round,
+        loss: done.loss,
+        trainMs: done.trainMs,
+        numExamples: done.numExamples,
+      });
       const delta = await this.encode(r, done.delta, done.numExamples);
       if (!delta) return;
       this.upload({ ...ref, numExamples: done.numExamples, trainMs: done.trainMs, loss: done.loss, delta });
@@ -238,13 +296,19 @@ export class AegisClient extends Emitter<ClientEvents> {
     if (r.secagg) {
       if (!sec || sec.ref.round !== r.round || sec.ref.attempt !== r.attempt) return null;
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), r.deadlineMs)));
+      const timeout = new Promise<'timeout'>(
+        (res) => (timer = setTimeout(() => res('timeout'), r.deadlineMs)),
+      );
       this.waitingForInbox = true;
       const got = await Promise.race([sec.inbox, timeout]);
       this.waitingForInbox = false;
       clearTimeout(timer);
       if (got !== 'inbox') {
-        if (got === 'timeout') this.emit('error', new Error(`round ${r.round}: no key shares arrived before the deadline; update not sent`));
+        if (got === 'timeout')
+          this.emit(
+            'error',
+            new Error(`round ${r.round}: no key shares arrived before the deadline; update not sent`),
+          );
         this.setState('idle');
         return null;
       }
@@ -252,7 +316,15 @@ export class AegisClient extends Emitter<ClientEvents> {
       out = sec.session.mask(c.ring);
       maskMs = performance.now() - t1;
     }
-    this.emit('encoded', { round: r.round, encodeMs, maskMs, norm: c.norm, clamped: c.clamped, masked: !!r.secagg, bytes: out.byteLength });
+    this.emit('encoded', {
+      round: r.round,
+      encodeMs,
+      maskMs,
+      norm: c.norm,
+      clamped: c.clamped,
+      masked: !!r.secagg,
+      bytes: out.byteLength,
+    });
     return out.buffer as ArrayBuffer;
   }
 
@@ -268,7 +340,8 @@ export class AegisClient extends Emitter<ClientEvents> {
       .emitWithAck('update', u)
       .then(
         (ack: Ack) => this.emit('ack', { round: u.round, ack }),
-        (e: Error) => this.emit('error', new Error(`round ${u.round}: no answer to our update (${e.message})`)),
+        (e: Error) =>
+          this.emit('error', new Error(`round ${u.round}: no answer to our update (${e.message})`)),
       )
       .finally(() => this._state === 'uploading' && this.setState('idle'));
   }

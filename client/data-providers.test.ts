@@ -30,7 +30,9 @@ describe('data providers', () => {
       const got = await p.load();
       expect(got.y).toEqual(d.y);
       expect(got.x).toEqual(d.x);
-      await expect(new CifarShardProvider(`${srv.url}/x`, 6).load()).rejects.toThrow(/shard has 5 records, server announced 6/);
+      await expect(new CifarShardProvider(`${srv.url}/x`, 6).load()).rejects.toThrow(
+        /shard has 5 records, server announced 6/,
+      );
     } finally {
       srv.close();
     }

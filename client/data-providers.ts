@@ -4,7 +4,11 @@ import { syntheticDataset } from '../shared/data/synthetic.ts';
 
 export class SyntheticProvider implements DataProvider {
   readonly description: string;
-  constructor(private readonly seed: number, private readonly count: number, private readonly classWeights?: number[]) {
+  constructor(
+    private readonly seed: number,
+    private readonly count: number,
+    private readonly classWeights?: number[],
+  ) {
     this.description = `synthetic(seed=${seed}, n=${count}${classWeights ? ', label-skewed' : ''})`;
   }
   async load(): Promise<Dataset> {
@@ -15,7 +19,10 @@ export class SyntheticProvider implements DataProvider {
 /** Fetches this client's CIFAR-10 shard (official binary record format) from the server. */
 export class CifarShardProvider implements DataProvider {
   readonly description: string;
-  constructor(private readonly url: string, private readonly count: number) {
+  constructor(
+    private readonly url: string,
+    private readonly count: number,
+  ) {
     this.description = `cifar10-shard(${url}, n=${count})`;
   }
   async load(): Promise<Dataset> {

@@ -7,15 +7,28 @@ export async function gpuDescription(backend: 'webgpu' | 'webgl'): Promise<strin
     const adapter = await (navigator as Navigator & { gpu?: GPU }).gpu?.requestAdapter();
     if (!adapter) return '';
     // adapter.info (Chrome 114+, Firefox 141+) is newer than TypeScript's DOM typings.
-    const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo & { description?: string; isFallbackAdapter?: boolean } }).info;
+    const info = (
+      adapter as GPUAdapter & {
+        info?: GPUAdapterInfo & { description?: string; isFallbackAdapter?: boolean };
+      }
+    ).info;
     if (!info) return '';
-    return [info.vendor, info.architecture, info.device, info.description, info.isFallbackAdapter ? 'software fallback adapter' : ''].join(' ');
+    return [
+      info.vendor,
+      info.architecture,
+      info.device,
+      info.description,
+      info.isFallbackAdapter ? 'software fallback adapter' : '',
+    ].join(' ');
   }
-  const canvas = typeof OffscreenCanvas !== 'undefined' ? new OffscreenCanvas(1, 1) : document.createElement('canvas');
+  const canvas =
+    typeof OffscreenCanvas !== 'undefined' ? new OffscreenCanvas(1, 1) : document.createElement('canvas');
   const gl = (canvas.getContext('webgl2') ?? canvas.getContext('webgl')) as WebGLRenderingContext | null;
   if (!gl) return '';
   const ext = gl.getExtension('WEBGL_debug_renderer_info');
-  const text = ext ? `${gl.getParameter(ext.UNMASKED_VENDOR_WEBGL)} ${gl.getParameter(ext.UNMASKED_RENDERER_WEBGL)}` : `${gl.getParameter(gl.RENDERER)}`;
+  const text = ext
+    ? `${gl.getParameter(ext.UNMASKED_VENDOR_WEBGL)} ${gl.getParameter(ext.UNMASKED_RENDERER_WEBGL)}`
+    : `${gl.getParameter(gl.RENDERER)}`;
   gl.getExtension('WEBGL_lose_context')?.loseContext();
   return text;
 }
@@ -27,8 +40,11 @@ export async function gpuDescription(backend: 'webgpu' | 'webgl'): Promise<strin
  */
 export function softwareGpuPrecheck(order: readonly BackendName[]): BackendPrecheck {
   return async (backend) => {
-    if ((backend !== 'webgpu' && backend !== 'webgl') || order.indexOf('wasm') < order.indexOf(backend)) return null;
+    if ((backend !== 'webgpu' && backend !== 'webgl') || order.indexOf('wasm') < order.indexOf(backend))
+      return null;
     const desc = await gpuDescription(backend);
-    return isSoftwareRenderer(desc) ? `software GPU (${desc.replace(/\s+/g, ' ').trim()}): wasm is faster on this CPU` : null;
+    return isSoftwareRenderer(desc)
+      ? `software GPU (${desc.replace(/\s+/g, ' ').trim()}): wasm is faster on this CPU`
+      : null;
   };
 }

@@ -16,8 +16,13 @@ export interface JoinOptions {
 /** Parses a comma-separated backend list (e.g. from a URL or data attribute); unknown names are an error. */
 export function parseBackends(list: string | null | undefined): BackendName[] | undefined {
   if (!list) return undefined;
-  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const n of names) if (!BACKENDS.includes(n as BackendName)) throw new Error(`unknown backend "${n}"; use ${BACKENDS.join(', ')}`);
+  const names = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const n of names)
+    if (!BACKENDS.includes(n as BackendName))
+      throw new Error(`unknown backend "${n}"; use ${BACKENDS.join(', ')}`);
   return names as BackendName[];
 }
 

@@ -12,7 +12,11 @@ export async function spawnTrainer(): Promise<TrainerPort> {
   const url = new URL(workerUrl, import.meta.url);
   if (typeof Worker !== 'undefined') {
     const sameOrigin = typeof location !== 'undefined' && url.origin === location.origin;
-    const src = sameOrigin ? url : URL.createObjectURL(new Blob([`import ${JSON.stringify(url.toString())};`], { type: 'text/javascript' }));
+    const src = sameOrigin
+      ? url
+      : URL.createObjectURL(
+          new Blob([`import ${JSON.stringify(url.toString())};`], { type: 'text/javascript' }),
+        );
     const w = new Worker(src, { type: 'module', name: 'aegis-trainer' });
     return createTrainerPort('worker', {
       send: (req, transfer) => w.postMessage(req, transfer),

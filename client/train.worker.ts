@@ -9,7 +9,10 @@ declare const self: DedicatedWorkerGlobalScope;
 
 // Requests are handled one at a time, in order: init must finish before the first train.
 let queue: Promise<void> = Promise.resolve();
-const handle = createTrainerHost((msg, transfer) => self.postMessage(msg, transfer ?? []), softwareGpuPrecheck(BACKEND_PREFERENCE));
+const handle = createTrainerHost(
+  (msg, transfer) => self.postMessage(msg, transfer ?? []),
+  softwareGpuPrecheck(BACKEND_PREFERENCE),
+);
 self.onmessage = (e: MessageEvent<TrainerRequest>) => {
   queue = queue.then(() => handle(e.data));
 };

@@ -11,7 +11,10 @@ export type Post = (msg: TrainerResponse, transfer?: Transferable[]) => void;
  * postMessage, and the main-thread fallback (no Worker support) calls it directly. Browsers pass a
  * precheck for the default order (see gpu-adapter.ts); Node has no GPU backends to judge.
  */
-export function createTrainerHost(post: Post, defaultPrecheck?: BackendPrecheck): (req: TrainerRequest) => Promise<void> {
+export function createTrainerHost(
+  post: Post,
+  defaultPrecheck?: BackendPrecheck,
+): (req: TrainerRequest) => Promise<void> {
   let trainer: LocalTrainer | null = null;
   return async (req) => {
     try {
@@ -24,15 +27,37 @@ export function createTrainerHost(post: Post, defaultPrecheck?: BackendPrecheck)
           : await selectBackend(() => trainingStepProbe(req.model), BACKEND_PREFERENCE, defaultPrecheck);
         trainer?.dispose();
         trainer = new LocalTrainer(req.model, data);
-        post({ type: 'ready', backend: choice.backend, skipped: choice.skipped, numExamples: data.n, dataDescription: provider.description });
+        post({
+          type: 'ready',
+          backend: choice.backend,
+          skipped: choice.skipped,
+          numExamples: data.n,
+          dataDescription: provider.description,
+        });
         return;
       }
       if (!trainer) throw new Error('train requested before init');
-      const r = await trainer.train(new Float32Array(req.weights), req.config, (progress) => post({ type: 'progress', round: req.round, progress }));
+      const r = await trainer.train(new Float32Array(req.weights), req.config, (progress) =>
+        post({ type: 'progress', round: req.round, progress }),
+      );
       const delta = float32ToBuffer(r.delta);
-      post({ type: 'done', round: req.round, delta, numExamples: r.numExamples, loss: r.loss, trainMs: r.trainMs }, [delta]);
+      post(
+        {
+          type: 'done',
+          round: req.round,
+          delta,
+          numExamples: r.numExamples,
+          loss: r.loss,
+          trainMs: r.trainMs,
+        },
+        [delta],
+      );
     } catch (e) {
-      post({ type: 'error', round: req.type === 'train' ? req.round : undefined, message: (e as Error).message ?? String(e) });
+      post({
+        type: 'error',
+        round: req.type === 'train' ? req.round : undefined,
+        message: (e as Error).message ?? String(e),
+      });
     }
   };
 }

@@ -9,7 +9,12 @@ type Done = Extract<TrainerResponse, { type: 'done' }>;
 export interface TrainerPort {
   readonly where: 'worker' | 'main-thread';
   init(req: Extract<TrainerRequest, { type: 'init' }>): Promise<Ready>;
-  train(round: number, weights: ArrayBuffer, config: TrainConfig, onProgress: (p: TrainProgress) => void): Promise<Done>;
+  train(
+    round: number,
+    weights: ArrayBuffer,
+    config: TrainConfig,
+    onProgress: (p: TrainProgress) => void,
+  ): Promise<Done>;
   terminate(): void;
 }
 
@@ -21,7 +26,11 @@ interface Channel {
 
 /** Serialises requests over a channel and matches each response to the pending request. */
 export function createTrainerPort(where: TrainerPort['where'], ch: Channel): TrainerPort {
-  let pending: { resolve: (m: TrainerResponse) => void; reject: (e: Error) => void; onProgress?: (p: TrainProgress) => void } | null = null;
+  let pending: {
+    resolve: (m: TrainerResponse) => void;
+    reject: (e: Error) => void;
+    onProgress?: (p: TrainProgress) => void;
+  } | null = null;
   ch.onMessage((msg) => {
     if (msg.type === 'progress') return pending?.onProgress?.(msg.progress);
     const p = pending;
@@ -30,7 +39,11 @@ export function createTrainerPort(where: TrainerPort['where'], ch: Channel): Tra
     if (msg.type === 'error') p.reject(new Error(msg.message));
     else p.resolve(msg);
   });
-  const request = <T extends TrainerResponse>(req: TrainerRequest, transfer: Transferable[], onProgress?: (p: TrainProgress) => void): Promise<T> => {
+  const request = <T extends TrainerResponse>(
+    req: TrainerRequest,
+    transfer: Transferable[],
+    onProgress?: (p: TrainProgress) => void,
+  ): Promise<T> => {
     if (pending) return Promise.reject(new Error('trainer is busy with another request'));
     return new Promise<T>((resolve, reject) => {
       pending = { resolve: resolve as (m: TrainerResponse) => void, reject, onProgress };
@@ -40,7 +53,8 @@ export function createTrainerPort(where: TrainerPort['where'], ch: Channel): Tra
   return {
     where,
     init: (req) => request<Ready>(req, []),
-    train: (round, weights, config, onProgress) => request<Done>({ type: 'train', round, weights, config }, [weights], onProgress),
+    train: (round, weights, config, onProgress) =>
+      request<Done>({ type: 'train', round, weights, config }, [weights], onProgress),
     terminate: () => {
       pending?.reject(new Error('trainer terminated'));
       pending = null;
@@ -53,7 +67,9 @@ export function createTrainerPort(where: TrainerPort['where'], ch: Channel): Tra
  * A trainer on the calling thread (no Worker): same protocol, so the client code cannot tell the difference.
  * Takes the host factory (createTrainerHost) rather than importing it, so this module stays free of tfjs.
  */
-export function createInlineTrainerPort(makeHost: (post: (m: TrainerResponse) => void) => (req: TrainerRequest) => Promise<void>): TrainerPort {
+export function createInlineTrainerPort(
+  makeHost: (post: (m: TrainerResponse) => void) => (req: TrainerRequest) => Promise<void>,
+): TrainerPort {
   let deliver: (m: TrainerResponse) => void = () => {};
   const host = makeHost((m) => deliver(m));
   return createTrainerPort('main-thread', {

@@ -22,7 +22,11 @@ describe('LocalTrainer', () => {
     const w0 = await getFlatWeights(init);
     const before = tf.memory().numTensors;
     const progress: TrainProgress[] = [];
-    const r = await trainer.train(w0, { epochs: 3, batchSize: 8, learningRate: 0.005, optimizer: 'adam' }, (p) => progress.push(p));
+    const r = await trainer.train(
+      w0,
+      { epochs: 3, batchSize: 8, learningRate: 0.005, optimizer: 'adam' },
+      (p) => progress.push(p),
+    );
     expect(tf.memory().numTensors).toBe(before);
     expect(r.numExamples).toBe(32);
     expect(r.delta.length).toBe(w0.length);
@@ -36,7 +40,21 @@ describe('LocalTrainer', () => {
     // The trained model beats the initial one on its own data.
     setFlatWeights(init, spec, w0);
     const evalLoss = (m: tf.LayersModel): number =>
-      tf.tidy(() => tf.metrics.categoricalCrossentropy(tf.oneHot(tf.tensor1d(data.y, 'int32'), 10).toFloat(), m.predict(tf.tensor4d(Float32Array.from(data.x, (v) => v / 255), [32, 32, 32, 3])) as tf.Tensor).mean().dataSync()[0]);
+      tf.tidy(
+        () =>
+          tf.metrics
+            .categoricalCrossentropy(
+              tf.oneHot(tf.tensor1d(data.y, 'int32'), 10).toFloat(),
+              m.predict(
+                tf.tensor4d(
+                  Float32Array.from(data.x, (v) => v / 255),
+                  [32, 32, 32, 3],
+                ),
+              ) as tf.Tensor,
+            )
+            .mean()
+            .dataSync()[0],
+      );
     expect(evalLoss(trainer.model)).toBeLessThan(evalLoss(init));
     trainer.dispose();
     init.dispose();
@@ -106,7 +124,7 @@ describe('LocalTrainer', () => {
       // Identical batch order in every run: the shuffle draws from Math.random.
       const random = Math.random;
       let s = 0;
-      Math.random = () => ((s = (s * 16807 + 1) % 2147483647) / 2147483647);
+      Math.random = () => (s = (s * 16807 + 1) % 2147483647) / 2147483647;
       try {
         const before = tf.memory().numTensors;
         const r = await t.train(w0, { ...cfg, augment });
@@ -121,7 +139,8 @@ describe('LocalTrainer', () => {
     const aug1 = await run(true, 1);
     const aug1again = await run(true, 1);
     const aug2 = await run(true, 2);
-    const diff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+    const diff = (a: Float32Array, b: Float32Array) =>
+      a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
     expect(diff(aug1, aug1again)).toBeLessThan(1e-6);
     expect(diff(aug1, plain)).toBeGreaterThan(1e-4);
     expect(diff(aug1, aug2)).toBeGreaterThan(1e-4);
@@ -130,7 +149,9 @@ describe('LocalTrainer', () => {
   it('refuses an empty dataset and wrong-size weights', async () => {
     expect(() => new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 0 }))).toThrow(/empty/);
     const t = new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 4 }));
-    await expect(t.train(new Float32Array(5), { epochs: 1, batchSize: 4, learningRate: 0.1, optimizer: 'sgd' })).rejects.toThrow(/needs/);
+    await expect(
+      t.train(new Float32Array(5), { epochs: 1, batchSize: 4, learningRate: 0.1, optimizer: 'sgd' }),
+    ).rejects.toThrow(/needs/);
     t.dispose();
   });
 });

@@ -35,7 +35,11 @@ export class LocalTrainer {
   /** Crop windows for augmentation (not a secret: a seeded PRNG keeps runs reproducible). */
   private readonly augRng: Rng;
 
-  constructor(readonly spec: ModelSpec, readonly data: Dataset, seed = 1) {
+  constructor(
+    readonly spec: ModelSpec,
+    readonly data: Dataset,
+    seed = 1,
+  ) {
     if (data.n < 1) throw new Error('cannot train on an empty dataset');
     this.model = buildModel(spec, seed);
     this.augRng = createRng(seed ^ 0x6a09e667);
@@ -48,10 +52,15 @@ export class LocalTrainer {
   }
 
   /** Trains from `global` weights and returns w_local - w_global. */
-  async train(global: Float32Array, cfg: TrainConfig, onProgress?: (p: TrainProgress) => void): Promise<TrainResult> {
+  async train(
+    global: Float32Array,
+    cfg: TrainConfig,
+    onProgress?: (p: TrainProgress) => void,
+  ): Promise<TrainResult> {
     const t0 = performance.now();
     setFlatWeights(this.model, this.spec, global);
-    const optimizer = cfg.optimizer === 'adam' ? tf.train.adam(cfg.learningRate) : tf.train.sgd(cfg.learningRate);
+    const optimizer =
+      cfg.optimizer === 'adam' ? tf.train.adam(cfg.learningRate) : tf.train.sgd(cfg.learningRate);
     const mu = cfg.proximalMu ?? 0;
     // FedProx anchors: the global weights, one constant tensor per trainable variable.
     const anchors = mu > 0 ? this.model.trainableWeights.map((w) => tf.keep(w.read().clone())) : [];
@@ -64,15 +73,22 @@ export class LocalTrainer {
         const order = tf.util.createShuffledIndices(n);
         let epochLoss: tf.Scalar = tf.scalar(0);
         for (let b = 0; b < batches; b++) {
-          const idx = tf.tensor1d(Int32Array.from(order.subarray(b * bs, Math.min(n, (b + 1) * bs))), 'int32');
+          const idx = tf.tensor1d(
+            Int32Array.from(order.subarray(b * bs, Math.min(n, (b + 1) * bs))),
+            'int32',
+          );
           const cost = optimizer.minimize(() => {
             const raw = tf.gather(this.x, idx);
-            const xb = cfg.augment ? augmentBatch(raw, randomWindows(raw.shape[0], AUGMENT_PAD, this.augRng), AUGMENT_PAD) : raw;
+            const xb = cfg.augment
+              ? augmentBatch(raw, randomWindows(raw.shape[0], AUGMENT_PAD, this.augRng), AUGMENT_PAD)
+              : raw;
             const yb = tf.gather(this.y, idx);
             const pred = this.model.apply(xb, { training: true }) as tf.Tensor;
             const ce = tf.metrics.categoricalCrossentropy(yb, pred).mean() as tf.Scalar;
             if (mu === 0) return ce;
-            const prox = tf.addN(this.model.trainableWeights.map((w, k) => tf.sum(tf.square(tf.sub(w.read(), anchors[k])))));
+            const prox = tf.addN(
+              this.model.trainableWeights.map((w, k) => tf.sum(tf.square(tf.sub(w.read(), anchors[k])))),
+            );
             return tf.add(ce, tf.mul(mu / 2, prox)) as tf.Scalar;
           }, true);
           idx.dispose();
@@ -92,7 +108,8 @@ export class LocalTrainer {
     }
     const local = await getFlatWeights(this.model);
     // A lost GPU device reads back zeros; sending w=0 as an update would wipe the global model.
-    if (local.every((v) => v === 0)) throw new Error(`backend ${tf.getBackend()} returned all-zero weights (GPU device lost?)`);
+    if (local.every((v) => v === 0))
+      throw new Error(`backend ${tf.getBackend()} returned all-zero weights (GPU device lost?)`);
     for (let i = 0; i < local.length; i++) local[i] -= global[i];
     return { delta: local, numExamples: n, loss: lastLoss, trainMs: performance.now() - t0 };
   }
@@ -111,7 +128,13 @@ export async function trainingStepProbe(spec: ModelSpec): Promise<void> {
   try {
     const x = tf.zeros([2, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
     const y = tf.tidy(() => tf.oneHot(tf.tensor1d([1, 2], 'int32'), NUM_CLASSES).toFloat());
-    const cost = opt.minimize(() => tf.metrics.categoricalCrossentropy(y, model.apply(x, { training: true }) as tf.Tensor).mean() as tf.Scalar, true);
+    const cost = opt.minimize(
+      () =>
+        tf.metrics
+          .categoricalCrossentropy(y, model.apply(x, { training: true }) as tf.Tensor)
+          .mean() as tf.Scalar,
+      true,
+    );
     await cost!.data();
     tf.dispose([x, y, cost!]);
   } finally {

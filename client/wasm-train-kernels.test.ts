@@ -11,11 +11,19 @@ type Attrs = Record<string, unknown>;
 function randomTensor(shape: number[], seed: number): tf.Tensor {
   const rng = createRng(seed);
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from({ length: n }, () => rng.next() * 2 - 1), shape);
+  return tf.tensor(
+    Float32Array.from({ length: n }, () => rng.next() * 2 - 1),
+    shape,
+  );
 }
 
 /** Runs one kernel on `backend` with copies of the given host arrays; returns the output values. */
-async function runOn(backend: string, kernelName: string, inputs: Record<string, { data: Float32Array; shape: number[] }>, attrs: Attrs): Promise<{ data: Float32Array; shape: number[] }> {
+async function runOn(
+  backend: string,
+  kernelName: string,
+  inputs: Record<string, { data: Float32Array; shape: number[] }>,
+  attrs: Attrs,
+): Promise<{ data: Float32Array; shape: number[] }> {
   await tf.setBackend(backend);
   const ts = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
   const out = tf.engine().runKernel(kernelName, ts, attrs as never) as tf.Tensor;
@@ -42,7 +50,12 @@ function relErr(a: Float32Array, b: Float32Array): number {
   return e / m;
 }
 
-interface ConvCase { x: [number, number, number, number]; f: [number, number, number, number]; strides: number | [number, number]; pad: 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] }
+interface ConvCase {
+  x: [number, number, number, number];
+  f: [number, number, number, number];
+  strides: number | [number, number];
+  pad: 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+}
 
 const CASES: ConvCase[] = [
   { x: [4, 8, 8, 3], f: [3, 3, 3, 5], strides: 1, pad: 'same' },
@@ -51,7 +64,17 @@ const CASES: ConvCase[] = [
   { x: [2, 9, 9, 4], f: [3, 3, 4, 6], strides: 2, pad: 'valid' }, // last row never reached: the kernel crops
   { x: [3, 10, 6, 2], f: [5, 3, 2, 3], strides: [1, 2], pad: 'same' },
   { x: [2, 7, 7, 3], f: [1, 1, 3, 8], strides: 1, pad: 'valid' },
-  { x: [2, 6, 6, 2], f: [3, 3, 2, 4], strides: 1, pad: [[0, 0], [2, 0], [1, 2], [0, 0]] },
+  {
+    x: [2, 6, 6, 2],
+    f: [3, 3, 2, 4],
+    strides: 1,
+    pad: [
+      [0, 0],
+      [2, 0],
+      [1, 2],
+      [0, 0],
+    ],
+  },
   { x: [8, 16, 16, 16], f: [3, 3, 16, 32], strides: 1, pad: 'same' }, // the small model's second layer
 ];
 
@@ -65,7 +88,9 @@ describe('wasm training kernels', () => {
     expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).toBeUndefined();
     const x = tf.ones([1, 4, 4, 1]);
     const f = tf.ones([3, 3, 1, 1]);
-    expect(() => tf.grad((w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same').sum())(f)).toThrow(/Conv2DBackpropFilter/);
+    expect(() =>
+      tf.grad((w: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same').sum())(f),
+    ).toThrow(/Conv2DBackpropFilter/);
     tf.dispose([x, f]);
     registerWasmTrainingKernels();
     registerWasmTrainingKernels(); // idempotent
@@ -75,7 +100,9 @@ describe('wasm training kernels', () => {
   it.each(CASES)('Conv2DBackpropFilter and Conv2DBackpropInput match the cpu backend: x %j', async (c) => {
     registerWasmTrainingKernels();
     await tf.setBackend('cpu');
-    const outShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.f) as tf.Tensor4D, c.strides, c.pad).shape);
+    const outShape = tf.tidy(
+      () => tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.f) as tf.Tensor4D, c.strides, c.pad).shape,
+    );
     const x = await host(randomTensor(c.x, 1));
     const w = await host(randomTensor(c.f, 2));
     const dy = await host(randomTensor(outShape, 3));
@@ -101,8 +128,18 @@ describe('wasm training kernels', () => {
     const before = tf.memory().numBytes;
     const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC' };
     for (let i = 0; i < 3; i++) {
-      tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: [3, 3, 3, 5] } as never) as tf.Tensor);
-      tf.dispose(tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: [2, 8, 8, 3] } as never) as tf.Tensor);
+      tf.dispose(
+        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, {
+          ...attrs,
+          filterShape: [3, 3, 3, 5],
+        } as never) as tf.Tensor,
+      );
+      tf.dispose(
+        tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, {
+          ...attrs,
+          inputShape: [2, 8, 8, 3],
+        } as never) as tf.Tensor,
+      );
     }
     expect(tf.memory().numBytes).toBe(before);
     // The wasm heap's own tensor table agrees: no data ids leaked inside the backend.
@@ -116,20 +153,29 @@ describe('wasm training kernels', () => {
     const x = randomTensor([3, 32, 32, 3], 10);
     const y = tf.oneHot(tf.tensor1d([0, 5, 9], 'int32'), 10);
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-    const { grads } = tf.variableGrads(() => tf.metrics.categoricalCrossentropy(y, model.apply(x, { training: true }) as tf.Tensor).mean() as tf.Scalar, vars);
+    const { grads } = tf.variableGrads(
+      () =>
+        tf.metrics
+          .categoricalCrossentropy(y, model.apply(x, { training: true }) as tf.Tensor)
+          .mean() as tf.Scalar,
+      vars,
+    );
     const out = await Promise.all(vars.map((v) => grads[v.name].data() as Promise<Float32Array>));
     tf.dispose([x, y, ...Object.values(grads)]);
     model.dispose();
     return out;
   }
 
-  it.each(['tiny', 'small', 'medium'])('every gradient of the %s model on wasm matches the cpu backend', async (name) => {
-    registerWasmTrainingKernels();
-    const cpu = await modelGrads(MODELS[name], 'cpu');
-    const wasm = await modelGrads(MODELS[name], 'wasm');
-    expect(wasm).toHaveLength(cpu.length);
-    cpu.forEach((g, i) => expect(relErr(wasm[i], g), `weight ${i}`).toBeLessThan(1e-4));
-    // Not all zero: the comparison is of real gradients.
-    expect(cpu.every((g) => g.some((v) => v !== 0))).toBe(true);
-  });
+  it.each(['tiny', 'small', 'medium'])(
+    'every gradient of the %s model on wasm matches the cpu backend',
+    async (name) => {
+      registerWasmTrainingKernels();
+      const cpu = await modelGrads(MODELS[name], 'cpu');
+      const wasm = await modelGrads(MODELS[name], 'wasm');
+      expect(wasm).toHaveLength(cpu.length);
+      cpu.forEach((g, i) => expect(relErr(wasm[i], g), `weight ${i}`).toBeLessThan(1e-4));
+      // Not all zero: the comparison is of real gradients.
+      expect(cpu.every((g) => g.some((v) => v !== 0))).toBe(true);
+    },
+  );
 });

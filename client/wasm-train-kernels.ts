@@ -16,7 +16,8 @@ interface WasmLikeBackend {
   disposeData(dataId: DataId): boolean;
 }
 
-type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
+type Pad =
+  'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 type Explicit = [[number, number], [number, number], [number, number], [number, number]];
 
 const BACKEND = 'wasm';
@@ -28,7 +29,12 @@ function kernel(name: string): KernelFunc {
 }
 
 /** Runs one wasm kernel by name. */
-function run(name: string, backend: WasmLikeBackend, inputs: Record<string, TensorInfo> | TensorInfo[], attrs: NamedAttrMap = {}): TensorInfo {
+function run(
+  name: string,
+  backend: WasmLikeBackend,
+  inputs: Record<string, TensorInfo> | TensorInfo[],
+  attrs: NamedAttrMap = {},
+): TensorInfo {
   return kernel(name)({ inputs: inputs as never, backend: backend as never, attrs }) as TensorInfo;
 }
 
@@ -37,7 +43,8 @@ function dispose(backend: WasmLikeBackend, keep: TensorInfo, ...tensors: TensorI
 }
 
 function checkNhwc(kernelName: string, dataFormat: unknown): void {
-  if (dataFormat !== undefined && dataFormat !== 'NHWC') throw new Error(`${kernelName} on wasm supports NHWC only, got ${String(dataFormat)}`);
+  if (dataFormat !== undefined && dataFormat !== 'NHWC')
+    throw new Error(`${kernelName} on wasm supports NHWC only, got ${String(dataFormat)}`);
 }
 
 function convInfo(xShape: number[], filterShape: number[], attrs: NamedAttrMap) {
@@ -64,7 +71,16 @@ export const conv2DBackpropFilter: KernelFunc = ({ inputs, backend, attrs = {} }
   const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
   checkNhwc('Conv2DBackpropFilter', attrs.dataFormat);
   const info = convInfo(x.shape, attrs.filterShape as number[], attrs);
-  const { filterHeight: kh, filterWidth: kw, outHeight: ho, outWidth: wo, strideHeight: sh, strideWidth: sw, inHeight: h, inWidth: w } = info;
+  const {
+    filterHeight: kh,
+    filterWidth: kw,
+    outHeight: ho,
+    outWidth: wo,
+    strideHeight: sh,
+    strideWidth: sw,
+    inHeight: h,
+    inWidth: w,
+  } = info;
   const { top, left } = info.padInfo;
   // Output rows of the swapped convolution, h + top + bottom - (ho-1)*sh, must equal kh.
   let bottom = kh + (ho - 1) * sh - h - top;
@@ -75,8 +91,18 @@ export const conv2DBackpropFilter: KernelFunc = ({ inputs, backend, attrs = {} }
   bottom = Math.max(0, bottom);
   right = Math.max(0, right);
   const f = run('Transpose', be, { x: dy }, { perm: [1, 2, 0, 3] });
-  const pad: Explicit = [[0, 0], [top, bottom], [left, right], [0, 0]];
-  const c = run('Conv2D', be, { x: xc, filter: f }, { strides: 1, pad, dataFormat: 'NHWC', dilations: [sh, sw], dimRoundingMode: 'floor' });
+  const pad: Explicit = [
+    [0, 0],
+    [top, bottom],
+    [left, right],
+    [0, 0],
+  ];
+  const c = run(
+    'Conv2D',
+    be,
+    { x: xc, filter: f },
+    { strides: 1, pad, dataFormat: 'NHWC', dilations: [sh, sw], dimRoundingMode: 'floor' },
+  );
   const out = run('Transpose', be, { x: c }, { perm: [1, 2, 0, 3] });
   dispose(be, out, xt, xc, f, c);
   return out;
@@ -95,11 +121,22 @@ function conv2DBackpropInputVia(original: KernelFunc): KernelFunc {
     const bottom = h + kh - 1 - ho - top;
     const right = w + kw - 1 - wo - left;
     // Strided gradients need dy dilated with zeros, which has no fast wasm kernel: keep the shipped one.
-    if (info.strideHeight !== 1 || info.strideWidth !== 1 || Math.min(top, left, bottom, right) < 0) return original(args);
+    if (info.strideHeight !== 1 || info.strideWidth !== 1 || Math.min(top, left, bottom, right) < 0)
+      return original(args);
     const rot = run('Reverse', be, { x: filter }, { dims: [0, 1] });
     const wt = run('Transpose', be, { x: rot }, { perm: [0, 1, 3, 2] });
-    const pad: Explicit = [[0, 0], [top, bottom], [left, right], [0, 0]];
-    const out = run('Conv2D', be, { x: dy, filter: wt }, { strides: 1, pad, dataFormat: 'NHWC', dilations: 1, dimRoundingMode: 'floor' });
+    const pad: Explicit = [
+      [0, 0],
+      [top, bottom],
+      [left, right],
+      [0, 0],
+    ];
+    const out = run(
+      'Conv2D',
+      be,
+      { x: dy, filter: wt },
+      { strides: 1, pad, dataFormat: 'NHWC', dilations: 1, dimRoundingMode: 'floor' },
+    );
     dispose(be, out, rot, wt);
     return out;
   };
@@ -114,9 +151,16 @@ let registered = false;
 export function registerWasmTrainingKernels(): void {
   if (registered) return;
   const input = tf.getKernel('Conv2DBackpropInput', BACKEND);
-  if (!input) throw new Error('register the wasm backend (import @tensorflow/tfjs-backend-wasm) before its training kernels');
+  if (!input)
+    throw new Error(
+      'register the wasm backend (import @tensorflow/tfjs-backend-wasm) before its training kernels',
+    );
   if (!tf.getKernel('Conv2DBackpropFilter', BACKEND)) {
-    tf.registerKernel({ kernelName: 'Conv2DBackpropFilter', backendName: BACKEND, kernelFunc: conv2DBackpropFilter });
+    tf.registerKernel({
+      kernelName: 'Conv2DBackpropFilter',
+      backendName: BACKEND,
+      kernelFunc: conv2DBackpropFilter,
+    });
   }
   // Replacing keeps the shipped setupFunc (it binds the wasm export the fallback calls).
   const replacement: KernelConfig = { ...input, kernelFunc: conv2DBackpropInputVia(input.kernelFunc) };

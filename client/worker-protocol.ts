@@ -10,7 +10,13 @@ export type TrainerRequest =
   | { type: 'train'; round: number; weights: ArrayBuffer; config: TrainConfig };
 
 export type TrainerResponse =
-  | { type: 'ready'; backend: BackendName; skipped: SkippedBackend[]; numExamples: number; dataDescription: string }
+  | {
+      type: 'ready';
+      backend: BackendName;
+      skipped: SkippedBackend[];
+      numExamples: number;
+      dataDescription: string;
+    }
   | { type: 'progress'; round: number; progress: TrainProgress }
   | { type: 'done'; round: number; delta: ArrayBuffer; numExamples: number; loss: number; trainMs: number }
   | { type: 'error'; round?: number; message: string };

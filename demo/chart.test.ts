@@ -16,7 +16,17 @@ describe('niceTicks', () => {
 describe('chart rendering without a DOM', () => {
   it('draws one polyline and a dot per point per series, and a standalone SVG', async () => {
     const { chartNodes, chartSvg } = await import('./chart.ts');
-    const series = [{ label: 'a', color: '#123', points: [[1, 0.2], [2, 0.5], [3, NaN]] as [number, number][] }];
+    const series = [
+      {
+        label: 'a',
+        color: '#123',
+        points: [
+          [1, 0.2],
+          [2, 0.5],
+          [3, NaN],
+        ] as [number, number][],
+      },
+    ];
     const nodes = chartNodes(series, { yMin: 0, yMax: 1 });
     expect(nodes.filter((n) => n.name === 'polyline')).toHaveLength(1);
     expect(nodes.filter((n) => n.name === 'circle')).toHaveLength(2);

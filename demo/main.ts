@@ -17,7 +17,15 @@ interface PageProbe {
   sent: { round: number; masked: boolean; encodeMs: number; maskMs: number; bytes: number }[];
   errors: string[];
 }
-const probe: PageProbe = { client: null, backend: null, where: null, roundsTrained: 0, acks: [], sent: [], errors: [] };
+const probe: PageProbe = {
+  client: null,
+  backend: null,
+  where: null,
+  roundsTrained: 0,
+  acks: [],
+  sent: [],
+  errors: [],
+};
 (window as unknown as { __aegis: PageProbe }).__aegis = probe;
 
 function sessionClientId(): string | undefined {
@@ -40,7 +48,12 @@ function startClient(): void {
     $('error').textContent = (e as Error).message;
     return;
   }
-  const client = join({ serverUrl: location.origin, source: params.get('source') === 'swarm' ? 'swarm' : 'demo', clientId: sessionClientId(), backends });
+  const client = join({
+    serverUrl: location.origin,
+    source: params.get('source') === 'swarm' ? 'swarm' : 'demo',
+    clientId: sessionClientId(),
+    backends,
+  });
   probe.client = client;
   try {
     sessionStorage.setItem('aegis.clientId', client.clientId);
@@ -54,25 +67,41 @@ function startClient(): void {
     $('backend').textContent = b.backend;
     $('where').textContent = b.where === 'worker' ? 'Web Worker' : 'main thread';
     $('data').textContent = b.data;
-    $('skipped').textContent = b.skipped.length ? `Skipped: ${b.skipped.map((s) => `${s.backend} (${s.reason})`).join('; ')}` : '';
+    $('skipped').textContent = b.skipped.length
+      ? `Skipped: ${b.skipped.map((s) => `${s.backend} (${s.reason})`).join('; ')}`
+      : '';
   });
   client.on('progress', (p) => {
     const done = p.epoch * p.batches + p.batch;
     const total = p.epochs * p.batches;
     $<HTMLProgressElement>('progress').value = done / total;
-    $('progresstext').textContent = `round ${p.round}: epoch ${p.epoch + 1}/${p.epochs}, batch ${p.batch}/${p.batches}${p.loss !== undefined ? `, loss ${p.loss.toFixed(3)}` : ''}`;
+    $('progresstext').textContent =
+      `round ${p.round}: epoch ${p.epoch + 1}/${p.epochs}, batch ${p.batch}/${p.batches}${p.loss !== undefined ? `, loss ${p.loss.toFixed(3)}` : ''}`;
   });
   client.on('trained', (t) => {
     probe.roundsTrained++;
     $('trained').textContent = String(probe.roundsTrained);
-    $('localloss').textContent = `${t.loss.toFixed(4)} (${(t.trainMs / 1000).toFixed(1)} s, ${t.numExamples} examples)`;
+    $('localloss').textContent =
+      `${t.loss.toFixed(4)} (${(t.trainMs / 1000).toFixed(1)} s, ${t.numExamples} examples)`;
   });
   client.on('encoded', (e) => {
-    probe.sent.push({ round: e.round, masked: e.masked, encodeMs: e.encodeMs, maskMs: e.maskMs, bytes: e.bytes });
-    $('sent').textContent = `${e.masked ? 'masked' : 'unmasked'}, ${(e.bytes / 1024).toFixed(0)} KiB (encode ${e.encodeMs.toFixed(0)} ms${e.masked ? `, mask ${e.maskMs.toFixed(0)} ms` : ''})`;
+    probe.sent.push({
+      round: e.round,
+      masked: e.masked,
+      encodeMs: e.encodeMs,
+      maskMs: e.maskMs,
+      bytes: e.bytes,
+    });
+    $('sent').textContent =
+      `${e.masked ? 'masked' : 'unmasked'}, ${(e.bytes / 1024).toFixed(0)} KiB (encode ${e.encodeMs.toFixed(0)} ms${e.masked ? `, mask ${e.maskMs.toFixed(0)} ms` : ''})`;
   });
-  client.on('ack', (a) => probe.acks.push({ round: a.round, ok: a.ack.ok, reason: a.ack.ok ? undefined : a.ack.reason }));
-  client.on('rejected', (r) => ($('error').textContent = `server rejected ${r.event}: ${r.reason} — ${r.message}`));
+  client.on('ack', (a) =>
+    probe.acks.push({ round: a.round, ok: a.ack.ok, reason: a.ack.ok ? undefined : a.ack.reason }),
+  );
+  client.on(
+    'rejected',
+    (r) => ($('error').textContent = `server rejected ${r.event}: ${r.reason} — ${r.message}`),
+  );
   client.on('error', (e) => {
     probe.errors.push(e.message);
     $('error').textContent = e.message;
@@ -90,10 +119,14 @@ async function refresh(): Promise<void> {
     $('phase').textContent = 'server unreachable';
     return;
   }
-  $('phase').textContent = s.phase === 'training' ? `training (${s.reported}/${s.selected} reported)` : s.phase;
+  $('phase').textContent =
+    s.phase === 'training' ? `training (${s.reported}/${s.selected} reported)` : s.phase;
   $('round').textContent = s.targetRounds ? `${s.round} of ${s.targetRounds}` : String(s.round);
   $('connected').textContent = String(s.clients.connected);
-  $('backends').textContent = Object.entries(s.clients.byBackend).map(([b, n]) => `${b}: ${n}`).join(', ') || '–';
+  $('backends').textContent =
+    Object.entries(s.clients.byBackend)
+      .map(([b, n]) => `${b}: ${n}`)
+      .join(', ') || '–';
   $('model').textContent = `${s.model.name} (${s.model.numParams.toLocaleString()} parameters)`;
   $('evalbackend').textContent = s.evalBackend;
   $('secagg').textContent = s.secagg.enabled
@@ -107,13 +140,41 @@ async function refresh(): Promise<void> {
   $('epsiloncard').hidden = !p.enabled;
   if (p.enabled) {
     const eps = [[0, 0] as const, ...s.history.map((h) => [h.round, h.epsilon ?? 0] as const)];
-    renderChart($<SVGSVGElement>('epsilon'), [{ label: 'epsilon', color: '#7048e8', points: eps }], { yMin: 0, yMax: Math.max(p.epsilonBudget, 1e-9), xLabel: 'round' });
+    renderChart($<SVGSVGElement>('epsilon'), [{ label: 'epsilon', color: '#7048e8', points: eps }], {
+      yMin: 0,
+      yMax: Math.max(p.epsilonBudget, 1e-9),
+      xLabel: 'round',
+    });
   }
   const first = s.initial ? [[0, s.initial.accuracy] as const] : [];
   const firstLoss = s.initial ? [[0, s.initial.loss] as const] : [];
-  renderChart($<SVGSVGElement>('acc'), [{ label: 'accuracy', color: '#2f6fed', points: [...first, ...s.history.map((h) => [h.round, h.accuracy] as const)] }], { yMin: 0, yMax: 1, yFormat: pct, xLabel: 'round' });
-  renderChart($<SVGSVGElement>('loss'), [{ label: 'loss', color: '#d9480f', points: [...firstLoss, ...s.history.map((h) => [h.round, h.loss] as const)] }], { yMin: 0, xLabel: 'round' });
-  renderChart($<SVGSVGElement>('clients'), [{ label: 'clients', color: '#2b8a3e', points: s.history.map((h) => [h.round, h.clients] as const) }], { yMin: 0, yIntegers: true, xLabel: 'round' });
+  renderChart(
+    $<SVGSVGElement>('acc'),
+    [
+      {
+        label: 'accuracy',
+        color: '#2f6fed',
+        points: [...first, ...s.history.map((h) => [h.round, h.accuracy] as const)],
+      },
+    ],
+    { yMin: 0, yMax: 1, yFormat: pct, xLabel: 'round' },
+  );
+  renderChart(
+    $<SVGSVGElement>('loss'),
+    [
+      {
+        label: 'loss',
+        color: '#d9480f',
+        points: [...firstLoss, ...s.history.map((h) => [h.round, h.loss] as const)],
+      },
+    ],
+    { yMin: 0, xLabel: 'round' },
+  );
+  renderChart(
+    $<SVGSVGElement>('clients'),
+    [{ label: 'clients', color: '#2b8a3e', points: s.history.map((h) => [h.round, h.clients] as const) }],
+    { yMin: 0, yIntegers: true, xLabel: 'round' },
+  );
 }
 
 $('join').addEventListener('click', startClient);

@@ -69,7 +69,13 @@ const spec = modelByName(v.model!);
 const perClient = Math.floor(N / clients);
 const rounds = Math.round((epochs * N) / (perRound * perClient * localEpochs));
 const evals = Math.min(num('evals'), rounds, epochs);
-const local: TrainConfig = { epochs: localEpochs, batchSize: num('batch-size'), learningRate: num('lr'), optimizer: 'sgd', augment: v.augment };
+const local: TrainConfig = {
+  epochs: localEpochs,
+  batchSize: num('batch-size'),
+  learningRate: num('lr'),
+  optimizer: 'sgd',
+  augment: v.augment,
+};
 
 if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
 
@@ -77,7 +83,9 @@ async function loadData(): Promise<{ name: string; train: Dataset; test: Dataset
   const dir = locateCifar10(v['cifar-dir']!);
   if (!dir) {
     const noise = num('synthetic-noise');
-    console.log(`CIFAR-10 not found at ${v['cifar-dir']} (nor its cifar-10-batches-bin folder): SYNTHETIC data, not CIFAR-10`);
+    console.log(
+      `CIFAR-10 not found at ${v['cifar-dir']} (nor its cifar-10-batches-bin folder): SYNTHETIC data, not CIFAR-10`,
+    );
     return {
       name: `synthetic, pixel noise ${noise} (not CIFAR-10)`,
       train: syntheticDataset({ seed, count: N, noise }),
@@ -103,13 +111,27 @@ const settings = {
   centralizedEpochs: epochs,
   examplePasses: epochs * data.train.n,
   local,
-  fedadam: { lr: num('fedadam-lr'), beta1: SERVER_OPTIMIZER_DEFAULTS.beta1, beta2: SERVER_OPTIMIZER_DEFAULTS.beta2, tau: SERVER_OPTIMIZER_DEFAULTS.tau },
+  fedadam: {
+    lr: num('fedadam-lr'),
+    beta1: SERVER_OPTIMIZER_DEFAULTS.beta1,
+    beta2: SERVER_OPTIMIZER_DEFAULTS.beta2,
+    tau: SERVER_OPTIMIZER_DEFAULTS.tau,
+  },
   backend: tf.getBackend(),
 };
 console.log(`bench:accuracy ${JSON.stringify(settings)}`);
 
-interface Point { passes: number; accuracy: number }
-interface Arm { name: string; points: Point[]; accuracy: number; passes: number; seconds: number }
+interface Point {
+  passes: number;
+  accuracy: number;
+}
+interface Arm {
+  name: string;
+  points: Point[];
+  accuracy: number;
+  passes: number;
+  seconds: number;
+}
 const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg}`);
 
 async function centralized(): Promise<Arm> {
@@ -123,22 +145,48 @@ async function centralized(): Promise<Arm> {
   const every = Math.max(1, Math.floor(epochs / evals));
   for (let e = 1; e <= epochs; e++) {
     // One pass at a time, carrying the weights: plain SGD keeps no optimizer state between passes.
-    const r = await trainer.train(w, { ...local, epochs: 1 }, (p) => progress(`centralized: epoch ${e}/${epochs}, batch ${p.batch}/${p.batches}`));
+    const r = await trainer.train(w, { ...local, epochs: 1 }, (p) =>
+      progress(`centralized: epoch ${e}/${epochs}, batch ${p.batch}/${p.batches}`),
+    );
     for (let i = 0; i < w.length; i++) w[i] += r.delta[i];
-    if (e % every === 0 || e === epochs) points.push({ passes: e * data.train.n, accuracy: (await evaluator.evaluate(w)).accuracy });
+    if (e % every === 0 || e === epochs)
+      points.push({ passes: e * data.train.n, accuracy: (await evaluator.evaluate(w)).accuracy });
   }
   trainer.dispose();
   evaluator.dispose();
   progress('');
-  return { name: 'centralized', points, accuracy: points.at(-1)!.accuracy, passes: epochs * data.train.n, seconds: (performance.now() - t0) / 1000 };
+  return {
+    name: 'centralized',
+    points,
+    accuracy: points.at(-1)!.accuracy,
+    passes: epochs * data.train.n,
+    seconds: (performance.now() - t0) / 1000,
+  };
 }
 
-async function federated(name: string, partition: PartitionScheme, server: ServerOptimizerConfig): Promise<Arm> {
+async function federated(
+  name: string,
+  partition: PartitionScheme,
+  server: ServerOptimizerConfig,
+): Promise<Arm> {
   const t0 = performance.now();
   let passes = 0;
   const points: Point[] = [];
   const res = await runSimulation(
-    { model: spec, train: data.train, test: data.test, clients, perRound, rounds, partition, local, server, dp: null, seed, evalEvery: Math.max(1, Math.floor(rounds / evals)) },
+    {
+      model: spec,
+      train: data.train,
+      test: data.test,
+      clients,
+      perRound,
+      rounds,
+      partition,
+      local,
+      server,
+      dp: null,
+      seed,
+      evalEvery: Math.max(1, Math.floor(rounds / evals)),
+    },
     (r, p) => {
       if (p) return progress(`${name}: round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}`);
       passes += r.examples * localEpochs;
@@ -147,7 +195,13 @@ async function federated(name: string, partition: PartitionScheme, server: Serve
   );
   progress('');
   points.unshift({ passes: 0, accuracy: res.initial.accuracy });
-  return { name, points, accuracy: points.at(-1)!.accuracy, passes, seconds: (performance.now() - t0) / 1000 };
+  return {
+    name,
+    points,
+    accuracy: points.at(-1)!.accuracy,
+    passes,
+    seconds: (performance.now() - t0) / 1000,
+  };
 }
 
 const t0 = performance.now();
@@ -156,27 +210,47 @@ const arms: Arm[] = [];
 for (const run of [
   () => centralized(),
   () => federated('FedAvg IID', { kind: 'iid' }, { name: 'fedavg', lr: 1, ...SERVER_OPTIMIZER_DEFAULTS }),
-  () => federated(`FedAvg Dirichlet(${dir.alpha})`, dir, { name: 'fedavg', lr: 1, ...SERVER_OPTIMIZER_DEFAULTS }),
-  () => federated(`FedAdam Dirichlet(${dir.alpha})`, dir, { name: 'fedadam', lr: settings.fedadam.lr, ...SERVER_OPTIMIZER_DEFAULTS }),
+  () =>
+    federated(`FedAvg Dirichlet(${dir.alpha})`, dir, { name: 'fedavg', lr: 1, ...SERVER_OPTIMIZER_DEFAULTS }),
+  () =>
+    federated(`FedAdam Dirichlet(${dir.alpha})`, dir, {
+      name: 'fedadam',
+      lr: settings.fedadam.lr,
+      ...SERVER_OPTIMIZER_DEFAULTS,
+    }),
 ]) {
   const arm = await run();
   arms.push(arm);
-  console.log(`${arm.name.padEnd(26)} ${(arm.accuracy * 100).toFixed(1).padStart(5)}%  (${arm.passes.toLocaleString('en')} example-passes, ${arm.seconds.toFixed(0)} s)`);
+  console.log(
+    `${arm.name.padEnd(26)} ${(arm.accuracy * 100).toFixed(1).padStart(5)}%  (${arm.passes.toLocaleString('en')} example-passes, ${arm.seconds.toFixed(0)} s)`,
+  );
 }
 const minutes = (performance.now() - t0) / 60_000;
 const central = arms[0].accuracy;
 const gap = (a: Arm): string => `${((a.accuracy - central) * 100).toFixed(1)} points`;
-console.log(`\n${data.name}; ${settings.model}; ${settings.train} train / ${settings.test} test examples; ${minutes.toFixed(1)} min in all`);
+console.log(
+  `\n${data.name}; ${settings.model}; ${settings.train} train / ${settings.test} test examples; ${minutes.toFixed(1)} min in all`,
+);
 console.log('arm                         test acc  vs centralized');
-for (const a of arms) console.log(`${a.name.padEnd(26)} ${(a.accuracy * 100).toFixed(1).padStart(8)}%  ${a === arms[0] ? '' : gap(a)}`);
+for (const a of arms)
+  console.log(
+    `${a.name.padEnd(26)} ${(a.accuracy * 100).toFixed(1).padStart(8)}%  ${a === arms[0] ? '' : gap(a)}`,
+  );
 
 mkdirSync('bench-results', { recursive: true });
-writeFileSync('bench-results/accuracy.json', JSON.stringify({ date: new Date().toISOString(), settings, minutes, arms }, null, 2));
+writeFileSync(
+  'bench-results/accuracy.json',
+  JSON.stringify({ date: new Date().toISOString(), settings, minutes, arms }, null, 2),
+);
 const colors = ['#444444', '#2f6fed', '#e8710a', '#1e8e3e'];
 writeFileSync(
   'bench-results/accuracy.svg',
   chartSvg(
-    arms.map((a, i) => ({ label: a.name, color: colors[i], points: a.points.map((p) => [p.passes / 1000, p.accuracy] as [number, number]) })),
+    arms.map((a, i) => ({
+      label: a.name,
+      color: colors[i],
+      points: a.points.map((p) => [p.passes / 1000, p.accuracy] as [number, number]),
+    })),
     { yMin: 0, yMax: 1, yFormat: (x) => `${Math.round(x * 100)}%`, xLabel: 'example-passes (thousands)' },
     `Test accuracy, ${data.name}, ${settings.model}`,
   ),

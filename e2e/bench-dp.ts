@@ -55,10 +55,17 @@ const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg
 
 if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
 
-interface Population { name: string; clients: Dataset[]; test: Dataset }
+interface Population {
+  name: string;
+  clients: Dataset[];
+  test: Dataset;
+}
 
 function tensors(ds: Dataset): [tf.Tensor4D, tf.Tensor2D] {
-  return [tf.tensor4d(toFloat(ds.x), [ds.n, 32, 32, 3]), tf.oneHot(tf.tensor1d(Array.from(ds.y), 'int32'), 10) as tf.Tensor2D];
+  return [
+    tf.tensor4d(toFloat(ds.x), [ds.n, 32, 32, 3]),
+    tf.oneHot(tf.tensor1d(Array.from(ds.y), 'int32'), 10) as tf.Tensor2D,
+  ];
 }
 
 async function run(pop: Population, z: number) {
@@ -74,12 +81,18 @@ async function run(pop: Population, z: number) {
     for (let i = 0; i < N; i++) if (rng.next() < q) cohort.push(i);
     if (cohort.length < minSurvivors) continue; // refused: too few for the planned noise
     const plan = planEncoding({
-      numParams: d, maxClients: cohort.length, clipNorm: clip, coordClip: clip, weighting: 'uniform', maxExamples: perClient,
+      numParams: d,
+      maxClients: cohort.length,
+      clipNorm: clip,
+      coordClip: clip,
+      weighting: 'uniform',
+      maxExamples: perClient,
       noise: z > 0 ? { multiplier: z, minSurvivors, bitStd: 0 } : null,
     });
     const sum = new Uint32Array(vectorLength(d));
     for (const [j, i] of cohort.entries()) {
-      if (j % 10 === 0) progress(`bench:dp ${pop.name} z=${z} round ${r}/${rounds}: client ${j}/${cohort.length}`);
+      if (j % 10 === 0)
+        progress(`bench:dp ${pop.name} z=${z} round ${r}/${rounds}: client ${j}/${cohort.length}`);
       setFlatWeights(model, spec, global);
       const [x, y] = tensors(pop.clients[i]);
       await model.fit(x, y, { batchSize: 16, epochs: 1, verbose: 0, shuffle: true });
@@ -96,7 +109,12 @@ async function run(pop: Population, z: number) {
     released++;
     setFlatWeights(model, spec, global);
     const [, acc] = (model.evaluate(tx, ty, { batchSize: 256 }) as tf.Scalar[]).map((t) => t.dataSync()[0]);
-    history.push({ round: r, clients: cohort.length, accuracy: acc, epsilon: z > 0 ? epsilonFor(q, z, released, delta) : Infinity });
+    history.push({
+      round: r,
+      clients: cohort.length,
+      accuracy: acc,
+      epsilon: z > 0 ? epsilonFor(q, z, released, delta) : Infinity,
+    });
   }
   tf.dispose([tx, ty]);
   model.dispose();
@@ -125,7 +143,16 @@ async function cifar(base: string): Promise<Population | null> {
   if (!dir) return null;
   const { train, test } = await readCifar10Dir(dir, 2000);
   const per = Math.floor(train.n / N);
-  return { name: 'cifar10', clients: Array.from({ length: N }, (_, i) => subset(train, Array.from({ length: per }, (_, k) => i * per + k))), test };
+  return {
+    name: 'cifar10',
+    clients: Array.from({ length: N }, (_, i) =>
+      subset(
+        train,
+        Array.from({ length: per }, (_, k) => i * per + k),
+      ),
+    ),
+    test,
+  };
 }
 
 const pops: Population[] = [synthetic()];
@@ -139,13 +166,26 @@ for (const pop of pops) {
   for (const z of noises) results[pop.name].push(await run(pop, z));
 }
 progress('');
-console.log(`\nDP-FedAvg, model ${spec.name} (${d.toLocaleString('en')} params), population ${N}, Poisson q = ${q} (~${q * N} clients/round), ${rounds} rounds, clip C = ${clip}, delta = ${delta}, noise split over >= ${minSurvivors} survivors`);
+console.log(
+  `\nDP-FedAvg, model ${spec.name} (${d.toLocaleString('en')} params), population ${N}, Poisson q = ${q} (~${q * N} clients/round), ${rounds} rounds, clip C = ${clip}, delta = ${delta}, noise split over >= ${minSurvivors} survivors`,
+);
 for (const [name, rs] of Object.entries(results)) {
-  console.log(`\n${name}:\n| noise multiplier z | epsilon | rounds released | final test accuracy | mean of last 5 rounds |\n|---:|---:|---:|---:|---:|`);
+  console.log(
+    `\n${name}:\n| noise multiplier z | epsilon | rounds released | final test accuracy | mean of last 5 rounds |\n|---:|---:|---:|---:|---:|`,
+  );
   for (const r of rs) {
-    console.log(`| ${r.z === 0 ? '0 (no DP)' : r.z} | ${Number.isFinite(r.epsilon) ? r.epsilon.toFixed(2) : 'inf'} | ${r.rounds} | ${(r.accuracy * 100).toFixed(1)}% | ${(r.lastFiveMean * 100).toFixed(1)}% |`);
+    console.log(
+      `| ${r.z === 0 ? '0 (no DP)' : r.z} | ${Number.isFinite(r.epsilon) ? r.epsilon.toFixed(2) : 'inf'} | ${r.rounds} | ${(r.accuracy * 100).toFixed(1)}% | ${(r.lastFiveMean * 100).toFixed(1)}% |`,
+    );
   }
 }
 mkdirSync('bench-results', { recursive: true });
-writeFileSync('bench-results/dp.json', JSON.stringify({ model: spec.name, params: d, population: N, q, rounds, clip, delta, minSurvivors, results }, null, 2));
+writeFileSync(
+  'bench-results/dp.json',
+  JSON.stringify(
+    { model: spec.name, params: d, population: N, q, rounds, clip, delta, minSurvivors, results },
+    null,
+    2,
+  ),
+);
 console.log('\nwrote bench-results/dp.json');

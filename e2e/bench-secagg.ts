@@ -41,7 +41,13 @@ const rand = createSecureRandom();
 const now = (): number => performance.now();
 const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg}`);
 
-interface ClientCost { encodeMs: number; maskMs: number; keysMs: number; bytesSent: number; bytesReceived: number }
+interface ClientCost {
+  encodeMs: number;
+  maskMs: number;
+  keysMs: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
 
 /** Runs the key phases for all n clients; returns the sessions ready to mask, and client 1's costs. */
 function keyPhases(n: number, L: number) {
@@ -50,8 +56,18 @@ function keyPhases(n: number, L: number) {
   const drops = new Set<number>();
   while (drops.size < Math.ceil(dropRate * n)) drops.add(2 + Math.floor(Math.random() * (n - 1))); // never client 1, whose costs we report
   const tag = `bench/${n}/${L}`;
-  const server = new SecAggServerSession({ tag, n, neighbours: nb, t, vectorLength: L, minSurvivors: Math.max(2, t) });
-  const clients = Array.from({ length: n }, (_, i) => new SecAggClientSession({ tag, index: i + 1, n, t, vectorLength: L }));
+  const server = new SecAggServerSession({
+    tag,
+    n,
+    neighbours: nb,
+    t,
+    vectorLength: L,
+    minSurvivors: Math.max(2, t),
+  });
+  const clients = Array.from(
+    { length: n },
+    (_, i) => new SecAggClientSession({ tag, index: i + 1, n, t, vectorLength: L }),
+  );
   let serverMs = 0;
   const timedServer = <T>(f: () => T): T => {
     const t0 = now();
@@ -94,7 +110,15 @@ function keyPhases(n: number, L: number) {
 
 function cell(d: number, n: number) {
   const L = vectorLength(d);
-  const plan = planEncoding({ numParams: d, maxClients: n, clipNorm: null, coordClip: 0.5, weighting: 'examples', maxExamples: 500, noise: null });
+  const plan = planEncoding({
+    numParams: d,
+    maxClients: n,
+    clipNorm: null,
+    coordClip: 0.5,
+    weighting: 'examples',
+    maxExamples: 500,
+    noise: null,
+  });
   const delta = Float32Array.from({ length: d }, () => (Math.random() - 0.5) * 0.01);
   const real = n <= 10;
   const s = keyPhases(n, L);
@@ -155,7 +179,13 @@ function cell(d: number, n: number) {
   a = now();
   for (let u = 0; u < s.server.survivors.length; u++) wm.add(delta, 1);
   const fedavgMs = now() - a;
-  const client: ClientCost = { encodeMs, maskMs, keysMs: s.c1.keysMs, bytesSent: s.c1.bytesSent + L * 4, bytesReceived: s.c1.bytesReceived };
+  const client: ClientCost = {
+    encodeMs,
+    maskMs,
+    keysMs: s.c1.keysMs,
+    bytesSent: s.c1.bytesSent + L * 4,
+    bytesReceived: s.c1.bytesReceived,
+  };
   return { d, n, k: s.k, t: s.t, dropped: s.drops.size, exact, client, serverMs, unmaskMs, fedavgMs };
 }
 
@@ -165,7 +195,10 @@ async function epochRate(): Promise<number> {
   const model = buildModel(MODELS.small, 1);
   model.compile({ optimizer: tf.train.adam(0.001), loss: 'categoricalCrossentropy' });
   const ds = syntheticDataset({ seed: 1, count: 64 });
-  const x = tf.tensor4d(Float32Array.from(ds.x, (v) => v / 255), [64, 32, 32, 3]);
+  const x = tf.tensor4d(
+    Float32Array.from(ds.x, (v) => v / 255),
+    [64, 32, 32, 3],
+  );
   const y = tf.oneHot(tf.tensor1d(Array.from(ds.y), 'int32'), 10);
   await model.fit(x, y, { batchSize: 32, epochs: 1, verbose: 0 }); // warm-up
   const t0 = now();
@@ -177,10 +210,11 @@ async function epochRate(): Promise<number> {
 }
 
 const rows = [];
-for (const d of sizes) for (const n of cohorts) {
-  progress(`bench:secagg n=${n} d=${d}…`);
-  rows.push(cell(d, n));
-}
+for (const d of sizes)
+  for (const n of cohorts) {
+    progress(`bench:secagg n=${n} d=${d}…`);
+    rows.push(cell(d, n));
+  }
 progress('bench:secagg: client cost at the CIFAR-10 CNN…');
 const cnn = numParams(MODELS.small);
 const cnnRows = [100, 1000].map((n) => cell(cnn, n));
@@ -191,11 +225,18 @@ const epochExamples = Number(values['epoch-examples']);
 const epochMs = (epochExamples / rate) * 1000;
 
 const f = (x: number, p = 0) => x.toFixed(p);
-console.log('\nSecure aggregation cost (one process; server dropouts: %s%% of clients after sharing keys)\n', f(dropRate * 100));
-console.log('| params | clients | k | t | client encode ms | client mask ms | client key phases ms | server ms (sum + unmask) | bare FedAvg sum ms | server / FedAvg | client bytes sent / float32 update | exact |');
+console.log(
+  '\nSecure aggregation cost (one process; server dropouts: %s%% of clients after sharing keys)\n',
+  f(dropRate * 100),
+);
+console.log(
+  '| params | clients | k | t | client encode ms | client mask ms | client key phases ms | server ms (sum + unmask) | bare FedAvg sum ms | server / FedAvg | client bytes sent / float32 update | exact |',
+);
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|');
 for (const r of rows) {
-  console.log(`| ${r.d.toLocaleString('en')} | ${r.n} | ${r.k} | ${r.t} | ${f(r.client.encodeMs)} | ${f(r.client.maskMs)} | ${f(r.client.keysMs)} | ${f(r.serverMs)} | ${f(r.fedavgMs)} | ${f(r.serverMs / r.fedavgMs, 1)} | ${f(r.client.bytesSent / (4 * r.d), 3)} | ${r.exact === null ? 'n/a' : r.exact ? 'yes' : 'NO'} |`);
+  console.log(
+    `| ${r.d.toLocaleString('en')} | ${r.n} | ${r.k} | ${r.t} | ${f(r.client.encodeMs)} | ${f(r.client.maskMs)} | ${f(r.client.keysMs)} | ${f(r.serverMs)} | ${f(r.fedavgMs)} | ${f(r.serverMs / r.fedavgMs, 1)} | ${f(r.client.bytesSent / (4 * r.d), 3)} | ${r.exact === null ? 'n/a' : r.exact ? 'yes' : 'NO'} |`,
+  );
 }
 console.log('\nServer growth with the cohort (same d): time ratio vs client ratio');
 for (const d of sizes) {
@@ -203,15 +244,28 @@ for (const d of sizes) {
   for (let i = 1; i < rs.length; i++) {
     const tr = rs[i].serverMs / rs[i - 1].serverMs;
     const nr = rs[i].n / rs[i - 1].n;
-    console.log(`  d=${d}: n ${rs[i - 1].n} -> ${rs[i].n} (x${nr}): server time x${tr.toFixed(1)}; n log n predicts x${((rs[i].n * Math.log(rs[i].n)) / (rs[i - 1].n * Math.log(rs[i - 1].n))).toFixed(1)}, n^2 x${(nr * nr).toFixed(0)}`);
+    console.log(
+      `  d=${d}: n ${rs[i - 1].n} -> ${rs[i].n} (x${nr}): server time x${tr.toFixed(1)}; n log n predicts x${((rs[i].n * Math.log(rs[i].n)) / (rs[i - 1].n * Math.log(rs[i - 1].n))).toFixed(1)}, n^2 x${(nr * nr).toFixed(0)}`,
+    );
   }
 }
-console.log(`\nClient cost at the CIFAR-10 CNN (${cnn.toLocaleString('en')} params) vs one local epoch of ${epochExamples} examples:`);
+console.log(
+  `\nClient cost at the CIFAR-10 CNN (${cnn.toLocaleString('en')} params) vs one local epoch of ${epochExamples} examples:`,
+);
 console.log(`  measured here, tfjs cpu: ${rate.toFixed(1)} examples/s -> epoch ${f(epochMs / 1000, 1)} s`);
 for (const r of cnnRows) {
   const total = r.client.encodeMs + r.client.maskMs + r.client.keysMs;
-  console.log(`  n=${r.n} (k=${r.k}): encode ${f(r.client.encodeMs)} + mask ${f(r.client.maskMs)} + keys ${f(r.client.keysMs)} = ${f(total)} ms = ${((100 * total) / epochMs).toFixed(2)}% of the cpu epoch; ${((100 * total) / ((epochExamples / 52) * 1000)).toFixed(1)}% of a webgl epoch at 52 ex/s (npm run bench:train)`);
+  console.log(
+    `  n=${r.n} (k=${r.k}): encode ${f(r.client.encodeMs)} + mask ${f(r.client.maskMs)} + keys ${f(r.client.keysMs)} = ${f(total)} ms = ${((100 * total) / epochMs).toFixed(2)}% of the cpu epoch; ${((100 * total) / ((epochExamples / 52) * 1000)).toFixed(1)}% of a webgl epoch at 52 ex/s (npm run bench:train)`,
+  );
 }
 mkdirSync('bench-results', { recursive: true });
-writeFileSync('bench-results/secagg.json', JSON.stringify({ rows, cnnRows, epoch: { examples: epochExamples, examplesPerSecond: rate, ms: epochMs }, dropRate }, null, 2));
+writeFileSync(
+  'bench-results/secagg.json',
+  JSON.stringify(
+    { rows, cnnRows, epoch: { examples: epochExamples, examplesPerSecond: rate, ms: epochMs }, dropRate },
+    null,
+    2,
+  ),
+);
 console.log('\nwrote bench-results/secagg.json');

@@ -29,19 +29,53 @@ const { values } = parseArgs({
   },
 });
 
-interface BenchResult { backend: string; model: string; examples: number; epochs: number; batchSize: number; ours: number[]; bare: number[]; error?: string }
+interface BenchResult {
+  backend: string;
+  model: string;
+  examples: number;
+  epochs: number;
+  batchSize: number;
+  ours: number[];
+  bare: number[];
+  error?: string;
+}
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const srv = await startServerProcess(['--model', 'tiny', '--secagg', 'off', '--min-clients', '1000', '--min-updates', '1', '--clients-per-round', '1000', '--test-examples', '10', '--quiet']);
+const srv = await startServerProcess([
+  '--model',
+  'tiny',
+  '--secagg',
+  'off',
+  '--min-clients',
+  '1000',
+  '--min-updates',
+  '1',
+  '--clients-per-round',
+  '1000',
+  '--test-examples',
+  '10',
+  '--quiet',
+]);
 const browser = await launchChromium();
 const rows: (BenchResult & { oursMedian?: number; bareMedian?: number; ratio?: number })[] = [];
 try {
   for (const backend of values.backends!.split(',')) {
     const page = await (await browser.newContext()).newPage();
-    const q = new URLSearchParams({ backend, model: values.model!, examples: values.examples!, reps: values.reps! });
-    process.stdout.write(`bench:train ${backend} (${values.model}, ${values.examples} examples, ${values.reps} reps)… `);
+    const q = new URLSearchParams({
+      backend,
+      model: values.model!,
+      examples: values.examples!,
+      reps: values.reps!,
+    });
+    process.stdout.write(
+      `bench:train ${backend} (${values.model}, ${values.examples} examples, ${values.reps} reps)… `,
+    );
     await page.goto(`${srv.url}/e2e/bench/train.html?${q}`);
-    await page.waitForFunction(() => (window as unknown as { __bench?: unknown }).__bench !== undefined, null, { timeout: 900_000, polling: 1000 });
+    await page.waitForFunction(
+      () => (window as unknown as { __bench?: unknown }).__bench !== undefined,
+      null,
+      { timeout: 900_000, polling: 1000 },
+    );
     const r = (await page.evaluate(() => (window as unknown as { __bench: unknown }).__bench)) as BenchResult;
     await page.context().close();
     if (r.error) {
@@ -49,7 +83,8 @@ try {
       rows.push(r);
       continue;
     }
-    const o = median(r.ours), b = median(r.bare);
+    const o = median(r.ours),
+      b = median(r.bare);
     rows.push({ ...r, oursMedian: o, bareMedian: b, ratio: o / b });
     console.log(`ours ${o.toFixed(1)} ex/s, bare ${b.toFixed(1)} ex/s, ratio ${(o / b).toFixed(3)}`);
   }
@@ -79,7 +114,10 @@ async function nodeRate(backend: string, examples: number, reps: number): Promis
 }
 
 const nodeRows: { backend: string; examples: number; rates: number[]; median: number }[] = [];
-for (const [backend, examples, reps] of [['wasm', Number(values.examples), Number(values.reps)], ['cpu', Number(values['node-cpu-examples']), 1]] as const) {
+for (const [backend, examples, reps] of [
+  ['wasm', Number(values.examples), Number(values.reps)],
+  ['cpu', Number(values['node-cpu-examples']), 1],
+] as const) {
   process.stdout.write(`bench:train Node ${backend} (${values.model}, ${examples} examples, ${reps} reps)… `);
   const rates = await nodeRate(backend, examples, reps);
   nodeRows.push({ backend, examples, rates, median: median(rates) });
@@ -87,12 +125,24 @@ for (const [backend, examples, reps] of [['wasm', Number(values.examples), Numbe
 }
 const nodeCpu = nodeRows.find((r) => r.backend === 'cpu')!.median;
 
-console.log(`\nchromium (headless, ${values.model}, batch 32)\nbackend  ours ex/s  bare ex/s  ratio (ours/bare)  x Node cpu`);
+console.log(
+  `\nchromium (headless, ${values.model}, batch 32)\nbackend  ours ex/s  bare ex/s  ratio (ours/bare)  x Node cpu`,
+);
 for (const r of rows) {
-  if (r.ratio === undefined) console.log(`${r.backend.padEnd(8)} ${'–'.padStart(9)} ${'–'.padStart(10)}  ${r.error}`);
-  else console.log(`${r.backend.padEnd(8)} ${r.oursMedian!.toFixed(1).padStart(9)} ${r.bareMedian!.toFixed(1).padStart(10)}  ${r.ratio.toFixed(3).padStart(17)}  ${(r.oursMedian! / nodeCpu).toFixed(1).padStart(10)}`);
+  if (r.ratio === undefined)
+    console.log(`${r.backend.padEnd(8)} ${'–'.padStart(9)} ${'–'.padStart(10)}  ${r.error}`);
+  else
+    console.log(
+      `${r.backend.padEnd(8)} ${r.oursMedian!.toFixed(1).padStart(9)} ${r.bareMedian!.toFixed(1).padStart(10)}  ${r.ratio.toFixed(3).padStart(17)}  ${(r.oursMedian! / nodeCpu).toFixed(1).padStart(10)}`,
+    );
 }
 console.log('\nNode (this process, our LocalTrainer)\nbackend  ours ex/s  x Node cpu');
-for (const r of nodeRows) console.log(`${r.backend.padEnd(8)} ${r.median.toFixed(1).padStart(9)}  ${(r.median / nodeCpu).toFixed(1).padStart(10)}`);
+for (const r of nodeRows)
+  console.log(
+    `${r.backend.padEnd(8)} ${r.median.toFixed(1).padStart(9)}  ${(r.median / nodeCpu).toFixed(1).padStart(10)}`,
+  );
 mkdirSync('bench-results', { recursive: true });
-writeFileSync('bench-results/train.json', JSON.stringify({ date: new Date().toISOString(), rows, node: nodeRows }, null, 2));
+writeFileSync(
+  'bench-results/train.json',
+  JSON.stringify({ date: new Date().toISOString(), rows, node: nodeRows }, null, 2),
+);

@@ -13,11 +13,33 @@ let srv: ServerProcess;
 let swarm: Swarm | null = null;
 
 beforeAll(async () => {
-  if (!existsSync('dist/demo/index.html')) throw new Error('dist/ is missing: run "npm run build" first (npm test does)');
+  if (!existsSync('dist/demo/index.html'))
+    throw new Error('dist/ is missing: run "npm run build" first (npm test does)');
   srv = await startServerProcess([
-    '--model', 'tiny', '--examples-per-client', '64', '--test-examples', '500', '--rounds', String(ROUNDS),
-    '--min-clients', '4', '--clients-per-round', '4', '--min-updates', '3', '--round-deadline-ms', '240000',
-    '--round-pause-ms', '200', '--epochs', '3', '--batch-size', '16', '--lr', '0.003',
+    '--model',
+    'tiny',
+    '--examples-per-client',
+    '64',
+    '--test-examples',
+    '500',
+    '--rounds',
+    String(ROUNDS),
+    '--min-clients',
+    '4',
+    '--clients-per-round',
+    '4',
+    '--min-updates',
+    '3',
+    '--round-deadline-ms',
+    '240000',
+    '--round-pause-ms',
+    '200',
+    '--epochs',
+    '3',
+    '--batch-size',
+    '16',
+    '--lr',
+    '0.003',
   ]);
 });
 
@@ -35,7 +57,9 @@ describe('browser swarm', () => {
     const states = await swarm.states();
     const adapter = await swarm.pages[0].evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
     console.log(`e2e browsers: backends=${states.map((s) => s.backend).join(',')} webgpu-adapter=${adapter}`);
-    console.log(`e2e accuracy: initial ${status.initial!.accuracy} -> ${status.history.map((h) => h.accuracy).join(' -> ')}`);
+    console.log(
+      `e2e accuracy: initial ${status.initial!.accuracy} -> ${status.history.map((h) => h.accuracy).join(' -> ')}`,
+    );
     for (const s of states) {
       expect(s.errors).toEqual([]);
       expect(s.where).toBe('worker');
@@ -61,7 +85,9 @@ describe('browser swarm', () => {
     expect(metric(m, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(ROUNDS);
     // The demo page shows the charts and the backend to a person.
     const page = swarm.pages[0];
-    await page.waitForFunction((r) => document.querySelectorAll('#acc circle').length === r + 1, ROUNDS, { timeout: 10_000 });
+    await page.waitForFunction((r) => document.querySelectorAll('#acc circle').length === r + 1, ROUNDS, {
+      timeout: 10_000,
+    });
     expect(await page.textContent('#backend')).toBe(states[0].backend);
     expect(await page.textContent('#secagg')).toMatch(/^on \(3 neighbours, threshold 2\)/);
   }, 600_000);
@@ -74,7 +100,11 @@ describe('browser swarm', () => {
     const choose = async (query: string): Promise<{ backend: string | null; skipped: string | null }> => {
       const page = await ctx.newPage();
       await page.goto(`${srv.url}/demo/?join=1${query}`);
-      await page.waitForFunction(() => (window as unknown as { __aegis: { backend: string | null } }).__aegis.backend !== null, null, { timeout: 60_000 });
+      await page.waitForFunction(
+        () => (window as unknown as { __aegis: { backend: string | null } }).__aegis.backend !== null,
+        null,
+        { timeout: 60_000 },
+      );
       return { backend: await page.textContent('#backend'), skipped: await page.textContent('#skipped') };
     };
     const explicit = await choose('&backends=tensorflow,wasm,cpu');

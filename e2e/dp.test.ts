@@ -21,10 +21,39 @@ const clients: AegisClient[] = [];
 beforeAll(async () => {
   await tf.setBackend('cpu');
   srv = await startServerProcess([
-    '--model', 'tiny', '--examples-per-client', '16', '--test-examples', '100', '--rounds', '5',
-    '--min-clients', '3', '--clients-per-round', '3', '--min-updates', '2', '--round-pause-ms', '200',
-    '--epochs', '1', '--batch-size', '8', '--lr', '0.005', '--secagg', 'off',
-    '--dp-noise', String(z), '--dp-epsilon', String(budget), '--dp-clip', '0.1', '--dp-adaptive-clip', '--dp-indicator-std', '1',
+    '--model',
+    'tiny',
+    '--examples-per-client',
+    '16',
+    '--test-examples',
+    '100',
+    '--rounds',
+    '5',
+    '--min-clients',
+    '3',
+    '--clients-per-round',
+    '3',
+    '--min-updates',
+    '2',
+    '--round-pause-ms',
+    '200',
+    '--epochs',
+    '1',
+    '--batch-size',
+    '8',
+    '--lr',
+    '0.005',
+    '--secagg',
+    'off',
+    '--dp-noise',
+    String(z),
+    '--dp-epsilon',
+    String(budget),
+    '--dp-clip',
+    '0.1',
+    '--dp-adaptive-clip',
+    '--dp-indicator-std',
+    '1',
   ]);
 });
 
@@ -38,7 +67,12 @@ describe('differential privacy with Node clients', () => {
   it('clips and noises on the client, charges epsilon per round, stops at the budget', async () => {
     const norms: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const c = new AegisClient({ serverUrl: srv.url, source: 'node', spawnTrainer: nodeTrainer, backends: ['cpu'] });
+      const c = new AegisClient({
+        serverUrl: srv.url,
+        source: 'node',
+        spawnTrainer: nodeTrainer,
+        backends: ['cpu'],
+      });
       c.on('encoded', (e) => norms.push(e.norm));
       clients.push(c);
       c.start();
@@ -48,7 +82,13 @@ describe('differential privacy with Node clients', () => {
     expect(status.stopReason).toMatch(/privacy budget reached: round 3 would raise epsilon/);
     expect(status.history.map((h) => h.secagg)).toEqual([false, false]);
     expect(status.history[1].epsilon).toBeCloseTo(eps2, 6);
-    expect(status.privacy).toMatchObject({ enabled: true, noiseMultiplier: z, epsilonBudget: budget, adaptiveClipping: true, rounds: 2 });
+    expect(status.privacy).toMatchObject({
+      enabled: true,
+      noiseMultiplier: z,
+      epsilonBudget: budget,
+      adaptiveClipping: true,
+      rounds: 2,
+    });
     // Adaptive clipping: the clip moved from 0.1 after round 1.
     expect(status.history[0].clipNorm).toBe(0.1);
     expect(status.history[1].clipNorm).not.toBe(0.1);

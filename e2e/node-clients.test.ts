@@ -19,10 +19,32 @@ const clients: AegisClient[] = [];
 beforeAll(async () => {
   await tf.setBackend('cpu');
   srv = await startServerProcess([
-    '--model', 'tiny', '--examples-per-client', '16', '--test-examples', '100', '--rounds', '2',
-    '--min-clients', '2', '--clients-per-round', '2', '--min-updates', '2', '--round-pause-ms', '200',
-    '--round-deadline-ms', '60000', '--epochs', '1', '--batch-size', '8', '--lr', '0.005',
-    '--max-message-bytes', String(P * 4 + 64 * 1024),
+    '--model',
+    'tiny',
+    '--examples-per-client',
+    '16',
+    '--test-examples',
+    '100',
+    '--rounds',
+    '2',
+    '--min-clients',
+    '2',
+    '--clients-per-round',
+    '2',
+    '--min-updates',
+    '2',
+    '--round-pause-ms',
+    '200',
+    '--round-deadline-ms',
+    '60000',
+    '--epochs',
+    '1',
+    '--batch-size',
+    '8',
+    '--lr',
+    '0.005',
+    '--max-message-bytes',
+    String(P * 4 + 64 * 1024),
   ]);
 });
 
@@ -47,15 +69,34 @@ describe('server + Node clients over socket.io', () => {
     const bad = await rawSocket();
     const rejections: Rejection[] = [];
     bad.on('rejected', (r: Rejection) => rejections.push(r));
-    const ack1 = await bad.timeout(5000).emitWithAck('update', { round: 1, attempt: 1, numExamples: 1, trainMs: 1, loss: 1, delta: new ArrayBuffer(8) });
+    const ack1 = await bad.timeout(5000).emitWithAck('update', {
+      round: 1,
+      attempt: 1,
+      numExamples: 1,
+      trainMs: 1,
+      loss: 1,
+      delta: new ArrayBuffer(8),
+    });
     expect(ack1).toMatchObject({ ok: false, reason: 'unknown_client' });
     bad.emit('hello', { protocolVersion: 999, clientId: 'x'.repeat(20), source: 'node' });
     bad.emit('launch-missiles', 1);
     bad.emit('hello', { protocolVersion: PROTOCOL_VERSION, clientId: 'hostile-client-0001', source: 'node' });
-    const ack2 = await bad.timeout(5000).emitWithAck('update', { round: 1, attempt: 1, numExamples: 1, trainMs: 1, loss: 1, delta: new ArrayBuffer(12) });
+    const ack2 = await bad.timeout(5000).emitWithAck('update', {
+      round: 1,
+      attempt: 1,
+      numExamples: 1,
+      trainMs: 1,
+      loss: 1,
+      delta: new ArrayBuffer(12),
+    });
     expect(ack2).toMatchObject({ ok: false, reason: 'wrong_length' });
     await waitFor(async () => rejections.length >= 4, 5000, 'rejections');
-    expect(rejections.map((r) => r.reason).sort()).toEqual(['malformed', 'protocol_version', 'unknown_client', 'wrong_length']);
+    expect(rejections.map((r) => r.reason).sort()).toEqual([
+      'malformed',
+      'protocol_version',
+      'unknown_client',
+      'wrong_length',
+    ]);
     const huge = await rawSocket();
     const closed = new Promise((r) => huge.once('disconnect', r));
     huge.emit('update', { delta: new ArrayBuffer(P * 4 + 200 * 1024) });
@@ -64,7 +105,12 @@ describe('server + Node clients over socket.io', () => {
     // Honest clients, one of which loses its connection after the first round.
     const ends: RoundSummary[] = [];
     for (let i = 0; i < 2; i++) {
-      const c = new AegisClient({ serverUrl: srv.url, source: 'node', spawnTrainer: nodeTrainer, backends: ['cpu'] });
+      const c = new AegisClient({
+        serverUrl: srv.url,
+        source: 'node',
+        spawnTrainer: nodeTrainer,
+        backends: ['cpu'],
+      });
       c.on('roundEnd', (r) => ends.push(r));
       clients.push(c);
       c.start();
@@ -86,8 +132,12 @@ describe('server + Node clients over socket.io', () => {
     expect(metric(m, 'aegis_updates_accepted_total')).toBe(4);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'unknown_client', event: 'update' })).toBe(1);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_length', event: 'update' })).toBe(1);
-    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'protocol_version', event: 'hello' })).toBe(1);
-    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'malformed', event: 'launch-missiles' })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'protocol_version', event: 'hello' })).toBe(
+      1,
+    );
+    expect(
+      metric(m, 'aegis_messages_rejected_total', { reason: 'malformed', event: 'launch-missiles' }),
+    ).toBe(1);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'too_large', event: 'transport' })).toBe(1);
     // Two rounds of weights out to two clients, two rounds of deltas in: binary, so about 4 bytes a parameter.
     expect(metric(m, 'aegis_bytes_sent_total')!).toBeGreaterThan(4 * P * 4);

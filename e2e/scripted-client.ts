@@ -3,7 +3,13 @@ import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
 import { numParams } from '../shared/model/spec.ts';
 import { asBytes } from '../shared/protocol/binary.ts';
-import { PROTOCOL_VERSION, type Ack, type ClientToServerEvents, type RoundStart, type ServerToClientEvents } from '../shared/protocol/messages.ts';
+import {
+  PROTOCOL_VERSION,
+  type Ack,
+  type ClientToServerEvents,
+  type RoundStart,
+  type ServerToClientEvents,
+} from '../shared/protocol/messages.ts';
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
 
@@ -31,15 +37,42 @@ export class ScriptedClient {
   silentIf: ((phase: SecPhase, m: any) => boolean) | null = null;
   private readonly rand = createSecureRandom();
 
-  constructor(url: string, readonly id: string, readonly delta: Float32Array, readonly examples: number, public vanishBefore: SecPhase | null = null) {
+  constructor(
+    url: string,
+    readonly id: string,
+    readonly delta: Float32Array,
+    readonly examples: number,
+    public vanishBefore: SecPhase | null = null,
+  ) {
     this.socket = io(url, { transports: ['websocket'], reconnection: false });
-    this.socket.on('connect', () => this.socket.emit('hello', { protocolVersion: PROTOCOL_VERSION, clientId: id, source: 'node' }));
+    this.socket.on('connect', () =>
+      this.socket.emit('hello', { protocolVersion: PROTOCOL_VERSION, clientId: id, source: 'node' }),
+    );
     this.socket.on('welcome', () => this.socket.emit('ready', { backend: 'cpu', numExamples: examples }));
-    if (process.env.DEBUG_E2E) this.socket.on('disconnect', (r, d) => console.log('DISCONNECT', id, r, String((d as any)?.message ?? d ?? '')));
+    if (process.env.DEBUG_E2E)
+      this.socket.on('disconnect', (r, d) =>
+        console.log('DISCONNECT', id, r, String((d as any)?.message ?? d ?? '')),
+      );
     this.socket.on('round:start', (m) => this.handle('keys', m, () => this.onStart(m)));
-    this.socket.on('secagg:roster', (m) => this.handle('shares', m, () => this.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...packShares(this.session!.receiveRoster(this.roster(m))) })));
+    this.socket.on('secagg:roster', (m) =>
+      this.handle('shares', m, () =>
+        this.emit('secagg:shares', {
+          round: m.round,
+          attempt: m.attempt,
+          ...packShares(this.session!.receiveRoster(this.roster(m))),
+        }),
+      ),
+    );
     this.socket.on('secagg:inbox', (m) => this.handle('masked', m, () => this.onInbox(m)));
-    this.socket.on('secagg:unmask', (m) => this.handle('unmask', m, () => this.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...packReveal(this.session!.receiveUnmask(m)) })));
+    this.socket.on('secagg:unmask', (m) =>
+      this.handle('unmask', m, () =>
+        this.emit('secagg:reveal', {
+          round: m.round,
+          attempt: m.attempt,
+          ...packReveal(this.session!.receiveUnmask(m)),
+        }),
+      ),
+    );
   }
 
   /** Errors of the client's own handlers (e.g. a send cut short by the test closing the socket). */
@@ -81,7 +114,14 @@ export class ScriptedClient {
     const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, this.rand);
     this.plain.set(m.round, enc.ring);
     const y = this.session!.mask(enc.ring);
-    await this.emit('update', { round: m.round, attempt: m.attempt, numExamples: this.examples, trainMs: 1, loss: 1, delta: y.buffer });
+    await this.emit('update', {
+      round: m.round,
+      attempt: m.attempt,
+      numExamples: this.examples,
+      trainMs: 1,
+      loss: 1,
+      delta: y.buffer,
+    });
   }
 
   roster(m: unknown) {

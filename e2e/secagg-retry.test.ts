@@ -20,10 +20,32 @@ let silent: ScriptedClient;
 beforeAll(async () => {
   await tf.setBackend('cpu');
   srv = await startServerProcess([
-    '--model', 'tiny', '--examples-per-client', '16', '--test-examples', '100', '--rounds', '1',
-    '--min-clients', '4', '--clients-per-round', '4', '--min-updates', '4', '--round-pause-ms', '200',
-    '--epochs', '1', '--batch-size', '8', '--secagg-shares-deadline-ms', '4000', '--round-deadline-ms', '60000',
-    '--max-message-bytes', String(P * 4 + 64 * 1024),
+    '--model',
+    'tiny',
+    '--examples-per-client',
+    '16',
+    '--test-examples',
+    '100',
+    '--rounds',
+    '1',
+    '--min-clients',
+    '4',
+    '--clients-per-round',
+    '4',
+    '--min-updates',
+    '4',
+    '--round-pause-ms',
+    '200',
+    '--epochs',
+    '1',
+    '--batch-size',
+    '8',
+    '--secagg-shares-deadline-ms',
+    '4000',
+    '--round-deadline-ms',
+    '60000',
+    '--max-message-bytes',
+    String(P * 4 + 64 * 1024),
   ]);
 });
 
@@ -36,7 +58,12 @@ afterAll(async () => {
 describe('secure aggregation retry', () => {
   it('an aborted attempt is retried and every client, including those waiting on attempt 1, completes it', async () => {
     for (let i = 0; i < 3; i++) {
-      const c = new AegisClient({ serverUrl: srv.url, source: 'node', spawnTrainer: nodeTrainer, backends: ['cpu'] });
+      const c = new AegisClient({
+        serverUrl: srv.url,
+        source: 'node',
+        spawnTrainer: nodeTrainer,
+        backends: ['cpu'],
+      });
       clients.push(c);
       c.start();
     }

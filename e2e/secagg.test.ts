@@ -17,10 +17,34 @@ const clients: ScriptedClient[] = [];
 
 beforeAll(async () => {
   srv = await startServerProcess([
-    '--model', 'tiny', '--examples-per-client', '8', '--test-examples', '50', '--rounds', '1',
-    '--min-clients', '8', '--clients-per-round', '8', '--min-updates', '3', '--round-pause-ms', '300',
-    '--round-deadline-ms', '30000', '--secagg-keys-deadline-ms', '10000', '--secagg-shares-deadline-ms', '10000',
-    '--secagg-unmask-deadline-ms', '10000', '--secagg-threshold', '0.4', '--max-message-bytes', String(P * 4 + 64 * 1024),
+    '--model',
+    'tiny',
+    '--examples-per-client',
+    '8',
+    '--test-examples',
+    '50',
+    '--rounds',
+    '1',
+    '--min-clients',
+    '8',
+    '--clients-per-round',
+    '8',
+    '--min-updates',
+    '3',
+    '--round-pause-ms',
+    '300',
+    '--round-deadline-ms',
+    '30000',
+    '--secagg-keys-deadline-ms',
+    '10000',
+    '--secagg-shares-deadline-ms',
+    '10000',
+    '--secagg-unmask-deadline-ms',
+    '10000',
+    '--secagg-threshold',
+    '0.4',
+    '--max-message-bytes',
+    String(P * 4 + 64 * 1024),
   ]);
 });
 
@@ -42,15 +66,27 @@ describe('secure aggregation over socket.io', () => {
     const vanish: (SecPhase | null)[] = ['keys', 'shares', 'masked', 'unmask', null, null, null, null];
     const examples = [8, 8, 8, 8, 4, 8, 12, 16];
     const deltas = examples.map(() => Float32Array.from({ length: P }, () => (Math.random() - 0.5) * 0.02));
-    for (let i = 0; i < 8; i++) clients.push(new ScriptedClient(srv.url, `scripted-client-${String(i).padStart(4, '0')}`, deltas[i], examples[i], vanish[i]));
+    for (let i = 0; i < 8; i++)
+      clients.push(
+        new ScriptedClient(
+          srv.url,
+          `scripted-client-${String(i).padStart(4, '0')}`,
+          deltas[i],
+          examples[i],
+          vanish[i],
+        ),
+      );
     const [, , , , e, f, g, h] = clients;
     const rejected: Record<string, string> = {};
-    const expectReject = (name: string) => (ack: { ok: boolean; reason?: string }) => (rejected[name] = ack.ok ? 'accepted' : ack.reason!);
+    const expectReject = (name: string) => (ack: { ok: boolean; reason?: string }) =>
+      (rejected[name] = ack.ok ? 'accepted' : ack.reason!);
 
     // Replayed keys.
     h.hooks.shares = async (c, m) => {
       if (m.round !== 1) return;
-      expectReject('replayed keys')(await c.emit('secagg:keys', { round: 1, attempt: 1, ...c.session!.advertise() }));
+      expectReject('replayed keys')(
+        await c.emit('secagg:keys', { round: 1, attempt: 1, ...c.session!.advertise() }),
+      );
     };
     // A share addressed to a client outside the roster (client 1 never advertised keys).
     g.hooks.shares = async (c, m) => {
@@ -59,20 +95,39 @@ describe('secure aggregation over socket.io', () => {
       const good = c.session!.receiveRoster(roster);
       (c.session as any).roster = new Map(); // the session builds its shares again when it answers
       const me = c.start!.secagg!.index;
-      const absent = [1, 2, 3, 4, 5, 6, 7, 8].find((i) => i !== me && !roster.peers.some((p) => p.index === i))!;
-      const forged = packShares({ commit: good.commit, shares: [...good.shares, { to: absent, ct: good.shares[0].ct }] });
-      expectReject('share to a non-neighbour')(await c.emit('secagg:shares', { round: 1, attempt: 1, ...forged }));
+      const absent = [1, 2, 3, 4, 5, 6, 7, 8].find(
+        (i) => i !== me && !roster.peers.some((p) => p.index === i),
+      )!;
+      const forged = packShares({
+        commit: good.commit,
+        shares: [...good.shares, { to: absent, ct: good.shares[0].ct }],
+      });
+      expectReject('share to a non-neighbour')(
+        await c.emit('secagg:shares', { round: 1, attempt: 1, ...forged }),
+      );
     };
     // A wrong-length masked vector.
     f.hooks.masked = async (c, m) => {
       if (m.round !== 1) return;
-      expectReject('short masked vector')(await c.emit('update', { round: 1, attempt: 1, numExamples: 8, trainMs: 1, loss: 1, delta: new Uint32Array(P).buffer }));
+      expectReject('short masked vector')(
+        await c.emit('update', {
+          round: 1,
+          attempt: 1,
+          numExamples: 8,
+          trainMs: 1,
+          loss: 1,
+          delta: new Uint32Array(P).buffer,
+        }),
+      );
     };
     // Revealing both shares of one peer.
     e.hooks.unmask = async (c, m) => {
       if (m.round !== 1 || !m.survivors.length) return;
       const peer = m.survivors[0];
-      const both = packReveal({ b: [{ of: peer, share: new Uint8Array(33) }], s: [{ of: peer, share: new Uint8Array(33) }] });
+      const both = packReveal({
+        b: [{ of: peer, share: new Uint8Array(33) }],
+        s: [{ of: peer, share: new Uint8Array(33) }],
+      });
       expectReject('both shares of a peer')(await c.emit('secagg:reveal', { round: 1, attempt: 1, ...both }));
     };
 
@@ -104,7 +159,9 @@ describe('secure aggregation over socket.io', () => {
     // The tap: every binary vector any client sent is masked (uniform-looking, unrelated to its plaintext),
     // and no client's two kinds of share were ever both revealed.
     for (const c of clients) {
-      for (const s of c.sent.filter((x) => x.event === 'update' && x.payload.delta.byteLength === (P + 2) * 4)) {
+      for (const s of c.sent.filter(
+        (x) => x.event === 'update' && x.payload.delta.byteLength === (P + 2) * 4,
+      )) {
         const y = new Uint32Array(s.payload.delta);
         const x = c.plain.get(s.payload.round)!;
         expect(chi2TopNibble(y)).toBeLessThan(52.6); // chi-square(15) at p = 1e-6
@@ -131,10 +188,17 @@ describe('secure aggregation over socket.io', () => {
 
     const m = await (await fetch(srv.url + '/metrics')).text();
     expect(metric(m, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
-    for (const phase of ['keys', 'shares', 'masked', 'unmask']) expect(metric(m, 'aegis_secagg_dropouts_total', { phase })).toBe(1);
-    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'not_neighbour', event: 'secagg:shares' })).toBe(1);
-    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'both_shares', event: 'secagg:reveal' })).toBe(1);
+    for (const phase of ['keys', 'shares', 'masked', 'unmask'])
+      expect(metric(m, 'aegis_secagg_dropouts_total', { phase })).toBe(1);
+    expect(
+      metric(m, 'aegis_messages_rejected_total', { reason: 'not_neighbour', event: 'secagg:shares' }),
+    ).toBe(1);
+    expect(
+      metric(m, 'aegis_messages_rejected_total', { reason: 'both_shares', event: 'secagg:reveal' }),
+    ).toBe(1);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_length', event: 'update' })).toBe(1);
-    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_phase', event: 'secagg:keys' })).toBe(1);
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_phase', event: 'secagg:keys' })).toBe(
+      1,
+    );
   }, 180_000);
 });

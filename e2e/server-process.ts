@@ -10,13 +10,20 @@ export interface ServerProcess {
 
 /** Starts `server/main.ts` as its own process on a free port, as an operator would, and waits for it to listen. */
 export async function startServerProcess(flags: string[], timeoutMs = 60_000): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', '--port', '0', '--host', '127.0.0.1', ...flags], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env },
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'server/main.ts', '--port', '0', '--host', '127.0.0.1', ...flags],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env },
+    },
+  );
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`server did not start in ${timeoutMs} ms:\n${out}`)),
+      timeoutMs,
+    );
     const onData = (b: Buffer): void => {
       out += b.toString();
       const m = /AegisFL server on (\S+)/.exec(out);
@@ -32,7 +39,10 @@ export async function startServerProcess(flags: string[], timeoutMs = 60_000): P
       reject(new Error(`server exited with ${code}:\n${out}`));
     });
   });
-  child.once('exit', (code, signal) => (out += `\n[server process exited: code ${code}, signal ${signal}]\n`));
+  child.once(
+    'exit',
+    (code, signal) => (out += `\n[server process exited: code ${code}, signal ${signal}]\n`),
+  );
   return {
     url,
     child,
@@ -48,28 +58,46 @@ export async function startServerProcess(flags: string[], timeoutMs = 60_000): P
 }
 
 /** Waits until the server reports `phase` (e.g. 'done' after --rounds) and returns that status. */
-export function waitForPhase(url: string, phase: ServerStatus['phase'], timeoutMs: number, everyMs = 500): Promise<ServerStatus> {
+export function waitForPhase(
+  url: string,
+  phase: ServerStatus['phase'],
+  timeoutMs: number,
+  everyMs = 500,
+): Promise<ServerStatus> {
   let lastError = '';
-  return waitFor(async () => {
-    try {
-      const s = (await fetch(url + '/api/status').then((r) => r.json())) as ServerStatus;
-      return s.phase === phase ? s : null;
-    } catch (e) {
-      // Clients training in this same process can block the event loop past the server's keep-alive
-      // timeout; the next poll then meets a closed socket. That is not the server failing: poll again.
-      lastError = String((e as Error).cause ?? e);
-      return null;
-    }
-  }, timeoutMs, () => `phase "${phase}"${lastError ? ` (last poll: ${lastError})` : ''}`, everyMs);
+  return waitFor(
+    async () => {
+      try {
+        const s = (await fetch(url + '/api/status').then((r) => r.json())) as ServerStatus;
+        return s.phase === phase ? s : null;
+      } catch (e) {
+        // Clients training in this same process can block the event loop past the server's keep-alive
+        // timeout; the next poll then meets a closed socket. That is not the server failing: poll again.
+        lastError = String((e as Error).cause ?? e);
+        return null;
+      }
+    },
+    timeoutMs,
+    () => `phase "${phase}"${lastError ? ` (last poll: ${lastError})` : ''}`,
+    everyMs,
+  );
 }
 
 /** Polls until `fn` returns a truthy value or the time runs out. */
-export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs: number, what: string | (() => string), everyMs = 500): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined | null | false>,
+  timeoutMs: number,
+  what: string | (() => string),
+  everyMs = 500,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
+    if (Date.now() > end)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`,
+      );
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -22,7 +22,11 @@ export interface Swarm {
  * Opens N demo pages, each its own browser context (own storage, own client id), joined automatically.
  * Every page is a real participant: Web Worker, tfjs backend selection, socket.io, binary updates.
  */
-export async function startSwarm(serverUrl: string, n: number, opts: { backends?: string } = {}): Promise<Swarm> {
+export async function startSwarm(
+  serverUrl: string,
+  n: number,
+  opts: { backends?: string } = {},
+): Promise<Swarm> {
   const browser = await launchChromium();
   const pages: Page[] = [];
   const q = new URLSearchParams({ join: '1', source: 'swarm' });
@@ -41,8 +45,18 @@ export async function startSwarm(serverUrl: string, n: number, opts: { backends?
       Promise.all(
         pages.map((p) =>
           p.evaluate(() => {
-            const a = (window as unknown as { __aegis: SwarmPageState & { client: { state: string } | null } }).__aegis;
-            return { backend: a.backend, where: a.where, roundsTrained: a.roundsTrained, acks: a.acks, sent: a.sent, errors: a.errors, state: a.client?.state ?? null };
+            const a = (
+              window as unknown as { __aegis: SwarmPageState & { client: { state: string } | null } }
+            ).__aegis;
+            return {
+              backend: a.backend,
+              where: a.where,
+              roundsTrained: a.roundsTrained,
+              acks: a.acks,
+              sent: a.sent,
+              errors: a.errors,
+              state: a.client?.state ?? null,
+            };
           }),
         ),
       ),

@@ -28,7 +28,9 @@ for (;;) {
   const states = await swarm.states().catch(() => []);
   const backends = states.map((s) => s.backend ?? '?').join(',');
   const trained = states.reduce((s, x) => s + x.roundsTrained, 0);
-  const status = await fetch(`${values.url}/api/status`).then((r) => r.json() as Promise<{ round: number; phase: string; history: { accuracy: number }[] }>).catch(() => null);
+  const status = await fetch(`${values.url}/api/status`)
+    .then((r) => r.json() as Promise<{ round: number; phase: string; history: { accuracy: number }[] }>)
+    .catch(() => null);
   const acc = status?.history.at(-1)?.accuracy;
   process.stdout.write(
     `\rround ${status?.round ?? '?'} ${status?.phase ?? 'unreachable'} | client updates ${trained} | backends ${backends} | accuracy ${acc === undefined ? '–' : (acc * 100).toFixed(1) + '%'}   `,

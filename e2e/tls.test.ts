@@ -13,8 +13,35 @@ let srv: ServerProcess;
 
 beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'aegis-tls-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
-  srv = await startServerProcess(['--model', 'tiny', '--test-examples', '10', '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem')]);
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+    ],
+    { stdio: 'ignore' },
+  );
+  srv = await startServerProcess([
+    '--model',
+    'tiny',
+    '--test-examples',
+    '10',
+    '--tls-cert',
+    join(dir, 'cert.pem'),
+    '--tls-key',
+    join(dir, 'key.pem'),
+  ]);
 });
 afterAll(() => srv?.stop());
 
@@ -31,7 +58,13 @@ describe('TLS', () => {
     expect(JSON.parse(body)).toMatchObject({ ok: true });
     const s = io(srv.url, { transports: ['websocket'], rejectUnauthorized: false, reconnection: false });
     const welcome = await new Promise<Welcome>((resolve, reject) => {
-      s.on('connect', () => s.emit('hello', { protocolVersion: PROTOCOL_VERSION, clientId: 'tls-client-000000001', source: 'node' }));
+      s.on('connect', () =>
+        s.emit('hello', {
+          protocolVersion: PROTOCOL_VERSION,
+          clientId: 'tls-client-000000001',
+          source: 'node',
+        }),
+      );
       s.on('welcome', resolve);
       s.on('connect_error', reject);
     });

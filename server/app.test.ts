@@ -37,7 +37,15 @@ describe('HTTP routes', () => {
     const r = await app.request('/metrics');
     expect(r.headers.get('content-type')).toMatch(/text\/plain/);
     const t = await r.text();
-    for (const m of ['aegis_rounds_completed_total 0', 'aegis_clients_connected 0', 'aegis_messages_rejected_total{reason="wrong_length",event="update"} 0', 'aegis_round_duration_seconds_bucket', 'aegis_bytes_received_total', 'aegis_test_accuracy', 'aegis_stragglers_dropped_total'])
+    for (const m of [
+      'aegis_rounds_completed_total 0',
+      'aegis_clients_connected 0',
+      'aegis_messages_rejected_total{reason="wrong_length",event="update"} 0',
+      'aegis_round_duration_seconds_bucket',
+      'aegis_bytes_received_total',
+      'aegis_test_accuracy',
+      'aegis_stragglers_dropped_total',
+    ])
       expect(t).toContain(m);
   });
 

@@ -20,12 +20,18 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
   app.use('*', async (c, next) => {
     await next();
     const p = c.req.path;
-    if (p.startsWith('/assets/') || p === '/aegis-embed.js' || p.startsWith('/api/')) c.header('Access-Control-Allow-Origin', '*');
+    if (p.startsWith('/assets/') || p === '/aegis-embed.js' || p.startsWith('/api/'))
+      c.header('Access-Control-Allow-Origin', '*');
   });
 
   app.get('/health', (c) => {
     const s = coordinator.status();
-    return c.json({ ok: true, phase: s.phase, round: s.round, uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) });
+    return c.json({
+      ok: true,
+      phase: s.phase,
+      round: s.round,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+    });
   });
 
   app.get('/metrics', async (c) => {
@@ -39,13 +45,20 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
   app.get('/api/model/weights', (c) => {
     const w = coordinator.globalWeights;
     const bytes = new Uint8Array(w.buffer, w.byteOffset, w.byteLength).slice();
-    return c.body(bytes, 200, { 'Content-Type': 'application/octet-stream', 'X-Aegis-Round': String(coordinator.status().history.length), 'Cache-Control': 'no-store' });
+    return c.body(bytes, 200, {
+      'Content-Type': 'application/octet-stream',
+      'X-Aegis-Round': String(coordinator.status().history.length),
+      'Cache-Control': 'no-store',
+    });
   });
 
   app.get('/api/data/shard/:n', (c) => {
     const bytes = data.shard(Number(c.req.param('n')));
     if (!bytes) return c.json({ error: 'no such shard' }, 404);
-    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'public, max-age=3600' });
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+      'Content-Type': 'application/octet-stream',
+      'Cache-Control': 'public, max-age=3600',
+    });
   });
 
   app.get('/', (c) => c.redirect('/demo/'));

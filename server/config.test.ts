@@ -11,8 +11,29 @@ describe('parseConfig', () => {
   });
 
   it('parses every kind of flag', () => {
-    const c = parseConfig(['--port', '0', '--model', 'tiny', '--rounds', '3', '--lr', '0.01', '--optimizer', 'sgd', '--quiet', '--cifar-dir', '/data']);
-    expect(c).toMatchObject({ port: 0, rounds: 3, learningRate: 0.01, optimizer: 'sgd', logLevel: 'quiet', cifarDir: '/data' });
+    const c = parseConfig([
+      '--port',
+      '0',
+      '--model',
+      'tiny',
+      '--rounds',
+      '3',
+      '--lr',
+      '0.01',
+      '--optimizer',
+      'sgd',
+      '--quiet',
+      '--cifar-dir',
+      '/data',
+    ]);
+    expect(c).toMatchObject({
+      port: 0,
+      rounds: 3,
+      learningRate: 0.01,
+      optimizer: 'sgd',
+      logLevel: 'quiet',
+      cifarDir: '/data',
+    });
     expect(c.model.name).toBe('tiny');
   });
 
@@ -21,8 +42,14 @@ describe('parseConfig', () => {
     [['--lr', 'fast'], /--lr must be a number/],
     [['--model', 'huge'], /unknown model "huge"/],
     [['--optimizer', 'rmsprop'], /--optimizer must be sgd or adam/],
-    [['--min-updates', '5', '--clients-per-round', '3'], /--min-updates \(5\) cannot exceed --clients-per-round \(3\)/],
-    [['--min-clients', '1', '--min-updates', '2'], /--min-clients \(1\) must be at least --min-updates \(2\)/],
+    [
+      ['--min-updates', '5', '--clients-per-round', '3'],
+      /--min-updates \(5\) cannot exceed --clients-per-round \(3\)/,
+    ],
+    [
+      ['--min-clients', '1', '--min-updates', '2'],
+      /--min-clients \(1\) must be at least --min-updates \(2\)/,
+    ],
     [['--tls-cert', 'a.pem'], /--tls-cert and --tls-key go together/],
     [['--max-message-bytes', '100000'], /below one "small" update/],
     [['--bogus'], /Unknown option '--bogus'/],
@@ -36,7 +63,10 @@ describe('parseConfig', () => {
     [['--dp-noise', '1'], /DP needs a budget: set --dp-epsilon/],
     [['--dp-epsilon', '3'], /--dp-epsilon needs --dp-noise/],
     [['--dp-adaptive-clip'], /--dp-adaptive-clip needs --dp-noise/],
-    [['--dp-noise', '1', '--dp-epsilon', '5', '--dp-adaptive-clip', '--clients-per-round', '10'], /z < 2 sigma_b = 1/],
+    [
+      ['--dp-noise', '1', '--dp-epsilon', '5', '--dp-adaptive-clip', '--clients-per-round', '10'],
+      /z < 2 sigma_b = 1/,
+    ],
     [['--dp-noise', '1', '--dp-epsilon', '5', '--dp-population', '3'], /--dp-population cannot be below/],
   ])('refuses %j', (argv, msg) => {
     expect(() => parseConfig(argv)).toThrow(msg);
@@ -49,29 +79,75 @@ describe('parseConfig', () => {
   });
 
   it('DP: a given z, or z derived from a target epsilon over a number of rounds', () => {
-    const a = parseConfig(['--dp-noise', '1.1', '--dp-epsilon', '8', '--dp-clip', '0.2', '--dp-population', '1000']);
-    expect(a.dp).toMatchObject({ noiseMultiplier: 1.1, epsilonBudget: 8, clipNorm: 0.2, delta: 1e-5, population: 1000, adaptive: null });
-    const b = parseConfig(['--dp-epsilon', '8', '--dp-rounds', '50', '--dp-population', '1000', '--dp-adaptive-clip', '--dp-indicator-std', '5']);
+    const a = parseConfig([
+      '--dp-noise',
+      '1.1',
+      '--dp-epsilon',
+      '8',
+      '--dp-clip',
+      '0.2',
+      '--dp-population',
+      '1000',
+    ]);
+    expect(a.dp).toMatchObject({
+      noiseMultiplier: 1.1,
+      epsilonBudget: 8,
+      clipNorm: 0.2,
+      delta: 1e-5,
+      population: 1000,
+      adaptive: null,
+    });
+    const b = parseConfig([
+      '--dp-epsilon',
+      '8',
+      '--dp-rounds',
+      '50',
+      '--dp-population',
+      '1000',
+      '--dp-adaptive-clip',
+      '--dp-indicator-std',
+      '5',
+    ]);
     expect(b.dp!.noiseMultiplier).toBeGreaterThan(0.3);
     expect(b.dp!.noiseMultiplier).toBeLessThan(3);
     expect(b.dp!.adaptive).toEqual({ targetQuantile: 0.5, learningRate: 0.2, indicatorStd: 5 });
   });
 
   it('server optimizer and FedProx flags', () => {
-    const c = parseConfig(['--server-opt', 'fedyogi', '--server-lr', '0.03', '--server-tau', '0.01', '--prox-mu', '0.1']);
+    const c = parseConfig([
+      '--server-opt',
+      'fedyogi',
+      '--server-lr',
+      '0.03',
+      '--server-tau',
+      '0.01',
+      '--prox-mu',
+      '0.1',
+    ]);
     expect(c.serverOptimizer).toEqual({ name: 'fedyogi', momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 0.01 });
     expect(c.serverLearningRate).toBe(0.03);
     expect(c.proximalMu).toBe(0.1);
     expect(c.augment).toBe(false);
     expect(parseConfig(['--augment', 'on']).augment).toBe(true);
     expect(parseConfig([]).serverOptimizer.name).toBe('fedavg');
-    expect(parseConfig(['--partition', 'dirichlet', '--dirichlet-alpha', '0.3']).partition).toEqual({ kind: 'dirichlet', alpha: 0.3 });
+    expect(parseConfig(['--partition', 'dirichlet', '--dirichlet-alpha', '0.3']).partition).toEqual({
+      kind: 'dirichlet',
+      alpha: 0.3,
+    });
     expect(parseConfig(['--partition', 'shards']).partition).toEqual({ kind: 'shards', shardsPerClient: 2 });
     expect(parseConfig([]).partition).toEqual({ kind: 'iid' });
   });
 
   it('help lists every flag', () => {
     const h = helpText();
-    for (const f of ['--port', '--round-deadline-ms', '--min-updates', '--cifar-dir', '--max-message-bytes', '--tls-cert']) expect(h).toContain(f);
+    for (const f of [
+      '--port',
+      '--round-deadline-ms',
+      '--min-updates',
+      '--cifar-dir',
+      '--max-message-bytes',
+      '--tls-cert',
+    ])
+      expect(h).toContain(f);
   });
 });

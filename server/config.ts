@@ -4,7 +4,12 @@ import type { LocalOptimizer } from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
 import type { PartitionScheme } from '../shared/fl/partition.ts';
-import { SERVER_OPTIMIZERS, SERVER_OPTIMIZER_DEFAULTS, type ServerOptimizerConfig, type ServerOptimizerName } from '../shared/fl/server-opt.ts';
+import {
+  SERVER_OPTIMIZERS,
+  SERVER_OPTIMIZER_DEFAULTS,
+  type ServerOptimizerConfig,
+  type ServerOptimizerName,
+} from '../shared/fl/server-opt.ts';
 
 export interface DpConfig {
   /** Total noise multiplier z per round (std of the noise on the SUM / clip norm). */
@@ -139,9 +144,15 @@ export const FLAGS = {
   'prox-mu': { type: 'string', help: 'FedProx proximal term mu on the clients (0 = off)' },
   augment: { type: 'string', help: 'client data augmentation, random crop + mirror: on | off' },
   partition: { type: 'string', help: 'client data split: iid | dirichlet | shards' },
-  'dirichlet-alpha': { type: 'string', help: 'label-skew concentration for --partition dirichlet (small = skewed)' },
+  'dirichlet-alpha': {
+    type: 'string',
+    help: 'label-skew concentration for --partition dirichlet (small = skewed)',
+  },
   'shards-per-client': { type: 'string', help: 'label-sorted shards per client for --partition shards' },
-  'unbalanced-sigma': { type: 'string', help: 'log-normal sigma of client sizes for --partition iid (0 = equal)' },
+  'unbalanced-sigma': {
+    type: 'string',
+    help: 'log-normal sigma of client sizes for --partition iid (0 = equal)',
+  },
   'examples-per-client': { type: 'string', help: 'examples per client (synthetic) or per CIFAR-10 shard' },
   'test-examples': { type: 'string', help: 'held-out examples for server evaluation' },
   'cifar-dir': { type: 'string', help: 'directory with CIFAR-10 data_batch_*.bin / test_batch.bin' },
@@ -156,32 +167,52 @@ export const FLAGS = {
   'secagg-unmask-deadline-ms': { type: 'string', help: 'ms for survivors to reveal shares (SecAgg R4)' },
   'secagg-dropout': { type: 'string', help: 'assumed dropout rate, sets the SecAgg+ neighbour degree' },
   'secagg-corrupt': { type: 'string', help: 'assumed colluding fraction of clients, sets the degree' },
-  'secagg-threshold': { type: 'string', help: 'Shamir threshold as a fraction of the degree (t = floor(f k) + 1)' },
+  'secagg-threshold': {
+    type: 'string',
+    help: 'Shamir threshold as a fraction of the degree (t = floor(f k) + 1)',
+  },
   'coord-clip': { type: 'string', help: 'per-coordinate clip of encoded updates' },
   'dp-noise': { type: 'string', help: 'DP noise multiplier z (std on the sum / clip); 0 = DP off' },
   'dp-epsilon': { type: 'string', help: 'DP budget: training stops before a round would exceed it' },
   'dp-delta': { type: 'string', help: 'DP delta' },
-  'dp-rounds': { type: 'string', help: 'with --dp-epsilon and no --dp-noise: derive z to last this many rounds' },
+  'dp-rounds': {
+    type: 'string',
+    help: 'with --dp-epsilon and no --dp-noise: derive z to last this many rounds',
+  },
   'dp-clip': { type: 'string', help: 'L2 clip norm C of each update (initial value if adaptive)' },
-  'dp-population': { type: 'string', help: 'clients the cohort is drawn from (q = clients-per-round / population); 0 = unknown, q = 1' },
+  'dp-population': {
+    type: 'string',
+    help: 'clients the cohort is drawn from (q = clients-per-round / population); 0 = unknown, q = 1',
+  },
   'dp-adaptive-clip': { type: 'boolean', help: 'learn C toward a quantile of update norms (privately)' },
   'dp-target-quantile': { type: 'string', help: 'adaptive clipping: target quantile gamma' },
   'dp-clip-lr': { type: 'string', help: 'adaptive clipping: geometric learning rate eta' },
-  'dp-indicator-std': { type: 'string', help: 'adaptive clipping: noise std sigma_b on the clipped count (default 0.05 x clients-per-round)' },
+  'dp-indicator-std': {
+    type: 'string',
+    help: 'adaptive clipping: noise std sigma_b on the clipped count (default 0.05 x clients-per-round)',
+  },
   help: { type: 'boolean', help: 'print this help' },
 } as const;
 
-function int(name: string, v: string | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function int(
+  name: string,
+  v: string | undefined,
+  def: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in ${min}..${max}, got "${v}"`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new Error(`--${name} must be an integer in ${min}..${max}, got "${v}"`);
   return n;
 }
 
 function num(name: string, v: string | undefined, def: number, min: number, max: number): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number in ${min}..${max}, got "${v}"`);
+  if (!Number.isFinite(n) || n < min || n > max)
+    throw new Error(`--${name} must be a number in ${min}..${max}, got "${v}"`);
   return n;
 }
 
@@ -190,7 +221,8 @@ export function parsePartition(s: (k: string) => string | undefined): PartitionS
   const kind = s('partition') ?? 'iid';
   const only = (allowed: string[]) => {
     for (const k of ['dirichlet-alpha', 'shards-per-client', 'unbalanced-sigma']) {
-      if (!allowed.includes(k) && s(k) !== undefined) throw new Error(`--${k} does not apply to --partition ${kind}`);
+      if (!allowed.includes(k) && s(k) !== undefined)
+        throw new Error(`--${k} does not apply to --partition ${kind}`);
     }
   };
   if (kind === 'iid') {
@@ -210,7 +242,8 @@ export function parsePartition(s: (k: string) => string | undefined): PartitionS
 }
 
 function serverOptName(v: string): ServerOptimizerName {
-  if (!SERVER_OPTIMIZERS.includes(v as ServerOptimizerName)) throw new Error(`--server-opt must be one of ${SERVER_OPTIMIZERS.join(', ')}, got "${v}"`);
+  if (!SERVER_OPTIMIZERS.includes(v as ServerOptimizerName))
+    throw new Error(`--server-opt must be one of ${SERVER_OPTIMIZERS.join(', ')}, got "${v}"`);
   return v as ServerOptimizerName;
 }
 
@@ -222,11 +255,16 @@ function onOff(name: string, v: string | undefined, def: boolean): boolean {
 }
 
 /** DP is on when --dp-noise > 0, or when --dp-epsilon and --dp-rounds ask for z to be derived. */
-function parseDp(s: (k: string) => string | undefined, adaptive: boolean, clientsPerRound: number): DpConfig | null {
+function parseDp(
+  s: (k: string) => string | undefined,
+  adaptive: boolean,
+  clientsPerRound: number,
+): DpConfig | null {
   const noise = num('dp-noise', s('dp-noise'), 0, 0, 1e4);
   const rounds = int('dp-rounds', s('dp-rounds'), 0, 0);
   if (noise === 0 && rounds === 0) {
-    for (const k of ['dp-epsilon', 'dp-clip', 'dp-population']) if (s(k) !== undefined) throw new Error(`--${k} needs --dp-noise (or --dp-epsilon with --dp-rounds)`);
+    for (const k of ['dp-epsilon', 'dp-clip', 'dp-population'])
+      if (s(k) !== undefined) throw new Error(`--${k} needs --dp-noise (or --dp-epsilon with --dp-rounds)`);
     if (adaptive) throw new Error('--dp-adaptive-clip needs --dp-noise (or --dp-epsilon with --dp-rounds)');
     return null;
   }
@@ -234,7 +272,8 @@ function parseDp(s: (k: string) => string | undefined, adaptive: boolean, client
   const epsilonBudget = num('dp-epsilon', s('dp-epsilon'), 0, 1e-3, 1e6);
   const delta = num('dp-delta', s('dp-delta'), 1e-5, 1e-12, 0.1);
   const population = int('dp-population', s('dp-population'), 0, 0);
-  if (population > 0 && population < clientsPerRound) throw new Error('--dp-population cannot be below --clients-per-round');
+  if (population > 0 && population < clientsPerRound)
+    throw new Error('--dp-population cannot be below --clients-per-round');
   const q = population > 0 ? clientsPerRound / population : 1;
   const noiseMultiplier = noise > 0 ? noise : noiseForEpsilon(epsilonBudget, delta, q, rounds);
   const dp: DpConfig = {
@@ -267,11 +306,17 @@ export function helpText(): string {
 
 /** Parses argv into a validated config; throws with a message naming the flag on bad input. */
 export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
-  const { values: v } = parseArgs({ args: argv, options: FLAGS as never, strict: true, allowPositionals: false }) as { values: Record<string, string | boolean | undefined> };
+  const { values: v } = parseArgs({
+    args: argv,
+    options: FLAGS as never,
+    strict: true,
+    allowPositionals: false,
+  }) as { values: Record<string, string | boolean | undefined> };
   const s = (k: string): string | undefined => v[k] as string | undefined;
   const d = DEFAULTS;
   const optimizer = (s('optimizer') ?? d.optimizer) as LocalOptimizer;
-  if (optimizer !== 'sgd' && optimizer !== 'adam') throw new Error(`--optimizer must be sgd or adam, got "${optimizer}"`);
+  if (optimizer !== 'sgd' && optimizer !== 'adam')
+    throw new Error(`--optimizer must be sgd or adam, got "${optimizer}"`);
   const cfg: ServerConfig & { help: boolean } = {
     help: v.help === true,
     port: int('port', s('port'), d.port, 0, 65535),
@@ -305,13 +350,33 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     cifarDir: s('cifar-dir'),
     seed: int('seed', s('seed'), d.seed, 0, 2 ** 31),
     maxMessageBytes: int('max-message-bytes', s('max-message-bytes'), d.maxMessageBytes, 1024),
-    maxExamplesPerClient: int('max-examples-per-client', s('max-examples-per-client'), d.maxExamplesPerClient, 1),
+    maxExamplesPerClient: int(
+      'max-examples-per-client',
+      s('max-examples-per-client'),
+      d.maxExamplesPerClient,
+      1,
+    ),
     distDir: s('dist-dir') ?? d.distDir,
     logLevel: v.quiet ? 'quiet' : 'info',
     secagg: onOff('secagg', s('secagg'), d.secagg),
-    secaggKeysDeadlineMs: int('secagg-keys-deadline-ms', s('secagg-keys-deadline-ms'), d.secaggKeysDeadlineMs, 100),
-    secaggSharesDeadlineMs: int('secagg-shares-deadline-ms', s('secagg-shares-deadline-ms'), d.secaggSharesDeadlineMs, 100),
-    secaggUnmaskDeadlineMs: int('secagg-unmask-deadline-ms', s('secagg-unmask-deadline-ms'), d.secaggUnmaskDeadlineMs, 100),
+    secaggKeysDeadlineMs: int(
+      'secagg-keys-deadline-ms',
+      s('secagg-keys-deadline-ms'),
+      d.secaggKeysDeadlineMs,
+      100,
+    ),
+    secaggSharesDeadlineMs: int(
+      'secagg-shares-deadline-ms',
+      s('secagg-shares-deadline-ms'),
+      d.secaggSharesDeadlineMs,
+      100,
+    ),
+    secaggUnmaskDeadlineMs: int(
+      'secagg-unmask-deadline-ms',
+      s('secagg-unmask-deadline-ms'),
+      d.secaggUnmaskDeadlineMs,
+      100,
+    ),
     secaggDropout: num('secagg-dropout', s('secagg-dropout'), d.secaggDropout, 1e-6, 0.5),
     secaggCorrupt: num('secagg-corrupt', s('secagg-corrupt'), d.secaggCorrupt, 1e-6, 0.5),
     secaggThreshold: num('secagg-threshold', s('secagg-threshold'), d.secaggThreshold, 0, 0.99),
@@ -324,14 +389,23 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
 
 /** Cross-field checks: a config that cannot work is refused at start-up, not discovered mid-run. */
 export function validateConfig<T extends ServerConfig>(c: T): T {
-  if (c.minUpdates > c.clientsPerRound) throw new Error(`--min-updates (${c.minUpdates}) cannot exceed --clients-per-round (${c.clientsPerRound})`);
-  if (c.minClients < c.minUpdates) throw new Error(`--min-clients (${c.minClients}) must be at least --min-updates (${c.minUpdates})`);
-  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key go together');
+  if (c.minUpdates > c.clientsPerRound)
+    throw new Error(
+      `--min-updates (${c.minUpdates}) cannot exceed --clients-per-round (${c.clientsPerRound})`,
+    );
+  if (c.minClients < c.minUpdates)
+    throw new Error(`--min-clients (${c.minClients}) must be at least --min-updates (${c.minUpdates})`);
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined))
+    throw new Error('--tls-cert and --tls-key go together');
   const updateBytes = numParams(c.model) * 4;
   if (c.maxMessageBytes < updateBytes + 4096) {
-    throw new Error(`--max-message-bytes (${c.maxMessageBytes}) is below one "${c.model.name}" update (${updateBytes} bytes + 4 KiB envelope)`);
+    throw new Error(
+      `--max-message-bytes (${c.maxMessageBytes}) is below one "${c.model.name}" update (${updateBytes} bytes + 4 KiB envelope)`,
+    );
   }
-  if (c.secagg && c.minUpdates < 2) throw new Error('--secagg on needs --min-updates >= 2 (a sum over one client is that client\'s update)');
-  if (c.examplesPerClient > c.maxExamplesPerClient) throw new Error('--examples-per-client exceeds --max-examples-per-client');
+  if (c.secagg && c.minUpdates < 2)
+    throw new Error("--secagg on needs --min-updates >= 2 (a sum over one client is that client's update)");
+  if (c.examplesPerClient > c.maxExamplesPerClient)
+    throw new Error('--examples-per-client exceeds --max-examples-per-client');
   return c;
 }

@@ -30,7 +30,17 @@ beforeAll(async () => {
 afterEach(() => coord?.stop());
 
 async function setup(over: Partial<ServerConfig> = {}) {
-  const config: ServerConfig = { ...DEFAULTS, secagg: false, model: spec, minClients: 2, clientsPerRound: 3, minUpdates: 2, roundDeadlineMs: 400, roundPauseMs: 0, ...over };
+  const config: ServerConfig = {
+    ...DEFAULTS,
+    secagg: false,
+    model: spec,
+    minClients: 2,
+    clientsPerRound: 3,
+    minUpdates: 2,
+    roundDeadlineMs: 400,
+    roundPauseMs: 0,
+    ...over,
+  };
   const metrics = createMetrics();
   const c = new Coordinator({
     config,
@@ -53,7 +63,14 @@ function join(c: Coordinator, n: number, examples = 8): MemLink {
   return l;
 }
 const delta = (v: number): ArrayBuffer => new Float32Array(P).fill(v).buffer;
-const upd = (round: number, attempt: number, v: number, numExamples = 8) => ({ round, attempt, numExamples, trainMs: 1, loss: 1, delta: delta(v) });
+const upd = (round: number, attempt: number, v: number, numExamples = 8) => ({
+  round,
+  attempt,
+  numExamples,
+  trainMs: 1,
+  loss: 1,
+  delta: delta(v),
+});
 const rejectReason = (fn: () => unknown): string => {
   try {
     fn();
@@ -68,7 +85,12 @@ describe('Coordinator', () => {
   it('welcomes clients with model and data, starts a round at minClients and sends binary weights', async () => {
     const { c } = await setup();
     const a = join(c, 1);
-    expect(a.last('welcome')).toMatchObject({ protocolVersion: PROTOCOL_VERSION, clientId: id(1), model: spec, data: { kind: 'synthetic', seed: 0 } });
+    expect(a.last('welcome')).toMatchObject({
+      protocolVersion: PROTOCOL_VERSION,
+      clientId: id(1),
+      model: spec,
+      data: { kind: 'synthetic', seed: 0 },
+    });
     expect(a.last('round:start')).toBeUndefined();
     const b = join(c, 2);
     const rs = a.last('round:start');
@@ -79,7 +101,8 @@ describe('Coordinator', () => {
 
   it('aggregates the example-weighted mean, evaluates, broadcasts round:end', async () => {
     const { c, metrics } = await setup();
-    const a = join(c, 1), b = join(c, 2);
+    const a = join(c, 1),
+      b = join(c, 2);
     const done = nextEvent(c, 'roundEnd');
     expect(c.update(id(1), upd(1, 1, 1, 8))).toEqual({ ok: true });
     expect(c.update(id(2), upd(1, 1, 4, 24))).toEqual({ ok: true });
@@ -95,7 +118,12 @@ describe('Coordinator', () => {
   });
 
   it('applies the configured server optimizer (FedAdam) to the aggregate, and sends FedProx mu and augmentation to clients', async () => {
-    const { c } = await setup({ serverLearningRate: 0.1, serverOptimizer: { name: 'fedadam', momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 1e-3 }, proximalMu: 0.5, augment: true });
+    const { c } = await setup({
+      serverLearningRate: 0.1,
+      serverOptimizer: { name: 'fedadam', momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 1e-3 },
+      proximalMu: 0.5,
+      augment: true,
+    });
     const a = join(c, 1);
     join(c, 2);
     expect(a.last('round:start').train.proximalMu).toBe(0.5);
@@ -110,7 +138,9 @@ describe('Coordinator', () => {
 
   it('drops stragglers at the deadline and completes with those who reported', async () => {
     const { c, metrics } = await setup({ minClients: 3 });
-    join(c, 1); join(c, 2); join(c, 3);
+    join(c, 1);
+    join(c, 2);
+    join(c, 3);
     c.update(id(1), upd(1, 1, 1));
     c.update(id(2), upd(1, 1, 1));
     const s = await nextEvent(c, 'roundEnd');
@@ -131,7 +161,9 @@ describe('Coordinator', () => {
     const failed = await nextEvent(c, 'roundFailed');
     expect(failed).toMatchObject({ round: 1, attempt: 1, updates: 1 });
     expect(c.globalWeights).toEqual(w0);
-    expect(await metricValue(metrics, 'aegis_round_attempts_failed_total', { reason: 'too_few_updates' })).toBe(1);
+    expect(
+      await metricValue(metrics, 'aegis_round_attempts_failed_total', { reason: 'too_few_updates' }),
+    ).toBe(1);
     await nextEvent(c, 'roundStart');
     expect(a.last('round:start')).toMatchObject({ round: 1, attempt: 2 });
     // An update for the failed attempt is late; the new attempt accepts.
@@ -141,21 +173,30 @@ describe('Coordinator', () => {
 
   it('rejects every kind of bad update with its reason and keeps the round going', async () => {
     const { c } = await setup({ clientsPerRound: 2, minClients: 2, roundDeadlineMs: 5000 });
-    join(c, 1); join(c, 2);
+    join(c, 1);
+    join(c, 2);
     const outsider = new MemLink();
     c.hello(outsider, { protocolVersion: PROTOCOL_VERSION, clientId: id(9), source: 'node' }); // connected, not ready
     expect(rejectReason(() => c.update(null, upd(1, 1, 1)))).toBe('unknown_client');
     expect(rejectReason(() => c.update('never-said-hello-123', upd(1, 1, 1)))).toBe('unknown_client');
     expect(rejectReason(() => c.update(id(9), upd(1, 1, 1)))).toBe('not_selected');
-    expect(rejectReason(() => c.update(id(1), { ...upd(1, 1, 1), delta: new Float32Array(P - 1).buffer }))).toBe('wrong_length');
-    expect(rejectReason(() => c.update(id(1), { ...upd(1, 1, 1), delta: new Float32Array(P).fill(NaN).buffer }))).toBe('not_finite');
-    expect(rejectReason(() => c.update(id(1), { ...upd(1, 1, 1), delta: Array.from({ length: P }, () => 0) }))).toBe('malformed');
+    expect(
+      rejectReason(() => c.update(id(1), { ...upd(1, 1, 1), delta: new Float32Array(P - 1).buffer })),
+    ).toBe('wrong_length');
+    expect(
+      rejectReason(() => c.update(id(1), { ...upd(1, 1, 1), delta: new Float32Array(P).fill(NaN).buffer })),
+    ).toBe('not_finite');
+    expect(
+      rejectReason(() => c.update(id(1), { ...upd(1, 1, 1), delta: Array.from({ length: P }, () => 0) })),
+    ).toBe('malformed');
     expect(rejectReason(() => c.update(id(1), upd(2, 1, 1)))).toBe('wrong_round');
     expect(rejectReason(() => c.update(id(1), upd(1, 7, 1)))).toBe('wrong_round');
     expect(rejectReason(() => c.update(id(1), { ...upd(1, 1, 1), numExamples: 1e9 }))).toBe('malformed');
     expect(c.update(id(1), upd(1, 1, 1))).toEqual({ ok: true });
     expect(rejectReason(() => c.update(id(1), upd(1, 1, 1)))).toBe('duplicate');
-    expect(rejectReason(() => c.hello(new MemLink(), { protocolVersion: 0, clientId: id(5), source: 'node' }))).toBe('protocol_version');
+    expect(
+      rejectReason(() => c.hello(new MemLink(), { protocolVersion: 0, clientId: id(5), source: 'node' })),
+    ).toBe('protocol_version');
     // None of that disturbed the honest client.
     const done = nextEvent(c, 'roundEnd');
     expect(c.update(id(2), upd(1, 1, 3))).toEqual({ ok: true });
@@ -165,7 +206,8 @@ describe('Coordinator', () => {
 
   it('closes early when the only clients left to report are offline, and accepts a reconnect', async () => {
     const { c } = await setup({ minClients: 3, minUpdates: 2, roundDeadlineMs: 10_000 });
-    join(c, 1); join(c, 2);
+    join(c, 1);
+    join(c, 2);
     const l3 = join(c, 3);
     c.update(id(1), upd(1, 1, 1));
     // Client 2 reconnects on a new socket: the old socket's disconnect must not count.
@@ -182,7 +224,8 @@ describe('Coordinator', () => {
 
   it('stops after the configured number of rounds', async () => {
     const { c } = await setup({ rounds: 1 });
-    join(c, 1); join(c, 2);
+    join(c, 1);
+    join(c, 2);
     const done = nextEvent(c, 'done');
     c.update(id(1), upd(1, 1, 1));
     c.update(id(2), upd(1, 1, 1));

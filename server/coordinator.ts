@@ -44,7 +44,6 @@ interface ClientRecord {
   numExamples: number;
 }
 
-
 export interface CoordinatorDeps {
   config: ServerConfig;
   metrics: Metrics;
@@ -101,11 +100,17 @@ export class Coordinator extends EventEmitter {
     super();
     this.cfg = deps.config;
     this.numParams = numParams(this.cfg.model);
-    if (deps.initialWeights.length !== this.numParams) throw new Error(`initial weights have ${deps.initialWeights.length} values, model needs ${this.numParams}`);
+    if (deps.initialWeights.length !== this.numParams)
+      throw new Error(
+        `initial weights have ${deps.initialWeights.length} values, model needs ${this.numParams}`,
+      );
     this.weights = deps.initialWeights;
     this.weightsBytes = Buffer.from(this.weights.buffer, this.weights.byteOffset, this.weights.byteLength);
     this.rng = createRng(this.cfg.seed ^ 0x5eed);
-    this.optimizer = createServerOptimizer({ ...this.cfg.serverOptimizer, lr: this.cfg.serverLearningRate }, this.numParams);
+    this.optimizer = createServerOptimizer(
+      { ...this.cfg.serverOptimizer, lr: this.cfg.serverLearningRate },
+      this.numParams,
+    );
     const dp = this.cfg.dp;
     this.ledger = dp
       ? new PrivacyLedger({
@@ -142,7 +147,9 @@ export class Coordinator extends EventEmitter {
     this.deps.metrics.testAccuracy.set(this.initial.accuracy);
     this.deps.metrics.testLoss.set(this.initial.loss);
     this.deps.metrics.currentRound.set(this.round);
-    this.log(`initial model: accuracy ${(this.initial.accuracy * 100).toFixed(1)}%, loss ${this.initial.loss.toFixed(4)}`);
+    this.log(
+      `initial model: accuracy ${(this.initial.accuracy * 100).toFixed(1)}%, loss ${this.initial.loss.toFixed(4)}`,
+    );
     return this.initial;
   }
 
@@ -161,7 +168,12 @@ export class Coordinator extends EventEmitter {
     }
     c.link = link;
     this.refreshGauges();
-    link.send('welcome', { protocolVersion: PROTOCOL_VERSION, clientId, model: this.cfg.model, data: this.deps.dataFor(c.index) });
+    link.send('welcome', {
+      protocolVersion: PROTOCOL_VERSION,
+      clientId,
+      model: this.cfg.model,
+      data: this.deps.dataFor(c.index),
+    });
     return clientId;
   }
 
@@ -181,12 +193,18 @@ export class Coordinator extends EventEmitter {
     const c = clientId ? this.clients.get(clientId) : undefined;
     if (!c) throw new Rejected('unknown_client', 'update from a client that never said hello');
     const ringLength = this.mode === 'float' ? undefined : vectorLength(this.numParams);
-    const u = checkUpdate(raw, { numParams: this.numParams, maxExamples: this.cfg.maxExamplesPerClient, ringLength });
+    const u = checkUpdate(raw, {
+      numParams: this.numParams,
+      maxExamples: this.cfg.maxExamplesPerClient,
+      ringLength,
+    });
     if (!u.ok) throw new Rejected(u.reason, u.message);
     const { round, attempt, numExamples } = u.value;
     this.checkRef({ round, attempt }, 'update');
-    if (!this.selected.has(c.id)) throw new Rejected('not_selected', `client was not selected for round ${round}`);
-    if (this.reported.has(c.id)) throw new Rejected('duplicate', `client already reported for round ${round}`);
+    if (!this.selected.has(c.id))
+      throw new Rejected('not_selected', `client was not selected for round ${round}`);
+    if (this.reported.has(c.id))
+      throw new Rejected('duplicate', `client already reported for round ${round}`);
     if (this.mode === 'secure') {
       this.secure!.masked(this.cohortIndex.get(c.id)!, u.value.ring!);
     } else if (this.mode === 'ring') {
@@ -208,11 +226,16 @@ export class Coordinator extends EventEmitter {
   /** A message for the round attempt in progress, or a reason why not. */
   private checkRef(ref: RoundRef, what: string): void {
     const { round, attempt } = ref;
-    if (!Number.isInteger(round) || !Number.isInteger(attempt)) throw new Rejected('malformed', `${what} must name its round and attempt`);
+    if (!Number.isInteger(round) || !Number.isInteger(attempt))
+      throw new Rejected('malformed', `${what} must name its round and attempt`);
     if (round > this.round || (round === this.round && attempt > this.attempt)) {
-      throw new Rejected('wrong_round', `${what} for round ${round}.${attempt}, server is at ${this.round}.${this.attempt}`);
+      throw new Rejected(
+        'wrong_round',
+        `${what} for round ${round}.${attempt}, server is at ${this.round}.${this.attempt}`,
+      );
     }
-    if (round < this.round || attempt < this.attempt || this.phase !== 'training') throw new Rejected('late', `round ${round}.${attempt} is closed`);
+    if (round < this.round || attempt < this.attempt || this.phase !== 'training')
+      throw new Rejected('late', `round ${round}.${attempt} is closed`);
   }
 
   /** secagg:keys / secagg:shares / secagg:reveal: routed to the secure round after the common checks. */
@@ -221,9 +244,11 @@ export class Coordinator extends EventEmitter {
     if (!c) throw new Rejected('unknown_client', `secagg:${kind} from a client that never said hello`);
     if (!isRecord(raw)) throw new Rejected('malformed', `secagg:${kind} must be an object`);
     this.checkRef({ round: raw.round as number, attempt: raw.attempt as number }, `secagg:${kind}`);
-    if (this.mode !== 'secure' || !this.secure) throw new Rejected('wrong_phase', 'this round does not use secure aggregation');
+    if (this.mode !== 'secure' || !this.secure)
+      throw new Rejected('wrong_phase', 'this round does not use secure aggregation');
     const index = this.cohortIndex.get(c.id);
-    if (index === undefined) throw new Rejected('not_selected', `client was not selected for round ${this.round}`);
+    if (index === undefined)
+      throw new Rejected('not_selected', `client was not selected for round ${this.round}`);
     const s = this.secure;
     if (kind === 'keys') s.keys(index, raw);
     else if (kind === 'shares') s.shares(index, raw);
@@ -284,7 +309,10 @@ export class Coordinator extends EventEmitter {
       history: this.history,
       secagg: {
         enabled: this.cfg.secagg,
-        phase: this.secure && this.phase === 'training' ? (this.secure.phase as 'keys' | 'shares' | 'masked' | 'unmask') : null,
+        phase:
+          this.secure && this.phase === 'training'
+            ? (this.secure.phase as 'keys' | 'shares' | 'masked' | 'unmask')
+            : null,
         k: this.degree?.k ?? null,
         t: this.degree?.t ?? null,
       },
@@ -301,7 +329,8 @@ export class Coordinator extends EventEmitter {
     const s = this.status();
     this.deps.metrics.clientsConnected.set(s.clients.connected);
     this.deps.metrics.clientsByBackend.reset();
-    for (const [b, n] of Object.entries(s.clients.byBackend)) this.deps.metrics.clientsByBackend.set({ backend: b }, n);
+    for (const [b, n] of Object.entries(s.clients.byBackend))
+      this.deps.metrics.clientsByBackend.set({ backend: b }, n);
   }
 
   private maybeStart(): void {
@@ -324,7 +353,10 @@ export class Coordinator extends EventEmitter {
   private startRound(ready: ClientRecord[]): void {
     this.attempt++;
     const order = permutation(ready.length, this.rng);
-    const chosen = Array.from(order.subarray(0, Math.min(this.cfg.clientsPerRound, ready.length)), (i) => ready[i]);
+    const chosen = Array.from(
+      order.subarray(0, Math.min(this.cfg.clientsPerRound, ready.length)),
+      (i) => ready[i],
+    );
     this.cohort = chosen;
     this.cohortIndex = new Map(chosen.map((c, i) => [c.id, i + 1]));
     this.selected = new Set(chosen.map((c) => c.id));
@@ -350,7 +382,13 @@ export class Coordinator extends EventEmitter {
         coordClip: cfg.coordClip,
         weighting: dp ? 'uniform' : 'examples',
         maxExamples: Math.max(...chosen.map((c) => c.numExamples)),
-        noise: dp ? { multiplier: this.ledger!.valueNoise, minSurvivors: cfg.minUpdates, bitStd: dp.adaptive?.indicatorStd ?? 0 } : null,
+        noise: dp
+          ? {
+              multiplier: this.ledger!.valueNoise,
+              minSurvivors: cfg.minUpdates,
+              bitStd: dp.adaptive?.indicatorStd ?? 0,
+            }
+          : null,
       });
       this.ringSum = this.mode === 'ring' ? new Uint32Array(vectorLength(this.numParams)) : null;
     }
@@ -358,17 +396,28 @@ export class Coordinator extends EventEmitter {
     let secaggInfo: ((i: number) => SecAggRoundInfo) | null = null;
     if (this.mode === 'secure') {
       const n = chosen.length;
-      const degree = n >= 2 ? chooseDegree(n, { dropout: cfg.secaggDropout, corrupt: cfg.secaggCorrupt, sigma: 40, eta: 20, thresholdFraction: cfg.secaggThreshold }) : { k: 0, t: 1, complete: true };
+      const degree =
+        n >= 2
+          ? chooseDegree(n, {
+              dropout: cfg.secaggDropout,
+              corrupt: cfg.secaggCorrupt,
+              sigma: 40,
+              eta: 20,
+              thresholdFraction: cfg.secaggThreshold,
+            })
+          : { k: 0, t: 1, complete: true };
       this.degree = degree;
       const neighbours = harary(n, degree.k).map((l) => l.map((v) => v + 1));
       const tag = `aegisfl/${this.runId}/${this.round}.${this.attempt}`;
       const linkOf = (i: number): ClientLink | null => chosen[i - 1]?.link ?? null;
-      const sendTo = <E extends 'secagg:roster' | 'secagg:inbox' | 'secagg:unmask'>(event: E) => (i: number, m: Parameters<ServerToClientEvents[E]>[0]): boolean => {
-        const l = linkOf(i);
-        if (!l) return false;
-        (l.send as (e: E, m: unknown) => void)(event, m);
-        return true;
-      };
+      const sendTo =
+        <E extends 'secagg:roster' | 'secagg:inbox' | 'secagg:unmask'>(event: E) =>
+        (i: number, m: Parameters<ServerToClientEvents[E]>[0]): boolean => {
+          const l = linkOf(i);
+          if (!l) return false;
+          (l.send as (e: E, m: unknown) => void)(event, m);
+          return true;
+        };
       this.secure = new SecureRound({
         ref,
         tag,
@@ -382,7 +431,11 @@ export class Coordinator extends EventEmitter {
         maskedDeadlineAt: this.roundStartedAt + cfg.roundDeadlineMs,
         unmaskDeadlineMs: cfg.secaggUnmaskDeadlineMs,
         metrics: this.deps.metrics,
-        send: { roster: sendTo('secagg:roster'), inbox: sendTo('secagg:inbox'), unmask: sendTo('secagg:unmask') },
+        send: {
+          roster: sendTo('secagg:roster'),
+          inbox: sendTo('secagg:inbox'),
+          unmask: sendTo('secagg:unmask'),
+        },
         online: (i) => linkOf(i) !== null,
         log: (m) => this.log(`round ${ref.round}.${ref.attempt}: ${m}`),
         done: (o) => this.onSecureDone(o),
@@ -398,15 +451,29 @@ export class Coordinator extends EventEmitter {
       c.link!.send('round:start', {
         ...ref,
         model: cfg.model,
-        train: { epochs, batchSize, learningRate, optimizer, ...(proximalMu > 0 ? { proximalMu } : {}), ...(augment ? { augment } : {}) },
+        train: {
+          epochs,
+          batchSize,
+          learningRate,
+          optimizer,
+          ...(proximalMu > 0 ? { proximalMu } : {}),
+          ...(augment ? { augment } : {}),
+        },
         deadlineMs: cfg.roundDeadlineMs,
         weights: this.weightsBytes,
         ...(this.plan ? { encoding: this.plan } : {}),
         ...(secaggInfo ? { secagg: secaggInfo(i + 1) } : {}),
       });
     });
-    const how = this.mode === 'secure' ? `secure aggregation, k = ${this.degree!.k}, t = ${this.degree!.t}` : this.mode === 'ring' ? 'ring-encoded, unmasked' : 'plain float32';
-    this.log(`round ${this.round}.${this.attempt}: selected ${chosen.length} of ${ready.length} ready clients (${how}${cfg.dp ? `, DP z = ${cfg.dp.noiseMultiplier}, C = ${this.ledger!.clipNorm.toPrecision(3)}` : ''})`);
+    const how =
+      this.mode === 'secure'
+        ? `secure aggregation, k = ${this.degree!.k}, t = ${this.degree!.t}`
+        : this.mode === 'ring'
+          ? 'ring-encoded, unmasked'
+          : 'plain float32';
+    this.log(
+      `round ${this.round}.${this.attempt}: selected ${chosen.length} of ${ready.length} ready clients (${how}${cfg.dp ? `, DP z = ${cfg.dp.noiseMultiplier}, C = ${this.ledger!.clipNorm.toPrecision(3)}` : ''})`,
+    );
     this.emit('roundStart', { round: this.round, attempt: this.attempt, selected: chosen.length });
   }
 
@@ -418,7 +485,10 @@ export class Coordinator extends EventEmitter {
       this.failRound('secagg_aborted', o.reason, this.reported.size);
       return;
     }
-    const survivorsExamples = o.survivors.reduce((s, i) => s + (this.reportedExamples.get(this.cohort[i - 1].id) ?? 0), 0);
+    const survivorsExamples = o.survivors.reduce(
+      (s, i) => s + (this.reportedExamples.get(this.cohort[i - 1].id) ?? 0),
+      0,
+    );
     this.examples = survivorsExamples;
     this.aggregateRing(o.sum, o.survivors.length, stragglers, 'secure aggregation complete');
   }
@@ -441,7 +511,8 @@ export class Coordinator extends EventEmitter {
 
   /** Ends the round early when every selected client that has not reported is offline (they cannot report). */
   private closeIfOnlyOfflineRemain(): void {
-    if (this.phase !== 'training' || this.mode === 'secure' || this.reported.size < this.cfg.minUpdates) return;
+    if (this.phase !== 'training' || this.mode === 'secure' || this.reported.size < this.cfg.minUpdates)
+      return;
     for (const id of this.selected) {
       if (!this.reported.has(id) && this.clients.get(id)?.link) return;
     }
@@ -470,7 +541,13 @@ export class Coordinator extends EventEmitter {
     void this.finishRound(sum.mean(), sum.clients, stragglers, why, null);
   }
 
-  private async finishRound(mean: Float32Array, clients: number, stragglers: number, why: string, indicatorSum: number | null): Promise<void> {
+  private async finishRound(
+    mean: Float32Array,
+    clients: number,
+    stragglers: number,
+    why: string,
+    indicatorSum: number | null,
+  ): Promise<void> {
     const clipUsed = this.ledger?.clipNorm ?? null;
     this.weights = this.optimizer.step(this.weights, mean);
     this.weightsBytes = Buffer.from(this.weights.buffer, this.weights.byteOffset, this.weights.byteLength);

@@ -4,12 +4,20 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, encodeCifar10, parseCifar10 } from '../shared/data/cifar10.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
-import { cifarSource, locateCifar10, partitionedSource, readCifar10Dir, syntheticSource } from './datasets.ts';
+import {
+  cifarSource,
+  locateCifar10,
+  partitionedSource,
+  readCifar10Dir,
+  syntheticSource,
+} from './datasets.ts';
 
 /** A miniature CIFAR-10 directory in the official file layout: 5 train batches of 10, a test batch of 7. */
 function fakeCifarDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'cifar-'));
-  CIFAR_TRAIN_FILES.forEach((f, i) => writeFileSync(join(dir, f), encodeCifar10(syntheticDataset({ seed: 100 + i, count: 10 }))));
+  CIFAR_TRAIN_FILES.forEach((f, i) =>
+    writeFileSync(join(dir, f), encodeCifar10(syntheticDataset({ seed: 100 + i, count: 10 }))),
+  );
   writeFileSync(join(dir, CIFAR_TEST_FILE), encodeCifar10(syntheticDataset({ seed: 200, count: 7 })));
   return dir;
 }
@@ -32,7 +40,9 @@ describe('data sources', () => {
   });
 
   it('names the missing file', async () => {
-    await expect(readCifar10Dir(tmpdir() + '/nope')).rejects.toThrow(/CIFAR-10 file missing: .*data_batch_1\.bin/);
+    await expect(readCifar10Dir(tmpdir() + '/nope')).rejects.toThrow(
+      /CIFAR-10 file missing: .*data_batch_1\.bin/,
+    );
   });
 
   it('cuts disjoint IID shards that clients download as CIFAR records', async () => {
@@ -42,7 +52,13 @@ describe('data sources', () => {
     expect(src.specFor(4)).toEqual({ kind: 'cifar10-shard', url: '/api/data/shard/0', count: 13 }); // 4 shards (13, 13, 12, 12) from 50
     const shards = [0, 1, 2, 3].map((n) => parseCifar10(src.shard(n)!));
     expect(shards.map((s) => s.n)).toEqual([13, 13, 12, 12]);
-    const seen = new Set(shards.flatMap((s) => Array.from({ length: s.n }, (_, i) => Buffer.from(s.x.subarray(i * 3072, (i + 1) * 3072)).toString('base64'))));
+    const seen = new Set(
+      shards.flatMap((s) =>
+        Array.from({ length: s.n }, (_, i) =>
+          Buffer.from(s.x.subarray(i * 3072, (i + 1) * 3072)).toString('base64'),
+        ),
+      ),
+    );
     expect(seen.size).toBe(50); // every example in exactly one shard
     expect(src.shard(4)).toBeNull();
     expect(src.shard(-1)).toBeNull();
@@ -51,7 +67,8 @@ describe('data sources', () => {
   it('non-IID shards: Dirichlet and label-sorted shards skew the labels each client downloads', () => {
     const pool = syntheticDataset({ seed: 5, count: 2000 });
     const test = syntheticDataset({ seed: 6, count: 10 });
-    const classes = (src: ReturnType<typeof partitionedSource>, n: number) => new Set(parseCifar10(src.shard(n)!).y).size;
+    const classes = (src: ReturnType<typeof partitionedSource>, n: number) =>
+      new Set(parseCifar10(src.shard(n)!).y).size;
     const shards = partitionedSource('pool', pool, test, 1, 100, { kind: 'shards', shardsPerClient: 2 });
     expect(shards.description).toMatch(/20 shards, 2 label-sorted shards per client/);
     for (let n = 0; n < 20; n++) expect(classes(shards, n)).toBeLessThanOrEqual(3); // shard edges may straddle a class
@@ -77,7 +94,8 @@ describe('data sources', () => {
 
   it('synthetic: distinct seeds per client, a held-out set from another seed', () => {
     const s = syntheticSource(1, 16, 20);
-    const a = s.specFor(0), b = s.specFor(1);
+    const a = s.specFor(0),
+      b = s.specFor(1);
     expect(a).toMatchObject({ kind: 'synthetic', count: 16 });
     expect(a).not.toEqual(b);
     expect(s.test.n).toBe(20);

@@ -12,7 +12,9 @@ export type EvalBackend = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
  * backend, which ships inside its npm package, is the fallback. Names are variables so bundlers and tsc
  * do not insist on the optional packages.
  */
-export async function initEvalBackend(order: readonly EvalBackend[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']): Promise<{ backend: EvalBackend; tried: string[] }> {
+export async function initEvalBackend(
+  order: readonly EvalBackend[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'],
+): Promise<{ backend: EvalBackend; tried: string[] }> {
   const tried: string[] = [];
   for (const b of order) {
     try {
@@ -46,7 +48,11 @@ export class Evaluator {
   private readonly x: tf.Tensor4D;
   private readonly labels: Uint8Array;
 
-  constructor(readonly spec: ModelSpec, test: Dataset, private readonly batchSize = 256) {
+  constructor(
+    readonly spec: ModelSpec,
+    test: Dataset,
+    private readonly batchSize = 256,
+  ) {
     if (test.n < 1) throw new Error('test set is empty');
     this.model = buildModel(spec);
     this.x = tf.tensor4d(toFloat(test.x), [test.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
@@ -61,7 +67,9 @@ export class Evaluator {
     let lossSum = 0;
     for (let s = 0; s < n; s += this.batchSize) {
       const e = Math.min(n, s + this.batchSize);
-      const probs = tf.tidy(() => this.model.predict(this.x.slice([s, 0, 0, 0], [e - s, -1, -1, -1])) as tf.Tensor2D);
+      const probs = tf.tidy(
+        () => this.model.predict(this.x.slice([s, 0, 0, 0], [e - s, -1, -1, -1])) as tf.Tensor2D,
+      );
       const p = (await probs.data()) as Float32Array;
       probs.dispose();
       for (let i = 0; i < e - s; i++) {

@@ -30,7 +30,9 @@ export class PrivacyLedger {
 
   constructor(readonly cfg: PrivacyConfig) {
     this.clip = cfg.initialClip;
-    this.valueNoise = cfg.adaptive ? valueNoiseMultiplier(cfg.noiseMultiplier, cfg.adaptive.indicatorStd) : cfg.noiseMultiplier;
+    this.valueNoise = cfg.adaptive
+      ? valueNoiseMultiplier(cfg.noiseMultiplier, cfg.adaptive.indicatorStd)
+      : cfg.noiseMultiplier;
   }
 
   get clipNorm(): number {
@@ -45,7 +47,10 @@ export class PrivacyLedger {
 
   /** Epsilon if one more round is released, or why not (the ledger then stays exhausted). */
   checkNextRound(): { ok: true; epsilonAfter: number } | { ok: false; message: string } {
-    const after = this.accountant.clone().compose(this.cfg.q, this.cfg.noiseMultiplier).epsilon(this.cfg.delta).epsilon;
+    const after = this.accountant
+      .clone()
+      .compose(this.cfg.q, this.cfg.noiseMultiplier)
+      .epsilon(this.cfg.delta).epsilon;
     if (after > this.cfg.epsilonBudget) {
       this.exhausted = `privacy budget reached: round ${this.rounds + 1} would raise epsilon from ${this.epsilon().epsilon.toFixed(3)} to ${after.toFixed(3)}, over the budget of ${this.cfg.epsilonBudget} (delta ${this.cfg.delta})`;
       return { ok: false, message: this.exhausted };
@@ -58,7 +63,12 @@ export class PrivacyLedger {
     this.accountant.compose(this.cfg.q, this.cfg.noiseMultiplier);
     this.rounds++;
     if (this.cfg.adaptive && noisyIndicatorSum !== null) {
-      this.clip = nextClipNorm(this.clip, noisyIndicatorSum, this.cfg.expectedClients, this.cfg.adaptive).clip;
+      this.clip = nextClipNorm(
+        this.clip,
+        noisyIndicatorSum,
+        this.cfg.expectedClients,
+        this.cfg.adaptive,
+      ).clip;
     }
     return this.epsilon().epsilon;
   }

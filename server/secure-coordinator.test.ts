@@ -25,7 +25,13 @@ class SimClient implements ClientLink {
   session: SecAggClientSession | null = null;
   start: RoundStart | null = null;
   sent: { event: string; m: unknown }[] = [];
-  constructor(readonly c: Coordinator, readonly id: string, readonly delta: Float32Array, readonly examples: number, public vanishAt: Phase | null = null) {}
+  constructor(
+    readonly c: Coordinator,
+    readonly id: string,
+    readonly delta: Float32Array,
+    readonly examples: number,
+    public vanishAt: Phase | null = null,
+  ) {}
   private gone(p: Phase): boolean {
     if (this.vanishAt !== p) return false;
     this.c.disconnect(this.id, this);
@@ -45,16 +51,31 @@ class SimClient implements ClientLink {
       this.c.secagg('keys', this.id, { round: m.round, attempt: m.attempt, ...this.session.advertise() });
     } else if (event === 'secagg:roster') {
       if (this.gone('shares')) return;
-      this.c.secagg('shares', this.id, { round: m.round, attempt: m.attempt, ...packShares(this.session!.receiveRoster(unpackRoster(m, 100))) });
+      this.c.secagg('shares', this.id, {
+        round: m.round,
+        attempt: m.attempt,
+        ...packShares(this.session!.receiveRoster(unpackRoster(m, 100))),
+      });
     } else if (event === 'secagg:inbox') {
       if (this.gone('masked')) return;
       this.session!.receiveInbox(unpackInbox(m, 100));
       const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, rand);
       const y = this.session!.mask(enc.ring);
-      this.c.update(this.id, { round: m.round, attempt: m.attempt, numExamples: this.examples, trainMs: 1, loss: 1, delta: y.buffer });
+      this.c.update(this.id, {
+        round: m.round,
+        attempt: m.attempt,
+        numExamples: this.examples,
+        trainMs: 1,
+        loss: 1,
+        delta: y.buffer,
+      });
     } else if (event === 'secagg:unmask') {
       if (this.gone('unmask')) return;
-      this.c.secagg('reveal', this.id, { round: m.round, attempt: m.attempt, ...packReveal(this.session!.receiveUnmask(m)) });
+      this.c.secagg('reveal', this.id, {
+        round: m.round,
+        attempt: m.attempt,
+        ...packReveal(this.session!.receiveUnmask(m)),
+      });
     }
   }
 }
@@ -98,7 +119,12 @@ async function setup(over: Partial<ServerConfig> = {}) {
 }
 
 const id = clientId;
-function joinAll(c: Coordinator, deltas: Float32Array[], examples: number[], vanish: (Phase | null)[] = []): SimClient[] {
+function joinAll(
+  c: Coordinator,
+  deltas: Float32Array[],
+  examples: number[],
+  vanish: (Phase | null)[] = [],
+): SimClient[] {
   return deltas.map((d, i) => {
     const s = new SimClient(c, id(i), d, examples[i], vanish[i] ?? null);
     c.hello(s, { protocolVersion: PROTOCOL_VERSION, clientId: id(i), source: 'node' });
@@ -133,31 +159,41 @@ describe('Coordinator with secure aggregation', () => {
     expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
   });
 
-  it.each(['keys', 'shares', 'masked', 'unmask'] as Phase[])('a client vanishing before phase %s: the round completes with the exact survivors', async (phase) => {
-    const { c, metrics } = await setup();
-    const deltas = Array.from({ length: 5 }, randomDelta);
-    const examples = [8, 8, 8, 8, 8];
-    const end = nextEvent(c, 'roundEnd');
-    joinAll(c, deltas, examples, [null, phase, null, null, null]);
-    const s = await end;
-    // Vanishing before 'unmask' still counts its input (it was masked and sent); otherwise it is left out.
-    const who = phase === 'unmask' ? [0, 1, 2, 3, 4] : [0, 2, 3, 4];
-    expect(s.clients).toBe(who.length);
-    expect(maxError(c.globalWeights, deltas, examples, who)).toBeLessThan(1e-6);
-    const dropPhase = { keys: 'keys', shares: 'shares', masked: 'masked', unmask: 'unmask' }[phase];
-    expect(await metricValue(metrics, 'aegis_secagg_dropouts_total', { phase: dropPhase })).toBe(1);
-  });
+  it.each(['keys', 'shares', 'masked', 'unmask'] as Phase[])(
+    'a client vanishing before phase %s: the round completes with the exact survivors',
+    async (phase) => {
+      const { c, metrics } = await setup();
+      const deltas = Array.from({ length: 5 }, randomDelta);
+      const examples = [8, 8, 8, 8, 8];
+      const end = nextEvent(c, 'roundEnd');
+      joinAll(c, deltas, examples, [null, phase, null, null, null]);
+      const s = await end;
+      // Vanishing before 'unmask' still counts its input (it was masked and sent); otherwise it is left out.
+      const who = phase === 'unmask' ? [0, 1, 2, 3, 4] : [0, 2, 3, 4];
+      expect(s.clients).toBe(who.length);
+      expect(maxError(c.globalWeights, deltas, examples, who)).toBeLessThan(1e-6);
+      const dropPhase = { keys: 'keys', shares: 'shares', masked: 'masked', unmask: 'unmask' }[phase];
+      expect(await metricValue(metrics, 'aegis_secagg_dropouts_total', { phase: dropPhase })).toBe(1);
+    },
+  );
 
   it('too many dropouts: the round fails cleanly, the model is unchanged, and it is retried', async () => {
     const { c, metrics } = await setup({ rounds: 2 });
     const before = c.globalWeights.slice();
     const failed = nextEvent(c, 'roundFailed');
-    joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8], [null, 'masked', 'masked', 'masked', null]);
+    joinAll(
+      c,
+      Array.from({ length: 5 }, randomDelta),
+      [8, 8, 8, 8, 8],
+      [null, 'masked', 'masked', 'masked', null],
+    );
     const f = await failed;
     expect(f.reason).toBe('secagg_aborted');
     expect(c.globalWeights).toEqual(before);
     expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'aborted' })).toBe(1);
-    expect(await metricValue(metrics, 'aegis_round_attempts_failed_total', { reason: 'secagg_aborted' })).toBe(1);
+    expect(
+      await metricValue(metrics, 'aegis_round_attempts_failed_total', { reason: 'secagg_aborted' }),
+    ).toBe(1);
   });
 
   it('rejects misbehaviour with a reason and the round still completes', async () => {
@@ -181,8 +217,30 @@ describe('Coordinator with secure aggregation', () => {
     expect(reason(() => c.secagg('keys', id(0), { ...keys, round: 0 }))).toBe('late');
     expect(reason(() => c.secagg('keys', id(0), { ...keys, attempt: 2 }))).toBe('wrong_round');
     expect(reason(() => c.secagg('shares', 'client-unknown-00000', keys))).toBe('unknown_client');
-    expect(reason(() => c.update(id(0), { round: 1, attempt: 1, numExamples: 8, trainMs: 1, loss: 1, delta: new Uint32Array(vectorLength(P) - 1).buffer }))).toBe('wrong_length');
-    expect(reason(() => c.update(id(0), { round: 1, attempt: 1, numExamples: 8, trainMs: 1, loss: 1, delta: new Float32Array(P).buffer }))).toBe('wrong_length');
+    expect(
+      reason(() =>
+        c.update(id(0), {
+          round: 1,
+          attempt: 1,
+          numExamples: 8,
+          trainMs: 1,
+          loss: 1,
+          delta: new Uint32Array(vectorLength(P) - 1).buffer,
+        }),
+      ),
+    ).toBe('wrong_length');
+    expect(
+      reason(() =>
+        c.update(id(0), {
+          round: 1,
+          attempt: 1,
+          numExamples: 8,
+          trainMs: 1,
+          loss: 1,
+          delta: new Float32Array(P).buffer,
+        }),
+      ),
+    ).toBe('wrong_length');
     const s = await end;
     expect(s.clients).toBe(5);
   });
@@ -196,7 +254,14 @@ describe('Coordinator with differential privacy', () => {
     const budget = (eps2 + eps3) / 2; // two rounds fit, the third would not
     const { c, metrics } = await setup({
       rounds: 0,
-      dp: { noiseMultiplier: z, clipNorm: 0.05, epsilonBudget: budget, delta: 1e-5, population: 0, adaptive: { targetQuantile: 0.5, learningRate: 0.2, indicatorStd: 1 } },
+      dp: {
+        noiseMultiplier: z,
+        clipNorm: 0.05,
+        epsilonBudget: budget,
+        delta: 1e-5,
+        population: 0,
+        adaptive: { targetQuantile: 0.5, learningRate: 0.2, indicatorStd: 1 },
+      },
     });
     const done = nextEvent(c, 'done');
     joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
@@ -205,7 +270,12 @@ describe('Coordinator with differential privacy', () => {
     expect(st.history.length).toBe(2);
     expect(st.history[1].epsilon).toBeCloseTo(eps2, 10);
     expect(st.stopReason).toMatch(/privacy budget reached: round 3 would raise epsilon/);
-    expect(st.privacy).toMatchObject({ enabled: true, epsilonBudget: budget, rounds: 2, sampling: 'poisson-add-remove' });
+    expect(st.privacy).toMatchObject({
+      enabled: true,
+      epsilonBudget: budget,
+      rounds: 2,
+      sampling: 'poisson-add-remove',
+    });
     expect(await metricValue(metrics, 'aegis_dp_epsilon')).toBeCloseTo(eps2, 10);
     // Adaptive clipping moved C away from its start value, privately.
     expect(st.history[0].clipNorm).toBe(0.05);

@@ -1,12 +1,20 @@
 import { SecAggAbort, SecAggError } from '../shared/secagg/errors.ts';
 import { SecAggServerSession, type ServerSessionConfig } from '../shared/secagg/server-session.ts';
 import type { SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
-import { packInbox, packRoster, unpackReveal, unpackShares, type WireInbox, type WireRoster } from '../shared/secagg/wire.ts';
+import {
+  packInbox,
+  packRoster,
+  unpackReveal,
+  unpackShares,
+  type WireInbox,
+  type WireRoster,
+} from '../shared/secagg/wire.ts';
 import type { RoundRef } from '../shared/protocol/messages.ts';
 import type { Metrics } from './metrics.ts';
 import { Rejected } from './rejected.ts';
 
-export type SecureOutcome = { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string };
+export type SecureOutcome =
+  { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string };
 
 /** The pure session's config, plus the timers and transport this wrapper adds around it. */
 export interface SecureRoundOptions extends ServerSessionConfig {
@@ -125,7 +133,9 @@ export class SecureRound {
           const t0 = Date.now();
           const sum = s.closeUnmask();
           m.secaggUnmaskSeconds.observe((Date.now() - t0) / 1000);
-          this.o.log(`secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`);
+          this.o.log(
+            `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
+          );
           this.finish({ ok: true, sum, survivors: [...s.survivors] });
           return;
         }

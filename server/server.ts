@@ -23,7 +23,10 @@ export interface RunningServer {
 }
 
 /** Builds everything from a validated config and starts listening. */
-export async function startServer(cfg: ServerConfig, log: (m: string) => void = console.log): Promise<RunningServer> {
+export async function startServer(
+  cfg: ServerConfig,
+  log: (m: string) => void = console.log,
+): Promise<RunningServer> {
   const startedAt = Date.now();
   const { backend: evalBackend, tried } = await initEvalBackend();
   log(`evaluation backend: ${evalBackend}${tried.length ? ` (unavailable: ${tried.join('; ')})` : ''}`);
@@ -50,9 +53,11 @@ export async function startServer(cfg: ServerConfig, log: (m: string) => void = 
   });
   await coordinator.init();
 
-  if (!existsSync(cfg.distDir)) log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
+  if (!existsSync(cfg.distDir))
+    log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
   const app = createApp({ coordinator, metrics, data, distDir: cfg.distDir, startedAt });
-  const tls = cfg.tlsCert && cfg.tlsKey ? { cert: await readFile(cfg.tlsCert), key: await readFile(cfg.tlsKey) } : null;
+  const tls =
+    cfg.tlsCert && cfg.tlsKey ? { cert: await readFile(cfg.tlsCert), key: await readFile(cfg.tlsKey) } : null;
   const http = createAdaptorServer(
     tls ? { fetch: app.fetch, createServer: createHttpsServer, serverOptions: tls } : { fetch: app.fetch },
   ) as HttpServer;

@@ -12,7 +12,11 @@ import * as tf from '@tensorflow/tfjs';
 import '../client/wasm-backend.ts';
 import { chartSvg } from '../demo/chart.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
-import { SERVER_OPTIMIZER_DEFAULTS, SERVER_OPTIMIZERS, type ServerOptimizerName } from '../shared/fl/server-opt.ts';
+import {
+  SERVER_OPTIMIZER_DEFAULTS,
+  SERVER_OPTIMIZERS,
+  type ServerOptimizerName,
+} from '../shared/fl/server-opt.ts';
 import type { PartitionScheme } from '../shared/fl/partition.ts';
 import { modelByName, numParams } from '../shared/model/spec.ts';
 import { parsePartition } from './config.ts';
@@ -52,7 +56,8 @@ const { values: v } = parseArgs({
 
 function positive(name: string, min = 1): number {
   const n = Number(v[name as keyof typeof v]);
-  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}, got "${v[name as keyof typeof v]}"`);
+  if (!Number.isFinite(n) || n < min)
+    throw new Error(`--${name} must be a number >= ${min}, got "${v[name as keyof typeof v]}"`);
   return n;
 }
 
@@ -62,7 +67,8 @@ const rounds = positive('rounds');
 const per = positive('examples-per-client');
 const model = modelByName(v.model!);
 const serverOpt = v['server-opt'] as ServerOptimizerName;
-if (!SERVER_OPTIMIZERS.includes(serverOpt)) throw new Error(`--server-opt must be one of ${SERVER_OPTIMIZERS.join(', ')}`);
+if (!SERVER_OPTIMIZERS.includes(serverOpt))
+  throw new Error(`--server-opt must be one of ${SERVER_OPTIMIZERS.join(', ')}`);
 if (v.optimizer !== 'sgd' && v.optimizer !== 'adam') throw new Error('--optimizer must be sgd or adam');
 const scheme: PartitionScheme = parsePartition((k) => v[k as keyof typeof v] as string | undefined);
 const noise = Number(v['dp-noise']);
@@ -71,8 +77,16 @@ if (v.backend !== 'wasm' && v.backend !== 'cpu') throw new Error('--backend must
 if (!(await tf.setBackend(v.backend))) throw new Error(`tfjs backend ${v.backend} did not initialise`);
 const seed = positive('seed', 0);
 const data = v['cifar-dir']
-  ? await readCifar10Dir(v['cifar-dir'], positive('test-examples')).then(({ train, test }) => ({ name: 'CIFAR-10', train, test }))
-  : { name: 'synthetic', train: syntheticDataset({ seed, count: clients * per }), test: syntheticDataset({ seed: seed + 7919, count: positive('test-examples') }) };
+  ? await readCifar10Dir(v['cifar-dir'], positive('test-examples')).then(({ train, test }) => ({
+      name: 'CIFAR-10',
+      train,
+      test,
+    }))
+  : {
+      name: 'synthetic',
+      train: syntheticDataset({ seed, count: clients * per }),
+      test: syntheticDataset({ seed: seed + 7919, count: positive('test-examples') }),
+    };
 
 const label = `${data.name}, ${model.name} (${numParams(model).toLocaleString('en')} params), ${clients} clients (${v.partition}), ${perRound}/round, ${serverOpt}${noise > 0 ? `, DP z=${noise}` : ''}`;
 console.log(`simulate: ${label}`);
@@ -87,16 +101,31 @@ const result = await runSimulation(
     perRound,
     rounds,
     partition: scheme,
-    local: { epochs: positive('epochs'), batchSize: positive('batch-size'), learningRate: positive('lr', 1e-9), optimizer: v.optimizer as 'sgd' | 'adam', proximalMu: Number(v['prox-mu']), augment: v.augment === true },
+    local: {
+      epochs: positive('epochs'),
+      batchSize: positive('batch-size'),
+      learningRate: positive('lr', 1e-9),
+      optimizer: v.optimizer as 'sgd' | 'adam',
+      proximalMu: Number(v['prox-mu']),
+      augment: v.augment === true,
+    },
     server: { name: serverOpt, lr: positive('server-lr', 1e-9), ...SERVER_OPTIMIZER_DEFAULTS },
-    dp: noise > 0 ? { noiseMultiplier: noise, clipNorm: positive('dp-clip', 1e-9), delta: Number(v['dp-delta']) } : null,
+    dp:
+      noise > 0
+        ? { noiseMultiplier: noise, clipNorm: positive('dp-clip', 1e-9), delta: Number(v['dp-delta']) }
+        : null,
     seed,
     evalEvery: positive('eval-every'),
   },
   (r, p) => {
     const done = (r.round - 1 + (p ? p.client / p.of : 1)) / rounds;
-    const evald = r.accuracy !== null && r.loss !== null ? `accuracy ${(r.accuracy * 100).toFixed(1)}%, loss ${r.loss.toFixed(3)}` : `train loss ${r.trainLoss.toFixed(3)}`;
-    const tail = p ? `round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}` : `round ${r.round}/${rounds}: ${evald}${r.epsilon !== null ? `, epsilon ${r.epsilon.toFixed(2)}` : ''}`;
+    const evald =
+      r.accuracy !== null && r.loss !== null
+        ? `accuracy ${(r.accuracy * 100).toFixed(1)}%, loss ${r.loss.toFixed(3)}`
+        : `train loss ${r.trainLoss.toFixed(3)}`;
+    const tail = p
+      ? `round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}`
+      : `round ${r.round}/${rounds}: ${evald}${r.epsilon !== null ? `, epsilon ${r.epsilon.toFixed(2)}` : ''}`;
     process.stderr.write(`\r\x1b[K[${bar(done)}] ${tail}`);
     if (!p) process.stderr.write('\n');
   },
@@ -104,8 +133,40 @@ const result = await runSimulation(
 const out = v.out!;
 mkdirSync(out, { recursive: true });
 const rows = result.rounds;
-writeFileSync(join(out, 'rounds.csv'), ['round,clients,examples,accuracy,loss,epsilon,train_loss,seconds', ...rows.map((r) => [r.round, r.clients, r.examples, r.accuracy ?? '', r.loss ?? '', r.epsilon ?? '', r.trainLoss, r.seconds.toFixed(2)].join(','))].join('\n') + '\n');
-writeFileSync(join(out, 'rounds.json'), JSON.stringify({ settings: v, label, initial: result.initial, rounds: rows }, null, 2));
-const pts: [number, number][] = [[0, result.initial.accuracy], ...rows.flatMap((r) => (r.accuracy === null ? [] : [[r.round, r.accuracy] as [number, number]]))];
-writeFileSync(join(out, 'accuracy.svg'), chartSvg([{ label: 'test accuracy', color: '#2f6fed', points: pts }], { yMin: 0, yMax: 1, yFormat: (x) => `${Math.round(x * 100)}%`, xLabel: 'round' }, label));
-console.log(`accuracy ${(result.initial.accuracy * 100).toFixed(1)}% -> ${(rows.at(-1)!.accuracy! * 100).toFixed(1)}% in ${rounds} rounds, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${out}/rounds.csv, rounds.json, accuracy.svg`);
+writeFileSync(
+  join(out, 'rounds.csv'),
+  [
+    'round,clients,examples,accuracy,loss,epsilon,train_loss,seconds',
+    ...rows.map((r) =>
+      [
+        r.round,
+        r.clients,
+        r.examples,
+        r.accuracy ?? '',
+        r.loss ?? '',
+        r.epsilon ?? '',
+        r.trainLoss,
+        r.seconds.toFixed(2),
+      ].join(','),
+    ),
+  ].join('\n') + '\n',
+);
+writeFileSync(
+  join(out, 'rounds.json'),
+  JSON.stringify({ settings: v, label, initial: result.initial, rounds: rows }, null, 2),
+);
+const pts: [number, number][] = [
+  [0, result.initial.accuracy],
+  ...rows.flatMap((r) => (r.accuracy === null ? [] : [[r.round, r.accuracy] as [number, number]])),
+];
+writeFileSync(
+  join(out, 'accuracy.svg'),
+  chartSvg(
+    [{ label: 'test accuracy', color: '#2f6fed', points: pts }],
+    { yMin: 0, yMax: 1, yFormat: (x) => `${Math.round(x * 100)}%`, xLabel: 'round' },
+    label,
+  ),
+);
+console.log(
+  `accuracy ${(result.initial.accuracy * 100).toFixed(1)}% -> ${(rows.at(-1)!.accuracy! * 100).toFixed(1)}% in ${rounds} rounds, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${out}/rounds.csv, rounds.json, accuracy.svg`,
+);

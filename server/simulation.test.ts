@@ -48,13 +48,36 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
       server: { name: 'fedadam', lr: 0.03, ...SERVER_OPTIMIZER_DEFAULTS },
       dp: { noiseMultiplier: 1, clipNorm: 0.5, delta: 1e-5 },
     });
-    expect(r.rounds.map((x) => x.epsilon)).toEqual([epsilonFor(8 / 20, 1, 1, 1e-5), epsilonFor(8 / 20, 1, 2, 1e-5)]);
+    expect(r.rounds.map((x) => x.epsilon)).toEqual([
+      epsilonFor(8 / 20, 1, 1, 1e-5),
+      epsilonFor(8 / 20, 1, 2, 1e-5),
+    ]);
     expect(r.rounds.every((x) => Number.isFinite(x.accuracy))).toBe(true);
   }, 60_000);
 
   it('the CLI writes rounds.csv, rounds.json and an SVG plot', () => {
     const out = mkdtempSync(join(tmpdir(), 'sim-'));
-    execFileSync(process.execPath, ['--import', 'tsx', 'server/simulate.ts', '--clients', '10', '--per-round', '4', '--rounds', '2', '--examples-per-client', '24', '--test-examples', '100', '--out', out], { stdio: 'pipe' });
+    execFileSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'server/simulate.ts',
+        '--clients',
+        '10',
+        '--per-round',
+        '4',
+        '--rounds',
+        '2',
+        '--examples-per-client',
+        '24',
+        '--test-examples',
+        '100',
+        '--out',
+        out,
+      ],
+      { stdio: 'pipe' },
+    );
     const csv = readFileSync(join(out, 'rounds.csv'), 'utf8').trim().split('\n');
     expect(csv[0]).toBe('round,clients,examples,accuracy,loss,epsilon,train_loss,seconds');
     expect(csv).toHaveLength(3);

@@ -51,8 +51,13 @@ export interface RoundRecord {
   seconds: number;
 }
 
-export async function runSimulation(o: SimulationOptions, onRound?: (r: RoundRecord, progress: { client: number; of: number } | null) => void): Promise<{ initial: { accuracy: number; loss: number }; rounds: RoundRecord[] }> {
-  const parts = partition(o.train.y, o.clients, o.partition, createRng(o.seed)).map((idx) => subset(o.train, idx));
+export async function runSimulation(
+  o: SimulationOptions,
+  onRound?: (r: RoundRecord, progress: { client: number; of: number } | null) => void,
+): Promise<{ initial: { accuracy: number; loss: number }; rounds: RoundRecord[] }> {
+  const parts = partition(o.train.y, o.clients, o.partition, createRng(o.seed)).map((idx) =>
+    subset(o.train, idx),
+  );
   const evaluator = new Evaluator(o.model, o.test);
   const init = buildModel(o.model, o.seed);
   let weights = await getFlatWeights(init);
@@ -66,16 +71,39 @@ export async function runSimulation(o: SimulationOptions, onRound?: (r: RoundRec
   for (let r = 1; r <= o.rounds; r++) {
     const t0 = performance.now();
     const eligible = parts.map((p, i) => [p, i] as const).filter(([p]) => p.n > 0);
-    const chosen = Array.from(permutation(eligible.length, rng).subarray(0, Math.min(o.perRound, eligible.length)), (j) => eligible[j][0]);
+    const chosen = Array.from(
+      permutation(eligible.length, rng).subarray(0, Math.min(o.perRound, eligible.length)),
+      (j) => eligible[j][0],
+    );
     const plan = o.dp
-      ? planEncoding({ numParams: d, maxClients: chosen.length, clipNorm: o.dp.clipNorm, coordClip: Math.max(0.5, o.dp.clipNorm), weighting: 'uniform', maxExamples: 1, noise: { multiplier: o.dp.noiseMultiplier, minSurvivors: chosen.length, bitStd: 0 } })
+      ? planEncoding({
+          numParams: d,
+          maxClients: chosen.length,
+          clipNorm: o.dp.clipNorm,
+          coordClip: Math.max(0.5, o.dp.clipNorm),
+          weighting: 'uniform',
+          maxExamples: 1,
+          noise: { multiplier: o.dp.noiseMultiplier, minSurvivors: chosen.length, bitStd: 0 },
+        })
       : null;
     const mean = new WeightedMean(d);
     const ring = plan ? new Uint32Array(vectorLength(d)) : null;
     let examples = 0;
     let lossSum = 0;
     for (const [k, data] of chosen.entries()) {
-      onRound?.({ round: r, clients: 0, examples, accuracy: NaN, loss: NaN, epsilon: null, trainLoss: NaN, seconds: 0 }, { client: k, of: chosen.length });
+      onRound?.(
+        {
+          round: r,
+          clients: 0,
+          examples,
+          accuracy: NaN,
+          loss: NaN,
+          epsilon: null,
+          trainLoss: NaN,
+          seconds: 0,
+        },
+        { client: k, of: chosen.length },
+      );
       const trainer = new LocalTrainer(o.model, data, o.seed + r * 1000 + k);
       const res = await trainer.train(weights, o.local);
       trainer.dispose();

@@ -1,11 +1,24 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Http2SecureServer, Http2Server } from 'node:http2';
 import { Server } from 'socket.io';
-import type { Ack, ClientToServerEvents, RejectReason, ServerToClientEvents } from '../shared/protocol/messages.ts';
+import type {
+  Ack,
+  ClientToServerEvents,
+  RejectReason,
+  ServerToClientEvents,
+} from '../shared/protocol/messages.ts';
 import { Rejected, type ClientLink, type Coordinator } from './coordinator.ts';
 import type { Metrics } from './metrics.ts';
 
-const KNOWN_EVENTS = new Set(['hello', 'ready', 'update', 'secagg:keys', 'secagg:shares', 'secagg:reveal', 'secagg:refuse']);
+const KNOWN_EVENTS = new Set([
+  'hello',
+  'ready',
+  'update',
+  'secagg:keys',
+  'secagg:shares',
+  'secagg:reveal',
+  'secagg:refuse',
+]);
 
 function byteSize(data: unknown): number {
   if (typeof data === 'string') return Buffer.byteLength(data);
@@ -80,12 +93,21 @@ export function attachSocketIo(
     }
     socket.on('secagg:refuse', (raw) => coordinator.secaggRefuse(clientId, raw));
     socket.onAny((event: string) => {
-      if (!KNOWN_EVENTS.has(event)) reject(String(event).slice(0, 40), new Rejected('malformed', `unknown event "${String(event).slice(0, 40)}"`));
+      if (!KNOWN_EVENTS.has(event))
+        reject(
+          String(event).slice(0, 40),
+          new Rejected('malformed', `unknown event "${String(event).slice(0, 40)}"`),
+        );
     });
     socket.on('disconnect', (_reason, desc) => {
       // engine.io closes the transport on a message over maxHttpBufferSize; count it as what it is.
-      const msg = String((desc as { message?: string } | undefined)?.message ?? (desc as { description?: { message?: string } } | undefined)?.description?.message ?? '');
-      if (/payload|too large|max.*size/i.test(msg)) metrics.updatesRejected.inc({ reason: 'too_large', event: 'transport' });
+      const msg = String(
+        (desc as { message?: string } | undefined)?.message ??
+          (desc as { description?: { message?: string } } | undefined)?.description?.message ??
+          '',
+      );
+      if (/payload|too large|max.*size/i.test(msg))
+        metrics.updatesRejected.inc({ reason: 'too_large', event: 'transport' });
       if (clientId) coordinator.disconnect(clientId, link);
     });
   });

@@ -15,7 +15,11 @@ export const clientId = (n: number): string => `client-${String(n).padStart(12, 
 
 export const nextEvent = (c: Coordinator, e: string): Promise<any> => new Promise((r) => c.once(e, r));
 
-export async function metricValue(m: ReturnType<typeof createMetrics>, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function metricValue(
+  m: ReturnType<typeof createMetrics>,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const j = await m.registry.getSingleMetric(name)!.get();
   return j.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value ?? 0;
 }

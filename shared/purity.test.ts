@@ -11,8 +11,10 @@ function sources(dir: string): string[] {
   });
 }
 
-const NODE_IMPORT = /from\s+['"](node:[^'"]+|fs|path|os|crypto|http|https|net|events|child_process|worker_threads|buffer|stream|url|util)['"]/;
-const DOM_GLOBAL = /\b(window|document|localStorage|sessionStorage|navigator|location|HTMLElement|OffscreenCanvas|Buffer|process|require|__dirname)\b\s*[.([]/;
+const NODE_IMPORT =
+  /from\s+['"](node:[^'"]+|fs|path|os|crypto|http|https|net|events|child_process|worker_threads|buffer|stream|url|util)['"]/;
+const DOM_GLOBAL =
+  /\b(window|document|localStorage|sessionStorage|navigator|location|HTMLElement|OffscreenCanvas|Buffer|process|require|__dirname)\b\s*[.([]/;
 
 describe('shared/ purity', () => {
   const files = sources(new URL('.', import.meta.url).pathname);

@@ -30,8 +30,21 @@ async function run(): Promise<BenchResult> {
   const spec = modelByName(p.get('model') ?? 'small');
   const n = Number(p.get('examples') ?? 256);
   const reps = Number(p.get('reps') ?? 3);
-  const cfg: TrainConfig = { epochs: Number(p.get('epochs') ?? 1), batchSize: 32, learningRate: 0.001, optimizer: 'adam' };
-  const out: BenchResult = { backend, model: spec.name, examples: n, epochs: cfg.epochs, batchSize: cfg.batchSize, ours: [], bare: [] };
+  const cfg: TrainConfig = {
+    epochs: Number(p.get('epochs') ?? 1),
+    batchSize: 32,
+    learningRate: 0.001,
+    optimizer: 'adam',
+  };
+  const out: BenchResult = {
+    backend,
+    model: spec.name,
+    examples: n,
+    epochs: cfg.epochs,
+    batchSize: cfg.batchSize,
+    ours: [],
+    bare: [],
+  };
   if (!(await tf.setBackend(backend))) return { ...out, error: `backend ${backend} unavailable` };
   await tf.ready();
   const data = syntheticDataset({ seed: 3, count: n });
@@ -53,7 +66,7 @@ async function run(): Promise<BenchResult> {
     bareModel.compile({ optimizer: tf.train.adam(cfg.learningRate), loss: 'categoricalCrossentropy' });
     const t0 = performance.now();
     await bareModel.fit(x, y, { batchSize: cfg.batchSize, epochs: cfg.epochs, shuffle: true, verbose: 0 });
-    await (bareModel.getWeights()[0].data());
+    await bareModel.getWeights()[0].data();
     return (n * cfg.epochs) / ((performance.now() - t0) / 1000);
   };
   // Warm-up: shader compilation and kernel caches are not what we measure.
@@ -69,5 +82,17 @@ async function run(): Promise<BenchResult> {
 const w = window as unknown as { __bench?: BenchResult };
 run()
   .then((r) => (w.__bench = r))
-  .catch((e: Error) => (w.__bench = { backend: '?', model: '?', examples: 0, epochs: 0, batchSize: 0, ours: [], bare: [], error: e.message }))
+  .catch(
+    (e: Error) =>
+      (w.__bench = {
+        backend: '?',
+        model: '?',
+        examples: 0,
+        epochs: 0,
+        batchSize: 0,
+        ours: [],
+        bare: [],
+        error: e.message,
+      }),
+  )
   .finally(() => (document.getElementById('out')!.textContent = JSON.stringify(w.__bench, null, 2)));

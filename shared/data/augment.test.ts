@@ -18,8 +18,17 @@ describe('augmentation windows', () => {
 
   it('boxes put the centred, unmirrored window exactly on the original pixels', () => {
     // Padded side 40, span 39: the centred window runs from pixel 4 to pixel 35.
-    const b = cropBoxes([{ dy: 4, dx: 4, flip: false }, { dy: 0, dx: 8, flip: true }], 32, 4);
-    expect(Array.from(b)).toEqual(Array.from(new Float32Array([4 / 39, 4 / 39, 35 / 39, 35 / 39, 0, 39 / 39, 31 / 39, 8 / 39])));
+    const b = cropBoxes(
+      [
+        { dy: 4, dx: 4, flip: false },
+        { dy: 0, dx: 8, flip: true },
+      ],
+      32,
+      4,
+    );
+    expect(Array.from(b)).toEqual(
+      Array.from(new Float32Array([4 / 39, 4 / 39, 35 / 39, 35 / 39, 0, 39 / 39, 31 / 39, 8 / 39])),
+    );
   });
 
   it('reference crop: centred = identity, mirrored twice = identity, a shift moves pixels and zero-fills', () => {

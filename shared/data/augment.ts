@@ -12,7 +12,11 @@ export interface CropWindow {
 
 /** One random crop window (and mirror coin) per image. */
 export function randomWindows(n: number, pad: number, rng: Rng): CropWindow[] {
-  return Array.from({ length: n }, () => ({ dy: rng.int(2 * pad + 1), dx: rng.int(2 * pad + 1), flip: rng.next() < 0.5 }));
+  return Array.from({ length: n }, () => ({
+    dy: rng.int(2 * pad + 1),
+    dx: rng.int(2 * pad + 1),
+    flip: rng.next() < 0.5,
+  }));
 }
 
 /**
@@ -35,14 +39,21 @@ export function cropBoxes(windows: readonly CropWindow[], size: number, pad: num
 /**
  * Reference: the same augmentation on one HWC image in plain loops (what the tfjs path must reproduce).
  */
-export function cropImage(img: Float32Array, size: number, channels: number, pad: number, w: CropWindow): Float32Array {
+export function cropImage(
+  img: Float32Array,
+  size: number,
+  channels: number,
+  pad: number,
+  w: CropWindow,
+): Float32Array {
   const out = new Float32Array(size * size * channels);
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
       const sy = y + w.dy - pad;
       const sx = (w.flip ? size - 1 - x : x) + w.dx - pad;
       if (sy < 0 || sy >= size || sx < 0 || sx >= size) continue; // zero padding
-      for (let c = 0; c < channels; c++) out[(y * size + x) * channels + c] = img[(sy * size + sx) * channels + c];
+      for (let c = 0; c < channels; c++)
+        out[(y * size + x) * channels + c] = img[(sy * size + sx) * channels + c];
     }
   }
   return out;

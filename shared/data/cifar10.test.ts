@@ -31,14 +31,17 @@ describe('CIFAR-10 binary format', () => {
   });
 
   it('rejects truncated files and bad labels with clear errors', () => {
-    expect(() => parseCifar10(new Uint8Array(CIFAR_RECORD_BYTES + 5))).toThrow(/not a multiple of the 3073-byte record/);
+    expect(() => parseCifar10(new Uint8Array(CIFAR_RECORD_BYTES + 5))).toThrow(
+      /not a multiple of the 3073-byte record/,
+    );
     const bad = new Uint8Array(CIFAR_RECORD_BYTES);
     bad[0] = 12;
     expect(() => parseCifar10(bad)).toThrow(/label 12/);
   });
 
   it('concatenates datasets in order', () => {
-    const a = syntheticDataset({ seed: 1, count: 3 }), b = syntheticDataset({ seed: 2, count: 2 });
+    const a = syntheticDataset({ seed: 1, count: 3 }),
+      b = syntheticDataset({ seed: 2, count: 2 });
     const c = concatDatasets([a, b]);
     expect(c.n).toBe(5);
     expect([...c.y]).toEqual([...a.y, ...b.y]);

@@ -5,12 +5,20 @@ import { PIXELS, type Dataset } from './dataset.ts';
  * (1024 red, 1024 green, 1024 blue, each row-major 32x32). We convert to HWC to match the model input.
  */
 export const CIFAR_RECORD_BYTES = 1 + PIXELS; // 3073
-export const CIFAR_TRAIN_FILES = ['data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin'] as const;
+export const CIFAR_TRAIN_FILES = [
+  'data_batch_1.bin',
+  'data_batch_2.bin',
+  'data_batch_3.bin',
+  'data_batch_4.bin',
+  'data_batch_5.bin',
+] as const;
 export const CIFAR_TEST_FILE = 'test_batch.bin';
 
 export function parseCifar10(buf: Uint8Array, limit = Infinity): Dataset {
   if (buf.length % CIFAR_RECORD_BYTES !== 0) {
-    throw new Error(`CIFAR-10 binary has ${buf.length} bytes, not a multiple of the ${CIFAR_RECORD_BYTES}-byte record`);
+    throw new Error(
+      `CIFAR-10 binary has ${buf.length} bytes, not a multiple of the ${CIFAR_RECORD_BYTES}-byte record`,
+    );
   }
   const n = Math.min(buf.length / CIFAR_RECORD_BYTES, limit);
   const x = new Uint8Array(n * PIXELS);

@@ -4,8 +4,12 @@ import { syntheticDataset } from './synthetic.ts';
 
 describe('dataset helpers', () => {
   it('checkDataset catches inconsistent sizes and labels', () => {
-    expect(() => checkDataset({ x: new Uint8Array(3072), y: new Uint8Array(2), n: 2 })).toThrow(/expected 6144/);
-    expect(() => checkDataset({ x: new Uint8Array(3072), y: new Uint8Array([10]), n: 1 })).toThrow(/out of range/);
+    expect(() => checkDataset({ x: new Uint8Array(3072), y: new Uint8Array(2), n: 2 })).toThrow(
+      /expected 6144/,
+    );
+    expect(() => checkDataset({ x: new Uint8Array(3072), y: new Uint8Array([10]), n: 1 })).toThrow(
+      /out of range/,
+    );
     const ok = syntheticDataset({ seed: 1, count: 2 });
     expect(checkDataset(ok)).toBe(ok);
   });

@@ -25,8 +25,10 @@ export type DataSpec =
   | { kind: 'cifar10-shard'; url: string; count: number };
 
 export function checkDataset(d: Dataset): Dataset {
-  if (!Number.isInteger(d.n) || d.n < 0) throw new Error(`dataset size must be a non-negative integer, got ${d.n}`);
-  if (d.x.length !== d.n * PIXELS) throw new Error(`dataset x has ${d.x.length} bytes, expected ${d.n * PIXELS}`);
+  if (!Number.isInteger(d.n) || d.n < 0)
+    throw new Error(`dataset size must be a non-negative integer, got ${d.n}`);
+  if (d.x.length !== d.n * PIXELS)
+    throw new Error(`dataset x has ${d.x.length} bytes, expected ${d.n * PIXELS}`);
   if (d.y.length !== d.n) throw new Error(`dataset y has ${d.y.length} labels, expected ${d.n}`);
   for (let i = 0; i < d.n; i++) {
     if (d.y[i] >= NUM_CLASSES) throw new Error(`label ${d.y[i]} at index ${i} is out of range 0..9`);

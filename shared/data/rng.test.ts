@@ -3,7 +3,9 @@ import { createRng, permutation } from './rng.ts';
 
 describe('createRng', () => {
   it('is deterministic per seed and differs across seeds', () => {
-    const a = createRng(42), b = createRng(42), c = createRng(43);
+    const a = createRng(42),
+      b = createRng(42),
+      c = createRng(43);
     const sa = Array.from({ length: 5 }, () => a.next());
     expect(Array.from({ length: 5 }, () => b.next())).toEqual(sa);
     expect(Array.from({ length: 5 }, () => c.next())).not.toEqual(sa);
@@ -11,7 +13,10 @@ describe('createRng', () => {
 
   it('draws uniform [0,1) and standard normals with the right moments', () => {
     const r = createRng(7);
-    let s = 0, s2 = 0, min = 1, max = 0;
+    let s = 0,
+      s2 = 0,
+      min = 1,
+      max = 0;
     const n = 100_000;
     for (let i = 0; i < n; i++) {
       const u = r.next();

@@ -6,12 +6,18 @@ import { syntheticDataset } from './synthetic.ts';
 function nearestCentroidAccuracy(trainSeed: number, testSeed: number): number {
   const feat = (x: Uint8Array, i: number): number[] => {
     // Cheap texture features: mean colour + mean absolute horizontal and vertical gradients.
-    let r = 0, g = 0, b = 0, dh = 0, dv = 0;
+    let r = 0,
+      g = 0,
+      b = 0,
+      dh = 0,
+      dv = 0;
     const o = i * PIXELS;
     for (let v = 0; v < 32; v++) {
       for (let u = 0; u < 32; u++) {
         const p = o + (v * 32 + u) * 3;
-        r += x[p]; g += x[p + 1]; b += x[p + 2];
+        r += x[p];
+        g += x[p + 1];
+        b += x[p + 2];
         if (u < 31) dh += Math.abs(x[p] - x[p + 3]);
         if (v < 31) dv += Math.abs(x[p] - x[p + 96]);
       }
@@ -31,10 +37,11 @@ function nearestCentroidAccuracy(trainSeed: number, testSeed: number): number {
   let ok = 0;
   for (let i = 0; i < test.n; i++) {
     const f = feat(test.x, i);
-    let best = 0, bestD = Infinity;
+    let best = 0,
+      bestD = Infinity;
     cent.forEach((c, k) => {
       const d = c.reduce((s, v, j) => s + (v - f[j]) ** 2, 0);
-      if (d < bestD) (bestD = d), (best = k);
+      if (d < bestD) ((bestD = d), (best = k));
     });
     if (best === test.y[i]) ok++;
   }

@@ -8,18 +8,29 @@ import { IMAGE_SIZE, PIXELS, type Dataset } from './dataset.ts';
  * classes overlap a little and accuracy climbs over rounds instead of jumping to 100%.
  */
 const PALETTES: readonly (readonly [number, number, number])[][] = [
-  [[0.95, 0.45, 0.2], [0.85, 0.2, 0.25]], // warm: orange, red
-  [[0.2, 0.5, 0.95], [0.2, 0.8, 0.6]], // cool: blue, teal
+  [
+    [0.95, 0.45, 0.2],
+    [0.85, 0.2, 0.25],
+  ], // warm: orange, red
+  [
+    [0.2, 0.5, 0.95],
+    [0.2, 0.8, 0.6],
+  ], // cool: blue, teal
 ];
 
 function texture(kind: number, u: number, v: number, freq: number, phase: number): number {
   switch (kind) {
-    case 0: return Math.sin(freq * v + phase);
-    case 1: return Math.sin(freq * u + phase);
-    case 2: return Math.sin(freq * 0.7071 * (u + v) + phase);
-    case 3: return Math.sin(freq * u + phase) * Math.sin(freq * v + phase * 0.5);
+    case 0:
+      return Math.sin(freq * v + phase);
+    case 1:
+      return Math.sin(freq * u + phase);
+    case 2:
+      return Math.sin(freq * 0.7071 * (u + v) + phase);
+    case 3:
+      return Math.sin(freq * u + phase) * Math.sin(freq * v + phase * 0.5);
     default: {
-      const du = u - 16, dv = v - 16;
+      const du = u - 16,
+        dv = v - 16;
       return Math.sin(freq * Math.sqrt(du * du + dv * dv) + phase);
     }
   }
@@ -34,12 +45,21 @@ export interface SyntheticOptions {
   classWeights?: readonly number[];
 }
 
-function labelSampler(rng: { next(): number; int(n: number): number }, weights?: readonly number[]): () => number {
+function labelSampler(
+  rng: { next(): number; int(n: number): number },
+  weights?: readonly number[],
+): () => number {
   if (!weights) return () => rng.int(10);
-  if (weights.length !== 10 || weights.some((w) => !(w >= 0))) throw new Error('classWeights must be 10 non-negative numbers');
+  if (weights.length !== 10 || weights.some((w) => !(w >= 0)))
+    throw new Error('classWeights must be 10 non-negative numbers');
   const total = weights.reduce((a, b) => a + b, 0);
   if (!(total > 0)) throw new Error('classWeights must not all be zero');
-  const cdf = weights.map(((acc) => (w: number) => (acc += w / total))(0));
+  const cdf = weights.map(
+    (
+      (acc) => (w: number) =>
+        (acc += w / total)
+    )(0),
+  );
   return () => {
     const u = rng.next();
     const i = cdf.findIndex((c) => u < c);
@@ -48,7 +68,8 @@ function labelSampler(rng: { next(): number; int(n: number): number }, weights?:
 }
 
 export function syntheticDataset({ seed, count, noise = 0.18, classWeights }: SyntheticOptions): Dataset {
-  if (!Number.isInteger(count) || count < 0) throw new Error(`synthetic count must be a non-negative integer, got ${count}`);
+  if (!Number.isInteger(count) || count < 0)
+    throw new Error(`synthetic count must be a non-negative integer, got ${count}`);
   const rng = createRng(seed);
   const nextLabel = labelSampler(rng, classWeights);
   const x = new Uint8Array(count * PIXELS);

@@ -15,7 +15,10 @@ export interface AdaptiveClipConfig {
  */
 export function valueNoiseMultiplier(z: number, indicatorStd: number): number {
   const zb = 2 * indicatorStd;
-  if (!(z < zb)) throw new RangeError(`adaptive clipping needs noise multiplier z < 2 sigma_b = ${zb}; raise sigma_b or lower z`);
+  if (!(z < zb))
+    throw new RangeError(
+      `adaptive clipping needs noise multiplier z < 2 sigma_b = ${zb}; raise sigma_b or lower z`,
+    );
   return (z ** -2 - zb ** -2) ** -0.5;
 }
 
@@ -23,7 +26,12 @@ export function valueNoiseMultiplier(z: number, indicatorStd: number): number {
  * Geometric update C <- C exp(-eta (bbar - gamma)), bbar = clamp(noisy sum of indicators / m + 1/2, 0, 1),
  * where indicators are +-1/2 and m is the expected number of clients per round.
  */
-export function nextClipNorm(clip: number, noisyIndicatorSum: number, expectedClients: number, cfg: AdaptiveClipConfig): { clip: number; fraction: number } {
+export function nextClipNorm(
+  clip: number,
+  noisyIndicatorSum: number,
+  expectedClients: number,
+  cfg: AdaptiveClipConfig,
+): { clip: number; fraction: number } {
   const fraction = Math.min(1, Math.max(0, noisyIndicatorSum / expectedClients + 0.5));
   return { clip: clip * Math.exp(-cfg.learningRate * (fraction - cfg.targetQuantile)), fraction };
 }

@@ -3,7 +3,11 @@ import { epsilonFor, noiseForEpsilon } from './calibrate.ts';
 
 describe('noise calibration', () => {
   it('finds the smallest z (3 digits) that meets the target, and no smaller one does', () => {
-    for (const [eps, q, T] of [[8, 0.01, 100], [3, 0.1, 50], [1, 1, 10]] as const) {
+    for (const [eps, q, T] of [
+      [8, 0.01, 100],
+      [3, 0.1, 50],
+      [1, 1, 10],
+    ] as const) {
       const z = noiseForEpsilon(eps, 1e-5, q, T);
       expect(epsilonFor(q, z, T, 1e-5)).toBeLessThanOrEqual(eps);
       expect(epsilonFor(q, z * 0.99, T, 1e-5)).toBeGreaterThan(eps * 0.98);

@@ -17,7 +17,8 @@ export function noiseForEpsilon(targetEpsilon: number, delta: number, q: number,
   let hi = 1;
   while (epsilonFor(q, hi, steps, delta) > targetEpsilon) {
     hi *= 2;
-    if (hi > 1e6) throw new RangeError(`no noise multiplier reaches epsilon ${targetEpsilon} in ${steps} rounds`);
+    if (hi > 1e6)
+      throw new RangeError(`no noise multiplier reaches epsilon ${targetEpsilon} in ${steps} rounds`);
   }
   for (let i = 0; i < 60 && hi - lo > 1e-4 * hi; i++) {
     const mid = (lo + hi) / 2;

@@ -17,7 +17,10 @@ describe('L2 clipping', () => {
   });
   it('property: after clipping, norm <= C (random vectors, random C)', () => {
     for (let i = 0; i < 200; i++) {
-      const v = Float64Array.from({ length: 50 }, () => (Math.random() - 0.5) * 10 ** (Math.random() * 4 - 2));
+      const v = Float64Array.from(
+        { length: 50 },
+        () => (Math.random() - 0.5) * 10 ** (Math.random() * 4 - 2),
+      );
       const c = 10 ** (Math.random() * 2 - 1);
       clipL2InPlace(v, c);
       expect(l2Norm(v)).toBeLessThanOrEqual(c * (1 + 1e-12));

@@ -14,7 +14,8 @@ export interface ClipResult {
 
 /** Scales v in place so that ||v||_2 <= clipNorm (per-client clipping of DP-FedAvg). */
 export function clipL2InPlace(v: Float32Array | Float64Array, clipNorm: number): ClipResult {
-  if (!(clipNorm > 0) || !Number.isFinite(clipNorm)) throw new RangeError(`clip norm must be a positive finite number, got ${clipNorm}`);
+  if (!(clipNorm > 0) || !Number.isFinite(clipNorm))
+    throw new RangeError(`clip norm must be a positive finite number, got ${clipNorm}`);
   const norm = l2Norm(v);
   if (!Number.isFinite(norm)) throw new RangeError('update has a non-finite norm');
   const factor = norm > clipNorm ? clipNorm / norm : 1;

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_ORDERS, RdpAccountant, SAMPLING_ASSUMPTION, computeRdp, rdpSampledGaussian, rdpToEpsilon } from './rdp.ts';
+import {
+  DEFAULT_ORDERS,
+  RdpAccountant,
+  SAMPLING_ASSUMPTION,
+  computeRdp,
+  rdpSampledGaussian,
+  rdpToEpsilon,
+} from './rdp.ts';
 
 /** Test vectors from ../shared/specs/privacy.md, section A3 (relative tolerance 1e-4). */
 const rel = (a: number, b: number): number => Math.abs(a - b) / Math.abs(b);
@@ -11,7 +18,7 @@ describe('RDP of the sampled Gaussian mechanism (privacy.md A3)', () => {
 
   it('#2 q=0.01, z=2.5, T=50, fractional and integer orders, and infinity', () => {
     const orders = [1.5, 2.5, 5, 50, 100, Infinity];
-    const want = [6.70579741e-4, 1.08548710e-3, 2.18075656e-3, 2.38460375e-2, 167.416308, Infinity];
+    const want = [6.70579741e-4, 1.0854871e-3, 2.18075656e-3, 2.38460375e-2, 167.416308, Infinity];
     const got = computeRdp(0.01, 2.5, 50, orders);
     for (let k = 0; k < 5; k++) expect(rel(got[k], want[k]), `order ${orders[k]}`).toBeLessThan(1e-4);
     expect(got[5]).toBe(Infinity);
@@ -19,7 +26,11 @@ describe('RDP of the sampled Gaussian mechanism (privacy.md A3)', () => {
 
   it('#3 constant RDP 1.1 at orders 2..32, delta=1e-5 -> eps 1.32783806176 at order 32', () => {
     const orders = Array.from({ length: 31 }, (_, i) => i + 2);
-    const r = rdpToEpsilon(orders, orders.map(() => 1.1), 1e-5);
+    const r = rdpToEpsilon(
+      orders,
+      orders.map(() => 1.1),
+      1e-5,
+    );
     expect(rel(r.epsilon, 1.32783806176)).toBeLessThan(1e-4);
     expect(r.order).toBe(32);
   });
@@ -51,12 +62,14 @@ describe('accountant properties', () => {
 
   it('integer and fractional formulas agree where they meet', () => {
     // The fractional series at alpha = 5 + 1e-9 must approach the integer sum at 5.
-    const q = 0.05, z = 1.3;
+    const q = 0.05,
+      z = 1.3;
     expect(rel(rdpSampledGaussian(q, z, 5 + 1e-9), rdpSampledGaussian(q, z, 5))).toBeLessThan(1e-6);
   });
 
   it('epsilon grows with rounds and sampling rate and shrinks with noise', () => {
-    const eps = (q: number, z: number, T: number) => new RdpAccountant().compose(q, z, T).epsilon(1e-5).epsilon;
+    const eps = (q: number, z: number, T: number) =>
+      new RdpAccountant().compose(q, z, T).epsilon(1e-5).epsilon;
     expect(eps(0.01, 1, 200)).toBeGreaterThan(eps(0.01, 1, 100));
     expect(eps(0.02, 1, 100)).toBeGreaterThan(eps(0.01, 1, 100));
     expect(eps(0.01, 2, 100)).toBeLessThan(eps(0.01, 1, 100));

@@ -12,7 +12,10 @@ export const SAMPLING_ASSUMPTION = 'poisson-add-remove' as const;
 export const DEFAULT_ORDERS: readonly number[] = [
   ...Array.from({ length: 99 }, (_, x) => 1 + (x + 1) / 10),
   ...Array.from({ length: 53 }, (_, i) => 11 + i),
-  128, 256, 512, 1024,
+  128,
+  256,
+  512,
+  1024,
 ];
 
 const MAX_TERMS = 1000;
@@ -21,7 +24,8 @@ const MAX_TERMS = 1000;
 function logAInt(q: number, sigma: number, alpha: number): number {
   let logA = -Infinity;
   for (let i = 0; i <= alpha; i++) {
-    const t = logBinom(alpha, i) + i * Math.log(q) + (alpha - i) * Math.log1p(-q) + (i * i - i) / (2 * sigma * sigma);
+    const t =
+      logBinom(alpha, i) + i * Math.log(q) + (alpha - i) * Math.log1p(-q) + (i * i - i) / (2 * sigma * sigma);
     logA = logAdd(logA, t);
   }
   return logA;
@@ -38,8 +42,20 @@ function logAFrac(q: number, sigma: number, alpha: number): number {
   for (let i = 0; i < MAX_TERMS; i++) {
     const j = alpha - i;
     const c = logBinom(alpha, i);
-    const s0 = c + i * Math.log(q) + j * Math.log1p(-q) + (i * i - i) / s2 + Math.log(0.5) + logErfc((i - z0) / (Math.SQRT2 * sigma));
-    const s1 = c + j * Math.log(q) + i * Math.log1p(-q) + (j * j - j) / s2 + Math.log(0.5) + logErfc((z0 - j) / (Math.SQRT2 * sigma));
+    const s0 =
+      c +
+      i * Math.log(q) +
+      j * Math.log1p(-q) +
+      (i * i - i) / s2 +
+      Math.log(0.5) +
+      logErfc((i - z0) / (Math.SQRT2 * sigma));
+    const s1 =
+      c +
+      j * Math.log(q) +
+      i * Math.log1p(-q) +
+      (j * j - j) / s2 +
+      Math.log(0.5) +
+      logErfc((z0 - j) / (Math.SQRT2 * sigma));
     a0 = logAdd(a0, s0);
     a1 = logAdd(a1, s1);
     const total = logAdd(a0, a1);
@@ -58,13 +74,21 @@ export function rdpSampledGaussian(q: number, noiseMultiplier: number, alpha: nu
   if (q === 0) return 0;
   if (alpha === Infinity || noiseMultiplier === 0) return Infinity;
   if (q === 1) return alpha / (2 * noiseMultiplier * noiseMultiplier);
-  const logA = Number.isInteger(alpha) ? logAInt(q, noiseMultiplier, alpha) : logAFrac(q, noiseMultiplier, alpha);
+  const logA = Number.isInteger(alpha)
+    ? logAInt(q, noiseMultiplier, alpha)
+    : logAFrac(q, noiseMultiplier, alpha);
   return logA / (alpha - 1);
 }
 
 /** RDP of `steps` compositions at each order. */
-export function computeRdp(q: number, noiseMultiplier: number, steps: number, orders: readonly number[] = DEFAULT_ORDERS): Float64Array {
-  if (!(Number.isInteger(steps) && steps >= 0)) throw new Error(`steps must be a non-negative integer, got ${steps}`);
+export function computeRdp(
+  q: number,
+  noiseMultiplier: number,
+  steps: number,
+  orders: readonly number[] = DEFAULT_ORDERS,
+): Float64Array {
+  if (!(Number.isInteger(steps) && steps >= 0))
+    throw new Error(`steps must be a non-negative integer, got ${steps}`);
   return Float64Array.from(orders, (a) => steps * rdpSampledGaussian(q, noiseMultiplier, a));
 }
 
@@ -78,7 +102,11 @@ export interface EpsilonResult {
  * (epsilon, delta) from RDP with the improved conversion of Balle et al. 2020 / Canonne-Kamath-Steinke:
  * eps = r + log1p(-1/a) - log(delta * a) / (a - 1), minimised over orders.
  */
-export function rdpToEpsilon(orders: readonly number[], rdp: ArrayLike<number>, delta: number): EpsilonResult {
+export function rdpToEpsilon(
+  orders: readonly number[],
+  rdp: ArrayLike<number>,
+  delta: number,
+): EpsilonResult {
   if (orders.length !== rdp.length) throw new Error(`${orders.length} orders but ${rdp.length} RDP values`);
   if (!(delta > 0 && delta < 1)) throw new Error(`delta must be in (0, 1), got ${delta}`);
   let best: EpsilonResult = { epsilon: Infinity, order: NaN };

@@ -11,7 +11,12 @@ function moments(xs: number[]): { mean: number; variance: number } {
 }
 
 /** Chi-square of samples against a pmf over the bins [lo, hi] with both tails folded into the end bins. */
-function chiSquare(samples: number[], pmf: (k: number) => number, lo: number, hi: number): { stat: number; dof: number } {
+function chiSquare(
+  samples: number[],
+  pmf: (k: number) => number,
+  lo: number,
+  hi: number,
+): { stat: number; dof: number } {
   const obs = new Map<number, number>();
   for (const s of samples) {
     const k = Math.min(hi, Math.max(lo, s));
@@ -30,7 +35,8 @@ function chiSquare(samples: number[], pmf: (k: number) => number, lo: number, hi
   return { stat, dof: hi - lo };
 }
 
-const poissonPmf = (lambda: number) => (k: number) => (k < 0 ? 0 : Math.exp(-lambda + k * Math.log(lambda) - lgamma(k + 1)));
+const poissonPmf = (lambda: number) => (k: number) =>
+  k < 0 ? 0 : Math.exp(-lambda + k * Math.log(lambda) - lgamma(k + 1));
 
 describe('secure random', () => {
   it('is uniform on [0,1) (mean, variance, never 1) and differs between instances', () => {

@@ -6,7 +6,8 @@ import type { SecureRandom } from './secure-random.ts';
  * squeeze) for lambda >= 10. Uniforms come from a CSPRNG; the sampler is exact up to float64 rounding.
  */
 export function samplePoisson(lambda: number, rand: SecureRandom): number {
-  if (!(lambda >= 0) || !Number.isFinite(lambda)) throw new RangeError(`Poisson mean must be finite and >= 0, got ${lambda}`);
+  if (!(lambda >= 0) || !Number.isFinite(lambda))
+    throw new RangeError(`Poisson mean must be finite and >= 0, got ${lambda}`);
   if (lambda === 0) return 0;
   if (lambda < 10) {
     const limit = Math.exp(-lambda);
@@ -31,7 +32,11 @@ export function samplePoisson(lambda: number, rand: SecureRandom): number {
     const k = Math.floor(((2 * a) / us + b) * u + lambda + 0.43);
     if (us >= 0.07 && v <= vr) return k;
     if (k < 0 || (us < 0.013 && v > us)) continue;
-    if (Math.log(v) + Math.log(invAlpha) - Math.log(a / (us * us) + b) <= -lambda + k * loglam - lgamma(k + 1)) return k;
+    if (
+      Math.log(v) + Math.log(invAlpha) - Math.log(a / (us * us) + b) <=
+      -lambda + k * loglam - lgamma(k + 1)
+    )
+      return k;
   }
 }
 
@@ -46,7 +51,13 @@ export function sampleSkellam(mu: number, rand: SecureRandom): number {
 }
 
 /** Adds Skellam(mu) noise to every entry of v (integers stored in a Float64Array). */
-export function addSkellamInPlace(v: Float64Array, mu: number, rand: SecureRandom, from = 0, to = v.length): void {
+export function addSkellamInPlace(
+  v: Float64Array,
+  mu: number,
+  rand: SecureRandom,
+  from = 0,
+  to = v.length,
+): void {
   if (mu === 0) return;
   for (let i = from; i < to; i++) v[i] += sampleSkellam(mu, rand);
 }

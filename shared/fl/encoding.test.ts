@@ -2,10 +2,25 @@ import { describe, expect, it } from 'vitest';
 import { l2Norm } from '../dp/clip.ts';
 import { createSecureRandom } from '../dp/secure-random.ts';
 import { addInto } from '../secagg/ring.ts';
-import { decodeAggregate, encodeContribution, integerSensitivity, planEncoding, vectorLength, type PlanInput } from './encoding.ts';
+import {
+  decodeAggregate,
+  encodeContribution,
+  integerSensitivity,
+  planEncoding,
+  vectorLength,
+  type PlanInput,
+} from './encoding.ts';
 
 const rand = createSecureRandom();
-const base: PlanInput = { numParams: 1000, maxClients: 10, clipNorm: null, coordClip: 0.5, weighting: 'examples', maxExamples: 100, noise: null };
+const base: PlanInput = {
+  numParams: 1000,
+  maxClients: 10,
+  clipNorm: null,
+  coordClip: 0.5,
+  weighting: 'examples',
+  maxExamples: 100,
+  noise: null,
+};
 
 function sumOf(deltas: Float32Array[], examples: number[], plan = planEncoding(base)) {
   const acc = new Uint32Array(vectorLength(deltas[0].length));
@@ -18,7 +33,8 @@ function sumOf(deltas: Float32Array[], examples: number[], plan = planEncoding(b
   return { agg: decodeAggregate(acc, deltas.length, plan), plan, clamped };
 }
 
-const randomDelta = (d: number, s = 0.05) => Float32Array.from({ length: d }, () => (Math.random() - 0.5) * 2 * s);
+const randomDelta = (d: number, s = 0.05) =>
+  Float32Array.from({ length: d }, () => (Math.random() - 0.5) * 2 * s);
 
 describe('update encoding into the ring', () => {
   it('weighted mean of decoded contributions = FedAvg mean, to within the fixed-point step', () => {
@@ -75,7 +91,14 @@ describe('update encoding into the ring', () => {
   });
 
   it('with DP noise: the decoded sum carries the planned noise; nothing is clamped at the largest cohort', () => {
-    const input: PlanInput = { ...base, numParams: 2000, maxClients: 10, clipNorm: 0.5, weighting: 'uniform', noise: { multiplier: 1.2, minSurvivors: 4, bitStd: 0 } };
+    const input: PlanInput = {
+      ...base,
+      numParams: 2000,
+      maxClients: 10,
+      clipNorm: 0.5,
+      weighting: 'uniform',
+      noise: { multiplier: 1.2, minSurvivors: 4, bitStd: 0 },
+    };
     const plan = planEncoding(input);
     const n = 10;
     const zeros = Array.from({ length: n }, () => new Float32Array(2000));
@@ -95,8 +118,21 @@ describe('update encoding into the ring', () => {
   });
 
   it('refuses DP with example weights, DP without an L2 clip, and a ring too narrow for the noise', () => {
-    expect(() => planEncoding({ ...base, clipNorm: 1, noise: { multiplier: 1, minSurvivors: 2, bitStd: 0 } })).toThrow(/uniform/);
-    expect(() => planEncoding({ ...base, weighting: 'uniform', noise: { multiplier: 1, minSurvivors: 2, bitStd: 0 } })).toThrow(/clip/);
-    expect(() => planEncoding({ ...base, numParams: 1e12, maxClients: 2 ** 28, clipNorm: 1, weighting: 'uniform', noise: { multiplier: 10, minSurvivors: 1, bitStd: 0 } })).toThrow(/cannot hold/);
+    expect(() =>
+      planEncoding({ ...base, clipNorm: 1, noise: { multiplier: 1, minSurvivors: 2, bitStd: 0 } }),
+    ).toThrow(/uniform/);
+    expect(() =>
+      planEncoding({ ...base, weighting: 'uniform', noise: { multiplier: 1, minSurvivors: 2, bitStd: 0 } }),
+    ).toThrow(/clip/);
+    expect(() =>
+      planEncoding({
+        ...base,
+        numParams: 1e12,
+        maxClients: 2 ** 28,
+        clipNorm: 1,
+        weighting: 'uniform',
+        noise: { multiplier: 10, minSurvivors: 1, bitStd: 0 },
+      }),
+    ).toThrow(/cannot hold/);
   });
 });

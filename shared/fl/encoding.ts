@@ -53,7 +53,10 @@ const BIT_SCALE = 1024;
 export const vectorLength = (numParams: number): number => numParams + 2;
 
 /** L2 sensitivity of one client's integer vector: ||round(s x)|| <= s C + sqrt(d) (rounding moves each value < 1). */
-export function integerSensitivity(plan: Pick<EncodingPlan, 'scale' | 'clipNorm' | 'coordClip'>, numParams: number): number {
+export function integerSensitivity(
+  plan: Pick<EncodingPlan, 'scale' | 'clipNorm' | 'coordClip'>,
+  numParams: number,
+): number {
   const c = plan.clipNorm ?? plan.coordClip * Math.sqrt(numParams);
   return plan.scale * c + Math.sqrt(numParams);
 }
@@ -77,13 +80,18 @@ export function planEncoding(p: PlanInput): EncodingPlan {
     const f = p.noise.multiplier / Math.sqrt(p.noise.minSurvivors); // per-client std / sensitivity
     // s*coord + 1 + TAIL_SD * f * (s*C + sqrt(d)) <= half - 1
     scale = Math.floor((half - 2 - TAIL_SD * f * Math.sqrt(d)) / (coord + TAIL_SD * f * p.clipNorm));
-    if (!(scale >= 1)) throw new RangeError(`a ${bits}-bit ring per client cannot hold ${d} parameters with noise multiplier ${p.noise.multiplier}; lower the cohort size`);
+    if (!(scale >= 1))
+      throw new RangeError(
+        `a ${bits}-bit ring per client cannot hold ${d} parameters with noise multiplier ${p.noise.multiplier}; lower the cohort size`,
+      );
     noiseVariance = (f * (scale * p.clipNorm + Math.sqrt(d))) ** 2;
   } else {
     scale = Math.floor((half - 2) / coord);
   }
-  if (p.noise && p.noise.bitStd > 0) bitNoiseVariance = (p.noise.bitStd * BIT_SCALE) ** 2 / p.noise.minSurvivors;
-  if (BIT_SCALE / 2 + TAIL_SD * Math.sqrt(bitNoiseVariance) > half - 1) throw new RangeError('ring too narrow for the clip indicator noise');
+  if (p.noise && p.noise.bitStd > 0)
+    bitNoiseVariance = (p.noise.bitStd * BIT_SCALE) ** 2 / p.noise.minSurvivors;
+  if (BIT_SCALE / 2 + TAIL_SD * Math.sqrt(bitNoiseVariance) > half - 1)
+    throw new RangeError('ring too narrow for the clip indicator noise');
   return {
     bits,
     scale,
@@ -112,7 +120,12 @@ function stochasticRound(x: number, rand: SecureRandom): number {
   return rand.float() < x - f ? f + 1 : f;
 }
 
-export function encodeContribution(delta: Float32Array, numExamples: number, plan: EncodingPlan, rand: SecureRandom): Contribution {
+export function encodeContribution(
+  delta: Float32Array,
+  numExamples: number,
+  plan: EncodingPlan,
+  rand: SecureRandom,
+): Contribution {
   const d = delta.length;
   const x = new Float64Array(d + 2);
   for (let i = 0; i < d; i++) x[i] = delta[i];

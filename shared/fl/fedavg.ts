@@ -12,8 +12,10 @@ export class WeightedMean {
   }
 
   add(vec: Float32Array, weight: number): void {
-    if (vec.length !== this.length) throw new Error(`vector has ${vec.length} values, expected ${this.length}`);
-    if (!(weight > 0) || !Number.isFinite(weight)) throw new Error(`weight must be a positive finite number, got ${weight}`);
+    if (vec.length !== this.length)
+      throw new Error(`vector has ${vec.length} values, expected ${this.length}`);
+    if (!(weight > 0) || !Number.isFinite(weight))
+      throw new Error(`weight must be a positive finite number, got ${weight}`);
     const s = this.sum;
     for (let i = 0; i < s.length; i++) s[i] += weight * vec[i];
     this.weight += weight;

@@ -47,7 +47,9 @@ describe('partitioning', () => {
       const parts = partition(labels, 20, { kind: 'dirichlet', alpha }, createRng(4));
       everyExampleOnce(parts);
       // Mean over clients of the share of their most common class.
-      const shares = parts.filter((p) => p.length > 0).map((p) => Math.max(...labelCounts(labels, p)) / p.length);
+      const shares = parts
+        .filter((p) => p.length > 0)
+        .map((p) => Math.max(...labelCounts(labels, p)) / p.length);
       return shares.reduce((a, b) => a + b, 0) / shares.length;
     };
     expect(skew(0.1)).toBeGreaterThan(0.5);

@@ -51,14 +51,24 @@ export function apportion(n: number, weights: ArrayLike<number>): number[] {
   return out;
 }
 
-export function partition(labels: ArrayLike<number>, clients: number, scheme: PartitionScheme, rng: Rng, numClasses = 10): number[][] {
-  if (!Number.isInteger(clients) || clients < 1) throw new RangeError(`clients must be a positive integer, got ${clients}`);
+export function partition(
+  labels: ArrayLike<number>,
+  clients: number,
+  scheme: PartitionScheme,
+  rng: Rng,
+  numClasses = 10,
+): number[][] {
+  if (!Number.isInteger(clients) || clients < 1)
+    throw new RangeError(`clients must be a positive integer, got ${clients}`);
   const n = labels.length;
   const out: number[][] = Array.from({ length: clients }, () => []);
   if (scheme.kind === 'iid') {
     const order = permutation(n, rng);
     const sigma = scheme.unbalancedSigma ?? 0;
-    const sizes = apportion(n, Array.from({ length: clients }, () => (sigma > 0 ? Math.exp(sigma * rng.normal()) : 1)));
+    const sizes = apportion(
+      n,
+      Array.from({ length: clients }, () => (sigma > 0 ? Math.exp(sigma * rng.normal()) : 1)),
+    );
     let off = 0;
     sizes.forEach((s, c) => {
       out[c] = Array.from(order.subarray(off, off + s));

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createServerOptimizer, SERVER_OPTIMIZER_DEFAULTS, type ServerOptimizerName } from './server-opt.ts';
 
-const opt = (name: ServerOptimizerName, lr = 0.1, over = {}) => createServerOptimizer({ name, lr, ...SERVER_OPTIMIZER_DEFAULTS, ...over }, 2);
+const opt = (name: ServerOptimizerName, lr = 0.1, over = {}) =>
+  createServerOptimizer({ name, lr, ...SERVER_OPTIMIZER_DEFAULTS, ...over }, 2);
 const w = Float32Array.of(1, -1);
 const d1 = Float32Array.of(0.2, -0.4);
 const d2 = Float32Array.of(-0.1, 0.3);

@@ -22,7 +22,12 @@ export interface ServerOptimizerConfig {
   tau: number;
 }
 
-export const SERVER_OPTIMIZER_DEFAULTS: Omit<ServerOptimizerConfig, 'name' | 'lr'> = { momentum: 0.9, beta1: 0.9, beta2: 0.99, tau: 1e-3 };
+export const SERVER_OPTIMIZER_DEFAULTS: Omit<ServerOptimizerConfig, 'name' | 'lr'> = {
+  momentum: 0.9,
+  beta1: 0.9,
+  beta2: 0.99,
+  tau: 1e-3,
+};
 
 export interface ServerOptimizer {
   readonly config: ServerOptimizerConfig;
@@ -39,7 +44,8 @@ export function createServerOptimizer(config: ServerOptimizerConfig, length: num
   return {
     config,
     step(weights, delta) {
-      if (weights.length !== length || delta.length !== length) throw new RangeError(`expected vectors of ${length} values`);
+      if (weights.length !== length || delta.length !== length)
+        throw new RangeError(`expected vectors of ${length} values`);
       const out = new Float32Array(length);
       for (let i = 0; i < length; i++) {
         const d = delta[i];
@@ -50,7 +56,12 @@ export function createServerOptimizer(config: ServerOptimizerConfig, length: num
           const mi = (m![i] = beta1 * m![i] + (1 - beta1) * d);
           const d2 = d * d;
           const vi = v![i];
-          v![i] = name === 'fedadagrad' ? vi + d2 : name === 'fedyogi' ? vi - (1 - beta2) * d2 * Math.sign(vi - d2) : beta2 * vi + (1 - beta2) * d2;
+          v![i] =
+            name === 'fedadagrad'
+              ? vi + d2
+              : name === 'fedyogi'
+                ? vi - (1 - beta2) * d2 * Math.sign(vi - d2)
+                : beta2 * vi + (1 - beta2) * d2;
           u = mi / (Math.sqrt(v![i]) + tau);
         }
         out[i] = weights[i] + lr * u;

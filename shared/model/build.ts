@@ -21,8 +21,17 @@ export function buildModel(spec: ModelSpec, seed = 1): tf.Sequential {
     );
     model.add(tf.layers.maxPooling2d({ name: `pool${i}`, poolSize: 2, strides: 2 }));
   });
-  model.add(tf.layers.flatten({ name: 'flatten', ...(spec.conv.length === 0 ? { inputShape: [IMAGE_SIZE, IMAGE_SIZE, CHANNELS] } : {}) }));
-  model.add(tf.layers.dense({ name: 'dense0', units: spec.dense, activation: 'relu', kernelInitializer: init() }));
-  model.add(tf.layers.dense({ name: 'logits', units: NUM_CLASSES, activation: 'softmax', kernelInitializer: init() }));
+  model.add(
+    tf.layers.flatten({
+      name: 'flatten',
+      ...(spec.conv.length === 0 ? { inputShape: [IMAGE_SIZE, IMAGE_SIZE, CHANNELS] } : {}),
+    }),
+  );
+  model.add(
+    tf.layers.dense({ name: 'dense0', units: spec.dense, activation: 'relu', kernelInitializer: init() }),
+  );
+  model.add(
+    tf.layers.dense({ name: 'logits', units: NUM_CLASSES, activation: 'softmax', kernelInitializer: init() }),
+  );
   return model;
 }

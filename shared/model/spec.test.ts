@@ -33,7 +33,8 @@ describe('model specs', () => {
 describe('flat weights', () => {
   it.each(['tiny', 'mlp'])('%s: round-trips and is order-stable', async (name) => {
     const spec = MODELS[name];
-    const a = buildModel(spec, 1), b = buildModel(spec, 2);
+    const a = buildModel(spec, 1),
+      b = buildModel(spec, 2);
     const wa = await getFlatWeights(a);
     expect(wa.length).toBe(numParams(spec));
     expect(await getFlatWeights(b)).not.toEqual(wa);
@@ -41,7 +42,8 @@ describe('flat weights', () => {
     expect(await getFlatWeights(b)).toEqual(wa);
     // Same weights -> same predictions.
     const x = tf.randomUniform([2, 32, 32, 3]);
-    const pa = (a.predict(x) as tf.Tensor).arraySync(), pb = (b.predict(x) as tf.Tensor).arraySync();
+    const pa = (a.predict(x) as tf.Tensor).arraySync(),
+      pb = (b.predict(x) as tf.Tensor).arraySync();
     expect(pb).toEqual(pa);
     tf.dispose([x]);
     a.dispose();
@@ -50,7 +52,9 @@ describe('flat weights', () => {
 
   it('rejects a vector of the wrong length', () => {
     const m = buildModel(MODELS.tiny);
-    expect(() => setFlatWeights(m, MODELS.tiny, new Float32Array(10))).toThrow(/has 10 values, model "tiny" needs/);
+    expect(() => setFlatWeights(m, MODELS.tiny, new Float32Array(10))).toThrow(
+      /has 10 values, model "tiny" needs/,
+    );
     m.dispose();
   });
 });

@@ -64,8 +64,11 @@ export function isModelSpec(v: unknown): v is ModelSpec {
   const m = v as Record<string, unknown>;
   return (
     typeof m.name === 'string' &&
-    Array.isArray(m.conv) && m.conv.length <= 5 &&
+    Array.isArray(m.conv) &&
+    m.conv.length <= 5 &&
     m.conv.every((f) => Number.isInteger(f) && f >= 1 && f <= 512) &&
-    Number.isInteger(m.dense) && (m.dense as number) >= 1 && (m.dense as number) <= 4096
+    Number.isInteger(m.dense) &&
+    (m.dense as number) >= 1 &&
+    (m.dense as number) <= 4096
   );
 }

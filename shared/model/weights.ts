@@ -21,7 +21,8 @@ export async function getFlatWeights(model: tf.LayersModel): Promise<Float32Arra
 export function setFlatWeights(model: tf.LayersModel, spec: ModelSpec, flat: Float32Array): void {
   const shapes = weightShapes(spec);
   const total = shapes.reduce((s, w) => s + w.size, 0);
-  if (flat.length !== total) throw new Error(`weight vector has ${flat.length} values, model "${spec.name}" needs ${total}`);
+  if (flat.length !== total)
+    throw new Error(`weight vector has ${flat.length} values, model "${spec.name}" needs ${total}`);
   let o = 0;
   const tensors = shapes.map((w) => {
     const t = tf.tensor(flat.subarray(o, o + w.size), w.shape as number[], 'float32');

@@ -18,7 +18,8 @@ export function bytesToFloat32(b: Uint8Array): Float32Array {
 
 /** Exact-size ArrayBuffer holding the vector (no trailing bytes of a larger backing buffer go out). */
 export function float32ToBuffer(v: Float32Array): ArrayBuffer {
-  if (v.byteOffset === 0 && v.byteLength === v.buffer.byteLength && v.buffer instanceof ArrayBuffer) return v.buffer;
+  if (v.byteOffset === 0 && v.byteLength === v.buffer.byteLength && v.buffer instanceof ArrayBuffer)
+    return v.buffer;
   return v.slice().buffer;
 }
 

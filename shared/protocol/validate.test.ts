@@ -5,7 +5,14 @@ import { checkHello, checkReady, checkUpdate } from './validate.ts';
 
 const ID = 'abcdefghijklmnop_-12';
 const limits = { numParams: 4, maxExamples: 1000 };
-const good = () => ({ round: 1, attempt: 1, numExamples: 10, trainMs: 5, loss: 1.2, delta: new Float32Array([1, 2, 3, 4]).buffer });
+const good = () => ({
+  round: 1,
+  attempt: 1,
+  numExamples: 10,
+  trainMs: 5,
+  loss: 1.2,
+  delta: new Float32Array([1, 2, 3, 4]).buffer,
+});
 
 describe('checkHello', () => {
   it('accepts a well-formed hello', () => {

@@ -16,7 +16,13 @@ const fail = (reason: RejectReason, message: string): Checked<never> => ({ ok: f
 
 /** A plain object (not an array, typed array or ArrayBuffer). */
 export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    !ArrayBuffer.isView(v) &&
+    !(v instanceof ArrayBuffer)
+  );
 }
 
 function isInt(v: unknown, min: number, max: number): v is number {
@@ -28,19 +34,32 @@ const CLIENT_ID = /^[A-Za-z0-9_-]{16,64}$/;
 export function checkHello(raw: unknown): Checked<Hello> {
   if (!isRecord(raw)) return fail('malformed', 'hello must be an object');
   if (raw.protocolVersion !== PROTOCOL_VERSION) {
-    return fail('protocol_version', `protocol version ${String(raw.protocolVersion)} is not supported; server speaks ${PROTOCOL_VERSION}`);
+    return fail(
+      'protocol_version',
+      `protocol version ${String(raw.protocolVersion)} is not supported; server speaks ${PROTOCOL_VERSION}`,
+    );
   }
   if (typeof raw.clientId !== 'string' || !CLIENT_ID.test(raw.clientId)) {
     return fail('malformed', 'clientId must be 16-64 characters of A-Z, a-z, 0-9, _ or -');
   }
-  if (!CLIENT_SOURCES.includes(raw.source as never)) return fail('malformed', `source must be one of ${CLIENT_SOURCES.join(', ')}`);
-  return { ok: true, value: { protocolVersion: PROTOCOL_VERSION, clientId: raw.clientId, source: raw.source as Hello['source'] } };
+  if (!CLIENT_SOURCES.includes(raw.source as never))
+    return fail('malformed', `source must be one of ${CLIENT_SOURCES.join(', ')}`);
+  return {
+    ok: true,
+    value: {
+      protocolVersion: PROTOCOL_VERSION,
+      clientId: raw.clientId,
+      source: raw.source as Hello['source'],
+    },
+  };
 }
 
 export function checkReady(raw: unknown, maxExamples: number): Checked<Ready> {
   if (!isRecord(raw)) return fail('malformed', 'ready must be an object');
-  if (!BACKENDS.includes(raw.backend as BackendName)) return fail('malformed', `backend must be one of ${BACKENDS.join(', ')}`);
-  if (!isInt(raw.numExamples, 1, maxExamples)) return fail('malformed', `numExamples must be an integer in 1..${maxExamples}`);
+  if (!BACKENDS.includes(raw.backend as BackendName))
+    return fail('malformed', `backend must be one of ${BACKENDS.join(', ')}`);
+  if (!isInt(raw.numExamples, 1, maxExamples))
+    return fail('malformed', `numExamples must be an integer in 1..${maxExamples}`);
   return { ok: true, value: { backend: raw.backend as BackendName, numExamples: raw.numExamples } };
 }
 
@@ -62,22 +81,38 @@ export interface CheckedUpdate extends Omit<Update, 'delta'> {
 
 export function checkUpdate(raw: unknown, limits: UpdateLimits): Checked<CheckedUpdate> {
   if (!isRecord(raw)) return fail('malformed', 'update must be an object');
-  if (!isInt(raw.round, 0, 2 ** 31) || !isInt(raw.attempt, 0, 2 ** 31)) return fail('malformed', 'round and attempt must be non-negative integers');
-  if (!isInt(raw.numExamples, 1, limits.maxExamples)) return fail('malformed', `numExamples must be an integer in 1..${limits.maxExamples}`);
-  if (typeof raw.trainMs !== 'number' || !(raw.trainMs >= 0) || !Number.isFinite(raw.trainMs)) return fail('malformed', 'trainMs must be a finite number >= 0');
-  if (typeof raw.loss !== 'number' || !Number.isFinite(raw.loss)) return fail('malformed', 'loss must be a finite number');
+  if (!isInt(raw.round, 0, 2 ** 31) || !isInt(raw.attempt, 0, 2 ** 31))
+    return fail('malformed', 'round and attempt must be non-negative integers');
+  if (!isInt(raw.numExamples, 1, limits.maxExamples))
+    return fail('malformed', `numExamples must be an integer in 1..${limits.maxExamples}`);
+  if (typeof raw.trainMs !== 'number' || !(raw.trainMs >= 0) || !Number.isFinite(raw.trainMs))
+    return fail('malformed', 'trainMs must be a finite number >= 0');
+  if (typeof raw.loss !== 'number' || !Number.isFinite(raw.loss))
+    return fail('malformed', 'loss must be a finite number');
   const bytes = asBytes(raw.delta);
   if (!bytes) return fail('malformed', 'delta must be binary (ArrayBuffer), not JSON');
-  const head = { round: raw.round, attempt: raw.attempt, numExamples: raw.numExamples, trainMs: raw.trainMs, loss: raw.loss };
+  const head = {
+    round: raw.round,
+    attempt: raw.attempt,
+    numExamples: raw.numExamples,
+    trainMs: raw.trainMs,
+    loss: raw.loss,
+  };
   if (limits.ringLength !== undefined) {
     if (bytes.byteLength !== limits.ringLength * 4) {
-      return fail('wrong_length', `ring vector has ${bytes.byteLength} bytes, expected ${limits.ringLength * 4} (${limits.ringLength} uint32)`);
+      return fail(
+        'wrong_length',
+        `ring vector has ${bytes.byteLength} bytes, expected ${limits.ringLength * 4} (${limits.ringLength} uint32)`,
+      );
     }
     return { ok: true, value: { ...head, delta: null, ring: bytesToUint32(bytes) } };
   }
   const expected = limits.numParams * 4;
   if (bytes.byteLength !== expected) {
-    return fail('wrong_length', `delta has ${bytes.byteLength} bytes, expected ${expected} (${limits.numParams} float32)`);
+    return fail(
+      'wrong_length',
+      `delta has ${bytes.byteLength} bytes, expected ${expected} (${limits.numParams} float32)`,
+    );
   }
   const delta = bytesToFloat32(bytes);
   for (let i = 0; i < delta.length; i++) {

@@ -11,19 +11,22 @@ export function record(v: unknown, what: string): Record<string, unknown> {
 export function bytes(v: unknown, what: string, len?: number, maxLen = 4096): Uint8Array {
   const b = asBytes(v);
   if (!b) throw new SecAggError('malformed', `${what} must be binary`);
-  if (len !== undefined && b.length !== len) throw new SecAggError('malformed', `${what} must be ${len} bytes, got ${b.length}`);
+  if (len !== undefined && b.length !== len)
+    throw new SecAggError('malformed', `${what} must be ${len} bytes, got ${b.length}`);
   if (b.length > maxLen) throw new SecAggError('malformed', `${what} is too long (${b.length} bytes)`);
   return b.slice(); // own copy: the transport may reuse its buffer
 }
 
 export function list(v: unknown, what: string, max: number): unknown[] {
   if (!Array.isArray(v)) throw new SecAggError('malformed', `${what} must be an array`);
-  if (v.length > max) throw new SecAggError('malformed', `${what} has ${v.length} entries, at most ${max} allowed`);
+  if (v.length > max)
+    throw new SecAggError('malformed', `${what} has ${v.length} entries, at most ${max} allowed`);
   return v;
 }
 
 export function index(v: unknown, what: string, n: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > n) throw new SecAggError('malformed', `${what} must be a client index in 1..${n}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > n)
+    throw new SecAggError('malformed', `${what} must be a client index in 1..${n}`);
   return v;
 }
 

@@ -1,7 +1,16 @@
 import { randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { SecAggError } from './errors.ts';
 import { bytes, index, indexList, list, record } from './check.ts';
-import { channelKey, commitSeed, generateKeyPair, KEY_BYTES, maskSeed, open, seal, type KeyPair } from './keys.ts';
+import {
+  channelKey,
+  commitSeed,
+  generateKeyPair,
+  KEY_BYTES,
+  maskSeed,
+  open,
+  seal,
+  type KeyPair,
+} from './keys.ts';
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
 import { SHARE_BYTES, split, type Share } from './shamir.ts';
 import type { AdvertiseKeys, PeerKeys, Reveal, ShareKeys } from './types.ts';
@@ -60,11 +69,20 @@ export class SecAggClientSession {
     for (const p of peers) {
       const r = record(p, 'peer');
       const idx = index(r.index, 'peer.index', this.cfg.n);
-      if (idx === this.cfg.index) throw new SecAggError('malformed', 'roster lists this client as its own neighbour');
+      if (idx === this.cfg.index)
+        throw new SecAggError('malformed', 'roster lists this client as its own neighbour');
       if (this.roster.has(idx)) throw new SecAggError('duplicate', `roster lists client ${idx} twice`);
-      this.roster.set(idx, { index: idx, cPk: bytes(r.cPk, 'cPk', KEY_BYTES), sPk: bytes(r.sPk, 'sPk', KEY_BYTES) });
+      this.roster.set(idx, {
+        index: idx,
+        cPk: bytes(r.cPk, 'cPk', KEY_BYTES),
+        sPk: bytes(r.sPk, 'sPk', KEY_BYTES),
+      });
     }
-    if (this.roster.size < this.cfg.t) throw new SecAggError('malformed', `roster has ${this.roster.size} neighbours, threshold is ${this.cfg.t}`);
+    if (this.roster.size < this.cfg.t)
+      throw new SecAggError(
+        'malformed',
+        `roster has ${this.roster.size} neighbours, threshold is ${this.cfg.t}`,
+      );
     const xs = [...this.roster.keys()];
     const sShares = split(this.s.secretKey, this.cfg.t, xs);
     const bShares = split(this.seed, this.cfg.t, xs);
@@ -124,7 +142,8 @@ export class SecAggClientSession {
   /** R2: y = x + PRG(b_u) + sum_{v < u} PRG(s_uv) - sum_{v > u} PRG(s_uv) (mod 2^32). */
   mask(x: Uint32Array): Uint32Array {
     if (!this.maskPeers) throw new SecAggError('wrong_phase', 'mask before inbox');
-    if (x.length !== this.cfg.vectorLength) throw new RangeError(`input has ${x.length} values, round expects ${this.cfg.vectorLength}`);
+    if (x.length !== this.cfg.vectorLength)
+      throw new RangeError(`input has ${x.length} values, round expects ${this.cfg.vectorLength}`);
     const y = x.slice();
     addMask(y, this.seed, NONCE_SELF, 1);
     for (const v of this.maskPeers) {
@@ -145,11 +164,14 @@ export class SecAggClientSession {
     const survivors = indexList(r.survivors, 'survivors', this.cfg.n);
     const dropped = indexList(r.dropped, 'dropped', this.cfg.n);
     const both = survivors.find((v) => dropped.includes(v));
-    if (both !== undefined) throw new SecAggError('both_shares', `server asked for both shares of client ${both}`);
+    if (both !== undefined)
+      throw new SecAggError('both_shares', `server asked for both shares of client ${both}`);
     for (const v of [...survivors, ...dropped]) {
-      if (v !== this.cfg.index && !this.maskPeers.includes(v)) throw new SecAggError('not_neighbour', `client ${v} is not a neighbour in this round`);
+      if (v !== this.cfg.index && !this.maskPeers.includes(v))
+        throw new SecAggError('not_neighbour', `client ${v} is not a neighbour in this round`);
     }
-    if (dropped.includes(this.cfg.index)) throw new SecAggError('both_shares', 'server calls this client dropped while asking it to unmask');
+    if (dropped.includes(this.cfg.index))
+      throw new SecAggError('both_shares', 'server calls this client dropped while asking it to unmask');
     this.revealed = true;
     const pick = (ids: number[], k: 'b' | 's') =>
       ids.filter((v) => this.held.has(v)).map((v) => ({ of: v, share: this.held.get(v)![k].y }));

@@ -2,7 +2,10 @@ import type { RejectReason } from '../protocol/messages.ts';
 
 /** A protocol message that breaks the rules; the transport rejects it with this reason and counts it. */
 export class SecAggError extends Error {
-  constructor(readonly reason: RejectReason, message: string) {
+  constructor(
+    readonly reason: RejectReason,
+    message: string,
+  ) {
     super(message);
   }
 }

@@ -5,13 +5,18 @@ function connected(nb: number[][], alive: Set<number>): boolean {
   const start = [...alive][0];
   const seen = new Set([start]);
   const stack = [start];
-  while (stack.length) for (const v of nb[stack.pop()!]) if (alive.has(v) && !seen.has(v)) seen.add(v), stack.push(v);
+  while (stack.length)
+    for (const v of nb[stack.pop()!]) if (alive.has(v) && !seen.has(v)) (seen.add(v), stack.push(v));
   return seen.size === alive.size;
 }
 
 describe('neighbour graph', () => {
   it('Harary graph: every client has exactly k distinct neighbours, symmetric, no self loops', () => {
-    for (const [n, k] of [[10, 4], [50, 8], [101, 34]]) {
+    for (const [n, k] of [
+      [10, 4],
+      [50, 8],
+      [101, 34],
+    ]) {
       const nb = harary(n, k);
       nb.forEach((l, i) => {
         expect(new Set(l).size).toBe(k);
@@ -23,7 +28,12 @@ describe('neighbour graph', () => {
   });
 
   it('k >= n - 1 gives the complete graph; odd or tiny k is refused', () => {
-    expect(harary(4, 3)).toEqual([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]);
+    expect(harary(4, 3)).toEqual([
+      [1, 2, 3],
+      [0, 2, 3],
+      [0, 1, 3],
+      [0, 1, 2],
+    ]);
     expect(() => harary(10, 3)).toThrow(/even/);
   });
 
@@ -41,7 +51,11 @@ describe('neighbour graph', () => {
       }
       return s;
     };
-    for (const [k, p, m] of [[10, 0.1, 3], [30, 0.05, 16], [6, 0.5, 0]]) {
+    for (const [k, p, m] of [
+      [10, 0.1, 3],
+      [30, 0.05, 16],
+      [6, 0.5, 0],
+    ]) {
       expect(Math.exp(logBinomialTail(k, p, m))).toBeCloseTo(direct(k, p, m), 12);
     }
   });

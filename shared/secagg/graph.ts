@@ -19,7 +19,13 @@ export interface NeighbourhoodParams {
   thresholdFraction: number;
 }
 
-export const DEFAULT_NEIGHBOURHOOD: NeighbourhoodParams = { dropout: 0.1, corrupt: 0.05, sigma: 40, eta: 20, thresholdFraction: 0.5 };
+export const DEFAULT_NEIGHBOURHOOD: NeighbourhoodParams = {
+  dropout: 0.1,
+  corrupt: 0.05,
+  sigma: 40,
+  eta: 20,
+  thresholdFraction: 0.5,
+};
 
 export interface Degree {
   /** Neighbours per client. */
@@ -60,7 +66,8 @@ export function chooseDegree(n: number, p: NeighbourhoodParams = DEFAULT_NEIGHBO
     const cut = 2 * logN - ln2 + k * Math.log(p.dropout);
     const capture = logN + logBinomialTail(k, p.corrupt, t);
     const starve = logN + logBinomialTail(k, p.dropout, k - t + 1);
-    if (cut < -p.sigma * ln2 && capture < -p.sigma * ln2 && starve < -p.eta * ln2) return { k, t, complete: false };
+    if (cut < -p.sigma * ln2 && capture < -p.sigma * ln2 && starve < -p.eta * ln2)
+      return { k, t, complete: false };
   }
   return { k: n - 1, t: thresholdFor(n - 1, p.thresholdFraction), complete: true };
 }
@@ -80,7 +87,8 @@ function secureInt(n: number, rand: (len: number) => Uint8Array): number {
  * random permutation, so which clients end up adjacent is unpredictable before the round.
  */
 export function harary(n: number, k: number, rand: (len: number) => Uint8Array = randomBytes): number[][] {
-  if (k >= n - 1) return Array.from({ length: n }, (_, i) => Array.from({ length: n - 1 }, (_, j) => (j < i ? j : j + 1)));
+  if (k >= n - 1)
+    return Array.from({ length: n }, (_, i) => Array.from({ length: n - 1 }, (_, j) => (j < i ? j : j + 1)));
   if (k < 2 || k % 2 !== 0) throw new RangeError(`Harary degree must be even and >= 2 (or n - 1), got ${k}`);
   const circle = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {

@@ -24,8 +24,16 @@ describe('X25519 (RFC 7748 section 6.1)', () => {
 
 describe('HKDF-SHA256 (RFC 5869 test case 1)', () => {
   it('gives the published OKM', () => {
-    const okm = hkdf(sha256, new Uint8Array(22).fill(0x0b), hexToBytes('000102030405060708090a0b0c'), hexToBytes('f0f1f2f3f4f5f6f7f8f9'), 42);
-    expect(hex(okm)).toBe('3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865');
+    const okm = hkdf(
+      sha256,
+      new Uint8Array(22).fill(0x0b),
+      hexToBytes('000102030405060708090a0b0c'),
+      hexToBytes('f0f1f2f3f4f5f6f7f8f9'),
+      42,
+    );
+    expect(hex(okm)).toBe(
+      '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865',
+    );
   });
 });
 
@@ -33,12 +41,20 @@ describe('derived keys', () => {
   const u = generateKeyPair();
   const v = generateKeyPair();
   it('pairwise mask seeds agree on both sides and depend on the round tag', () => {
-    expect(maskSeed(u.secretKey, v.publicKey, 'r1', 3, 9)).toEqual(maskSeed(v.secretKey, u.publicKey, 'r1', 9, 3));
-    expect(maskSeed(u.secretKey, v.publicKey, 'r1', 3, 9)).not.toEqual(maskSeed(u.secretKey, v.publicKey, 'r2', 3, 9));
+    expect(maskSeed(u.secretKey, v.publicKey, 'r1', 3, 9)).toEqual(
+      maskSeed(v.secretKey, u.publicKey, 'r1', 9, 3),
+    );
+    expect(maskSeed(u.secretKey, v.publicKey, 'r1', 3, 9)).not.toEqual(
+      maskSeed(u.secretKey, v.publicKey, 'r2', 3, 9),
+    );
   });
   it('channel keys are per direction', () => {
-    expect(channelKey(u.secretKey, v.publicKey, 't', 1, 2)).toEqual(channelKey(v.secretKey, u.publicKey, 't', 1, 2));
-    expect(channelKey(u.secretKey, v.publicKey, 't', 1, 2)).not.toEqual(channelKey(u.secretKey, v.publicKey, 't', 2, 1));
+    expect(channelKey(u.secretKey, v.publicKey, 't', 1, 2)).toEqual(
+      channelKey(v.secretKey, u.publicKey, 't', 1, 2),
+    );
+    expect(channelKey(u.secretKey, v.publicKey, 't', 1, 2)).not.toEqual(
+      channelKey(u.secretKey, v.publicKey, 't', 2, 1),
+    );
   });
   it('commitments bind the round, the client and the seed', () => {
     const s = new Uint8Array(32).fill(1);

@@ -35,13 +35,25 @@ export function deriveKey(sharedSecret: Uint8Array, roundTag: string, info: stri
 }
 
 /** Pairwise mask seed s_uv; symmetric in u and v. */
-export function maskSeed(sSecret: Uint8Array, peerSPublic: Uint8Array, roundTag: string, u: number, v: number): Uint8Array {
+export function maskSeed(
+  sSecret: Uint8Array,
+  peerSPublic: Uint8Array,
+  roundTag: string,
+  u: number,
+  v: number,
+): Uint8Array {
   const [lo, hi] = u < v ? [u, v] : [v, u];
   return deriveKey(agree(sSecret, peerSPublic), roundTag, `aegisfl/secagg/v1/mask/${lo}-${hi}`);
 }
 
 /** Share-transport key for the direction from -> to (each direction its own key). */
-export function channelKey(cSecret: Uint8Array, peerCPublic: Uint8Array, roundTag: string, from: number, to: number): Uint8Array {
+export function channelKey(
+  cSecret: Uint8Array,
+  peerCPublic: Uint8Array,
+  roundTag: string,
+  from: number,
+  to: number,
+): Uint8Array {
   return deriveKey(agree(cSecret, peerCPublic), roundTag, `aegisfl/secagg/v1/share/${from}->${to}`);
 }
 

@@ -11,10 +11,18 @@ import { simulateRound, type DropPoint, type SimulationInput } from './simulate.
 const BITS = 20;
 function inputs(n: number, L: number): Uint32Array[] {
   // Offset-encoded values as a client would send them: small, far from uniform over 2^32.
-  return Array.from({ length: n }, () => Uint32Array.from(randomBytes(L * 4).subarray(0, L), (b, i) => (b * 4099 + i) % 2 ** BITS));
+  return Array.from({ length: n }, () =>
+    Uint32Array.from(randomBytes(L * 4).subarray(0, L), (b, i) => (b * 4099 + i) % 2 ** BITS),
+  );
 }
 
-function setup(n: number, k: number, t: number, L = 257, extra: Partial<SimulationInput> = {}): SimulationInput {
+function setup(
+  n: number,
+  k: number,
+  t: number,
+  L = 257,
+  extra: Partial<SimulationInput> = {},
+): SimulationInput {
   const nb = harary(n, k).map((l) => l.map((v) => v + 1));
   return { tag: `test/${Math.random()}`, neighbours: nb, t, minSurvivors: t, inputs: inputs(n, L), ...extra };
 }
@@ -42,7 +50,12 @@ describe('secure aggregation round (pure state machines)', () => {
 
   const points: DropPoint[] = ['before-keys', 'after-keys', 'after-shares', 'after-masked'];
   it.each(points)('a client dropping %s leaves the sum exact over the survivors', (p) => {
-    const sim = setup(12, 6, 3, 101, { drops: new Map([[4, p], [9, p]]) });
+    const sim = setup(12, 6, 3, 101, {
+      drops: new Map([
+        [4, p],
+        [9, p],
+      ]),
+    });
     const r = simulateRound(sim);
     const expectSurvivors = p === 'after-masked' ? 12 : 10;
     expect(r.survivors.length).toBe(expectSurvivors);
@@ -50,7 +63,13 @@ describe('secure aggregation round (pure state machines)', () => {
   });
 
   it('drops at every phase in one round (including during unmasking) still give the exact sum', () => {
-    const drops = new Map<number, DropPoint>([[1, 'before-keys'], [2, 'after-keys'], [3, 'after-shares'], [4, 'after-masked'], [11, 'after-shares']]);
+    const drops = new Map<number, DropPoint>([
+      [1, 'before-keys'],
+      [2, 'after-keys'],
+      [3, 'after-shares'],
+      [4, 'after-masked'],
+      [11, 'after-shares'],
+    ]);
     const r = simulateRound(setup(14, 8, 3, 64, { drops })); // t = 3: even a client with all 5 dropouts as neighbours keeps 3 holders
     expect(r.survivors).not.toContain(3);
     expect(r.survivors).toContain(4); // its input was collected; its self-mask seed was rebuilt from shares
@@ -58,13 +77,21 @@ describe('secure aggregation round (pure state machines)', () => {
   });
 
   it('fails cleanly (no partial result) when too few masked inputs arrive', () => {
-    const drops = new Map<number, DropPoint>([[1, 'after-shares'], [2, 'after-shares'], [3, 'after-shares']]);
+    const drops = new Map<number, DropPoint>([
+      [1, 'after-shares'],
+      [2, 'after-shares'],
+      [3, 'after-shares'],
+    ]);
     const sim = setup(5, 4, 3, 16, { drops });
     expect(() => simulateRound(sim)).toThrow(SecAggAbort);
   });
 
   it('fails cleanly when too many drop during unmasking for a secret to be rebuilt', () => {
-    const drops = new Map<number, DropPoint>([[1, 'after-masked'], [2, 'after-masked'], [3, 'after-masked']]);
+    const drops = new Map<number, DropPoint>([
+      [1, 'after-masked'],
+      [2, 'after-masked'],
+      [3, 'after-masked'],
+    ]);
     const sim = setup(5, 4, 3, 16, { drops });
     expect(() => simulateRound(sim)).toThrow(/2 shares, threshold 3/);
   });
@@ -81,7 +108,9 @@ describe('secure aggregation round (pure state machines)', () => {
       // The test has power: the plaintext inputs fail it badly.
       expect(chiSquareTopNibble(inputs(1, L)[0])).toBeGreaterThan(10 * CHI2_15_P1E6);
       // The server legitimately rebuilds b_u for survivors; y_u - PRG(b_u) is still hidden by pairwise masks.
-      const shares = [...r.transcript.reveals.entries()].flatMap(([holder, rv]) => rv.b.filter((s) => s.of === u).map((s) => ({ x: holder, y: s.share })));
+      const shares = [...r.transcript.reveals.entries()].flatMap(([holder, rv]) =>
+        rv.b.filter((s) => s.of === u).map((s) => ({ x: holder, y: s.share })),
+      );
       const seed = reconstruct(shares, 4);
       const unmaskedSelf = y.slice();
       addMask(unmaskedSelf, seed, NONCE_SELF, -1);
@@ -93,7 +122,10 @@ describe('secure aggregation round (pure state machines)', () => {
   });
 
   it('the transcript never holds both kinds of share for any client', () => {
-    const drops = new Map<number, DropPoint>([[2, 'after-shares'], [5, 'after-masked']]);
+    const drops = new Map<number, DropPoint>([
+      [2, 'after-shares'],
+      [5, 'after-masked'],
+    ]);
     const r = simulateRound(setup(10, 6, 3, 32, { drops }));
     for (let u = 1; u <= 10; u++) {
       let b = 0;
@@ -122,8 +154,18 @@ describe('misbehaviour is rejected with a reason', () => {
 
   function started(n = 5, t = 3, L = 8) {
     const nb = harary(n, n - 1).map((l) => l.map((v) => v + 1));
-    const server = new SecAggServerSession({ tag: 'x', n, neighbours: nb, t, vectorLength: L, minSurvivors: t });
-    const clients = Array.from({ length: n }, (_, i) => new SecAggClientSession({ tag: 'x', index: i + 1, n, t, vectorLength: L }));
+    const server = new SecAggServerSession({
+      tag: 'x',
+      n,
+      neighbours: nb,
+      t,
+      vectorLength: L,
+      minSurvivors: t,
+    });
+    const clients = Array.from(
+      { length: n },
+      (_, i) => new SecAggClientSession({ tag: 'x', index: i + 1, n, t, vectorLength: L }),
+    );
     return { server, clients, n, L };
   }
 
@@ -139,13 +181,32 @@ describe('misbehaviour is rejected with a reason', () => {
 
   it('a share addressed to a non-neighbour, twice to one peer, or missing one; replayed shares', () => {
     // A sparse graph: 1's neighbours are 2 and 6 only.
-    const nb = [[2, 6], [1, 3], [2, 4], [3, 5], [4, 6], [5, 1]];
-    const s2 = new SecAggServerSession({ tag: 'x', n: 6, neighbours: nb, t: 2, vectorLength: 8, minSurvivors: 2 });
-    const cs = Array.from({ length: 6 }, (_, i) => new SecAggClientSession({ tag: 'x', index: i + 1, n: 6, t: 2, vectorLength: 8 }));
+    const nb = [
+      [2, 6],
+      [1, 3],
+      [2, 4],
+      [3, 5],
+      [4, 6],
+      [5, 1],
+    ];
+    const s2 = new SecAggServerSession({
+      tag: 'x',
+      n: 6,
+      neighbours: nb,
+      t: 2,
+      vectorLength: 8,
+      minSurvivors: 2,
+    });
+    const cs = Array.from(
+      { length: 6 },
+      (_, i) => new SecAggClientSession({ tag: 'x', index: i + 1, n: 6, t: 2, vectorLength: 8 }),
+    );
     cs.forEach((c, i) => s2.receiveKeys(i + 1, c.advertise()));
     const rosters = s2.closeKeys();
     const m = cs[0].receiveRoster(rosters.get(1));
-    expect(reason(() => s2.receiveShares(1, { ...m, shares: [...m.shares, { to: 4, ct: m.shares[0].ct }] }))).toBe('not_neighbour');
+    expect(
+      reason(() => s2.receiveShares(1, { ...m, shares: [...m.shares, { to: 4, ct: m.shares[0].ct }] })),
+    ).toBe('not_neighbour');
     expect(reason(() => s2.receiveShares(1, { ...m, shares: [m.shares[0], m.shares[0]] }))).toBe('duplicate');
     expect(reason(() => s2.receiveShares(1, { ...m, shares: [m.shares[0]] }))).toBe('malformed');
     s2.receiveShares(1, m);
@@ -177,12 +238,18 @@ describe('misbehaviour is rejected with a reason', () => {
     const reqs = server.closeMasked();
     expect(reqs.get(1)).toEqual({ survivors: [2, 3], dropped: [4] });
     // The client refuses to reveal both shares of client 2.
-    expect(reason(() => clients[0].receiveUnmask({ survivors: [2, 3], dropped: [2, 4] }))).toBe('both_shares');
+    expect(reason(() => clients[0].receiveUnmask({ survivors: [2, 3], dropped: [2, 4] }))).toBe(
+      'both_shares',
+    );
     const rv = clients[0].receiveUnmask(reqs.get(1));
     expect(rv.b.map((s) => s.of)).toEqual([2, 3]);
     expect(rv.s.map((s) => s.of)).toEqual([4]);
-    expect(reason(() => server.receiveReveal(1, { b: rv.b, s: [...rv.s, { of: 2, share: rv.b[0].share }] }))).toBe('both_shares');
-    expect(reason(() => server.receiveReveal(1, { b: [...rv.b, { of: 4, share: rv.b[0].share }], s: [] }))).toBe('unrequested_share');
+    expect(
+      reason(() => server.receiveReveal(1, { b: rv.b, s: [...rv.s, { of: 2, share: rv.b[0].share }] })),
+    ).toBe('both_shares');
+    expect(
+      reason(() => server.receiveReveal(1, { b: [...rv.b, { of: 4, share: rv.b[0].share }], s: [] })),
+    ).toBe('unrequested_share');
     expect(reason(() => server.receiveReveal(1, { b: [...rv.b, rv.b[0]], s: rv.s }))).toBe('duplicate');
     server.receiveReveal(1, rv);
     expect(reason(() => server.receiveReveal(1, rv))).toBe('duplicate');
@@ -192,7 +259,8 @@ describe('misbehaviour is rejected with a reason', () => {
   it('a box redirected to another client does not open there; the round still completes from the other shares', () => {
     const sim = setup(6, 5, 3, 32, {
       tamper: {
-        inbox: (to, m) => (to === 1 ? { shares: m.shares.map((e, i) => (i === 0 ? { ...e, ct: m.shares[1].ct } : e)) } : m),
+        inbox: (to, m) =>
+          to === 1 ? { shares: m.shares.map((e, i) => (i === 0 ? { ...e, ct: m.shares[1].ct } : e)) } : m,
       },
     });
     const r = simulateRound(sim);
@@ -203,7 +271,12 @@ describe('misbehaviour is rejected with a reason', () => {
   it('tampered revealed shares are caught by the commitment / public-key check and abort the round', () => {
     const sim = setup(5, 4, 3, 16, {
       drops: new Map([[5, 'after-shares' as DropPoint]]),
-      tamper: { reveal: (_u, m) => ({ b: m.b.map((s) => ({ ...s, share: Uint8Array.from(s.share, (x, i) => (i === 32 ? x ^ 1 : x)) })), s: m.s }) },
+      tamper: {
+        reveal: (_u, m) => ({
+          b: m.b.map((s) => ({ ...s, share: Uint8Array.from(s.share, (x, i) => (i === 32 ? x ^ 1 : x)) })),
+          s: m.s,
+        }),
+      },
     });
     expect(() => simulateRound(sim)).toThrow(/commitment/);
   });

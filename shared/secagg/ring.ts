@@ -7,7 +7,8 @@ export const RING_BITS = 32;
 
 /** Largest per-client width b with maxClients * 2^b <= 2^32. */
 export function ringBits(maxClients: number): number {
-  if (!Number.isInteger(maxClients) || maxClients < 1) throw new RangeError(`maxClients must be a positive integer, got ${maxClients}`);
+  if (!Number.isInteger(maxClients) || maxClients < 1)
+    throw new RangeError(`maxClients must be a positive integer, got ${maxClients}`);
   const b = RING_BITS - Math.ceil(Math.log2(maxClients));
   if (b < 2) throw new RangeError(`${maxClients} clients leave no room in a 32-bit ring`);
   return b;
@@ -15,7 +16,9 @@ export function ringBits(maxClients: number): number {
 
 export function checkNoOverflow(n: number, bits: number): void {
   if (n * 2 ** bits > 2 ** RING_BITS) {
-    throw new RangeError(`sum of ${n} values of ${bits} bits can overflow the 32-bit ring (n * 2^bits > 2^32)`);
+    throw new RangeError(
+      `sum of ${n} values of ${bits} bits can overflow the 32-bit ring (n * 2^bits > 2^32)`,
+    );
   }
 }
 
@@ -33,8 +36,8 @@ export function encodeRing(ints: Float64Array, bits: number): RingEncoded {
   for (let i = 0; i < ints.length; i++) {
     let v = ints[i];
     if (!Number.isInteger(v)) throw new RangeError(`value ${i} is not an integer: ${v}`);
-    if (v < -half) (v = -half), clamped++;
-    else if (v > half - 1) (v = half - 1), clamped++;
+    if (v < -half) ((v = -half), clamped++);
+    else if (v > half - 1) ((v = half - 1), clamped++);
     ring[i] = v + half;
   }
   return { ring, clamped };

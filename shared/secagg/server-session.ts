@@ -48,9 +48,12 @@ export class SecAggServerSession {
   constructor(readonly cfg: ServerSessionConfig) {
     if (cfg.neighbours.length !== cfg.n) throw new RangeError('need one neighbour list per client');
     this.nb = cfg.neighbours.map((l) => new Set(l));
-    this.nb.forEach((s, i) => s.forEach((v) => {
-      if (!this.nb[v - 1]?.has(i + 1)) throw new RangeError(`neighbour graph is not symmetric at ${i + 1}-${v}`);
-    }));
+    this.nb.forEach((s, i) =>
+      s.forEach((v) => {
+        if (!this.nb[v - 1]?.has(i + 1))
+          throw new RangeError(`neighbour graph is not symmetric at ${i + 1}-${v}`);
+      }),
+    );
     this.sum = new Uint32Array(cfg.vectorLength);
   }
 
@@ -58,11 +61,16 @@ export class SecAggServerSession {
   waitingFor(): number[] {
     const all = Array.from({ length: this.cfg.n }, (_, i) => i + 1);
     switch (this.phase) {
-      case 'keys': return all.filter((u) => !this.keys.has(u));
-      case 'shares': return this.u1.filter((u) => !this.boxes.has(u));
-      case 'masked': return this.u2.filter((u) => !this.masked.has(u));
-      case 'unmask': return this.u3.filter((u) => !this.revealed.has(u));
-      default: return [];
+      case 'keys':
+        return all.filter((u) => !this.keys.has(u));
+      case 'shares':
+        return this.u1.filter((u) => !this.boxes.has(u));
+      case 'masked':
+        return this.u2.filter((u) => !this.masked.has(u));
+      case 'unmask':
+        return this.u3.filter((u) => !this.revealed.has(u));
+      default:
+        return [];
     }
   }
 
@@ -71,7 +79,11 @@ export class SecAggServerSession {
   }
 
   private expect(phase: SecAggPhase, what: string): void {
-    if (this.phase !== phase) throw new SecAggError(this.phase === 'done' || this.phase === 'failed' ? 'late' : 'wrong_phase', `${what} is not accepted in phase ${this.phase}`);
+    if (this.phase !== phase)
+      throw new SecAggError(
+        this.phase === 'done' || this.phase === 'failed' ? 'late' : 'wrong_phase',
+        `${what} is not accepted in phase ${this.phase}`,
+      );
   }
 
   private abort(why: string): never {
@@ -83,7 +95,7 @@ export class SecAggServerSession {
   /** Drops, until stable, members with fewer than t neighbours in the set (their secrets could not be rebuilt). */
   private prune(set: number[]): number[] {
     const live = new Set(set);
-    for (let changed = true; changed; ) {
+    for (let changed = true; changed;) {
       changed = false;
       for (const u of live) {
         let c = 0;
@@ -111,12 +123,16 @@ export class SecAggServerSession {
   closeKeys(): Map<number, Roster> {
     this.expect('keys', 'closeKeys');
     this.u1 = this.prune([...this.keys.keys()]);
-    if (this.u1.length < this.cfg.minSurvivors) this.abort(`only ${this.u1.length} clients advertised keys (need ${this.cfg.minSurvivors})`);
+    if (this.u1.length < this.cfg.minSurvivors)
+      this.abort(`only ${this.u1.length} clients advertised keys (need ${this.cfg.minSurvivors})`);
     this.phase = 'shares';
     const inU1 = (this.inU1 = new Set(this.u1));
     const out = new Map<number, Roster>();
     for (const u of this.u1) {
-      const peers: PeerKeys[] = [...this.nb[u - 1]].filter((v) => inU1.has(v)).sort((a, b) => a - b).map((v) => ({ index: v, ...this.keys.get(v)! }));
+      const peers: PeerKeys[] = [...this.nb[u - 1]]
+        .filter((v) => inU1.has(v))
+        .sort((a, b) => a - b)
+        .map((v) => ({ index: v, ...this.keys.get(v)! }));
       out.set(u, { peers });
     }
     return out;
@@ -124,7 +140,8 @@ export class SecAggServerSession {
 
   receiveShares(from: number, raw: unknown): void {
     this.expect('shares', 'shares');
-    if (!this.inU1.has(from)) throw new SecAggError('not_selected', `client ${from} is not in this round's key roster`);
+    if (!this.inU1.has(from))
+      throw new SecAggError('not_selected', `client ${from} is not in this round's key roster`);
     if (this.boxes.has(from)) throw new SecAggError('duplicate', `client ${from} already sent shares`);
     const r = record(raw, 'shares');
     const commit = bytes(r.commit, 'commit', 32);
@@ -134,11 +151,16 @@ export class SecAggServerSession {
     for (const e of entries) {
       const er = record(e, 'share');
       const to = index(er.to, 'share.to', this.cfg.n);
-      if (!expected.has(to)) throw new SecAggError('not_neighbour', `share addressed to ${to}, which is not a neighbour of ${from} in U1`);
+      if (!expected.has(to))
+        throw new SecAggError(
+          'not_neighbour',
+          `share addressed to ${to}, which is not a neighbour of ${from} in U1`,
+        );
       if (byTo.has(to)) throw new SecAggError('duplicate', `two shares addressed to ${to}`);
       byTo.set(to, bytes(er.ct, 'share.ct', undefined, MAX_BOX_BYTES));
     }
-    if (byTo.size !== expected.size) throw new SecAggError('malformed', `expected shares for ${expected.size} neighbours, got ${byTo.size}`);
+    if (byTo.size !== expected.size)
+      throw new SecAggError('malformed', `expected shares for ${expected.size} neighbours, got ${byTo.size}`);
     this.boxes.set(from, byTo);
     this.commits.set(from, commit);
   }
@@ -147,12 +169,16 @@ export class SecAggServerSession {
   closeShares(): Map<number, Inbox> {
     this.expect('shares', 'closeShares');
     this.u2 = this.prune(this.u1.filter((u) => this.boxes.has(u)));
-    if (this.u2.length < this.cfg.minSurvivors) this.abort(`only ${this.u2.length} clients shared keys (need ${this.cfg.minSurvivors})`);
+    if (this.u2.length < this.cfg.minSurvivors)
+      this.abort(`only ${this.u2.length} clients shared keys (need ${this.cfg.minSurvivors})`);
     this.phase = 'masked';
     const inU2 = (this.inU2 = new Set(this.u2));
     const out = new Map<number, Inbox>();
     for (const u of this.u2) {
-      const shares = [...this.nb[u - 1]].filter((v) => inU2.has(v)).sort((a, b) => a - b).map((v) => ({ from: v, ct: this.boxes.get(v)!.get(u)! }));
+      const shares = [...this.nb[u - 1]]
+        .filter((v) => inU2.has(v))
+        .sort((a, b) => a - b)
+        .map((v) => ({ from: v, ct: this.boxes.get(v)!.get(u)! }));
       out.set(u, { shares });
     }
     return out;
@@ -161,9 +187,18 @@ export class SecAggServerSession {
   /** R2: adds y_u to the running sum. The vector must already be vectorLength words. */
   receiveMasked(from: number, y: Uint32Array): void {
     this.expect('masked', 'masked input');
-    if (!this.inU2.has(from)) throw new SecAggError('not_selected', `client ${from} is not in U2 (did not share keys, or was pruned)`);
-    if (this.masked.has(from)) throw new SecAggError('duplicate', `client ${from} already sent its masked input`);
-    if (y.length !== this.cfg.vectorLength) throw new SecAggError('wrong_length', `masked input has ${y.length} values, expected ${this.cfg.vectorLength}`);
+    if (!this.inU2.has(from))
+      throw new SecAggError(
+        'not_selected',
+        `client ${from} is not in U2 (did not share keys, or was pruned)`,
+      );
+    if (this.masked.has(from))
+      throw new SecAggError('duplicate', `client ${from} already sent its masked input`);
+    if (y.length !== this.cfg.vectorLength)
+      throw new SecAggError(
+        'wrong_length',
+        `masked input has ${y.length} values, expected ${this.cfg.vectorLength}`,
+      );
     addInto(this.sum, y);
     this.masked.add(from);
   }
@@ -172,12 +207,14 @@ export class SecAggServerSession {
   closeMasked(): Map<number, UnmaskRequest> {
     this.expect('masked', 'closeMasked');
     this.u3 = this.u2.filter((u) => this.masked.has(u));
-    if (this.u3.length < this.cfg.minSurvivors) this.abort(`only ${this.u3.length} masked inputs arrived (need ${this.cfg.minSurvivors})`);
+    if (this.u3.length < this.cfg.minSurvivors)
+      this.abort(`only ${this.u3.length} masked inputs arrived (need ${this.cfg.minSurvivors})`);
     const inU3 = new Set(this.u3);
     const dropped = this.u2.filter((u) => !inU3.has(u));
     for (const u of [...this.u3, ...dropped]) {
       const holders = [...this.nb[u - 1]].filter((v) => inU3.has(v)).length;
-      if (holders < this.cfg.t) this.abort(`client ${u}'s secret has ${holders} live share holders, threshold ${this.cfg.t}`);
+      if (holders < this.cfg.t)
+        this.abort(`client ${u}'s secret has ${holders} live share holders, threshold ${this.cfg.t}`);
     }
     this.phase = 'unmask';
     const out = new Map<number, UnmaskRequest>();
@@ -193,7 +230,8 @@ export class SecAggServerSession {
     this.expect('unmask', 'reveal');
     const req = this.requests.get(from);
     if (!req) throw new SecAggError('not_selected', `client ${from} was not asked to unmask`);
-    if (this.revealed.has(from)) throw new SecAggError('duplicate', `client ${from} already revealed its shares`);
+    if (this.revealed.has(from))
+      throw new SecAggError('duplicate', `client ${from} already revealed its shares`);
     const r = record(raw, 'reveal');
     const take = (v: unknown, kind: 'b' | 's'): Map<number, Uint8Array> => {
       const m = new Map<number, Uint8Array>();
@@ -208,9 +246,15 @@ export class SecAggServerSession {
     const b = take(r.b, 'b');
     const s = take(r.s, 's');
     // Both shares of one client would unmask its input: refused outright, and named for what it is.
-    for (const of of b.keys()) if (s.has(of)) throw new SecAggError('both_shares', `both shares of ${of} revealed`);
-    for (const [m, kind, allowed] of [[b, 'b', req.survivors], [s, 's', req.dropped]] as const) {
-      for (const of of m.keys()) if (!allowed.includes(of)) throw new SecAggError('unrequested_share', `${kind}-share of ${of} was not requested from ${from}`);
+    for (const of of b.keys())
+      if (s.has(of)) throw new SecAggError('both_shares', `both shares of ${of} revealed`);
+    for (const [m, kind, allowed] of [
+      [b, 'b', req.survivors],
+      [s, 's', req.dropped],
+    ] as const) {
+      for (const of of m.keys())
+        if (!allowed.includes(of))
+          throw new SecAggError('unrequested_share', `${kind}-share of ${of} was not requested from ${from}`);
     }
     this.revealed.set(from, { b, s });
   }
@@ -234,22 +278,26 @@ export class SecAggServerSession {
     const seeds = new Map<number, Uint8Array>();
     for (const u of this.u3) {
       const shares = this.collect(u, 'b');
-      if (shares.length < t) this.abort(`self-mask seed of client ${u}: ${shares.length} shares, threshold ${t}`);
+      if (shares.length < t)
+        this.abort(`self-mask seed of client ${u}: ${shares.length} shares, threshold ${t}`);
       const seed = reconstruct(shares, t);
-      if (!bytesEqual(commitSeed(seed, tag, u), this.commits.get(u)!)) this.abort(`self-mask seed of client ${u} does not match its commitment (bad shares)`);
+      if (!bytesEqual(commitSeed(seed, tag, u), this.commits.get(u)!))
+        this.abort(`self-mask seed of client ${u} does not match its commitment (bad shares)`);
       seeds.set(u, seed);
     }
     const secrets = new Map<number, Uint8Array>();
     for (const d of dropped) {
       const shares = this.collect(d, 's');
-      if (shares.length < t) this.abort(`mask key of dropped client ${d}: ${shares.length} shares, threshold ${t}`);
+      if (shares.length < t)
+        this.abort(`mask key of dropped client ${d}: ${shares.length} shares, threshold ${t}`);
       let sk: Uint8Array;
       try {
         sk = reconstruct(shares, t);
       } catch {
         this.abort(`mask key of dropped client ${d} did not reconstruct (bad shares)`);
       }
-      if (!bytesEqual(publicKeyOf(sk), this.keys.get(d)!.sPk)) this.abort(`mask key of dropped client ${d} does not match its public key (bad shares)`);
+      if (!bytesEqual(publicKeyOf(sk), this.keys.get(d)!.sPk))
+        this.abort(`mask key of dropped client ${d} does not match its public key (bad shares)`);
       secrets.set(d, sk);
     }
     const sum = this.sum;

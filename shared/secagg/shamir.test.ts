@@ -20,7 +20,7 @@ describe('field', () => {
     const p = FIELD_PRIME;
     let d = p - 1n;
     let s = 0;
-    while (!(d & 1n)) (d >>= 1n), s++;
+    while (!(d & 1n)) ((d >>= 1n), s++);
     for (const a of [2n, 3n, 5n, 7n, 11n, 13n, 17n, 19n, 23n, 29n, 31n, 37n, 41n, 43n, 47n, 53n]) {
       let x = modpow(a, d, p);
       let ok = x === 1n || x === p - 1n;
@@ -32,7 +32,8 @@ describe('field', () => {
     expect(modpow(2n, 2n ** 256n + 295n - 1n, 2n ** 256n + 295n)).not.toBe(1n);
   });
   it('invMod inverts', () => {
-    for (const a of [1n, 2n, 12345678901234567890n, FIELD_PRIME - 1n]) expect((a * invMod(a)) % FIELD_PRIME).toBe(1n);
+    for (const a of [1n, 2n, 12345678901234567890n, FIELD_PRIME - 1n])
+      expect((a * invMod(a)) % FIELD_PRIME).toBe(1n);
     expect(() => invMod(0n)).toThrow();
   });
   it('bytes <-> bigint round-trip', () => {

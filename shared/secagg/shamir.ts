@@ -61,7 +61,8 @@ function randomElement(rand: (n: number) => Uint8Array): bigint {
 function checkXs(xs: readonly number[]): void {
   const seen = new Set<number>();
   for (const x of xs) {
-    if (!Number.isInteger(x) || x < 1 || x > 0xffffffff) throw new RangeError(`share x must be an integer in 1..2^32-1, got ${x}`);
+    if (!Number.isInteger(x) || x < 1 || x > 0xffffffff)
+      throw new RangeError(`share x must be an integer in 1..2^32-1, got ${x}`);
     if (seen.has(x)) throw new RangeError(`duplicate share x ${x}`);
     seen.add(x);
   }
@@ -71,9 +72,16 @@ function checkXs(xs: readonly number[]): void {
  * Splits `secret` so that any `t` of the shares (one per x in `xs`) reconstruct it and any t-1 reveal
  * nothing. `rand` is the randomness for the polynomial (a CSPRNG; injectable only for known-answer tests).
  */
-export function split(secret: Uint8Array, t: number, xs: readonly number[], rand: (n: number) => Uint8Array = randomBytes): Share[] {
-  if (secret.length !== SECRET_BYTES) throw new RangeError(`secret must be ${SECRET_BYTES} bytes, got ${secret.length}`);
-  if (!Number.isInteger(t) || t < 1 || t > xs.length) throw new RangeError(`threshold ${t} must be in 1..${xs.length}`);
+export function split(
+  secret: Uint8Array,
+  t: number,
+  xs: readonly number[],
+  rand: (n: number) => Uint8Array = randomBytes,
+): Share[] {
+  if (secret.length !== SECRET_BYTES)
+    throw new RangeError(`secret must be ${SECRET_BYTES} bytes, got ${secret.length}`);
+  if (!Number.isInteger(t) || t < 1 || t > xs.length)
+    throw new RangeError(`threshold ${t} must be in 1..${xs.length}`);
   checkXs(xs);
   const coeffs = [bytesToBig(secret)];
   for (let i = 1; i < t; i++) coeffs.push(randomElement(rand));
@@ -110,6 +118,7 @@ export function reconstruct(shares: readonly Share[], t: number): Uint8Array {
     acc = (acc + yi * ((n * invMod(d)) % P)) % P;
   }
   const secret = acc;
-  if (secret >= 2n ** 256n) throw new RangeError('reconstructed value is not a 32-byte secret (wrong shares)');
+  if (secret >= 2n ** 256n)
+    throw new RangeError('reconstructed value is not a 32-byte secret (wrong shares)');
   return bigToBytes(secret, SECRET_BYTES);
 }

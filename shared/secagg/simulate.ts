@@ -63,9 +63,29 @@ export function simulateRound(sim: SimulationInput): SimulationResult {
       ms[k] += now() - t0;
     }
   };
-  const server = timed('server', () => new SecAggServerSession({ tag: sim.tag, n, neighbours: sim.neighbours, t: sim.t, vectorLength: L, minSurvivors: sim.minSurvivors }));
-  const clients = timed('clientOther', () => sim.inputs.map((_, i) => new SecAggClientSession({ tag: sim.tag, index: i + 1, n, t: sim.t, vectorLength: L })));
-  const transcript: Transcript = { keys: new Map(), shares: new Map(), masked: new Map(), reveals: new Map() };
+  const server = timed(
+    'server',
+    () =>
+      new SecAggServerSession({
+        tag: sim.tag,
+        n,
+        neighbours: sim.neighbours,
+        t: sim.t,
+        vectorLength: L,
+        minSurvivors: sim.minSurvivors,
+      }),
+  );
+  const clients = timed('clientOther', () =>
+    sim.inputs.map(
+      (_, i) => new SecAggClientSession({ tag: sim.tag, index: i + 1, n, t: sim.t, vectorLength: L }),
+    ),
+  );
+  const transcript: Transcript = {
+    keys: new Map(),
+    shares: new Map(),
+    masked: new Map(),
+    reveals: new Map(),
+  };
   const ids = clients.map((_, i) => i + 1);
 
   for (const u of ids) {

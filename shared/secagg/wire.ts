@@ -14,21 +14,45 @@ const PEER_RECORD = 4 + 2 * KEY_BYTES;
 const BOX_RECORD = 4 + BOX_BYTES;
 const SHARE_RECORD = 4 + SHARE_BYTES;
 
-export interface WireRoster { peers: Uint8Array }
-export interface WireShares { commit: Uint8Array; shares: Uint8Array }
-export interface WireInbox { shares: Uint8Array }
-export interface WireReveal { b: Uint8Array; s: Uint8Array }
+export interface WireRoster {
+  peers: Uint8Array;
+}
+export interface WireShares {
+  commit: Uint8Array;
+  shares: Uint8Array;
+}
+export interface WireInbox {
+  shares: Uint8Array;
+}
+export interface WireReveal {
+  b: Uint8Array;
+  s: Uint8Array;
+}
 
-function pack<T>(items: T[], size: number, write: (dv: DataView, out: Uint8Array, off: number, item: T) => void): Uint8Array {
+function pack<T>(
+  items: T[],
+  size: number,
+  write: (dv: DataView, out: Uint8Array, off: number, item: T) => void,
+): Uint8Array {
   const out = new Uint8Array(items.length * size);
   const dv = new DataView(out.buffer);
   items.forEach((it, i) => write(dv, out, i * size, it));
   return out;
 }
 
-function unpack<T>(raw: unknown, what: string, size: number, maxCount: number, read: (dv: DataView, b: Uint8Array, off: number) => T): T[] {
+function unpack<T>(
+  raw: unknown,
+  what: string,
+  size: number,
+  maxCount: number,
+  read: (dv: DataView, b: Uint8Array, off: number) => T,
+): T[] {
   const b = bytes(raw, what, undefined, maxCount * size);
-  if (b.length % size !== 0) throw new SecAggError('malformed', `${what} is ${b.length} bytes, not a whole number of ${size}-byte records`);
+  if (b.length % size !== 0)
+    throw new SecAggError(
+      'malformed',
+      `${what} is ${b.length} bytes, not a whole number of ${size}-byte records`,
+    );
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const out: T[] = [];
   for (let off = 0; off < b.length; off += size) out.push(read(dv, b, off));
@@ -71,7 +95,10 @@ export function unpackShares(raw: unknown, maxPeers: number): ShareKeys {
   const m = record(raw, 'shares');
   return {
     commit: bytes(m.commit, 'commit', 32),
-    shares: unpack(m.shares, 'shares', BOX_RECORD, maxPeers, (dv, b, off) => ({ to: dv.getUint32(off), ct: b.slice(off + 4, off + BOX_RECORD) })),
+    shares: unpack(m.shares, 'shares', BOX_RECORD, maxPeers, (dv, b, off) => ({
+      to: dv.getUint32(off),
+      ct: b.slice(off + 4, off + BOX_RECORD),
+    })),
   };
 }
 
@@ -86,7 +113,12 @@ export function packInbox(i: Inbox): WireInbox {
 
 export function unpackInbox(raw: unknown, maxPeers: number): Inbox {
   const m = record(raw, 'inbox');
-  return { shares: unpack(m.shares, 'inbox', BOX_RECORD, maxPeers, (dv, b, off) => ({ from: dv.getUint32(off), ct: b.slice(off + 4, off + BOX_RECORD) })) };
+  return {
+    shares: unpack(m.shares, 'inbox', BOX_RECORD, maxPeers, (dv, b, off) => ({
+      from: dv.getUint32(off),
+      ct: b.slice(off + 4, off + BOX_RECORD),
+    })),
+  };
 }
 
 export function packReveal(r: Reveal): WireReveal {
@@ -100,6 +132,10 @@ export function packReveal(r: Reveal): WireReveal {
 
 export function unpackReveal(raw: unknown, maxPeers: number): Reveal {
   const m = record(raw, 'reveal');
-  const one = (v: unknown, what: string) => unpack(v, what, SHARE_RECORD, maxPeers, (dv, b, off) => ({ of: dv.getUint32(off), share: b.slice(off + 4, off + SHARE_RECORD) }));
+  const one = (v: unknown, what: string) =>
+    unpack(v, what, SHARE_RECORD, maxPeers, (dv, b, off) => ({
+      of: dv.getUint32(off),
+      share: b.slice(off + 4, off + SHARE_RECORD),
+    }));
   return { b: one(m.b, 'reveal.b'), s: one(m.s, 'reveal.s') };
 }
