@@ -2,9 +2,9 @@ import { io, type Socket } from 'socket.io-client';
 import { createSecureRandom, type SecureRandom } from '../shared/dp/secure-random.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
 import { numParams } from '../shared/model/spec.ts';
-import { asBytes } from '../shared/protocol/binary.ts';
+import { asBytes } from '../shared/base/bytes.ts';
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
-import { SecAggError } from '../shared/secagg/errors.ts';
+import { ProtocolError } from '../shared/base/errors.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
 import {
   PROTOCOL_VERSION,
@@ -160,7 +160,7 @@ export class AegisClient extends Emitter<ClientEvents> {
       const detail = fn(cur.session);
       this.emit('secagg', { round: m.round, step, detail: detail ?? undefined });
     } catch (e) {
-      const reason = e instanceof SecAggError ? e.reason : 'malformed';
+      const reason = e instanceof ProtocolError ? e.reason : 'malformed';
       this.socket?.emit('secagg:refuse', {
         round: m.round,
         attempt: m.attempt,

@@ -1,4 +1,4 @@
-import { float32ToBuffer } from '../shared/protocol/binary.ts';
+import { float32ToBuffer } from '../shared/base/bytes.ts';
 import { BACKEND_PREFERENCE, selectBackend, type BackendPrecheck } from './backends.ts';
 import { providerFor } from './data-providers.ts';
 import { LocalTrainer, trainingStepProbe } from './trainer.ts';

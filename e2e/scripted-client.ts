@@ -2,7 +2,7 @@ import { io, type Socket } from 'socket.io-client';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
 import { numParams } from '../shared/model/spec.ts';
-import { asBytes } from '../shared/protocol/binary.ts';
+import { asBytes } from '../shared/base/bytes.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,

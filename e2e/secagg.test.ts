@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MODELS, numParams } from '../shared/model/spec.ts';
-import { asBytes } from '../shared/protocol/binary.ts';
+import { asBytes } from '../shared/base/bytes.ts';
 import { packReveal, packShares, unpackReveal } from '../shared/secagg/wire.ts';
 import { metric } from './metrics.ts';
 import { ScriptedClient, type SecPhase } from './scripted-client.ts';

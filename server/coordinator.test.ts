@@ -2,7 +2,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type ServerToClientEvents } from '../shared/protocol/messages.ts';
 import { DEFAULTS, type ServerConfig } from './config.ts';
-import { Coordinator, Rejected, type ClientLink } from './coordinator.ts';
+import { ProtocolError } from '../shared/base/errors.ts';
+import { Coordinator, type ClientLink } from './coordinator.ts';
 import type { Evaluator } from './evaluator.ts';
 import { clientId, metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
@@ -75,7 +76,7 @@ const rejectReason = (fn: () => unknown): string => {
   try {
     fn();
   } catch (e) {
-    if (e instanceof Rejected) return e.reason;
+    if (e instanceof ProtocolError) return e.reason;
     throw e;
   }
   return 'accepted';

@@ -18,10 +18,11 @@ import {
   type RoundSummary,
   type ServerToClientEvents,
 } from '../shared/protocol/messages.ts';
-import { checkHello, checkReady, checkUpdate, isRecord } from '../shared/protocol/validate.ts';
+import { checkHello, checkReady, checkUpdate } from '../shared/protocol/validate.ts';
+import { isRecord } from '../shared/base/record.ts';
 import { samplingRate, type ServerConfig } from './config.ts';
 import { PrivacyLedger } from './privacy.ts';
-import { Rejected } from './rejected.ts';
+import { isRejectReason, ProtocolError } from '../shared/base/errors.ts';
 import { SecureRound, type SecureOutcome } from './secure-round.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { Phase, ServerStatus } from '../shared/protocol/status.ts';
@@ -53,8 +54,6 @@ export interface CoordinatorDeps {
   dataFor: (clientIndex: number) => DataSpec;
   log?: (msg: string) => void;
 }
-
-export { Rejected };
 
 /**
  * The round state machine: waiting -> training (select, send weights, collect until everyone reported
@@ -159,7 +158,7 @@ export class Coordinator extends EventEmitter {
 
   hello(link: ClientLink, raw: unknown): string {
     const h = checkHello(raw);
-    if (!h.ok) throw new Rejected(h.reason, h.message);
+    if (!h.ok) throw new ProtocolError(h.reason, h.message);
     const { clientId, source } = h.value;
     let c = this.clients.get(clientId);
     if (!c) {
@@ -179,32 +178,32 @@ export class Coordinator extends EventEmitter {
 
   ready(clientId: string | null, raw: unknown): void {
     const c = clientId ? this.clients.get(clientId) : undefined;
-    if (!c?.link) throw new Rejected('unknown_client', 'say hello before ready');
+    if (!c?.link) throw new ProtocolError('unknown_client', 'say hello before ready');
     const r = checkReady(raw, this.cfg.maxExamplesPerClient);
-    if (!r.ok) throw new Rejected(r.reason, r.message);
+    if (!r.ok) throw new ProtocolError(r.reason, r.message);
     c.backend = r.value.backend;
     c.numExamples = r.value.numExamples;
     this.refreshGauges();
     this.maybeStart();
   }
 
-  /** Validates and accumulates one update. Throws Rejected with the reason on any problem. */
+  /** Validates and accumulates one update. Throws ProtocolError with the reason on any problem. */
   update(clientId: string | null, raw: unknown): Ack {
     const c = clientId ? this.clients.get(clientId) : undefined;
-    if (!c) throw new Rejected('unknown_client', 'update from a client that never said hello');
+    if (!c) throw new ProtocolError('unknown_client', 'update from a client that never said hello');
     const ringLength = this.mode === 'float' ? undefined : vectorLength(this.numParams);
     const u = checkUpdate(raw, {
       numParams: this.numParams,
       maxExamples: this.cfg.maxExamplesPerClient,
       ringLength,
     });
-    if (!u.ok) throw new Rejected(u.reason, u.message);
+    if (!u.ok) throw new ProtocolError(u.reason, u.message);
     const { round, attempt, numExamples } = u.value;
     this.checkRef({ round, attempt }, 'update');
     if (!this.selected.has(c.id))
-      throw new Rejected('not_selected', `client was not selected for round ${round}`);
+      throw new ProtocolError('not_selected', `client was not selected for round ${round}`);
     if (this.reported.has(c.id))
-      throw new Rejected('duplicate', `client already reported for round ${round}`);
+      throw new ProtocolError('duplicate', `client already reported for round ${round}`);
     if (this.mode === 'secure') {
       this.secure!.masked(this.cohortIndex.get(c.id)!, u.value.ring!);
     } else if (this.mode === 'ring') {
@@ -227,28 +226,28 @@ export class Coordinator extends EventEmitter {
   private checkRef(ref: RoundRef, what: string): void {
     const { round, attempt } = ref;
     if (!Number.isInteger(round) || !Number.isInteger(attempt))
-      throw new Rejected('malformed', `${what} must name its round and attempt`);
+      throw new ProtocolError('malformed', `${what} must name its round and attempt`);
     if (round > this.round || (round === this.round && attempt > this.attempt)) {
-      throw new Rejected(
+      throw new ProtocolError(
         'wrong_round',
         `${what} for round ${round}.${attempt}, server is at ${this.round}.${this.attempt}`,
       );
     }
     if (round < this.round || attempt < this.attempt || this.phase !== 'training')
-      throw new Rejected('late', `round ${round}.${attempt} is closed`);
+      throw new ProtocolError('late', `round ${round}.${attempt} is closed`);
   }
 
   /** secagg:keys / secagg:shares / secagg:reveal: routed to the secure round after the common checks. */
   secagg(kind: 'keys' | 'shares' | 'reveal', clientId: string | null, raw: unknown): Ack {
     const c = clientId ? this.clients.get(clientId) : undefined;
-    if (!c) throw new Rejected('unknown_client', `secagg:${kind} from a client that never said hello`);
-    if (!isRecord(raw)) throw new Rejected('malformed', `secagg:${kind} must be an object`);
+    if (!c) throw new ProtocolError('unknown_client', `secagg:${kind} from a client that never said hello`);
+    if (!isRecord(raw)) throw new ProtocolError('malformed', `secagg:${kind} must be an object`);
     this.checkRef({ round: raw.round as number, attempt: raw.attempt as number }, `secagg:${kind}`);
     if (this.mode !== 'secure' || !this.secure)
-      throw new Rejected('wrong_phase', 'this round does not use secure aggregation');
+      throw new ProtocolError('wrong_phase', 'this round does not use secure aggregation');
     const index = this.cohortIndex.get(c.id);
     if (index === undefined)
-      throw new Rejected('not_selected', `client was not selected for round ${this.round}`);
+      throw new ProtocolError('not_selected', `client was not selected for round ${this.round}`);
     const s = this.secure;
     if (kind === 'keys') s.keys(index, raw);
     else if (kind === 'shares') s.shares(index, raw);
@@ -259,7 +258,8 @@ export class Coordinator extends EventEmitter {
   /** A client declined a request (e.g. both shares of one peer): counted, and it is treated as a dropout. */
   secaggRefuse(clientId: string | null, raw: unknown): void {
     const reason = (raw as { reason?: unknown } | null)?.reason;
-    const r = typeof reason === 'string' && /^[a-z_]{1,32}$/.test(reason) ? reason : 'malformed';
+    // The label comes from the closed set, never from the client's string (one series per value).
+    const r = isRejectReason(reason) ? reason : 'unknown';
     this.deps.metrics.secaggRefusals.inc({ reason: r });
     this.log(`client ${clientId ?? '?'} refused a secure-aggregation request: ${r}`);
   }

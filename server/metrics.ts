@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { REJECT_REASONS } from '../shared/protocol/messages.ts';
+import { REJECT_REASONS } from '../shared/base/errors.ts';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 

@@ -7,7 +7,8 @@ import { PROTOCOL_VERSION, type RoundStart, type ServerToClientEvents } from '..
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
 import { DEFAULTS, type ServerConfig } from './config.ts';
-import { Coordinator, Rejected, type ClientLink } from './coordinator.ts';
+import { ProtocolError } from '../shared/base/errors.ts';
+import { Coordinator, type ClientLink } from './coordinator.ts';
 import type { Evaluator } from './evaluator.ts';
 import { clientId, metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
@@ -208,7 +209,7 @@ describe('Coordinator with secure aggregation', () => {
         f();
         return 'accepted';
       } catch (e) {
-        return (e as Rejected).reason;
+        return (e as ProtocolError).reason;
       }
     };
     await new Promise((r) => setTimeout(r, 20)); // keys are in

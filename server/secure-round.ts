@@ -1,4 +1,4 @@
-import { SecAggAbort, SecAggError } from '../shared/secagg/errors.ts';
+import { SecAggAbort } from '../shared/secagg/errors.ts';
 import { SecAggServerSession, type ServerSessionConfig } from '../shared/secagg/server-session.ts';
 import type { SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
 import {
@@ -11,7 +11,6 @@ import {
 } from '../shared/secagg/wire.ts';
 import type { RoundRef } from '../shared/protocol/messages.ts';
 import type { Metrics } from './metrics.ts';
-import { Rejected } from './rejected.ts';
 
 export type SecureOutcome =
   { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string };
@@ -68,13 +67,9 @@ export class SecureRound {
     if (this.timer) clearTimeout(this.timer);
   }
 
+  /** Runs one receive (a ProtocolError goes back to the transport), then closes the phase if it can. */
   private guard(fn: () => void): void {
-    try {
-      fn();
-    } catch (e) {
-      if (e instanceof SecAggError) throw new Rejected(e.reason, e.message);
-      throw e;
-    }
+    fn();
     this.maybeCloseEarly();
   }
 

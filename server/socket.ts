@@ -1,13 +1,9 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Http2SecureServer, Http2Server } from 'node:http2';
 import { Server } from 'socket.io';
-import type {
-  Ack,
-  ClientToServerEvents,
-  RejectReason,
-  ServerToClientEvents,
-} from '../shared/protocol/messages.ts';
-import { Rejected, type ClientLink, type Coordinator } from './coordinator.ts';
+import type { Ack, ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/messages.ts';
+import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
+import type { ClientLink, Coordinator } from './coordinator.ts';
 import type { Metrics } from './metrics.ts';
 
 const KNOWN_EVENTS = new Set([
@@ -50,7 +46,7 @@ export function attachSocketIo(
     socket.conn.on('packetCreate', (p: { data?: unknown }) => metrics.bytesOut.inc(byteSize(p.data)));
 
     const reject = (event: string, e: unknown): Ack => {
-      const reason: RejectReason = e instanceof Rejected ? e.reason : 'malformed';
+      const reason: RejectReason = e instanceof ProtocolError ? e.reason : 'malformed';
       const message = e instanceof Error ? e.message : String(e);
       metrics.updatesRejected.inc({ reason, event });
       socket.emit('rejected', { event, reason, message });
@@ -96,7 +92,7 @@ export function attachSocketIo(
       if (!KNOWN_EVENTS.has(event))
         reject(
           String(event).slice(0, 40),
-          new Rejected('malformed', `unknown event "${String(event).slice(0, 40)}"`),
+          new ProtocolError('malformed', `unknown event "${String(event).slice(0, 40)}"`),
         );
     });
     socket.on('disconnect', (_reason, desc) => {

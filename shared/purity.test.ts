@@ -30,3 +30,30 @@ describe('shared/ purity', () => {
     expect(`const b = Buffer.from(x);`).toMatch(DOM_GLOBAL);
   });
 });
+
+/** Imports of one file, as the paths written in its import/export-from statements. */
+function importsOf(file: string): string[] {
+  const code = readFileSync(file, 'utf8');
+  return [...code.matchAll(/(?:import|export)\s[^'";]*?from\s+['"]([^'"]+)['"]/g)].map((m) => m[1]);
+}
+
+describe('shared/ dependency direction', () => {
+  const root = new URL('.', import.meta.url).pathname;
+  it.each(sources(join(root, 'base')))(
+    '%s imports nothing (errors, records, bytes sit under everything)',
+    (f) => {
+      expect(importsOf(f)).toEqual([]);
+    },
+  );
+  it.each(sources(join(root, 'secagg')))(
+    '%s does not import shared/protocol (only protocol imports secagg)',
+    (f) => {
+      expect(importsOf(f).filter((p) => p.includes('protocol/'))).toEqual([]);
+    },
+  );
+  it('the import reader sees type imports and re-exports', () => {
+    const tmp = join(root, 'base', 'errors.ts');
+    expect(importsOf(tmp)).toEqual([]);
+    expect(importsOf(join(root, 'protocol', 'messages.ts'))).toContain('../secagg/types.ts');
+  });
+});

@@ -1,3 +1,4 @@
+import type { RejectReason } from '../base/errors.ts';
 import type { DataSpec } from '../data/dataset.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { EncodingPlan } from '../fl/encoding.ts';
@@ -90,26 +91,6 @@ export interface Update {
   /** w_local - w_global as little-endian float32; or, with an encoding plan, the (masked) ring vector as uint32. */
   delta: ArrayBuffer | Uint8Array;
 }
-
-export const REJECT_REASONS = [
-  'malformed',
-  'protocol_version',
-  'too_large',
-  'wrong_length',
-  'not_finite',
-  'wrong_round',
-  'late',
-  'duplicate',
-  'not_selected',
-  'unknown_client',
-  'wrong_phase',
-  'not_neighbour',
-  'misaddressed',
-  'unrequested_share',
-  'both_shares',
-  'bad_key',
-] as const;
-export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export interface Rejection {
   event: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { asBytes, bytesToFloat32, float32ToBuffer } from './binary.ts';
+import { asBytes, bytesToFloat32, float32ToBuffer } from '../base/bytes.ts';
 import { PROTOCOL_VERSION } from './messages.ts';
 import { checkHello, checkReady, checkUpdate } from './validate.ts';
 

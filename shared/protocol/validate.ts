@@ -1,4 +1,6 @@
-import { asBytes, bytesToFloat32, bytesToUint32 } from './binary.ts';
+import type { RejectReason } from '../base/errors.ts';
+import { isRecord } from '../base/record.ts';
+import { asBytes, bytesToFloat32, bytesToUint32 } from '../base/bytes.ts';
 import {
   BACKENDS,
   CLIENT_SOURCES,
@@ -6,24 +8,12 @@ import {
   type BackendName,
   type Hello,
   type Ready,
-  type RejectReason,
   type Update,
 } from './messages.ts';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reason: RejectReason; message: string };
 
 const fail = (reason: RejectReason, message: string): Checked<never> => ({ ok: false, reason, message });
-
-/** A plain object (not an array, typed array or ArrayBuffer). */
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return (
-    typeof v === 'object' &&
-    v !== null &&
-    !Array.isArray(v) &&
-    !ArrayBuffer.isView(v) &&
-    !(v instanceof ArrayBuffer)
-  );
-}
 
 function isInt(v: unknown, min: number, max: number): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;

@@ -1,37 +1,37 @@
-import { asBytes } from '../protocol/binary.ts';
-import { isRecord } from '../protocol/validate.ts';
-import { SecAggError } from './errors.ts';
+import { asBytes } from '../base/bytes.ts';
+import { isRecord } from '../base/record.ts';
+import { ProtocolError } from '../base/errors.ts';
 
 /** Runtime checks shared by both session sides: every field of an incoming message is verified. */
 export function record(v: unknown, what: string): Record<string, unknown> {
-  if (!isRecord(v)) throw new SecAggError('malformed', `${what} must be an object`);
+  if (!isRecord(v)) throw new ProtocolError('malformed', `${what} must be an object`);
   return v;
 }
 
 export function bytes(v: unknown, what: string, len?: number, maxLen = 4096): Uint8Array {
   const b = asBytes(v);
-  if (!b) throw new SecAggError('malformed', `${what} must be binary`);
+  if (!b) throw new ProtocolError('malformed', `${what} must be binary`);
   if (len !== undefined && b.length !== len)
-    throw new SecAggError('malformed', `${what} must be ${len} bytes, got ${b.length}`);
-  if (b.length > maxLen) throw new SecAggError('malformed', `${what} is too long (${b.length} bytes)`);
+    throw new ProtocolError('malformed', `${what} must be ${len} bytes, got ${b.length}`);
+  if (b.length > maxLen) throw new ProtocolError('malformed', `${what} is too long (${b.length} bytes)`);
   return b.slice(); // own copy: the transport may reuse its buffer
 }
 
 export function list(v: unknown, what: string, max: number): unknown[] {
-  if (!Array.isArray(v)) throw new SecAggError('malformed', `${what} must be an array`);
+  if (!Array.isArray(v)) throw new ProtocolError('malformed', `${what} must be an array`);
   if (v.length > max)
-    throw new SecAggError('malformed', `${what} has ${v.length} entries, at most ${max} allowed`);
+    throw new ProtocolError('malformed', `${what} has ${v.length} entries, at most ${max} allowed`);
   return v;
 }
 
 export function index(v: unknown, what: string, n: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > n)
-    throw new SecAggError('malformed', `${what} must be a client index in 1..${n}`);
+    throw new ProtocolError('malformed', `${what} must be a client index in 1..${n}`);
   return v;
 }
 
 export function indexList(v: unknown, what: string, n: number): number[] {
   const out = list(v, what, n).map((x) => index(x, what, n));
-  if (new Set(out).size !== out.length) throw new SecAggError('duplicate', `${what} lists a client twice`);
+  if (new Set(out).size !== out.length) throw new ProtocolError('duplicate', `${what} lists a client twice`);
   return out;
 }

@@ -1,5 +1,5 @@
 import { randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { SecAggError } from './errors.ts';
+import { ProtocolError } from '../base/errors.ts';
 import { bytes, index, indexList, list, record } from './check.ts';
 import {
   channelKey,
@@ -64,14 +64,14 @@ export class SecAggClientSession {
 
   /** R1: shares of s_u^SK and b_u for each neighbour, each sealed for that neighbour only. */
   receiveRoster(raw: unknown): ShareKeys {
-    if (this.roster.size) throw new SecAggError('duplicate', 'roster already received');
+    if (this.roster.size) throw new ProtocolError('duplicate', 'roster already received');
     const peers = list(record(raw, 'roster').peers, 'roster.peers', this.cfg.n);
     for (const p of peers) {
       const r = record(p, 'peer');
       const idx = index(r.index, 'peer.index', this.cfg.n);
       if (idx === this.cfg.index)
-        throw new SecAggError('malformed', 'roster lists this client as its own neighbour');
-      if (this.roster.has(idx)) throw new SecAggError('duplicate', `roster lists client ${idx} twice`);
+        throw new ProtocolError('malformed', 'roster lists this client as its own neighbour');
+      if (this.roster.has(idx)) throw new ProtocolError('duplicate', `roster lists client ${idx} twice`);
       this.roster.set(idx, {
         index: idx,
         cPk: bytes(r.cPk, 'cPk', KEY_BYTES),
@@ -79,7 +79,7 @@ export class SecAggClientSession {
       });
     }
     if (this.roster.size < this.cfg.t)
-      throw new SecAggError(
+      throw new ProtocolError(
         'malformed',
         `roster has ${this.roster.size} neighbours, threshold is ${this.cfg.t}`,
       );
@@ -105,8 +105,8 @@ export class SecAggClientSession {
    * someone else, is set aside (we still mask with that peer: the server counts it in U2).
    */
   receiveInbox(raw: unknown): number[] {
-    if (this.maskPeers) throw new SecAggError('duplicate', 'inbox already received');
-    if (!this.roster.size) throw new SecAggError('wrong_phase', 'inbox before roster');
+    if (this.maskPeers) throw new ProtocolError('duplicate', 'inbox already received');
+    if (!this.roster.size) throw new ProtocolError('wrong_phase', 'inbox before roster');
     const entries = list(record(raw, 'inbox').shares, 'inbox.shares', this.cfg.n);
     const aad = utf8ToBytes(this.cfg.tag);
     const peers: number[] = [];
@@ -114,8 +114,8 @@ export class SecAggClientSession {
       const r = record(e, 'inbox entry');
       const from = index(r.from, 'inbox.from', this.cfg.n);
       const peer = this.roster.get(from);
-      if (!peer) throw new SecAggError('not_neighbour', `inbox has a box from ${from}, not a neighbour`);
-      if (peers.includes(from)) throw new SecAggError('duplicate', `inbox has two boxes from ${from}`);
+      if (!peer) throw new ProtocolError('not_neighbour', `inbox has a box from ${from}, not a neighbour`);
+      if (peers.includes(from)) throw new ProtocolError('duplicate', `inbox has two boxes from ${from}`);
       peers.push(from);
       const ct = bytes(r.ct, 'inbox.ct', undefined, 512);
       try {
@@ -141,7 +141,7 @@ export class SecAggClientSession {
 
   /** R2: y = x + PRG(b_u) + sum_{v < u} PRG(s_uv) - sum_{v > u} PRG(s_uv) (mod 2^32). */
   mask(x: Uint32Array): Uint32Array {
-    if (!this.maskPeers) throw new SecAggError('wrong_phase', 'mask before inbox');
+    if (!this.maskPeers) throw new ProtocolError('wrong_phase', 'mask before inbox');
     if (x.length !== this.cfg.vectorLength)
       throw new RangeError(`input has ${x.length} values, round expects ${this.cfg.vectorLength}`);
     const y = x.slice();
@@ -158,20 +158,20 @@ export class SecAggClientSession {
    * nothing for in a role it cannot have, or comes twice: answering could unmask that peer's input.
    */
   receiveUnmask(raw: unknown): Reveal {
-    if (!this.maskPeers) throw new SecAggError('wrong_phase', 'unmask request before inbox');
-    if (this.revealed) throw new SecAggError('duplicate', 'unmask already answered');
+    if (!this.maskPeers) throw new ProtocolError('wrong_phase', 'unmask request before inbox');
+    if (this.revealed) throw new ProtocolError('duplicate', 'unmask already answered');
     const r = record(raw, 'unmask request');
     const survivors = indexList(r.survivors, 'survivors', this.cfg.n);
     const dropped = indexList(r.dropped, 'dropped', this.cfg.n);
     const both = survivors.find((v) => dropped.includes(v));
     if (both !== undefined)
-      throw new SecAggError('both_shares', `server asked for both shares of client ${both}`);
+      throw new ProtocolError('both_shares', `server asked for both shares of client ${both}`);
     for (const v of [...survivors, ...dropped]) {
       if (v !== this.cfg.index && !this.maskPeers.includes(v))
-        throw new SecAggError('not_neighbour', `client ${v} is not a neighbour in this round`);
+        throw new ProtocolError('not_neighbour', `client ${v} is not a neighbour in this round`);
     }
     if (dropped.includes(this.cfg.index))
-      throw new SecAggError('both_shares', 'server calls this client dropped while asking it to unmask');
+      throw new ProtocolError('both_shares', 'server calls this client dropped while asking it to unmask');
     this.revealed = true;
     const pick = (ids: number[], k: 'b' | 's') =>
       ids.filter((v) => this.held.has(v)).map((v) => ({ of: v, share: this.held.get(v)![k].y }));

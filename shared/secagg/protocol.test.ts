@@ -1,7 +1,8 @@
 import { randomBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { SecAggClientSession } from './client-session.ts';
-import { SecAggAbort, SecAggError } from './errors.ts';
+import { ProtocolError } from '../base/errors.ts';
+import { SecAggAbort } from './errors.ts';
 import { harary } from './graph.ts';
 import { addMask, NONCE_SELF } from './prg.ts';
 import { reconstruct } from './shamir.ts';
@@ -146,7 +147,7 @@ describe('misbehaviour is rejected with a reason', () => {
     try {
       f();
     } catch (e) {
-      if (e instanceof SecAggError) return e.reason;
+      if (e instanceof ProtocolError) return e.reason;
       throw e;
     }
     return 'accepted';

@@ -1,5 +1,6 @@
 import { bytes, index, list, record } from './check.ts';
-import { SecAggAbort, SecAggError } from './errors.ts';
+import { ProtocolError } from '../base/errors.ts';
+import { SecAggAbort } from './errors.ts';
 import { bytesEqual, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
 import { addInto } from './ring.ts';
@@ -24,7 +25,7 @@ const MAX_BOX_BYTES = 256;
  * The server's side of one round (privacy.md C), as a pure state machine. It relays keys and boxes it
  * cannot open, sums masked vectors as they arrive (no per-client copies), and at the end reconstructs
  * exactly the secrets needed to strip the masks from the SUM: b_u of survivors, s_d of dropouts.
- * Each receive* throws SecAggError for a bad message (the round goes on); each close* moves to the next
+ * Each receive* throws ProtocolError for a bad message (the round goes on); each close* moves to the next
  * phase with whoever answered, or throws SecAggAbort when too few remain (no partial result).
  */
 export class SecAggServerSession {
@@ -80,7 +81,7 @@ export class SecAggServerSession {
 
   private expect(phase: SecAggPhase, what: string): void {
     if (this.phase !== phase)
-      throw new SecAggError(
+      throw new ProtocolError(
         this.phase === 'done' || this.phase === 'failed' ? 'late' : 'wrong_phase',
         `${what} is not accepted in phase ${this.phase}`,
       );
@@ -111,11 +112,11 @@ export class SecAggServerSession {
 
   receiveKeys(from: number, raw: unknown): void {
     this.expect('keys', 'keys');
-    if (this.keys.has(from)) throw new SecAggError('duplicate', `client ${from} already advertised keys`);
+    if (this.keys.has(from)) throw new ProtocolError('duplicate', `client ${from} already advertised keys`);
     const r = record(raw, 'keys');
     const cPk = bytes(r.cPk, 'cPk', KEY_BYTES);
     const sPk = bytes(r.sPk, 'sPk', KEY_BYTES);
-    if (bytesEqual(cPk, sPk)) throw new SecAggError('bad_key', 'cPk and sPk must differ');
+    if (bytesEqual(cPk, sPk)) throw new ProtocolError('bad_key', 'cPk and sPk must differ');
     this.keys.set(from, { cPk, sPk });
   }
 
@@ -141,8 +142,8 @@ export class SecAggServerSession {
   receiveShares(from: number, raw: unknown): void {
     this.expect('shares', 'shares');
     if (!this.inU1.has(from))
-      throw new SecAggError('not_selected', `client ${from} is not in this round's key roster`);
-    if (this.boxes.has(from)) throw new SecAggError('duplicate', `client ${from} already sent shares`);
+      throw new ProtocolError('not_selected', `client ${from} is not in this round's key roster`);
+    if (this.boxes.has(from)) throw new ProtocolError('duplicate', `client ${from} already sent shares`);
     const r = record(raw, 'shares');
     const commit = bytes(r.commit, 'commit', 32);
     const expected = new Set([...this.nb[from - 1]].filter((v) => this.inU1.has(v)));
@@ -152,15 +153,18 @@ export class SecAggServerSession {
       const er = record(e, 'share');
       const to = index(er.to, 'share.to', this.cfg.n);
       if (!expected.has(to))
-        throw new SecAggError(
+        throw new ProtocolError(
           'not_neighbour',
           `share addressed to ${to}, which is not a neighbour of ${from} in U1`,
         );
-      if (byTo.has(to)) throw new SecAggError('duplicate', `two shares addressed to ${to}`);
+      if (byTo.has(to)) throw new ProtocolError('duplicate', `two shares addressed to ${to}`);
       byTo.set(to, bytes(er.ct, 'share.ct', undefined, MAX_BOX_BYTES));
     }
     if (byTo.size !== expected.size)
-      throw new SecAggError('malformed', `expected shares for ${expected.size} neighbours, got ${byTo.size}`);
+      throw new ProtocolError(
+        'malformed',
+        `expected shares for ${expected.size} neighbours, got ${byTo.size}`,
+      );
     this.boxes.set(from, byTo);
     this.commits.set(from, commit);
   }
@@ -188,14 +192,14 @@ export class SecAggServerSession {
   receiveMasked(from: number, y: Uint32Array): void {
     this.expect('masked', 'masked input');
     if (!this.inU2.has(from))
-      throw new SecAggError(
+      throw new ProtocolError(
         'not_selected',
         `client ${from} is not in U2 (did not share keys, or was pruned)`,
       );
     if (this.masked.has(from))
-      throw new SecAggError('duplicate', `client ${from} already sent its masked input`);
+      throw new ProtocolError('duplicate', `client ${from} already sent its masked input`);
     if (y.length !== this.cfg.vectorLength)
-      throw new SecAggError(
+      throw new ProtocolError(
         'wrong_length',
         `masked input has ${y.length} values, expected ${this.cfg.vectorLength}`,
       );
@@ -229,16 +233,16 @@ export class SecAggServerSession {
   receiveReveal(from: number, raw: unknown): void {
     this.expect('unmask', 'reveal');
     const req = this.requests.get(from);
-    if (!req) throw new SecAggError('not_selected', `client ${from} was not asked to unmask`);
+    if (!req) throw new ProtocolError('not_selected', `client ${from} was not asked to unmask`);
     if (this.revealed.has(from))
-      throw new SecAggError('duplicate', `client ${from} already revealed its shares`);
+      throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
     const r = record(raw, 'reveal');
     const take = (v: unknown, kind: 'b' | 's'): Map<number, Uint8Array> => {
       const m = new Map<number, Uint8Array>();
       for (const e of list(v, kind, this.cfg.n)) {
         const er = record(e, 'revealed share');
         const of = index(er.of, 'share.of', this.cfg.n);
-        if (m.has(of)) throw new SecAggError('duplicate', `two ${kind}-shares of ${of}`);
+        if (m.has(of)) throw new ProtocolError('duplicate', `two ${kind}-shares of ${of}`);
         m.set(of, bytes(er.share, 'share', SHARE_BYTES));
       }
       return m;
@@ -247,14 +251,17 @@ export class SecAggServerSession {
     const s = take(r.s, 's');
     // Both shares of one client would unmask its input: refused outright, and named for what it is.
     for (const of of b.keys())
-      if (s.has(of)) throw new SecAggError('both_shares', `both shares of ${of} revealed`);
+      if (s.has(of)) throw new ProtocolError('both_shares', `both shares of ${of} revealed`);
     for (const [m, kind, allowed] of [
       [b, 'b', req.survivors],
       [s, 's', req.dropped],
     ] as const) {
       for (const of of m.keys())
         if (!allowed.includes(of))
-          throw new SecAggError('unrequested_share', `${kind}-share of ${of} was not requested from ${from}`);
+          throw new ProtocolError(
+            'unrequested_share',
+            `${kind}-share of ${of} was not requested from ${from}`,
+          );
     }
     this.revealed.set(from, { b, s });
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SecAggError } from './errors.ts';
+import { ProtocolError } from '../base/errors.ts';
 import {
   BOX_BYTES,
   packInbox,
@@ -41,7 +41,7 @@ describe('secure-aggregation wire form', () => {
       try {
         f();
       } catch (e) {
-        return e instanceof SecAggError ? e.reason : 'other';
+        return e instanceof ProtocolError ? e.reason : 'other';
       }
       return 'accepted';
     };

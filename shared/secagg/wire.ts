@@ -1,5 +1,5 @@
 import { bytes, record } from './check.ts';
-import { SecAggError } from './errors.ts';
+import { ProtocolError } from '../base/errors.ts';
 import { KEY_BYTES } from './keys.ts';
 import { SHARE_BYTES } from './shamir.ts';
 import type { Inbox, Reveal, Roster, ShareKeys } from './types.ts';
@@ -49,7 +49,7 @@ function unpack<T>(
 ): T[] {
   const b = bytes(raw, what, undefined, maxCount * size);
   if (b.length % size !== 0)
-    throw new SecAggError(
+    throw new ProtocolError(
       'malformed',
       `${what} is ${b.length} bytes, not a whole number of ${size}-byte records`,
     );

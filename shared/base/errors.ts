@@ -1,0 +1,43 @@
+/**
+ * The one protocol error: a message that breaks the rules, rejected with a reason from a closed set.
+ * Imports nothing, so protocol, secagg, client and server can all share it without a cycle.
+ */
+
+/** Closed set: reasons reach metric labels and the wire, so no other value may appear. */
+export const REJECT_REASONS = [
+  'malformed',
+  'protocol_version',
+  'too_large',
+  'wrong_length',
+  'not_finite',
+  'wrong_round',
+  'late',
+  'duplicate',
+  'not_selected',
+  'unknown_client',
+  'wrong_phase',
+  'not_neighbour',
+  'misaddressed',
+  'unrequested_share',
+  'both_shares',
+  'bad_key',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
+const KNOWN = new Set<string>(REJECT_REASONS);
+
+/** True for a member of REJECT_REASONS; anything else (e.g. a client's claim) must be mapped before use. */
+export function isRejectReason(v: unknown): v is RejectReason {
+  return typeof v === 'string' && KNOWN.has(v);
+}
+
+/** Thrown for a message that breaks the protocol; the transport answers `rejected` and counts the reason. */
+export class ProtocolError extends Error {
+  constructor(
+    readonly reason: RejectReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
