@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import '../client/wasm-backend.ts';
 import { LocalTrainer } from '../client/trainer.ts';
-import { chartSvg } from '../demo/chart.ts';
+import { chartSvg } from '../shared/chart/chart.ts';
 import { subset, type Dataset } from '../shared/data/dataset.ts';
 import { createRng, permutation } from '../shared/data/rng.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
@@ -29,7 +29,7 @@ import { getFlatWeights } from '../shared/model/weights.ts';
 import type { TrainConfig } from '../shared/protocol/messages.ts';
 import { locateCifar10, readCifar10Dir } from '../server/datasets.ts';
 import { Evaluator } from '../server/evaluator.ts';
-import { runSimulation } from '../server/simulation.ts';
+import { runSimulation } from '../server/simulation/run.ts';
 
 const { values: v } = parseArgs({
   options: {

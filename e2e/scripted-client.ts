@@ -1,3 +1,4 @@
+import type { SecAggActivePhase } from '../shared/secagg/types.ts';
 import { io, type Socket } from 'socket.io-client';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
@@ -13,7 +14,7 @@ import {
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
 
-export type SecPhase = 'keys' | 'shares' | 'masked' | 'unmask';
+export type SecPhase = SecAggActivePhase;
 
 /** What a scripted client does just before it answers a phase (e.g. send something hostile first). */
 export type Hook = (c: ScriptedClient, m: any) => Promise<void> | void;

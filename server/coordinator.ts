@@ -25,6 +25,7 @@ import { PrivacyLedger } from './privacy.ts';
 import { isRejectReason, ProtocolError } from '../shared/base/errors.ts';
 import { SecureRound, type SecureOutcome } from './secure-round.ts';
 import type { EvalResult } from './evaluator.ts';
+import type { SecAggActivePhase } from '../shared/secagg/types.ts';
 import type { Phase, ServerStatus } from '../shared/protocol/status.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -309,10 +310,7 @@ export class Coordinator extends EventEmitter {
       history: this.history,
       secagg: {
         enabled: this.cfg.secagg,
-        phase:
-          this.secure && this.phase === 'training'
-            ? (this.secure.phase as 'keys' | 'shares' | 'masked' | 'unmask')
-            : null,
+        phase: this.secure && this.phase === 'training' ? (this.secure.phase as SecAggActivePhase) : null,
         k: this.degree?.k ?? null,
         t: this.degree?.t ?? null,
       },

@@ -1,3 +1,4 @@
+import type { SecAggActivePhase } from '../secagg/types.ts';
 import type { RoundSummary } from './messages.ts';
 
 export type Phase = 'waiting' | 'training' | 'evaluating' | 'done';
@@ -26,7 +27,7 @@ export interface ServerStatus {
 export interface SecAggStatus {
   enabled: boolean;
   /** Phase of the round in progress, null between rounds or without secure aggregation. */
-  phase: 'keys' | 'shares' | 'masked' | 'unmask' | null;
+  phase: SecAggActivePhase | null;
   /** Neighbour degree and Shamir threshold of the round in progress (or the last). */
   k: number | null;
   t: number | null;

@@ -7,7 +7,7 @@ import { harary } from './graph.ts';
 import { addMask, NONCE_SELF } from './prg.ts';
 import { reconstruct } from './shamir.ts';
 import { SecAggServerSession } from './server-session.ts';
-import { simulateRound, type DropPoint, type SimulationInput } from './simulate.ts';
+import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-memory-round.ts';
 
 const BITS = 20;
 function inputs(n: number, L: number): Uint32Array[] {
@@ -22,8 +22,8 @@ function setup(
   k: number,
   t: number,
   L = 257,
-  extra: Partial<SimulationInput> = {},
-): SimulationInput {
+  extra: Partial<InMemoryRoundInput> = {},
+): InMemoryRoundInput {
   const nb = harary(n, k).map((l) => l.map((v) => v + 1));
   return { tag: `test/${Math.random()}`, neighbours: nb, t, minSurvivors: t, inputs: inputs(n, L), ...extra };
 }
@@ -39,13 +39,13 @@ const CHI2_15_P1E6 = 52.6; // critical value at p = 1e-6, 15 degrees of freedom
 
 describe('secure aggregation round (pure state machines)', () => {
   it('with no dropouts, the unmasked sum equals the plaintext sum bit for bit (complete graph)', () => {
-    const r = simulateRound(setup(5, 4, 3));
+    const r = runInMemoryRound(setup(5, 4, 3));
     expect(r.survivors).toEqual([1, 2, 3, 4, 5]);
     expect(r.sum).toEqual(r.expected);
   });
 
   it('with a Harary graph (n = 16, k = 6, t = 4) the sum is exact too', () => {
-    const r = simulateRound(setup(16, 6, 4));
+    const r = runInMemoryRound(setup(16, 6, 4));
     expect(r.sum).toEqual(r.expected);
   });
 
@@ -57,7 +57,7 @@ describe('secure aggregation round (pure state machines)', () => {
         [9, p],
       ]),
     });
-    const r = simulateRound(sim);
+    const r = runInMemoryRound(sim);
     const expectSurvivors = p === 'after-masked' ? 12 : 10;
     expect(r.survivors.length).toBe(expectSurvivors);
     expect(r.sum).toEqual(r.expected);
@@ -71,7 +71,7 @@ describe('secure aggregation round (pure state machines)', () => {
       [4, 'after-masked'],
       [11, 'after-shares'],
     ]);
-    const r = simulateRound(setup(14, 8, 3, 64, { drops })); // t = 3: even a client with all 5 dropouts as neighbours keeps 3 holders
+    const r = runInMemoryRound(setup(14, 8, 3, 64, { drops })); // t = 3: even a client with all 5 dropouts as neighbours keeps 3 holders
     expect(r.survivors).not.toContain(3);
     expect(r.survivors).toContain(4); // its input was collected; its self-mask seed was rebuilt from shares
     expect(r.sum).toEqual(r.expected);
@@ -84,7 +84,7 @@ describe('secure aggregation round (pure state machines)', () => {
       [3, 'after-shares'],
     ]);
     const sim = setup(5, 4, 3, 16, { drops });
-    expect(() => simulateRound(sim)).toThrow(SecAggAbort);
+    expect(() => runInMemoryRound(sim)).toThrow(SecAggAbort);
   });
 
   it('fails cleanly when too many drop during unmasking for a secret to be rebuilt', () => {
@@ -94,14 +94,14 @@ describe('secure aggregation round (pure state machines)', () => {
       [3, 'after-masked'],
     ]);
     const sim = setup(5, 4, 3, 16, { drops });
-    expect(() => simulateRound(sim)).toThrow(/2 shares, threshold 3/);
+    expect(() => runInMemoryRound(sim)).toThrow(/2 shares, threshold 3/);
   });
 
   it('what the server receives: masked vectors look uniform; removing the self mask still leaves them uniform', () => {
     const L = 4096;
     const drops = new Map<number, DropPoint>([[6, 'after-shares']]);
     const sim = setup(8, 7, 4, L, { drops });
-    const r = simulateRound(sim);
+    const r = runInMemoryRound(sim);
     expect(r.sum).toEqual(r.expected);
     for (const [u, y] of r.transcript.masked) {
       const x = sim.inputs[u - 1];
@@ -127,7 +127,7 @@ describe('secure aggregation round (pure state machines)', () => {
       [2, 'after-shares'],
       [5, 'after-masked'],
     ]);
-    const r = simulateRound(setup(10, 6, 3, 32, { drops }));
+    const r = runInMemoryRound(setup(10, 6, 3, 32, { drops }));
     for (let u = 1; u <= 10; u++) {
       let b = 0;
       let s = 0;
@@ -264,7 +264,7 @@ describe('misbehaviour is rejected with a reason', () => {
           to === 1 ? { shares: m.shares.map((e, i) => (i === 0 ? { ...e, ct: m.shares[1].ct } : e)) } : m,
       },
     });
-    const r = simulateRound(sim);
+    const r = runInMemoryRound(sim);
     expect(r.sum).toEqual(r.expected);
     expect(r.clients[0].badBoxes.length).toBe(1);
   });
@@ -279,6 +279,6 @@ describe('misbehaviour is rejected with a reason', () => {
         }),
       },
     });
-    expect(() => simulateRound(sim)).toThrow(/commitment/);
+    expect(() => runInMemoryRound(sim)).toThrow(/commitment/);
   });
 });

@@ -40,4 +40,7 @@ export interface Reveal {
   s: { of: number; share: Uint8Array }[];
 }
 
-export type SecAggPhase = 'keys' | 'shares' | 'masked' | 'unmask' | 'done' | 'failed';
+/** The phases that collect client messages, in order (R0, R1, R2, R4). */
+export const SECAGG_PHASES = ['keys', 'shares', 'masked', 'unmask'] as const;
+export type SecAggActivePhase = (typeof SECAGG_PHASES)[number];
+export type SecAggPhase = SecAggActivePhase | 'done' | 'failed';

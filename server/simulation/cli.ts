@@ -3,25 +3,25 @@
  *   --dirichlet-alpha 0.5] [--server-opt fedadam --server-lr 0.03] [--prox-mu 0.01] [--augment] [--dp-noise 1 --dp-clip 0.5]
  *   [--cifar-dir DIR] [--eval-every K] [--out sim-results/NAME]
  * Federated training without browsers or sockets, through the same client and server code (see
- * server/simulation.ts). Shows a progress line; writes rounds.csv, rounds.json and accuracy.svg.
+ * server/simulation/run.ts). Shows a progress line; writes rounds.csv, rounds.json and accuracy.svg.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import '../client/wasm-backend.ts';
-import { chartSvg } from '../demo/chart.ts';
-import { syntheticDataset } from '../shared/data/synthetic.ts';
+import '../../client/wasm-backend.ts';
+import { chartSvg } from '../../shared/chart/chart.ts';
+import { syntheticDataset } from '../../shared/data/synthetic.ts';
 import {
   SERVER_OPTIMIZER_DEFAULTS,
   SERVER_OPTIMIZERS,
   type ServerOptimizerName,
-} from '../shared/fl/server-opt.ts';
-import type { PartitionScheme } from '../shared/fl/partition.ts';
-import { modelByName, numParams } from '../shared/model/spec.ts';
-import { parsePartition } from './config.ts';
-import { readCifar10Dir } from './datasets.ts';
-import { runSimulation } from './simulation.ts';
+} from '../../shared/fl/server-opt.ts';
+import type { PartitionScheme } from '../../shared/fl/partition.ts';
+import { modelByName, numParams } from '../../shared/model/spec.ts';
+import { parsePartition } from '../config.ts';
+import { readCifar10Dir } from '../datasets.ts';
+import { runSimulation } from './run.ts';
 
 const { values: v } = parseArgs({
   options: {

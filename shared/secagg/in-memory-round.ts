@@ -10,7 +10,7 @@ const now = (): number => (perf ? perf.now() : Date.now());
 /** The last phase a client takes part in before vanishing. */
 export type DropPoint = 'before-keys' | 'after-keys' | 'after-shares' | 'after-masked';
 
-export interface SimulationInput {
+export interface InMemoryRoundInput {
   tag: string;
   neighbours: number[][];
   t: number;
@@ -34,7 +34,7 @@ export interface Transcript {
   reveals: Map<number, Reveal>;
 }
 
-export interface SimulationResult {
+export interface InMemoryRoundResult {
   sum: Uint32Array;
   /** Plaintext sum of the survivors' inputs (what sum must equal). */
   expected: Uint32Array;
@@ -50,7 +50,7 @@ export interface SimulationResult {
  * Runs one secure-aggregation round in memory, through the same session objects the socket transport
  * uses, and records everything the server receives. For tests and benchmarks.
  */
-export function simulateRound(sim: SimulationInput): SimulationResult {
+export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
   const n = sim.inputs.length;
   const L = sim.inputs[0].length;
   const drops = sim.drops ?? new Map();

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import '../client/wasm-backend.ts';
-import { syntheticDataset } from '../shared/data/synthetic.ts';
-import { epsilonFor } from '../shared/dp/calibrate.ts';
-import { SERVER_OPTIMIZER_DEFAULTS } from '../shared/fl/server-opt.ts';
-import { MODELS } from '../shared/model/spec.ts';
-import { runSimulation, type SimulationOptions } from './simulation.ts';
+import '../../client/wasm-backend.ts';
+import { syntheticDataset } from '../../shared/data/synthetic.ts';
+import { epsilonFor } from '../../shared/dp/calibrate.ts';
+import { SERVER_OPTIMIZER_DEFAULTS } from '../../shared/fl/server-opt.ts';
+import { MODELS } from '../../shared/model/spec.ts';
+import { runSimulation, type SimulationOptions } from './run.ts';
 
 const base = (): SimulationOptions => ({
   model: MODELS.mlp,
@@ -62,7 +62,7 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
       [
         '--import',
         'tsx',
-        'server/simulate.ts',
+        'server/simulation/cli.ts',
         '--clients',
         '10',
         '--per-round',

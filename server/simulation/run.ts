@@ -1,19 +1,19 @@
-import { LocalTrainer } from '../client/trainer.ts';
-import type { Dataset } from '../shared/data/dataset.ts';
-import { subset } from '../shared/data/dataset.ts';
-import { createRng, permutation } from '../shared/data/rng.ts';
-import { epsilonFor } from '../shared/dp/calibrate.ts';
-import { createSecureRandom } from '../shared/dp/secure-random.ts';
-import { decodeAggregate, encodeContribution, planEncoding, vectorLength } from '../shared/fl/encoding.ts';
-import { WeightedMean } from '../shared/fl/fedavg.ts';
-import { partition, type PartitionScheme } from '../shared/fl/partition.ts';
-import { createServerOptimizer, type ServerOptimizerConfig } from '../shared/fl/server-opt.ts';
-import { buildModel } from '../shared/model/build.ts';
-import type { ModelSpec } from '../shared/model/spec.ts';
-import { getFlatWeights } from '../shared/model/weights.ts';
-import type { TrainConfig } from '../shared/protocol/messages.ts';
-import { addInto } from '../shared/secagg/ring.ts';
-import { Evaluator } from './evaluator.ts';
+import { LocalTrainer } from '../../client/trainer.ts';
+import type { Dataset } from '../../shared/data/dataset.ts';
+import { subset } from '../../shared/data/dataset.ts';
+import { createRng, permutation } from '../../shared/data/rng.ts';
+import { epsilonFor } from '../../shared/dp/calibrate.ts';
+import { createSecureRandom } from '../../shared/dp/secure-random.ts';
+import { decodeAggregate, encodeContribution, planEncoding, vectorLength } from '../../shared/fl/encoding.ts';
+import { WeightedMean } from '../../shared/fl/fedavg.ts';
+import { partition, type PartitionScheme } from '../../shared/fl/partition.ts';
+import { createServerOptimizer, type ServerOptimizerConfig } from '../../shared/fl/server-opt.ts';
+import { buildModel } from '../../shared/model/build.ts';
+import type { ModelSpec } from '../../shared/model/spec.ts';
+import { getFlatWeights } from '../../shared/model/weights.ts';
+import type { TrainConfig } from '../../shared/protocol/messages.ts';
+import { addInto } from '../../shared/secagg/ring.ts';
+import { Evaluator } from '../evaluator.ts';
 
 /**
  * Headless federated training in one Node process with the same pieces the real system uses: the client's
