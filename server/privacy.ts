@@ -23,6 +23,11 @@ export interface PrivacyConfig {
  */
 export class PrivacyLedger {
   private readonly accountant = new RdpAccountant();
+  /**
+   * The server sees who was sampled, so sampling amplifies nothing against it: the same rounds charged
+   * at q = 1. (Secure aggregation still shows it only the noised sum.)
+   */
+  private readonly serverAccountant = new RdpAccountant();
   private rounds = 0;
   private clip: number;
   private exhausted: string | null = null;
@@ -39,10 +44,16 @@ export class PrivacyLedger {
     return this.clip;
   }
 
+  /** Epsilon of the released models (sampling at q amplifies privacy against their users). */
   epsilon(): { epsilon: number; order: number | null } {
     if (this.rounds === 0) return { epsilon: 0, order: null };
     const r = this.accountant.epsilon(this.cfg.delta);
     return { epsilon: r.epsilon, order: r.order };
+  }
+
+  /** Epsilon against the server, which knows each cohort (q = 1). */
+  epsilonAgainstServer(): number {
+    return this.rounds === 0 ? 0 : this.serverAccountant.epsilon(this.cfg.delta).epsilon;
   }
 
   /** Epsilon if one more round is released, or why not (the ledger then stays exhausted). */
@@ -61,6 +72,7 @@ export class PrivacyLedger {
   /** Charges one released round; with adaptive clipping, moves the clip norm using the noisy count. */
   charge(noisyIndicatorSum: number | null): number {
     this.accountant.compose(this.cfg.q, this.cfg.noiseMultiplier);
+    this.serverAccountant.compose(1, this.cfg.noiseMultiplier);
     this.rounds++;
     if (this.cfg.adaptive && noisyIndicatorSum !== null) {
       this.clip = nextClipNorm(
@@ -78,6 +90,7 @@ export class PrivacyLedger {
     return {
       enabled: true,
       epsilon: e.epsilon,
+      epsilonAgainstServer: this.epsilonAgainstServer(),
       delta: this.cfg.delta,
       epsilonBudget: this.cfg.epsilonBudget,
       noiseMultiplier: this.cfg.noiseMultiplier,

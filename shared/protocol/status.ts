@@ -35,7 +35,10 @@ export interface SecAggStatus {
 
 export interface PrivacyStatus {
   enabled: true;
+  /** Spent on the released models: charged with the sampling rate q. */
   epsilon: number;
+  /** Spent against the server, which sees who was sampled: the same rounds at q = 1. */
+  epsilonAgainstServer: number;
   delta: number;
   epsilonBudget: number;
   noiseMultiplier: number;
