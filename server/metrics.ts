@@ -3,6 +3,21 @@ import { REJECT_REASONS } from '../shared/base/errors.ts';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
+/** Where an internal error was caught (closed set: it is a metric label). */
+export const INTERNAL_ERROR_SITES = [
+  'message', // handling a client message
+  'disconnect', // handling a closed link
+  'timer', // a deadline, a phase timer, the pause before a round, or a deferred phase check
+  'finish', // releasing an aggregate: optimizer step, ledger, evaluation, round:end
+  'send', // sending to one client
+  'listener', // a listener of the coordinator's events
+] as const;
+export type InternalErrorSite = (typeof INTERNAL_ERROR_SITES)[number];
+
+/** Why a round attempt ended without a model (closed set: it is a metric label). */
+export const ATTEMPT_FAILURES = ['too_few_updates', 'secagg_aborted', 'internal_error'] as const;
+export type AttemptFailure = (typeof ATTEMPT_FAILURES)[number];
+
 /** One registry per server instance (tests run several servers in one process). */
 export function createMetrics() {
   const registry = new Registry();
@@ -16,7 +31,7 @@ export function createMetrics() {
     }),
     roundAttemptsFailed: new Counter({
       name: 'aegis_round_attempts_failed_total',
-      help: 'Round attempts that ended without enough updates',
+      help: 'Round attempts that ended without a new model, by reason',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
@@ -121,6 +136,12 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    internalErrors: new Counter({
+      name: 'aegis_internal_errors_total',
+      help: 'Exceptions caught inside the server (the attempt in progress is aborted and retried)',
+      labelNames: ['where'] as const,
+      registers: [registry],
+    }),
     dpEpsilon: new Gauge({
       name: 'aegis_dp_epsilon',
       help: 'Privacy spent so far (epsilon at aegis_dp_delta)',
@@ -149,5 +170,6 @@ export function createMetrics() {
   };
   // Zero-initialise every reason so dashboards show flat lines, not gaps.
   for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);
+  for (const where of INTERNAL_ERROR_SITES) m.internalErrors.inc({ where }, 0);
   return m;
 }

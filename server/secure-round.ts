@@ -10,6 +10,7 @@ import {
   type WireRoster,
 } from '../shared/secagg/wire.ts';
 import type { RoundRef } from '../shared/protocol/messages.ts';
+import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
 
 export type SecureOutcome =
@@ -18,6 +19,10 @@ export type SecureOutcome =
 /** The pure session's config, plus the timers and transport this wrapper adds around it. */
 export interface SecureRoundOptions extends ServerSessionConfig {
   ref: RoundRef;
+  /** Deadlines are set on this clock. */
+  clock: Clock;
+  /** Runs fn soon, after the current message is handled (queueMicrotask, or a guarded wrapper of it). */
+  defer(fn: () => void): void;
   /** Absolute times (ms since epoch) / durations for each phase. */
   keysDeadlineMs: number;
   sharesDeadlineMs: number;
@@ -42,15 +47,20 @@ export interface SecureRoundOptions extends ServerSessionConfig {
  */
 export class SecureRound {
   readonly session: SecAggServerSession;
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  private phaseStarted = Date.now();
+  private timer: Timer | null = null;
+  private phaseStarted: number;
   private finished = false;
   deadlineAt: number;
 
   constructor(private readonly o: SecureRoundOptions) {
     this.session = new SecAggServerSession(o);
-    this.deadlineAt = Date.now() + o.keysDeadlineMs;
+    this.phaseStarted = o.clock.now();
+    this.deadlineAt = this.phaseStarted + o.keysDeadlineMs;
     this.arm();
+  }
+
+  private now(): number {
+    return this.o.clock.now();
   }
 
   get phase(): SecAggPhase {
@@ -58,38 +68,38 @@ export class SecureRound {
   }
 
   private arm(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.close('deadline'), Math.max(0, this.deadlineAt - Date.now()));
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer = this.o.clock.setTimeout(
+      () => this.close('deadline'),
+      Math.max(0, this.deadlineAt - this.now()),
+    );
   }
 
   stop(): void {
     this.finished = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
   }
 
-  /** Runs one receive (a ProtocolError goes back to the transport), then closes the phase if it can. */
-  private guard(fn: () => void): void {
-    fn();
-    this.maybeCloseEarly();
-  }
-
+  // Each receive throws ProtocolError for a bad message (it goes back to the transport); the caller then
+  // calls maybeCloseEarly, since the phase may be complete.
   keys(index: number, raw: unknown): void {
-    this.guard(() => this.session.receiveKeys(index, raw));
+    this.session.receiveKeys(index, raw);
   }
 
   shares(index: number, raw: unknown): void {
-    this.guard(() => this.session.receiveShares(index, unpackShares(raw, this.o.n)));
+    this.session.receiveShares(index, unpackShares(raw, this.o.n));
   }
 
   masked(index: number, ring: Uint32Array): void {
-    this.guard(() => this.session.receiveMasked(index, ring));
+    this.session.receiveMasked(index, ring);
   }
 
   reveal(index: number, raw: unknown): void {
-    this.guard(() => this.session.receiveReveal(index, unpackReveal(raw, this.o.n)));
+    this.session.receiveReveal(index, unpackReveal(raw, this.o.n));
   }
 
-  /** A client went offline (or came back): the phase may be able to close now. */
+  /** A message arrived or a client went offline: the phase may be able to close now. */
   maybeCloseEarly(): void {
     if (this.finished) return;
     const waiting = this.session.waitingFor();
@@ -103,31 +113,32 @@ export class SecureRound {
     const phase = s.phase;
     const missing = s.waitingFor().length;
     const m = this.o.metrics;
-    m.secaggPhaseDuration.observe({ phase }, (Date.now() - this.phaseStarted) / 1000);
+    m.secaggPhaseDuration.observe({ phase }, (this.now() - this.phaseStarted) / 1000);
     if (missing) m.secaggDropouts.inc({ phase }, missing);
-    this.phaseStarted = Date.now();
+    this.phaseStarted = this.now();
     const ref = this.o.ref;
     try {
       switch (phase) {
         case 'keys': {
           for (const [i, roster] of s.closeKeys()) this.o.send.roster(i, { ...ref, ...packRoster(roster) });
-          this.deadlineAt = Date.now() + this.o.sharesDeadlineMs;
+          this.deadlineAt = this.now() + this.o.sharesDeadlineMs;
           break;
         }
         case 'shares': {
           for (const [i, inbox] of s.closeShares()) this.o.send.inbox(i, { ...ref, ...packInbox(inbox) });
-          this.deadlineAt = Math.max(this.o.maskedDeadlineAt, Date.now());
+          this.deadlineAt = Math.max(this.o.maskedDeadlineAt, this.now());
           break;
         }
         case 'masked': {
           for (const [i, req] of s.closeMasked()) this.o.send.unmask(i, { ...ref, ...req });
-          this.deadlineAt = Date.now() + this.o.unmaskDeadlineMs;
+          this.deadlineAt = this.now() + this.o.unmaskDeadlineMs;
           break;
         }
         case 'unmask': {
-          const t0 = Date.now();
+          // CPU time of the unmasking itself, not a deadline: measured on the process's own timer.
+          const t0 = performance.now();
           const sum = s.closeUnmask();
-          m.secaggUnmaskSeconds.observe((Date.now() - t0) / 1000);
+          m.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
           this.o.log(
             `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
           );
@@ -146,7 +157,7 @@ export class SecureRound {
     this.o.log(`secure aggregation: phase ${phase} closed (${why}), ${missing} missing`);
     this.arm();
     // Clients that are already offline cannot answer the next phase either.
-    queueMicrotask(() => this.maybeCloseEarly());
+    this.o.defer(() => this.maybeCloseEarly());
   }
 
   private finish(o: SecureOutcome): void {

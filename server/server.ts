@@ -50,6 +50,7 @@ export async function startServer(
     initialWeights,
     dataFor: (i) => data.specFor(i),
     log: cfg.logLevel === 'info' ? log : undefined,
+    logError: log, // internal errors are logged even with --quiet
   });
   await coordinator.init();
 

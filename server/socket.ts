@@ -1,20 +1,37 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Http2SecureServer, Http2Server } from 'node:http2';
-import { Server } from 'socket.io';
+import { Server, type Socket } from 'socket.io';
 import type { Ack, ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/messages.ts';
 import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
-import type { ClientLink, Coordinator } from './coordinator.ts';
+import type { ClientLink } from './clients.ts';
+import type { Coordinator } from './coordinator.ts';
 import type { Metrics } from './metrics.ts';
 
-const KNOWN_EVENTS = new Set([
-  'hello',
-  'ready',
-  'update',
-  'secagg:keys',
-  'secagg:shares',
-  'secagg:reveal',
-  'secagg:refuse',
-]);
+/** What one connection knows about itself. */
+interface Connection {
+  clientId: string | null;
+  readonly link: ClientLink;
+}
+
+type Handler = (coordinator: Coordinator, conn: Connection, raw: unknown) => Ack | void;
+
+/**
+ * One handler per client event. The mapped type makes this table the event map's own list: an event
+ * added to ClientToServerEvents without a handler here does not compile.
+ */
+const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
+  hello: (c, conn, raw) => {
+    conn.clientId = c.hello(conn.link, raw);
+  },
+  ready: (c, conn, raw) => c.ready(conn.clientId, raw),
+  update: (c, conn, raw) => c.update(conn.clientId, raw),
+  'secagg:keys': (c, conn, raw) => c.secagg('keys', conn.clientId, raw),
+  'secagg:shares': (c, conn, raw) => c.secagg('shares', conn.clientId, raw),
+  'secagg:reveal': (c, conn, raw) => c.secagg('reveal', conn.clientId, raw),
+  'secagg:refuse': (c, conn, raw) => c.secaggRefuse(conn.clientId, raw),
+};
+
+const KNOWN_EVENTS: ReadonlySet<string> = new Set(Object.keys(HANDLERS));
 
 function byteSize(data: unknown): number {
   if (typeof data === 'string') return Buffer.byteLength(data);
@@ -38,74 +55,61 @@ export function attachSocketIo(
     pingInterval: 10_000,
     pingTimeout: 20_000,
   });
+  io.on('connection', (socket) => serve(socket, coordinator, metrics));
+  return io;
+}
 
-  io.on('connection', (socket) => {
-    let clientId: string | null = null;
-    const link: ClientLink = { send: (event, ...args) => socket.emit(event, ...args) };
-    socket.conn.on('packet', (p: { data?: unknown }) => metrics.bytesIn.inc(byteSize(p.data)));
-    socket.conn.on('packetCreate', (p: { data?: unknown }) => metrics.bytesOut.inc(byteSize(p.data)));
+function serve(
+  socket: Socket<ClientToServerEvents, ServerToClientEvents>,
+  coordinator: Coordinator,
+  metrics: Metrics,
+): void {
+  const conn: Connection = {
+    clientId: null,
+    link: { send: (event, ...args) => socket.emit(event, ...args) },
+  };
+  socket.conn.on('packet', (p: { data?: unknown }) => metrics.bytesIn.inc(byteSize(p.data)));
+  socket.conn.on('packetCreate', (p: { data?: unknown }) => metrics.bytesOut.inc(byteSize(p.data)));
 
-    const reject = (event: string, e: unknown): Ack => {
-      const reason: RejectReason = e instanceof ProtocolError ? e.reason : 'malformed';
-      const message = e instanceof Error ? e.message : String(e);
-      metrics.updatesRejected.inc({ reason, event });
-      socket.emit('rejected', { event, reason, message });
-      return { ok: false, reason, message };
-    };
+  const reject = (event: string, e: unknown): Ack => {
+    if (!(e instanceof ProtocolError)) metrics.internalErrors.inc({ where: 'message' });
+    const reason: RejectReason = e instanceof ProtocolError ? e.reason : 'internal_error';
+    const message = e instanceof Error ? e.message : String(e);
+    metrics.updatesRejected.inc({ reason, event });
+    socket.emit('rejected', { event, reason, message });
+    return { ok: false, reason, message };
+  };
 
-    socket.on('hello', (raw) => {
-      try {
-        clientId = coordinator.hello(link, raw);
-      } catch (e) {
-        reject('hello', e);
-      }
-    });
-    socket.on('ready', (raw) => {
-      try {
-        coordinator.ready(clientId, raw);
-      } catch (e) {
-        reject('ready', e);
-      }
-    });
-    socket.on('update', (raw, ack) => {
+  // Every event goes through this one wrapper: the answer is the ack (if the client asked for one) and a
+  // `rejected` event on failure; no exception leaves it.
+  const on = (event: string, handler: Handler): void => {
+    (socket.on as (e: string, l: (raw: unknown, ack?: unknown) => void) => void)(event, (raw, ack) => {
       let res: Ack;
       try {
-        res = coordinator.update(clientId, raw);
+        res = handler(coordinator, conn, raw) ?? { ok: true };
       } catch (e) {
-        res = reject('update', e);
+        res = reject(event, e);
       }
       if (typeof ack === 'function') ack(res);
     });
-    for (const kind of ['keys', 'shares', 'reveal'] as const) {
-      socket.on(`secagg:${kind}`, (raw: unknown, ack?: (a: Ack) => void) => {
-        let res: Ack;
-        try {
-          res = coordinator.secagg(kind, clientId, raw);
-        } catch (e) {
-          res = reject(`secagg:${kind}`, e);
-        }
-        if (typeof ack === 'function') ack(res);
-      });
+  };
+  for (const [event, handler] of Object.entries(HANDLERS)) on(event, handler);
+
+  socket.onAny((event: unknown) => {
+    if (!KNOWN_EVENTS.has(event as string)) {
+      const name = String(event).slice(0, 40);
+      reject(name, new ProtocolError('malformed', `unknown event "${name}"`));
     }
-    socket.on('secagg:refuse', (raw) => coordinator.secaggRefuse(clientId, raw));
-    socket.onAny((event: string) => {
-      if (!KNOWN_EVENTS.has(event))
-        reject(
-          String(event).slice(0, 40),
-          new ProtocolError('malformed', `unknown event "${String(event).slice(0, 40)}"`),
-        );
-    });
-    socket.on('disconnect', (_reason, desc) => {
-      // engine.io closes the transport on a message over maxHttpBufferSize; count it as what it is.
-      const msg = String(
-        (desc as { message?: string } | undefined)?.message ??
-          (desc as { description?: { message?: string } } | undefined)?.description?.message ??
-          '',
-      );
-      if (/payload|too large|max.*size/i.test(msg))
-        metrics.updatesRejected.inc({ reason: 'too_large', event: 'transport' });
-      if (clientId) coordinator.disconnect(clientId, link);
-    });
   });
-  return io;
+  socket.on('disconnect', (_reason, desc) => {
+    // engine.io closes the transport on a message over maxHttpBufferSize; count it as what it is.
+    const msg = String(
+      (desc as { message?: string } | undefined)?.message ??
+        (desc as { description?: { message?: string } } | undefined)?.description?.message ??
+        '',
+    );
+    if (/payload|too large|max.*size/i.test(msg))
+      metrics.updatesRejected.inc({ reason: 'too_large', event: 'transport' });
+    if (conn.clientId) coordinator.disconnect(conn.clientId, conn.link);
+  });
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
-import type { Coordinator } from './coordinator.ts';
+import type { Coordinator, CoordinatorEvents } from './coordinator.ts';
 import { Evaluator } from './evaluator.ts';
 import type { createMetrics } from './metrics.ts';
 
@@ -13,7 +13,11 @@ export async function testEvaluator(spec: ModelSpec): Promise<Evaluator> {
 
 export const clientId = (n: number): string => `client-${String(n).padStart(12, '0')}`;
 
-export const nextEvent = (c: Coordinator, e: string): Promise<any> => new Promise((r) => c.once(e, r));
+export const nextEvent = <K extends keyof CoordinatorEvents>(
+  c: Coordinator,
+  e: K,
+): Promise<CoordinatorEvents[K][0]> =>
+  new Promise((r) => (c.once as (e: K, l: (v: CoordinatorEvents[K][0]) => void) => void)(e, r));
 
 export async function metricValue(
   m: ReturnType<typeof createMetrics>,

@@ -4,22 +4,25 @@ import { subset } from '../../shared/data/dataset.ts';
 import { createRng, permutation } from '../../shared/data/rng.ts';
 import { epsilonFor } from '../../shared/dp/calibrate.ts';
 import { createSecureRandom } from '../../shared/dp/secure-random.ts';
-import { decodeAggregate, encodeContribution, planEncoding, vectorLength } from '../../shared/fl/encoding.ts';
-import { WeightedMean } from '../../shared/fl/fedavg.ts';
+import { encodeContribution } from '../../shared/fl/encoding.ts';
 import { partition, type PartitionScheme } from '../../shared/fl/partition.ts';
 import { createServerOptimizer, type ServerOptimizerConfig } from '../../shared/fl/server-opt.ts';
 import { buildModel } from '../../shared/model/build.ts';
 import type { ModelSpec } from '../../shared/model/spec.ts';
 import { getFlatWeights } from '../../shared/model/weights.ts';
 import type { TrainConfig } from '../../shared/protocol/messages.ts';
-import { addInto } from '../../shared/secagg/ring.ts';
+import { createAccumulator, type RoundOutcome } from '../aggregator/index.ts';
+import { ManualClock } from '../clock.ts';
+import { DEFAULTS } from '../config.ts';
 import { Evaluator } from '../evaluator.ts';
+import { createMetrics } from '../metrics.ts';
 
 /**
  * Headless federated training in one Node process with the same pieces the real system uses: the client's
  * LocalTrainer, the partitioners, the update encoding + Skellam noise (with DP), the server optimizers and
- * the RDP accountant. Secure-aggregation masks are left out because they cancel exactly (tested bit for bit
- * elsewhere), so they cannot change a result.
+ * the RDP accountant, and the server's own round accumulator (the same encoding plan, sum and decode).
+ * Secure-aggregation masks are left out because they cancel exactly (tested bit for bit elsewhere), so
+ * they cannot change a result.
  */
 export interface SimulationOptions {
   model: ModelSpec;
@@ -33,6 +36,10 @@ export interface SimulationOptions {
   server: ServerOptimizerConfig;
   /** DP: noise multiplier z and clip C; null = no DP. */
   dp: { noiseMultiplier: number; clipNorm: number; delta: number } | null;
+  /** Per-coordinate clip of encoded updates, as the server's --coord-clip (default the same). */
+  coordClip?: number;
+  /** The server's --min-updates: each client adds noise for this many survivors. Default: the whole cohort. */
+  minUpdates?: number;
   seed: number;
   /** Evaluate the global model every this many rounds (and after the last); default every round. */
   evalEvery?: number;
@@ -66,6 +73,8 @@ export async function runSimulation(
   const opt = createServerOptimizer(o.server, d);
   const rng = createRng(o.seed ^ 0x51a1);
   const rand = createSecureRandom();
+  const clock = new ManualClock();
+  const metrics = createMetrics();
   const e0 = await evaluator.evaluate(weights);
   const out: RoundRecord[] = [];
   for (let r = 1; r <= o.rounds; r++) {
@@ -75,19 +84,31 @@ export async function runSimulation(
       permutation(eligible.length, rng).subarray(0, Math.min(o.perRound, eligible.length)),
       (j) => eligible[j][0],
     );
-    const plan = o.dp
-      ? planEncoding({
-          numParams: d,
-          maxClients: chosen.length,
-          clipNorm: o.dp.clipNorm,
-          coordClip: Math.max(0.5, o.dp.clipNorm),
-          weighting: 'uniform',
-          maxExamples: 1,
-          noise: { multiplier: o.dp.noiseMultiplier, minSurvivors: chosen.length, bitStd: 0 },
-        })
-      : null;
-    const mean = new WeightedMean(d);
-    const ring = plan ? new Uint32Array(vectorLength(d)) : null;
+    let result: RoundOutcome | null = null;
+    const acc = createAccumulator(
+      {
+        numParams: d,
+        n: chosen.length,
+        maxExamples: chosen.reduce((m, p) => Math.max(m, p.n), 1),
+        minUpdates: Math.min(o.minUpdates ?? chosen.length, chosen.length),
+        roundDeadlineMs: Infinity,
+        coordClip: o.coordClip ?? DEFAULTS.coordClip,
+        dp: o.dp
+          ? { clipNorm: o.dp.clipNorm, noiseMultiplier: o.dp.noiseMultiplier, bitStd: 0, adaptive: false }
+          : null,
+        secagg: null,
+      },
+      {
+        ref: { round: r, attempt: 1 },
+        clock, // never advanced: no deadlines here; the round closes when its last member reports
+        metrics,
+        online: () => true,
+        send: () => false,
+        defer: (fn) => queueMicrotask(fn),
+        log: () => {},
+        close: (x) => (result = x),
+      },
+    );
     let examples = 0;
     let lossSum = 0;
     for (const [k, data] of chosen.entries()) {
@@ -109,16 +130,20 @@ export async function runSimulation(
       trainer.dispose();
       examples += res.numExamples;
       lossSum += res.loss;
-      if (plan && ring) addInto(ring, encodeContribution(res.delta, res.numExamples, plan, rand).ring);
-      else mean.add(res.delta, res.numExamples);
+      const ring = acc.encoding
+        ? encodeContribution(res.delta, res.numExamples, acc.encoding, rand).ring
+        : null;
+      acc.add(k + 1, { numExamples: res.numExamples, delta: ring ? null : res.delta, ring });
     }
-    const delta = plan && ring ? decodeAggregate(ring, chosen.length, plan).mean : mean.mean();
-    weights = opt.step(weights, delta);
+    acc.settle();
+    const agg = result as RoundOutcome | null; // assigned in the callback, which TS cannot see
+    if (!agg?.ok) throw new Error(`round ${r} did not aggregate: ${agg ? agg.why : 'still open'}`);
+    weights = opt.step(weights, agg.mean);
     const ev = r % (o.evalEvery ?? 1) === 0 || r === o.rounds ? await evaluator.evaluate(weights) : null;
     const rec: RoundRecord = {
       round: r,
-      clients: chosen.length,
-      examples,
+      clients: agg.clients,
+      examples: agg.examples,
       accuracy: ev?.accuracy ?? null,
       loss: ev?.loss ?? null,
       epsilon: o.dp ? epsilonFor(o.perRound / o.clients, o.dp.noiseMultiplier, r, o.dp.delta) : null,

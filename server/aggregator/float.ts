@@ -1,0 +1,26 @@
+import { WeightedMean } from '../../shared/fl/fedavg.ts';
+import { PlainAccumulator } from './plain.ts';
+import type { MemberUpdate, RoundContext, RoundSettings } from './types.ts';
+
+/** Plain FedAvg: float32 deltas, weighted by examples, summed in float64. */
+export class FloatAccumulator extends PlainAccumulator {
+  readonly mode = 'float';
+  readonly encoding = null;
+  readonly ringLength = undefined;
+  readonly description = 'plain float32';
+  private readonly sum: WeightedMean;
+
+  constructor(s: RoundSettings, ctx: RoundContext) {
+    super(s, ctx);
+    this.sum = new WeightedMean(s.numParams);
+  }
+
+  protected accept(u: MemberUpdate): void {
+    if (!u.delta) throw new TypeError('a float round takes float32 deltas');
+    this.sum.add(u.delta, u.numExamples);
+  }
+
+  protected result(): { mean: Float32Array; indicatorSum: null } {
+    return { mean: this.sum.mean(), indicatorSum: null };
+  }
+}

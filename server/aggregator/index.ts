@@ -1,0 +1,40 @@
+import { planEncoding, vectorLength, type EncodingPlan } from '../../shared/fl/encoding.ts';
+import { FloatAccumulator } from './float.ts';
+import { RingAccumulator } from './ring.ts';
+import { SecureAccumulator } from './secure.ts';
+import type { Accumulator, RoundContext, RoundMode, RoundSettings } from './types.ts';
+
+export type * from './types.ts';
+
+/** Secure aggregation masks ring vectors; DP alone sends them unmasked; otherwise plain float32. */
+export function roundMode(s: { secagg: unknown; dp: unknown }): RoundMode {
+  return s.secagg ? 'secure' : s.dp ? 'ring' : 'float';
+}
+
+/** The uint32 length of a ring update in this mode, or undefined when updates are float32 deltas. */
+export function ringLengthFor(mode: RoundMode, numParams: number): number | undefined {
+  return mode === 'float' ? undefined : vectorLength(numParams);
+}
+
+/** How clients encode their updates this round (the plan goes out with round:start). */
+export function planRound(s: RoundSettings): EncodingPlan {
+  const dp = s.dp;
+  return planEncoding({
+    numParams: s.numParams,
+    maxClients: s.n,
+    clipNorm: dp ? dp.clipNorm : null,
+    coordClip: s.coordClip,
+    weighting: dp ? 'uniform' : 'examples',
+    maxExamples: s.maxExamples,
+    noise: dp ? { multiplier: dp.noiseMultiplier, minSurvivors: s.minUpdates, bitStd: dp.bitStd } : null,
+  });
+}
+
+/** The one place a round's aggregation is chosen: the accumulator for its mode, with its encoding plan. */
+export function createAccumulator(s: RoundSettings, ctx: RoundContext): Accumulator {
+  if (!(Number.isInteger(s.n) && s.n >= 1)) throw new RangeError(`cohort size must be >= 1, got ${s.n}`);
+  // Same order as roundMode.
+  if (s.secagg) return new SecureAccumulator({ ...s, secagg: s.secagg }, planRound(s), ctx);
+  if (s.dp) return new RingAccumulator(s, planRound(s), ctx);
+  return new FloatAccumulator(s, ctx);
+}

@@ -1,0 +1,95 @@
+import type { EncodingPlan } from '../../shared/fl/encoding.ts';
+import type { Timer } from '../clock.ts';
+import type { Accumulator, MemberUpdate, RoundContext, RoundMode, RoundSettings } from './types.ts';
+
+/**
+ * The closing rules of a round whose updates are summed in the clear (float or ring): close when every
+ * member reported, early when the members still missing are all offline (and enough reported), else at
+ * the round deadline; fewer than minUpdates inputs fail the attempt.
+ */
+export abstract class PlainAccumulator implements Accumulator {
+  abstract readonly mode: RoundMode;
+  abstract readonly encoding: EncodingPlan | null;
+  abstract readonly ringLength: number | undefined;
+  abstract readonly description: string;
+  readonly secure = null;
+  readonly deadlineAt: number;
+  private readonly members = new Set<number>();
+  private examples = 0;
+  private timer: Timer | null;
+  private closed = false;
+
+  constructor(
+    protected readonly s: RoundSettings,
+    protected readonly ctx: RoundContext,
+  ) {
+    this.deadlineAt = ctx.clock.now() + s.roundDeadlineMs;
+    this.timer = ctx.clock.setTimeout(() => this.close('deadline'), s.roundDeadlineMs);
+  }
+
+  /** Adds one input to the running sum. */
+  protected abstract accept(u: MemberUpdate): void;
+
+  /** The mean of n inputs and the noisy clip-indicator sum (null when unused). */
+  protected abstract result(n: number): { mean: Float32Array; indicatorSum: number | null };
+
+  get reported(): number {
+    return this.members.size;
+  }
+
+  hasReported(member: number): boolean {
+    return this.members.has(member);
+  }
+
+  add(member: number, u: MemberUpdate): void {
+    if (this.closed) throw new Error('round attempt is closed');
+    if (!(Number.isInteger(member) && member >= 1 && member <= this.s.n))
+      throw new RangeError(`member must be in 1..${this.s.n}, got ${member}`);
+    if (this.members.has(member)) throw new Error(`member ${member} already reported`);
+    this.accept(u);
+    this.members.add(member);
+    this.examples += u.numExamples;
+  }
+
+  settle(): void {
+    if (this.closed) return;
+    if (this.members.size === this.s.n) return this.close('all reported');
+    if (this.members.size < this.s.minUpdates) return;
+    for (let m = 1; m <= this.s.n; m++) if (!this.members.has(m) && this.ctx.online(m)) return;
+    this.close('remaining clients offline');
+  }
+
+  stop(): void {
+    this.closed = true;
+    if (this.timer) this.ctx.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private close(why: string): void {
+    if (this.closed) return;
+    this.stop();
+    const n = this.members.size;
+    const stragglers = this.s.n - n;
+    if (n < this.s.minUpdates) {
+      this.ctx.close({
+        ok: false,
+        reason: 'too_few_updates',
+        why: `${why}: ${n} of ${this.s.minUpdates} required updates`,
+        updates: n,
+        dropped: stragglers,
+      });
+      return;
+    }
+    const { mean, indicatorSum } = this.result(n);
+    this.ctx.close({
+      ok: true,
+      why,
+      mean,
+      clients: n,
+      examples: this.examples,
+      stragglers,
+      dropped: stragglers,
+      indicatorSum,
+    });
+  }
+}

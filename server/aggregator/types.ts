@@ -1,0 +1,127 @@
+import type { EncodingPlan } from '../../shared/fl/encoding.ts';
+import type { RoundRef, SecAggRoundInfo, ServerToClientEvents } from '../../shared/protocol/messages.ts';
+import type { SecAggActivePhase } from '../../shared/secagg/types.ts';
+import type { Clock } from '../clock.ts';
+import type { Metrics } from '../metrics.ts';
+
+/** How updates travel this round: plain float32, ring vectors (DP without masks), or masked ring vectors. */
+export type RoundMode = 'float' | 'ring' | 'secure';
+
+/** One validated update, as checkUpdate returns it: a float32 delta or a ring vector. */
+export interface MemberUpdate {
+  numExamples: number;
+  delta: Float32Array | null;
+  ring: Uint32Array | null;
+}
+
+/** How a round attempt ended: an aggregate to apply, or why there is none (the model stays unchanged). */
+export type RoundOutcome =
+  | {
+      ok: true;
+      why: string;
+      /** Mean update to hand to the server optimizer. */
+      mean: Float32Array;
+      /** Inputs in the aggregate, and their examples. */
+      clients: number;
+      examples: number;
+      /** Members whose input is not in the aggregate. */
+      stragglers: number;
+      /** Members that never delivered an update (aegis_stragglers_dropped_total). */
+      dropped: number;
+      /** Noisy sum of clip indicators, for adaptive clipping; null when not used. */
+      indicatorSum: number | null;
+    }
+  | {
+      ok: false;
+      reason: 'too_few_updates' | 'secagg_aborted';
+      why: string;
+      updates: number;
+      dropped: number;
+    };
+
+/** Settings of one round attempt, fixed when it starts. */
+export interface RoundSettings {
+  numParams: number;
+  /** Cohort size; members are numbered 1..n. */
+  n: number;
+  /** Largest numExamples among the cohort (for example weighting). */
+  maxExamples: number;
+  /** Fewest inputs for which an aggregate is released. */
+  minUpdates: number;
+  roundDeadlineMs: number;
+  coordClip: number;
+  /** DP this round: clip norm, noise multiplier on the values, indicator noise; null = no DP. */
+  dp: { clipNorm: number; noiseMultiplier: number; bitStd: number; adaptive: boolean } | null;
+  /** Secure aggregation; null = updates are summed in the clear. */
+  secagg: SecAggSettings | null;
+}
+
+export interface SecAggSettings {
+  /** Binds keys, boxes and masks to this attempt. */
+  tag: string;
+  keysDeadlineMs: number;
+  sharesDeadlineMs: number;
+  unmaskDeadlineMs: number;
+  /** Assumed dropout and colluding fractions, and the Shamir threshold fraction (SecAgg+ degree). */
+  dropout: number;
+  corrupt: number;
+  thresholdFraction: number;
+}
+
+type SecAggEvent = 'secagg:roster' | 'secagg:inbox' | 'secagg:unmask';
+
+/** What an accumulator may do to the world around it. */
+export interface RoundContext {
+  ref: RoundRef;
+  clock: Clock;
+  metrics: Metrics;
+  /** Member i (1-based) has a live link. */
+  online(member: number): boolean;
+  /** Sends to member i if it is online; false if it is not. */
+  send<E extends SecAggEvent>(
+    member: number,
+    event: E,
+    ...args: Parameters<ServerToClientEvents[E]>
+  ): boolean;
+  /** Runs fn after the current message is handled. */
+  defer(fn: () => void): void;
+  log(msg: string): void;
+  /** Called once, when the attempt ends either way. */
+  close(o: RoundOutcome): void;
+}
+
+/** The secure-aggregation messages of a round, where the round has them. */
+export interface SecAggChannel {
+  readonly phase: SecAggActivePhase;
+  readonly k: number;
+  readonly t: number;
+  /** What member i needs to know in round:start. */
+  info(member: number): SecAggRoundInfo;
+  receive(kind: 'keys' | 'shares' | 'reveal', member: number, raw: unknown): void;
+}
+
+/**
+ * Collects one round attempt's updates and decides when it closes: when everyone reported, when only
+ * offline members are missing, or at a deadline. It ends by calling RoundContext.close exactly once
+ * (unless stopped). add() throws ProtocolError for an input it cannot take; nothing is counted then.
+ */
+export interface Accumulator {
+  readonly mode: RoundMode;
+  /** How to encode updates (sent with round:start); null for float32 deltas. */
+  readonly encoding: EncodingPlan | null;
+  /** Length of a ring update in uint32, or undefined when updates are float32 deltas. */
+  readonly ringLength: number | undefined;
+  /** When the current phase closes at the latest (ms since epoch). */
+  readonly deadlineAt: number;
+  readonly secure: SecAggChannel | null;
+  /** Updates accepted so far. */
+  readonly reported: number;
+  /** How this round aggregates, for the log. */
+  readonly description: string;
+  hasReported(member: number): boolean;
+  add(member: number, u: MemberUpdate): void;
+  /** Closes now if nothing more can come (everyone reported, or the rest are offline). */
+  settle(): void;
+  /** Cancels timers; close will not be called. */
+  stop(): void;
+}

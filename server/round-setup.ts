@@ -1,0 +1,60 @@
+import type { RoundRef, RoundStart } from '../shared/protocol/messages.ts';
+import type { Accumulator, RoundSettings } from './aggregator/index.ts';
+import type { ServerConfig } from './config.ts';
+
+/** The settings of one attempt, from the config, the cohort and the ledger's current DP state. */
+export function roundSettings(
+  cfg: ServerConfig,
+  numParams: number,
+  cohortExamples: readonly number[],
+  dp: RoundSettings['dp'],
+  tag: string,
+): RoundSettings {
+  return {
+    numParams,
+    n: cohortExamples.length,
+    maxExamples: cohortExamples.reduce((m, x) => Math.max(m, x), 0),
+    minUpdates: cfg.minUpdates,
+    roundDeadlineMs: cfg.roundDeadlineMs,
+    coordClip: cfg.coordClip,
+    dp,
+    secagg: cfg.secagg
+      ? {
+          tag,
+          keysDeadlineMs: cfg.secaggKeysDeadlineMs,
+          sharesDeadlineMs: cfg.secaggSharesDeadlineMs,
+          unmaskDeadlineMs: cfg.secaggUnmaskDeadlineMs,
+          dropout: cfg.secaggDropout,
+          corrupt: cfg.secaggCorrupt,
+          thresholdFraction: cfg.secaggThreshold,
+        }
+      : null,
+  };
+}
+
+/** round:start for cohort member `member` (1-based). */
+export function roundStart(
+  cfg: ServerConfig,
+  ref: RoundRef,
+  weights: Uint8Array,
+  acc: Accumulator,
+  member: number,
+): RoundStart {
+  const { epochs, batchSize, learningRate, optimizer, proximalMu, augment } = cfg;
+  return {
+    ...ref,
+    model: cfg.model,
+    train: {
+      epochs,
+      batchSize,
+      learningRate,
+      optimizer,
+      ...(proximalMu > 0 ? { proximalMu } : {}),
+      ...(augment ? { augment } : {}),
+    },
+    deadlineMs: cfg.roundDeadlineMs,
+    weights,
+    ...(acc.encoding ? { encoding: acc.encoding } : {}),
+    ...(acc.secure ? { secagg: acc.secure.info(member) } : {}),
+  };
+}

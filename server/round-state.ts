@@ -1,0 +1,32 @@
+import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
+import type { Accumulator } from './aggregator/index.ts';
+import type { ClientRecord } from './clients.ts';
+import type { Timer } from './clock.ts';
+import type { AttemptFailure } from './metrics.ts';
+
+/** Where the rounds stand; everything that belongs to one attempt lives in its `training` state. */
+export type RoundState =
+  | { kind: 'waiting'; pause: Timer | null }
+  | {
+      kind: 'training';
+      ref: RoundRef;
+      startedAt: number;
+      cohort: ClientRecord[];
+      /** Client id -> 1-based cohort index. */
+      members: Map<string, number>;
+      accumulator: Accumulator;
+    }
+  | { kind: 'evaluating'; ref: RoundRef; startedAt: number; selected: number; reported: number }
+  /** reason: why training stopped early (e.g. the privacy budget); null after the configured rounds. */
+  | { kind: 'done'; reason: string | null };
+
+export type Training = Extract<RoundState, { kind: 'training' }>;
+export type Evaluating = Extract<RoundState, { kind: 'evaluating' }>;
+
+/** What the coordinator emits. */
+export interface CoordinatorEvents {
+  roundStart: [{ round: number; attempt: number; selected: number }];
+  roundEnd: [RoundSummary];
+  roundFailed: [{ round: number; attempt: number; updates: number; reason: AttemptFailure }];
+  done: [RoundSummary[]];
+}
