@@ -1,13 +1,15 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { epsilonFor } from '../shared/dp/calibrate.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type RoundStart, type ServerToClientEvents } from '../shared/protocol/messages.ts';
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { SecAggServerSession } from '../shared/secagg/server-session.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
 import { DEFAULTS, type ServerConfig } from './config.ts';
 import { ProtocolError } from '../shared/base/errors.ts';
+import { ManualClock, type Clock } from './clock.ts';
 import { Coordinator, type ClientLink } from './coordinator.ts';
 import type { Evaluator } from './evaluator.ts';
 import { clientId, metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
@@ -26,6 +28,10 @@ class SimClient implements ClientLink {
   session: SecAggClientSession | null = null;
   start: RoundStart | null = null;
   sent: { event: string; m: unknown }[] = [];
+  /** Reasons of the coordinator's rejections of this client's messages. */
+  rejected: string[] = [];
+  /** Stays connected but does not answer round:start while this is true. */
+  silent = false;
   constructor(
     readonly c: Coordinator,
     readonly id: string,
@@ -42,12 +48,19 @@ class SimClient implements ClientLink {
   send(event: keyof ServerToClientEvents, ...args: unknown[]): void {
     const m = args[0] as any;
     this.sent.push({ event, m });
-    setTimeout(() => this.react(event, m), 0);
+    setTimeout(() => {
+      try {
+        this.react(event, m);
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        this.rejected.push(e.reason);
+      }
+    }, 0);
   }
   private react(event: string, m: any): void {
     if (event === 'round:start') {
       this.start = m;
-      if (!m.secagg || this.gone('keys')) return;
+      if (!m.secagg || this.silent || this.gone('keys')) return;
       this.session = new SecAggClientSession({ ...m.secagg, vectorLength: vectorLength(P) });
       this.c.secagg('keys', this.id, { round: m.round, attempt: m.attempt, ...this.session.advertise() });
     } else if (event === 'secagg:roster') {
@@ -86,9 +99,12 @@ let coord: Coordinator | null = null;
 beforeAll(async () => {
   evaluator = await testEvaluator(spec);
 });
-afterEach(() => coord?.stop());
+afterEach(() => {
+  coord?.stop();
+  vi.restoreAllMocks();
+});
 
-async function setup(over: Partial<ServerConfig> = {}) {
+async function setup(over: Partial<ServerConfig> = {}, clock?: Clock) {
   const config: ServerConfig = {
     ...DEFAULTS,
     model: spec,
@@ -113,6 +129,7 @@ async function setup(over: Partial<ServerConfig> = {}) {
     initialWeights: new Float32Array(P),
     dataFor: (i) => ({ kind: 'synthetic', seed: i, count: 8 }),
     log: () => {},
+    clock,
   });
   coord = c;
   await c.init();
@@ -281,5 +298,62 @@ describe('Coordinator with differential privacy', () => {
     // Adaptive clipping moved C away from its start value, privately.
     expect(st.history[0].clipNorm).toBe(0.05);
     expect(st.history[1].clipNorm).not.toBe(0.05);
+  });
+});
+
+/** Lets the in-memory clients (which answer on real zero-delay timers) run until `done` says so. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 1000 && !done(); i++) await new Promise((r) => setTimeout(r, 1));
+  if (!done()) throw new Error(`never happened: ${what}`);
+}
+
+describe('Coordinator with secure aggregation contains internal errors', () => {
+  const closes = ['closeKeys', 'closeShares', 'closeMasked', 'closeUnmask'] as const;
+
+  it.each(closes)(
+    'an exception inside %s aborts the attempt (model unchanged, counted); the retry completes',
+    async (close) => {
+      const { c, metrics } = await setup();
+      vi.spyOn(SecAggServerSession.prototype, close).mockImplementationOnce(() => {
+        throw new Error(`injected failure in ${close}`);
+      });
+      const deltas = Array.from({ length: 5 }, randomDelta);
+      const before = c.globalWeights.slice();
+      const failed = nextEvent(c, 'roundFailed');
+      const end = nextEvent(c, 'roundEnd');
+      const sims = joinAll(c, deltas, [8, 8, 8, 8, 8]);
+      expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'internal_error' });
+      expect(c.globalWeights).toEqual(before);
+      // The last message of the phase triggered the close: its sender was told, and it was counted.
+      expect(sims.flatMap((s) => s.rejected)).toContain('internal_error');
+      expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'message' })).toBe(1);
+      const s = await end;
+      expect(s).toMatchObject({ round: 1, attempts: 2, clients: 5 });
+      expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    },
+  );
+
+  it('an exception in a phase close run by its deadline timer (manual clock) is contained the same way', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const { c, metrics } = await setup({}, clock);
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const failed = nextEvent(c, 'roundFailed');
+    const sims = joinAll(c, deltas, [8, 8, 8, 8, 8]);
+    sims[3].silent = true; // online, but never sends its keys: only the deadline closes the phase
+    // joinAll started the round; client 3 has not seen round:start yet (it reacts on a timer).
+    await until(() => sims.filter((s) => s.session).length === 4, 'four clients advertise keys');
+    expect(c.status().secagg.phase).toBe('keys');
+    vi.spyOn(SecAggServerSession.prototype, 'closeKeys').mockImplementationOnce(() => {
+      throw new Error('injected failure at the keys deadline');
+    });
+    clock.advance(999);
+    expect(c.status().phase).toBe('training');
+    clock.advance(1);
+    expect(await failed).toMatchObject({ attempt: 1, reason: 'internal_error' });
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'timer' })).toBe(1);
+    sims[3].silent = false;
+    const end = nextEvent(c, 'roundEnd');
+    clock.advance(0); // the pause before the retry
+    expect((await end).clients).toBe(5);
   });
 });
