@@ -21,6 +21,7 @@ export const REJECT_REASONS = [
   'unrequested_share',
   'both_shares',
   'bad_key',
+  'malformed_share',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
