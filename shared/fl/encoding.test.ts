@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { l2Norm } from '../dp/clip.ts';
 import { createSecureRandom } from '../dp/secure-random.ts';
+import { MAX_POISSON_MEAN } from '../dp/skellam.ts';
 import { addInto } from '../secagg/ring.ts';
 import {
   decodeAggregate,
@@ -134,5 +135,109 @@ describe('update encoding into the ring', () => {
         noise: { multiplier: 10, minSurvivors: 1, bitStd: 0 },
       }),
     ).toThrow(/cannot hold/);
+  });
+
+  describe('the Skellam noise stays within the sampler cap (Poisson mean <= 2^50 per draw)', () => {
+    const MAX_STD = Math.sqrt(2 * MAX_POISSON_MEAN);
+    /** Does scale s fit the ring (values + 8 sd noise tails) and the sampler cap, for this input? */
+    function fits(input: PlanInput, s: number): { ring: boolean; cap: boolean } {
+      const n = input.noise!;
+      const f = n.multiplier / Math.sqrt(n.minSurvivors);
+      const c = input.clipNorm!;
+      const half = 2 ** (planEncoding(input).bits - 1);
+      const std = f * (s * c + Math.sqrt(input.numParams));
+      return {
+        ring: s * Math.min(input.coordClip, c) + 1 + 8 * std <= half - 1,
+        cap: (std * std) / 2 <= MAX_POISSON_MEAN,
+      };
+    }
+
+    it('keeps every plan within the cap, and its scale the largest that fits ring and cap (property sweep)', () => {
+      let plans = 0;
+      let capBound = 0;
+      for (const maxClients of [1, 2, 3, 4, 5, 16, 100, 1000])
+        for (const clipNorm of [1e-6, 1e-3, 0.1, 1, 10])
+          for (const numParams of [1, 1000, 1e6])
+            for (const multiplier of [0.3, 1, 4, 20])
+              for (const minSurvivors of [1, 3]) {
+                const input: PlanInput = {
+                  ...base,
+                  numParams,
+                  maxClients,
+                  clipNorm,
+                  coordClip: 1,
+                  weighting: 'uniform',
+                  noise: { multiplier, minSurvivors, bitStd: 1 },
+                };
+                let plan;
+                try {
+                  plan = planEncoding(input);
+                } catch (e) {
+                  expect(String(e)).toMatch(/cannot hold/); // the ring is too narrow: nothing to check
+                  continue;
+                }
+                plans++;
+                expect(plan.noiseVariance / 2).toBeLessThanOrEqual(MAX_POISSON_MEAN);
+                expect(plan.bitNoiseVariance / 2).toBeLessThanOrEqual(MAX_POISSON_MEAN);
+                const now = fits(input, plan.scale);
+                expect(now.ring && now.cap).toBe(true);
+                // Largest: a slightly larger scale breaks one of them. The planner aims 2^-40 below the cap
+                // so rounding cannot cross it, which costs at most 1 + 2^-40 MAX_STD / (f C) scale units.
+                const f = multiplier / Math.sqrt(minSurvivors);
+                const slack = 2 + Math.ceil((2 ** -39 * MAX_STD) / (f * clipNorm));
+                const next = fits(input, plan.scale + slack);
+                expect(next.ring && next.cap).toBe(false);
+                if (next.ring) capBound++;
+              }
+      expect(plans).toBeGreaterThan(500);
+      expect(capBound).toBeGreaterThan(20); // the cap does bind somewhere in the sweep
+    });
+
+    it('the largest plan (1 client, tiny clip, minimum survivors) sits at the cap and encodes without clamping', () => {
+      const input: PlanInput = {
+        ...base,
+        numParams: 1,
+        maxClients: 1,
+        clipNorm: 1e-6,
+        coordClip: 1,
+        weighting: 'uniform',
+        noise: { multiplier: 0.3, minSurvivors: 1, bitStd: 0 },
+      };
+      const plan = planEncoding(input);
+      expect(plan.noiseVariance / 2).toBeLessThanOrEqual(MAX_POISSON_MEAN);
+      expect(plan.noiseVariance / 2).toBeGreaterThan(MAX_POISSON_MEAN * (1 - 1e-9));
+      // The ring alone would take a scale 4x larger (lambda ~1.8e16, as before the cap).
+      expect(fits(input, 3.9 * plan.scale).ring).toBe(true);
+      let clamped = 0;
+      for (let i = 0; i < 200; i++) {
+        const c = encodeContribution(Float32Array.of(i % 2 ? 1e-6 : -1e-6), 1, plan, rand);
+        clamped += c.clamped;
+        expect(Number.isFinite(decodeAggregate(c.ring, 1, plan).mean[0])).toBe(true);
+      }
+      expect(clamped).toBe(0);
+    });
+
+    it('refuses noise that the cap cannot hold even at scale 1', () => {
+      expect(() =>
+        planEncoding({
+          ...base,
+          // Rounding alone adds std f sqrt(d) = 1e8 > 2^25.5 per client; the ring would hold it.
+          numParams: 1e12,
+          maxClients: 1,
+          clipNorm: 1,
+          weighting: 'uniform',
+          noise: { multiplier: 100, minSurvivors: 1, bitStd: 0 },
+        }),
+      ).toThrow(/cap/);
+      expect(() =>
+        planEncoding({
+          ...base,
+          maxClients: 1,
+          clipNorm: 1,
+          weighting: 'uniform',
+          noise: { multiplier: 1, minSurvivors: 1, bitStd: 1e5 },
+        }),
+      ).toThrow(/cap/);
+    });
   });
 });

@@ -1,6 +1,6 @@
 import { clipL2InPlace } from '../dp/clip.ts';
 import type { SecureRandom } from '../dp/secure-random.ts';
-import { addSkellamInPlace } from '../dp/skellam.ts';
+import { addSkellamInPlace, MAX_POISSON_MEAN } from '../dp/skellam.ts';
 import { checkNoOverflow, decodeRingSum, encodeRing, ringBits } from '../secagg/ring.ts';
 
 /**
@@ -61,7 +61,13 @@ export function integerSensitivity(
   return plan.scale * c + Math.sqrt(numParams);
 }
 
-/** Picks the largest fixed-point scale whose values, plus noise tails, fit the per-client ring width. */
+/** Largest per-client Skellam std: variance 2 lambda, each Poisson mean lambda at the sampler's cap. */
+const MAX_NOISE_STD = Math.sqrt(2 * MAX_POISSON_MEAN);
+
+/**
+ * Picks the largest fixed-point scale whose values, plus noise tails, fit the per-client ring width and whose
+ * noise stays within the Skellam sampler's range (MAX_POISSON_MEAN per Poisson draw).
+ */
 export function planEncoding(p: PlanInput): EncodingPlan {
   if (p.clipNorm !== null && !(p.clipNorm > 0)) throw new RangeError('clipNorm must be > 0');
   if (!(p.coordClip > 0)) throw new RangeError('coordClip must be > 0');
@@ -84,7 +90,18 @@ export function planEncoding(p: PlanInput): EncodingPlan {
       throw new RangeError(
         `a ${bits}-bit ring per client cannot hold ${d} parameters with noise multiplier ${p.noise.multiplier}; lower the cohort size`,
       );
-    noiseVariance = (f * (scale * p.clipNorm + Math.sqrt(d))) ** 2;
+    // Per-client std f (s C + sqrt(d)) <= MAX_NOISE_STD; wide rings (<= 4 clients) would otherwise exceed it.
+    const clipNorm = p.clipNorm;
+    const std = (s: number): number => f * (s * clipNorm + Math.sqrt(d));
+    // The target is shrunk by 2^-40 so rounding cannot carry std(scale) past the cap; the loop is a backstop.
+    scale = Math.min(scale, Math.floor(((MAX_NOISE_STD * (1 - 2 ** -40)) / f - Math.sqrt(d)) / clipNorm));
+    while (scale >= 1 && std(scale) ** 2 / 2 > MAX_POISSON_MEAN)
+      scale -= Math.max(1, Math.ceil(scale * 2 ** -40));
+    if (!(scale >= 1))
+      throw new RangeError(
+        `noise multiplier ${p.noise.multiplier} with ${d} parameters needs more Skellam noise per client than the sampler's cap allows`,
+      );
+    noiseVariance = std(scale) ** 2;
   } else {
     scale = Math.floor((half - 2) / coord);
   }
@@ -92,6 +109,8 @@ export function planEncoding(p: PlanInput): EncodingPlan {
     bitNoiseVariance = (p.noise.bitStd * BIT_SCALE) ** 2 / p.noise.minSurvivors;
   if (BIT_SCALE / 2 + TAIL_SD * Math.sqrt(bitNoiseVariance) > half - 1)
     throw new RangeError('ring too narrow for the clip indicator noise');
+  if (bitNoiseVariance / 2 > MAX_POISSON_MEAN)
+    throw new RangeError('clip indicator noise exceeds the Skellam sampler cap');
   return {
     bits,
     scale,
