@@ -14,7 +14,7 @@ import { checkNoOverflow, decodeRingSum, encodeRing, ringBits } from '../secagg/
  *   the neutral value 0 (an un-noised indicator would tell the server exactly how many clients were clipped);
  * - loss clipped to [0, LOSS_MAX] in fixed point, only WITHOUT DP: under DP it would be an un-noised
  *   per-client statistic in the released sum, so it is the neutral value 0 there.
- * Only the sum of these coordinates is ever unmasked; nothing per client travels in the clear.
+ * Under secure aggregation the server sees only the sum of these coordinates, never one client's values.
  * The server builds the plan each round and sends it with round:start.
  */
 export interface EncodingPlan {
