@@ -101,7 +101,7 @@ describe('update encoding into the ring', () => {
   it('with DP noise: the decoded sum carries the planned noise; nothing is clamped at the largest cohort', () => {
     const input: PlanInput = {
       ...base,
-      numParams: 2000,
+      numParams: 8000,
       maxClients: 10,
       clipNorm: 0.5,
       weighting: 'uniform',
@@ -109,19 +109,20 @@ describe('update encoding into the ring', () => {
     };
     const plan = planEncoding(input);
     const n = 10;
-    const zeros = Array.from({ length: n }, () => new Float32Array(2000));
+    const zeros = Array.from({ length: n }, () => new Float32Array(8000));
     const { agg, clamped } = sumOf(zeros, new Array(n).fill(1), plan);
     expect(clamped).toBe(0);
-    // Noise std on the SUM (in parameter units) must be z * sensitivity * sqrt(n / minSurvivors).
+    // Noise std on the SUM (in parameter units) must be z * sensitivity * sqrt(n / minSurvivors). With 8000
+    // coordinates the estimate has relative s.e. 1/sqrt(2 * 8000) = 0.8%, so +-5% is a 6-sigma band.
     let s2 = 0;
     for (const x of agg.mean) s2 += (x * n) ** 2;
-    const sdSum = Math.sqrt(s2 / 2000);
-    const sens = integerSensitivity(plan, 2000) / plan.scale;
+    const sdSum = Math.sqrt(s2 / 8000);
+    const sens = integerSensitivity(plan, 8000) / plan.scale;
     const want = 1.2 * sens * Math.sqrt(n / 4);
     expect(sdSum / want).toBeGreaterThan(0.95);
     expect(sdSum / want).toBeLessThan(1.05);
     // Worst case input: every coordinate at the clip, plus noise, still fits.
-    const worst = Array.from({ length: n }, () => new Float32Array(2000).fill(0.5));
+    const worst = Array.from({ length: n }, () => new Float32Array(8000).fill(0.5));
     expect(sumOf(worst, new Array(n).fill(1), plan).clamped).toBe(0);
   });
 
