@@ -301,6 +301,28 @@ export function chooseDegree(n: number, p: NeighbourhoodParams = DEFAULT_NEIGHBO
   );
 }
 
+/**
+ * Why (n, k, t) handed to a client is unsafe whatever its floors say, or null. The rules chooseDegree
+ * follows, checked from the client's side: at least 3 clients and t >= 2; below SECAGG_PLUS_MIN_COHORT
+ * only the complete graph with an honest majority; a sparse graph needs t > k/2, or a server splitting its
+ * unmask requests rebuilds both secrets of a client from honest holders alone.
+ */
+export function unsafeThreshold(n: number, k: number, t: number): string | null {
+  if (!(n >= SECAGG_MIN_COHORT))
+    return `a round of ${n} clients shows each its peers' updates (secure aggregation needs ${SECAGG_MIN_COHORT})`;
+  if (!(t >= SECAGG_MIN_THRESHOLD)) return `threshold ${t} lets a single holder rebuild a secret`;
+  if (k >= n - 1) {
+    if (t < majorityThreshold(n))
+      return `threshold ${t} is below the honest majority ${majorityThreshold(n)} of ${n} clients`;
+    return null;
+  }
+  if (n < SECAGG_PLUS_MIN_COHORT)
+    return `a sparse neighbourhood (k = ${k}) for only ${n} clients; below ${SECAGG_PLUS_MIN_COHORT} the graph is complete`;
+  if (2 * t <= k)
+    return `threshold ${t} is at most half of ${k} neighbours: split unmask requests need no colluder`;
+  return null;
+}
+
 const bound = (log2: number): string => (Number.isFinite(log2) ? `2^${Math.ceil(log2)}` : '0');
 
 const clients = (c: number): string => `${c} colluding client${c === 1 ? '' : 's'}`;
