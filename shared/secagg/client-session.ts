@@ -28,8 +28,8 @@ export interface ClientSessionConfig {
   vectorLength: number;
   /**
    * Neighbours per client in the round's plan (n - 1 for the complete graph). When given, (n, k, t) must
-   * be safe (unsafeThreshold) and no roster may list more than k peers: more holders than the plan let a
-   * server that splits its unmask requests rebuild both of our secrets with fewer colluders.
+   * be safe (unsafeThreshold) and no roster may list more than k peers: each holder beyond the plan's k
+   * lets a server that splits its unmask requests rebuild both of our secrets with one colluder fewer.
    */
   k?: number;
   /** The embedding page's floors; the server cannot lower them (defaults: the hard minimums). */
