@@ -21,7 +21,14 @@ export const REJECT_REASONS = [
   'unrequested_share',
   'both_shares',
   'bad_key',
+  /** A revealed share that is not a field element. */
   'malformed_share',
+  /** A round plan or threshold below what the client accepts (its floors, or the hard minimums). */
+  'below_floor',
+  /** A roster or unmask request naming fewer than t peers. */
+  'too_few_peers',
+  /** An inbox with fewer than t boxes that open. */
+  'too_few_shares',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
