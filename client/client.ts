@@ -12,16 +12,19 @@ import {
   type BackendName,
   type ClientSource,
   type ClientToServerEvents,
+  type Ready,
   type Rejection,
   type RoundRef,
   type RoundStart,
   type RoundSummary,
+  type SecAggRoundInfo,
   type ServerToClientEvents,
   type Update,
   type Welcome,
 } from '../shared/protocol/messages.ts';
 import type { SkippedBackend } from './backends.ts';
 import { newClientId } from './client-id.ts';
+import { systemClock, type Clock } from './clock.ts';
 import { Emitter } from './emitter.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
@@ -51,6 +54,28 @@ export interface ClientEvents extends Record<string, unknown> {
   error: Error;
 }
 
+/** What the client hears: the server's events and socket.io's own connect/disconnect. */
+export type ClientListenEvents = ServerToClientEvents & {
+  connect: () => void;
+  disconnect: (reason: string) => void;
+};
+
+/** The part of a socket.io client socket the client uses: the seam through which tests drive it. */
+export interface SocketLike {
+  readonly connected: boolean;
+  on<E extends keyof ClientListenEvents>(event: E, fn: ClientListenEvents[E]): unknown;
+  emit<E extends keyof ClientToServerEvents>(event: E, ...args: Parameters<ClientToServerEvents[E]>): unknown;
+  /** An emit whose promise settles with the server's answer, or rejects after ms. */
+  timeout(ms: number): { emitWithAck(event: 'update', u: Update): Promise<Ack> };
+  disconnect(): unknown;
+}
+
+export interface ConnectOptions {
+  path?: string;
+  transports: ['websocket'];
+  reconnectionDelayMax: number;
+}
+
 export interface ClientOptions {
   serverUrl: string;
   source: ClientSource;
@@ -61,7 +86,79 @@ export interface ClientOptions {
   backends?: BackendName[];
   /** socket.io path; default /socket.io. */
   path?: string;
+  /** Opens the connection; default socket.io-client's io (which reconnects on its own). */
+  connect?: (url: string, opts: ConnectOptions) => SocketLike;
+  /** Deadlines and timings; default the system clock. */
+  clock?: Clock;
 }
+
+/**
+ * The default connection: socket.io-client, typed with our event maps. All of SocketLike but `on`
+ * type-checks against it; socket.io's listener types are generic conditionals TypeScript cannot match
+ * against ours (the same maps), hence the one cast.
+ */
+function socketIo(url: string, opts: ConnectOptions): SocketLike {
+  const s: Socket<ServerToClientEvents, ClientToServerEvents> = io(url, opts);
+  return s as unknown as SocketLike;
+}
+
+/** How long the server has to answer an update before we report it lost. */
+const UPDATE_ACK_MS = 30_000;
+
+/** What preparation leaves: the trainer, and what we tell the server (in `ready`) after every welcome. */
+interface Setup {
+  trainer: TrainerPort;
+  ready: Ready;
+}
+
+/** The secure-aggregation attempt we last joined. */
+interface SecureRound {
+  ref: RoundRef;
+  n: number;
+  session: SecAggClientSession;
+  /** Settles once the inbox (the key shares we mask with) has been received; it may come while we train. */
+  inbox: Promise<void>;
+  gotInbox: () => void;
+}
+
+/**
+ * The client's lifecycle, one state at a time; the public ClientState is derived from it (see `state`).
+ * Every state that trains or uploads carries the setup, so no round can run without a trainer. Two things
+ * live beside it, on purpose:
+ * - the connection (`link`): socket.io drops and restores it at any moment, and a round goes on through a
+ *   drop (its update is then held until the server welcomes us back), so it is orthogonal to the round;
+ * - the secure attempt last joined (`secure`): the server asks for our unmask reveal after our masked
+ *   update is in, while we are uploading or idle, so it outlives the round's phases until the next round.
+ * A round's async steps move the client on only from the state they left it in: if that state has been
+ * replaced (a retry took over, stop() ran), the old round ends without touching anything.
+ */
+type Life =
+  /** Started; no welcome yet. */
+  | { kind: 'connecting' }
+  /** First welcome: spawning the trainer, loading data, probing backends (reconnects await the same). */
+  | { kind: 'preparing'; ready: Promise<Setup> }
+  | { kind: 'idle'; setup: Setup }
+  | { kind: 'training'; setup: Setup; ref: RoundRef }
+  /** Trained and encoded, waiting for the inbox of a secure round until its deadline (or a retry). */
+  | { kind: 'awaiting-inbox'; setup: Setup; ref: RoundRef; cancel: () => void }
+  | { kind: 'uploading'; setup: Setup; round: number }
+  /** An update finished while offline: sent after the next welcome. */
+  | { kind: 'held'; setup: Setup; update: Update }
+  | { kind: 'stopped' }
+  | { kind: 'failed'; error: Error };
+
+/** The states a round's own steps move through. */
+type RoundLife = Extract<Life, { kind: 'training' | 'awaiting-inbox' }>;
+/** The states that hold a trainer. */
+type Joined = Extract<Life, { setup: Setup }>;
+
+/** The connection: `new` until the first welcome, `lost` from a drop until the next welcome. */
+type Link = 'new' | 'welcomed' | 'lost';
+
+/** A contribution ready to mask or send: a ring vector (with how it was made), or a float delta as is. */
+type Encoded =
+  | { kind: 'float'; delta: ArrayBuffer }
+  | { kind: 'ring'; ring: Uint32Array; encodeMs: number; norm: number; clamped: number };
 
 /**
  * A federated-learning participant: joins the server, trains each round it is selected for, and uploads
@@ -70,50 +167,54 @@ export interface ClientOptions {
  */
 export class AegisClient extends Emitter<ClientEvents> {
   readonly clientId: string;
-  private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
-  private trainer: TrainerPort | null = null;
-  private ready: { backend: BackendName; numExamples: number } | null = null;
-  private preparing: Promise<void> | null = null;
-  private pending: Update | null = null;
-  private training = false;
-  private _state: ClientState = 'connecting';
-  /** The secure-aggregation session of the round in progress, and a promise of its inbox (or of its end). */
-  private secure: {
-    ref: RoundRef;
-    n: number;
-    session: SecAggClientSession;
-    inbox: Promise<'inbox' | 'cancelled'>;
-    gotInbox: () => void;
-    cancel: () => void;
-  } | null = null;
-  /** Set while a trained update waits for the key shares it must be masked with. */
-  private waitingForInbox = false;
-  /** Settles when the round in progress is over (trained and sent, or given up). */
-  private roundDone: Promise<void> = Promise.resolve();
+  private readonly clock: Clock;
+  private socket: SocketLike | null = null;
+  private life: Life = { kind: 'connecting' };
+  private link: Link = 'new';
+  private secure: SecureRound | null = null;
+  /** The state last announced by a 'state' event. */
+  private shown: ClientState = 'connecting';
   private random: SecureRandom | null = null;
 
   constructor(private readonly opts: ClientOptions) {
     super();
     this.clientId = opts.clientId ?? newClientId();
+    this.clock = opts.clock ?? systemClock;
   }
 
   get state(): ClientState {
-    return this._state;
+    const l = this.life;
+    if (l.kind === 'stopped' || l.kind === 'failed') return l.kind;
+    if (this.link === 'lost') return 'disconnected';
+    switch (l.kind) {
+      case 'connecting':
+      case 'preparing':
+      case 'idle':
+      case 'training':
+      case 'uploading':
+        return l.kind;
+      case 'awaiting-inbox':
+        return 'training';
+      case 'held':
+        return 'disconnected';
+    }
   }
 
   get backend(): BackendName | null {
-    return this.ready?.backend ?? null;
+    return 'setup' in this.life ? this.life.setup.ready.backend : null;
   }
 
   start(): void {
     if (this.socket) return;
-    const s: Socket<ServerToClientEvents, ClientToServerEvents> = io(this.opts.serverUrl, {
+    if (this.life.kind === 'stopped' || this.life.kind === 'failed')
+      throw new Error(`this client has ${this.life.kind}; create a new one to join again`);
+    const connect = this.opts.connect ?? socketIo;
+    const s = connect(this.opts.serverUrl, {
       path: this.opts.path,
       transports: ['websocket'],
       reconnectionDelayMax: 5000,
     });
     this.socket = s;
-    this.setState('connecting');
     s.on('connect', () =>
       s.emit('hello', {
         protocolVersion: PROTOCOL_VERSION,
@@ -121,43 +222,316 @@ export class AegisClient extends Emitter<ClientEvents> {
         source: this.opts.source,
       }),
     );
-    s.on('disconnect', () => this._state !== 'stopped' && this.setState('disconnected'));
+    s.on('disconnect', () => this.setLink('lost'));
     s.on('welcome', (w) => void this.onWelcome(w));
-    s.on('round:start', (r) => void this.onRound(r));
+    s.on('round:start', (r) => this.onRound(r));
     s.on('round:end', (r) => this.emit('roundEnd', r));
     s.on('rejected', (r) => this.emit('rejected', r));
     s.on('secagg:roster', (m) =>
-      this.onSecure(m, 'shares', (sess) => {
-        const shares = sess.receiveRoster(unpackRoster(m, this.secure!.n));
+      this.onSecure(m, 'shares', (sec) => {
+        const shares = sec.session.receiveRoster(unpackRoster(m, sec.n));
         s.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...packShares(shares) });
       }),
     );
     s.on('secagg:inbox', (m) =>
-      this.onSecure(m, 'inbox', (sess) => {
-        const peers = sess.receiveInbox(unpackInbox(m, this.secure!.n));
-        this.secure!.gotInbox();
-        return `${peers.length} peers${sess.badBoxes.length ? `, ${sess.badBoxes.length} bad boxes` : ''}`;
+      this.onSecure(m, 'inbox', (sec) => {
+        const peers = sec.session.receiveInbox(unpackInbox(m, sec.n));
+        sec.gotInbox();
+        const bad = sec.session.badBoxes.length;
+        return `${peers.length} peers${bad ? `, ${bad} bad boxes` : ''}`;
       }),
     );
     s.on('secagg:unmask', (m) =>
-      this.onSecure(m, 'reveal', (sess) => {
-        const r = sess.receiveUnmask(m);
+      this.onSecure(m, 'reveal', (sec) => {
+        const r = sec.session.receiveUnmask(m);
         s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...packReveal(r) });
         return `${r.b.length} self-mask shares, ${r.s.length} key shares`;
       }),
     );
   }
 
+  stop(): void {
+    this.end({ kind: 'stopped' });
+  }
+
+  // ---- state -------------------------------------------------------------------------------------------
+
+  /** Enters `next` and announces the derived state if it changed. */
+  private enter(next: Life): void {
+    this.life = next;
+    this.announce();
+  }
+
+  /** Enters `next` only if the client is still in `from` (nothing replaced it meanwhile); says whether. */
+  private advance(from: Life, next: Life): boolean {
+    if (this.life !== from) return false;
+    this.enter(next);
+    return true;
+  }
+
+  private setLink(l: Link): void {
+    this.link = l;
+    this.announce();
+  }
+
+  private announce(): void {
+    const s = this.state;
+    if (s === this.shown) return;
+    this.shown = s;
+    this.emit('state', s);
+  }
+
+  /** Stops or fails for good: gives up any wait, ends the trainer and the connection. */
+  private end(last: Extract<Life, { kind: 'stopped' | 'failed' }>): void {
+    const l = this.life;
+    if (l.kind === 'stopped' || l.kind === 'failed') return;
+    this.enter(last);
+    if (l.kind === 'awaiting-inbox') l.cancel();
+    this.socket?.disconnect();
+    this.socket = null;
+    if ('setup' in l) l.setup.trainer.terminate();
+  }
+
+  private fail(e: Error): void {
+    this.emit('error', e);
+    this.end({ kind: 'failed', error: e });
+  }
+
+  // ---- joining -----------------------------------------------------------------------------------------
+
+  private async onWelcome(w: Welcome): Promise<void> {
+    if (w.protocolVersion !== PROTOCOL_VERSION) {
+      this.fail(new Error(`server speaks protocol ${w.protocolVersion}, this client ${PROTOCOL_VERSION}`));
+      return;
+    }
+    const l = this.life;
+    if (l.kind === 'stopped' || l.kind === 'failed') return;
+    this.setLink('welcomed');
+    let setup: Setup;
+    if (l.kind === 'connecting') {
+      // Prepare once (data + backend probe); reconnects reuse it.
+      const preparing: Life = { kind: 'preparing', ready: this.prepare(w) };
+      this.enter(preparing);
+      try {
+        setup = await preparing.ready;
+      } catch (e) {
+        if (this.life === preparing) this.fail(e as Error);
+        return;
+      }
+      if (!this.advance(preparing, { kind: 'idle', setup })) {
+        // Stopped (or failed) while preparing: the trainer it made is ours to end.
+        if (this.life.kind === 'stopped' || this.life.kind === 'failed') setup.trainer.terminate();
+        return;
+      }
+    } else if (l.kind === 'preparing') {
+      try {
+        setup = await l.ready;
+      } catch {
+        return; // the welcome that began preparing reports it
+      }
+    } else {
+      setup = l.setup;
+    }
+    const s = this.socket;
+    if (!s) return;
+    s.emit('ready', setup.ready);
+    const now = this.life;
+    if (now.kind === 'held') this.upload(now, now.update);
+  }
+
+  private async prepare(w: Welcome): Promise<Setup> {
+    const trainer = await this.opts.spawnTrainer();
+    let r: Awaited<ReturnType<TrainerPort['init']>>;
+    try {
+      r = await trainer.init({
+        type: 'init',
+        model: w.model,
+        data: w.data,
+        serverUrl: this.opts.serverUrl,
+        backends: this.opts.backends,
+      });
+    } catch (e) {
+      trainer.terminate();
+      throw e;
+    }
+    this.emit('backend', {
+      backend: r.backend,
+      skipped: r.skipped,
+      where: trainer.where,
+      data: r.dataDescription,
+    });
+    return { trainer, ready: { backend: r.backend, numExamples: r.numExamples } };
+  }
+
+  // ---- a round -----------------------------------------------------------------------------------------
+
+  private onRound(r: RoundStart): void {
+    const l = this.life;
+    switch (l.kind) {
+      case 'training':
+        return; // still training the last one: skip this one
+      case 'awaiting-inbox':
+        // A retry of an aborted round (or a newer round) while we only wait for the old round's key
+        // shares: those will never come, so give up on them and take part in this one.
+        l.cancel();
+        break;
+      case 'idle':
+      case 'uploading':
+        break;
+      default:
+        return; // not ready to train (or holding an update for the server first)
+    }
+    void this.runRound(l.setup, r);
+  }
+
+  /** Train, encode, (secure rounds:) wait for the inbox and mask, upload. */
+  private async runRound(setup: Setup, r: RoundStart): Promise<void> {
+    const bytes = asBytes(r.weights);
+    if (!bytes) return this.fail(new Error('round:start carried no binary weights'));
+    const ref: RoundRef = { round: r.round, attempt: r.attempt };
+    let at: RoundLife = { kind: 'training', setup, ref };
+    this.enter(at);
+    const secure = (this.secure = r.secagg ? this.joinSecure(ref, r.secagg, r.model) : null);
+    try {
+      const weights = bytes.slice().buffer; // own copy: it is transferred to the worker
+      const done = await setup.trainer.train(r.round, weights, r.train, (p) =>
+        this.emit('progress', { round: r.round, ...p }),
+      );
+      if (this.life !== at) return;
+      this.emit('trained', {
+        round: r.round,
+        loss: done.loss,
+        trainMs: done.trainMs,
+        numExamples: done.numExamples,
+      });
+      const enc = this.encodeStep(r, done.delta, done.numExamples);
+      let delta: ArrayBuffer;
+      if (enc.kind === 'float') delta = enc.delta;
+      else {
+        let out = enc.ring;
+        let maskMs = 0;
+        if (secure) {
+          const waiting = this.waitForInbox(at, secure, r.deadlineMs);
+          at = waiting.state;
+          const got = await waiting.got;
+          if (this.life !== at) return; // a retry took over, or we stopped
+          if (got === 'timeout') {
+            this.emit(
+              'error',
+              new Error(`round ${r.round}: no key shares arrived before the deadline; update not sent`),
+            );
+            this.enter({ kind: 'idle', setup });
+            return;
+          }
+          ({ masked: out, maskMs } = this.maskStep(secure, enc.ring));
+        }
+        this.emit('encoded', {
+          round: r.round,
+          encodeMs: enc.encodeMs,
+          maskMs,
+          norm: enc.norm,
+          clamped: enc.clamped,
+          masked: !!secure,
+          bytes: out.byteLength,
+        });
+        delta = out.buffer as ArrayBuffer;
+      }
+      this.upload(at, {
+        ...ref,
+        numExamples: done.numExamples,
+        trainMs: done.trainMs,
+        loss: done.loss,
+        delta,
+      });
+    } catch (e) {
+      if (this.life !== at) return; // the round was given up already; its error is moot
+      this.emit('error', e as Error);
+      this.enter({ kind: 'idle', setup });
+    }
+  }
+
+  /** Opens the round's secure-aggregation session; its keys go out at once, so key exchange runs while we train. */
+  private joinSecure(ref: RoundRef, info: SecAggRoundInfo, model: RoundStart['model']): SecureRound {
+    const session = new SecAggClientSession({ ...info, vectorLength: vectorLength(numParams(model)) });
+    let gotInbox!: () => void;
+    const inbox = new Promise<void>((res) => (gotInbox = res));
+    this.socket?.emit('secagg:keys', { ...ref, ...session.advertise() });
+    this.emit('secagg', { round: ref.round, step: 'keys' });
+    return { ref, n: info.n, session, inbox, gotInbox };
+  }
+
+  /** Float delta as is; or clipped, noised (per the plan) and ring-encoded. */
+  private encodeStep(r: RoundStart, delta: ArrayBuffer, numExamples: number): Encoded {
+    if (!r.encoding) return { kind: 'float', delta };
+    const t0 = this.clock.now();
+    this.random ??= createSecureRandom();
+    const c = encodeContribution(new Float32Array(delta), numExamples, r.encoding, this.random);
+    return { kind: 'ring', ring: c.ring, encodeMs: this.clock.now() - t0, norm: c.norm, clamped: c.clamped };
+  }
+
+  /**
+   * Waits for the inbox of a secure round, at most deadlineMs on the injected clock; a retry (onRound) or
+   * stop() cancels the wait. Returns the waiting state it entered and how the wait ended.
+   */
+  private waitForInbox(
+    from: RoundLife,
+    sec: SecureRound,
+    deadlineMs: number,
+  ): { state: RoundLife; got: Promise<'inbox' | 'timeout' | 'cancelled'> } {
+    let finish!: (how: 'inbox' | 'timeout' | 'cancelled') => void;
+    const got = new Promise<'inbox' | 'timeout' | 'cancelled'>((res) => (finish = res));
+    const stopTimer = this.clock.after(deadlineMs, () => finish('timeout'));
+    void got.then(stopTimer);
+    void sec.inbox.then(() => finish('inbox'));
+    const state: RoundLife = {
+      kind: 'awaiting-inbox',
+      setup: from.setup,
+      ref: sec.ref,
+      cancel: () => finish('cancelled'),
+    };
+    if (!this.advance(from, state)) finish('cancelled');
+    return { state, got };
+  }
+
+  /** Adds the round's masks; the server can strip them from the sum only. */
+  private maskStep(sec: SecureRound, ring: Uint32Array): { masked: Uint32Array; maskMs: number } {
+    const t0 = this.clock.now();
+    const masked = sec.session.mask(ring);
+    return { masked, maskMs: this.clock.now() - t0 };
+  }
+
+  /** Sends the update, or holds it until the next welcome when we are offline. */
+  private upload(from: Joined, u: Update): void {
+    const { setup } = from;
+    const s = this.socket;
+    if (!s?.connected) {
+      this.advance(from, { kind: 'held', setup, update: u });
+      return;
+    }
+    const uploading: Life = { kind: 'uploading', setup, round: u.round };
+    if (!this.advance(from, uploading)) return;
+    s.timeout(UPDATE_ACK_MS)
+      .emitWithAck('update', u)
+      .then(
+        (ack: Ack) => this.emit('ack', { round: u.round, ack }),
+        (e: Error) =>
+          this.emit('error', new Error(`round ${u.round}: no answer to our update (${e.message})`)),
+      )
+      .finally(() => this.advance(uploading, { kind: 'idle', setup }));
+  }
+
+  // ---- secure aggregation messages ---------------------------------------------------------------------
+
   /** Runs one secure-aggregation step for the current round; a request we must not answer is refused and reported. */
   private onSecure(
     m: RoundRef,
     step: 'shares' | 'inbox' | 'reveal',
-    fn: (s: SecAggClientSession) => string | void,
+    fn: (sec: SecureRound) => string | void,
   ): void {
-    const cur = this.secure;
-    if (!cur || cur.ref.round !== m?.round || cur.ref.attempt !== m?.attempt) return; // not our round (stale)
+    const sec = this.secure;
+    if (!sec || sec.ref.round !== m?.round || sec.ref.attempt !== m?.attempt) return; // not our round (stale)
     try {
-      const detail = fn(cur.session);
+      const detail = fn(sec);
       this.emit('secagg', { round: m.round, step, detail: detail ?? undefined });
     } catch (e) {
       const reason = e instanceof ProtocolError ? e.reason : 'malformed';
@@ -169,185 +543,5 @@ export class AegisClient extends Emitter<ClientEvents> {
       });
       this.emit('secagg', { round: m.round, step: 'refused', detail: `${reason}: ${(e as Error).message}` });
     }
-  }
-
-  stop(): void {
-    this.setState('stopped');
-    this.socket?.disconnect();
-    this.socket = null;
-    this.trainer?.terminate();
-    this.trainer = null;
-  }
-
-  private setState(s: ClientState): void {
-    if (this._state === s) return;
-    this._state = s;
-    this.emit('state', s);
-  }
-
-  private async onWelcome(w: Welcome): Promise<void> {
-    if (w.protocolVersion !== PROTOCOL_VERSION) {
-      this.fail(new Error(`server speaks protocol ${w.protocolVersion}, this client ${PROTOCOL_VERSION}`));
-      return;
-    }
-    try {
-      // Prepare once (data + backend probe); reconnects reuse it.
-      this.preparing ??= this.prepare(w);
-      await this.preparing;
-    } catch (e) {
-      this.fail(e as Error);
-      return;
-    }
-    const s = this.socket;
-    if (!s || !this.ready) return;
-    s.emit('ready', this.ready);
-    if (this.pending) this.upload(this.pending);
-    else if (!this.training) this.setState('idle');
-  }
-
-  private async prepare(w: Welcome): Promise<void> {
-    this.setState('preparing');
-    this.trainer = await this.opts.spawnTrainer();
-    const r = await this.trainer.init({
-      type: 'init',
-      model: w.model,
-      data: w.data,
-      serverUrl: this.opts.serverUrl,
-      backends: this.opts.backends,
-    });
-    this.ready = { backend: r.backend, numExamples: r.numExamples };
-    this.emit('backend', {
-      backend: r.backend,
-      skipped: r.skipped,
-      where: this.trainer.where,
-      data: r.dataDescription,
-    });
-  }
-
-  private async onRound(r: RoundStart): Promise<void> {
-    if (!this.trainer) return;
-    if (this.training) {
-      // A retry of an aborted round (or a newer round) while we only wait for the old round's key shares:
-      // those will never come, so give up on them and take part in this one. Still training: skip it.
-      if (!this.waitingForInbox) return;
-      this.secure?.cancel();
-      await this.roundDone;
-    }
-    let finished!: () => void;
-    this.roundDone = new Promise((res) => (finished = res));
-    const bytes = asBytes(r.weights);
-    if (!bytes) {
-      finished();
-      return this.fail(new Error('round:start carried no binary weights'));
-    }
-    this.training = true;
-    this.setState('training');
-    const ref = { round: r.round, attempt: r.attempt };
-    this.secure = null;
-    if (r.secagg) {
-      // Keys go out at once, so key exchange runs while we train.
-      const session = new SecAggClientSession({
-        ...r.secagg,
-        vectorLength: vectorLength(numParams(r.model)),
-      });
-      let gotInbox!: () => void;
-      let cancel!: () => void;
-      const inbox = new Promise<'inbox' | 'cancelled'>((res) => {
-        gotInbox = () => res('inbox');
-        cancel = () => res('cancelled');
-      });
-      this.secure = { ref, n: r.secagg.n, session, inbox, gotInbox, cancel };
-      this.socket?.emit('secagg:keys', { ...ref, ...session.advertise() });
-      this.emit('secagg', { round: r.round, step: 'keys' });
-    }
-    try {
-      const weights = bytes.slice().buffer; // own copy: it is transferred to the worker
-      const done = await this.trainer.train(r.round, weights, r.train, (p) =>
-        this.emit('progress', { round: r.round, ...p }),
-      );
-      this.emit('trained', {
-        round: r.round,
-        loss: done.loss,
-        trainMs: done.trainMs,
-        numExamples: done.numExamples,
-      });
-      const delta = await this.encode(r, done.delta, done.numExamples);
-      if (!delta) return;
-      this.upload({ ...ref, numExamples: done.numExamples, trainMs: done.trainMs, loss: done.loss, delta });
-    } catch (e) {
-      this.emit('error', e as Error);
-      this.setState('idle');
-    } finally {
-      this.training = false;
-      finished();
-    }
-  }
-
-  /** Float delta as is; or clipped, noised (per the plan), ring-encoded and, with secure aggregation, masked. */
-  private async encode(r: RoundStart, delta: ArrayBuffer, numExamples: number): Promise<ArrayBuffer | null> {
-    if (!r.encoding) return delta;
-    const t0 = performance.now();
-    this.random ??= createSecureRandom();
-    const c = encodeContribution(new Float32Array(delta), numExamples, r.encoding, this.random);
-    const encodeMs = performance.now() - t0;
-    let out = c.ring;
-    let maskMs = 0;
-    const sec = this.secure;
-    if (r.secagg) {
-      if (!sec || sec.ref.round !== r.round || sec.ref.attempt !== r.attempt) return null;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<'timeout'>(
-        (res) => (timer = setTimeout(() => res('timeout'), r.deadlineMs)),
-      );
-      this.waitingForInbox = true;
-      const got = await Promise.race([sec.inbox, timeout]);
-      this.waitingForInbox = false;
-      clearTimeout(timer);
-      if (got !== 'inbox') {
-        if (got === 'timeout')
-          this.emit(
-            'error',
-            new Error(`round ${r.round}: no key shares arrived before the deadline; update not sent`),
-          );
-        this.setState('idle');
-        return null;
-      }
-      const t1 = performance.now();
-      out = sec.session.mask(c.ring);
-      maskMs = performance.now() - t1;
-    }
-    this.emit('encoded', {
-      round: r.round,
-      encodeMs,
-      maskMs,
-      norm: c.norm,
-      clamped: c.clamped,
-      masked: !!r.secagg,
-      bytes: out.byteLength,
-    });
-    return out.buffer as ArrayBuffer;
-  }
-
-  private upload(u: Update): void {
-    const s = this.socket;
-    if (!s?.connected) {
-      this.pending = u; // sent after the next welcome
-      return;
-    }
-    this.pending = null;
-    this.setState('uploading');
-    s.timeout(30_000)
-      .emitWithAck('update', u)
-      .then(
-        (ack: Ack) => this.emit('ack', { round: u.round, ack }),
-        (e: Error) =>
-          this.emit('error', new Error(`round ${u.round}: no answer to our update (${e.message})`)),
-      )
-      .finally(() => this._state === 'uploading' && this.setState('idle'));
-  }
-
-  private fail(e: Error): void {
-    this.emit('error', e);
-    this.setState('failed');
   }
 }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { asBytes } from '../shared/base/bytes.ts';
+import { vectorLength } from '../shared/fl/encoding.ts';
 import { packReveal, packShares, unpackReveal } from '../shared/secagg/wire.ts';
 import { metric } from './metrics.ts';
 import { ScriptedClient, type SecPhase } from './scripted-client.ts';
@@ -160,7 +161,7 @@ describe('secure aggregation over socket.io', () => {
     // and no client's two kinds of share were ever both revealed.
     for (const c of clients) {
       for (const s of c.sent.filter(
-        (x) => x.event === 'update' && x.payload.delta.byteLength === (P + 2) * 4,
+        (x) => x.event === 'update' && x.payload.delta.byteLength === vectorLength(P) * 4,
       )) {
         const y = new Uint32Array(s.payload.delta);
         const x = c.plain.get(s.payload.round)!;

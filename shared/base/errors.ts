@@ -21,6 +21,15 @@ export const REJECT_REASONS = [
   'unrequested_share',
   'both_shares',
   'bad_key',
+  /** A revealed share that is not a field element. */
+  'malformed_share',
+  /** A round plan or threshold below what the client accepts (its floors, or the hard minimums). */
+  'below_floor',
+  /** A roster or unmask request naming fewer than t peers. */
+  'too_few_peers',
+  /** An inbox with fewer than t boxes that open. */
+  'too_few_shares',
+  /** The server failed on the message (a bug, counted in aegis_internal_errors_total); the attempt is retried. */
   'internal_error',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];

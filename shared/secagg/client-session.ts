@@ -1,8 +1,10 @@
 import { randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { ProtocolError } from '../base/errors.ts';
 import { bytes, index, indexList, list, record } from './check.ts';
+import { SECAGG_MIN_COHORT, SECAGG_MIN_THRESHOLD, unsafeThreshold } from './graph.ts';
 import {
   channelKey,
+  checkPublicKey,
   commitSeed,
   generateKeyPair,
   KEY_BYTES,
@@ -12,7 +14,7 @@ import {
   type KeyPair,
 } from './keys.ts';
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
-import { SHARE_BYTES, split, type Share } from './shamir.ts';
+import { isFieldElement, SHARE_BYTES, split, type Share } from './shamir.ts';
 import type { AdvertiseKeys, PeerKeys, Reveal, ShareKeys } from './types.ts';
 
 export interface ClientSessionConfig {
@@ -25,7 +27,28 @@ export interface ClientSessionConfig {
   /** Shares needed to reconstruct. */
   t: number;
   vectorLength: number;
+  /**
+   * Neighbours per client in the round's plan (n - 1 for the complete graph). When given, (n, k, t) must
+   * be safe (unsafeThreshold) and no roster may list more than k peers: each holder beyond the plan's k
+   * lets a server that splits its unmask requests rebuild both of our secrets with one colluder fewer.
+   */
+  k?: number;
+  /** The embedding page's floors; the server cannot lower them (defaults: the hard minimums). */
+  floors?: SessionFloors;
 }
+
+/** What a client accepts, whatever the server's plan says (the secagg part of shared/protocol/floors.ts). */
+export interface SessionFloors {
+  /** Lowest Shamir threshold accepted (never below SECAGG_MIN_THRESHOLD). */
+  minThreshold: number;
+  /** Fewest clients in a round accepted (never below SECAGG_MIN_COHORT). */
+  minCohort: number;
+}
+
+export const MIN_SESSION_FLOORS: SessionFloors = {
+  minThreshold: SECAGG_MIN_THRESHOLD,
+  minCohort: SECAGG_MIN_COHORT,
+};
 
 /** The plaintext inside a share box: from, to, share of s_u^SK, share of b_u. */
 const BOX_PLAIN = 8 + 2 * SHARE_BYTES;
@@ -39,6 +62,12 @@ interface Held {
  * One client's side of one secure-aggregation round, as a pure state machine: each method takes the
  * server's message and returns the reply. It keeps the only copies of its secret keys and self-mask seed,
  * and it reveals, per neighbour, either that neighbour's self-mask share or its key share, never both.
+ *
+ * It also refuses (ProtocolError) what would let a server isolate one client's input without t colluders:
+ * a threshold or cohort below its floors, a roster of fewer than t peers, an inbox with fewer than t boxes
+ * that open (masked with the self-mask alone, the input falls to the self-mask shares honest neighbours
+ * reveal), and an unmask request naming fewer than t surviving neighbours. A refused message changes
+ * nothing: each step commits its state only once it is accepted, and each is accepted at most once.
  */
 export class SecAggClientSession {
   private readonly c: KeyPair;
@@ -54,6 +83,30 @@ export class SecAggClientSession {
 
   constructor(private readonly cfg: ClientSessionConfig) {
     if (cfg.index < 1 || cfg.index > cfg.n) throw new RangeError(`index ${cfg.index} is outside 1..${cfg.n}`);
+    const floors = cfg.floors ?? MIN_SESSION_FLOORS;
+    const minCohort = Math.max(SECAGG_MIN_COHORT, floors.minCohort);
+    const minThreshold = Math.max(SECAGG_MIN_THRESHOLD, floors.minThreshold);
+    if (!(cfg.n >= minCohort))
+      throw new ProtocolError(
+        'below_floor',
+        `round has ${cfg.n} clients, this client needs at least ${minCohort}`,
+      );
+    if (!Number.isInteger(cfg.t) || !(cfg.t >= minThreshold))
+      throw new ProtocolError(
+        'below_floor',
+        `threshold ${cfg.t} is below this client's floor of ${minThreshold}`,
+      );
+    if (cfg.t > cfg.n - 1)
+      throw new ProtocolError(
+        'malformed',
+        `threshold ${cfg.t} exceeds the ${cfg.n - 1} possible share holders`,
+      );
+    if (cfg.k !== undefined) {
+      if (!Number.isInteger(cfg.k) || cfg.k < cfg.t || cfg.k > cfg.n - 1)
+        throw new ProtocolError('malformed', `degree ${cfg.k} must be an integer in ${cfg.t}..${cfg.n - 1}`);
+      const why = unsafeThreshold(cfg.n, cfg.k, cfg.t);
+      if (why) throw new ProtocolError('below_floor', why);
+    }
     this.c = generateKeyPair();
     this.s = generateKeyPair();
   }
@@ -66,24 +119,32 @@ export class SecAggClientSession {
   receiveRoster(raw: unknown): ShareKeys {
     if (this.roster.size) throw new ProtocolError('duplicate', 'roster already received');
     const peers = list(record(raw, 'roster').peers, 'roster.peers', this.cfg.n);
+    const roster = new Map<number, PeerKeys>();
     for (const p of peers) {
       const r = record(p, 'peer');
       const idx = index(r.index, 'peer.index', this.cfg.n);
       if (idx === this.cfg.index)
         throw new ProtocolError('malformed', 'roster lists this client as its own neighbour');
-      if (this.roster.has(idx)) throw new ProtocolError('duplicate', `roster lists client ${idx} twice`);
-      this.roster.set(idx, {
-        index: idx,
-        cPk: bytes(r.cPk, 'cPk', KEY_BYTES),
-        sPk: bytes(r.sPk, 'sPk', KEY_BYTES),
-      });
+      if (roster.has(idx)) throw new ProtocolError('duplicate', `roster lists client ${idx} twice`);
+      const cPk = bytes(r.cPk, 'cPk', KEY_BYTES);
+      const sPk = bytes(r.sPk, 'sPk', KEY_BYTES);
+      // A low-order key would make every agreement with it predictable (or fail): refuse the roster.
+      const bad = checkPublicKey(cPk) ?? checkPublicKey(sPk);
+      if (bad) throw new ProtocolError('bad_key', `roster key of client ${idx} is unusable (${bad})`);
+      roster.set(idx, { index: idx, cPk, sPk });
     }
-    if (this.roster.size < this.cfg.t)
+    // Fewer than t holders: our secrets could never be rebuilt, and the round could not include us honestly.
+    if (roster.size < this.cfg.t)
+      throw new ProtocolError(
+        'too_few_peers',
+        `roster has ${roster.size} neighbours, threshold is ${this.cfg.t}`,
+      );
+    if (this.cfg.k !== undefined && roster.size > this.cfg.k)
       throw new ProtocolError(
         'malformed',
-        `roster has ${this.roster.size} neighbours, threshold is ${this.cfg.t}`,
+        `roster has ${roster.size} neighbours, the round's degree is ${this.cfg.k}`,
       );
-    const xs = [...this.roster.keys()];
+    const xs = [...roster.keys()];
     const sShares = split(this.s.secretKey, this.cfg.t, xs);
     const bShares = split(this.seed, this.cfg.t, xs);
     const aad = utf8ToBytes(this.cfg.tag);
@@ -94,15 +155,23 @@ export class SecAggClientSession {
       dv.setUint32(4, to);
       plain.set(sShares[i].y, 8);
       plain.set(bShares[i].y, 8 + SHARE_BYTES);
-      const key = channelKey(this.c.secretKey, this.roster.get(to)!.cPk, this.cfg.tag, this.cfg.index, to);
+      let key: Uint8Array;
+      try {
+        key = channelKey(this.c.secretKey, roster.get(to)!.cPk, this.cfg.tag, this.cfg.index, to);
+      } catch {
+        throw new ProtocolError('bad_key', `client ${to}'s channel key is not a usable X25519 key`);
+      }
       return { to, ct: seal(key, plain, aad) };
     });
+    this.roster = roster;
     return { shares, commit: commitSeed(this.seed, this.cfg.tag, this.cfg.index) };
   }
 
   /**
    * R2 input: boxes from neighbours in U2. A box that fails to open, or that opens to a share meant for
-   * someone else, is set aside (we still mask with that peer: the server counts it in U2).
+   * someone else, is set aside (we still mask with that peer: the server counts it in U2). Fewer than t
+   * boxes that open is refused: with an empty inbox we would mask with the self-mask alone, and the
+   * honest neighbours' self-mask shares would then hand the server our input.
    */
   receiveInbox(raw: unknown): number[] {
     if (this.maskPeers) throw new ProtocolError('duplicate', 'inbox already received');
@@ -110,6 +179,8 @@ export class SecAggClientSession {
     const entries = list(record(raw, 'inbox').shares, 'inbox.shares', this.cfg.n);
     const aad = utf8ToBytes(this.cfg.tag);
     const peers: number[] = [];
+    const held = new Map<number, Held>();
+    const bad: { from: number; reason: string }[] = [];
     for (const e of entries) {
       const r = record(e, 'inbox entry');
       const from = index(r.from, 'inbox.from', this.cfg.n);
@@ -124,17 +195,28 @@ export class SecAggClientSession {
         const dv = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
         if (plain.length !== BOX_PLAIN) throw new Error('wrong size');
         if (dv.getUint32(0) !== from || dv.getUint32(4) !== this.cfg.index) {
-          this.badBoxes.push({ from, reason: 'misaddressed' });
+          bad.push({ from, reason: 'misaddressed' });
           continue;
         }
-        this.held.set(from, {
-          s: { x: this.cfg.index, y: plain.slice(8, 8 + SHARE_BYTES) },
-          b: { x: this.cfg.index, y: plain.slice(8 + SHARE_BYTES) },
-        });
+        const sY = plain.slice(8, 8 + SHARE_BYTES);
+        const bY = plain.slice(8 + SHARE_BYTES);
+        // A share outside the field would be refused at the server with us named for it: never pass it on.
+        if (!isFieldElement(sY) || !isFieldElement(bY)) {
+          bad.push({ from, reason: 'share outside the field' });
+          continue;
+        }
+        held.set(from, { s: { x: this.cfg.index, y: sY }, b: { x: this.cfg.index, y: bY } });
       } catch {
-        this.badBoxes.push({ from, reason: 'does not open' });
+        bad.push({ from, reason: 'does not open' });
       }
     }
+    this.badBoxes.push(...bad);
+    if (held.size < this.cfg.t)
+      throw new ProtocolError(
+        'too_few_shares',
+        `inbox has ${held.size} boxes that open (of ${entries.length}), threshold is ${this.cfg.t}`,
+      );
+    this.held = held;
     this.maskPeers = peers.sort((a, b) => a - b);
     return this.maskPeers;
   }
@@ -156,6 +238,12 @@ export class SecAggClientSession {
   /**
    * R4: refuses (throws) a request that names a peer as both survivor and dropout, names a peer we hold
    * nothing for in a role it cannot have, or comes twice: answering could unmask that peer's input.
+   *
+   * It also refuses a request naming fewer than t of OUR neighbours as survivors. We are a survivor too
+   * (we are being asked), but we do not count: the server rebuilds our own self-mask from t surviving
+   * neighbours, so an honest request always names at least t of them besides us (the server aborts
+   * otherwise). A request naming fewer is the server calling our neighbours dropped so that their key
+   * shares strip their pairwise masks from a "sum" of very few inputs.
    */
   receiveUnmask(raw: unknown): Reveal {
     if (!this.maskPeers) throw new ProtocolError('wrong_phase', 'unmask request before inbox');
@@ -172,6 +260,12 @@ export class SecAggClientSession {
     }
     if (dropped.includes(this.cfg.index))
       throw new ProtocolError('both_shares', 'server calls this client dropped while asking it to unmask');
+    const surviving = survivors.filter((v) => v !== this.cfg.index).length;
+    if (surviving < this.cfg.t)
+      throw new ProtocolError(
+        'too_few_peers',
+        `unmask request names ${surviving} surviving neighbours, threshold is ${this.cfg.t}`,
+      );
     this.revealed = true;
     const pick = (ids: number[], k: 'b' | 's') =>
       ids.filter((v) => this.held.has(v)).map((v) => ({ of: v, share: this.held.get(v)![k].y }));

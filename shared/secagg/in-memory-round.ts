@@ -1,7 +1,16 @@
+import { ProtocolError, type RejectReason } from '../base/errors.ts';
 import { SecAggClientSession } from './client-session.ts';
 import { SecAggServerSession } from './server-session.ts';
 import { addInto } from './ring.ts';
-import type { Inbox, Reveal, Roster, ShareKeys, UnmaskRequest } from './types.ts';
+import type {
+  AdvertiseKeys,
+  Inbox,
+  Reveal,
+  Roster,
+  SecAggActivePhase,
+  ShareKeys,
+  UnmaskRequest,
+} from './types.ts';
 
 // performance.now is in browsers, workers and Node alike, but not in the ES2022 lib shared/ compiles against.
 const perf = (globalThis as { performance?: { now(): number } }).performance;
@@ -20,6 +29,7 @@ export interface InMemoryRoundInput {
   drops?: ReadonlyMap<number, DropPoint>;
   /** Lets a test alter what a client sends or receives. */
   tamper?: {
+    keys?: (from: number, m: AdvertiseKeys) => AdvertiseKeys;
     shares?: (from: number, m: ShareKeys) => ShareKeys;
     inbox?: (to: number, m: Inbox) => Inbox;
     unmask?: (to: number, m: UnmaskRequest) => UnmaskRequest;
@@ -40,6 +50,8 @@ export interface InMemoryRoundResult {
   expected: Uint32Array;
   survivors: number[];
   transcript: Transcript;
+  /** Messages the server refused, in order; as over the socket, the round went on without them. */
+  rejected: { from: number; phase: SecAggActivePhase; reason: RejectReason }[];
   clients: SecAggClientSession[];
   server: SecAggServerSession;
   /** Milliseconds spent in client code (total) and server code, per phase. */
@@ -87,12 +99,22 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
     reveals: new Map(),
   };
   const ids = clients.map((_, i) => i + 1);
+  const rejected: InMemoryRoundResult['rejected'] = [];
+  const deliver = (from: number, phase: SecAggActivePhase, receive: () => void): void => {
+    try {
+      timed('server', receive);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      rejected.push({ from, phase, reason: e.reason });
+    }
+  };
 
   for (const u of ids) {
     if (drops.get(u) === 'before-keys') continue;
-    const m = timed('clientOther', () => clients[u - 1].advertise());
+    let m = timed('clientOther', () => clients[u - 1].advertise());
+    if (sim.tamper?.keys) m = sim.tamper.keys(u, m);
     transcript.keys.set(u, m);
-    timed('server', () => server.receiveKeys(u, m));
+    deliver(u, 'keys', () => server.receiveKeys(u, m));
   }
   const rosters = timed('server', () => server.closeKeys());
   for (const [u, roster] of rosters) {
@@ -100,7 +122,7 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
     let m = timed('clientOther', () => clients[u - 1].receiveRoster(roster as Roster));
     if (sim.tamper?.shares) m = sim.tamper.shares(u, m);
     transcript.shares.set(u, m);
-    timed('server', () => server.receiveShares(u, m));
+    deliver(u, 'shares', () => server.receiveShares(u, m));
   }
   const inboxes = timed('server', () => server.closeShares());
   for (const [u, inbox0] of inboxes) {
@@ -109,7 +131,7 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
     timed('clientOther', () => clients[u - 1].receiveInbox(inbox));
     const y = timed('clientMask', () => clients[u - 1].mask(sim.inputs[u - 1]));
     transcript.masked.set(u, y);
-    timed('server', () => server.receiveMasked(u, y));
+    deliver(u, 'masked', () => server.receiveMasked(u, y));
   }
   const requests = timed('server', () => server.closeMasked());
   for (const [u, req0] of requests) {
@@ -118,11 +140,11 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
     let r = timed('clientOther', () => clients[u - 1].receiveUnmask(req));
     if (sim.tamper?.reveal) r = sim.tamper.reveal(u, r);
     transcript.reveals.set(u, r);
-    timed('server', () => server.receiveReveal(u, r));
+    deliver(u, 'unmask', () => server.receiveReveal(u, r));
   }
   const sum = timed('server', () => server.closeUnmask());
   const survivors = [...server.survivors];
   const expected = new Uint32Array(L);
   for (const u of survivors) addInto(expected, sim.inputs[u - 1]);
-  return { sum, expected, survivors, transcript, clients, server, ms };
+  return { sum, expected, survivors, transcript, rejected, clients, server, ms };
 }

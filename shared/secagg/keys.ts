@@ -23,6 +23,66 @@ export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
   return x25519.getPublicKey(secretKey);
 }
 
+/** What is wrong with a peer's X25519 public key. */
+export type KeyProblem = 'wrong_length' | 'low_order' | 'non_canonical';
+
+const P25519 = 2n ** 255n - 19n;
+const A24 = 121665n; // (486662 - 2) / 4, as in the RFC 7748 ladder
+
+/**
+ * libsodium's small-order blacklist (has_small_order in
+ * src/libsodium/crypto_scalarmult/curve25519/ref10/x25519_ref10.c), u little-endian, bit 255 ignored:
+ * 0, 1, the two points of order 8, p - 1, and the non-canonical p (= 0) and p + 1 (= 1).
+ */
+const LOW_ORDER_U = new Set([
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
+  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+]);
+
+const toHex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+
+/**
+ * X25519 of u with the fixed scalar 8 (three x-only doublings, the ladder's doubling step) is all-zero
+ * exactly when u's point has order dividing 8, on the curve or its twist: every clamped secret is a
+ * multiple of 8, so such a key forces the all-zero shared secret RFC 7748 section 6.1 says to refuse.
+ * This backs up the list above whatever the encoding, at the cost of a few multiplications.
+ */
+export function eightTimesIsZero(u: bigint): boolean {
+  const m = (a: bigint): bigint => ((a % P25519) + P25519) % P25519;
+  let x = m(u);
+  let z = 1n;
+  for (let i = 0; i < 3; i++) {
+    const aa = m((x + z) * (x + z));
+    const bb = m((x - z) * (x - z));
+    const e = m(aa - bb);
+    x = m(aa * bb);
+    z = m(e * (aa + A24 * e));
+  }
+  return x === 0n || z === 0n; // the ladder returns x * z^(p-2): zero when either is
+}
+
+/**
+ * Checks a peer's X25519 public key before anyone agrees a key with it; null when it is fine.
+ * Refuses small-order points (every shared secret with them is all-zero, so a neighbour's key agreement
+ * fails or its masks become public) in any encoding, and non-canonical encodings (bit 255 set, or
+ * u >= p), which honest clients never send and which would give one key two spellings.
+ */
+export function checkPublicKey(pk: Uint8Array): KeyProblem | null {
+  if (!(pk instanceof Uint8Array) || pk.length !== KEY_BYTES) return 'wrong_length';
+  const masked = pk.slice();
+  masked[KEY_BYTES - 1] &= 0x7f;
+  let u = 0n;
+  for (let i = KEY_BYTES - 1; i >= 0; i--) u = (u << 8n) | BigInt(masked[i]);
+  if (LOW_ORDER_U.has(toHex(masked)) || eightTimesIsZero(u)) return 'low_order';
+  if (pk[KEY_BYTES - 1] & 0x80 || u >= P25519) return 'non_canonical';
+  return null;
+}
+
 /** X25519; throws on a low-order peer key (noble refuses the all-zero shared secret). */
 export function agree(secretKey: Uint8Array, peerPublicKey: Uint8Array): Uint8Array {
   if (peerPublicKey.length !== KEY_BYTES) throw new RangeError(`public key must be ${KEY_BYTES} bytes`);

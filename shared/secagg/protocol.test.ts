@@ -1,13 +1,14 @@
-import { randomBytes } from '@noble/hashes/utils.js';
+import { hexToBytes, randomBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { SecAggClientSession } from './client-session.ts';
 import { ProtocolError } from '../base/errors.ts';
 import { SecAggAbort } from './errors.ts';
 import { harary } from './graph.ts';
 import { addMask, NONCE_SELF } from './prg.ts';
-import { reconstruct } from './shamir.ts';
+import { bigToBytes, bytesToBig, FIELD_PRIME, reconstruct, SHARE_BYTES } from './shamir.ts';
 import { SecAggServerSession } from './server-session.ts';
 import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-memory-round.ts';
+import type { Reveal } from './types.ts';
 
 const BITS = 20;
 function inputs(n: number, L: number): Uint32Array[] {
@@ -280,5 +281,135 @@ describe('misbehaviour is rejected with a reason', () => {
       },
     });
     expect(() => runInMemoryRound(sim)).toThrow(/commitment/);
+  });
+});
+
+describe('bad keys and bad shares: refused or corrected, and the round completes', () => {
+  /** Another field element than the share: what a cheating holder could reveal. */
+  const wrongShare = (y: Uint8Array): Uint8Array =>
+    bigToBytes((bytesToBig(y) + 1n + bytesToBig(randomBytes(16))) % FIELD_PRIME, SHARE_BYTES);
+  const corrupt = (l: Reveal['b']): Reveal['b'] => l.map((e) => ({ ...e, share: wrongShare(e.share) }));
+
+  it('a holder revealing wrong (in-field) shares of every peer: the sum is exact and it is named', () => {
+    // Full graph, n = 8, t = 3, client 6 drops after sharing: every secret has 6 or 7 shares, so one
+    // wrong share is within the correction bound floor((m - t) / 2).
+    const sim = setup(8, 7, 3, 64, {
+      drops: new Map([[6, 'after-shares' as DropPoint]]),
+      tamper: { reveal: (u, m) => (u === 1 ? { b: corrupt(m.b), s: corrupt(m.s) } : m) },
+    });
+    const r = runInMemoryRound(sim);
+    expect(r.transcript.reveals.get(1)!.s.length).toBe(1); // the dropped client's key share was forged too
+    expect(r.sum).toEqual(r.expected);
+    expect(r.server.culprits).toEqual([1]);
+    expect(r.rejected).toEqual([]);
+  });
+
+  it('two colluding holders with enough redundancy (m = 9, t = 3): corrected, both named', () => {
+    const sim = setup(10, 9, 3, 32, {
+      tamper: { reveal: (u, m) => (u === 2 || u === 5 ? { b: corrupt(m.b), s: m.s } : m) },
+    });
+    const r = runInMemoryRound(sim);
+    expect(r.sum).toEqual(r.expected);
+    expect(r.server.culprits).toEqual([2, 5]);
+  });
+
+  it('more wrong shares than can be corrected: a clean abort, nothing released', () => {
+    // n = 5 full graph, t = 3: 4 holders per secret, bound floor((4 - 3) / 2) = 0.
+    const sim = setup(5, 4, 3, 16, {
+      tamper: { reveal: (u, m) => (u === 2 ? { b: corrupt(m.b), s: m.s } : m) },
+    });
+    let err: unknown;
+    try {
+      runInMemoryRound(sim);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SecAggAbort);
+    expect((err as Error).message).toMatch(
+      /does not match its commitment, and 4 shares .* cannot correct it/,
+    );
+  });
+
+  it('a share that is not a field element is refused on receipt (malformed_share); the round completes without it', () => {
+    const sim = setup(7, 6, 3, 32, {
+      drops: new Map([[7, 'after-shares' as DropPoint]]),
+      tamper: {
+        reveal: (u, m) =>
+          u === 3
+            ? { b: m.b.map((e, i) => (i === 0 ? { ...e, share: new Uint8Array(33).fill(0xff) } : e)), s: m.s }
+            : m,
+      },
+    });
+    const r = runInMemoryRound(sim);
+    expect(r.rejected).toEqual([{ from: 3, phase: 'unmask', reason: 'malformed_share' }]);
+    expect(r.sum).toEqual(r.expected);
+    expect(r.server.culprits).toEqual([3]);
+  });
+
+  it('a low-order key is refused at R0 (bad_key) and the round completes without that client', () => {
+    const order8 = hexToBytes('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800');
+    const sim = setup(8, 7, 3, 32, {
+      tamper: {
+        keys: (u, m) => (u === 4 ? { ...m, sPk: order8 } : u === 6 ? { ...m, cPk: new Uint8Array(32) } : m),
+      },
+    });
+    const r = runInMemoryRound(sim);
+    expect(r.rejected).toEqual([
+      { from: 4, phase: 'keys', reason: 'bad_key' },
+      { from: 6, phase: 'keys', reason: 'bad_key' },
+    ]);
+    expect(r.survivors).toEqual([1, 2, 3, 5, 7, 8]);
+    expect(r.sum).toEqual(r.expected);
+  });
+
+  it('a refused client is not waited for and cannot come back in the same attempt', () => {
+    const n = 5;
+    const nb = harary(n, n - 1).map((l) => l.map((v) => v + 1));
+    const server = new SecAggServerSession({
+      tag: 'x',
+      n,
+      neighbours: nb,
+      t: 2,
+      vectorLength: 4,
+      minSurvivors: 2,
+    });
+    const clients = Array.from(
+      { length: n },
+      (_, i) => new SecAggClientSession({ tag: 'x', index: i + 1, n, t: 2, vectorLength: 4 }),
+    );
+    const reason = (f: () => unknown): string => {
+      try {
+        f();
+      } catch (e) {
+        if (e instanceof ProtocolError) return e.reason;
+        throw e;
+      }
+      return 'accepted';
+    };
+    const k5 = clients[4].advertise();
+    expect(reason(() => server.receiveKeys(5, { ...k5, cPk: new Uint8Array(32) }))).toBe('bad_key');
+    expect(server.waitingFor()).toEqual([1, 2, 3, 4]);
+    expect(reason(() => server.receiveKeys(5, k5))).toBe('duplicate');
+    const live = [1, 2, 3, 4];
+    for (const u of live) server.receiveKeys(u, clients[u - 1].advertise());
+    expect(server.waitingFor()).toEqual([]);
+    const rosters = server.closeKeys();
+    expect([...rosters.keys()]).toEqual(live);
+    expect(rosters.get(1)!.peers.map((p) => p.index)).toEqual([2, 3, 4]);
+    for (const u of live) server.receiveShares(u, clients[u - 1].receiveRoster(rosters.get(u)));
+    const inboxes = server.closeShares();
+    for (const u of live) {
+      clients[u - 1].receiveInbox(inboxes.get(u));
+      server.receiveMasked(u, clients[u - 1].mask(new Uint32Array(4).fill(u)));
+    }
+    const reqs = server.closeMasked();
+    const rv1 = clients[0].receiveUnmask(reqs.get(1));
+    const bad = { b: rv1.b.map((e) => ({ ...e, share: new Uint8Array(33).fill(0xee) })), s: rv1.s };
+    expect(reason(() => server.receiveReveal(1, bad))).toBe('malformed_share');
+    expect(server.waitingFor()).toEqual([2, 3, 4]);
+    expect(reason(() => server.receiveReveal(1, rv1))).toBe('duplicate');
+    for (const u of [2, 3, 4]) server.receiveReveal(u, clients[u - 1].receiveUnmask(reqs.get(u)));
+    expect(server.closeUnmask()).toEqual(Uint32Array.from([10, 10, 10, 10]));
+    expect(server.culprits).toEqual([1]);
   });
 });

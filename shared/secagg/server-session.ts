@@ -1,10 +1,16 @@
 import { bytes, index, list, record } from './check.ts';
 import { ProtocolError } from '../base/errors.ts';
 import { SecAggAbort } from './errors.ts';
-import { bytesEqual, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
+import { bytesEqual, checkPublicKey, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
 import { addInto } from './ring.ts';
-import { reconstruct, SHARE_BYTES, type Share } from './shamir.ts';
+import {
+  isFieldElement,
+  reconstructVerified,
+  SHARE_BYTES,
+  type LagrangeCache,
+  type Share,
+} from './shamir.ts';
 import type { AdvertiseKeys, Inbox, PeerKeys, Roster, SecAggPhase, UnmaskRequest } from './types.ts';
 
 export interface ServerSessionConfig {
@@ -27,6 +33,7 @@ const MAX_BOX_BYTES = 256;
  * exactly the secrets needed to strip the masks from the SUM: b_u of survivors, s_d of dropouts.
  * Each receive* throws ProtocolError for a bad message (the round goes on); each close* moves to the next
  * phase with whoever answered, or throws SecAggAbort when too few remain (no partial result).
+ * Wrong revealed shares are corrected where the redundancy allows, and their senders named in `culprits`.
  */
 export class SecAggServerSession {
   phase: SecAggPhase = 'keys';
@@ -45,6 +52,9 @@ export class SecAggServerSession {
   private requests = new Map<number, UnmaskRequest>();
   private readonly revealed = new Map<number, { b: Map<number, Uint8Array>; s: Map<number, Uint8Array> }>();
   private readonly nb: Set<number>[];
+  /** Clients dropped from this attempt for a bad key (R0) or a malformed share (R4): not waited for. */
+  private readonly excluded = new Set<number>();
+  private readonly culpritSet = new Set<number>();
 
   constructor(readonly cfg: ServerSessionConfig) {
     if (cfg.neighbours.length !== cfg.n) throw new RangeError('need one neighbour list per client');
@@ -63,13 +73,13 @@ export class SecAggServerSession {
     const all = Array.from({ length: this.cfg.n }, (_, i) => i + 1);
     switch (this.phase) {
       case 'keys':
-        return all.filter((u) => !this.keys.has(u));
+        return all.filter((u) => !this.keys.has(u) && !this.excluded.has(u));
       case 'shares':
         return this.u1.filter((u) => !this.boxes.has(u));
       case 'masked':
         return this.u2.filter((u) => !this.masked.has(u));
       case 'unmask':
-        return this.u3.filter((u) => !this.revealed.has(u));
+        return this.u3.filter((u) => !this.revealed.has(u) && !this.excluded.has(u));
       default:
         return [];
     }
@@ -77,6 +87,15 @@ export class SecAggServerSession {
 
   get survivors(): readonly number[] {
     return this.u3;
+  }
+
+  /**
+   * Clients that revealed a share that is not a field element, or one off the polynomial the other shares
+   * agree on (found while unmasking; kept when the round aborts). Ascending. A share can also be wrong
+   * because its dealer sent a bad one inside the box, which the server cannot tell apart.
+   */
+  get culprits(): number[] {
+    return [...this.culpritSet].sort((a, b) => a - b);
   }
 
   private expect(phase: SecAggPhase, what: string): void {
@@ -113,9 +132,17 @@ export class SecAggServerSession {
   receiveKeys(from: number, raw: unknown): void {
     this.expect('keys', 'keys');
     if (this.keys.has(from)) throw new ProtocolError('duplicate', `client ${from} already advertised keys`);
+    if (this.excluded.has(from))
+      throw new ProtocolError('duplicate', `client ${from} was dropped from this attempt for a bad key`);
     const r = record(raw, 'keys');
     const cPk = bytes(r.cPk, 'cPk', KEY_BYTES);
     const sPk = bytes(r.sPk, 'sPk', KEY_BYTES);
+    // A small-order key would make every neighbour's key agreement fail: refuse it before rosters go out.
+    const problem = checkPublicKey(cPk) ?? checkPublicKey(sPk);
+    if (problem) {
+      this.excluded.add(from);
+      throw new ProtocolError('bad_key', `public key refused: ${problem}`);
+    }
     if (bytesEqual(cPk, sPk)) throw new ProtocolError('bad_key', 'cPk and sPk must differ');
     this.keys.set(from, { cPk, sPk });
   }
@@ -234,7 +261,7 @@ export class SecAggServerSession {
     this.expect('unmask', 'reveal');
     const req = this.requests.get(from);
     if (!req) throw new ProtocolError('not_selected', `client ${from} was not asked to unmask`);
-    if (this.revealed.has(from))
+    if (this.revealed.has(from) || this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
     const r = record(raw, 'reveal');
     const take = (v: unknown, kind: 'b' | 's'): Map<number, Uint8Array> => {
@@ -263,16 +290,47 @@ export class SecAggServerSession {
             `${kind}-share of ${of} was not requested from ${from}`,
           );
     }
+    // 33 bytes can hold values up to 2^264: checked here, so nothing out of the field reaches unmasking.
+    for (const m of [b, s])
+      for (const [of, y] of m)
+        if (!isFieldElement(y)) {
+          this.excluded.add(from);
+          this.culpritSet.add(from);
+          throw new ProtocolError('malformed_share', `share of ${of} from ${from} is not a field element`);
+        }
     this.revealed.set(from, { b, s });
   }
 
+  /** The revealed shares of one secret, by holder; holders already caught with a bad share go last. */
   private collect(of: number, kind: 'b' | 's'): Share[] {
     const out: Share[] = [];
     for (const [holder, r] of this.revealed) {
       const y = r[kind].get(of);
       if (y) out.push({ x: holder, y });
     }
-    return out;
+    const late = (x: number): number => (this.culpritSet.has(x) ? 1 : 0);
+    return out.sort((a, b) => late(a.x) - late(b.x) || a.x - b.x);
+  }
+
+  /** One secret from its shares, checked by `verify`, wrong shares corrected and their holders named. */
+  private recover(
+    of: number,
+    kind: 'b' | 's',
+    what: string,
+    against: string,
+    verify: (secret: Uint8Array) => boolean,
+    cache: LagrangeCache,
+  ): Uint8Array {
+    const { t } = this.cfg;
+    const shares = this.collect(of, kind);
+    if (shares.length < t) this.abort(`${what}: ${shares.length} shares, threshold ${t}`);
+    const r = reconstructVerified(shares, t, verify, cache);
+    if (!r)
+      this.abort(
+        `${what} does not match its ${against}, and ${shares.length} shares (threshold ${t}) cannot correct it (bad shares)`,
+      );
+    for (const x of r.bad) this.culpritSet.add(x);
+    return r.secret;
   }
 
   /** R4 -> done: the exact sum of the survivors' inputs, or SecAggAbort. */
@@ -280,42 +338,30 @@ export class SecAggServerSession {
     this.expect('unmask', 'closeUnmask');
     const inU3 = new Set(this.u3);
     const dropped = this.u2.filter((u) => !inU3.has(u));
-    const { tag, t } = this.cfg;
-    // Reconstruct and check every secret first, so a failure leaves nothing half-unmasked.
+    const { tag } = this.cfg;
+    // Reconstruct and check every secret, and derive every pairwise seed, before touching the sum, so a
+    // failure leaves nothing half-unmasked. One weight cache: many secrets share their first t holders.
+    const cache: LagrangeCache = new Map();
     const seeds = new Map<number, Uint8Array>();
     for (const u of this.u3) {
-      const shares = this.collect(u, 'b');
-      if (shares.length < t)
-        this.abort(`self-mask seed of client ${u}: ${shares.length} shares, threshold ${t}`);
-      const seed = reconstruct(shares, t);
-      if (!bytesEqual(commitSeed(seed, tag, u), this.commits.get(u)!))
-        this.abort(`self-mask seed of client ${u} does not match its commitment (bad shares)`);
-      seeds.set(u, seed);
+      const commit = this.commits.get(u)!;
+      const verify = (seed: Uint8Array): boolean => bytesEqual(commitSeed(seed, tag, u), commit);
+      seeds.set(u, this.recover(u, 'b', `self-mask seed of client ${u}`, 'commitment', verify, cache));
     }
-    const secrets = new Map<number, Uint8Array>();
+    const pairwise: { seed: Uint8Array; sign: 1 | -1 }[] = [];
     for (const d of dropped) {
-      const shares = this.collect(d, 's');
-      if (shares.length < t)
-        this.abort(`mask key of dropped client ${d}: ${shares.length} shares, threshold ${t}`);
-      let sk: Uint8Array;
-      try {
-        sk = reconstruct(shares, t);
-      } catch {
-        this.abort(`mask key of dropped client ${d} did not reconstruct (bad shares)`);
-      }
-      if (!bytesEqual(publicKeyOf(sk), this.keys.get(d)!.sPk))
-        this.abort(`mask key of dropped client ${d} does not match its public key (bad shares)`);
-      secrets.set(d, sk);
-    }
-    const sum = this.sum;
-    for (const [u, seed] of seeds) addMask(sum, seed, NONCE_SELF, -1);
-    for (const [d, sk] of secrets) {
+      const sPk = this.keys.get(d)!.sPk;
+      const verify = (sk: Uint8Array): boolean => bytesEqual(publicKeyOf(sk), sPk);
+      const sk = this.recover(d, 's', `mask key of dropped client ${d}`, 'public key', verify, cache);
       for (const v of this.nb[d - 1]) {
         if (!inU3.has(v)) continue;
-        // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that.
-        addMask(sum, maskSeed(sk, this.keys.get(v)!.sPk, tag, d, v), NONCE_PAIR, v > d ? -1 : 1);
+        // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that. Keys were checked at R0.
+        pairwise.push({ seed: maskSeed(sk, this.keys.get(v)!.sPk, tag, d, v), sign: v > d ? -1 : 1 });
       }
     }
+    const sum = this.sum;
+    for (const seed of seeds.values()) addMask(sum, seed, NONCE_SELF, -1);
+    for (const { seed, sign } of pairwise) addMask(sum, seed, NONCE_PAIR, sign);
     this.phase = 'done';
     return sum;
   }

@@ -1,6 +1,19 @@
-import { randomBytes } from '@noble/hashes/utils.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
-import { bigToBytes, bytesToBig, FIELD_PRIME, invMod, reconstruct, SHARE_BYTES, split } from './shamir.ts';
+import {
+  bigToBytes,
+  bytesToBig,
+  FIELD_PRIME,
+  invMod,
+  lagrangeAtZero,
+  reconstruct,
+  reconstructVerified,
+  SHARE_BYTES,
+  split,
+  type LagrangeCache,
+  type Share,
+} from './shamir.ts';
 
 function modpow(b: bigint, e: bigint, m: bigint): bigint {
   let r = 1n;
@@ -112,5 +125,152 @@ describe('Shamir', () => {
       out = e as Error;
     }
     expect(out).not.toEqual(secret);
+  });
+});
+
+describe('Lagrange weights at 0', () => {
+  it('known answer: points 1, 2, 3 give 3, -3, 1', () => {
+    expect(lagrangeAtZero([1, 2, 3])).toEqual([3n, FIELD_PRIME - 3n, 1n]);
+  });
+  it('agree with the direct formula (one inversion each), and sum to 1', () => {
+    const xs = [4, 9, 17, 2, 33, 100, 7];
+    const w = lagrangeAtZero(xs);
+    xs.forEach((xi, i) => {
+      let n = 1n;
+      let d = 1n;
+      for (const xj of xs)
+        if (xj !== xi) {
+          n = (n * BigInt(xj)) % FIELD_PRIME;
+          d = (d * ((BigInt(xj - xi) + FIELD_PRIME) % FIELD_PRIME)) % FIELD_PRIME;
+        }
+      expect(w[i]).toBe((n * invMod(d)) % FIELD_PRIME);
+    });
+    expect(w.reduce((a, b) => a + b, 0n) % FIELD_PRIME).toBe(1n);
+  });
+});
+
+describe('reconstructVerified (wrong shares corrected and named)', () => {
+  /** Reproducible choices: SHA-256 in counter mode over a fixed label. */
+  function seeded(label: string) {
+    let ctr = 0;
+    const next = (): Uint8Array => sha256(utf8ToBytes(`${label}/${ctr++}`));
+    const int = (lo: number, hi: number): number => lo + Number(bytesToBig(next()) % BigInt(hi - lo + 1));
+    return { int, bytes: next };
+  }
+  const commitTo = (s: Uint8Array): Uint8Array => sha256(s);
+  const verifier = (secret: Uint8Array) => {
+    const c = commitTo(secret);
+    return (s: Uint8Array): boolean => commitTo(s).every((b, i) => b === c[i]);
+  };
+  /** Another field element than `y`, still a valid 33-byte share value. */
+  const wrong = (y: Uint8Array): Uint8Array =>
+    bigToBytes((bytesToBig(y) + 1n + bytesToBig(randomBytes(16))) % FIELD_PRIME, SHARE_BYTES);
+  const outOfField = (): Uint8Array => new Uint8Array(SHARE_BYTES).fill(0xff);
+
+  it('honest shares: the first t are enough, nothing is named', () => {
+    const secret = randomBytes(32);
+    const shares = split(secret, 3, [1, 2, 3, 4, 5]);
+    expect(reconstructVerified(shares, 3, verifier(secret))).toEqual({ secret, bad: [] });
+  });
+
+  it('a wrong share among the first t is corrected from the others and its holder named', () => {
+    const secret = randomBytes(32);
+    const shares = split(secret, 3, [1, 2, 3, 4, 5]);
+    shares[1] = { x: 2, y: wrong(shares[1].y) };
+    expect(reconstruct(shares, 3)).not.toEqual(secret); // the plain path is fooled
+    expect(reconstructVerified(shares, 3, verifier(secret))).toEqual({ secret, bad: [2] });
+  });
+
+  it('property: e <= floor((m - t) / 2) wrong shares anywhere are corrected and exactly their holders named', () => {
+    const r = seeded('verified-ok');
+    for (let trial = 0; trial < 60; trial++) {
+      const t = r.int(1, 5);
+      const m = t + r.int(0, 8);
+      const e = r.int(0, Math.floor((m - t) / 2));
+      const secret = r.bytes();
+      const xs = Array.from({ length: m }, (_, i) => 3 * i + 1 + r.int(0, 2));
+      const shares = split(secret, t, xs);
+      const bad = new Set<number>();
+      while (bad.size < e) bad.add(r.int(0, m - 1));
+      for (const i of bad) shares[i] = { x: shares[i].x, y: wrong(shares[i].y) };
+      const got = reconstructVerified(shares, t, verifier(secret));
+      expect(got?.secret, `t=${t} m=${m} e=${e}`).toEqual(secret);
+      // A wrong share outside the first t is not needed, so the fast path does not look at it.
+      const named = [...bad].map((i) => xs[i]).sort((a, b) => a - b);
+      const firstT = [...bad].some((i) => i < t);
+      expect(got?.bad).toEqual(firstT ? named : []);
+    }
+  });
+
+  it('property: more wrong shares than the bound give null (no secret, no throw)', () => {
+    const r = seeded('verified-too-many');
+    for (let trial = 0; trial < 40; trial++) {
+      const t = r.int(1, 4);
+      const m = t + r.int(0, 6);
+      const e = r.int(Math.floor((m - t) / 2) + 1, m);
+      const secret = r.bytes();
+      const xs = Array.from({ length: m }, (_, i) => i + 1);
+      const shares = split(secret, t, xs);
+      for (let i = 0; i < e; i++) shares[i] = { x: shares[i].x, y: wrong(shares[i].y) };
+      expect(reconstructVerified(shares, t, verifier(secret)), `t=${t} m=${m} e=${e}`).toBeNull();
+    }
+  });
+
+  it('colluders beyond the bound who agree on another secret are caught by the check: null', () => {
+    // m = 7, t = 3, bound 2: holders 3..7 (five) move their shares onto a polynomial with another secret
+    // that meets the true one at holders 1 and 2, so decoding alone would accept it.
+    const secret = randomBytes(32);
+    const xs = [1, 2, 3, 4, 5, 6, 7];
+    const shares = split(secret, 3, xs);
+    const fake = randomBytes(32);
+    // g(x) = f(x) + (fake - secret) * (x - 1)(x - 2) / 2: g(0) = fake, g(1) = f(1), g(2) = f(2).
+    const D = (bytesToBig(fake) - bytesToBig(secret) + FIELD_PRIME) % FIELD_PRIME;
+    const half = invMod(2n);
+    const forged: Share[] = shares.map((s) => {
+      const x = BigInt(s.x);
+      const shift = (((D * (x - 1n) * (x - 2n)) % FIELD_PRIME) * half) % FIELD_PRIME;
+      return { x: s.x, y: bigToBytes((bytesToBig(s.y) + shift) % FIELD_PRIME, SHARE_BYTES) };
+    });
+    expect(reconstruct(forged, 3)).toEqual(fake);
+    expect(reconstructVerified(forged, 3, verifier(secret))).toBeNull();
+  });
+
+  it('shares that are not field elements are left out and named; with too few left, null', () => {
+    const secret = randomBytes(32);
+    const shares = split(secret, 2, [1, 2, 3, 4]);
+    shares[0] = { x: 1, y: outOfField() };
+    shares[2] = { x: 3, y: new Uint8Array(5) };
+    expect(reconstructVerified(shares, 2, verifier(secret))).toEqual({ secret, bad: [1, 3] });
+    shares[1] = { x: 2, y: outOfField() };
+    expect(reconstructVerified(shares, 2, verifier(secret))).toBeNull();
+  });
+
+  it('m = t: one wrong share cannot be corrected: null', () => {
+    const secret = randomBytes(32);
+    const shares = split(secret, 3, [1, 2, 3]);
+    shares[2] = { x: 3, y: wrong(shares[2].y) };
+    expect(reconstructVerified(shares, 3, verifier(secret))).toBeNull();
+  });
+
+  it('a verifier that throws counts as a failed check; bad arguments still throw', () => {
+    const shares = split(randomBytes(32), 2, [1, 2, 3]);
+    expect(
+      reconstructVerified(shares, 2, () => {
+        throw new Error('boom');
+      }),
+    ).toBeNull();
+    expect(() => reconstructVerified([shares[0], shares[0]], 1, () => true)).toThrow(/duplicate/);
+    expect(() => reconstructVerified(shares, 0, () => true)).toThrow(/threshold/);
+  });
+
+  it('weights are cached by holder set and reused across secrets', () => {
+    const cache: LagrangeCache = new Map();
+    for (let i = 0; i < 5; i++) {
+      const secret = randomBytes(32);
+      expect(
+        reconstructVerified(split(secret, 3, [2, 5, 9, 11]), 3, verifier(secret), cache)?.secret,
+      ).toEqual(secret);
+    }
+    expect([...cache.keys()]).toEqual(['2,5,9']);
   });
 });

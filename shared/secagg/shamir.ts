@@ -1,13 +1,24 @@
 import { randomBytes } from '@noble/hashes/utils.js';
+import {
+  batchInvert,
+  bigToBytes,
+  bytesToBig,
+  ELEMENT_BYTES,
+  FIELD_PRIME,
+  isFieldElement,
+  mod,
+} from './field.ts';
+import { decode } from './reed-solomon.ts';
+
+export { bigToBytes, bytesToBig, FIELD_PRIME, invMod, isFieldElement } from './field.ts';
 
 /**
  * Shamir t-of-k secret sharing of 32-byte secrets over GF(p), p = 2^256 + 297 (the smallest prime
  * above 2^256), so every 32-byte string is a field element and no secret needs chunking or reduction.
  * A share is (x, y): x is the holder's 1-based index, y is 33 bytes big-endian.
  */
-export const FIELD_PRIME = 2n ** 256n + 297n;
 export const SECRET_BYTES = 32;
-export const SHARE_BYTES = 33;
+export const SHARE_BYTES = ELEMENT_BYTES;
 
 export interface Share {
   x: number;
@@ -15,38 +26,7 @@ export interface Share {
 }
 
 const P = FIELD_PRIME;
-const mod = (a: bigint): bigint => ((a % P) + P) % P;
-
-export function bytesToBig(b: Uint8Array): bigint {
-  let v = 0n;
-  for (const byte of b) v = (v << 8n) | BigInt(byte);
-  return v;
-}
-
-export function bigToBytes(v: bigint, len: number): Uint8Array {
-  const out = new Uint8Array(len);
-  for (let i = len - 1; i >= 0; i--) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  if (v !== 0n) throw new RangeError(`value does not fit in ${len} bytes`);
-  return out;
-}
-
-/** Modular inverse by Fermat (p is prime). */
-export function invMod(a: bigint): bigint {
-  a = mod(a);
-  if (a === 0n) throw new RangeError('0 has no inverse');
-  let r = 1n;
-  let b = a;
-  let e = P - 2n;
-  while (e > 0n) {
-    if (e & 1n) r = (r * b) % P;
-    b = (b * b) % P;
-    e >>= 1n;
-  }
-  return r;
-}
+const SECRET_LIMIT = 2n ** 256n;
 
 /** Uniform field element by rejection sampling 257-bit strings (acceptance ~1/2, no bias). */
 function randomElement(rand: (n: number) => Uint8Array): bigint {
@@ -66,6 +46,10 @@ function checkXs(xs: readonly number[]): void {
     if (seen.has(x)) throw new RangeError(`duplicate share x ${x}`);
     seen.add(x);
   }
+}
+
+function checkThreshold(t: number): void {
+  if (!Number.isInteger(t) || t < 1) throw new RangeError(`threshold must be a positive integer, got ${t}`);
 }
 
 /**
@@ -94,31 +78,119 @@ export function split(
 }
 
 /**
+ * Lagrange weights at 0 for distinct nonzero points: l_i(0) = prod_{j != i} x_j / (x_j - x_i), so that
+ * f(0) = sum_i l_i(0) f(x_i) for every f of degree < xs.length. One inversion for all of them.
+ */
+export function lagrangeAtZero(xs: readonly number[]): bigint[] {
+  checkXs(xs);
+  const t = xs.length;
+  const bx = xs.map(BigInt);
+  // prod_{j != i} x_j from prefix and suffix products (no inversions).
+  const num = new Array<bigint>(t);
+  let acc = 1n;
+  for (let i = 0; i < t; i++) ((num[i] = acc), (acc = (acc * bx[i]) % P));
+  acc = 1n;
+  for (let i = t - 1; i >= 0; i--) ((num[i] = (num[i] * acc) % P), (acc = (acc * bx[i]) % P));
+  const den = bx.map((xi, i) => {
+    let d = 1n;
+    for (let j = 0; j < t; j++) if (j !== i) d = (d * mod(bx[j] - xi)) % P;
+    return d;
+  });
+  return batchInvert(den).map((inv, i) => (num[i] * inv) % P);
+}
+
+function combine(ys: readonly bigint[], weights: readonly bigint[]): bigint {
+  let acc = 0n;
+  for (let i = 0; i < ys.length; i++) acc = (acc + ys[i] * weights[i]) % P;
+  return acc;
+}
+
+/**
  * Lagrange interpolation at 0 from the first `t` shares. The caller checks the result when it can
  * (a public key or a commitment): with wrong shares this returns a wrong secret, not an error.
  */
 export function reconstruct(shares: readonly Share[], t: number): Uint8Array {
   if (shares.length < t) throw new RangeError(`need ${t} shares, have ${shares.length}`);
   const use = shares.slice(0, t);
-  checkXs(use.map((s) => s.x));
-  const xs = use.map((s) => BigInt(s.x));
-  let acc = 0n;
-  for (let i = 0; i < t; i++) {
-    if (use[i].y.length !== SHARE_BYTES) throw new RangeError(`share must be ${SHARE_BYTES} bytes`);
-    const yi = bytesToBig(use[i].y);
-    if (yi >= P) throw new RangeError('share is not a field element');
-    // l_i(0) = prod_{j != i} x_j / (x_j - x_i)
-    let n = 1n;
-    let d = 1n;
-    for (let j = 0; j < t; j++) {
-      if (j === i) continue;
-      n = (n * xs[j]) % P;
-      d = (d * mod(xs[j] - xs[i])) % P;
-    }
-    acc = (acc + yi * ((n * invMod(d)) % P)) % P;
-  }
-  const secret = acc;
-  if (secret >= 2n ** 256n)
+  const weights = lagrangeAtZero(use.map((s) => s.x));
+  const ys = use.map((s) => {
+    if (s.y.length !== SHARE_BYTES) throw new RangeError(`share must be ${SHARE_BYTES} bytes`);
+    const y = bytesToBig(s.y);
+    if (y >= P) throw new RangeError('share is not a field element');
+    return y;
+  });
+  const secret = combine(ys, weights);
+  if (secret >= SECRET_LIMIT)
     throw new RangeError('reconstructed value is not a 32-byte secret (wrong shares)');
   return bigToBytes(secret, SECRET_BYTES);
+}
+
+export interface Recovered {
+  secret: Uint8Array;
+  /** x of every share that is not on the recovered polynomial, or not a field element at all; ascending. */
+  bad: number[];
+}
+
+/** Lagrange weights by point set, for many secrets shared among the same holders. */
+export type LagrangeCache = Map<string, bigint[]>;
+
+/**
+ * Reconstructs a secret that the caller can check (`verify`: against a commitment or a public key) and
+ * tolerates wrong shares: the first t shares are tried first (the usual case costs one interpolation);
+ * if their result fails `verify`, all shares are decoded as a Reed–Solomon codeword, which corrects
+ * up to floor((m - t) / 2) wrong ones among m readable shares and names them. Shares that are not field
+ * elements count as wrong and are left out. Returns null, never throws, when the secret cannot be
+ * recovered and verified from what was given.
+ */
+export function reconstructVerified(
+  shares: readonly Share[],
+  t: number,
+  verify: (secret: Uint8Array) => boolean,
+  cache?: LagrangeCache,
+): Recovered | null {
+  checkThreshold(t);
+  checkXs(shares.map((s) => s.x));
+  const unreadable: number[] = [];
+  const good: { x: number; y: bigint }[] = [];
+  for (const s of shares) {
+    if (isFieldElement(s.y)) good.push({ x: s.x, y: bytesToBig(s.y) });
+    else unreadable.push(s.x);
+  }
+  if (good.length < t) return null;
+  const accept = (v: bigint): Uint8Array | null => {
+    if (v >= SECRET_LIMIT) return null;
+    const secret = bigToBytes(v, SECRET_BYTES);
+    try {
+      return verify(secret) ? secret : null;
+    } catch {
+      return null;
+    }
+  };
+  const sorted = (xs: number[]): number[] => xs.sort((a, b) => a - b);
+
+  const first = good.slice(0, t);
+  const key = first.map((s) => s.x).join(',');
+  let weights = cache?.get(key);
+  if (!weights) {
+    weights = lagrangeAtZero(first.map((s) => s.x));
+    cache?.set(key, weights);
+  }
+  const fast = accept(
+    combine(
+      first.map((s) => s.y),
+      weights,
+    ),
+  );
+  if (fast) return { secret: fast, bad: sorted(unreadable) };
+  if (good.length === t) return null; // no redundancy to correct with
+
+  const decoded = decode(
+    good.map((s) => BigInt(s.x)),
+    good.map((s) => s.y),
+    t,
+  );
+  if (!decoded) return null;
+  const secret = accept(decoded.poly[0] ?? 0n);
+  if (!secret) return null;
+  return { secret, bad: sorted([...unreadable, ...decoded.errors.map((i) => good[i].x)]) };
 }

@@ -1,0 +1,466 @@
+import { describe, expect, it } from 'vitest';
+import { createSecureRandom } from '../shared/dp/secure-random.ts';
+import { encodeContribution, planEncoding, vectorLength, type EncodingPlan } from '../shared/fl/encoding.ts';
+import { MODELS, numParams } from '../shared/model/spec.ts';
+import {
+  PROTOCOL_VERSION,
+  type Ack,
+  type RoundStart,
+  type Update,
+  type Welcome,
+} from '../shared/protocol/messages.ts';
+import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { addInto } from '../shared/secagg/ring.ts';
+import { SecAggServerSession } from '../shared/secagg/server-session.ts';
+import { packInbox, packRoster, unpackReveal, unpackShares } from '../shared/secagg/wire.ts';
+import {
+  AegisClient,
+  type ClientEvents,
+  type ClientListenEvents,
+  type ClientState,
+  type SocketLike,
+} from './client.ts';
+import { FakeClock } from './fake-clock.ts';
+import type { TrainerPort } from './trainer-port.ts';
+
+const MODEL = MODELS.tiny;
+const P = numParams(MODEL);
+const L = vectorLength(P);
+const EXAMPLES = 16;
+const DEADLINE_MS = 5000;
+
+/** The server's end of a socket: it records what the client sends and delivers what the test says. */
+class FakeSocket implements SocketLike {
+  connected = false;
+  readonly sent: { event: string; payload: any }[] = [];
+  private readonly handlers = new Map<string, ((...a: unknown[]) => void)[]>();
+
+  on<E extends keyof ClientListenEvents>(event: E, fn: ClientListenEvents[E]): this {
+    const list = this.handlers.get(event) ?? [];
+    list.push(fn as (...a: unknown[]) => void);
+    this.handlers.set(event, list);
+    return this;
+  }
+
+  emit(event: string, ...args: unknown[]): this {
+    this.sent.push({ event, payload: args[0] });
+    return this;
+  }
+
+  timeout(): { emitWithAck(event: 'update', u: Update): Promise<Ack> } {
+    return {
+      emitWithAck: (event, u) => {
+        this.sent.push({ event, payload: u });
+        return Promise.resolve({ ok: true });
+      },
+    };
+  }
+
+  disconnect(): this {
+    if (this.connected) this.drop('io client disconnect');
+    return this;
+  }
+
+  // ---- the test's side ----
+  deliver<E extends keyof ClientListenEvents>(event: E, ...args: Parameters<ClientListenEvents[E]>): void {
+    for (const fn of this.handlers.get(event) ?? []) fn(...args);
+  }
+  open(): void {
+    this.connected = true;
+    this.deliver('connect');
+  }
+  drop(reason = 'transport close'): void {
+    this.connected = false;
+    this.deliver('disconnect', reason);
+  }
+  all(event: string): any[] {
+    return this.sent.filter((m) => m.event === event).map((m) => m.payload);
+  }
+}
+
+/** A trainer whose rounds finish when the test says so. */
+function fakeTrainer() {
+  const trainings: { round: number; weights: ArrayBuffer; finish: (delta: Float32Array) => void }[] = [];
+  let terminated = false;
+  const port: TrainerPort = {
+    where: 'main-thread',
+    init: async () => ({
+      type: 'ready',
+      backend: 'cpu',
+      skipped: [],
+      numExamples: EXAMPLES,
+      dataDescription: 'fake data',
+    }),
+    train: (round, weights) =>
+      new Promise((resolve) =>
+        trainings.push({
+          round,
+          weights,
+          finish: (delta) =>
+            resolve({
+              type: 'done',
+              round,
+              delta: delta.slice().buffer,
+              numExamples: EXAMPLES,
+              loss: 0.5,
+              trainMs: 7,
+            }),
+        }),
+      ),
+    terminate: () => void (terminated = true),
+  };
+  return { port, trainings, terminated: () => terminated, spawned: 0 };
+}
+
+/** Lets pending promise callbacks run (no timers involved). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+const welcome: Welcome = {
+  protocolVersion: PROTOCOL_VERSION,
+  clientId: 'ignored-by-client',
+  model: MODEL,
+  data: { kind: 'synthetic', seed: 0, count: EXAMPLES },
+};
+
+/** A plan without noise and a delta of whole clip units: encoding is then exact, so the test knows the plain vector. */
+const plan: EncodingPlan = planEncoding({
+  numParams: P,
+  maxClients: 3,
+  clipNorm: null,
+  coordClip: 1,
+  weighting: 'uniform',
+  maxExamples: EXAMPLES,
+  noise: null,
+});
+const delta = Float32Array.from({ length: P }, (_, i) => (i % 3) - 1);
+
+function roundStart(round: number, attempt: number, secure: boolean): RoundStart {
+  const weights = new Uint8Array(P * 4);
+  weights[0] = round;
+  weights[1] = attempt;
+  return {
+    round,
+    attempt,
+    model: MODEL,
+    train: { epochs: 1, batchSize: 8, learningRate: 0.1, optimizer: 'sgd' },
+    deadlineMs: DEADLINE_MS,
+    weights,
+    ...(secure
+      ? { encoding: plan, secagg: { tag: `r${round}a${attempt}`, index: 1, n: 3, t: 2, k: 2 } }
+      : {}),
+  };
+}
+
+/** A client joined to a fake server, with every event it emits recorded. */
+async function joined() {
+  const socket = new FakeSocket();
+  const clock = new FakeClock();
+  const trainer = fakeTrainer();
+  const client = new AegisClient({
+    serverUrl: 'http://fake.invalid',
+    source: 'node',
+    clientId: 'test-client-000001',
+    spawnTrainer: async () => {
+      trainer.spawned++;
+      return trainer.port;
+    },
+    connect: () => socket,
+    clock,
+  });
+  const events: { [K in keyof ClientEvents]?: ClientEvents[K][] } = {};
+  const record = <K extends keyof ClientEvents>(k: K) =>
+    client.on(k, (v) => void ((events[k] ??= []) as ClientEvents[K][]).push(v));
+  for (const k of ['state', 'backend', 'trained', 'encoded', 'secagg', 'ack', 'error'] as const) record(k);
+  client.start();
+  socket.open();
+  socket.deliver('welcome', welcome);
+  await settle();
+  return { client, socket, clock, trainer, events, states: () => events.state ?? [] };
+}
+
+/**
+ * The server's secure-aggregation side for one attempt, with the two other cohort members (2 and 3)
+ * played by real sessions: what our client (1) sends goes through the real server session.
+ */
+function secureServer(tag: string) {
+  const server = new SecAggServerSession({
+    tag,
+    n: 3,
+    neighbours: [
+      [2, 3],
+      [1, 3],
+      [1, 2],
+    ],
+    t: 2,
+    vectorLength: L,
+    minSurvivors: 3,
+  });
+  const peers = [2, 3].map((index) => new SecAggClientSession({ tag, index, n: 3, t: 2, vectorLength: L }));
+  const peerInputs = peers.map((_, i) => Uint32Array.from({ length: L }, (_, j) => (j * 7 + i) >>> 0));
+  return { server, peers, peerInputs };
+}
+
+describe('AegisClient', () => {
+  it('says hello on connect, prepares once on welcome and tells the server it is ready', async () => {
+    const { socket, trainer, events, client } = await joined();
+    expect(socket.all('hello')).toEqual([
+      { protocolVersion: PROTOCOL_VERSION, clientId: 'test-client-000001', source: 'node' },
+    ]);
+    expect(socket.all('ready')).toEqual([{ backend: 'cpu', numExamples: EXAMPLES }]);
+    expect(trainer.spawned).toBe(1);
+    expect(events.backend).toEqual([
+      { backend: 'cpu', skipped: [], where: 'main-thread', data: 'fake data' },
+    ]);
+    expect(events.state).toEqual(['preparing', 'idle']);
+    expect(client.state).toBe('idle');
+    expect(client.backend).toBe('cpu');
+  });
+
+  it('fails on a welcome in another protocol version, and ends its connection', async () => {
+    const socket = new FakeSocket();
+    const client = new AegisClient({
+      serverUrl: 'http://fake.invalid',
+      source: 'node',
+      spawnTrainer: () => Promise.reject(new Error('must not prepare')),
+      connect: () => socket,
+    });
+    const errors: Error[] = [];
+    client.on('error', (e) => errors.push(e));
+    client.start();
+    socket.open();
+    socket.deliver('welcome', { ...welcome, protocolVersion: PROTOCOL_VERSION + 1 });
+    await settle();
+    expect(client.state).toBe('failed');
+    expect(errors.map((e) => e.message)).toEqual([
+      `server speaks protocol ${PROTOCOL_VERSION + 1}, this client ${PROTOCOL_VERSION}`,
+    ]);
+    expect(socket.connected).toBe(false);
+    expect(socket.all('ready')).toEqual([]);
+    expect(() => client.start()).toThrow(/failed; create a new one/);
+  });
+
+  it('plain round: trains on a copy of the weights and uploads the float delta as is', async () => {
+    const { socket, trainer, events, states } = await joined();
+    const r = roundStart(1, 1, false);
+    socket.deliver('round:start', r);
+    await settle();
+    expect(trainer.trainings).toHaveLength(1);
+    expect(new Uint8Array(trainer.trainings[0].weights)).toEqual(r.weights);
+    expect(trainer.trainings[0].weights).not.toBe((r.weights as Uint8Array).buffer);
+    trainer.trainings[0].finish(delta);
+    await settle();
+    const [u] = socket.all('update');
+    expect(u).toMatchObject({ round: 1, attempt: 1, numExamples: EXAMPLES, trainMs: 7, loss: 0.5 });
+    expect(new Float32Array(u.delta)).toEqual(delta);
+    expect(events.trained).toEqual([{ round: 1, loss: 0.5, trainMs: 7, numExamples: EXAMPLES }]);
+    expect(events.encoded).toBeUndefined();
+    expect(events.ack).toEqual([{ round: 1, ack: { ok: true } }]);
+    expect(states()).toEqual(['preparing', 'idle', 'training', 'uploading', 'idle']);
+  });
+
+  it('secure round: waits for the inbox, masks with the round session, and the server unmasks the sum', async () => {
+    const { socket, trainer, events, client } = await joined();
+    const r = roundStart(1, 1, true);
+    const { server, peers, peerInputs } = secureServer(r.secagg!.tag);
+    socket.deliver('round:start', r);
+    await settle();
+    // Keys go out at once, before training ends.
+    const [keys] = socket.all('secagg:keys');
+    expect(keys).toMatchObject({ round: 1, attempt: 1 });
+    server.receiveKeys(1, keys);
+    peers.forEach((p, i) => server.receiveKeys(i + 2, p.advertise()));
+    const rosters = server.closeKeys();
+    socket.deliver('secagg:roster', { round: 1, attempt: 1, ...packRoster(rosters.get(1)!) });
+    const [shares] = socket.all('secagg:shares');
+    expect(shares).toMatchObject({ round: 1, attempt: 1 });
+    server.receiveShares(1, unpackShares(shares, 3));
+    peers.forEach((p, i) => server.receiveShares(i + 2, p.receiveRoster(rosters.get(i + 2)!)));
+    const inboxes = server.closeShares();
+
+    trainer.trainings[0].finish(delta);
+    await settle();
+    expect(client.state).toBe('training'); // trained, but nothing to mask with yet
+    expect(socket.all('update')).toEqual([]);
+
+    socket.deliver('secagg:inbox', { round: 1, attempt: 1, ...packInbox(inboxes.get(1)!) });
+    await settle();
+    const [u] = socket.all('update');
+    expect(u).toMatchObject({ round: 1, attempt: 1, numExamples: EXAMPLES });
+    const masked = new Uint32Array(u.delta);
+    const plain = encodeContribution(delta, EXAMPLES, plan, createSecureRandom()).ring;
+    expect(masked).toHaveLength(L);
+    expect(masked).not.toEqual(plain);
+    expect(events.encoded).toEqual([
+      expect.objectContaining({ round: 1, masked: true, bytes: L * 4, norm: Math.sqrt(norm2(delta)) }),
+    ]);
+
+    server.receiveMasked(1, masked);
+    peers.forEach((p, i) => {
+      p.receiveInbox(inboxes.get(i + 2)!);
+      server.receiveMasked(i + 2, p.mask(peerInputs[i]));
+    });
+    const requests = server.closeMasked();
+    socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...requests.get(1)! });
+    const [reveal] = socket.all('secagg:reveal');
+    server.receiveReveal(1, unpackReveal(reveal, 3));
+    peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));
+    const expected = plain.slice();
+    for (const x of peerInputs) addInto(expected, x);
+    expect(server.closeUnmask()).toEqual(expected);
+    expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'reveal']);
+    expect(events.error).toBeUndefined();
+  });
+
+  it('gives up on a secure round whose inbox does not come by the deadline (fake clock) and goes idle', async () => {
+    const { socket, trainer, events, client, clock } = await joined();
+    socket.deliver('round:start', roundStart(1, 1, true));
+    await settle();
+    clock.advance(DEADLINE_MS); // the deadline counts from the end of training, not from round:start
+    trainer.trainings[0].finish(delta);
+    await settle();
+    clock.advance(DEADLINE_MS - 1);
+    await settle();
+    expect(client.state).toBe('training');
+    expect(events.error).toBeUndefined();
+    clock.advance(1);
+    await settle();
+    expect(client.state).toBe('idle');
+    expect(events.error?.map((e) => e.message)).toEqual([
+      'round 1: no key shares arrived before the deadline; update not sent',
+    ]);
+    expect(socket.all('update')).toEqual([]);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('a retry of an aborted secure round while waiting for its inbox cancels the wait and joins the new attempt', async () => {
+    const { socket, trainer, events, client, clock } = await joined();
+    socket.deliver('round:start', roundStart(1, 1, true));
+    await settle();
+    trainer.trainings[0].finish(delta);
+    await settle();
+    expect(clock.pending).toBe(1); // the inbox deadline of attempt 1
+
+    const r2 = roundStart(1, 2, true);
+    socket.deliver('round:start', r2);
+    await settle();
+    expect(clock.pending).toBe(0);
+    expect(trainer.trainings).toHaveLength(2);
+    expect(socket.all('secagg:keys').map((k) => k.attempt)).toEqual([1, 2]);
+    expect(client.state).toBe('training');
+
+    // Attempt 2 runs to the end; attempt 1 never sends anything more.
+    const { server, peers } = secureServer(r2.secagg!.tag);
+    server.receiveKeys(1, socket.all('secagg:keys')[1]);
+    peers.forEach((p, i) => server.receiveKeys(i + 2, p.advertise()));
+    const rosters = server.closeKeys();
+    socket.deliver('secagg:roster', { round: 1, attempt: 2, ...packRoster(rosters.get(1)!) });
+    server.receiveShares(1, unpackShares(socket.all('secagg:shares')[0], 3));
+    peers.forEach((p, i) => server.receiveShares(i + 2, p.receiveRoster(rosters.get(i + 2)!)));
+    socket.deliver('secagg:inbox', { round: 1, attempt: 2, ...packInbox(server.closeShares().get(1)!) });
+    trainer.trainings[1].finish(delta);
+    await settle();
+    clock.advance(10 * DEADLINE_MS);
+    await settle();
+    expect(socket.all('update').map((u) => [u.round, u.attempt])).toEqual([[1, 2]]);
+    expect(events.error).toBeUndefined();
+    expect(client.state).toBe('idle');
+  });
+
+  it('skips a round:start that comes while it is still training', async () => {
+    const { socket, trainer, events } = await joined();
+    socket.deliver('round:start', roundStart(1, 1, false));
+    await settle();
+    socket.deliver('round:start', roundStart(2, 1, false));
+    await settle();
+    expect(trainer.trainings.map((t) => t.round)).toEqual([1]);
+    trainer.trainings[0].finish(delta);
+    await settle();
+    expect(socket.all('update').map((u) => u.round)).toEqual([1]);
+    expect(events.trained?.map((t) => t.round)).toEqual([1]);
+  });
+
+  it('holds an update finished offline and sends it after the welcome that follows the reconnect', async () => {
+    const { socket, trainer, states } = await joined();
+    socket.deliver('round:start', roundStart(1, 1, false));
+    await settle();
+    socket.drop();
+    expect(states().at(-1)).toBe('disconnected');
+    trainer.trainings[0].finish(delta);
+    await settle();
+    expect(socket.all('update')).toEqual([]);
+    socket.open();
+    expect(socket.all('hello')).toHaveLength(2); // hello again, same id
+    expect(new Set(socket.all('hello').map((h) => h.clientId)).size).toBe(1);
+    expect(socket.all('update')).toEqual([]); // not before the server knows us again
+    socket.deliver('welcome', welcome);
+    await settle();
+    expect(socket.all('ready')).toHaveLength(2);
+    const ups = socket.all('update');
+    expect(ups).toHaveLength(1);
+    expect(new Float32Array(ups[0].delta)).toEqual(delta);
+    expect(trainer.spawned).toBe(1); // preparation is reused
+    const s: ClientState[] = states();
+    expect(s.slice(s.indexOf('disconnected'))).toEqual(['disconnected', 'uploading', 'idle']);
+  });
+
+  it('ignores secure-aggregation messages for another round or attempt', async () => {
+    const { socket, events } = await joined();
+    const r = roundStart(3, 2, true);
+    const { server, peers } = secureServer(r.secagg!.tag);
+    socket.deliver('round:start', r);
+    await settle();
+    server.receiveKeys(1, socket.all('secagg:keys')[0]);
+    peers.forEach((p, i) => server.receiveKeys(i + 2, p.advertise()));
+    const roster = packRoster(server.closeKeys().get(1)!);
+    socket.deliver('secagg:roster', { round: 3, attempt: 1, ...roster });
+    socket.deliver('secagg:roster', { round: 2, attempt: 2, ...roster });
+    socket.deliver('secagg:unmask', { round: 3, attempt: 3, survivors: [1, 2, 3], dropped: [] });
+    expect(socket.all('secagg:shares')).toEqual([]);
+    expect(socket.all('secagg:refuse')).toEqual([]);
+    expect(socket.all('secagg:reveal')).toEqual([]);
+    expect(events.secagg?.map((s) => s.step)).toEqual(['keys']);
+    socket.deliver('secagg:roster', { round: 3, attempt: 2, ...roster });
+    expect(socket.all('secagg:shares')).toHaveLength(1);
+  });
+
+  it('refuses a request it must not answer, and reports it', async () => {
+    const { socket, events } = await joined();
+    socket.deliver('round:start', roundStart(1, 1, true));
+    await settle();
+    socket.deliver('secagg:unmask', { round: 1, attempt: 1, survivors: [2], dropped: [] }); // before any inbox
+    expect(socket.all('secagg:refuse')).toEqual([
+      { round: 1, attempt: 1, reason: 'wrong_phase', message: 'unmask request before inbox' },
+    ]);
+    expect(events.secagg?.at(-1)).toEqual({
+      round: 1,
+      step: 'refused',
+      detail: 'wrong_phase: unmask request before inbox',
+    });
+  });
+
+  it('stop() ends a wait, the trainer and the connection; it cannot be started again', async () => {
+    const { socket, trainer, client, clock, events } = await joined();
+    socket.deliver('round:start', roundStart(1, 1, true));
+    await settle();
+    trainer.trainings[0].finish(delta);
+    await settle();
+    expect(clock.pending).toBe(1);
+    client.stop();
+    await settle();
+    expect(clock.pending).toBe(0);
+    expect(trainer.terminated()).toBe(true);
+    expect(socket.connected).toBe(false);
+    expect(client.state).toBe('stopped');
+    expect(events.state?.at(-1)).toBe('stopped');
+    expect(events.error).toBeUndefined();
+    expect(() => client.start()).toThrow(/stopped; create a new one/);
+  });
+});
+
+function norm2(v: Float32Array): number {
+  let s = 0;
+  for (const x of v) s += x * x;
+  return s;
+}

@@ -1,0 +1,145 @@
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { utf8ToBytes } from '@noble/hashes/utils.js';
+
+/**
+ * Authenticated keys and the consistency round (Bonawitz et al. 2017, R3), for deployments where an
+ * embedding site vouches for its visitors out of band.
+ *
+ * Why: the server relays every public key, so without authentication it can sit in the middle of any key
+ * agreement or invent clients. With an attestation key held by the site (never by the AegisFL server):
+ * - each visitor has a long-lived Ed25519 identity key; the site signs its public key (an attestation);
+ * - each round, the client signs its two fresh X25519 keys with that identity, bound to the round tag and
+ *   its index, so the server cannot swap them;
+ * - R3: each survivor signs the survivor set U3 it was told; before revealing any share a client needs t
+ *   valid signatures from its neighbours over the same set it was told. A server that tells some holders
+ *   "v survived" (asking for v's self-mask share) and others "v dropped" (asking for v's key share) cannot
+ *   collect t signatures on both stories unless enough neighbours collude (see graph.ts for that bound).
+ * Every signed message starts with its own domain string, so no signature can be replayed as another.
+ */
+
+export const SIGN_PUBLIC_BYTES = 32;
+export const SIGNATURE_BYTES = 64;
+
+const DOMAIN_ATTEST = 'aegisfl/attest/v1';
+const DOMAIN_ROUND_KEYS = 'aegisfl/secagg/v1/round-keys';
+const DOMAIN_SURVIVORS = 'aegisfl/secagg/v1/survivors';
+
+export interface SigningKeyPair {
+  secretKey: Uint8Array;
+  publicKey: Uint8Array;
+}
+
+export function generateSigningKeyPair(): SigningKeyPair {
+  const secretKey = ed25519.utils.randomSecretKey();
+  return { secretKey, publicKey: ed25519.getPublicKey(secretKey) };
+}
+
+/** Length-prefixed concatenation: no two different field lists encode to the same bytes. */
+function frame(parts: readonly Uint8Array[]): Uint8Array {
+  const total = parts.reduce((s, p) => s + 4 + p.length, 0);
+  const out = new Uint8Array(total);
+  const dv = new DataView(out.buffer);
+  let off = 0;
+  for (const p of parts) {
+    dv.setUint32(off, p.length);
+    out.set(p, off + 4);
+    off += 4 + p.length;
+  }
+  return out;
+}
+
+function u32(v: number): Uint8Array {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`not a uint32: ${v}`);
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, v);
+  return b;
+}
+
+function verify(sig: Uint8Array, msg: Uint8Array, pk: Uint8Array): boolean {
+  if (sig.length !== SIGNATURE_BYTES || pk.length !== SIGN_PUBLIC_BYTES) return false;
+  try {
+    return ed25519.verify(sig, msg, pk);
+  } catch {
+    return false; // a malformed point or signature is simply not valid
+  }
+}
+
+/** What the site signs: the visitor's identity key. */
+export function attestationMessage(identityPk: Uint8Array): Uint8Array {
+  return frame([utf8ToBytes(DOMAIN_ATTEST), identityPk]);
+}
+
+/** The site's side (run by the embedding site's backend, or a test). */
+export function attest(siteSecretKey: Uint8Array, identityPk: Uint8Array): Uint8Array {
+  return ed25519.sign(attestationMessage(identityPk), siteSecretKey);
+}
+
+export function verifyAttestation(sitePk: Uint8Array, identityPk: Uint8Array, sig: Uint8Array): boolean {
+  return verify(sig, attestationMessage(identityPk), sitePk);
+}
+
+/** Binds a round's two X25519 keys to the client's identity, its index and the round. */
+export function roundKeysMessage(tag: string, index: number, cPk: Uint8Array, sPk: Uint8Array): Uint8Array {
+  return frame([utf8ToBytes(DOMAIN_ROUND_KEYS), utf8ToBytes(tag), u32(index), cPk, sPk]);
+}
+
+export function signRoundKeys(
+  identitySk: Uint8Array,
+  tag: string,
+  index: number,
+  cPk: Uint8Array,
+  sPk: Uint8Array,
+): Uint8Array {
+  return ed25519.sign(roundKeysMessage(tag, index, cPk, sPk), identitySk);
+}
+
+export function verifyRoundKeys(
+  identityPk: Uint8Array,
+  tag: string,
+  index: number,
+  cPk: Uint8Array,
+  sPk: Uint8Array,
+  sig: Uint8Array,
+): boolean {
+  return verify(sig, roundKeysMessage(tag, index, cPk, sPk), identityPk);
+}
+
+/** The survivor set as signed: strictly increasing indices, so one set has exactly one encoding. */
+export function survivorsMessage(tag: string, survivors: readonly number[]): Uint8Array {
+  for (let i = 1; i < survivors.length; i++) {
+    if (!(survivors[i] > survivors[i - 1])) throw new RangeError('survivor set must be strictly increasing');
+  }
+  const list = new Uint8Array(4 * survivors.length);
+  const dv = new DataView(list.buffer);
+  survivors.forEach((v, i) => dv.setUint32(4 * i, v));
+  return frame([utf8ToBytes(DOMAIN_SURVIVORS), utf8ToBytes(tag), list]);
+}
+
+export function signSurvivors(identitySk: Uint8Array, tag: string, survivors: readonly number[]): Uint8Array {
+  return ed25519.sign(survivorsMessage(tag, survivors), identitySk);
+}
+
+/**
+ * Counts the distinct signers among `signers` (indices with known identity keys) whose signature over
+ * exactly `survivors` verifies. Signers outside the survivor set do not count: only survivors signed.
+ */
+export function countSurvivorSignatures(
+  tag: string,
+  survivors: readonly number[],
+  signatures: readonly { index: number; sig: Uint8Array }[],
+  identityKeys: ReadonlyMap<number, Uint8Array>,
+): { valid: number[]; invalid: number[] } {
+  const msg = survivorsMessage(tag, survivors);
+  const inSet = new Set(survivors);
+  const valid: number[] = [];
+  const invalid: number[] = [];
+  const seen = new Set<number>();
+  for (const { index, sig } of signatures) {
+    if (seen.has(index)) continue;
+    seen.add(index);
+    const pk = identityKeys.get(index);
+    if (!pk || !inSet.has(index)) continue;
+    (verify(sig, msg, pk) ? valid : invalid).push(index);
+  }
+  return { valid, invalid };
+}

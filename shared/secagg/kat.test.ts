@@ -1,0 +1,354 @@
+/**
+ * Known-answer vectors for the project's own secure-aggregation derivations and wire bytes: any change to
+ * a label, a byte order, a nonce, a record layout or the encoding of an update fails here. Each pinned value
+ * is also recomputed independently (node:crypto X25519 / HMAC / HKDF / SHA-256 / ChaCha20(-Poly1305), or
+ * by hand), so the pins are not merely a snapshot of what the code happens to do. docs/protocol.md is the
+ * prose version of this layout.
+ *
+ * Layout (all strings UTF-8, all integers big-endian unless marked LE, `||` concatenation):
+ *   tag                 = "aegisfl/<runId>/<round>.<attempt>"      (set by the server per round attempt)
+ *   ss(x, Y)            = X25519(x, Y), 32 bytes
+ *   HKDF(ikm, salt, info) = HKDF-SHA256, L = 32: PRK = HMAC(salt, ikm); OKM = HMAC(PRK, info || 0x01)
+ *   channelKey u->v     = HKDF(ss(c_u, C_v), salt = tag, info = "aegisfl/secagg/v1/share/<u>-><v>")
+ *   maskSeed s_uv       = HKDF(ss(s_u, S_v), salt = tag, info = "aegisfl/secagg/v1/mask/<min>-<max>")
+ *   commit_u            = SHA-256("aegisfl/secagg/v1/commit/<tag>/<u>/" || b_u)
+ *   PRG(seed, nonce)    = ChaCha20 (RFC 8439) keystream, key = seed, counter from 0, read as LE uint32;
+ *                         nonce "self" || 0^8 for b_u, "pair" || 0^8 for s_uv
+ *   y_u                 = x_u + PRG(b_u, self) + sum_{v<u} PRG(s_uv, pair) - sum_{v>u} PRG(s_uv, pair) mod 2^32
+ *   share box u->v      = nonce(12) || ChaCha20-Poly1305(channelKey u->v, nonce, aad = tag,
+ *                                         u(4) || v(4) || share of s_u (33) || share of b_u (33)) || tag(16)
+ *   wire records        = index(4) || payload, concatenated: roster 4+32+32, shares/inbox 4+102, reveal 4+33
+ * (<u>, <v>, <round>... are decimal without leading zeros; <min>-<max> orders the two indices.)
+ */
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  hkdfSync,
+} from 'node:crypto';
+import { hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { describe, expect, it } from 'vitest';
+import { createSecureRandom } from '../dp/secure-random.ts';
+import { encodeContribution, planEncoding, type EncodingPlan } from '../fl/encoding.ts';
+import { channelKey, commitSeed, maskSeed, open, publicKeyOf, seal } from './keys.ts';
+import { addMask, keystream, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import {
+  BOX_BYTES,
+  packInbox,
+  packReveal,
+  packRoster,
+  packShares,
+  unpackInbox,
+  unpackReveal,
+  unpackRoster,
+  unpackShares,
+} from './wire.ts';
+
+const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+const seq = (n: number, start: number): Uint8Array =>
+  Uint8Array.from({ length: n }, (_, i) => (start + i) & 255);
+
+// ---- independent primitives (node:crypto / OpenSSL), used only to cross-check ----
+function nodeX25519(secretKey: Uint8Array, peerPublic: Uint8Array): Uint8Array {
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), secretKey]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  const publicKey = createPublicKey({
+    key: Buffer.concat([Buffer.from('302a300506032b656e032100', 'hex'), peerPublic]),
+    format: 'der',
+    type: 'spki',
+  });
+  return new Uint8Array(diffieHellman({ privateKey, publicKey }));
+}
+function nodePublicKey(secretKey: Uint8Array): Uint8Array {
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), secretKey]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  return new Uint8Array(createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(12));
+}
+/** HKDF-SHA256 with L = 32 (one block), written out so the layout is visible. */
+function nodeHkdf32(ikm: Uint8Array, salt: string, info: string): Uint8Array {
+  const prk = createHmac('sha256', Buffer.from(salt, 'utf8')).update(ikm).digest();
+  return new Uint8Array(
+    createHmac('sha256', prk)
+      .update(Buffer.concat([Buffer.from(info, 'utf8'), Buffer.from([1])]))
+      .digest(),
+  );
+}
+function nodeKeystream(key: Uint8Array, nonce: Uint8Array, bytes: number): Uint8Array {
+  // OpenSSL's chacha20 IV is the 32-bit little-endian block counter followed by the 96-bit nonce.
+  const c = createCipheriv('chacha20', key, Buffer.concat([Buffer.alloc(4), nonce]));
+  return new Uint8Array(c.update(Buffer.alloc(bytes)));
+}
+function nodeSeal(key: Uint8Array, nonce: Uint8Array, plain: Uint8Array, aad: Uint8Array): Uint8Array {
+  const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+  c.setAAD(aad, { plaintextLength: plain.length });
+  return new Uint8Array(Buffer.concat([nonce, c.update(plain), c.final(), c.getAuthTag()]));
+}
+function nodeOpen(key: Uint8Array, box: Uint8Array, aad: Uint8Array): Uint8Array {
+  const d = createDecipheriv('chacha20-poly1305', key, box.subarray(0, 12), { authTagLength: 16 });
+  d.setAAD(aad, { plaintextLength: box.length - 28 });
+  d.setAuthTag(box.subarray(box.length - 16));
+  return new Uint8Array(Buffer.concat([d.update(box.subarray(12, box.length - 16)), d.final()]));
+}
+const u32be = (v: number): string => v.toString(16).padStart(8, '0');
+const leWords = (b: Uint8Array): number[] => Array.from(new Uint32Array(b.slice().buffer));
+
+// ---- fixtures: fixed secrets of clients 1, 2 and 258 in one round attempt ----
+const TAG = 'aegisfl/kat-run/3.1';
+const AAD = utf8ToBytes(TAG);
+// Channel keys: client 1 and 2 use the RFC 7748 section 6.1 secrets (Alice, Bob).
+const C1 = hexToBytes('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a');
+const C2 = hexToBytes('5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb');
+const C258 = seq(32, 0x81);
+// Mask keys and self-mask seeds.
+const S1 = seq(32, 0x01);
+const S2 = seq(32, 0x41);
+const S258 = seq(32, 0xc1);
+const B1 = seq(32, 0xa0);
+const B2 = seq(32, 0xe0);
+// Shamir shares inside the box (any 33-byte field elements: the layout is what is pinned here).
+const SHARE_S = seq(33, 0x10);
+const SHARE_B = seq(33, 0x50);
+const NONCE = seq(12, 0xf0);
+
+const KAT = {
+  channel12: 'a283267500a8dc406738dccede0d10bbfeb2ecd9887b88d733ff6db0bd5540a9',
+  channel21: '72a7b8d8db992133f3f4a90923524a548feac10faf1bd3ed315974c2ab18178d',
+  mask12: '8bb27a280641ccfd5732ca5684884b252f444b1caa6e114b65798ef232c8f3e2',
+  commit1: 'cb970e7d0276c7f15394aa679b7074b1135f2a446a683556a442a47216493975',
+  self8: '85564e490a3832ad5b2a07b6a1be1a35dac33d77179deebfd3bc7fb3cda6868b',
+  pair8: '071cdae47295bb7ca508db46237d36a16fdd84d7cb60d0ac8f167787e33e06a6',
+  masked1: '7e3a746499a27630b8212c6f8141e4936ae6b89f',
+  box:
+    'f0f1f2f3f4f5f6f7f8f9fafb' + // nonce
+    '4c1925260c0a2f49ae02e80ae1565ed62d9a3dc43ebb0701c11b217dd8438f09269abf42ced3b02e19fc17ae91d061' +
+    '24407e1842ee4dbcfbd3cfe5f01de4ada59c4a4e4470a69bbc2aec' + // ciphertext of the 74-byte plaintext
+    '0cfd01691f2aa2f0beb25d9cd1568349', // Poly1305 tag
+  roster:
+    '00000001' +
+    '8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a' +
+    '07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c' +
+    '00000102' +
+    '883186b800b41d5cf0429695da9b3cc4f328ebcd184a6e482fa578c103f06c77' +
+    '3a553d74792d727efa9b9a4cde3da1ad93f1a2d0c09cb639b1a3c0fda14cbe24',
+  /** The stochastic rounding of 0.05 under the seeded generator. */
+  stochastic: 1,
+  dpRing: [537500053, 537709779, 536870910, 536870911, 1073741823, 536870399, 536870912],
+};
+
+describe('key derivations (X25519 + HKDF-SHA256, SHA-256 commitments)', () => {
+  const c1 = publicKeyOf(C1);
+  const c2 = publicKeyOf(C2);
+
+  it('share-channel keys, one per direction, equal on both ends and to an independent HKDF', () => {
+    const k12 = channelKey(C1, c2, TAG, 1, 2);
+    expect(hex(k12)).toBe(KAT.channel12);
+    expect(hex(channelKey(C2, c1, TAG, 1, 2))).toBe(KAT.channel12);
+    expect(hex(channelKey(C1, c2, TAG, 2, 1))).toBe(KAT.channel21);
+    const ss = nodeX25519(C1, c2);
+    expect(hex(nodeHkdf32(ss, TAG, 'aegisfl/secagg/v1/share/1->2'))).toBe(KAT.channel12);
+    expect(hex(nodeHkdf32(ss, TAG, 'aegisfl/secagg/v1/share/2->1'))).toBe(KAT.channel21);
+    // The written-out HMAC form is HKDF-SHA256 itself.
+    expect(hex(new Uint8Array(hkdfSync('sha256', ss, TAG, 'aegisfl/secagg/v1/share/1->2', 32)))).toBe(
+      KAT.channel12,
+    );
+  });
+
+  it('pairwise mask seed s_12 is symmetric and equals an independent HKDF', () => {
+    const s1 = publicKeyOf(S1);
+    const s2 = publicKeyOf(S2);
+    expect(hex(maskSeed(S1, s2, TAG, 1, 2))).toBe(KAT.mask12);
+    expect(hex(maskSeed(S2, s1, TAG, 2, 1))).toBe(KAT.mask12);
+    expect(hex(nodeHkdf32(nodeX25519(S2, s1), TAG, 'aegisfl/secagg/v1/mask/1-2'))).toBe(KAT.mask12);
+  });
+
+  it('self-mask seed commitment = SHA-256(label || tag || index || seed)', () => {
+    expect(hex(commitSeed(B1, TAG, 1))).toBe(KAT.commit1);
+    const h = createHash('sha256').update(`aegisfl/secagg/v1/commit/${TAG}/1/`, 'utf8').update(B1).digest();
+    expect(hex(h)).toBe(KAT.commit1);
+  });
+});
+
+describe('mask PRG streams (ChaCha20, LE uint32 words)', () => {
+  const s12 = hexToBytes(KAT.mask12);
+
+  it('the nonces are the ASCII labels "self" and "pair", zero-padded to 12 bytes', () => {
+    expect(hex(NONCE_SELF)).toBe('73656c66' + '00'.repeat(8));
+    expect(hex(NONCE_PAIR)).toBe('70616972' + '00'.repeat(8));
+  });
+
+  it('self and pairwise streams start with the pinned words, as OpenSSL ChaCha20 computes them', () => {
+    const self = keystream(B1, NONCE_SELF, 8);
+    const pair = keystream(s12, NONCE_PAIR, 8);
+    expect(hex(new Uint8Array(self.buffer))).toBe(KAT.self8);
+    expect(hex(new Uint8Array(pair.buffer))).toBe(KAT.pair8);
+    expect(hex(nodeKeystream(B1, NONCE_SELF, 32))).toBe(KAT.self8);
+    expect(hex(nodeKeystream(s12, NONCE_PAIR, 32))).toBe(KAT.pair8);
+    // Words are little-endian: the first word is bytes 0..3 reversed.
+    expect(self[0]).toBe(parseInt(KAT.self8.slice(0, 8).match(/../g)!.reverse().join(''), 16));
+  });
+
+  it('masked input of client 1 (peer 2 > 1: pairwise mask subtracted) and its cancellation with client 2', () => {
+    const x = Uint32Array.from([0, 1, 2, 3, 0xffffffff]);
+    const y1 = x.slice();
+    addMask(y1, B1, NONCE_SELF, 1);
+    addMask(y1, s12, NONCE_PAIR, -1);
+    expect(hex(new Uint8Array(y1.buffer))).toBe(KAT.masked1);
+    const self = leWords(nodeKeystream(B1, NONCE_SELF, 20));
+    const pair = leWords(nodeKeystream(s12, NONCE_PAIR, 20));
+    expect(Array.from(y1)).toEqual(Array.from(x, (v, i) => (v + self[i] - pair[i]) >>> 0));
+    // Client 2 adds the same pairwise stream; the server strips both self masks: the sum is x1 + x2.
+    const y2 = x.slice();
+    addMask(y2, B2, NONCE_SELF, 1);
+    addMask(y2, s12, NONCE_PAIR, 1);
+    const sum = Uint32Array.from(y1, (v, i) => (v + y2[i]) >>> 0);
+    addMask(sum, B1, NONCE_SELF, -1);
+    addMask(sum, B2, NONCE_SELF, -1);
+    expect(Array.from(sum)).toEqual(Array.from(x, (v) => (2 * v) >>> 0));
+  });
+});
+
+describe('share box (ChaCha20-Poly1305, aad = round tag)', () => {
+  const plain = new Uint8Array([...hexToBytes(u32be(1) + u32be(2)), ...SHARE_S, ...SHARE_B]);
+  const k12 = () => channelKey(C1, publicKeyOf(C2), TAG, 1, 2);
+
+  it('the box from 1 to 2 for fixed nonce and shares is the pinned ciphertext', () => {
+    const box = nodeSeal(k12(), NONCE, plain, AAD);
+    expect(box.length).toBe(BOX_BYTES);
+    expect(hex(box)).toBe(KAT.box);
+  });
+
+  it('client 2 opens the pinned box with the key it derives for 1 -> 2', () => {
+    const key = channelKey(C2, publicKeyOf(C1), TAG, 1, 2);
+    expect(open(key, hexToBytes(KAT.box), AAD)).toEqual(plain);
+    expect(() => open(key, hexToBytes(KAT.box), utf8ToBytes('aegisfl/kat-run/3.2'))).toThrow();
+  });
+
+  it('seal() writes nonce || ciphertext || tag (OpenSSL opens it)', () => {
+    const box = seal(k12(), plain, AAD);
+    expect(box.length).toBe(BOX_BYTES);
+    expect(nodeOpen(k12(), box, AAD)).toEqual(plain);
+  });
+});
+
+describe('wire bytes of each secure-aggregation message', () => {
+  const box = hexToBytes(KAT.box);
+
+  it('roster: index(4, BE) || cPk(32) || sPk(32) per peer', () => {
+    const roster = {
+      peers: [
+        { index: 1, cPk: publicKeyOf(C1), sPk: publicKeyOf(S1) },
+        { index: 258, cPk: publicKeyOf(C258), sPk: publicKeyOf(S258) },
+      ],
+    };
+    const w = packRoster(roster);
+    expect(hex(w.peers)).toBe(KAT.roster);
+    expect(hex(w.peers)).toBe(
+      u32be(1) + hex(roster.peers[0].cPk) + hex(roster.peers[0].sPk) + '00000102' + KAT.roster.slice(144),
+    );
+    expect(unpackRoster({ peers: hexToBytes(KAT.roster) }, 2)).toEqual(roster);
+    const independent = [C1, S1, C258, S258].map((k) => hex(nodePublicKey(k))).join('');
+    expect(KAT.roster.slice(8, 136) + KAT.roster.slice(144)).toBe(independent);
+  });
+
+  it('shares: commit(32) beside index "to"(4) || box(102) per neighbour', () => {
+    const w = packShares({ commit: hexToBytes(KAT.commit1), shares: [{ to: 2, ct: box }] });
+    expect(hex(w.commit)).toBe(KAT.commit1);
+    expect(hex(w.shares)).toBe('00000002' + KAT.box);
+    expect(unpackShares(w, 1).shares[0]).toEqual({ to: 2, ct: box });
+  });
+
+  it('inbox: index "from"(4) || box(102) per neighbour', () => {
+    const w = packInbox({ shares: [{ from: 1, ct: box }] });
+    expect(hex(w.shares)).toBe('00000001' + KAT.box);
+    expect(unpackInbox(w, 1)).toEqual({ shares: [{ from: 1, ct: box }] });
+  });
+
+  it('reveal: index "of"(4) || share(33), b-shares and s-shares in separate blobs', () => {
+    const r = { b: [{ of: 1, share: SHARE_B }], s: [{ of: 258, share: SHARE_S }] };
+    const w = packReveal(r);
+    expect(hex(w.b)).toBe('00000001' + '505152535455565758595a5b5c5d5e5f606162636465666768696a6b6c6d6e6f70');
+    expect(hex(w.s)).toBe('00000102' + '101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f30');
+    expect(unpackReveal(w, 1)).toEqual(r);
+  });
+});
+
+describe('update encoding: ring vector of a tiny plan with seeded randomness', () => {
+  // Every field set here, so the vectors do not depend on planEncoding's choice of scale.
+  const noDp: EncodingPlan = {
+    ...planEncoding({
+      numParams: 4,
+      maxClients: 2,
+      clipNorm: null,
+      coordClip: 1,
+      weighting: 'examples',
+      maxExamples: 100,
+      noise: null,
+    }),
+    bits: 31,
+    scale: 1000,
+    weightScale: 2 ** 30 - 1,
+    bitScale: 1024,
+    clipNorm: null,
+    coordClip: 1,
+    weighting: 'examples',
+    maxExamples: 100,
+    noiseVariance: 0,
+    bitNoiseVariance: 0,
+    sendIndicator: false,
+    lossScale: 2 ** 16,
+  };
+  const OFF = 2 ** 30;
+
+  it('layout [params][weight][indicator][loss], offset 2^(bits-1); hand-computed values', () => {
+    const rand = createSecureRandom(new Uint8Array(32).fill(7));
+    const c = encodeContribution(Float32Array.from([0.5, -0.25, 1.5, 0.0001]), 50, noDp, rand, 0.75);
+    // u = 50 / 100; params = round(clip(x, 1) * scale * u); 0.0001 * 500 = 0.05 rounds stochastically.
+    expect(Array.from(c.ring)).toEqual([
+      OFF + 250,
+      OFF - 125,
+      OFF + 500,
+      OFF + KAT.stochastic,
+      OFF + Math.round(0.5 * (2 ** 30 - 1)), // weight u * weightScale
+      OFF, // no adaptive clipping: neutral indicator
+      OFF + 0.75 * 2 ** 16, // loss in fixed point
+    ]);
+  });
+
+  it('DP with adaptive clipping: L2 clip, Skellam noise, noised indicator, no loss (pinned words)', () => {
+    const dp: EncodingPlan = {
+      ...noDp,
+      bits: 30,
+      scale: 2 ** 20,
+      weightScale: 2 ** 29 - 1,
+      clipNorm: 1,
+      weighting: 'uniform',
+      maxExamples: 1,
+      noiseVariance: 16,
+      bitNoiseVariance: 4,
+      sendIndicator: true,
+      lossScale: 0,
+    };
+    const rand = createSecureRandom(new Uint8Array(32).fill(7));
+    const c = encodeContribution(Float32Array.from([3, 4, 0, 0]), 999, dp, rand, 0.75);
+    expect(c.norm).toBe(5);
+    expect(c.indicator).toBe(-0.5);
+    const off = 2 ** 29;
+    expect(Array.from(c.ring)).toEqual(KAT.dpRing);
+    // Hand-checkable parts: weight exactly 1, loss neutral; the rest is 0.6 / 0.8 * 2^20 and -512 plus noise.
+    expect(c.ring[4]).toBe(off + 2 ** 29 - 1);
+    expect(c.ring[6]).toBe(off);
+    expect(Math.abs(c.ring[0] - off - 0.6 * 2 ** 20)).toBeLessThan(1 + 8 * 4);
+    expect(Math.abs(c.ring[1] - off - 0.8 * 2 ** 20)).toBeLessThan(1 + 8 * 4);
+    expect(Math.abs(c.ring[5] - off + 512)).toBeLessThan(8 * 2);
+  });
+});
