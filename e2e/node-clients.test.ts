@@ -9,8 +9,9 @@ import { metric } from './metrics.ts';
 import { startServerProcess, waitFor, waitForPhase, type ServerProcess } from './server-process.ts';
 
 /**
- * The real server process and the real client code over real socket.io, in Node (no browser): two honest
- * clients train two rounds while a hostile socket sends garbage, and one honest client loses its connection.
+ * The real server process and the real client code over real socket.io, in Node (no browser): three honest
+ * clients (the smallest cohort secure aggregation runs with) train two rounds while a hostile socket sends
+ * garbage, and one honest client loses its connection.
  */
 const P = numParams(MODELS.tiny);
 let srv: ServerProcess;
@@ -28,9 +29,9 @@ beforeAll(async () => {
     '--rounds',
     '2',
     '--min-clients',
-    '2',
+    '3',
     '--clients-per-round',
-    '2',
+    '3',
     '--min-updates',
     '2',
     '--round-pause-ms',
@@ -104,7 +105,7 @@ describe('server + Node clients over socket.io', () => {
 
     // Honest clients, one of which loses its connection after the first round.
     const ends: RoundSummary[] = [];
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 3; i++) {
       const c = new AegisClient({
         serverUrl: srv.url,
         source: 'node',
@@ -124,12 +125,12 @@ describe('server + Node clients over socket.io', () => {
     const status = await waitForPhase(srv.url, 'done', 120_000);
     expect(dropped).toBe(true);
     expect(status.history).toHaveLength(2);
-    expect(status.history.every((h) => h.clients === 2)).toBe(true);
-    expect(ends.filter((e) => e.round === 2)).toHaveLength(2); // both heard the end of round 2, the reconnected one too
+    expect(status.history.every((h) => h.clients === 3)).toBe(true);
+    expect(ends.filter((e) => e.round === 2)).toHaveLength(3); // all heard the end of round 2, the reconnected one too
 
     const m = await getText('/metrics');
     expect(metric(m, 'aegis_rounds_completed_total')).toBe(2);
-    expect(metric(m, 'aegis_updates_accepted_total')).toBe(4);
+    expect(metric(m, 'aegis_updates_accepted_total')).toBe(6);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'unknown_client', event: 'update' })).toBe(1);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_length', event: 'update' })).toBe(1);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'protocol_version', event: 'hello' })).toBe(
@@ -139,10 +140,11 @@ describe('server + Node clients over socket.io', () => {
       metric(m, 'aegis_messages_rejected_total', { reason: 'malformed', event: 'launch-missiles' }),
     ).toBe(1);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'too_large', event: 'transport' })).toBe(1);
-    // Two rounds of weights out to two clients, two rounds of deltas in: binary, so about 4 bytes a parameter.
-    expect(metric(m, 'aegis_bytes_sent_total')!).toBeGreaterThan(4 * P * 4);
-    expect(metric(m, 'aegis_bytes_received_total')!).toBeGreaterThan(4 * P * 4);
-    expect(metric(m, 'aegis_bytes_received_total')!).toBeLessThan(4 * P * 4 * 1.5 + P * 4 + 300 * 1024);
+    // Two rounds of weights out to three clients, two rounds of masked vectors in: binary, so about 4 bytes a
+    // parameter.
+    expect(metric(m, 'aegis_bytes_sent_total')!).toBeGreaterThan(6 * P * 4);
+    expect(metric(m, 'aegis_bytes_received_total')!).toBeGreaterThan(6 * P * 4);
+    expect(metric(m, 'aegis_bytes_received_total')!).toBeLessThan(6 * P * 4 * 1.5 + P * 4 + 300 * 1024);
     expect(metric(m, 'aegis_eval_backend_info', { backend: 'wasm' })).toBe(1);
     bad.close();
   }, 180_000);

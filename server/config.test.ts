@@ -60,6 +60,7 @@ describe('parseConfig', () => {
     [['--prox-mu=-1'], /--prox-mu must be a number/],
     [['--augment', 'yes'], /--augment must be on or off/],
     [['--min-updates', '1', '--min-clients', '1'], /--secagg on needs --min-updates >= 2/],
+    [['--clients-per-round', '2'], /--secagg on needs --clients-per-round >= 3/],
     [['--dp-noise', '1'], /DP needs a budget: set --dp-epsilon/],
     [['--dp-epsilon', '3'], /--dp-epsilon needs --dp-noise/],
     [['--dp-adaptive-clip'], /--dp-adaptive-clip needs --dp-noise/],

@@ -4,6 +4,7 @@ import type { LocalOptimizer } from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
 import type { PartitionScheme } from '../shared/fl/partition.ts';
+import { SECAGG_MIN_COHORT } from '../shared/secagg/graph.ts';
 import {
   SERVER_OPTIMIZERS,
   SERVER_OPTIMIZER_DEFAULTS,
@@ -405,6 +406,10 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
   }
   if (c.secagg && c.minUpdates < 2)
     throw new Error("--secagg on needs --min-updates >= 2 (a sum over one client is that client's update)");
+  if (c.secagg && c.clientsPerRound < SECAGG_MIN_COHORT)
+    throw new Error(
+      `--secagg on needs --clients-per-round >= ${SECAGG_MIN_COHORT} (with 2, the sum shows each client the other's update)`,
+    );
   if (c.examplesPerClient > c.maxExamplesPerClient)
     throw new Error('--examples-per-client exceeds --max-examples-per-client');
   return c;

@@ -7,7 +7,13 @@ import { createRng, type Rng } from '../shared/data/rng.ts';
 import { PROTOCOL_VERSION, type Ack, type RoundRef, type RoundSummary } from '../shared/protocol/messages.ts';
 import type { ServerStatus } from '../shared/protocol/status.ts';
 import { checkUpdate } from '../shared/protocol/validate.ts';
-import { createAccumulator, ringLengthFor, roundMode, type RoundOutcome } from './aggregator/index.ts';
+import {
+  createAccumulator,
+  minCohort,
+  ringLengthFor,
+  roundMode,
+  type RoundOutcome,
+} from './aggregator/index.ts';
 import { ClientRegistry, type ClientLink, type ClientRecord } from './clients.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { Containment } from './contain.ts';
@@ -53,6 +59,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly rng: Rng;
   private readonly runId = randomBytes(8).toString('hex');
   private readonly ringLength: number | undefined;
+  private readonly minCohort: number;
   private state: RoundState = { kind: 'waiting', pause: null };
   private ref: RoundRef = { round: 1, attempt: 0 };
   private degree: { k: number; t: number } | null = null;
@@ -71,7 +78,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       onSendError: (e) => this.guard.count('send', e),
     });
     this.rng = createRng(this.cfg.seed ^ 0x5eed);
-    this.ringLength = ringLengthFor(roundMode(this.cfg), this.model.numParams);
+    const mode = roundMode(this.cfg);
+    this.ringLength = ringLengthFor(mode, this.model.numParams);
+    this.minCohort = minCohort(mode);
   }
 
   /** Evaluates the initial model (the baseline every round is compared with). */
@@ -216,7 +225,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private maybeStart(): void {
     const s = this.state;
     if (s.kind !== 'waiting' || s.pause || this.stopped || !this.model.initial) return;
-    if (this.clients.readyCount < this.cfg.minClients) return;
+    if (this.clients.readyCount < Math.max(this.cfg.minClients, this.minCohort)) return;
     const budget = this.model.checkBudget();
     if (!budget.ok) {
       this.state = { kind: 'done', reason: budget.message };
@@ -230,7 +239,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private startRound(ready: ClientRecord[]): void {
     const cfg = this.cfg;
     const rule = { kind: 'fixed', size: cfg.clientsPerRound, rng: this.rng } as const;
-    const draw = chooseCohort(ready, rule, { min: 1, max: Infinity });
+    const draw = chooseCohort(ready, rule, { min: this.minCohort, max: Infinity });
     if (!draw.ok) throw new Error(`no cohort from ${ready.length} ready clients`);
     const cohort = draw.chosen;
     const ref = (this.ref = { round: this.ref.round, attempt: this.ref.attempt + 1 });

@@ -195,6 +195,19 @@ describe('Coordinator with secure aggregation', () => {
     },
   );
 
+  it('waits for three ready clients, however low --min-clients is (a sum of two shows each the other)', async () => {
+    const { c } = await setup({ minClients: 2, clientsPerRound: 5, minUpdates: 2 });
+    const deltas = Array.from({ length: 3 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas.slice(0, 2), [8, 8]);
+    expect(c.status()).toMatchObject({ phase: 'waiting', attempt: 0, clients: { ready: 2 } });
+    const third = new SimClient(c, id(2), deltas[2], 8);
+    c.hello(third, { protocolVersion: PROTOCOL_VERSION, clientId: id(2), source: 'node' });
+    c.ready(id(2), { backend: 'cpu', numExamples: 8 });
+    expect(c.status()).toMatchObject({ phase: 'training', selected: 3 });
+    expect((await end).clients).toBe(3);
+  });
+
   it('too many dropouts: the round fails cleanly, the model is unchanged, and it is retried', async () => {
     const { c, metrics } = await setup({ rounds: 2 });
     const before = c.globalWeights.slice();

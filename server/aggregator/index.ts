@@ -1,4 +1,5 @@
 import { planEncoding, vectorLength, type EncodingPlan } from '../../shared/fl/encoding.ts';
+import { SECAGG_MIN_COHORT } from '../../shared/secagg/graph.ts';
 import { FloatAccumulator } from './float.ts';
 import { RingAccumulator } from './ring.ts';
 import { SecureAccumulator } from './secure.ts';
@@ -9,6 +10,11 @@ export type * from './types.ts';
 /** Secure aggregation masks ring vectors; DP alone sends them unmasked; otherwise plain float32. */
 export function roundMode(s: { secagg: unknown; dp: unknown }): RoundMode {
   return s.secagg ? 'secure' : s.dp ? 'ring' : 'float';
+}
+
+/** The smallest cohort a round in this mode can run with (secure aggregation of two shows each the other's input). */
+export function minCohort(mode: RoundMode): number {
+  return mode === 'secure' ? SECAGG_MIN_COHORT : 1;
 }
 
 /** The uint32 length of a ring update in this mode, or undefined when updates are float32 deltas. */

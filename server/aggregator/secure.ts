@@ -33,16 +33,13 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   ) {
     const n = s.n;
     const sa = s.secagg;
-    const degree =
-      n >= 2
-        ? chooseDegree(n, {
-            dropout: sa.dropout,
-            corrupt: sa.corrupt,
-            sigma: 40,
-            eta: 20,
-            thresholdFraction: sa.thresholdFraction,
-          })
-        : { k: 0, t: 1, complete: true };
+    const degree = chooseDegree(n, {
+      dropout: sa.dropout,
+      corrupt: sa.corrupt,
+      sigma: 40,
+      eta: 20,
+      thresholdFraction: sa.thresholdFraction,
+    });
     this.k = degree.k;
     this.t = degree.t;
     this.ringLength = vectorLength(s.numParams);
