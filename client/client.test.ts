@@ -21,6 +21,7 @@ import {
   type SocketLike,
 } from './client.ts';
 import { FakeClock } from './fake-clock.ts';
+import { memoryStore } from './profile.ts';
 import type { TrainerPort } from './trainer-port.ts';
 
 const MODEL = MODELS.tiny;
@@ -117,9 +118,10 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 10; i++) await new Promise<void>((r) => setImmediate(r));
 }
 
+const SESSION = { sessionId: 'session-issued-by-server', resumeToken: 'T'.repeat(43) };
 const welcome: Welcome = {
   protocolVersion: PROTOCOL_VERSION,
-  clientId: 'ignored-by-client',
+  ...SESSION,
   model: MODEL,
   data: { kind: 'synthetic', seed: 0, count: EXAMPLES },
 };
@@ -158,10 +160,11 @@ async function joined() {
   const socket = new FakeSocket();
   const clock = new FakeClock();
   const trainer = fakeTrainer();
+  const identity = memoryStore();
   const client = new AegisClient({
     serverUrl: 'http://fake.invalid',
     source: 'node',
-    clientId: 'test-client-000001',
+    identity,
     spawnTrainer: async () => {
       trainer.spawned++;
       return trainer.port;
@@ -177,7 +180,7 @@ async function joined() {
   socket.open();
   socket.deliver('welcome', welcome);
   await settle();
-  return { client, socket, clock, trainer, events, states: () => events.state ?? [] };
+  return { client, socket, clock, trainer, events, identity, states: () => events.state ?? [] };
 }
 
 /**
@@ -205,9 +208,9 @@ function secureServer(tag: string) {
 describe('AegisClient', () => {
   it('says hello on connect, prepares once on welcome and tells the server it is ready', async () => {
     const { socket, trainer, events, client } = await joined();
-    expect(socket.all('hello')).toEqual([
-      { protocolVersion: PROTOCOL_VERSION, clientId: 'test-client-000001', source: 'node' },
-    ]);
+    // A new session: the server issues its id and resume token, which the client keeps.
+    expect(socket.all('hello')).toEqual([{ protocolVersion: PROTOCOL_VERSION, source: 'node' }]);
+    expect(client.sessionId).toBe(SESSION.sessionId);
     expect(socket.all('ready')).toEqual([{ backend: 'cpu', numExamples: EXAMPLES }]);
     expect(trainer.spawned).toBe(1);
     expect(events.backend).toEqual([
@@ -391,8 +394,12 @@ describe('AegisClient', () => {
     await settle();
     expect(socket.all('update')).toEqual([]);
     socket.open();
-    expect(socket.all('hello')).toHaveLength(2); // hello again, same id
-    expect(new Set(socket.all('hello').map((h) => h.clientId)).size).toBe(1);
+    expect(socket.all('hello')).toHaveLength(2); // hello again, resuming the session with its token
+    expect(socket.all('hello')[1]).toEqual({
+      protocolVersion: PROTOCOL_VERSION,
+      source: 'node',
+      resume: SESSION,
+    });
     expect(socket.all('update')).toEqual([]); // not before the server knows us again
     socket.deliver('welcome', welcome);
     await settle();
@@ -403,6 +410,53 @@ describe('AegisClient', () => {
     expect(trainer.spawned).toBe(1); // preparation is reused
     const s: ClientState[] = states();
     expect(s.slice(s.indexOf('disconnected'))).toEqual(['disconnected', 'uploading', 'idle']);
+  });
+
+  it('resumes a stored session; an expired one (bad_token) is dropped and a new one started', async () => {
+    const socket = new FakeSocket();
+    const identity = memoryStore();
+    identity.set(JSON.stringify(SESSION));
+    const client = new AegisClient({
+      serverUrl: 'http://fake.invalid',
+      source: 'demo',
+      identity,
+      spawnTrainer: () => new Promise(() => {}),
+      connect: () => socket,
+      clock: new FakeClock(),
+    });
+    client.start();
+    socket.open();
+    expect(socket.all('hello')).toEqual([
+      { protocolVersion: PROTOCOL_VERSION, source: 'demo', resume: SESSION },
+    ]);
+    socket.deliver('rejected', { event: 'hello', reason: 'bad_token', message: 'no such session' });
+    expect(identity.get()).toBeNull();
+    expect(socket.all('hello')[1]).toEqual({ protocolVersion: PROTOCOL_VERSION, source: 'demo' });
+    const fresh = { sessionId: 'a-new-session-00000', resumeToken: 'N'.repeat(43) };
+    socket.deliver('welcome', { ...welcome, ...fresh });
+    expect(JSON.parse(identity.get()!)).toEqual(fresh);
+    expect(client.sessionId).toBe(fresh.sessionId);
+    client.stop();
+  });
+
+  it('while its old connection still holds the session (session_taken), waits and says hello again', async () => {
+    const { socket, clock, client } = await joined();
+    socket.drop();
+    socket.open();
+    expect(socket.all('hello')).toHaveLength(2);
+    socket.deliver('rejected', { event: 'hello', reason: 'session_taken', message: 'live elsewhere' });
+    clock.advance(4999);
+    expect(socket.all('hello')).toHaveLength(2);
+    clock.advance(1);
+    expect(socket.all('hello')).toHaveLength(3);
+    expect(socket.all('hello')[2].resume).toEqual(SESSION);
+    socket.deliver('welcome', welcome);
+    await settle();
+    // Other rejections of hello (e.g. already_identified) start nothing new.
+    socket.deliver('rejected', { event: 'hello', reason: 'already_identified', message: '' });
+    clock.advance(60_000);
+    expect(socket.all('hello')).toHaveLength(3);
+    expect(client.state).toBe('idle');
   });
 
   it('ignores secure-aggregation messages for another round or attempt', async () => {

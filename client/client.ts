@@ -19,15 +19,16 @@ import {
   type RoundSummary,
   type SecAggRoundInfo,
   type ServerToClientEvents,
+  type SessionCredentials,
   type Update,
   type Welcome,
 } from '../shared/protocol/messages.ts';
 import type { SkippedBackend } from './backends.ts';
-import { newClientId } from './client-id.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { Emitter } from './emitter.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
+import { memoryStore, type IdentityStore } from './profile.ts';
 
 export type ClientState =
   'connecting' | 'preparing' | 'idle' | 'training' | 'uploading' | 'disconnected' | 'stopped' | 'failed';
@@ -81,7 +82,8 @@ export interface ClientOptions {
   source: ClientSource;
   /** Creates the trainer (a Web Worker in browsers, inline in Node). */
   spawnTrainer: () => Promise<TrainerPort>;
-  clientId?: string;
+  /** Where the server-issued session (id + resume token) is kept between connections; default: memory. */
+  identity?: IdentityStore;
   /** Backend preference override (default: webgpu, webgl, wasm, cpu). */
   backends?: BackendName[];
   /** socket.io path; default /socket.io. */
@@ -104,6 +106,20 @@ function socketIo(url: string, opts: ConnectOptions): SocketLike {
 
 /** How long the server has to answer an update before we report it lost. */
 const UPDATE_ACK_MS = 30_000;
+/** Before saying hello again when the server asked us to wait (our old connection still holds the session). */
+const HELLO_RETRY_MS = 5_000;
+
+function parseCredentials(v: string | null): SessionCredentials | null {
+  if (!v) return null;
+  try {
+    const c = JSON.parse(v) as Partial<SessionCredentials>;
+    return typeof c.sessionId === 'string' && typeof c.resumeToken === 'string'
+      ? { sessionId: c.sessionId, resumeToken: c.resumeToken }
+      : null;
+  } catch {
+    return null;
+  }
+}
 
 /** What preparation leaves: the trainer, and what we tell the server (in `ready`) after every welcome. */
 interface Setup {
@@ -162,12 +178,14 @@ type Encoded =
 
 /**
  * A federated-learning participant: joins the server, trains each round it is selected for, and uploads
- * its update as binary. socket.io reconnects on its own; on every (re)connect we say hello again with the
- * same clientId, and an update finished while offline is held and sent after the server welcomes us back.
+ * its update as binary. socket.io reconnects on its own; on every (re)connect we say hello again, resuming
+ * the session the server issued (its id and resume token are kept in the identity store), and an update
+ * finished while offline is held and sent after the server welcomes us back.
  */
 export class AegisClient extends Emitter<ClientEvents> {
-  readonly clientId: string;
+  private readonly identity: IdentityStore;
   private readonly clock: Clock;
+  private cancelHelloRetry: (() => void) | null = null;
   private socket: SocketLike | null = null;
   private life: Life = { kind: 'connecting' };
   private link: Link = 'new';
@@ -178,8 +196,13 @@ export class AegisClient extends Emitter<ClientEvents> {
 
   constructor(private readonly opts: ClientOptions) {
     super();
-    this.clientId = opts.clientId ?? newClientId();
+    this.identity = opts.identity ?? memoryStore();
     this.clock = opts.clock ?? systemClock;
+  }
+
+  /** The server-issued session id, once welcomed (kept across reconnects and, with a stored identity, reloads). */
+  get sessionId(): string | null {
+    return parseCredentials(this.identity.get())?.sessionId ?? null;
   }
 
   get state(): ClientState {
@@ -215,18 +238,18 @@ export class AegisClient extends Emitter<ClientEvents> {
       reconnectionDelayMax: 5000,
     });
     this.socket = s;
-    s.on('connect', () =>
-      s.emit('hello', {
-        protocolVersion: PROTOCOL_VERSION,
-        clientId: this.clientId,
-        source: this.opts.source,
-      }),
-    );
-    s.on('disconnect', () => this.setLink('lost'));
+    s.on('connect', () => this.hello());
+    s.on('disconnect', () => {
+      this.cancelHelloRetry?.();
+      this.setLink('lost');
+    });
     s.on('welcome', (w) => void this.onWelcome(w));
     s.on('round:start', (r) => this.onRound(r));
     s.on('round:end', (r) => this.emit('roundEnd', r));
-    s.on('rejected', (r) => this.emit('rejected', r));
+    s.on('rejected', (r) => {
+      this.emit('rejected', r);
+      if (r.event === 'hello') this.onHelloRejected(r);
+    });
     s.on('secagg:roster', (m) =>
       this.onSecure(m, 'shares', (sec) => {
         const shares = sec.session.receiveRoster(unpackRoster(m, sec.n));
@@ -286,6 +309,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     const l = this.life;
     if (l.kind === 'stopped' || l.kind === 'failed') return;
     this.enter(last);
+    this.cancelHelloRetry?.();
     if (l.kind === 'awaiting-inbox') l.cancel();
     this.socket?.disconnect();
     this.socket = null;
@@ -299,6 +323,31 @@ export class AegisClient extends Emitter<ClientEvents> {
 
   // ---- joining -----------------------------------------------------------------------------------------
 
+  /** Starts a session, or resumes the stored one. */
+  private hello(): void {
+    const resume = parseCredentials(this.identity.get());
+    this.socket?.emit('hello', {
+      protocolVersion: PROTOCOL_VERSION,
+      source: this.opts.source,
+      ...(resume ? { resume } : {}),
+    });
+  }
+
+  private onHelloRejected(r: Rejection): void {
+    if (r.reason === 'bad_token') {
+      // The session expired (or was never valid): start a new one now.
+      this.identity.clear();
+      this.hello();
+    } else if (r.reason === 'session_taken' || r.reason === 'rate_limited' || r.reason === 'server_full') {
+      // Our previous connection may still hold the session until the server notices it is gone: wait, retry.
+      this.cancelHelloRetry?.();
+      this.cancelHelloRetry = this.clock.after(HELLO_RETRY_MS, () => {
+        this.cancelHelloRetry = null;
+        if (this.socket?.connected && this.link !== 'welcomed') this.hello();
+      });
+    }
+  }
+
   private async onWelcome(w: Welcome): Promise<void> {
     if (w.protocolVersion !== PROTOCOL_VERSION) {
       this.fail(new Error(`server speaks protocol ${w.protocolVersion}, this client ${PROTOCOL_VERSION}`));
@@ -306,6 +355,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     }
     const l = this.life;
     if (l.kind === 'stopped' || l.kind === 'failed') return;
+    this.identity.set(JSON.stringify({ sessionId: w.sessionId, resumeToken: w.resumeToken }));
     this.setLink('welcomed');
     let setup: Setup;
     if (l.kind === 'connecting') {

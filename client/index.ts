@@ -1,6 +1,7 @@
 /** Public browser API: `const c = join({ serverUrl })` starts a participant training in a Web Worker. */
 import { BACKENDS, type BackendName, type ClientSource } from '../shared/protocol/messages.ts';
 import { AegisClient } from './client.ts';
+import type { IdentityStore } from './profile.ts';
 import { spawnTrainer } from './spawn-trainer.ts';
 
 export { AegisClient } from './client.ts';
@@ -9,7 +10,8 @@ export type { ClientEvents, ClientState } from './client.ts';
 export interface JoinOptions {
   serverUrl?: string;
   source?: ClientSource;
-  clientId?: string;
+  /** Where the server-issued session is kept (e.g. storageStore(sessionStorage, url)); default: memory. */
+  identity?: IdentityStore;
   backends?: BackendName[];
 }
 
@@ -30,7 +32,7 @@ export function join(opts: JoinOptions = {}): AegisClient {
   const client = new AegisClient({
     serverUrl: opts.serverUrl ?? location.origin,
     source: opts.source ?? 'embed',
-    clientId: opts.clientId,
+    identity: opts.identity,
     backends: opts.backends,
     spawnTrainer,
   });

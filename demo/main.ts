@@ -1,5 +1,6 @@
 import { join, parseBackends } from '../client/index.ts';
 import type { AegisClient } from '../client/client.ts';
+import { storageStore } from '../client/profile.ts';
 import type { ServerStatus } from '../shared/protocol/status.ts';
 import { renderChart } from './chart.ts';
 
@@ -28,12 +29,11 @@ const probe: PageProbe = {
 };
 (window as unknown as { __aegis: PageProbe }).__aegis = probe;
 
-function sessionClientId(): string | undefined {
-  // One id per tab, kept across reloads so a refresh rejoins as the same client.
+function tabStorage(): Storage | null {
   try {
-    return sessionStorage.getItem('aegis.clientId') ?? undefined;
+    return sessionStorage; // reading it throws where storage is blocked
   } catch {
-    return undefined;
+    return null;
   }
 }
 
@@ -51,15 +51,11 @@ function startClient(): void {
   const client = join({
     serverUrl: location.origin,
     source: params.get('source') === 'swarm' ? 'swarm' : 'demo',
-    clientId: sessionClientId(),
+    // One session per tab, kept across reloads so a refresh resumes it (storage disabled: a new one per load).
+    identity: storageStore(tabStorage(), location.origin),
     backends,
   });
   probe.client = client;
-  try {
-    sessionStorage.setItem('aegis.clientId', client.clientId);
-  } catch {
-    /* storage may be disabled; a new id per load is fine */
-  }
   client.on('state', (s) => ($('state').textContent = s));
   client.on('backend', (b) => {
     probe.backend = b.backend;

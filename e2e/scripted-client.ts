@@ -34,6 +34,8 @@ export class ScriptedClient {
   /** Every message sent, with the server's answer once it came. */
   readonly sent: { event: string; payload: any; ack?: Ack }[] = [];
   readonly hooks: Partial<Record<SecPhase, Hook>> = {};
+  /** The session the server issued at welcome (`id` is only this test's name for the client). */
+  sessionId: string | null = null;
   /** Stay silent (connected, not answering) for a phase when this says so. */
   silentIf: ((phase: SecPhase, m: any) => boolean) | null = null;
   private readonly rand = createSecureRandom();
@@ -47,9 +49,12 @@ export class ScriptedClient {
   ) {
     this.socket = io(url, { transports: ['websocket'], reconnection: false });
     this.socket.on('connect', () =>
-      this.socket.emit('hello', { protocolVersion: PROTOCOL_VERSION, clientId: id, source: 'node' }),
+      this.socket.emit('hello', { protocolVersion: PROTOCOL_VERSION, source: 'node' }),
     );
-    this.socket.on('welcome', () => this.socket.emit('ready', { backend: 'cpu', numExamples: examples }));
+    this.socket.on('welcome', (w) => {
+      this.sessionId = w.sessionId;
+      this.socket.emit('ready', { backend: 'cpu', numExamples: examples });
+    });
     if (process.env.DEBUG_E2E)
       this.socket.on('disconnect', (r, d) =>
         console.log('DISCONNECT', id, r, String((d as any)?.message ?? d ?? '')),

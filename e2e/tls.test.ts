@@ -61,14 +61,13 @@ describe('TLS', () => {
       s.on('connect', () =>
         s.emit('hello', {
           protocolVersion: PROTOCOL_VERSION,
-          clientId: 'tls-client-000000001',
           source: 'node',
         }),
       );
       s.on('welcome', resolve);
       s.on('connect_error', reject);
     });
-    expect(welcome.clientId).toBe('tls-client-000000001');
+    expect(welcome.sessionId).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(welcome.model.name).toBe('tiny');
     s.close();
   });

@@ -1,10 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { createRng } from '../shared/data/rng.ts';
-import { BACKENDS, PROTOCOL_VERSION, type ServerToClientEvents } from '../shared/protocol/messages.ts';
+import {
+  BACKENDS,
+  PROTOCOL_VERSION,
+  type SessionCredentials,
+  type ServerToClientEvents,
+} from '../shared/protocol/messages.ts';
 import { ProtocolError } from '../shared/base/errors.ts';
-import { ClientRegistry, type ClientLink } from './clients.ts';
+import { ClientRegistry, type ClientLink, type RegistryOptions } from './clients.ts';
+import { ManualClock } from './clock.ts';
 import { createMetrics } from './metrics.ts';
-import { clientId, metricValue } from './test-fixtures.ts';
+import { metricValue } from './test-fixtures.ts';
 
 class MemLink implements ClientLink {
   sent: { event: keyof ServerToClientEvents; args: unknown[] }[] = [];
@@ -13,7 +19,8 @@ class MemLink implements ClientLink {
   }
 }
 
-const hello = (n: number) => ({ protocolVersion: PROTOCOL_VERSION, clientId: clientId(n), source: 'node' });
+const fresh = { protocolVersion: PROTOCOL_VERSION, source: 'node' };
+const resume = (c: SessionCredentials) => ({ ...fresh, resume: c });
 const reason = (fn: () => unknown): string => {
   try {
     fn();
@@ -24,74 +31,207 @@ const reason = (fn: () => unknown): string => {
   }
 };
 
-describe('ClientRegistry', () => {
+function registry(over: Partial<RegistryOptions> = {}) {
+  const clock = new ManualClock(1_000_000);
+  const metrics = createMetrics();
+  const r = new ClientRegistry({
+    maxExamples: 100,
+    clock,
+    sessionTtlMs: 60_000,
+    maxSessions: 1000,
+    metrics,
+    ...over,
+  });
+  /** A new session on a new link. */
+  const join = (ready = false) => {
+    const link = new MemLink();
+    const { record, credentials } = r.hello(link, fresh);
+    if (ready) r.ready(record.id, { backend: 'cpu', numExamples: 1 });
+    return { link, id: record.id, credentials };
+  };
+  return { r, clock, metrics, join };
+}
+
+describe('ClientRegistry: sessions', () => {
+  it('issues a random session id and a secret resume token; resuming needs the token', () => {
+    const { r, join } = registry();
+    const a = join();
+    const b = join();
+    expect(a.id).not.toBe(b.id);
+    expect(a.credentials.sessionId).toBe(a.id);
+    expect(a.credentials.resumeToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(a.credentials.resumeToken).not.toBe(b.credentials.resumeToken);
+    r.disconnect(a.link);
+    const back = new MemLink();
+    const res = r.hello(back, resume(a.credentials));
+    expect(res.record.id).toBe(a.id);
+    expect(res.credentials).toEqual(a.credentials);
+    expect(r.get(a.id)?.link).toBe(back);
+  });
+
+  it("a stolen id with a wrong token, or another session's token, is refused (bad_token) and changes nothing", () => {
+    const { r, join } = registry();
+    const victim = join(true);
+    const thief = join();
+    r.disconnect(victim.link); // even while the victim is offline
+    const guess = {
+      sessionId: victim.id,
+      resumeToken: victim.credentials.resumeToken.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')),
+    };
+    expect(reason(() => r.hello(new MemLink(), resume(guess)))).toBe('bad_token');
+    expect(
+      reason(() =>
+        r.hello(new MemLink(), resume({ sessionId: victim.id, resumeToken: thief.credentials.resumeToken })),
+      ),
+    ).toBe('bad_token');
+    expect(
+      reason(() =>
+        r.hello(
+          new MemLink(),
+          resume({ sessionId: 'no-such-session-000', resumeToken: victim.credentials.resumeToken }),
+        ),
+      ),
+    ).toBe('bad_token');
+    expect(r.get(victim.id)?.link).toBeNull();
+    expect(r.counts()).toEqual({ connected: 1, ready: 0, byBackend: {} });
+  });
+
+  it('taking over a live session is refused (session_taken), even with the right token', () => {
+    const { r, join } = registry();
+    const a = join(true);
+    const other = new MemLink();
+    expect(reason(() => r.hello(other, resume(a.credentials)))).toBe('session_taken');
+    expect(r.get(a.id)?.link).toBe(a.link);
+    // The refused link has no identity: it may still start its own session.
+    expect(r.hello(other, fresh).record.id).not.toBe(a.id);
+  });
+
+  it('one link, one identity: a second hello on it is refused (already_identified), new or resume', () => {
+    const { r, join } = registry();
+    const a = join();
+    const b = join();
+    r.disconnect(b.link);
+    expect(reason(() => r.hello(a.link, fresh))).toBe('already_identified');
+    expect(reason(() => r.hello(a.link, resume(b.credentials)))).toBe('already_identified');
+    expect(r.size).toBe(2);
+    // Disconnecting releases exactly the one identity; a stale disconnect of an unknown link does nothing.
+    expect(r.disconnect(new MemLink())).toBeNull();
+    expect(r.disconnect(a.link)?.id).toBe(a.id);
+    expect(r.counts().connected).toBe(0);
+  });
+
+  it('a disconnected session expires after its TTL (manual clock); a live one never does', async () => {
+    const { r, clock, join, metrics } = registry({ sessionTtlMs: 60_000 });
+    const gone = join(true);
+    const live = join(true);
+    r.disconnect(gone.link);
+    clock.advance(59_999);
+    r.expire();
+    expect(r.get(gone.id)).toBeDefined();
+    const back = new MemLink();
+    r.hello(back, resume(gone.credentials)); // resumed in time: the TTL stops
+    r.disconnect(back);
+    clock.advance(59_999);
+    r.expire();
+    expect(r.get(gone.id)).toBeDefined();
+    clock.advance(1);
+    r.expire();
+    expect(r.get(gone.id)).toBeUndefined();
+    expect(reason(() => r.hello(new MemLink(), resume(gone.credentials)))).toBe('bad_token');
+    clock.advance(10 * 60_000);
+    r.expire();
+    expect(r.get(live.id)).toBeDefined();
+    expect(r.size).toBe(1);
+    expect(await metricValue(metrics, 'aegis_sessions_ended_total', { why: 'expired' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_sessions')).toBe(1);
+  });
+
+  it('holds at most maxSessions: the longest-disconnected goes first; with every one live, new ones are refused', async () => {
+    const { r, join, metrics } = registry({ maxSessions: 3 });
+    const a = join();
+    const b = join();
+    const c = join();
+    r.disconnect(b.link);
+    r.disconnect(a.link); // b has been offline longest
+    const d = join();
+    expect(r.get(b.id)).toBeUndefined();
+    expect([a, c, d].every((x) => r.get(x.id))).toBe(true);
+    join(); // evicts a
+    expect(r.get(a.id)).toBeUndefined();
+    expect(reason(() => join())).toBe('server_full');
+    expect(r.size).toBe(3);
+    expect(await metricValue(metrics, 'aegis_sessions_ended_total', { why: 'evicted' })).toBe(2);
+  });
+
+  it('many hellos on one link leave one identity: no ready ghosts', () => {
+    const { r } = registry();
+    const link = new MemLink();
+    const { record } = r.hello(link, fresh);
+    r.ready(record.id, { backend: 'cpu', numExamples: 1 });
+    for (let i = 0; i < 1000; i++) expect(reason(() => r.hello(link, fresh))).toBe('already_identified');
+    expect(r.size).toBe(1);
+    r.disconnect(link);
+    expect(r.counts()).toEqual({ connected: 0, ready: 0, byBackend: {} });
+  });
+});
+
+describe('ClientRegistry: links and counts', () => {
   it('counts connected, ready and ready-by-backend as clients come, get ready, drop and return', async () => {
-    const metrics = createMetrics();
-    const r = new ClientRegistry({ maxExamples: 100, metrics });
+    const { r, metrics } = registry();
     const a = new MemLink();
     const b = new MemLink();
-    r.hello(a, hello(1));
-    r.hello(b, hello(2));
+    const ca = r.hello(a, fresh).credentials;
+    const cb = r.hello(b, fresh).credentials;
     expect(r.counts()).toEqual({ connected: 2, ready: 0, byBackend: {} });
-    r.ready(clientId(1), { backend: 'webgpu', numExamples: 10 });
-    r.ready(clientId(2), { backend: 'wasm', numExamples: 20 });
+    r.ready(ca.sessionId, { backend: 'webgpu', numExamples: 10 });
+    r.ready(cb.sessionId, { backend: 'wasm', numExamples: 20 });
     expect(r.counts()).toEqual({ connected: 2, ready: 2, byBackend: { webgpu: 1, wasm: 1 } });
     expect(await metricValue(metrics, 'aegis_clients_ready', { backend: 'wasm' })).toBe(1);
 
-    expect(r.disconnect(clientId(1), a)).not.toBeNull();
+    expect(r.disconnect(a)).not.toBeNull();
     expect(r.counts()).toEqual({ connected: 1, ready: 1, byBackend: { wasm: 1 } });
     expect(await metricValue(metrics, 'aegis_clients_connected')).toBe(1);
     expect(await metricValue(metrics, 'aegis_clients_ready', { backend: 'webgpu' })).toBe(0);
 
-    // Client 2 reconnects on a new link: the old link's late disconnect changes nothing.
-    const b2 = new MemLink();
-    const rec = r.hello(b2, hello(2));
-    expect(rec.index).toBe(1); // same record, same data shard
-    expect(r.disconnect(clientId(2), b)).toBeNull();
-    expect(r.get(clientId(2))?.link).toBe(b2);
-    expect(r.counts()).toEqual({ connected: 1, ready: 1, byBackend: { wasm: 1 } });
-
-    // A returning client is ready again with what it said before.
-    r.hello(new MemLink(), hello(1));
+    // A returning client is ready again with what it said before, on the same data shard.
+    const rec = r.hello(new MemLink(), resume(ca)).record;
+    expect(rec.index).toBe(0);
     expect(r.counts()).toEqual({ connected: 2, ready: 2, byBackend: { webgpu: 1, wasm: 1 } });
-    expect(r.size).toBe(2);
   });
 
-  it('lists ready clients in order of first hello, whatever order they became ready in', () => {
-    const r = new ClientRegistry({ maxExamples: 100 });
-    const links = [1, 2, 3].map((n) => {
-      const l = new MemLink();
-      r.hello(l, hello(n));
-      return l;
-    });
-    r.ready(clientId(3), { backend: 'cpu', numExamples: 1 });
-    r.ready(clientId(1), { backend: 'cpu', numExamples: 1 });
-    r.disconnect(clientId(1), links[0]);
-    r.hello(new MemLink(), hello(1));
-    expect(r.readyClients().map((c) => c.id)).toEqual([clientId(1), clientId(3)]);
+  it('lists ready clients in order of creation, whatever order they became ready in', () => {
+    const { r, join } = registry();
+    const [x, , z] = [join(), join(), join()];
+    r.ready(z.id, { backend: 'cpu', numExamples: 1 });
+    r.ready(x.id, { backend: 'cpu', numExamples: 1 });
+    r.disconnect(x.link);
+    r.hello(new MemLink(), resume(x.credentials));
+    expect(r.readyClients().map((c) => c.id)).toEqual([x.id, z.id]);
     expect(r.readyCount).toBe(2);
   });
 
-  it('validates hello and ready, and refuses ready before hello', () => {
-    const r = new ClientRegistry({ maxExamples: 100 });
-    expect(reason(() => r.hello(new MemLink(), { ...hello(1), protocolVersion: 0 }))).toBe(
-      'protocol_version',
+  it('validates hello and ready, and refuses ready before hello or while offline', () => {
+    const { r } = registry();
+    expect(reason(() => r.hello(new MemLink(), { ...fresh, protocolVersion: 0 }))).toBe('protocol_version');
+    expect(reason(() => r.hello(new MemLink(), { ...fresh, resume: { sessionId: 'short' } }))).toBe(
+      'malformed',
     );
-    expect(reason(() => r.hello(new MemLink(), { ...hello(1), clientId: 'short' }))).toBe('malformed');
-    expect(reason(() => r.ready(clientId(1), { backend: 'cpu', numExamples: 1 }))).toBe('unknown_client');
+    expect(reason(() => r.ready('some-session-id-000', { backend: 'cpu', numExamples: 1 }))).toBe(
+      'unknown_client',
+    );
     expect(reason(() => r.ready(null, { backend: 'cpu', numExamples: 1 }))).toBe('unknown_client');
     const l = new MemLink();
-    r.hello(l, hello(1));
-    expect(reason(() => r.ready(clientId(1), { backend: 'cpu', numExamples: 101 }))).toBe('malformed');
-    expect(reason(() => r.ready(clientId(1), { backend: 'quantum', numExamples: 1 }))).toBe('malformed');
-    r.disconnect(clientId(1), l);
-    expect(reason(() => r.ready(clientId(1), { backend: 'cpu', numExamples: 1 }))).toBe('unknown_client');
+    const id = r.hello(l, fresh).record.id;
+    expect(reason(() => r.ready(id, { backend: 'cpu', numExamples: 101 }))).toBe('malformed');
+    expect(reason(() => r.ready(id, { backend: 'quantum', numExamples: 1 }))).toBe('malformed');
+    r.disconnect(l);
+    expect(reason(() => r.ready(id, { backend: 'cpu', numExamples: 1 }))).toBe('unknown_client');
     expect(r.counts()).toEqual({ connected: 0, ready: 0, byBackend: {} });
   });
 
   it('sends only to online clients; a link that throws is reported and the others still get the message', () => {
     const errors: unknown[] = [];
-    const r = new ClientRegistry({ maxExamples: 100, onSendError: (e) => errors.push(e) });
+    const { r } = registry({ onSendError: (e) => errors.push(e) });
     const ok = new MemLink();
     const bad: ClientLink = {
       send: () => {
@@ -99,41 +239,52 @@ describe('ClientRegistry', () => {
       },
     };
     const off = new MemLink();
-    r.hello(bad, hello(1));
-    r.hello(ok, hello(2));
-    r.hello(off, hello(3));
-    r.disconnect(clientId(3), off);
+    const badId = r.hello(bad, fresh).record.id;
+    const okId = r.hello(ok, fresh).record.id;
+    const offId = r.hello(off, fresh).record.id;
+    r.disconnect(off);
     r.broadcast('round:end', {} as never);
     expect(ok.sent.map((s) => s.event)).toEqual(['round:end']);
     expect(off.sent).toEqual([]);
     expect(errors).toHaveLength(1);
-    expect(r.send(r.get(clientId(3))!, 'round:end', {} as never)).toBe(false);
-    expect(r.send(r.get(clientId(1))!, 'round:end', {} as never)).toBe(false);
-    expect(r.send(r.get(clientId(2))!, 'round:end', {} as never)).toBe(true);
+    expect(r.send(r.get(offId)!, 'round:end', {} as never)).toBe(false);
+    expect(r.send(r.get(badId)!, 'round:end', {} as never)).toBe(false);
+    expect(r.send(r.get(okId)!, 'round:end', {} as never)).toBe(true);
   });
 
-  it('property: the kept counts always equal a walk over the records, under random hellos, readies and drops', () => {
+  it('property: the kept counts always equal a walk over the records, under random hellos, resumes, readies, drops and expiry', () => {
     const rng = createRng(7);
-    const r = new ClientRegistry({ maxExamples: 100 });
-    const links = new Map<number, MemLink>();
-    for (let step = 0; step < 2000; step++) {
-      const n = rng.int(30);
+    const { r, clock } = registry({ sessionTtlMs: 500, maxSessions: 25 });
+    const known: { creds: SessionCredentials; link: MemLink | null }[] = [];
+    for (let step = 0; step < 3000; step++) {
       const op = rng.next();
-      if (op < 0.4) {
-        const l = new MemLink();
-        r.hello(l, hello(n));
-        links.set(n, l);
-      } else if (op < 0.7) {
-        if (r.get(clientId(n))?.link)
-          r.ready(clientId(n), { backend: BACKENDS[rng.int(BACKENDS.length)], numExamples: 5 });
-      } else {
-        const l = rng.next() < 0.8 ? links.get(n) : new MemLink(); // sometimes a stale link
-        if (l) r.disconnect(clientId(n), l);
+      const k = known.length ? known[rng.int(known.length)] : null;
+      try {
+        if (op < 0.25 || !k) {
+          const link = new MemLink();
+          known.push({ creds: r.hello(link, fresh).credentials, link });
+        } else if (op < 0.45) {
+          const link = new MemLink();
+          r.hello(link, resume(k.creds));
+          k.link = link;
+        } else if (op < 0.7) {
+          r.ready(k.creds.sessionId, { backend: BACKENDS[rng.int(BACKENDS.length)], numExamples: 5 });
+        } else if (op < 0.9) {
+          if (k.link) r.disconnect(k.link);
+          k.link = null;
+        } else {
+          clock.advance(rng.int(200));
+          r.expire();
+        }
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
       }
-      const all = Array.from({ length: 30 }, (_, i) => r.get(clientId(i))).filter((c) => c !== undefined);
+      const all = known.map((x) => r.get(x.creds.sessionId)).filter((c) => c !== undefined);
       const ready = all.filter((c) => c.link && c.backend);
       const byBackend: Record<string, number> = {};
       for (const c of ready) byBackend[c.backend!] = (byBackend[c.backend!] ?? 0) + 1;
+      expect(r.size).toBe(all.length);
+      expect(r.size).toBeLessThanOrEqual(25);
       expect(r.counts()).toEqual({
         connected: all.filter((c) => c.link).length,
         ready: ready.length,

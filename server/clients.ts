@@ -1,17 +1,25 @@
 import { ProtocolError } from '../shared/base/errors.ts';
-import type { BackendName, ClientSource, ServerToClientEvents } from '../shared/protocol/messages.ts';
+import type {
+  BackendName,
+  ClientSource,
+  SessionCredentials,
+  ServerToClientEvents,
+} from '../shared/protocol/messages.ts';
 import { checkHello, checkReady } from '../shared/protocol/validate.ts';
+import type { Clock } from './clock.ts';
 import type { Metrics } from './metrics.ts';
+import { issueCredentials, tokenMatches } from './sessions.ts';
 
 /** How the server talks to one connected client; socket.io in production, anything in tests. */
 export interface ClientLink {
   send<E extends keyof ServerToClientEvents>(event: E, ...args: Parameters<ServerToClientEvents[E]>): void;
 }
 
-/** One client identity: its data shard index, its current link (null while offline) and readiness. */
+/** One client identity (a session): its data shard index, its current link (null while offline), readiness. */
 export interface ClientRecord {
+  /** The server-issued session id. */
   readonly id: string;
-  /** Order of first hello; picks the client's data shard. */
+  /** Order of creation; picks the client's data shard. */
   readonly index: number;
   readonly source: ClientSource;
   readonly link: ClientLink | null;
@@ -26,6 +34,8 @@ interface MutableRecord {
   link: ClientLink | null;
   backend: BackendName | null;
   numExamples: number;
+  /** sha256 of the resume token; the token itself is never stored. */
+  tokenHash: Buffer;
 }
 
 export interface ClientCounts {
@@ -37,6 +47,11 @@ export interface ClientCounts {
 export interface RegistryOptions {
   /** Largest numExamples a client may claim. */
   maxExamples: number;
+  clock: Clock;
+  /** A disconnected session is forgotten this long after its link closed. */
+  sessionTtlMs: number;
+  /** Most sessions held; at the cap the longest-disconnected is forgotten, or a new one refused. */
+  maxSessions: number;
   /** Gauges of connected and ready clients, kept current (optional in tests). */
   metrics?: Metrics;
   /** Sending to one link threw: that client misses the message, nobody else is affected. */
@@ -44,23 +59,48 @@ export interface RegistryOptions {
 }
 
 /**
- * Who is known to the server: identities, their links and readiness. Counts (connected, ready, ready by
- * backend) are kept as records change, so reading them costs the same with ten clients or a million.
+ * Who is known to the server: sessions, their links and readiness. Identities are server-issued and
+ * unforgeable: a hello without credentials starts a session (random id + resume token, only the token's
+ * hash kept); resuming needs the token, and is refused while another link holds the session. One link
+ * has exactly one identity. Disconnected sessions expire after sessionTtlMs and at most maxSessions are
+ * held. Every operation is O(1): counts (connected, ready, ready by backend) are kept as records change,
+ * and expiry walks only the sessions that are due.
  */
 export class ClientRegistry {
   private readonly records = new Map<string, MutableRecord>();
+  private readonly byLink = new Map<ClientLink, MutableRecord>();
+  /** Disconnected sessions in order of disconnection, with the time each expires. */
+  private readonly idle = new Map<MutableRecord, number>();
   private readonly readySet = new Set<MutableRecord>();
   private readonly backendCounts = new Map<BackendName, number>();
   private connected = 0;
   private nextIndex = 0;
 
-  constructor(private readonly o: RegistryOptions) {}
+  constructor(private readonly o: RegistryOptions) {
+    if (!(o.sessionTtlMs >= 0)) throw new RangeError(`sessionTtlMs must be >= 0, got ${o.sessionTtlMs}`);
+    if (!(Number.isInteger(o.maxSessions) && o.maxSessions >= 1))
+      throw new RangeError(`maxSessions must be an integer >= 1, got ${o.maxSessions}`);
+  }
 
-  /** A `hello` message on `link`: validated; the client's record now reaches it through that link. */
-  hello(link: ClientLink, raw: unknown): ClientRecord {
+  /**
+   * A `hello` on `link`: starts a session, or resumes one with its token. Returns the record and the
+   * credentials to send back in `welcome`.
+   */
+  hello(link: ClientLink, raw: unknown): { record: ClientRecord; credentials: SessionCredentials } {
+    if (this.byLink.has(link))
+      throw new ProtocolError('already_identified', 'this connection already has an identity');
     const h = checkHello(raw);
     if (!h.ok) throw new ProtocolError(h.reason, h.message);
-    return this.connect(h.value.clientId, h.value.source, link);
+    this.expire();
+    const resume = h.value.resume;
+    if (!resume) return this.create(link, h.value.source);
+    const r = this.records.get(resume.sessionId);
+    if (!r || !tokenMatches(resume.resumeToken, r.tokenHash))
+      throw new ProtocolError('bad_token', 'no such session (it may have expired): start a new one');
+    if (r.link) throw new ProtocolError('session_taken', 'this session is live on another connection');
+    this.idle.delete(r);
+    this.attach(r, link);
+    return { record: r, credentials: resume };
   }
 
   /** A `ready` message from the client with this id: validated and recorded. */
@@ -69,7 +109,21 @@ export class ClientRegistry {
     if (!r?.link) throw new ProtocolError('unknown_client', 'say hello before ready');
     const m = checkReady(raw, this.o.maxExamples);
     if (!m.ok) throw new ProtocolError(m.reason, m.message);
-    this.setReady(r, m.value.backend, m.value.numExamples);
+    this.change(r, () => {
+      r.backend = m.value.backend;
+      r.numExamples = m.value.numExamples;
+    });
+    return r;
+  }
+
+  /** The link closed. Returns its record, or null when the link had no identity. */
+  disconnect(link: ClientLink): ClientRecord | null {
+    const r = this.byLink.get(link);
+    if (!r) return null;
+    this.byLink.delete(link);
+    this.change(r, () => (r.link = null));
+    this.idle.set(r, this.o.clock.now() + this.o.sessionTtlMs);
+    this.expire();
     return r;
   }
 
@@ -77,36 +131,9 @@ export class ClientRegistry {
     return id === null ? undefined : this.records.get(id);
   }
 
+  /** Sessions held (connected or not). */
   get size(): number {
     return this.records.size;
-  }
-
-  /** A hello: the record for this id (created on first sight) now reaches the client through `link`. */
-  connect(id: string, source: ClientSource, link: ClientLink): ClientRecord {
-    let r = this.records.get(id);
-    if (!r) {
-      r = { id, index: this.nextIndex++, source, link: null, backend: null, numExamples: 0 };
-      this.records.set(id, r);
-    }
-    this.change(r, () => (r.link = link));
-    return r;
-  }
-
-  /** The client said what it trains with and how many examples it holds. */
-  setReady(rec: ClientRecord, backend: BackendName, numExamples: number): void {
-    const r = this.own(rec);
-    this.change(r, () => {
-      r.backend = backend;
-      r.numExamples = numExamples;
-    });
-  }
-
-  /** The link closed. Returns the record, or null when a newer link already took over (nothing changes). */
-  disconnect(id: string, link: ClientLink): ClientRecord | null {
-    const r = this.records.get(id);
-    if (!r || r.link !== link) return null;
-    this.change(r, () => (r.link = null));
-    return r;
   }
 
   counts(): ClientCounts {
@@ -119,7 +146,7 @@ export class ClientRegistry {
     return this.readySet.size;
   }
 
-  /** Ready clients (online, backend reported), in order of first hello. */
+  /** Ready clients (online, backend reported), in order of creation. */
   readyClients(): ClientRecord[] {
     return [...this.readySet].sort((a, b) => a.index - b.index);
   }
@@ -146,13 +173,52 @@ export class ClientRegistry {
     event: E,
     ...args: Parameters<ServerToClientEvents[E]>
   ): void {
-    for (const r of this.records.values()) if (r.link) this.send(r, event, ...args);
+    for (const r of this.byLink.values()) this.send(r, event, ...args);
   }
 
-  private own(rec: ClientRecord): MutableRecord {
-    const r = this.records.get(rec.id);
-    if (r !== rec) throw new Error(`client ${rec.id} is not in this registry`);
-    return r;
+  /** Forgets disconnected sessions whose time is up (the oldest first; stops at the first still due). */
+  expire(): void {
+    const now = this.o.clock.now();
+    for (const [r, at] of this.idle) {
+      if (at > now) break;
+      this.forget(r, 'expired');
+    }
+  }
+
+  private create(
+    link: ClientLink,
+    source: ClientSource,
+  ): { record: ClientRecord; credentials: SessionCredentials } {
+    if (this.records.size >= this.o.maxSessions) {
+      const oldest = this.idle.keys().next();
+      if (oldest.done) throw new ProtocolError('server_full', 'the server holds all the sessions it may');
+      this.forget(oldest.value, 'evicted');
+    }
+    const { sessionId, resumeToken, tokenHash } = issueCredentials();
+    const r: MutableRecord = {
+      id: sessionId,
+      index: this.nextIndex++,
+      source,
+      link: null,
+      backend: null,
+      numExamples: 0,
+      tokenHash,
+    };
+    this.records.set(r.id, r);
+    this.attach(r, link);
+    return { record: r, credentials: { sessionId, resumeToken } };
+  }
+
+  private attach(r: MutableRecord, link: ClientLink): void {
+    this.byLink.set(link, r);
+    this.change(r, () => (r.link = link));
+  }
+
+  private forget(r: MutableRecord, why: 'expired' | 'evicted'): void {
+    this.idle.delete(r);
+    this.records.delete(r.id);
+    this.o.metrics?.sessionsEnded.inc({ why });
+    this.o.metrics?.sessions.set(this.records.size);
   }
 
   /** Applies a mutation to one record with its contribution to the counts taken out and put back. */
@@ -163,14 +229,6 @@ export class ClientRegistry {
     this.refreshGauges();
   }
 
-  private refreshGauges(): void {
-    const m = this.o.metrics;
-    if (!m) return;
-    m.clientsConnected.set(this.connected);
-    m.clientsByBackend.reset();
-    for (const [b, n] of this.backendCounts) if (n > 0) m.clientsByBackend.set({ backend: b }, n);
-  }
-
   private count(r: MutableRecord, sign: 1 | -1): void {
     if (!r.link) return;
     this.connected += sign;
@@ -178,5 +236,14 @@ export class ClientRegistry {
     if (sign > 0) this.readySet.add(r);
     else this.readySet.delete(r);
     this.backendCounts.set(r.backend, (this.backendCounts.get(r.backend) ?? 0) + sign);
+  }
+
+  private refreshGauges(): void {
+    const m = this.o.metrics;
+    if (!m) return;
+    m.sessions.set(this.records.size);
+    m.clientsConnected.set(this.connected);
+    m.clientsByBackend.reset();
+    for (const [b, n] of this.backendCounts) if (n > 0) m.clientsByBackend.set({ backend: b }, n);
   }
 }

@@ -69,6 +69,11 @@ describe('parseConfig', () => {
       /z < 2 sigma_b = 1/,
     ],
     [['--dp-noise', '1', '--dp-epsilon', '5', '--dp-population', '3'], /--dp-population cannot be below/],
+    [['--session-ttl-ms', '10'], /--session-ttl-ms must be an integer in 1000\.\./],
+    [['--max-sessions', '1'], /--max-sessions \(1\) cannot be below --min-clients \(2\)/],
+    [['--socket-rate', '0'], /--socket-rate must be a number/],
+    [['--address-burst', '1.5'], /--address-burst must be an integer/],
+    [['--trusted-proxy', 'proxy.local'], /not an IP address or CIDR/],
   ])('refuses %j', (argv, msg) => {
     expect(() => parseConfig(argv)).toThrow(msg);
   });
@@ -114,6 +119,43 @@ describe('parseConfig', () => {
     expect(b.dp!.adaptive).toEqual({ targetQuantile: 0.5, learningRate: 0.2, indicatorStd: 5 });
   });
 
+  it('session and rate-limit flags', () => {
+    const d = parseConfig([]);
+    expect(d).toMatchObject({
+      sessionTtlMs: DEFAULTS.sessionTtlMs,
+      maxSessions: DEFAULTS.maxSessions,
+      socketRate: DEFAULTS.socketRate,
+      addressBurst: DEFAULTS.addressBurst,
+      trustedProxy: { kind: 'none' },
+    });
+    const c = parseConfig([
+      '--session-ttl-ms',
+      '60000',
+      '--max-sessions',
+      '500',
+      '--socket-rate',
+      '5',
+      '--socket-burst',
+      '50',
+      '--address-rate',
+      '2.5',
+      '--address-burst',
+      '10',
+      '--trusted-proxy',
+      '1',
+    ]);
+    expect(c).toMatchObject({
+      sessionTtlMs: 60_000,
+      maxSessions: 500,
+      socketRate: 5,
+      socketBurst: 50,
+      addressRate: 2.5,
+      addressBurst: 10,
+      trustedProxy: { kind: 'hops', hops: 1 },
+    });
+    expect(parseConfig(['--trusted-proxy', '10.0.0.0/8,::1']).trustedProxy.kind).toBe('list');
+  });
+
   it('server optimizer and FedProx flags', () => {
     const c = parseConfig([
       '--server-opt',
@@ -148,6 +190,11 @@ describe('parseConfig', () => {
       '--cifar-dir',
       '--max-message-bytes',
       '--tls-cert',
+      '--session-ttl-ms',
+      '--max-sessions',
+      '--socket-rate',
+      '--address-burst',
+      '--trusted-proxy',
     ])
       expect(h).toContain(f);
   });

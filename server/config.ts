@@ -5,6 +5,7 @@ import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
 import type { PartitionScheme } from '../shared/fl/partition.ts';
 import { SECAGG_MIN_COHORT } from '../shared/secagg/graph.ts';
+import { parseTrustedProxy, type TrustedProxy } from './address.ts';
 import {
   SERVER_OPTIMIZERS,
   SERVER_OPTIMIZER_DEFAULTS,
@@ -81,6 +82,18 @@ export interface ServerConfig {
   /** Each coordinate of an encoded update is clipped to +-coordClip (after any L2 clip). */
   coordClip: number;
   dp: DpConfig | null;
+  /** A disconnected client's session can be resumed for this long, then it is forgotten. */
+  sessionTtlMs: number;
+  /** Most sessions held at once (connected or resumable). */
+  maxSessions: number;
+  /** Messages one socket may send: a sustained rate and a burst. */
+  socketRate: number;
+  socketBurst: number;
+  /** New connections one address may open: a sustained rate and a burst. */
+  addressRate: number;
+  addressBurst: number;
+  /** Proxies trusted to name the client's address in X-Forwarded-For (see server/address.ts). */
+  trustedProxy: TrustedProxy;
 }
 
 export const DEFAULTS: ServerConfig = {
@@ -118,6 +131,13 @@ export const DEFAULTS: ServerConfig = {
   secaggThreshold: 0.5,
   coordClip: 0.5,
   dp: null,
+  sessionTtlMs: 10 * 60_000,
+  maxSessions: 50_000,
+  socketRate: 20,
+  socketBurst: 100,
+  addressRate: 20,
+  addressBurst: 200,
+  trustedProxy: { kind: 'none' },
 };
 
 export const FLAGS = {
@@ -191,6 +211,16 @@ export const FLAGS = {
   'dp-indicator-std': {
     type: 'string',
     help: 'adaptive clipping: noise std sigma_b on the clipped count (default 0.05 x clients-per-round)',
+  },
+  'session-ttl-ms': { type: 'string', help: 'ms a disconnected client may take to resume its session' },
+  'max-sessions': { type: 'string', help: 'most client sessions held (the longest-disconnected go first)' },
+  'socket-rate': { type: 'string', help: 'messages per second one socket may send (sustained)' },
+  'socket-burst': { type: 'string', help: 'messages one socket may send at once' },
+  'address-rate': { type: 'string', help: 'new connections per second from one address (sustained)' },
+  'address-burst': { type: 'string', help: 'new connections one address may open at once' },
+  'trusted-proxy': {
+    type: 'string',
+    help: 'proxies whose X-Forwarded-For names the client: a hop count, or IPs/CIDRs (default: none)',
   },
   help: { type: 'boolean', help: 'print this help' },
 } as const;
@@ -383,6 +413,13 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     secaggThreshold: num('secagg-threshold', s('secagg-threshold'), d.secaggThreshold, 0, 0.99),
     coordClip: num('coord-clip', s('coord-clip'), d.coordClip, 1e-6, 1e6),
     dp: null,
+    sessionTtlMs: int('session-ttl-ms', s('session-ttl-ms'), d.sessionTtlMs, 1000, 7 * 24 * 3600_000),
+    maxSessions: int('max-sessions', s('max-sessions'), d.maxSessions, 1, 10_000_000),
+    socketRate: num('socket-rate', s('socket-rate'), d.socketRate, 0.01, 1e6),
+    socketBurst: int('socket-burst', s('socket-burst'), d.socketBurst, 1, 1e6),
+    addressRate: num('address-rate', s('address-rate'), d.addressRate, 0.01, 1e6),
+    addressBurst: int('address-burst', s('address-burst'), d.addressBurst, 1, 1e6),
+    trustedProxy: parseTrustedProxy(s('trusted-proxy')),
   };
   cfg.dp = parseDp(s, v['dp-adaptive-clip'] === true, cfg.clientsPerRound);
   return validateConfig(cfg);
@@ -410,6 +447,8 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
     throw new Error(
       `--secagg on needs --clients-per-round >= ${SECAGG_MIN_COHORT} (with 2, the sum shows each client the other's update)`,
     );
+  if (c.maxSessions < c.minClients)
+    throw new Error(`--max-sessions (${c.maxSessions}) cannot be below --min-clients (${c.minClients})`);
   if (c.examplesPerClient > c.maxExamplesPerClient)
     throw new Error('--examples-per-client exceeds --max-examples-per-client');
   return c;

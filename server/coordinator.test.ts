@@ -8,7 +8,7 @@ import { ManualClock } from './clock.ts';
 import { Coordinator, type ClientLink } from './coordinator.ts';
 import type { Evaluator } from './evaluator.ts';
 import { GlobalModel } from './global-model.ts';
-import { clientId, metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
+import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
 
 const spec = MODELS.tiny;
@@ -61,14 +61,28 @@ async function setup(over: Partial<ServerConfig> = {}) {
     clock,
   });
   coord = c;
+  ids = [];
+  links = [];
   await c.init();
   return { c, metrics, clock };
 }
 
-const id = clientId;
-function join(c: Coordinator, n: number, examples = 8): MemLink {
+const HELLO = { protocolVersion: PROTOCOL_VERSION, source: 'node' };
+/** Session ids the server issued to the test's clients, by the test's own client number. */
+let ids: string[] = [];
+let links: MemLink[] = [];
+const id = (n: number): string => ids[n] ?? `never-joined-client-${n}`;
+/** The resume token client n was welcomed with. */
+const token = (n: number): string => links[n].last('welcome').resumeToken;
+/** Client n says hello (a new session) without getting ready. */
+function connect(c: Coordinator, n: number): MemLink {
   const l = new MemLink();
-  c.hello(l, { protocolVersion: PROTOCOL_VERSION, clientId: id(n), source: 'node' });
+  ids[n] = c.hello(l, HELLO);
+  links[n] = l;
+  return l;
+}
+function join(c: Coordinator, n: number, examples = 8): MemLink {
+  const l = connect(c, n);
   c.ready(id(n), { backend: 'cpu', numExamples: examples });
   return l;
 }
@@ -97,7 +111,8 @@ describe('Coordinator', () => {
     const a = join(c, 1);
     expect(a.last('welcome')).toMatchObject({
       protocolVersion: PROTOCOL_VERSION,
-      clientId: id(1),
+      sessionId: id(1),
+      resumeToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
       model: spec,
       data: { kind: 'synthetic', seed: 0 },
     });
@@ -195,16 +210,18 @@ describe('Coordinator', () => {
   it('closes early when the only clients left to report are offline, and accepts a reconnect', async () => {
     const { c } = await setup({ minClients: 3, minUpdates: 2, roundDeadlineMs: 10_000 });
     join(c, 1);
-    join(c, 2);
+    const l2 = join(c, 2);
     const l3 = join(c, 3);
     c.update(id(1), upd(1, 1, 1));
-    // Client 2 reconnects on a new socket: the old socket's disconnect must not count.
+    // Client 2 drops and resumes its session on a new socket, with its token: it is still in the cohort.
+    const { sessionId, resumeToken } = l2.last('welcome');
+    c.disconnect(l2);
     const l2b = new MemLink();
-    c.hello(l2b, { protocolVersion: PROTOCOL_VERSION, clientId: id(2), source: 'node' });
-    expect(l2b.last('welcome').clientId).toBe(id(2));
+    expect(c.hello(l2b, { ...HELLO, resume: { sessionId, resumeToken } })).toBe(id(2));
+    expect(l2b.last('welcome')).toMatchObject({ sessionId, resumeToken });
     expect(c.update(id(2), upd(1, 1, 1))).toEqual({ ok: true });
     const done = nextEvent(c, 'roundEnd');
-    c.disconnect(id(3), l3); // the manual clock never reaches the deadline: only the early close can end it
+    c.disconnect(l3); // the manual clock never reaches the deadline: only the early close can end it
     expect((await done).stragglers).toBe(1);
   });
 
@@ -225,6 +242,20 @@ describe('Coordinator rejects every kind of bad message with its reason, and the
   const cases: Case[] = [
     ['an update on a socket that never said hello', 'unknown_client', (c) => c.update(null, upd(1, 1, 1))],
     ['an update from an unknown id', 'unknown_client', (c) => c.update('never-said-hello-123', upd(1, 1, 1))],
+    [
+      'a resume of a live session (taking over a cohort member)',
+      'session_taken',
+      (c) => {
+        const last = c.status(); // the round is on; client 1 is in it
+        expect(last.phase).toBe('training');
+        return c.hello(new MemLink(), { ...HELLO, resume: { sessionId: id(1), resumeToken: token(1) } });
+      },
+    ],
+    [
+      "a resume of a member's session with a guessed token",
+      'bad_token',
+      (c) => c.hello(new MemLink(), { ...HELLO, resume: { sessionId: id(1), resumeToken: 'A'.repeat(43) } }),
+    ],
     ['an update from a client outside the cohort', 'not_selected', (c) => c.update(id(9), upd(1, 1, 1))],
     [
       'a delta one value short',
@@ -255,7 +286,7 @@ describe('Coordinator rejects every kind of bad message with its reason, and the
     [
       'a hello in another protocol version',
       'protocol_version',
-      (c) => c.hello(new MemLink(), { protocolVersion: 0, clientId: id(5), source: 'node' }),
+      (c) => c.hello(new MemLink(), { ...HELLO, protocolVersion: 1 }),
     ],
   ];
 
@@ -263,7 +294,7 @@ describe('Coordinator rejects every kind of bad message with its reason, and the
     const { c } = await setup({ clientsPerRound: 2, minClients: 2, roundDeadlineMs: 5000 });
     join(c, 1);
     join(c, 2);
-    c.hello(new MemLink(), { protocolVersion: PROTOCOL_VERSION, clientId: id(9), source: 'node' }); // connected, not ready
+    connect(c, 9); // connected, not ready
     expect(rejectReason(() => send(c))).toBe(reason);
     // The honest clients finish the round as if nothing happened.
     const done = nextEvent(c, 'roundEnd');

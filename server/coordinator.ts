@@ -17,6 +17,7 @@ import {
 import { ClientRegistry, type ClientLink, type ClientRecord } from './clients.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { Containment } from './contain.ts';
+import { LogLimiter } from './limits.ts';
 import { chooseCohort } from './cohort.ts';
 import type { ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
@@ -52,6 +53,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly cfg: ServerConfig;
   private readonly clock: Clock;
   private readonly guard: Containment;
+  private readonly inputLog: LogLimiter | null;
   /** The clock rounds get: its callbacks run contained. */
   private readonly timers: Clock;
   private readonly clients: ClientRegistry;
@@ -69,11 +71,22 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     super();
     this.cfg = deps.config;
     this.clock = deps.clock ?? systemClock;
-    this.guard = new Containment(deps.metrics, (where) => this.abort(where), deps.logError ?? deps.log);
+    const logError = deps.logError ?? deps.log;
+    // Lines about client input (and errors a message may trigger) are rate-limited: a socket cannot fill the log.
+    const errorLog = logError ? new LogLimiter(logError, this.clock) : null;
+    this.inputLog = deps.log ? new LogLimiter(deps.log, this.clock) : null;
+    this.guard = new Containment(
+      deps.metrics,
+      (where) => this.abort(where),
+      errorLog ? (m) => errorLog.write(m) : undefined,
+    );
     this.timers = this.guard.clock(this.clock);
     this.model = new GlobalModel({ ...deps, clock: this.clock, log: (m) => this.log(m) });
     this.clients = new ClientRegistry({
       maxExamples: this.cfg.maxExamplesPerClient,
+      clock: this.clock,
+      sessionTtlMs: this.cfg.sessionTtlMs,
+      maxSessions: this.cfg.maxSessions,
       metrics: deps.metrics,
       onSendError: (e) => this.guard.count('send', e),
     });
@@ -94,13 +107,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return this.model.weights;
   }
 
+  /** Starts or resumes the link's session (see ClientRegistry.hello); returns the session id. */
   hello(link: ClientLink, raw: unknown): string {
     return this.guard.message(() => {
-      const c = this.clients.hello(link, raw);
+      const { record: c, credentials } = this.clients.hello(link, raw);
       const data = this.deps.dataFor(c.index);
       this.clients.send(c, 'welcome', {
         protocolVersion: PROTOCOL_VERSION,
-        clientId: c.id,
+        ...credentials,
         model: this.cfg.model,
         data,
       });
@@ -159,12 +173,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     // The label comes from the closed set, never from the client's string (one series per value).
     const r = isRejectReason(reason) ? reason : 'unknown';
     this.deps.metrics.secaggRefusals.inc({ reason: r });
-    this.log(`client ${clientId ?? '?'} refused a secure-aggregation request: ${r}`);
+    this.inputLog?.write(`client ${clientId ?? '?'} refused a secure-aggregation request: ${r}`);
   }
 
-  disconnect(clientId: string, link: ClientLink): void {
+  disconnect(link: ClientLink): void {
     this.guard.run('disconnect', () => {
-      if (!this.clients.disconnect(clientId, link)) return; // a newer link already took over
+      if (!this.clients.disconnect(link)) return; // the link never had an identity
       if (this.state.kind === 'training') this.state.accumulator.settle();
     });
   }

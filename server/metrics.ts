@@ -51,6 +51,17 @@ export function createMetrics() {
       labelNames: ['backend'] as const,
       registers: [registry],
     }),
+    sessions: new Gauge({
+      name: 'aegis_sessions',
+      help: 'Client sessions held (connected or waiting to be resumed)',
+      registers: [registry],
+    }),
+    sessionsEnded: new Counter({
+      name: 'aegis_sessions_ended_total',
+      help: 'Sessions forgotten: expired after their TTL, or evicted at the session cap',
+      labelNames: ['why'] as const,
+      registers: [registry],
+    }),
     updatesAccepted: new Counter({
       name: 'aegis_updates_accepted_total',
       help: 'Client updates accepted into a round',
@@ -171,5 +182,6 @@ export function createMetrics() {
   // Zero-initialise every reason so dashboards show flat lines, not gaps.
   for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);
   for (const where of INTERNAL_ERROR_SITES) m.internalErrors.inc({ where }, 0);
+  for (const why of ['expired', 'evicted']) m.sessionsEnded.inc({ why }, 0);
   return m;
 }

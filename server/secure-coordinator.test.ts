@@ -12,7 +12,7 @@ import { ProtocolError } from '../shared/base/errors.ts';
 import { ManualClock, type Clock } from './clock.ts';
 import { Coordinator, type ClientLink } from './coordinator.ts';
 import type { Evaluator } from './evaluator.ts';
-import { clientId, metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
+import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
 
 const spec = MODELS.tiny;
@@ -32,16 +32,17 @@ class SimClient implements ClientLink {
   rejected: string[] = [];
   /** Stays connected but does not answer round:start while this is true. */
   silent = false;
+  /** The session id the coordinator issued at hello. */
+  id = '';
   constructor(
     readonly c: Coordinator,
-    readonly id: string,
     readonly delta: Float32Array,
     readonly examples: number,
     public vanishAt: Phase | null = null,
   ) {}
   private gone(p: Phase): boolean {
     if (this.vanishAt !== p) return false;
-    this.c.disconnect(this.id, this);
+    this.c.disconnect(this);
     this.vanishAt = null;
     return true;
   }
@@ -136,7 +137,13 @@ async function setup(over: Partial<ServerConfig> = {}, clock?: Clock) {
   return { c, metrics };
 }
 
-const id = clientId;
+const HELLO = { protocolVersion: PROTOCOL_VERSION, source: 'node' };
+/** A new session, ready with its examples. */
+function enter(c: Coordinator, s: SimClient): SimClient {
+  s.id = c.hello(s, HELLO);
+  c.ready(s.id, { backend: 'cpu', numExamples: s.examples });
+  return s;
+}
 function joinAll(
   c: Coordinator,
   deltas: Float32Array[],
@@ -144,10 +151,7 @@ function joinAll(
   vanish: (Phase | null)[] = [],
 ): SimClient[] {
   return deltas.map((d, i) => {
-    const s = new SimClient(c, id(i), d, examples[i], vanish[i] ?? null);
-    c.hello(s, { protocolVersion: PROTOCOL_VERSION, clientId: id(i), source: 'node' });
-    c.ready(id(i), { backend: 'cpu', numExamples: examples[i] });
-    return s;
+    return enter(c, new SimClient(c, d, examples[i], vanish[i] ?? null));
   });
 }
 const randomDelta = () => Float32Array.from({ length: P }, () => (Math.random() - 0.5) * 0.02);
@@ -201,9 +205,7 @@ describe('Coordinator with secure aggregation', () => {
     const end = nextEvent(c, 'roundEnd');
     joinAll(c, deltas.slice(0, 2), [8, 8]);
     expect(c.status()).toMatchObject({ phase: 'waiting', attempt: 0, clients: { ready: 2 } });
-    const third = new SimClient(c, id(2), deltas[2], 8);
-    c.hello(third, { protocolVersion: PROTOCOL_VERSION, clientId: id(2), source: 'node' });
-    c.ready(id(2), { backend: 'cpu', numExamples: 8 });
+    enter(c, new SimClient(c, deltas[2], 8));
     expect(c.status()).toMatchObject({ phase: 'training', selected: 3 });
     expect((await end).clients).toBe(3);
   });
@@ -244,13 +246,13 @@ describe('Coordinator with secure aggregation', () => {
     };
     await new Promise((r) => setTimeout(r, 20)); // keys are in
     const keys = { round: 1, attempt: 1, ...sims[0].session!.advertise() };
-    expect(reason(() => c.secagg('keys', id(0), keys))).toMatch(/duplicate|wrong_phase/);
-    expect(reason(() => c.secagg('keys', id(0), { ...keys, round: 0 }))).toBe('late');
-    expect(reason(() => c.secagg('keys', id(0), { ...keys, attempt: 2 }))).toBe('wrong_round');
+    expect(reason(() => c.secagg('keys', sims[0].id, keys))).toMatch(/duplicate|wrong_phase/);
+    expect(reason(() => c.secagg('keys', sims[0].id, { ...keys, round: 0 }))).toBe('late');
+    expect(reason(() => c.secagg('keys', sims[0].id, { ...keys, attempt: 2 }))).toBe('wrong_round');
     expect(reason(() => c.secagg('shares', 'client-unknown-00000', keys))).toBe('unknown_client');
     expect(
       reason(() =>
-        c.update(id(0), {
+        c.update(sims[0].id, {
           round: 1,
           attempt: 1,
           numExamples: 8,
@@ -262,7 +264,7 @@ describe('Coordinator with secure aggregation', () => {
     ).toBe('wrong_length');
     expect(
       reason(() =>
-        c.update(id(0), {
+        c.update(sims[0].id, {
           round: 1,
           attempt: 1,
           numExamples: 8,

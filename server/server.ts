@@ -62,7 +62,11 @@ export async function startServer(
   const http = createAdaptorServer(
     tls ? { fetch: app.fetch, createServer: createHttpsServer, serverOptions: tls } : { fetch: app.fetch },
   ) as HttpServer;
-  const io = attachSocketIo(http, coordinator, metrics, cfg.maxMessageBytes);
+  const io = attachSocketIo(http, coordinator, metrics, cfg.maxMessageBytes, {
+    socket: { perSecond: cfg.socketRate, burst: cfg.socketBurst },
+    address: { perSecond: cfg.addressRate, burst: cfg.addressBurst },
+    trustedProxy: cfg.trustedProxy,
+  });
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(cfg.port, cfg.host, () => resolve());

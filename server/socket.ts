@@ -1,10 +1,13 @@
-import type { Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Http2SecureServer, Http2Server } from 'node:http2';
 import { Server, type Socket } from 'socket.io';
 import type { Ack, ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/messages.ts';
 import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
+import { clientAddress, type TrustedProxy } from './address.ts';
 import type { ClientLink } from './clients.ts';
+import { systemClock, type Clock } from './clock.ts';
 import type { Coordinator } from './coordinator.ts';
+import { KeyedLimiter, TokenBucket, type Rate } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 
 /** What one connection knows about itself. */
@@ -31,7 +34,27 @@ const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
   'secagg:refuse': (c, conn, raw) => c.secaggRefuse(conn.clientId, raw),
 };
 
+type ClientEvent = keyof ClientToServerEvents;
+/** Every value the `event` label of aegis_messages_rejected_total can take (a closed set). */
+export type EventLabel = ClientEvent | 'unknown' | 'transport' | 'connect';
+export const EVENT_LABELS: readonly EventLabel[] = [
+  ...(Object.keys(HANDLERS) as ClientEvent[]),
+  'unknown',
+  'transport',
+  'connect',
+];
 const KNOWN_EVENTS: ReadonlySet<string> = new Set(Object.keys(HANDLERS));
+
+export interface SocketLimits {
+  /** Messages per socket. */
+  socket: Rate;
+  /** New connections per client address. */
+  address: Rate;
+  trustedProxy: TrustedProxy;
+  /** Distinct addresses tracked at once (least recently seen dropped first). */
+  maxAddresses?: number;
+  clock?: Clock;
+}
 
 function byteSize(data: unknown): number {
   if (typeof data === 'string') return Buffer.byteLength(data);
@@ -42,20 +65,36 @@ function byteSize(data: unknown): number {
 /**
  * Wires socket.io to the coordinator. Every message is validated by the coordinator; a bad one is
  * answered with `rejected` (and the ack, if any), counted by reason, and never disturbs other clients.
+ * Connections are rate-limited per client address, messages per socket; what goes over is counted and
+ * dropped, and the sender told once per burst.
  */
 export function attachSocketIo(
   http: HttpServer | Http2Server | Http2SecureServer,
   coordinator: Coordinator,
   metrics: Metrics,
   maxMessageBytes: number,
+  limits: SocketLimits,
 ): Server<ClientToServerEvents, ServerToClientEvents> {
+  const clock = limits.clock ?? systemClock;
+  const perAddress = new KeyedLimiter(limits.address, clock, limits.maxAddresses);
   const io = new Server<ClientToServerEvents, ServerToClientEvents>(http as HttpServer, {
     maxHttpBufferSize: maxMessageBytes,
     cors: { origin: '*' },
     pingInterval: 10_000,
     pingTimeout: 20_000,
+    // Called for new connections only (engine.io handshakes), before any per-connection state exists.
+    allowRequest: (req: IncomingMessage, cb: (err: string | null | undefined, ok: boolean) => void) => {
+      const addr = clientAddress(
+        req.socket.remoteAddress,
+        req.headers['x-forwarded-for'],
+        limits.trustedProxy,
+      );
+      if (perAddress.take(addr)) return cb(null, true);
+      metrics.updatesRejected.inc({ reason: 'rate_limited', event: 'connect' });
+      cb('rate_limited', false);
+    },
   });
-  io.on('connection', (socket) => serve(socket, coordinator, metrics));
+  io.on('connection', (socket) => serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock)));
   return io;
 }
 
@@ -63,6 +102,7 @@ function serve(
   socket: Socket<ClientToServerEvents, ServerToClientEvents>,
   coordinator: Coordinator,
   metrics: Metrics,
+  bucket: TokenBucket,
 ): void {
   const conn: Connection = {
     clientId: null,
@@ -71,35 +111,51 @@ function serve(
   socket.conn.on('packet', (p: { data?: unknown }) => metrics.bytesIn.inc(byteSize(p.data)));
   socket.conn.on('packetCreate', (p: { data?: unknown }) => metrics.bytesOut.inc(byteSize(p.data)));
 
-  const reject = (event: string, e: unknown): Ack => {
+  const reject = (event: EventLabel, name: string, e: unknown): Ack => {
     if (!(e instanceof ProtocolError)) metrics.internalErrors.inc({ where: 'message' });
     const reason: RejectReason = e instanceof ProtocolError ? e.reason : 'internal_error';
     const message = e instanceof Error ? e.message : String(e);
     metrics.updatesRejected.inc({ reason, event });
-    socket.emit('rejected', { event, reason, message });
+    socket.emit('rejected', { event: name, reason, message });
     return { ok: false, reason, message };
+  };
+
+  /** Spends one of the socket's tokens; over the limit, the answer for a dropped message (told once per burst). */
+  let limited = false;
+  const overLimit = (event: EventLabel): Ack | null => {
+    if (bucket.take()) {
+      limited = false;
+      return null;
+    }
+    const message = 'too many messages: slow down';
+    metrics.updatesRejected.inc({ reason: 'rate_limited', event });
+    if (!limited) socket.emit('rejected', { event, reason: 'rate_limited', message });
+    limited = true;
+    return { ok: false, reason: 'rate_limited', message };
   };
 
   // Every event goes through this one wrapper: the answer is the ack (if the client asked for one) and a
   // `rejected` event on failure; no exception leaves it.
-  const on = (event: string, handler: Handler): void => {
+  const on = (event: ClientEvent, handler: Handler): void => {
     (socket.on as (e: string, l: (raw: unknown, ack?: unknown) => void) => void)(event, (raw, ack) => {
-      let res: Ack;
-      try {
-        res = handler(coordinator, conn, raw) ?? { ok: true };
-      } catch (e) {
-        res = reject(event, e);
+      let res: Ack | null = overLimit(event);
+      if (!res) {
+        try {
+          res = handler(coordinator, conn, raw) ?? { ok: true };
+        } catch (e) {
+          res = reject(event, event, e);
+        }
       }
       if (typeof ack === 'function') ack(res);
     });
   };
-  for (const [event, handler] of Object.entries(HANDLERS)) on(event, handler);
+  for (const [event, handler] of Object.entries(HANDLERS)) on(event as ClientEvent, handler);
 
   socket.onAny((event: unknown) => {
-    if (!KNOWN_EVENTS.has(event as string)) {
-      const name = String(event).slice(0, 40);
-      reject(name, new ProtocolError('malformed', `unknown event "${name}"`));
-    }
+    if (KNOWN_EVENTS.has(event as string) || overLimit('unknown')) return;
+    // The name goes back to its sender only; labels and logs see 'unknown'.
+    const name = String(event).slice(0, 40);
+    reject('unknown', name, new ProtocolError('malformed', `unknown event "${name}"`));
   });
   socket.on('disconnect', (_reason, desc) => {
     // engine.io closes the transport on a message over maxHttpBufferSize; count it as what it is.
@@ -110,6 +166,6 @@ function serve(
     );
     if (/payload|too large|max.*size/i.test(msg))
       metrics.updatesRejected.inc({ reason: 'too_large', event: 'transport' });
-    if (conn.clientId) coordinator.disconnect(conn.clientId, conn.link);
+    coordinator.disconnect(conn.link);
   });
 }

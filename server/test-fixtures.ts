@@ -11,8 +11,6 @@ export async function testEvaluator(spec: ModelSpec): Promise<Evaluator> {
   return new Evaluator(spec, syntheticDataset({ seed: 99, count: 16 }));
 }
 
-export const clientId = (n: number): string => `client-${String(n).padStart(12, '0')}`;
-
 export const nextEvent = <K extends keyof CoordinatorEvents>(
   c: Coordinator,
   e: K,

@@ -31,6 +31,16 @@ export const REJECT_REASONS = [
   'too_few_shares',
   /** The server failed on the message (a bug, counted in aegis_internal_errors_total); the attempt is retried. */
   'internal_error',
+  /** Too many messages (from this socket) or connections (from this address): slow down. */
+  'rate_limited',
+  /** A resume of a session that another socket holds: taking over a live session is refused. */
+  'session_taken',
+  /** A resume whose session is unknown or expired, or whose token is wrong: start a new session. */
+  'bad_token',
+  /** A second hello on a socket that already has an identity (one socket, one identity). */
+  'already_identified',
+  /** The server holds as many sessions as it may: try again later. */
+  'server_full',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -6,7 +6,7 @@ import type { AdvertiseKeys, UnmaskRequest } from '../secagg/types.ts';
 import type { WireInbox, WireReveal, WireRoster, WireShares } from '../secagg/wire.ts';
 
 /** Bumped on any incompatible change to the events or payloads below. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Training backends a client may report (tfjs backend names). */
 export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu', 'tensorflow'] as const;
@@ -15,16 +15,24 @@ export type BackendName = (typeof BACKENDS)[number];
 export const CLIENT_SOURCES = ['demo', 'embed', 'swarm', 'node'] as const;
 export type ClientSource = (typeof CLIENT_SOURCES)[number];
 
-export interface Hello {
-  protocolVersion: number;
-  /** Random id the client keeps across reconnects (16-64 chars of [A-Za-z0-9_-]). */
-  clientId: string;
-  source: ClientSource;
+/**
+ * A server-issued identity: the session id names the client (it is not secret); the resume token (32
+ * random bytes, base64url) proves it. The server keeps only the token's hash.
+ */
+export interface SessionCredentials {
+  sessionId: string;
+  resumeToken: string;
 }
 
-export interface Welcome {
+export interface Hello {
   protocolVersion: number;
-  clientId: string;
+  source: ClientSource;
+  /** Absent: start a new session. Present: resume that session (after a reconnect or a reload). */
+  resume?: SessionCredentials;
+}
+
+export interface Welcome extends SessionCredentials {
+  protocolVersion: number;
   model: ModelSpec;
   data: DataSpec;
 }

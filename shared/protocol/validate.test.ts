@@ -15,19 +15,46 @@ const good = () => ({
 });
 
 describe('checkHello', () => {
-  it('accepts a well-formed hello', () => {
-    expect(checkHello({ protocolVersion: PROTOCOL_VERSION, clientId: ID, source: 'demo' })).toEqual({
+  const resume = { sessionId: ID, resumeToken: 'T'.repeat(43) };
+  it('accepts a hello for a new session, and one resuming a session', () => {
+    expect(checkHello({ protocolVersion: PROTOCOL_VERSION, source: 'demo' })).toEqual({
       ok: true,
-      value: { protocolVersion: PROTOCOL_VERSION, clientId: ID, source: 'demo' },
+      value: { protocolVersion: PROTOCOL_VERSION, source: 'demo' },
+    });
+    // Only the known fields come through (an old clientId is ignored).
+    expect(checkHello({ protocolVersion: PROTOCOL_VERSION, source: 'node', resume, clientId: ID })).toEqual({
+      ok: true,
+      value: { protocolVersion: PROTOCOL_VERSION, source: 'node', resume },
     });
   });
   it.each([
     [null, 'malformed'],
     ['hi', 'malformed'],
-    [{ protocolVersion: 999, clientId: ID, source: 'demo' }, 'protocol_version'],
-    [{ protocolVersion: PROTOCOL_VERSION, clientId: 'short', source: 'demo' }, 'malformed'],
-    [{ protocolVersion: PROTOCOL_VERSION, clientId: ID + '<script>', source: 'demo' }, 'malformed'],
-    [{ protocolVersion: PROTOCOL_VERSION, clientId: ID, source: 'evil' }, 'malformed'],
+    [{ protocolVersion: 999, source: 'demo' }, 'protocol_version'],
+    [{ protocolVersion: 1, clientId: ID, source: 'demo' }, 'protocol_version'],
+    [{ protocolVersion: PROTOCOL_VERSION, source: 'evil' }, 'malformed'],
+    [{ protocolVersion: PROTOCOL_VERSION, source: 'demo', resume: ID }, 'malformed'],
+    [{ protocolVersion: PROTOCOL_VERSION, source: 'demo', resume: { sessionId: ID } }, 'malformed'],
+    [
+      { protocolVersion: PROTOCOL_VERSION, source: 'demo', resume: { ...resume, sessionId: 'short' } },
+      'malformed',
+    ],
+    [
+      {
+        protocolVersion: PROTOCOL_VERSION,
+        source: 'demo',
+        resume: { ...resume, resumeToken: ID + '<script>' },
+      },
+      'malformed',
+    ],
+    [
+      {
+        protocolVersion: PROTOCOL_VERSION,
+        source: 'demo',
+        resume: { ...resume, resumeToken: 'x'.repeat(65) },
+      },
+      'malformed',
+    ],
   ])('rejects %j as %s', (raw, reason) => {
     const r = checkHello(raw);
     expect(r.ok).toBe(false);

@@ -19,7 +19,8 @@ function isInt(v: unknown, min: number, max: number): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 }
 
-const CLIENT_ID = /^[A-Za-z0-9_-]{16,64}$/;
+/** Session ids and resume tokens: base64url, 16-64 characters. */
+const CREDENTIAL = /^[A-Za-z0-9_-]{16,64}$/;
 
 export function checkHello(raw: unknown): Checked<Hello> {
   if (!isRecord(raw)) return fail('malformed', 'hello must be an object');
@@ -29,17 +30,28 @@ export function checkHello(raw: unknown): Checked<Hello> {
       `protocol version ${String(raw.protocolVersion)} is not supported; server speaks ${PROTOCOL_VERSION}`,
     );
   }
-  if (typeof raw.clientId !== 'string' || !CLIENT_ID.test(raw.clientId)) {
-    return fail('malformed', 'clientId must be 16-64 characters of A-Z, a-z, 0-9, _ or -');
-  }
   if (!CLIENT_SOURCES.includes(raw.source as never))
     return fail('malformed', `source must be one of ${CLIENT_SOURCES.join(', ')}`);
+  const source = raw.source as Hello['source'];
+  if (raw.resume === undefined) return { ok: true, value: { protocolVersion: PROTOCOL_VERSION, source } };
+  const r = raw.resume;
+  if (
+    !isRecord(r) ||
+    typeof r.sessionId !== 'string' ||
+    !CREDENTIAL.test(r.sessionId) ||
+    typeof r.resumeToken !== 'string' ||
+    !CREDENTIAL.test(r.resumeToken)
+  )
+    return fail(
+      'malformed',
+      'resume must be { sessionId, resumeToken }, each 16-64 characters of A-Z a-z 0-9 _ -',
+    );
   return {
     ok: true,
     value: {
       protocolVersion: PROTOCOL_VERSION,
-      clientId: raw.clientId,
-      source: raw.source as Hello['source'],
+      source,
+      resume: { sessionId: r.sessionId, resumeToken: r.resumeToken },
     },
   };
 }
