@@ -139,6 +139,13 @@ export class SecAggClientSession {
         'too_few_peers',
         `roster has ${roster.size} neighbours, threshold is ${this.cfg.t}`,
       );
+    // 2t > holders: two disjoint groups of t honest holders (one asked for our self-mask share, the other
+    // for our key share, neither for both) cannot exist, so a split request needs a colluding holder.
+    if (2 * this.cfg.t <= roster.size)
+      throw new ProtocolError(
+        'below_floor',
+        `threshold ${this.cfg.t} is not above half of our ${roster.size} share holders`,
+      );
     if (this.cfg.k !== undefined && roster.size > this.cfg.k)
       throw new ProtocolError(
         'malformed',

@@ -58,7 +58,8 @@ function u32(v: number): Uint8Array {
 function verify(sig: Uint8Array, msg: Uint8Array, pk: Uint8Array): boolean {
   if (sig.length !== SIGNATURE_BYTES || pk.length !== SIGN_PUBLIC_BYTES) return false;
   try {
-    return ed25519.verify(sig, msg, pk);
+    // Strict RFC 8032 checks: ZIP-215 rules would let a small-order key "sign" every message.
+    return ed25519.verify(sig, msg, pk, { zip215: false });
   } catch {
     return false; // a malformed point or signature is simply not valid
   }
@@ -109,9 +110,9 @@ export function survivorsMessage(tag: string, survivors: readonly number[]): Uin
   for (let i = 1; i < survivors.length; i++) {
     if (!(survivors[i] > survivors[i - 1])) throw new RangeError('survivor set must be strictly increasing');
   }
+  // Each index goes through u32(): setUint32 alone would wrap 2^32 + 2 onto 2 and NaN onto 0.
   const list = new Uint8Array(4 * survivors.length);
-  const dv = new DataView(list.buffer);
-  survivors.forEach((v, i) => dv.setUint32(4 * i, v));
+  survivors.forEach((v, i) => list.set(u32(v), 4 * i));
   return frame([utf8ToBytes(DOMAIN_SURVIVORS), utf8ToBytes(tag), list]);
 }
 

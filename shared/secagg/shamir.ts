@@ -192,5 +192,10 @@ export function reconstructVerified(
   if (!decoded) return null;
   const secret = accept(decoded.poly[0] ?? 0n);
   if (!secret) return null;
-  return { secret, bad: sorted([...unreadable, ...decoded.errors.map((i) => good[i].x)]) };
+  // Fewer than t colluders can steer the decoder to another polynomial with the same secret that agrees
+  // with them and frames honest holders. Two polynomials of degree < t share at most t - 1 points, so
+  // agreement with >= 2t - 1 shares (with < t liars) proves it is the dealt one: only then name anyone.
+  const agree = good.length - decoded.errors.length;
+  const named = agree >= 2 * t - 1 ? decoded.errors.map((i) => good[i].x) : [];
+  return { secret, bad: sorted([...unreadable, ...named]) };
 }
