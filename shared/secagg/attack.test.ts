@@ -11,12 +11,14 @@ import { ProtocolError } from '../base/errors.ts';
 import { SecAggClientSession, type ClientSessionConfig } from './client-session.ts';
 import {
   countSurvivorSignatures,
+  generateSigningKeyPair,
+  signShare,
   survivorsMessage,
   verifyRoundKeys,
-  generateSigningKeyPair,
+  type SigningKeyPair,
 } from './consistency.ts';
 import { harary } from './graph.ts';
-import { runInMemoryRound } from './in-memory-round.ts';
+import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-memory-round.ts';
 import { channelKey, maskSeed, open, seal, type KeyPair } from './keys.ts';
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
 import { SecAggServerSession } from './server-session.ts';
@@ -32,11 +34,13 @@ afterEach(() => vi.restoreAllMocks());
 /**
  * Turns client `d` into a malicious dealer: after it builds its honest share boxes, `edit` may replace the
  * share of s_d^SK and/or b_d inside the box for `to`, which is then sealed again under the same channel key
- * (the dealer holds that key, so the box opens fine at `to`).
+ * (the dealer holds that key, so the box opens fine at `to`). With `resign`, the dealer also signs what it
+ * put in (it holds its own signing key); without, the old signatures stay.
  */
 function maliciousDealer(
   d: number,
   edit: (to: number, s: Uint8Array, b: Uint8Array) => { s?: Uint8Array; b?: Uint8Array },
+  resign: boolean,
 ): void {
   const orig = SecAggClientSession.prototype.receiveRoster;
   vi.spyOn(SecAggClientSession.prototype, 'receiveRoster').mockImplementation(function (
@@ -44,71 +48,120 @@ function maliciousDealer(
     raw: unknown,
   ) {
     const out = orig.call(this, raw);
-    const self = this as unknown as { cfg: ClientSessionConfig; c: KeyPair; roster: Map<number, PeerKeys> };
+    const self = this as unknown as {
+      cfg: ClientSessionConfig;
+      c: KeyPair;
+      g: SigningKeyPair;
+      roster: Map<number, PeerKeys>;
+    };
     if (self.cfg.index !== d) return out;
-    const aad = utf8ToBytes(self.cfg.tag);
+    const { tag } = self.cfg;
+    const aad = utf8ToBytes(tag);
+    const [S, B, SIG_S, SIG_B] = [8, 8 + SHARE_BYTES, 8 + 2 * SHARE_BYTES, 8 + 2 * SHARE_BYTES + 64];
     return {
       ...out,
       shares: out.shares.map(({ to, ct }) => {
-        const key = channelKey(self.c.secretKey, self.roster.get(to)!.cPk, self.cfg.tag, d, to);
+        const key = channelKey(self.c.secretKey, self.roster.get(to)!.cPk, tag, d, to);
         const plain = open(key, ct, aad);
-        const e = edit(to, plain.slice(8, 8 + SHARE_BYTES), plain.slice(8 + SHARE_BYTES));
-        if (e.s) plain.set(e.s, 8);
-        if (e.b) plain.set(e.b, 8 + SHARE_BYTES);
+        const e = edit(to, plain.slice(S, B), plain.slice(B, SIG_S));
+        if (e.s) plain.set(e.s, S);
+        if (e.b) plain.set(e.b, B);
+        if (resign) {
+          plain.set(signShare(self.g.secretKey, tag, 's', d, to, plain.slice(S, B)), SIG_S);
+          plain.set(signShare(self.g.secretKey, tag, 'b', d, to, plain.slice(B, SIG_S)), SIG_B);
+        }
         return { to, ct: seal(key, plain, aad) };
       }),
     };
   });
 }
 
-describe('culprit naming: can an honest holder be framed?', () => {
-  it('a dealer that puts a non-field share (33 x 0xff) in one box gets that honest holder refused and named (malformed_share)', () => {
-    // Full graph n = 7, t = 3. Client 1 is malicious; client 2 is honest and reveals exactly what it was given.
-    // The client stores whatever 33 bytes the box holds; the server then refuses 2's WHOLE reveal (all its
-    // shares of all other neighbours too), excludes 2 and puts it in `culprits`.
-    maliciousDealer(1, (to) => (to === 2 ? { b: new Uint8Array(SHARE_BYTES).fill(0xff) } : {}));
-    const n = 7;
-    const r = runInMemoryRound({
+const plusOne = (y: Uint8Array): Uint8Array => bigToBytes((bytesToBig(y) + 1n) % FIELD_PRIME, SHARE_BYTES);
+
+describe('culprit naming with dealer-signed shares: honest clients are never named', () => {
+  const round = (n: number, t: number, extra: Partial<InMemoryRoundInput> = {}) =>
+    runInMemoryRound({
       tag: `attack/${Math.random()}`,
       neighbours: full(n),
-      t: 3,
-      minSurvivors: 3,
+      t,
+      minSurvivors: t,
       inputs: inputs(n, 16),
+      ...extra,
     });
+
+  it('a dealer that puts a non-field share (33 x 0xff), signed, in one box: the holder sets the box aside, nobody is named', () => {
+    // Full graph n = 7, t = 4. Client 1 is malicious; client 2 is honest. Had 2 revealed the share, the
+    // server would have refused 2's whole reveal (malformed_share) and named 2.
+    maliciousDealer(1, (to) => (to === 2 ? { b: new Uint8Array(SHARE_BYTES).fill(0xff) } : {}), true);
+    const r = round(7, 4);
     expect(r.sum).toEqual(r.expected);
-    expect(r.rejected).toEqual([]); // the client sets the box aside instead
-    expect(r.server.culprits).not.toContain(2);
+    expect(r.clients[1].badBoxes).toEqual([{ from: 1, reason: 'share outside the field' }]);
+    expect(r.rejected).toEqual([]);
+    expect(r.server.culprits).toEqual([]);
   });
 
-  it('a dealer that puts a wrong in-field share in one box: the sum stays exact; the holder is a suspect, not proven', () => {
-    // Limit, documented in the threat model: without dealer-signed shares (or VSS) the server cannot tell a
-    // lying holder from a lying dealer, so `culprits` names the holder that revealed the bad share. It is
-    // counted as a suspect and nothing is excluded beyond this attempt's unmask on that evidence.
-    maliciousDealer(1, (to, _s, b) =>
-      to === 2 ? { b: bigToBytes((bytesToBig(b) + 1n) % FIELD_PRIME, SHARE_BYTES) } : {},
+  it('a dealer that puts a wrong share in one box without signing it: the holder sets the box aside, nobody is named', () => {
+    maliciousDealer(1, (to, _s, b) => (to === 2 ? { b: plusOne(b) } : {}), false);
+    const r = round(7, 4);
+    expect(r.sum).toEqual(r.expected);
+    expect(r.clients[1].badBoxes).toEqual([{ from: 1, reason: 'bad signature' }]);
+    expect(r.server.culprits).toEqual([]);
+  });
+
+  it('a dealer that SIGNS a wrong share for one holder: the holder is not named, the dealer is (inconsistent_dealer), the sum is exact', () => {
+    // Before signed shares the server could not tell this from holder 2 lying, and named 2. Now 2 reveals
+    // 1's signature with the share: 6 signed shares of b_1, one off the polynomial the other 5 agree on,
+    // is proof against the dealer, and decoding (t = 4, m = 6: one error corrected) still rebuilds b_1.
+    maliciousDealer(1, (to, _s, b) => (to === 2 ? { b: plusOne(b) } : {}), true);
+    const r = round(7, 4);
+    expect(r.clients[1].badBoxes).toEqual([]);
+    expect(r.sum).toEqual(r.expected);
+    expect(r.server.culpritEvidence).toEqual([{ index: 1, kind: 'inconsistent_dealer' }]);
+  });
+
+  it('a surviving dealer whose signed shares cannot be rebuilt consistently: the attempt aborts cleanly, the dealer (only) named', () => {
+    // Two of six holders get wrong signed shares of b_1: beyond what t = 4 lets decoding correct.
+    maliciousDealer(1, (to, _s, b) => (to === 2 || to === 3 ? { b: plusOne(b) } : {}), true);
+    let server: SecAggServerSession | undefined;
+    expect(() => round(7, 4, { onServer: (s) => (server = s) })).toThrow(
+      /self-mask seed of client 1 does not match its commitment .*\(inconsistent dealer\)/,
     );
-    const n = 7;
-    const r = runInMemoryRound({
-      tag: `attack/${Math.random()}`,
-      neighbours: full(n),
-      t: 3,
-      minSurvivors: 3,
-      inputs: inputs(n, 16),
-    });
-    expect(r.sum).toEqual(r.expected);
-    expect(r.server.culprits).toEqual([2]);
+    expect(server!.phase).toBe('failed');
+    expect(server!.culpritEvidence).toEqual([{ index: 1, kind: 'inconsistent_dealer' }]);
   });
 
-  it('t - 1 colluding holders shift their shares by g with g(0) = 0: Gao decodes the shifted polynomial, the secret verifies, and two HONEST holders are named', () => {
-    // Full graph n = 10 (k = 9), t = 5: the self-mask seed of client 10 has m = 9 holders 1..9, correction
-    // bound floor((9 - 5) / 2) = 2. Colluders 1..4 (t - 1, the most the threshold is meant to tolerate) add
-    // g(x) = x (x - 6)(x - 7)(x - 8) to their own true shares (no knowledge of the secret needed).
-    // f' = f + g has degree < t, f'(0) = f(0), and agrees with 1..4 and honest 6, 7, 8: 7 of 9 points, so it
-    // is within the bound and Gao returns it; the commitment check passes; 5 and 9 are "off" and named.
-    // (The first t = 1..5 mix f' and f, so the fast path fails and decoding runs.)
+  it('a dropped dealer whose signed key shares are inconsistent: the same, for its mask key', () => {
+    maliciousDealer(1, (to, s) => (to === 2 || to === 3 ? { s: plusOne(s) } : {}), true);
+    let server: SecAggServerSession | undefined;
+    const drops = new Map<number, DropPoint>([[1, 'after-shares']]);
+    expect(() => round(7, 4, { drops, onServer: (s) => (server = s) })).toThrow(
+      /mask key of dropped client 1 does not match its public key .*\(inconsistent dealer\)/,
+    );
+    expect(server!.culpritEvidence).toEqual([{ index: 1, kind: 'inconsistent_dealer' }]);
+  });
+
+  it('a dealer whose signed shares agree but do not match its commitment: abort, the dealer named', () => {
+    const r = () =>
+      round(7, 4, {
+        tamper: { shares: (u, m) => (u === 1 ? { ...m, commit: randomBytes(32) } : m) },
+        onServer: (s) => (server = s),
+      });
+    let server: SecAggServerSession | undefined;
+    expect(r).toThrow(
+      /client 1 does not match its commitment .* the 6 shares client 1 signed do not rebuild it/,
+    );
+    expect(server!.culpritEvidence).toEqual([{ index: 1, kind: 'inconsistent_dealer' }]);
+  });
+
+  it("t - 1 colluding holders shift their shares by g with g(0) = 0: the shifted shares lack the dealer's signature, so the colluders are named, not honest holders", () => {
+    // Full graph n = 10 (k = 9), t = 5: the self-mask seed of client 10 has m = 9 holders 1..9. Colluders
+    // 1..4 (t - 1, the most the threshold is meant to tolerate) add g(x) = x (x - 6)(x - 7)(x - 8) to their
+    // true shares. Without signatures, f' = f + g agrees with 1..4 and honest 6, 7, 8 (7 of 9 points, within
+    // Gao's bound) and has the right secret, so decoding alone puts honest 5 and 9 "off" it
+    // (shamir.test.ts pins that). The colluders cannot sign f' for client 10.
     const n = 10;
     const target = 10;
-    const colluders = new Set([1, 2, 3, 4]);
+    const colluders = [1, 2, 3, 4];
     const g = (x: number): bigint => {
       const X = BigInt(x);
       return (((X * (X - 6n) * (X - 7n) * (X - 8n)) % FIELD_PRIME) + FIELD_PRIME) % FIELD_PRIME;
@@ -121,17 +174,39 @@ describe('culprit naming: can an honest holder be framed?', () => {
       ),
       s: m.s,
     });
-    const r = runInMemoryRound({
-      tag: `attack/${Math.random()}`,
-      neighbours: full(n),
-      t: 5,
-      minSurvivors: 5,
-      inputs: inputs(n, 16),
-      tamper: { reveal: (u, m) => (colluders.has(u) ? shift(u, m) : m) },
+    const r = round(n, 5, { tamper: { reveal: (u, m) => (colluders.includes(u) ? shift(u, m) : m) } });
+    expect(r.sum).toEqual(r.expected);
+    expect(r.server.culpritEvidence).toEqual(colluders.map((index) => ({ index, kind: 'altered_share' })));
+  });
+
+  it("a signature is bound to its holder: a colluder revealing its partner's share and signature is named", () => {
+    // Holder 2 reveals, for every secret, the share (on the polynomial, at x = 1) that 1 holds, with
+    // the dealer's signature on it for holder 1.
+    const seen = new Map<number, Reveal>();
+    const r = round(7, 4, {
+      tamper: {
+        reveal: (u, m) => {
+          seen.set(u, m);
+          if (u !== 2) return m;
+          const of1 = new Map(seen.get(1)!.b.map((e) => [e.of, e]));
+          return { b: m.b.map((e) => (of1.has(e.of) ? { ...of1.get(e.of)!, of: e.of } : e)), s: m.s };
+        },
+      },
     });
-    expect(r.sum).toEqual(r.expected); // the secret itself is right: only the naming is wrong
-    const framed = r.server.culprits.filter((x) => !colluders.has(x));
-    expect(framed).toEqual([]);
+    expect(r.sum).toEqual(r.expected);
+    expect(r.server.culpritEvidence).toEqual([{ index: 2, kind: 'altered_share' }]);
+  });
+
+  it('the happy path checks no signature: an honest round whose revealed signatures are all garbled completes, nobody named', () => {
+    // Signatures are checked only for a secret whose first t shares fail; garbling them all changes nothing
+    // here, which shows the server did not verify them.
+    const garble = (l: Reveal['b']): Reveal['b'] => l.map((e) => ({ ...e, sig: new Uint8Array(64) }));
+    const r = round(7, 4, {
+      drops: new Map<number, DropPoint>([[7, 'after-shares']]),
+      tamper: { reveal: (_u, m) => ({ b: garble(m.b), s: garble(m.s) }) },
+    });
+    expect(r.sum).toEqual(r.expected);
+    expect(r.server.culprits).toEqual([]);
   });
 });
 
@@ -235,9 +310,11 @@ describe('what a client accepts from a malicious server', () => {
     const c = new SecAggClientSession({ tag: 'x', index: 1, n: 4, t: 2, vectorLength: 4 });
     const good = (): Uint8Array =>
       new SecAggClientSession({ tag: 'x', index: 2, n: 4, t: 2, vectorLength: 4 }).advertise().cPk;
-    const peers = [2, 3, 4].map((index) => ({ index, cPk: good(), sPk: good() }));
+    const gPk = (): Uint8Array => generateSigningKeyPair().publicKey;
+    const peers = [2, 3, 4].map((index) => ({ index, cPk: good(), sPk: good(), gPk: gPk() }));
     peers[0].cPk = new Uint8Array(32); // u = 0, order 2
     expect(() => c.receiveRoster({ peers })).toThrow(ProtocolError);
+    expect(() => c.receiveRoster({ peers })).toThrow(/roster key of client 2 is unusable \(low_order\)/);
   });
 });
 
