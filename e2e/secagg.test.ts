@@ -126,8 +126,8 @@ describe('secure aggregation over socket.io', () => {
       if (m.round !== 1 || !m.survivors.length) return;
       const peer = m.survivors[0];
       const both = packReveal({
-        b: [{ of: peer, share: new Uint8Array(33) }],
-        s: [{ of: peer, share: new Uint8Array(33) }],
+        b: [{ of: peer, share: new Uint8Array(33), sig: new Uint8Array(64) }],
+        s: [{ of: peer, share: new Uint8Array(33), sig: new Uint8Array(64) }],
       });
       expectReject('both shares of a peer')(await c.emit('secagg:reveal', { round: 1, attempt: 1, ...both }));
     };

@@ -2,6 +2,7 @@ import { randomBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { ProtocolError } from '../base/errors.ts';
 import { SecAggClientSession, type ClientSessionConfig } from './client-session.ts';
+import { generateSigningKeyPair, verifyShare } from './consistency.ts';
 import { harary, maliciousThreshold } from './graph.ts';
 import { generateKeyPair, maskSeed } from './keys.ts';
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
@@ -111,6 +112,7 @@ describe('crafted server messages the client refuses', () => {
       index: i + 2,
       cPk: generateKeyPair().publicKey,
       sPk: generateKeyPair().publicKey,
+      gPk: generateSigningKeyPair().publicKey,
     }));
     expect(reason(() => c.receiveRoster({ peers }))).toBe('malformed');
     const lowOrder = peers.slice(0, 34).map((p, i) => (i === 5 ? { ...p, cPk: new Uint8Array(32) } : p));
@@ -120,6 +122,13 @@ describe('crafted server messages the client refuses', () => {
     one[0] = 1;
     const lowMask = peers.slice(0, 34).map((p, i) => (i === 7 ? { ...p, sPk: one } : p));
     expect(reason(() => c.receiveRoster({ peers: lowMask }))).toBe('bad_key');
+    // A small-order signing key: no share signed under it would ever verify.
+    const lowSign = peers.slice(0, 34).map((p, i) => (i === 9 ? { ...p, gPk: one } : p));
+    expect(reason(() => c.receiveRoster({ peers: lowSign }))).toBe('bad_key');
+    const noSign = peers
+      .slice(0, 34)
+      .map((p, i) => (i === 9 ? { index: p.index, cPk: p.cPk, sPk: p.sPk } : p));
+    expect(reason(() => c.receiveRoster({ peers: noSign }))).toBe('malformed');
     expect(reason(() => c.receiveRoster({ peers: peers.slice(0, 34) }))).toBe('accepted');
   });
 
@@ -150,6 +159,30 @@ describe('crafted server messages the client refuses', () => {
     const expected = new Uint32Array(L);
     r.inputs.forEach((x) => addInto(expected, x));
     expect(r.server.closeUnmask()).toEqual(expected);
+  });
+
+  it("boxes whose shares lack their dealer's valid signature are set aside, and what is revealed carries it", () => {
+    const r = roundUpTo(5, 3, true);
+    const rosters = r.keys();
+    // The server relays another signing key for client 2 in client 1's roster: 2's box no longer verifies.
+    const real = rosters.get(1)!;
+    const forged = {
+      peers: real.peers.map((p) => (p.index === 2 ? { ...p, gPk: generateSigningKeyPair().publicKey } : p)),
+    };
+    rosters.set(1, forged);
+    const inboxes = r.shares(rosters);
+    const c = r.clients[0];
+    expect(c.receiveInbox(inboxes.get(1))).toEqual([2, 3, 4, 5]); // 2 still masks with us
+    expect(c.badBoxes).toEqual([{ from: 2, reason: 'bad signature' }]);
+    c.mask(r.inputs[0]);
+    const rv = c.receiveUnmask({ survivors: [2, 3, 4, 5], dropped: [] });
+    expect(rv.b.map((e) => e.of)).toEqual([3, 4, 5]); // nothing held for 2
+    // Each revealed share carries its dealer's signature, valid for this holder and this kind only.
+    const gPk = (v: number): Uint8Array => real.peers.find((p) => p.index === v)!.gPk;
+    for (const e of rv.b) {
+      expect(verifyShare(gPk(e.of), r.tag, 'b', e.of, 1, e.share, e.sig)).toBe(true);
+      expect(verifyShare(gPk(e.of), r.tag, 's', e.of, 1, e.share, e.sig)).toBe(false);
+    }
   });
 
   it('an unmask request naming fewer than t surviving neighbours; itself does not count', () => {

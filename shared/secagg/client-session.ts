@@ -1,6 +1,15 @@
 import { randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { ProtocolError } from '../base/errors.ts';
 import { bytes, index, indexList, list, record } from './check.ts';
+import {
+  checkSigningKey,
+  generateSigningKeyPair,
+  SIGN_PUBLIC_BYTES,
+  SIGNATURE_BYTES,
+  signShare,
+  verifyShare,
+  type SigningKeyPair,
+} from './consistency.ts';
 import { SECAGG_MIN_COHORT, SECAGG_MIN_THRESHOLD, unsafeThreshold } from './graph.ts';
 import {
   channelKey,
@@ -14,8 +23,10 @@ import {
   type KeyPair,
 } from './keys.ts';
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
-import { isFieldElement, SHARE_BYTES, split, type Share } from './shamir.ts';
+import type { SignedShare } from './recover.ts';
+import { isFieldElement, SHARE_BYTES, split } from './shamir.ts';
 import type { AdvertiseKeys, PeerKeys, Reveal, ShareKeys } from './types.ts';
+import { BOX_PLAIN_BYTES } from './wire.ts';
 
 export interface ClientSessionConfig {
   /** Binds every key and box to one round attempt. */
@@ -50,12 +61,16 @@ export const MIN_SESSION_FLOORS: SessionFloors = {
   minCohort: SECAGG_MIN_COHORT,
 };
 
-/** The plaintext inside a share box: from, to, share of s_u^SK, share of b_u. */
-const BOX_PLAIN = 8 + 2 * SHARE_BYTES;
+/** Offsets in a box's plaintext: u32 from || u32 to || share of s_u^SK || share of b_u || sig on s || sig on b. */
+const AT_S = 8;
+const AT_B = AT_S + SHARE_BYTES;
+const AT_SIG_S = AT_B + SHARE_BYTES;
+const AT_SIG_B = AT_SIG_S + SIGNATURE_BYTES;
 
+/** The two shares a neighbour dealt us, each with its signature (revealed with it). */
 interface Held {
-  s: Share;
-  b: Share;
+  s: SignedShare;
+  b: SignedShare;
 }
 
 /**
@@ -72,6 +87,8 @@ interface Held {
 export class SecAggClientSession {
   private readonly c: KeyPair;
   private readonly s: KeyPair;
+  /** Signs the shares we deal, this round only. */
+  private readonly g: SigningKeyPair;
   private readonly seed = randomBytes(32);
   private roster = new Map<number, PeerKeys>();
   private held = new Map<number, Held>();
@@ -109,13 +126,17 @@ export class SecAggClientSession {
     }
     this.c = generateKeyPair();
     this.s = generateKeyPair();
+    this.g = generateSigningKeyPair();
   }
 
   advertise(): AdvertiseKeys {
-    return { cPk: this.c.publicKey, sPk: this.s.publicKey };
+    return { cPk: this.c.publicKey, sPk: this.s.publicKey, gPk: this.g.publicKey };
   }
 
-  /** R1: shares of s_u^SK and b_u for each neighbour, each sealed for that neighbour only. */
+  /**
+   * R1: shares of s_u^SK and b_u for each neighbour, each signed (so the server can later tell a holder
+   * that altered a share from a dealer that dealt a bad one) and sealed for that neighbour only.
+   */
   receiveRoster(raw: unknown): ShareKeys {
     if (this.roster.size) throw new ProtocolError('duplicate', 'roster already received');
     const peers = list(record(raw, 'roster').peers, 'roster.peers', this.cfg.n);
@@ -128,16 +149,25 @@ export class SecAggClientSession {
       if (roster.has(idx)) throw new ProtocolError('duplicate', `roster lists client ${idx} twice`);
       const cPk = bytes(r.cPk, 'cPk', KEY_BYTES);
       const sPk = bytes(r.sPk, 'sPk', KEY_BYTES);
-      // A low-order key would make every agreement with it predictable (or fail): refuse the roster.
-      const bad = checkPublicKey(cPk) ?? checkPublicKey(sPk);
+      const gPk = bytes(r.gPk, 'gPk', SIGN_PUBLIC_BYTES);
+      // A low-order key would make every agreement with it predictable (or fail), and no share signed
+      // under an unusable gPk would ever verify: the server should have refused it, so refuse the roster.
+      const bad = checkPublicKey(cPk) ?? checkPublicKey(sPk) ?? checkSigningKey(gPk);
       if (bad) throw new ProtocolError('bad_key', `roster key of client ${idx} is unusable (${bad})`);
-      roster.set(idx, { index: idx, cPk, sPk });
+      roster.set(idx, { index: idx, cPk, sPk, gPk });
     }
     // Fewer than t holders: our secrets could never be rebuilt, and the round could not include us honestly.
     if (roster.size < this.cfg.t)
       throw new ProtocolError(
         'too_few_peers',
         `roster has ${roster.size} neighbours, threshold is ${this.cfg.t}`,
+      );
+    // 2t > holders: two disjoint groups of t honest holders (one asked for our self-mask share, the other
+    // for our key share, neither for both) cannot exist, so a split request needs a colluding holder.
+    if (2 * this.cfg.t <= roster.size)
+      throw new ProtocolError(
+        'below_floor',
+        `threshold ${this.cfg.t} is not above half of our ${roster.size} share holders`,
       );
     if (this.cfg.k !== undefined && roster.size > this.cfg.k)
       throw new ProtocolError(
@@ -148,13 +178,16 @@ export class SecAggClientSession {
     const sShares = split(this.s.secretKey, this.cfg.t, xs);
     const bShares = split(this.seed, this.cfg.t, xs);
     const aad = utf8ToBytes(this.cfg.tag);
+    const { tag, index: me } = this.cfg;
     const shares = xs.map((to, i) => {
-      const plain = new Uint8Array(BOX_PLAIN);
+      const plain = new Uint8Array(BOX_PLAIN_BYTES);
       const dv = new DataView(plain.buffer);
-      dv.setUint32(0, this.cfg.index);
+      dv.setUint32(0, me);
       dv.setUint32(4, to);
-      plain.set(sShares[i].y, 8);
-      plain.set(bShares[i].y, 8 + SHARE_BYTES);
+      plain.set(sShares[i].y, AT_S);
+      plain.set(bShares[i].y, AT_B);
+      plain.set(signShare(this.g.secretKey, tag, 's', me, to, sShares[i].y), AT_SIG_S);
+      plain.set(signShare(this.g.secretKey, tag, 'b', me, to, bShares[i].y), AT_SIG_B);
       let key: Uint8Array;
       try {
         key = channelKey(this.c.secretKey, roster.get(to)!.cPk, this.cfg.tag, this.cfg.index, to);
@@ -168,8 +201,8 @@ export class SecAggClientSession {
   }
 
   /**
-   * R2 input: boxes from neighbours in U2. A box that fails to open, or that opens to a share meant for
-   * someone else, is set aside (we still mask with that peer: the server counts it in U2). Fewer than t
+   * R2 input: boxes from neighbours in U2. A box that fails to open, that opens to a share meant for
+   * someone else, or whose shares do not carry their dealer's valid signatures, is set aside (we still mask with that peer: the server counts it in U2). Fewer than t
    * boxes that open is refused: with an empty inbox we would mask with the self-mask alone, and the
    * honest neighbours' self-mask shares would then hand the server our input.
    */
@@ -193,19 +226,31 @@ export class SecAggClientSession {
         const key = channelKey(this.c.secretKey, peer.cPk, this.cfg.tag, from, this.cfg.index);
         const plain = open(key, ct, aad);
         const dv = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
-        if (plain.length !== BOX_PLAIN) throw new Error('wrong size');
+        if (plain.length !== BOX_PLAIN_BYTES) throw new Error('wrong size');
         if (dv.getUint32(0) !== from || dv.getUint32(4) !== this.cfg.index) {
           bad.push({ from, reason: 'misaddressed' });
           continue;
         }
-        const sY = plain.slice(8, 8 + SHARE_BYTES);
-        const bY = plain.slice(8 + SHARE_BYTES);
+        const sY = plain.slice(AT_S, AT_B);
+        const bY = plain.slice(AT_B, AT_SIG_S);
+        const sSig = plain.slice(AT_SIG_S, AT_SIG_B);
+        const bSig = plain.slice(AT_SIG_B);
         // A share outside the field would be refused at the server with us named for it: never pass it on.
         if (!isFieldElement(sY) || !isFieldElement(bY)) {
           bad.push({ from, reason: 'share outside the field' });
           continue;
         }
-        held.set(from, { s: { x: this.cfg.index, y: sY }, b: { x: this.cfg.index, y: bY } });
+        // Revealed without its dealer's signature, a share would get us named as having altered it.
+        const me = this.cfg.index;
+        const { tag } = this.cfg;
+        if (
+          !verifyShare(peer.gPk, tag, 's', from, me, sY, sSig) ||
+          !verifyShare(peer.gPk, tag, 'b', from, me, bY, bSig)
+        ) {
+          bad.push({ from, reason: 'bad signature' });
+          continue;
+        }
+        held.set(from, { s: { x: me, y: sY, sig: sSig }, b: { x: me, y: bY, sig: bSig } });
       } catch {
         bad.push({ from, reason: 'does not open' });
       }
@@ -268,7 +313,9 @@ export class SecAggClientSession {
       );
     this.revealed = true;
     const pick = (ids: number[], k: 'b' | 's') =>
-      ids.filter((v) => this.held.has(v)).map((v) => ({ of: v, share: this.held.get(v)![k].y }));
+      ids
+        .filter((v) => this.held.has(v))
+        .map((v) => ({ of: v, share: this.held.get(v)![k].y, sig: this.held.get(v)![k].sig }));
     return { b: pick(survivors, 'b'), s: pick(dropped, 's') };
   }
 }

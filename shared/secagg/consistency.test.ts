@@ -3,13 +3,17 @@ import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import {
   attest,
+  checkSigningKey,
   countSurvivorSignatures,
   generateSigningKeyPair,
+  shareMessage,
+  signShare,
   signRoundKeys,
   signSurvivors,
   survivorsMessage,
   verifyAttestation,
   verifyRoundKeys,
+  verifyShare,
 } from './consistency.ts';
 
 describe('Ed25519 as used here', () => {
@@ -92,5 +96,61 @@ describe('survivor-set signatures (R3)', () => {
     expect(() => survivorsMessage('t', [1, 1])).toThrow(RangeError);
     expect(survivorsMessage('t', [1, 2])).not.toEqual(survivorsMessage('t', [1, 2, 3]));
     expect(survivorsMessage('t1', [1, 2])).not.toEqual(survivorsMessage('t2', [1, 2]));
+  });
+});
+
+describe('dealer-signed shares', () => {
+  const dealer = generateSigningKeyPair();
+  const y = new Uint8Array(33).fill(5);
+  const sig = signShare(dealer.secretKey, 'r1', 'b', 3, 8, y);
+
+  it('a share signature is bound to tag, kind, dealer, holder, share bytes and dealer key', () => {
+    expect(verifyShare(dealer.publicKey, 'r1', 'b', 3, 8, y, sig)).toBe(true);
+    expect(verifyShare(dealer.publicKey, 'r2', 'b', 3, 8, y, sig)).toBe(false);
+    expect(verifyShare(dealer.publicKey, 'r1', 's', 3, 8, y, sig)).toBe(false); // b-share offered as an s-share
+    expect(verifyShare(dealer.publicKey, 'r1', 'b', 4, 8, y, sig)).toBe(false);
+    expect(verifyShare(dealer.publicKey, 'r1', 'b', 3, 9, y, sig)).toBe(false); // another holder's share
+    const y2 = y.slice();
+    y2[32] ^= 1;
+    expect(verifyShare(dealer.publicKey, 'r1', 'b', 3, 8, y2, sig)).toBe(false);
+    expect(verifyShare(generateSigningKeyPair().publicKey, 'r1', 'b', 3, 8, y, sig)).toBe(false);
+  });
+
+  it('never throws on garbage: short signatures, bad keys, bad indices or kinds are simply invalid', () => {
+    expect(verifyShare(dealer.publicKey, 'r1', 'b', 3, 8, y, sig.subarray(1))).toBe(false);
+    expect(verifyShare(new Uint8Array(32).fill(0xff), 'r1', 'b', 3, 8, y, sig)).toBe(false);
+    expect(verifyShare(dealer.publicKey, 'r1', 'b', 2 ** 32 + 3, 8, y, sig)).toBe(false);
+    expect(verifyShare(dealer.publicKey, 'r1', 'x' as 'b', 3, 8, y, sig)).toBe(false);
+    expect(() => shareMessage('r1', 'x' as 'b', 3, 8, y)).toThrow(RangeError);
+  });
+
+  it('the signed message is framed with its own domain: no other signed message of this file collides with it', () => {
+    const m = shareMessage('t', 'b', 1, 2, y);
+    expect(new TextDecoder().decode(m.subarray(4, 4 + 27))).toBe('aegisfl/secagg/v1/share-sig');
+    expect(m).not.toEqual(survivorsMessage('t', [1, 2]));
+    // Lengths are framed: moving bytes between the tag and the kind changes the message.
+    expect(shareMessage('tb', 'b', 1, 2, y)).not.toEqual(shareMessage('t', 'b', 1, 2, y));
+  });
+
+  it('checkSigningKey refuses wrong lengths, non-points, non-canonical and small-order keys; accepts real ones', () => {
+    expect(checkSigningKey(dealer.publicKey)).toBeNull();
+    expect(checkSigningKey(new Uint8Array(31))).toBe('wrong_length');
+    const identity = new Uint8Array(32);
+    identity[0] = 1;
+    expect(checkSigningKey(identity)).toBe('low_order');
+    // y = -1 (order 2), and the order-4 point with y = 0.
+    expect(
+      checkSigningKey(hexToBytes('ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f')),
+    ).toBe('low_order');
+    expect(checkSigningKey(new Uint8Array(32))).toBe('low_order');
+    // y = p + 1 (a non-canonical spelling of the identity) and y = 2^255 - 1 >= p: refused as encodings.
+    expect(
+      checkSigningKey(hexToBytes('eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f')),
+    ).toBe('not_a_point');
+    expect(checkSigningKey(new Uint8Array(32).fill(0xff))).toBe('not_a_point');
+    // y = 2 is not on the curve (x^2 would have to be a non-square).
+    const two = new Uint8Array(32);
+    two[0] = 2;
+    expect(checkSigningKey(two)).toBe('not_a_point');
   });
 });

@@ -23,6 +23,7 @@ export const SIGNATURE_BYTES = 64;
 const DOMAIN_ATTEST = 'aegisfl/attest/v1';
 const DOMAIN_ROUND_KEYS = 'aegisfl/secagg/v1/round-keys';
 const DOMAIN_SURVIVORS = 'aegisfl/secagg/v1/survivors';
+const DOMAIN_SHARE = 'aegisfl/secagg/v1/share-sig';
 
 export interface SigningKeyPair {
   secretKey: Uint8Array;
@@ -55,10 +56,31 @@ function u32(v: number): Uint8Array {
   return b;
 }
 
+/** What is wrong with an Ed25519 public key. */
+export type SigningKeyProblem = 'wrong_length' | 'not_a_point' | 'low_order';
+
+/**
+ * Checks a peer's Ed25519 public key before anyone relies on its signatures; null when it is fine.
+ * Refuses encodings RFC 8032 does not accept (y >= p, or x = 0 with the sign bit set) and small-order
+ * points: strict verification rejects every signature under those, so a dealer with such a key could
+ * not sign its shares, and it is better refused at R0 than discovered box by box.
+ */
+export function checkSigningKey(pk: Uint8Array): SigningKeyProblem | null {
+  if (!(pk instanceof Uint8Array) || pk.length !== SIGN_PUBLIC_BYTES) return 'wrong_length';
+  let point;
+  try {
+    point = ed25519.Point.fromBytes(pk, false);
+  } catch {
+    return 'not_a_point';
+  }
+  return point.isSmallOrder() ? 'low_order' : null;
+}
+
 function verify(sig: Uint8Array, msg: Uint8Array, pk: Uint8Array): boolean {
   if (sig.length !== SIGNATURE_BYTES || pk.length !== SIGN_PUBLIC_BYTES) return false;
   try {
-    return ed25519.verify(sig, msg, pk);
+    // Strict RFC 8032 checks: ZIP-215 rules would let a small-order key "sign" every message.
+    return ed25519.verify(sig, msg, pk, { zip215: false });
   } catch {
     return false; // a malformed point or signature is simply not valid
   }
@@ -109,9 +131,9 @@ export function survivorsMessage(tag: string, survivors: readonly number[]): Uin
   for (let i = 1; i < survivors.length; i++) {
     if (!(survivors[i] > survivors[i - 1])) throw new RangeError('survivor set must be strictly increasing');
   }
+  // Each index goes through u32(): setUint32 alone would wrap 2^32 + 2 onto 2 and NaN onto 0.
   const list = new Uint8Array(4 * survivors.length);
-  const dv = new DataView(list.buffer);
-  survivors.forEach((v, i) => dv.setUint32(4 * i, v));
+  survivors.forEach((v, i) => list.set(u32(v), 4 * i));
   return frame([utf8ToBytes(DOMAIN_SURVIVORS), utf8ToBytes(tag), list]);
 }
 
@@ -142,4 +164,58 @@ export function countSurvivorSignatures(
     (verify(sig, msg, pk) ? valid : invalid).push(index);
   }
   return { valid, invalid };
+}
+
+/** Which of a dealer's two secrets a share belongs to: its mask key s_u^SK or its self-mask seed b_u. */
+export type ShareKind = 's' | 'b';
+
+/**
+ * Dealer-signed shares. Each client signs, with a per-round Ed25519 key advertised at R0 beside its X25519
+ * keys, every share it deals, bound to the round, the kind, the dealer and the holder:
+ * frame("aegisfl/secagg/v1/share-sig", tag, kind, u32 from, u32 to, y). A holder checks both signatures
+ * when it opens a box and reveals each share with its signature, so the server can tell who is at fault
+ * when a secret does not rebuild: a share without a valid signature was altered by its holder; validly
+ * signed shares that do not lie on one polynomial (or that rebuild a secret failing its check) were dealt
+ * so by the dealer. Holders cannot forge the dealer's signature, so they cannot move their shares.
+ */
+export function shareMessage(
+  tag: string,
+  kind: ShareKind,
+  from: number,
+  to: number,
+  share: Uint8Array,
+): Uint8Array {
+  if (kind !== 's' && kind !== 'b')
+    throw new RangeError(`share kind must be 's' or 'b', got ${String(kind)}`);
+  return frame([utf8ToBytes(DOMAIN_SHARE), utf8ToBytes(tag), utf8ToBytes(kind), u32(from), u32(to), share]);
+}
+
+export function signShare(
+  signingSk: Uint8Array,
+  tag: string,
+  kind: ShareKind,
+  from: number,
+  to: number,
+  share: Uint8Array,
+): Uint8Array {
+  return ed25519.sign(shareMessage(tag, kind, from, to, share), signingSk);
+}
+
+/** Strict (RFC 8032, not ZIP-215) verification; false, never a throw, for anything malformed. */
+export function verifyShare(
+  dealerPk: Uint8Array,
+  tag: string,
+  kind: ShareKind,
+  from: number,
+  to: number,
+  share: Uint8Array,
+  sig: Uint8Array,
+): boolean {
+  let msg: Uint8Array;
+  try {
+    msg = shareMessage(tag, kind, from, to, share);
+  } catch {
+    return false;
+  }
+  return verify(sig, msg, dealerPk);
 }

@@ -35,6 +35,8 @@ export interface InMemoryRoundInput {
     unmask?: (to: number, m: UnmaskRequest) => UnmaskRequest;
     reveal?: (from: number, m: Reveal) => Reveal;
   };
+  /** Called with the server session once it exists, so a test can inspect it after a SecAggAbort. */
+  onServer?: (server: SecAggServerSession) => void;
 }
 
 export interface Transcript {
@@ -87,6 +89,7 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
         minSurvivors: sim.minSurvivors,
       }),
   );
+  sim.onServer?.(server);
   const clients = timed('clientOther', () =>
     sim.inputs.map(
       (_, i) => new SecAggClientSession({ tag: sim.tag, index: i + 1, n, t: sim.t, vectorLength: L }),

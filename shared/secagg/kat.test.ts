@@ -15,9 +15,14 @@
  *   PRG(seed, nonce)    = ChaCha20 (RFC 8439) keystream, key = seed, counter from 0, read as LE uint32;
  *                         nonce "self" || 0^8 for b_u, "pair" || 0^8 for s_uv
  *   y_u                 = x_u + PRG(b_u, self) + sum_{v<u} PRG(s_uv, pair) - sum_{v>u} PRG(s_uv, pair) mod 2^32
+ *   frame(f1, f2, ...)  = len(f1)(4) || f1 || len(f2)(4) || f2 || ...
+ *   share signature     = Ed25519 (RFC 8032, key g_u) over frame("aegisfl/secagg/v1/share-sig", tag, kind,
+ *                         u(4), v(4), share(33)), kind = "s" (share of s_u) or "b" (share of b_u)
  *   share box u->v      = nonce(12) || ChaCha20-Poly1305(channelKey u->v, nonce, aad = tag,
- *                                         u(4) || v(4) || share of s_u (33) || share of b_u (33)) || tag(16)
- *   wire records        = index(4) || payload, concatenated: roster 4+32+32, shares/inbox 4+102, reveal 4+33
+ *                             u(4) || v(4) || share of s_u (33) || share of b_u (33) || sig s (64) || sig b (64))
+ *                         || tag(16)
+ *   wire records        = index(4) || payload, concatenated: roster 4+32+32+32 (cPk, sPk, gPk),
+ *                         shares/inbox 4+230, reveal 4+33+64 (share, its dealer's signature)
  * (<u>, <v>, <round>... are decimal without leading zeros; <min>-<max> orders the two indices.)
  */
 import {
@@ -29,10 +34,14 @@ import {
   createPublicKey,
   diffieHellman,
   hkdfSync,
+  sign as nodeSign,
+  verify as nodeVerify,
 } from 'node:crypto';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { createSecureRandom } from '../dp/secure-random.ts';
+import { shareMessage, signShare, verifyShare } from './consistency.ts';
 import { encodeContribution, planEncoding, type EncodingPlan } from '../fl/encoding.ts';
 import { channelKey, commitSeed, maskSeed, open, publicKeyOf, seal } from './keys.ts';
 import { addMask, keystream, NONCE_PAIR, NONCE_SELF } from './prg.ts';
@@ -99,6 +108,39 @@ function nodeOpen(key: Uint8Array, box: Uint8Array, aad: Uint8Array): Uint8Array
   d.setAuthTag(box.subarray(box.length - 16));
   return new Uint8Array(Buffer.concat([d.update(box.subarray(12, box.length - 16)), d.final()]));
 }
+function nodeEd25519Key(seed: Uint8Array) {
+  return createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+}
+function nodeEd25519Public(seed: Uint8Array): Uint8Array {
+  return new Uint8Array(
+    createPublicKey(nodeEd25519Key(seed)).export({ format: 'der', type: 'spki' }).subarray(12),
+  );
+}
+function nodeEd25519Sign(seed: Uint8Array, msg: Uint8Array): Uint8Array {
+  return new Uint8Array(nodeSign(null, msg, nodeEd25519Key(seed)));
+}
+function nodeEd25519Verify(pk: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
+  const key = createPublicKey({
+    key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), pk]),
+    format: 'der',
+    type: 'spki',
+  });
+  return nodeVerify(null, msg, key, sig);
+}
+/** frame(): each field as u32 big-endian length || bytes. */
+const nodeFrame = (...parts: (string | Buffer)[]): Buffer =>
+  Buffer.concat(
+    parts.flatMap((p) => {
+      const b = typeof p === 'string' ? Buffer.from(p, 'utf8') : p;
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(b.length);
+      return [len, b];
+    }),
+  );
 const u32be = (v: number): string => v.toString(16).padStart(8, '0');
 const leWords = (b: Uint8Array): number[] => Array.from(new Uint32Array(b.slice().buffer));
 
@@ -115,6 +157,9 @@ const S2 = seq(32, 0x41);
 const S258 = seq(32, 0xc1);
 const B1 = seq(32, 0xa0);
 const B2 = seq(32, 0xe0);
+// Per-round Ed25519 signing keys (RFC 8032 32-byte seeds).
+const G1 = seq(32, 0x21);
+const G258 = seq(32, 0x61);
 // Shamir shares inside the box (any 33-byte field elements: the layout is what is pinned here).
 const SHARE_S = seq(33, 0x10);
 const SHARE_B = seq(33, 0x50);
@@ -128,18 +173,41 @@ const KAT = {
   self8: '85564e490a3832ad5b2a07b6a1be1a35dac33d77179deebfd3bc7fb3cda6868b',
   pair8: '071cdae47295bb7ca508db46237d36a16fdd84d7cb60d0ac8f167787e33e06a6',
   masked1: '7e3a746499a27630b8212c6f8141e4936ae6b89f',
+  g1: 'e7f162a10bec559afea195e4dce84b69568d5d2cb0963eb446c0685e2b17f2f0',
+  g258: '882d0ea3b2864e7a587f3e698cea4459998312e655e05fa5e8b5119d8baac8cd',
+  /** frame("aegisfl/secagg/v1/share-sig", tag, "s", 1, 2, SHARE_S): what client 1 signs for client 2. */
+  shareMsgS:
+    '0000001b' +
+    '6165676973666c2f7365636167672f76312f73686172652d736967' + // aegisfl/secagg/v1/share-sig
+    '00000013' +
+    '6165676973666c2f6b61742d72756e2f332e31' + // the tag
+    '00000001' +
+    '73' + // "s"
+    '00000004' +
+    '00000001' +
+    '00000004' +
+    '00000002' +
+    '00000021' +
+    '101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f30',
+  sigS: '8178cc54424259a47677a4c8739329e19d5198c269239c2f708286b421547c2c8eb7df447f9661472d45a1c1c3d8104f5486daf158dc06c7bf6f7c7de251290a',
+  sigB: '12bf1129f356a3fa1fbbafb809a39335719f6da9014abc57dae34f8d105beb9d1041c2f395544e90fec7a5e111cd9b8bebb8331db36ff9f8e552bd33634e7802',
   box:
     'f0f1f2f3f4f5f6f7f8f9fafb' + // nonce
     '4c1925260c0a2f49ae02e80ae1565ed62d9a3dc43ebb0701c11b217dd8438f09269abf42ced3b02e19fc17ae91d061' +
-    '24407e1842ee4dbcfbd3cfe5f01de4ada59c4a4e4470a69bbc2aec' + // ciphertext of the 74-byte plaintext
-    '0cfd01691f2aa2f0beb25d9cd1568349', // Poly1305 tag
+    '24407e1842ee4dbcfbd3cfe5f01de4ada59c4a4e4470a69bbc2aec658c132b9e6271109195b172049580dc08a315' +
+    'b38d7a7c76335a0b3dfb546702e099f8abcce2a66bf6c67bfbb613ff4caac59d5ed6d537a13f2f60f19eaafa6176' +
+    'ea6d118b4333614961ebdadecc31fde9eda4d44cd071d09c751b16dfd5a9289b0a81f60dcb50fbb04e79f7dfcd99' +
+    '02474963a3c1a391059d3f923011930614eb' + // ciphertext of the 202-byte plaintext
+    'ec3b40362a8dc9ddf678220faef5ab', // Poly1305 tag
   roster:
     '00000001' +
     '8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a' +
     '07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c' +
+    'e7f162a10bec559afea195e4dce84b69568d5d2cb0963eb446c0685e2b17f2f0' +
     '00000102' +
     '883186b800b41d5cf0429695da9b3cc4f328ebcd184a6e482fa578c103f06c77' +
-    '3a553d74792d727efa9b9a4cde3da1ad93f1a2d0c09cb639b1a3c0fda14cbe24',
+    '3a553d74792d727efa9b9a4cde3da1ad93f1a2d0c09cb639b1a3c0fda14cbe24' +
+    '882d0ea3b2864e7a587f3e698cea4459998312e655e05fa5e8b5119d8baac8cd',
   /** The stochastic rounding of 0.05 under the seeded generator. */
   stochastic: 1,
   dpRing: [537500053, 537709779, 536870910, 536870911, 1073741823, 536870399, 536870912],
@@ -217,11 +285,66 @@ describe('mask PRG streams (ChaCha20, LE uint32 words)', () => {
   });
 });
 
+describe('dealer share signatures (Ed25519, RFC 8032, strict verification)', () => {
+  it('the signing keys are the RFC 8032 public keys of the fixed seeds (as OpenSSL derives them)', () => {
+    expect(hex(ed25519.getPublicKey(G1))).toBe(KAT.g1);
+    expect(hex(nodeEd25519Public(G1))).toBe(KAT.g1);
+    expect(hex(nodeEd25519Public(G258))).toBe(KAT.g258);
+  });
+
+  it('the signed message is frame(domain, tag, kind, from, to, share), as built by hand', () => {
+    const msg = shareMessage(TAG, 's', 1, 2, SHARE_S);
+    expect(hex(msg)).toBe(KAT.shareMsgS);
+    const byHand = nodeFrame(
+      'aegisfl/secagg/v1/share-sig',
+      TAG,
+      's',
+      Buffer.from(u32be(1), 'hex'),
+      Buffer.from(u32be(2), 'hex'),
+      Buffer.from(SHARE_S),
+    );
+    expect(hex(msg)).toBe(byHand.toString('hex'));
+    // The b-share message differs only in the kind and the share.
+    expect(hex(shareMessage(TAG, 'b', 1, 2, SHARE_B))).toBe(
+      nodeFrame(
+        'aegisfl/secagg/v1/share-sig',
+        TAG,
+        'b',
+        Buffer.from(u32be(1), 'hex'),
+        Buffer.from(u32be(2), 'hex'),
+        Buffer.from(SHARE_B),
+      ).toString('hex'),
+    );
+  });
+
+  it('the signatures of client 1 on both shares for client 2 are the pinned ones; OpenSSL signs and verifies the same', () => {
+    const sigS = signShare(G1, TAG, 's', 1, 2, SHARE_S);
+    const sigB = signShare(G1, TAG, 'b', 1, 2, SHARE_B);
+    expect(hex(sigS)).toBe(KAT.sigS);
+    expect(hex(sigB)).toBe(KAT.sigB);
+    // Ed25519 is deterministic: OpenSSL gives the same bytes for the same seed and message.
+    expect(hex(nodeEd25519Sign(G1, shareMessage(TAG, 's', 1, 2, SHARE_S)))).toBe(KAT.sigS);
+    expect(hex(nodeEd25519Sign(G1, shareMessage(TAG, 'b', 1, 2, SHARE_B)))).toBe(KAT.sigB);
+    const g1 = hexToBytes(KAT.g1);
+    expect(nodeEd25519Verify(g1, hexToBytes(KAT.shareMsgS), hexToBytes(KAT.sigS))).toBe(true);
+    expect(verifyShare(g1, TAG, 's', 1, 2, SHARE_S, hexToBytes(KAT.sigS))).toBe(true);
+    expect(verifyShare(g1, TAG, 'b', 1, 2, SHARE_B, hexToBytes(KAT.sigB))).toBe(true);
+    expect(verifyShare(g1, TAG, 'b', 1, 2, SHARE_S, hexToBytes(KAT.sigS))).toBe(false);
+  });
+});
+
 describe('share box (ChaCha20-Poly1305, aad = round tag)', () => {
-  const plain = new Uint8Array([...hexToBytes(u32be(1) + u32be(2)), ...SHARE_S, ...SHARE_B]);
+  const plain = new Uint8Array([
+    ...hexToBytes(u32be(1) + u32be(2)),
+    ...SHARE_S,
+    ...SHARE_B,
+    ...hexToBytes(KAT.sigS),
+    ...hexToBytes(KAT.sigB),
+  ]);
   const k12 = () => channelKey(C1, publicKeyOf(C2), TAG, 1, 2);
 
   it('the box from 1 to 2 for fixed nonce and shares is the pinned ciphertext', () => {
+    expect(plain.length).toBe(202);
     const box = nodeSeal(k12(), NONCE, plain, AAD);
     expect(box.length).toBe(BOX_BYTES);
     expect(hex(box)).toBe(KAT.box);
@@ -243,41 +366,47 @@ describe('share box (ChaCha20-Poly1305, aad = round tag)', () => {
 describe('wire bytes of each secure-aggregation message', () => {
   const box = hexToBytes(KAT.box);
 
-  it('roster: index(4, BE) || cPk(32) || sPk(32) per peer', () => {
+  it('roster: index(4, BE) || cPk(32) || sPk(32) || gPk(32) per peer', () => {
     const roster = {
       peers: [
-        { index: 1, cPk: publicKeyOf(C1), sPk: publicKeyOf(S1) },
-        { index: 258, cPk: publicKeyOf(C258), sPk: publicKeyOf(S258) },
+        { index: 1, cPk: publicKeyOf(C1), sPk: publicKeyOf(S1), gPk: ed25519.getPublicKey(G1) },
+        { index: 258, cPk: publicKeyOf(C258), sPk: publicKeyOf(S258), gPk: ed25519.getPublicKey(G258) },
       ],
     };
     const w = packRoster(roster);
     expect(hex(w.peers)).toBe(KAT.roster);
-    expect(hex(w.peers)).toBe(
-      u32be(1) + hex(roster.peers[0].cPk) + hex(roster.peers[0].sPk) + '00000102' + KAT.roster.slice(144),
-    );
     expect(unpackRoster({ peers: hexToBytes(KAT.roster) }, 2)).toEqual(roster);
-    const independent = [C1, S1, C258, S258].map((k) => hex(nodePublicKey(k))).join('');
-    expect(KAT.roster.slice(8, 136) + KAT.roster.slice(144)).toBe(independent);
+    // Every key from OpenSSL, in record order, with the big-endian indices 1 and 258 in front.
+    const keys = (c: Uint8Array, s: Uint8Array, g: Uint8Array): string =>
+      hex(nodePublicKey(c)) + hex(nodePublicKey(s)) + hex(nodeEd25519Public(g));
+    expect(KAT.roster).toBe(u32be(1) + keys(C1, S1, G1) + u32be(258) + keys(C258, S258, G258));
   });
 
-  it('shares: commit(32) beside index "to"(4) || box(102) per neighbour', () => {
+  it('shares: commit(32) beside index "to"(4) || box(230) per neighbour', () => {
     const w = packShares({ commit: hexToBytes(KAT.commit1), shares: [{ to: 2, ct: box }] });
     expect(hex(w.commit)).toBe(KAT.commit1);
     expect(hex(w.shares)).toBe('00000002' + KAT.box);
     expect(unpackShares(w, 1).shares[0]).toEqual({ to: 2, ct: box });
   });
 
-  it('inbox: index "from"(4) || box(102) per neighbour', () => {
+  it('inbox: index "from"(4) || box(230) per neighbour', () => {
     const w = packInbox({ shares: [{ from: 1, ct: box }] });
     expect(hex(w.shares)).toBe('00000001' + KAT.box);
     expect(unpackInbox(w, 1)).toEqual({ shares: [{ from: 1, ct: box }] });
   });
 
-  it('reveal: index "of"(4) || share(33), b-shares and s-shares in separate blobs', () => {
-    const r = { b: [{ of: 1, share: SHARE_B }], s: [{ of: 258, share: SHARE_S }] };
+  it('reveal: index "of"(4) || share(33) || its dealer\'s signature(64), b-shares and s-shares in separate blobs', () => {
+    const r = {
+      b: [{ of: 1, share: SHARE_B, sig: hexToBytes(KAT.sigB) }],
+      s: [{ of: 258, share: SHARE_S, sig: hexToBytes(KAT.sigS) }],
+    };
     const w = packReveal(r);
-    expect(hex(w.b)).toBe('00000001' + '505152535455565758595a5b5c5d5e5f606162636465666768696a6b6c6d6e6f70');
-    expect(hex(w.s)).toBe('00000102' + '101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f30');
+    expect(hex(w.b)).toBe(
+      '00000001' + '505152535455565758595a5b5c5d5e5f606162636465666768696a6b6c6d6e6f70' + KAT.sigB,
+    );
+    expect(hex(w.s)).toBe(
+      '00000102' + '101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f30' + KAT.sigS,
+    );
     expect(unpackReveal(w, 1)).toEqual(r);
   });
 });

@@ -52,7 +52,8 @@ describe('secure aggregation round (pure state machines)', () => {
 
   const points: DropPoint[] = ['before-keys', 'after-keys', 'after-shares', 'after-masked'];
   it.each(points)('a client dropping %s leaves the sum exact over the survivors', (p) => {
-    const sim = setup(12, 6, 3, 101, {
+    // t = 4 > k / 2: a client with both dropouts among its neighbours keeps k - 2 = 4 holders.
+    const sim = setup(12, 6, 4, 101, {
       drops: new Map([
         [4, p],
         [9, p],
@@ -72,7 +73,8 @@ describe('secure aggregation round (pure state machines)', () => {
       [4, 'after-masked'],
       [11, 'after-shares'],
     ]);
-    const r = runInMemoryRound(setup(14, 8, 3, 64, { drops })); // t = 3: even a client with all 5 dropouts as neighbours keeps 3 holders
+    // k = 12, t = 7 > k / 2: even a client with all 5 dropouts as neighbours keeps k - 5 = 7 holders.
+    const r = runInMemoryRound(setup(16, 12, 7, 64, { drops }));
     expect(r.survivors).not.toContain(3);
     expect(r.survivors).toContain(4); // its input was collected; its self-mask seed was rebuilt from shares
     expect(r.sum).toEqual(r.expected);
@@ -128,7 +130,8 @@ describe('secure aggregation round (pure state machines)', () => {
       [2, 'after-shares'],
       [5, 'after-masked'],
     ]);
-    const r = runInMemoryRound(setup(10, 6, 3, 32, { drops }));
+    const t = 4; // > k / 2 = 3
+    const r = runInMemoryRound(setup(10, 6, t, 32, { drops }));
     for (let u = 1; u <= 10; u++) {
       let b = 0;
       let s = 0;
@@ -137,8 +140,8 @@ describe('secure aggregation round (pure state machines)', () => {
         s += rv.s.filter((x) => x.of === u).length;
       }
       expect(b === 0 || s === 0).toBe(true);
-      if (u === 2) expect(s).toBeGreaterThanOrEqual(3);
-      if (u === 5) expect(b).toBeGreaterThanOrEqual(3);
+      if (u === 2) expect(s).toBeGreaterThanOrEqual(t);
+      if (u === 5) expect(b).toBeGreaterThanOrEqual(t);
     }
   });
 });
@@ -176,8 +179,10 @@ describe('misbehaviour is rejected with a reason', () => {
     const k = clients[0].advertise();
     server.receiveKeys(1, k);
     expect(reason(() => server.receiveKeys(1, k))).toBe('duplicate');
-    expect(reason(() => server.receiveKeys(2, { cPk: k.cPk, sPk: k.cPk }))).toBe('bad_key');
-    expect(reason(() => server.receiveKeys(2, { cPk: new Uint8Array(31), sPk: k.sPk }))).toBe('malformed');
+    expect(reason(() => server.receiveKeys(2, { ...k, sPk: k.cPk }))).toBe('bad_key');
+    expect(reason(() => server.receiveKeys(2, { ...k, cPk: new Uint8Array(31) }))).toBe('malformed');
+    expect(reason(() => server.receiveKeys(2, { cPk: k.cPk, sPk: k.sPk }))).toBe('malformed'); // no gPk
+    expect(reason(() => server.receiveKeys(2, { ...k, gPk: new Uint8Array(33) }))).toBe('malformed');
     expect(reason(() => server.receiveShares(1, {}))).toBe('wrong_phase');
   });
 
@@ -246,12 +251,20 @@ describe('misbehaviour is rejected with a reason', () => {
     const rv = clients[0].receiveUnmask(reqs.get(1));
     expect(rv.b.map((s) => s.of)).toEqual([2, 3]);
     expect(rv.s.map((s) => s.of)).toEqual([4]);
+    expect(reason(() => server.receiveReveal(1, { b: rv.b, s: [...rv.s, { ...rv.b[0], of: 2 }] }))).toBe(
+      'both_shares',
+    );
+    expect(reason(() => server.receiveReveal(1, { b: [...rv.b, { ...rv.b[0], of: 4 }], s: [] }))).toBe(
+      'unrequested_share',
+    );
+    // Every revealed share travels with its dealer's 64-byte signature.
+    const { sig: _sig, ...unsigned } = rv.b[0];
+    expect(reason(() => server.receiveReveal(1, { b: [unsigned, rv.b[1]], s: rv.s }))).toBe('malformed');
     expect(
-      reason(() => server.receiveReveal(1, { b: rv.b, s: [...rv.s, { of: 2, share: rv.b[0].share }] })),
-    ).toBe('both_shares');
-    expect(
-      reason(() => server.receiveReveal(1, { b: [...rv.b, { of: 4, share: rv.b[0].share }], s: [] })),
-    ).toBe('unrequested_share');
+      reason(() =>
+        server.receiveReveal(1, { b: [{ ...rv.b[0], sig: rv.b[0].sig.subarray(1) }, rv.b[1]], s: rv.s }),
+      ),
+    ).toBe('malformed');
     expect(reason(() => server.receiveReveal(1, { b: [...rv.b, rv.b[0]], s: rv.s }))).toBe('duplicate');
     server.receiveReveal(1, rv);
     expect(reason(() => server.receiveReveal(1, rv))).toBe('duplicate');
@@ -284,16 +297,17 @@ describe('misbehaviour is rejected with a reason', () => {
   });
 });
 
-describe('bad keys and bad shares: refused or corrected, and the round completes', () => {
-  /** Another field element than the share: what a cheating holder could reveal. */
+describe('bad keys and bad shares: refused or set aside, the round completes, the culprit is named', () => {
+  /** Another field element than the share: what a cheating holder could reveal (the signature stays). */
   const wrongShare = (y: Uint8Array): Uint8Array =>
     bigToBytes((bytesToBig(y) + 1n + bytesToBig(randomBytes(16))) % FIELD_PRIME, SHARE_BYTES);
   const corrupt = (l: Reveal['b']): Reveal['b'] => l.map((e) => ({ ...e, share: wrongShare(e.share) }));
 
-  it('a holder revealing wrong (in-field) shares of every peer: the sum is exact and it is named', () => {
-    // Full graph, n = 8, t = 3, client 6 drops after sharing: every secret has 6 or 7 shares, so one
-    // wrong share is within the correction bound floor((m - t) / 2).
-    const sim = setup(8, 7, 3, 64, {
+  it('a holder revealing wrong (in-field) shares of every peer: the sum is exact and it is named (altered_share)', () => {
+    // Full graph, n = 8, t = 4, client 6 drops after sharing. Client 1 comes first among every secret's
+    // holders, so each first-t try fails until 1 is named: its shares lack their dealers' signatures, are
+    // set aside, and the 5 or 6 signed ones rebuild the secret. Named once, 1 goes last for later secrets.
+    const sim = setup(8, 7, 4, 64, {
       drops: new Map([[6, 'after-shares' as DropPoint]]),
       tamper: { reveal: (u, m) => (u === 1 ? { b: corrupt(m.b), s: corrupt(m.s) } : m) },
     });
@@ -301,22 +315,28 @@ describe('bad keys and bad shares: refused or corrected, and the round completes
     expect(r.transcript.reveals.get(1)!.s.length).toBe(1); // the dropped client's key share was forged too
     expect(r.sum).toEqual(r.expected);
     expect(r.server.culprits).toEqual([1]);
+    expect(r.server.culpritEvidence).toEqual([{ index: 1, kind: 'altered_share' }]);
     expect(r.rejected).toEqual([]);
   });
 
-  it('two colluding holders with enough redundancy (m = 9, t = 3): corrected, both named', () => {
-    const sim = setup(10, 9, 3, 32, {
+  it('two colluding holders (t = 5 of 9 holders): their unsigned shares are set aside, both named', () => {
+    const sim = setup(10, 9, 5, 32, {
       tamper: { reveal: (u, m) => (u === 2 || u === 5 ? { b: corrupt(m.b), s: m.s } : m) },
     });
     const r = runInMemoryRound(sim);
     expect(r.sum).toEqual(r.expected);
-    expect(r.server.culprits).toEqual([2, 5]);
+    expect(r.server.culpritEvidence).toEqual([
+      { index: 2, kind: 'altered_share' },
+      { index: 5, kind: 'altered_share' },
+    ]);
   });
 
-  it('more wrong shares than can be corrected: a clean abort, nothing released', () => {
-    // n = 5 full graph, t = 3: 4 holders per secret, bound floor((4 - 3) / 2) = 0.
+  it('fewer than t validly signed shares left: a clean abort, nothing released, the alterers still named', () => {
+    // n = 5 full graph, t = 3: client 1's seed has holders 2..5; with 2 and 3 lying, 2 signed shares remain.
+    let server: SecAggServerSession | undefined;
     const sim = setup(5, 4, 3, 16, {
-      tamper: { reveal: (u, m) => (u === 2 ? { b: corrupt(m.b), s: m.s } : m) },
+      tamper: { reveal: (u, m) => (u === 2 || u === 3 ? { b: corrupt(m.b), s: m.s } : m) },
+      onServer: (s) => (server = s),
     });
     let err: unknown;
     try {
@@ -326,12 +346,17 @@ describe('bad keys and bad shares: refused or corrected, and the round completes
     }
     expect(err).toBeInstanceOf(SecAggAbort);
     expect((err as Error).message).toMatch(
-      /does not match its commitment, and 4 shares .* cannot correct it/,
+      /client 1 does not match its commitment .* only 2 of 4 shares carry client 1's signature \(threshold 3\)/,
     );
+    expect(server!.phase).toBe('failed');
+    expect(server!.culpritEvidence).toEqual([
+      { index: 2, kind: 'altered_share' },
+      { index: 3, kind: 'altered_share' },
+    ]);
   });
 
   it('a share that is not a field element is refused on receipt (malformed_share); the round completes without it', () => {
-    const sim = setup(7, 6, 3, 32, {
+    const sim = setup(7, 6, 4, 32, {
       drops: new Map([[7, 'after-shares' as DropPoint]]),
       tamper: {
         reveal: (u, m) =>
@@ -343,25 +368,38 @@ describe('bad keys and bad shares: refused or corrected, and the round completes
     const r = runInMemoryRound(sim);
     expect(r.rejected).toEqual([{ from: 3, phase: 'unmask', reason: 'malformed_share' }]);
     expect(r.sum).toEqual(r.expected);
-    expect(r.server.culprits).toEqual([3]);
+    expect(r.server.culpritEvidence).toEqual([{ index: 3, kind: 'malformed_share' }]);
   });
 
-  it('a low-order key is refused at R0 (bad_key) and the round completes without that client', () => {
+  it('a low-order or unusable key (X25519 or Ed25519) is refused at R0 (bad_key) and the round completes without that client', () => {
     const order8 = hexToBytes('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800');
-    const sim = setup(8, 7, 3, 32, {
+    const identity = new Uint8Array(32);
+    identity[0] = 1; // the Ed25519 identity point: strict verification accepts no signature under it
+    const notAPoint = new Uint8Array(32).fill(0xff); // y >= p
+    const sim = setup(9, 8, 3, 32, {
       tamper: {
-        keys: (u, m) => (u === 4 ? { ...m, sPk: order8 } : u === 6 ? { ...m, cPk: new Uint8Array(32) } : m),
+        keys: (u, m) =>
+          u === 4
+            ? { ...m, sPk: order8 }
+            : u === 6
+              ? { ...m, cPk: new Uint8Array(32) }
+              : u === 7
+                ? { ...m, gPk: identity }
+                : u === 8
+                  ? { ...m, gPk: notAPoint }
+                  : m,
       },
     });
     const r = runInMemoryRound(sim);
     expect(r.rejected).toEqual([
       { from: 4, phase: 'keys', reason: 'bad_key' },
       { from: 6, phase: 'keys', reason: 'bad_key' },
+      { from: 7, phase: 'keys', reason: 'bad_key' },
+      { from: 8, phase: 'keys', reason: 'bad_key' },
     ]);
-    expect(r.survivors).toEqual([1, 2, 3, 5, 7, 8]);
+    expect(r.survivors).toEqual([1, 2, 3, 5, 9]);
     expect(r.sum).toEqual(r.expected);
   });
-
   it('a refused client is not waited for and cannot come back in the same attempt', () => {
     const n = 5;
     const nb = harary(n, n - 1).map((l) => l.map((v) => v + 1));

@@ -1,17 +1,29 @@
 import { bytes, index, list, record } from './check.ts';
 import { ProtocolError } from '../base/errors.ts';
+import {
+  checkSigningKey,
+  SIGN_PUBLIC_BYTES,
+  SIGNATURE_BYTES,
+  verifyShare,
+  type ShareKind,
+} from './consistency.ts';
 import { SecAggAbort } from './errors.ts';
 import { bytesEqual, checkPublicKey, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import { recoverSecret, type SignedShare } from './recover.ts';
 import { addInto } from './ring.ts';
+import { isFieldElement, SHARE_BYTES, type LagrangeCache } from './shamir.ts';
 import {
-  isFieldElement,
-  reconstructVerified,
-  SHARE_BYTES,
-  type LagrangeCache,
-  type Share,
-} from './shamir.ts';
-import type { AdvertiseKeys, Inbox, PeerKeys, Roster, SecAggPhase, UnmaskRequest } from './types.ts';
+  CULPRIT_KINDS,
+  type AdvertiseKeys,
+  type Culprit,
+  type CulpritKind,
+  type Inbox,
+  type PeerKeys,
+  type Roster,
+  type SecAggPhase,
+  type UnmaskRequest,
+} from './types.ts';
 
 export interface ServerSessionConfig {
   tag: string;
@@ -27,13 +39,21 @@ export interface ServerSessionConfig {
 
 const MAX_BOX_BYTES = 256;
 
+/** One revealed share as stored: its value and its dealer's signature. */
+interface Stored {
+  y: Uint8Array;
+  sig: Uint8Array;
+}
+
 /**
  * The server's side of one round (privacy.md C), as a pure state machine. It relays keys and boxes it
  * cannot open, sums masked vectors as they arrive (no per-client copies), and at the end reconstructs
  * exactly the secrets needed to strip the masks from the SUM: b_u of survivors, s_d of dropouts.
  * Each receive* throws ProtocolError for a bad message (the round goes on); each close* moves to the next
  * phase with whoever answered, or throws SecAggAbort when too few remain (no partial result).
- * Wrong revealed shares are corrected where the redundancy allows, and their senders named in `culprits`.
+ * Wrong revealed shares are set aside where the others allow, and whoever is provably at fault is named
+ * in `culprits`: every share is signed by its dealer, so a holder that altered one and a dealer that
+ * dealt inconsistent ones can be told apart (recover.ts); an honest client is never named.
  */
 export class SecAggServerSession {
   phase: SecAggPhase = 'keys';
@@ -50,11 +70,13 @@ export class SecAggServerSession {
   private inU2 = new Set<number>();
   private u3: number[] = [];
   private requests = new Map<number, UnmaskRequest>();
-  private readonly revealed = new Map<number, { b: Map<number, Uint8Array>; s: Map<number, Uint8Array> }>();
+  /** holder -> kind -> of -> the share and its dealer's signature (checked only when a secret needs it). */
+  private readonly revealed = new Map<number, Record<ShareKind, Map<number, Stored>>>();
   private readonly nb: Set<number>[];
   /** Clients dropped from this attempt for a bad key (R0) or a malformed share (R4): not waited for. */
   private readonly excluded = new Set<number>();
-  private readonly culpritSet = new Set<number>();
+  /** index -> why it is named. */
+  private readonly named = new Map<number, Set<CulpritKind>>();
 
   constructor(readonly cfg: ServerSessionConfig) {
     if (cfg.neighbours.length !== cfg.n) throw new RangeError('need one neighbour list per client');
@@ -90,12 +112,27 @@ export class SecAggServerSession {
   }
 
   /**
-   * Clients that revealed a share that is not a field element, or one off the polynomial the other shares
-   * agree on (found while unmasking; kept when the round aborts). Ascending. A share can also be wrong
-   * because its dealer sent a bad one inside the box, which the server cannot tell apart.
+   * Clients proven to have cheated (kept when the round aborts), ascending: a holder that revealed a share
+   * that is not a field element or lacks its dealer's valid signature, and a dealer whose signed shares
+   * are inconsistent. Signatures are checked only for a secret that does not rebuild from its first t
+   * shares, so a bad share that was not needed goes unnoticed (and did no harm).
    */
   get culprits(): number[] {
-    return [...this.culpritSet].sort((a, b) => a - b);
+    return [...this.named.keys()].sort((a, b) => a - b);
+  }
+
+  /** Each culprit with the kind of evidence against it (a closed set, fit for metric labels). */
+  get culpritEvidence(): Culprit[] {
+    const out: Culprit[] = [];
+    for (const index of this.culprits)
+      for (const kind of CULPRIT_KINDS) if (this.named.get(index)!.has(kind)) out.push({ index, kind });
+    return out;
+  }
+
+  private name(index: number, kind: CulpritKind): void {
+    let s = this.named.get(index);
+    if (!s) this.named.set(index, (s = new Set()));
+    s.add(kind);
   }
 
   private expect(phase: SecAggPhase, what: string): void {
@@ -137,14 +174,16 @@ export class SecAggServerSession {
     const r = record(raw, 'keys');
     const cPk = bytes(r.cPk, 'cPk', KEY_BYTES);
     const sPk = bytes(r.sPk, 'sPk', KEY_BYTES);
-    // A small-order key would make every neighbour's key agreement fail: refuse it before rosters go out.
-    const problem = checkPublicKey(cPk) ?? checkPublicKey(sPk);
+    const gPk = bytes(r.gPk, 'gPk', SIGN_PUBLIC_BYTES);
+    // A small-order key would make every neighbour's key agreement fail, and no share signed under an
+    // unusable gPk would verify: refuse it before rosters go out (clients refuse such a roster).
+    const problem = checkPublicKey(cPk) ?? checkPublicKey(sPk) ?? checkSigningKey(gPk);
     if (problem) {
       this.excluded.add(from);
       throw new ProtocolError('bad_key', `public key refused: ${problem}`);
     }
     if (bytesEqual(cPk, sPk)) throw new ProtocolError('bad_key', 'cPk and sPk must differ');
-    this.keys.set(from, { cPk, sPk });
+    this.keys.set(from, { cPk, sPk, gPk });
   }
 
   /** R0 -> R1: a roster for each client in U1. */
@@ -264,13 +303,16 @@ export class SecAggServerSession {
     if (this.revealed.has(from) || this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
     const r = record(raw, 'reveal');
-    const take = (v: unknown, kind: 'b' | 's'): Map<number, Uint8Array> => {
-      const m = new Map<number, Uint8Array>();
+    const take = (v: unknown, kind: ShareKind): Map<number, Stored> => {
+      const m = new Map<number, Stored>();
       for (const e of list(v, kind, this.cfg.n)) {
         const er = record(e, 'revealed share');
         const of = index(er.of, 'share.of', this.cfg.n);
         if (m.has(of)) throw new ProtocolError('duplicate', `two ${kind}-shares of ${of}`);
-        m.set(of, bytes(er.share, 'share', SHARE_BYTES));
+        m.set(of, {
+          y: bytes(er.share, 'share', SHARE_BYTES),
+          sig: bytes(er.sig, 'share.sig', SIGNATURE_BYTES),
+        });
       }
       return m;
     };
@@ -292,44 +334,58 @@ export class SecAggServerSession {
     }
     // 33 bytes can hold values up to 2^264: checked here, so nothing out of the field reaches unmasking.
     for (const m of [b, s])
-      for (const [of, y] of m)
+      for (const [of, { y }] of m)
         if (!isFieldElement(y)) {
           this.excluded.add(from);
-          this.culpritSet.add(from);
+          this.name(from, 'malformed_share');
           throw new ProtocolError('malformed_share', `share of ${of} from ${from} is not a field element`);
         }
     this.revealed.set(from, { b, s });
   }
 
-  /** The revealed shares of one secret, by holder; holders already caught with a bad share go last. */
-  private collect(of: number, kind: 'b' | 's'): Share[] {
-    const out: Share[] = [];
+  /** The revealed shares of one secret, by holder; holders already caught cheating go last. */
+  private collect(of: number, kind: ShareKind): SignedShare[] {
+    const out: SignedShare[] = [];
     for (const [holder, r] of this.revealed) {
-      const y = r[kind].get(of);
-      if (y) out.push({ x: holder, y });
+      const e = r[kind].get(of);
+      if (e) out.push({ x: holder, y: e.y, sig: e.sig });
     }
-    const late = (x: number): number => (this.culpritSet.has(x) ? 1 : 0);
+    const late = (x: number): number => (this.named.has(x) ? 1 : 0);
     return out.sort((a, b) => late(a.x) - late(b.x) || a.x - b.x);
   }
 
-  /** One secret from its shares, checked by `verify`, wrong shares corrected and their holders named. */
+  /**
+   * One secret from its shares, checked by `verify`. When the first t do not give it, the dealer's
+   * signatures decide who is at fault (recover.ts): altering holders and an inconsistent dealer are named;
+   * the secret is rebuilt from the validly signed shares when they allow, else the attempt aborts.
+   */
   private recover(
     of: number,
-    kind: 'b' | 's',
+    kind: ShareKind,
     what: string,
     against: string,
     verify: (secret: Uint8Array) => boolean,
     cache: LagrangeCache,
   ): Uint8Array {
-    const { t } = this.cfg;
+    const { t, tag } = this.cfg;
     const shares = this.collect(of, kind);
     if (shares.length < t) this.abort(`${what}: ${shares.length} shares, threshold ${t}`);
-    const r = reconstructVerified(shares, t, verify, cache);
-    if (!r)
-      this.abort(
-        `${what} does not match its ${against}, and ${shares.length} shares (threshold ${t}) cannot correct it (bad shares)`,
-      );
-    for (const x of r.bad) this.culpritSet.add(x);
+    const gPk = this.keys.get(of)!.gPk;
+    const r = recoverSecret(
+      shares,
+      t,
+      verify,
+      (s) => verifyShare(gPk, tag, kind, of, s.x, s.y, s.sig),
+      cache,
+    );
+    for (const x of r.altered) this.name(x, 'altered_share');
+    if (r.dealerAtFault) this.name(of, 'inconsistent_dealer');
+    if (!r.secret) {
+      const why = r.dealerAtFault
+        ? `the ${r.signed} shares client ${of} signed do not rebuild it (inconsistent dealer)`
+        : `only ${r.signed} of ${shares.length} shares carry client ${of}'s signature (threshold ${t})`;
+      this.abort(`${what} does not match its ${against} from the first ${t} shares, and ${why}`);
+    }
     return r.secret;
   }
 

@@ -4,11 +4,12 @@ import { describe, expect, it } from 'vitest';
 import {
   bigToBytes,
   bytesToBig,
+  decodeChecked,
   FIELD_PRIME,
   invMod,
   lagrangeAtZero,
   reconstruct,
-  reconstructVerified,
+  reconstructChecked,
   SHARE_BYTES,
   split,
   type LagrangeCache,
@@ -149,7 +150,7 @@ describe('Lagrange weights at 0', () => {
   });
 });
 
-describe('reconstructVerified (wrong shares corrected and named)', () => {
+describe('reconstructChecked (first t shares) and decodeChecked (all shares, Gao)', () => {
   /** Reproducible choices: SHA-256 in counter mode over a fixed label. */
   function seeded(label: string) {
     let ctr = 0;
@@ -167,21 +168,23 @@ describe('reconstructVerified (wrong shares corrected and named)', () => {
     bigToBytes((bytesToBig(y) + 1n + bytesToBig(randomBytes(16))) % FIELD_PRIME, SHARE_BYTES);
   const outOfField = (): Uint8Array => new Uint8Array(SHARE_BYTES).fill(0xff);
 
-  it('honest shares: the first t are enough, nothing is named', () => {
+  it('honest shares: the first t give the secret; all of them decode consistently', () => {
     const secret = randomBytes(32);
     const shares = split(secret, 3, [1, 2, 3, 4, 5]);
-    expect(reconstructVerified(shares, 3, verifier(secret))).toEqual({ secret, bad: [] });
+    expect(reconstructChecked(shares, 3, verifier(secret))).toEqual(secret);
+    expect(decodeChecked(shares, 3, verifier(secret))).toEqual({ secret, consistent: true, off: [] });
   });
 
-  it('a wrong share among the first t is corrected from the others and its holder named', () => {
+  it('a wrong share among the first t: the fast path gives null; decoding corrects it and says it is off', () => {
     const secret = randomBytes(32);
     const shares = split(secret, 3, [1, 2, 3, 4, 5]);
     shares[1] = { x: 2, y: wrong(shares[1].y) };
     expect(reconstruct(shares, 3)).not.toEqual(secret); // the plain path is fooled
-    expect(reconstructVerified(shares, 3, verifier(secret))).toEqual({ secret, bad: [2] });
+    expect(reconstructChecked(shares, 3, verifier(secret))).toBeNull();
+    expect(decodeChecked(shares, 3, verifier(secret))).toEqual({ secret, consistent: false, off: [2] });
   });
 
-  it('property: e <= floor((m - t) / 2) wrong shares anywhere are corrected and exactly their holders named', () => {
+  it('property: e <= floor((m - t) / 2) wrong shares anywhere are corrected and exactly they are off', () => {
     const r = seeded('verified-ok');
     for (let trial = 0; trial < 60; trial++) {
       const t = r.int(1, 5);
@@ -193,16 +196,18 @@ describe('reconstructVerified (wrong shares corrected and named)', () => {
       const bad = new Set<number>();
       while (bad.size < e) bad.add(r.int(0, m - 1));
       for (const i of bad) shares[i] = { x: shares[i].x, y: wrong(shares[i].y) };
-      const got = reconstructVerified(shares, t, verifier(secret));
-      expect(got?.secret, `t=${t} m=${m} e=${e}`).toEqual(secret);
-      // A wrong share outside the first t is not needed, so the fast path does not look at it.
-      const named = [...bad].map((i) => xs[i]).sort((a, b) => a - b);
+      const what = `t=${t} m=${m} e=${e}`;
+      // The fast path reads only the first t: it succeeds exactly when none of them is wrong.
       const firstT = [...bad].some((i) => i < t);
-      expect(got?.bad).toEqual(firstT ? named : []);
+      expect(reconstructChecked(shares, t, verifier(secret)), what).toEqual(firstT ? null : secret);
+      const got = decodeChecked(shares, t, verifier(secret));
+      expect(got.secret, what).toEqual(secret);
+      expect(got.consistent, what).toBe(e === 0);
+      expect(got.off, what).toEqual([...bad].map((i) => xs[i]).sort((a, b) => a - b));
     }
   });
 
-  it('property: more wrong shares than the bound give null (no secret, no throw)', () => {
+  it('property: more wrong shares than the bound give no secret (and no throw)', () => {
     const r = seeded('verified-too-many');
     for (let trial = 0; trial < 40; trial++) {
       const t = r.int(1, 4);
@@ -212,13 +217,17 @@ describe('reconstructVerified (wrong shares corrected and named)', () => {
       const xs = Array.from({ length: m }, (_, i) => i + 1);
       const shares = split(secret, t, xs);
       for (let i = 0; i < e; i++) shares[i] = { x: shares[i].x, y: wrong(shares[i].y) };
-      expect(reconstructVerified(shares, t, verifier(secret)), `t=${t} m=${m} e=${e}`).toBeNull();
+      const got = decodeChecked(shares, t, verifier(secret));
+      expect(got.secret, `t=${t} m=${m} e=${e}`).toBeNull();
+      // m = t points always fit one polynomial of degree < t; with redundancy, random errors never do.
+      expect(got.consistent, `t=${t} m=${m} e=${e}`).toBe(m === t);
+      expect(reconstructChecked(shares, t, verifier(secret))).toBeNull();
     }
   });
 
-  it('colluders beyond the bound who agree on another secret are caught by the check: null', () => {
-    // m = 7, t = 3, bound 2: holders 3..7 (five) move their shares onto a polynomial with another secret
-    // that meets the true one at holders 1 and 2, so decoding alone would accept it.
+  it('colluders beyond the bound who agree on another secret: consistent, but the check refuses it', () => {
+    // m = 7, t = 3, bound 2: all shares move onto a polynomial with another secret that meets the true
+    // one at holders 1 and 2, so decoding alone would accept it.
     const secret = randomBytes(32);
     const xs = [1, 2, 3, 4, 5, 6, 7];
     const shares = split(secret, 3, xs);
@@ -232,44 +241,67 @@ describe('reconstructVerified (wrong shares corrected and named)', () => {
       return { x: s.x, y: bigToBytes((bytesToBig(s.y) + shift) % FIELD_PRIME, SHARE_BYTES) };
     });
     expect(reconstruct(forged, 3)).toEqual(fake);
-    expect(reconstructVerified(forged, 3, verifier(secret))).toBeNull();
+    expect(reconstructChecked(forged, 3, verifier(secret))).toBeNull();
+    expect(decodeChecked(forged, 3, verifier(secret))).toEqual({ secret: null, consistent: true, off: [] });
   });
 
-  it('shares that are not field elements are left out and named; with too few left, null', () => {
+  it('"off" is not blame: t - 1 colluders shifting by g with g(0) = 0 steer decoding to put two HONEST holders off', () => {
+    // Why recover.ts decodes only dealer-signed shares. m = 9, t = 5, bound 2. Colluders 1..4 add
+    // g(x) = x (x - 6)(x - 7)(x - 8): f + g has degree < t, the same secret, and agrees with 1..4 and 6, 7, 8.
+    const secret = randomBytes(32);
+    const shares = split(secret, 5, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const g = (x: bigint): bigint =>
+      (((x * (x - 6n) * (x - 7n) * (x - 8n)) % FIELD_PRIME) + FIELD_PRIME) % FIELD_PRIME;
+    const shifted = shares.map((s) =>
+      s.x <= 4 ? { x: s.x, y: bigToBytes((bytesToBig(s.y) + g(BigInt(s.x))) % FIELD_PRIME, SHARE_BYTES) } : s,
+    );
+    expect(decodeChecked(shifted, 5, verifier(secret))).toEqual({ secret, consistent: false, off: [5, 9] });
+  });
+
+  it('shares that are not field elements: the fast path gives null if it needs one; decoding refuses them', () => {
     const secret = randomBytes(32);
     const shares = split(secret, 2, [1, 2, 3, 4]);
     shares[0] = { x: 1, y: outOfField() };
-    shares[2] = { x: 3, y: new Uint8Array(5) };
-    expect(reconstructVerified(shares, 2, verifier(secret))).toEqual({ secret, bad: [1, 3] });
-    shares[1] = { x: 2, y: outOfField() };
-    expect(reconstructVerified(shares, 2, verifier(secret))).toBeNull();
+    expect(reconstructChecked(shares, 2, verifier(secret))).toBeNull();
+    expect(reconstructChecked(shares.slice(1), 2, verifier(secret))).toEqual(secret);
+    expect(() => decodeChecked(shares, 2, verifier(secret))).toThrow(/not a field element/);
+    expect(() => decodeChecked([{ x: 1, y: new Uint8Array(5) }], 1, verifier(secret))).toThrow(
+      /not a field element/,
+    );
   });
 
-  it('m = t: one wrong share cannot be corrected: null', () => {
+  it('m = t: one wrong share cannot be corrected or even seen; fewer than t fix no secret', () => {
     const secret = randomBytes(32);
     const shares = split(secret, 3, [1, 2, 3]);
     shares[2] = { x: 3, y: wrong(shares[2].y) };
-    expect(reconstructVerified(shares, 3, verifier(secret))).toBeNull();
+    expect(reconstructChecked(shares, 3, verifier(secret))).toBeNull();
+    expect(decodeChecked(shares, 3, verifier(secret))).toEqual({ secret: null, consistent: true, off: [] });
+    expect(reconstructChecked(shares.slice(0, 2), 3, verifier(secret))).toBeNull();
+    expect(decodeChecked(shares.slice(0, 2), 3, verifier(secret))).toEqual({
+      secret: null,
+      consistent: true,
+      off: [],
+    });
   });
 
   it('a verifier that throws counts as a failed check; bad arguments still throw', () => {
     const shares = split(randomBytes(32), 2, [1, 2, 3]);
-    expect(
-      reconstructVerified(shares, 2, () => {
-        throw new Error('boom');
-      }),
-    ).toBeNull();
-    expect(() => reconstructVerified([shares[0], shares[0]], 1, () => true)).toThrow(/duplicate/);
-    expect(() => reconstructVerified(shares, 0, () => true)).toThrow(/threshold/);
+    const boom = (): boolean => {
+      throw new Error('boom');
+    };
+    expect(reconstructChecked(shares, 2, boom)).toBeNull();
+    expect(decodeChecked(shares, 2, boom).secret).toBeNull();
+    expect(() => reconstructChecked([shares[0], shares[0]], 1, () => true)).toThrow(/duplicate/);
+    expect(() => reconstructChecked(shares, 0, () => true)).toThrow(/threshold/);
+    expect(() => decodeChecked([shares[0], shares[0]], 1, () => true)).toThrow(/duplicate/);
+    expect(() => decodeChecked(shares, 0, () => true)).toThrow(/threshold/);
   });
 
   it('weights are cached by holder set and reused across secrets', () => {
     const cache: LagrangeCache = new Map();
     for (let i = 0; i < 5; i++) {
       const secret = randomBytes(32);
-      expect(
-        reconstructVerified(split(secret, 3, [2, 5, 9, 11]), 3, verifier(secret), cache)?.secret,
-      ).toEqual(secret);
+      expect(reconstructChecked(split(secret, 3, [2, 5, 9, 11]), 3, verifier(secret), cache)).toEqual(secret);
     }
     expect([...cache.keys()]).toEqual(['2,5,9']);
   });

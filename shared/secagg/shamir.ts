@@ -125,72 +125,90 @@ export function reconstruct(shares: readonly Share[], t: number): Uint8Array {
   return bigToBytes(secret, SECRET_BYTES);
 }
 
-export interface Recovered {
-  secret: Uint8Array;
-  /** x of every share that is not on the recovered polynomial, or not a field element at all; ascending. */
-  bad: number[];
-}
-
 /** Lagrange weights by point set, for many secrets shared among the same holders. */
 export type LagrangeCache = Map<string, bigint[]>;
 
+/** The 32-byte secret for `v` when it is one and passes `verify` (a verifier that throws fails it). */
+function accepted(v: bigint, verify: (secret: Uint8Array) => boolean): Uint8Array | null {
+  if (v >= SECRET_LIMIT) return null;
+  const secret = bigToBytes(v, SECRET_BYTES);
+  try {
+    return verify(secret) ? secret : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * Reconstructs a secret that the caller can check (`verify`: against a commitment or a public key) and
- * tolerates wrong shares: the first t shares are tried first (the usual case costs one interpolation);
- * if their result fails `verify`, all shares are decoded as a Reed–Solomon codeword, which corrects
- * up to floor((m - t) / 2) wrong ones among m readable shares and names them. Shares that are not field
- * elements count as wrong and are left out. Returns null, never throws, when the secret cannot be
- * recovered and verified from what was given.
+ * The fast path for a secret the caller can check (`verify`: against a commitment or a public key):
+ * Lagrange interpolation at 0 over the first t shares only, so a round of honest clients costs one
+ * interpolation per secret (weights shared through `cache`). Null, never a throw, when there are fewer
+ * than t shares, one of the first t is not a field element, or the result fails `verify`.
  */
-export function reconstructVerified(
+export function reconstructChecked(
   shares: readonly Share[],
   t: number,
   verify: (secret: Uint8Array) => boolean,
   cache?: LagrangeCache,
-): Recovered | null {
+): Uint8Array | null {
   checkThreshold(t);
   checkXs(shares.map((s) => s.x));
-  const unreadable: number[] = [];
-  const good: { x: number; y: bigint }[] = [];
-  for (const s of shares) {
-    if (isFieldElement(s.y)) good.push({ x: s.x, y: bytesToBig(s.y) });
-    else unreadable.push(s.x);
-  }
-  if (good.length < t) return null;
-  const accept = (v: bigint): Uint8Array | null => {
-    if (v >= SECRET_LIMIT) return null;
-    const secret = bigToBytes(v, SECRET_BYTES);
-    try {
-      return verify(secret) ? secret : null;
-    } catch {
-      return null;
-    }
-  };
-  const sorted = (xs: number[]): number[] => xs.sort((a, b) => a - b);
-
-  const first = good.slice(0, t);
+  if (shares.length < t) return null;
+  const first = shares.slice(0, t);
+  if (!first.every((s) => isFieldElement(s.y))) return null;
   const key = first.map((s) => s.x).join(',');
   let weights = cache?.get(key);
   if (!weights) {
     weights = lagrangeAtZero(first.map((s) => s.x));
     cache?.set(key, weights);
   }
-  const fast = accept(
+  return accepted(
     combine(
-      first.map((s) => s.y),
+      first.map((s) => bytesToBig(s.y)),
       weights,
     ),
+    verify,
   );
-  if (fast) return { secret: fast, bad: sorted(unreadable) };
-  if (good.length === t) return null; // no redundancy to correct with
+}
 
+export interface DecodedSecret {
+  /** The decoded polynomial's value at 0, when it is a 32-byte secret that passes `verify`. */
+  secret: Uint8Array | null;
+  /** Every share lies on one polynomial of degree < t. */
+  consistent: boolean;
+  /** x of the shares off the decoded polynomial, ascending; empty when decoding failed. */
+  off: number[];
+}
+
+/**
+ * The slow path: all shares decoded as a Reed–Solomon codeword (Gao), which recovers the polynomial
+ * when at most floor((m - t) / 2) of the m shares are off it. Every share must be a field element.
+ *
+ * This says which shares disagree, not who is to blame. With shares nobody vouches for, fewer than t
+ * colluders can shift theirs by g(x) with g(0) = 0 and steer decoding to a polynomial with the right
+ * secret that puts honest holders "off" it (attack.test.ts). recover.ts feeds it only shares whose dealer
+ * signed them, so that disagreement there is the dealer's own doing.
+ */
+export function decodeChecked(
+  shares: readonly Share[],
+  t: number,
+  verify: (secret: Uint8Array) => boolean,
+): DecodedSecret {
+  checkThreshold(t);
+  checkXs(shares.map((s) => s.x));
+  for (const s of shares)
+    if (!isFieldElement(s.y)) throw new RangeError(`share ${s.x} is not a field element`);
+  // Fewer than t points lie on many polynomials of degree < t: consistent, but they fix no secret.
+  if (shares.length < t) return { secret: null, consistent: true, off: [] };
   const decoded = decode(
-    good.map((s) => BigInt(s.x)),
-    good.map((s) => s.y),
+    shares.map((s) => BigInt(s.x)),
+    shares.map((s) => bytesToBig(s.y)),
     t,
   );
-  if (!decoded) return null;
-  const secret = accept(decoded.poly[0] ?? 0n);
-  if (!secret) return null;
-  return { secret, bad: sorted([...unreadable, ...decoded.errors.map((i) => good[i].x)]) };
+  if (!decoded) return { secret: null, consistent: false, off: [] };
+  return {
+    secret: accepted(decoded.poly[0] ?? 0n, verify),
+    consistent: decoded.errors.length === 0,
+    off: decoded.errors.map((i) => shares[i].x).sort((a, b) => a - b),
+  };
 }

@@ -6,6 +6,8 @@ export interface AdvertiseKeys {
   cPk: Uint8Array;
   /** Public key for pairwise masks. */
   sPk: Uint8Array;
+  /** Ed25519 public key, fresh each round, that signs every share this client deals. */
+  gPk: Uint8Array;
 }
 
 export interface PeerKeys extends AdvertiseKeys {
@@ -34,10 +36,33 @@ export interface UnmaskRequest {
   dropped: number[];
 }
 
+/** One revealed share of client `of`'s secret, with the signature `of` put on it when it dealt it. */
+export interface RevealedShare {
+  of: number;
+  share: Uint8Array;
+  /** Ed25519 signature by `of`'s gPk over consistency.ts shareMessage(tag, kind, of, holder, share). */
+  sig: Uint8Array;
+}
+
 /** R4, client -> server. */
 export interface Reveal {
-  b: { of: number; share: Uint8Array }[];
-  s: { of: number; share: Uint8Array }[];
+  b: RevealedShare[];
+  s: RevealedShare[];
+}
+
+/**
+ * Why the server names a client (closed set: these become metric labels).
+ * - malformed_share: it revealed a share that is not a field element (honest holders set such boxes aside);
+ * - altered_share: it revealed a share that does not carry its dealer's valid signature;
+ * - inconsistent_dealer: shares it signed do not lie on one polynomial of degree < t, or rebuild a secret
+ *   that does not match its commitment or public key.
+ */
+export const CULPRIT_KINDS = ['malformed_share', 'altered_share', 'inconsistent_dealer'] as const;
+export type CulpritKind = (typeof CULPRIT_KINDS)[number];
+
+export interface Culprit {
+  index: number;
+  kind: CulpritKind;
 }
 
 /** The phases that collect client messages, in order (R0, R1, R2, R4). */

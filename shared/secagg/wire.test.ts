@@ -18,8 +18,8 @@ describe('secure-aggregation wire form', () => {
   it('round-trips every message as one blob per list', () => {
     const roster = {
       peers: [
-        { index: 3, cPk: b(32, 1), sPk: b(32, 2) },
-        { index: 70000, cPk: b(32, 3), sPk: b(32, 4) },
+        { index: 3, cPk: b(32, 1), sPk: b(32, 2), gPk: b(32, 10) },
+        { index: 70000, cPk: b(32, 3), sPk: b(32, 4), gPk: b(32, 11) },
       ],
     };
     expect(unpackRoster(packRoster(roster), 10)).toEqual(roster);
@@ -32,8 +32,23 @@ describe('secure-aggregation wire form', () => {
       ],
     };
     expect(unpackInbox(packInbox(inbox), 10)).toEqual(inbox);
-    const reveal = { b: [{ of: 1, share: b(33, 8) }], s: [] };
+    const reveal = {
+      b: [{ of: 1, share: b(33, 8), sig: b(64, 12) }],
+      s: [{ of: 2, share: b(33, 13), sig: b(64, 14) }],
+    };
     expect(unpackReveal(packReveal(reveal), 10)).toEqual(reveal);
+  });
+
+  it('records have fixed sizes: roster 100, box 234, revealed share 101 bytes', () => {
+    const peer = { index: 1, cPk: b(32, 1), sPk: b(32, 2), gPk: b(32, 3) };
+    expect(packRoster({ peers: [peer] }).peers.length).toBe(4 + 3 * 32);
+    expect(BOX_BYTES).toBe(12 + 8 + 2 * 33 + 2 * 64 + 16);
+    expect(packInbox({ shares: [{ from: 1, ct: b(BOX_BYTES, 1) }] }).shares.length).toBe(4 + BOX_BYTES);
+    expect(packReveal({ b: [{ of: 1, share: b(33, 1), sig: b(64, 2) }], s: [] }).b.length).toBe(4 + 33 + 64);
+    // A field of the wrong length would shift every later record: refused when packing.
+    expect(() => packRoster({ peers: [{ ...peer, gPk: b(31, 3) }] })).toThrow(RangeError);
+    expect(() => packReveal({ b: [{ of: 1, share: b(33, 1), sig: b(63, 2) }], s: [] })).toThrow(RangeError);
+    expect(() => packReveal({ b: [{ of: 1, share: b(32, 1), sig: b(64, 2) }], s: [] })).toThrow(RangeError);
   });
 
   it('refuses ragged, oversized or non-binary lists as malformed', () => {
@@ -45,8 +60,10 @@ describe('secure-aggregation wire form', () => {
       }
       return 'accepted';
     };
-    expect(bad(() => unpackRoster({ peers: new Uint8Array(67) }, 10))).toBe('malformed');
-    expect(bad(() => unpackRoster({ peers: new Uint8Array(68 * 11) }, 10))).toBe('malformed');
+    expect(bad(() => unpackRoster({ peers: new Uint8Array(99) }, 10))).toBe('malformed');
+    expect(bad(() => unpackRoster({ peers: new Uint8Array(68) }, 10))).toBe('malformed'); // the old record size
+    expect(bad(() => unpackRoster({ peers: new Uint8Array(100 * 11) }, 10))).toBe('malformed');
+    expect(bad(() => unpackReveal({ b: new Uint8Array(37), s: new Uint8Array(0) }, 10))).toBe('malformed');
     expect(bad(() => unpackInbox({ shares: [1, 2] }, 10))).toBe('malformed');
     expect(bad(() => unpackReveal(null, 10))).toBe('malformed');
   });

@@ -1,5 +1,6 @@
 import { bytes, record } from './check.ts';
 import { ProtocolError } from '../base/errors.ts';
+import { SIGN_PUBLIC_BYTES, SIGNATURE_BYTES } from './consistency.ts';
 import { KEY_BYTES } from './keys.ts';
 import { SHARE_BYTES } from './shamir.ts';
 import type { Inbox, Reveal, Roster, ShareKeys } from './types.ts';
@@ -9,10 +10,12 @@ import type { Inbox, Reveal, Roster, ShareKeys } from './types.ts';
  * blob of fixed-size records (socket.io caps attachments per message at 10, and one blob is smaller).
  * Records start with a big-endian uint32 client index.
  */
-export const BOX_BYTES = 12 + 8 + 2 * SHARE_BYTES + 16; // nonce + (from, to, two shares) + tag
-const PEER_RECORD = 4 + 2 * KEY_BYTES;
+/** Box plaintext: u32 from || u32 to || share of s || share of b || dealer's signature on each (s, then b). */
+export const BOX_PLAIN_BYTES = 8 + 2 * SHARE_BYTES + 2 * SIGNATURE_BYTES;
+export const BOX_BYTES = 12 + BOX_PLAIN_BYTES + 16; // nonce + plaintext + Poly1305 tag
+const PEER_RECORD = 4 + 2 * KEY_BYTES + SIGN_PUBLIC_BYTES;
 const BOX_RECORD = 4 + BOX_BYTES;
-const SHARE_RECORD = 4 + SHARE_BYTES;
+const SHARE_RECORD = 4 + SHARE_BYTES + SIGNATURE_BYTES;
 
 export interface WireRoster {
   peers: Uint8Array;
@@ -62,9 +65,12 @@ function unpack<T>(
 export function packRoster(r: Roster): WireRoster {
   return {
     peers: pack(r.peers, PEER_RECORD, (dv, out, off, p) => {
+      if (p.cPk.length !== KEY_BYTES || p.sPk.length !== KEY_BYTES || p.gPk.length !== SIGN_PUBLIC_BYTES)
+        throw new RangeError(`peer ${p.index} has a key of the wrong length`);
       dv.setUint32(off, p.index);
       out.set(p.cPk, off + 4);
       out.set(p.sPk, off + 4 + KEY_BYTES);
+      out.set(p.gPk, off + 4 + 2 * KEY_BYTES);
     }),
   };
 }
@@ -75,7 +81,8 @@ export function unpackRoster(raw: unknown, maxPeers: number): Roster {
     peers: unpack(m.peers, 'roster.peers', PEER_RECORD, maxPeers, (dv, b, off) => ({
       index: dv.getUint32(off),
       cPk: b.slice(off + 4, off + 4 + KEY_BYTES),
-      sPk: b.slice(off + 4 + KEY_BYTES, off + PEER_RECORD),
+      sPk: b.slice(off + 4 + KEY_BYTES, off + 4 + 2 * KEY_BYTES),
+      gPk: b.slice(off + 4 + 2 * KEY_BYTES, off + PEER_RECORD),
     })),
   };
 }
@@ -124,8 +131,12 @@ export function unpackInbox(raw: unknown, maxPeers: number): Inbox {
 export function packReveal(r: Reveal): WireReveal {
   const one = (l: Reveal['b']) =>
     pack(l, SHARE_RECORD, (dv, out, off, e) => {
+      if (e.share.length !== SHARE_BYTES) throw new RangeError(`share must be ${SHARE_BYTES} bytes`);
+      if (e.sig.length !== SIGNATURE_BYTES)
+        throw new RangeError(`signature must be ${SIGNATURE_BYTES} bytes`);
       dv.setUint32(off, e.of);
       out.set(e.share, off + 4);
+      out.set(e.sig, off + 4 + SHARE_BYTES);
     });
   return { b: one(r.b), s: one(r.s) };
 }
@@ -135,7 +146,8 @@ export function unpackReveal(raw: unknown, maxPeers: number): Reveal {
   const one = (v: unknown, what: string) =>
     unpack(v, what, SHARE_RECORD, maxPeers, (dv, b, off) => ({
       of: dv.getUint32(off),
-      share: b.slice(off + 4, off + SHARE_RECORD),
+      share: b.slice(off + 4, off + 4 + SHARE_BYTES),
+      sig: b.slice(off + 4 + SHARE_BYTES, off + SHARE_RECORD),
     }));
   return { b: one(m.b, 'reveal.b'), s: one(m.s, 'reveal.s') };
 }
