@@ -36,7 +36,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function setup(over: Partial<ServerConfig> = {}) {
+async function setup(over: Partial<ServerConfig> = {}, log?: (msg: string) => void) {
   const config: ServerConfig = {
     ...DEFAULTS,
     secagg: false,
@@ -59,6 +59,7 @@ async function setup(over: Partial<ServerConfig> = {}) {
     initialWeights: new Float32Array(P).fill(0.01),
     dataFor: (i) => ({ kind: 'synthetic', seed: i, count: 8 }),
     clock,
+    log,
   });
   coord = c;
   ids = [];
@@ -302,6 +303,70 @@ describe('Coordinator rejects every kind of bad message with its reason, and the
     expect(c.update(id(2), upd(1, 1, 3))).toEqual({ ok: true });
     expect((await done).clients).toBe(2);
     expect(c.globalWeights[0]).toBeCloseTo(2.01, 5);
+  });
+});
+
+describe('Coordinator counts clients that refuse a round plan (their page floors)', () => {
+  const refuse = (c: Coordinator, n: number, m: unknown) => rejectReason(() => c.roundRefuse(id(n), m));
+
+  it('counts the refusal by reason, once, and treats the client as a dropout of that attempt', async () => {
+    const lines: string[] = [];
+    const { c, metrics } = await setup({ minClients: 3 }, (m) => lines.push(m));
+    join(c, 1);
+    join(c, 2);
+    const l3 = join(c, 3);
+    expect(l3.last('round:start')).toMatchObject({ round: 1, attempt: 1 });
+    expect(refuse(c, 3, { round: 1, attempt: 1, reason: 'below_floor' })).toBe('accepted');
+    expect(refuse(c, 3, { round: 1, attempt: 1, reason: 'below_floor' })).toBe('accepted');
+    expect(await metricValue(metrics, 'aegis_client_refusals_total', { reason: 'below_floor' })).toBe(1);
+    const end = nextEvent(c, 'roundEnd');
+    c.update(id(1), upd(1, 1, 1));
+    c.update(id(2), upd(1, 1, 3));
+    // The manual clock stands still, so no deadline closed this attempt: the refusal let it close without 3.
+    expect(await end).toMatchObject({ round: 1, clients: 2, stragglers: 1 });
+    expect(c.globalWeights[0]).toBeCloseTo(2.01, 5);
+    expect(lines.filter((l) => l.includes('refused the round plan (below_floor)'))).toHaveLength(1);
+  });
+
+  it('without the refusal the same attempt waits for the third client until the deadline', async () => {
+    const { c, clock } = await setup({ minClients: 3 });
+    for (const n of [1, 2, 3]) join(c, n);
+    c.update(id(1), upd(1, 1, 1));
+    c.update(id(2), upd(1, 1, 3));
+    expect(c.status().phase).toBe('training');
+    const end = nextEvent(c, 'roundEnd');
+    clock.advance(400);
+    expect(await end).toMatchObject({ clients: 2, stragglers: 1 });
+  });
+
+  it('rejects refusals that are malformed, from strangers, duplicates of an update, or for another attempt', async () => {
+    const { c, metrics } = await setup({ minClients: 3, clientsPerRound: 3 });
+    for (const n of [1, 2, 3, 4]) join(c, n);
+    const outsider = [1, 2, 3, 4].find((n) => !links[n].last('round:start'))!;
+    const member = [1, 2, 3, 4].find((n) => n !== outsider)!;
+    const ok = { round: 1, attempt: 1, reason: 'below_floor' };
+    expect(refuse(c, member, { ...ok, reason: 'my own words <script>' })).toBe('malformed');
+    expect(refuse(c, member, 'no')).toBe('malformed');
+    expect(rejectReason(() => c.roundRefuse('never-said-hello', ok))).toBe('unknown_client');
+    expect(refuse(c, outsider, ok)).toBe('not_selected');
+    expect(refuse(c, member, { ...ok, attempt: 2 })).toBe('wrong_round');
+    expect(refuse(c, member, { ...ok, round: 0 })).toBe('late');
+    c.update(id(member), upd(1, 1, 1));
+    expect(refuse(c, member, ok)).toBe('duplicate');
+    const values = (await metrics.registry.getSingleMetric('aegis_client_refusals_total')!.get()).values;
+    expect(values.every((v) => v.labels.reason === 'below_floor' && v.value === 0)).toBe(true);
+  });
+
+  it('log lines about refusals are rate-limited; every refusal is still counted', async () => {
+    const lines: string[] = [];
+    const n = 30;
+    const { c, metrics } = await setup({ minClients: n, clientsPerRound: n }, (m) => lines.push(m));
+    for (let i = 1; i <= n; i++) join(c, i);
+    for (let i = 1; i <= n; i++) refuse(c, i, { round: 1, attempt: 1, reason: 'malformed' });
+    expect(await metricValue(metrics, 'aegis_client_refusals_total', { reason: 'malformed' })).toBe(n);
+    const logged = lines.filter((l) => l.includes('refused the round plan')).length;
+    expect(logged).toBeGreaterThan(0);
+    expect(logged).toBeLessThan(n);
   });
 });
 

@@ -176,6 +176,32 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.inputLog?.write(`client ${clientId ?? '?'} refused a secure-aggregation request: ${r}`);
   }
 
+  /**
+   * A member sits this attempt out: its page's floors refuse the plan. Counted by reason (a closed label
+   * set; any other value is malformed), logged rate-limited, and treated as a dropout: the attempt no
+   * longer waits for it, and it is sent nothing more for this attempt.
+   */
+  roundRefuse(clientId: string | null, raw: unknown): void {
+    this.guard.message(() => {
+      const c = this.known(clientId, 'round:refuse');
+      if (!isRecord(raw)) throw new ProtocolError('malformed', 'round:refuse must be an object');
+      if (!isRejectReason(raw.reason))
+        throw new ProtocolError('malformed', 'round:refuse must give a reason from the closed set');
+      const reason = raw.reason;
+      const t = this.attempt({ round: raw.round as number, attempt: raw.attempt as number }, 'round:refuse');
+      const member = this.memberOf(t, c);
+      if (t.accumulator.hasReported(member))
+        throw new ProtocolError('duplicate', `client already reported for round ${t.ref.round}`);
+      if (t.refused.has(member)) return; // counted once per attempt
+      t.refused.add(member);
+      this.deps.metrics.clientRefusals.inc({ reason });
+      this.inputLog?.write(
+        `round ${t.ref.round}.${t.ref.attempt}: client ${c.id} refused the round plan (${reason})`,
+      );
+      t.accumulator.settle();
+    });
+  }
+
   disconnect(link: ClientLink): void {
     this.guard.run('disconnect', () => {
       if (!this.clients.disconnect(link)) return; // the link never had an identity
@@ -261,18 +287,21 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const dp = this.model.roundDp();
     const tag = `aegisfl/${this.runId}/${ref.round}.${ref.attempt}`;
     const examples = cohort.map((c) => c.numExamples);
+    // A member that refused the plan counts as offline for the rest of the attempt.
+    const refused = new Set<number>();
     const accumulator = createAccumulator(roundSettings(cfg, this.model.numParams, examples, dp, tag), {
       ref,
       clock: this.timers,
       metrics: this.deps.metrics,
-      online: (i) => Boolean(cohort[i - 1]?.link),
-      send: (i, event, ...args) => (cohort[i - 1] ? this.clients.send(cohort[i - 1], event, ...args) : false),
+      online: (i) => Boolean(cohort[i - 1]?.link) && !refused.has(i),
+      send: (i, event, ...args) =>
+        cohort[i - 1] && !refused.has(i) ? this.clients.send(cohort[i - 1], event, ...args) : false,
       defer: (fn) => this.guard.defer(fn),
       log: (m) => this.log(`round ${ref.round}.${ref.attempt}: ${m}`),
       close: (o) => this.onClose(ref, o),
     });
     const members = new Map(cohort.map((c, i) => [c.id, i + 1]));
-    this.state = { kind: 'training', ref, startedAt, cohort, members, accumulator };
+    this.state = { kind: 'training', ref, startedAt, cohort, members, refused, accumulator };
     if (accumulator.secure) this.degree = { k: accumulator.secure.k, t: accumulator.secure.t };
     const weights = this.model.weightsBytes;
     cohort.forEach((c, i) =>

@@ -147,6 +147,12 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    clientRefusals: new Counter({
+      name: 'aegis_client_refusals_total',
+      help: 'Round attempts clients sat out because the plan was below their page floors, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     internalErrors: new Counter({
       name: 'aegis_internal_errors_total',
       help: 'Exceptions caught inside the server (the attempt in progress is aborted and retried)',
@@ -183,5 +189,6 @@ export function createMetrics() {
   for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);
   for (const where of INTERNAL_ERROR_SITES) m.internalErrors.inc({ where }, 0);
   for (const why of ['expired', 'evicted']) m.sessionsEnded.inc({ why }, 0);
+  m.clientRefusals.inc({ reason: 'below_floor' }, 0);
   return m;
 }

@@ -14,6 +14,8 @@ export type RoundState =
       cohort: ClientRecord[];
       /** Client id -> 1-based cohort index. */
       members: Map<string, number>;
+      /** Members that refused this attempt (round:refuse): dropouts, whatever their link says. */
+      refused: Set<number>;
       accumulator: Accumulator;
     }
   | { kind: 'evaluating'; ref: RoundRef; startedAt: number; selected: number; reported: number }

@@ -32,6 +32,8 @@ class SimClient implements ClientLink {
   rejected: string[] = [];
   /** Stays connected but does not answer round:start while this is true. */
   silent = false;
+  /** Answers round:start with round:refuse (its page's floors refuse the plan) while this is true. */
+  refuses = false;
   /** The session id the coordinator issued at hello. */
   id = '';
   constructor(
@@ -61,6 +63,8 @@ class SimClient implements ClientLink {
   private react(event: string, m: any): void {
     if (event === 'round:start') {
       this.start = m;
+      if (this.refuses)
+        return this.c.roundRefuse(this.id, { round: m.round, attempt: m.attempt, reason: 'below_floor' });
       if (!m.secagg || this.silent || this.gone('keys')) return;
       this.session = new SecAggClientSession({ ...m.secagg, vectorLength: vectorLength(P) });
       this.c.secagg('keys', this.id, { round: m.round, attempt: m.attempt, ...this.session.advertise() });
@@ -321,6 +325,26 @@ async function until(done: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 1000 && !done(); i++) await new Promise((r) => setTimeout(r, 1));
   if (!done()) throw new Error(`never happened: ${what}`);
 }
+
+describe('Coordinator with secure aggregation and a client that refuses the plan', () => {
+  it('the refuser is a keys-phase dropout: the phase closes without its deadline and the rest complete', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const { c, metrics } = await setup({}, clock);
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = deltas.map((d) => new SimClient(c, d, 8));
+    sims[2].refuses = true;
+    for (const s of sims) enter(c, s);
+    // The manual clock never moves: only the refusal can let the keys phase close before its deadline.
+    const s = await end;
+    expect(s).toMatchObject({ clients: 4, secagg: true });
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_client_refusals_total', { reason: 'below_floor' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_secagg_dropouts_total', { phase: 'keys' })).toBe(1);
+    // It is sent nothing more for the attempt it refused.
+    expect(sims[2].sent.map((m) => m.event)).toEqual(['welcome', 'round:start', 'round:end']);
+  });
+});
 
 describe('Coordinator with secure aggregation contains internal errors', () => {
   const closes = ['closeKeys', 'closeShares', 'closeMasked', 'closeUnmask'] as const;

@@ -132,6 +132,23 @@ describe('socket.io wiring', () => {
     ).toBe(1);
   });
 
+  it('round:refuse reaches the coordinator: one outside a round is rejected as late under its own label', async () => {
+    const r = await rig();
+    const s = client(r.url);
+    await connected(s);
+    s.emit('hello', HELLO);
+    await next<Welcome>(s, 'welcome');
+    s.emit('round:refuse', { round: 1, attempt: 0, reason: 'below_floor' }); // no attempt has started
+    expect(await next<Rejection>(s, 'rejected')).toMatchObject({ event: 'round:refuse', reason: 'late' });
+    expect(
+      await metricValue(r.metrics, 'aegis_messages_rejected_total', {
+        reason: 'late',
+        event: 'round:refuse',
+      }),
+    ).toBe(1);
+    expect(await metricValue(r.metrics, 'aegis_client_refusals_total', { reason: 'below_floor' })).toBe(0);
+  });
+
   it('unknown event names are rejected and counted under the one label "unknown"', async () => {
     const r = await rig();
     const s = client(r.url);

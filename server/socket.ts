@@ -32,6 +32,7 @@ const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
   'secagg:shares': (c, conn, raw) => c.secagg('shares', conn.clientId, raw),
   'secagg:reveal': (c, conn, raw) => c.secagg('reveal', conn.clientId, raw),
   'secagg:refuse': (c, conn, raw) => c.secaggRefuse(conn.clientId, raw),
+  'round:refuse': (c, conn, raw) => c.roundRefuse(conn.clientId, raw),
 };
 
 type ClientEvent = keyof ClientToServerEvents;

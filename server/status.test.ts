@@ -32,6 +32,7 @@ describe('statusView', () => {
         startedAt: 0,
         cohort,
         members: new Map(),
+        refused: new Set(),
         accumulator: accumulator({ phase: 'shares' }),
       }),
     );
@@ -54,6 +55,7 @@ describe('statusView', () => {
         startedAt: 0,
         cohort,
         members: new Map(),
+        refused: new Set(),
         accumulator: accumulator(null),
       }),
     );

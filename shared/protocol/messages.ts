@@ -89,6 +89,14 @@ export interface RoundRef {
   attempt: number;
 }
 
+/**
+ * Why a client sits a round attempt out: the reason only (e.g. 'below_floor'), from the closed set. The
+ * words the client shows its page stay on the page; the server counts the reason and logs nothing else.
+ */
+export interface RoundRefusal extends RoundRef {
+  reason: RejectReason;
+}
+
 export interface Update {
   round: number;
   attempt: number;
@@ -145,4 +153,6 @@ export interface ClientToServerEvents {
   'secagg:reveal': (m: RoundRef & WireReveal, ack?: (a: Ack) => void) => void;
   /** A client declining a request it must not answer (e.g. both shares of one peer). */
   'secagg:refuse': (m: RoundRef & { reason: RejectReason; message: string }) => void;
+  /** A client declining a round whose plan is below its page's floors: it sits this attempt out. */
+  'round:refuse': (m: RoundRefusal) => void;
 }
