@@ -21,7 +21,8 @@ import {
   type SocketLike,
 } from './client.ts';
 import { FakeClock } from './fake-clock.ts';
-import { memoryStore } from './profile.ts';
+import type { Floors } from '../shared/protocol/floors.ts';
+import { memoryStore, type Participation } from './profile.ts';
 import type { TrainerPort } from './trainer-port.ts';
 
 const MODEL = MODELS.tiny;
@@ -155,8 +156,11 @@ function roundStart(round: number, attempt: number, secure: boolean): RoundStart
   };
 }
 
-/** A client joined to a fake server, with every event it emits recorded. */
-async function joined() {
+/**
+ * A client joined to a fake server, with every event it emits recorded. Its floors allow the plain rounds
+ * most tests run (the default floors require secure aggregation; the floor tests pass their own).
+ */
+async function joined(floors: Partial<Floors> = { requireSecAgg: false }) {
   const socket = new FakeSocket();
   const clock = new FakeClock();
   const trainer = fakeTrainer();
@@ -171,11 +175,13 @@ async function joined() {
     },
     connect: () => socket,
     clock,
+    floors,
   });
   const events: { [K in keyof ClientEvents]?: ClientEvents[K][] } = {};
   const record = <K extends keyof ClientEvents>(k: K) =>
     client.on(k, (v) => void ((events[k] ??= []) as ClientEvents[K][]).push(v));
-  for (const k of ['state', 'backend', 'trained', 'encoded', 'secagg', 'ack', 'error'] as const) record(k);
+  for (const k of ['state', 'backend', 'trained', 'encoded', 'secagg', 'ack', 'error', 'refused'] as const)
+    record(k);
   client.start();
   socket.open();
   socket.deliver('welcome', welcome);
@@ -510,6 +516,147 @@ describe('AegisClient', () => {
     expect(events.state?.at(-1)).toBe('stopped');
     expect(events.error).toBeUndefined();
     expect(() => client.start()).toThrow(/stopped; create a new one/);
+  });
+});
+
+describe('AegisClient floors (the page sets them; the server cannot lower them)', () => {
+  it('refuses a round below its floors: no training, the page hears why, the server the reason only', async () => {
+    const { socket, trainer, events, client } = await joined({}); // default floors: secure aggregation required
+    socket.deliver('round:start', roundStart(1, 1, false));
+    await settle();
+    expect(trainer.trainings).toEqual([]);
+    expect(events.refused).toEqual([
+      {
+        round: 1,
+        attempt: 1,
+        reason: 'below_floor',
+        message: expect.stringMatching(/requires secure aggregation/),
+      },
+    ]);
+    expect(socket.all('round:refuse')).toEqual([{ round: 1, attempt: 1, reason: 'below_floor' }]);
+    expect(socket.all('update')).toEqual([]);
+    expect(client.state).toBe('idle');
+    // A plan that meets the floors is taken.
+    socket.deliver('round:start', roundStart(1, 2, true));
+    await settle();
+    expect(trainer.trainings.map((t) => t.round)).toEqual([1]);
+    expect(socket.all('secagg:keys')).toHaveLength(1);
+    expect(socket.all('round:refuse')).toHaveLength(1);
+  });
+
+  it('a cohort below the page minimum is refused before any key goes out', async () => {
+    const { socket, trainer, events } = await joined({ minCohort: 5 });
+    socket.deliver('round:start', roundStart(2, 1, true)); // n = 3
+    await settle();
+    expect(events.refused?.map((r) => r.message)).toEqual([
+      'the round has 3 clients; this page requires at least 5',
+    ]);
+    expect(socket.all('round:refuse')).toEqual([{ round: 2, attempt: 1, reason: 'below_floor' }]);
+    expect(socket.all('secagg:keys')).toEqual([]);
+    expect(trainer.trainings).toEqual([]);
+  });
+
+  it('a refused retry ends the wait for the old attempt inbox: nothing is masked or sent for either', async () => {
+    const { socket, trainer, events, client, clock } = await joined({ minThreshold: 2 });
+    socket.deliver('round:start', roundStart(1, 1, true));
+    await settle();
+    trainer.trainings[0].finish(delta);
+    await settle();
+    expect(client.state).toBe('training'); // waiting for the inbox of attempt 1
+    const below = roundStart(1, 2, true);
+    below.secagg = { ...below.secagg!, t: 1 }; // under the hard minimum, whatever the floors say
+    socket.deliver('round:start', below);
+    await settle();
+    expect(events.refused?.map((r) => r.reason)).toEqual(['below_floor']);
+    expect(socket.all('round:refuse')).toEqual([{ round: 1, attempt: 2, reason: 'below_floor' }]);
+    expect(client.state).toBe('idle');
+    expect(clock.pending).toBe(0); // the inbox deadline of attempt 1 is gone
+    expect(socket.all('update')).toEqual([]);
+    expect(trainer.trainings).toHaveLength(1);
+    expect(events.error).toBeUndefined();
+  });
+
+  it('floors that are not floors are an error at construction', () => {
+    const make = (floors: Partial<Floors>) =>
+      new AegisClient({ serverUrl: 'http://fake.invalid', source: 'node', spawnTrainer: fakeSpawn, floors });
+    expect(() => make({ minCohort: 2 })).toThrow(RangeError);
+    expect(() => make({ minNoiseMultiplier: -1 })).toThrow(/minNoiseMultiplier/);
+    expect(() => make({ minCohort: 10 })).not.toThrow();
+  });
+});
+
+const fakeSpawn = (): Promise<TrainerPort> => Promise.resolve(fakeTrainer().port);
+
+describe('AegisClient participation (one tab of a browser profile at a time)', () => {
+  /** A slot the test hands out: the client waits until grant(). */
+  function slotGate() {
+    let grant!: (p: Participation) => void;
+    let released = 0;
+    let signal: AbortSignal | null = null;
+    const take = (onWaiting: () => void, s: AbortSignal): Promise<Participation> => {
+      signal = s;
+      onWaiting();
+      return new Promise((res) => (grant = res));
+    };
+    return {
+      take,
+      grant: () => grant({ release: () => void released++ }),
+      released: () => released,
+      aborted: () => signal?.aborted ?? false,
+    };
+  }
+
+  function client(take: (onWaiting: () => void, s: AbortSignal) => Promise<Participation>) {
+    const socket = new FakeSocket();
+    let connects = 0;
+    const c = new AegisClient({
+      serverUrl: 'http://fake.invalid',
+      source: 'demo',
+      spawnTrainer: fakeSpawn,
+      connect: () => {
+        connects++;
+        return socket;
+      },
+      participation: take,
+      floors: { requireSecAgg: false },
+    });
+    const states: ClientState[] = [];
+    c.on('state', (s) => states.push(s));
+    return { c, socket, states, connects: () => connects };
+  }
+
+  it('waits while another tab holds the slot, connects once it frees, and gives it back on stop()', async () => {
+    const gate = slotGate();
+    const { c, socket, states, connects } = client(gate.take);
+    c.start();
+    c.start(); // idempotent while waiting
+    expect(c.state).toBe('waiting');
+    await settle();
+    expect(connects()).toBe(0);
+    gate.grant();
+    await settle();
+    expect(connects()).toBe(1);
+    socket.open();
+    socket.deliver('welcome', welcome);
+    await settle();
+    expect(c.state).toBe('idle');
+    expect(states).toEqual(['waiting', 'connecting', 'preparing', 'idle']);
+    expect(gate.released()).toBe(0);
+    c.stop();
+    expect(gate.released()).toBe(1);
+  });
+
+  it('stopped while waiting: the wait is abandoned, and a slot granted later is handed straight back', async () => {
+    const gate = slotGate();
+    const { c, connects } = client(gate.take);
+    c.start();
+    c.stop();
+    expect(gate.aborted()).toBe(true);
+    gate.grant();
+    await settle();
+    expect(connects()).toBe(0);
+    expect(gate.released()).toBe(1);
+    expect(c.state).toBe('stopped');
   });
 });
 

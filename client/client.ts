@@ -4,7 +4,13 @@ import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
 import { numParams } from '../shared/model/spec.ts';
 import { asBytes } from '../shared/base/bytes.ts';
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
-import { ProtocolError } from '../shared/base/errors.ts';
+import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
+import {
+  checkRoundAgainstFloors,
+  makeFloors,
+  type FloorCheck,
+  type Floors,
+} from '../shared/protocol/floors.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
 import {
   PROTOCOL_VERSION,
@@ -28,10 +34,19 @@ import { systemClock, type Clock } from './clock.ts';
 import { Emitter } from './emitter.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
-import { memoryStore, type IdentityStore } from './profile.ts';
+import { memoryStore, type IdentityStore, type Participation } from './profile.ts';
 
+/** 'waiting': another tab of this browser profile takes part; this one waits for its turn (see profile.ts). */
 export type ClientState =
-  'connecting' | 'preparing' | 'idle' | 'training' | 'uploading' | 'disconnected' | 'stopped' | 'failed';
+  | 'waiting'
+  | 'connecting'
+  | 'preparing'
+  | 'idle'
+  | 'training'
+  | 'uploading'
+  | 'disconnected'
+  | 'stopped'
+  | 'failed';
 
 export interface ClientEvents extends Record<string, unknown> {
   state: ClientState;
@@ -49,6 +64,8 @@ export interface ClientEvents extends Record<string, unknown> {
     bytes: number;
   };
   secagg: { round: number; step: 'keys' | 'shares' | 'inbox' | 'reveal' | 'refused'; detail?: string };
+  /** A round this client sat out: its plan is below the page's floors (the server was told the reason). */
+  refused: { round: number; attempt: number; reason: RejectReason; message: string };
   ack: { round: number; ack: Ack };
   roundEnd: RoundSummary;
   rejected: Rejection;
@@ -92,6 +109,13 @@ export interface ClientOptions {
   connect?: (url: string, opts: ConnectOptions) => SocketLike;
   /** Deadlines and timings; default the system clock. */
   clock?: Clock;
+  /** The embedding page's floors, which no round plan may go below (default: makeFloors()). */
+  floors?: Partial<Floors>;
+  /**
+   * Takes the profile's participation slot before connecting (browsers: one tab of a profile at a time);
+   * calls onWaiting if it must wait for another tab. Default: none (Node: every client takes part).
+   */
+  participation?: (onWaiting: () => void, signal: AbortSignal) => Promise<Participation>;
 }
 
 /**
@@ -149,6 +173,8 @@ interface SecureRound {
  * replaced (a retry took over, stop() ran), the old round ends without touching anything.
  */
 type Life =
+  /** Started; another tab of the profile takes part, so this one waits for the participation slot. */
+  | { kind: 'waiting' }
   /** Started; no welcome yet. */
   | { kind: 'connecting' }
   /** First welcome: spawning the trainer, loading data, probing backends (reconnects await the same). */
@@ -185,6 +211,10 @@ type Encoded =
 export class AegisClient extends Emitter<ClientEvents> {
   private readonly identity: IdentityStore;
   private readonly clock: Clock;
+  private readonly floors: Floors;
+  /** Set while (and after) asking for the participation slot; aborted by stop(). */
+  private gate: AbortController | null = null;
+  private slot: Participation | null = null;
   private cancelHelloRetry: (() => void) | null = null;
   private socket: SocketLike | null = null;
   private life: Life = { kind: 'connecting' };
@@ -198,6 +228,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     super();
     this.identity = opts.identity ?? memoryStore();
     this.clock = opts.clock ?? systemClock;
+    this.floors = makeFloors(opts.floors); // throws on a bad floor: a typo must not weaken what the page asked
   }
 
   /** The server-issued session id, once welcomed (kept across reconnects and, with a stored identity, reloads). */
@@ -210,6 +241,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     if (l.kind === 'stopped' || l.kind === 'failed') return l.kind;
     if (this.link === 'lost') return 'disconnected';
     switch (l.kind) {
+      case 'waiting':
       case 'connecting':
       case 'preparing':
       case 'idle':
@@ -228,9 +260,29 @@ export class AegisClient extends Emitter<ClientEvents> {
   }
 
   start(): void {
-    if (this.socket) return;
     if (this.life.kind === 'stopped' || this.life.kind === 'failed')
       throw new Error(`this client has ${this.life.kind}; create a new one to join again`);
+    if (this.socket || this.gate) return;
+    const take = this.opts.participation;
+    if (!take) return this.connect();
+    const gate = (this.gate = new AbortController());
+    const waiting = (): void => {
+      if (!gate.signal.aborted && this.life.kind === 'connecting') this.enter({ kind: 'waiting' });
+    };
+    take(waiting, gate.signal).then(
+      (slot) => {
+        if (gate.signal.aborted) return slot.release(); // stopped meanwhile
+        this.slot = slot;
+        if (this.life.kind === 'waiting') this.enter({ kind: 'connecting' });
+        this.connect();
+      },
+      (e: unknown) => {
+        if (!gate.signal.aborted) this.fail(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  }
+
+  private connect(): void {
     const connect = this.opts.connect ?? socketIo;
     const s = connect(this.opts.serverUrl, {
       path: this.opts.path,
@@ -309,6 +361,9 @@ export class AegisClient extends Emitter<ClientEvents> {
     const l = this.life;
     if (l.kind === 'stopped' || l.kind === 'failed') return;
     this.enter(last);
+    this.gate?.abort();
+    this.slot?.release(); // another tab of the profile may take part now
+    this.slot = null;
     this.cancelHelloRetry?.();
     if (l.kind === 'awaiting-inbox') l.cancel();
     this.socket?.disconnect();
@@ -354,7 +409,8 @@ export class AegisClient extends Emitter<ClientEvents> {
       return;
     }
     const l = this.life;
-    if (l.kind === 'stopped' || l.kind === 'failed') return;
+    // 'waiting' has no socket yet, so no welcome can come for it.
+    if (l.kind === 'stopped' || l.kind === 'failed' || l.kind === 'waiting') return;
     this.identity.set(JSON.stringify({ sessionId: w.sessionId, resumeToken: w.resumeToken }));
     this.setLink('welcomed');
     let setup: Setup;
@@ -431,7 +487,29 @@ export class AegisClient extends Emitter<ClientEvents> {
       default:
         return; // not ready to train (or holding an update for the server first)
     }
+    const check = this.checkFloors(r);
+    if (!check.ok) {
+      // The wait for the old round's inbox was cancelled above; nothing runs now.
+      if (l.kind === 'awaiting-inbox') this.enter({ kind: 'idle', setup: l.setup });
+      this.refuseRound(r, check.reason, check.message);
+      return;
+    }
     void this.runRound(l.setup, r);
+  }
+
+  /** The round's plan against the page's floors; a plan that cannot even be read is malformed. */
+  private checkFloors(r: RoundStart): FloorCheck {
+    try {
+      return checkRoundAgainstFloors(r, this.floors);
+    } catch (e) {
+      return { ok: false, reason: 'malformed', message: `unreadable round plan (${(e as Error).message})` };
+    }
+  }
+
+  /** Sits this attempt out: the page hears why in words, the server the reason only (it counts it). */
+  private refuseRound(r: RoundStart, reason: RejectReason, message: string): void {
+    this.socket?.emit('round:refuse', { round: r.round, attempt: r.attempt, reason });
+    this.emit('refused', { round: r.round, attempt: r.attempt, reason, message });
   }
 
   /** Train, encode, (secure rounds:) wait for the inbox and mask, upload. */
@@ -441,7 +519,18 @@ export class AegisClient extends Emitter<ClientEvents> {
     const ref: RoundRef = { round: r.round, attempt: r.attempt };
     let at: RoundLife = { kind: 'training', setup, ref };
     this.enter(at);
-    const secure = (this.secure = r.secagg ? this.joinSecure(ref, r.secagg, r.model) : null);
+    let secure: SecureRound | null = null;
+    try {
+      secure = r.secagg ? this.joinSecure(ref, r.secagg, r.model) : null;
+    } catch (e) {
+      // The session checks the plan again (same floors, plus its own rules): a refusal, not a crash.
+      this.secure = null;
+      this.advance(at, { kind: 'idle', setup });
+      const reason = e instanceof ProtocolError ? e.reason : 'malformed';
+      this.refuseRound(r, reason, (e as Error).message);
+      return;
+    }
+    this.secure = secure;
     try {
       const weights = bytes.slice().buffer; // own copy: it is transferred to the worker
       const done = await setup.trainer.train(r.round, weights, r.train, (p) =>
@@ -502,7 +591,11 @@ export class AegisClient extends Emitter<ClientEvents> {
 
   /** Opens the round's secure-aggregation session; its keys go out at once, so key exchange runs while we train. */
   private joinSecure(ref: RoundRef, info: SecAggRoundInfo, model: RoundStart['model']): SecureRound {
-    const session = new SecAggClientSession({ ...info, vectorLength: vectorLength(numParams(model)) });
+    const session = new SecAggClientSession({
+      ...info,
+      vectorLength: vectorLength(numParams(model)),
+      floors: this.floors,
+    });
     let gotInbox!: () => void;
     const inbox = new Promise<void>((res) => (gotInbox = res));
     this.socket?.emit('secagg:keys', { ...ref, ...session.advertise() });

@@ -42,13 +42,16 @@ export function storageStore(storage: StorageLike | null | undefined, serverUrl:
   };
 }
 
-interface LockManagerLike {
+/** The part of the Web Locks API (navigator.locks) used here. */
+export interface LockManagerLike {
   request(
     name: string,
-    options: { ifAvailable: true },
+    options: { ifAvailable?: boolean; signal?: AbortSignal },
     callback: (lock: unknown) => Promise<void> | void,
   ): Promise<unknown>;
 }
+
+const lockName = (serverUrl: string): string => `aegisfl.participation.${new URL(serverUrl).origin}`;
 
 /** A held participation slot; release() lets another tab of the profile take part. */
 export interface Participation {
@@ -65,7 +68,7 @@ export async function acquireParticipation(
   serverUrl: string,
 ): Promise<Participation | null> {
   if (!locks) return { release: () => undefined };
-  const name = `aegisfl.participation.${new URL(serverUrl).origin}`;
+  const name = lockName(serverUrl);
   return new Promise<Participation | null>((resolve, reject) => {
     locks
       .request(name, { ifAvailable: true }, (lock) => {
@@ -76,6 +79,32 @@ export async function acquireParticipation(
         // Hold the lock until released: the callback's promise keeps it.
         return new Promise<void>((done) => resolve({ release: done }));
       })
+      .catch(reject);
+  });
+}
+
+/**
+ * The profile's participation slot, now or once it frees: if another tab holds it, calls onWaiting (the
+ * page says so) and queues for it; the lock is granted when that tab stops, closes or reloads. Aborting
+ * `signal` gives up the wait (the promise then rejects with the signal's reason).
+ */
+export async function takeParticipation(
+  locks: LockManagerLike | null | undefined,
+  serverUrl: string,
+  onWaiting: () => void,
+  signal?: AbortSignal,
+): Promise<Participation> {
+  const now = await acquireParticipation(locks, serverUrl);
+  if (now) return now;
+  signal?.throwIfAborted();
+  onWaiting();
+  return new Promise<Participation>((resolve, reject) => {
+    locks!
+      .request(
+        lockName(serverUrl),
+        signal ? { signal } : {},
+        () => new Promise<void>((done) => resolve({ release: done })),
+      )
       .catch(reject);
   });
 }
