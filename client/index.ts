@@ -1,18 +1,28 @@
 /** Public browser API: `const c = join({ serverUrl })` starts a participant training in a Web Worker. */
 import { BACKENDS, type BackendName, type ClientSource } from '../shared/protocol/messages.ts';
+import { makeFloors, type Floors } from '../shared/protocol/floors.ts';
 import { AegisClient } from './client.ts';
-import type { IdentityStore } from './profile.ts';
+import { storageStore, takeParticipation, type IdentityStore, type LockManagerLike } from './profile.ts';
 import { spawnTrainer } from './spawn-trainer.ts';
 
 export { AegisClient } from './client.ts';
 export type { ClientEvents, ClientState } from './client.ts';
+export { parseFloors, type Floors } from '../shared/protocol/floors.ts';
+
+/** What a page shows while its client is in the 'waiting' state. */
+export const WAITING_MESSAGE = 'another tab of this browser is already taking part';
 
 export interface JoinOptions {
   serverUrl?: string;
   source?: ClientSource;
-  /** Where the server-issued session is kept (e.g. storageStore(sessionStorage, url)); default: memory. */
+  /**
+   * Where the server-issued session is kept. Default: this browser profile's localStorage (one identity
+   * per server origin, shared by its tabs and kept across reloads); memory where storage is blocked.
+   */
   identity?: IdentityStore;
   backends?: BackendName[];
+  /** The page's floors (shared/protocol/floors.ts); default makeFloors(). An invalid one throws: nothing joins. */
+  floors?: Partial<Floors>;
 }
 
 /** Parses a comma-separated backend list (e.g. from a URL or data attribute); unknown names are an error. */
@@ -28,12 +38,31 @@ export function parseBackends(list: string | null | undefined): BackendName[] | 
   return names as BackendName[];
 }
 
+function profileStorage(): Storage | null {
+  try {
+    return localStorage; // reading it throws where storage is blocked
+  } catch {
+    return null;
+  }
+}
+
+function webLocks(): LockManagerLike | undefined {
+  return typeof navigator === 'undefined' ? undefined : (navigator.locks as LockManagerLike | undefined);
+}
+
+/**
+ * Joins as this browser profile: one identity for all its tabs (localStorage), and one tab at a time takes
+ * part (a Web Lock); another tab waits in the 'waiting' state until the slot frees, then joins.
+ */
 export function join(opts: JoinOptions = {}): AegisClient {
+  const serverUrl = opts.serverUrl ?? location.origin;
   const client = new AegisClient({
-    serverUrl: opts.serverUrl ?? location.origin,
+    serverUrl,
     source: opts.source ?? 'embed',
-    identity: opts.identity,
+    identity: opts.identity ?? storageStore(profileStorage(), serverUrl),
     backends: opts.backends,
+    floors: makeFloors(opts.floors),
+    participation: (onWaiting, signal) => takeParticipation(webLocks(), serverUrl, onWaiting, signal),
     spawnTrainer,
   });
   client.start();

@@ -1,6 +1,6 @@
-import { join, parseBackends } from '../client/index.ts';
-import type { AegisClient } from '../client/client.ts';
-import { storageStore } from '../client/profile.ts';
+import { join, parseBackends, WAITING_MESSAGE } from '../client/index.ts';
+import type { AegisClient, ClientEvents } from '../client/client.ts';
+import { FLOOR_ATTRIBUTES, parseFloors, type Floors } from '../shared/protocol/floors.ts';
 import type { ServerStatus } from '../shared/protocol/status.ts';
 import { renderChart } from './chart.ts';
 
@@ -17,6 +17,8 @@ interface PageProbe {
   /** Each update as it left the tab: masked or not, and what encoding and masking cost. */
   sent: { round: number; masked: boolean; encodeMs: number; maskMs: number; bytes: number }[];
   errors: string[];
+  /** Rounds this tab sat out because their plan is below the page's floors. */
+  refusals: ClientEvents['refused'][];
 }
 const probe: PageProbe = {
   client: null,
@@ -26,15 +28,33 @@ const probe: PageProbe = {
   acks: [],
   sent: [],
   errors: [],
+  refusals: [],
 };
 (window as unknown as { __aegis: PageProbe }).__aegis = probe;
 
-function tabStorage(): Storage | null {
-  try {
-    return sessionStorage; // reading it throws where storage is blocked
-  } catch {
-    return null;
+/**
+ * The page's floors from the URL, named like the embed's data-* attributes without "data-" (for testing:
+ * ?secagg=optional, ?min-cohort=5, ?min-threshold=3, ?min-noise=0.8, ?max-clip=1.5).
+ */
+function floorsFromUrl(): Floors {
+  const attrs: Record<string, string> = {};
+  for (const attr of Object.values(FLOOR_ATTRIBUTES)) {
+    const v = params.get(attr.slice('data-'.length));
+    if (v !== null) attrs[attr] = v;
   }
+  return parseFloors(attrs);
+}
+
+function describeFloors(f: Floors): string {
+  return [
+    f.requireSecAgg ? 'secure aggregation required' : 'secure aggregation optional',
+    `cohort ≥ ${f.minCohort}`,
+    `threshold ≥ ${f.minThreshold}`,
+    f.minNoiseMultiplier > 0 ? `DP noise ≥ ${f.minNoiseMultiplier}` : 'no DP floor',
+    f.maxClipNorm !== null ? `clip ≤ ${f.maxClipNorm}` : null,
+  ]
+    .filter(Boolean)
+    .join(', ');
 }
 
 function startClient(): void {
@@ -42,21 +62,35 @@ function startClient(): void {
   btn.disabled = true;
   btn.textContent = 'Joined';
   let backends;
+  let floors: Floors;
   try {
     backends = parseBackends(params.get('backends'));
+    floors = floorsFromUrl();
   } catch (e) {
-    $('error').textContent = (e as Error).message;
+    $('error').textContent = `not joining: ${(e as Error).message}`;
+    probe.errors.push((e as Error).message);
+    btn.textContent = 'Not joined';
     return;
   }
+  $('floors').textContent = describeFloors(floors);
+  // The browser profile is the participant: one session for all its tabs, kept across reloads, and one tab
+  // at a time takes part (join's defaults; storage disabled: a new session per load).
   const client = join({
     serverUrl: location.origin,
     source: params.get('source') === 'swarm' ? 'swarm' : 'demo',
-    // One session per tab, kept across reloads so a refresh resumes it (storage disabled: a new one per load).
-    identity: storageStore(tabStorage(), location.origin),
     backends,
+    floors,
   });
   probe.client = client;
-  client.on('state', (s) => ($('state').textContent = s));
+  const showState = (s: string): void => {
+    $('state').textContent = s === 'waiting' ? `waiting: ${WAITING_MESSAGE}` : s;
+  };
+  showState(client.state);
+  client.on('state', showState);
+  client.on('refused', (r) => {
+    probe.refusals.push(r);
+    $('refusal').textContent = `Sat out round ${r.round} (attempt ${r.attempt}): ${r.message}`;
+  });
   client.on('backend', (b) => {
     probe.backend = b.backend;
     probe.where = b.where;

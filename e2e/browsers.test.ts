@@ -96,8 +96,9 @@ describe('browser swarm', () => {
     // Stock tfjs-wasm could not train a CNN, ours can (the probe runs a real training step before a backend
     // is accepted). 'tensorflow' (tfjs-node) does not exist in a browser. With the default order, this
     // machine's WebGPU and WebGL (SwiftShader, on the CPU) are passed over for wasm, which is 10-30x faster.
-    const ctx = await swarm!.browser.newContext();
+    // Each page its own context (browser profile): tabs of one profile take part one at a time.
     const choose = async (query: string): Promise<{ backend: string | null; skipped: string | null }> => {
+      const ctx = await swarm!.browser.newContext();
       const page = await ctx.newPage();
       await page.goto(`${srv.url}/demo/?join=1${query}`);
       await page.waitForFunction(
@@ -105,7 +106,12 @@ describe('browser swarm', () => {
         null,
         { timeout: 60_000 },
       );
-      return { backend: await page.textContent('#backend'), skipped: await page.textContent('#skipped') };
+      const seen = {
+        backend: await page.textContent('#backend'),
+        skipped: await page.textContent('#skipped'),
+      };
+      await ctx.close();
+      return seen;
     };
     const explicit = await choose('&backends=tensorflow,wasm,cpu');
     expect(explicit.backend).toBe('wasm');

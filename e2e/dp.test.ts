@@ -72,6 +72,8 @@ describe('differential privacy with Node clients', () => {
         source: 'node',
         spawnTrainer: nodeTrainer,
         backends: ['cpu'],
+        // This server runs DP without secure aggregation (--secagg off): these clients accept that.
+        floors: { requireSecAgg: false },
       });
       c.on('encoded', (e) => norms.push(e.norm));
       clients.push(c);

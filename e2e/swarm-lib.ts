@@ -19,18 +19,21 @@ export interface Swarm {
 }
 
 /**
- * Opens N demo pages, each its own browser context (own storage, own client id), joined automatically.
+ * Opens N demo pages, each its own browser context (own profile: own storage, own session id, own
+ * participation slot; tabs of one context would take part one at a time), joined automatically.
  * Every page is a real participant: Web Worker, tfjs backend selection, socket.io, binary updates.
  */
 export async function startSwarm(
   serverUrl: string,
   n: number,
-  opts: { backends?: string } = {},
+  opts: { backends?: string; floors?: Record<string, string> } = {},
 ): Promise<Swarm> {
   const browser = await launchChromium();
   const pages: Page[] = [];
   const q = new URLSearchParams({ join: '1', source: 'swarm' });
   if (opts.backends) q.set('backends', opts.backends);
+  // The page's floors, as the demo reads them from its URL (e.g. { secagg: 'optional' } for --secagg off).
+  for (const [k, v] of Object.entries(opts.floors ?? {})) q.set(k, v);
   for (let i = 0; i < n; i++) {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();

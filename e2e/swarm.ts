@@ -1,6 +1,8 @@
 /**
  * npm run swarm -- --url http://localhost:8080 --clients 4 [--backends webgl,cpu] [--minutes 10]
- * Starts N headless chromium participants against a running server and prints a progress line.
+ *                   [--floors secagg=optional,min-cohort=5]
+ * Starts N headless chromium participants against a running server and prints a progress line. Against a
+ * server run with --secagg off, pass --floors secagg=optional (the demo's default floors require it).
  */
 import { parseArgs } from 'node:util';
 import { startSwarm } from './swarm-lib.ts';
@@ -11,11 +13,18 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '4' },
     backends: { type: 'string' },
     minutes: { type: 'string', default: '0' },
+    floors: { type: 'string' },
   },
 });
 const n = Number(values.clients);
 if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error('--clients must be an integer in 1..64');
-const swarm = await startSwarm(values.url!, n, { backends: values.backends });
+const floors = Object.fromEntries(
+  (values.floors ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => kv.split('=', 2) as [string, string]),
+);
+const swarm = await startSwarm(values.url!, n, { backends: values.backends, floors });
 console.log(`swarm: ${n} chromium clients joined ${values.url}`);
 const until = Number(values.minutes) > 0 ? Date.now() + Number(values.minutes) * 60_000 : Infinity;
 const stop = async (): Promise<never> => {
