@@ -79,6 +79,8 @@ export interface ServerConfig {
   secaggCorrupt: number;
   /** Shamir threshold as a fraction of the neighbour degree: t = floor(f k) + 1. */
   secaggThreshold: number;
+  /** Assume the server may split its unmask requests: t is raised until that exposes no one (< 2^-40). */
+  secaggMaliciousServer: boolean;
   /** Each coordinate of an encoded update is clipped to +-coordClip (after any L2 clip). */
   coordClip: number;
   dp: DpConfig | null;
@@ -129,6 +131,7 @@ export const DEFAULTS: ServerConfig = {
   secaggDropout: 0.1,
   secaggCorrupt: 0.05,
   secaggThreshold: 0.5,
+  secaggMaliciousServer: false,
   coordClip: 0.5,
   dp: null,
   sessionTtlMs: 10 * 60_000,
@@ -191,6 +194,10 @@ export const FLAGS = {
   'secagg-threshold': {
     type: 'string',
     help: 'Shamir threshold as a fraction of the degree (t = floor(f k) + 1)',
+  },
+  'secagg-malicious-server': {
+    type: 'string',
+    help: 'on: raise t so a server splitting its unmask requests exposes no one (< 2^-40); off by default',
   },
   'coord-clip': { type: 'string', help: 'per-coordinate clip of encoded updates' },
   'dp-noise': { type: 'string', help: 'DP noise multiplier z (std on the sum / clip); 0 = DP off' },
@@ -411,6 +418,11 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     secaggDropout: num('secagg-dropout', s('secagg-dropout'), d.secaggDropout, 1e-6, 0.5),
     secaggCorrupt: num('secagg-corrupt', s('secagg-corrupt'), d.secaggCorrupt, 1e-6, 0.5),
     secaggThreshold: num('secagg-threshold', s('secagg-threshold'), d.secaggThreshold, 0, 0.99),
+    secaggMaliciousServer: onOff(
+      'secagg-malicious-server',
+      s('secagg-malicious-server'),
+      d.secaggMaliciousServer,
+    ),
     coordClip: num('coord-clip', s('coord-clip'), d.coordClip, 1e-6, 1e6),
     dp: null,
     sessionTtlMs: int('session-ttl-ms', s('session-ttl-ms'), d.sessionTtlMs, 1000, 7 * 24 * 3600_000),

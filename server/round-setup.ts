@@ -27,6 +27,7 @@ export function roundSettings(
           dropout: cfg.secaggDropout,
           corrupt: cfg.secaggCorrupt,
           thresholdFraction: cfg.secaggThreshold,
+          maliciousServer: cfg.secaggMaliciousServer,
         }
       : null,
   };

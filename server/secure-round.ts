@@ -1,6 +1,6 @@
 import { SecAggAbort } from '../shared/secagg/errors.ts';
 import { SecAggServerSession, type ServerSessionConfig } from '../shared/secagg/server-session.ts';
-import type { SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
+import type { Culprit, SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
 import {
   packInbox,
   packRoster,
@@ -13,8 +13,10 @@ import type { RoundRef } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
 
-export type SecureOutcome =
-  { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string };
+/** How the round ended, with every client the session proved to have cheated either way. */
+export type SecureOutcome = (
+  { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string }
+) & { culprits: Culprit[] };
 
 /** The pure session's config, plus the timers and transport this wrapper adds around it. */
 export interface SecureRoundOptions extends ServerSessionConfig {
@@ -142,7 +144,7 @@ export class SecureRound {
           this.o.log(
             `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
           );
-          this.finish({ ok: true, sum, survivors: [...s.survivors] });
+          this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
           return;
         }
         default:
@@ -151,7 +153,7 @@ export class SecureRound {
     } catch (e) {
       if (!(e instanceof SecAggAbort)) throw e;
       this.o.log(`secure aggregation aborted in phase ${phase}: ${e.message}`);
-      this.finish({ ok: false, reason: e.message });
+      this.finish({ ok: false, reason: e.message, culprits: s.culpritEvidence });
       return;
     }
     this.o.log(`secure aggregation: phase ${phase} closed (${why}), ${missing} missing`);
@@ -163,6 +165,7 @@ export class SecureRound {
   private finish(o: SecureOutcome): void {
     this.stop();
     this.o.metrics.secaggRounds.inc({ outcome: o.ok ? 'ok' : 'aborted' });
+    for (const c of o.culprits) this.o.metrics.secaggCulprits.inc({ kind: c.kind });
     this.o.done(o);
   }
 }
