@@ -455,6 +455,7 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
   }
   if (c.secagg && c.minUpdates < 2)
     throw new Error("--secagg on needs --min-updates >= 2 (a sum over one client is that client's update)");
+  if (c.secaggMaliciousServer && !c.secagg) throw new Error('--secagg-malicious-server needs --secagg on');
   if (c.secagg && c.clientsPerRound < SECAGG_MIN_COHORT)
     throw new Error(
       `--secagg on needs --clients-per-round >= ${SECAGG_MIN_COHORT} (with 2, the sum shows each client the other's update)`,

@@ -39,7 +39,10 @@ export interface SecAggStatus {
   toleratedColluders: number | null;
   /** The same when the server splits its unmask requests: 2t - k - 1. */
   toleratedColludersSplit: number | null;
-  /** SecAgg+ cohorts: -log2 of the security and correctness union bounds (k, t) were chosen for; else null. */
+  /**
+   * SecAgg+ cohorts: -log2 of the security and correctness union bounds (k, t) were chosen for (a field
+   * is null where its bound is exactly 0); null for small cohorts, whose guarantee is the colluder count.
+   */
   bounds: { securityBits: number | null; correctnessBits: number | null } | null;
   /** --secagg-malicious-server: t also keeps split unmask requests from exposing anyone. */
   maliciousServer: boolean;
