@@ -148,7 +148,8 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
 
   private done(o: SecureOutcome): void {
     const dropped = Math.max(0, this.s.n - this.examples.size);
-    const culprits = o.culprits;
+    // Named culprits ride along with the outcome (omitted when there are none).
+    const culprits = o.culprits.length ? { culprits: o.culprits } : {};
     if (!o.ok) {
       this.ctx.close({
         ok: false,
@@ -156,7 +157,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
         why: o.reason,
         updates: this.examples.size,
         dropped,
-        culprits,
+        ...culprits,
       });
       return;
     }
@@ -171,7 +172,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       stragglers: this.s.n - survivors,
       dropped,
       indicatorSum: this.s.dp?.adaptive ? agg.indicatorSum : null,
-      culprits,
+      ...culprits,
     });
   }
 }
