@@ -120,7 +120,7 @@ function secaggText(g: SecAggStatus): string {
   }
   if (g.maliciousServer)
     parts.push(
-      `malicious-server mode${g.splitBound !== null ? `: split requests expose a client with probability ≤ ${g.splitBound.toPrecision(2)}` : ''}`,
+      `malicious-server mode${g.splitBound !== null ? `: split requests expose a client with probability ${g.splitBound === 0 ? '0' : `< ${g.splitBound.toExponential(1)}`}` : ''}`,
     );
   if (g.phase) parts.push(`phase ${g.phase}`);
   const head = g.k !== null ? `on (${g.k} neighbours, threshold ${g.t})` : 'on';
