@@ -37,6 +37,8 @@ class SimClient implements ClientLink {
   id = '';
   /** The identity the site attested for this client (consistency-round tests). */
   attestation: ClientAttestation | undefined = undefined;
+  /** Alters every share it reveals (in the field, but not what was dealt) in rounds where this says so. */
+  alterReveal: ((start: RoundStart) => boolean) | null = null;
   constructor(
     readonly c: Coordinator,
     readonly delta: Float32Array,
@@ -101,11 +103,11 @@ class SimClient implements ClientLink {
       });
     } else if (event === 'secagg:unmask') {
       if (this.gone('unmask')) return;
-      this.c.secagg('reveal', this.id, {
-        round: m.round,
-        attempt: m.attempt,
-        ...packReveal(this.session!.receiveUnmask(unpackUnmask(m, 100))),
-      });
+      const r = this.session!.receiveUnmask(unpackUnmask(m, 100));
+      if (this.alterReveal?.(this.start!))
+        for (const x of [...r.b, ...r.s])
+          x.share = Uint8Array.from(x.share, (v, i) => (i === 32 ? v ^ 1 : v));
+      this.c.secagg('reveal', this.id, { round: m.round, attempt: m.attempt, ...packReveal(r) });
     }
   }
 }
@@ -223,6 +225,24 @@ describe('Coordinator with secure aggregation', () => {
     enter(c, new SimClient(c, deltas[2], 8));
     expect(c.status()).toMatchObject({ phase: 'training', selected: 3 });
     expect((await end).clients).toBe(3);
+  });
+
+  it('a holder that alters the shares it reveals is named and counted; the secrets are rebuilt and the sum is exact', async () => {
+    const { c, metrics } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 8, 8, 8, 8];
+    const end = nextEvent(c, 'roundEnd');
+    // Client 1 is among the first t holders of every other secret, so its shares are always used.
+    const clients = joinAll(c, deltas, examples);
+    for (const s of clients) s.alterReveal = (start) => start.secagg!.index === 1;
+    const s = await end;
+    expect(s.clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'altered_share' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'inconsistent_dealer' })).toBe(
+      0,
+    );
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'malformed_share' })).toBe(0);
   });
 
   it('too many dropouts: the round fails cleanly, the model is unchanged, and it is retried', async () => {

@@ -182,6 +182,11 @@ export class SecureRound {
   private finish(o: SecureOutcome): void {
     this.stop();
     this.o.metrics.secaggRounds.inc({ outcome: o.ok ? 'ok' : 'aborted' });
+    // Named whichever way the attempt ended (an abort keeps its culprits too); kinds are a closed set.
+    const culprits = this.session.culpritEvidence;
+    for (const c of culprits) this.o.metrics.secaggCulprits.inc({ kind: c.kind });
+    if (culprits.length)
+      this.o.log(`culprits: ${culprits.map((c) => `client ${c.index} (${c.kind})`).join(', ')}`);
     this.o.done(o);
   }
 }
