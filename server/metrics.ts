@@ -149,16 +149,16 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    secaggCulprits: new Counter({
+      name: 'aegis_secagg_culprits_total',
+      help: 'Clients a secure-aggregation attempt proved to have cheated, by the evidence (kind)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
     internalErrors: new Counter({
       name: 'aegis_internal_errors_total',
       help: 'Exceptions caught inside the server (the attempt in progress is aborted and retried)',
       labelNames: ['where'] as const,
-      registers: [registry],
-    }),
-    secaggCulprits: new Counter({
-      name: 'aegis_secagg_culprits_total',
-      help: 'Clients proven to have cheated in a secure round (signed-share evidence), by kind',
-      labelNames: ['kind'] as const,
       registers: [registry],
     }),
     cohortSkips: new Counter({
@@ -206,8 +206,8 @@ export function createMetrics() {
   // Zero-initialise every reason so dashboards show flat lines, not gaps.
   for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);
   for (const where of INTERNAL_ERROR_SITES) m.internalErrors.inc({ where }, 0);
-  for (const why of ['expired', 'evicted']) m.sessionsEnded.inc({ why }, 0);
   for (const kind of CULPRIT_KINDS) m.secaggCulprits.inc({ kind }, 0);
+  for (const why of ['expired', 'evicted']) m.sessionsEnded.inc({ why }, 0);
   for (const reason of COHORT_SKIPS) m.cohortSkips.inc({ reason }, 0);
   return m;
 }

@@ -28,6 +28,10 @@ export function roundSettings(
           corrupt: cfg.secaggCorrupt,
           thresholdFraction: cfg.secaggThreshold,
           maliciousServer: cfg.secaggMaliciousServer,
+          consistency:
+            cfg.secaggConsistency && cfg.siteAttestationKey
+              ? { sitePublicKey: cfg.siteAttestationKey }
+              : null,
         }
       : null,
   };

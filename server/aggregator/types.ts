@@ -72,6 +72,8 @@ export interface SecAggSettings {
   thresholdFraction: number;
   /** Raise t until split unmask requests expose a client with probability < 2^-40 (graph.ts). */
   maliciousServer?: boolean;
+  /** Authenticated keys and the consistency round (R3), with the site key that attests identities; null = off. */
+  consistency?: { sitePublicKey: Uint8Array } | null;
 }
 
 /** The (k, t) of a secure round and what it protects against. */
@@ -86,7 +88,7 @@ export interface DegreeReport {
   description: string;
 }
 
-type SecAggEvent = 'secagg:roster' | 'secagg:inbox' | 'secagg:unmask';
+type SecAggEvent = 'secagg:roster' | 'secagg:inbox' | 'secagg:survivors' | 'secagg:unmask';
 
 /** What an accumulator may do to the world around it. */
 export interface RoundContext {
@@ -108,6 +110,9 @@ export interface RoundContext {
   close(o: RoundOutcome): void;
 }
 
+/** The secure-aggregation messages a client sends (secagg:<kind>); 'signature' only with R3. */
+export type SecAggClientMessage = 'keys' | 'shares' | 'signature' | 'reveal';
+
 /** The secure-aggregation messages of a round, where the round has them. */
 export interface SecAggChannel {
   readonly phase: SecAggActivePhase;
@@ -116,7 +121,7 @@ export interface SecAggChannel {
   readonly degree: DegreeReport;
   /** What member i needs to know in round:start. */
   info(member: number): SecAggRoundInfo;
-  receive(kind: 'keys' | 'shares' | 'reveal', member: number, raw: unknown): void;
+  receive(kind: SecAggClientMessage, member: number, raw: unknown): void;
 }
 
 /**
