@@ -3,6 +3,7 @@ import { BACKENDS, type BackendName, type ClientSource } from '../shared/protoco
 import { makeFloors, type Floors } from '../shared/protocol/floors.ts';
 import { AegisClient } from './client.ts';
 import { storageStore, takeParticipation, type IdentityStore, type LockManagerLike } from './profile.ts';
+import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 import { spawnTrainer } from './spawn-trainer.ts';
 
 export { AegisClient } from './client.ts';
@@ -23,6 +24,12 @@ export interface JoinOptions {
   backends?: BackendName[];
   /** The page's floors (shared/protocol/floors.ts); default makeFloors(). An invalid one throws: nothing joins. */
   floors?: Partial<Floors>;
+  /**
+   * The site's attestation key and this visitor's identity with the site's signature on it (from the
+   * site's own backend). With it the client joins only rounds with authenticated keys and the consistency
+   * round; the server cannot lower that.
+   */
+  attestation?: ClientAttestation;
 }
 
 /** Parses a comma-separated backend list (e.g. from a URL or data attribute); unknown names are an error. */
@@ -63,6 +70,7 @@ export function join(opts: JoinOptions = {}): AegisClient {
     backends: opts.backends,
     floors: makeFloors(opts.floors),
     participation: (onWaiting, signal) => takeParticipation(webLocks(), serverUrl, onWaiting, signal),
+    attestation: opts.attestation,
     spawnTrainer,
   });
   client.start();

@@ -54,6 +54,11 @@ describe('parseConfig', () => {
     [['--max-message-bytes', '100000'], /below one "small" update/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['--secagg', 'maybe'], /--secagg must be on or off/],
+    [['--secagg-malicious-server', 'yes'], /--secagg-malicious-server must be on or off/],
+    [
+      ['--secagg', 'off', '--secagg-malicious-server', 'on', '--min-updates', '1', '--min-clients', '1'],
+      /--secagg-malicious-server needs --secagg on/,
+    ],
     [['--partition', 'random'], /--partition must be iid, dirichlet or shards/],
     [['--partition', 'iid', '--dirichlet-alpha', '1'], /--dirichlet-alpha does not apply to --partition iid/],
     [['--server-opt', 'sgd'], /--server-opt must be one of fedavg, fedavgm, fedadagrad, fedyogi, fedadam/],
@@ -74,14 +79,55 @@ describe('parseConfig', () => {
     [['--socket-rate', '0'], /--socket-rate must be a number/],
     [['--address-burst', '1.5'], /--address-burst must be an integer/],
     [['--trusted-proxy', 'proxy.local'], /not an IP address or CIDR/],
+    [['--secagg-consistency', 'on'], /needs --site-attestation-key/],
+    [
+      ['--site-attestation-key', 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a'],
+      /used only with --secagg-consistency on/,
+    ],
+    [['--secagg-consistency', 'on', '--site-attestation-key', 'abcd'], /must be 64 hex digits/],
+    [
+      ['--secagg-consistency', 'on', '--site-attestation-key', '01' + '00'.repeat(31)],
+      /not a usable Ed25519 public key \(low_order\)/,
+    ],
+    [
+      [
+        '--secagg',
+        'off',
+        '--min-updates',
+        '1',
+        '--min-clients',
+        '1',
+        '--secagg-consistency',
+        'on',
+        '--site-attestation-key',
+        'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
+      ],
+      /--secagg-consistency on needs --secagg on/,
+    ],
   ])('refuses %j', (argv, msg) => {
     expect(() => parseConfig(argv)).toThrow(msg);
+  });
+
+  it('the consistency round is off by default; on, it carries the site key', () => {
+    expect(parseConfig([])).toMatchObject({ secaggConsistency: false, siteAttestationKey: null });
+    const c = parseConfig([
+      '--secagg-consistency',
+      'on',
+      '--site-attestation-key',
+      'D75A980182B10AB7D54BFED3C964073A0EE172F3DAA62325AF021A68F707511A',
+    ]);
+    expect(c.secaggConsistency).toBe(true);
+    expect(Buffer.from(c.siteAttestationKey!).toString('hex')).toBe(
+      'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
+    );
   });
 
   it('secure aggregation is on by default and can be turned off; DP is off unless asked for', () => {
     expect(parseConfig([]).secagg).toBe(true);
     expect(parseConfig([]).dp).toBeNull();
     expect(parseConfig(['--secagg', 'off', '--min-updates', '1', '--min-clients', '1']).secagg).toBe(false);
+    expect(parseConfig([]).secaggMaliciousServer).toBe(false);
+    expect(parseConfig(['--secagg-malicious-server', 'on']).secaggMaliciousServer).toBe(true);
   });
 
   it('DP: a given z, or z derived from a target epsilon over a number of rounds', () => {

@@ -4,6 +4,8 @@ import type { LocalOptimizer } from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
 import type { PartitionScheme } from '../shared/fl/partition.ts';
+import { hexToBytes } from '@noble/hashes/utils.js';
+import { checkSigningKey } from '../shared/secagg/consistency.ts';
 import { SECAGG_MIN_COHORT } from '../shared/secagg/graph.ts';
 import { parseTrustedProxy, type TrustedProxy } from './address.ts';
 import {
@@ -79,6 +81,15 @@ export interface ServerConfig {
   secaggCorrupt: number;
   /** Shamir threshold as a fraction of the neighbour degree: t = floor(f k) + 1. */
   secaggThreshold: number;
+  /** Assume the server may split its unmask requests: t is raised until that exposes no one (< 2^-40). */
+  secaggMaliciousServer: boolean;
+  /**
+   * Authenticated keys and the consistency round (Bonawitz et al. 2017, R3): every client's keys must carry
+   * an identity attested under siteAttestationKey, and survivors sign U3 before anyone reveals a share.
+   */
+  secaggConsistency: boolean;
+  /** The embedding site's Ed25519 attestation public key (32 bytes); required by secaggConsistency. */
+  siteAttestationKey: Uint8Array | null;
   /** Each coordinate of an encoded update is clipped to +-coordClip (after any L2 clip). */
   coordClip: number;
   dp: DpConfig | null;
@@ -129,6 +140,9 @@ export const DEFAULTS: ServerConfig = {
   secaggDropout: 0.1,
   secaggCorrupt: 0.05,
   secaggThreshold: 0.5,
+  secaggMaliciousServer: false,
+  secaggConsistency: false,
+  siteAttestationKey: null,
   coordClip: 0.5,
   dp: null,
   sessionTtlMs: 10 * 60_000,
@@ -191,6 +205,18 @@ export const FLAGS = {
   'secagg-threshold': {
     type: 'string',
     help: 'Shamir threshold as a fraction of the degree (t = floor(f k) + 1)',
+  },
+  'secagg-malicious-server': {
+    type: 'string',
+    help: 'on: raise t so a server splitting its unmask requests exposes no one (< 2^-40); off by default',
+  },
+  'secagg-consistency': {
+    type: 'string',
+    help: 'on | off: authenticated keys + consistency round (survivors sign U3); needs --site-attestation-key',
+  },
+  'site-attestation-key': {
+    type: 'string',
+    help: "hex Ed25519 public key with which the embedding site attests its visitors' identity keys",
   },
   'coord-clip': { type: 'string', help: 'per-coordinate clip of encoded updates' },
   'dp-noise': { type: 'string', help: 'DP noise multiplier z (std on the sum / clip); 0 = DP off' },
@@ -335,6 +361,17 @@ export function helpText(): string {
   return `Usage: npm start -- [flags]\n\n${rows.join('\n')}\n`;
 }
 
+/** --site-attestation-key: 64 hex digits, a usable Ed25519 public key. */
+function parseSiteKey(v: string | undefined): Uint8Array | null {
+  if (v === undefined) return null;
+  if (!/^[0-9a-fA-F]{64}$/.test(v))
+    throw new Error('--site-attestation-key must be 64 hex digits (32 bytes)');
+  const key = hexToBytes(v.toLowerCase());
+  const bad = checkSigningKey(key);
+  if (bad) throw new Error(`--site-attestation-key is not a usable Ed25519 public key (${bad})`);
+  return key;
+}
+
 /** Parses argv into a validated config; throws with a message naming the flag on bad input. */
 export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
   const { values: v } = parseArgs({
@@ -411,6 +448,13 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     secaggDropout: num('secagg-dropout', s('secagg-dropout'), d.secaggDropout, 1e-6, 0.5),
     secaggCorrupt: num('secagg-corrupt', s('secagg-corrupt'), d.secaggCorrupt, 1e-6, 0.5),
     secaggThreshold: num('secagg-threshold', s('secagg-threshold'), d.secaggThreshold, 0, 0.99),
+    secaggMaliciousServer: onOff(
+      'secagg-malicious-server',
+      s('secagg-malicious-server'),
+      d.secaggMaliciousServer,
+    ),
+    secaggConsistency: onOff('secagg-consistency', s('secagg-consistency'), d.secaggConsistency),
+    siteAttestationKey: parseSiteKey(s('site-attestation-key')),
     coordClip: num('coord-clip', s('coord-clip'), d.coordClip, 1e-6, 1e6),
     dp: null,
     sessionTtlMs: int('session-ttl-ms', s('session-ttl-ms'), d.sessionTtlMs, 1000, 7 * 24 * 3600_000),
@@ -443,10 +487,18 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
   }
   if (c.secagg && c.minUpdates < 2)
     throw new Error("--secagg on needs --min-updates >= 2 (a sum over one client is that client's update)");
+  if (c.secaggMaliciousServer && !c.secagg) throw new Error('--secagg-malicious-server needs --secagg on');
   if (c.secagg && c.clientsPerRound < SECAGG_MIN_COHORT)
     throw new Error(
       `--secagg on needs --clients-per-round >= ${SECAGG_MIN_COHORT} (with 2, the sum shows each client the other's update)`,
     );
+  if (c.secaggConsistency && !c.secagg) throw new Error('--secagg-consistency on needs --secagg on');
+  if (c.secaggConsistency && !c.siteAttestationKey)
+    throw new Error(
+      '--secagg-consistency on needs --site-attestation-key (the site that attests its visitors)',
+    );
+  if (!c.secaggConsistency && c.siteAttestationKey)
+    throw new Error('--site-attestation-key is used only with --secagg-consistency on');
   if (c.maxSessions < c.minClients)
     throw new Error(`--max-sessions (${c.maxSessions}) cannot be below --min-clients (${c.minClients})`);
   if (c.examplesPerClient > c.maxExamplesPerClient)

@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REJECT_REASONS } from '../shared/base/errors.ts';
+import { CULPRIT_KINDS } from '../shared/secagg/types.ts';
+import { COHORT_SKIPS } from './cohort.ts';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -147,6 +149,12 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    secaggCulprits: new Counter({
+      name: 'aegis_secagg_culprits_total',
+      help: 'Clients a secure-aggregation attempt proved to have cheated, by the evidence (kind)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
     clientRefusals: new Counter({
       name: 'aegis_client_refusals_total',
       help: 'Round attempts clients sat out because the plan was below their page floors, by reason',
@@ -159,36 +167,54 @@ export function createMetrics() {
       labelNames: ['where'] as const,
       registers: [registry],
     }),
-    dpEpsilon: new Gauge({
-      name: 'aegis_dp_epsilon',
-      help: 'Privacy spent so far (epsilon at aegis_dp_delta)',
+    cohortSkips: new Counter({
+      name: 'aegis_cohort_draws_skipped_total',
+      help: 'Cohort draws outside the allowed size (never trimmed): no round started, drawn again later',
+      labelNames: ['reason'] as const,
       registers: [registry],
     }),
-    dpDelta: new Gauge({
-      name: 'aegis_dp_delta',
-      help: 'Delta of the privacy guarantee',
-      registers: [registry],
-    }),
-    dpBudget: new Gauge({
-      name: 'aegis_dp_epsilon_budget',
-      help: 'Epsilon at which training stops',
-      registers: [registry],
-    }),
-    dpNoise: new Gauge({
-      name: 'aegis_dp_noise_multiplier',
-      help: 'Noise multiplier z (std on the sum / clip norm)',
-      registers: [registry],
-    }),
-    dpClip: new Gauge({
-      name: 'aegis_dp_clip_norm',
-      help: 'L2 clip norm of client updates',
-      registers: [registry],
-    }),
+    /** DP gauges: registered by enablePrivacy() only, so a server without DP exports none (not zeros). */
+    dp: {
+      epsilon: new Gauge({
+        name: 'aegis_dp_epsilon',
+        help: 'Privacy spent on the released models (epsilon at aegis_dp_delta, sampling rate q)',
+        registers: [],
+      }),
+      epsilonAgainstServer: new Gauge({
+        name: 'aegis_dp_epsilon_against_server',
+        help: 'Privacy spent against the server, which sees each cohort (the same rounds at q = 1)',
+        registers: [],
+      }),
+      delta: new Gauge({ name: 'aegis_dp_delta', help: 'Delta of the privacy guarantee', registers: [] }),
+      budget: new Gauge({
+        name: 'aegis_dp_epsilon_budget',
+        help: 'Epsilon at which training stops',
+        registers: [],
+      }),
+      noise: new Gauge({
+        name: 'aegis_dp_noise_multiplier',
+        help: 'Noise multiplier z (std on the sum / clip norm)',
+        registers: [],
+      }),
+      clip: new Gauge({ name: 'aegis_dp_clip_norm', help: 'L2 clip norm of client updates', registers: [] }),
+      samplingRate: new Gauge({
+        name: 'aegis_dp_sampling_rate',
+        help: 'Sampling rate q the ledger charges (1 = no amplification claimed)',
+        registers: [],
+      }),
+    },
+    /** Registers the DP gauges (once; later calls do nothing). */
+    enablePrivacy(): void {
+      if (registry.getSingleMetric('aegis_dp_epsilon')) return;
+      for (const g of Object.values(m.dp)) registry.registerMetric(g);
+    },
   };
   // Zero-initialise every reason so dashboards show flat lines, not gaps.
   for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);
   for (const where of INTERNAL_ERROR_SITES) m.internalErrors.inc({ where }, 0);
+  for (const kind of CULPRIT_KINDS) m.secaggCulprits.inc({ kind }, 0);
   for (const why of ['expired', 'evicted']) m.sessionsEnded.inc({ why }, 0);
+  for (const reason of COHORT_SKIPS) m.cohortSkips.inc({ reason }, 0);
   m.clientRefusals.inc({ reason: 'below_floor' }, 0);
   return m;
 }

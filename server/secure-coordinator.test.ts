@@ -4,13 +4,14 @@ import { epsilonFor } from '../shared/dp/calibrate.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type RoundStart, type ServerToClientEvents } from '../shared/protocol/messages.ts';
-import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { SecAggClientSession, type ClientAttestation } from '../shared/secagg/client-session.ts';
+import { attest, generateSigningKeyPair, type SigningKeyPair } from '../shared/secagg/consistency.ts';
 import { SecAggServerSession } from '../shared/secagg/server-session.ts';
-import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
+import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
 import { DEFAULTS, type ServerConfig } from './config.ts';
 import { ProtocolError } from '../shared/base/errors.ts';
 import { ManualClock, type Clock } from './clock.ts';
-import { Coordinator, type ClientLink } from './coordinator.ts';
+import { Coordinator, type ClientLink, type CoordinatorDeps } from './coordinator.ts';
 import type { Evaluator } from './evaluator.ts';
 import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
@@ -18,7 +19,7 @@ import { createMetrics } from './metrics.ts';
 const spec = MODELS.tiny;
 const P = numParams(spec);
 const rand = createSecureRandom();
-type Phase = 'keys' | 'shares' | 'masked' | 'unmask';
+type Phase = 'keys' | 'shares' | 'masked' | 'consistency' | 'unmask';
 
 /**
  * An in-memory client that speaks the real secure-aggregation protocol through the coordinator's API
@@ -36,6 +37,10 @@ class SimClient implements ClientLink {
   refuses = false;
   /** The session id the coordinator issued at hello. */
   id = '';
+  /** The identity the site attested for this client (consistency-round tests). */
+  attestation: ClientAttestation | undefined = undefined;
+  /** Alters every share it reveals (in the field, but not what was dealt) in rounds where this says so. */
+  alterReveal: ((start: RoundStart) => boolean) | null = null;
   constructor(
     readonly c: Coordinator,
     readonly delta: Float32Array,
@@ -66,7 +71,12 @@ class SimClient implements ClientLink {
       if (this.refuses)
         return this.c.roundRefuse(this.id, { round: m.round, attempt: m.attempt, reason: 'below_floor' });
       if (!m.secagg || this.silent || this.gone('keys')) return;
-      this.session = new SecAggClientSession({ ...m.secagg, vectorLength: vectorLength(P) });
+      this.session = new SecAggClientSession({
+        ...m.secagg,
+        vectorLength: vectorLength(P),
+        consistency: m.secagg.consistency === true,
+        attestation: this.attestation,
+      });
       this.c.secagg('keys', this.id, { round: m.round, attempt: m.attempt, ...this.session.advertise() });
     } else if (event === 'secagg:roster') {
       if (this.gone('shares')) return;
@@ -88,13 +98,20 @@ class SimClient implements ClientLink {
         loss: 1,
         delta: y.buffer,
       });
-    } else if (event === 'secagg:unmask') {
-      if (this.gone('unmask')) return;
-      this.c.secagg('reveal', this.id, {
+    } else if (event === 'secagg:survivors') {
+      if (this.gone('consistency')) return;
+      this.c.secagg('signature', this.id, {
         round: m.round,
         attempt: m.attempt,
-        ...packReveal(this.session!.receiveUnmask(m)),
+        ...this.session!.receiveSurvivors(m),
       });
+    } else if (event === 'secagg:unmask') {
+      if (this.gone('unmask')) return;
+      const r = this.session!.receiveUnmask(unpackUnmask(m, 100));
+      if (this.alterReveal?.(this.start!))
+        for (const x of [...r.b, ...r.s])
+          x.share = Uint8Array.from(x.share, (v, i) => (i === 32 ? v ^ 1 : v));
+      this.c.secagg('reveal', this.id, { round: m.round, attempt: m.attempt, ...packReveal(r) });
     }
   }
 }
@@ -109,7 +126,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function setup(over: Partial<ServerConfig> = {}, clock?: Clock) {
+async function setup(over: Partial<ServerConfig> = {}, clock?: Clock, deps: Partial<CoordinatorDeps> = {}) {
   const config: ServerConfig = {
     ...DEFAULTS,
     model: spec,
@@ -135,6 +152,7 @@ async function setup(over: Partial<ServerConfig> = {}, clock?: Clock) {
     dataFor: (i) => ({ kind: 'synthetic', seed: i, count: 8 }),
     log: () => {},
     clock,
+    ...deps,
   });
   coord = c;
   await c.init();
@@ -185,7 +203,7 @@ describe('Coordinator with secure aggregation', () => {
     expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
   });
 
-  it.each(['keys', 'shares', 'masked', 'unmask'] as Phase[])(
+  it.each(['keys', 'shares', 'masked', 'unmask'] as Exclude<Phase, 'consistency'>[])(
     'a client vanishing before phase %s: the round completes with the exact survivors',
     async (phase) => {
       const { c, metrics } = await setup();
@@ -212,6 +230,24 @@ describe('Coordinator with secure aggregation', () => {
     enter(c, new SimClient(c, deltas[2], 8));
     expect(c.status()).toMatchObject({ phase: 'training', selected: 3 });
     expect((await end).clients).toBe(3);
+  });
+
+  it('a holder that alters the shares it reveals is named and counted; the secrets are rebuilt and the sum is exact', async () => {
+    const { c, metrics } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 8, 8, 8, 8];
+    const end = nextEvent(c, 'roundEnd');
+    // Client 1 is among the first t holders of every other secret, so its shares are always used.
+    const clients = joinAll(c, deltas, examples);
+    for (const s of clients) s.alterReveal = (start) => start.secagg!.index === 1;
+    const s = await end;
+    expect(s.clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'altered_share' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'inconsistent_dealer' })).toBe(
+      0,
+    );
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'malformed_share' })).toBe(0);
   });
 
   it('too many dropouts: the round fails cleanly, the model is unchanged, and it is retried', async () => {
@@ -280,6 +316,85 @@ describe('Coordinator with secure aggregation', () => {
     ).toBe('wrong_length');
     const s = await end;
     expect(s.clients).toBe(5);
+  });
+});
+
+describe('Coordinator with authenticated keys and the consistency round', () => {
+  const site = generateSigningKeyPair();
+  /** An identity attested by `by` (the real site unless a test says otherwise). */
+  const attested = (by: SigningKeyPair = site): ClientAttestation => {
+    const identity = generateSigningKeyPair();
+    return { sitePublicKey: by.publicKey, identity, signature: attest(by.secretKey, identity.publicKey) };
+  };
+  const on = { secaggConsistency: true, siteAttestationKey: site.publicKey };
+  const joinAttested = (c: Coordinator, deltas: Float32Array[], vanish: (Phase | null)[] = []) =>
+    deltas.map((d, i) => {
+      const s = new SimClient(c, d, 8, vanish[i] ?? null);
+      s.attestation = attested();
+      return enter(c, s);
+    });
+
+  it('completes with the exact mean; every survivor signed U3 and every unmask request carried t signatures', async () => {
+    const { c, metrics } = await setup(on);
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAttested(c, deltas);
+    const s = await end;
+    expect(s).toMatchObject({ clients: 5, secagg: true });
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    for (const sim of sims) {
+      expect(sim.start!.secagg!.consistency).toBe(true);
+      const unmask = sim.sent.find((e) => e.event === 'secagg:unmask')!.m as { signatures: Uint8Array };
+      expect(unmask.signatures.length).toBe(4 * 68); // its four neighbours' signatures over U3
+      expect(sim.rejected).toEqual([]);
+    }
+    expect(sims[0].sent.map((e) => e.event).filter((e) => e !== 'welcome')).toEqual([
+      'round:start',
+      'secagg:roster',
+      'secagg:inbox',
+      'secagg:survivors',
+      'secagg:unmask',
+      'round:end',
+    ]);
+    expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
+  });
+
+  it('a client vanishing in R3 (before signing): its input still counts, the sum is exact', async () => {
+    const { c, metrics } = await setup(on);
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    joinAttested(c, deltas, [null, 'consistency', null, null, null]);
+    const s = await end;
+    expect(s.clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_secagg_dropouts_total', { phase: 'consistency' })).toBe(1);
+  });
+
+  it('keys the site did not attest are refused (unattested); the round goes on without that client', async () => {
+    const { c } = await setup(on);
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAttested(c, deltas.slice(0, 4));
+    // Attested by another key (e.g. one the server made up): consistent with itself, not with the site.
+    const rogue = new SimClient(c, deltas[4], 8);
+    rogue.attestation = attested(generateSigningKeyPair());
+    enter(c, rogue);
+    const s = await end;
+    expect(rogue.rejected).toEqual(['unattested']);
+    expect(s.clients).toBe(4);
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3])).toBeLessThan(1e-6);
+    expect(sims.flatMap((x) => x.rejected)).toEqual([]);
+  });
+
+  it('round:start and the unmask request of a round without it are exactly as before (no new fields)', async () => {
+    const { c } = await setup();
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
+    await end;
+    expect(Object.keys(sims[0].start!.secagg!).sort()).toEqual(['index', 'k', 'n', 't', 'tag']);
+    const unmask = sims[0].sent.find((e) => e.event === 'secagg:unmask')!.m as object;
+    expect(Object.keys(unmask).sort()).toEqual(['attempt', 'dropped', 'round', 'survivors']);
+    expect(sims[0].sent.some((e) => e.event === 'secagg:survivors')).toBe(false);
   });
 });
 
@@ -394,5 +509,155 @@ describe('Coordinator with secure aggregation contains internal errors', () => {
     const end = nextEvent(c, 'roundEnd');
     clock.advance(0); // the pause before the retry
     expect((await end).clients).toBe(5);
+  });
+});
+
+/** Rounds (and attempts) whose round:start this client received. */
+const startsOf = (s: SimClient): string[] =>
+  s.sent.filter((e) => e.event === 'round:start').map((e) => `${(e.m as any).round}.${(e.m as any).attempt}`);
+
+describe('Coordinator with secure aggregation: thresholds that say what they protect', () => {
+  it('status and round:start carry t, the colluders it tolerates and the round-start log says it in words', async () => {
+    const log: string[] = [];
+    const { c } = await setup({}, undefined, { log: (m) => log.push(m) });
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
+    await end;
+    expect(c.status().secagg).toMatchObject({
+      k: 4,
+      t: 3,
+      n: 5,
+      complete: true,
+      toleratedColluders: 2,
+      toleratedColludersSplit: 1,
+      bounds: null,
+      maliciousServer: false,
+      splitBound: null,
+      description: expect.stringContaining('tolerates 2 colluding clients'),
+    });
+    expect(sims[0].start!.secagg).toMatchObject({ n: 5, k: 4, t: 3 });
+    expect(log.find((l) => /round 1\.1: selected 5 of 5/.test(l))).toMatch(
+      /complete graph of 5 clients, threshold 3: tolerates 2 colluding clients \(1 if the server splits/,
+    );
+  });
+
+  it('--secagg-malicious-server raises t until split unmask requests expose no one, and reports the bound', async () => {
+    // 30% colluders of 5 is 2 clients; with k = 4 a split request needs 2t - k of them, so t = 4 (not the
+    // majority 3) leaves them short: the bound is 0.
+    const plain = await setup({ secaggCorrupt: 0.3 });
+    const e1 = nextEvent(plain.c, 'roundEnd');
+    joinAll(plain.c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
+    await e1;
+    expect(plain.c.status().secagg).toMatchObject({
+      t: 3,
+      toleratedColludersSplit: 1,
+      maliciousServer: false,
+    });
+    plain.c.stop();
+
+    const log: string[] = [];
+    const { c } = await setup({ secaggCorrupt: 0.3, secaggMaliciousServer: true }, undefined, {
+      log: (m) => log.push(m),
+    });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, deltas, [8, 8, 8, 8, 8]);
+    expect((await end).clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    expect(sims[0].start!.secagg).toMatchObject({ k: 4, t: 4 });
+    expect(c.status().secagg).toMatchObject({
+      t: 4,
+      toleratedColluders: 3,
+      toleratedColludersSplit: 3,
+      maliciousServer: true,
+      splitBound: 0,
+    });
+    expect(log.join('\n')).toMatch(
+      /malicious-server mode: split unmask requests \(2 assumed colluders, 4 needed/,
+    );
+  });
+});
+
+describe('Coordinator with secure aggregation: culprits', () => {
+  it('are counted by kind, logged, and sit out the rest of the round only: they take part in the next', async () => {
+    const log: string[] = [];
+    const { c, metrics } = await setup({ rounds: 2 }, undefined, { log: (m) => log.push(m) });
+    // Complete graph of 5, t = 3. Client 3 vanishes before unmask and client 4 alters every share it
+    // reveals: some survivor's self-mask then has exactly t = 3 holders answering, one of them altered.
+    // The signatures name client 4 and the attempt aborts (two valid shares are not enough).
+    const failed = nextEvent(c, 'roundFailed');
+    const sims = joinAll(
+      c,
+      Array.from({ length: 5 }, randomDelta),
+      [8, 8, 8, 8, 8],
+      [null, null, null, 'unmask', null],
+    );
+    sims[4].alterReveal = () => true;
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'secagg_aborted' });
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'altered_share' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'inconsistent_dealer' })).toBe(
+      0,
+    );
+    expect(log.join('\n')).toMatch(
+      new RegExp(
+        `round 1\\.1: 1 client proven to have cheated \\(altered_share x1\\): ${sims[4].id}; excluded until round 1 completes`,
+      ),
+    );
+    // A fifth ready client arrives; the retry is drawn without the culprit, and completes.
+    const end1 = nextEvent(c, 'roundEnd');
+    const newcomer = enter(c, new SimClient(c, randomDelta(), 8));
+    const s1 = await end1;
+    expect(s1).toMatchObject({ round: 1, attempts: 2, clients: 4 });
+    expect(startsOf(sims[4])).toEqual(['1.1']);
+    expect(startsOf(newcomer)).toEqual(['1.2']);
+    // Round 1 is complete: the culprit is eligible again. It still cheats, but with four holders answering
+    // for every secret its shares can be set aside (it is named only where its share was among the first t).
+    const end2 = nextEvent(c, 'roundEnd');
+    const s2 = await end2;
+    expect(s2).toMatchObject({ round: 2, clients: 5 });
+    expect(startsOf(sims[4])).toEqual(['1.1', '2.1']);
+  });
+});
+
+describe('Coordinator with secure aggregation and Poisson cohorts', () => {
+  it('draws the cohort at q from every ready client and reports epsilon with q beside epsilon against the server', async () => {
+    const z = 1;
+    const seed = new Uint8Array(32).fill(2);
+    const { c, metrics } = await setup(
+      {
+        minClients: 10,
+        clientsPerRound: 5,
+        dp: {
+          noiseMultiplier: z,
+          clipNorm: 0.05,
+          epsilonBudget: 100,
+          delta: 1e-5,
+          population: 10,
+          adaptive: null,
+        },
+      },
+      undefined,
+      { cohortRandom: createSecureRandom(seed) },
+    );
+    const replay = createSecureRandom(seed);
+    const expected = Array.from({ length: 10 }, (_, i) => i).filter(() => replay.float() < 0.5);
+    // The seed gives a usable draw that is not the target size (nothing is trimmed to 5).
+    expect(expected.length).toBeGreaterThanOrEqual(3);
+    expect(expected.length).not.toBe(5);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, Array.from({ length: 10 }, randomDelta), Array(10).fill(8));
+    expect((await end).clients).toBe(expected.length);
+    expect(sims.flatMap((s, i) => (s.start ? [i] : []))).toEqual(expected);
+    const p = c.status().privacy;
+    if (!p.enabled) throw new Error('DP is on');
+    expect(p.q).toBe(0.5);
+    expect(p.epsilon).toBeCloseTo(epsilonFor(0.5, z, 1, 1e-5), 10);
+    expect(p.epsilonAgainstServer).toBeCloseTo(epsilonFor(1, z, 1, 1e-5), 10);
+    expect(p.epsilon).toBeLessThan(p.epsilonAgainstServer);
+    expect(await metricValue(metrics, 'aegis_dp_epsilon')).toBeCloseTo(p.epsilon, 10);
+    expect(await metricValue(metrics, 'aegis_dp_epsilon_against_server')).toBeCloseTo(
+      p.epsilonAgainstServer,
+      10,
+    );
   });
 });

@@ -1,20 +1,24 @@
 import { SecAggAbort } from '../shared/secagg/errors.ts';
 import { SecAggServerSession, type ServerSessionConfig } from '../shared/secagg/server-session.ts';
-import type { SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
+import type { Culprit, SecAggPhase, SurvivorSet } from '../shared/secagg/types.ts';
 import {
   packInbox,
   packRoster,
+  packUnmask,
   unpackReveal,
   unpackShares,
   type WireInbox,
   type WireRoster,
+  type WireUnmask,
 } from '../shared/secagg/wire.ts';
 import type { RoundRef } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
 
-export type SecureOutcome =
-  { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string };
+/** How the round ended, with every client the session proved to have cheated either way. */
+export type SecureOutcome = (
+  { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string }
+) & { culprits: Culprit[] };
 
 /** The pure session's config, plus the timers and transport this wrapper adds around it. */
 export interface SecureRoundOptions extends ServerSessionConfig {
@@ -28,12 +32,15 @@ export interface SecureRoundOptions extends ServerSessionConfig {
   sharesDeadlineMs: number;
   maskedDeadlineAt: number;
   unmaskDeadlineMs: number;
+  /** R3 (only with `consistency`): how long survivors have to sign U3. */
+  consistencyDeadlineMs: number;
   metrics: Metrics;
   /** Sends to the client with this index if it is online; false if it is not. */
   send: {
     roster(index: number, m: RoundRef & WireRoster): boolean;
     inbox(index: number, m: RoundRef & WireInbox): boolean;
-    unmask(index: number, m: RoundRef & UnmaskRequest): boolean;
+    survivors(index: number, m: RoundRef & SurvivorSet): boolean;
+    unmask(index: number, m: RoundRef & WireUnmask): boolean;
   };
   online(index: number): boolean;
   log(msg: string): void;
@@ -95,6 +102,10 @@ export class SecureRound {
     this.session.receiveMasked(index, ring);
   }
 
+  signature(index: number, raw: unknown): void {
+    this.session.receiveSignature(index, raw);
+  }
+
   reveal(index: number, raw: unknown): void {
     this.session.receiveReveal(index, unpackReveal(raw, this.o.n));
   }
@@ -130,7 +141,17 @@ export class SecureRound {
           break;
         }
         case 'masked': {
-          for (const [i, req] of s.closeMasked()) this.o.send.unmask(i, { ...ref, ...req });
+          if (this.o.consistency) {
+            for (const [i, set] of s.closeMaskedToConsistency()) this.o.send.survivors(i, { ...ref, ...set });
+            this.deadlineAt = this.now() + this.o.consistencyDeadlineMs;
+            break;
+          }
+          for (const [i, req] of s.closeMasked()) this.o.send.unmask(i, { ...ref, ...packUnmask(req) });
+          this.deadlineAt = this.now() + this.o.unmaskDeadlineMs;
+          break;
+        }
+        case 'consistency': {
+          for (const [i, req] of s.closeConsistency()) this.o.send.unmask(i, { ...ref, ...packUnmask(req) });
           this.deadlineAt = this.now() + this.o.unmaskDeadlineMs;
           break;
         }
@@ -142,7 +163,7 @@ export class SecureRound {
           this.o.log(
             `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
           );
-          this.finish({ ok: true, sum, survivors: [...s.survivors] });
+          this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
           return;
         }
         default:
@@ -151,7 +172,7 @@ export class SecureRound {
     } catch (e) {
       if (!(e instanceof SecAggAbort)) throw e;
       this.o.log(`secure aggregation aborted in phase ${phase}: ${e.message}`);
-      this.finish({ ok: false, reason: e.message });
+      this.finish({ ok: false, reason: e.message, culprits: s.culpritEvidence });
       return;
     }
     this.o.log(`secure aggregation: phase ${phase} closed (${why}), ${missing} missing`);
@@ -163,6 +184,9 @@ export class SecureRound {
   private finish(o: SecureOutcome): void {
     this.stop();
     this.o.metrics.secaggRounds.inc({ outcome: o.ok ? 'ok' : 'aborted' });
+    // Named whichever way the attempt ended (an abort keeps its culprits too); kinds are a closed set.
+    // The coordinator logs them (rate-limited, a bounded list) and keeps them out of the round's retries.
+    for (const c of o.culprits) this.o.metrics.secaggCulprits.inc({ kind: c.kind });
     this.o.done(o);
   }
 }

@@ -1,6 +1,13 @@
 import { decodeAggregate, vectorLength, type EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { SecAggRoundInfo } from '../../shared/protocol/messages.ts';
-import { chooseDegree, harary } from '../../shared/secagg/graph.ts';
+import {
+  chooseDegree,
+  colludersOf,
+  describeDegree,
+  harary,
+  log2SplitBound,
+  type SplitBound,
+} from '../../shared/secagg/graph.ts';
 import type { SecAggActivePhase } from '../../shared/secagg/types.ts';
 import { SecureRound, type SecureOutcome } from '../secure-round.ts';
 import type {
@@ -8,7 +15,9 @@ import type {
   MemberUpdate,
   RoundContext,
   RoundSettings,
+  DegreeReport,
   SecAggChannel,
+  SecAggClientMessage,
   SecAggSettings,
 } from './types.ts';
 
@@ -22,6 +31,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   readonly ringLength: number;
   readonly k: number;
   readonly t: number;
+  readonly degree: DegreeReport;
   private readonly round: SecureRound;
   /** numExamples of each member whose masked input arrived. */
   private readonly examples = new Map<number, number>();
@@ -33,15 +43,35 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   ) {
     const n = s.n;
     const sa = s.secagg;
+    const maliciousServer = sa.maliciousServer === true;
     const degree = chooseDegree(n, {
       dropout: sa.dropout,
       corrupt: sa.corrupt,
-      sigma: 40,
+      sigma: SECURITY_BITS,
       eta: 20,
       thresholdFraction: sa.thresholdFraction,
+      maliciousServer,
     });
     this.k = degree.k;
     this.t = degree.t;
+    // Malicious-server mode: the split bound counts colluders among a client's k neighbours as a uniform
+    // draw, which holds only if the server cannot choose the circle. It does choose it today (harary()
+    // shuffles with the server's randomness), so for SecAgg+ cohorts (n >= 50) the bound is only as good
+    // as the server's honesty about that shuffle; below 50 the graph is complete and there is no order
+    // to steer. A verifiable order (e.g. from the clients' committed randomness) is still to come.
+    const split: SplitBound | null = maliciousServer
+      ? log2SplitBound(n, degree.k, degree.t, colludersOf(n, sa.corrupt))
+      : null;
+    const splitNote = split
+      ? `; malicious-server mode: split unmask requests (${split.colluders} assumed colluders, ${split.needed} needed among a client's neighbours) expose a client with probability ${probability(split.log2Bound)}`
+      : '';
+    this.degree = {
+      n,
+      degree,
+      maliciousServer,
+      split,
+      description: describeDegree(n, degree) + splitNote,
+    };
     this.ringLength = vectorLength(s.numParams);
     this.round = new SecureRound({
       ref: ctx.ref,
@@ -51,16 +81,20 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       t: degree.t,
       vectorLength: this.ringLength,
       minSurvivors: s.minUpdates,
+      consistency: sa.consistency,
       clock: ctx.clock,
       defer: ctx.defer,
       keysDeadlineMs: sa.keysDeadlineMs,
       sharesDeadlineMs: sa.sharesDeadlineMs,
       maskedDeadlineAt: ctx.clock.now() + s.roundDeadlineMs,
       unmaskDeadlineMs: sa.unmaskDeadlineMs,
+      // R3 is one round trip like R4 (sign a set vs reveal shares): the same deadline.
+      consistencyDeadlineMs: sa.unmaskDeadlineMs,
       metrics: ctx.metrics,
       send: {
         roster: (i, m) => ctx.send(i, 'secagg:roster', m),
         inbox: (i, m) => ctx.send(i, 'secagg:inbox', m),
+        survivors: (i, m) => ctx.send(i, 'secagg:survivors', m),
         unmask: (i, m) => ctx.send(i, 'secagg:unmask', m),
       },
       online: (i) => ctx.online(i),
@@ -74,7 +108,8 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   }
 
   get description(): string {
-    return `secure aggregation, k = ${this.k}, t = ${this.t}`;
+    const r3 = this.s.secagg.consistency ? ', consistency round' : '';
+    return `secure aggregation, k = ${this.k}${r3}: ${this.degree.description}`;
   }
 
   get deadlineAt(): number {
@@ -94,12 +129,21 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   }
 
   info(member: number): SecAggRoundInfo {
-    return { tag: this.s.secagg.tag, index: member, n: this.s.n, t: this.t, k: this.k };
+    const info: SecAggRoundInfo = {
+      tag: this.s.secagg.tag,
+      index: member,
+      n: this.s.n,
+      t: this.t,
+      k: this.k,
+    };
+    if (this.s.secagg.consistency) info.consistency = true; // absent otherwise: round:start as before
+    return info;
   }
 
-  receive(kind: 'keys' | 'shares' | 'reveal', member: number, raw: unknown): void {
+  receive(kind: SecAggClientMessage, member: number, raw: unknown): void {
     if (kind === 'keys') this.round.keys(member, raw);
     else if (kind === 'shares') this.round.shares(member, raw);
+    else if (kind === 'signature') this.round.signature(member, raw);
     else this.round.reveal(member, raw);
   }
 
@@ -119,6 +163,8 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
 
   private done(o: SecureOutcome): void {
     const dropped = Math.max(0, this.s.n - this.examples.size);
+    // Named culprits ride along with the outcome (omitted when there are none).
+    const culprits = o.culprits.length ? { culprits: o.culprits } : {};
     if (!o.ok) {
       this.ctx.close({
         ok: false,
@@ -126,6 +172,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
         why: o.reason,
         updates: this.examples.size,
         dropped,
+        ...culprits,
       });
       return;
     }
@@ -140,6 +187,15 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       stragglers: this.s.n - survivors,
       dropped,
       indicatorSum: this.s.dp?.adaptive ? agg.indicatorSum : null,
+      ...culprits,
     });
   }
+}
+
+/** Security parameter sigma: every security bound of (k, t) is below 2^-SECURITY_BITS. */
+const SECURITY_BITS = 40;
+
+/** 2^log2 for a log line: "0" when impossible, else "below 2^-x". */
+function probability(log2: number): string {
+  return Number.isFinite(log2) ? `below 2^${Math.ceil(log2)}` : '0';
 }
