@@ -89,7 +89,8 @@ describe('browser swarm', () => {
       timeout: 10_000,
     });
     expect(await page.textContent('#backend')).toBe(states[0].backend);
-    expect(await page.textContent('#secagg')).toMatch(/^on \(3 neighbours, threshold 2\)/);
+    // Below 50 clients the complete graph with an honest-majority threshold: t = floor(4 / 2) + 1 = 3.
+    expect(await page.textContent('#secagg')).toMatch(/^on \(3 neighbours, threshold 3\)/);
   }, 600_000);
 
   it('falls back past backends it cannot use or should not, says why, and trains on wasm with our gradient kernels', async () => {
