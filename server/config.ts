@@ -81,6 +81,11 @@ export interface ServerConfig {
   secaggThreshold: number;
   /** Each coordinate of an encoded update is clipped to +-coordClip (after any L2 clip). */
   coordClip: number;
+  /**
+   * Keep-old-model guard: a new model whose test loss exceeds the current one's by more than this many
+   * nats is discarded (the round is recorded as rejected). 0 = off.
+   */
+  maxLossIncrease: number;
   dp: DpConfig | null;
   /** A disconnected client's session can be resumed for this long, then it is forgotten. */
   sessionTtlMs: number;
@@ -130,6 +135,7 @@ export const DEFAULTS: ServerConfig = {
   secaggCorrupt: 0.05,
   secaggThreshold: 0.5,
   coordClip: 0.5,
+  maxLossIncrease: 1,
   dp: null,
   sessionTtlMs: 10 * 60_000,
   maxSessions: 50_000,
@@ -179,7 +185,10 @@ export const FLAGS = {
   'cifar-dir': { type: 'string', help: 'directory with CIFAR-10 data_batch_*.bin / test_batch.bin' },
   seed: { type: 'string', help: 'seed for data generation, sharding and initial weights' },
   'max-message-bytes': { type: 'string', help: 'largest accepted socket.io message' },
-  'max-examples-per-client': { type: 'string', help: 'largest numExamples a client may claim' },
+  'max-examples-per-client': {
+    type: 'string',
+    help: 'largest numExamples a client may claim; the public cap ring weights are divided by',
+  },
   'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
   quiet: { type: 'boolean', help: 'log only errors' },
   secagg: { type: 'string', help: 'secure aggregation: on | off (off = plain updates, for comparison)' },
@@ -193,6 +202,10 @@ export const FLAGS = {
     help: 'Shamir threshold as a fraction of the degree (t = floor(f k) + 1)',
   },
   'coord-clip': { type: 'string', help: 'per-coordinate clip of encoded updates' },
+  'max-loss-increase': {
+    type: 'string',
+    help: 'discard a new model whose test loss rises more than this (nats) over the current one; 0 = off',
+  },
   'dp-noise': { type: 'string', help: 'DP noise multiplier z (std on the sum / clip); 0 = DP off' },
   'dp-epsilon': { type: 'string', help: 'DP budget: training stops before a round would exceed it' },
   'dp-delta': { type: 'string', help: 'DP delta' },
@@ -412,6 +425,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     secaggCorrupt: num('secagg-corrupt', s('secagg-corrupt'), d.secaggCorrupt, 1e-6, 0.5),
     secaggThreshold: num('secagg-threshold', s('secagg-threshold'), d.secaggThreshold, 0, 0.99),
     coordClip: num('coord-clip', s('coord-clip'), d.coordClip, 1e-6, 1e6),
+    maxLossIncrease: num('max-loss-increase', s('max-loss-increase'), d.maxLossIncrease, 0, 1e6),
     dp: null,
     sessionTtlMs: int('session-ttl-ms', s('session-ttl-ms'), d.sessionTtlMs, 1000, 7 * 24 * 3600_000),
     maxSessions: int('max-sessions', s('max-sessions'), d.maxSessions, 1, 10_000_000),

@@ -5,7 +5,7 @@ import { isRejectReason, ProtocolError } from '../shared/base/errors.ts';
 import type { DataSpec } from '../shared/data/dataset.ts';
 import { createRng, type Rng } from '../shared/data/rng.ts';
 import { PROTOCOL_VERSION, type Ack, type RoundRef, type RoundSummary } from '../shared/protocol/messages.ts';
-import type { ServerStatus } from '../shared/protocol/status.ts';
+import type { DefenceStatus, ServerStatus } from '../shared/protocol/status.ts';
 import { checkUpdate } from '../shared/protocol/validate.ts';
 import {
   createAccumulator,
@@ -65,6 +65,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private state: RoundState = { kind: 'waiting', pause: null };
   private ref: RoundRef = { round: 1, attempt: 0 };
   private degree: { k: number; t: number } | null = null;
+  private aggregatesRejected = 0;
+  private lastAggregateRejection: DefenceStatus['lastAggregateRejection'] = null;
   private stopped = false;
 
   constructor(private readonly deps: CoordinatorDeps) {
@@ -83,7 +85,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.timers = this.guard.clock(this.clock);
     this.model = new GlobalModel({ ...deps, clock: this.clock, log: (m) => this.log(m) });
     this.clients = new ClientRegistry({
-      maxExamples: this.cfg.maxExamplesPerClient,
       clock: this.clock,
       sessionTtlMs: this.cfg.sessionTtlMs,
       maxSessions: this.cfg.maxSessions,
@@ -203,6 +204,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       initial: this.model.initial,
       history: this.model.history,
       privacy: this.model.privacyStatus(),
+      defences: {
+        aggregatesRejected: this.aggregatesRejected,
+        lastAggregateRejection: this.lastAggregateRejection,
+        modelsRejected: this.model.modelsRejected,
+        maxLossIncrease: this.cfg.maxLossIncrease,
+      },
     });
   }
 
@@ -260,8 +267,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const startedAt = this.clock.now();
     const dp = this.model.roundDp();
     const tag = `aegisfl/${this.runId}/${ref.round}.${ref.attempt}`;
-    const examples = cohort.map((c) => c.numExamples);
-    const accumulator = createAccumulator(roundSettings(cfg, this.model.numParams, examples, dp, tag), {
+    const accumulator = createAccumulator(roundSettings(cfg, this.model.numParams, cohort.length, dp, tag), {
       ref,
       clock: this.timers,
       metrics: this.deps.metrics,
@@ -291,7 +297,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const t = this.state;
     if (t.kind !== 'training' || t.ref !== ref) return;
     this.deps.metrics.stragglersDropped.inc(o.dropped);
-    if (!o.ok) return this.failRound(o.reason, o.why, o.updates);
+    if (!o.ok) {
+      if (o.reason === 'aggregate_rejected') {
+        // Counted by check in the accumulator (aegis_aggregates_rejected_total); kept here for status.
+        this.aggregatesRejected++;
+        this.lastAggregateRejection = { ...ref, check: o.check, message: o.why };
+      }
+      return this.failRound(o.reason, o.why, o.updates);
+    }
     const reported = t.accumulator.reported;
     this.state = { kind: 'evaluating', ref, startedAt: t.startedAt, selected: t.cohort.length, reported };
     this.model

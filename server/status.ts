@@ -1,5 +1,5 @@
 import { PROTOCOL_VERSION, type RoundRef, type RoundSummary } from '../shared/protocol/messages.ts';
-import type { PrivacyStatus, ServerStatus } from '../shared/protocol/status.ts';
+import type { DefenceStatus, PrivacyStatus, ServerStatus } from '../shared/protocol/status.ts';
 import type { ClientCounts } from './clients.ts';
 import type { RoundState } from './round-state.ts';
 
@@ -18,6 +18,7 @@ export interface StatusInput {
   initial: { accuracy: number; loss: number } | null;
   history: RoundSummary[];
   privacy: PrivacyStatus | { enabled: false };
+  defences: DefenceStatus;
 }
 
 /**
@@ -48,6 +49,7 @@ export function statusView(s: StatusInput): ServerStatus {
       t: s.degree?.t ?? null,
     },
     privacy: s.privacy,
+    defences: s.defences,
     stopReason: st.kind === 'done' ? st.reason : null,
   };
 }
