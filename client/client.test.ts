@@ -15,13 +15,15 @@ import {
   type Update,
   type Welcome,
 } from '../shared/protocol/messages.ts';
-import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { SecAggClientSession, type ClientAttestation } from '../shared/secagg/client-session.ts';
+import { attest, generateSigningKeyPair } from '../shared/secagg/consistency.ts';
 import { addInto } from '../shared/secagg/ring.ts';
 import { SecAggServerSession } from '../shared/secagg/server-session.ts';
-import { packInbox, packRoster, unpackReveal, unpackShares } from '../shared/secagg/wire.ts';
+import { packInbox, packRoster, packUnmask, unpackReveal, unpackShares } from '../shared/secagg/wire.ts';
 import {
   AegisClient,
   type ClientEvents,
+  type ClientOptions,
   type ClientListenEvents,
   type ClientState,
   type SocketLike,
@@ -162,7 +164,7 @@ function roundStart(round: number, attempt: number, secure: boolean): RoundStart
 }
 
 /** A client joined to a fake server, with every event it emits recorded. */
-async function joined() {
+async function joined(extra: Partial<ClientOptions> = {}) {
   const socket = new FakeSocket();
   const clock = new FakeClock();
   const trainer = fakeTrainer();
@@ -177,6 +179,7 @@ async function joined() {
     },
     connect: () => socket,
     clock,
+    ...extra,
   });
   const events: { [K in keyof ClientEvents]?: ClientEvents[K][] } = {};
   const record = <K extends keyof ClientEvents>(k: K) =>
@@ -210,6 +213,117 @@ function secureServer(tag: string) {
   const peerInputs = peers.map((_, i) => Uint32Array.from({ length: L }, (_, j) => (j * 7 + i) >>> 0));
   return { server, peers, peerInputs };
 }
+
+const site = generateSigningKeyPair();
+function attested(): ClientAttestation {
+  const identity = generateSigningKeyPair();
+  return { sitePublicKey: site.publicKey, identity, signature: attest(site.secretKey, identity.publicKey) };
+}
+
+describe('AegisClient with a site attestation key (consistency round)', () => {
+  it('refuses a secure round without R3, and a plain round, without training: a floor the server cannot lower', async () => {
+    const { socket, trainer, events } = await joined({ attestation: attested() });
+    socket.deliver('round:start', roundStart(1, 1, true));
+    await settle();
+    expect(trainer.trainings).toHaveLength(0);
+    expect(socket.all('secagg:keys')).toEqual([]);
+    expect(socket.all('secagg:refuse')).toEqual([
+      expect.objectContaining({ round: 1, attempt: 1, reason: 'below_floor' }),
+    ]);
+    socket.deliver('round:start', roundStart(2, 1, false));
+    await settle();
+    expect(trainer.trainings).toHaveLength(0);
+    expect(events.secagg?.map((e) => e.step)).toEqual(['refused', 'refused']);
+  });
+
+  it('a client without one refuses a round that needs an attested identity', async () => {
+    const { socket, trainer } = await joined();
+    const r = roundStart(1, 1, true);
+    socket.deliver('round:start', { ...r, secagg: { ...r.secagg!, consistency: true } });
+    await settle();
+    expect(trainer.trainings).toHaveLength(0);
+    expect(socket.all('secagg:refuse')).toEqual([expect.objectContaining({ reason: 'unattested' })]);
+  });
+
+  it('an attestation the site key does not verify is refused when the client is made', () => {
+    const bad = { ...attested(), signature: new Uint8Array(64) };
+    expect(
+      () =>
+        new AegisClient({
+          serverUrl: 'http://x.invalid',
+          source: 'node',
+          spawnTrainer: async () => fakeTrainer().port,
+          attestation: bad,
+        }),
+    ).toThrow(RangeError);
+  });
+
+  it("a round with R3: attested keys, signs U3, reveals after its neighbours' signatures; the sum is exact", async () => {
+    const { socket, trainer, events } = await joined({ attestation: attested() });
+    const r0 = roundStart(1, 1, true);
+    const r = { ...r0, secagg: { ...r0.secagg!, consistency: true as const } };
+    const tag = r.secagg.tag;
+    const server = new SecAggServerSession({
+      tag,
+      n: 3,
+      neighbours: [
+        [2, 3],
+        [1, 3],
+        [1, 2],
+      ],
+      t: 2,
+      vectorLength: L,
+      minSurvivors: 3,
+      consistency: { sitePublicKey: site.publicKey },
+    });
+    const peers = [2, 3].map(
+      (index) =>
+        new SecAggClientSession({
+          tag,
+          index,
+          n: 3,
+          t: 2,
+          vectorLength: L,
+          consistency: true,
+          attestation: attested(),
+        }),
+    );
+    const peerInputs = peers.map((_, i) => Uint32Array.from({ length: L }, (_, j) => (j * 5 + i) >>> 0));
+    socket.deliver('round:start', r);
+    await settle();
+    const [keys] = socket.all('secagg:keys');
+    expect(keys.auth).toBeDefined();
+    server.receiveKeys(1, keys);
+    peers.forEach((p, i) => server.receiveKeys(i + 2, p.advertise()));
+    const rosters = server.closeKeys();
+    socket.deliver('secagg:roster', { round: 1, attempt: 1, ...packRoster(rosters.get(1)!) });
+    server.receiveShares(1, unpackShares(socket.all('secagg:shares')[0], 3));
+    peers.forEach((p, i) => server.receiveShares(i + 2, p.receiveRoster(rosters.get(i + 2)!)));
+    const inboxes = server.closeShares();
+    trainer.trainings[0].finish(delta);
+    socket.deliver('secagg:inbox', { round: 1, attempt: 1, ...packInbox(inboxes.get(1)!) });
+    await settle();
+    server.receiveMasked(1, new Uint32Array(socket.all('update')[0].delta));
+    peers.forEach((p, i) => {
+      p.receiveInbox(inboxes.get(i + 2)!);
+      server.receiveMasked(i + 2, p.mask(peerInputs[i]));
+    });
+    const sets = server.closeMaskedToConsistency();
+    socket.deliver('secagg:survivors', { round: 1, attempt: 1, ...sets.get(1)! });
+    server.receiveSignature(1, socket.all('secagg:signature')[0]);
+    peers.forEach((p, i) => server.receiveSignature(i + 2, p.receiveSurvivors(sets.get(i + 2)!)));
+    const requests = server.closeConsistency();
+    socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...packUnmask(requests.get(1)!) });
+    server.receiveReveal(1, unpackReveal(socket.all('secagg:reveal')[0], 3));
+    peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));
+    const sum = server.closeUnmask();
+    expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'signature', 'reveal']);
+    const expected = encodeContribution(delta, EXAMPLES, plan, createSecureRandom(), 0.5).ring;
+    for (const x of peerInputs) addInto(expected, x);
+    expect(sum).toEqual(expected);
+    expect(socket.all('secagg:refuse')).toEqual([]);
+  });
+});
 
 describe('AegisClient', () => {
   it('says hello on connect, prepares once on welcome and tells the server it is ready', async () => {
@@ -314,7 +428,7 @@ describe('AegisClient', () => {
       server.receiveMasked(i + 2, p.mask(peerInputs[i]));
     });
     const requests = server.closeMasked();
-    socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...requests.get(1)! });
+    socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...packUnmask(requests.get(1)!) });
     const [reveal] = socket.all('secagg:reveal');
     server.receiveReveal(1, unpackReveal(reveal, 3));
     peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));

@@ -3,9 +3,13 @@ import { createSecureRandom, type SecureRandom } from '../shared/dp/secure-rando
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
 import { numParams } from '../shared/model/spec.ts';
 import { asBytes } from '../shared/base/bytes.ts';
-import { SecAggClientSession } from '../shared/secagg/client-session.ts';
-import { ProtocolError } from '../shared/base/errors.ts';
-import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
+import {
+  checkClientAttestation,
+  SecAggClientSession,
+  type ClientAttestation,
+} from '../shared/secagg/client-session.ts';
+import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
+import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,
@@ -48,7 +52,11 @@ export interface ClientEvents extends Record<string, unknown> {
     masked: boolean;
     bytes: number;
   };
-  secagg: { round: number; step: 'keys' | 'shares' | 'inbox' | 'reveal' | 'refused'; detail?: string };
+  secagg: {
+    round: number;
+    step: 'keys' | 'shares' | 'inbox' | 'signature' | 'reveal' | 'refused';
+    detail?: string;
+  };
   ack: { round: number; ack: Ack };
   roundEnd: RoundSummary;
   rejected: Rejection;
@@ -92,6 +100,12 @@ export interface ClientOptions {
   connect?: (url: string, opts: ConnectOptions) => SocketLike;
   /** Deadlines and timings; default the system clock. */
   clock?: Clock;
+  /**
+   * From the embedding page (never the server): the site's attestation key and this visitor's identity
+   * with the site's signature on it. With it, the client takes part only in secure rounds that run the
+   * consistency round (R3), and trusts only peers whose keys the site vouches for.
+   */
+  attestation?: ClientAttestation;
 }
 
 /**
@@ -198,6 +212,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     super();
     this.identity = opts.identity ?? memoryStore();
     this.clock = opts.clock ?? systemClock;
+    if (opts.attestation) checkClientAttestation(opts.attestation); // a page's mistake shows at once
   }
 
   /** The server-issued session id, once welcomed (kept across reconnects and, with a stored identity, reloads). */
@@ -264,9 +279,16 @@ export class AegisClient extends Emitter<ClientEvents> {
         return `${peers.length} peers${bad ? `, ${bad} bad boxes` : ''}`;
       }),
     );
+    s.on('secagg:survivors', (m) =>
+      this.onSecure(m, 'signature', (sec) => {
+        const { sig } = sec.session.receiveSurvivors(m);
+        s.emit('secagg:signature', { round: m.round, attempt: m.attempt, sig });
+        return `signed a survivor set of ${m.survivors.length}`;
+      }),
+    );
     s.on('secagg:unmask', (m) =>
       this.onSecure(m, 'reveal', (sec) => {
-        const r = sec.session.receiveUnmask(m);
+        const r = sec.session.receiveUnmask(unpackUnmask(m, sec.n));
         s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...packReveal(r) });
         return `${r.b.length} self-mask shares, ${r.s.length} key shares`;
       }),
@@ -440,6 +462,18 @@ export class AegisClient extends Emitter<ClientEvents> {
     const bytes = asBytes(r.weights);
     if (!bytes) return this.fail(new Error('round:start carried no binary weights'));
     const ref: RoundRef = { round: r.round, attempt: r.attempt };
+    const refusal = this.attestationRefusal(r);
+    if (refusal) {
+      // Not joined: a round we wait on for an inbox was cancelled by this newer round, so stop waiting.
+      if (this.life.kind === 'awaiting-inbox') this.enter({ kind: 'idle', setup });
+      if (r.secagg) this.socket?.emit('secagg:refuse', { ...ref, ...refusal });
+      this.emit('secagg', {
+        round: r.round,
+        step: 'refused',
+        detail: `${refusal.reason}: ${refusal.message}`,
+      });
+      return;
+    }
     let at: RoundLife = { kind: 'training', setup, ref };
     this.enter(at);
     const secure = (this.secure = r.secagg ? this.joinSecure(ref, r.secagg, r.model) : null);
@@ -503,9 +537,34 @@ export class AegisClient extends Emitter<ClientEvents> {
     }
   }
 
+  /**
+   * Why we do not take part in this round, if we do not: a client given a site key runs only secure rounds
+   * with the consistency round (a floor the server cannot lower); a round with it needs that key.
+   */
+  private attestationRefusal(r: RoundStart): { reason: RejectReason; message: string } | null {
+    const r3 = r.secagg?.consistency === true;
+    if (this.opts.attestation && !r3)
+      return {
+        reason: 'below_floor',
+        message:
+          'this client takes part only in secure rounds with authenticated keys and the consistency round',
+      };
+    if (r3 && !this.opts.attestation)
+      return {
+        reason: 'unattested',
+        message: 'the round needs an attested identity, and this client has none',
+      };
+    return null;
+  }
+
   /** Opens the round's secure-aggregation session; its keys go out at once, so key exchange runs while we train. */
   private joinSecure(ref: RoundRef, info: SecAggRoundInfo, model: RoundStart['model']): SecureRound {
-    const session = new SecAggClientSession({ ...info, vectorLength: vectorLength(numParams(model)) });
+    const session = new SecAggClientSession({
+      ...info,
+      vectorLength: vectorLength(numParams(model)),
+      consistency: info.consistency === true,
+      attestation: this.opts.attestation,
+    });
     let gotInbox!: () => void;
     const inbox = new Promise<void>((res) => (gotInbox = res));
     this.socket?.emit('secagg:keys', { ...ref, ...session.advertise() });
@@ -578,7 +637,7 @@ export class AegisClient extends Emitter<ClientEvents> {
   /** Runs one secure-aggregation step for the current round; a request we must not answer is refused and reported. */
   private onSecure(
     m: RoundRef,
-    step: 'shares' | 'inbox' | 'reveal',
+    step: 'shares' | 'inbox' | 'signature' | 'reveal',
     fn: (sec: SecureRound) => string | void,
   ): void {
     const sec = this.secure;

@@ -3,17 +3,44 @@
  *   <script type="module" src="https://fl.example.org/aegis-embed.js" data-consent="required"></script>
  * It joins the server it was loaded from. With data-consent="required" it waits until the page calls
  * window.aegisfl.join() (after the visitor agreed); otherwise it joins when the page is idle.
+ *
+ * A site that vouches for its visitors' keys adds data-attestation-key="<hex Ed25519 public key>" and
+ * calls window.aegisfl.join({ identity: { secretKey, publicKey }, signature }) with the identity its own
+ * backend attested; the client then joins only rounds with the consistency round (docs/protocol.md).
  */
+import { hexToBytes } from '@noble/hashes/utils.js';
 import { join, parseBackends } from './index.ts';
 import type { AegisClient } from './client.ts';
+import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 
 const serverUrl = new URL(import.meta.url).origin;
 const script = document.querySelector<HTMLScriptElement>('script[src*="aegis-embed.js"]');
+const siteKeyHex = script?.dataset.attestationKey;
 let client: AegisClient | null = null;
 
+/** The site's attestation key from the script tag: 64 hex digits, else an error (never silently off). */
+function siteKey(): Uint8Array | null {
+  if (siteKeyHex === undefined) return null;
+  if (!/^[0-9a-fA-F]{64}$/.test(siteKeyHex)) throw new Error('data-attestation-key must be 64 hex digits');
+  return hexToBytes(siteKeyHex.toLowerCase());
+}
+
 const api = {
-  join(): AegisClient {
-    client ??= join({ serverUrl, source: 'embed', backends: parseBackends(script?.dataset.backends) });
+  join(attested?: Omit<ClientAttestation, 'sitePublicKey'>): AegisClient {
+    const sitePublicKey = siteKey();
+    if (sitePublicKey && !attested)
+      throw new Error(
+        'data-attestation-key is set: join({ identity, signature }) with the attested identity',
+      );
+    if (attested && !sitePublicKey)
+      throw new Error('an attested identity needs the site key in data-attestation-key on the script tag');
+    const attestation = sitePublicKey && attested ? { ...attested, sitePublicKey } : undefined;
+    client ??= join({
+      serverUrl,
+      source: 'embed',
+      backends: parseBackends(script?.dataset.backends),
+      attestation,
+    });
     return client;
   },
   leave(): void {
@@ -26,7 +53,8 @@ const api = {
 };
 (window as unknown as { aegisfl: typeof api }).aegisfl = api;
 
-if (script?.dataset.consent !== 'required') {
+// With an attestation key the page must hand over the visitor's identity: no join on idle.
+if (script?.dataset.consent !== 'required' && siteKeyHex === undefined) {
   const start = (): void => void api.join();
   if ('requestIdleCallback' in window) requestIdleCallback(start, { timeout: 5000 });
   else setTimeout(start, 1000);

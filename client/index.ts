@@ -2,6 +2,7 @@
 import { BACKENDS, type BackendName, type ClientSource } from '../shared/protocol/messages.ts';
 import { AegisClient } from './client.ts';
 import type { IdentityStore } from './profile.ts';
+import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 import { spawnTrainer } from './spawn-trainer.ts';
 
 export { AegisClient } from './client.ts';
@@ -13,6 +14,12 @@ export interface JoinOptions {
   /** Where the server-issued session is kept (e.g. storageStore(sessionStorage, url)); default: memory. */
   identity?: IdentityStore;
   backends?: BackendName[];
+  /**
+   * The site's attestation key and this visitor's identity with the site's signature on it (from the
+   * site's own backend). With it the client joins only rounds with authenticated keys and the consistency
+   * round; the server cannot lower that.
+   */
+  attestation?: ClientAttestation;
 }
 
 /** Parses a comma-separated backend list (e.g. from a URL or data attribute); unknown names are an error. */
@@ -34,6 +41,7 @@ export function join(opts: JoinOptions = {}): AegisClient {
     source: opts.source ?? 'embed',
     identity: opts.identity,
     backends: opts.backends,
+    attestation: opts.attestation,
     spawnTrainer,
   });
   client.start();

@@ -1,4 +1,4 @@
-import type { SecAggActivePhase } from '../shared/secagg/types.ts';
+import type { AdvertiseKeys, Reveal, SecAggActivePhase } from '../shared/secagg/types.ts';
 import { io, type Socket } from 'socket.io-client';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
@@ -20,6 +20,19 @@ export type SecPhase = SecAggActivePhase;
 export type Hook = (c: ScriptedClient, m: any) => Promise<void> | void;
 
 /**
+ * What a scripted client changes in its own answers (an attacker's deviations): each gets the honest
+ * value and the server's message, and returns what is sent instead.
+ */
+export interface Tamper {
+  /** The keys advertised at R0. */
+  keys?: (k: AdvertiseKeys, m: RoundStart) => AdvertiseKeys;
+  /** The plaintext ring vector, before it is masked (what the sum will hold for this client). */
+  plain?: (ring: Uint32Array, m: any) => Uint32Array;
+  /** The shares revealed at R4. */
+  reveal?: (r: Reveal, m: any) => Reveal;
+}
+
+/**
  * A protocol-level client without a trainer: it speaks the real secure-aggregation protocol over
  * socket.io with a fixed update, can vanish before any phase, and records every byte it sends (which is
  * exactly what the server receives from it).
@@ -34,8 +47,11 @@ export class ScriptedClient {
   /** Every message sent, with the server's answer once it came. */
   readonly sent: { event: string; payload: any; ack?: Ack }[] = [];
   readonly hooks: Partial<Record<SecPhase, Hook>> = {};
+  readonly tamper: Tamper = {};
   /** The session the server issued at welcome (`id` is only this test's name for the client). */
   sessionId: string | null = null;
+  /** Its resume token (what a thief of this session would need). */
+  resumeToken: string | null = null;
   /** Stay silent (connected, not answering) for a phase when this says so. */
   silentIf: ((phase: SecPhase, m: any) => boolean) | null = null;
   private readonly rand = createSecureRandom();
@@ -55,6 +71,7 @@ export class ScriptedClient {
     );
     this.socket.on('welcome', (w) => {
       this.sessionId = w.sessionId;
+      this.resumeToken = w.resumeToken;
       this.socket.emit('ready', { backend: 'cpu' }); // the example count travels only inside the vector
     });
     if (process.env.DEBUG_E2E)
@@ -77,7 +94,7 @@ export class ScriptedClient {
         this.emit('secagg:reveal', {
           round: m.round,
           attempt: m.attempt,
-          ...packReveal(this.session!.receiveUnmask(m)),
+          ...packReveal(this.reveal(m)),
         }),
       ),
     );
@@ -114,16 +131,27 @@ export class ScriptedClient {
   private async onStart(m: RoundStart): Promise<void> {
     if (!m.secagg) return;
     this.session = new SecAggClientSession({ ...m.secagg, vectorLength: vectorLength(numParams(m.model)) });
-    await this.emit('secagg:keys', { round: m.round, attempt: m.attempt, ...this.session.advertise() });
+    const keys = this.session.advertise();
+    await this.emit('secagg:keys', {
+      round: m.round,
+      attempt: m.attempt,
+      ...(this.tamper.keys?.(keys, m) ?? keys),
+    });
   }
 
   private async onInbox(m: any): Promise<void> {
     this.session!.receiveInbox(unpackInbox(m, this.start!.secagg!.n));
     const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, this.rand, this.loss);
-    this.plain.set(m.round, enc.ring);
-    const y = this.session!.mask(enc.ring);
+    const x = this.tamper.plain?.(enc.ring, m) ?? enc.ring;
+    this.plain.set(m.round, x);
+    const y = this.session!.mask(x);
     // Only the masked vector: the weight and the loss are inside it, nothing per client in the clear.
     await this.emit('update', { round: m.round, attempt: m.attempt, delta: y.buffer });
+  }
+
+  private reveal(m: any): Reveal {
+    const r = this.session!.receiveUnmask(m);
+    return this.tamper.reveal?.(r, m) ?? r;
   }
 
   roster(m: unknown) {

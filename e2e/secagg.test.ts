@@ -8,8 +8,8 @@ import { ScriptedClient, type SecPhase } from './scripted-client.ts';
 import { startServerProcess, waitForPhase, type ServerProcess } from './server-process.ts';
 
 /**
- * Secure aggregation end to end: the server process, real socket.io, eight protocol clients. Four vanish,
- * one before each phase; four misbehave once each before behaving. Everything the clients send (= all the
+ * Secure aggregation end to end: the server process, real socket.io, twelve protocol clients. Four vanish,
+ * one before each phase; four misbehave once each before behaving; four just take part. Everything the clients send (= all the
  * server receives) is recorded and checked.
  */
 const P = numParams(MODELS.tiny);
@@ -27,9 +27,9 @@ beforeAll(async () => {
     '--rounds',
     '1',
     '--min-clients',
-    '8',
+    '12',
     '--clients-per-round',
-    '8',
+    '12',
     '--min-updates',
     '3',
     '--round-pause-ms',
@@ -42,8 +42,6 @@ beforeAll(async () => {
     '10000',
     '--secagg-unmask-deadline-ms',
     '10000',
-    '--secagg-threshold',
-    '0.4',
     '--max-message-bytes',
     String(P * 4 + 64 * 1024),
     // The public cap ring weights are divided by; near the real counts, the weighted mean is exact to 1e-6.
@@ -67,11 +65,11 @@ const chi2TopNibble = (v: Uint32Array): number => {
 
 describe('secure aggregation over socket.io', () => {
   it('drops at every phase, rejects misbehaviour, and the server only ever sees masked vectors', async () => {
-    const vanish: (SecPhase | null)[] = ['keys', 'shares', 'masked', 'unmask', null, null, null, null];
-    const examples = [8, 8, 8, 8, 4, 8, 12, 16];
+    const vanish: (SecPhase | null)[] = ['keys', 'shares', 'masked', 'unmask', ...Array<null>(8).fill(null)];
+    const examples = [8, 8, 8, 8, 4, 8, 12, 16, 8, 6, 10, 8];
     const losses = examples.map((_, i) => 0.5 + 0.25 * i);
     const deltas = examples.map(() => Float32Array.from({ length: P }, () => (Math.random() - 0.5) * 0.02));
-    for (let i = 0; i < 8; i++)
+    for (let i = 0; i < 12; i++)
       clients.push(
         new ScriptedClient(
           srv.url,
@@ -101,7 +99,7 @@ describe('secure aggregation over socket.io', () => {
       const good = c.session!.receiveRoster(roster);
       (c.session as any).roster = new Map(); // the session builds its shares again when it answers
       const me = c.start!.secagg!.index;
-      const absent = [1, 2, 3, 4, 5, 6, 7, 8].find(
+      const absent = Array.from({ length: 12 }, (_, i) => i + 1).find(
         (i) => i !== me && !roster.peers.some((p) => p.index === i),
       )!;
       const forged = packShares({
@@ -132,11 +130,12 @@ describe('secure aggregation over socket.io', () => {
 
     const status = await waitForPhase(srv.url, 'done', 120_000);
     expect(status.history).toHaveLength(1);
-    // Complete graph k = 7, t = floor(0.4 k) + 1 = 3: after four dropouts each secret still has 3 holders answering.
-    expect(status.history[0]).toMatchObject({ secagg: true, clients: 5 }); // clients 4..8 masked their input
+    // Complete graph k = 11, t = floor(12 / 2) + 1 = 7: after four dropouts every secret still has 7 holders
+    // answering (9 masked inputs; one of them vanishes during unmasking).
+    expect(status.history[0]).toMatchObject({ secagg: true, clients: 9 }); // clients 4..12 masked their input
 
     // Round 1's result is the exact weighted mean of the survivors' inputs (client 4 vanished after masking).
-    const survivors = [3, 4, 5, 6, 7];
+    const survivors = [3, 4, 5, 6, 7, 8, 9, 10, 11];
     const W = survivors.reduce((s, i) => s + examples[i], 0);
     // The example count and the mean training loss come only from the decoded sum.
     expect(status.history[0].examples).toBe(W);
@@ -182,7 +181,7 @@ describe('secure aggregation over socket.io', () => {
     const revealedKinds = new Map<string, Set<string>>();
     for (const c of clients) {
       for (const s of c.sent.filter((x) => x.event === 'secagg:reveal' && x.ack?.ok)) {
-        const r = unpackReveal(s.payload, 8);
+        const r = unpackReveal(s.payload, 12);
         for (const kind of ['b', 's'] as const) {
           for (const x of r[kind]) {
             const key = `${s.payload.round}/${x.of}`;

@@ -82,8 +82,47 @@ describe('parseConfig', () => {
     [['--trusted-proxy', 'proxy.local'], /not an IP address or CIDR/],
     [['--max-loss-increase=-1'], /--max-loss-increase must be a number in 0\.\./],
     [['--max-loss-increase', 'lots'], /--max-loss-increase must be a number/],
+    [['--secagg-consistency', 'on'], /needs --site-attestation-key/],
+    [
+      ['--site-attestation-key', 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a'],
+      /used only with --secagg-consistency on/,
+    ],
+    [['--secagg-consistency', 'on', '--site-attestation-key', 'abcd'], /must be 64 hex digits/],
+    [
+      ['--secagg-consistency', 'on', '--site-attestation-key', '01' + '00'.repeat(31)],
+      /not a usable Ed25519 public key \(low_order\)/,
+    ],
+    [
+      [
+        '--secagg',
+        'off',
+        '--min-updates',
+        '1',
+        '--min-clients',
+        '1',
+        '--secagg-consistency',
+        'on',
+        '--site-attestation-key',
+        'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
+      ],
+      /--secagg-consistency on needs --secagg on/,
+    ],
   ])('refuses %j', (argv, msg) => {
     expect(() => parseConfig(argv)).toThrow(msg);
+  });
+
+  it('the consistency round is off by default; on, it carries the site key', () => {
+    expect(parseConfig([])).toMatchObject({ secaggConsistency: false, siteAttestationKey: null });
+    const c = parseConfig([
+      '--secagg-consistency',
+      'on',
+      '--site-attestation-key',
+      'D75A980182B10AB7D54BFED3C964073A0EE172F3DAA62325AF021A68F707511A',
+    ]);
+    expect(c.secaggConsistency).toBe(true);
+    expect(Buffer.from(c.siteAttestationKey!).toString('hex')).toBe(
+      'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
+    );
   });
 
   it('secure aggregation is on by default and can be turned off; DP is off unless asked for', () => {

@@ -4,6 +4,8 @@ import type { LocalOptimizer } from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
 import type { PartitionScheme } from '../shared/fl/partition.ts';
+import { hexToBytes } from '@noble/hashes/utils.js';
+import { checkSigningKey } from '../shared/secagg/consistency.ts';
 import { SECAGG_MIN_COHORT } from '../shared/secagg/graph.ts';
 import { parseTrustedProxy, type TrustedProxy } from './address.ts';
 import {
@@ -79,6 +81,13 @@ export interface ServerConfig {
   secaggCorrupt: number;
   /** Shamir threshold as a fraction of the neighbour degree: t = floor(f k) + 1. */
   secaggThreshold: number;
+  /**
+   * Authenticated keys and the consistency round (Bonawitz et al. 2017, R3): every client's keys must carry
+   * an identity attested under siteAttestationKey, and survivors sign U3 before anyone reveals a share.
+   */
+  secaggConsistency: boolean;
+  /** The embedding site's Ed25519 attestation public key (32 bytes); required by secaggConsistency. */
+  siteAttestationKey: Uint8Array | null;
   /** Each coordinate of an encoded update is clipped to +-coordClip (after any L2 clip). */
   coordClip: number;
   /**
@@ -134,6 +143,8 @@ export const DEFAULTS: ServerConfig = {
   secaggDropout: 0.1,
   secaggCorrupt: 0.05,
   secaggThreshold: 0.5,
+  secaggConsistency: false,
+  siteAttestationKey: null,
   coordClip: 0.5,
   maxLossIncrease: 1,
   dp: null,
@@ -200,6 +211,14 @@ export const FLAGS = {
   'secagg-threshold': {
     type: 'string',
     help: 'Shamir threshold as a fraction of the degree (t = floor(f k) + 1)',
+  },
+  'secagg-consistency': {
+    type: 'string',
+    help: 'on | off: authenticated keys + consistency round (survivors sign U3); needs --site-attestation-key',
+  },
+  'site-attestation-key': {
+    type: 'string',
+    help: "hex Ed25519 public key with which the embedding site attests its visitors' identity keys",
   },
   'coord-clip': { type: 'string', help: 'per-coordinate clip of encoded updates' },
   'max-loss-increase': {
@@ -348,6 +367,17 @@ export function helpText(): string {
   return `Usage: npm start -- [flags]\n\n${rows.join('\n')}\n`;
 }
 
+/** --site-attestation-key: 64 hex digits, a usable Ed25519 public key. */
+function parseSiteKey(v: string | undefined): Uint8Array | null {
+  if (v === undefined) return null;
+  if (!/^[0-9a-fA-F]{64}$/.test(v))
+    throw new Error('--site-attestation-key must be 64 hex digits (32 bytes)');
+  const key = hexToBytes(v.toLowerCase());
+  const bad = checkSigningKey(key);
+  if (bad) throw new Error(`--site-attestation-key is not a usable Ed25519 public key (${bad})`);
+  return key;
+}
+
 /** Parses argv into a validated config; throws with a message naming the flag on bad input. */
 export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
   const { values: v } = parseArgs({
@@ -424,6 +454,8 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     secaggDropout: num('secagg-dropout', s('secagg-dropout'), d.secaggDropout, 1e-6, 0.5),
     secaggCorrupt: num('secagg-corrupt', s('secagg-corrupt'), d.secaggCorrupt, 1e-6, 0.5),
     secaggThreshold: num('secagg-threshold', s('secagg-threshold'), d.secaggThreshold, 0, 0.99),
+    secaggConsistency: onOff('secagg-consistency', s('secagg-consistency'), d.secaggConsistency),
+    siteAttestationKey: parseSiteKey(s('site-attestation-key')),
     coordClip: num('coord-clip', s('coord-clip'), d.coordClip, 1e-6, 1e6),
     maxLossIncrease: num('max-loss-increase', s('max-loss-increase'), d.maxLossIncrease, 0, 1e6),
     dp: null,
@@ -461,6 +493,13 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
     throw new Error(
       `--secagg on needs --clients-per-round >= ${SECAGG_MIN_COHORT} (with 2, the sum shows each client the other's update)`,
     );
+  if (c.secaggConsistency && !c.secagg) throw new Error('--secagg-consistency on needs --secagg on');
+  if (c.secaggConsistency && !c.siteAttestationKey)
+    throw new Error(
+      '--secagg-consistency on needs --site-attestation-key (the site that attests its visitors)',
+    );
+  if (!c.secaggConsistency && c.siteAttestationKey)
+    throw new Error('--site-attestation-key is used only with --secagg-consistency on');
   if (c.maxSessions < c.minClients)
     throw new Error(`--max-sessions (${c.maxSessions}) cannot be below --min-clients (${c.minClients})`);
   if (c.examplesPerClient > c.maxExamplesPerClient)

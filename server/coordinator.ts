@@ -13,6 +13,7 @@ import {
   ringLengthFor,
   roundMode,
   type RoundOutcome,
+  type SecAggClientMessage,
 } from './aggregator/index.ts';
 import { ClientRegistry, type ClientLink, type ClientRecord } from './clients.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -151,8 +152,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     });
   }
 
-  /** secagg:keys / secagg:shares / secagg:reveal: routed to the secure round after the common checks. */
-  secagg(kind: 'keys' | 'shares' | 'reveal', clientId: string | null, raw: unknown): Ack {
+  /** secagg:keys / shares / signature / reveal: routed to the secure round after the common checks. */
+  secagg(kind: SecAggClientMessage, clientId: string | null, raw: unknown): Ack {
     return this.guard.message(() => {
       const c = this.known(clientId, `secagg:${kind}`);
       if (!isRecord(raw)) throw new ProtocolError('malformed', `secagg:${kind} must be an object`);

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REJECT_REASONS } from '../shared/base/errors.ts';
 import { BOUNDS_FAILURES } from '../shared/fl/encoding.ts';
+import { CULPRIT_KINDS } from '../shared/secagg/types.ts';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -169,6 +170,12 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    secaggCulprits: new Counter({
+      name: 'aegis_secagg_culprits_total',
+      help: 'Clients a secure-aggregation attempt proved to have cheated, by the evidence (kind)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
     internalErrors: new Counter({
       name: 'aegis_internal_errors_total',
       help: 'Exceptions caught inside the server (the attempt in progress is aborted and retried)',
@@ -204,6 +211,7 @@ export function createMetrics() {
   // Zero-initialise every reason so dashboards show flat lines, not gaps.
   for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);
   for (const where of INTERNAL_ERROR_SITES) m.internalErrors.inc({ where }, 0);
+  for (const kind of CULPRIT_KINDS) m.secaggCulprits.inc({ kind }, 0);
   for (const why of ['expired', 'evicted']) m.sessionsEnded.inc({ why }, 0);
   for (const check of BOUNDS_FAILURES) m.aggregatesRejected.inc({ check }, 0);
   for (const reason of MODEL_REJECTIONS) m.modelsRejected.inc({ reason }, 0);

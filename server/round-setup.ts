@@ -28,6 +28,10 @@ export function roundSettings(
           dropout: cfg.secaggDropout,
           corrupt: cfg.secaggCorrupt,
           thresholdFraction: cfg.secaggThreshold,
+          consistency:
+            cfg.secaggConsistency && cfg.siteAttestationKey
+              ? { sitePublicKey: cfg.siteAttestationKey }
+              : null,
         }
       : null,
   };

@@ -4,9 +4,10 @@ import { epsilonFor } from '../shared/dp/calibrate.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type RoundStart, type ServerToClientEvents } from '../shared/protocol/messages.ts';
-import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { SecAggClientSession, type ClientAttestation } from '../shared/secagg/client-session.ts';
+import { attest, generateSigningKeyPair, type SigningKeyPair } from '../shared/secagg/consistency.ts';
 import { SecAggServerSession } from '../shared/secagg/server-session.ts';
-import { packReveal, packShares, unpackInbox, unpackRoster } from '../shared/secagg/wire.ts';
+import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
 import { DEFAULTS, type ServerConfig } from './config.ts';
 import { ProtocolError } from '../shared/base/errors.ts';
 import { ManualClock, type Clock } from './clock.ts';
@@ -20,7 +21,7 @@ const P = numParams(spec);
 const rand = createSecureRandom();
 /** The training loss every simulated client reports, inside its vector. */
 const LOSS = 1.25;
-type Phase = 'keys' | 'shares' | 'masked' | 'unmask';
+type Phase = 'keys' | 'shares' | 'masked' | 'consistency' | 'unmask';
 
 /**
  * An in-memory client that speaks the real secure-aggregation protocol through the coordinator's API
@@ -38,6 +39,10 @@ class SimClient implements ClientLink {
   id = '';
   /** In this attempt, send a huge but well-formed ring vector instead of the honest one. */
   poisonAttempt: number | null = null;
+  /** The identity the site attested for this client (consistency-round tests). */
+  attestation: ClientAttestation | undefined = undefined;
+  /** Alters every share it reveals (in the field, but not what was dealt) in rounds where this says so. */
+  alterReveal: ((start: RoundStart) => boolean) | null = null;
   constructor(
     readonly c: Coordinator,
     readonly delta: Float32Array,
@@ -66,7 +71,12 @@ class SimClient implements ClientLink {
     if (event === 'round:start') {
       this.start = m;
       if (!m.secagg || this.silent || this.gone('keys')) return;
-      this.session = new SecAggClientSession({ ...m.secagg, vectorLength: vectorLength(P) });
+      this.session = new SecAggClientSession({
+        ...m.secagg,
+        vectorLength: vectorLength(P),
+        consistency: m.secagg.consistency === true,
+        attestation: this.attestation,
+      });
       this.c.secagg('keys', this.id, { round: m.round, attempt: m.attempt, ...this.session.advertise() });
     } else if (event === 'secagg:roster') {
       if (this.gone('shares')) return;
@@ -88,13 +98,20 @@ class SimClient implements ClientLink {
       const y = this.session!.mask(enc.ring);
       // Only the masked vector: the weight and the loss are inside it.
       this.c.update(this.id, { round: m.round, attempt: m.attempt, delta: y.buffer });
-    } else if (event === 'secagg:unmask') {
-      if (this.gone('unmask')) return;
-      this.c.secagg('reveal', this.id, {
+    } else if (event === 'secagg:survivors') {
+      if (this.gone('consistency')) return;
+      this.c.secagg('signature', this.id, {
         round: m.round,
         attempt: m.attempt,
-        ...packReveal(this.session!.receiveUnmask(m)),
+        ...this.session!.receiveSurvivors(m),
       });
+    } else if (event === 'secagg:unmask') {
+      if (this.gone('unmask')) return;
+      const r = this.session!.receiveUnmask(unpackUnmask(m, 100));
+      if (this.alterReveal?.(this.start!))
+        for (const x of [...r.b, ...r.s])
+          x.share = Uint8Array.from(x.share, (v, i) => (i === 32 ? v ^ 1 : v));
+      this.c.secagg('reveal', this.id, { round: m.round, attempt: m.attempt, ...packReveal(r) });
     }
   }
 }
@@ -191,7 +208,7 @@ describe('Coordinator with secure aggregation', () => {
     expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
   });
 
-  it.each(['keys', 'shares', 'masked', 'unmask'] as Phase[])(
+  it.each(['keys', 'shares', 'masked', 'unmask'] as Exclude<Phase, 'consistency'>[])(
     'a client vanishing before phase %s: the round completes with the exact survivors',
     async (phase) => {
       const { c, metrics } = await setup();
@@ -250,6 +267,24 @@ describe('Coordinator with secure aggregation', () => {
     enter(c, new SimClient(c, deltas[2], 8));
     expect(c.status()).toMatchObject({ phase: 'training', selected: 3 });
     expect((await end).clients).toBe(3);
+  });
+
+  it('a holder that alters the shares it reveals is named and counted; the secrets are rebuilt and the sum is exact', async () => {
+    const { c, metrics } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 8, 8, 8, 8];
+    const end = nextEvent(c, 'roundEnd');
+    // Client 1 is among the first t holders of every other secret, so its shares are always used.
+    const clients = joinAll(c, deltas, examples);
+    for (const s of clients) s.alterReveal = (start) => start.secagg!.index === 1;
+    const s = await end;
+    expect(s.clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'altered_share' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'inconsistent_dealer' })).toBe(
+      0,
+    );
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'malformed_share' })).toBe(0);
   });
 
   it('too many dropouts: the round fails cleanly, the model is unchanged, and it is retried', async () => {
@@ -315,6 +350,85 @@ describe('Coordinator with secure aggregation', () => {
     ).toBe('malformed');
     const s = await end;
     expect(s.clients).toBe(5);
+  });
+});
+
+describe('Coordinator with authenticated keys and the consistency round', () => {
+  const site = generateSigningKeyPair();
+  /** An identity attested by `by` (the real site unless a test says otherwise). */
+  const attested = (by: SigningKeyPair = site): ClientAttestation => {
+    const identity = generateSigningKeyPair();
+    return { sitePublicKey: by.publicKey, identity, signature: attest(by.secretKey, identity.publicKey) };
+  };
+  const on = { secaggConsistency: true, siteAttestationKey: site.publicKey };
+  const joinAttested = (c: Coordinator, deltas: Float32Array[], vanish: (Phase | null)[] = []) =>
+    deltas.map((d, i) => {
+      const s = new SimClient(c, d, 8, vanish[i] ?? null);
+      s.attestation = attested();
+      return enter(c, s);
+    });
+
+  it('completes with the exact mean; every survivor signed U3 and every unmask request carried t signatures', async () => {
+    const { c, metrics } = await setup(on);
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAttested(c, deltas);
+    const s = await end;
+    expect(s).toMatchObject({ clients: 5, secagg: true });
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    for (const sim of sims) {
+      expect(sim.start!.secagg!.consistency).toBe(true);
+      const unmask = sim.sent.find((e) => e.event === 'secagg:unmask')!.m as { signatures: Uint8Array };
+      expect(unmask.signatures.length).toBe(4 * 68); // its four neighbours' signatures over U3
+      expect(sim.rejected).toEqual([]);
+    }
+    expect(sims[0].sent.map((e) => e.event).filter((e) => e !== 'welcome')).toEqual([
+      'round:start',
+      'secagg:roster',
+      'secagg:inbox',
+      'secagg:survivors',
+      'secagg:unmask',
+      'round:end',
+    ]);
+    expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
+  });
+
+  it('a client vanishing in R3 (before signing): its input still counts, the sum is exact', async () => {
+    const { c, metrics } = await setup(on);
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    joinAttested(c, deltas, [null, 'consistency', null, null, null]);
+    const s = await end;
+    expect(s.clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_secagg_dropouts_total', { phase: 'consistency' })).toBe(1);
+  });
+
+  it('keys the site did not attest are refused (unattested); the round goes on without that client', async () => {
+    const { c } = await setup(on);
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAttested(c, deltas.slice(0, 4));
+    // Attested by another key (e.g. one the server made up): consistent with itself, not with the site.
+    const rogue = new SimClient(c, deltas[4], 8);
+    rogue.attestation = attested(generateSigningKeyPair());
+    enter(c, rogue);
+    const s = await end;
+    expect(rogue.rejected).toEqual(['unattested']);
+    expect(s.clients).toBe(4);
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3])).toBeLessThan(1e-6);
+    expect(sims.flatMap((x) => x.rejected)).toEqual([]);
+  });
+
+  it('round:start and the unmask request of a round without it are exactly as before (no new fields)', async () => {
+    const { c } = await setup();
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
+    await end;
+    expect(Object.keys(sims[0].start!.secagg!).sort()).toEqual(['index', 'k', 'n', 't', 'tag']);
+    const unmask = sims[0].sent.find((e) => e.event === 'secagg:unmask')!.m as object;
+    expect(Object.keys(unmask).sort()).toEqual(['attempt', 'dropped', 'round', 'survivors']);
+    expect(sims[0].sent.some((e) => e.event === 'secagg:survivors')).toBe(false);
   });
 });
 

@@ -1,13 +1,15 @@
 import { SecAggAbort } from '../shared/secagg/errors.ts';
 import { SecAggServerSession, type ServerSessionConfig } from '../shared/secagg/server-session.ts';
-import type { SecAggPhase, UnmaskRequest } from '../shared/secagg/types.ts';
+import type { SecAggPhase, SurvivorSet } from '../shared/secagg/types.ts';
 import {
   packInbox,
   packRoster,
+  packUnmask,
   unpackReveal,
   unpackShares,
   type WireInbox,
   type WireRoster,
+  type WireUnmask,
 } from '../shared/secagg/wire.ts';
 import type { RoundRef } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
@@ -28,12 +30,15 @@ export interface SecureRoundOptions extends ServerSessionConfig {
   sharesDeadlineMs: number;
   maskedDeadlineAt: number;
   unmaskDeadlineMs: number;
+  /** R3 (only with `consistency`): how long survivors have to sign U3. */
+  consistencyDeadlineMs: number;
   metrics: Metrics;
   /** Sends to the client with this index if it is online; false if it is not. */
   send: {
     roster(index: number, m: RoundRef & WireRoster): boolean;
     inbox(index: number, m: RoundRef & WireInbox): boolean;
-    unmask(index: number, m: RoundRef & UnmaskRequest): boolean;
+    survivors(index: number, m: RoundRef & SurvivorSet): boolean;
+    unmask(index: number, m: RoundRef & WireUnmask): boolean;
   };
   online(index: number): boolean;
   log(msg: string): void;
@@ -95,6 +100,10 @@ export class SecureRound {
     this.session.receiveMasked(index, ring);
   }
 
+  signature(index: number, raw: unknown): void {
+    this.session.receiveSignature(index, raw);
+  }
+
   reveal(index: number, raw: unknown): void {
     this.session.receiveReveal(index, unpackReveal(raw, this.o.n));
   }
@@ -130,7 +139,17 @@ export class SecureRound {
           break;
         }
         case 'masked': {
-          for (const [i, req] of s.closeMasked()) this.o.send.unmask(i, { ...ref, ...req });
+          if (this.o.consistency) {
+            for (const [i, set] of s.closeMaskedToConsistency()) this.o.send.survivors(i, { ...ref, ...set });
+            this.deadlineAt = this.now() + this.o.consistencyDeadlineMs;
+            break;
+          }
+          for (const [i, req] of s.closeMasked()) this.o.send.unmask(i, { ...ref, ...packUnmask(req) });
+          this.deadlineAt = this.now() + this.o.unmaskDeadlineMs;
+          break;
+        }
+        case 'consistency': {
+          for (const [i, req] of s.closeConsistency()) this.o.send.unmask(i, { ...ref, ...packUnmask(req) });
           this.deadlineAt = this.now() + this.o.unmaskDeadlineMs;
           break;
         }
@@ -163,6 +182,11 @@ export class SecureRound {
   private finish(o: SecureOutcome): void {
     this.stop();
     this.o.metrics.secaggRounds.inc({ outcome: o.ok ? 'ok' : 'aborted' });
+    // Named whichever way the attempt ended (an abort keeps its culprits too); kinds are a closed set.
+    const culprits = this.session.culpritEvidence;
+    for (const c of culprits) this.o.metrics.secaggCulprits.inc({ kind: c.kind });
+    if (culprits.length)
+      this.o.log(`culprits: ${culprits.map((c) => `client ${c.index} (${c.kind})`).join(', ')}`);
     this.o.done(o);
   }
 }

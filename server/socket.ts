@@ -30,6 +30,7 @@ const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
   update: (c, conn, raw) => c.update(conn.clientId, raw),
   'secagg:keys': (c, conn, raw) => c.secagg('keys', conn.clientId, raw),
   'secagg:shares': (c, conn, raw) => c.secagg('shares', conn.clientId, raw),
+  'secagg:signature': (c, conn, raw) => c.secagg('signature', conn.clientId, raw),
   'secagg:reveal': (c, conn, raw) => c.secagg('reveal', conn.clientId, raw),
   'secagg:refuse': (c, conn, raw) => c.secaggRefuse(conn.clientId, raw),
 };

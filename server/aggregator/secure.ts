@@ -10,6 +10,7 @@ import type {
   RoundContext,
   RoundSettings,
   SecAggChannel,
+  SecAggClientMessage,
   SecAggSettings,
 } from './types.ts';
 
@@ -52,16 +53,20 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       t: degree.t,
       vectorLength: this.ringLength,
       minSurvivors: s.minUpdates,
+      consistency: sa.consistency,
       clock: ctx.clock,
       defer: ctx.defer,
       keysDeadlineMs: sa.keysDeadlineMs,
       sharesDeadlineMs: sa.sharesDeadlineMs,
       maskedDeadlineAt: ctx.clock.now() + s.roundDeadlineMs,
       unmaskDeadlineMs: sa.unmaskDeadlineMs,
+      // R3 is one round trip like R4 (sign a set vs reveal shares): the same deadline.
+      consistencyDeadlineMs: sa.unmaskDeadlineMs,
       metrics: ctx.metrics,
       send: {
         roster: (i, m) => ctx.send(i, 'secagg:roster', m),
         inbox: (i, m) => ctx.send(i, 'secagg:inbox', m),
+        survivors: (i, m) => ctx.send(i, 'secagg:survivors', m),
         unmask: (i, m) => ctx.send(i, 'secagg:unmask', m),
       },
       online: (i) => ctx.online(i),
@@ -75,7 +80,8 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   }
 
   get description(): string {
-    return `secure aggregation, k = ${this.k}, t = ${this.t}`;
+    const r3 = this.s.secagg.consistency ? ', consistency round' : '';
+    return `secure aggregation, k = ${this.k}, t = ${this.t}${r3}`;
   }
 
   get deadlineAt(): number {
@@ -95,12 +101,21 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   }
 
   info(member: number): SecAggRoundInfo {
-    return { tag: this.s.secagg.tag, index: member, n: this.s.n, t: this.t, k: this.k };
+    const info: SecAggRoundInfo = {
+      tag: this.s.secagg.tag,
+      index: member,
+      n: this.s.n,
+      t: this.t,
+      k: this.k,
+    };
+    if (this.s.secagg.consistency) info.consistency = true; // absent otherwise: round:start as before
+    return info;
   }
 
-  receive(kind: 'keys' | 'shares' | 'reveal', member: number, raw: unknown): void {
+  receive(kind: SecAggClientMessage, member: number, raw: unknown): void {
     if (kind === 'keys') this.round.keys(member, raw);
     else if (kind === 'shares') this.round.shares(member, raw);
+    else if (kind === 'signature') this.round.signature(member, raw);
     else this.round.reveal(member, raw);
   }
 

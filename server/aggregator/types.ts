@@ -81,9 +81,11 @@ export interface SecAggSettings {
   dropout: number;
   corrupt: number;
   thresholdFraction: number;
+  /** Authenticated keys and the consistency round (R3), with the site key that attests identities; null = off. */
+  consistency?: { sitePublicKey: Uint8Array } | null;
 }
 
-type SecAggEvent = 'secagg:roster' | 'secagg:inbox' | 'secagg:unmask';
+type SecAggEvent = 'secagg:roster' | 'secagg:inbox' | 'secagg:survivors' | 'secagg:unmask';
 
 /** What an accumulator may do to the world around it. */
 export interface RoundContext {
@@ -105,6 +107,9 @@ export interface RoundContext {
   close(o: RoundOutcome): void;
 }
 
+/** The secure-aggregation messages a client sends (secagg:<kind>); 'signature' only with R3. */
+export type SecAggClientMessage = 'keys' | 'shares' | 'signature' | 'reveal';
+
 /** The secure-aggregation messages of a round, where the round has them. */
 export interface SecAggChannel {
   readonly phase: SecAggActivePhase;
@@ -112,7 +117,7 @@ export interface SecAggChannel {
   readonly t: number;
   /** What member i needs to know in round:start. */
   info(member: number): SecAggRoundInfo;
-  receive(kind: 'keys' | 'shares' | 'reveal', member: number, raw: unknown): void;
+  receive(kind: SecAggClientMessage, member: number, raw: unknown): void;
 }
 
 /**

@@ -29,6 +29,17 @@ export const REJECT_REASONS = [
   'too_few_peers',
   /** An inbox with fewer than t boxes that open. */
   'too_few_shares',
+  /**
+   * Consistency round: round keys without the site's attestation on their identity or the identity's
+   * signature on them (or a client without an attested identity, or one identity at two indices).
+   */
+  'unattested',
+  /**
+   * Consistency round: an unmask request without t valid neighbour signatures over exactly the survivor set
+   * this client signed, or whose survivors and dropouts differ from that set; a survivor set that cannot be
+   * right; a signature over another set. An honest server never causes it: a lying one is caught by it.
+   */
+  'inconsistent_view',
   /** The server failed on the message (a bug, counted in aegis_internal_errors_total); the attempt is retried. */
   'internal_error',
   /** Too many messages (from this socket) or connections (from this address): slow down. */

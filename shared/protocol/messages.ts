@@ -2,8 +2,8 @@ import type { RejectReason } from '../base/errors.ts';
 import type { DataSpec } from '../data/dataset.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { EncodingPlan } from '../fl/encoding.ts';
-import type { AdvertiseKeys, UnmaskRequest } from '../secagg/types.ts';
-import type { WireInbox, WireReveal, WireRoster, WireShares } from '../secagg/wire.ts';
+import type { AdvertiseKeys, SurvivorSet, SurvivorSignature } from '../secagg/types.ts';
+import type { WireInbox, WireReveal, WireRoster, WireShares, WireUnmask } from '../secagg/wire.ts';
 
 /** Bumped on any incompatible change to the events or payloads below. */
 export const PROTOCOL_VERSION = 2;
@@ -81,6 +81,11 @@ export interface SecAggRoundInfo {
   t: number;
   /** Neighbours per client (n - 1 for the complete graph). */
   k: number;
+  /**
+   * Present (true) when the round runs with authenticated keys and the consistency round (R3): keys carry
+   * the client's attested identity, and survivors sign U3 before unmasking. Absent otherwise.
+   */
+  consistency?: true;
 }
 
 /** Every secure-aggregation message names its round attempt; anything else is late or early. */
@@ -168,7 +173,9 @@ export interface ServerToClientEvents {
   rejected: (r: Rejection) => void;
   'secagg:roster': (m: RoundRef & WireRoster) => void;
   'secagg:inbox': (m: RoundRef & WireInbox) => void;
-  'secagg:unmask': (m: RoundRef & UnmaskRequest) => void;
+  /** R3 only: the survivor set U3, to sign. */
+  'secagg:survivors': (m: RoundRef & SurvivorSet) => void;
+  'secagg:unmask': (m: RoundRef & WireUnmask) => void;
 }
 
 export interface ClientToServerEvents {
@@ -177,6 +184,8 @@ export interface ClientToServerEvents {
   update: (u: Update, ack?: (a: Ack) => void) => void;
   'secagg:keys': (m: RoundRef & AdvertiseKeys, ack?: (a: Ack) => void) => void;
   'secagg:shares': (m: RoundRef & WireShares, ack?: (a: Ack) => void) => void;
+  /** R3 only: the client's identity signature over the survivor set it was told. */
+  'secagg:signature': (m: RoundRef & SurvivorSignature, ack?: (a: Ack) => void) => void;
   'secagg:reveal': (m: RoundRef & WireReveal, ack?: (a: Ack) => void) => void;
   /** A client declining a request it must not answer (e.g. both shares of one peer). */
   'secagg:refuse': (m: RoundRef & { reason: RejectReason; message: string }) => void;

@@ -327,7 +327,7 @@ describe('consistency.ts encodings and signatures', () => {
     const forged = new Uint8Array(64);
     forged[0] = 1; // R = identity, S = 0
     const anyKey = randomBytes(32);
-    expect(verifyRoundKeys(smallOrder, 'r', 3, anyKey, anyKey, forged)).toBe(false);
+    expect(verifyRoundKeys(smallOrder, 'r', 3, anyKey, anyKey, anyKey, forged)).toBe(false);
     const keys = new Map([[3, smallOrder]]);
     const counted = countSurvivorSignatures('r', [1, 3, 7], [{ index: 3, sig: forged }], keys);
     expect(counted.valid).toEqual([]);

@@ -1,12 +1,17 @@
-import { randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { bytesToHex, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { ProtocolError } from '../base/errors.ts';
 import { bytes, index, indexList, list, record } from './check.ts';
 import {
+  checkKeyAuth,
   checkSigningKey,
+  countSurvivorSignatures,
   generateSigningKeyPair,
   SIGN_PUBLIC_BYTES,
   SIGNATURE_BYTES,
+  signRoundKeys,
   signShare,
+  signSurvivors,
+  verifyAttestation,
   verifyShare,
   type SigningKeyPair,
 } from './consistency.ts';
@@ -25,7 +30,15 @@ import {
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
 import type { SignedShare } from './recover.ts';
 import { isFieldElement, SHARE_BYTES, split } from './shamir.ts';
-import type { AdvertiseKeys, PeerKeys, Reveal, ShareKeys } from './types.ts';
+import type {
+  AdvertiseKeys,
+  KeyAuth,
+  PeerKeys,
+  Reveal,
+  ShareKeys,
+  SignedBy,
+  SurvivorSignature,
+} from './types.ts';
 import { BOX_PLAIN_BYTES } from './wire.ts';
 
 export interface ClientSessionConfig {
@@ -46,6 +59,34 @@ export interface ClientSessionConfig {
   k?: number;
   /** The embedding page's floors; the server cannot lower them (defaults: the hard minimums). */
   floors?: SessionFloors;
+  /** The round runs with authenticated keys and the consistency round (R3): round:start's `consistency`. */
+  consistency?: boolean;
+  /**
+   * Given by the embedding page, never by the server: the site's attestation key and this visitor's
+   * identity with the site's signature on it. A client that has one refuses rounds without R3 (a floor the
+   * server cannot lower), and trusts in R3 only peers whose keys the site vouches for.
+   */
+  attestation?: ClientAttestation;
+}
+
+/** The site's attestation public key, this visitor's identity key pair, and the site's signature on it. */
+export interface ClientAttestation {
+  sitePublicKey: Uint8Array;
+  identity: SigningKeyPair;
+  /** attest(siteSecretKey, identity.publicKey), made by the site's backend. */
+  signature: Uint8Array;
+}
+
+/** Checks an embedding page's attestation config; throws a RangeError naming what is wrong. */
+export function checkClientAttestation(a: ClientAttestation): void {
+  if (checkSigningKey(a.sitePublicKey))
+    throw new RangeError('the site attestation key is not a usable Ed25519 key');
+  if (!(a.identity?.secretKey instanceof Uint8Array) || a.identity.secretKey.length !== 32)
+    throw new RangeError('the identity secret key must be 32 bytes');
+  if (checkSigningKey(a.identity.publicKey))
+    throw new RangeError('the identity public key is not a usable Ed25519 key');
+  if (!verifyAttestation(a.sitePublicKey, a.identity.publicKey, a.signature))
+    throw new RangeError("the site's signature does not verify on this identity under the site key");
 }
 
 /** What a client accepts, whatever the server's plan says (the secagg part of shared/protocol/floors.ts). */
@@ -95,6 +136,10 @@ export class SecAggClientSession {
   /** Neighbours in U2: the peers this client masks with. */
   private maskPeers: number[] | null = null;
   private revealed = false;
+  /** R3: neighbour -> its attested identity key (from the roster). */
+  private ids = new Map<number, Uint8Array>();
+  /** R3: the survivor set this client signed (it signs one, once). */
+  private signedSet: number[] | null = null;
   /** Boxes from the inbox that did not open or were not meant for us (counted, reported). */
   readonly badBoxes: { from: number; reason: string }[] = [];
 
@@ -124,13 +169,32 @@ export class SecAggClientSession {
       const why = unsafeThreshold(cfg.n, cfg.k, cfg.t);
       if (why) throw new ProtocolError('below_floor', why);
     }
+    if (cfg.attestation) {
+      checkClientAttestation(cfg.attestation);
+      if (!cfg.consistency)
+        throw new ProtocolError(
+          'below_floor',
+          'this client runs only rounds with authenticated keys and the consistency round',
+        );
+    } else if (cfg.consistency)
+      throw new ProtocolError('unattested', 'the round needs an attested identity, and this client has none');
     this.c = generateKeyPair();
     this.s = generateKeyPair();
     this.g = generateSigningKeyPair();
   }
 
   advertise(): AdvertiseKeys {
-    return { cPk: this.c.publicKey, sPk: this.s.publicKey, gPk: this.g.publicKey };
+    const keys: AdvertiseKeys = { cPk: this.c.publicKey, sPk: this.s.publicKey, gPk: this.g.publicKey };
+    const a = this.cfg.attestation;
+    if (this.cfg.consistency && a) {
+      const { tag, index } = this.cfg;
+      keys.auth = {
+        idPk: a.identity.publicKey,
+        attestation: a.signature,
+        keysSig: signRoundKeys(a.identity.secretKey, tag, index, keys.cPk, keys.sPk, keys.gPk),
+      };
+    }
+    return keys;
   }
 
   /**
@@ -141,6 +205,7 @@ export class SecAggClientSession {
     if (this.roster.size) throw new ProtocolError('duplicate', 'roster already received');
     const peers = list(record(raw, 'roster').peers, 'roster.peers', this.cfg.n);
     const roster = new Map<number, PeerKeys>();
+    const ids = new Map<number, Uint8Array>();
     for (const p of peers) {
       const r = record(p, 'peer');
       const idx = index(r.index, 'peer.index', this.cfg.n);
@@ -155,6 +220,14 @@ export class SecAggClientSession {
       const bad = checkPublicKey(cPk) ?? checkPublicKey(sPk) ?? checkSigningKey(gPk);
       if (bad) throw new ProtocolError('bad_key', `roster key of client ${idx} is unusable (${bad})`);
       roster.set(idx, { index: idx, cPk, sPk, gPk });
+      if (this.cfg.consistency) ids.set(idx, this.checkPeerAuth(idx, { cPk, sPk, gPk }, r.auth));
+    }
+    // One identity at two indices (ours included) is one visitor counted twice, a Sybil the site did not
+    // mint: refused, so R3's "t neighbours signed" means t distinct attested visitors.
+    if (this.cfg.consistency) {
+      const mine = this.cfg.attestation!.identity.publicKey;
+      if (new Set([mine, ...ids.values()].map(bytesToHex)).size !== ids.size + 1)
+        throw new ProtocolError('unattested', 'roster lists one identity at two indices');
     }
     // Fewer than t holders: our secrets could never be rebuilt, and the round could not include us honestly.
     if (roster.size < this.cfg.t)
@@ -197,7 +270,99 @@ export class SecAggClientSession {
       return { to, ct: seal(key, plain, aad) };
     });
     this.roster = roster;
+    this.ids = ids;
     return { shares, commit: commitSeed(this.seed, this.cfg.tag, this.cfg.index) };
+  }
+
+  /** R3 roster check: the peer's keys carry the site's attestation and its identity's signature. */
+  private checkPeerAuth(
+    idx: number,
+    keys: { cPk: Uint8Array; sPk: Uint8Array; gPk: Uint8Array },
+    raw: unknown,
+  ): Uint8Array {
+    if (raw === undefined)
+      throw new ProtocolError('unattested', `roster keys of client ${idx} carry no attestation`);
+    const r = record(raw, 'peer.auth');
+    const auth: KeyAuth = {
+      idPk: bytes(r.idPk, 'idPk', SIGN_PUBLIC_BYTES),
+      attestation: bytes(r.attestation, 'attestation', SIGNATURE_BYTES),
+      keysSig: bytes(r.keysSig, 'keysSig', SIGNATURE_BYTES),
+    };
+    const why = checkKeyAuth(this.cfg.attestation!.sitePublicKey, this.cfg.tag, idx, keys, auth);
+    if (why)
+      throw new ProtocolError('unattested', `roster keys of client ${idx} are not vouched for (${why})`);
+    return auth.idPk;
+  }
+
+  /**
+   * R3 ConsistencyCheck: signs the survivor set U3 the server announces, once. Refused when it cannot be
+   * right from where we stand: it leaves us out (we are asked, so we survived), names a neighbour that
+   * never reached our inbox (U3 is within U2), or names fewer than t of our neighbours.
+   */
+  receiveSurvivors(raw: unknown): SurvivorSignature {
+    if (!this.cfg.consistency) throw new ProtocolError('wrong_phase', 'this round has no consistency round');
+    if (!this.maskPeers) throw new ProtocolError('wrong_phase', 'survivor set before inbox');
+    if (this.signedSet) throw new ProtocolError('duplicate', 'a survivor set was already signed');
+    const survivors = indexList(record(raw, 'survivor set').survivors, 'survivors', this.cfg.n);
+    for (let i = 1; i < survivors.length; i++)
+      if (survivors[i] < survivors[i - 1])
+        throw new ProtocolError('malformed', 'survivors must be ascending');
+    if (!survivors.includes(this.cfg.index))
+      throw new ProtocolError(
+        'inconsistent_view',
+        'survivor set leaves out this client, which is asked to sign it',
+      );
+    const inInbox = new Set(this.maskPeers);
+    const outside = survivors.find((v) => this.roster.has(v) && !inInbox.has(v));
+    if (outside !== undefined)
+      throw new ProtocolError(
+        'inconsistent_view',
+        `survivor set names ${outside}, which never shared keys with us`,
+      );
+    const surviving = survivors.filter((v) => inInbox.has(v)).length;
+    if (surviving < this.cfg.t)
+      throw new ProtocolError(
+        'too_few_peers',
+        `survivor set names ${surviving} neighbours, threshold is ${this.cfg.t}`,
+      );
+    const sig = signSurvivors(this.cfg.attestation!.identity.secretKey, this.cfg.tag, survivors);
+    this.signedSet = survivors;
+    return { sig };
+  }
+
+  /**
+   * R4 under R3: the request must follow from the set we signed (survivors = our inbox peers in it,
+   * dropped = the others), and carry valid signatures of at least t neighbours over exactly that set.
+   * A server that told some of us another story cannot bring t of our neighbours to sign ours.
+   */
+  private checkConsistent(survivors: number[], dropped: number[], rawSigs: unknown): void {
+    const set = this.signedSet;
+    if (!set) throw new ProtocolError('wrong_phase', 'unmask request before the survivor set was signed');
+    const inSet = new Set(set);
+    const want = (alive: boolean) => this.maskPeers!.filter((v) => inSet.has(v) === alive).join();
+    const got = (l: number[]) =>
+      l
+        .filter((v) => v !== this.cfg.index)
+        .sort((a, b) => a - b)
+        .join();
+    if (got(survivors) !== want(true) || got(dropped) !== want(false))
+      throw new ProtocolError(
+        'inconsistent_view',
+        'unmask request does not follow from the survivor set this client signed',
+      );
+    const sigs: SignedBy[] = list(rawSigs ?? [], 'signatures', this.cfg.n).map((e) => {
+      const r = record(e, 'signature');
+      return {
+        index: index(r.index, 'signature.index', this.cfg.n),
+        sig: bytes(r.sig, 'signature.sig', SIGNATURE_BYTES),
+      };
+    });
+    const { valid } = countSurvivorSignatures(this.cfg.tag, set, sigs, this.ids);
+    if (valid.length < this.cfg.t)
+      throw new ProtocolError(
+        'inconsistent_view',
+        `${valid.length} neighbours signed the survivor set this client signed, threshold is ${this.cfg.t}`,
+      );
   }
 
   /**
@@ -305,6 +470,7 @@ export class SecAggClientSession {
     }
     if (dropped.includes(this.cfg.index))
       throw new ProtocolError('both_shares', 'server calls this client dropped while asking it to unmask');
+    if (this.cfg.consistency) this.checkConsistent(survivors, dropped, r.signatures);
     const surviving = survivors.filter((v) => v !== this.cfg.index).length;
     if (surviving < this.cfg.t)
       throw new ProtocolError(

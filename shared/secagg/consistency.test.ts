@@ -3,6 +3,7 @@ import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import {
   attest,
+  checkKeyAuth,
   checkSigningKey,
   countSurvivorSignatures,
   generateSigningKeyPair,
@@ -37,6 +38,7 @@ describe('attestations and round keys', () => {
   const id = generateSigningKeyPair();
   const cPk = new Uint8Array(32).fill(1);
   const sPk = new Uint8Array(32).fill(2);
+  const gPk = generateSigningKeyPair().publicKey;
 
   it('a site attestation verifies under that site key only', () => {
     const a = attest(site.secretKey, id.publicKey);
@@ -46,13 +48,39 @@ describe('attestations and round keys', () => {
     expect(verifyAttestation(site.publicKey, id.publicKey, a.subarray(0, 63))).toBe(false);
   });
 
-  it('round keys are bound to tag, index and both keys', () => {
-    const sig = signRoundKeys(id.secretKey, 'r1', 3, cPk, sPk);
-    expect(verifyRoundKeys(id.publicKey, 'r1', 3, cPk, sPk, sig)).toBe(true);
-    expect(verifyRoundKeys(id.publicKey, 'r2', 3, cPk, sPk, sig)).toBe(false);
-    expect(verifyRoundKeys(id.publicKey, 'r1', 4, cPk, sPk, sig)).toBe(false);
-    expect(verifyRoundKeys(id.publicKey, 'r1', 3, sPk, cPk, sig)).toBe(false); // swapped keys
-    expect(verifyRoundKeys(generateSigningKeyPair().publicKey, 'r1', 3, cPk, sPk, sig)).toBe(false);
+  it('round keys are bound to tag, index and all three keys', () => {
+    const sig = signRoundKeys(id.secretKey, 'r1', 3, cPk, sPk, gPk);
+    expect(verifyRoundKeys(id.publicKey, 'r1', 3, cPk, sPk, gPk, sig)).toBe(true);
+    expect(verifyRoundKeys(id.publicKey, 'r2', 3, cPk, sPk, gPk, sig)).toBe(false);
+    expect(verifyRoundKeys(id.publicKey, 'r1', 4, cPk, sPk, gPk, sig)).toBe(false);
+    expect(verifyRoundKeys(id.publicKey, 'r1', 3, sPk, cPk, gPk, sig)).toBe(false); // swapped keys
+    expect(verifyRoundKeys(id.publicKey, 'r1', 3, cPk, sPk, cPk, sig)).toBe(false); // another gPk
+    expect(verifyRoundKeys(generateSigningKeyPair().publicKey, 'r1', 3, cPk, sPk, gPk, sig)).toBe(false);
+    expect(verifyRoundKeys(id.publicKey, 'r1', 2 ** 32, cPk, sPk, gPk, sig)).toBe(false); // never throws
+  });
+
+  it('checkKeyAuth: attested identity, keys signed for this round and index, usable identity key', () => {
+    const keys = { cPk, sPk, gPk };
+    const auth = {
+      idPk: id.publicKey,
+      attestation: attest(site.secretKey, id.publicKey),
+      keysSig: signRoundKeys(id.secretKey, 'r1', 3, cPk, sPk, gPk),
+    };
+    expect(checkKeyAuth(site.publicKey, 'r1', 3, keys, auth)).toBeNull();
+    expect(checkKeyAuth(generateSigningKeyPair().publicKey, 'r1', 3, keys, auth)).toBe('not_attested');
+    expect(checkKeyAuth(site.publicKey, 'r1', 4, keys, auth)).toBe('bad_keys_signature');
+    expect(checkKeyAuth(site.publicKey, 'r1', 3, { ...keys, sPk: cPk }, auth)).toBe('bad_keys_signature');
+    // An identity the site never attested is refused, even though it signed the keys itself.
+    const other = generateSigningKeyPair();
+    const swapped = {
+      ...auth,
+      idPk: other.publicKey,
+      keysSig: signRoundKeys(other.secretKey, 'r1', 3, cPk, sPk, gPk),
+    };
+    expect(checkKeyAuth(site.publicKey, 'r1', 3, keys, swapped)).toBe('not_attested');
+    const small = new Uint8Array(32);
+    small[0] = 1;
+    expect(checkKeyAuth(site.publicKey, 'r1', 3, keys, { ...auth, idPk: small })).toBe('bad_identity');
   });
 
   it('no signature crosses domains: an attestation is not a survivor signature', () => {

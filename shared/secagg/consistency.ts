@@ -8,8 +8,8 @@ import { utf8ToBytes } from '@noble/hashes/utils.js';
  * Why: the server relays every public key, so without authentication it can sit in the middle of any key
  * agreement or invent clients. With an attestation key held by the site (never by the AegisFL server):
  * - each visitor has a long-lived Ed25519 identity key; the site signs its public key (an attestation);
- * - each round, the client signs its two fresh X25519 keys with that identity, bound to the round tag and
- *   its index, so the server cannot swap them;
+ * - each round, the client signs its fresh keys (two X25519, one Ed25519 for its shares) with that
+ *   identity, bound to the round tag and its index, so the server cannot swap them;
  * - R3: each survivor signs the survivor set U3 it was told; before revealing any share a client needs t
  *   valid signatures from its neighbours over the same set it was told. A server that tells some holders
  *   "v survived" (asking for v's self-mask share) and others "v dropped" (asking for v's key share) cannot
@@ -100,9 +100,20 @@ export function verifyAttestation(sitePk: Uint8Array, identityPk: Uint8Array, si
   return verify(sig, attestationMessage(identityPk), sitePk);
 }
 
-/** Binds a round's two X25519 keys to the client's identity, its index and the round. */
-export function roundKeysMessage(tag: string, index: number, cPk: Uint8Array, sPk: Uint8Array): Uint8Array {
-  return frame([utf8ToBytes(DOMAIN_ROUND_KEYS), utf8ToBytes(tag), u32(index), cPk, sPk]);
+/**
+ * Binds a round's keys to the client's identity, its index and the round: both X25519 keys and the
+ * per-round share-signing key gPk. gPk is bound too: a server that could swap it would make every box a
+ * client deals fail its holders' signature check (the holders set them aside) and could get an honest
+ * holder named for "altering" a share it relayed faithfully.
+ */
+export function roundKeysMessage(
+  tag: string,
+  index: number,
+  cPk: Uint8Array,
+  sPk: Uint8Array,
+  gPk: Uint8Array,
+): Uint8Array {
+  return frame([utf8ToBytes(DOMAIN_ROUND_KEYS), utf8ToBytes(tag), u32(index), cPk, sPk, gPk]);
 }
 
 export function signRoundKeys(
@@ -111,8 +122,9 @@ export function signRoundKeys(
   index: number,
   cPk: Uint8Array,
   sPk: Uint8Array,
+  gPk: Uint8Array,
 ): Uint8Array {
-  return ed25519.sign(roundKeysMessage(tag, index, cPk, sPk), identitySk);
+  return ed25519.sign(roundKeysMessage(tag, index, cPk, sPk, gPk), identitySk);
 }
 
 export function verifyRoundKeys(
@@ -121,9 +133,48 @@ export function verifyRoundKeys(
   index: number,
   cPk: Uint8Array,
   sPk: Uint8Array,
+  gPk: Uint8Array,
   sig: Uint8Array,
 ): boolean {
-  return verify(sig, roundKeysMessage(tag, index, cPk, sPk), identityPk);
+  let msg: Uint8Array;
+  try {
+    msg = roundKeysMessage(tag, index, cPk, sPk, gPk);
+  } catch {
+    return false;
+  }
+  return verify(sig, msg, identityPk);
+}
+
+/** What vouches for one client's round keys: its identity key, the site's word on it, its own on the keys. */
+export interface KeyAuth {
+  /** The visitor's long-lived Ed25519 identity public key. */
+  idPk: Uint8Array;
+  /** The site's signature on idPk (attest). */
+  attestation: Uint8Array;
+  /** idPk's signature on this round's keys (signRoundKeys). */
+  keysSig: Uint8Array;
+}
+
+/** Why a client's round keys are not vouched for (a closed set). */
+export type KeyAuthProblem = 'bad_identity' | 'not_attested' | 'bad_keys_signature';
+
+/**
+ * Checks that client `index`'s round keys are vouched for: its identity key is a usable Ed25519 point
+ * (a small-order one would let anyone sign in its name), the site attested it, and it signed exactly
+ * these keys for this round and index. Null when all hold.
+ */
+export function checkKeyAuth(
+  sitePk: Uint8Array,
+  tag: string,
+  index: number,
+  keys: { cPk: Uint8Array; sPk: Uint8Array; gPk: Uint8Array },
+  auth: KeyAuth,
+): KeyAuthProblem | null {
+  if (checkSigningKey(auth.idPk)) return 'bad_identity';
+  if (!verifyAttestation(sitePk, auth.idPk, auth.attestation)) return 'not_attested';
+  if (!verifyRoundKeys(auth.idPk, tag, index, keys.cPk, keys.sPk, keys.gPk, auth.keysSig))
+    return 'bad_keys_signature';
+  return null;
 }
 
 /** The survivor set as signed: strictly increasing indices, so one set has exactly one encoding. */

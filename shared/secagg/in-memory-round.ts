@@ -1,5 +1,6 @@
 import { ProtocolError, type RejectReason } from '../base/errors.ts';
-import { SecAggClientSession } from './client-session.ts';
+import { SecAggClientSession, type ClientAttestation } from './client-session.ts';
+import { attest, generateSigningKeyPair, type SigningKeyPair } from './consistency.ts';
 import { SecAggServerSession } from './server-session.ts';
 import { addInto } from './ring.ts';
 import type {
@@ -9,6 +10,7 @@ import type {
   Roster,
   SecAggActivePhase,
   ShareKeys,
+  SurvivorSet,
   UnmaskRequest,
 } from './types.ts';
 
@@ -17,7 +19,7 @@ const perf = (globalThis as { performance?: { now(): number } }).performance;
 const now = (): number => (perf ? perf.now() : Date.now());
 
 /** The last phase a client takes part in before vanishing. */
-export type DropPoint = 'before-keys' | 'after-keys' | 'after-shares' | 'after-masked';
+export type DropPoint = 'before-keys' | 'after-keys' | 'after-shares' | 'after-masked' | 'after-signature';
 
 export interface InMemoryRoundInput {
   tag: string;
@@ -25,13 +27,16 @@ export interface InMemoryRoundInput {
   t: number;
   minSurvivors: number;
   inputs: Uint32Array[];
-  /** index -> where it vanishes. */
+  /** index -> where it vanishes ('after-signature': signs U3 in R3, then vanishes before revealing). */
   drops?: ReadonlyMap<number, DropPoint>;
+  /** Runs the consistency round: every client gets a fresh identity that this site key attests. */
+  consistency?: { site: SigningKeyPair };
   /** Lets a test alter what a client sends or receives. */
   tamper?: {
     keys?: (from: number, m: AdvertiseKeys) => AdvertiseKeys;
     shares?: (from: number, m: ShareKeys) => ShareKeys;
     inbox?: (to: number, m: Inbox) => Inbox;
+    survivors?: (to: number, m: SurvivorSet) => SurvivorSet;
     unmask?: (to: number, m: UnmaskRequest) => UnmaskRequest;
     reveal?: (from: number, m: Reveal) => Reveal;
   };
@@ -87,12 +92,27 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
         t: sim.t,
         vectorLength: L,
         minSurvivors: sim.minSurvivors,
+        consistency: sim.consistency ? { sitePublicKey: sim.consistency.site.publicKey } : null,
       }),
   );
   sim.onServer?.(server);
+  const site = sim.consistency?.site;
+  const attestation = (): ClientAttestation | undefined => {
+    if (!site) return undefined;
+    const identity = generateSigningKeyPair();
+    return { sitePublicKey: site.publicKey, identity, signature: attest(site.secretKey, identity.publicKey) };
+  };
   const clients = timed('clientOther', () =>
     sim.inputs.map(
-      (_, i) => new SecAggClientSession({ tag: sim.tag, index: i + 1, n, t: sim.t, vectorLength: L }),
+      (_, i) =>
+        new SecAggClientSession({
+          tag: sim.tag,
+          index: i + 1,
+          n,
+          t: sim.t,
+          vectorLength: L,
+          ...(site ? { consistency: true, attestation: attestation() } : {}),
+        }),
     ),
   );
   const transcript: Transcript = {
@@ -136,9 +156,19 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
     transcript.masked.set(u, y);
     deliver(u, 'masked', () => server.receiveMasked(u, y));
   }
-  const requests = timed('server', () => server.closeMasked());
+  let requests: Map<number, UnmaskRequest>;
+  if (site) {
+    const sets = timed('server', () => server.closeMaskedToConsistency());
+    for (const [u, set0] of sets) {
+      if (drops.get(u) === 'after-masked') continue;
+      const set = sim.tamper?.survivors ? sim.tamper.survivors(u, set0) : set0;
+      const m = timed('clientOther', () => clients[u - 1].receiveSurvivors(set));
+      deliver(u, 'consistency', () => server.receiveSignature(u, m));
+    }
+    requests = timed('server', () => server.closeConsistency());
+  } else requests = timed('server', () => server.closeMasked());
   for (const [u, req0] of requests) {
-    if (drops.get(u) === 'after-masked') continue;
+    if (drops.get(u) === 'after-masked' || drops.get(u) === 'after-signature') continue;
     const req = sim.tamper?.unmask ? sim.tamper.unmask(u, req0) : req0;
     let r = timed('clientOther', () => clients[u - 1].receiveUnmask(req));
     if (sim.tamper?.reveal) r = sim.tamper.reveal(u, r);

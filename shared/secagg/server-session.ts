@@ -1,10 +1,14 @@
 import { bytes, index, list, record } from './check.ts';
 import { ProtocolError } from '../base/errors.ts';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import {
+  checkKeyAuth,
   checkSigningKey,
+  countSurvivorSignatures,
   SIGN_PUBLIC_BYTES,
   SIGNATURE_BYTES,
   verifyShare,
+  type KeyAuth,
   type ShareKind,
 } from './consistency.ts';
 import { SecAggAbort } from './errors.ts';
@@ -22,6 +26,7 @@ import {
   type PeerKeys,
   type Roster,
   type SecAggPhase,
+  type SurvivorSet,
   type UnmaskRequest,
 } from './types.ts';
 
@@ -35,6 +40,11 @@ export interface ServerSessionConfig {
   vectorLength: number;
   /** Fewest inputs for which a sum is released (the DP n_min). */
   minSurvivors: number;
+  /**
+   * Authenticated keys and the consistency round (R3): every client's keys must carry an identity the
+   * site attested under sitePublicKey; R2 closes into R3 (closeMaskedToConsistency). Absent: no R3.
+   */
+  consistency?: { sitePublicKey: Uint8Array } | null;
 }
 
 const MAX_BOX_BYTES = 256;
@@ -69,6 +79,12 @@ export class SecAggServerSession {
   private inU1 = new Set<number>();
   private inU2 = new Set<number>();
   private u3: number[] = [];
+  private inU3 = new Set<number>();
+  /** R3: identity key (hex) -> the index that advertised it; index -> identity key. */
+  private readonly idOwner = new Map<string, number>();
+  private readonly ids = new Map<number, Uint8Array>();
+  /** R3: each signer's signature over U3. */
+  private readonly signatures = new Map<number, Uint8Array>();
   private requests = new Map<number, UnmaskRequest>();
   /** holder -> kind -> of -> the share and its dealer's signature (checked only when a secret needs it). */
   private readonly revealed = new Map<number, Record<ShareKind, Map<number, Stored>>>();
@@ -100,8 +116,10 @@ export class SecAggServerSession {
         return this.u1.filter((u) => !this.boxes.has(u));
       case 'masked':
         return this.u2.filter((u) => !this.masked.has(u));
+      case 'consistency':
+        return this.u3.filter((u) => !this.signatures.has(u) && !this.excluded.has(u));
       case 'unmask':
-        return this.u3.filter((u) => !this.revealed.has(u) && !this.excluded.has(u));
+        return [...this.requests.keys()].filter((u) => !this.revealed.has(u) && !this.excluded.has(u));
       default:
         return [];
     }
@@ -183,7 +201,33 @@ export class SecAggServerSession {
       throw new ProtocolError('bad_key', `public key refused: ${problem}`);
     }
     if (bytesEqual(cPk, sPk)) throw new ProtocolError('bad_key', 'cPk and sPk must differ');
-    this.keys.set(from, { cPk, sPk, gPk });
+    const site = this.cfg.consistency?.sitePublicKey;
+    if (!site) {
+      this.keys.set(from, { cPk, sPk, gPk });
+      return;
+    }
+    // R3: keys the site does not vouch for would make every honest neighbour refuse its roster; refused here.
+    let auth: KeyAuth;
+    try {
+      if (r.auth === undefined) throw new ProtocolError('unattested', 'keys carry no attestation');
+      const a = record(r.auth, 'auth');
+      auth = {
+        idPk: bytes(a.idPk, 'idPk', SIGN_PUBLIC_BYTES),
+        attestation: bytes(a.attestation, 'attestation', SIGNATURE_BYTES),
+        keysSig: bytes(a.keysSig, 'keysSig', SIGNATURE_BYTES),
+      };
+      const why = checkKeyAuth(site, this.cfg.tag, from, { cPk, sPk, gPk }, auth);
+      if (why) throw new ProtocolError('unattested', `keys are not vouched for (${why})`);
+      const owner = this.idOwner.get(bytesToHex(auth.idPk));
+      if (owner !== undefined)
+        throw new ProtocolError('unattested', `identity already advertised by client ${owner}`);
+    } catch (e) {
+      this.excluded.add(from);
+      throw e;
+    }
+    this.idOwner.set(bytesToHex(auth.idPk), from);
+    this.ids.set(from, auth.idPk);
+    this.keys.set(from, { cPk, sPk, gPk, auth });
   }
 
   /** R0 -> R1: a roster for each client in U1. */
@@ -273,24 +317,90 @@ export class SecAggServerSession {
     this.masked.add(from);
   }
 
-  /** R2 -> R4: survivors U3; each is asked for b-shares of surviving and s-shares of dropped neighbours. */
-  closeMasked(): Map<number, UnmaskRequest> {
-    this.expect('masked', 'closeMasked');
+  /** R2: U3 = who sent a masked input; aborts when too few did, or a needed secret has too few live holders. */
+  private decideU3(): void {
     this.u3 = this.u2.filter((u) => this.masked.has(u));
     if (this.u3.length < this.cfg.minSurvivors)
       this.abort(`only ${this.u3.length} masked inputs arrived (need ${this.cfg.minSurvivors})`);
-    const inU3 = new Set(this.u3);
+    const inU3 = (this.inU3 = new Set(this.u3));
     const dropped = this.u2.filter((u) => !inU3.has(u));
     for (const u of [...this.u3, ...dropped]) {
       const holders = [...this.nb[u - 1]].filter((v) => inU3.has(v)).length;
       if (holders < this.cfg.t)
         this.abort(`client ${u}'s secret has ${holders} live share holders, threshold ${this.cfg.t}`);
     }
+  }
+
+  /** Client u's unmask request: its neighbours in U2, split by U3. */
+  private requestFor(u: number): UnmaskRequest {
+    const nbs = [...this.nb[u - 1]].filter((v) => this.inU2.has(v)).sort((a, b) => a - b);
+    return { survivors: nbs.filter((v) => this.inU3.has(v)), dropped: nbs.filter((v) => !this.inU3.has(v)) };
+  }
+
+  /** R2 -> R4 (no consistency round): survivors U3; each is asked for b-shares of surviving and s-shares of dropped neighbours. */
+  closeMasked(): Map<number, UnmaskRequest> {
+    this.expect('masked', 'closeMasked');
+    if (this.cfg.consistency)
+      throw new Error('this round runs the consistency round: use closeMaskedToConsistency');
+    this.decideU3();
+    this.phase = 'unmask';
+    const out = new Map<number, UnmaskRequest>();
+    for (const u of this.u3) out.set(u, this.requestFor(u));
+    this.requests = out;
+    return out;
+  }
+
+  /** R2 -> R3: every client in U3 is told U3 (the same set, ascending) and asked to sign it. */
+  closeMaskedToConsistency(): Map<number, SurvivorSet> {
+    this.expect('masked', 'closeMaskedToConsistency');
+    if (!this.cfg.consistency) throw new Error('this round has no consistency round: use closeMasked');
+    this.decideU3();
+    this.phase = 'consistency';
+    const out = new Map<number, SurvivorSet>();
+    for (const u of this.u3) out.set(u, { survivors: [...this.u3] });
+    return out;
+  }
+
+  /** R3: one survivor's signature over U3 (its attested identity key, from R0). */
+  receiveSignature(from: number, raw: unknown): void {
+    this.expect('consistency', 'signature');
+    if (!this.inU3.has(from)) throw new ProtocolError('not_selected', `client ${from} is not in U3`);
+    if (this.signatures.has(from) || this.excluded.has(from))
+      throw new ProtocolError('duplicate', `client ${from} already signed`);
+    const sig = bytes(record(raw, 'signature').sig, 'sig', SIGNATURE_BYTES);
+    const { valid } = countSurvivorSignatures(this.cfg.tag, this.u3, [{ index: from, sig }], this.ids);
+    if (!valid.length) {
+      // An honest client signs the set it was told, which is U3: this one signed something else.
+      this.excluded.add(from);
+      throw new ProtocolError('inconsistent_view', `client ${from}'s signature is not over U3`);
+    }
+    this.signatures.set(from, sig);
+  }
+
+  /**
+   * R3 -> R4: U4 = the signers. A client reveals only with t neighbour signatures over U3, so only those
+   * with t signing neighbours are asked (each with those signatures); every needed secret must keep t such
+   * holders, else the attempt aborts here rather than stall in R4.
+   */
+  closeConsistency(): Map<number, UnmaskRequest> {
+    this.expect('consistency', 'closeConsistency');
+    const signers = this.signatures;
+    const signing = (u: number): number[] =>
+      [...this.nb[u - 1]].filter((v) => signers.has(v)).sort((a, b) => a - b);
+    const asked = new Set(this.u3.filter((u) => signers.has(u) && signing(u).length >= this.cfg.t));
+    for (const u of this.u2) {
+      const holders = [...this.nb[u - 1]].filter((v) => asked.has(v)).length;
+      if (holders < this.cfg.t)
+        this.abort(
+          `client ${u}'s secret has ${holders} holders with ${this.cfg.t} signing neighbours, threshold ${this.cfg.t}`,
+        );
+    }
     this.phase = 'unmask';
     const out = new Map<number, UnmaskRequest>();
     for (const u of this.u3) {
-      const nbs = [...this.nb[u - 1]].filter((v) => this.inU2.has(v)).sort((a, b) => a - b);
-      out.set(u, { survivors: nbs.filter((v) => inU3.has(v)), dropped: nbs.filter((v) => !inU3.has(v)) });
+      if (!asked.has(u)) continue;
+      const signatures = signing(u).map((v) => ({ index: v, sig: signers.get(v)! }));
+      out.set(u, { ...this.requestFor(u), signatures });
     }
     this.requests = out;
     return out;
@@ -392,7 +502,7 @@ export class SecAggServerSession {
   /** R4 -> done: the exact sum of the survivors' inputs, or SecAggAbort. */
   closeUnmask(): Uint32Array {
     this.expect('unmask', 'closeUnmask');
-    const inU3 = new Set(this.u3);
+    const inU3 = this.inU3;
     const dropped = this.u2.filter((u) => !inU3.has(u));
     const { tag } = this.cfg;
     // Reconstruct and check every secret, and derive every pairwise seed, before touching the sum, so a

@@ -1,4 +1,7 @@
 /** Secure-aggregation messages (privacy.md C). Clients are named by their 1-based index in the round. */
+import type { KeyAuth } from './consistency.ts';
+
+export type { KeyAuth };
 
 /** R0 AdvertiseKeys, client -> server. */
 export interface AdvertiseKeys {
@@ -8,6 +11,8 @@ export interface AdvertiseKeys {
   sPk: Uint8Array;
   /** Ed25519 public key, fresh each round, that signs every share this client deals. */
   gPk: Uint8Array;
+  /** With the consistency round only: the identity behind these keys, attested by the site. */
+  auth?: KeyAuth;
 }
 
 export interface PeerKeys extends AdvertiseKeys {
@@ -30,10 +35,28 @@ export interface Inbox {
   shares: { from: number; ct: Uint8Array }[];
 }
 
+/** R3 ConsistencyCheck, server -> client (consistency round only): the survivor set U3, ascending. */
+export interface SurvivorSet {
+  survivors: number[];
+}
+
+/** R3, client -> server: its identity's signature over the survivor set it was told (survivorsMessage). */
+export interface SurvivorSignature {
+  sig: Uint8Array;
+}
+
+/** One client's signature over U3, as relayed with an unmask request. */
+export interface SignedBy {
+  index: number;
+  sig: Uint8Array;
+}
+
 /** R4, server -> client: which neighbours survived (reveal b-shares) and which dropped (reveal s-shares). */
 export interface UnmaskRequest {
   survivors: number[];
   dropped: number[];
+  /** Consistency round only: the R3 signatures of this client's neighbours that signed U3. */
+  signatures?: SignedBy[];
 }
 
 /** One revealed share of client `of`'s secret, with the signature `of` put on it when it dealt it. */
@@ -65,7 +88,7 @@ export interface Culprit {
   kind: CulpritKind;
 }
 
-/** The phases that collect client messages, in order (R0, R1, R2, R4). */
-export const SECAGG_PHASES = ['keys', 'shares', 'masked', 'unmask'] as const;
+/** The phases that collect client messages, in order (R0, R1, R2, R3, R4); R3 runs only with the flag on. */
+export const SECAGG_PHASES = ['keys', 'shares', 'masked', 'consistency', 'unmask'] as const;
 export type SecAggActivePhase = (typeof SECAGG_PHASES)[number];
 export type SecAggPhase = SecAggActivePhase | 'done' | 'failed';

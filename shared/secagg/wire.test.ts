@@ -6,10 +6,12 @@ import {
   packReveal,
   packRoster,
   packShares,
+  packUnmask,
   unpackInbox,
   unpackReveal,
   unpackRoster,
   unpackShares,
+  unpackUnmask,
 } from './wire.ts';
 
 const b = (n: number, v: number) => new Uint8Array(n).fill(v);
@@ -66,5 +68,33 @@ describe('secure-aggregation wire form', () => {
     expect(bad(() => unpackReveal({ b: new Uint8Array(37), s: new Uint8Array(0) }, 10))).toBe('malformed');
     expect(bad(() => unpackInbox({ shares: [1, 2] }, 10))).toBe('malformed');
     expect(bad(() => unpackReveal(null, 10))).toBe('malformed');
+  });
+
+  it('consistency round: roster attestations ride in a second blob of 164-byte records, signatures in 68', () => {
+    const auth = (v: number) => ({ idPk: b(32, v), attestation: b(64, v + 1), keysSig: b(64, v + 2) });
+    const roster = {
+      peers: [
+        { index: 3, cPk: b(32, 1), sPk: b(32, 2), gPk: b(32, 10), auth: auth(20) },
+        { index: 9, cPk: b(32, 3), sPk: b(32, 4), gPk: b(32, 11), auth: auth(30) },
+      ],
+    };
+    const wire = packRoster(roster);
+    expect(wire.peers.length).toBe(2 * 100);
+    expect(wire.auth!.length).toBe(2 * (4 + 32 + 64 + 64));
+    expect(unpackRoster(wire, 10)).toEqual(roster);
+    // Attestations of other peers, or in another order, than the keys they vouch for: refused.
+    const swapped = packRoster({ peers: [roster.peers[1], roster.peers[0]] });
+    expect(() => unpackRoster({ peers: wire.peers, auth: swapped.auth }, 10)).toThrow(ProtocolError);
+    expect(() => unpackRoster({ peers: wire.peers, auth: wire.auth!.subarray(0, 164) }, 10)).toThrow(
+      ProtocolError,
+    );
+    expect(() => packRoster({ peers: [roster.peers[0], { ...roster.peers[1], auth: undefined }] })).toThrow(
+      RangeError,
+    );
+    const req = { survivors: [1, 2], dropped: [4], signatures: [{ index: 2, sig: b(64, 7) }] };
+    const w = packUnmask(req);
+    expect(w.signatures!.length).toBe(68);
+    expect(unpackUnmask(w, 10)).toEqual(req);
+    expect(() => unpackUnmask({ ...w, signatures: new Uint8Array(67) }, 10)).toThrow(ProtocolError);
   });
 });
