@@ -1,7 +1,7 @@
 import { join, parseBackends } from '../client/index.ts';
 import type { AegisClient } from '../client/client.ts';
 import { storageStore } from '../client/profile.ts';
-import type { ServerStatus } from '../shared/protocol/status.ts';
+import type { SecAggStatus, ServerStatus } from '../shared/protocol/status.ts';
 import { renderChart } from './chart.ts';
 
 const $ = <T extends Element = HTMLElement>(id: string): T => document.getElementById(id) as unknown as T;
@@ -106,6 +106,27 @@ function startClient(): void {
 
 const pct = (v: number): string => `${Math.round(v * 100)}%`;
 
+/** k, t and how many colluding clients they withstand (fewer if the server splits its unmask requests). */
+function secaggText(g: SecAggStatus): string {
+  if (!g.enabled) return 'off';
+  const parts: string[] = [];
+  if (g.k !== null) {
+    const n = g.toleratedColluders ?? 0;
+    const split = g.toleratedColludersSplit;
+    parts.push(
+      `tolerates up to ${n} colluding client${n === 1 ? '' : 's'}` +
+        (split !== null ? ` (${split} if the server splits its unmask requests)` : ''),
+    );
+  }
+  if (g.maliciousServer)
+    parts.push(
+      `malicious-server mode${g.splitBound !== null ? `: split requests expose a client with probability ${g.splitBound === 0 ? '0' : `< ${g.splitBound.toExponential(1)}`}` : ''}`,
+    );
+  if (g.phase) parts.push(`phase ${g.phase}`);
+  const head = g.k !== null ? `on (${g.k} neighbours, threshold ${g.t})` : 'on';
+  return parts.length ? `${head}, ${parts.join(', ')}` : head;
+}
+
 async function refresh(): Promise<void> {
   let s: ServerStatus;
   try {
@@ -125,13 +146,17 @@ async function refresh(): Promise<void> {
       .join(', ') || '–';
   $('model').textContent = `${s.model.name} (${s.model.numParams.toLocaleString()} parameters)`;
   $('evalbackend').textContent = s.evalBackend;
-  $('secagg').textContent = s.secagg.enabled
-    ? `on${s.secagg.k !== null ? ` (${s.secagg.k} neighbours, threshold ${s.secagg.t})` : ''}${s.secagg.phase ? `, phase ${s.secagg.phase}` : ''}`
-    : 'off';
+  $('secagg').textContent = secaggText(s.secagg);
   const p = s.privacy;
   $('privacy').textContent = p.enabled
-    ? `epsilon ${p.epsilon.toFixed(2)} of ${p.epsilonBudget} (delta ${p.delta}), z = ${p.noiseMultiplier}, clip ${p.clipNorm.toPrecision(3)}${p.adaptiveClipping ? ' (adaptive)' : ''}`
+    ? `z = ${p.noiseMultiplier}, clip ${p.clipNorm.toPrecision(3)}${p.adaptiveClipping ? ' (adaptive)' : ''}, δ ${p.delta}, ${p.q < 1 ? `Poisson sampling q = ${p.q.toPrecision(3)}` : 'q = 1 (no sampling amplification claimed)'}`
     : 'off';
+  // Two figures: the released models' users get the amplification of sampling at q; the server, which
+  // sees each cohort, does not (q = 1). They coincide when q = 1.
+  $('epsilons').textContent = p.enabled
+    ? `ε released models ${p.epsilon.toFixed(2)} · ε vs server ${p.epsilonAgainstServer.toFixed(2)} (budget ${p.epsilonBudget})`
+    : '–';
+  $('epsilonslabel').hidden = $('epsilons').hidden = !p.enabled;
   $('stopreason').textContent = s.stopReason ?? '';
   $('epsiloncard').hidden = !p.enabled;
   if (p.enabled) {

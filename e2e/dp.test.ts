@@ -93,13 +93,17 @@ describe('differential privacy with Node clients', () => {
       epsilonBudget: budget,
       adaptiveClipping: true,
       rounds: 2,
+      q: 1, // no --dp-population: fixed-size cohorts, no amplification claimed
     });
+    // At q = 1 the released models and the server are charged alike.
+    if (status.privacy.enabled) expect(status.privacy.epsilonAgainstServer).toBeCloseTo(eps2, 6);
     // Adaptive clipping: the clip moved from 0.1 after round 1.
     expect(status.history[0].clipNorm).toBe(0.1);
     expect(status.history[1].clipNorm).not.toBe(0.1);
     expect(norms.length).toBeGreaterThanOrEqual(6);
     const m = await (await fetch(srv.url + '/metrics')).text();
     expect(metric(m, 'aegis_dp_epsilon')).toBeCloseTo(eps2, 6);
+    expect(metric(m, 'aegis_dp_epsilon_against_server')).toBeCloseTo(eps2, 6);
     expect(metric(m, 'aegis_dp_epsilon_budget')).toBe(budget);
     expect(metric(m, 'aegis_rounds_completed_total')).toBe(2);
   }, 150_000);

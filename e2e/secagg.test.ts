@@ -132,6 +132,7 @@ describe('secure aggregation over socket.io', () => {
     expect(status.history).toHaveLength(1);
     // Complete graph k = 11, t = floor(12 / 2) + 1 = 7: after four dropouts every secret still has 7 holders
     // answering (9 masked inputs; one of them vanishes during unmasking).
+    expect(status.secagg).toMatchObject({ k: 11, t: 7, complete: true, toleratedColluders: 6 });
     expect(status.history[0]).toMatchObject({ secagg: true, clients: 9 }); // clients 4..12 masked their input
 
     // Round 1's result is the exact weighted mean of the survivors' inputs (client 4 vanished after masking).

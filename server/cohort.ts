@@ -13,8 +13,11 @@ import { permutation, type Rng } from '../shared/data/rng.ts';
 export type CohortRule =
   { kind: 'fixed'; size: number; rng: Rng } | { kind: 'poisson'; q: number; random?: SecureRandom };
 
-export type CohortDraw<T> =
-  { ok: true; chosen: T[] } | { ok: false; drawn: number; reason: 'too_few' | 'too_many' };
+/** Why a draw was not used (closed set: it is a metric label). */
+export const COHORT_SKIPS = ['too_few', 'too_many'] as const;
+export type CohortSkip = (typeof COHORT_SKIPS)[number];
+
+export type CohortDraw<T> = { ok: true; chosen: T[] } | { ok: false; drawn: number; reason: CohortSkip };
 
 export interface CohortBounds {
   /** Fewest members for which the round can run (secure aggregation and DP need a floor). */

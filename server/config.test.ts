@@ -60,6 +60,11 @@ describe('parseConfig', () => {
     [['--max-message-bytes', '100000'], /below one "small" update/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['--secagg', 'maybe'], /--secagg must be on or off/],
+    [['--secagg-malicious-server', 'yes'], /--secagg-malicious-server must be on or off/],
+    [
+      ['--secagg', 'off', '--secagg-malicious-server', 'on', '--min-updates', '1', '--min-clients', '1'],
+      /--secagg-malicious-server needs --secagg on/,
+    ],
     [['--partition', 'random'], /--partition must be iid, dirichlet or shards/],
     [['--partition', 'iid', '--dirichlet-alpha', '1'], /--dirichlet-alpha does not apply to --partition iid/],
     [['--server-opt', 'sgd'], /--server-opt must be one of fedavg, fedavgm, fedadagrad, fedyogi, fedadam/],
@@ -129,6 +134,8 @@ describe('parseConfig', () => {
     expect(parseConfig([]).secagg).toBe(true);
     expect(parseConfig([]).dp).toBeNull();
     expect(parseConfig(['--secagg', 'off', '--min-updates', '1', '--min-clients', '1']).secagg).toBe(false);
+    expect(parseConfig([]).secaggMaliciousServer).toBe(false);
+    expect(parseConfig(['--secagg-malicious-server', 'on']).secaggMaliciousServer).toBe(true);
   });
 
   it('DP: a given z, or z derived from a target epsilon over a number of rounds', () => {

@@ -81,6 +81,8 @@ export interface ServerConfig {
   secaggCorrupt: number;
   /** Shamir threshold as a fraction of the neighbour degree: t = floor(f k) + 1. */
   secaggThreshold: number;
+  /** Assume the server may split its unmask requests: t is raised until that exposes no one (< 2^-40). */
+  secaggMaliciousServer: boolean;
   /**
    * Authenticated keys and the consistency round (Bonawitz et al. 2017, R3): every client's keys must carry
    * an identity attested under siteAttestationKey, and survivors sign U3 before anyone reveals a share.
@@ -143,6 +145,7 @@ export const DEFAULTS: ServerConfig = {
   secaggDropout: 0.1,
   secaggCorrupt: 0.05,
   secaggThreshold: 0.5,
+  secaggMaliciousServer: false,
   secaggConsistency: false,
   siteAttestationKey: null,
   coordClip: 0.5,
@@ -211,6 +214,10 @@ export const FLAGS = {
   'secagg-threshold': {
     type: 'string',
     help: 'Shamir threshold as a fraction of the degree (t = floor(f k) + 1)',
+  },
+  'secagg-malicious-server': {
+    type: 'string',
+    help: 'on: raise t so a server splitting its unmask requests exposes no one (< 2^-40); off by default',
   },
   'secagg-consistency': {
     type: 'string',
@@ -454,6 +461,11 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     secaggDropout: num('secagg-dropout', s('secagg-dropout'), d.secaggDropout, 1e-6, 0.5),
     secaggCorrupt: num('secagg-corrupt', s('secagg-corrupt'), d.secaggCorrupt, 1e-6, 0.5),
     secaggThreshold: num('secagg-threshold', s('secagg-threshold'), d.secaggThreshold, 0, 0.99),
+    secaggMaliciousServer: onOff(
+      'secagg-malicious-server',
+      s('secagg-malicious-server'),
+      d.secaggMaliciousServer,
+    ),
     secaggConsistency: onOff('secagg-consistency', s('secagg-consistency'), d.secaggConsistency),
     siteAttestationKey: parseSiteKey(s('site-attestation-key')),
     coordClip: num('coord-clip', s('coord-clip'), d.coordClip, 1e-6, 1e6),
@@ -489,6 +501,7 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
   }
   if (c.secagg && c.minUpdates < 2)
     throw new Error("--secagg on needs --min-updates >= 2 (a sum over one client is that client's update)");
+  if (c.secaggMaliciousServer && !c.secagg) throw new Error('--secagg-malicious-server needs --secagg on');
   if (c.secagg && c.clientsPerRound < SECAGG_MIN_COHORT)
     throw new Error(
       `--secagg on needs --clients-per-round >= ${SECAGG_MIN_COHORT} (with 2, the sum shows each client the other's update)`,

@@ -5,7 +5,8 @@ import { PROTOCOL_VERSION, type ServerToClientEvents } from '../shared/protocol/
 import { DEFAULTS, type ServerConfig } from './config.ts';
 import { ProtocolError } from '../shared/base/errors.ts';
 import { ManualClock } from './clock.ts';
-import { Coordinator, type ClientLink } from './coordinator.ts';
+import { createSecureRandom, type SecureRandom } from '../shared/dp/secure-random.ts';
+import { Coordinator, SKIP_RETRY_MS, type ClientLink, type CoordinatorDeps } from './coordinator.ts';
 import type { EvalResult, Evaluator } from './evaluator.ts';
 import { GlobalModel } from './global-model.ts';
 import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
@@ -36,10 +37,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function setup(
-  over: Partial<ServerConfig> = {},
-  evaluate: (w: Float32Array) => Promise<EvalResult> = (w) => evaluator.evaluate(w),
-) {
+async function setup(over: Partial<ServerConfig> = {}, deps: Partial<CoordinatorDeps> = {}) {
   const config: ServerConfig = {
     ...DEFAULTS,
     secagg: false,
@@ -57,11 +55,12 @@ async function setup(
   const c = new Coordinator({
     config,
     metrics,
-    evaluate,
+    evaluate: (w) => evaluator.evaluate(w),
     evalBackend: 'cpu',
     initialWeights: new Float32Array(P).fill(0.01),
     dataFor: (i) => ({ kind: 'synthetic', seed: i, count: 8 }),
     clock,
+    ...deps,
   });
   coord = c;
   ids = [];
@@ -237,7 +236,7 @@ describe('Coordinator', () => {
       examples: 1,
       ms: 0,
     });
-    const { c, metrics, clock } = await setup({ maxLossIncrease: 1, rounds: 3 }, stub);
+    const { c, metrics, clock } = await setup({ maxLossIncrease: 1, rounds: 3 }, { evaluate: stub });
     join(c, 1);
     join(c, 2);
     const round = async (r: number, v: number) => {
@@ -426,5 +425,100 @@ describe('Coordinator contains internal errors', () => {
     c.update(id(1), upd(1, 1, 1));
     c.update(id(2), upd(1, 1, 1));
     expect((await end).clients).toBe(2);
+  });
+});
+
+/** DP settings for these tests; population 0 means q = 1. */
+const dpWith = (population: number): ServerConfig['dp'] => ({
+  noiseMultiplier: 1,
+  clipNorm: 0.1,
+  epsilonBudget: 100,
+  delta: 1e-5,
+  population,
+  adaptive: null,
+});
+const seeded = (b: number): SecureRandom => createSecureRandom(new Uint8Array(32).fill(b));
+/** Which of `n` clients a Poisson draw at q from a fresh `seeded(b)` takes (the coordinator's draw, replayed). */
+const replayPoisson = (b: number, n: number, q: number): number[] => {
+  const r = seeded(b);
+  return Array.from({ length: n }, (_, i) => i).filter(() => r.float() < q);
+};
+const selected = (ls: MemLink[], round = 1, attempt = 1): number[] =>
+  ls.flatMap((l, i) =>
+    l.sent.some(
+      (s) =>
+        s.event === 'round:start' &&
+        (s.args[0] as any).round === round &&
+        (s.args[0] as any).attempt === attempt,
+    )
+      ? [i]
+      : [],
+  );
+
+describe('Coordinator: who takes part matches what the ledger charges', () => {
+  it('with --dp-population: Poisson sampling at q from every ready client, by the injected CSPRNG', async () => {
+    // q = 5 / 20; the draw happens once, when the 20th client is ready.
+    const { c } = await setup(
+      { minClients: 20, clientsPerRound: 5, dp: dpWith(20) },
+      { cohortRandom: seeded(3) },
+    );
+    const ls = Array.from({ length: 20 }, (_, n) => join(c, n));
+    const expected = replayPoisson(3, 20, 0.25);
+    expect(expected.length).toBeGreaterThanOrEqual(2); // the seed gives a usable draw (min = --min-updates)
+    expect(expected.length).not.toBe(5); // and not the target size: nothing is trimmed or topped up
+    expect(selected(ls)).toEqual(expected);
+    expect(c.status()).toMatchObject({ phase: 'training', selected: expected.length });
+    expect(c.status().privacy).toMatchObject({ enabled: true, q: 0.25 });
+  });
+
+  it('without a population (q = 1) the cohort is a fixed-size draw and the CSPRNG is never used', async () => {
+    const never: SecureRandom = {
+      float: () => {
+        throw new Error('Poisson draw without --dp-population');
+      },
+    } as unknown as SecureRandom;
+    const { c } = await setup({ minClients: 5, clientsPerRound: 3, dp: dpWith(0) }, { cohortRandom: never });
+    const ls = Array.from({ length: 5 }, (_, n) => join(c, n));
+    expect(selected(ls)).toHaveLength(3);
+    expect(c.status().privacy).toMatchObject({ q: 1 });
+  });
+
+  it('a draw below the minimum starts no attempt: counted, logged, drawn again after a pause, never topped up', async () => {
+    const log: string[] = [];
+    // q = 3 / 300 = 0.01 over 3 ready clients: the seeded draws take fewer than --min-updates = 2.
+    const { c, metrics, clock } = await setup(
+      { minClients: 3, clientsPerRound: 3, dp: dpWith(300) },
+      { cohortRandom: seeded(5), log: (m) => log.push(m) },
+    );
+    const r = seeded(5);
+    const sizes = [0, 1].map(() => [0, 1, 2].filter(() => r.float() < 0.01).length);
+    expect(Math.max(...sizes)).toBeLessThan(2);
+    const skipped = nextEvent(c, 'cohortSkipped');
+    const ls = [1, 2, 3].map((n) => join(c, n));
+    expect(await skipped).toEqual({ round: 1, drawn: sizes[0], eligible: 3, reason: 'too_few' });
+    expect(c.status()).toMatchObject({ phase: 'waiting', attempt: 0, selected: 0 });
+    expect(selected(ls)).toEqual([]);
+    expect(await metricValue(metrics, 'aegis_cohort_draws_skipped_total', { reason: 'too_few' })).toBe(1);
+    expect(log.some((l) => /Poisson sampling \(q = 0\.01\) drew \d of 3 eligible clients/.test(l))).toBe(
+      true,
+    );
+    clock.advance(SKIP_RETRY_MS - 1);
+    expect(await metricValue(metrics, 'aegis_cohort_draws_skipped_total', { reason: 'too_few' })).toBe(1);
+    clock.advance(1);
+    expect(await metricValue(metrics, 'aegis_cohort_draws_skipped_total', { reason: 'too_few' })).toBe(2);
+    expect(await metricValue(metrics, 'aegis_cohort_draws_skipped_total', { reason: 'too_many' })).toBe(0);
+  });
+
+  it('DP gauges exist only with DP: absent without it rather than 0', async () => {
+    const plain = await setup();
+    const text = await plain.metrics.registry.metrics();
+    expect(text).not.toMatch(/aegis_dp_/);
+    expect(text).toMatch(/aegis_rounds_completed_total/);
+    const dp = await setup({ dp: dpWith(30), clientsPerRound: 3 });
+    const dpText = await dp.metrics.registry.metrics();
+    for (const name of ['aegis_dp_epsilon', 'aegis_dp_epsilon_against_server'])
+      expect(dpText).toMatch(new RegExp(`^${name} 0$`, 'm'));
+    expect(dpText).toMatch(/^aegis_dp_epsilon_budget 100$/m);
+    expect(dpText).toMatch(/^aegis_dp_sampling_rate 0\.1$/m);
   });
 });

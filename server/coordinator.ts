@@ -4,6 +4,8 @@ import { isRecord } from '../shared/base/record.ts';
 import { isRejectReason, ProtocolError } from '../shared/base/errors.ts';
 import type { DataSpec } from '../shared/data/dataset.ts';
 import { createRng, type Rng } from '../shared/data/rng.ts';
+import type { SecureRandom } from '../shared/dp/secure-random.ts';
+import type { Culprit, CulpritKind } from '../shared/secagg/types.ts';
 import { PROTOCOL_VERSION, type Ack, type RoundRef, type RoundSummary } from '../shared/protocol/messages.ts';
 import type { DefenceStatus, ServerStatus } from '../shared/protocol/status.ts';
 import { checkUpdate } from '../shared/protocol/validate.ts';
@@ -12,6 +14,7 @@ import {
   minCohort,
   ringLengthFor,
   roundMode,
+  type DegreeReport,
   type RoundOutcome,
   type SecAggClientMessage,
 } from './aggregator/index.ts';
@@ -19,7 +22,7 @@ import { ClientRegistry, type ClientLink, type ClientRecord } from './clients.ts
 import { systemClock, type Clock } from './clock.ts';
 import { Containment } from './contain.ts';
 import { LogLimiter } from './limits.ts';
-import { chooseCohort } from './cohort.ts';
+import { chooseCohort, type CohortRule, type CohortSkip } from './cohort.ts';
 import type { ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
 import { GlobalModel } from './global-model.ts';
@@ -42,7 +45,14 @@ export interface CoordinatorDeps {
   /** Internal errors are logged here (default: log). */
   logError?: (msg: string) => void;
   clock?: Clock;
+  /** CSPRNG of Poisson cohort draws (default: one keyed by the OS); tests inject a seeded one. */
+  cohortRandom?: SecureRandom;
 }
+
+/** Least wait before drawing again after a draw outside the cohort bounds (no busy loop at --round-pause-ms 0). */
+export const SKIP_RETRY_MS = 1000;
+/** Culprit ids a log line names (the rest are counted). */
+const CULPRITS_LOGGED = 5;
 
 /**
  * The round lifecycle: waiting -> training (select, send weights, collect until the accumulator closes)
@@ -63,9 +73,18 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly runId = randomBytes(8).toString('hex');
   private readonly ringLength: number | undefined;
   private readonly minCohort: number;
+  private readonly cohortRule: CohortRule;
   private state: RoundState = { kind: 'waiting', pause: null };
   private ref: RoundRef = { round: 1, attempt: 0 };
-  private degree: { k: number; t: number } | null = null;
+  private degree: DegreeReport | null = null;
+  /**
+   * Clients named as culprits in an attempt of the current round: they sit out its remaining attempts.
+   * Naming is sound (shares are dealer-signed, so an honest client is never named), and keeping them out
+   * stops one cheater from aborting every retry. It lasts only until the round completes: a session is
+   * not a person (a cheater can return under a new session, so a longer ban buys little), and the set
+   * stays bounded by one cohort instead of growing with the run.
+   */
+  private readonly culprits = new Set<string>();
   private aggregatesRejected = 0;
   private lastAggregateRejection: DefenceStatus['lastAggregateRejection'] = null;
   private stopped = false;
@@ -96,6 +115,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const mode = roundMode(this.cfg);
     this.ringLength = ringLengthFor(mode, this.model.numParams);
     this.minCohort = minCohort(mode);
+    // Who takes part must match what the ledger charges: Poisson sampling at q exactly when it charges
+    // q < 1 (--dp-population), from every eligible client and a CSPRNG; otherwise a fixed-size draw from
+    // the seeded experiment RNG, charged at q = 1.
+    const q = this.model.samplingRate;
+    this.cohortRule =
+      q < 1
+        ? { kind: 'poisson', q, random: deps.cohortRandom }
+        : { kind: 'fixed', size: this.cfg.clientsPerRound, rng: this.rng };
   }
 
   /** Evaluates the initial model (the baseline every round is compared with). */
@@ -199,6 +226,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       targetRounds: this.cfg.rounds,
       secaggEnabled: this.cfg.secagg,
       degree: this.degree,
+      maliciousServer: this.cfg.secagg && this.cfg.secaggMaliciousServer,
       clients: this.clients.counts(),
       model: { name: this.cfg.model.name, numParams: this.model.numParams },
       evalBackend: this.deps.evalBackend,
@@ -260,9 +288,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   private startRound(ready: ClientRecord[]): void {
     const cfg = this.cfg;
-    const rule = { kind: 'fixed', size: cfg.clientsPerRound, rng: this.rng } as const;
-    const draw = chooseCohort(ready, rule, { min: this.minCohort, max: Infinity });
-    if (!draw.ok) throw new Error(`no cohort from ${ready.length} ready clients`);
+    const eligible = this.culprits.size ? ready.filter((c) => !this.culprits.has(c.id)) : ready;
+    // Fewer than --min-updates could never complete (and DP noise is sized for that many).
+    const bounds = { min: Math.max(this.minCohort, cfg.minUpdates), max: Infinity };
+    const draw = chooseCohort(eligible, this.cohortRule, bounds);
+    if (!draw.ok) return this.skipDraw(draw.drawn, draw.reason, eligible.length, bounds.min);
     const cohort = draw.chosen;
     const ref = (this.ref = { round: this.ref.round, attempt: this.ref.attempt + 1 });
     const startedAt = this.clock.now();
@@ -280,17 +310,61 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     });
     const members = new Map(cohort.map((c, i) => [c.id, i + 1]));
     this.state = { kind: 'training', ref, startedAt, cohort, members, accumulator };
-    if (accumulator.secure) this.degree = { k: accumulator.secure.k, t: accumulator.secure.t };
+    if (accumulator.secure) this.degree = accumulator.secure.degree;
     const weights = this.model.weightsBytes;
     cohort.forEach((c, i) =>
       this.clients.send(c, 'round:start', roundStart(cfg, ref, weights, accumulator, i + 1)),
     );
     const dpNote =
       dp && cfg.dp ? `, DP z = ${cfg.dp.noiseMultiplier}, C = ${dp.clipNorm.toPrecision(3)}` : '';
+    const sat = ready.length - eligible.length;
+    const satOut = sat ? `, ${sat} named culprit${sat === 1 ? '' : 's'} sitting out` : '';
     this.log(
-      `round ${ref.round}.${ref.attempt}: selected ${cohort.length} of ${ready.length} ready clients (${accumulator.description}${dpNote})`,
+      `round ${ref.round}.${ref.attempt}: selected ${cohort.length} of ${ready.length} ready clients by ${this.ruleText()}${satOut} (${accumulator.description}${dpNote})`,
     );
     this.announce('roundStart', { ...ref, selected: cohort.length });
+  }
+
+  private ruleText(): string {
+    const r = this.cohortRule;
+    return r.kind === 'poisson' ? `Poisson sampling (q = ${r.q})` : `a fixed-size draw of ${r.size}`;
+  }
+
+  /**
+   * A draw outside the bounds starts no attempt: it is counted, logged, and drawn afresh after a pause.
+   * It is never trimmed or topped up, which would change each client's inclusion probability. (Redrawing
+   * does condition released cohorts on their size: the ledger's q holds while such skips are rare, i.e.
+   * while q times the eligible clients is well above the minimum; the log shows how often they happen.)
+   */
+  private skipDraw(drawn: number, reason: CohortSkip, eligible: number, min: number): void {
+    this.deps.metrics.cohortSkips.inc({ reason });
+    const wait = Math.max(this.cfg.roundPauseMs, SKIP_RETRY_MS);
+    const why = reason === 'too_few' ? `fewer than the ${min} a round needs` : 'more than the cohort limit';
+    this.log(
+      `round ${this.ref.round}: ${this.ruleText()} drew ${drawn} of ${eligible} eligible clients, ${why}; no attempt, drawing again in ${wait} ms`,
+    );
+    this.state = this.pauseThenStart(wait);
+    this.announce('cohortSkipped', { round: this.ref.round, drawn, eligible, reason });
+  }
+
+  /** Culprits the attempt named: they sit out the rest of the round (see `culprits`); logged, rate-limited. */
+  private noteCulprits(t: Training, culprits: readonly Culprit[]): void {
+    const kinds = new Map<CulpritKind, number>();
+    const ids = new Set<string>();
+    for (const c of culprits) {
+      const rec = t.cohort[c.index - 1];
+      if (!rec) continue;
+      ids.add(rec.id);
+      this.culprits.add(rec.id);
+      kinds.set(c.kind, (kinds.get(c.kind) ?? 0) + 1);
+    }
+    if (!ids.size) return;
+    const list = [...ids].slice(0, CULPRITS_LOGGED).join(', ');
+    const more = ids.size > CULPRITS_LOGGED ? ` and ${ids.size - CULPRITS_LOGGED} more` : '';
+    const evidence = [...kinds].map(([k, n]) => `${k} x${n}`).join(', ');
+    this.inputLog?.write(
+      `round ${t.ref.round}.${t.ref.attempt}: ${ids.size} client${ids.size === 1 ? '' : 's'} proven to have cheated (${evidence}): ${list}${more}; excluded until round ${t.ref.round} completes`,
+    );
   }
 
   /** The accumulator of attempt `ref` closed: release the aggregate, or fail the attempt. */
@@ -298,6 +372,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const t = this.state;
     if (t.kind !== 'training' || t.ref !== ref) return;
     this.deps.metrics.stragglersDropped.inc(o.dropped);
+    if (o.culprits?.length) this.noteCulprits(t, o.culprits);
     if (!o.ok) {
       if (o.reason === 'aggregate_rejected') {
         // Counted by check in the accumulator (aegis_aggregates_rejected_total); kept here for status.
@@ -317,6 +392,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private roundEnded(summary: RoundSummary): void {
     const cfg = this.cfg;
     this.ref = { round: summary.round + 1, attempt: 0 };
+    this.culprits.clear(); // the round is complete: its culprits may take part again (see `culprits`)
     this.deps.metrics.currentRound.set(this.ref.round);
     const finished = cfg.rounds > 0 && this.model.history.length >= cfg.rounds;
     this.state = finished ? { kind: 'done', reason: null } : this.pauseThenStart();
@@ -336,14 +412,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.announce('roundFailed', { round, attempt, updates, reason });
   }
 
-  /** Waiting, with the next start after the configured pause. */
-  private pauseThenStart(): RoundState {
+  /** Waiting, with the next start after the configured pause (or `ms`). */
+  private pauseThenStart(ms = this.cfg.roundPauseMs): RoundState {
     if (this.stopped) return { kind: 'waiting', pause: null };
     const pause = this.timers.setTimeout(() => {
       if (this.state.kind !== 'waiting' || this.state.pause !== pause) return;
       this.state = { kind: 'waiting', pause: null };
       this.maybeStart();
-    }, this.cfg.roundPauseMs);
+    }, ms);
     return { kind: 'waiting', pause };
   }
 

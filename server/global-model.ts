@@ -75,6 +75,7 @@ export class GlobalModel {
           expectedClients: cfg.clientsPerRound,
         })
       : null;
+    if (this.ledger) deps.metrics.enablePrivacy();
     this.refreshPrivacyGauges();
   }
 
@@ -105,6 +106,11 @@ export class GlobalModel {
   /** The weights as little-endian float32 bytes (what round:start carries), without a copy. */
   get weightsBytes(): Buffer {
     return this.wBytes;
+  }
+
+  /** The sampling rate the ledger charges: < 1 only with DP and --dp-population; 1 otherwise. */
+  get samplingRate(): number {
+    return this.ledger?.cfg.q ?? 1;
   }
 
   /** The DP settings the next round uses (clip norm moves with adaptive clipping); null without DP. */
@@ -171,7 +177,11 @@ export class GlobalModel {
     this.history.push(summary);
     const m = this.deps.metrics;
     if (ev) m.evalDuration.observe(ev.ms / 1000);
-    const eps = epsilon !== null ? `, epsilon ${epsilon.toFixed(3)}` : '';
+    const vsServer = this.ledger?.epsilonAgainstServer();
+    const eps =
+      epsilon !== null
+        ? `, epsilon ${epsilon.toFixed(3)} (released models; ${vsServer!.toFixed(3)} against the server)`
+        : '';
     if (verdict) {
       this.rejected++;
       m.modelsRejected.inc({ reason: verdict.kind });
@@ -227,11 +237,13 @@ export class GlobalModel {
     if (!this.ledger) return;
     const p = this.ledger.status();
     const m = this.deps.metrics;
-    m.dpEpsilon.set(p.epsilon);
-    m.dpDelta.set(p.delta);
-    m.dpBudget.set(p.epsilonBudget);
-    m.dpNoise.set(p.noiseMultiplier);
-    m.dpClip.set(p.clipNorm);
+    m.dp.epsilon.set(p.epsilon);
+    m.dp.epsilonAgainstServer.set(p.epsilonAgainstServer);
+    m.dp.delta.set(p.delta);
+    m.dp.budget.set(p.epsilonBudget);
+    m.dp.noise.set(p.noiseMultiplier);
+    m.dp.clip.set(p.clipNorm);
+    m.dp.samplingRate.set(p.q);
   }
 }
 

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { REJECT_REASONS } from '../shared/base/errors.ts';
 import { BOUNDS_FAILURES } from '../shared/fl/encoding.ts';
 import { CULPRIT_KINDS } from '../shared/secagg/types.ts';
+import { COHORT_SKIPS } from './cohort.ts';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -182,31 +183,47 @@ export function createMetrics() {
       labelNames: ['where'] as const,
       registers: [registry],
     }),
-    dpEpsilon: new Gauge({
-      name: 'aegis_dp_epsilon',
-      help: 'Privacy spent so far (epsilon at aegis_dp_delta)',
+    cohortSkips: new Counter({
+      name: 'aegis_cohort_draws_skipped_total',
+      help: 'Cohort draws outside the allowed size (never trimmed): no round started, drawn again later',
+      labelNames: ['reason'] as const,
       registers: [registry],
     }),
-    dpDelta: new Gauge({
-      name: 'aegis_dp_delta',
-      help: 'Delta of the privacy guarantee',
-      registers: [registry],
-    }),
-    dpBudget: new Gauge({
-      name: 'aegis_dp_epsilon_budget',
-      help: 'Epsilon at which training stops',
-      registers: [registry],
-    }),
-    dpNoise: new Gauge({
-      name: 'aegis_dp_noise_multiplier',
-      help: 'Noise multiplier z (std on the sum / clip norm)',
-      registers: [registry],
-    }),
-    dpClip: new Gauge({
-      name: 'aegis_dp_clip_norm',
-      help: 'L2 clip norm of client updates',
-      registers: [registry],
-    }),
+    /** DP gauges: registered by enablePrivacy() only, so a server without DP exports none (not zeros). */
+    dp: {
+      epsilon: new Gauge({
+        name: 'aegis_dp_epsilon',
+        help: 'Privacy spent on the released models (epsilon at aegis_dp_delta, sampling rate q)',
+        registers: [],
+      }),
+      epsilonAgainstServer: new Gauge({
+        name: 'aegis_dp_epsilon_against_server',
+        help: 'Privacy spent against the server, which sees each cohort (the same rounds at q = 1)',
+        registers: [],
+      }),
+      delta: new Gauge({ name: 'aegis_dp_delta', help: 'Delta of the privacy guarantee', registers: [] }),
+      budget: new Gauge({
+        name: 'aegis_dp_epsilon_budget',
+        help: 'Epsilon at which training stops',
+        registers: [],
+      }),
+      noise: new Gauge({
+        name: 'aegis_dp_noise_multiplier',
+        help: 'Noise multiplier z (std on the sum / clip norm)',
+        registers: [],
+      }),
+      clip: new Gauge({ name: 'aegis_dp_clip_norm', help: 'L2 clip norm of client updates', registers: [] }),
+      samplingRate: new Gauge({
+        name: 'aegis_dp_sampling_rate',
+        help: 'Sampling rate q the ledger charges (1 = no amplification claimed)',
+        registers: [],
+      }),
+    },
+    /** Registers the DP gauges (once; later calls do nothing). */
+    enablePrivacy(): void {
+      if (registry.getSingleMetric('aegis_dp_epsilon')) return;
+      for (const g of Object.values(m.dp)) registry.registerMetric(g);
+    },
   };
   // Zero-initialise every reason so dashboards show flat lines, not gaps.
   for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);
@@ -215,5 +232,6 @@ export function createMetrics() {
   for (const why of ['expired', 'evicted']) m.sessionsEnded.inc({ why }, 0);
   for (const check of BOUNDS_FAILURES) m.aggregatesRejected.inc({ check }, 0);
   for (const reason of MODEL_REJECTIONS) m.modelsRejected.inc({ reason }, 0);
+  for (const reason of COHORT_SKIPS) m.cohortSkips.inc({ reason }, 0);
   return m;
 }

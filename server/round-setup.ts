@@ -28,6 +28,7 @@ export function roundSettings(
           dropout: cfg.secaggDropout,
           corrupt: cfg.secaggCorrupt,
           thresholdFraction: cfg.secaggThreshold,
+          maliciousServer: cfg.secaggMaliciousServer,
           consistency:
             cfg.secaggConsistency && cfg.siteAttestationKey
               ? { sitePublicKey: cfg.siteAttestationKey }

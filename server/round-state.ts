@@ -1,6 +1,7 @@
 import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
 import type { Accumulator } from './aggregator/index.ts';
 import type { ClientRecord } from './clients.ts';
+import type { CohortSkip } from './cohort.ts';
 import type { Timer } from './clock.ts';
 import type { AttemptFailure } from './metrics.ts';
 
@@ -28,5 +29,7 @@ export interface CoordinatorEvents {
   roundStart: [{ round: number; attempt: number; selected: number }];
   roundEnd: [RoundSummary];
   roundFailed: [{ round: number; attempt: number; updates: number; reason: AttemptFailure }];
+  /** A cohort draw fell outside the bounds: no attempt started (drawn again after a pause). */
+  cohortSkipped: [{ round: number; drawn: number; eligible: number; reason: CohortSkip }];
   done: [RoundSummary[]];
 }

@@ -11,7 +11,7 @@ import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from 
 import { DEFAULTS, type ServerConfig } from './config.ts';
 import { ProtocolError } from '../shared/base/errors.ts';
 import { ManualClock, type Clock } from './clock.ts';
-import { Coordinator, type ClientLink } from './coordinator.ts';
+import { Coordinator, type ClientLink, type CoordinatorDeps } from './coordinator.ts';
 import type { Evaluator } from './evaluator.ts';
 import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
@@ -126,7 +126,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function setup(over: Partial<ServerConfig> = {}, clock?: Clock) {
+async function setup(over: Partial<ServerConfig> = {}, clock?: Clock, deps: Partial<CoordinatorDeps> = {}) {
   const config: ServerConfig = {
     ...DEFAULTS,
     model: spec,
@@ -155,6 +155,7 @@ async function setup(over: Partial<ServerConfig> = {}, clock?: Clock) {
     dataFor: (i) => ({ kind: 'synthetic', seed: i, count: 8 }),
     log: () => {},
     clock,
+    ...deps,
   });
   coord = c;
   await c.init();
@@ -523,5 +524,155 @@ describe('Coordinator with secure aggregation contains internal errors', () => {
     const end = nextEvent(c, 'roundEnd');
     clock.advance(0); // the pause before the retry
     expect((await end).clients).toBe(5);
+  });
+});
+
+/** Rounds (and attempts) whose round:start this client received. */
+const startsOf = (s: SimClient): string[] =>
+  s.sent.filter((e) => e.event === 'round:start').map((e) => `${(e.m as any).round}.${(e.m as any).attempt}`);
+
+describe('Coordinator with secure aggregation: thresholds that say what they protect', () => {
+  it('status and round:start carry t, the colluders it tolerates and the round-start log says it in words', async () => {
+    const log: string[] = [];
+    const { c } = await setup({}, undefined, { log: (m) => log.push(m) });
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
+    await end;
+    expect(c.status().secagg).toMatchObject({
+      k: 4,
+      t: 3,
+      n: 5,
+      complete: true,
+      toleratedColluders: 2,
+      toleratedColludersSplit: 1,
+      bounds: null,
+      maliciousServer: false,
+      splitBound: null,
+      description: expect.stringContaining('tolerates 2 colluding clients'),
+    });
+    expect(sims[0].start!.secagg).toMatchObject({ n: 5, k: 4, t: 3 });
+    expect(log.find((l) => /round 1\.1: selected 5 of 5/.test(l))).toMatch(
+      /complete graph of 5 clients, threshold 3: tolerates 2 colluding clients \(1 if the server splits/,
+    );
+  });
+
+  it('--secagg-malicious-server raises t until split unmask requests expose no one, and reports the bound', async () => {
+    // 30% colluders of 5 is 2 clients; with k = 4 a split request needs 2t - k of them, so t = 4 (not the
+    // majority 3) leaves them short: the bound is 0.
+    const plain = await setup({ secaggCorrupt: 0.3 });
+    const e1 = nextEvent(plain.c, 'roundEnd');
+    joinAll(plain.c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
+    await e1;
+    expect(plain.c.status().secagg).toMatchObject({
+      t: 3,
+      toleratedColludersSplit: 1,
+      maliciousServer: false,
+    });
+    plain.c.stop();
+
+    const log: string[] = [];
+    const { c } = await setup({ secaggCorrupt: 0.3, secaggMaliciousServer: true }, undefined, {
+      log: (m) => log.push(m),
+    });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, deltas, [8, 8, 8, 8, 8]);
+    expect((await end).clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    expect(sims[0].start!.secagg).toMatchObject({ k: 4, t: 4 });
+    expect(c.status().secagg).toMatchObject({
+      t: 4,
+      toleratedColluders: 3,
+      toleratedColludersSplit: 3,
+      maliciousServer: true,
+      splitBound: 0,
+    });
+    expect(log.join('\n')).toMatch(
+      /malicious-server mode: split unmask requests \(2 assumed colluders, 4 needed/,
+    );
+  });
+});
+
+describe('Coordinator with secure aggregation: culprits', () => {
+  it('are counted by kind, logged, and sit out the rest of the round only: they take part in the next', async () => {
+    const log: string[] = [];
+    const { c, metrics } = await setup({ rounds: 2 }, undefined, { log: (m) => log.push(m) });
+    // Complete graph of 5, t = 3. Client 3 vanishes before unmask and client 4 alters every share it
+    // reveals: some survivor's self-mask then has exactly t = 3 holders answering, one of them altered.
+    // The signatures name client 4 and the attempt aborts (two valid shares are not enough).
+    const failed = nextEvent(c, 'roundFailed');
+    const sims = joinAll(
+      c,
+      Array.from({ length: 5 }, randomDelta),
+      [8, 8, 8, 8, 8],
+      [null, null, null, 'unmask', null],
+    );
+    sims[4].alterReveal = () => true;
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'secagg_aborted' });
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'altered_share' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'inconsistent_dealer' })).toBe(
+      0,
+    );
+    expect(log.join('\n')).toMatch(
+      new RegExp(
+        `round 1\\.1: 1 client proven to have cheated \\(altered_share x1\\): ${sims[4].id}; excluded until round 1 completes`,
+      ),
+    );
+    // A fifth ready client arrives; the retry is drawn without the culprit, and completes.
+    const end1 = nextEvent(c, 'roundEnd');
+    const newcomer = enter(c, new SimClient(c, randomDelta(), 8));
+    const s1 = await end1;
+    expect(s1).toMatchObject({ round: 1, attempts: 2, clients: 4 });
+    expect(startsOf(sims[4])).toEqual(['1.1']);
+    expect(startsOf(newcomer)).toEqual(['1.2']);
+    // Round 1 is complete: the culprit is eligible again. It still cheats, but with four holders answering
+    // for every secret its shares can be set aside (it is named only where its share was among the first t).
+    const end2 = nextEvent(c, 'roundEnd');
+    const s2 = await end2;
+    expect(s2).toMatchObject({ round: 2, clients: 5 });
+    expect(startsOf(sims[4])).toEqual(['1.1', '2.1']);
+  });
+});
+
+describe('Coordinator with secure aggregation and Poisson cohorts', () => {
+  it('draws the cohort at q from every ready client and reports epsilon with q beside epsilon against the server', async () => {
+    const z = 1;
+    const seed = new Uint8Array(32).fill(2);
+    const { c, metrics } = await setup(
+      {
+        minClients: 10,
+        clientsPerRound: 5,
+        dp: {
+          noiseMultiplier: z,
+          clipNorm: 0.05,
+          epsilonBudget: 100,
+          delta: 1e-5,
+          population: 10,
+          adaptive: null,
+        },
+      },
+      undefined,
+      { cohortRandom: createSecureRandom(seed) },
+    );
+    const replay = createSecureRandom(seed);
+    const expected = Array.from({ length: 10 }, (_, i) => i).filter(() => replay.float() < 0.5);
+    // The seed gives a usable draw that is not the target size (nothing is trimmed to 5).
+    expect(expected.length).toBeGreaterThanOrEqual(3);
+    expect(expected.length).not.toBe(5);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, Array.from({ length: 10 }, randomDelta), Array(10).fill(8));
+    expect((await end).clients).toBe(expected.length);
+    expect(sims.flatMap((s, i) => (s.start ? [i] : []))).toEqual(expected);
+    const p = c.status().privacy;
+    if (!p.enabled) throw new Error('DP is on');
+    expect(p.q).toBe(0.5);
+    expect(p.epsilon).toBeCloseTo(epsilonFor(0.5, z, 1, 1e-5), 10);
+    expect(p.epsilonAgainstServer).toBeCloseTo(epsilonFor(1, z, 1, 1e-5), 10);
+    expect(p.epsilon).toBeLessThan(p.epsilonAgainstServer);
+    expect(await metricValue(metrics, 'aegis_dp_epsilon')).toBeCloseTo(p.epsilon, 10);
+    expect(await metricValue(metrics, 'aegis_dp_epsilon_against_server')).toBeCloseTo(
+      p.epsilonAgainstServer,
+      10,
+    );
   });
 });

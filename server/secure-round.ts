@@ -1,6 +1,6 @@
 import { SecAggAbort } from '../shared/secagg/errors.ts';
 import { SecAggServerSession, type ServerSessionConfig } from '../shared/secagg/server-session.ts';
-import type { SecAggPhase, SurvivorSet } from '../shared/secagg/types.ts';
+import type { Culprit, SecAggPhase, SurvivorSet } from '../shared/secagg/types.ts';
 import {
   packInbox,
   packRoster,
@@ -15,8 +15,10 @@ import type { RoundRef } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
 
-export type SecureOutcome =
-  { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string };
+/** How the round ended, with every client the session proved to have cheated either way. */
+export type SecureOutcome = (
+  { ok: true; sum: Uint32Array; survivors: number[] } | { ok: false; reason: string }
+) & { culprits: Culprit[] };
 
 /** The pure session's config, plus the timers and transport this wrapper adds around it. */
 export interface SecureRoundOptions extends ServerSessionConfig {
@@ -161,7 +163,7 @@ export class SecureRound {
           this.o.log(
             `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
           );
-          this.finish({ ok: true, sum, survivors: [...s.survivors] });
+          this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
           return;
         }
         default:
@@ -170,7 +172,7 @@ export class SecureRound {
     } catch (e) {
       if (!(e instanceof SecAggAbort)) throw e;
       this.o.log(`secure aggregation aborted in phase ${phase}: ${e.message}`);
-      this.finish({ ok: false, reason: e.message });
+      this.finish({ ok: false, reason: e.message, culprits: s.culpritEvidence });
       return;
     }
     this.o.log(`secure aggregation: phase ${phase} closed (${why}), ${missing} missing`);
@@ -183,10 +185,8 @@ export class SecureRound {
     this.stop();
     this.o.metrics.secaggRounds.inc({ outcome: o.ok ? 'ok' : 'aborted' });
     // Named whichever way the attempt ended (an abort keeps its culprits too); kinds are a closed set.
-    const culprits = this.session.culpritEvidence;
-    for (const c of culprits) this.o.metrics.secaggCulprits.inc({ kind: c.kind });
-    if (culprits.length)
-      this.o.log(`culprits: ${culprits.map((c) => `client ${c.index} (${c.kind})`).join(', ')}`);
+    // The coordinator logs them (rate-limited, a bounded list) and keeps them out of the round's retries.
+    for (const c of o.culprits) this.o.metrics.secaggCulprits.inc({ kind: c.kind });
     this.o.done(o);
   }
 }

@@ -1,16 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
-import type { Accumulator, SecAggChannel } from './aggregator/index.ts';
+import { chooseDegree, colludersOf, DEFAULT_NEIGHBOURHOOD, log2SplitBound } from '../shared/secagg/graph.ts';
+import type { Accumulator, DegreeReport, SecAggChannel } from './aggregator/index.ts';
 import type { ClientRecord } from './clients.ts';
 import type { RoundState } from './round-state.ts';
 import { statusView, type StatusInput } from './status.ts';
+
+const report = (n: number, maliciousServer = false): DegreeReport => {
+  const degree = chooseDegree(n, { ...DEFAULT_NEIGHBOURHOOD, maliciousServer });
+  const split = maliciousServer
+    ? log2SplitBound(n, degree.k, degree.t, colludersOf(n, DEFAULT_NEIGHBOURHOOD.corrupt))
+    : null;
+  return { n, degree, maliciousServer, split, description: `described ${n}` };
+};
 
 const base = (state: RoundState): StatusInput => ({
   state,
   ref: { round: 3, attempt: 2 },
   targetRounds: 10,
   secaggEnabled: true,
-  degree: { k: 4, t: 3 },
+  degree: report(5),
+  maliciousServer: false,
   clients: { connected: 7, ready: 5, byBackend: { wasm: 5 } },
   model: { name: 'tiny', numParams: 100 },
   evalBackend: 'cpu',
@@ -86,5 +96,43 @@ describe('statusView', () => {
       stopReason: 'privacy budget reached',
     });
     expect(statusView(base({ kind: 'done', reason: null })).stopReason).toBeNull();
+  });
+
+  it('secagg: what (k, t) tolerates, the SecAgg+ bounds for large cohorts, the split bound in malicious mode', () => {
+    const waiting: RoundState = { kind: 'waiting', pause: null };
+    const small = statusView(base(waiting)).secagg;
+    expect(small).toEqual({
+      enabled: true,
+      phase: null,
+      k: 4,
+      t: 3,
+      n: 5,
+      complete: true,
+      toleratedColluders: 2,
+      toleratedColludersSplit: 1,
+      bounds: null,
+      maliciousServer: false,
+      splitBound: null,
+      description: 'described 5',
+    });
+    const big = statusView({ ...base(waiting), degree: report(1000) }).secagg;
+    const d = chooseDegree(1000);
+    expect(big).toMatchObject({ n: 1000, k: d.k, t: d.t, complete: false, toleratedColluders: d.t - 1 });
+    expect(big.bounds!.securityBits).toBeGreaterThan(40);
+    expect(big.bounds!.correctnessBits).toBeGreaterThan(20);
+    const mal = report(1000, true);
+    const m = statusView({ ...base(waiting), degree: mal, maliciousServer: true }).secagg;
+    expect(m.maliciousServer).toBe(true);
+    expect(m.splitBound).toBe(2 ** mal.split!.log2Bound);
+    expect(m.splitBound).toBeLessThan(2 ** -40);
+    expect(m.t).toBeGreaterThan(d.t);
+    // Before any secure round: the mode is shown, the degree is not.
+    const none = statusView({ ...base(waiting), degree: null, maliciousServer: true }).secagg;
+    expect(none).toMatchObject({
+      maliciousServer: true,
+      k: null,
+      toleratedColluders: null,
+      splitBound: null,
+    });
   });
 });

@@ -1,5 +1,6 @@
 import { PROTOCOL_VERSION, type RoundRef, type RoundSummary } from '../shared/protocol/messages.ts';
-import type { DefenceStatus, PrivacyStatus, ServerStatus } from '../shared/protocol/status.ts';
+import type { DefenceStatus, PrivacyStatus, SecAggStatus, ServerStatus } from '../shared/protocol/status.ts';
+import type { DegreeReport } from './aggregator/index.ts';
 import type { ClientCounts } from './clients.ts';
 import type { RoundState } from './round-state.ts';
 
@@ -11,7 +12,9 @@ export interface StatusInput {
   targetRounds: number;
   secaggEnabled: boolean;
   /** Neighbour degree and threshold of the secure round in progress, or the last one. */
-  degree: { k: number; t: number } | null;
+  degree: DegreeReport | null;
+  /** --secagg-malicious-server (shown before the first secure round too). */
+  maliciousServer: boolean;
   clients: ClientCounts;
   model: { name: string; numParams: number };
   evalBackend: string;
@@ -42,14 +45,32 @@ export function statusView(s: StatusInput): ServerStatus {
     evalBackend: s.evalBackend,
     initial: s.initial,
     history: s.history,
-    secagg: {
-      enabled: s.secaggEnabled,
-      phase: training?.accumulator.secure?.phase ?? null,
-      k: s.degree?.k ?? null,
-      t: s.degree?.t ?? null,
-    },
+    secagg: secaggView(s, training?.accumulator.secure?.phase ?? null),
     privacy: s.privacy,
     defences: s.defences,
     stopReason: st.kind === 'done' ? st.reason : null,
   };
 }
+
+function secaggView(s: StatusInput, phase: SecAggStatus['phase']): SecAggStatus {
+  const r = s.degree;
+  const d = r?.degree;
+  const b = d?.bounds;
+  return {
+    enabled: s.secaggEnabled,
+    phase,
+    k: d?.k ?? null,
+    t: d?.t ?? null,
+    n: r?.n ?? null,
+    complete: d?.complete ?? null,
+    toleratedColluders: d?.toleratedColluders ?? null,
+    toleratedColludersSplit: d?.toleratedColludersSplit ?? null,
+    bounds: b ? { securityBits: finite(b.securityBits), correctnessBits: finite(b.correctnessBits) } : null,
+    maliciousServer: s.maliciousServer,
+    splitBound: r?.split ? 2 ** r.split.log2Bound : null,
+    description: r?.description ?? null,
+  };
+}
+
+/** JSON has no infinities (a bound of probability 0 gives infinitely many bits): null instead. */
+const finite = (v: number): number | null => (Number.isFinite(v) ? v : null);

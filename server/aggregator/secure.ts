@@ -1,6 +1,13 @@
 import { vectorLength, type EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { SecAggRoundInfo } from '../../shared/protocol/messages.ts';
-import { chooseDegree, harary } from '../../shared/secagg/graph.ts';
+import {
+  chooseDegree,
+  colludersOf,
+  describeDegree,
+  harary,
+  log2SplitBound,
+  type SplitBound,
+} from '../../shared/secagg/graph.ts';
 import type { SecAggActivePhase } from '../../shared/secagg/types.ts';
 import { SecureRound, type SecureOutcome } from '../secure-round.ts';
 import { checkedDecode, decodedExamples } from './bounds.ts';
@@ -9,6 +16,7 @@ import type {
   MemberUpdate,
   RoundContext,
   RoundSettings,
+  DegreeReport,
   SecAggChannel,
   SecAggClientMessage,
   SecAggSettings,
@@ -24,6 +32,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   readonly ringLength: number;
   readonly k: number;
   readonly t: number;
+  readonly degree: DegreeReport;
   private readonly round: SecureRound;
   /** Members whose masked input arrived (their example counts are inside the vectors, never in the clear). */
   private readonly inputs = new Set<number>();
@@ -35,15 +44,35 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   ) {
     const n = s.n;
     const sa = s.secagg;
+    const maliciousServer = sa.maliciousServer === true;
     const degree = chooseDegree(n, {
       dropout: sa.dropout,
       corrupt: sa.corrupt,
-      sigma: 40,
+      sigma: SECURITY_BITS,
       eta: 20,
       thresholdFraction: sa.thresholdFraction,
+      maliciousServer,
     });
     this.k = degree.k;
     this.t = degree.t;
+    // Malicious-server mode: the split bound counts colluders among a client's k neighbours as a uniform
+    // draw, which holds only if the server cannot choose the circle. It does choose it today (harary()
+    // shuffles with the server's randomness), so for SecAgg+ cohorts (n >= 50) the bound is only as good
+    // as the server's honesty about that shuffle; below 50 the graph is complete and there is no order
+    // to steer. A verifiable order (e.g. from the clients' committed randomness) is still to come.
+    const split: SplitBound | null = maliciousServer
+      ? log2SplitBound(n, degree.k, degree.t, colludersOf(n, sa.corrupt))
+      : null;
+    const splitNote = split
+      ? `; malicious-server mode: split unmask requests (${split.colluders} assumed colluders, ${split.needed} needed among a client's neighbours) expose a client with probability ${probability(split.log2Bound)}`
+      : '';
+    this.degree = {
+      n,
+      degree,
+      maliciousServer,
+      split,
+      description: describeDegree(n, degree) + splitNote,
+    };
     this.ringLength = vectorLength(s.numParams);
     this.round = new SecureRound({
       ref: ctx.ref,
@@ -81,7 +110,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
 
   get description(): string {
     const r3 = this.s.secagg.consistency ? ', consistency round' : '';
-    return `secure aggregation, k = ${this.k}, t = ${this.t}${r3}`;
+    return `secure aggregation, k = ${this.k}${r3}: ${this.degree.description}`;
   }
 
   get deadlineAt(): number {
@@ -135,6 +164,8 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
 
   private done(o: SecureOutcome): void {
     const dropped = Math.max(0, this.s.n - this.inputs.size);
+    // Named culprits ride along with the outcome (omitted when there are none).
+    const culprits = o.culprits.length ? { culprits: o.culprits } : {};
     if (!o.ok) {
       this.ctx.close({
         ok: false,
@@ -142,6 +173,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
         why: o.reason,
         updates: this.inputs.size,
         dropped,
+        ...culprits,
       });
       return;
     }
@@ -155,6 +187,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
         why: `secure aggregation complete, aggregate rejected (${d.message})`,
         updates: survivors,
         dropped,
+        ...culprits,
       });
       return;
     }
@@ -169,6 +202,15 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       stragglers: this.s.n - survivors,
       dropped,
       indicatorSum: this.s.dp?.adaptive ? agg.indicatorSum : null,
+      ...culprits,
     });
   }
+}
+
+/** Security parameter sigma: every security bound of (k, t) is below 2^-SECURITY_BITS. */
+const SECURITY_BITS = 40;
+
+/** 2^log2 for a log line: "0" when impossible, else "below 2^-x". */
+function probability(log2: number): string {
+  return Number.isFinite(log2) ? `below 2^${Math.ceil(log2)}` : '0';
 }

@@ -1,6 +1,7 @@
 import type { BoundsFailure, EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { RoundRef, SecAggRoundInfo, ServerToClientEvents } from '../../shared/protocol/messages.ts';
-import type { SecAggActivePhase } from '../../shared/secagg/types.ts';
+import type { Degree, SplitBound } from '../../shared/secagg/graph.ts';
+import type { Culprit, SecAggActivePhase } from '../../shared/secagg/types.ts';
 import type { Clock } from '../clock.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -33,6 +34,8 @@ export type RoundOutcome =
       dropped: number;
       /** Noisy sum of clip indicators, for adaptive clipping; null when not used. */
       indicatorSum: number | null;
+      /** Members proven to have cheated (secure rounds; indices are 1-based cohort places). */
+      culprits?: readonly Culprit[];
     }
   | {
       ok: false;
@@ -40,6 +43,7 @@ export type RoundOutcome =
       why: string;
       updates: number;
       dropped: number;
+      culprits?: readonly Culprit[];
     }
   | {
       ok: false;
@@ -49,6 +53,7 @@ export type RoundOutcome =
       why: string;
       updates: number;
       dropped: number;
+      culprits?: readonly Culprit[];
     };
 
 /** Settings of one round attempt, fixed when it starts. */
@@ -81,8 +86,22 @@ export interface SecAggSettings {
   dropout: number;
   corrupt: number;
   thresholdFraction: number;
+  /** Raise t until split unmask requests expose a client with probability < 2^-40 (graph.ts). */
+  maliciousServer?: boolean;
   /** Authenticated keys and the consistency round (R3), with the site key that attests identities; null = off. */
   consistency?: { sitePublicKey: Uint8Array } | null;
+}
+
+/** The (k, t) of a secure round and what it protects against. */
+export interface DegreeReport {
+  /** Cohort size. */
+  n: number;
+  degree: Degree;
+  maliciousServer: boolean;
+  /** Malicious-server mode: the split-request bound of the chosen t; null otherwise. */
+  split: SplitBound | null;
+  /** describeDegree, plus the split bound in malicious-server mode. */
+  description: string;
 }
 
 type SecAggEvent = 'secagg:roster' | 'secagg:inbox' | 'secagg:survivors' | 'secagg:unmask';
@@ -115,6 +134,7 @@ export interface SecAggChannel {
   readonly phase: SecAggActivePhase;
   readonly k: number;
   readonly t: number;
+  readonly degree: DegreeReport;
   /** What member i needs to know in round:start. */
   info(member: number): SecAggRoundInfo;
   receive(kind: SecAggClientMessage, member: number, raw: unknown): void;

@@ -45,6 +45,28 @@ export interface SecAggStatus {
   /** Neighbour degree and Shamir threshold of the round in progress (or the last). */
   k: number | null;
   t: number | null;
+  /** Cohort size (k, t) was chosen for; null before the first secure round. */
+  n: number | null;
+  /** Whether the graph is complete (cohorts below 50: classic SecAgg with an honest-majority t). */
+  complete: boolean | null;
+  /** Colluding clients the round withstands whoever they are, when the server follows the protocol: t - 1. */
+  toleratedColluders: number | null;
+  /** The same when the server splits its unmask requests: 2t - k - 1. */
+  toleratedColludersSplit: number | null;
+  /**
+   * SecAgg+ cohorts: -log2 of the security and correctness union bounds (k, t) were chosen for (a field
+   * is null where its bound is exactly 0); null for small cohorts, whose guarantee is the colluder count.
+   */
+  bounds: { securityBits: number | null; correctnessBits: number | null } | null;
+  /** --secagg-malicious-server: t also keeps split unmask requests from exposing anyone. */
+  maliciousServer: boolean;
+  /**
+   * In malicious-server mode, the bound that t guarantees: P[some honest client has >= 2t - k colluding
+   * neighbours] under the assumed colluding fraction (0 when the colluders cannot reach 2t - k); else null.
+   */
+  splitBound: number | null;
+  /** What (k, t) protects against, in words (as the round-start log says it). */
+  description: string | null;
 }
 
 export interface PrivacyStatus {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   chooseDegree,
@@ -10,6 +11,7 @@ import {
   logBinomialTail,
   logHypergeometricTail,
   maliciousThreshold,
+  SECAGG_PLUS_MIN_COHORT,
   thresholdFor,
   type NeighbourhoodParams,
 } from './graph.ts';
@@ -284,6 +286,44 @@ describe('thresholds that say what they protect', () => {
       const dropout = removed; // corrupt = 0: only dropouts leave the graph
       const b = degreeBounds(n, k, 3, { ...DEFAULT_NEIGHBOURHOOD, dropout, corrupt: 0 });
       expect(Math.log2(exact)).toBeLessThanOrEqual(b.disconnect);
+    }
+  });
+});
+
+describe('the README states the degrees the code chooses', () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8').replace(/\s+/g, ' ');
+  const num = (s: string): number => Number(s.replace(/ /g, ''));
+
+  it('k and t per cohort size, the small-cohort rule and the malicious-server figures', () => {
+    const plain = readme.match(
+      /k = (\d+) for (\d[\d ]*) clients, (\d+) for (\d[\d ]*), (\d+) for (\d[\d ]*) \(t = ⌊k\/2⌋ \+ 1\)/,
+    );
+    expect(plain).not.toBeNull();
+    for (let i = 1; i < 7; i += 2) {
+      const d = chooseDegree(num(plain![i + 1]));
+      expect(d.k).toBe(Number(plain![i]));
+      expect(d.t).toBe(Math.floor(d.k / 2) + 1);
+    }
+    const small = readme.match(
+      /Cohorts below (\d+) \(the demo, the tests\) use the complete graph with t = ⌊n\/2⌋ \+ 1/,
+    );
+    expect(Number(small![1])).toBe(SECAGG_PLUS_MIN_COHORT);
+    for (const n of [3, 4, 5, 10, 49]) {
+      const d = chooseDegree(n);
+      expect(d).toMatchObject({
+        complete: true,
+        t: Math.floor(n / 2) + 1,
+        toleratedColluders: Math.floor(n / 2),
+      });
+      expect(d.toleratedColludersSplit).toBe(n % 2 === 1 ? 1 : 2);
+    }
+    const mal = readme.match(
+      /k = (\d+), t = (\d+) for (\d[\d ]*) clients; k = (\d+), t = (\d+) for (\d[\d ]*)\./,
+    );
+    expect(mal).not.toBeNull();
+    for (const i of [1, 4]) {
+      const d = chooseDegree(num(mal![i + 2]), { ...DEFAULT_NEIGHBOURHOOD, maliciousServer: true });
+      expect([d.k, d.t]).toEqual([Number(mal![i]), Number(mal![i + 1])]);
     }
   });
 });
