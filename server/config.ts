@@ -135,7 +135,7 @@ export const DEFAULTS: ServerConfig = {
   testExamples: 1000,
   seed: 1,
   maxMessageBytes: 16 * 1024 * 1024,
-  maxExamplesPerClient: 50_000,
+  maxExamplesPerClient: 4 * 256,
   distDir: 'dist',
   logLevel: 'info',
   secagg: true,
@@ -201,7 +201,7 @@ export const FLAGS = {
   'max-message-bytes': { type: 'string', help: 'largest accepted socket.io message' },
   'max-examples-per-client': {
     type: 'string',
-    help: 'largest numExamples a client may claim; the public cap ring weights are divided by',
+    help: 'largest numExamples a client may claim; the public cap ring weights are divided by (default 4 x --examples-per-client)',
   },
   'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
   quiet: { type: 'boolean', help: 'log only errors' },
@@ -431,10 +431,12 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     cifarDir: s('cifar-dir'),
     seed: int('seed', s('seed'), d.seed, 0, 2 ** 31),
     maxMessageBytes: int('max-message-bytes', s('max-message-bytes'), d.maxMessageBytes, 1024),
+    // Default: 4x the mean shard. Ring weights are numExamples / this cap, so a cap far above real shard
+    // sizes would spend the weight coordinate's precision on values no client has.
     maxExamplesPerClient: int(
       'max-examples-per-client',
       s('max-examples-per-client'),
-      d.maxExamplesPerClient,
+      4 * int('examples-per-client', s('examples-per-client'), d.examplesPerClient, 1, 50_000),
       1,
     ),
     distDir: s('dist-dir') ?? d.distDir,
