@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
-import { encodeContribution, planEncoding, vectorLength, type EncodingPlan } from '../shared/fl/encoding.ts';
+import {
+  decodeAggregate,
+  encodeContribution,
+  planEncoding,
+  vectorLength,
+  type EncodingPlan,
+} from '../shared/fl/encoding.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import {
   PROTOCOL_VERSION,
@@ -318,7 +324,7 @@ describe('AegisClient with a site attestation key (consistency round)', () => {
     peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));
     const sum = server.closeUnmask();
     expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'signature', 'reveal']);
-    const expected = encodeContribution(delta, EXAMPLES, plan, createSecureRandom()).ring;
+    const expected = encodeContribution(delta, EXAMPLES, plan, createSecureRandom(), 0.5).ring;
     for (const x of peerInputs) addInto(expected, x);
     expect(sum).toEqual(expected);
     expect(socket.all('secagg:refuse')).toEqual([]);
@@ -331,7 +337,8 @@ describe('AegisClient', () => {
     // A new session: the server issues its id and resume token, which the client keeps.
     expect(socket.all('hello')).toEqual([{ protocolVersion: PROTOCOL_VERSION, source: 'node' }]);
     expect(client.sessionId).toBe(SESSION.sessionId);
-    expect(socket.all('ready')).toEqual([{ backend: 'cpu', numExamples: EXAMPLES }]);
+    // Only the backend: the example count never leaves the client in the clear.
+    expect(socket.all('ready')).toEqual([{ backend: 'cpu' }]);
     expect(trainer.spawned).toBe(1);
     expect(events.backend).toEqual([
       { backend: 'cpu', skipped: [], where: 'main-thread', data: 'fake data' },
@@ -410,9 +417,11 @@ describe('AegisClient', () => {
     socket.deliver('secagg:inbox', { round: 1, attempt: 1, ...packInbox(inboxes.get(1)!) });
     await settle();
     const [u] = socket.all('update');
-    expect(u).toMatchObject({ round: 1, attempt: 1, numExamples: EXAMPLES });
+    // Only the masked vector: the loss (0.5) is inside it, nothing per client is sent beside it.
+    expect(Object.keys(u).sort()).toEqual(['attempt', 'delta', 'round']);
+    expect(u).toMatchObject({ round: 1, attempt: 1 });
     const masked = new Uint32Array(u.delta);
-    const plain = encodeContribution(delta, EXAMPLES, plan, createSecureRandom()).ring;
+    const plain = encodeContribution(delta, EXAMPLES, plan, createSecureRandom(), 0.5).ring;
     expect(masked).toHaveLength(L);
     expect(masked).not.toEqual(plain);
     expect(events.encoded).toEqual([
@@ -434,6 +443,24 @@ describe('AegisClient', () => {
     expect(server.closeUnmask()).toEqual(expected);
     expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'reveal']);
     expect(events.error).toBeUndefined();
+  });
+
+  it('ring round without secure aggregation (DP): sends only { round, attempt, delta }, the loss inside the vector', async () => {
+    const { socket, trainer, events } = await joined();
+    socket.deliver('round:start', { ...roundStart(1, 1, false), encoding: plan });
+    await settle();
+    trainer.trainings[0].finish(delta);
+    await settle();
+    const [u] = socket.all('update');
+    expect(Object.keys(u).sort()).toEqual(['attempt', 'delta', 'round']);
+    expect(u).toMatchObject({ round: 1, attempt: 1 });
+    const ring = new Uint32Array(u.delta);
+    expect(ring).toEqual(encodeContribution(delta, EXAMPLES, plan, createSecureRandom(), 0.5).ring);
+    // The server reads the loss only from the (here one-client) sum.
+    expect(decodeAggregate(ring, 1, plan).meanLoss).toBe(0.5);
+    expect(events.encoded).toEqual([expect.objectContaining({ round: 1, masked: false, bytes: L * 4 })]);
+    // Locally the client still reports what it trained (it stays in the browser).
+    expect(events.trained).toEqual([{ round: 1, loss: 0.5, trainMs: 7, numExamples: EXAMPLES }]);
   });
 
   it('gives up on a secure round whose inbox does not come by the deadline (fake clock) and goes idle', async () => {

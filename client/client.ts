@@ -488,7 +488,8 @@ export class AegisClient extends Emitter<ClientEvents> {
       where: trainer.where,
       data: r.dataDescription,
     });
-    return { trainer, ready: { backend: r.backend, numExamples: r.numExamples } };
+    // The example count stays here: under secure aggregation it travels only inside the masked vector.
+    return { trainer, ready: { backend: r.backend } };
   }
 
   // ---- a round -----------------------------------------------------------------------------------------
@@ -577,9 +578,16 @@ export class AegisClient extends Emitter<ClientEvents> {
         trainMs: done.trainMs,
         numExamples: done.numExamples,
       });
-      const enc = this.encodeStep(r, done.delta, done.numExamples);
-      let delta: ArrayBuffer;
-      if (enc.kind === 'float') delta = enc.delta;
+      const enc = this.encodeStep(r, done.delta, done.numExamples, done.loss);
+      let update: Update;
+      if (enc.kind === 'float')
+        update = {
+          ...ref,
+          numExamples: done.numExamples,
+          trainMs: done.trainMs,
+          loss: done.loss,
+          delta: enc.delta,
+        };
       else {
         let out = enc.ring;
         let maskMs = 0;
@@ -607,15 +615,10 @@ export class AegisClient extends Emitter<ClientEvents> {
           masked: !!secure,
           bytes: out.byteLength,
         });
-        delta = out.buffer as ArrayBuffer;
+        // Nothing per client beside the ring vector: its weight and loss are inside it.
+        update = { ...ref, delta: out.buffer as ArrayBuffer };
       }
-      this.upload(at, {
-        ...ref,
-        numExamples: done.numExamples,
-        trainMs: done.trainMs,
-        loss: done.loss,
-        delta,
-      });
+      this.upload(at, update);
     } catch (e) {
       if (this.life !== at) return; // the round was given up already; its error is moot
       this.emit('error', e as Error);
@@ -659,12 +662,12 @@ export class AegisClient extends Emitter<ClientEvents> {
     return { ref, n: info.n, session, inbox, gotInbox };
   }
 
-  /** Float delta as is; or clipped, noised (per the plan) and ring-encoded. */
-  private encodeStep(r: RoundStart, delta: ArrayBuffer, numExamples: number): Encoded {
+  /** Float delta as is; or clipped, noised (per the plan) and ring-encoded with its weight and loss. */
+  private encodeStep(r: RoundStart, delta: ArrayBuffer, numExamples: number, loss: number): Encoded {
     if (!r.encoding) return { kind: 'float', delta };
     const t0 = this.clock.now();
     this.random ??= createSecureRandom();
-    const c = encodeContribution(new Float32Array(delta), numExamples, r.encoding, this.random);
+    const c = encodeContribution(new Float32Array(delta), numExamples, r.encoding, this.random, loss);
     return { kind: 'ring', ring: c.ring, encodeMs: this.clock.now() - t0, norm: c.norm, clamped: c.clamped };
   }
 

@@ -83,6 +83,11 @@ describe('differential privacy with Node clients', () => {
     expect(status.history).toHaveLength(2);
     expect(status.stopReason).toMatch(/privacy budget reached: round 3 would raise epsilon/);
     expect(status.history.map((h) => h.secagg)).toEqual([false, false]);
+    // Under DP neither an example count nor a loss is ever sent.
+    expect(status.history.map((h) => [h.examples, h.trainLoss])).toEqual([
+      [null, null],
+      [null, null],
+    ]);
     expect(status.history[1].epsilon).toBeCloseTo(eps2, 6);
     expect(status.privacy).toMatchObject({
       enabled: true,

@@ -62,6 +62,8 @@ export class ScriptedClient {
     readonly delta: Float32Array,
     readonly examples: number,
     public vanishBefore: SecPhase | null = null,
+    /** The training loss it reports, inside its vector. */
+    readonly loss = 1,
   ) {
     this.socket = io(url, { transports: ['websocket'], reconnection: false });
     this.socket.on('connect', () =>
@@ -70,7 +72,7 @@ export class ScriptedClient {
     this.socket.on('welcome', (w) => {
       this.sessionId = w.sessionId;
       this.resumeToken = w.resumeToken;
-      this.socket.emit('ready', { backend: 'cpu', numExamples: examples });
+      this.socket.emit('ready', { backend: 'cpu' }); // the example count travels only inside the vector
     });
     if (process.env.DEBUG_E2E)
       this.socket.on('disconnect', (r, d) =>
@@ -139,18 +141,12 @@ export class ScriptedClient {
 
   private async onInbox(m: any): Promise<void> {
     this.session!.receiveInbox(unpackInbox(m, this.start!.secagg!.n));
-    const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, this.rand);
+    const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, this.rand, this.loss);
     const x = this.tamper.plain?.(enc.ring, m) ?? enc.ring;
     this.plain.set(m.round, x);
     const y = this.session!.mask(x);
-    await this.emit('update', {
-      round: m.round,
-      attempt: m.attempt,
-      numExamples: this.examples,
-      trainMs: 1,
-      loss: 1,
-      delta: y.buffer,
-    });
+    // Only the masked vector: the weight and the loss are inside it, nothing per client in the clear.
+    await this.emit('update', { round: m.round, attempt: m.attempt, delta: y.buffer });
   }
 
   private reveal(m: any): Reveal {

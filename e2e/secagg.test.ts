@@ -44,6 +44,9 @@ beforeAll(async () => {
     '10000',
     '--max-message-bytes',
     String(P * 4 + 64 * 1024),
+    // The public cap ring weights are divided by; near the real counts, the weighted mean is exact to 1e-6.
+    '--max-examples-per-client',
+    '16',
   ]);
 });
 
@@ -64,6 +67,7 @@ describe('secure aggregation over socket.io', () => {
   it('drops at every phase, rejects misbehaviour, and the server only ever sees masked vectors', async () => {
     const vanish: (SecPhase | null)[] = ['keys', 'shares', 'masked', 'unmask', ...Array<null>(8).fill(null)];
     const examples = [8, 8, 8, 8, 4, 8, 12, 16, 8, 6, 10, 8];
+    const losses = examples.map((_, i) => 0.5 + 0.25 * i);
     const deltas = examples.map(() => Float32Array.from({ length: P }, () => (Math.random() - 0.5) * 0.02));
     for (let i = 0; i < 12; i++)
       clients.push(
@@ -73,6 +77,7 @@ describe('secure aggregation over socket.io', () => {
           deltas[i],
           examples[i],
           vanish[i],
+          losses[i],
         ),
       );
     const [, , , , e, f, g, h] = clients;
@@ -109,14 +114,7 @@ describe('secure aggregation over socket.io', () => {
     f.hooks.masked = async (c, m) => {
       if (m.round !== 1) return;
       expectReject('short masked vector')(
-        await c.emit('update', {
-          round: 1,
-          attempt: 1,
-          numExamples: 8,
-          trainMs: 1,
-          loss: 1,
-          delta: new Uint32Array(P).buffer,
-        }),
+        await c.emit('update', { round: 1, attempt: 1, delta: new Uint32Array(P).buffer }),
       );
     };
     // Revealing both shares of one peer.
@@ -140,6 +138,10 @@ describe('secure aggregation over socket.io', () => {
     // Round 1's result is the exact weighted mean of the survivors' inputs (client 4 vanished after masking).
     const survivors = [3, 4, 5, 6, 7, 8, 9, 10, 11];
     const W = survivors.reduce((s, i) => s + examples[i], 0);
+    // The example count and the mean training loss come only from the decoded sum.
+    expect(status.history[0].examples).toBe(W);
+    const meanLoss = survivors.reduce((s, i) => s + losses[i], 0) / survivors.length;
+    expect(status.history[0].trainLoss).toBeCloseTo(meanLoss, 4);
     const w = new Float32Array(await (await fetch(srv.url + '/api/model/weights')).arrayBuffer());
     const w0 = new Float32Array(asBytes(h.starts[0].weights)!.slice().buffer);
     expect(w.length).toBe(P);
@@ -157,7 +159,12 @@ describe('secure aggregation over socket.io', () => {
       'both shares of a peer': 'both_shares',
     });
 
-    // The tap: every binary vector any client sent is masked (uniform-looking, unrelated to its plaintext),
+    // The tap: nothing per client travels in the clear. ready is { backend } (checked by the server, which
+    // refuses more), every update is { round, attempt, delta } ...
+    for (const c of clients)
+      for (const s of c.sent.filter((x) => x.event === 'update'))
+        expect(Object.keys(s.payload).sort()).toEqual(['attempt', 'delta', 'round']);
+    // ... every binary vector any client sent is masked (uniform-looking, unrelated to its plaintext),
     // and no client's two kinds of share were ever both revealed.
     for (const c of clients) {
       for (const s of c.sent.filter(

@@ -35,7 +35,6 @@ function registry(over: Partial<RegistryOptions> = {}) {
   const clock = new ManualClock(1_000_000);
   const metrics = createMetrics();
   const r = new ClientRegistry({
-    maxExamples: 100,
     clock,
     sessionTtlMs: 60_000,
     maxSessions: 1000,
@@ -46,7 +45,7 @@ function registry(over: Partial<RegistryOptions> = {}) {
   const join = (ready = false) => {
     const link = new MemLink();
     const { record, credentials } = r.hello(link, fresh);
-    if (ready) r.ready(record.id, { backend: 'cpu', numExamples: 1 });
+    if (ready) r.ready(record.id, { backend: 'cpu' });
     return { link, id: record.id, credentials };
   };
   return { r, clock, metrics, join };
@@ -167,7 +166,7 @@ describe('ClientRegistry: sessions', () => {
     const { r } = registry();
     const link = new MemLink();
     const { record } = r.hello(link, fresh);
-    r.ready(record.id, { backend: 'cpu', numExamples: 1 });
+    r.ready(record.id, { backend: 'cpu' });
     for (let i = 0; i < 1000; i++) expect(reason(() => r.hello(link, fresh))).toBe('already_identified');
     expect(r.size).toBe(1);
     r.disconnect(link);
@@ -183,8 +182,8 @@ describe('ClientRegistry: links and counts', () => {
     const ca = r.hello(a, fresh).credentials;
     const cb = r.hello(b, fresh).credentials;
     expect(r.counts()).toEqual({ connected: 2, ready: 0, byBackend: {} });
-    r.ready(ca.sessionId, { backend: 'webgpu', numExamples: 10 });
-    r.ready(cb.sessionId, { backend: 'wasm', numExamples: 20 });
+    r.ready(ca.sessionId, { backend: 'webgpu' });
+    r.ready(cb.sessionId, { backend: 'wasm' });
     expect(r.counts()).toEqual({ connected: 2, ready: 2, byBackend: { webgpu: 1, wasm: 1 } });
     expect(await metricValue(metrics, 'aegis_clients_ready', { backend: 'wasm' })).toBe(1);
 
@@ -202,8 +201,8 @@ describe('ClientRegistry: links and counts', () => {
   it('lists ready clients in order of creation, whatever order they became ready in', () => {
     const { r, join } = registry();
     const [x, , z] = [join(), join(), join()];
-    r.ready(z.id, { backend: 'cpu', numExamples: 1 });
-    r.ready(x.id, { backend: 'cpu', numExamples: 1 });
+    r.ready(z.id, { backend: 'cpu' });
+    r.ready(x.id, { backend: 'cpu' });
     r.disconnect(x.link);
     r.hello(new MemLink(), resume(x.credentials));
     expect(r.readyClients().map((c) => c.id)).toEqual([x.id, z.id]);
@@ -216,16 +215,15 @@ describe('ClientRegistry: links and counts', () => {
     expect(reason(() => r.hello(new MemLink(), { ...fresh, resume: { sessionId: 'short' } }))).toBe(
       'malformed',
     );
-    expect(reason(() => r.ready('some-session-id-000', { backend: 'cpu', numExamples: 1 }))).toBe(
-      'unknown_client',
-    );
-    expect(reason(() => r.ready(null, { backend: 'cpu', numExamples: 1 }))).toBe('unknown_client');
+    expect(reason(() => r.ready('some-session-id-000', { backend: 'cpu' }))).toBe('unknown_client');
+    expect(reason(() => r.ready(null, { backend: 'cpu' }))).toBe('unknown_client');
     const l = new MemLink();
     const id = r.hello(l, fresh).record.id;
-    expect(reason(() => r.ready(id, { backend: 'cpu', numExamples: 101 }))).toBe('malformed');
-    expect(reason(() => r.ready(id, { backend: 'quantum', numExamples: 1 }))).toBe('malformed');
+    // An example count in ready is refused: it would tell the server each client's data size.
+    expect(reason(() => r.ready(id, { backend: 'cpu', numExamples: 10 }))).toBe('malformed');
+    expect(reason(() => r.ready(id, { backend: 'quantum' }))).toBe('malformed');
     r.disconnect(l);
-    expect(reason(() => r.ready(id, { backend: 'cpu', numExamples: 1 }))).toBe('unknown_client');
+    expect(reason(() => r.ready(id, { backend: 'cpu' }))).toBe('unknown_client');
     expect(r.counts()).toEqual({ connected: 0, ready: 0, byBackend: {} });
   });
 
@@ -268,7 +266,7 @@ describe('ClientRegistry: links and counts', () => {
           r.hello(link, resume(k.creds));
           k.link = link;
         } else if (op < 0.7) {
-          r.ready(k.creds.sessionId, { backend: BACKENDS[rng.int(BACKENDS.length)], numExamples: 5 });
+          r.ready(k.creds.sessionId, { backend: BACKENDS[rng.int(BACKENDS.length)] });
         } else if (op < 0.9) {
           if (k.link) r.disconnect(k.link);
           k.link = null;

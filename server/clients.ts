@@ -24,7 +24,6 @@ export interface ClientRecord {
   readonly source: ClientSource;
   readonly link: ClientLink | null;
   readonly backend: BackendName | null;
-  readonly numExamples: number;
 }
 
 interface MutableRecord {
@@ -33,7 +32,6 @@ interface MutableRecord {
   source: ClientSource;
   link: ClientLink | null;
   backend: BackendName | null;
-  numExamples: number;
   /** sha256 of the resume token; the token itself is never stored. */
   tokenHash: Buffer;
 }
@@ -45,8 +43,6 @@ export interface ClientCounts {
 }
 
 export interface RegistryOptions {
-  /** Largest numExamples a client may claim. */
-  maxExamples: number;
   clock: Clock;
   /** A disconnected session is forgotten this long after its link closed. */
   sessionTtlMs: number;
@@ -107,12 +103,9 @@ export class ClientRegistry {
   ready(id: string | null, raw: unknown): ClientRecord {
     const r = this.records.get(id ?? '');
     if (!r?.link) throw new ProtocolError('unknown_client', 'say hello before ready');
-    const m = checkReady(raw, this.o.maxExamples);
+    const m = checkReady(raw);
     if (!m.ok) throw new ProtocolError(m.reason, m.message);
-    this.change(r, () => {
-      r.backend = m.value.backend;
-      r.numExamples = m.value.numExamples;
-    });
+    this.change(r, () => (r.backend = m.value.backend));
     return r;
   }
 
@@ -201,7 +194,6 @@ export class ClientRegistry {
       source,
       link: null,
       backend: null,
-      numExamples: 0,
       tokenHash,
     };
     this.records.set(r.id, r);

@@ -8,6 +8,12 @@ describe('parseConfig', () => {
     expect(c.model.name).toBe('small');
     expect(c.minUpdates).toBe(DEFAULTS.minUpdates);
     expect(c.help).toBe(false);
+    expect(c.maxLossIncrease).toBe(1);
+  });
+
+  it('--max-loss-increase sets the keep-old-model margin; 0 turns the guard off', () => {
+    expect(parseConfig(['--max-loss-increase', '0.25']).maxLossIncrease).toBe(0.25);
+    expect(parseConfig(['--max-loss-increase', '0']).maxLossIncrease).toBe(0);
   });
 
   it('parses every kind of flag', () => {
@@ -79,6 +85,8 @@ describe('parseConfig', () => {
     [['--socket-rate', '0'], /--socket-rate must be a number/],
     [['--address-burst', '1.5'], /--address-burst must be an integer/],
     [['--trusted-proxy', 'proxy.local'], /not an IP address or CIDR/],
+    [['--max-loss-increase=-1'], /--max-loss-increase must be a number in 0\.\./],
+    [['--max-loss-increase', 'lots'], /--max-loss-increase must be a number/],
     [['--secagg-consistency', 'on'], /needs --site-attestation-key/],
     [
       ['--site-attestation-key', 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a'],
@@ -237,6 +245,7 @@ describe('parseConfig', () => {
       '--max-message-bytes',
       '--tls-cert',
       '--session-ttl-ms',
+      '--max-loss-increase',
       '--max-sessions',
       '--socket-rate',
       '--address-burst',

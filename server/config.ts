@@ -92,6 +92,11 @@ export interface ServerConfig {
   siteAttestationKey: Uint8Array | null;
   /** Each coordinate of an encoded update is clipped to +-coordClip (after any L2 clip). */
   coordClip: number;
+  /**
+   * Keep-old-model guard: a new model whose test loss exceeds the current one's by more than this many
+   * nats is discarded (the round is recorded as rejected). 0 = off.
+   */
+  maxLossIncrease: number;
   dp: DpConfig | null;
   /** A disconnected client's session can be resumed for this long, then it is forgotten. */
   sessionTtlMs: number;
@@ -130,7 +135,7 @@ export const DEFAULTS: ServerConfig = {
   testExamples: 1000,
   seed: 1,
   maxMessageBytes: 16 * 1024 * 1024,
-  maxExamplesPerClient: 50_000,
+  maxExamplesPerClient: 4 * 256,
   distDir: 'dist',
   logLevel: 'info',
   secagg: true,
@@ -144,6 +149,7 @@ export const DEFAULTS: ServerConfig = {
   secaggConsistency: false,
   siteAttestationKey: null,
   coordClip: 0.5,
+  maxLossIncrease: 1,
   dp: null,
   sessionTtlMs: 10 * 60_000,
   maxSessions: 50_000,
@@ -193,7 +199,10 @@ export const FLAGS = {
   'cifar-dir': { type: 'string', help: 'directory with CIFAR-10 data_batch_*.bin / test_batch.bin' },
   seed: { type: 'string', help: 'seed for data generation, sharding and initial weights' },
   'max-message-bytes': { type: 'string', help: 'largest accepted socket.io message' },
-  'max-examples-per-client': { type: 'string', help: 'largest numExamples a client may claim' },
+  'max-examples-per-client': {
+    type: 'string',
+    help: 'largest numExamples a client may claim; the public cap ring weights are divided by (default 4 x --examples-per-client)',
+  },
   'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
   quiet: { type: 'boolean', help: 'log only errors' },
   secagg: { type: 'string', help: 'secure aggregation: on | off (off = plain updates, for comparison)' },
@@ -219,6 +228,10 @@ export const FLAGS = {
     help: "hex Ed25519 public key with which the embedding site attests its visitors' identity keys",
   },
   'coord-clip': { type: 'string', help: 'per-coordinate clip of encoded updates' },
+  'max-loss-increase': {
+    type: 'string',
+    help: 'discard a new model whose test loss rises more than this (nats) over the current one; 0 = off',
+  },
   'dp-noise': { type: 'string', help: 'DP noise multiplier z (std on the sum / clip); 0 = DP off' },
   'dp-epsilon': { type: 'string', help: 'DP budget: training stops before a round would exceed it' },
   'dp-delta': { type: 'string', help: 'DP delta' },
@@ -418,10 +431,12 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     cifarDir: s('cifar-dir'),
     seed: int('seed', s('seed'), d.seed, 0, 2 ** 31),
     maxMessageBytes: int('max-message-bytes', s('max-message-bytes'), d.maxMessageBytes, 1024),
+    // Default: 4x the mean shard. Ring weights are numExamples / this cap, so a cap far above real shard
+    // sizes would spend the weight coordinate's precision on values no client has.
     maxExamplesPerClient: int(
       'max-examples-per-client',
       s('max-examples-per-client'),
-      d.maxExamplesPerClient,
+      4 * int('examples-per-client', s('examples-per-client'), d.examplesPerClient, 1, 50_000),
       1,
     ),
     distDir: s('dist-dir') ?? d.distDir,
@@ -456,6 +471,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     secaggConsistency: onOff('secagg-consistency', s('secagg-consistency'), d.secaggConsistency),
     siteAttestationKey: parseSiteKey(s('site-attestation-key')),
     coordClip: num('coord-clip', s('coord-clip'), d.coordClip, 1e-6, 1e6),
+    maxLossIncrease: num('max-loss-increase', s('max-loss-increase'), d.maxLossIncrease, 0, 1e6),
     dp: null,
     sessionTtlMs: int('session-ttl-ms', s('session-ttl-ms'), d.sessionTtlMs, 1000, 7 * 24 * 3600_000),
     maxSessions: int('max-sessions', s('max-sessions'), d.maxSessions, 1, 10_000_000),

@@ -7,7 +7,7 @@ import { ProtocolError } from '../shared/base/errors.ts';
 import { ManualClock } from './clock.ts';
 import { createSecureRandom, type SecureRandom } from '../shared/dp/secure-random.ts';
 import { Coordinator, SKIP_RETRY_MS, type ClientLink, type CoordinatorDeps } from './coordinator.ts';
-import type { Evaluator } from './evaluator.ts';
+import type { EvalResult, Evaluator } from './evaluator.ts';
 import { GlobalModel } from './global-model.ts';
 import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
@@ -83,9 +83,9 @@ function connect(c: Coordinator, n: number): MemLink {
   links[n] = l;
   return l;
 }
-function join(c: Coordinator, n: number, examples = 8): MemLink {
+function join(c: Coordinator, n: number): MemLink {
   const l = connect(c, n);
-  c.ready(id(n), { backend: 'cpu', numExamples: examples });
+  c.ready(id(n), { backend: 'cpu' });
   return l;
 }
 const delta = (v: number): ArrayBuffer => new Float32Array(P).fill(v).buffer;
@@ -136,7 +136,8 @@ describe('Coordinator', () => {
     const summary = await done;
     // 0.01 + (8*1 + 24*4)/32 = 3.26
     expect(c.globalWeights[0]).toBeCloseTo(3.26, 5);
-    expect(summary).toMatchObject({ round: 1, clients: 2, examples: 32, stragglers: 0 });
+    // Float rounds: the server sees each update, its example count and loss (1 each here).
+    expect(summary).toMatchObject({ round: 1, clients: 2, examples: 32, stragglers: 0, trainLoss: 1 });
     expect(a.last('round:end')).toEqual(summary);
     expect(b.last('round:end')).toEqual(summary);
     expect(await metricValue(metrics, 'aegis_rounds_completed_total')).toBe(1);
@@ -225,6 +226,51 @@ describe('Coordinator', () => {
     const done = nextEvent(c, 'roundEnd');
     c.disconnect(l3); // the manual clock never reaches the deadline: only the early close can end it
     expect((await done).stragglers).toBe(1);
+  });
+
+  it('keep-old-model guard: a round whose test loss jumps past the margin is recorded as rejected, the model kept, training goes on', async () => {
+    // Stub evaluator: the test loss is the first weight.
+    const stub = async (w: Float32Array): Promise<EvalResult> => ({
+      accuracy: 0.5,
+      loss: w[0],
+      examples: 1,
+      ms: 0,
+    });
+    const { c, metrics, clock } = await setup({ maxLossIncrease: 1, rounds: 3 }, { evaluate: stub });
+    join(c, 1);
+    join(c, 2);
+    const round = async (r: number, v: number) => {
+      const end = nextEvent(c, 'roundEnd');
+      clock.advance(0);
+      c.update(id(1), upd(r, 1, v));
+      c.update(id(2), upd(r, 1, v));
+      return end;
+    };
+    expect((await round(1, 0.5)).rejected).toBeNull(); // loss 0.01 -> 0.51
+    const w1 = c.globalWeights.slice();
+    const bad = await round(2, 10); // 10.51 > 0.51 + 1
+    expect(c.globalWeights).toEqual(w1);
+    expect(bad).toMatchObject({
+      round: 2,
+      loss: expect.closeTo(0.51, 6),
+      rejected: { loss: expect.closeTo(10.51, 5) },
+    });
+    expect(bad.rejected!.reason).toMatch(/more than 1 above/);
+    expect(links[1].last('round:end')).toEqual(bad);
+    // Training goes on from the kept model.
+    expect((await round(3, 0.25)).rejected).toBeNull();
+    expect(c.globalWeights[0]).toBeCloseTo(0.76, 5);
+    const st = c.status();
+    expect(st.phase).toBe('done');
+    expect(st.history.map((h) => h.rejected === null)).toEqual([true, false, true]);
+    expect(st.defences).toEqual({
+      aggregatesRejected: 0,
+      lastAggregateRejection: null,
+      modelsRejected: 1,
+      maxLossIncrease: 1,
+    });
+    expect(await metricValue(metrics, 'aegis_models_rejected_total', { reason: 'loss_increase' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_rounds_completed_total')).toBe(2);
   });
 
   it('stops after the configured number of rounds', async () => {

@@ -7,7 +7,7 @@ import { createRng, type Rng } from '../shared/data/rng.ts';
 import type { SecureRandom } from '../shared/dp/secure-random.ts';
 import type { Culprit, CulpritKind } from '../shared/secagg/types.ts';
 import { PROTOCOL_VERSION, type Ack, type RoundRef, type RoundSummary } from '../shared/protocol/messages.ts';
-import type { ServerStatus } from '../shared/protocol/status.ts';
+import type { DefenceStatus, ServerStatus } from '../shared/protocol/status.ts';
 import { checkUpdate } from '../shared/protocol/validate.ts';
 import {
   createAccumulator,
@@ -85,6 +85,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
    * stays bounded by one cohort instead of growing with the run.
    */
   private readonly culprits = new Set<string>();
+  private aggregatesRejected = 0;
+  private lastAggregateRejection: DefenceStatus['lastAggregateRejection'] = null;
   private stopped = false;
 
   constructor(private readonly deps: CoordinatorDeps) {
@@ -103,7 +105,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.timers = this.guard.clock(this.clock);
     this.model = new GlobalModel({ ...deps, clock: this.clock, log: (m) => this.log(m) });
     this.clients = new ClientRegistry({
-      maxExamples: this.cfg.maxExamplesPerClient,
       clock: this.clock,
       sessionTtlMs: this.cfg.sessionTtlMs,
       maxSessions: this.cfg.maxSessions,
@@ -258,6 +259,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       initial: this.model.initial,
       history: this.model.history,
       privacy: this.model.privacyStatus(),
+      defences: {
+        aggregatesRejected: this.aggregatesRejected,
+        lastAggregateRejection: this.lastAggregateRejection,
+        modelsRejected: this.model.modelsRejected,
+        maxLossIncrease: this.cfg.maxLossIncrease,
+      },
     });
   }
 
@@ -317,10 +324,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const startedAt = this.clock.now();
     const dp = this.model.roundDp();
     const tag = `aegisfl/${this.runId}/${ref.round}.${ref.attempt}`;
-    const examples = cohort.map((c) => c.numExamples);
     // A member that refused the plan counts as offline for the rest of the attempt.
     const refused = new Set<number>();
-    const accumulator = createAccumulator(roundSettings(cfg, this.model.numParams, examples, dp, tag), {
+    const accumulator = createAccumulator(roundSettings(cfg, this.model.numParams, cohort.length, dp, tag), {
       ref,
       clock: this.timers,
       metrics: this.deps.metrics,
@@ -396,7 +402,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (t.kind !== 'training' || t.ref !== ref) return;
     this.deps.metrics.stragglersDropped.inc(o.dropped);
     if (o.culprits?.length) this.noteCulprits(t, o.culprits);
-    if (!o.ok) return this.failRound(o.reason, o.why, o.updates);
+    if (!o.ok) {
+      if (o.reason === 'aggregate_rejected') {
+        // Counted by check in the accumulator (aegis_aggregates_rejected_total); kept here for status.
+        this.aggregatesRejected++;
+        this.lastAggregateRejection = { ...ref, check: o.check, message: o.why };
+      }
+      return this.failRound(o.reason, o.why, o.updates);
+    }
     const reported = t.accumulator.reported;
     this.state = { kind: 'evaluating', ref, startedAt: t.startedAt, selected: t.cohort.length, reported };
     this.model

@@ -6,7 +6,7 @@ import type { RoundOutcome, RoundSettings } from './aggregator/index.ts';
 import type { Clock } from './clock.ts';
 import { samplingRate, type ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
-import type { Metrics } from './metrics.ts';
+import type { Metrics, ModelRejection } from './metrics.ts';
 import { PrivacyLedger } from './privacy.ts';
 
 export interface GlobalModelDeps {
@@ -25,9 +25,18 @@ export interface Released {
   outcome: Extract<RoundOutcome, { ok: true }>;
 }
 
+/** An evaluation, or null when the evaluator failed (the score is unknown). */
+type Scored = EvalResult | null;
+
 /**
  * The model being trained and everything that changes only when a round is released: the weights, the
  * server optimizer's state, the privacy ledger, the held-out evaluation and the history of rounds.
+ *
+ * Keep-old-model guard (config.maxLossIncrease > 0): a released aggregate gives a candidate model, which
+ * is evaluated before it replaces the current one; when its test loss exceeds the current model's by more
+ * than the margin (or is not finite), the candidate is discarded: weights and optimizer state stay as they
+ * were, the round is recorded as rejected (history, aegis_models_rejected_total) and training goes on.
+ * This bounds what a poisoned aggregate that passed the bounds check can do to the model.
  */
 export class GlobalModel {
   readonly numParams: number;
@@ -37,6 +46,9 @@ export class GlobalModel {
   private readonly optimizer: ServerOptimizer;
   private readonly ledger: PrivacyLedger | null;
   private initialEval: EvalResult | null = null;
+  /** Test scores of the current model: what the loss guard compares with (null until known). */
+  private current: { accuracy: number; loss: number } | null = null;
+  private rejected = 0;
 
   constructor(private readonly deps: GlobalModelDeps) {
     const cfg = deps.config;
@@ -71,6 +83,7 @@ export class GlobalModel {
   async init(): Promise<EvalResult> {
     const e = await this.deps.evaluate(this.w);
     this.initialEval = e;
+    if (Number.isFinite(e.loss)) this.current = { accuracy: e.accuracy, loss: e.loss };
     this.deps.metrics.testAccuracy.set(e.accuracy);
     this.deps.metrics.testLoss.set(e.loss);
     this.deps.log(`initial model: accuracy ${(e.accuracy * 100).toFixed(1)}%, loss ${e.loss.toFixed(4)}`);
@@ -79,6 +92,11 @@ export class GlobalModel {
 
   get initial(): EvalResult | null {
     return this.initialEval;
+  }
+
+  /** Models the loss guard discarded so far. */
+  get modelsRejected(): number {
+    return this.rejected;
   }
 
   get weights(): Float32Array {
@@ -114,16 +132,31 @@ export class GlobalModel {
   }
 
   /**
-   * Releases one round: the server optimizer steps with the mean update, the ledger is charged, the new
-   * weights are evaluated and the round joins the history. Throws only before the weights change.
+   * Releases one round: the server optimizer steps with the mean update, the ledger is charged, the
+   * candidate weights are evaluated, then kept (or discarded by the loss guard) and the round joins the
+   * history. Throws only before anything changes.
    */
   async release({ ref, startedAt, outcome: o }: Released): Promise<RoundSummary> {
     const clipNorm = this.ledger?.clipNorm ?? null;
-    this.w = this.optimizer.step(this.w, o.mean);
-    this.wBytes = bytesOf(this.w);
+    const margin = this.deps.config.maxLossIncrease;
+    const saved = margin > 0 ? this.optimizer.save() : null;
+    const candidate = this.optimizer.step(this.w, o.mean);
+    // Charged even if the guard then discards the model: the noisy sum was computed, the candidate built
+    // from it was evaluated and the keep/discard decision (and the candidate's scores, in the history)
+    // depend on it, so the mechanism's output was used and released. Only attempts that end before an
+    // aggregate exists (too few inputs, secagg aborted, bounds check failed) cost nothing.
     const epsilon = this.ledger ? this.ledger.charge(o.indicatorSum) : null;
     this.refreshPrivacyGauges();
-    const ev = await this.evaluate();
+    const ev = await this.evaluate(candidate);
+    const verdict = saved ? this.judge(ev, margin) : null;
+    if (verdict) this.optimizer.restore(saved!);
+    else {
+      this.w = candidate;
+      this.wBytes = bytesOf(candidate);
+      if (ev && Number.isFinite(ev.loss)) this.current = { accuracy: ev.accuracy, loss: ev.loss };
+    }
+    const score = ev ?? { accuracy: NaN, loss: NaN };
+    const kept = verdict ? (this.current ?? { accuracy: NaN, loss: NaN }) : score;
     const now = this.deps.clock.now();
     const summary: RoundSummary = {
       round: ref.round,
@@ -131,8 +164,10 @@ export class GlobalModel {
       clients: o.clients,
       examples: o.examples,
       stragglers: o.stragglers,
-      accuracy: ev.accuracy,
-      loss: ev.loss,
+      accuracy: kept.accuracy,
+      loss: kept.loss,
+      trainLoss: o.trainLoss,
+      rejected: verdict ? { reason: verdict.reason, accuracy: score.accuracy, loss: score.loss } : null,
       durationMs: now - startedAt,
       completedAt: new Date(now).toISOString(),
       secagg: this.deps.config.secagg,
@@ -141,31 +176,56 @@ export class GlobalModel {
     };
     this.history.push(summary);
     const m = this.deps.metrics;
-    m.roundsCompleted.inc();
-    m.roundDuration.observe(summary.durationMs / 1000);
-    m.evalDuration.observe(ev.ms / 1000);
-    if (Number.isFinite(ev.accuracy)) {
-      m.testAccuracy.set(ev.accuracy);
-      m.testLoss.set(ev.loss);
-    }
+    if (ev) m.evalDuration.observe(ev.ms / 1000);
     const vsServer = this.ledger?.epsilonAgainstServer();
     const eps =
       epsilon !== null
         ? `, epsilon ${epsilon.toFixed(3)} (released models; ${vsServer!.toFixed(3)} against the server)`
         : '';
+    if (verdict) {
+      this.rejected++;
+      m.modelsRejected.inc({ reason: verdict.kind });
+      this.deps.log(
+        `round ${ref.round} model rejected (${verdict.reason}): kept the previous model, accuracy ${(kept.accuracy * 100).toFixed(1)}%, loss ${kept.loss.toFixed(4)}${eps}`,
+      );
+      return summary;
+    }
+    m.roundsCompleted.inc();
+    m.roundDuration.observe(summary.durationMs / 1000);
+    if (Number.isFinite(score.accuracy)) {
+      m.testAccuracy.set(score.accuracy);
+      m.testLoss.set(score.loss);
+    }
     this.deps.log(
-      `round ${ref.round} done (${o.why}): ${o.clients} updates, ${o.stragglers} stragglers, accuracy ${(ev.accuracy * 100).toFixed(1)}%, loss ${ev.loss.toFixed(4)}${eps}, ${(summary.durationMs / 1000).toFixed(1)}s`,
+      `round ${ref.round} done (${o.why}): ${o.clients} updates, ${o.stragglers} stragglers, accuracy ${(score.accuracy * 100).toFixed(1)}%, loss ${score.loss.toFixed(4)}${eps}, ${(summary.durationMs / 1000).toFixed(1)}s`,
     );
     return summary;
   }
 
-  /** Scores the current weights; a failure gives NaN (the aggregate is kept, only its score is unknown). */
-  private async evaluate(): Promise<EvalResult> {
+  /**
+   * The loss guard's decision on a candidate: discard it when its test loss is not finite or exceeds the
+   * current model's by more than the margin. An evaluation that failed decides nothing (the candidate
+   * is kept, as without the guard).
+   */
+  private judge(ev: Scored, margin: number): { kind: ModelRejection; reason: string } | null {
+    if (!ev) return null;
+    if (!Number.isFinite(ev.loss)) return { kind: 'not_finite', reason: `test loss is ${ev.loss}` };
+    const cur = this.current;
+    if (cur && ev.loss > cur.loss + margin)
+      return {
+        kind: 'loss_increase',
+        reason: `test loss ${ev.loss.toFixed(4)} is more than ${margin} above the current ${cur.loss.toFixed(4)}`,
+      };
+    return null;
+  }
+
+  /** Scores weights; null when the evaluator failed (the aggregate is kept, only its score is unknown). */
+  private async evaluate(w: Float32Array): Promise<Scored> {
     try {
-      return await this.deps.evaluate(this.w);
+      return await this.deps.evaluate(w);
     } catch (e) {
       this.deps.log(`evaluation failed: ${(e as Error).message}`);
-      return { accuracy: NaN, loss: NaN, examples: 0, ms: 0 };
+      return null;
     }
   }
 

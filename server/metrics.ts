@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REJECT_REASONS } from '../shared/base/errors.ts';
+import { BOUNDS_FAILURES } from '../shared/fl/encoding.ts';
 import { CULPRIT_KINDS } from '../shared/secagg/types.ts';
 import { COHORT_SKIPS } from './cohort.ts';
 
@@ -17,8 +18,17 @@ export const INTERNAL_ERROR_SITES = [
 export type InternalErrorSite = (typeof INTERNAL_ERROR_SITES)[number];
 
 /** Why a round attempt ended without a model (closed set: it is a metric label). */
-export const ATTEMPT_FAILURES = ['too_few_updates', 'secagg_aborted', 'internal_error'] as const;
+export const ATTEMPT_FAILURES = [
+  'too_few_updates',
+  'secagg_aborted',
+  'aggregate_rejected',
+  'internal_error',
+] as const;
 export type AttemptFailure = (typeof ATTEMPT_FAILURES)[number];
+
+/** Why the loss guard discarded a new model (closed set: it is a metric label). */
+export const MODEL_REJECTIONS = ['loss_increase', 'not_finite'] as const;
+export type ModelRejection = (typeof MODEL_REJECTIONS)[number];
 
 /** One registry per server instance (tests run several servers in one process). */
 export function createMetrics() {
@@ -34,6 +44,18 @@ export function createMetrics() {
     roundAttemptsFailed: new Counter({
       name: 'aegis_round_attempts_failed_total',
       help: 'Round attempts that ended without a new model, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    aggregatesRejected: new Counter({
+      name: 'aegis_aggregates_rejected_total',
+      help: 'Round sums refused before decoding: beyond what honest clipped clients can produce, by check',
+      labelNames: ['check'] as const,
+      registers: [registry],
+    }),
+    modelsRejected: new Counter({
+      name: 'aegis_models_rejected_total',
+      help: 'New global models discarded because their test loss jumped past --max-loss-increase, by reason',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
@@ -214,6 +236,8 @@ export function createMetrics() {
   for (const where of INTERNAL_ERROR_SITES) m.internalErrors.inc({ where }, 0);
   for (const kind of CULPRIT_KINDS) m.secaggCulprits.inc({ kind }, 0);
   for (const why of ['expired', 'evicted']) m.sessionsEnded.inc({ why }, 0);
+  for (const check of BOUNDS_FAILURES) m.aggregatesRejected.inc({ check }, 0);
+  for (const reason of MODEL_REJECTIONS) m.modelsRejected.inc({ reason }, 0);
   for (const reason of COHORT_SKIPS) m.cohortSkips.inc({ reason }, 0);
   m.clientRefusals.inc({ reason: 'below_floor' }, 0);
   return m;

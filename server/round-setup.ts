@@ -2,18 +2,19 @@ import type { RoundRef, RoundStart } from '../shared/protocol/messages.ts';
 import type { Accumulator, RoundSettings } from './aggregator/index.ts';
 import type { ServerConfig } from './config.ts';
 
-/** The settings of one attempt, from the config, the cohort and the ledger's current DP state. */
+/** The settings of one attempt, from the config, the cohort size and the ledger's current DP state. */
 export function roundSettings(
   cfg: ServerConfig,
   numParams: number,
-  cohortExamples: readonly number[],
+  n: number,
   dp: RoundSettings['dp'],
   tag: string,
 ): RoundSettings {
   return {
     numParams,
-    n: cohortExamples.length,
-    maxExamples: cohortExamples.reduce((m, x) => Math.max(m, x), 0),
+    n,
+    // The public cap, not the cohort's claims: clients no longer send their example counts.
+    maxExamples: cfg.maxExamplesPerClient,
     minUpdates: cfg.minUpdates,
     roundDeadlineMs: cfg.roundDeadlineMs,
     coordClip: cfg.coordClip,

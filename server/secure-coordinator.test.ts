@@ -19,6 +19,8 @@ import { createMetrics } from './metrics.ts';
 const spec = MODELS.tiny;
 const P = numParams(spec);
 const rand = createSecureRandom();
+/** The training loss every simulated client reports, inside its vector. */
+const LOSS = 1.25;
 type Phase = 'keys' | 'shares' | 'masked' | 'consistency' | 'unmask';
 
 /**
@@ -37,6 +39,8 @@ class SimClient implements ClientLink {
   refuses = false;
   /** The session id the coordinator issued at hello. */
   id = '';
+  /** In this attempt, send a huge but well-formed ring vector instead of the honest one. */
+  poisonAttempt: number | null = null;
   /** The identity the site attested for this client (consistency-round tests). */
   attestation: ClientAttestation | undefined = undefined;
   /** Alters every share it reveals (in the field, but not what was dealt) in rounds where this says so. */
@@ -88,16 +92,16 @@ class SimClient implements ClientLink {
     } else if (event === 'secagg:inbox') {
       if (this.gone('masked')) return;
       this.session!.receiveInbox(unpackInbox(m, 100));
-      const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, rand);
+      const plan = this.start!.encoding!;
+      const enc = encodeContribution(this.delta, this.examples, plan, rand, LOSS);
+      if (m.attempt === this.poisonAttempt) {
+        // Every parameter at the largest value one client's ring allows (2^bits - 1, i.e. +2^(bits-1) - 1
+        // after the offset): each word is well-formed, the vector is far beyond any clipped update.
+        enc.ring.fill(2 ** plan.bits - 1, 0, P);
+      }
       const y = this.session!.mask(enc.ring);
-      this.c.update(this.id, {
-        round: m.round,
-        attempt: m.attempt,
-        numExamples: this.examples,
-        trainMs: 1,
-        loss: 1,
-        delta: y.buffer,
-      });
+      // Only the masked vector: the weight and the loss are inside it.
+      this.c.update(this.id, { round: m.round, attempt: m.attempt, delta: y.buffer });
     } else if (event === 'secagg:survivors') {
       if (this.gone('consistency')) return;
       this.c.secagg('signature', this.id, {
@@ -140,6 +144,9 @@ async function setup(over: Partial<ServerConfig> = {}, clock?: Clock, deps: Part
     secaggUnmaskDeadlineMs: 1000,
     roundPauseMs: 0,
     rounds: 1,
+    // The public cap the ring weights are divided by: near the clients' real counts keeps the weighted
+    // mean exact to 1e-6 (with 50,000 the weights would be ~1e-4 and the fixed point much coarser).
+    maxExamplesPerClient: 64,
     ...over,
   };
   const metrics = createMetrics();
@@ -163,7 +170,7 @@ const HELLO = { protocolVersion: PROTOCOL_VERSION, source: 'node' };
 /** A new session, ready with its examples. */
 function enter(c: Coordinator, s: SimClient): SimClient {
   s.id = c.hello(s, HELLO);
-  c.ready(s.id, { backend: 'cpu', numExamples: s.examples });
+  c.ready(s.id, { backend: 'cpu' });
   return s;
 }
 function joinAll(
@@ -197,7 +204,10 @@ describe('Coordinator with secure aggregation', () => {
     const end = nextEvent(c, 'roundEnd');
     joinAll(c, deltas, examples);
     const s = await end;
-    expect(s).toMatchObject({ clients: 5, secagg: true, examples: 96 });
+    // Nothing per client was sent in the clear: the example count and the training loss are decoded
+    // from the sum (weightSum x the public cap, and the mean of the losses inside the vectors).
+    expect(s).toMatchObject({ clients: 5, secagg: true, examples: 96, rejected: null });
+    expect(s.trainLoss).toBeCloseTo(LOSS, 4);
     expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
     expect(c.status().secagg).toMatchObject({ enabled: true, k: 4, t: 3 });
     expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
@@ -220,6 +230,38 @@ describe('Coordinator with secure aggregation', () => {
       expect(await metricValue(metrics, 'aegis_secagg_dropouts_total', { phase: dropPhase })).toBe(1);
     },
   );
+
+  it('one client sends a huge well-formed ring vector: the sum fails the bounds check, the model is unchanged, the honest retry completes', async () => {
+    const { c, metrics } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    // Weights 8/64 each: together 0.625 of one full-weight client, so no honest sum has a coordinate near
+    // the ring's edge. (A sum of weight >= 1 could hold one client at the edge: bounds cannot tell that
+    // from honest clients all at the clip; the loss guard is the next line of defence.)
+    const examples = [8, 8, 8, 8, 8];
+    const before = c.globalWeights.slice();
+    const failed = nextEvent(c, 'roundFailed');
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, deltas, examples);
+    sims[2].poisonAttempt = 1;
+    // Secure aggregation completes (the server cannot see which input is bad); the sum is refused.
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, updates: 5, reason: 'aggregate_rejected' });
+    expect(c.globalWeights).toEqual(before);
+    expect(c.status().history).toEqual([]);
+    expect(c.status().defences).toMatchObject({
+      aggregatesRejected: 1,
+      lastAggregateRejection: { round: 1, attempt: 1, check: 'coordinate' },
+      modelsRejected: 0,
+    });
+    expect(await metricValue(metrics, 'aegis_aggregates_rejected_total', { check: 'coordinate' })).toBe(1);
+    expect(
+      await metricValue(metrics, 'aegis_round_attempts_failed_total', { reason: 'aggregate_rejected' }),
+    ).toBe(1);
+    expect(await metricValue(metrics, 'aegis_rounds_completed_total')).toBe(0);
+    // The attempt is retried like any failed one; with honest inputs it completes exactly.
+    const s = await end;
+    expect(s).toMatchObject({ round: 1, attempts: 2, clients: 5, examples: 40, rejected: null });
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+  });
 
   it('waits for three ready clients, however low --min-clients is (a sum of two shows each the other)', async () => {
     const { c } = await setup({ minClients: 2, clientsPerRound: 5, minUpdates: 2 });
@@ -292,16 +334,13 @@ describe('Coordinator with secure aggregation', () => {
     expect(reason(() => c.secagg('shares', 'client-unknown-00000', keys))).toBe('unknown_client');
     expect(
       reason(() =>
-        c.update(sims[0].id, {
-          round: 1,
-          attempt: 1,
-          numExamples: 8,
-          trainMs: 1,
-          loss: 1,
-          delta: new Uint32Array(vectorLength(P) - 1).buffer,
-        }),
+        c.update(sims[0].id, { round: 1, attempt: 1, delta: new Uint32Array(vectorLength(P) - 1).buffer }),
       ),
     ).toBe('wrong_length');
+    expect(
+      reason(() => c.update(sims[0].id, { round: 1, attempt: 1, delta: new Float32Array(P).buffer })),
+    ).toBe('wrong_length');
+    // The old shape, with the example count and loss beside the masked vector, is refused.
     expect(
       reason(() =>
         c.update(sims[0].id, {
@@ -310,10 +349,10 @@ describe('Coordinator with secure aggregation', () => {
           numExamples: 8,
           trainMs: 1,
           loss: 1,
-          delta: new Float32Array(P).buffer,
+          delta: new Uint32Array(vectorLength(P)).buffer,
         }),
       ),
-    ).toBe('wrong_length');
+    ).toBe('malformed');
     const s = await end;
     expect(s.clients).toBe(5);
   });

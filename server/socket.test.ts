@@ -119,7 +119,7 @@ describe('socket.io wiring', () => {
       expect((await next<Rejection>(b, 'rejected')).reason).toBe(reason);
     }
     // b's messages are not a's: it has no identity.
-    const ack: Ack = await b.timeout(2000).emitWithAck('ready', { backend: 'cpu', numExamples: 1 });
+    const ack: Ack = await b.timeout(2000).emitWithAck('ready', { backend: 'cpu' });
     expect(ack).toMatchObject({ ok: false, reason: 'unknown_client' });
 
     a.close();

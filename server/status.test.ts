@@ -27,6 +27,12 @@ const base = (state: RoundState): StatusInput => ({
   initial: { accuracy: 0.1, loss: 2.3 },
   history: [],
   privacy: { enabled: false },
+  defences: {
+    aggregatesRejected: 1,
+    lastAggregateRejection: { round: 3, attempt: 1, check: 'norm', message: 'too big' },
+    modelsRejected: 2,
+    maxLossIncrease: 1,
+  },
 });
 
 const accumulator = (secure: Partial<SecAggChannel> | null): Accumulator =>
@@ -56,6 +62,7 @@ describe('statusView', () => {
       deadlineAt: 12345,
       secagg: { enabled: true, phase: 'shares', k: 4, t: 3 },
       clients: { connected: 7, ready: 5, byBackend: { wasm: 5 } },
+      defences: base({ kind: 'waiting', pause: null }).defences,
       stopReason: null,
     });
     const plain = statusView(

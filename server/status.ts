@@ -1,5 +1,5 @@
 import { PROTOCOL_VERSION, type RoundRef, type RoundSummary } from '../shared/protocol/messages.ts';
-import type { PrivacyStatus, SecAggStatus, ServerStatus } from '../shared/protocol/status.ts';
+import type { DefenceStatus, PrivacyStatus, SecAggStatus, ServerStatus } from '../shared/protocol/status.ts';
 import type { DegreeReport } from './aggregator/index.ts';
 import type { ClientCounts } from './clients.ts';
 import type { RoundState } from './round-state.ts';
@@ -21,6 +21,7 @@ export interface StatusInput {
   initial: { accuracy: number; loss: number } | null;
   history: RoundSummary[];
   privacy: PrivacyStatus | { enabled: false };
+  defences: DefenceStatus;
 }
 
 /**
@@ -46,6 +47,7 @@ export function statusView(s: StatusInput): ServerStatus {
     history: s.history,
     secagg: secaggView(s, training?.accumulator.secure?.phase ?? null),
     privacy: s.privacy,
+    defences: s.defences,
     stopReason: st.kind === 'done' ? st.reason : null,
   };
 }

@@ -4,8 +4,10 @@ import { encodeContribution, vectorLength } from '../../shared/fl/encoding.ts';
 import { ManualClock } from '../clock.ts';
 import { createMetrics } from '../metrics.ts';
 import { metricValue } from '../test-fixtures.ts';
+import { RingAccumulator } from './ring.ts';
 import {
   createAccumulator,
+  planRound,
   roundMode,
   type RoundContext,
   type RoundOutcome,
@@ -43,7 +45,12 @@ function harness(offline: Set<number> = new Set()) {
 }
 
 const vec = (...v: number[]) => Float32Array.from(v);
-const float = (numExamples: number, ...v: number[]) => ({ numExamples, delta: vec(...v), ring: null });
+const float = (numExamples: number, ...v: number[]) => ({
+  numExamples,
+  loss: numExamples / 10,
+  delta: vec(...v),
+  ring: null,
+});
 
 describe('createAccumulator', () => {
   it('picks the mode from the settings: secure aggregation, else DP ring vectors, else float32', () => {
@@ -84,6 +91,7 @@ describe('float and ring accumulators: closing rules', () => {
       stragglers: 0,
       dropped: 0,
     });
+    if (o.ok) expect(o.trainLoss).toBeCloseTo((1 + 3 + 2) / 3, 12); // float rounds: the plain mean of losses
     if (o.ok) expect(o.mean[0]).toBeCloseTo((10 + 40 + 150) / 60, 6);
     // Closed: the deadline timer is gone and nothing more is taken.
     expect(clock.pending).toBe(0);
@@ -156,7 +164,7 @@ describe('float and ring accumulators: closing rules', () => {
     const a = createAccumulator(settings(), ctx);
     expect(() => a.add(0, float(1, 0, 0, 0, 0, 0, 0))).toThrow(RangeError);
     expect(() => a.add(4, float(1, 0, 0, 0, 0, 0, 0))).toThrow(RangeError);
-    expect(() => a.add(1, { numExamples: 1, delta: null, ring: new Uint32Array(P + 2) })).toThrow(TypeError);
+    expect(() => a.add(1, { delta: null, ring: new Uint32Array(P + 2) })).toThrow(TypeError);
     a.add(1, float(1, 0, 0, 0, 0, 0, 0));
     expect(() => a.add(1, float(1, 0, 0, 0, 0, 0, 0))).toThrow(/already reported/);
     expect(a.reported).toBe(1);
@@ -169,7 +177,7 @@ describe('float and ring accumulators: closing rules', () => {
     const rand = createSecureRandom();
     const deltas = [vec(0.1, -0.2, 0.3, 0, 1, -1), vec(0.3, 0.2, -0.1, 0, 1, 1), vec(-0.1, 0, 0, 0.5, 1, 0)];
     deltas.forEach((d, i) =>
-      a.add(i + 1, { numExamples: 7, delta: null, ring: encodeContribution(d, 7, a.encoding!, rand).ring }),
+      a.add(i + 1, { delta: null, ring: encodeContribution(d, 7, a.encoding!, rand, 2).ring }),
     );
     a.settle();
     const o = outcomes[0];
@@ -178,7 +186,62 @@ describe('float and ring accumulators: closing rules', () => {
     const resolution = 2 / a.encoding!.scale; // stochastic rounding moves each value by < 1 / scale
     for (let j = 0; j < P; j++)
       expect(Math.abs(o.mean[j] - (deltas[0][j] + deltas[1][j] + deltas[2][j]) / 3)).toBeLessThan(resolution);
-    expect(o).toMatchObject({ clients: 3, examples: 21, indicatorSum: null });
+    // Uniform weighting (DP): the example counts are nowhere, and no loss is sent under DP.
+    expect(o).toMatchObject({ clients: 3, examples: null, trainLoss: null, indicatorSum: null });
+  });
+
+  it('ring: a huge well-formed vector fails the bounds check before decoding; counted by check', async () => {
+    const { ctx, outcomes, metrics } = harness();
+    const d = 64;
+    const dp = { clipNorm: 0.1, noiseMultiplier: 0, bitStd: 0, adaptive: false };
+    const a = createAccumulator(settings({ numParams: d, dp }), ctx);
+    const plan = a.encoding!;
+    const rand = createSecureRandom();
+    const honest = () => Float32Array.from({ length: d }, (_, i) => (i % 2 ? 0.01 : -0.01));
+    a.add(1, { delta: null, ring: encodeContribution(honest(), 1, plan, rand).ring });
+    a.add(2, { delta: null, ring: encodeContribution(honest(), 1, plan, rand).ring });
+    // Every parameter word at the top of one client's range: each a valid ring value, and no coordinate
+    // beyond what three clients could reach, but the L2 norm is sqrt(64) / 3 times what three clipped
+    // clients can send.
+    const huge = encodeContribution(new Float32Array(d), 1, plan, rand).ring.fill(2 ** plan.bits - 1, 0, d);
+    a.add(3, { delta: null, ring: huge });
+    a.settle();
+    expect(outcomes).toEqual([
+      {
+        ok: false,
+        reason: 'aggregate_rejected',
+        check: 'norm',
+        why: expect.stringMatching(/^all reported: aggregate rejected \(L2 norm of the sum is/),
+        updates: 3,
+        dropped: 0,
+      },
+    ]);
+    expect(await metricValue(metrics, 'aegis_aggregates_rejected_total', { check: 'norm' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_aggregates_rejected_total', { check: 'coordinate' })).toBe(0);
+  });
+
+  it('ring sum with example weighting (the plan of secure aggregation without DP): examples and the training loss are decoded from it', () => {
+    const { ctx, outcomes } = harness();
+    const plan = planRound(settings()); // no DP: weights = numExamples / the public cap 30, loss inside
+    expect(plan).toMatchObject({ weighting: 'examples', maxExamples: 30 });
+    expect(plan.lossScale).toBeGreaterThan(0);
+    const ring = new RingAccumulator(settings(), plan, ctx);
+    const rand = createSecureRandom();
+    const counts = [10, 20, 30];
+    const losses = [0.5, 1.5, 2.5];
+    counts.forEach((n, i) =>
+      ring.add(i + 1, {
+        delta: null,
+        ring: encodeContribution(vec(0.1, 0, 0, 0, 0, -0.1), n, plan, rand, losses[i]).ring,
+      }),
+    );
+    ring.settle();
+    const o = outcomes[0];
+    expect(o.ok).toBe(true);
+    if (!o.ok) return;
+    expect(o.examples).toBe(60); // weightSum (60/30) x the public cap 30
+    expect(o.trainLoss).toBeCloseTo(1.5, 4);
+    expect(o.mean[0]).toBeCloseTo(0.1, 6);
   });
 });
 

@@ -1,6 +1,18 @@
-import type { EncodingPlan } from '../../shared/fl/encoding.ts';
+import type { BoundsFailure, EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { Timer } from '../clock.ts';
 import type { Accumulator, MemberUpdate, RoundContext, RoundMode, RoundSettings } from './types.ts';
+
+/** What a plain round's inputs add up to: the mean and what is known beside it, or a failed bounds check. */
+export type PlainResult =
+  | {
+      ok: true;
+      mean: Float32Array;
+      /** Noisy sum of clip indicators (null when unused). */
+      indicatorSum: number | null;
+      examples: number | null;
+      trainLoss: number | null;
+    }
+  | { ok: false; check: BoundsFailure; message: string };
 
 /**
  * The closing rules of a round whose updates are summed in the clear (float or ring): close when every
@@ -15,7 +27,6 @@ export abstract class PlainAccumulator implements Accumulator {
   readonly secure = null;
   readonly deadlineAt: number;
   private readonly members = new Set<number>();
-  private examples = 0;
   private timer: Timer | null;
   private closed = false;
 
@@ -30,8 +41,8 @@ export abstract class PlainAccumulator implements Accumulator {
   /** Adds one input to the running sum. */
   protected abstract accept(u: MemberUpdate): void;
 
-  /** The mean of n inputs and the noisy clip-indicator sum (null when unused). */
-  protected abstract result(n: number): { mean: Float32Array; indicatorSum: number | null };
+  /** The aggregate of the n inputs, or which bound their sum broke (then nothing is decoded). */
+  protected abstract result(n: number): PlainResult;
 
   get reported(): number {
     return this.members.size;
@@ -48,7 +59,6 @@ export abstract class PlainAccumulator implements Accumulator {
     if (this.members.has(member)) throw new Error(`member ${member} already reported`);
     this.accept(u);
     this.members.add(member);
-    this.examples += u.numExamples;
   }
 
   settle(): void {
@@ -80,16 +90,28 @@ export abstract class PlainAccumulator implements Accumulator {
       });
       return;
     }
-    const { mean, indicatorSum } = this.result(n);
+    const r = this.result(n);
+    if (!r.ok) {
+      this.ctx.close({
+        ok: false,
+        reason: 'aggregate_rejected',
+        check: r.check,
+        why: `${why}: aggregate rejected (${r.message})`,
+        updates: n,
+        dropped: stragglers,
+      });
+      return;
+    }
     this.ctx.close({
       ok: true,
       why,
-      mean,
+      mean: r.mean,
       clients: n,
-      examples: this.examples,
+      examples: r.examples,
+      trainLoss: r.trainLoss,
       stragglers,
       dropped: stragglers,
-      indicatorSum,
+      indicatorSum: r.indicatorSum,
     });
   }
 }

@@ -1,6 +1,7 @@
-import { decodeAggregate, vectorLength, type EncodingPlan } from '../../shared/fl/encoding.ts';
+import { vectorLength, type EncodingPlan } from '../../shared/fl/encoding.ts';
 import { addInto } from '../../shared/secagg/ring.ts';
-import { PlainAccumulator } from './plain.ts';
+import { checkedDecode, decodedExamples } from './bounds.ts';
+import { PlainAccumulator, type PlainResult } from './plain.ts';
 import type { MemberUpdate, RoundContext, RoundSettings } from './types.ts';
 
 /** Ring-encoded updates (clipped, noised under DP) summed mod 2^32 without masks. */
@@ -26,8 +27,16 @@ export class RingAccumulator extends PlainAccumulator {
     addInto(this.sum, u.ring);
   }
 
-  protected result(n: number): { mean: Float32Array; indicatorSum: number | null } {
-    const agg = decodeAggregate(this.sum, n, this.encoding);
-    return { mean: agg.mean, indicatorSum: this.s.dp?.adaptive ? agg.indicatorSum : null };
+  protected result(n: number): PlainResult {
+    const d = checkedDecode(this.sum, n, this.encoding, this.ctx.metrics);
+    if (!d.ok) return d;
+    const agg = d.aggregate;
+    return {
+      ok: true,
+      mean: agg.mean,
+      indicatorSum: this.s.dp?.adaptive ? agg.indicatorSum : null,
+      examples: decodedExamples(agg, this.encoding),
+      trainLoss: agg.meanLoss,
+    };
   }
 }

@@ -1,4 +1,4 @@
-import { decodeAggregate, vectorLength, type EncodingPlan } from '../../shared/fl/encoding.ts';
+import { vectorLength, type EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { SecAggRoundInfo } from '../../shared/protocol/messages.ts';
 import {
   chooseDegree,
@@ -10,6 +10,7 @@ import {
 } from '../../shared/secagg/graph.ts';
 import type { SecAggActivePhase } from '../../shared/secagg/types.ts';
 import { SecureRound, type SecureOutcome } from '../secure-round.ts';
+import { checkedDecode, decodedExamples } from './bounds.ts';
 import type {
   Accumulator,
   MemberUpdate,
@@ -33,8 +34,8 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   readonly t: number;
   readonly degree: DegreeReport;
   private readonly round: SecureRound;
-  /** numExamples of each member whose masked input arrived. */
-  private readonly examples = new Map<number, number>();
+  /** Members whose masked input arrived (their example counts are inside the vectors, never in the clear). */
+  private readonly inputs = new Set<number>();
 
   constructor(
     private readonly s: RoundSettings & { secagg: SecAggSettings },
@@ -121,11 +122,11 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   }
 
   get reported(): number {
-    return this.examples.size;
+    return this.inputs.size;
   }
 
   hasReported(member: number): boolean {
-    return this.examples.has(member);
+    return this.inputs.has(member);
   }
 
   info(member: number): SecAggRoundInfo {
@@ -150,7 +151,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   add(member: number, u: MemberUpdate): void {
     if (!u.ring) throw new TypeError('a secure round takes masked ring vectors');
     this.round.masked(member, u.ring);
-    this.examples.set(member, u.numExamples);
+    this.inputs.add(member);
   }
 
   settle(): void {
@@ -162,7 +163,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   }
 
   private done(o: SecureOutcome): void {
-    const dropped = Math.max(0, this.s.n - this.examples.size);
+    const dropped = Math.max(0, this.s.n - this.inputs.size);
     // Named culprits ride along with the outcome (omitted when there are none).
     const culprits = o.culprits.length ? { culprits: o.culprits } : {};
     if (!o.ok) {
@@ -170,20 +171,34 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
         ok: false,
         reason: 'secagg_aborted',
         why: o.reason,
-        updates: this.examples.size,
+        updates: this.inputs.size,
         dropped,
         ...culprits,
       });
       return;
     }
     const survivors = o.survivors.length;
-    const agg = decodeAggregate(o.sum, survivors, this.encoding);
+    const d = checkedDecode(o.sum, survivors, this.encoding, this.ctx.metrics);
+    if (!d.ok) {
+      this.ctx.close({
+        ok: false,
+        reason: 'aggregate_rejected',
+        check: d.check,
+        why: `secure aggregation complete, aggregate rejected (${d.message})`,
+        updates: survivors,
+        dropped,
+        ...culprits,
+      });
+      return;
+    }
+    const agg = d.aggregate;
     this.ctx.close({
       ok: true,
       why: 'secure aggregation complete',
       mean: agg.mean,
       clients: survivors,
-      examples: o.survivors.reduce((sum, i) => sum + (this.examples.get(i) ?? 0), 0),
+      examples: decodedExamples(agg, this.encoding),
+      trainLoss: agg.meanLoss,
       stragglers: this.s.n - survivors,
       dropped,
       indicatorSum: this.s.dp?.adaptive ? agg.indicatorSum : null,

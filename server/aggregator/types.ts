@@ -1,4 +1,4 @@
-import type { EncodingPlan } from '../../shared/fl/encoding.ts';
+import type { BoundsFailure, EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { RoundRef, SecAggRoundInfo, ServerToClientEvents } from '../../shared/protocol/messages.ts';
 import type { Degree, SplitBound } from '../../shared/secagg/graph.ts';
 import type { Culprit, SecAggActivePhase } from '../../shared/secagg/types.ts';
@@ -8,12 +8,12 @@ import type { Metrics } from '../metrics.ts';
 /** How updates travel this round: plain float32, ring vectors (DP without masks), or masked ring vectors. */
 export type RoundMode = 'float' | 'ring' | 'secure';
 
-/** One validated update, as checkUpdate returns it: a float32 delta or a ring vector. */
-export interface MemberUpdate {
-  numExamples: number;
-  delta: Float32Array | null;
-  ring: Uint32Array | null;
-}
+/**
+ * One validated update, as checkUpdate returns it: a float32 delta with its cleartext example count and
+ * loss (float rounds), or a ring vector alone (the weight and loss are inside it).
+ */
+export type MemberUpdate =
+  { delta: Float32Array; ring: null; numExamples: number; loss: number } | { delta: null; ring: Uint32Array };
 
 /** How a round attempt ended: an aggregate to apply, or why there is none (the model stays unchanged). */
 export type RoundOutcome =
@@ -22,9 +22,12 @@ export type RoundOutcome =
       why: string;
       /** Mean update to hand to the server optimizer. */
       mean: Float32Array;
-      /** Inputs in the aggregate, and their examples. */
+      /** Inputs in the aggregate. */
       clients: number;
-      examples: number;
+      /** Their examples, where known (see RoundSummary.examples); null under uniform weighting. */
+      examples: number | null;
+      /** Mean training loss of the inputs (decoded from a ring sum); null when no loss is sent (DP). */
+      trainLoss: number | null;
       /** Members whose input is not in the aggregate. */
       stragglers: number;
       /** Members that never delivered an update (aegis_stragglers_dropped_total). */
@@ -41,6 +44,16 @@ export type RoundOutcome =
       updates: number;
       dropped: number;
       culprits?: readonly Culprit[];
+    }
+  | {
+      ok: false;
+      /** The ring sum broke a bound no set of honest clients can break (aggregateBoundsOk): not decoded. */
+      reason: 'aggregate_rejected';
+      check: BoundsFailure;
+      why: string;
+      updates: number;
+      dropped: number;
+      culprits?: readonly Culprit[];
     };
 
 /** Settings of one round attempt, fixed when it starts. */
@@ -48,7 +61,10 @@ export interface RoundSettings {
   numParams: number;
   /** Cohort size; members are numbered 1..n. */
   n: number;
-  /** Largest numExamples among the cohort (for example weighting). */
+  /**
+   * The server's public cap on a client's examples (--max-examples-per-client): a ring weight is
+   * numExamples / maxExamples, clamped to 1. Never derived from the clients' claims.
+   */
   maxExamples: number;
   /** Fewest inputs for which an aggregate is released. */
   minUpdates: number;

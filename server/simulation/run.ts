@@ -130,10 +130,16 @@ export async function runSimulation(
       trainer.dispose();
       examples += res.numExamples;
       lossSum += res.loss;
-      const ring = acc.encoding
-        ? encodeContribution(res.delta, res.numExamples, acc.encoding, rand).ring
-        : null;
-      acc.add(k + 1, { numExamples: res.numExamples, delta: ring ? null : res.delta, ring });
+      // As the real client: in a ring round the weight and the loss travel inside the vector.
+      acc.add(
+        k + 1,
+        acc.encoding
+          ? {
+              delta: null,
+              ring: encodeContribution(res.delta, res.numExamples, acc.encoding, rand, res.loss).ring,
+            }
+          : { delta: res.delta, ring: null, numExamples: res.numExamples, loss: res.loss },
+      );
     }
     acc.settle();
     const agg = result as RoundOutcome | null; // assigned in the callback, which TS cannot see
@@ -143,11 +149,11 @@ export async function runSimulation(
     const rec: RoundRecord = {
       round: r,
       clients: agg.clients,
-      examples: agg.examples,
+      examples, // the simulator knows every client's count; the aggregate may not (uniform weighting)
       accuracy: ev?.accuracy ?? null,
       loss: ev?.loss ?? null,
       epsilon: o.dp ? epsilonFor(o.perRound / o.clients, o.dp.noiseMultiplier, r, o.dp.delta) : null,
-      trainLoss: lossSum / chosen.length,
+      trainLoss: agg.trainLoss ?? lossSum / chosen.length,
       seconds: (performance.now() - t0) / 1000,
     };
     out.push(rec);

@@ -257,7 +257,8 @@ export function decodeAggregate(sum: Uint32Array, n: number, plan: EncodingPlan)
 }
 
 /** Which bound a ring sum broke (a closed set, safe as a metric label). */
-export type BoundsFailure = 'weight' | 'indicator' | 'loss' | 'norm' | 'coordinate';
+export const BOUNDS_FAILURES = ['weight', 'indicator', 'loss', 'norm', 'coordinate'] as const;
+export type BoundsFailure = (typeof BOUNDS_FAILURES)[number];
 export type BoundsCheck = { ok: true } | { ok: false; failure: BoundsFailure; message: string };
 
 /**

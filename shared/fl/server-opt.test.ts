@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { createServerOptimizer, SERVER_OPTIMIZER_DEFAULTS, type ServerOptimizerName } from './server-opt.ts';
+import {
+  createServerOptimizer,
+  SERVER_OPTIMIZER_DEFAULTS,
+  SERVER_OPTIMIZERS,
+  type ServerOptimizerName,
+} from './server-opt.ts';
 
 const opt = (name: ServerOptimizerName, lr = 0.1, over = {}) =>
   createServerOptimizer({ name, lr, ...SERVER_OPTIMIZER_DEFAULTS, ...over }, 2);
@@ -59,4 +64,19 @@ describe('server optimizers, against hand-computed steps', () => {
     expect(() => opt('fedavg', 0)).toThrow(/> 0/);
     expect(() => opt('fedavg').step(Float32Array.of(1), Float32Array.of(1))).toThrow(/2 values/);
   });
+
+  it.each(SERVER_OPTIMIZERS)(
+    '%s: restore(save()) undoes the steps taken since (a discarded model)',
+    (name) => {
+      const o = opt(name, 0.1);
+      o.step(w, d1);
+      const saved = o.save();
+      const next = o.step(w, d2); // what the step after d1 gives
+      o.step(w, d1); // a step whose model is then discarded
+      o.restore(saved);
+      expect(o.step(w, d2)).toEqual(next);
+      // Every method's state differs from this one in m or v.
+      expect(() => o.restore({ m: null, v: new Float64Array(2) })).toThrow(/belong/);
+    },
+  );
 });

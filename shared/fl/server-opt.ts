@@ -29,10 +29,19 @@ export const SERVER_OPTIMIZER_DEFAULTS: Omit<ServerOptimizerConfig, 'name' | 'lr
   tau: 1e-3,
 };
 
+/** A copy of an optimizer's moment vectors (null where the method keeps none). */
+export interface ServerOptimizerState {
+  readonly m: Float64Array | null;
+  readonly v: Float64Array | null;
+}
+
 export interface ServerOptimizer {
   readonly config: ServerOptimizerConfig;
   /** New weights from the current ones and the aggregate delta; the inputs are not modified. */
   step(weights: Float32Array, delta: Float32Array): Float32Array;
+  /** A copy of the state, so that a step whose model is discarded can be undone with restore. */
+  save(): ServerOptimizerState;
+  restore(state: ServerOptimizerState): void;
 }
 
 export function createServerOptimizer(config: ServerOptimizerConfig, length: number): ServerOptimizer {
@@ -67,6 +76,13 @@ export function createServerOptimizer(config: ServerOptimizerConfig, length: num
         out[i] = weights[i] + lr * u;
       }
       return out;
+    },
+    save: () => ({ m: m ? m.slice() : null, v: v ? v.slice() : null }),
+    restore(state) {
+      if ((state.m === null) !== (m === null) || (state.v === null) !== (v === null))
+        throw new TypeError(`state does not belong to a ${name} optimizer`);
+      if (state.m) m!.set(state.m);
+      if (state.v) v!.set(state.v);
     },
   };
 }

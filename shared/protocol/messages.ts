@@ -37,9 +37,9 @@ export interface Welcome extends SessionCredentials {
   data: DataSpec;
 }
 
+/** The client is prepared to train. Its example count is not sent: the server never learns it in the clear. */
 export interface Ready {
   backend: BackendName;
-  numExamples: number;
 }
 
 export type LocalOptimizer = 'sgd' | 'adam';
@@ -102,16 +102,34 @@ export interface RoundRefusal extends RoundRef {
   reason: RejectReason;
 }
 
-export interface Update {
+/**
+ * An update in a float round (no secure aggregation, no DP): the server sees each update anyway, so the
+ * example count (FedAvg weight), training time and loss travel beside the delta.
+ */
+export interface FloatUpdate {
   round: number;
   attempt: number;
   numExamples: number;
   trainMs: number;
   /** Mean training loss of the last local epoch. */
   loss: number;
-  /** w_local - w_global as little-endian float32; or, with an encoding plan, the (masked) ring vector as uint32. */
+  /** w_local - w_global as little-endian float32. */
   delta: ArrayBuffer | Uint8Array;
 }
+
+/**
+ * An update in a ring round (secure aggregation and/or DP, i.e. round:start carried an encoding plan):
+ * only the ring vector. The weight and the loss travel inside it (shared/fl/encoding.ts), so the server
+ * learns them only summed; nothing per client is sent in the clear. Any other field is refused.
+ */
+export interface RingUpdate {
+  round: number;
+  attempt: number;
+  /** The (masked, under secure aggregation) ring vector as little-endian uint32. */
+  delta: ArrayBuffer | Uint8Array;
+}
+
+export type Update = FloatUpdate | RingUpdate;
 
 export interface Rejection {
   event: string;
@@ -125,10 +143,27 @@ export interface RoundSummary {
   round: number;
   attempts: number;
   clients: number;
-  examples: number;
+  /**
+   * Examples behind the aggregate. Float rounds: the sum of the clients' numExamples. Ring rounds with
+   * example weighting (secure aggregation without DP): decoded from the weight sum, weightSum times the
+   * public cap --max-examples-per-client (each client's count capped there, rounded to an integer).
+   * null under uniform weighting (DP): no example count is ever sent.
+   */
+  examples: number | null;
   stragglers: number;
+  /** Test accuracy and loss of the global model after this round (the kept one when `rejected`). */
   accuracy: number;
   loss: number;
+  /**
+   * Mean training loss of the clients in the aggregate: decoded from the sum in ring rounds, the mean of
+   * the reported losses in float rounds; null under DP (no loss is sent).
+   */
+  trainLoss: number | null;
+  /**
+   * Set when the round's new model was discarded by the loss guard (--max-loss-increase): why, and the
+   * discarded model's test scores. The global model stayed as before this round.
+   */
+  rejected: { reason: string; accuracy: number; loss: number } | null;
   durationMs: number;
   completedAt: string;
   secagg: boolean;

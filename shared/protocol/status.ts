@@ -1,3 +1,4 @@
+import type { BoundsFailure } from '../fl/encoding.ts';
 import type { SecAggActivePhase } from '../secagg/types.ts';
 import type { RoundSummary } from './messages.ts';
 
@@ -20,8 +21,21 @@ export interface ServerStatus {
   history: RoundSummary[];
   secagg: SecAggStatus;
   privacy: PrivacyStatus | { enabled: false };
+  defences: DefenceStatus;
   /** Why training stopped early (e.g. the privacy budget), else null. */
   stopReason: string | null;
+}
+
+/** Poisoning defences at the aggregate (the server cannot see single updates under secure aggregation). */
+export interface DefenceStatus {
+  /** Round sums refused by the bounds check before decoding; their attempts were retried, model unchanged. */
+  aggregatesRejected: number;
+  /** The latest such refusal: the attempt, the check it failed and the checker's message. */
+  lastAggregateRejection: { round: number; attempt: number; check: BoundsFailure; message: string } | null;
+  /** New models discarded by the loss guard (their rounds are in the history with `rejected` set). */
+  modelsRejected: number;
+  /** The loss guard's margin in nats (--max-loss-increase); 0 = off. */
+  maxLossIncrease: number;
 }
 
 export interface SecAggStatus {

@@ -63,11 +63,24 @@ describe('checkHello', () => {
 });
 
 describe('checkReady', () => {
-  it('accepts known backends and bounded example counts', () => {
-    expect(checkReady({ backend: 'webgpu', numExamples: 5 }, 10).ok).toBe(true);
-    expect(checkReady({ backend: 'cuda', numExamples: 5 }, 10).ok).toBe(false);
-    expect(checkReady({ backend: 'cpu', numExamples: 11 }, 10).ok).toBe(false);
-    expect(checkReady({ backend: 'cpu', numExamples: 1.5 }, 10).ok).toBe(false);
+  it('accepts { backend } with a known backend', () => {
+    expect(checkReady({ backend: 'webgpu' })).toEqual({ ok: true, value: { backend: 'webgpu' } });
+    expect(checkReady({ backend: 'cuda' }).ok).toBe(false);
+    expect(checkReady(null).ok).toBe(false);
+  });
+
+  it('refuses an example count (it would leak) and any other field, naming only known ones', () => {
+    expect(checkReady({ backend: 'cpu', numExamples: 5 })).toEqual({
+      ok: false,
+      reason: 'malformed',
+      message: 'ready carries only backend, not "numExamples"',
+    });
+    const odd = checkReady({ backend: 'cpu', ['<b>'.repeat(100)]: 1 });
+    expect(odd).toEqual({
+      ok: false,
+      reason: 'malformed',
+      message: 'ready carries only backend, not an unknown field',
+    });
   });
 });
 
@@ -78,12 +91,51 @@ describe('checkUpdate', () => {
     if (r.ok) expect([...r.value.delta!]).toEqual([1, 2, 3, 4]);
   });
 
-  it('with a ring length, accepts exactly that many uint32 values and nothing else', () => {
+  it('with a ring length, accepts { round, attempt, delta } of exactly that many uint32 values', () => {
     const ring = Uint32Array.of(1, 2, 0xffffffff, 4, 5, 6);
-    const r = checkUpdate({ ...good(), delta: ring.buffer }, { ...limits, ringLength: 6 });
-    expect(r.ok && [...r.value.ring!]).toEqual([1, 2, 0xffffffff, 4, 5, 6]);
-    const short = checkUpdate({ ...good(), delta: ring.subarray(1) }, { ...limits, ringLength: 6 });
+    const r = checkUpdate({ round: 2, attempt: 1, delta: ring.buffer }, { ...limits, ringLength: 6 });
+    expect(r).toEqual({ ok: true, value: { round: 2, attempt: 1, delta: null, ring } });
+    const short = checkUpdate(
+      { round: 2, attempt: 1, delta: ring.subarray(1) },
+      { ...limits, ringLength: 6 },
+    );
     expect(!short.ok && short.reason).toBe('wrong_length');
+    const json = checkUpdate({ round: 2, attempt: 1, delta: [...ring] }, { ...limits, ringLength: 6 });
+    expect(!json.ok && json.reason).toBe('malformed');
+  });
+
+  it.each([
+    ['numExamples', 8],
+    ['loss', 1.2],
+    ['trainMs', 5],
+    ['weight', 1],
+  ])(
+    'refuses a ring update that carries %s in the clear (nothing per client travels beside the vector)',
+    (field, value) => {
+      const ring = new Uint32Array(6);
+      const r = checkUpdate(
+        { round: 1, attempt: 1, delta: ring.buffer, [field]: value },
+        { ...limits, ringLength: 6 },
+      );
+      expect(r.ok).toBe(false);
+      if (r.ok) return;
+      expect(r.reason).toBe('malformed');
+      expect(r.message).toMatch(/a ring update carries only round, attempt and delta/);
+      expect(r.message).toContain(field === 'weight' ? 'an unknown field' : `"${field}"`);
+    },
+  );
+
+  it('a float update keeps its cleartext fields (the server sees each float update anyway)', () => {
+    const r = checkUpdate(good(), limits);
+    expect(r.ok && { ...r.value, delta: null }).toEqual({
+      round: 1,
+      attempt: 1,
+      numExamples: 10,
+      trainMs: 5,
+      loss: 1.2,
+      delta: null,
+      ring: null,
+    });
   });
 
   it('accepts a Node Buffer at an unaligned offset (as socket.io may deliver)', () => {

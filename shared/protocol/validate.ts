@@ -6,9 +6,10 @@ import {
   CLIENT_SOURCES,
   PROTOCOL_VERSION,
   type BackendName,
+  type FloatUpdate,
   type Hello,
   type Ready,
-  type Update,
+  type RingUpdate,
 } from './messages.ts';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reason: RejectReason; message: string };
@@ -56,13 +57,27 @@ export function checkHello(raw: unknown): Checked<Hello> {
   };
 }
 
-export function checkReady(raw: unknown, maxExamples: number): Checked<Ready> {
+/** Fields a client knows but must never send in the clear where the protocol has no place for them. */
+const CLEARTEXT_FIELDS = ['numExamples', 'loss', 'trainMs'];
+
+/** The first key of `raw` outside `allowed`, named if it is a known cleartext field (others are not echoed). */
+function extraField(raw: Record<string, unknown>, allowed: readonly string[]): string | null {
+  for (const k of Object.keys(raw)) {
+    if (!allowed.includes(k)) return CLEARTEXT_FIELDS.includes(k) ? `"${k}"` : 'an unknown field';
+  }
+  return null;
+}
+
+const READY_FIELDS = ['backend'];
+
+/** ready is { backend } and nothing else: the example count stays on the client. */
+export function checkReady(raw: unknown): Checked<Ready> {
   if (!isRecord(raw)) return fail('malformed', 'ready must be an object');
   if (!BACKENDS.includes(raw.backend as BackendName))
     return fail('malformed', `backend must be one of ${BACKENDS.join(', ')}`);
-  if (!isInt(raw.numExamples, 1, maxExamples))
-    return fail('malformed', `numExamples must be an integer in 1..${maxExamples}`);
-  return { ok: true, value: { backend: raw.backend as BackendName, numExamples: raw.numExamples } };
+  const extra = extraField(raw, READY_FIELDS);
+  if (extra) return fail('malformed', `ready carries only backend, not ${extra}`);
+  return { ok: true, value: { backend: raw.backend as BackendName } };
 }
 
 export interface UpdateLimits {
@@ -73,18 +88,21 @@ export interface UpdateLimits {
 }
 
 /**
- * A validated update: either `delta`, exactly numParams finite float32 values, or `ring`, exactly
- * ringLength uint32 values (any value is valid in the ring).
+ * A validated update: a float round's, with exactly numParams finite float32 values in `delta`, or a
+ * ring round's, exactly ringLength uint32 values in `ring` (any value is valid in the ring) and nothing
+ * else.
  */
-export interface CheckedUpdate extends Omit<Update, 'delta'> {
-  delta: Float32Array | null;
-  ring: Uint32Array | null;
-}
+export type CheckedUpdate =
+  | (Omit<FloatUpdate, 'delta'> & { delta: Float32Array; ring: null })
+  | (Omit<RingUpdate, 'delta'> & { delta: null; ring: Uint32Array });
+
+const RING_UPDATE_FIELDS = ['round', 'attempt', 'delta'];
 
 export function checkUpdate(raw: unknown, limits: UpdateLimits): Checked<CheckedUpdate> {
   if (!isRecord(raw)) return fail('malformed', 'update must be an object');
   if (!isInt(raw.round, 0, 2 ** 31) || !isInt(raw.attempt, 0, 2 ** 31))
     return fail('malformed', 'round and attempt must be non-negative integers');
+  if (limits.ringLength !== undefined) return checkRingUpdate(raw, raw.round, raw.attempt, limits.ringLength);
   if (!isInt(raw.numExamples, 1, limits.maxExamples))
     return fail('malformed', `numExamples must be an integer in 1..${limits.maxExamples}`);
   if (typeof raw.trainMs !== 'number' || !(raw.trainMs >= 0) || !Number.isFinite(raw.trainMs))
@@ -100,15 +118,6 @@ export function checkUpdate(raw: unknown, limits: UpdateLimits): Checked<Checked
     trainMs: raw.trainMs,
     loss: raw.loss,
   };
-  if (limits.ringLength !== undefined) {
-    if (bytes.byteLength !== limits.ringLength * 4) {
-      return fail(
-        'wrong_length',
-        `ring vector has ${bytes.byteLength} bytes, expected ${limits.ringLength * 4} (${limits.ringLength} uint32)`,
-      );
-    }
-    return { ok: true, value: { ...head, delta: null, ring: bytesToUint32(bytes) } };
-  }
   const expected = limits.numParams * 4;
   if (bytes.byteLength !== expected) {
     return fail(
@@ -121,4 +130,31 @@ export function checkUpdate(raw: unknown, limits: UpdateLimits): Checked<Checked
     if (!Number.isFinite(delta[i])) return fail('not_finite', `delta[${i}] is ${delta[i]}`);
   }
   return { ok: true, value: { ...head, delta, ring: null } };
+}
+
+/**
+ * A ring round's update is { round, attempt, delta } only: the weight and the loss travel inside the
+ * vector, so an update that still carries them in the clear is refused rather than silently stripped.
+ */
+function checkRingUpdate(
+  raw: Record<string, unknown>,
+  round: number,
+  attempt: number,
+  ringLength: number,
+): Checked<CheckedUpdate> {
+  const extra = extraField(raw, RING_UPDATE_FIELDS);
+  if (extra)
+    return fail(
+      'malformed',
+      `a ring update carries only round, attempt and delta, not ${extra}: the weight and loss travel inside the vector`,
+    );
+  const bytes = asBytes(raw.delta);
+  if (!bytes) return fail('malformed', 'delta must be binary (ArrayBuffer), not JSON');
+  if (bytes.byteLength !== ringLength * 4) {
+    return fail(
+      'wrong_length',
+      `ring vector has ${bytes.byteLength} bytes, expected ${ringLength * 4} (${ringLength} uint32)`,
+    );
+  }
+  return { ok: true, value: { round, attempt, delta: null, ring: bytesToUint32(bytes) } };
 }
