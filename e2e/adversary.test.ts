@@ -43,15 +43,6 @@ const rng = createRng(SEED);
 const randomDelta = (): Float32Array => Float32Array.from({ length: P }, () => (rng.next() - 0.5) * 0.02);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Defences other branches are adding, not yet on main when this suite was written: the server's aggregate
- * bounds check (branch w2a-no-clear: aegis_aggregates_rejected_total) and the client's page floors (branch
- * w1-client-floors: ClientOptions.floors, round:refuse, the 'refused' event). Their tests run as it.fails
- * while pending: once the defence is merged they pass, it.fails reports that, and the entry is set to false.
- */
-const PENDING = { aggregateBounds: false, clientFloors: true };
-const itPending = (pending: boolean) => (pending ? it.fails : it);
-
 let srv: ServerProcess;
 /** The honest clients; every scripted client (honest or not) is in `everyone`, for the exact sums. */
 const honest: ScriptedClient[] = [];
@@ -374,32 +365,28 @@ describe('attackers against the real server, honest clients beside them', () => 
       expect(rejectedCount(m, t.reason, 'hello')).toBe(rejectedCount(before, t.reason, 'hello') + 1);
   });
 
-  itPending(PENDING.aggregateBounds)(
-    'poisoned update (a huge well-formed ring vector): the aggregate is rejected, the model unchanged, the retry exact',
-    async () => {
-      // Needs the aggregate bounds check on the server (see PENDING).
-      const before = await getText('/metrics');
-      const a = scripted('attacker-poison');
-      let poisoned: { round: number; attempt: number } | null = null;
-      a.tamper.plain = (ring, m) => {
-        if (poisoned) return ring;
-        poisoned = { round: m.round, attempt: m.attempt };
-        // Right length, every coordinate 2^31: far outside what one client encodes, and inside the ring.
-        return new Uint32Array(ring.length).fill(2 ** 31);
-      };
-      const p = await waitFor(async () => poisoned, 30_000, 'the attacker to poison', 50);
-      await closeAfter(a, 'secagg:reveal');
-      const inputs = await expectExactRound(p.round); // weights equal across attempts: the model is unchanged
-      const summary = (await status()).history.find((h) => h.round === p.round)!;
-      expect(summary.attempts).toBeGreaterThan(p.attempt); // the poisoned attempt released nothing
-      expect(inputs).not.toContain(a); // it left after the poisoned attempt; the retry is the honest clients'
-      await expectAlive();
-      const m = await getText('/metrics');
-      expect(total(m, 'aegis_aggregates_rejected_total')).toBe(
-        total(before, 'aegis_aggregates_rejected_total') + 1,
-      );
-    },
-  );
+  it('poisoned update (a huge well-formed ring vector): the aggregate is rejected, the model unchanged, the retry exact', async () => {
+    const before = await getText('/metrics');
+    const a = scripted('attacker-poison');
+    let poisoned: { round: number; attempt: number } | null = null;
+    a.tamper.plain = (ring, m) => {
+      if (poisoned) return ring;
+      poisoned = { round: m.round, attempt: m.attempt };
+      // Right length, every coordinate 2^31: far outside what one client encodes, and inside the ring.
+      return new Uint32Array(ring.length).fill(2 ** 31);
+    };
+    const p = await waitFor(async () => poisoned, 30_000, 'the attacker to poison', 50);
+    await closeAfter(a, 'secagg:reveal');
+    const inputs = await expectExactRound(p.round); // weights equal across attempts: the model is unchanged
+    const summary = (await status()).history.find((h) => h.round === p.round)!;
+    expect(summary.attempts).toBeGreaterThan(p.attempt); // the poisoned attempt released nothing
+    expect(inputs).not.toContain(a); // it left after the poisoned attempt; the retry is the honest clients'
+    await expectAlive();
+    const m = await getText('/metrics');
+    expect(total(m, 'aegis_aggregates_rejected_total')).toBe(
+      total(before, 'aegis_aggregates_rejected_total') + 1,
+    );
+  });
 
   it('label flood: made-up event names and refusal reasons end up under one label; /metrics stays bounded', async () => {
     const before = await getText('/metrics');
@@ -607,26 +594,22 @@ describe('a malicious server against the real client', () => {
     expect(reveal.s).toHaveLength(0);
   });
 
-  itPending(PENDING.clientFloors)(
-    "plan below the page's floor: the round is refused (below_floor) before training; a plan at the floor is joined",
-    async () => {
-      // Needs the client floors (see PENDING).
-      const low = hostileRound(SEED + 4, { secagg: { n: 4, k: 3, t: 3 } });
-      await victim(SEED + 4, low, { minCohort: 5 });
-      const refused = await hs.next('round:refuse', 10_000);
-      expect(refused.payload).toMatchObject({ round: 1, attempt: 1, reason: 'below_floor' });
-      expect(seen.find((s) => s.event === 'refused')?.value).toMatchObject({
-        round: 1,
-        reason: 'below_floor',
-      });
-      // A plan that meets the floor is joined at once (keys go out while it trains); the low one never was.
-      const ok = hostileRound(SEED + 4, { secagg: { n: 5, k: 4, t: 3 }, round: 2 });
-      const mark = hs.heard.length;
-      hs.send('round:start', ok.start);
-      const keys = await hs.next('secagg:keys', 30_000, mark);
-      expect(keys.payload.round).toBe(2);
-      expect(hs.heard.slice(0, mark).map((h) => h.event)).not.toContain('secagg:keys');
-      expect(hs.all('update')).toHaveLength(0);
-    },
-  );
+  it("plan below the page's floor: the round is refused (below_floor) before training; a plan at the floor is joined", async () => {
+    const low = hostileRound(SEED + 4, { secagg: { n: 4, k: 3, t: 3 } });
+    await victim(SEED + 4, low, { minCohort: 5 });
+    const refused = await hs.next('round:refuse', 10_000);
+    expect(refused.payload).toMatchObject({ round: 1, attempt: 1, reason: 'below_floor' });
+    expect(seen.find((s) => s.event === 'refused')?.value).toMatchObject({
+      round: 1,
+      reason: 'below_floor',
+    });
+    // A plan that meets the floor is joined at once (keys go out while it trains); the low one never was.
+    const ok = hostileRound(SEED + 4, { secagg: { n: 5, k: 4, t: 3 }, round: 2 });
+    const mark = hs.heard.length;
+    hs.send('round:start', ok.start);
+    const keys = await hs.next('secagg:keys', 30_000, mark);
+    expect(keys.payload.round).toBe(2);
+    expect(hs.heard.slice(0, mark).map((h) => h.event)).not.toContain('secagg:keys');
+    expect(hs.all('update')).toHaveLength(0);
+  });
 });
