@@ -1,106 +1,38 @@
-import { io, type Socket } from 'socket.io-client';
 import { createSecureRandom, type SecureRandom } from '../shared/dp/secure-random.ts';
-import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
-import { numParams } from '../shared/model/spec.ts';
 import { asBytes } from '../shared/base/bytes.ts';
-import {
-  checkClientAttestation,
-  SecAggClientSession,
-  type ClientAttestation,
-} from '../shared/secagg/client-session.ts';
+import { checkClientAttestation, type ClientAttestation } from '../shared/secagg/client-session.ts';
 import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
-import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
-import {
-  checkRoundAgainstFloors,
-  makeFloors,
-  type FloorCheck,
-  type Floors,
-} from '../shared/protocol/floors.ts';
+import { makeFloors, type Floors } from '../shared/protocol/floors.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,
   type BackendName,
   type ClientSource,
-  type ClientToServerEvents,
   type Ready,
-  type Rejection,
   type RoundRef,
   type RoundStart,
-  type RoundSummary,
-  type SecAggRoundInfo,
-  type ServerToClientEvents,
-  type SessionCredentials,
   type Update,
   type Welcome,
 } from '../shared/protocol/messages.ts';
-import type { SkippedBackend } from './backends.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { Emitter } from './emitter.ts';
-import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
 import { memoryStore, type IdentityStore, type Participation } from './profile.ts';
+import type { ClientEvents, ClientState } from './events.ts';
+import { socketIo, type ConnectOptions, type SocketLike } from './socket.ts';
+import { checkFloors, IdentitySession } from './admission.ts';
+import {
+  attestationRefusal,
+  joinSecure,
+  refuseSecure,
+  wireSecureSteps,
+  type SecureHost,
+  type SecureRound,
+} from './secure-steps.ts';
+import { encodeStep, maskStep } from './encode-step.ts';
 
-/** 'waiting': another tab of this browser profile takes part; this one waits for its turn (see profile.ts). */
-export type ClientState =
-  | 'waiting'
-  | 'connecting'
-  | 'preparing'
-  | 'idle'
-  | 'training'
-  | 'uploading'
-  | 'disconnected'
-  | 'stopped'
-  | 'failed';
-
-export interface ClientEvents extends Record<string, unknown> {
-  state: ClientState;
-  backend: { backend: BackendName; skipped: SkippedBackend[]; where: TrainerPort['where']; data: string };
-  progress: { round: number } & TrainProgress;
-  trained: { round: number; loss: number; trainMs: number; numExamples: number };
-  /** The update as sent: encoding/masking time, its L2 norm before clipping, and whether it was masked. */
-  encoded: {
-    round: number;
-    encodeMs: number;
-    maskMs: number;
-    norm: number;
-    clamped: number;
-    masked: boolean;
-    bytes: number;
-  };
-  secagg: {
-    round: number;
-    step: 'keys' | 'shares' | 'inbox' | 'signature' | 'reveal' | 'refused';
-    detail?: string;
-  };
-  /** A round this client sat out: its plan is below the page's floors (the server was told the reason). */
-  refused: { round: number; attempt: number; reason: RejectReason; message: string };
-  ack: { round: number; ack: Ack };
-  roundEnd: RoundSummary;
-  rejected: Rejection;
-  error: Error;
-}
-
-/** What the client hears: the server's events and socket.io's own connect/disconnect. */
-export type ClientListenEvents = ServerToClientEvents & {
-  connect: () => void;
-  disconnect: (reason: string) => void;
-};
-
-/** The part of a socket.io client socket the client uses: the seam through which tests drive it. */
-export interface SocketLike {
-  readonly connected: boolean;
-  on<E extends keyof ClientListenEvents>(event: E, fn: ClientListenEvents[E]): unknown;
-  emit<E extends keyof ClientToServerEvents>(event: E, ...args: Parameters<ClientToServerEvents[E]>): unknown;
-  /** An emit whose promise settles with the server's answer, or rejects after ms. */
-  timeout(ms: number): { emitWithAck(event: 'update', u: Update): Promise<Ack> };
-  disconnect(): unknown;
-}
-
-export interface ConnectOptions {
-  path?: string;
-  transports: ['websocket'];
-  reconnectionDelayMax: number;
-}
+export type { ClientEvents, ClientState } from './events.ts';
+export type { ClientListenEvents, ConnectOptions, SocketLike } from './socket.ts';
 
 export interface ClientOptions {
   serverUrl: string;
@@ -132,47 +64,13 @@ export interface ClientOptions {
   attestation?: ClientAttestation;
 }
 
-/**
- * The default connection: socket.io-client, typed with our event maps. All of SocketLike but `on`
- * type-checks against it; socket.io's listener types are generic conditionals TypeScript cannot match
- * against ours (the same maps), hence the one cast.
- */
-function socketIo(url: string, opts: ConnectOptions): SocketLike {
-  const s: Socket<ServerToClientEvents, ClientToServerEvents> = io(url, opts);
-  return s as unknown as SocketLike;
-}
-
 /** How long the server has to answer an update before we report it lost. */
 const UPDATE_ACK_MS = 30_000;
-/** Before saying hello again when the server asked us to wait (our old connection still holds the session). */
-const HELLO_RETRY_MS = 5_000;
-
-function parseCredentials(v: string | null): SessionCredentials | null {
-  if (!v) return null;
-  try {
-    const c = JSON.parse(v) as Partial<SessionCredentials>;
-    return typeof c.sessionId === 'string' && typeof c.resumeToken === 'string'
-      ? { sessionId: c.sessionId, resumeToken: c.resumeToken }
-      : null;
-  } catch {
-    return null;
-  }
-}
 
 /** What preparation leaves: the trainer, and what we tell the server (in `ready`) after every welcome. */
 interface Setup {
   trainer: TrainerPort;
   ready: Ready;
-}
-
-/** The secure-aggregation attempt we last joined. */
-interface SecureRound {
-  ref: RoundRef;
-  n: number;
-  session: SecAggClientSession;
-  /** Settles once the inbox (the key shares we mask with) has been received; it may come while we train. */
-  inbox: Promise<void>;
-  gotInbox: () => void;
 }
 
 /**
@@ -211,11 +109,6 @@ type Joined = Extract<Life, { setup: Setup }>;
 /** The connection: `new` until the first welcome, `lost` from a drop until the next welcome. */
 type Link = 'new' | 'welcomed' | 'lost';
 
-/** A contribution ready to mask or send: a ring vector (with how it was made), or a float delta as is. */
-type Encoded =
-  | { kind: 'float'; delta: ArrayBuffer }
-  | { kind: 'ring'; ring: Uint32Array; encodeMs: number; norm: number; clamped: number };
-
 /**
  * A federated-learning participant: joins the server, trains each round it is selected for, and uploads
  * its update as binary. socket.io reconnects on its own; on every (re)connect we say hello again, resuming
@@ -223,13 +116,12 @@ type Encoded =
  * finished while offline is held and sent after the server welcomes us back.
  */
 export class AegisClient extends Emitter<ClientEvents> {
-  private readonly identity: IdentityStore;
+  private readonly identity: IdentitySession;
   private readonly clock: Clock;
   private readonly floors: Floors;
   /** Set while (and after) asking for the participation slot; aborted by stop(). */
   private gate: AbortController | null = null;
   private slot: Participation | null = null;
-  private cancelHelloRetry: (() => void) | null = null;
   private socket: SocketLike | null = null;
   private life: Life = { kind: 'connecting' };
   private link: Link = 'new';
@@ -237,18 +129,27 @@ export class AegisClient extends Emitter<ClientEvents> {
   /** The state last announced by a 'state' event. */
   private shown: ClientState = 'connecting';
   private random: SecureRandom | null = null;
+  /** What the secure steps see of this client. */
+  private readonly host: SecureHost = {
+    socket: () => this.socket,
+    current: () => this.secure,
+    report: (e) => this.emit('secagg', e),
+  };
 
   constructor(private readonly opts: ClientOptions) {
     super();
-    this.identity = opts.identity ?? memoryStore();
     this.clock = opts.clock ?? systemClock;
+    this.identity = new IdentitySession(opts.identity ?? memoryStore(), this.clock, opts.source, {
+      socket: () => this.socket,
+      welcomed: () => this.link === 'welcomed',
+    });
     this.floors = makeFloors(opts.floors); // throws on a bad floor: a typo must not weaken what the page asked
     if (opts.attestation) checkClientAttestation(opts.attestation); // a page's mistake shows at once
   }
 
   /** The server-issued session id, once welcomed (kept across reconnects and, with a stored identity, reloads). */
   get sessionId(): string | null {
-    return parseCredentials(this.identity.get())?.sessionId ?? null;
+    return this.identity.sessionId;
   }
 
   get state(): ClientState {
@@ -305,9 +206,9 @@ export class AegisClient extends Emitter<ClientEvents> {
       reconnectionDelayMax: 5000,
     });
     this.socket = s;
-    s.on('connect', () => this.hello());
+    s.on('connect', () => this.identity.hello());
     s.on('disconnect', () => {
-      this.cancelHelloRetry?.();
+      this.identity.cancelRetry();
       this.setLink('lost');
     });
     s.on('welcome', (w) => void this.onWelcome(w));
@@ -315,36 +216,9 @@ export class AegisClient extends Emitter<ClientEvents> {
     s.on('round:end', (r) => this.emit('roundEnd', r));
     s.on('rejected', (r) => {
       this.emit('rejected', r);
-      if (r.event === 'hello') this.onHelloRejected(r);
+      if (r.event === 'hello') this.identity.onHelloRejected(r);
     });
-    s.on('secagg:roster', (m) =>
-      this.onSecure(m, 'shares', (sec) => {
-        const shares = sec.session.receiveRoster(unpackRoster(m, sec.n));
-        s.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...packShares(shares) });
-      }),
-    );
-    s.on('secagg:inbox', (m) =>
-      this.onSecure(m, 'inbox', (sec) => {
-        const peers = sec.session.receiveInbox(unpackInbox(m, sec.n));
-        sec.gotInbox();
-        const bad = sec.session.badBoxes.length;
-        return `${peers.length} peers${bad ? `, ${bad} bad boxes` : ''}`;
-      }),
-    );
-    s.on('secagg:survivors', (m) =>
-      this.onSecure(m, 'signature', (sec) => {
-        const { sig } = sec.session.receiveSurvivors(m);
-        s.emit('secagg:signature', { round: m.round, attempt: m.attempt, sig });
-        return `signed a survivor set of ${m.survivors.length}`;
-      }),
-    );
-    s.on('secagg:unmask', (m) =>
-      this.onSecure(m, 'reveal', (sec) => {
-        const r = sec.session.receiveUnmask(unpackUnmask(m, sec.n));
-        s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...packReveal(r) });
-        return `${r.b.length} self-mask shares, ${r.s.length} key shares`;
-      }),
-    );
+    wireSecureSteps(s, this.host);
   }
 
   stop(): void {
@@ -386,7 +260,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.gate?.abort();
     this.slot?.release(); // another tab of the profile may take part now
     this.slot = null;
-    this.cancelHelloRetry?.();
+    this.identity.cancelRetry();
     if (l.kind === 'awaiting-inbox') l.cancel();
     this.socket?.disconnect();
     this.socket = null;
@@ -398,33 +272,6 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.end({ kind: 'failed', error: e });
   }
 
-  // ---- joining -----------------------------------------------------------------------------------------
-
-  /** Starts a session, or resumes the stored one. */
-  private hello(): void {
-    const resume = parseCredentials(this.identity.get());
-    this.socket?.emit('hello', {
-      protocolVersion: PROTOCOL_VERSION,
-      source: this.opts.source,
-      ...(resume ? { resume } : {}),
-    });
-  }
-
-  private onHelloRejected(r: Rejection): void {
-    if (r.reason === 'bad_token') {
-      // The session expired (or was never valid): start a new one now.
-      this.identity.clear();
-      this.hello();
-    } else if (r.reason === 'session_taken' || r.reason === 'rate_limited' || r.reason === 'server_full') {
-      // Our previous connection may still hold the session until the server notices it is gone: wait, retry.
-      this.cancelHelloRetry?.();
-      this.cancelHelloRetry = this.clock.after(HELLO_RETRY_MS, () => {
-        this.cancelHelloRetry = null;
-        if (this.socket?.connected && this.link !== 'welcomed') this.hello();
-      });
-    }
-  }
-
   private async onWelcome(w: Welcome): Promise<void> {
     if (w.protocolVersion !== PROTOCOL_VERSION) {
       this.fail(new Error(`server speaks protocol ${w.protocolVersion}, this client ${PROTOCOL_VERSION}`));
@@ -433,7 +280,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     const l = this.life;
     // 'waiting' has no socket yet, so no welcome can come for it.
     if (l.kind === 'stopped' || l.kind === 'failed' || l.kind === 'waiting') return;
-    this.identity.set(JSON.stringify({ sessionId: w.sessionId, resumeToken: w.resumeToken }));
+    this.identity.welcomed(w);
     this.setLink('welcomed');
     let setup: Setup;
     if (l.kind === 'connecting') {
@@ -510,7 +357,7 @@ export class AegisClient extends Emitter<ClientEvents> {
       default:
         return; // not ready to train (or holding an update for the server first)
     }
-    const check = this.checkFloors(r);
+    const check = checkFloors(r, this.floors);
     if (!check.ok) {
       // The wait for the old round's inbox was cancelled above; nothing runs now.
       if (l.kind === 'awaiting-inbox') this.enter({ kind: 'idle', setup: l.setup });
@@ -518,15 +365,6 @@ export class AegisClient extends Emitter<ClientEvents> {
       return;
     }
     void this.runRound(l.setup, r);
-  }
-
-  /** The round's plan against the page's floors; a plan that cannot even be read is malformed. */
-  private checkFloors(r: RoundStart): FloorCheck {
-    try {
-      return checkRoundAgainstFloors(r, this.floors);
-    } catch (e) {
-      return { ok: false, reason: 'malformed', message: `unreadable round plan (${(e as Error).message})` };
-    }
   }
 
   /** Sits this attempt out: the page hears why in words, the server the reason only (it counts it). */
@@ -540,23 +378,20 @@ export class AegisClient extends Emitter<ClientEvents> {
     const bytes = asBytes(r.weights);
     if (!bytes) return this.fail(new Error('round:start carried no binary weights'));
     const ref: RoundRef = { round: r.round, attempt: r.attempt };
-    const refusal = this.attestationRefusal(r);
+    const refusal = attestationRefusal(r, this.opts.attestation);
     if (refusal) {
       // Not joined: a round we wait on for an inbox was cancelled by this newer round, so stop waiting.
       if (this.life.kind === 'awaiting-inbox') this.enter({ kind: 'idle', setup });
-      if (r.secagg) this.socket?.emit('secagg:refuse', { ...ref, ...refusal });
-      this.emit('secagg', {
-        round: r.round,
-        step: 'refused',
-        detail: `${refusal.reason}: ${refusal.message}`,
-      });
+      refuseSecure(this.host, ref, refusal, !!r.secagg);
       return;
     }
     let at: RoundLife = { kind: 'training', setup, ref };
     this.enter(at);
     let secure: SecureRound | null = null;
     try {
-      secure = r.secagg ? this.joinSecure(ref, r.secagg, r.model) : null;
+      secure = r.secagg
+        ? joinSecure(this.host, ref, r.secagg, r.model, this.floors, this.opts.attestation)
+        : null;
     } catch (e) {
       // The session checks the plan again (same floors, plus its own rules): a refusal, not a crash.
       this.secure = null;
@@ -578,7 +413,14 @@ export class AegisClient extends Emitter<ClientEvents> {
         trainMs: done.trainMs,
         numExamples: done.numExamples,
       });
-      const enc = this.encodeStep(r, done.delta, done.numExamples, done.loss);
+      const enc = encodeStep(
+        r,
+        done.delta,
+        done.numExamples,
+        done.loss,
+        this.clock,
+        () => (this.random ??= createSecureRandom()),
+      );
       let update: Update;
       if (enc.kind === 'float')
         update = {
@@ -604,7 +446,7 @@ export class AegisClient extends Emitter<ClientEvents> {
             this.enter({ kind: 'idle', setup });
             return;
           }
-          ({ masked: out, maskMs } = this.maskStep(secure, enc.ring));
+          ({ masked: out, maskMs } = maskStep(secure, enc.ring, this.clock));
         }
         this.emit('encoded', {
           round: r.round,
@@ -624,51 +466,6 @@ export class AegisClient extends Emitter<ClientEvents> {
       this.emit('error', e as Error);
       this.enter({ kind: 'idle', setup });
     }
-  }
-
-  /**
-   * Why we do not take part in this round, if we do not: a client given a site key runs only secure rounds
-   * with the consistency round (a floor the server cannot lower); a round with it needs that key.
-   */
-  private attestationRefusal(r: RoundStart): { reason: RejectReason; message: string } | null {
-    const r3 = r.secagg?.consistency === true;
-    if (this.opts.attestation && !r3)
-      return {
-        reason: 'below_floor',
-        message:
-          'this client takes part only in secure rounds with authenticated keys and the consistency round',
-      };
-    if (r3 && !this.opts.attestation)
-      return {
-        reason: 'unattested',
-        message: 'the round needs an attested identity, and this client has none',
-      };
-    return null;
-  }
-
-  /** Opens the round's secure-aggregation session; its keys go out at once, so key exchange runs while we train. */
-  private joinSecure(ref: RoundRef, info: SecAggRoundInfo, model: RoundStart['model']): SecureRound {
-    const session = new SecAggClientSession({
-      ...info,
-      vectorLength: vectorLength(numParams(model)),
-      floors: this.floors,
-      consistency: info.consistency === true,
-      attestation: this.opts.attestation,
-    });
-    let gotInbox!: () => void;
-    const inbox = new Promise<void>((res) => (gotInbox = res));
-    this.socket?.emit('secagg:keys', { ...ref, ...session.advertise() });
-    this.emit('secagg', { round: ref.round, step: 'keys' });
-    return { ref, n: info.n, session, inbox, gotInbox };
-  }
-
-  /** Float delta as is; or clipped, noised (per the plan) and ring-encoded with its weight and loss. */
-  private encodeStep(r: RoundStart, delta: ArrayBuffer, numExamples: number, loss: number): Encoded {
-    if (!r.encoding) return { kind: 'float', delta };
-    const t0 = this.clock.now();
-    this.random ??= createSecureRandom();
-    const c = encodeContribution(new Float32Array(delta), numExamples, r.encoding, this.random, loss);
-    return { kind: 'ring', ring: c.ring, encodeMs: this.clock.now() - t0, norm: c.norm, clamped: c.clamped };
   }
 
   /**
@@ -695,13 +492,6 @@ export class AegisClient extends Emitter<ClientEvents> {
     return { state, got };
   }
 
-  /** Adds the round's masks; the server can strip them from the sum only. */
-  private maskStep(sec: SecureRound, ring: Uint32Array): { masked: Uint32Array; maskMs: number } {
-    const t0 = this.clock.now();
-    const masked = sec.session.mask(ring);
-    return { masked, maskMs: this.clock.now() - t0 };
-  }
-
   /** Sends the update, or holds it until the next welcome when we are offline. */
   private upload(from: Joined, u: Update): void {
     const { setup } = from;
@@ -720,30 +510,5 @@ export class AegisClient extends Emitter<ClientEvents> {
           this.emit('error', new Error(`round ${u.round}: no answer to our update (${e.message})`)),
       )
       .finally(() => this.advance(uploading, { kind: 'idle', setup }));
-  }
-
-  // ---- secure aggregation messages ---------------------------------------------------------------------
-
-  /** Runs one secure-aggregation step for the current round; a request we must not answer is refused and reported. */
-  private onSecure(
-    m: RoundRef,
-    step: 'shares' | 'inbox' | 'signature' | 'reveal',
-    fn: (sec: SecureRound) => string | void,
-  ): void {
-    const sec = this.secure;
-    if (!sec || sec.ref.round !== m?.round || sec.ref.attempt !== m?.attempt) return; // not our round (stale)
-    try {
-      const detail = fn(sec);
-      this.emit('secagg', { round: m.round, step, detail: detail ?? undefined });
-    } catch (e) {
-      const reason = e instanceof ProtocolError ? e.reason : 'malformed';
-      this.socket?.emit('secagg:refuse', {
-        round: m.round,
-        attempt: m.attempt,
-        reason,
-        message: (e as Error).message,
-      });
-      this.emit('secagg', { round: m.round, step: 'refused', detail: `${reason}: ${(e as Error).message}` });
-    }
   }
 }

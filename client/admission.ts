@@ -1,0 +1,95 @@
+import {
+  PROTOCOL_VERSION,
+  type ClientSource,
+  type Rejection,
+  type RoundStart,
+  type SessionCredentials,
+  type Welcome,
+} from '../shared/protocol/messages.ts';
+import { checkRoundAgainstFloors, type FloorCheck, type Floors } from '../shared/protocol/floors.ts';
+import type { Clock } from './clock.ts';
+import type { IdentityStore } from './profile.ts';
+import type { SocketLike } from './socket.ts';
+
+/** Before saying hello again when the server asked us to wait (our old connection still holds the session). */
+const HELLO_RETRY_MS = 5_000;
+
+function parseCredentials(v: string | null): SessionCredentials | null {
+  if (!v) return null;
+  try {
+    const c = JSON.parse(v) as Partial<SessionCredentials>;
+    return typeof c.sessionId === 'string' && typeof c.resumeToken === 'string'
+      ? { sessionId: c.sessionId, resumeToken: c.resumeToken }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The round's plan against the page's floors; a plan that cannot even be read is malformed. */
+export function checkFloors(r: RoundStart, floors: Floors): FloorCheck {
+  try {
+    return checkRoundAgainstFloors(r, floors);
+  } catch (e) {
+    return { ok: false, reason: 'malformed', message: `unreadable round plan (${(e as Error).message})` };
+  }
+}
+
+/** What the session needs from the client: its connection now, and whether the server has welcomed it. */
+export interface SessionHost {
+  socket(): SocketLike | null;
+  welcomed(): boolean;
+}
+
+/**
+ * The server-issued session (id + resume token), kept in the identity store: offered on every hello,
+ * replaced on every welcome, dropped when the server no longer knows it.
+ */
+export class IdentitySession {
+  private cancelHelloRetry: (() => void) | null = null;
+
+  constructor(
+    private readonly identity: IdentityStore,
+    private readonly clock: Clock,
+    private readonly source: ClientSource,
+    private readonly host: SessionHost,
+  ) {}
+
+  get sessionId(): string | null {
+    return parseCredentials(this.identity.get())?.sessionId ?? null;
+  }
+
+  /** Starts a session, or resumes the stored one. */
+  hello(): void {
+    const resume = parseCredentials(this.identity.get());
+    this.host.socket()?.emit('hello', {
+      protocolVersion: PROTOCOL_VERSION,
+      source: this.source,
+      ...(resume ? { resume } : {}),
+    });
+  }
+
+  welcomed(w: Welcome): void {
+    this.identity.set(JSON.stringify({ sessionId: w.sessionId, resumeToken: w.resumeToken }));
+  }
+
+  onHelloRejected(r: Rejection): void {
+    if (r.reason === 'bad_token') {
+      // The session expired (or was never valid): start a new one now.
+      this.identity.clear();
+      this.hello();
+    } else if (r.reason === 'session_taken' || r.reason === 'rate_limited' || r.reason === 'server_full') {
+      // Our previous connection may still hold the session until the server notices it is gone: wait, retry.
+      this.cancelHelloRetry?.();
+      this.cancelHelloRetry = this.clock.after(HELLO_RETRY_MS, () => {
+        this.cancelHelloRetry = null;
+        if (this.host.socket()?.connected && !this.host.welcomed()) this.hello();
+      });
+    }
+  }
+
+  /** Gives up a pending hello retry (the connection dropped, or the client ends). */
+  cancelRetry(): void {
+    this.cancelHelloRetry?.();
+  }
+}
