@@ -8,7 +8,7 @@ import {
 } from '../shared/protocol/messages.ts';
 import { checkRoundAgainstFloors, type FloorCheck, type Floors } from '../shared/protocol/floors.ts';
 import type { Clock } from './clock.ts';
-import type { IdentityStore } from './profile.ts';
+import type { IdentityStore, Participation } from './profile.ts';
 import type { SocketLike } from './socket.ts';
 
 /** Before saying hello again when the server asked us to wait (our old connection still holds the session). */
@@ -91,5 +91,48 @@ export class IdentitySession {
   /** Gives up a pending hello retry (the connection dropped, or the client ends). */
   cancelRetry(): void {
     this.cancelHelloRetry?.();
+  }
+}
+
+/**
+ * The profile's participation slot (browsers: one tab of a profile takes part at a time). Asked for once
+ * per client; released when it ends, so another tab may take part.
+ */
+export class ParticipationGate {
+  /** Set while (and after) asking for the slot; aborted by release(). */
+  private gate: AbortController | null = null;
+  private slot: Participation | null = null;
+
+  get asked(): boolean {
+    return this.gate !== null;
+  }
+
+  /** Asks take for the slot: waiting() if another tab holds it, then taken() or failed(). */
+  ask(
+    take: (onWaiting: () => void, signal: AbortSignal) => Promise<Participation>,
+    waiting: () => void,
+    taken: () => void,
+    failed: (e: Error) => void,
+  ): void {
+    const gate = (this.gate = new AbortController());
+    take(() => {
+      if (!gate.signal.aborted) waiting();
+    }, gate.signal).then(
+      (slot) => {
+        if (gate.signal.aborted) return slot.release(); // released (stopped) meanwhile
+        this.slot = slot;
+        taken();
+      },
+      (e: unknown) => {
+        if (!gate.signal.aborted) failed(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  }
+
+  /** Stops asking and gives the slot back: another tab of the profile may take part now. */
+  release(): void {
+    this.gate?.abort();
+    this.slot?.release();
+    this.slot = null;
   }
 }

@@ -1,14 +1,11 @@
-import { createSecureRandom, type SecureRandom } from '../shared/dp/secure-random.ts';
 import { asBytes } from '../shared/base/bytes.ts';
-import { checkClientAttestation, type ClientAttestation } from '../shared/secagg/client-session.ts';
+import { checkClientAttestation } from '../shared/secagg/client-session.ts';
 import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
 import { makeFloors, type Floors } from '../shared/protocol/floors.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,
   type BackendName,
-  type ClientSource,
-  type Ready,
   type RoundRef,
   type RoundStart,
   type Update,
@@ -16,62 +13,28 @@ import {
 } from '../shared/protocol/messages.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { Emitter } from './emitter.ts';
-import type { TrainerPort } from './trainer-port.ts';
-import { memoryStore, type IdentityStore, type Participation } from './profile.ts';
-import type { ClientEvents, ClientState } from './events.ts';
-import { socketIo, type ConnectOptions, type SocketLike } from './socket.ts';
-import { checkFloors, IdentitySession } from './admission.ts';
+import { memoryStore } from './profile.ts';
+import type { ClientEvents, ClientOptions, ClientState } from './client-api.ts';
+import { socketIo, type SocketLike } from './socket.ts';
+import { checkFloors, IdentitySession, ParticipationGate } from './admission.ts';
+import { prepare, type Setup } from './setup.ts';
 import {
   attestationRefusal,
   joinSecure,
   refuseSecure,
+  inboxOrDeadline,
   wireSecureSteps,
+  type InboxWait,
   type SecureHost,
   type SecureRound,
 } from './secure-steps.ts';
-import { encodeStep, maskStep } from './encode-step.ts';
+import { encodeStep, lazySecureRandom, maskStep } from './encode-step.ts';
 
-export type { ClientEvents, ClientState } from './events.ts';
+export type { ClientEvents, ClientOptions, ClientState } from './client-api.ts';
 export type { ClientListenEvents, ConnectOptions, SocketLike } from './socket.ts';
-
-export interface ClientOptions {
-  serverUrl: string;
-  source: ClientSource;
-  /** Creates the trainer (a Web Worker in browsers, inline in Node). */
-  spawnTrainer: () => Promise<TrainerPort>;
-  /** Where the server-issued session (id + resume token) is kept between connections; default: memory. */
-  identity?: IdentityStore;
-  /** Backend preference override (default: webgpu, webgl, wasm, cpu). */
-  backends?: BackendName[];
-  /** socket.io path; default /socket.io. */
-  path?: string;
-  /** Opens the connection; default socket.io-client's io (which reconnects on its own). */
-  connect?: (url: string, opts: ConnectOptions) => SocketLike;
-  /** Deadlines and timings; default the system clock. */
-  clock?: Clock;
-  /** The embedding page's floors, which no round plan may go below (default: makeFloors()). */
-  floors?: Partial<Floors>;
-  /**
-   * Takes the profile's participation slot before connecting (browsers: one tab of a profile at a time);
-   * calls onWaiting if it must wait for another tab. Default: none (Node: every client takes part).
-   */
-  participation?: (onWaiting: () => void, signal: AbortSignal) => Promise<Participation>;
-  /**
-   * From the embedding page (never the server): the site's attestation key and this visitor's identity
-   * with the site's signature on it. With it, the client takes part only in secure rounds that run the
-   * consistency round (R3), and trusts only peers whose keys the site vouches for.
-   */
-  attestation?: ClientAttestation;
-}
 
 /** How long the server has to answer an update before we report it lost. */
 const UPDATE_ACK_MS = 30_000;
-
-/** What preparation leaves: the trainer, and what we tell the server (in `ready`) after every welcome. */
-interface Setup {
-  trainer: TrainerPort;
-  ready: Ready;
-}
 
 /**
  * The client's lifecycle, one state at a time; the public ClientState is derived from it (see `state`).
@@ -119,16 +82,15 @@ export class AegisClient extends Emitter<ClientEvents> {
   private readonly identity: IdentitySession;
   private readonly clock: Clock;
   private readonly floors: Floors;
-  /** Set while (and after) asking for the participation slot; aborted by stop(). */
-  private gate: AbortController | null = null;
-  private slot: Participation | null = null;
+  private readonly participation = new ParticipationGate();
   private socket: SocketLike | null = null;
   private life: Life = { kind: 'connecting' };
   private link: Link = 'new';
   private secure: SecureRound | null = null;
   /** The state last announced by a 'state' event. */
   private shown: ClientState = 'connecting';
-  private random: SecureRandom | null = null;
+  /** The DP noise source, opened at the first encoded round. */
+  private readonly random = lazySecureRandom();
   /** What the secure steps see of this client. */
   private readonly host: SecureHost = {
     socket: () => this.socket,
@@ -178,23 +140,19 @@ export class AegisClient extends Emitter<ClientEvents> {
   start(): void {
     if (this.life.kind === 'stopped' || this.life.kind === 'failed')
       throw new Error(`this client has ${this.life.kind}; create a new one to join again`);
-    if (this.socket || this.gate) return;
+    if (this.socket || this.participation.asked) return;
     const take = this.opts.participation;
     if (!take) return this.connect();
-    const gate = (this.gate = new AbortController());
-    const waiting = (): void => {
-      if (!gate.signal.aborted && this.life.kind === 'connecting') this.enter({ kind: 'waiting' });
-    };
-    take(waiting, gate.signal).then(
-      (slot) => {
-        if (gate.signal.aborted) return slot.release(); // stopped meanwhile
-        this.slot = slot;
+    this.participation.ask(
+      take,
+      () => {
+        if (this.life.kind === 'connecting') this.enter({ kind: 'waiting' });
+      },
+      () => {
         if (this.life.kind === 'waiting') this.enter({ kind: 'connecting' });
         this.connect();
       },
-      (e: unknown) => {
-        if (!gate.signal.aborted) this.fail(e instanceof Error ? e : new Error(String(e)));
-      },
+      (e) => this.fail(e),
     );
   }
 
@@ -257,9 +215,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     const l = this.life;
     if (l.kind === 'stopped' || l.kind === 'failed') return;
     this.enter(last);
-    this.gate?.abort();
-    this.slot?.release(); // another tab of the profile may take part now
-    this.slot = null;
+    this.participation.release(); // another tab of the profile may take part now
     this.identity.cancelRetry();
     if (l.kind === 'awaiting-inbox') l.cancel();
     this.socket?.disconnect();
@@ -285,7 +241,10 @@ export class AegisClient extends Emitter<ClientEvents> {
     let setup: Setup;
     if (l.kind === 'connecting') {
       // Prepare once (data + backend probe); reconnects reuse it.
-      const preparing: Life = { kind: 'preparing', ready: this.prepare(w) };
+      const preparing: Life = {
+        kind: 'preparing',
+        ready: prepare(this.opts, w, (b) => this.emit('backend', b)),
+      };
       this.enter(preparing);
       try {
         setup = await preparing.ready;
@@ -312,31 +271,6 @@ export class AegisClient extends Emitter<ClientEvents> {
     s.emit('ready', setup.ready);
     const now = this.life;
     if (now.kind === 'held') this.upload(now, now.update);
-  }
-
-  private async prepare(w: Welcome): Promise<Setup> {
-    const trainer = await this.opts.spawnTrainer();
-    let r: Awaited<ReturnType<TrainerPort['init']>>;
-    try {
-      r = await trainer.init({
-        type: 'init',
-        model: w.model,
-        data: w.data,
-        serverUrl: this.opts.serverUrl,
-        backends: this.opts.backends,
-      });
-    } catch (e) {
-      trainer.terminate();
-      throw e;
-    }
-    this.emit('backend', {
-      backend: r.backend,
-      skipped: r.skipped,
-      where: trainer.where,
-      data: r.dataDescription,
-    });
-    // The example count stays here: under secure aggregation it travels only inside the masked vector.
-    return { trainer, ready: { backend: r.backend } };
   }
 
   // ---- a round -----------------------------------------------------------------------------------------
@@ -413,14 +347,7 @@ export class AegisClient extends Emitter<ClientEvents> {
         trainMs: done.trainMs,
         numExamples: done.numExamples,
       });
-      const enc = encodeStep(
-        r,
-        done.delta,
-        done.numExamples,
-        done.loss,
-        this.clock,
-        () => (this.random ??= createSecureRandom()),
-      );
+      const enc = encodeStep(r, done.delta, done.numExamples, done.loss, this.clock, this.random);
       let update: Update;
       if (enc.kind === 'float')
         update = {
@@ -476,20 +403,11 @@ export class AegisClient extends Emitter<ClientEvents> {
     from: RoundLife,
     sec: SecureRound,
     deadlineMs: number,
-  ): { state: RoundLife; got: Promise<'inbox' | 'timeout' | 'cancelled'> } {
-    let finish!: (how: 'inbox' | 'timeout' | 'cancelled') => void;
-    const got = new Promise<'inbox' | 'timeout' | 'cancelled'>((res) => (finish = res));
-    const stopTimer = this.clock.after(deadlineMs, () => finish('timeout'));
-    void got.then(stopTimer);
-    void sec.inbox.then(() => finish('inbox'));
-    const state: RoundLife = {
-      kind: 'awaiting-inbox',
-      setup: from.setup,
-      ref: sec.ref,
-      cancel: () => finish('cancelled'),
-    };
-    if (!this.advance(from, state)) finish('cancelled');
-    return { state, got };
+  ): { state: RoundLife; got: Promise<InboxWait> } {
+    const wait = inboxOrDeadline(sec, this.clock, deadlineMs);
+    const state: RoundLife = { kind: 'awaiting-inbox', setup: from.setup, ref: sec.ref, cancel: wait.cancel };
+    if (!this.advance(from, state)) wait.cancel();
+    return { state, got: wait.got };
   }
 
   /** Sends the update, or holds it until the next welcome when we are offline. */

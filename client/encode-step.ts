@@ -1,4 +1,4 @@
-import type { SecureRandom } from '../shared/dp/secure-random.ts';
+import { createSecureRandom, type SecureRandom } from '../shared/dp/secure-random.ts';
 import { encodeContribution } from '../shared/fl/encoding.ts';
 import type { RoundStart } from '../shared/protocol/messages.ts';
 import type { Clock } from './clock.ts';
@@ -37,4 +37,10 @@ export function maskStep(
   const t0 = clock.now();
   const masked = sec.session.mask(ring);
   return { masked, maskMs: clock.now() - t0 };
+}
+
+/** A secure random source opened on first use (and then reused). */
+export function lazySecureRandom(): () => SecureRandom {
+  let random: SecureRandom | null = null;
+  return () => (random ??= createSecureRandom());
 }

@@ -5,7 +5,8 @@ import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
 import type { Floors } from '../shared/protocol/floors.ts';
 import type { RoundRef, RoundStart, SecAggRoundInfo } from '../shared/protocol/messages.ts';
-import type { ClientEvents } from './events.ts';
+import type { ClientEvents } from './client-api.ts';
+import type { Clock } from './clock.ts';
 import type { SocketLike } from './socket.ts';
 
 /** The secure-aggregation attempt we last joined. */
@@ -137,4 +138,21 @@ function onSecure(
     const reason = e instanceof ProtocolError ? e.reason : 'malformed';
     refuseSecure(host, m, { reason, message: (e as Error).message }, true);
   }
+}
+
+/** How a wait for the inbox ended. */
+export type InboxWait = 'inbox' | 'timeout' | 'cancelled';
+
+/** Waits for sec's inbox, at most deadlineMs on clock; cancel() ends the wait at once. */
+export function inboxOrDeadline(
+  sec: SecureRound,
+  clock: Clock,
+  deadlineMs: number,
+): { got: Promise<InboxWait>; cancel: () => void } {
+  let finish!: (how: InboxWait) => void;
+  const got = new Promise<InboxWait>((res) => (finish = res));
+  const stopTimer = clock.after(deadlineMs, () => finish('timeout'));
+  void got.then(stopTimer);
+  void sec.inbox.then(() => finish('inbox'));
+  return { got, cancel: () => finish('cancelled') };
 }

@@ -1,0 +1,81 @@
+/** The client's public surface: what a page passes in (ClientOptions) and hears back (ClientEvents). */
+import type { RejectReason } from '../shared/base/errors.ts';
+import type { Floors } from '../shared/protocol/floors.ts';
+import type { Ack, BackendName, ClientSource, Rejection, RoundSummary } from '../shared/protocol/messages.ts';
+import type { ClientAttestation } from '../shared/secagg/client-session.ts';
+import type { SkippedBackend } from './backends.ts';
+import type { Clock } from './clock.ts';
+import type { IdentityStore, Participation } from './profile.ts';
+import type { ConnectOptions, SocketLike } from './socket.ts';
+import type { TrainProgress } from './trainer.ts';
+import type { TrainerPort } from './trainer-port.ts';
+
+/** 'waiting': another tab of this browser profile takes part; this one waits for its turn (see profile.ts). */
+export type ClientState =
+  | 'waiting'
+  | 'connecting'
+  | 'preparing'
+  | 'idle'
+  | 'training'
+  | 'uploading'
+  | 'disconnected'
+  | 'stopped'
+  | 'failed';
+
+export interface ClientEvents extends Record<string, unknown> {
+  state: ClientState;
+  backend: { backend: BackendName; skipped: SkippedBackend[]; where: TrainerPort['where']; data: string };
+  progress: { round: number } & TrainProgress;
+  trained: { round: number; loss: number; trainMs: number; numExamples: number };
+  /** The update as sent: encoding/masking time, its L2 norm before clipping, and whether it was masked. */
+  encoded: {
+    round: number;
+    encodeMs: number;
+    maskMs: number;
+    norm: number;
+    clamped: number;
+    masked: boolean;
+    bytes: number;
+  };
+  secagg: {
+    round: number;
+    step: 'keys' | 'shares' | 'inbox' | 'signature' | 'reveal' | 'refused';
+    detail?: string;
+  };
+  /** A round this client sat out: its plan is below the page's floors (the server was told the reason). */
+  refused: { round: number; attempt: number; reason: RejectReason; message: string };
+  ack: { round: number; ack: Ack };
+  roundEnd: RoundSummary;
+  rejected: Rejection;
+  error: Error;
+}
+
+export interface ClientOptions {
+  serverUrl: string;
+  source: ClientSource;
+  /** Creates the trainer (a Web Worker in browsers, inline in Node). */
+  spawnTrainer: () => Promise<TrainerPort>;
+  /** Where the server-issued session (id + resume token) is kept between connections; default: memory. */
+  identity?: IdentityStore;
+  /** Backend preference override (default: webgpu, webgl, wasm, cpu). */
+  backends?: BackendName[];
+  /** socket.io path; default /socket.io. */
+  path?: string;
+  /** Opens the connection; default socket.io-client's io (which reconnects on its own). */
+  connect?: (url: string, opts: ConnectOptions) => SocketLike;
+  /** Deadlines and timings; default the system clock. */
+  clock?: Clock;
+  /** The embedding page's floors, which no round plan may go below (default: makeFloors()). */
+  floors?: Partial<Floors>;
+  /**
+   * Takes the profile's participation slot before connecting (browsers: one tab of a profile at a time);
+   * calls onWaiting if it must wait for another tab. Default: none (Node: every client takes part).
+   */
+  participation?: (onWaiting: () => void, signal: AbortSignal) => Promise<Participation>;
+  /**
+   * From the embedding page (never the server): the site's attestation key and this visitor's identity
+   * with the site's signature on it. With it, the client takes part only in secure rounds that run the
+   * consistency round (R3), and trusts only peers whose keys the site vouches for.
+   */
+  attestation?: ClientAttestation;
+}
