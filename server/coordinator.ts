@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { DataSpec } from '../shared/data/dataset.ts';
-import type { SecureRandom } from '../shared/dp/secure-random.ts';
 import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
 import type { ServerStatus } from '../shared/protocol/status.ts';
 import { createAccumulator, type DegreeReport, type RoundOutcome } from './aggregator/index.ts';
@@ -13,30 +11,15 @@ import type { EvalResult } from './evaluator.ts';
 import { GlobalModel } from './global-model.ts';
 import { Intake } from './intake.ts';
 import { LogLimiter } from './limits.ts';
-import type { AttemptFailure, InternalErrorSite, Metrics } from './metrics.ts';
+import type { AttemptFailure, InternalErrorSite } from './metrics.ts';
 import { RoundCohort, type AttemptCohort } from './round-cohort.ts';
-import { roundSettings, roundStart } from './round-setup.ts';
-import type { CoordinatorEvents, RoundState } from './round-state.ts';
+import { dpNote, roundSettings, roundStart } from './round-setup.ts';
+import type { CoordinatorDeps, CoordinatorEvents, RoundState } from './round-state.ts';
 import { AggregateRejections, coordinatorStatus } from './status.ts';
 
 export type { ClientLink } from './clients.ts';
-export type { CoordinatorEvents, RoundState } from './round-state.ts';
+export type { CoordinatorDeps, CoordinatorEvents, RoundState } from './round-state.ts';
 export { SKIP_RETRY_MS } from './round-cohort.ts';
-
-export interface CoordinatorDeps {
-  config: ServerConfig;
-  metrics: Metrics;
-  evaluate: (weights: Float32Array) => Promise<EvalResult>;
-  evalBackend: string;
-  initialWeights: Float32Array;
-  dataFor: (clientIndex: number) => DataSpec;
-  log?: (msg: string) => void;
-  /** Internal errors are logged here (default: log). */
-  logError?: (msg: string) => void;
-  clock?: Clock;
-  /** CSPRNG of Poisson cohort draws (default: one keyed by the OS); tests inject a seeded one. */
-  cohortRandom?: SecureRandom;
-}
 
 /**
  * The round lifecycle: waiting -> training (select, send weights, collect until the accumulator closes)
@@ -182,9 +165,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     cohort.forEach((c, i) =>
       this.clients.send(c, 'round:start', roundStart(cfg, ref, weights, accumulator, i + 1)),
     );
-    const dpNote =
-      dp && cfg.dp ? `, DP z = ${cfg.dp.noiseMultiplier}, C = ${dp.clipNorm.toPrecision(3)}` : '';
-    this.log(`round ${ref.round}.${ref.attempt}: ${draw.note} (${accumulator.description}${dpNote})`);
+    this.log(
+      `round ${ref.round}.${ref.attempt}: ${draw.note} (${accumulator.description}${dpNote(cfg, dp)})`,
+    );
     this.announce('roundStart', { ...ref, selected: cohort.length });
   }
 
