@@ -64,3 +64,8 @@ export function roundStart(
     ...(acc.secure ? { secagg: acc.secure.info(member) } : {}),
   };
 }
+
+/** The DP part of an attempt's log line: the configured z and this round's clip norm (empty without DP). */
+export function dpNote(cfg: ServerConfig, dp: RoundSettings['dp']): string {
+  return dp && cfg.dp ? `, DP z = ${cfg.dp.noiseMultiplier}, C = ${dp.clipNorm.toPrecision(3)}` : '';
+}

@@ -1,9 +1,13 @@
+import type { DataSpec } from '../shared/data/dataset.ts';
+import type { SecureRandom } from '../shared/dp/secure-random.ts';
 import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
 import type { Accumulator } from './aggregator/index.ts';
 import type { ClientRecord } from './clients.ts';
+import type { Clock, Timer } from './clock.ts';
 import type { CohortSkip } from './cohort.ts';
-import type { Timer } from './clock.ts';
-import type { AttemptFailure } from './metrics.ts';
+import type { ServerConfig } from './config.ts';
+import type { EvalResult } from './evaluator.ts';
+import type { AttemptFailure, Metrics } from './metrics.ts';
 
 /** Where the rounds stand; everything that belongs to one attempt lives in its `training` state. */
 export type RoundState =
@@ -34,4 +38,20 @@ export interface CoordinatorEvents {
   /** A cohort draw fell outside the bounds: no attempt started (drawn again after a pause). */
   cohortSkipped: [{ round: number; drawn: number; eligible: number; reason: CohortSkip }];
   done: [RoundSummary[]];
+}
+
+/** What the coordinator is built from. */
+export interface CoordinatorDeps {
+  config: ServerConfig;
+  metrics: Metrics;
+  evaluate: (weights: Float32Array) => Promise<EvalResult>;
+  evalBackend: string;
+  initialWeights: Float32Array;
+  dataFor: (clientIndex: number) => DataSpec;
+  log?: (msg: string) => void;
+  /** Internal errors are logged here (default: log). */
+  logError?: (msg: string) => void;
+  clock?: Clock;
+  /** CSPRNG of Poisson cohort draws (default: one keyed by the OS); tests inject a seeded one. */
+  cohortRandom?: SecureRandom;
 }

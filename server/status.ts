@@ -1,7 +1,10 @@
+import type { BoundsFailure } from '../shared/fl/encoding.ts';
 import { PROTOCOL_VERSION, type RoundRef, type RoundSummary } from '../shared/protocol/messages.ts';
 import type { DefenceStatus, PrivacyStatus, SecAggStatus, ServerStatus } from '../shared/protocol/status.ts';
 import type { DegreeReport } from './aggregator/index.ts';
-import type { ClientCounts } from './clients.ts';
+import type { ClientCounts, ClientRegistry } from './clients.ts';
+import type { ServerConfig } from './config.ts';
+import type { GlobalModel } from './global-model.ts';
 import type { RoundState } from './round-state.ts';
 
 /** Everything the status view shows, as the coordinator holds it. */
@@ -22,6 +25,53 @@ export interface StatusInput {
   history: RoundSummary[];
   privacy: PrivacyStatus | { enabled: false };
   defences: DefenceStatus;
+}
+
+/** Aggregates refused by their bounds check: counted by check in the accumulator; kept here for status. */
+export class AggregateRejections {
+  count = 0;
+  last: DefenceStatus['lastAggregateRejection'] = null;
+
+  note(ref: RoundRef, check: BoundsFailure, message: string): void {
+    this.count++;
+    this.last = { ...ref, check, message };
+  }
+}
+
+/** What the coordinator holds, from which coordinatorStatus assembles the view's input. */
+export interface CoordinatorView {
+  config: ServerConfig;
+  model: GlobalModel;
+  clients: ClientRegistry;
+  evalBackend: string;
+  state: RoundState;
+  ref: RoundRef;
+  degree: DegreeReport | null;
+  rejections: AggregateRejections;
+}
+
+export function coordinatorStatus(v: CoordinatorView): ServerStatus {
+  const cfg = v.config;
+  return statusView({
+    state: v.state,
+    ref: v.ref,
+    targetRounds: cfg.rounds,
+    secaggEnabled: cfg.secagg,
+    degree: v.degree,
+    maliciousServer: cfg.secagg && cfg.secaggMaliciousServer,
+    clients: v.clients.counts(),
+    model: { name: cfg.model.name, numParams: v.model.numParams },
+    evalBackend: v.evalBackend,
+    initial: v.model.initial,
+    history: v.model.history,
+    privacy: v.model.privacyStatus(),
+    defences: {
+      aggregatesRejected: v.rejections.count,
+      lastAggregateRejection: v.rejections.last,
+      modelsRejected: v.model.modelsRejected,
+      maxLossIncrease: cfg.maxLossIncrease,
+    },
+  });
 }
 
 /**

@@ -1,0 +1,165 @@
+import { isRecord } from '../shared/base/record.ts';
+import { isRejectReason, ProtocolError } from '../shared/base/errors.ts';
+import type { DataSpec } from '../shared/data/dataset.ts';
+import { PROTOCOL_VERSION, type Ack, type RoundRef } from '../shared/protocol/messages.ts';
+import { checkUpdate } from '../shared/protocol/validate.ts';
+import { ringLengthFor, roundMode, type SecAggClientMessage } from './aggregator/index.ts';
+import type { ClientLink, ClientRecord, ClientRegistry } from './clients.ts';
+import type { ServerConfig } from './config.ts';
+import type { Containment } from './contain.ts';
+import type { LogLimiter } from './limits.ts';
+import type { Metrics } from './metrics.ts';
+import type { RoundState, Training } from './round-state.ts';
+
+export interface IntakeDeps {
+  config: ServerConfig;
+  metrics: Metrics;
+  numParams: number;
+  dataFor: (clientIndex: number) => DataSpec;
+  clients: ClientRegistry;
+  guard: Containment;
+  /** Rate-limited log of lines about client input. */
+  inputLog: LogLimiter | null;
+  /** Where the rounds stand now (the coordinator's state). */
+  round: () => { ref: RoundRef; state: RoundState };
+  /** A client became ready: the coordinator may start an attempt. */
+  onReady: () => void;
+}
+
+/**
+ * Client messages, checked before they reach the round: each must come from a known client, name the
+ * attempt in progress, and (where it takes part) come from a member of that attempt's cohort. Every
+ * handler runs contained; a ProtocolError is the client's answer, anything else aborts the attempt.
+ */
+export class Intake {
+  private readonly ringLength: number | undefined;
+
+  constructor(private readonly d: IntakeDeps) {
+    this.ringLength = ringLengthFor(roundMode(d.config), d.numParams);
+  }
+
+  /** Starts or resumes the link's session (see ClientRegistry.hello); returns the session id. */
+  hello(link: ClientLink, raw: unknown): string {
+    return this.d.guard.message(() => {
+      const { record: c, credentials } = this.d.clients.hello(link, raw);
+      const data = this.d.dataFor(c.index);
+      this.d.clients.send(c, 'welcome', {
+        protocolVersion: PROTOCOL_VERSION,
+        ...credentials,
+        model: this.d.config.model,
+        data,
+      });
+      return c.id;
+    });
+  }
+
+  ready(clientId: string | null, raw: unknown): void {
+    this.d.guard.message(() => {
+      this.d.clients.ready(clientId, raw);
+      this.d.onReady();
+    });
+  }
+
+  /** Validates and accumulates one update. Throws ProtocolError with the reason on any problem. */
+  update(clientId: string | null, raw: unknown): Ack {
+    return this.d.guard.message(() => {
+      const c = this.known(clientId, 'update');
+      const u = checkUpdate(raw, {
+        numParams: this.d.numParams,
+        maxExamples: this.d.config.maxExamplesPerClient,
+        ringLength: this.ringLength,
+      });
+      if (!u.ok) throw new ProtocolError(u.reason, u.message);
+      const t = this.attempt(u.value, 'update');
+      const member = this.memberOf(t, c);
+      if (t.accumulator.hasReported(member))
+        throw new ProtocolError('duplicate', `client already reported for round ${t.ref.round}`);
+      t.accumulator.add(member, u.value);
+      this.d.metrics.updatesAccepted.inc();
+      t.accumulator.settle();
+      return { ok: true };
+    });
+  }
+
+  /** secagg:keys / shares / signature / reveal: routed to the secure round after the common checks. */
+  secagg(kind: SecAggClientMessage, clientId: string | null, raw: unknown): Ack {
+    return this.d.guard.message(() => {
+      const c = this.known(clientId, `secagg:${kind}`);
+      if (!isRecord(raw)) throw new ProtocolError('malformed', `secagg:${kind} must be an object`);
+      const t = this.attempt(
+        { round: raw.round as number, attempt: raw.attempt as number },
+        `secagg:${kind}`,
+      );
+      const channel = t.accumulator.secure;
+      if (!channel) throw new ProtocolError('wrong_phase', 'this round does not use secure aggregation');
+      channel.receive(kind, this.memberOf(t, c), raw);
+      t.accumulator.settle();
+      return { ok: true };
+    });
+  }
+
+  /** A client declined a request (e.g. both shares of one peer): counted, and it is treated as a dropout. */
+  secaggRefuse(clientId: string | null, raw: unknown): void {
+    const reason = (raw as { reason?: unknown } | null)?.reason;
+    // The label comes from the closed set, never from the client's string (one series per value).
+    const r = isRejectReason(reason) ? reason : 'unknown';
+    this.d.metrics.secaggRefusals.inc({ reason: r });
+    this.d.inputLog?.write(`client ${clientId ?? '?'} refused a secure-aggregation request: ${r}`);
+  }
+
+  /**
+   * A member sits this attempt out: its page's floors refuse the plan. Counted by reason (a closed label
+   * set; any other value is malformed), logged rate-limited, and treated as a dropout: the attempt no
+   * longer waits for it, and it is sent nothing more for this attempt.
+   */
+  roundRefuse(clientId: string | null, raw: unknown): void {
+    this.d.guard.message(() => {
+      const c = this.known(clientId, 'round:refuse');
+      if (!isRecord(raw)) throw new ProtocolError('malformed', 'round:refuse must be an object');
+      if (!isRejectReason(raw.reason))
+        throw new ProtocolError('malformed', 'round:refuse must give a reason from the closed set');
+      const reason = raw.reason;
+      const t = this.attempt({ round: raw.round as number, attempt: raw.attempt as number }, 'round:refuse');
+      const member = this.memberOf(t, c);
+      if (t.accumulator.hasReported(member))
+        throw new ProtocolError('duplicate', `client already reported for round ${t.ref.round}`);
+      if (t.refused.has(member)) return; // counted once per attempt
+      t.refused.add(member);
+      this.d.metrics.clientRefusals.inc({ reason });
+      this.d.inputLog?.write(
+        `round ${t.ref.round}.${t.ref.attempt}: client ${c.id} refused the round plan (${reason})`,
+      );
+      t.accumulator.settle();
+    });
+  }
+
+  private known(clientId: string | null, what: string): ClientRecord {
+    const c = this.d.clients.get(clientId);
+    if (!c) throw new ProtocolError('unknown_client', `${what} from a client that never said hello`);
+    return c;
+  }
+
+  /** The attempt in progress, if the message names it; else why not. */
+  private attempt(ref: RoundRef, what: string): Training {
+    const { round, attempt } = ref;
+    const { ref: cur, state } = this.d.round();
+    if (!Number.isInteger(round) || !Number.isInteger(attempt))
+      throw new ProtocolError('malformed', `${what} must name its round and attempt`);
+    if (round > cur.round || (round === cur.round && attempt > cur.attempt))
+      throw new ProtocolError(
+        'wrong_round',
+        `${what} for round ${round}.${attempt}, server is at ${cur.round}.${cur.attempt}`,
+      );
+    if (round < cur.round || attempt < cur.attempt || state.kind !== 'training')
+      throw new ProtocolError('late', `round ${round}.${attempt} is closed`);
+    return state;
+  }
+
+  /** The client's 1-based place in the attempt's cohort. */
+  private memberOf(t: Training, c: ClientRecord): number {
+    const member = t.members.get(c.id);
+    if (member === undefined)
+      throw new ProtocolError('not_selected', `client was not selected for round ${t.ref.round}`);
+    return member;
+  }
+}
