@@ -174,9 +174,17 @@ export function checkRoundAgainstFloors(r: RoundStart, floors: Floors): FloorChe
   if (plan) {
     if (!isModelSpec(r.model)) return malformed('round model is not a model spec');
     d = numParams(r.model);
-    const finite = [plan.scale, plan.noiseVariance, plan.coordClip, plan.clipNorm ?? 1].every(
-      (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0,
-    );
+    if (!(Number.isInteger(plan.bits) && plan.bits >= 2 && plan.bits <= 32))
+      return malformed(`encoding plan has a ring width of ${String(plan.bits)} bits`);
+    const finite = [
+      plan.scale,
+      plan.noiseVariance,
+      plan.coordClip,
+      plan.clipNorm ?? 1,
+      plan.bitNoiseVariance,
+      plan.bitScale,
+      plan.lossScale,
+    ].every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0);
     if (!finite || !(plan.scale > 0) || !(plan.coordClip > 0) || plan.clipNorm === 0)
       return malformed('encoding plan has a scale, clip or noise that is not a positive finite number');
   }
@@ -187,7 +195,16 @@ export function checkRoundAgainstFloors(r: RoundStart, floors: Floors): FloorChe
       return refuse(
         'this page requires DP; the round weights updates by example counts, which are not noised',
       );
+    // Every coordinate of the released sum must be noised: the loss would go out exact, so it must be off.
+    if (plan.lossScale !== 0)
+      return refuse('this page requires DP; the round would send the training loss without noise');
     noiseMultiplier = planNoiseMultiplier(plan, d, m);
+    if (plan.sendIndicator) {
+      // The clip indicator (+-1/2, times bitScale) carries its own noise; the release is as private as both
+      // together (RDP adds: z^-2 = z_values^-2 + z_indicator^-2), so a noiseless indicator gives z = 0.
+      const zBit = Math.sqrt(m * plan.bitNoiseVariance) / (plan.bitScale / 2);
+      noiseMultiplier = zBit > 0 ? 1 / Math.sqrt(noiseMultiplier ** -2 + zBit ** -2) : 0;
+    }
     if (!(noiseMultiplier >= floors.minNoiseMultiplier))
       return refuse(
         `the round's DP noise multiplier is ${noiseMultiplier.toPrecision(3)} (over ${m} update${m === 1 ? '' : 's'}); this page requires at least ${floors.minNoiseMultiplier}`,

@@ -15,7 +15,13 @@ import {
   verifyShare,
   type SigningKeyPair,
 } from './consistency.ts';
-import { SECAGG_MIN_COHORT, SECAGG_MIN_THRESHOLD, unsafeThreshold } from './graph.ts';
+import {
+  DEFAULT_NEIGHBOURHOOD,
+  degreeBounds,
+  SECAGG_MIN_COHORT,
+  SECAGG_MIN_THRESHOLD,
+  unsafeThreshold,
+} from './graph.ts';
 import {
   channelKey,
   checkPublicKey,
@@ -142,6 +148,13 @@ export class SecAggClientSession {
   private signedSet: number[] | null = null;
   /** Boxes from the inbox that did not open or were not meant for us (counted, reported). */
   readonly badBoxes: { from: number; reason: string }[] = [];
+  /**
+   * On the complete graph this client sees every member, so it checks the page's cohort floor against
+   * what it sees (roster, survivors), not only against the n the server claims. On a sparse graph it can
+   * see only its neighbourhood; there the floor holds for the claimed n (see the threat model).
+   */
+  private readonly complete: boolean;
+  private readonly minCohort: number;
 
   constructor(private readonly cfg: ClientSessionConfig) {
     if (cfg.index < 1 || cfg.index > cfg.n) throw new RangeError(`index ${cfg.index} is outside 1..${cfg.n}`);
@@ -168,7 +181,19 @@ export class SecAggClientSession {
         throw new ProtocolError('malformed', `degree ${cfg.k} must be an integer in ${cfg.t}..${cfg.n - 1}`);
       const why = unsafeThreshold(cfg.n, cfg.k, cfg.t);
       if (why) throw new ProtocolError('below_floor', why);
+      // A sparse graph must be one a client can trust for the claimed n: the SecAgg+ security bound at
+      // the default assumptions (a smaller k than that, e.g. k = 2 at n = 50, hides a tiny real cohort).
+      if (cfg.k < cfg.n - 1) {
+        const b = degreeBounds(cfg.n, cfg.k, cfg.t, DEFAULT_NEIGHBOURHOOD);
+        if (!(b.securityBits > DEFAULT_NEIGHBOURHOOD.sigma))
+          throw new ProtocolError(
+            'below_floor',
+            `${cfg.k} neighbours of ${cfg.n} clients give 2^-${Math.floor(b.securityBits)} security, below 2^-${DEFAULT_NEIGHBOURHOOD.sigma}`,
+          );
+      }
     }
+    this.complete = cfg.k === undefined || cfg.k >= cfg.n - 1;
+    this.minCohort = minCohort;
     if (cfg.attestation) {
       checkClientAttestation(cfg.attestation);
       if (!cfg.consistency)
@@ -234,6 +259,11 @@ export class SecAggClientSession {
       throw new ProtocolError(
         'too_few_peers',
         `roster has ${roster.size} neighbours, threshold is ${this.cfg.t}`,
+      );
+    if (this.complete && roster.size + 1 < this.minCohort)
+      throw new ProtocolError(
+        'below_floor',
+        `the roster shows ${roster.size + 1} clients; this client needs at least ${this.minCohort}`,
       );
     // 2t > holders: two disjoint groups of t honest holders (one asked for our self-mask share, the other
     // for our key share, neither for both) cannot exist, so a split request needs a colluding holder.
@@ -325,7 +355,10 @@ export class SecAggClientSession {
         'too_few_peers',
         `survivor set names ${surviving} neighbours, threshold is ${this.cfg.t}`,
       );
-    const sig = signSurvivors(this.cfg.attestation!.identity.secretKey, this.cfg.tag, survivors);
+    // Signed with this attempt's share-signing key (bound to our attested identity by keysSig): a
+    // signature from an earlier attempt under the same tag then never verifies here, so a server cannot
+    // collect survivor signatures across aborted attempts and replay them.
+    const sig = signSurvivors(this.g.secretKey, this.cfg.tag, survivors);
     this.signedSet = survivors;
     return { sig };
   }
@@ -357,7 +390,8 @@ export class SecAggClientSession {
         sig: bytes(r.sig, 'signature.sig', SIGNATURE_BYTES),
       };
     });
-    const { valid } = countSurvivorSignatures(this.cfg.tag, set, sigs, this.ids);
+    const attemptKeys = new Map([...this.ids.keys()].map((v) => [v, this.roster.get(v)!.gPk]));
+    const { valid } = countSurvivorSignatures(this.cfg.tag, set, sigs, attemptKeys);
     if (valid.length < this.cfg.t)
       throw new ProtocolError(
         'inconsistent_view',
@@ -476,6 +510,12 @@ export class SecAggClientSession {
       throw new ProtocolError(
         'too_few_peers',
         `unmask request names ${surviving} surviving neighbours, threshold is ${this.cfg.t}`,
+      );
+    // The released sum would hold fewer inputs than the page allows.
+    if (this.complete && surviving + 1 < this.minCohort)
+      throw new ProtocolError(
+        'below_floor',
+        `the sum would hold ${surviving + 1} inputs; this client needs at least ${this.minCohort}`,
       );
     this.revealed = true;
     const pick = (ids: number[], k: 'b' | 's') =>

@@ -194,9 +194,9 @@ describe('a server that tells two clients different survivor sets is caught', ()
       'inconsistent_view',
     ]);
     expect(reveals).toEqual([]);
-    // What the clients signed is evidence anyone holding the attested identities can check: valid
-    // signatures over two different survivor sets for one round tag.
-    const idKeys = new Map(ids.map((u) => [u, clients[u - 1].advertise().auth!.idPk]));
+    // What the clients signed is evidence anyone can check: valid signatures over two different survivor
+    // sets for one round tag, by each signer's key of this attempt, which its attested identity signed.
+    const idKeys = new Map(ids.map((u) => [u, clients[u - 1].advertise().gPk]));
     expect(countSurvivorSignatures(tag, all, sigs, idKeys).valid).toEqual([1, 2, 5]);
     expect(countSurvivorSignatures(tag, [1, 2, 3, 4], sigs, idKeys).valid).toEqual([3, 4]);
   });

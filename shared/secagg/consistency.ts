@@ -188,12 +188,17 @@ export function survivorsMessage(tag: string, survivors: readonly number[]): Uin
   return frame([utf8ToBytes(DOMAIN_SURVIVORS), utf8ToBytes(tag), list]);
 }
 
-export function signSurvivors(identitySk: Uint8Array, tag: string, survivors: readonly number[]): Uint8Array {
-  return ed25519.sign(survivorsMessage(tag, survivors), identitySk);
+/**
+ * Signs a survivor set. In the consistency round the key is the signer's share-signing key of this
+ * attempt (fresh per attempt and bound to its attested identity by the round-keys signature), so a
+ * signature cannot be replayed into another attempt that reuses the tag.
+ */
+export function signSurvivors(signingSk: Uint8Array, tag: string, survivors: readonly number[]): Uint8Array {
+  return ed25519.sign(survivorsMessage(tag, survivors), signingSk);
 }
 
 /**
- * Counts the distinct signers among `signers` (indices with known identity keys) whose signature over
+ * Counts the distinct signers among `signers` (indices with known signing keys) whose signature over
  * exactly `survivors` verifies. Signers outside the survivor set do not count: only survivors signed.
  */
 export function countSurvivorSignatures(

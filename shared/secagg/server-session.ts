@@ -80,9 +80,8 @@ export class SecAggServerSession {
   private inU2 = new Set<number>();
   private u3: number[] = [];
   private inU3 = new Set<number>();
-  /** R3: identity key (hex) -> the index that advertised it; index -> identity key. */
+  /** R3: identity key (hex) -> the index that advertised it (one identity, one seat). */
   private readonly idOwner = new Map<string, number>();
-  private readonly ids = new Map<number, Uint8Array>();
   /** R3: each signer's signature over U3. */
   private readonly signatures = new Map<number, Uint8Array>();
   private requests = new Map<number, UnmaskRequest>();
@@ -226,7 +225,6 @@ export class SecAggServerSession {
       throw e;
     }
     this.idOwner.set(bytesToHex(auth.idPk), from);
-    this.ids.set(from, auth.idPk);
     this.keys.set(from, { cPk, sPk, gPk, auth });
   }
 
@@ -361,14 +359,20 @@ export class SecAggServerSession {
     return out;
   }
 
-  /** R3: one survivor's signature over U3 (its attested identity key, from R0). */
+  /** R3: one survivor's signature over U3, by its share-signing key of this attempt (attested at R0). */
   receiveSignature(from: number, raw: unknown): void {
     this.expect('consistency', 'signature');
     if (!this.inU3.has(from)) throw new ProtocolError('not_selected', `client ${from} is not in U3`);
     if (this.signatures.has(from) || this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} already signed`);
     const sig = bytes(record(raw, 'signature').sig, 'sig', SIGNATURE_BYTES);
-    const { valid } = countSurvivorSignatures(this.cfg.tag, this.u3, [{ index: from, sig }], this.ids);
+    const gPk = this.keys.get(from)!.gPk; // this attempt's key, bound to the identity at R0
+    const { valid } = countSurvivorSignatures(
+      this.cfg.tag,
+      this.u3,
+      [{ index: from, sig }],
+      new Map([[from, gPk]]),
+    );
     if (!valid.length) {
       // An honest client signs the set it was told, which is U3: this one signed something else.
       this.excluded.add(from);
