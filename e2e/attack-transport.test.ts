@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { startServerProcess, type ServerProcess } from './server-process.ts';
+import { MODELS, numParams } from '../shared/model/spec.ts';
+import { type Ack } from '../shared/protocol/messages.ts';
+import type { ServerStatus } from '../shared/protocol/status.ts';
+import { metric } from './metrics.ts';
+import { ScriptedClient } from './scripted-client.ts';
+import { startServerProcess, waitFor, type ServerProcess } from './server-process.ts';
 
 /**
  * Transport-level attacks by a client that never says hello: raw engine.io / socket.io frames written by
@@ -56,6 +61,11 @@ describe('transport attacks against the real server', () => {
       '50',
       '--max-message-bytes',
       String(MAX_MESSAGE_BYTES),
+      // An attempt stays open while one member withholds its keys, so an abort would be visible.
+      '--secagg-keys-deadline-ms',
+      '30000',
+      '--round-deadline-ms',
+      '60000',
     ]);
   });
 
@@ -88,5 +98,49 @@ describe('transport attacks against the real server', () => {
       open,
       `${open}/${SOCKETS} sockets still open, each holding ${((FRAMES * frame.length) / 2 ** 20).toFixed(1)} MiB of pending attachments; server RSS grew ${(grew / 2 ** 20).toFixed(0)} MiB`,
     ).toBe(0);
+  });
+
+  it('a hello from a stranger cannot abort the attempt in progress (deeply nested protocolVersion)', async () => {
+    const P = numParams(MODELS.tiny);
+    const members = [0, 1, 2].map((i) => new ScriptedClient(srv.url, `member-${i}`, new Float32Array(P), 16));
+    // One member stays silent at R0: the attempt waits for it (30 s) and is in training meanwhile.
+    members[2].silentIf = () => true;
+    try {
+      await waitFor(
+        async () => members.every((c) => c.start !== null),
+        30_000,
+        'round:start to every member',
+      );
+      const status = (): Promise<ServerStatus> => fetch(srv.url + '/api/status').then((r) => r.json());
+      expect((await status()).phase).toBe('training');
+
+      // ~400 KB of brackets, far below the message limit: String() of it overflows the stack inside
+      // checkHello, which the containment treats as an internal fault and aborts the attempt.
+      const depth = 100_000;
+      // Written by hand: socket.io-client's own encoder would overflow on it (hasBinary recurses).
+      const { ws, closed } = await rawSocket(srv.url);
+      const nested = '['.repeat(depth) + ']'.repeat(depth);
+      const answer = new Promise<Ack>((resolve) =>
+        ws.on('message', (d) => {
+          const m = /^430(\[.*\])$/s.exec(d.toString());
+          if (m) resolve((JSON.parse(m[1]) as Ack[])[0]);
+        }),
+      );
+      ws.send(`420["hello",{"protocolVersion":${nested},"source":"node"}]`);
+      const ack = await Promise.race([
+        answer,
+        closed.then((): Ack => ({ ok: false, reason: 'malformed', message: 'closed' })),
+      ]);
+      ws.terminate();
+      expect(ack.ok).toBe(false);
+      const text = await fetch(srv.url + '/metrics').then((r) => r.text());
+      expect(metric(text, 'aegis_round_attempts_failed_total', { reason: 'internal_error' }) ?? 0).toBe(0);
+      expect(metric(text, 'aegis_internal_errors_total', { where: 'message' }) ?? 0).toBe(0);
+      expect(ack).toMatchObject({ reason: 'protocol_version' });
+      const s = await status();
+      expect([s.phase, s.round, s.attempt]).toEqual(['training', 1, 1]);
+    } finally {
+      for (const c of members) c.close();
+    }
   });
 });
