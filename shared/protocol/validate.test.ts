@@ -60,6 +60,18 @@ describe('checkHello', () => {
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.reason).toBe(reason);
   });
+  it('answers a hostile protocolVersion without stringifying it (a nested array overflows String())', () => {
+    const depth = 100_000;
+    const nested: unknown = JSON.parse('['.repeat(depth) + ']'.repeat(depth));
+    const r = checkHello({ protocolVersion: nested, source: 'node' });
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.reason).toBe('protocol_version');
+      expect(r.message.length).toBeLessThan(200);
+    }
+    const huge = checkHello({ protocolVersion: 'x'.repeat(1_000_000), source: 'node' });
+    expect(!huge.ok && huge.message.length).toBeLessThan(200);
+  });
 });
 
 describe('checkReady', () => {

@@ -26,9 +26,12 @@ const CREDENTIAL = /^[A-Za-z0-9_-]{16,64}$/;
 export function checkHello(raw: unknown): Checked<Hello> {
   if (!isRecord(raw)) return fail('malformed', 'hello must be an object');
   if (raw.protocolVersion !== PROTOCOL_VERSION) {
+    // Only a number is echoed: String() of a client's value can be huge or throw (a deeply nested array).
+    const v = raw.protocolVersion;
+    const shown = typeof v === 'number' ? String(v) : `of type ${typeof v}`;
     return fail(
       'protocol_version',
-      `protocol version ${String(raw.protocolVersion)} is not supported; server speaks ${PROTOCOL_VERSION}`,
+      `protocol version ${shown} is not supported; server speaks ${PROTOCOL_VERSION}`,
     );
   }
   if (!CLIENT_SOURCES.includes(raw.source as never))
