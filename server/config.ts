@@ -198,7 +198,10 @@ export const FLAGS = {
   'test-examples': { type: 'string', help: 'held-out examples for server evaluation' },
   'cifar-dir': { type: 'string', help: 'directory with CIFAR-10 data_batch_*.bin / test_batch.bin' },
   seed: { type: 'string', help: 'seed for data generation, sharding and initial weights' },
-  'max-message-bytes': { type: 'string', help: 'largest accepted socket.io message' },
+  'max-message-bytes': {
+    type: 'string',
+    help: 'largest accepted socket.io message (default: one update of the model + 64 KiB)',
+  },
   'max-examples-per-client': {
     type: 'string',
     help: 'largest numExamples a client may claim; the public cap ring weights are divided by (default 4 x --examples-per-client)',
@@ -369,6 +372,11 @@ export function samplingRate(c: Pick<ServerConfig, 'clientsPerRound' | 'dp'>): n
   return c.dp && c.dp.population > 0 ? c.clientsPerRound / c.dp.population : 1;
 }
 
+/** One update of the model (its ring vector is 3 words longer than the float one) plus 64 KiB. */
+export function updateMessageBytes(model: ModelSpec): number {
+  return (numParams(model) + 3) * 4 + 64 * 1024;
+}
+
 export function helpText(): string {
   const rows = Object.entries(FLAGS).map(([k, f]) => `  --${k.padEnd(24)} ${f.help}`);
   return `Usage: npm start -- [flags]\n\n${rows.join('\n')}\n`;
@@ -430,7 +438,14 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     testExamples: int('test-examples', s('test-examples'), d.testExamples, 1, 10_000),
     cifarDir: s('cifar-dir'),
     seed: int('seed', s('seed'), d.seed, 0, 2 ** 31),
-    maxMessageBytes: int('max-message-bytes', s('max-message-bytes'), d.maxMessageBytes, 1024),
+    // Default: one update of the chosen model plus 64 KiB of envelope. Every frame up to this size is
+    // buffered before it is checked, so a limit far above the largest real message only helps a flood.
+    maxMessageBytes: int(
+      'max-message-bytes',
+      s('max-message-bytes'),
+      updateMessageBytes(s('model') ? modelByName(s('model')!) : d.model),
+      1024,
+    ),
     // Default: 4x the mean shard. Ring weights are numExamples / this cap, so a cap far above real shard
     // sizes would spend the weight coordinate's precision on values no client has.
     maxExamplesPerClient: int(

@@ -2,6 +2,9 @@ import { ProtocolError } from '../shared/base/errors.ts';
 import type { Clock } from './clock.ts';
 import type { InternalErrorSite, Metrics } from './metrics.ts';
 
+/** Marks a failure already counted and handled as a fault of the attempt. */
+class RoundFault extends Error {}
+
 /**
  * Failure containment: every way into the server (a client message, a timer, a deadline) runs through
  * here, so an exception is counted (aegis_internal_errors_total{where}), logged, and handed to onFault
@@ -14,14 +17,35 @@ export class Containment {
     private readonly log?: (msg: string) => void,
   ) {}
 
-  /** Runs one client message: a ProtocolError goes back to the sender; anything else is contained. */
+  /**
+   * Runs one client message: a ProtocolError goes back to the sender; anything else is contained. A
+   * failure before the message reaches the round (parsing, identity, checks) is counted and fails only
+   * that message: a stranger's crafted message must not abort everyone's attempt. A failure inside
+   * `round()` has touched the attempt, which is aborted (model unchanged) and retried.
+   */
   message<T>(fn: () => T): T {
     try {
       return fn();
     } catch (e) {
       if (e instanceof ProtocolError) throw e;
+      if (e instanceof RoundFault)
+        throw new ProtocolError(
+          'internal_error',
+          'the server failed on this message; the attempt is retried',
+        );
+      this.count('message', e);
+      throw new ProtocolError('internal_error', 'the server failed on this message');
+    }
+  }
+
+  /** The part of a message that changes the attempt in progress (see `message`). */
+  round<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof ProtocolError) throw e;
       this.fault('message', e);
-      throw new ProtocolError('internal_error', 'the server failed on this message; the attempt is retried');
+      throw new RoundFault();
     }
   }
 

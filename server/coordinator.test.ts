@@ -461,6 +461,22 @@ describe('Coordinator contains internal errors', () => {
     expect(c.status()).toMatchObject({ phase: 'training', round: 1, attempt: 2 });
   });
 
+  it("a stranger's message that throws before reaching the round is counted; the attempt goes on", async () => {
+    // E.g. a crafted hello whose checks throw (a hostile review found a RangeError from a deep array).
+    const { c, metrics } = await setup();
+    join(c, 1);
+    join(c, 2);
+    expect(c.status()).toMatchObject({ phase: 'training', attempt: 1 });
+    const registry = (c as unknown as { clients: { hello: (...a: unknown[]) => unknown } }).clients;
+    vi.spyOn(registry, 'hello').mockImplementationOnce(boom);
+    expect(rejectReason(() => c.hello(new MemLink(), HELLO))).toBe('internal_error');
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'message' })).toBe(1);
+    expect(c.status()).toMatchObject({ phase: 'training', attempt: 1 }); // not aborted
+    const end = nextEvent(c, 'roundEnd');
+    for (const n of [1, 2]) expect(c.update(id(n), upd(1, 1, 1))).toEqual({ ok: true });
+    expect(await end).toMatchObject({ round: 1, attempts: 1, clients: 2 });
+  });
+
   it('a release that throws fails the attempt (finish) with the model unchanged', async () => {
     const { c, metrics, clock } = await setup();
     join(c, 1);

@@ -56,7 +56,7 @@ export class Intake {
   ready(clientId: string | null, raw: unknown): void {
     this.d.guard.message(() => {
       this.d.clients.ready(clientId, raw);
-      this.d.onReady();
+      this.d.guard.round(() => this.d.onReady());
     });
   }
 
@@ -74,9 +74,11 @@ export class Intake {
       const member = this.memberOf(t, c);
       if (t.accumulator.hasReported(member))
         throw new ProtocolError('duplicate', `client already reported for round ${t.ref.round}`);
-      t.accumulator.add(member, u.value);
-      this.d.metrics.updatesAccepted.inc();
-      t.accumulator.settle();
+      this.d.guard.round(() => {
+        t.accumulator.add(member, u.value);
+        this.d.metrics.updatesAccepted.inc();
+        t.accumulator.settle();
+      });
       return { ok: true };
     });
   }
@@ -92,13 +94,20 @@ export class Intake {
       );
       const channel = t.accumulator.secure;
       if (!channel) throw new ProtocolError('wrong_phase', 'this round does not use secure aggregation');
-      channel.receive(kind, this.memberOf(t, c), raw);
-      t.accumulator.settle();
+      const member = this.memberOf(t, c);
+      this.d.guard.round(() => {
+        channel.receive(kind, member, raw);
+        t.accumulator.settle();
+      });
       return { ok: true };
     });
   }
 
-  /** A client declined a request (e.g. both shares of one peer): counted, and it is treated as a dropout. */
+  /**
+   * A client declined a request (e.g. both shares of one peer): counted by reason (a closed label set)
+   * and logged rate-limited. Nothing else: a refusing member simply does not answer, and the phase's
+   * deadline and early-close rules handle it like any other missing answer.
+   */
   secaggRefuse(clientId: string | null, raw: unknown): void {
     const reason = (raw as { reason?: unknown } | null)?.reason;
     // The label comes from the closed set, never from the client's string (one series per value).
@@ -129,7 +138,7 @@ export class Intake {
       this.d.inputLog?.write(
         `round ${t.ref.round}.${t.ref.attempt}: client ${c.id} refused the round plan (${reason})`,
       );
-      t.accumulator.settle();
+      this.d.guard.round(() => t.accumulator.settle());
     });
   }
 

@@ -9,6 +9,7 @@ import { systemClock, type Clock } from './clock.ts';
 import type { Coordinator } from './coordinator.ts';
 import { KeyedLimiter, TokenBucket, type Rate } from './limits.ts';
 import type { Metrics } from './metrics.ts';
+import { boundedParser, PendingAttachments } from './socket-parser.ts';
 
 /** What one connection knows about itself. */
 interface Connection {
@@ -81,6 +82,7 @@ export function attachSocketIo(
   const perAddress = new KeyedLimiter(limits.address, clock, limits.maxAddresses);
   const io = new Server<ClientToServerEvents, ServerToClientEvents>(http as HttpServer, {
     maxHttpBufferSize: maxMessageBytes,
+    parser: boundedParser,
     cors: { origin: '*' },
     pingInterval: 10_000,
     pingTimeout: 20_000,
@@ -96,7 +98,9 @@ export function attachSocketIo(
       cb('rate_limited', false);
     },
   });
-  io.on('connection', (socket) => serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock)));
+  io.on('connection', (socket) =>
+    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes),
+  );
   return io;
 }
 
@@ -105,12 +109,20 @@ function serve(
   coordinator: Coordinator,
   metrics: Metrics,
   bucket: TokenBucket,
+  maxMessageBytes: number,
 ): void {
   const conn: Connection = {
     clientId: null,
     link: { send: (event, ...args) => socket.emit(event, ...args) },
   };
-  socket.conn.on('packet', (p: { data?: unknown }) => metrics.bytesIn.inc(byteSize(p.data)));
+  const pending = new PendingAttachments(maxMessageBytes);
+  socket.conn.on('packet', (p: { type?: string; data?: unknown }) => {
+    metrics.bytesIn.inc(byteSize(p.data));
+    if (p.type === 'message' && !pending.add(p.data)) {
+      metrics.updatesRejected.inc({ reason: 'too_large', event: 'transport' });
+      socket.disconnect(true);
+    }
+  });
   socket.conn.on('packetCreate', (p: { data?: unknown }) => metrics.bytesOut.inc(byteSize(p.data)));
 
   const reject = (event: EventLabel, name: string, e: unknown): Ack => {
