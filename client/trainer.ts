@@ -3,7 +3,7 @@ import { IMAGE_SIZE, CHANNELS, NUM_CLASSES, toFloat, type Dataset } from '../sha
 import { buildModel } from '../shared/model/build.ts';
 import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
 import { AUGMENT_PAD, randomWindows } from '../shared/data/augment.ts';
-import { createRng, type Rng } from '../shared/data/rng.ts';
+import { createRng, permutation, type Rng } from '../shared/data/rng.ts';
 import { augmentBatch } from './augment.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
 import type { TrainConfig } from '../shared/protocol/messages.ts';
@@ -34,6 +34,8 @@ export class LocalTrainer {
   private readonly y: tf.Tensor2D;
   /** Crop windows for augmentation (not a secret: a seeded PRNG keeps runs reproducible). */
   private readonly augRng: Rng;
+  /** Batch order, seeded for the same reason (tfjs' own shuffle draws from Math.random). */
+  private readonly orderRng: Rng;
 
   constructor(
     readonly spec: ModelSpec,
@@ -43,6 +45,7 @@ export class LocalTrainer {
     if (data.n < 1) throw new Error('cannot train on an empty dataset');
     this.model = buildModel(spec, seed);
     this.augRng = createRng(seed ^ 0x6a09e667);
+    this.orderRng = createRng(seed ^ 0x3c6ef372);
     this.x = tf.tensor4d(toFloat(data.x), [data.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
     this.y = tf.tidy(() => tf.oneHot(tf.tensor1d(data.y, 'int32'), NUM_CLASSES).toFloat() as tf.Tensor2D);
   }
@@ -70,7 +73,7 @@ export class LocalTrainer {
     let lastLoss = NaN;
     try {
       for (let epoch = 0; epoch < cfg.epochs; epoch++) {
-        const order = tf.util.createShuffledIndices(n);
+        const order = permutation(n, this.orderRng);
         let epochLoss: tf.Scalar = tf.scalar(0);
         for (let b = 0; b < batches; b++) {
           const idx = tf.tensor1d(
