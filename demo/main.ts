@@ -1,6 +1,7 @@
 import { join, parseBackends, WAITING_MESSAGE } from '../client/index.ts';
 import type { AegisClient, ClientEvents } from '../client/client.ts';
 import { FLOOR_ATTRIBUTES, parseFloors, type Floors } from '../shared/protocol/floors.ts';
+import { roundLabel } from '../shared/protocol/round-label.ts';
 import type { SecAggStatus, ServerStatus } from '../shared/protocol/status.ts';
 import { renderChart } from './chart.ts';
 
@@ -172,7 +173,7 @@ async function refresh(): Promise<void> {
   }
   $('phase').textContent =
     s.phase === 'training' ? `training (${s.reported}/${s.selected} reported)` : s.phase;
-  $('round').textContent = s.targetRounds ? `${s.round} of ${s.targetRounds}` : String(s.round);
+  $('round').textContent = roundLabel(s);
   $('connected').textContent = String(s.clients.connected);
   $('backends').textContent =
     Object.entries(s.clients.byBackend)

@@ -5,6 +5,8 @@
  * server run with --secagg off, pass --floors secagg=optional (the demo's default floors require it).
  */
 import { parseArgs } from 'node:util';
+import { roundLabel } from '../shared/protocol/round-label.ts';
+import type { ServerStatus } from '../shared/protocol/status.ts';
 import { startSwarm } from './swarm-lib.ts';
 
 const { values } = parseArgs({
@@ -38,11 +40,16 @@ for (;;) {
   const backends = states.map((s) => s.backend ?? '?').join(',');
   const trained = states.reduce((s, x) => s + x.roundsTrained, 0);
   const status = await fetch(`${values.url}/api/status`)
-    .then((r) => r.json() as Promise<{ round: number; phase: string; history: { accuracy: number }[] }>)
+    .then((r) => r.json() as Promise<ServerStatus>)
     .catch(() => null);
   const acc = status?.history.at(-1)?.accuracy;
+  const where = !status
+    ? 'round ? unreachable'
+    : status.phase === 'done'
+      ? roundLabel(status)
+      : `round ${roundLabel(status)} ${status.phase}`;
   process.stdout.write(
-    `\rround ${status?.round ?? '?'} ${status?.phase ?? 'unreachable'} | client updates ${trained} | backends ${backends} | accuracy ${acc === undefined ? '–' : (acc * 100).toFixed(1) + '%'}   `,
+    `\r${where} | client updates ${trained} | backends ${backends} | accuracy ${acc === undefined ? '–' : (acc * 100).toFixed(1) + '%'}   `,
   );
   if (Date.now() > until) await stop();
   await new Promise((r) => setTimeout(r, 2000));
