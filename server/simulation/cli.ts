@@ -1,7 +1,7 @@
 /**
  * npm run simulate -- --clients 100 --per-round 10 --rounds 20 [--model small|mlp|tiny|medium] [--backend wasm|cpu] [--partition dirichlet
  *   --dirichlet-alpha 0.5] [--server-opt fedadam --server-lr 0.03] [--prox-mu 0.01] [--augment] [--dp-noise 1 --dp-clip 0.5]
- *   [--cifar-dir DIR] [--eval-every K] [--out sim-results/NAME]
+ *   [--cifar-dir DIR] [--eval-every K] [--out sim-results/NAME]   (--help lists every flag)
  * Federated training without browsers or sockets, through the same client and server code (see
  * server/simulation/run.ts). Shows a progress line; writes rounds.csv, rounds.json and accuracy.svg.
  */
@@ -21,38 +21,88 @@ import type { PartitionScheme } from '../../shared/fl/partition.ts';
 import { modelByName, numParams } from '../../shared/model/spec.ts';
 import { parsePartition } from '../config.ts';
 import { readCifar10Dir } from '../datasets.ts';
-import { runSimulation } from './run.ts';
+import { clientPool, runSimulation } from './run.ts';
 
-const { values: v } = parseArgs({
-  options: {
-    clients: { type: 'string', default: '100' },
-    'per-round': { type: 'string', default: '10' },
-    rounds: { type: 'string', default: '20' },
-    model: { type: 'string', default: 'small' },
-    backend: { type: 'string', default: 'wasm' },
-    'examples-per-client': { type: 'string', default: '64' },
-    'test-examples': { type: 'string', default: '1000' },
-    partition: { type: 'string', default: 'iid' },
-    'dirichlet-alpha': { type: 'string' },
-    'shards-per-client': { type: 'string' },
-    'unbalanced-sigma': { type: 'string' },
-    epochs: { type: 'string', default: '1' },
-    'batch-size': { type: 'string', default: '16' },
-    lr: { type: 'string', default: '0.05' },
-    optimizer: { type: 'string', default: 'sgd' },
-    'prox-mu': { type: 'string', default: '0' },
-    augment: { type: 'boolean', default: false },
-    'server-opt': { type: 'string', default: 'fedavg' },
-    'server-lr': { type: 'string', default: '1' },
-    'dp-noise': { type: 'string', default: '0' },
-    'dp-clip': { type: 'string', default: '0.5' },
-    'dp-delta': { type: 'string', default: '1e-5' },
-    'cifar-dir': { type: 'string' },
-    seed: { type: 'string', default: '1' },
-    'eval-every': { type: 'string', default: '1' },
-    out: { type: 'string', default: 'sim-results/latest' },
+/** Every flag with its default and what it does; parseArgs' options and --help are both built from it. */
+const FLAGS = {
+  clients: { type: 'string', default: '100', help: 'clients in the federation' },
+  'per-round': { type: 'string', default: '10', help: 'clients drawn each round' },
+  rounds: { type: 'string', default: '20', help: 'rounds to run' },
+  model: { type: 'string', default: 'small', help: 'model: small, mlp, tiny or medium' },
+  backend: { type: 'string', default: 'wasm', help: 'tfjs backend: wasm or cpu' },
+  'examples-per-client': {
+    type: 'string',
+    default: '64',
+    help: 'training examples per client (with --cifar-dir: a seeded sample of clients x this many)',
   },
-});
+  'test-examples': { type: 'string', default: '1000', help: 'held-out examples for evaluation' },
+  partition: { type: 'string', default: 'iid', help: 'iid, dirichlet or shards' },
+  'dirichlet-alpha': { type: 'string', help: 'label skew of --partition dirichlet' },
+  'shards-per-client': { type: 'string', help: 'shards each client gets with --partition shards' },
+  'unbalanced-sigma': { type: 'string', help: 'log-normal client sizes with --partition iid' },
+  epochs: { type: 'string', default: '1', help: 'local epochs per round' },
+  'batch-size': { type: 'string', default: '16', help: 'local batch size' },
+  lr: { type: 'string', default: '0.05', help: 'local learning rate' },
+  optimizer: { type: 'string', default: 'sgd', help: 'local optimizer: sgd or adam' },
+  'prox-mu': { type: 'string', default: '0', help: 'FedProx proximal term mu (0: off)' },
+  augment: { type: 'boolean', default: false, help: 'random crop + mirror augmentation' },
+  'server-opt': {
+    type: 'string',
+    default: 'fedavg',
+    help: `server optimizer: ${SERVER_OPTIMIZERS.join(', ')}`,
+  },
+  'server-lr': { type: 'string', default: '1', help: 'server learning rate' },
+  'dp-noise': { type: 'string', default: '0', help: 'DP noise multiplier z (0: no DP)' },
+  'dp-clip': { type: 'string', default: '0.5', help: 'DP clip norm C' },
+  'dp-delta': { type: 'string', default: '1e-5', help: 'DP delta' },
+  'cifar-dir': { type: 'string', help: 'CIFAR-10 binaries (cifar-10-batches-bin) instead of synthetic data' },
+  seed: {
+    type: 'string',
+    default: '1',
+    help: 'seed of data, partition, cohorts, initial model and training',
+  },
+  'eval-every': { type: 'string', default: '1', help: 'evaluate every K rounds (and after the last)' },
+  out: {
+    type: 'string',
+    default: 'sim-results/latest',
+    help: 'folder for rounds.csv, rounds.json, accuracy.svg',
+  },
+  help: { type: 'boolean', short: 'h', help: 'print this help and exit' },
+} as const;
+
+/** The --help text: usage and one line per flag. */
+function usage(): string {
+  const rows = Object.entries(FLAGS).map(([name, f]) => {
+    const flag = `--${name}${'short' in f ? `, -${f.short}` : ''}${f.type === 'string' ? ' X' : ''}`;
+    const def = 'default' in f && f.type === 'string' ? ` (default ${f.default})` : '';
+    return `  ${flag.padEnd(26)}${f.help}${def}`;
+  });
+  return [
+    'usage: npm run simulate -- [flags]',
+    'Federated training without browsers or sockets, through the same client and server code.',
+    '',
+    ...rows,
+  ].join('\n');
+}
+
+function parseFlags() {
+  try {
+    return parseArgs({
+      options: Object.fromEntries(
+        Object.entries(FLAGS).map(([name, { help: _, ...opt }]) => [name, opt]),
+      ) as { [K in keyof typeof FLAGS]: Omit<(typeof FLAGS)[K], 'help'> },
+    }).values;
+  } catch (err) {
+    // A mistyped flag: say which, show the flags, exit like other CLIs on a usage error.
+    console.error(`simulate: ${(err as Error).message}\n\n${usage()}`);
+    process.exit(2);
+  }
+}
+const v = parseFlags();
+if (v.help) {
+  console.log(usage());
+  process.exit(0);
+}
 
 function positive(name: string, min = 1): number {
   const n = Number(v[name as keyof typeof v]);
@@ -79,7 +129,7 @@ const seed = positive('seed', 0);
 const data = v['cifar-dir']
   ? await readCifar10Dir(v['cifar-dir'], positive('test-examples')).then(({ train, test }) => ({
       name: 'CIFAR-10',
-      train,
+      train: clientPool(train, clients, per, seed),
       test,
     }))
   : {

@@ -1,15 +1,20 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import '../../client/wasm-backend.ts';
+import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, encodeCifar10 } from '../../shared/data/cifar10.ts';
 import { syntheticDataset } from '../../shared/data/synthetic.ts';
 import { epsilonFor } from '../../shared/dp/calibrate.ts';
 import { SERVER_OPTIMIZER_DEFAULTS } from '../../shared/fl/server-opt.ts';
 import { MODELS } from '../../shared/model/spec.ts';
-import { runSimulation, type SimulationOptions } from './run.ts';
+import { clientPool, runSimulation, type SimulationOptions } from './run.ts';
+
+/** Runs the CLI as `npm run simulate` does; returns its exit status and output. */
+const simulate = (args: string[]): { status: number | null; stdout: string; stderr: string } =>
+  spawnSync(process.execPath, ['--import', 'tsx', 'server/simulation/cli.ts', ...args], { encoding: 'utf8' });
 
 const base = (): SimulationOptions => ({
   model: MODELS.mlp,
@@ -86,5 +91,66 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     const svg = readFileSync(join(out, 'accuracy.svg'), 'utf8');
     expect(svg).toMatch(/^<svg /);
     expect(svg.match(/<circle /g)).toHaveLength(3); // initial + 2 rounds
+  }, 60_000);
+
+  it('--help prints every flag and exits 0; a mistyped flag exits 2 with the flags', () => {
+    const help = simulate(['--help']);
+    expect(help.status).toBe(0);
+    for (const flag of ['--clients', '--examples-per-client', '--cifar-dir', '--seed', '--out', '--help'])
+      expect(help.stdout).toContain(flag);
+    expect(simulate(['-h']).status).toBe(0);
+    const typo = simulate(['--client', '3']);
+    expect(typo.status).toBe(2);
+    expect(typo.stderr).toMatch(/Unknown option '--client'/);
+    expect(typo.stderr).toContain('--clients');
+  }, 60_000);
+
+  it('clientPool draws clients x perClient distinct examples, seeded, and refuses more than there are', () => {
+    const train = syntheticDataset({ seed: 4, count: 300 });
+    const a = clientPool(train, 4, 20, 1);
+    expect(a.n).toBe(80);
+    expect(a.x.length).toBe(80 * 3072);
+    expect(clientPool(train, 4, 20, 1)).toEqual(a);
+    expect(clientPool(train, 4, 20, 2).y).not.toEqual(a.y);
+    // Without replacement: every drawn image is a distinct one of the pool's.
+    const key = (d: typeof train, i: number): string =>
+      Buffer.from(d.x.subarray(i * 3072, (i + 1) * 3072)).toString('base64');
+    const pool = new Set(Array.from({ length: train.n }, (_, i) => key(train, i)));
+    const drawn = new Set(Array.from({ length: a.n }, (_, i) => key(a, i)));
+    expect(drawn.size).toBe(80);
+    for (const k of drawn) expect(pool.has(k)).toBe(true);
+    expect(clientPool(train, 3, 100, 1).n).toBe(300);
+    expect(() => clientPool(train, 4, 76, 1)).toThrow(/304 exceeds the 300/);
+    expect(() => clientPool(train, 4, 0, 1)).toThrow(/>= 1/);
+  });
+
+  it('with --cifar-dir the CLI honours --examples-per-client (a tiny CIFAR-format fixture)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cifar-'));
+    CIFAR_TRAIN_FILES.forEach((f, i) =>
+      writeFileSync(join(dir, f), encodeCifar10(syntheticDataset({ seed: 100 + i, count: 60 }))),
+    );
+    writeFileSync(join(dir, CIFAR_TEST_FILE), encodeCifar10(syntheticDataset({ seed: 99, count: 50 })));
+    const out = mkdtempSync(join(tmpdir(), 'sim-'));
+    const args = [
+      '--cifar-dir',
+      dir,
+      '--model',
+      'mlp',
+      '--clients',
+      '5',
+      '--per-round',
+      '3',
+      '--rounds',
+      '1',
+    ];
+    const run = simulate([...args, '--examples-per-client', '12', '--test-examples', '50', '--out', out]);
+    expect(run.status, run.stderr).toBe(0);
+    const json = JSON.parse(readFileSync(join(out, 'rounds.json'), 'utf8'));
+    expect(json.rounds[0].clients).toBe(3);
+    expect(json.rounds[0].examples).toBe(3 * 12); // not 3 x 300/5: the pool is 5 x 12 examples
+    // More than the 300 training records: a clear error, not a silent cap.
+    const tooMany = simulate([...args, '--examples-per-client', '61', '--out', out]);
+    expect(tooMany.status).not.toBe(0);
+    expect(tooMany.stderr).toMatch(/305 exceeds the 300 training examples/);
   }, 60_000);
 });

@@ -58,6 +58,22 @@ export interface RoundRecord {
   seconds: number;
 }
 
+/**
+ * The training pool for `clients` clients of `perClient` examples each, drawn (seeded, without replacement)
+ * from a larger set such as CIFAR-10's 50 000; the partitioner then splits exactly this pool.
+ */
+export function clientPool(train: Dataset, clients: number, perClient: number, seed: number): Dataset {
+  if (!Number.isInteger(clients) || clients < 1) throw new RangeError(`clients must be >= 1, got ${clients}`);
+  if (!Number.isInteger(perClient) || perClient < 1)
+    throw new RangeError(`examples per client must be a whole number >= 1, got ${perClient}`);
+  const need = clients * perClient;
+  if (need > train.n)
+    throw new RangeError(
+      `${clients} clients x ${perClient} examples = ${need} exceeds the ${train.n} training examples`,
+    );
+  return subset(train, permutation(train.n, createRng(seed ^ 0x706f6f6c)).subarray(0, need));
+}
+
 export async function runSimulation(
   o: SimulationOptions,
   onRound?: (r: RoundRecord, progress: { client: number; of: number } | null) => void,
