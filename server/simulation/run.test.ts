@@ -60,6 +60,17 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     expect(r.rounds.every((x) => Number.isFinite(x.accuracy))).toBe(true);
   }, 60_000);
 
+  it('same seed, same numbers (without DP, whose noise is drawn from a CSPRNG on purpose)', async () => {
+    const o = { ...base(), rounds: 2, perRound: 4 };
+    const strip = (r: Awaited<ReturnType<typeof runSimulation>>) => ({
+      ...r,
+      rounds: r.rounds.map(({ seconds: _, ...rest }) => rest),
+    });
+    const a = strip(await runSimulation(o));
+    expect(strip(await runSimulation(o))).toEqual(a);
+    expect(strip(await runSimulation({ ...o, seed: 2 })).rounds).not.toEqual(a.rounds);
+  }, 60_000);
+
   it('the CLI writes rounds.csv, rounds.json and an SVG plot', () => {
     const out = mkdtempSync(join(tmpdir(), 'sim-'));
     execFileSync(
