@@ -486,8 +486,7 @@ describe('attackers against the real server, honest clients beside them', () => 
     s.close();
     expect(refused(after) - refused(before)).toBe(N - 1);
     const cpu =
-      metric(after, 'aegis_process_process_cpu_seconds_total')! -
-      metric(before, 'aegis_process_process_cpu_seconds_total')!;
+      metric(after, 'aegis_process_cpu_seconds_total')! - metric(before, 'aegis_process_cpu_seconds_total')!;
     console.log(
       `hello flood: ${N} hellos refused in ${(ms / 1000).toFixed(1)} s, server CPU ${cpu.toFixed(2)} s`,
     );

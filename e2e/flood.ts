@@ -57,9 +57,9 @@ interface Snapshot {
 async function snapshot(): Promise<Snapshot> {
   const text = await fetch(srv.url + '/metrics').then((r) => r.text());
   return {
-    cpu: metric(text, 'aegis_process_process_cpu_seconds_total') ?? NaN,
-    rss: metric(text, 'aegis_process_process_resident_memory_bytes') ?? NaN,
-    heap: metric(text, 'aegis_process_nodejs_heap_size_used_bytes') ?? NaN,
+    cpu: metric(text, 'aegis_process_cpu_seconds_total') ?? NaN,
+    rss: metric(text, 'aegis_process_resident_memory_bytes') ?? NaN,
+    heap: metric(text, 'aegis_nodejs_heap_size_used_bytes') ?? NaN,
     text,
   };
 }

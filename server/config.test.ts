@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, helpText, parseConfig } from './config.ts';
+import { readFileSync } from 'node:fs';
+import { DEFAULTS, FLAGS, helpText, parseConfig, shownDefault } from './config.ts';
 
 describe('parseConfig', () => {
   it('uses documented defaults', () => {
@@ -252,5 +253,55 @@ describe('parseConfig', () => {
       '--trusted-proxy',
     ])
       expect(h).toContain(f);
+  });
+});
+
+describe('--help', () => {
+  const rows = helpText()
+    .split('\n')
+    .filter((l) => l.startsWith('  --'));
+
+  it('has one aligned row per flag, each with its default where it has one', () => {
+    expect(rows.length).toBe(Object.keys(FLAGS).length);
+    const starts = new Set(rows.map((l) => l.indexOf(l.trimStart().split(/ {2,}/)[1])));
+    expect(starts.size).toBe(1); // every description starts in the same column
+    for (const [i, k] of Object.keys(FLAGS).entries()) {
+      const def = shownDefault(k as keyof typeof FLAGS);
+      expect(rows[i].startsWith(`  --${k}`)).toBe(true);
+      if (def !== null) expect(rows[i].endsWith(`(default: ${def})`)).toBe(true);
+      else expect(rows[i]).not.toContain('(default:');
+    }
+    expect(shownDefault('port')).toBe(String(DEFAULTS.port));
+    expect(shownDefault('secagg')).toBe('on');
+  });
+
+  it('shows the defaults the parser applies', () => {
+    const n = (k: keyof typeof FLAGS): number => Number(shownDefault(k));
+    expect(parseConfig(['--partition', 'dirichlet']).partition).toEqual({
+      kind: 'dirichlet',
+      alpha: n('dirichlet-alpha'),
+    });
+    expect(parseConfig(['--partition', 'shards']).partition).toEqual({
+      kind: 'shards',
+      shardsPerClient: n('shards-per-client'),
+    });
+    const dp = parseConfig(['--dp-noise', '0.5', '--dp-epsilon', '8', '--dp-adaptive-clip']).dp!;
+    expect(dp.delta).toBe(n('dp-delta'));
+    expect(dp.clipNorm).toBe(n('dp-clip'));
+    expect(dp.population).toBe(n('dp-population'));
+    expect(dp.adaptive!.targetQuantile).toBe(n('dp-target-quantile'));
+    expect(dp.adaptive!.learningRate).toBe(n('dp-clip-lr'));
+    expect(parseConfig([]).dp).toBeNull(); // --dp-noise 0 = off
+  });
+
+  it('every flag is in the flag table of docs/operations.md, and the table names no other', () => {
+    const doc = readFileSync(new URL('../docs/operations.md', import.meta.url), 'utf8');
+    const table = doc.split('\n').filter((l) => l.startsWith('| `--'));
+    const documented = new Set(
+      table.flatMap((l) => [...l.split('|')[1].matchAll(/`--([a-z0-9-]+)`/g)].map((m) => m[1])),
+    );
+    const flags = Object.keys(FLAGS).filter((k) => k !== 'help');
+    expect(flags.filter((k) => !documented.has(k))).toEqual([]);
+    expect([...documented].filter((k) => !flags.includes(k))).toEqual([]);
   });
 });

@@ -200,11 +200,11 @@ export const FLAGS = {
   seed: { type: 'string', help: 'seed for data generation, sharding and initial weights' },
   'max-message-bytes': {
     type: 'string',
-    help: 'largest accepted socket.io message (default: one update of the model + 64 KiB)',
+    help: 'largest accepted socket.io message',
   },
   'max-examples-per-client': {
     type: 'string',
-    help: 'largest numExamples a client may claim; the public cap ring weights are divided by (default 4 x --examples-per-client)',
+    help: 'largest numExamples a client may claim; the public cap ring weights are divided by',
   },
   'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
   quiet: { type: 'boolean', help: 'log only errors' },
@@ -220,7 +220,7 @@ export const FLAGS = {
   },
   'secagg-malicious-server': {
     type: 'string',
-    help: 'on: raise t so a server splitting its unmask requests exposes no one (< 2^-40); off by default',
+    help: 'on: raise t so a server splitting its unmask requests exposes no one (< 2^-40)',
   },
   'secagg-consistency': {
     type: 'string',
@@ -252,7 +252,7 @@ export const FLAGS = {
   'dp-clip-lr': { type: 'string', help: 'adaptive clipping: geometric learning rate eta' },
   'dp-indicator-std': {
     type: 'string',
-    help: 'adaptive clipping: noise std sigma_b on the clipped count (default 0.05 x clients-per-round)',
+    help: 'adaptive clipping: noise std sigma_b on the clipped count',
   },
   'session-ttl-ms': { type: 'string', help: 'ms a disconnected client may take to resume its session' },
   'max-sessions': { type: 'string', help: 'most client sessions held (the longest-disconnected go first)' },
@@ -262,7 +262,7 @@ export const FLAGS = {
   'address-burst': { type: 'string', help: 'new connections one address may open at once' },
   'trusted-proxy': {
     type: 'string',
-    help: 'proxies whose X-Forwarded-For names the client: a hop count, or IPs/CIDRs (default: none)',
+    help: 'proxies whose X-Forwarded-For names the client: a hop count, or IPs/CIDRs',
   },
   help: { type: 'boolean', help: 'print this help' },
 } as const;
@@ -377,8 +377,90 @@ export function updateMessageBytes(model: ModelSpec): number {
   return (numParams(model) + 3) * 4 + 64 * 1024;
 }
 
+const onOffText = (b: boolean): string => (b ? 'on' : 'off');
+
+/** What --help shows as each flag's default (null: none); derived from DEFAULTS where one value applies. */
+const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
+  port: String(DEFAULTS.port),
+  host: DEFAULTS.host,
+  'tls-cert': null,
+  'tls-key': null,
+  model: DEFAULTS.model.name,
+  rounds: String(DEFAULTS.rounds),
+  'min-clients': String(DEFAULTS.minClients),
+  'clients-per-round': String(DEFAULTS.clientsPerRound),
+  'min-updates': String(DEFAULTS.minUpdates),
+  'round-deadline-ms': String(DEFAULTS.roundDeadlineMs),
+  'round-pause-ms': String(DEFAULTS.roundPauseMs),
+  epochs: String(DEFAULTS.epochs),
+  'batch-size': String(DEFAULTS.batchSize),
+  lr: String(DEFAULTS.learningRate),
+  optimizer: DEFAULTS.optimizer,
+  'server-lr': String(DEFAULTS.serverLearningRate),
+  'server-opt': DEFAULTS.serverOptimizer.name,
+  'server-momentum': String(DEFAULTS.serverOptimizer.momentum),
+  'server-beta1': String(DEFAULTS.serverOptimizer.beta1),
+  'server-beta2': String(DEFAULTS.serverOptimizer.beta2),
+  'server-tau': String(DEFAULTS.serverOptimizer.tau),
+  'prox-mu': String(DEFAULTS.proximalMu),
+  augment: onOffText(DEFAULTS.augment),
+  partition: DEFAULTS.partition.kind,
+  'dirichlet-alpha': '0.5',
+  'shards-per-client': '2',
+  'unbalanced-sigma': '0',
+  'examples-per-client': String(DEFAULTS.examplesPerClient),
+  'test-examples': String(DEFAULTS.testExamples),
+  'cifar-dir': 'none: synthetic data',
+  seed: String(DEFAULTS.seed),
+  'max-message-bytes': 'one update of the model + 64 KiB',
+  'max-examples-per-client': '4 x --examples-per-client',
+  'dist-dir': DEFAULTS.distDir,
+  quiet: null,
+  secagg: onOffText(DEFAULTS.secagg),
+  'secagg-keys-deadline-ms': String(DEFAULTS.secaggKeysDeadlineMs),
+  'secagg-shares-deadline-ms': String(DEFAULTS.secaggSharesDeadlineMs),
+  'secagg-unmask-deadline-ms': String(DEFAULTS.secaggUnmaskDeadlineMs),
+  'secagg-dropout': String(DEFAULTS.secaggDropout),
+  'secagg-corrupt': String(DEFAULTS.secaggCorrupt),
+  'secagg-threshold': String(DEFAULTS.secaggThreshold),
+  'secagg-malicious-server': onOffText(DEFAULTS.secaggMaliciousServer),
+  'secagg-consistency': onOffText(DEFAULTS.secaggConsistency),
+  'site-attestation-key': null,
+  'coord-clip': String(DEFAULTS.coordClip),
+  'max-loss-increase': String(DEFAULTS.maxLossIncrease),
+  'dp-noise': '0',
+  'dp-epsilon': null,
+  'dp-delta': '1e-5',
+  'dp-rounds': null,
+  'dp-clip': '0.1',
+  'dp-population': '0',
+  'dp-adaptive-clip': null,
+  'dp-target-quantile': '0.5',
+  'dp-clip-lr': '0.2',
+  'dp-indicator-std': '0.05 x --clients-per-round',
+  'session-ttl-ms': String(DEFAULTS.sessionTtlMs),
+  'max-sessions': String(DEFAULTS.maxSessions),
+  'socket-rate': String(DEFAULTS.socketRate),
+  'socket-burst': String(DEFAULTS.socketBurst),
+  'address-rate': String(DEFAULTS.addressRate),
+  'address-burst': String(DEFAULTS.addressBurst),
+  'trusted-proxy': DEFAULTS.trustedProxy.kind,
+  help: null,
+};
+
+/** The flag's default as --help shows it, or null when it has none (a switch, or unset). */
+export function shownDefault(flag: keyof typeof FLAGS): string | null {
+  return SHOWN_DEFAULTS[flag];
+}
+
+/** One row per flag: name (with <value> for flags that take one), description, default; columns aligned. */
 export function helpText(): string {
-  const rows = Object.entries(FLAGS).map(([k, f]) => `  --${k.padEnd(24)} ${f.help}`);
+  const names = Object.entries(FLAGS).map(([k, f]) => `--${k}${f.type === 'string' ? ' <value>' : ''}`);
+  const width = Math.max(...names.map((n) => n.length));
+  const rows = Object.entries(FLAGS).map(([k, f], i) => {
+    const def = SHOWN_DEFAULTS[k as keyof typeof FLAGS];
+    return `  ${names[i].padEnd(width)}  ${f.help}${def === null ? '' : ` (default: ${def})`}`;
+  });
   return `Usage: npm start -- [flags]\n\n${rows.join('\n')}\n`;
 }
 

@@ -87,6 +87,18 @@ export function locateCifar10(dir: string): string | null {
   return null;
 }
 
+/**
+ * Why `dir` cannot serve CIFAR-10 (the first missing file), or null when every binary is there. Checked
+ * when the flags are parsed, so a wrong --cifar-dir fails in a line before anything is built.
+ */
+export function missingCifar10(dir: string): string | null {
+  const found = locateCifar10(dir) ?? dir;
+  for (const f of [...CIFAR_TRAIN_FILES, CIFAR_TEST_FILE])
+    if (!existsSync(join(found, f)))
+      return `--cifar-dir: ${join(found, f)} not found (expected the binary version, cifar-10-batches-bin)`;
+  return null;
+}
+
 export async function readCifar10Dir(
   where: string,
   testLimit = Infinity,

@@ -4,7 +4,7 @@ import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { buildModel } from '../shared/model/build.ts';
 import { MODELS } from '../shared/model/spec.ts';
 import { getFlatWeights } from '../shared/model/weights.ts';
-import { Evaluator, initEvalBackend } from './evaluator.ts';
+import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 
 describe('evaluation backend', () => {
   it('falls back to wasm when the optional tfjs-node packages are absent, and says why', async () => {
@@ -14,6 +14,16 @@ describe('evaluation backend', () => {
     expect(tf.getBackend()).toBe('wasm');
     expect(r.tried.join('\n')).toMatch(/tfjs-node-gpu: .*Cannot find/);
     expect(r.tried.join('\n')).toMatch(/tfjs-node: .*Cannot find/);
+  });
+
+  it('reads absent optional bindings as information, and other failures as they are', async () => {
+    const r = await initEvalBackend();
+    expect(evalBackendNote(r.tried)).toBe(
+      'optional @tensorflow/tfjs-node-gpu, @tensorflow/tfjs-node not installed',
+    );
+    expect(evalBackendNote(['tfjs-node: libtensorflow.so: cannot open shared object file'])).toBe(
+      'unavailable: tfjs-node: libtensorflow.so: cannot open shared object file',
+    );
   });
 
   it('wasm evaluation agrees with the cpu reference to float precision', async () => {

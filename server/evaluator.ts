@@ -35,6 +35,20 @@ export async function initEvalBackend(
   throw new Error(`no evaluation backend available: ${tried.join('; ')}`);
 }
 
+/**
+ * The note after the backend's name at start-up. The native bindings are optional, so their absence is
+ * information, not an error; any other failure (a binding that is installed but broken) is shown as it is.
+ */
+export function evalBackendNote(tried: readonly string[]): string {
+  const absent = (t: string): boolean => /^tfjs-node(-gpu)?: Cannot find (package|module)/.test(t);
+  const notInstalled = tried.filter(absent).map((t) => `@tensorflow/${t.slice(0, t.indexOf(':'))}`);
+  const failed = tried.filter((t) => !absent(t));
+  const parts = [];
+  if (notInstalled.length) parts.push(`optional ${notInstalled.join(', ')} not installed`);
+  if (failed.length) parts.push(`unavailable: ${failed.join('; ')}`);
+  return parts.join('; ');
+}
+
 export interface EvalResult {
   accuracy: number;
   loss: number;

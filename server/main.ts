@@ -1,21 +1,45 @@
-import { helpText, parseConfig } from './config.ts';
-import { startServer } from './server.ts';
+import { helpText, parseConfig, type ServerConfig } from './config.ts';
+import { missingCifar10 } from './datasets.ts';
+import { StartupError, startServer } from './server.ts';
+
+const HINT = 'run with --help to list the flags';
+
+/** One line on stderr, no stack: the failure is the user's to fix, not a bug. */
+function fail(message: string, hint?: string): never {
+  console.error(`error: ${message}${hint ? ` (${hint})` : ''}`);
+  process.exit(2);
+}
+
+/** Flags parsed and checked against the filesystem, before anything is built. */
+function parseFlags(argv: string[]): ServerConfig & { help: boolean } {
+  let cfg;
+  try {
+    cfg = parseConfig(argv);
+  } catch (e) {
+    fail((e as Error).message, HINT);
+  }
+  if (cfg.cifarDir !== undefined) {
+    const missing = missingCifar10(cfg.cifarDir);
+    if (missing) fail(missing);
+  }
+  return cfg;
+}
 
 /** CLI entry: `npm start -- --help` lists the flags. */
 async function main(): Promise<void> {
-  let cfg;
-  try {
-    cfg = parseConfig(process.argv.slice(2));
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}\n\n${helpText()}`);
-    process.exit(2);
-  }
+  const cfg = parseFlags(process.argv.slice(2));
   if (cfg.help) {
     process.stdout.write(helpText());
     return;
   }
   const ts = (): string => new Date().toISOString().slice(11, 19);
-  const server = await startServer(cfg, (m) => console.log(`[${ts()}] ${m}`));
+  let server;
+  try {
+    server = await startServer(cfg, (m) => console.log(`[${ts()}] ${m}`));
+  } catch (e) {
+    if (e instanceof StartupError) fail(e.message);
+    throw e;
+  }
   if (cfg.rounds > 0) {
     server.coordinator.once('done', () => {
       console.log(`[${ts()}] finished ${cfg.rounds} rounds; still serving (Ctrl-C to stop)`);

@@ -3,6 +3,7 @@ import { REJECT_REASONS } from '../shared/base/errors.ts';
 import { BOUNDS_FAILURES } from '../shared/fl/encoding.ts';
 import { CULPRIT_KINDS } from '../shared/secagg/types.ts';
 import { COHORT_SKIPS } from './cohort.ts';
+import { REJECT_EVENTS } from './reject-events.ts';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -33,7 +34,8 @@ export type ModelRejection = (typeof MODEL_REJECTIONS)[number];
 /** One registry per server instance (tests run several servers in one process). */
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'aegis_process_' });
+  // prom-client names its metrics process_* and nodejs_*: the prefix makes them aegis_process_*, aegis_nodejs_*.
+  collectDefaultMetrics({ register: registry, prefix: 'aegis_' });
   const m = {
     registry,
     roundsCompleted: new Counter({
@@ -232,7 +234,8 @@ export function createMetrics() {
     },
   };
   // Zero-initialise every reason so dashboards show flat lines, not gaps.
-  for (const reason of REJECT_REASONS) m.updatesRejected.inc({ reason, event: 'update' }, 0);
+  for (const reason of REJECT_REASONS)
+    for (const event of REJECT_EVENTS[reason]) m.updatesRejected.inc({ reason, event }, 0);
   for (const where of INTERNAL_ERROR_SITES) m.internalErrors.inc({ where }, 0);
   for (const kind of CULPRIT_KINDS) m.secaggCulprits.inc({ kind }, 0);
   for (const why of ['expired', 'evicted']) m.sessionsEnded.inc({ why }, 0);

@@ -9,6 +9,7 @@ import { systemClock, type Clock } from './clock.ts';
 import type { Coordinator } from './coordinator.ts';
 import { KeyedLimiter, TokenBucket, type Rate } from './limits.ts';
 import type { Metrics } from './metrics.ts';
+import type { ClientEvent, EventLabel } from './reject-events.ts';
 import { boundedParser, PendingAttachments } from './socket-parser.ts';
 
 /** What one connection knows about itself. */
@@ -37,9 +38,7 @@ const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
   'round:refuse': (c, conn, raw) => c.roundRefuse(conn.clientId, raw),
 };
 
-type ClientEvent = keyof ClientToServerEvents;
-/** Every value the `event` label of aegis_messages_rejected_total can take (a closed set). */
-export type EventLabel = ClientEvent | 'unknown' | 'transport' | 'connect';
+export type { EventLabel };
 export const EVENT_LABELS: readonly EventLabel[] = [
   ...(Object.keys(HANDLERS) as ClientEvent[]),
   'unknown',
