@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ProtocolError } from '../base/errors.ts';
 import { SecAggClientSession, type SessionFloors } from './client-session.ts';
 import type { Inbox } from './types.ts';
+import { reason } from './test-support.ts';
 
 /**
  * Attack: the page's cohort floor is checked against the n the server CLAIMS, never against what the
@@ -10,16 +10,6 @@ import type { Inbox } from './types.ts';
  * the server unmasks holds 7 inputs, below the page's floor of 10.
  */
 const L = 8;
-
-const reason = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.reason;
-    throw e;
-  }
-  return 'accepted';
-};
 
 /** `real` honest sessions, indices 1..real, of a round that claims n clients; full key/share exchange. */
 function claimedRound(n: number, k: number, t: number, real: number, floors: SessionFloors) {

@@ -10,18 +10,9 @@ import { addInto } from './ring.ts';
 import { reconstruct, type Share } from './shamir.ts';
 import { SecAggServerSession } from './server-session.ts';
 import type { Inbox, Roster, UnmaskRequest } from './types.ts';
+import { reason } from './test-support.ts';
 
 const L = 16;
-
-const reason = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.reason;
-    throw e;
-  }
-  return 'accepted';
-};
 
 const config = (over: Partial<ClientSessionConfig>): ClientSessionConfig => ({
   tag: 'x',

@@ -1,11 +1,11 @@
 import { randomBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
-import { ProtocolError } from '../base/errors.ts';
 import { SecAggClientSession, type ClientAttestation } from './client-session.ts';
 import { attest, generateSigningKeyPair } from './consistency.ts';
 import { harary } from './graph.ts';
 import { SecAggServerSession } from './server-session.ts';
 import type { SignedBy } from './types.ts';
+import { reason } from './test-support.ts';
 
 /**
  * Attack on R3: survivor-set signatures are bound to the server-chosen tag and the set only, not to the
@@ -16,16 +16,6 @@ import type { SignedBy } from './types.ts';
  */
 const L = 9;
 const site = generateSigningKeyPair();
-
-const reason = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.reason;
-    throw e;
-  }
-  return 'accepted';
-};
 
 function attested(): ClientAttestation {
   const identity = generateSigningKeyPair();

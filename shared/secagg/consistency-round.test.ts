@@ -16,19 +16,10 @@ import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-
 import { SecAggServerSession } from './server-session.ts';
 import type { Reveal, Roster, UnmaskRequest } from './types.ts';
 import { packRoster, packUnmask, unpackRoster, unpackUnmask } from './wire.ts';
+import { reason } from './test-support.ts';
 
 const L = 33;
 const site = generateSigningKeyPair();
-
-const reason = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.reason;
-    throw e;
-  }
-  return 'accepted';
-};
 
 function attested(s: SigningKeyPair = site, identity = generateSigningKeyPair()): ClientAttestation {
   return { sitePublicKey: s.publicKey, identity, signature: attest(s.secretKey, identity.publicKey) };

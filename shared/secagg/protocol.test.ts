@@ -1,7 +1,6 @@
 import { hexToBytes, randomBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { SecAggClientSession } from './client-session.ts';
-import { ProtocolError } from '../base/errors.ts';
 import { SecAggAbort } from './errors.ts';
 import { harary } from './graph.ts';
 import { addMask, NONCE_SELF } from './prg.ts';
@@ -9,6 +8,7 @@ import { bigToBytes, bytesToBig, FIELD_PRIME, reconstruct, SHARE_BYTES } from '.
 import { SecAggServerSession } from './server-session.ts';
 import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-memory-round.ts';
 import type { Reveal } from './types.ts';
+import { reason } from './test-support.ts';
 
 const BITS = 20;
 function inputs(n: number, L: number): Uint32Array[] {
@@ -147,16 +147,6 @@ describe('secure aggregation round (pure state machines)', () => {
 });
 
 describe('misbehaviour is rejected with a reason', () => {
-  const reason = (f: () => unknown): string => {
-    try {
-      f();
-    } catch (e) {
-      if (e instanceof ProtocolError) return e.reason;
-      throw e;
-    }
-    return 'accepted';
-  };
-
   function started(n = 5, t = 3, L = 8) {
     const nb = harary(n, n - 1).map((l) => l.map((v) => v + 1));
     const server = new SecAggServerSession({
@@ -415,15 +405,6 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
       { length: n },
       (_, i) => new SecAggClientSession({ tag: 'x', index: i + 1, n, t: 2, vectorLength: 4 }),
     );
-    const reason = (f: () => unknown): string => {
-      try {
-        f();
-      } catch (e) {
-        if (e instanceof ProtocolError) return e.reason;
-        throw e;
-      }
-      return 'accepted';
-    };
     const k5 = clients[4].advertise();
     expect(reason(() => server.receiveKeys(5, { ...k5, cPk: new Uint8Array(32) }))).toBe('bad_key');
     expect(server.waitingFor()).toEqual([1, 2, 3, 4]);
