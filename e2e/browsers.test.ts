@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metric } from './metrics.ts';
-import { startServerProcess, waitForPhase, type ServerProcess } from './server-process.ts';
+import { startServerProcess, waitForPhase, type ServerProcess, flags, cohortOf } from './server-process.ts';
 import { startSwarm, type Swarm } from './swarm-lib.ts';
 
 /**
@@ -15,32 +15,21 @@ let swarm: Swarm | null = null;
 beforeAll(async () => {
   if (!existsSync('dist/demo/index.html'))
     throw new Error('dist/ is missing: run "npm run build" first (npm test does)');
-  srv = await startServerProcess([
-    '--model',
-    'tiny',
-    '--examples-per-client',
-    '64',
-    '--test-examples',
-    '500',
-    '--rounds',
-    String(ROUNDS),
-    '--min-clients',
-    '4',
-    '--clients-per-round',
-    '4',
-    '--min-updates',
-    '3',
-    '--round-deadline-ms',
-    '240000',
-    '--round-pause-ms',
-    '200',
-    '--epochs',
-    '3',
-    '--batch-size',
-    '16',
-    '--lr',
-    '0.003',
-  ]);
+  srv = await startServerProcess(
+    flags({
+      ...cohortOf(4),
+      model: 'tiny',
+      'examples-per-client': 64,
+      'test-examples': 500,
+      rounds: ROUNDS,
+      'min-updates': 3,
+      'round-deadline-ms': 240000,
+      'round-pause-ms': 200,
+      epochs: 3,
+      'batch-size': 16,
+      lr: 0.003,
+    }),
+  );
 });
 
 afterAll(async () => {

@@ -4,7 +4,14 @@ import { AegisClient } from '../client/client.ts';
 import { nodeTrainer } from '../client/node-trainer.ts';
 import { epsilonFor } from '../shared/dp/calibrate.ts';
 import { metric } from './metrics.ts';
-import { startServerProcess, waitForPhase, type ServerProcess } from './server-process.ts';
+import {
+  startServerProcess,
+  waitForPhase,
+  type ServerProcess,
+  flags,
+  cohortOf,
+  TINY_SERVER,
+} from './server-process.ts';
 
 /**
  * Differential privacy end to end, with the real client code in Node: clients clip and add Skellam noise
@@ -20,41 +27,24 @@ const clients: AegisClient[] = [];
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  srv = await startServerProcess([
-    '--model',
-    'tiny',
-    '--examples-per-client',
-    '16',
-    '--test-examples',
-    '100',
-    '--rounds',
-    '5',
-    '--min-clients',
-    '3',
-    '--clients-per-round',
-    '3',
-    '--min-updates',
-    '2',
-    '--round-pause-ms',
-    '200',
-    '--epochs',
-    '1',
-    '--batch-size',
-    '8',
-    '--lr',
-    '0.005',
-    '--secagg',
-    'off',
-    '--dp-noise',
-    String(z),
-    '--dp-epsilon',
-    String(budget),
-    '--dp-clip',
-    '0.1',
-    '--dp-adaptive-clip',
-    '--dp-indicator-std',
-    '1',
-  ]);
+  srv = await startServerProcess(
+    flags({
+      ...TINY_SERVER,
+      ...cohortOf(3),
+      rounds: 5,
+      'min-updates': 2,
+      'round-pause-ms': 200,
+      epochs: 1,
+      'batch-size': 8,
+      lr: 0.005,
+      secagg: 'off',
+      'dp-noise': z,
+      'dp-epsilon': budget,
+      'dp-clip': 0.1,
+      'dp-adaptive-clip': true,
+      'dp-indicator-std': 1,
+    }),
+  );
 });
 
 afterAll(async () => {

@@ -6,7 +6,15 @@ import { nodeTrainer } from '../client/node-trainer.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type Rejection, type RoundSummary } from '../shared/protocol/messages.ts';
 import { metric } from './metrics.ts';
-import { startServerProcess, waitFor, waitForPhase, type ServerProcess } from './server-process.ts';
+import {
+  startServerProcess,
+  waitFor,
+  waitForPhase,
+  type ServerProcess,
+  flags,
+  cohortOf,
+  TINY_SERVER,
+} from './server-process.ts';
 
 /**
  * The real server process and the real client code over real socket.io, in Node (no browser): three honest
@@ -19,34 +27,20 @@ const clients: AegisClient[] = [];
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  srv = await startServerProcess([
-    '--model',
-    'tiny',
-    '--examples-per-client',
-    '16',
-    '--test-examples',
-    '100',
-    '--rounds',
-    '2',
-    '--min-clients',
-    '3',
-    '--clients-per-round',
-    '3',
-    '--min-updates',
-    '2',
-    '--round-pause-ms',
-    '200',
-    '--round-deadline-ms',
-    '60000',
-    '--epochs',
-    '1',
-    '--batch-size',
-    '8',
-    '--lr',
-    '0.005',
-    '--max-message-bytes',
-    String(P * 4 + 64 * 1024),
-  ]);
+  srv = await startServerProcess(
+    flags({
+      ...TINY_SERVER,
+      ...cohortOf(3),
+      rounds: 2,
+      'min-updates': 2,
+      'round-pause-ms': 200,
+      'round-deadline-ms': 60000,
+      epochs: 1,
+      'batch-size': 8,
+      lr: 0.005,
+      'max-message-bytes': P * 4 + 64 * 1024,
+    }),
+  );
 });
 
 afterAll(async () => {

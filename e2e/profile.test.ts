@@ -4,7 +4,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerStatus } from '../shared/protocol/status.ts';
 import { launchChromium } from './browser.ts';
 import { metric } from './metrics.ts';
-import { startServerProcess, waitFor, waitForPhase, type ServerProcess } from './server-process.ts';
+import {
+  startServerProcess,
+  waitFor,
+  waitForPhase,
+  type ServerProcess,
+  flags,
+  cohortOf,
+  TINY_SERVER,
+} from './server-process.ts';
 
 /**
  * The privacy unit is the browser profile (a playwright context): its tabs share one session, one tab at a
@@ -18,28 +26,17 @@ let browser: Browser;
 beforeAll(async () => {
   if (!existsSync('dist/demo/index.html'))
     throw new Error('dist/ is missing: run "npm run build" first (npm test does)');
-  srv = await startServerProcess([
-    '--model',
-    'tiny',
-    '--examples-per-client',
-    '16',
-    '--test-examples',
-    '100',
-    '--rounds',
-    '1',
-    '--min-clients',
-    '5',
-    '--clients-per-round',
-    '5',
-    '--min-updates',
-    '3',
-    '--round-deadline-ms',
-    '240000',
-    '--epochs',
-    '1',
-    '--batch-size',
-    '8',
-  ]);
+  srv = await startServerProcess(
+    flags({
+      ...TINY_SERVER,
+      ...cohortOf(5),
+      rounds: 1,
+      'min-updates': 3,
+      'round-deadline-ms': 240000,
+      epochs: 1,
+      'batch-size': 8,
+    }),
+  );
   browser = await launchChromium();
 });
 

@@ -5,7 +5,14 @@ import { nodeTrainer } from '../client/node-trainer.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { metric } from './metrics.ts';
 import { ScriptedClient } from './scripted-client.ts';
-import { startServerProcess, waitForPhase, type ServerProcess } from './server-process.ts';
+import {
+  startServerProcess,
+  waitForPhase,
+  type ServerProcess,
+  flags,
+  cohortOf,
+  TINY_SERVER,
+} from './server-process.ts';
 
 /**
  * A secure round that aborts and is retried: one client stays silent in the share phase of attempt 1,
@@ -19,34 +26,20 @@ let silent: ScriptedClient;
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  srv = await startServerProcess([
-    '--model',
-    'tiny',
-    '--examples-per-client',
-    '16',
-    '--test-examples',
-    '100',
-    '--rounds',
-    '1',
-    '--min-clients',
-    '4',
-    '--clients-per-round',
-    '4',
-    '--min-updates',
-    '4',
-    '--round-pause-ms',
-    '200',
-    '--epochs',
-    '1',
-    '--batch-size',
-    '8',
-    '--secagg-shares-deadline-ms',
-    '4000',
-    '--round-deadline-ms',
-    '60000',
-    '--max-message-bytes',
-    String(P * 4 + 64 * 1024),
-  ]);
+  srv = await startServerProcess(
+    flags({
+      ...TINY_SERVER,
+      ...cohortOf(4),
+      rounds: 1,
+      'min-updates': 4,
+      'round-pause-ms': 200,
+      epochs: 1,
+      'batch-size': 8,
+      'secagg-shares-deadline-ms': 4000,
+      'round-deadline-ms': 60000,
+      'max-message-bytes': P * 4 + 64 * 1024,
+    }),
+  );
 });
 
 afterAll(async () => {

@@ -101,3 +101,16 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** Flags as an object, e.g. { rounds: 2, 'dp-adaptive-clip': true } -> ['--rounds', '2', '--dp-adaptive-clip']. */
+export function flags(f: Record<string, string | number | boolean>): string[] {
+  return Object.entries(f).flatMap(([k, v]) =>
+    v === true ? [`--${k}`] : v === false ? [] : [`--${k}`, String(v)],
+  );
+}
+
+/** A small, quick server: the tiny model, 16 examples per client, 100 test examples. */
+export const TINY_SERVER = { model: 'tiny', 'examples-per-client': 16, 'test-examples': 100 };
+
+/** A cohort of exactly n: a round starts with n ready clients and selects them all. */
+export const cohortOf = (n: number) => ({ 'min-clients': n, 'clients-per-round': n });
