@@ -76,13 +76,17 @@ export function checkSigningKey(pk: Uint8Array): SigningKeyProblem | null {
   return point.isSmallOrder() ? 'low_order' : null;
 }
 
-function verify(sig: Uint8Array, msg: Uint8Array, pk: Uint8Array): boolean {
+/**
+ * Strict verification of a signature over the message `build` frames: false, never a throw, for a
+ * message that cannot be framed (e.g. an index outside uint32), a malformed point or signature.
+ */
+function verify(sig: Uint8Array, build: () => Uint8Array, pk: Uint8Array): boolean {
   if (sig.length !== SIGNATURE_BYTES || pk.length !== SIGN_PUBLIC_BYTES) return false;
   try {
     // Strict RFC 8032 checks: ZIP-215 rules would let a small-order key "sign" every message.
-    return ed25519.verify(sig, msg, pk, { zip215: false });
+    return ed25519.verify(sig, build(), pk, { zip215: false });
   } catch {
-    return false; // a malformed point or signature is simply not valid
+    return false;
   }
 }
 
@@ -97,7 +101,7 @@ export function attest(siteSecretKey: Uint8Array, identityPk: Uint8Array): Uint8
 }
 
 export function verifyAttestation(sitePk: Uint8Array, identityPk: Uint8Array, sig: Uint8Array): boolean {
-  return verify(sig, attestationMessage(identityPk), sitePk);
+  return verify(sig, () => attestationMessage(identityPk), sitePk);
 }
 
 /**
@@ -136,13 +140,7 @@ export function verifyRoundKeys(
   gPk: Uint8Array,
   sig: Uint8Array,
 ): boolean {
-  let msg: Uint8Array;
-  try {
-    msg = roundKeysMessage(tag, index, cPk, sPk, gPk);
-  } catch {
-    return false;
-  }
-  return verify(sig, msg, identityPk);
+  return verify(sig, () => roundKeysMessage(tag, index, cPk, sPk, gPk), identityPk);
 }
 
 /** What vouches for one client's round keys: its identity key, the site's word on it, its own on the keys. */
@@ -217,7 +215,7 @@ export function countSurvivorSignatures(
     seen.add(index);
     const pk = identityKeys.get(index);
     if (!pk || !inSet.has(index)) continue;
-    (verify(sig, msg, pk) ? valid : invalid).push(index);
+    (verify(sig, () => msg, pk) ? valid : invalid).push(index);
   }
   return { valid, invalid };
 }
@@ -267,11 +265,5 @@ export function verifyShare(
   share: Uint8Array,
   sig: Uint8Array,
 ): boolean {
-  let msg: Uint8Array;
-  try {
-    msg = shareMessage(tag, kind, from, to, share);
-  } catch {
-    return false;
-  }
-  return verify(sig, msg, dealerPk);
+  return verify(sig, () => shareMessage(tag, kind, from, to, share), dealerPk);
 }
