@@ -202,7 +202,7 @@ async function joined(extra: Partial<ClientOptions> = {}) {
  * The server's secure-aggregation side for one attempt, with the two other cohort members (2 and 3)
  * played by real sessions: what our client (1) sends goes through the real server session.
  */
-function secureServer(tag: string) {
+function secureServer(tag: string, withR3 = false) {
   const server = new SecAggServerSession({
     tag,
     n: 3,
@@ -214,8 +214,19 @@ function secureServer(tag: string) {
     t: 2,
     vectorLength: L,
     minSurvivors: 3,
+    ...(withR3 ? { consistency: { sitePublicKey: site.publicKey } } : {}),
   });
-  const peers = [2, 3].map((index) => new SecAggClientSession({ tag, index, n: 3, t: 2, vectorLength: L }));
+  const peers = [2, 3].map(
+    (index) =>
+      new SecAggClientSession({
+        tag,
+        index,
+        n: 3,
+        t: 2,
+        vectorLength: L,
+        ...(withR3 ? { consistency: true as const, attestation: attested() } : {}),
+      }),
+  );
   const peerInputs = peers.map((_, i) => Uint32Array.from({ length: L }, (_, j) => (j * 7 + i) >>> 0));
   return { server, peers, peerInputs };
 }
@@ -269,32 +280,7 @@ describe('AegisClient with a site attestation key (consistency round)', () => {
     const r0 = roundStart(1, 1, true);
     const r = { ...r0, secagg: { ...r0.secagg!, consistency: true as const } };
     const tag = r.secagg.tag;
-    const server = new SecAggServerSession({
-      tag,
-      n: 3,
-      neighbours: [
-        [2, 3],
-        [1, 3],
-        [1, 2],
-      ],
-      t: 2,
-      vectorLength: L,
-      minSurvivors: 3,
-      consistency: { sitePublicKey: site.publicKey },
-    });
-    const peers = [2, 3].map(
-      (index) =>
-        new SecAggClientSession({
-          tag,
-          index,
-          n: 3,
-          t: 2,
-          vectorLength: L,
-          consistency: true,
-          attestation: attested(),
-        }),
-    );
-    const peerInputs = peers.map((_, i) => Uint32Array.from({ length: L }, (_, j) => (j * 5 + i) >>> 0));
+    const { server, peers, peerInputs } = secureServer(tag, true);
     socket.deliver('round:start', r);
     await settle();
     const [keys] = socket.all('secagg:keys');
