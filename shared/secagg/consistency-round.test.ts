@@ -264,8 +264,11 @@ describe('a server that tells two clients different survivor sets is caught', ()
 });
 
 describe('authenticated keys', () => {
-  /** A roster for client 1 with peers 2..5, each with valid keys and attestation, then one altered. */
-  function roster(tag: string): Roster {
+  /** A roster for client 1 with peers 2..5, each with valid keys and (by default, its own) attestation. */
+  function roster(
+    tag: string,
+    attestationOf: (index: number) => ClientAttestation = () => attested(),
+  ): Roster {
     const peers = [2, 3, 4, 5].map((index) =>
       new SecAggClientSession({
         tag,
@@ -274,7 +277,7 @@ describe('authenticated keys', () => {
         t: 3,
         vectorLength: L,
         consistency: true,
-        attestation: attested(),
+        attestation: attestationOf(index),
       }).advertise(),
     );
     return { peers: peers.map((k, i) => ({ index: i + 2, ...k })) };
@@ -324,18 +327,9 @@ describe('authenticated keys', () => {
     const tag = 'c';
     const id = generateSigningKeyPair();
     const a = attest(site.secretKey, id.publicKey);
-    const peers = [2, 3, 4, 5].map((index) =>
-      new SecAggClientSession({
-        tag,
-        index,
-        n: 5,
-        t: 3,
-        vectorLength: L,
-        consistency: true,
-        attestation: index <= 3 ? { sitePublicKey: site.publicKey, identity: id, signature: a } : attested(),
-      }).advertise(),
+    const r = roster(tag, (index) =>
+      index <= 3 ? { sitePublicKey: site.publicKey, identity: id, signature: a } : attested(),
     );
-    const r = { peers: peers.map((k, i) => ({ index: i + 2, ...k })) };
     expect(reason(() => client(tag).receiveRoster(r))).toBe('unattested');
     const me = new SecAggClientSession({
       tag,
