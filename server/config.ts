@@ -488,13 +488,22 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
   const optimizer = (s('optimizer') ?? d.optimizer) as LocalOptimizer;
   if (optimizer !== 'sgd' && optimizer !== 'adam')
     throw new Error(`--optimizer must be sgd or adam, got "${optimizer}"`);
+  // Parsed first: the defaults of --max-message-bytes and --max-examples-per-client follow from them.
+  const model = s('model') ? modelByName(s('model')!) : d.model;
+  const examplesPerClient = int(
+    'examples-per-client',
+    s('examples-per-client'),
+    d.examplesPerClient,
+    1,
+    50_000,
+  );
   const cfg: ServerConfig & { help: boolean } = {
     help: v.help === true,
     port: int('port', s('port'), d.port, 0, 65535),
     host: s('host') ?? d.host,
     tlsCert: s('tls-cert'),
     tlsKey: s('tls-key'),
-    model: s('model') ? modelByName(s('model')!) : d.model,
+    model,
     rounds: int('rounds', s('rounds'), d.rounds, 0),
     minClients: int('min-clients', s('min-clients'), d.minClients, 1, 100_000),
     clientsPerRound: int('clients-per-round', s('clients-per-round'), d.clientsPerRound, 1, 100_000),
@@ -516,24 +525,19 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     proximalMu: num('prox-mu', s('prox-mu'), d.proximalMu, 0, 1000),
     augment: onOff('augment', s('augment'), d.augment),
     partition: parsePartition(s),
-    examplesPerClient: int('examples-per-client', s('examples-per-client'), d.examplesPerClient, 1, 50_000),
+    examplesPerClient,
     testExamples: int('test-examples', s('test-examples'), d.testExamples, 1, 10_000),
     cifarDir: s('cifar-dir'),
     seed: int('seed', s('seed'), d.seed, 0, 2 ** 31),
     // Default: one update of the chosen model plus 64 KiB of envelope. Every frame up to this size is
     // buffered before it is checked, so a limit far above the largest real message only helps a flood.
-    maxMessageBytes: int(
-      'max-message-bytes',
-      s('max-message-bytes'),
-      updateMessageBytes(s('model') ? modelByName(s('model')!) : d.model),
-      1024,
-    ),
+    maxMessageBytes: int('max-message-bytes', s('max-message-bytes'), updateMessageBytes(model), 1024),
     // Default: 4x the mean shard. Ring weights are numExamples / this cap, so a cap far above real shard
     // sizes would spend the weight coordinate's precision on values no client has.
     maxExamplesPerClient: int(
       'max-examples-per-client',
       s('max-examples-per-client'),
-      4 * int('examples-per-client', s('examples-per-client'), d.examplesPerClient, 1, 50_000),
+      4 * examplesPerClient,
       1,
     ),
     distDir: s('dist-dir') ?? d.distDir,
