@@ -157,6 +157,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       defer: (fn) => this.guard.defer(fn),
       log: (m) => this.log(`round ${ref.round}.${ref.attempt}: ${m}`),
       close: (o) => this.onClose(ref, o),
+      unmask: this.deps.unmask,
     });
     const members = new Map(cohort.map((c, i) => [c.id, i + 1]));
     this.state = { kind: 'training', ref, startedAt, cohort, members, refused, accumulator };

@@ -8,6 +8,7 @@ import type { CohortSkip } from './cohort.ts';
 import type { ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { AttemptFailure, Metrics } from './metrics.ts';
+import type { UnmaskRunner } from './unmask-thread.ts';
 
 /** Where the rounds stand; everything that belongs to one attempt lives in its `training` state. */
 export type RoundState =
@@ -54,4 +55,6 @@ export interface CoordinatorDeps {
   clock?: Clock;
   /** CSPRNG of Poisson cohort draws (default: one keyed by the OS); tests inject a seeded one. */
   cohortRandom?: SecureRandom;
+  /** Where secure rounds unmask (server.ts: a worker thread); default in-process, synchronously. */
+  unmask?: UnmaskRunner;
 }

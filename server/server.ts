@@ -13,6 +13,7 @@ import { cifarSource, syntheticSource, type DataSource } from './datasets.ts';
 import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 import { createMetrics } from './metrics.ts';
 import { attachSocketIo } from './socket.ts';
+import { UnmaskThread } from './unmask-thread.ts';
 
 export interface RunningServer {
   url: string;
@@ -66,6 +67,8 @@ export async function startServer(
   const init = buildModel(cfg.model, cfg.seed);
   const initialWeights = await getFlatWeights(init);
   init.dispose();
+  // Secure rounds unmask on a worker thread: seconds of CPU at thousands of clients, off the event loop.
+  const unmaskThread = new UnmaskThread();
   const coordinator = new Coordinator({
     config: cfg,
     metrics,
@@ -75,6 +78,7 @@ export async function startServer(
     dataFor: (i) => data.specFor(i),
     log: cfg.logLevel === 'info' ? log : undefined,
     logError: log, // internal errors are logged even with --quiet
+    unmask: unmaskThread.run,
   });
   await coordinator.init();
 
@@ -90,6 +94,7 @@ export async function startServer(
     // node:tls refuses a malformed PEM or a key that does not match the certificate here.
     coordinator.stop();
     evaluator.dispose();
+    await unmaskThread.close();
     throw new StartupError(`--tls-cert/--tls-key: ${(e as Error).message.split('\n')[0]}`);
   }
   const io = attachSocketIo(http, coordinator, metrics, cfg.maxMessageBytes, {
@@ -104,6 +109,7 @@ export async function startServer(
     coordinator.stop();
     await new Promise<void>((r) => io.close(() => r()));
     evaluator.dispose();
+    await unmaskThread.close();
     throw listenError(e, cfg);
   });
   const port = (http.address() as AddressInfo).port;
@@ -118,6 +124,7 @@ export async function startServer(
       coordinator.stop();
       await new Promise<void>((r) => io.close(() => r()));
       evaluator.dispose();
+      await unmaskThread.close();
     },
   };
 }
