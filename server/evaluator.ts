@@ -49,6 +49,10 @@ export function evalBackendNote(tried: readonly string[]): string {
   return parts.join('; ');
 }
 
+/** Longest a slice of evaluation should hold the event loop (aegis_event_loop_delay_seconds). */
+const SLICE_MS = 50;
+const MIN_SLICE_BATCH = 16;
+
 export interface EvalResult {
   accuracy: number;
   loss: number;
@@ -61,6 +65,8 @@ export class Evaluator {
   private readonly model: tf.Sequential;
   private readonly x: tf.Tensor4D;
   private readonly labels: Uint8Array;
+  /** The batch size the slicing settled on (starts small: the first evaluation has no measure yet). */
+  private sliceBatch = MIN_SLICE_BATCH * 2;
 
   constructor(
     readonly spec: ModelSpec,
@@ -73,14 +79,21 @@ export class Evaluator {
     this.labels = test.y;
   }
 
+  /**
+   * Runs in slices on the main thread: one batch at a time, the event loop served between batches, and the
+   * batch halved while one takes longer than SLICE_MS (doubled again, up to batchSize, while it is quick), so
+   * no slice holds the loop much beyond SLICE_MS whatever the model and backend.
+   */
   async evaluate(weights: Float32Array): Promise<EvalResult> {
     const t0 = performance.now();
     setFlatWeights(this.model, this.spec, weights);
     const n = this.labels.length;
     let correct = 0;
     let lossSum = 0;
-    for (let s = 0; s < n; s += this.batchSize) {
-      const e = Math.min(n, s + this.batchSize);
+    let batch = Math.min(this.batchSize, this.sliceBatch);
+    for (let s = 0; s < n;) {
+      const e = Math.min(n, s + batch);
+      const b0 = performance.now();
       const probs = tf.tidy(
         () => this.model.predict(this.x.slice([s, 0, 0, 0], [e - s, -1, -1, -1])) as tf.Tensor2D,
       );
@@ -94,7 +107,14 @@ export class Evaluator {
         if (arg === label) correct++;
         lossSum += -Math.log(Math.max(row[label], 1e-7));
       }
+      const took = performance.now() - b0;
+      if (took > SLICE_MS && batch > MIN_SLICE_BATCH) batch = Math.max(MIN_SLICE_BATCH, batch >> 1);
+      else if (took < SLICE_MS / 2 && e - s === batch) batch = Math.min(this.batchSize, batch * 2);
+      s = e;
+      // data() resolves as a microtask on the cpu and wasm backends: without this, nothing else would run.
+      if (s < n) await new Promise<void>((r) => setImmediate(r));
     }
+    this.sliceBatch = batch; // the next evaluation starts at the size this one settled on
     return { accuracy: correct / n, loss: lossSum / n, examples: n, ms: performance.now() - t0 };
   }
 
