@@ -8,6 +8,32 @@ import { ScriptedClient } from './scripted-client.ts';
 
 const send = (m: ClientReport): void => void process.send?.(m);
 
+/**
+ * One client's crypto at a time, each in its own turn of the event loop: hundreds of clients of this
+ * process get their roster at once, and answering them back to back would hold the loop for tens of
+ * seconds, past socket.io's ping timeout (the server would drop them all as dead).
+ */
+const waiting: (() => void)[] = [];
+let turning = false;
+function nextTurn(): void {
+  const go = waiting.shift();
+  if (!go) {
+    turning = false;
+    return;
+  }
+  go(); // its answer runs in this turn's microtasks; the next client waits for the next turn
+  setImmediate(nextTurn);
+}
+function turn(): Promise<void> {
+  return new Promise((resolve) => {
+    waiting.push(resolve);
+    if (!turning) {
+      turning = true;
+      setImmediate(nextTurn);
+    }
+  });
+}
+
 process.once('message', async (job: ClientJob) => {
   const vanish = new Map(job.vanish);
   const clients: ScriptedClient[] = [];
@@ -57,6 +83,7 @@ process.once('message', async (job: ClientJob) => {
       vanish.get(i) ?? null,
     );
     ids.set(c, i);
+    for (const phase of ['keys', 'shares', 'masked', 'unmask'] as const) c.hooks[phase] = turn;
     c.socket.on('connect', () => {
       report.connected++;
       // hello and ready are sent by the client on connect and welcome.

@@ -1,6 +1,7 @@
 /**
  * npm run bench:swarm -- --clients N [--drop-after-keys 0.1 --drop-after-shares 0.1] [--processes P]
  *                        [--model tiny] [--phase-deadline-ms MS] [--connect-per-second R] [--out DIR]
+ *                        [--secagg-dropout 0.1]
  * One secure round of N protocol clients (real crypto, ScriptedClient) spread over P client processes,
  * against the real server process on loopback. Prints a progress line, then per-phase times, round time,
  * server CPU seconds, peak RSS, event-loop delay, messages and bytes per client; writes the same as JSON
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     model: { type: 'string', default: 'tiny' },
     'phase-deadline-ms': { type: 'string' },
     'connect-per-second': { type: 'string', default: '500' },
+    'secagg-dropout': { type: 'string', default: '0.1' },
     out: { type: 'string', default: 'bench-results' },
   },
 });
@@ -43,6 +45,7 @@ const r = await runSwarmBench({
   model: modelByName(values.model!),
   phaseDeadlineMs: phase,
   connectPerSecond: Number(values['connect-per-second']),
+  secaggDropout: Number(values['secagg-dropout']),
   progress: (line) => process.stdout.write(`\r${line}   `),
 });
 process.stdout.write('\n');
@@ -50,7 +53,7 @@ const f = (x: number | null, d = 1): string => (x === null || Number.isNaN(x) ? 
 const ms = (s: number | null): string => (s === null ? '–' : `${(s * 1000).toFixed(0)} ms`);
 console.log(`${r.ok ? 'OK' : 'FAILED'}: ${r.why}`);
 console.log(
-  `clients ${r.clients} (${r.dropAfterKeys} dropped after keys, ${r.dropAfterShares} after shares), model ${r.model} (${r.numParams} params), k ${r.k ?? '–'}, t ${r.t ?? '–'}, ${r.processes} client processes, phase deadline ${r.phaseDeadlineMs} ms`,
+  `clients ${r.clients} (${r.dropAfterKeys} dropped after keys, ${r.dropAfterShares} after shares), model ${r.model} (${r.numParams} params), --secagg-dropout ${r.secaggDropout}: k ${r.k ?? '–'}, t ${r.t ?? '–'}, ${r.processes} client processes, phase deadline ${r.phaseDeadlineMs} ms`,
 );
 console.log(
   `connect ${f(r.connectSeconds)} s | round ${f(r.roundSeconds)} s | phases ${Object.entries(r.phaseSeconds)
