@@ -4,6 +4,10 @@ import { classResults, type ClassResults } from '../shared/eval/per-class.ts';
 import { buildModel } from '../shared/model/build.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
 import { setFlatWeights } from '../shared/model/weights.ts';
+import { silenceTfjsNodeBanner } from '../shared/model/tfjs-banner.ts';
+
+// Node: our start-up says which backend evaluates; tfjs' cpu banner would repeat per process.
+silenceTfjsNodeBanner();
 
 export type EvalBackend = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
 
