@@ -13,16 +13,18 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-/** Why a token is refused; a closed set (it reaches logs), the detail for people is in the message. */
-export type TokenProblem =
-  | 'missing'
-  | 'malformed'
-  | 'bad_signature'
-  | 'expired'
-  | 'too_long_lived'
-  | 'wrong_origin'
-  | 'replayed'
-  | 'replay_cache_full';
+/** Why a token is refused: a closed set (a metric label); the detail for people is in the message. */
+export const TOKEN_PROBLEMS = [
+  'missing',
+  'malformed',
+  'bad_signature',
+  'expired',
+  'too_long_lived',
+  'wrong_origin',
+  'replayed',
+  'replay_cache_full',
+] as const;
+export type TokenProblem = (typeof TOKEN_PROBLEMS)[number];
 
 export const TOKEN_VERSION = 1;
 /** Longest token accepted: anything longer is refused before any work is done on it. */
