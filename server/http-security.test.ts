@@ -68,7 +68,7 @@ describe('security headers', () => {
       'referrer-policy': 'no-referrer',
       'x-frame-options': 'DENY',
     });
-    expect(PAGE_CSP).toContain("script-src 'self' 'wasm-unsafe-eval'");
+    expect(PAGE_CSP).toContain("script-src 'self' 'wasm-unsafe-eval';");
     expect(PAGE_CSP).not.toMatch(/'unsafe-eval'|'unsafe-inline'/);
     expect(PAGE_CSP).toContain("frame-ancestors 'none'");
   });

@@ -11,7 +11,8 @@ import { normalizeOrigin } from './join-token.ts';
 /**
  * The demo page's policy: only its own scripts, WebAssembly compilation for tfjs' wasm backend
  * ('wasm-unsafe-eval', not 'unsafe-eval'), workers from itself or blobs, sockets and fetches to itself
- * ('self' covers ws:/wss: of the same host), and no framing.
+ * ('self' covers ws:/wss: of the same host), and no framing. tfjs' threaded wasm would also need blob:
+ * in script-src (its pthread workers importScripts() blobs); it is off (client/backends-browser.ts).
  */
 export const PAGE_CSP = [
   "default-src 'self'",
