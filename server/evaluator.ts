@@ -1,8 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { CHANNELS, IMAGE_SIZE, NUM_CLASSES, toFloat, type Dataset } from '../shared/data/dataset.ts';
+import { CHANNELS, IMAGE_SIZE, NUM_CLASSES, PIXELS, toFloat, type Dataset } from '../shared/data/dataset.ts';
+import { classResults, type ClassResults } from '../shared/eval/per-class.ts';
 import { buildModel } from '../shared/model/build.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
 import { setFlatWeights } from '../shared/model/weights.ts';
+import { silenceTfjsNodeBanner } from '../shared/model/tfjs-banner.ts';
+
+// Node: our start-up says which backend evaluates; tfjs' cpu banner would repeat per process.
+silenceTfjsNodeBanner();
 
 export type EvalBackend = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
 
@@ -54,6 +59,21 @@ export interface EvalResult {
   loss: number;
   examples: number;
   ms: number;
+  /** Per-class accuracy and the confusion matrix (absent from evaluators that do not compute them). */
+  classes?: ClassResults;
+  /** Predicted classes of the first SAMPLE_COUNT test examples (the page's prediction strip). */
+  samplePreds?: number[];
+  /** Their true classes. */
+  sampleLabels?: number[];
+}
+
+/** Test examples whose images and predictions the demo shows. */
+export const SAMPLE_COUNT = 8;
+
+/** The first SAMPLE_COUNT test images (HWC bytes) and their labels: fixed for the run. */
+export function testSamples(test: Dataset, count = SAMPLE_COUNT): { images: Uint8Array; labels: number[] } {
+  const n = Math.min(count, test.n);
+  return { images: test.x.slice(0, n * PIXELS), labels: Array.from(test.y.subarray(0, n)) };
 }
 
 /** Evaluates global weights on a fixed held-out set; the test tensors are built once. */
@@ -77,6 +97,7 @@ export class Evaluator {
     const t0 = performance.now();
     setFlatWeights(this.model, this.spec, weights);
     const n = this.labels.length;
+    const preds = new Int32Array(n);
     let correct = 0;
     let lossSum = 0;
     for (let s = 0; s < n; s += this.batchSize) {
@@ -91,11 +112,20 @@ export class Evaluator {
         let arg = 0;
         for (let k = 1; k < NUM_CLASSES; k++) if (row[k] > row[arg]) arg = k;
         const label = this.labels[s + i];
+        preds[s + i] = arg;
         if (arg === label) correct++;
         lossSum += -Math.log(Math.max(row[label], 1e-7));
       }
     }
-    return { accuracy: correct / n, loss: lossSum / n, examples: n, ms: performance.now() - t0 };
+    return {
+      accuracy: correct / n,
+      loss: lossSum / n,
+      examples: n,
+      ms: performance.now() - t0,
+      classes: classResults(Int32Array.from(this.labels), preds, NUM_CLASSES),
+      samplePreds: Array.from(preds.subarray(0, Math.min(n, SAMPLE_COUNT))),
+      sampleLabels: Array.from(this.labels.subarray(0, Math.min(n, SAMPLE_COUNT))),
+    };
   }
 
   dispose(): void {

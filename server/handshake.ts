@@ -27,8 +27,12 @@ export interface HandshakeRequest {
   auth: unknown;
 }
 
+/**
+ * resumes: let in without a token to resume this session. observerOnly: let in without a token to watch
+ * the public status (the demo page's observer socket); it may not join.
+ */
 export type Admission =
-  | { ok: true; resumes: string | null }
+  | { ok: true; resumes: string | null; observerOnly: boolean }
   | { ok: false; reason: 'bad_origin' | 'bad_token' | 'server_full'; message: string };
 
 const MAX_ORIGIN_CHARS = 256;
@@ -67,12 +71,15 @@ export function admit(req: HandshakeRequest, p: HandshakePolicy, metrics: Metric
           : 'this site is not allowed to join this server (--allowed-origins)',
     };
   }
-  if (!p.tokens) return { ok: true, resumes: null };
+  if (!p.tokens) return { ok: true, resumes: null, observerOnly: false };
   const auth = typeof req.auth === 'object' && req.auth !== null ? (req.auth as Record<string, unknown>) : {};
+  // The status is public (GET /api/status too): watching it needs no token, joining does.
+  if (auth.observe === true && auth.token === undefined)
+    return { ok: true, resumes: null, observerOnly: true };
   const resumes = auth.session === undefined ? null : p.sessionOf(auth.session);
-  if (resumes !== null) return { ok: true, resumes };
+  if (resumes !== null) return { ok: true, resumes, observerOnly: false };
   const v = p.tokens.verify(auth.token, req.origin, p.now());
-  if (v.ok) return { ok: true, resumes: null };
+  if (v.ok) return { ok: true, resumes: null, observerOnly: false };
   metrics.joinTokensRefused.inc({ problem: v.problem });
   const reason = v.problem === 'replay_cache_full' ? 'server_full' : 'bad_token';
   metrics.updatesRejected.inc({ reason, event: 'connect' });

@@ -1,6 +1,7 @@
 import type { DataSpec } from '../shared/data/dataset.ts';
 import type { SecureRandom } from '../shared/dp/secure-random.ts';
 import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
+import type { DataKind } from '../shared/protocol/status.ts';
 import type { Accumulator } from './aggregator/index.ts';
 import type { ClientRecord } from './clients.ts';
 import type { Clock, Timer } from './clock.ts';
@@ -38,6 +39,8 @@ export interface CoordinatorEvents {
   /** A cohort draw fell outside the bounds: no attempt started (drawn again after a pause). */
   cohortSkipped: [{ round: number; drawn: number; eligible: number; reason: CohortSkip }];
   done: [RoundSummary[]];
+  /** The round state changed (any transition): what status observers are pushed on. */
+  changed: [];
 }
 
 /** What the coordinator is built from. */
@@ -46,6 +49,8 @@ export interface CoordinatorDeps {
   metrics: Metrics;
   evaluate: (weights: Float32Array) => Promise<EvalResult>;
   evalBackend: string;
+  /** Where the training data comes from, as status shows it. */
+  data?: { kind: DataKind; description: string };
   initialWeights: Float32Array;
   dataFor: (clientIndex: number) => DataSpec;
   log?: (msg: string) => void;

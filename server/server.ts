@@ -102,6 +102,7 @@ export async function startServer(
     metrics,
     evaluate: (w) => evaluator.evaluate(w),
     evalBackend,
+    data: { kind: data.kind, description: data.description },
     initialWeights,
     dataFor: (i) => data.specFor(i),
     log: cfg.logLevel === 'info' ? log : undefined,

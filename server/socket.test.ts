@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { io as connect, type Socket } from 'socket.io-client';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type Ack, type Rejection, type Welcome } from '../shared/protocol/messages.ts';
+import type { ServerStatus } from '../shared/protocol/status.ts';
 import { parseTrustedProxy } from './address.ts';
 import { ManualClock } from './clock.ts';
 import { DEFAULTS } from './config.ts';
@@ -143,6 +144,31 @@ describe('socket.io wiring', () => {
     expect(
       await metricValue(r.metrics, 'aegis_messages_rejected_total', { reason: 'bad_token', event: 'hello' }),
     ).toBe(1);
+  });
+
+  it('status is pushed to observers (and only to them) when it changes, coalesced', async () => {
+    const r = await rig();
+    const seen: ServerStatus[] = [];
+    const obs = client(r.url, undefined, { auth: { observe: true } });
+    obs.on('status', (st: ServerStatus) => seen.push(st));
+    const plain: ServerStatus[] = [];
+    const a = client(r.url);
+    a.on('status', (st: ServerStatus) => plain.push(st));
+    await Promise.all([connected(obs), connected(a)]);
+    await until(() => seen.length === 1); // the current status, at once
+    expect(seen[0]).toMatchObject({ phase: 'waiting', round: 1, clients: { connected: 0, needed: 50 } });
+    a.emit('hello', HELLO);
+    await next<Welcome>(a, 'welcome');
+    a.emit('ready', { backend: 'wasm' });
+    await new Promise((res) => setTimeout(res, 20)); // the messages are handled
+    r.clock.advance(1000);
+    await until(() => seen.at(-1)?.clients.ready === 1);
+    expect(seen.at(-1)).toMatchObject({ clients: { connected: 1, ready: 1 } });
+    const pushes = seen.length;
+    r.clock.advance(5000); // periodic checks, nothing changed: nothing sent
+    await new Promise((res) => setTimeout(res, 20));
+    expect(seen).toHaveLength(pushes);
+    expect(plain).toEqual([]);
   });
 
   it('round:refuse reaches the coordinator: one outside a round is rejected as late under its own label', async () => {
@@ -326,6 +352,23 @@ describe('handshake: Origin allow-list and join tokens', () => {
         .reason,
     ).toBe('bad_origin');
     expect(r.coordinator.status().clients.connected).toBe(1);
+  });
+
+  it('with a token key, an observer watches the status without a token but cannot join', async () => {
+    const r = await tokenRig();
+    const obs = client(r.url, undefined, { origin: SITE, auth: { observe: true } });
+    const first = next<unknown>(obs, 'status');
+    await connected(obs);
+    expect(await first).toMatchObject({ phase: 'waiting' });
+    const closed = next<string>(obs, 'disconnect');
+    obs.emit('hello', HELLO);
+    const rej = await next<Rejection>(obs, 'rejected');
+    expect(rej).toMatchObject({ reason: 'bad_token', message: expect.stringMatching(/observe/) });
+    expect(await closed).toBe('io server disconnect');
+    expect(r.coordinator.status().clients.connected).toBe(0);
+    // Observing is no way around the Origin check.
+    const evil = client(r.url, undefined, { origin: 'https://evil.example', auth: { observe: true } });
+    expect((await refusal(evil)).reason).toBe('bad_origin');
   });
 
   it('a reconnect gets in with its session instead of the spent token, and may only resume that session', async () => {

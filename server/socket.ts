@@ -12,6 +12,7 @@ import type { Metrics } from './metrics.ts';
 import type { ClientEvent, EventLabel } from './reject-events.ts';
 import { boundedParser, PendingAttachments } from './socket-parser.ts';
 import { admit, type HandshakePolicy } from './handshake.ts';
+import { STATUS_ROOM, StatusPush } from './status-push.ts';
 
 /** What one connection knows about itself. */
 interface Connection {
@@ -19,6 +20,8 @@ interface Connection {
   readonly link: ClientLink;
   /** Let in without a join token to resume this session (a reconnect): its hello must resume it. */
   readonly resumes: string | null;
+  /** Let in without a join token to watch the status: it may not say hello. */
+  readonly observerOnly: boolean;
 }
 
 type Handler = (coordinator: Coordinator, conn: Connection, raw: unknown) => Ack | void;
@@ -29,6 +32,11 @@ type Handler = (coordinator: Coordinator, conn: Connection, raw: unknown) => Ack
  */
 const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
   hello: (c, conn, raw) => {
+    if (conn.observerOnly)
+      throw new ProtocolError(
+        'bad_token',
+        'this connection was let in to observe; joining needs a join token',
+      );
     if (conn.resumes !== null && resumedId(raw) !== conn.resumes)
       throw new ProtocolError(
         'bad_token',
@@ -128,14 +136,36 @@ export function attachSocketIo(
     const h = socket.handshake;
     const a = admit({ origin: h.headers.origin, host: h.headers.host, auth: h.auth }, policy, metrics);
     if (a.ok) {
-      (socket.data as { resumes?: string | null }).resumes = a.resumes;
+      Object.assign(socket.data as object, { resumes: a.resumes, observerOnly: a.observerOnly });
       return next();
     }
     next(Object.assign(new Error(a.message), { data: { reason: a.reason, message: a.message } }));
   });
-  io.on('connection', (socket) =>
-    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes),
-  );
+  // Status is pushed to observers when the round state changes, and after any message or connection
+  // change (reports, secure-aggregation phases, client counts), coalesced.
+  const push = new StatusPush({
+    status: () => coordinator.status(),
+    emit: (s) => io.to(STATUS_ROOM).emit('status', s),
+    clock,
+  });
+  const kick = (): void => push.kick();
+  coordinator.on('changed', kick);
+  http.once('close', () => {
+    push.stop();
+    coordinator.off('changed', kick);
+  });
+  io.on('connection', (socket) => {
+    if ((socket.handshake.auth as { observe?: unknown } | undefined)?.observe === true) {
+      void socket.join(STATUS_ROOM);
+      push.observerJoined();
+      socket.emit('status', push.current());
+      socket.on('disconnect', () => push.observerLeft());
+    }
+    socket.on('disconnect', kick);
+    socket.onAny(kick);
+    kick();
+    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes);
+  });
   return io;
 }
 
@@ -150,6 +180,7 @@ function serve(
     clientId: null,
     link: { send: (event, ...args) => socket.emit(event, ...args) },
     resumes: (socket.data as { resumes?: string | null }).resumes ?? null,
+    observerOnly: (socket.data as { observerOnly?: boolean }).observerOnly === true,
   };
   const pending = new PendingAttachments(maxMessageBytes);
   socket.conn.on('packet', (p: { type?: string; data?: unknown }) => {
@@ -198,7 +229,12 @@ function serve(
       }
       if (typeof ack === 'function') ack(res);
       // A reconnect whose session is gone has no token for a new one: close, rather than hear it hello again.
-      if (event === 'hello' && !res.ok && res.reason === 'bad_token' && conn.resumes !== null)
+      if (
+        event === 'hello' &&
+        !res.ok &&
+        res.reason === 'bad_token' &&
+        (conn.resumes !== null || conn.observerOnly)
+      )
         socket.disconnect(true);
     });
   };
