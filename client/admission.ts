@@ -59,6 +59,11 @@ export class IdentitySession {
     return parseCredentials(this.identity.get())?.sessionId ?? null;
   }
 
+  /** The stored session's credentials (offered at a reconnect's handshake), or null. */
+  credentials(): SessionCredentials | null {
+    return parseCredentials(this.identity.get());
+  }
+
   /** Starts a session, or resumes the stored one. */
   hello(): void {
     const resume = parseCredentials(this.identity.get());

@@ -83,4 +83,10 @@ export interface ClientOptions {
    * consistency round (R3), and trusts only peers whose keys the site vouches for.
    */
   attestation?: ClientAttestation;
+  /**
+   * The join token the embedding site minted for this visitor (data-token), sent in the socket.io
+   * handshake; servers with --join-token-key refuse connections without a valid one. It is spent on the
+   * first connection, so reconnects offer the session they hold instead.
+   */
+  joinToken?: string;
 }

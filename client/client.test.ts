@@ -11,6 +11,7 @@ import { MODELS, numParams } from '../shared/model/spec.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,
+  type Rejection,
   type RoundStart,
   type Update,
   type Welcome,
@@ -25,6 +26,7 @@ import {
   type ClientEvents,
   type ClientOptions,
   type ClientListenEvents,
+  type ConnectOptions,
   type ClientState,
   type SocketLike,
 } from './client.ts';
@@ -595,6 +597,88 @@ describe('AegisClient', () => {
     expect(trainer.spawned).toBe(1); // preparation is reused
     const s: ClientState[] = states();
     expect(s.slice(s.indexOf('disconnected'))).toEqual(['disconnected', 'uploading', 'idle']);
+  });
+
+  it('sends its join token at the handshake, and with it the session it holds once it has one', async () => {
+    let opts: ConnectOptions | null = null;
+    const socket = new FakeSocket();
+    const client = new AegisClient({
+      serverUrl: 'http://fake.invalid',
+      source: 'node',
+      identity: memoryStore(),
+      spawnTrainer: () => new Promise(() => {}),
+      connect: (_url, o) => {
+        opts = o;
+        return socket;
+      },
+      clock: new FakeClock(),
+      joinToken: 'the.token',
+    });
+    const auth = (): unknown => {
+      let got: unknown;
+      opts!.auth!((d) => (got = d));
+      return got;
+    };
+    client.start();
+    expect(auth()).toEqual({ token: 'the.token' });
+    socket.open();
+    socket.deliver('welcome', welcome);
+    // A reconnect now offers the session (the token was spent on the first connection).
+    expect(auth()).toEqual({
+      token: 'the.token',
+      session: { sessionId: welcome.sessionId, resumeToken: welcome.resumeToken },
+    });
+    client.stop();
+    let plain: ConnectOptions | null = null;
+    const other = new AegisClient({
+      serverUrl: 'http://fake.invalid',
+      source: 'node',
+      spawnTrainer: () => new Promise(() => {}),
+      connect: (_url, o) => {
+        plain = o;
+        return new FakeSocket();
+      },
+      clock: new FakeClock(),
+    });
+    other.start();
+    expect(plain!.auth).toBeUndefined(); // no token, no auth: servers without tokens see what they always saw
+    other.stop();
+  });
+
+  it('a handshake the server refuses (bad_token, bad_origin) fails the client with the reason; a transport error does not', async () => {
+    const socket = new FakeSocket();
+    const client = new AegisClient({
+      serverUrl: 'http://fake.invalid',
+      source: 'demo',
+      spawnTrainer: () => new Promise(() => {}),
+      connect: () => socket,
+      clock: new FakeClock(),
+      joinToken: 'x.y',
+    });
+    const rejected: Rejection[] = [];
+    const errors: Error[] = [];
+    client.on('rejected', (r) => rejected.push(r));
+    client.on('error', (e) => errors.push(e));
+    client.start();
+    socket.deliver('connect_error', new Error('websocket error'));
+    socket.deliver(
+      'connect_error',
+      Object.assign(new Error('x'), { data: { reason: 'not_a_reason', message: 'm' } }),
+    );
+    expect(client.state).toBe('connecting');
+    socket.deliver(
+      'connect_error',
+      Object.assign(new Error('refused'), {
+        data: { reason: 'bad_token', message: 'the join token has expired' },
+      }),
+    );
+    expect(rejected).toEqual([
+      { event: 'connect', reason: 'bad_token', message: 'the join token has expired' },
+    ]);
+    expect(errors.map((e) => e.message)).toEqual([
+      'the server refused the connection (bad_token): the join token has expired',
+    ]);
+    expect(client.state).toBe('failed');
   });
 
   it('resumes a stored session; an expired one (bad_token) is dropped and a new one started', async () => {

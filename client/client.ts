@@ -1,6 +1,6 @@
 import { asBytes } from '../shared/base/bytes.ts';
 import { checkClientAttestation } from '../shared/secagg/client-session.ts';
-import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
+import { isRejectReason, ProtocolError, type RejectReason } from '../shared/base/errors.ts';
 import { makeFloors, type Floors } from '../shared/protocol/floors.ts';
 import {
   PROTOCOL_VERSION,
@@ -162,12 +162,21 @@ export class AegisClient extends Emitter<ClientEvents> {
 
   private connect(): void {
     const connect = this.opts.connect ?? socketIo;
+    const token = this.opts.joinToken;
     // Every message is counted as it leaves: the page shows what left this browser, per round.
     const s = countingSocket(
       connect(this.opts.serverUrl, {
         path: this.opts.path,
         transports: ['websocket'],
         reconnectionDelayMax: 5000,
+        ...(token !== undefined
+          ? {
+              auth: (cb) => {
+                const session = this.identity.credentials();
+                cb(session ? { token, session } : { token });
+              },
+            }
+          : {}),
       }),
       (m) => this.emit('sent', m),
     );
@@ -177,6 +186,7 @@ export class AegisClient extends Emitter<ClientEvents> {
       this.identity.cancelRetry();
       this.setLink('lost');
     });
+    s.on('connect_error', (e) => this.onRefused(e));
     s.on('welcome', (w) => void this.onWelcome(w));
     s.on('round:start', (r) => this.onRound(r));
     s.on('round:end', (r) => this.emit('roundEnd', r));
@@ -235,6 +245,18 @@ export class AegisClient extends Emitter<ClientEvents> {
   private fail(e: Error): void {
     this.emit('error', e);
     this.end({ kind: 'failed', error: e });
+  }
+
+  /**
+   * A handshake the server refused (bad_origin, bad_token, server_full): socket.io does not retry it and
+   * neither do we; the page hears why. Transport errors carry no reason and are retried by socket.io.
+   */
+  private onRefused(e: Error & { data?: unknown }): void {
+    const d = e.data as { reason?: unknown; message?: unknown } | undefined;
+    if (!d || !isRejectReason(d.reason)) return;
+    const message = typeof d.message === 'string' ? d.message.slice(0, 200) : d.reason;
+    this.emit('rejected', { event: 'connect', reason: d.reason, message });
+    this.fail(new Error(`the server refused the connection (${d.reason}): ${message}`));
   }
 
   private async onWelcome(w: Welcome): Promise<void> {

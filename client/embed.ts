@@ -1,7 +1,10 @@
 /**
  * The script tag for participating sites:
  *   <script type="module" src="https://fl.example.org/aegis-embed.js" data-consent="required"
- *           data-min-cohort="10" data-min-noise="0.8"></script>
+ *           data-token="<join token>" data-min-cohort="10" data-min-noise="0.8"></script>
+ * data-token is a join token the site's backend mints for each visitor (POST /api/join-token on the
+ * server, or `npm run token`); a server with --join-token-key admits no one without one. It is short-lived
+ * and single-use, so it is minted per page view, not written once into a static page.
  * It joins the server it was loaded from. With data-consent="required" it waits until the page calls
  * window.aegisfl.join() (after the visitor agreed); otherwise it joins when the page is idle. The page's
  * floors (data-secagg, data-min-cohort, data-min-threshold, data-min-noise, data-max-clip; see
@@ -54,6 +57,7 @@ const api = {
       backends: parseBackends(script?.dataset.backends),
       floors,
       attestation,
+      token: script?.dataset.token || undefined,
     });
     return client;
   },

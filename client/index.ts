@@ -30,6 +30,8 @@ export interface JoinOptions {
    * round; the server cannot lower that.
    */
   attestation?: ClientAttestation;
+  /** The join token the site minted for this visitor (see ClientOptions.joinToken). */
+  token?: string;
 }
 
 /** Parses a comma-separated backend list (e.g. from a URL or data attribute); unknown names are an error. */
@@ -71,6 +73,7 @@ export function join(opts: JoinOptions = {}): AegisClient {
     floors: makeFloors(opts.floors),
     participation: (onWaiting, signal) => takeParticipation(webLocks(), serverUrl, onWaiting, signal),
     attestation: opts.attestation,
+    joinToken: opts.token,
     spawnTrainer,
   });
   client.start();

@@ -174,6 +174,37 @@ describe('parseConfig', () => {
     expect(b.dp!.adaptive).toEqual({ targetQuantile: 0.5, learningRate: 0.2, indicatorStd: 5 });
   });
 
+  it('access flags: allowed origins, join-token keys, operator key', () => {
+    const d = parseConfig([]);
+    expect(d.allowedOrigins).toBeNull();
+    expect(d.joinTokenKey).toBeUndefined();
+    expect(d.joinTokenMaxTtlS).toBe(600);
+    const c = parseConfig([
+      '--allowed-origins',
+      'https://a.example, https://b.example:8443/,https://a.example',
+      '--join-token-key',
+      'k.hex',
+      '--join-token-key-previous',
+      'old.hex',
+      '--join-token-max-ttl',
+      '120',
+      '--operator-key',
+      'op.hex',
+    ]);
+    expect(c.allowedOrigins).toEqual(['https://a.example', 'https://b.example:8443']);
+    expect([c.joinTokenKey, c.joinTokenKeyPrevious, c.operatorKey, c.joinTokenMaxTtlS]).toEqual([
+      'k.hex',
+      'old.hex',
+      'op.hex',
+      120,
+    ]);
+    expect(() => parseConfig(['--allowed-origins', 'https://a.example/path'])).toThrow(/--allowed-origins/);
+    expect(() => parseConfig(['--allowed-origins', ' , '])).toThrow(/at least one/);
+    expect(() => parseConfig(['--join-token-key-previous', 'old.hex'])).toThrow(/needs --join-token-key/);
+    expect(() => parseConfig(['--operator-key', 'op.hex'])).toThrow(/needs --join-token-key/);
+    expect(() => parseConfig(['--join-token-max-ttl', '5'])).toThrow(/--join-token-max-ttl/);
+  });
+
   it('session and rate-limit flags', () => {
     const d = parseConfig([]);
     expect(d).toMatchObject({

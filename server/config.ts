@@ -8,6 +8,7 @@ import { hexToBytes } from '@noble/hashes/utils.js';
 import { checkSigningKey } from '../shared/secagg/consistency.ts';
 import { SECAGG_MIN_COHORT } from '../shared/secagg/graph.ts';
 import { parseTrustedProxy, type TrustedProxy } from './address.ts';
+import { normalizeOrigin } from './join-token.ts';
 import {
   SERVER_OPTIMIZERS,
   SERVER_OPTIMIZER_DEFAULTS,
@@ -116,6 +117,19 @@ export interface ServerConfig {
   addressBurst: number;
   /** Proxies trusted to name the client's address in X-Forwarded-For (see server/address.ts). */
   trustedProxy: TrustedProxy;
+  /**
+   * Origins whose pages may connect and read the embed bundle (CORS); the server's own pages always may.
+   * null: any origin (development).
+   */
+  allowedOrigins: string[] | null;
+  /** File with the hex key join tokens are signed with; set, every new connection needs a token. */
+  joinTokenKey?: string;
+  /** File with the key before the last rotation: its tokens stay valid until they expire. */
+  joinTokenKeyPrevious?: string;
+  /** Longest remaining life a join token may have (exp - now), seconds. */
+  joinTokenMaxTtlS: number;
+  /** File with the operator's secret for POST /api/join-token; unset, the route does not exist. */
+  operatorKey?: string;
 }
 
 export const DEFAULTS: ServerConfig = {
@@ -165,6 +179,8 @@ export const DEFAULTS: ServerConfig = {
   addressRate: 20,
   addressBurst: 200,
   trustedProxy: { kind: 'none' },
+  allowedOrigins: null,
+  joinTokenMaxTtlS: 600,
 };
 
 export const FLAGS = {
@@ -274,6 +290,23 @@ export const FLAGS = {
   'trusted-proxy': {
     type: 'string',
     help: 'proxies whose X-Forwarded-For names the client: a hop count, or IPs/CIDRs',
+  },
+  'allowed-origins': {
+    type: 'string',
+    help: "comma-separated origins whose pages may connect and load the embed (the server's own always may)",
+  },
+  'join-token-key': {
+    type: 'string',
+    help: 'file with the hex key of join tokens; set, every connection needs a valid token (production)',
+  },
+  'join-token-key-previous': {
+    type: 'string',
+    help: 'file with the key before the last rotation (its tokens stay valid until they expire)',
+  },
+  'join-token-max-ttl': { type: 'string', help: 'longest join-token lifetime accepted, in seconds' },
+  'operator-key': {
+    type: 'string',
+    help: 'file with the secret for POST /api/join-token (Authorization: Bearer); unset, no such route',
   },
   help: { type: 'boolean', help: 'print this help' },
 } as const;
@@ -463,6 +496,11 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'address-rate': String(DEFAULTS.addressRate),
   'address-burst': String(DEFAULTS.addressBurst),
   'trusted-proxy': DEFAULTS.trustedProxy.kind,
+  'allowed-origins': 'any',
+  'join-token-key': 'none: no token needed',
+  'join-token-key-previous': null,
+  'join-token-max-ttl': String(DEFAULTS.joinTokenMaxTtlS),
+  'operator-key': null,
   help: null,
 };
 
@@ -491,6 +529,21 @@ function parseSiteKey(v: string | undefined): Uint8Array | null {
   const bad = checkSigningKey(key);
   if (bad) throw new Error(`--site-attestation-key is not a usable Ed25519 public key (${bad})`);
   return key;
+}
+
+/** --allowed-origins: comma-separated origins (scheme://host[:port]), at least one. */
+function parseOrigins(v: string | undefined): string[] | null {
+  if (v === undefined) return null;
+  const list = v
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
+  if (list.length === 0) throw new Error('--allowed-origins needs at least one origin');
+  try {
+    return [...new Set(list.map(normalizeOrigin))];
+  } catch (e) {
+    throw new Error(`--allowed-origins: ${(e as Error).message}`);
+  }
 }
 
 /** Parses argv into a validated config; throws with a message naming the flag on bad input. */
@@ -600,6 +653,11 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     addressRate: num('address-rate', s('address-rate'), d.addressRate, 0.01, 1e6),
     addressBurst: int('address-burst', s('address-burst'), d.addressBurst, 1, 1e6),
     trustedProxy: parseTrustedProxy(s('trusted-proxy')),
+    allowedOrigins: parseOrigins(s('allowed-origins')),
+    joinTokenKey: s('join-token-key'),
+    joinTokenKeyPrevious: s('join-token-key-previous'),
+    joinTokenMaxTtlS: int('join-token-max-ttl', s('join-token-max-ttl'), d.joinTokenMaxTtlS, 10, 24 * 3600),
+    operatorKey: s('operator-key'),
   };
   cfg.dp = parseDp(s, v['dp-adaptive-clip'] === true, cfg.clientsPerRound);
   return validateConfig(cfg);
@@ -643,6 +701,10 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
     );
   if (c.maxSessions < c.minClients)
     throw new Error(`--max-sessions (${c.maxSessions}) cannot be below --min-clients (${c.minClients})`);
+  if (c.joinTokenKeyPrevious !== undefined && c.joinTokenKey === undefined)
+    throw new Error('--join-token-key-previous needs --join-token-key (the current key)');
+  if (c.operatorKey !== undefined && c.joinTokenKey === undefined)
+    throw new Error('--operator-key needs --join-token-key (the key the minted tokens are signed with)');
   if (c.examplesPerClient > c.maxExamplesPerClient)
     throw new Error('--examples-per-client exceeds --max-examples-per-client');
   return c;

@@ -112,6 +112,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   readonly secaggRefuse: Intake['secaggRefuse'] = (clientId, raw) => this.intake.secaggRefuse(clientId, raw);
   readonly roundRefuse: Intake['roundRefuse'] = (clientId, raw) => this.intake.roundRefuse(clientId, raw);
 
+  /** The session valid credentials resume, or null (see ClientRegistry.sessionOf). */
+  sessionOf(raw: unknown): string | null {
+    return this.clients.sessionOf(raw);
+  }
+
   disconnect(link: ClientLink): void {
     this.guard.run('disconnect', () => {
       if (!this.clients.disconnect(link)) return; // the link never had an identity

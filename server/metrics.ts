@@ -6,6 +6,7 @@ import { BOUNDS_FAILURES } from '../shared/fl/encoding.ts';
 import { CULPRIT_KINDS } from '../shared/secagg/types.ts';
 import { COHORT_SKIPS } from './cohort.ts';
 import { REJECT_EVENTS } from './reject-events.ts';
+import { TOKEN_PROBLEMS } from './join-token.ts';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -233,6 +234,17 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    joinTokensRefused: new Counter({
+      name: 'aegis_join_tokens_refused_total',
+      help: 'Connections refused at the handshake for their join token, by problem (all also count as bad_token)',
+      labelNames: ['problem'] as const,
+      registers: [registry],
+    }),
+    joinTokensIssued: new Counter({
+      name: 'aegis_join_tokens_issued_total',
+      help: 'Join tokens minted by POST /api/join-token',
+      registers: [registry],
+    }),
     /** DP gauges: registered by enablePrivacy() only, so a server without DP exports none (not zeros). */
     dp: {
       epsilon: new Gauge({
@@ -280,5 +292,6 @@ export function createMetrics() {
   for (const reason of COHORT_SKIPS) m.cohortSkips.inc({ reason }, 0);
   for (const step of RELEASE_STEPS) m.clientsReleased.inc({ step }, 0);
   m.clientRefusals.inc({ reason: 'below_floor' }, 0);
+  for (const problem of TOKEN_PROBLEMS) m.joinTokensRefused.inc({ problem }, 0);
   return m;
 }

@@ -14,6 +14,10 @@ import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 import { createMetrics } from './metrics.ts';
 import { attachSocketIo } from './socket.ts';
 import { UnmaskThread } from './unmask-thread.ts';
+import { JoinTokenVerifier, mintJoinToken, parseTokenKey } from './join-token.ts';
+
+/** Join tokens are remembered (for replay detection) up to this many live at once. */
+const REPLAY_CAPACITY = 200_000;
 
 export interface RunningServer {
   url: string;
@@ -36,6 +40,32 @@ async function readTls(cfg: ServerConfig): Promise<{ cert: Buffer; key: Buffer }
   return { cert: await read('--tls-cert', cfg.tlsCert), key: await read('--tls-key', cfg.tlsKey) };
 }
 
+interface Secrets {
+  tokenKey: Buffer | null;
+  previousTokenKey: Buffer | null;
+  operatorKey: Buffer | null;
+}
+
+/** The key files: read and checked before anything is built. */
+async function readSecrets(cfg: ServerConfig): Promise<Secrets> {
+  const read = async (flag: string, path: string | undefined): Promise<Buffer | null> => {
+    if (path === undefined) return null;
+    const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      throw new StartupError(`${flag} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    });
+    try {
+      return parseTokenKey(text, `${flag} ${path}`);
+    } catch (e) {
+      throw new StartupError((e as Error).message);
+    }
+  };
+  return {
+    tokenKey: await read('--join-token-key', cfg.joinTokenKey),
+    previousTokenKey: await read('--join-token-key-previous', cfg.joinTokenKeyPrevious),
+    operatorKey: await read('--operator-key', cfg.operatorKey),
+  };
+}
+
 /** Why listening failed, in the operator's terms. */
 function listenError(e: NodeJS.ErrnoException, cfg: ServerConfig): Error {
   const where = `${cfg.host}:${cfg.port}`;
@@ -53,6 +83,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const startedAt = Date.now();
   const tls = await readTls(cfg);
+  const secrets = await readSecrets(cfg);
   const { backend: evalBackend, tried } = await initEvalBackend();
   log(`evaluation backend: ${evalBackend}${tried.length ? ` (${evalBackendNote(tried)})` : ''}`);
 
@@ -85,7 +116,34 @@ export async function startServer(
 
   if (!existsSync(cfg.distDir))
     log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
-  const app = createApp({ coordinator, metrics, data, distDir: cfg.distDir, startedAt });
+  const allowedOrigins = cfg.allowedOrigins ? new Set(cfg.allowedOrigins) : null;
+  const { tokenKey, previousTokenKey, operatorKey } = secrets;
+  const tokens = tokenKey
+    ? new JoinTokenVerifier({
+        key: tokenKey,
+        previousKey: previousTokenKey,
+        maxTtlSeconds: cfg.joinTokenMaxTtlS,
+        replayCapacity: REPLAY_CAPACITY,
+      })
+    : null;
+  if (!tokens) log('join tokens: off (any client may join); set --join-token-key in production');
+  const app = createApp({
+    coordinator,
+    metrics,
+    data,
+    distDir: cfg.distDir,
+    startedAt,
+    allowedOrigins,
+    tokenRoute:
+      tokenKey && operatorKey
+        ? {
+            operatorKey,
+            maxTtlSeconds: cfg.joinTokenMaxTtlS,
+            mint: (o) => mintJoinToken(tokenKey, o),
+            onIssued: () => metrics.joinTokensIssued.inc(),
+          }
+        : null,
+  });
   let http: HttpServer;
   try {
     http = createAdaptorServer(
@@ -98,11 +156,18 @@ export async function startServer(
     await unmaskThread.close();
     throw new StartupError(`--tls-cert/--tls-key: ${(e as Error).message.split('\n')[0]}`);
   }
-  const io = attachSocketIo(http, coordinator, metrics, cfg.maxMessageBytes, {
-    socket: { perSecond: cfg.socketRate, burst: cfg.socketBurst },
-    address: { perSecond: cfg.addressRate, burst: cfg.addressBurst },
-    trustedProxy: cfg.trustedProxy,
-  });
+  const io = attachSocketIo(
+    http,
+    coordinator,
+    metrics,
+    cfg.maxMessageBytes,
+    {
+      socket: { perSecond: cfg.socketRate, burst: cfg.socketBurst },
+      address: { perSecond: cfg.addressRate, burst: cfg.addressBurst },
+      trustedProxy: cfg.trustedProxy,
+    },
+    { allowedOrigins, tokens },
+  );
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(cfg.port, cfg.host, () => resolve());

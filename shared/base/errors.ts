@@ -52,6 +52,11 @@ export const REJECT_REASONS = [
   'already_identified',
   /** The server holds as many sessions as it may: try again later. */
   'server_full',
+  /**
+   * A connection from a page whose origin is not on the server's --allowed-origins list (or without an
+   * Origin where one is required). Refused at the socket.io handshake.
+   */
+  'bad_origin',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
