@@ -108,7 +108,7 @@ function keyPhases(n: number, L: number) {
   return { k, t, server, clients, drops, serverMs, c1 };
 }
 
-function cell(d: number, n: number) {
+async function cell(d: number, n: number) {
   const L = vectorLength(d);
   const plan = planEncoding({
     numParams: d,
@@ -127,7 +127,7 @@ function cell(d: number, n: number) {
   const enc = encodeContribution(delta, 500, plan, rand);
   const encodeMs = now() - t0;
   t0 = now();
-  const y1 = s.clients[0].mask(enc.ring);
+  const y1 = await s.clients[0].mask(enc.ring);
   const maskMs = now() - t0;
   const filler = new Uint32Array(randomFillSync(new Uint8Array(L * 4)).buffer);
   const expected = new Uint32Array(L);
@@ -140,7 +140,7 @@ function cell(d: number, n: number) {
     else if (real) {
       const x = encodeContribution(delta, 100 + u, plan, rand).ring;
       inputs.set(u, x);
-      y = s.clients[u - 1].mask(x);
+      y = await s.clients[u - 1].mask(x);
     } else y = filler;
     if (u === 1) inputs.set(1, enc.ring);
     const a = now();
@@ -163,7 +163,7 @@ function cell(d: number, n: number) {
   }
   progress(`bench:secagg n=${n} d=${d}: unmasking`);
   a = now();
-  const sum = s.server.closeUnmask();
+  const sum = await s.server.closeUnmask();
   const unmaskMs = now() - a;
   serverMs += unmaskMs;
   let exact: boolean | null = null;
@@ -213,11 +213,11 @@ const rows = [];
 for (const d of sizes)
   for (const n of cohorts) {
     progress(`bench:secagg n=${n} d=${d}…`);
-    rows.push(cell(d, n));
+    rows.push(await cell(d, n));
   }
 progress('bench:secagg: client cost at the CIFAR-10 CNN…');
 const cnn = numParams(MODELS.small);
-const cnnRows = [100, 1000].map((n) => cell(cnn, n));
+const cnnRows = [await cell(cnn, 100), await cell(cnn, 1000)];
 progress('bench:secagg: one local epoch of the CNN (tfjs cpu)…');
 const rate = await epochRate();
 progress('');

@@ -57,6 +57,8 @@ export class SecureRound {
   private timer: Timer | null = null;
   private phaseStarted: number;
   private finished = false;
+  /** The unmask phase closed and the masks are being stripped (asynchronously): nothing more to close. */
+  private unmasking = false;
   deadlineAt: number;
 
   constructor(private readonly o: SecureRoundOptions) {
@@ -112,14 +114,14 @@ export class SecureRound {
 
   /** A message arrived or a client went offline: the phase may be able to close now. */
   maybeCloseEarly(): void {
-    if (this.finished) return;
+    if (this.finished || this.unmasking) return;
     const waiting = this.session.waitingFor();
     if (waiting.length === 0) this.close('all answered');
     else if (waiting.every((i) => !this.o.online(i))) this.close('the rest are offline');
   }
 
   private close(why: string): void {
-    if (this.finished) return;
+    if (this.finished || this.unmasking) return;
     const s = this.session;
     const phase = s.phase;
     const missing = s.waitingFor().length;
@@ -156,14 +158,30 @@ export class SecureRound {
           break;
         }
         case 'unmask': {
-          // CPU time of the unmasking itself, not a deadline: measured on the process's own timer.
+          // Wall time of the unmasking itself (secrets rebuilt here, masks stripped by WebCrypto), not a
+          // deadline: measured on the process's own timer. Aborts are thrown before the first await.
           const t0 = performance.now();
-          const sum = s.closeUnmask();
-          m.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
-          this.o.log(
-            `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
+          const unmasked = s.closeUnmask();
+          this.unmasking = true;
+          if (this.timer) this.o.clock.clearTimeout(this.timer);
+          this.timer = null;
+          unmasked.then(
+            (sum) => {
+              if (this.finished) return; // stopped meanwhile: the attempt is over
+              m.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
+              this.o.log(
+                `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
+              );
+              this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
+            },
+            (e: unknown) => {
+              if (this.finished) return;
+              // An internal failure (WebCrypto): rethrown where it is contained, which aborts the attempt.
+              this.o.defer(() => {
+                throw e;
+              });
+            },
           );
-          this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
           return;
         }
         default:

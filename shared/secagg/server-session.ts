@@ -13,10 +13,10 @@ import {
 } from './consistency.ts';
 import { SecAggAbort } from './errors.ts';
 import { bytesEqual, checkPublicKey, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
-import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import { addMasks, type MaskTerm } from './prg.ts';
 import { recoverSecret, type SignedShare } from './recover.ts';
 import { addInto } from './ring.ts';
-import { isFieldElement, SHARE_BYTES, type LagrangeCache } from './shamir.ts';
+import { isFieldElement, prepareLagrange, SHARE_BYTES, type LagrangeCache } from './shamir.ts';
 import {
   CULPRIT_KINDS,
   type AdvertiseKeys,
@@ -92,6 +92,8 @@ export class SecAggServerSession {
   private readonly excluded = new Set<number>();
   /** index -> why it is named. */
   private readonly named = new Map<number, Set<CulpritKind>>();
+  /** closeUnmask has begun stripping the masks (phase stays 'unmask' until the sum is ready). */
+  private unmasking = false;
 
   constructor(readonly cfg: ServerSessionConfig) {
     if (cfg.neighbours.length !== cfg.n) throw new RangeError('need one neighbour list per client');
@@ -107,6 +109,7 @@ export class SecAggServerSession {
 
   /** Who the current phase still waits for. */
   waitingFor(): number[] {
+    if (this.unmasking) return [];
     const all = Array.from({ length: this.cfg.n }, (_, i) => i + 1);
     switch (this.phase) {
       case 'keys':
@@ -153,6 +156,7 @@ export class SecAggServerSession {
   }
 
   private expect(phase: SecAggPhase, what: string): void {
+    if (this.unmasking) throw new ProtocolError('late', `${what} is not accepted: the sum is being unmasked`);
     if (this.phase !== phase)
       throw new ProtocolError(
         this.phase === 'done' || this.phase === 'failed' ? 'late' : 'wrong_phase',
@@ -503,22 +507,33 @@ export class SecAggServerSession {
     return r.secret;
   }
 
-  /** R4 -> done: the exact sum of the survivors' inputs, or SecAggAbort. */
-  closeUnmask(): Uint32Array {
+  /**
+   * R4 -> done: the exact sum of the survivors' inputs. Every secret is rebuilt and checked at once (a
+   * SecAggAbort is thrown here, synchronously); the masks are then stripped through WebCrypto, and the
+   * promise gives the sum. From this call on the session takes no more messages.
+   */
+  closeUnmask(): Promise<Uint32Array> {
     this.expect('unmask', 'closeUnmask');
     const inU3 = this.inU3;
     const dropped = this.u2.filter((u) => !inU3.has(u));
     const { tag } = this.cfg;
     // Reconstruct and check every secret, and derive every pairwise seed, before touching the sum, so a
-    // failure leaves nothing half-unmasked. One weight cache: many secrets share their first t holders.
+    // failure leaves nothing half-unmasked. One weight cache, filled up front with one field inversion for
+    // all holder sets; secrets whose first t holders coincide share their weights.
     const cache: LagrangeCache = new Map();
-    const seeds = new Map<number, Uint8Array>();
+    prepareLagrange(
+      cache,
+      [...this.u3.map((u) => this.collect(u, 'b')), ...dropped.map((d) => this.collect(d, 's'))]
+        .filter((shares) => shares.length >= this.cfg.t)
+        .map((shares) => shares.slice(0, this.cfg.t).map((s) => s.x)),
+    );
+    const terms: MaskTerm[] = [];
     for (const u of this.u3) {
       const commit = this.commits.get(u)!;
       const verify = (seed: Uint8Array): boolean => bytesEqual(commitSeed(seed, tag, u), commit);
-      seeds.set(u, this.recover(u, 'b', `self-mask seed of client ${u}`, 'commitment', verify, cache));
+      const seed = this.recover(u, 'b', `self-mask seed of client ${u}`, 'commitment', verify, cache);
+      terms.push({ seed, domain: 'self', sign: -1 });
     }
-    const pairwise: { seed: Uint8Array; sign: 1 | -1 }[] = [];
     for (const d of dropped) {
       const sPk = this.keys.get(d)!.sPk;
       const verify = (sk: Uint8Array): boolean => bytesEqual(publicKeyOf(sk), sPk);
@@ -526,13 +541,22 @@ export class SecAggServerSession {
       for (const v of this.nb[d - 1]) {
         if (!inU3.has(v)) continue;
         // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that. Keys were checked at R0.
-        pairwise.push({ seed: maskSeed(sk, this.keys.get(v)!.sPk, tag, d, v), sign: v > d ? -1 : 1 });
+        const seed = maskSeed(sk, this.keys.get(v)!.sPk, tag, d, v);
+        terms.push({ seed, domain: 'pair', sign: v > d ? -1 : 1 });
       }
     }
+    this.unmasking = true;
     const sum = this.sum;
-    for (const seed of seeds.values()) addMask(sum, seed, NONCE_SELF, -1);
-    for (const { seed, sign } of pairwise) addMask(sum, seed, NONCE_PAIR, sign);
-    this.phase = 'done';
-    return sum;
+    return addMasks(sum, terms).then(
+      () => {
+        this.phase = 'done';
+        return sum;
+      },
+      (e: unknown) => {
+        this.phase = 'failed';
+        this.failure = `unmasking failed: ${e instanceof Error ? e.message : String(e)}`;
+        throw e;
+      },
+    );
   }
 }
