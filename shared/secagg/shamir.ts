@@ -83,24 +83,34 @@ export function split(
  */
 function lagrangeParts(xs: readonly number[]): { num: bigint[]; den: bigint[] } {
   const t = xs.length;
-  const bx = xs.map(BigInt);
   // prod_{j != i} x_j from prefix and suffix products (no inversions).
   const num = new Array<bigint>(t);
   let acc = 1n;
-  for (let i = 0; i < t; i++) ((num[i] = acc), (acc = (acc * bx[i]) % P));
+  for (let i = 0; i < t; i++) {
+    num[i] = acc;
+    acc = (acc * BigInt(xs[i])) % P;
+  }
   acc = 1n;
-  for (let i = t - 1; i >= 0; i--) ((num[i] = (num[i] * acc) % P), (acc = (acc * bx[i]) % P));
-  // The differences are below 2^32 in size: multiply them as small signed integers and reduce every
-  // few factors, instead of a full 256-bit reduction per factor.
+  for (let i = t - 1; i >= 0; i--) {
+    num[i] = (num[i] * acc) % P;
+    acc = (acc * BigInt(xs[i])) % P;
+  }
+  // prod_{j != i} (x_j - x_i): O(t^2) factors below 2^32 in size, so they are multiplied as doubles while
+  // the product stays exact (below 2^53) and only then folded into the bigint: a few bigint operations
+  // per row instead of t.
   const den = new Array<bigint>(t);
   for (let i = 0; i < t; i++) {
     let d = 1n;
-    for (let j = 0, k = 0; j < t; j++) {
+    let f = 1;
+    for (let j = 0; j < t; j++) {
       if (j === i) continue;
-      d *= BigInt(xs[j] - xs[i]);
-      if (++k % 8 === 0) d %= P;
+      const diff = xs[j] - xs[i];
+      if (Math.abs(f * diff) > Number.MAX_SAFE_INTEGER) {
+        d = (d * BigInt(f)) % P;
+        f = diff;
+      } else f *= diff;
     }
-    den[i] = mod(d);
+    den[i] = mod(d * BigInt(f));
   }
   return { num, den };
 }
