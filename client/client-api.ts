@@ -44,6 +44,8 @@ export interface ClientEvents extends Record<string, unknown> {
   };
   /** A round this client sat out: its plan is below the page's floors (the server was told the reason). */
   refused: { round: number; attempt: number; reason: RejectReason; message: string };
+  /** Over-selection: the server formed this attempt's cohort without us; we wait for the next round. */
+  released: { round: number; attempt: number };
   ack: { round: number; ack: Ack };
   roundEnd: RoundSummary;
   rejected: Rejection;

@@ -140,14 +140,15 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const cfg = this.cfg;
     const draw = this.cohorts.choose(ready);
     if (!draw.ok) return this.skipDraw(draw);
-    const cohort = draw.cohort;
+    const { cohort, target } = draw;
     const ref = (this.ref = { round: this.ref.round, attempt: this.ref.attempt + 1 });
     const startedAt = this.clock.now();
     const dp = this.model.roundDp();
     const tag = `aegisfl/${this.runId}/${ref.round}.${ref.attempt}`;
     // A member that refused the plan counts as offline for the rest of the attempt.
     const refused = new Set<number>();
-    const accumulator = createAccumulator(roundSettings(cfg, this.model.numParams, cohort.length, dp, tag), {
+    const settings = roundSettings(cfg, this.model.numParams, cohort.length, target, dp, tag);
+    const accumulator = createAccumulator(settings, {
       ref,
       clock: this.timers,
       metrics: this.deps.metrics,

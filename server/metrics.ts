@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REJECT_REASONS } from '../shared/base/errors.ts';
+import { RELEASE_STEPS } from '../shared/protocol/messages.ts';
 import { BOUNDS_FAILURES } from '../shared/fl/encoding.ts';
 import { CULPRIT_KINDS } from '../shared/secagg/types.ts';
 import { COHORT_SKIPS } from './cohort.ts';
@@ -191,6 +192,12 @@ export function createMetrics() {
       labelNames: ['where'] as const,
       registers: [registry],
     }),
+    clientsReleased: new Counter({
+      name: 'aegis_clients_released_total',
+      help: 'Over-selected clients released when the cohort was fixed without them (not dropouts), by step',
+      labelNames: ['step'] as const,
+      registers: [registry],
+    }),
     cohortSkips: new Counter({
       name: 'aegis_cohort_draws_skipped_total',
       help: 'Cohort draws outside the allowed size (never trimmed): no round started, drawn again later',
@@ -242,6 +249,7 @@ export function createMetrics() {
   for (const check of BOUNDS_FAILURES) m.aggregatesRejected.inc({ check }, 0);
   for (const reason of MODEL_REJECTIONS) m.modelsRejected.inc({ reason }, 0);
   for (const reason of COHORT_SKIPS) m.cohortSkips.inc({ reason }, 0);
+  for (const step of RELEASE_STEPS) m.clientsReleased.inc({ step }, 0);
   m.clientRefusals.inc({ reason: 'below_floor' }, 0);
   return m;
 }

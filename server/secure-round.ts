@@ -11,7 +11,7 @@ import {
   type WireRoster,
   type WireUnmask,
 } from '../shared/secagg/wire.ts';
-import type { RoundRef } from '../shared/protocol/messages.ts';
+import type { RoundRef, RoundRelease } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -41,6 +41,8 @@ export interface SecureRoundOptions extends ServerSessionConfig {
     inbox(index: number, m: RoundRef & WireInbox): boolean;
     survivors(index: number, m: RoundRef & SurvivorSet): boolean;
     unmask(index: number, m: RoundRef & WireUnmask): boolean;
+    /** Over-selection: the cohort was fixed at R0 without this invitee. */
+    release(index: number, m: RoundRelease): boolean;
   };
   online(index: number): boolean;
   log(msg: string): void;
@@ -124,7 +126,12 @@ export class SecureRound {
     if (this.finished || this.unmasking) return;
     const s = this.session;
     const phase = s.phase;
-    const missing = s.waitingFor().length;
+    let missing = s.waitingFor().length;
+    const cohort = this.o.cohort;
+    // Over-selection: of the invitees without keys at R0's close, only the cohort's shortfall are dropouts;
+    // the rest are released (told, counted apart).
+    if (phase === 'keys' && cohort)
+      missing = Math.max(0, Math.min(missing, cohort.size - (this.o.n - missing)));
     const m = this.o.metrics;
     m.secaggPhaseDuration.observe({ phase }, (this.now() - this.phaseStarted) / 1000);
     if (missing) m.secaggDropouts.inc({ phase }, missing);
@@ -133,7 +140,9 @@ export class SecureRound {
     try {
       switch (phase) {
         case 'keys': {
-          for (const [i, roster] of s.closeKeys()) this.o.send.roster(i, { ...ref, ...packRoster(roster) });
+          const rosters = s.closeKeys();
+          this.release(missing);
+          for (const [i, roster] of rosters) this.o.send.roster(i, { ...ref, ...packRoster(roster) });
           this.deadlineAt = this.now() + this.o.sharesDeadlineMs;
           break;
         }
@@ -197,6 +206,16 @@ export class SecureRound {
     this.arm();
     // Clients that are already offline cannot answer the next phase either.
     this.o.defer(() => this.maybeCloseEarly());
+  }
+
+  /** Over-selection: tells every invitee left out of the cohort; `dropouts` of them are counted as such. */
+  private release(dropouts: number): void {
+    const released = this.o.cohort ? this.session.released : [];
+    for (const i of released) this.o.send.release(i, { ...this.o.ref, step: 'keys' });
+    const n = released.length - dropouts;
+    if (n > 0) this.o.metrics.clientsReleased.inc({ step: 'keys' }, n);
+    if (released.length)
+      this.o.log(`secure aggregation: cohort fixed at R0, ${released.length} invitees released`);
   }
 
   private finish(o: SecureOutcome): void {

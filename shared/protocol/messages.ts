@@ -76,11 +76,18 @@ export interface SecAggRoundInfo {
   tag: string;
   /** This client's 1-based index in the cohort. */
   index: number;
+  /** Clients invited (the highest index); also the cohort size unless `cohort` says otherwise. */
   n: number;
   /** Shamir threshold. */
   t: number;
-  /** Neighbours per client (n - 1 for the complete graph). */
+  /** Neighbours per client (cohort - 1 for the complete graph). */
   k: number;
+  /**
+   * Over-selection: at most this many of the n invited clients take part, the first to advertise valid
+   * keys (R0); k and t are sized for it, and rosters list only its members. Absent: all n (no over-selection).
+   * n stays the highest index.
+   */
+  cohort?: number;
   /**
    * Present (true) when the round runs with authenticated keys and the consistency round (R3): keys carry
    * the client's attested identity, and survivors sign U3 before unmasking. Absent otherwise.
@@ -100,6 +107,20 @@ export interface RoundRef {
  */
 export interface RoundRefusal extends RoundRef {
   reason: RejectReason;
+}
+
+/** The step at which an over-selected cohort is fixed: R0 key advertising, or the update (plain rounds). */
+export const RELEASE_STEPS = ['keys', 'update'] as const;
+export type ReleaseStep = (typeof RELEASE_STEPS)[number];
+
+/**
+ * Over-selection (--over-select): the attempt's cohort was fixed at `step` without this invited client
+ * (the first --clients-per-round to answer form it). It is sent nothing more for the attempt, is not a
+ * dropout, and may drop its work on it and wait for the next round:start. Clients that do not know the
+ * event ignore it; their late messages are then refused (not_selected, or late) as before.
+ */
+export interface RoundRelease extends RoundRef {
+  step: ReleaseStep;
 }
 
 /**
@@ -178,6 +199,8 @@ export interface ServerToClientEvents {
   welcome: (w: Welcome) => void;
   'round:start': (r: RoundStart) => void;
   'round:end': (s: RoundSummary) => void;
+  /** Over-selection: this invited client is not in the attempt's cohort (see RoundRelease). */
+  'round:release': (m: RoundRelease) => void;
   rejected: (r: Rejection) => void;
   'secagg:roster': (m: RoundRef & WireRoster) => void;
   'secagg:inbox': (m: RoundRef & WireInbox) => void;

@@ -34,8 +34,19 @@ export interface ServerSessionConfig {
   tag: string;
   /** Clients are 1..n. */
   n: number;
-  /** neighbours[i - 1] = the neighbour indices of client i (symmetric). */
+  /**
+   * neighbours[i - 1] = the neighbour indices of client i (symmetric). Ignored with `cohort`, whose
+   * graph is laid when R0 closes (pass []).
+   */
   neighbours: number[][];
+  /**
+   * Over-selection: at most `size` of the n invited clients take part, the first `size` to advertise
+   * valid keys. R0 waits for no one once they have; later keys are refused (not_selected), and every
+   * invitee without keys in is `released` when R0 closes. The graph is laid over the advertisers then:
+   * graph(m) gives neighbour lists over positions 0..m-1 (the m advertisers in ascending index order).
+   * Absent: all n take part over `neighbours`.
+   */
+  cohort?: { size: number; graph: (m: number) => number[][] } | null;
   t: number;
   vectorLength: number;
   /** Fewest inputs for which a sum is released (the DP n_min). */
@@ -87,7 +98,9 @@ export class SecAggServerSession {
   private requests = new Map<number, UnmaskRequest>();
   /** holder -> kind -> of -> the share and its dealer's signature (checked only when a secret needs it). */
   private readonly revealed = new Map<number, Record<ShareKind, Map<number, Stored>>>();
-  private readonly nb: Set<number>[];
+  private nb: Set<number>[];
+  /** Over-selection: invitees without keys in when R0 closed (see ServerSessionConfig.cohort). */
+  private releasedSet = new Set<number>();
   /** Clients dropped from this attempt for a bad key (R0) or a malformed share (R4): not waited for. */
   private readonly excluded = new Set<number>();
   /** index -> why it is named. */
@@ -96,15 +109,36 @@ export class SecAggServerSession {
   private unmasking = false;
 
   constructor(readonly cfg: ServerSessionConfig) {
-    if (cfg.neighbours.length !== cfg.n) throw new RangeError('need one neighbour list per client');
-    this.nb = cfg.neighbours.map((l) => new Set(l));
+    const cohort = cfg.cohort;
+    if (cohort) {
+      if (!(Number.isInteger(cohort.size) && cohort.size >= 1 && cohort.size <= cfg.n))
+        throw new RangeError(`cohort size must be an integer in 1..${cfg.n}, got ${cohort.size}`);
+      this.nb = Array.from({ length: cfg.n }, () => new Set<number>());
+    } else {
+      if (cfg.neighbours.length !== cfg.n) throw new RangeError('need one neighbour list per client');
+      this.nb = cfg.neighbours.map((l) => new Set(l));
+      this.checkSymmetric();
+    }
+    this.sum = new Uint32Array(cfg.vectorLength);
+  }
+
+  private checkSymmetric(): void {
     this.nb.forEach((s, i) =>
       s.forEach((v) => {
         if (!this.nb[v - 1]?.has(i + 1))
           throw new RangeError(`neighbour graph is not symmetric at ${i + 1}-${v}`);
       }),
     );
-    this.sum = new Uint32Array(cfg.vectorLength);
+  }
+
+  /** Over-selection: the invitees released when R0 closed (no keys in by then), ascending; [] otherwise. */
+  get released(): number[] {
+    return [...this.releasedSet].sort((a, b) => a - b);
+  }
+
+  /** Over-selection: the cohort is full (R0 waits for no one more). */
+  private get cohortFull(): boolean {
+    return !!this.cfg.cohort && this.keys.size >= this.cfg.cohort.size;
   }
 
   /** Who the current phase still waits for. */
@@ -113,6 +147,7 @@ export class SecAggServerSession {
     const all = Array.from({ length: this.cfg.n }, (_, i) => i + 1);
     switch (this.phase) {
       case 'keys':
+        if (this.cohortFull) return [];
         return all.filter((u) => !this.keys.has(u) && !this.excluded.has(u));
       case 'shares':
         return this.u1.filter((u) => !this.boxes.has(u));
@@ -188,8 +223,12 @@ export class SecAggServerSession {
   }
 
   receiveKeys(from: number, raw: unknown): void {
+    if (this.releasedSet.has(from))
+      throw new ProtocolError('not_selected', `client ${from} was released: the cohort was fixed without it`);
     this.expect('keys', 'keys');
     if (this.keys.has(from)) throw new ProtocolError('duplicate', `client ${from} already advertised keys`);
+    if (this.cohortFull)
+      throw new ProtocolError('not_selected', `the cohort of ${this.cfg.cohort!.size} is full`);
     if (this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} was dropped from this attempt for a bad key`);
     const r = record(raw, 'keys');
@@ -235,6 +274,7 @@ export class SecAggServerSession {
   /** R0 -> R1: a roster for each client in U1. */
   closeKeys(): Map<number, Roster> {
     this.expect('keys', 'closeKeys');
+    if (this.cfg.cohort) this.fixCohort();
     this.u1 = this.prune([...this.keys.keys()]);
     if (this.u1.length < this.cfg.minSurvivors)
       this.abort(`only ${this.u1.length} clients advertised keys (need ${this.cfg.minSurvivors})`);
@@ -249,6 +289,24 @@ export class SecAggServerSession {
       out.set(u, { peers });
     }
     return out;
+  }
+
+  /** Over-selection at R0's close: the graph over the advertisers; every other invitee without keys is released. */
+  private fixCohort(): void {
+    const members = [...this.keys.keys()].sort((a, b) => a - b);
+    const lists = this.cfg.cohort!.graph(members.length);
+    if (lists.length !== members.length) throw new RangeError('need one neighbour list per cohort member');
+    this.nb = Array.from({ length: this.cfg.n }, () => new Set<number>());
+    lists.forEach((l, pos) => {
+      for (const p of l) {
+        const v = members[p];
+        if (v === undefined || p === pos) throw new RangeError(`bad neighbour position ${p}`);
+        this.nb[members[pos] - 1].add(v);
+      }
+    });
+    this.checkSymmetric();
+    for (let u = 1; u <= this.cfg.n; u++)
+      if (!this.keys.has(u) && !this.excluded.has(u)) this.releasedSet.add(u);
   }
 
   receiveShares(from: number, raw: unknown): void {
