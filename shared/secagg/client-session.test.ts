@@ -100,7 +100,7 @@ describe('over-selection: n clients invited, the cohort sized apart', () => {
     );
   });
 
-  it('R0 closes on the first `cohort` keys; the rest are released and refused, and the round sums exactly the cohort', () => {
+  it('R0 closes on the first `cohort` keys; the rest are released and refused, and the round sums exactly the cohort', async () => {
     const tag = `test/${Math.random()}`;
     const [n, size, t] = [7, 5, 3];
     const server = new SecAggServerSession({
@@ -133,12 +133,12 @@ describe('over-selection: n clients invited, the cohort sized apart', () => {
     const inboxes = server.closeShares();
     for (const [u, inbox] of inboxes) {
       clients[u - 1].receiveInbox(inbox);
-      server.receiveMasked(u, clients[u - 1].mask(inputs[u - 1]));
+      server.receiveMasked(u, await clients[u - 1].mask(inputs[u - 1]));
     }
     for (const [u, req] of server.closeMasked()) server.receiveReveal(u, clients[u - 1].receiveUnmask(req));
     const expected = new Uint32Array(L);
     for (const u of first) addInto(expected, inputs[u - 1]);
-    expect(server.closeUnmask()).toEqual(expected);
+    expect(await server.closeUnmask()).toEqual(expected);
   });
 
   it('a sparse graph is laid over the advertisers only, each with k neighbours', () => {
