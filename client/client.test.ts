@@ -308,10 +308,10 @@ describe('AegisClient with a site attestation key (consistency round)', () => {
     socket.deliver('secagg:inbox', { round: 1, attempt: 1, ...packInbox(inboxes.get(1)!) });
     await settle();
     server.receiveMasked(1, new Uint32Array(socket.all('update')[0].delta));
-    peers.forEach((p, i) => {
+    for (const [i, p] of peers.entries()) {
       p.receiveInbox(inboxes.get(i + 2)!);
-      server.receiveMasked(i + 2, p.mask(peerInputs[i]));
-    });
+      server.receiveMasked(i + 2, await p.mask(peerInputs[i]));
+    }
     const sets = server.closeMaskedToConsistency();
     socket.deliver('secagg:survivors', { round: 1, attempt: 1, ...sets.get(1)! });
     server.receiveSignature(1, socket.all('secagg:signature')[0]);
@@ -320,7 +320,7 @@ describe('AegisClient with a site attestation key (consistency round)', () => {
     socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...packUnmask(requests.get(1)!) });
     server.receiveReveal(1, unpackReveal(socket.all('secagg:reveal')[0], 3));
     peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));
-    const sum = server.closeUnmask();
+    const sum = await server.closeUnmask();
     expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'signature', 'reveal']);
     const expected = encodeContribution(delta, EXAMPLES, plan, createSecureRandom(), 0.5).ring;
     for (const x of peerInputs) addInto(expected, x);
@@ -427,10 +427,10 @@ describe('AegisClient', () => {
     ]);
 
     server.receiveMasked(1, masked);
-    peers.forEach((p, i) => {
+    for (const [i, p] of peers.entries()) {
       p.receiveInbox(inboxes.get(i + 2)!);
-      server.receiveMasked(i + 2, p.mask(peerInputs[i]));
-    });
+      server.receiveMasked(i + 2, await p.mask(peerInputs[i]));
+    }
     const requests = server.closeMasked();
     socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...packUnmask(requests.get(1)!) });
     const [reveal] = socket.all('secagg:reveal');
@@ -438,7 +438,7 @@ describe('AegisClient', () => {
     peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));
     const expected = plain.slice();
     for (const x of peerInputs) addInto(expected, x);
-    expect(server.closeUnmask()).toEqual(expected);
+    expect(await server.closeUnmask()).toEqual(expected);
     expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'reveal']);
     expect(events.error).toBeUndefined();
   });

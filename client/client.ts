@@ -427,7 +427,8 @@ export class AegisClient extends Emitter<ClientEvents> {
             this.enter({ kind: 'idle', setup });
             return;
           }
-          ({ masked: out, maskMs } = maskStep(secure, enc.ring, this.clock));
+          ({ masked: out, maskMs } = await maskStep(secure, enc.ring, this.clock));
+          if (this.life !== at) return; // a retry took over, or we stopped, while the masks were made
         }
         this.emit('encoded', {
           round: r.round,

@@ -144,7 +144,7 @@ export class ScriptedClient {
     const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, this.rand, this.loss);
     const x = this.tamper.plain?.(enc.ring, m) ?? enc.ring;
     this.plain.set(m.round, x);
-    const y = this.session!.mask(x);
+    const y = await this.session!.mask(x);
     // Only the masked vector: the weight and the loss are inside it, nothing per client in the clear.
     await this.emit('update', { round: m.round, attempt: m.attempt, delta: y.buffer });
   }

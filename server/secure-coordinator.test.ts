@@ -69,14 +69,16 @@ class SimClient implements ClientLink {
   send(event: keyof ServerToClientEvents, ...args: unknown[]): void {
     const m = args[0] as any;
     this.sent.push({ event, m });
-    setTimeout(() => {
-      try {
-        this.react(event, m);
-      } catch (e) {
-        if (!(e instanceof ProtocolError)) throw e;
-        this.rejected.push(e.reason);
-      }
-    }, 0);
+    setTimeout(() => this.answer(() => this.react(event, m)), 0);
+  }
+  /** Runs one reaction; the coordinator's rejections are noted, as a socket client would see them. */
+  private answer(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.rejected.push(e.reason);
+    }
   }
   private react(event: string, m: any): void {
     if (event === 'round:start') {
@@ -112,9 +114,11 @@ class SimClient implements ClientLink {
         // after the offset): each word is well-formed, the vector is far beyond any clipped update.
         enc.ring.fill(2 ** plan.bits - 1, 0, P);
       }
-      const y = this.session!.mask(enc.ring);
-      // Only the masked vector: the weight and the loss are inside it.
-      this.c.update(this.id, { round: m.round, attempt: m.attempt, delta: y.buffer });
+      // The masks are made through WebCrypto: the update goes out when they are ready.
+      void this.session!.mask(enc.ring).then((y) =>
+        // Only the masked vector: the weight and the loss are inside it.
+        this.answer(() => this.c.update(this.id, { round: m.round, attempt: m.attempt, delta: y.buffer })),
+      );
     } else if (event === 'secagg:survivors') {
       if (this.gone('consistency')) return;
       this.c.secagg('signature', this.id, {
@@ -514,7 +518,8 @@ describe('Coordinator with secure aggregation and a client that refuses the plan
 });
 
 describe('Coordinator with secure aggregation contains internal errors', () => {
-  const closes = ['closeKeys', 'closeShares', 'closeMasked', 'closeUnmask'] as const;
+  // R4 closes through prepareUnmask (the job handed to the runner); the runner's own failures are below.
+  const closes = ['closeKeys', 'closeShares', 'closeMasked', 'prepareUnmask'] as const;
 
   it.each(closes)(
     'an exception inside %s aborts the attempt (model unchanged, counted); the retry completes',
@@ -538,6 +543,27 @@ describe('Coordinator with secure aggregation contains internal errors', () => {
       expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
     },
   );
+
+  it('a failure while the masks are stripped (the in-process runner rejects) is contained the same way', async () => {
+    const { c, metrics } = await setup({}, undefined, {
+      unmask: vi
+        .fn<UnmaskRunner>(unmaskInProcess)
+        .mockImplementationOnce(() => Promise.reject(new Error('injected WebCrypto failure'))),
+    });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const before = c.globalWeights.slice();
+    const failed = nextEvent(c, 'roundFailed');
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, [8, 8, 8, 8, 8]);
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'internal_error' });
+    expect(c.globalWeights).toEqual(before);
+    // No message is to blame: it surfaces where deferred work is contained.
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'timer' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'message' })).toBe(0);
+    const s = await end;
+    expect(s).toMatchObject({ round: 1, attempts: 2, clients: 5 });
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+  });
 
   it('an exception in a phase close run by its deadline timer (manual clock) is contained the same way', async () => {
     const clock = new ManualClock(1_700_000_000_000);

@@ -14,7 +14,7 @@ import {
 import type { RoundRef, RoundRelease } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
-import type { UnmaskRunner } from './unmask-thread.ts';
+import { unmaskInProcess, type UnmaskRunner } from './unmask-thread.ts';
 import type { UnmaskResult } from '../shared/secagg/unmask.ts';
 
 /** How the round ended, with every client the session proved to have cheated either way. */
@@ -66,7 +66,7 @@ export class SecureRound {
   private timer: Timer | null = null;
   private phaseStarted: number;
   private finished = false;
-  /** The unmasking runs off this thread: the round waits for its result, not for clients. */
+  /** The unmasking runs asynchronously (off this thread where it can): the round waits for it, not for clients. */
   private unmasking = false;
   deadlineAt: number;
 
@@ -174,16 +174,9 @@ export class SecureRound {
           break;
         }
         case 'unmask': {
-          const runner = this.o.unmask;
-          if (runner) {
-            this.unmaskOffThread(runner, why);
-            return;
-          }
-          // CPU time of the unmasking itself, not a deadline: measured on the process's own timer.
-          const t0 = performance.now();
-          const sum = s.closeUnmask();
-          m.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
-          this.unmasked(sum, why);
+          // Off this thread where a runner is given (the server's worker); otherwise here, still
+          // asynchronously (the masks are stripped through WebCrypto).
+          this.unmaskOffThread(this.o.unmask ?? unmaskInProcess, why);
           return;
         }
         default:

@@ -8,15 +8,15 @@ const thread = new UnmaskThread();
 afterAll(() => thread.close());
 
 /** A complete graph of n clients, random inputs; the session stops just before unmasking. */
-function roundAtUnmask(
+async function roundAtUnmask(
   n: number,
   drops: Map<number, DropPoint>,
   reveal?: Parameters<typeof runInMemoryRound>[0]['tamper'],
-): { session: SecAggServerSession; job: UnmaskJob; expected: Uint32Array } {
+): Promise<{ session: SecAggServerSession; job: UnmaskJob; expected: Uint32Array }> {
   let session!: SecAggServerSession;
   let job!: UnmaskJob;
   const L = 3000;
-  const r = runInMemoryRound({
+  const r = await runInMemoryRound({
     tag: 'unmask-thread-test',
     neighbours: Array.from({ length: n }, (_, i) =>
       Array.from({ length: n }, (_, j) => j + 1).filter((j) => j !== i + 1),
@@ -31,7 +31,7 @@ function roundAtUnmask(
     onServer: (s) => {
       session = s;
       // Stop at R4 -> done: keep the job instead of unmasking here.
-      s.closeUnmask = () => {
+      s.closeUnmask = async () => {
         job = s.prepareUnmask();
         return new Uint32Array(L);
       };
@@ -47,7 +47,7 @@ describe('UnmaskThread', () => {
       [5, 'after-shares'],
       [7, 'after-shares'],
     ]);
-    const { session, job, expected } = roundAtUnmask(10, drops);
+    const { session, job, expected } = await roundAtUnmask(10, drops);
     const copy = structuredClone(job);
     const r = await thread.run(job);
     expect(thread.started).toBe(true);
@@ -55,7 +55,7 @@ describe('UnmaskThread', () => {
     expect(job.sum.byteLength).toBe(0);
     expect(job.shareY.byteLength).toBe(0);
     expect(r).toMatchObject({ ok: true, culprits: [] });
-    const local = runUnmask(copy);
+    const local = await runUnmask(copy);
     expect(local.ok && r.ok && Buffer.from(r.sum.buffer).equals(Buffer.from(local.sum.buffer))).toBe(true);
     expect(session.finishUnmask(r)).toEqual(expected);
     expect(session.phase).toBe('done');
@@ -64,7 +64,7 @@ describe('UnmaskThread', () => {
   it('a round that cannot be unmasked fails with the same reason and culprits as in-process', async () => {
     // Every holder alters its share of client 1's self-mask seed: no valid signature left, client 1's
     // seed cannot be rebuilt, and the holders are named.
-    const { session, job } = roundAtUnmask(6, new Map(), {
+    const { session, job } = await roundAtUnmask(6, new Map(), {
       reveal: (_from, m) => ({
         ...m,
         b: m.b.map((e) =>
@@ -72,7 +72,7 @@ describe('UnmaskThread', () => {
         ),
       }),
     });
-    const local = runUnmask(structuredClone(job));
+    const local = await runUnmask(structuredClone(job));
     const r = await thread.run(job);
     expect(r.ok).toBe(false);
     expect(r).toEqual(local);
@@ -82,8 +82,8 @@ describe('UnmaskThread', () => {
     expect(session.culprits).toEqual(r.culprits.map((c) => c.index));
   });
 
-  it('reveals after the unmasking started are refused as late', () => {
-    const { session } = roundAtUnmask(5, new Map([[3, 'after-shares']]));
+  it('reveals after the unmasking started are refused as late', async () => {
+    const { session } = await roundAtUnmask(5, new Map([[3, 'after-shares']]));
     expect(session.waitingFor()).toEqual([]);
     expect(() => session.receiveReveal(1, { b: [], s: [] })).toThrow(/already/);
   });

@@ -474,9 +474,10 @@ export class SecAggServerSession {
     this.expect('unmask', 'reveal');
     const req = this.requests.get(from);
     if (!req) throw new ProtocolError('not_selected', `client ${from} was not asked to unmask`);
+    // Once the unmasking has begun every reveal is late, whoever sends it.
+    if (this.sealed) throw new ProtocolError('late', 'the unmasking has already started');
     if (this.revealed.has(from) || this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
-    if (this.sealed) throw new ProtocolError('late', 'the unmasking has already started');
     const r = record(raw, 'reveal');
     const take = (v: unknown, kind: ShareKind): Map<number, Stored> => {
       const m = new Map<number, Stored>();
@@ -569,8 +570,8 @@ export class SecAggServerSession {
     return r.sum;
   }
 
-  /** R4 -> done, on this thread: the exact sum of the survivors' inputs, or SecAggAbort. */
-  closeUnmask(): Uint32Array {
-    return this.finishUnmask(runUnmask(this.prepareUnmask()));
+  /** R4 -> done, in this thread: the exact sum of the survivors' inputs, or a SecAggAbort rejection. */
+  async closeUnmask(): Promise<Uint32Array> {
+    return this.finishUnmask(await runUnmask(this.prepareUnmask()));
   }
 }

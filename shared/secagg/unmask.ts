@@ -1,8 +1,8 @@
 import { verifyShare, SIGN_PUBLIC_BYTES, SIGNATURE_BYTES, type ShareKind } from './consistency.ts';
 import { bytesEqual, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
-import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import { addMasks, type MaskTerm } from './prg.ts';
 import { recoverSecret, type SignedShare } from './recover.ts';
-import { SHARE_BYTES, type LagrangeCache } from './shamir.ts';
+import { prepareLagrange, SHARE_BYTES, type LagrangeCache } from './shamir.ts';
 import type { Culprit } from './types.ts';
 
 /**
@@ -146,7 +146,7 @@ class Abort extends Error {}
  * every pairwise seed derived, and only then are the masks stripped from the sum, so a failure leaves
  * nothing half-unmasked. Runs on the main thread (closeUnmask) or in a worker (server/unmask-worker.ts).
  */
-export function runUnmask(job: UnmaskJob): UnmaskResult {
+export async function runUnmask(job: UnmaskJob): Promise<UnmaskResult> {
   const { tag, t } = job;
   const named = new Map<number, Set<Culprit['kind']>>();
   const preNamed = new Set(job.named);
@@ -162,8 +162,21 @@ export function runUnmask(job: UnmaskJob): UnmaskResult {
     return out;
   };
   // One weight cache: many secrets share their first t holders.
+  // One weight cache, filled up front with one field inversion for all holder sets: secrets whose first
+  // t holders coincide (the common case) share their Lagrange weights.
   const cache: LagrangeCache = new Map();
-  const seeds: { seed: Uint8Array; nonce: Uint8Array; sign: 1 | -1 }[] = [];
+  const holderSets: number[][] = [];
+  for (let i = 0; i < job.secretOf.length; i++) {
+    const from = job.shareStart[i];
+    const to = job.shareStart[i + 1];
+    if (to - from < t) continue;
+    const xs = Array.from(job.holder.subarray(from, to)).sort(
+      (a, b) => (preNamed.has(a) ? 1 : 0) - (preNamed.has(b) ? 1 : 0) || a - b,
+    );
+    holderSets.push(xs.slice(0, t));
+  }
+  prepareLagrange(cache, holderSets);
+  const terms: MaskTerm[] = [];
   try {
     for (let i = 0; i < job.secretOf.length; i++) {
       const of = job.secretOf[i];
@@ -208,14 +221,14 @@ export function runUnmask(job: UnmaskJob): UnmaskResult {
         throw new Abort(`${what} does not match its ${against} from the first ${t} shares, and ${why}`);
       }
       if (kind === 'b') {
-        seeds.push({ seed: r.secret, nonce: NONCE_SELF, sign: -1 });
+        terms.push({ seed: r.secret, domain: 'self', sign: -1 });
         continue;
       }
       for (let p = job.pairStart[i]; p < job.pairStart[i + 1]; p++) {
         const v = job.pairWith[p];
         const sPk = job.pairKey.subarray(p * KEY_BYTES, (p + 1) * KEY_BYTES);
         // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that. Keys were checked at R0.
-        seeds.push({ seed: maskSeed(r.secret, sPk, tag, of, v), nonce: NONCE_PAIR, sign: v > of ? -1 : 1 });
+        terms.push({ seed: maskSeed(r.secret, sPk, tag, of, v), domain: 'pair', sign: v > of ? -1 : 1 });
       }
     }
   } catch (e) {
@@ -223,6 +236,6 @@ export function runUnmask(job: UnmaskJob): UnmaskResult {
     throw e;
   }
   const sum = job.sum;
-  for (const { seed, nonce, sign } of seeds) addMask(sum, seed, nonce, sign);
+  await addMasks(sum, terms);
   return { ok: true, sum, culprits: culprits() };
 }
