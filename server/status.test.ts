@@ -49,6 +49,7 @@ describe('statusView', () => {
         cohort,
         members: new Map(),
         refused: new Set(),
+        accepted: new Map(),
         accumulator: accumulator({ phase: 'shares' }),
       }),
     );
@@ -73,6 +74,7 @@ describe('statusView', () => {
         cohort,
         members: new Map(),
         refused: new Set(),
+        accepted: new Map(),
         accumulator: accumulator(null),
       }),
     );
