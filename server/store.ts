@@ -96,11 +96,11 @@ export class FileStore implements StateStore {
     return join(this.dir, key);
   }
 
-  get(key: StoreKey): Promise<Uint8Array | null> {
+  async get(key: StoreKey): Promise<Uint8Array | null> {
     return this.fs.readFile(this.path(key));
   }
 
-  put(key: StoreKey, value: Uint8Array): Promise<void> {
+  async put(key: StoreKey, value: Uint8Array): Promise<void> {
     const file = this.path(key);
     const prev = this.queues.get(key) ?? Promise.resolve();
     const next = prev
@@ -112,7 +112,7 @@ export class FileStore implements StateStore {
         await this.fs.syncDir(this.dir);
       });
     this.queues.set(key, next);
-    return next;
+    await next;
   }
 }
 
