@@ -241,7 +241,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       close: (o) => this.onClose(ref, o),
       // Only with a state store: without one, unmask requests go out at once, as they always did.
       beforeUnmask: this.deps.runState ? () => this.chargeAttempt(ref) : undefined,
-      hold: this.deps.testHoldPhase ? (phase) => phase === this.deps.testHoldPhase : undefined,
+      hold: this.deps.testHold ? (phase) => this.held(phase, ref) : undefined,
     });
     const members = new Map(cohort.map((c, i) => [c.id, i + 1]));
     const accepted = new Map<string, Buffer>();
@@ -255,6 +255,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       `round ${ref.round}.${ref.attempt}: ${draw.note} (${accumulator.description}${dpNote(cfg, dp)})`,
     );
     this.announce('roundStart', { ...ref, selected: cohort.length });
+  }
+
+  /** Test hook only (see CoordinatorDeps.testHold). */
+  private held(phase: string, ref: RoundRef): boolean {
+    const h = this.deps.testHold;
+    return h !== undefined && phase === h.phase && ref.round >= h.round;
   }
 
   /** A draw outside the bounds (counted by the cohort): no attempt; drawn again after a pause. */

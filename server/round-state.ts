@@ -62,6 +62,9 @@ export interface CoordinatorDeps {
   cohortRandom?: SecureRandom;
   /** The run's durable state (--state-dir): resumed from at init, written as rounds go. Absent: nothing persists. */
   runState?: RunState;
-  /** Test-only (AEGISFL_TEST_HOLD_PHASE): the secure-aggregation phase that never closes, to kill the server in it. */
-  testHoldPhase?: string;
+  /**
+   * Test-only (AEGISFL_TEST_HOLD_PHASE, AEGISFL_TEST_HOLD_ROUND): the secure-aggregation phase that never
+   * closes in attempts of `round` and later, so that a test can kill the server in it.
+   */
+  testHold?: { phase: string; round: number };
 }

@@ -88,15 +88,18 @@ export async function startServer(
   const init = buildModel(cfg.model, cfg.seed);
   const initialWeights = await getFlatWeights(init);
   init.dispose();
-  // Test-only: AEGISFL_TEST_HOLD_PHASE names a phase the server never leaves (keys, shares, masked, unmask:
-  // secure-aggregation phases; evaluation: the evaluation of a released round), so that a test can kill
-  // it there. Nothing sets it outside e2e/restart.test.ts.
-  const testHoldPhase = process.env.AEGISFL_TEST_HOLD_PHASE || undefined;
-  if (testHoldPhase)
-    log(`TEST HOOK: AEGISFL_TEST_HOLD_PHASE=${testHoldPhase} (never set this in production)`);
+  // Test-only: AEGISFL_TEST_HOLD_PHASE names a phase the server never leaves, from round
+  // AEGISFL_TEST_HOLD_ROUND (default 1) on: keys, shares, masked, unmask (secure-aggregation phases) or
+  // evaluation (of a released round), so that a test can kill it there. Only e2e/restart.test.ts sets it.
+  const testHold = process.env.AEGISFL_TEST_HOLD_PHASE
+    ? { phase: process.env.AEGISFL_TEST_HOLD_PHASE, round: Number(process.env.AEGISFL_TEST_HOLD_ROUND ?? 1) }
+    : undefined;
+  if (testHold)
+    log(`TEST HOOK: holding phase ${testHold.phase} from round ${testHold.round} (never in production)`);
   let evaluations = 0;
   const evaluate = (w: Float32Array): ReturnType<Evaluator['evaluate']> => {
-    if (testHoldPhase === 'evaluation' && evaluations++ > 0) {
+    // The first evaluation is the initial model's; the n-th after it is round n's.
+    if (testHold?.phase === 'evaluation' && evaluations++ >= testHold.round) {
       log('test hold: phase evaluation held open');
       return new Promise(() => {});
     }
@@ -112,7 +115,7 @@ export async function startServer(
     log: cfg.logLevel === 'info' ? log : undefined,
     logError: log, // internal errors are logged even with --quiet
     runState: runState ?? undefined,
-    testHoldPhase,
+    testHold,
   });
   try {
     await coordinator.init();
