@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
-import { encodeContribution } from '../shared/fl/encoding.ts';
+import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
+import { SecAggClientSession } from '../shared/secagg/client-session.ts';
+import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type RoundStart, type ServerToClientEvents } from '../shared/protocol/messages.ts';
 import { ProtocolError } from '../shared/base/errors.ts';
@@ -249,3 +251,129 @@ describe('Rejoining the attempt after a reconnect', () => {
     expect(other.link.all('round:start')).toEqual([]);
   });
 });
+
+/** A protocol client through the coordinator's API (as socket.ts calls it); `pausedAt` stops it before a phase. */
+class SecureSim extends MemLink {
+  id = '';
+  session: SecAggClientSession | null = null;
+  start: RoundStart | null = null;
+  pausedAt: string | null = null;
+  constructor(
+    readonly c: Coordinator,
+    readonly events: string[],
+  ) {
+    super();
+  }
+  override send(event: keyof ServerToClientEvents, ...args: unknown[]): void {
+    super.send(event, ...args);
+    this.events.push(`${this.id}:${event}`);
+    const m = args[0] as any;
+    setTimeout(() => this.react(event, m), 0);
+  }
+  react(event: string, m: any): void {
+    if (event === this.pausedAt) return;
+    const ref = { round: m.round, attempt: m.attempt };
+    if (event === 'round:start') {
+      this.start = m;
+      this.session = new SecAggClientSession({ ...m.secagg, vectorLength: vectorLength(P) });
+      this.c.secagg('keys', this.id, { ...ref, ...this.session.advertise() });
+    } else if (event === 'secagg:roster') {
+      const shares = this.session!.receiveRoster(unpackRoster(m, 10));
+      this.c.secagg('shares', this.id, { ...ref, ...packShares(shares) });
+    } else if (event === 'secagg:inbox') {
+      this.session!.receiveInbox(unpackInbox(m, 10));
+      const enc = encodeContribution(new Float32Array(P).fill(0.01), 8, this.start!.encoding!, rand, 1);
+      this.c.update(this.id, { ...ref, delta: this.session!.mask(enc.ring).buffer });
+    } else if (event === 'secagg:unmask') {
+      const r = this.session!.receiveUnmask(unpackUnmask(m, 10));
+      this.c.secagg('reveal', this.id, { ...ref, ...packReveal(r) });
+    }
+  }
+}
+
+async function secureSetup(store: MemoryStore, events: string[]) {
+  const config: ServerConfig = {
+    ...DEFAULTS,
+    model: spec,
+    secagg: true,
+    minClients: 3,
+    clientsPerRound: 3,
+    minUpdates: 2,
+    roundPauseMs: 0,
+    maxLossIncrease: 0,
+    dp: DP,
+  };
+  const recording: MemoryStore = Object.assign(Object.create(MemoryStore.prototype), store, {
+    put: async (k: 'run' | 'ledger' | 'checkpoint', v: Uint8Array) => {
+      await store.put(k, v);
+      events.push(`store:${k}`);
+    },
+    get: (k: 'run' | 'ledger' | 'checkpoint') => store.get(k),
+  });
+  const c = new Coordinator({
+    config,
+    metrics: createMetrics(),
+    evaluate: meanLoss,
+    evalBackend: 'cpu',
+    initialWeights: new Float32Array(P).fill(0.01),
+    dataFor: (i) => ({ kind: 'synthetic', seed: i, count: 8 }),
+    runState: await RunState.open(recording),
+  });
+  coords.push(c);
+  await c.init();
+  const sims = [0, 1, 2].map(() => new SecureSim(c, events));
+  return { c, sims };
+}
+
+describe('Secure rounds with a state store and reconnects', () => {
+  it('the ledger charge is durable before the first unmask request goes out', async () => {
+    const events: string[] = [];
+    const { c, sims } = await secureSetup(new MemoryStore(), events);
+    const end = nextEvent(c, 'roundEnd');
+    for (const s of sims) {
+      s.id = c.hello(s, HELLO);
+      c.ready(s.id, { backend: 'cpu' });
+    }
+    await end;
+    const ledger = events.indexOf('store:ledger');
+    const unmask = events.findIndex((e) => e.endsWith(':secagg:unmask'));
+    const inbox = events.findIndex((e) => e.endsWith(':secagg:inbox'));
+    expect(inbox).toBeGreaterThanOrEqual(0);
+    expect(ledger).toBeGreaterThan(inbox); // charged once the masked inputs are in...
+    expect(unmask).toBeGreaterThan(ledger); // ...and before anyone is asked to reveal
+    expect(events.indexOf('store:checkpoint')).toBeGreaterThan(unmask);
+  });
+
+  it('a member that reconnects in the masked-input phase is sent its inbox again and the attempt completes', async () => {
+    const events: string[] = [];
+    const { c, sims } = await secureSetup(new MemoryStore(), events);
+    const [a, b] = sims;
+    // a got its inbox, then its connection dropped before it answered; b is slow (online, not answered yet).
+    a.pausedAt = 'secagg:inbox';
+    b.pausedAt = 'secagg:inbox';
+    for (const s of sims) {
+      s.id = c.hello(s, HELLO);
+      c.ready(s.id, { backend: 'cpu' });
+    }
+    await waitUntil(() => a.all('secagg:inbox').length === 1 && c.status().reported === 1);
+    const token = a.last('welcome').resumeToken;
+    c.disconnect(a);
+    expect(c.status().phase).toBe('training'); // b still owes its input: the phase stays open
+    const end = nextEvent(c, 'roundEnd');
+    a.pausedAt = null;
+    const inbox = a.last('secagg:inbox');
+    a.id = c.hello(a, { ...HELLO, resume: { sessionId: a.id, resumeToken: token } });
+    expect(a.all('secagg:inbox')).toHaveLength(2);
+    expect(a.last('secagg:inbox')).toEqual(inbox);
+    await waitUntil(() => c.status().reported === 2); // a answered the re-sent inbox
+    b.pausedAt = null;
+    b.react('secagg:inbox', b.last('secagg:inbox'));
+    const summary = await end;
+    expect(summary).toMatchObject({ clients: 3, attempts: 1 });
+  });
+});
+
+async function waitUntil(f: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !f(); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(f()).toBe(true);
+}
