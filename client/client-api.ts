@@ -6,6 +6,7 @@ import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 import type { SkippedBackend } from './backends.ts';
 import type { Clock } from './clock.ts';
 import type { IdentityStore, Participation } from './profile.ts';
+import type { SentMessage } from './sent-bytes.ts';
 import type { ConnectOptions, SocketLike } from './socket.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
@@ -37,6 +38,8 @@ export interface ClientEvents extends Record<string, unknown> {
     masked: boolean;
     bytes: number;
   };
+  /** A message as it left (update, secure-aggregation keys, shares, ...): its event, round and size in bytes. */
+  sent: SentMessage;
   secagg: {
     round: number;
     step: 'keys' | 'shares' | 'inbox' | 'signature' | 'reveal' | 'refused';
@@ -44,6 +47,8 @@ export interface ClientEvents extends Record<string, unknown> {
   };
   /** A round this client sat out: its plan is below the page's floors (the server was told the reason). */
   refused: { round: number; attempt: number; reason: RejectReason; message: string };
+  /** Over-selection: the server formed this attempt's cohort without us; we wait for the next round. */
+  released: { round: number; attempt: number };
   ack: { round: number; ack: Ack };
   roundEnd: RoundSummary;
   rejected: Rejection;

@@ -189,7 +189,17 @@ async function joined(extra: Partial<ClientOptions> = {}) {
   const events: { [K in keyof ClientEvents]?: ClientEvents[K][] } = {};
   const record = <K extends keyof ClientEvents>(k: K) =>
     client.on(k, (v) => void ((events[k] ??= []) as ClientEvents[K][]).push(v));
-  for (const k of ['state', 'backend', 'trained', 'encoded', 'secagg', 'ack', 'error', 'refused'] as const)
+  for (const k of [
+    'state',
+    'backend',
+    'trained',
+    'encoded',
+    'secagg',
+    'ack',
+    'error',
+    'refused',
+    'released',
+  ] as const)
     record(k);
   client.start();
   socket.open();
@@ -502,6 +512,48 @@ describe('AegisClient', () => {
     expect(socket.all('update').map((u) => [u.round, u.attempt])).toEqual([[1, 2]]);
     expect(events.error).toBeUndefined();
     expect(client.state).toBe('idle');
+  });
+
+  it('released while waiting for its inbox (over-selection): stops waiting, sends nothing, joins the next round', async () => {
+    const { socket, trainer, events, client, clock } = await joined();
+    socket.deliver('round:start', roundStart(1, 1, true));
+    await settle();
+    trainer.trainings[0].finish(delta);
+    await settle();
+    expect(clock.pending).toBe(1); // waiting for the inbox
+    socket.deliver('round:release', { round: 1, attempt: 2, step: 'keys' }); // not our attempt: ignored
+    await settle();
+    expect(clock.pending).toBe(1);
+    socket.deliver('round:release', { round: 1, attempt: 1, step: 'keys' });
+    await settle();
+    expect(client.state).toBe('idle');
+    expect(clock.pending).toBe(0);
+    expect(events.released).toEqual([{ round: 1, attempt: 1 }]);
+    socket.deliver('round:start', roundStart(2, 1, false));
+    await settle();
+    trainer.trainings[1].finish(delta);
+    await settle();
+    expect(socket.all('update').map((u) => u.round)).toEqual([2]);
+    expect(events.error).toBeUndefined();
+  });
+
+  it('released while training (plain round): the training runs out and its update is not sent', async () => {
+    const { socket, trainer, events, client } = await joined();
+    socket.deliver('round:start', roundStart(1, 1, false));
+    await settle();
+    socket.deliver('round:release', { round: 1, attempt: 1, step: 'update' });
+    await settle();
+    expect(client.state).toBe('training'); // the trainer cannot be interrupted
+    trainer.trainings[0].finish(delta);
+    await settle();
+    expect(client.state).toBe('idle');
+    expect(socket.all('update')).toEqual([]);
+    expect(events.trained).toBeUndefined();
+    socket.deliver('round:start', roundStart(2, 1, false));
+    await settle();
+    trainer.trainings[1].finish(delta);
+    await settle();
+    expect(socket.all('update').map((u) => u.round)).toEqual([2]);
   });
 
   it('skips a round:start that comes while it is still training', async () => {

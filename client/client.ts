@@ -7,6 +7,7 @@ import {
   type Ack,
   type BackendName,
   type RoundRef,
+  type RoundRelease,
   type RoundStart,
   type Update,
   type Welcome,
@@ -16,6 +17,7 @@ import { Emitter } from './emitter.ts';
 import { memoryStore } from './profile.ts';
 import type { ClientEvents, ClientOptions, ClientState } from './client-api.ts';
 import { socketIo, type SocketLike } from './socket.ts';
+import { countingSocket } from './sent-bytes.ts';
 import { checkFloors, IdentitySession, ParticipationGate } from './admission.ts';
 import { prepare, type Setup } from './setup.ts';
 import {
@@ -87,6 +89,8 @@ export class AegisClient extends Emitter<ClientEvents> {
   private life: Life = { kind: 'connecting' };
   private link: Link = 'new';
   private secure: SecureRound | null = null;
+  /** The attempt the server released us from (over-selection), while its training still runs out. */
+  private released: RoundRef | null = null;
   /** The state last announced by a 'state' event. */
   private shown: ClientState = 'connecting';
   /** The DP noise source, opened at the first encoded round. */
@@ -158,11 +162,15 @@ export class AegisClient extends Emitter<ClientEvents> {
 
   private connect(): void {
     const connect = this.opts.connect ?? socketIo;
-    const s = connect(this.opts.serverUrl, {
-      path: this.opts.path,
-      transports: ['websocket'],
-      reconnectionDelayMax: 5000,
-    });
+    // Every message is counted as it leaves: the page shows what left this browser, per round.
+    const s = countingSocket(
+      connect(this.opts.serverUrl, {
+        path: this.opts.path,
+        transports: ['websocket'],
+        reconnectionDelayMax: 5000,
+      }),
+      (m) => this.emit('sent', m),
+    );
     this.socket = s;
     s.on('connect', () => this.identity.hello());
     s.on('disconnect', () => {
@@ -172,6 +180,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     s.on('welcome', (w) => void this.onWelcome(w));
     s.on('round:start', (r) => this.onRound(r));
     s.on('round:end', (r) => this.emit('roundEnd', r));
+    s.on('round:release', (m) => this.onRelease(m));
     s.on('rejected', (r) => {
       this.emit('rejected', r);
       if (r.event === 'hello') this.identity.onHelloRejected(r);
@@ -301,6 +310,23 @@ export class AegisClient extends Emitter<ClientEvents> {
     void this.runRound(l.setup, r);
   }
 
+  /**
+   * Over-selection: the server fixed this attempt's cohort without us, so nothing we do for it can count.
+   * A wait for its inbox ends now; a training in progress runs out (the trainer cannot be interrupted,
+   * and rounds that start meanwhile are skipped as always) and its update is not sent.
+   */
+  private onRelease(m: RoundRelease): void {
+    const l = this.life;
+    if (l.kind !== 'training' && l.kind !== 'awaiting-inbox') return;
+    if (l.ref.round !== m?.round || l.ref.attempt !== m?.attempt) return; // stale, or not ours
+    if (this.secure?.ref === l.ref) this.secure = null;
+    this.emit('released', { round: m.round, attempt: m.attempt });
+    if (l.kind === 'awaiting-inbox') {
+      l.cancel();
+      this.enter({ kind: 'idle', setup: l.setup });
+    } else this.released = l.ref;
+  }
+
   /** Sits this attempt out: the page hears why in words, the server the reason only (it counts it). */
   private refuseRound(r: RoundStart, reason: RejectReason, message: string): void {
     this.socket?.emit('round:refuse', { round: r.round, attempt: r.attempt, reason });
@@ -320,6 +346,7 @@ export class AegisClient extends Emitter<ClientEvents> {
       return;
     }
     let at: RoundLife = { kind: 'training', setup, ref };
+    this.released = null;
     this.enter(at);
     let secure: SecureRound | null = null;
     try {
@@ -341,6 +368,11 @@ export class AegisClient extends Emitter<ClientEvents> {
         this.emit('progress', { round: r.round, ...p }),
       );
       if (this.life !== at) return;
+      if (this.released === ref) {
+        this.released = null;
+        this.enter({ kind: 'idle', setup }); // released while training: the update would only be refused
+        return;
+      }
       this.emit('trained', {
         round: r.round,
         loss: done.loss,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { DEFAULTS, FLAGS, helpText, parseConfig, shownDefault } from './config.ts';
+import { DEFAULTS, FLAGS, helpText, invitedPerRound, parseConfig, shownDefault } from './config.ts';
 
 describe('parseConfig', () => {
   it('uses documented defaults', () => {
@@ -234,6 +234,25 @@ describe('parseConfig', () => {
     });
     expect(parseConfig(['--partition', 'shards']).partition).toEqual({ kind: 'shards', shardsPerClient: 2 });
     expect(parseConfig([]).partition).toEqual({ kind: 'iid' });
+  });
+
+  it('--over-select: off by default, a factor in 1..4, and refused with Poisson sampling (--dp-population)', () => {
+    expect(parseConfig([]).overSelect).toBe(1);
+    const c = parseConfig(['--clients-per-round', '5', '--over-select', '1.4']);
+    expect(c.overSelect).toBe(1.4);
+    expect(invitedPerRound(c)).toBe(7);
+    expect(invitedPerRound(parseConfig(['--clients-per-round', '10', '--over-select', '1.25']))).toBe(13);
+    expect(invitedPerRound(parseConfig([]))).toBe(DEFAULTS.clientsPerRound);
+    for (const bad of ['0.9', '4.5', 'x'])
+      expect(() => parseConfig(['--over-select', bad])).toThrow(/--over-select/);
+    // Keeping the first to answer is not the Poisson sampling the accountant's q assumes.
+    const dp = ['--dp-noise', '1', '--dp-epsilon', '5'];
+    expect(() => parseConfig([...dp, '--dp-population', '100', '--over-select', '1.3'])).toThrow(
+      /--over-select keeps the first clients to answer, which is not the Poisson sampling --dp-population/,
+    );
+    expect(parseConfig([...dp, '--dp-population', '100', '--over-select', '1']).overSelect).toBe(1);
+    // DP charged at q = 1 (no --dp-population) claims no amplification: over-selection is allowed.
+    expect(parseConfig([...dp, '--over-select', '1.3']).overSelect).toBe(1.3);
   });
 
   it('help lists every flag', () => {

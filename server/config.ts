@@ -40,6 +40,12 @@ export interface ServerConfig {
   minClients: number;
   /** Clients selected per round (at most). */
   clientsPerRound: number;
+  /**
+   * Over-selection: invite ceil(clientsPerRound x this) clients, and fix the cohort at the first step
+   * (secure rounds: key advertising, R0; plain rounds: the update) with the first clientsPerRound to answer;
+   * the rest are released. 1 = off. Refused with --dp-population (keeping the fastest is not Poisson sampling).
+   */
+  overSelect: number;
   /** Accepted updates needed to complete a round at its deadline; fewer -> the round is retried. */
   minUpdates: number;
   roundDeadlineMs: number;
@@ -121,6 +127,7 @@ export const DEFAULTS: ServerConfig = {
   rounds: 0,
   minClients: 2,
   clientsPerRound: 10,
+  overSelect: 1,
   minUpdates: 2,
   roundDeadlineMs: 120_000,
   roundPauseMs: 1_000,
@@ -171,6 +178,10 @@ export const FLAGS = {
   rounds: { type: 'string', help: 'rounds to run, 0 = until stopped' },
   'min-clients': { type: 'string', help: 'ready clients needed to start a round' },
   'clients-per-round': { type: 'string', help: 'clients selected per round (at most)' },
+  'over-select': {
+    type: 'string',
+    help: 'invite this many times --clients-per-round; the first to advertise keys (or report) form the cohort',
+  },
   'min-updates': { type: 'string', help: 'updates needed to complete a round at its deadline' },
   'round-deadline-ms': { type: 'string', help: 'ms after round start when stragglers are dropped' },
   'round-pause-ms': { type: 'string', help: 'pause between rounds' },
@@ -373,6 +384,12 @@ function parseDp(
   return dp;
 }
 
+/** Clients invited per round: --clients-per-round, over-selected by --over-select. */
+export function invitedPerRound(c: Pick<ServerConfig, 'clientsPerRound' | 'overSelect'>): number {
+  // The epsilon keeps 5 x 1.4 at 7 (floating point gives 7.000000000000001).
+  return Math.ceil(c.clientsPerRound * c.overSelect - 1e-9);
+}
+
 /** Sampling rate the accountant uses. */
 export function samplingRate(c: Pick<ServerConfig, 'clientsPerRound' | 'dp'>): number {
   return c.dp && c.dp.population > 0 ? c.clientsPerRound / c.dp.population : 1;
@@ -395,6 +412,7 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   rounds: String(DEFAULTS.rounds),
   'min-clients': String(DEFAULTS.minClients),
   'clients-per-round': String(DEFAULTS.clientsPerRound),
+  'over-select': '1 (off)',
   'min-updates': String(DEFAULTS.minUpdates),
   'round-deadline-ms': String(DEFAULTS.roundDeadlineMs),
   'round-pause-ms': String(DEFAULTS.roundPauseMs),
@@ -514,6 +532,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     rounds: int('rounds', s('rounds'), d.rounds, 0),
     minClients: int('min-clients', s('min-clients'), d.minClients, 1, 100_000),
     clientsPerRound: int('clients-per-round', s('clients-per-round'), d.clientsPerRound, 1, 100_000),
+    overSelect: num('over-select', s('over-select'), d.overSelect, 1, 4),
     minUpdates: int('min-updates', s('min-updates'), d.minUpdates, 1, 100_000),
     roundDeadlineMs: int('round-deadline-ms', s('round-deadline-ms'), d.roundDeadlineMs, 100),
     roundPauseMs: int('round-pause-ms', s('round-pause-ms'), d.roundPauseMs, 0),
@@ -624,6 +643,12 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
     );
   if (!c.secaggConsistency && c.siteAttestationKey)
     throw new Error('--site-attestation-key is used only with --secagg-consistency on');
+  // Keeping the fastest of the invited is not Poisson sampling: the accountant's amplification by q
+  // would no longer hold, so the two are refused together rather than charged at a q that is not true.
+  if (c.overSelect > 1 && c.dp && c.dp.population > 0)
+    throw new Error(
+      '--over-select keeps the first clients to answer, which is not the Poisson sampling --dp-population accounts for: use one or the other',
+    );
   if (c.maxSessions < c.minClients)
     throw new Error(`--max-sessions (${c.maxSessions}) cannot be below --min-clients (${c.minClients})`);
   if (c.examplesPerClient > c.maxExamplesPerClient)

@@ -602,3 +602,60 @@ describe('Coordinator: who takes part matches what the ledger charges', () => {
     expect(dpText).toMatch(/^aegis_dp_sampling_rate 0\.1$/m);
   });
 });
+
+describe('Coordinator with over-selection (plain rounds: the cohort is fixed at the update)', () => {
+  it('invites 7 for a cohort of 5: the first 5 updates close the attempt, the 2 slow are released, not stragglers', async () => {
+    const { c, metrics, clock } = await setup({ minClients: 7, clientsPerRound: 5, overSelect: 1.4 });
+    const start = clock.now();
+    const ls = [0, 1, 2, 3, 4, 5, 6].map((n) => join(c, n));
+    expect(ls.every((l) => l.last('round:start')?.round === 1)).toBe(true);
+    expect(c.status()).toMatchObject({ phase: 'training', selected: 7 });
+    const done = nextEvent(c, 'roundEnd');
+    // Clients 5 and 6 are slow: the five others report, and the attempt closes on the fifth.
+    for (const n of [0, 1, 2, 3, 4]) expect(c.update(id(n), upd(1, 1, n + 1))).toEqual({ ok: true });
+    const s = await done;
+    expect(clock.now()).toBe(start); // no deadline was waited for
+    expect(s).toMatchObject({ round: 1, clients: 5, stragglers: 0, examples: 40 });
+    expect(c.globalWeights[0]).toBeCloseTo(0.01 + (1 + 2 + 3 + 4 + 5) / 5, 5);
+    for (const n of [5, 6])
+      expect(ls[n].last('round:release')).toEqual({ round: 1, attempt: 1, step: 'update' });
+    for (const n of [0, 1, 2, 3, 4]) expect(ls[n].last('round:release')).toBeUndefined();
+    // A slow client's update after the cohort closed counts for nothing.
+    expect(rejectReason(() => c.update(id(5), upd(1, 1, 100)))).toBe('late');
+    expect(await metricValue(metrics, 'aegis_clients_released_total', { step: 'update' })).toBe(2);
+    expect(await metricValue(metrics, 'aegis_clients_released_total', { step: 'keys' })).toBe(0);
+    expect(await metricValue(metrics, 'aegis_stragglers_dropped_total')).toBe(0);
+  });
+
+  it('at the deadline short of the target, the shortfall are stragglers and the rest are released', async () => {
+    const { c, metrics, clock } = await setup({
+      minClients: 7,
+      clientsPerRound: 5,
+      overSelect: 1.4,
+      minUpdates: 2,
+    });
+    const ls = [0, 1, 2, 3, 4, 5, 6].map((n) => join(c, n));
+    const done = nextEvent(c, 'roundEnd');
+    for (const n of [0, 1, 2]) c.update(id(n), upd(1, 1, 1));
+    clock.advance(400);
+    expect(await done).toMatchObject({ clients: 3, stragglers: 2 });
+    expect([3, 4, 5, 6].map((n) => ls[n].last('round:release')?.step)).toEqual([
+      'update',
+      'update',
+      'update',
+      'update',
+    ]);
+    expect(await metricValue(metrics, 'aegis_stragglers_dropped_total')).toBe(2);
+    expect(await metricValue(metrics, 'aegis_clients_released_total', { step: 'update' })).toBe(2);
+  });
+
+  it('without --over-select nothing is released and round:start is unchanged', async () => {
+    const { c, metrics } = await setup({ minClients: 3, clientsPerRound: 3 });
+    const ls = [0, 1, 2].map((n) => join(c, n));
+    const done = nextEvent(c, 'roundEnd');
+    for (const n of [0, 1, 2]) c.update(id(n), upd(1, 1, 1));
+    await done;
+    expect(ls.some((l) => l.last('round:release'))).toBe(false);
+    expect(await metricValue(metrics, 'aegis_clients_released_total', { step: 'update' })).toBe(0);
+  });
+});

@@ -44,10 +44,20 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private tagPrefix = `aegisfl/${this.runId}`;
   /** The release of the round in progress (evaluating), awaited by a clean shutdown. */
   private releasing: Promise<void> | null = null;
-  private state: RoundState = { kind: 'waiting', pause: null };
+  private st: RoundState = { kind: 'waiting', pause: null };
   private ref: RoundRef = { round: 1, attempt: 0 };
   private degree: DegreeReport | null = null;
   private stopped = false;
+
+  /** Where the rounds stand; every change is announced ('changed': status observers are pushed a new view). */
+  private get state(): RoundState {
+    return this.st;
+  }
+
+  private set state(next: RoundState) {
+    this.st = next;
+    this.announce('changed');
+  }
 
   constructor(private readonly deps: CoordinatorDeps) {
     super();
@@ -200,14 +210,21 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   status(): ServerStatus {
     const { cfg: config, model, clients, state, ref, degree, rejections } = this;
-    const evalBackend = this.deps.evalBackend;
-    return coordinatorStatus({ config, model, clients, evalBackend, state, ref, degree, rejections });
+    const { evalBackend, data = null } = this.deps;
+    const needed = this.needed;
+    const view = { config, model, clients, evalBackend, state, ref, degree, rejections, needed, data };
+    return coordinatorStatus(view);
+  }
+
+  /** Ready clients a round waits for. */
+  private get needed(): number {
+    return Math.max(this.cfg.minClients, this.cohorts.minCohort);
   }
 
   private maybeStart(): void {
     const s = this.state;
     if (s.kind !== 'waiting' || s.pause || this.stopped || !this.model.initial) return;
-    if (this.clients.readyCount < Math.max(this.cfg.minClients, this.cohorts.minCohort)) return;
+    if (this.clients.readyCount < this.needed) return;
     const budget = this.model.checkBudget();
     if (!budget.ok) {
       this.state = { kind: 'done', reason: budget.message };
@@ -222,14 +239,15 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const cfg = this.cfg;
     const draw = this.cohorts.choose(ready);
     if (!draw.ok) return this.skipDraw(draw);
-    const cohort = draw.cohort;
+    const { cohort, target } = draw;
     const ref = (this.ref = { round: this.ref.round, attempt: this.ref.attempt + 1 });
     const startedAt = this.clock.now();
     const dp = this.model.roundDp();
     const tag = `${this.tagPrefix}/${ref.round}.${ref.attempt}`;
     // A member that refused the plan counts as offline for the rest of the attempt.
     const refused = new Set<number>();
-    const accumulator = createAccumulator(roundSettings(cfg, this.model.numParams, cohort.length, dp, tag), {
+    const settings = roundSettings(cfg, this.model.numParams, cohort.length, target, dp, tag);
+    const accumulator = createAccumulator(settings, {
       ref,
       clock: this.timers,
       metrics: this.deps.metrics,
@@ -242,6 +260,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       // Only with a state store: without one, unmask requests go out at once, as they always did.
       beforeUnmask: this.deps.runState ? () => this.chargeAttempt(ref) : undefined,
       hold: this.deps.testHold ? (phase) => this.held(phase, ref) : undefined,
+      unmask: this.deps.unmask,
     });
     const members = new Map(cohort.map((c, i) => [c.id, i + 1]));
     const accepted = new Map<string, Buffer>();

@@ -11,6 +11,7 @@ import {
 import { subset, type DataSpec, type Dataset } from '../shared/data/dataset.ts';
 import { createRng, permutation } from '../shared/data/rng.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
+import type { DataKind } from '../shared/protocol/status.ts';
 import { labelCounts, partition, sampleDirichlet, type PartitionScheme } from '../shared/fl/partition.ts';
 
 export const describeScheme = (s: PartitionScheme): string =>
@@ -22,6 +23,8 @@ export const describeScheme = (s: PartitionScheme): string =>
 
 /** Where clients' data and the server's held-out set come from. */
 export interface DataSource {
+  /** Real CIFAR-10 or the synthetic stand-in (what the page's header says). */
+  readonly kind: DataKind;
   readonly description: string;
   readonly test: Dataset;
   /** What client number `index` (in order of first hello) trains on. */
@@ -62,6 +65,7 @@ export function syntheticSource(
     );
   };
   return {
+    kind: 'synthetic',
     description: `synthetic (${perClient} examples per client, ${describeScheme(scheme)}, ${testExamples} held out)`,
     test,
     specFor: (index) => {
@@ -142,6 +146,7 @@ export function partitionedSource(
   seed: number,
   perClient: number,
   scheme: PartitionScheme,
+  kind: DataKind = 'cifar10',
 ): DataSource {
   const parts = Math.floor(train.n / perClient);
   if (parts < 1)
@@ -151,6 +156,7 @@ export function partitionedSource(
   const classesPerShard = shards.map((p) => labelCounts(train.y, p).filter((c) => c > 0).length);
   const meanClasses = classesPerShard.reduce((a, b) => a + b, 0) / shards.length;
   return {
+    kind,
     description: `${name} (${shards.length} shards, ${describeScheme(scheme)}, ${Math.min(...shards.map((p) => p.length))}-${Math.max(...shards.map((p) => p.length))} examples, ${meanClasses.toFixed(1)} classes each on average; ${test.n} test examples)`,
     test,
     specFor: (index) => ({

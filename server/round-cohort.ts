@@ -4,7 +4,7 @@ import type { Culprit, CulpritKind } from '../shared/secagg/types.ts';
 import { minCohort, roundMode } from './aggregator/index.ts';
 import type { ClientRecord } from './clients.ts';
 import { chooseCohort, type CohortRule, type CohortSkip } from './cohort.ts';
-import type { ServerConfig } from './config.ts';
+import { invitedPerRound, type ServerConfig } from './config.ts';
 import type { LogLimiter } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { Training } from './round-state.ts';
@@ -25,9 +25,12 @@ export interface RoundCohortDeps {
   inputLog: LogLimiter | null;
 }
 
-/** An attempt's cohort, or a skipped draw (already counted); `note` is the log text of either. */
+/**
+ * An attempt's invitees and the cohort size they are cut to (target < cohort.length: over-selected, the
+ * first target to answer take part), or a skipped draw (already counted); `note` is the log text of either.
+ */
 export type AttemptCohort =
-  | { ok: true; cohort: ClientRecord[]; note: string }
+  | { ok: true; cohort: ClientRecord[]; target: number; note: string }
   | { ok: false; drawn: number; eligible: number; reason: CohortSkip; wait: number; note: string };
 
 /** Who takes part in each attempt: the draw the ledger assumes, minus the round's proven culprits. */
@@ -49,12 +52,14 @@ export class RoundCohort {
     this.minCohort = minCohort(roundMode(cfg));
     // Who takes part must match what the ledger charges: Poisson sampling at q exactly when it charges
     // q < 1 (--dp-population), from every eligible client and a CSPRNG; otherwise a fixed-size draw from
-    // the seeded experiment RNG, charged at q = 1.
+    // the seeded experiment RNG, charged at q = 1. Over-selection (--over-select) invites more than
+    // --clients-per-round in the fixed draw only: keeping the fastest is not Poisson sampling (the config
+    // refuses the two together, and a Poisson rule here never over-selects).
     const q = d.samplingRate;
     this.rule =
       q < 1
         ? { kind: 'poisson', q, random: d.random }
-        : { kind: 'fixed', size: cfg.clientsPerRound, rng: createRng(cfg.seed ^ 0x5eed) };
+        : { kind: 'fixed', size: invitedPerRound(cfg), rng: createRng(cfg.seed ^ 0x5eed) };
   }
 
   /**
@@ -79,10 +84,14 @@ export class RoundCohort {
       return { ok: false, drawn, eligible: eligible.length, reason, wait, note };
     }
     const cohort = draw.chosen;
+    const target =
+      this.rule.kind === 'fixed' ? Math.min(this.d.config.clientsPerRound, cohort.length) : cohort.length;
     const sat = ready.length - eligible.length;
     const satOut = sat ? `, ${sat} named culprit${sat === 1 ? '' : 's'} sitting out` : '';
-    const note = `selected ${cohort.length} of ${ready.length} ready clients by ${this.ruleText()}${satOut}`;
-    return { ok: true, cohort, note };
+    const over =
+      target < cohort.length ? `, the first ${target} to answer form the cohort (over-selection)` : '';
+    const note = `selected ${cohort.length} of ${ready.length} ready clients by ${this.ruleText()}${over}${satOut}`;
+    return { ok: true, cohort, target, note };
   }
 
   /** Culprits the attempt named: they sit out the rest of the round (see `culprits`); logged, rate-limited. */

@@ -2,17 +2,19 @@ import type { RoundRef, RoundStart } from '../shared/protocol/messages.ts';
 import type { Accumulator, RoundSettings } from './aggregator/index.ts';
 import type { ServerConfig } from './config.ts';
 
-/** The settings of one attempt, from the config, the cohort size and the ledger's current DP state. */
+/** The settings of one attempt, from the config, the invited and cohort sizes and the ledger's current DP state. */
 export function roundSettings(
   cfg: ServerConfig,
   numParams: number,
   n: number,
+  target: number,
   dp: RoundSettings['dp'],
   tag: string,
 ): RoundSettings {
   return {
     numParams,
     n,
+    target,
     // The public cap, not the cohort's claims: clients no longer send their example counts.
     maxExamples: cfg.maxExamplesPerClient,
     minUpdates: cfg.minUpdates,

@@ -1,4 +1,4 @@
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { epsilonFor } from '../shared/dp/calibrate.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
@@ -15,6 +15,7 @@ import { Coordinator, type ClientLink, type CoordinatorDeps } from './coordinato
 import type { Evaluator } from './evaluator.ts';
 import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
+import { UnmaskThread, unmaskInProcess, type UnmaskRunner } from './unmask-thread.ts';
 
 const spec = MODELS.tiny;
 const P = numParams(spec);
@@ -45,12 +46,20 @@ class SimClient implements ClientLink {
   attestation: ClientAttestation | undefined = undefined;
   /** Alters every share it reveals (in the field, but not what was dealt) in rounds where this says so. */
   alterReveal: ((start: RoundStart) => boolean) | null = null;
+  /** Slow in rounds where this says so: holds its keys until it is released, then sends them (too late). */
+  slowKeys: ((start: RoundStart) => boolean) | null = null;
+  private heldKeys: (() => void) | null = null;
   constructor(
     readonly c: Coordinator,
     readonly delta: Float32Array,
     readonly examples: number,
     public vanishAt: Phase | null = null,
   ) {}
+  private sendHeldKeys(): void {
+    const f = this.heldKeys;
+    this.heldKeys = null;
+    f?.();
+  }
   private gone(p: Phase): boolean {
     if (this.vanishAt !== p) return false;
     this.c.disconnect(this);
@@ -81,7 +90,11 @@ class SimClient implements ClientLink {
         consistency: m.secagg.consistency === true,
         attestation: this.attestation,
       });
-      this.c.secagg('keys', this.id, { round: m.round, attempt: m.attempt, ...this.session.advertise() });
+      const keys = { round: m.round, attempt: m.attempt, ...this.session.advertise() };
+      this.heldKeys = () => this.c.secagg('keys', this.id, keys);
+      if (!this.slowKeys?.(m)) this.sendHeldKeys();
+    } else if (event === 'round:release') {
+      this.sendHeldKeys();
     } else if (event === 'secagg:roster') {
       if (this.gone('shares')) return;
       this.c.secagg('shares', this.id, {
@@ -620,6 +633,57 @@ describe('Coordinator with secure aggregation: thresholds that say what they pro
   });
 });
 
+describe('Coordinator with secure aggregation unmasking off the event loop', () => {
+  const thread = new UnmaskThread();
+  afterAll(() => thread.close());
+
+  it("unmasks on the worker thread: the exact mean of the survivors, a dropout's masks stripped there", async () => {
+    const { c, metrics } = await setup({}, undefined, { unmask: thread.run });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 16, 24, 8, 40];
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, examples, [null, null, 'masked', null, null]);
+    const s = await end;
+    expect(thread.started).toBe(true);
+    expect(s).toMatchObject({ clients: 4, secagg: true, examples: 72 });
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
+  });
+
+  it('culprits and aborts come back from the runner as from the in-process unmasking', async () => {
+    const { c, metrics } = await setup({}, undefined, { unmask: thread.run });
+    // As in the culprits test: client 4 alters every share, client 3 vanishes before unmask: abort, 4 named.
+    const failed = nextEvent(c, 'roundFailed');
+    const sims = joinAll(
+      c,
+      Array.from({ length: 5 }, randomDelta),
+      [8, 8, 8, 8, 8],
+      [null, null, null, 'unmask', null],
+    );
+    sims[4].alterReveal = () => true;
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'secagg_aborted' });
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'altered_share' })).toBe(1);
+  });
+
+  it('a runner that fails (a dead worker) is an internal error: the attempt is retried, the model unchanged until then', async () => {
+    let calls = 0;
+    const unmask: UnmaskRunner = (job) =>
+      ++calls === 1 ? Promise.reject(new Error('injected: worker died')) : unmaskInProcess(job);
+    const { c, metrics } = await setup({}, undefined, { unmask });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const before = c.globalWeights.slice();
+    const failed = nextEvent(c, 'roundFailed');
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, [8, 8, 8, 8, 8]);
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'internal_error' });
+    expect(c.globalWeights).toEqual(before);
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'timer' })).toBe(1);
+    const s = await end;
+    expect(s).toMatchObject({ round: 1, attempts: 2, clients: 5 });
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+  });
+});
+
 describe('Coordinator with secure aggregation: culprits', () => {
   it('are counted by kind, logged, and sit out the rest of the round only: they take part in the next', async () => {
     const log: string[] = [];
@@ -701,5 +765,115 @@ describe('Coordinator with secure aggregation and Poisson cohorts', () => {
       p.epsilonAgainstServer,
       10,
     );
+  });
+});
+
+describe('Coordinator with over-selection (the cohort is fixed at key advertising, R0)', () => {
+  const over = { minClients: 7, clientsPerRound: 5, overSelect: 1.4 };
+  const events = (s: SimClient): string[] => s.sent.map((e) => e.event).filter((e) => e !== 'welcome');
+  /** Weights after rounds whose cohorts are `who` (FedAvg at server lr 1 from zero, equal examples). */
+  const sumOfMeans = (deltas: Float32Array[], who: number[][]): Float32Array =>
+    Float32Array.from({ length: P }, (_, j) =>
+      who.reduce((acc, w) => acc + w.reduce((s, i) => s + deltas[i][j], 0) / w.length, 0),
+    );
+  const maxDiff = (a: Float32Array, b: Float32Array): number =>
+    a.reduce((m, v, j) => Math.max(m, Math.abs(v - b[j])), 0);
+
+  it('7 invited for 5: two slow clients are released before any shares exist; the 5 fastest complete without a deadline', async () => {
+    const clock = new ManualClock(1_000);
+    const { c, metrics } = await setup(over, clock);
+    const deltas = Array.from({ length: 7 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = deltas.map((d) => new SimClient(c, d, 8));
+    sims[5].slowKeys = sims[6].slowKeys = () => true;
+    sims.forEach((s) => enter(c, s));
+    expect(c.status()).toMatchObject({ phase: 'training', selected: 7 });
+    const s = await end; // the clock never moves: a round that waited for any deadline would never end
+    expect(clock.now()).toBe(1_000);
+    expect(s).toMatchObject({ clients: 5, stragglers: 0, secagg: true });
+    expect(maxDiff(c.globalWeights, sumOfMeans(deltas, [[0, 1, 2, 3, 4]]))).toBeLessThan(1e-6);
+    // k and t are those of a cohort of 5 (not of the 7 invited); n stays the highest index.
+    expect(sims[0].start!.secagg).toMatchObject({ n: 7, cohort: 5, k: 4, t: 3 });
+    expect(c.status().secagg).toMatchObject({ n: 5, k: 4, t: 3, complete: true });
+    for (const slow of [sims[5], sims[6]]) {
+      expect(events(slow)).toEqual(['round:start', 'round:release', 'round:end']);
+      expect(slow.sent[2].m).toEqual({ round: 1, attempt: 1, step: 'keys' });
+      expect(slow.rejected).toEqual(['not_selected']); // its keys came after the cohort was fixed
+    }
+    for (const fast of sims.slice(0, 5)) {
+      expect(events(fast)).toEqual([
+        'round:start',
+        'secagg:roster',
+        'secagg:inbox',
+        'secagg:unmask',
+        'round:end',
+      ]);
+      expect(fast.rejected).toEqual([]);
+    }
+    expect(await metricValue(metrics, 'aegis_clients_released_total', { step: 'keys' })).toBe(2);
+    for (const phase of ['keys', 'shares', 'masked', 'unmask'])
+      expect(await metricValue(metrics, 'aegis_secagg_dropouts_total', { phase })).toBe(0);
+    expect(await metricValue(metrics, 'aegis_stragglers_dropped_total')).toBe(0);
+    expect(
+      await metricValue(metrics, 'aegis_round_attempts_failed_total', { reason: 'secagg_aborted' }),
+    ).toBe(0);
+  });
+
+  it.each([2, 3])(
+    '%i invitees vanishing before R0 do not stall the round: the rest form the cohort at once',
+    async (vanished) => {
+      const clock = new ManualClock(1_000);
+      const { c, metrics } = await setup(over, clock);
+      const deltas = Array.from({ length: 7 }, randomDelta);
+      const end = nextEvent(c, 'roundEnd');
+      const vanish = Array.from({ length: 7 }, (_, i) => (i < vanished ? ('keys' as const) : null));
+      joinAll(c, deltas, Array(7).fill(8), vanish);
+      const s = await end;
+      expect(clock.now()).toBe(1_000);
+      const who = [2, 3, 4, 5, 6].slice(vanished - 2);
+      expect(s.clients).toBe(who.length);
+      expect(maxDiff(c.globalWeights, sumOfMeans(deltas, [who]))).toBeLessThan(1e-6);
+      // Short of the target, the shortfall are dropouts; the other invitees were released.
+      const short = 5 - who.length;
+      expect(await metricValue(metrics, 'aegis_secagg_dropouts_total', { phase: 'keys' })).toBe(short);
+      expect(await metricValue(metrics, 'aegis_clients_released_total', { step: 'keys' })).toBe(
+        vanished - short,
+      );
+      expect(s.stragglers).toBe(short);
+    },
+  );
+
+  it('released clients take part in the next round', async () => {
+    const { c } = await setup({ ...over, rounds: 2 });
+    const deltas = Array.from({ length: 7 }, randomDelta);
+    const sims = deltas.map((d) => new SimClient(c, d, 8));
+    // Round 1: clients 5 and 6 are slow; round 2: clients 0 and 1.
+    sims.forEach((s, i) => (s.slowKeys = (st) => (st.round === 1 ? i >= 5 : i <= 1)));
+    const done = nextEvent(c, 'done');
+    sims.forEach((s) => enter(c, s));
+    const history = await done;
+    expect(history.map((h) => h.clients)).toEqual([5, 5]);
+    expect(
+      maxDiff(
+        c.globalWeights,
+        sumOfMeans(deltas, [
+          [0, 1, 2, 3, 4],
+          [2, 3, 4, 5, 6],
+        ]),
+      ),
+    ).toBeLessThan(1e-6);
+    for (const i of [5, 6]) {
+      const got = sims[i].sent.map((e) => `${e.event}:${(e.m as any)?.round ?? ''}`);
+      expect(got).toContain('round:release:1');
+      expect(got).toContain('secagg:unmask:2'); // in round 2's cohort, to the end
+    }
+  });
+
+  it('a round:start without over-selection carries no cohort field', async () => {
+    const { c } = await setup();
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
+    await end;
+    expect('cohort' in sims[0].start!.secagg!).toBe(false);
   });
 });

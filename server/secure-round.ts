@@ -11,9 +11,11 @@ import {
   type WireRoster,
   type WireUnmask,
 } from '../shared/secagg/wire.ts';
-import type { RoundRef } from '../shared/protocol/messages.ts';
+import type { RoundRef, RoundRelease } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
+import type { UnmaskRunner } from './unmask-thread.ts';
+import type { UnmaskResult } from '../shared/secagg/unmask.ts';
 
 /** How the round ended, with every client the session proved to have cheated either way. */
 export type SecureOutcome = (
@@ -41,6 +43,8 @@ export interface SecureRoundOptions extends ServerSessionConfig {
     inbox(index: number, m: RoundRef & WireInbox): boolean;
     survivors(index: number, m: RoundRef & SurvivorSet): boolean;
     unmask(index: number, m: RoundRef & WireUnmask): boolean;
+    /** Over-selection: the cohort was fixed at R0 without this invitee. */
+    release(index: number, m: RoundRelease): boolean;
   };
   online(index: number): boolean;
   log(msg: string): void;
@@ -53,6 +57,11 @@ export interface SecureRoundOptions extends ServerSessionConfig {
   beforeUnmask?: () => Promise<void>;
   /** Test-only (AEGISFL_TEST_HOLD_PHASE): a phase for which this returns true never closes. */
   hold?: (phase: SecAggPhase) => boolean;
+  /**
+   * Runs the unmasking off this thread (unmask-thread.ts) and the round finishes when it resolves; the
+   * event loop keeps serving meanwhile. Absent: it runs here, synchronously, inside the close.
+   */
+  unmask?: UnmaskRunner;
 }
 
 /**
@@ -72,6 +81,8 @@ export class SecureRound {
    * when the member reconnects within the phase, so it can rejoin the attempt.
    */
   private pending = new Map<number, () => boolean>();
+  /** The unmasking runs off this thread: the round waits for its result, not for clients. */
+  private unmasking = false;
   deadlineAt: number;
 
   constructor(private readonly o: SecureRoundOptions) {
@@ -144,17 +155,22 @@ export class SecureRound {
 
   /** A message arrived or a client went offline: the phase may be able to close now. */
   maybeCloseEarly(): void {
-    if (this.finished || this.held()) return;
+    if (this.finished || this.unmasking || this.held()) return;
     const waiting = this.session.waitingFor();
     if (waiting.length === 0) this.close('all answered');
     else if (waiting.every((i) => !this.o.online(i))) this.close('the rest are offline');
   }
 
   private close(why: string): void {
-    if (this.finished || this.held()) return;
+    if (this.finished || this.unmasking || this.held()) return;
     const s = this.session;
     const phase = s.phase;
-    const missing = s.waitingFor().length;
+    let missing = s.waitingFor().length;
+    const cohort = this.o.cohort;
+    // Over-selection: of the invitees without keys at R0's close, only the cohort's shortfall are dropouts;
+    // the rest are released (told, counted apart).
+    if (phase === 'keys' && cohort)
+      missing = Math.max(0, Math.min(missing, cohort.size - (this.o.n - missing)));
     const m = this.o.metrics;
     m.secaggPhaseDuration.observe({ phase }, (this.now() - this.phaseStarted) / 1000);
     if (missing) m.secaggDropouts.inc({ phase }, missing);
@@ -164,7 +180,9 @@ export class SecureRound {
       switch (phase) {
         case 'keys': {
           this.pending.clear();
-          for (const [i, roster] of s.closeKeys())
+          const rosters = s.closeKeys();
+          this.release(missing);
+          for (const [i, roster] of rosters)
             this.request(i, () => this.o.send.roster(i, { ...ref, ...packRoster(roster) }));
           this.deadlineAt = this.now() + this.o.sharesDeadlineMs;
           break;
@@ -191,14 +209,16 @@ export class SecureRound {
           return this.unmaskAfterCharge(phase, why, missing, s.closeConsistency());
         }
         case 'unmask': {
+          const runner = this.o.unmask;
+          if (runner) {
+            this.unmaskOffThread(runner, why);
+            return;
+          }
           // CPU time of the unmasking itself, not a deadline: measured on the process's own timer.
           const t0 = performance.now();
           const sum = s.closeUnmask();
           m.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
-          this.o.log(
-            `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
-          );
-          this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
+          this.unmasked(sum, why);
           return;
         }
         default:
@@ -255,6 +275,58 @@ export class SecureRound {
       this.o.log(`secure aggregation aborted before phase unmask: ${reason}`);
       this.finish({ ok: false, reason, culprits: this.session.culpritEvidence });
     });
+  }
+
+  /**
+   * R4 closed: the job goes to the runner, nothing here waits for it. The phase's timer is off (the
+   * session takes no more reveals); stop() meanwhile makes the result be dropped. The result is applied
+   * through `defer`, so a fault there is contained like any other (the attempt is retried).
+   */
+  private unmaskOffThread(runner: UnmaskRunner, why: string): void {
+    const s = this.session;
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.unmasking = true;
+    const t0 = performance.now();
+    const apply = (r: UnmaskResult): void => {
+      if (this.finished) return;
+      this.o.metrics.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
+      let sum: Uint32Array;
+      try {
+        sum = s.finishUnmask(r);
+      } catch (e) {
+        if (!(e instanceof SecAggAbort)) throw e;
+        this.o.log(`secure aggregation aborted in phase unmask: ${e.message}`);
+        this.finish({ ok: false, reason: e.message, culprits: s.culpritEvidence });
+        return;
+      }
+      this.unmasked(sum, why);
+    };
+    runner(s.prepareUnmask()).then(
+      (r) => this.o.defer(() => apply(r)),
+      (e: unknown) =>
+        this.o.defer(() => {
+          if (!this.finished) throw e;
+        }),
+    );
+  }
+
+  private unmasked(sum: Uint32Array, why: string): void {
+    const s = this.session;
+    this.o.log(
+      `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
+    );
+    this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
+  }
+
+  /** Over-selection: tells every invitee left out of the cohort; `dropouts` of them are counted as such. */
+  private release(dropouts: number): void {
+    const released = this.o.cohort ? this.session.released : [];
+    for (const i of released) this.o.send.release(i, { ...this.o.ref, step: 'keys' });
+    const n = released.length - dropouts;
+    if (n > 0) this.o.metrics.clientsReleased.inc({ step: 'keys' }, n);
+    if (released.length)
+      this.o.log(`secure aggregation: cohort fixed at R0, ${released.length} invitees released`);
   }
 
   private finish(o: SecureOutcome): void {

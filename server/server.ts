@@ -15,6 +15,7 @@ import { createMetrics } from './metrics.ts';
 import { RunState, StateError } from './run-state.ts';
 import { FileStore } from './store.ts';
 import { attachSocketIo } from './socket.ts';
+import { UnmaskThread } from './unmask-thread.ts';
 
 export interface RunningServer {
   url: string;
@@ -105,23 +106,28 @@ export async function startServer(
     }
     return evaluator.evaluate(w);
   };
+  // Secure rounds unmask on a worker thread: seconds of CPU at thousands of clients, off the event loop.
+  const unmaskThread = new UnmaskThread();
   const coordinator = new Coordinator({
     config: cfg,
     metrics,
     evaluate,
     evalBackend,
+    data: { kind: data.kind, description: data.description },
     initialWeights,
     dataFor: (i) => data.specFor(i),
     log: cfg.logLevel === 'info' ? log : undefined,
     logError: log, // internal errors are logged even with --quiet
     runState: runState ?? undefined,
     testHold,
+    unmask: unmaskThread.run,
   });
   try {
     await coordinator.init();
   } catch (e) {
     coordinator.stop();
     evaluator.dispose();
+    await unmaskThread.close();
     // A checkpoint that does not fit this config (another model, optimizer, DP off): one line.
     if (runState) throw new StartupError(`--state-dir ${cfg.stateDir}: ${(e as Error).message}`);
     throw e;
@@ -139,6 +145,7 @@ export async function startServer(
     // node:tls refuses a malformed PEM or a key that does not match the certificate here.
     coordinator.stop();
     evaluator.dispose();
+    await unmaskThread.close();
     throw new StartupError(`--tls-cert/--tls-key: ${(e as Error).message.split('\n')[0]}`);
   }
   const io = attachSocketIo(http, coordinator, metrics, cfg.maxMessageBytes, {
@@ -153,6 +160,7 @@ export async function startServer(
     coordinator.stop();
     await new Promise<void>((r) => io.close(() => r()));
     evaluator.dispose();
+    await unmaskThread.close();
     throw listenError(e, cfg);
   });
   const port = (http.address() as AddressInfo).port;
@@ -167,6 +175,7 @@ export async function startServer(
       coordinator.stop();
       await new Promise<void>((r) => io.close(() => r()));
       evaluator.dispose();
+      await unmaskThread.close();
     },
     shutdown: async () => {
       await coordinator.shutdown();
@@ -174,6 +183,7 @@ export async function startServer(
       // and reconnect with backoff (after a disconnect packet they would not).
       await new Promise<void>((r) => io.close(() => r()));
       evaluator.dispose();
+      await unmaskThread.close();
     },
   };
 }

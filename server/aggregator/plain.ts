@@ -1,6 +1,13 @@
 import type { BoundsFailure, EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { Timer } from '../clock.ts';
-import type { Accumulator, MemberUpdate, RoundContext, RoundMode, RoundSettings } from './types.ts';
+import {
+  cohortTarget,
+  type Accumulator,
+  type MemberUpdate,
+  type RoundContext,
+  type RoundMode,
+  type RoundSettings,
+} from './types.ts';
 
 /** What a plain round's inputs add up to: the mean and what is known beside it, or a failed bounds check. */
 export type PlainResult =
@@ -17,7 +24,10 @@ export type PlainResult =
 /**
  * The closing rules of a round whose updates are summed in the clear (float or ring): close when every
  * member reported, early when the members still missing are all offline (and enough reported), else at
- * the round deadline; fewer than minUpdates inputs fail the attempt.
+ * the round deadline; fewer than minUpdates inputs fail the attempt. Over-selected (target < n): the
+ * update is the first step, so the first `target` updates form the cohort and close the attempt at once;
+ * every member that did not report by the close is released (told), and only the cohort's shortfall
+ * counts as stragglers.
  */
 export abstract class PlainAccumulator implements Accumulator {
   abstract readonly mode: RoundMode;
@@ -27,6 +37,8 @@ export abstract class PlainAccumulator implements Accumulator {
   readonly secure = null;
   readonly deadlineAt: number;
   private readonly members = new Set<number>();
+  /** Cohort size (see RoundSettings.target). */
+  private readonly target: number;
   private timer: Timer | null;
   private closed = false;
 
@@ -34,6 +46,7 @@ export abstract class PlainAccumulator implements Accumulator {
     protected readonly s: RoundSettings,
     protected readonly ctx: RoundContext,
   ) {
+    this.target = cohortTarget(s);
     this.deadlineAt = ctx.clock.now() + s.roundDeadlineMs;
     this.timer = ctx.clock.setTimeout(() => this.close('deadline'), s.roundDeadlineMs);
   }
@@ -57,6 +70,7 @@ export abstract class PlainAccumulator implements Accumulator {
     if (!(Number.isInteger(member) && member >= 1 && member <= this.s.n))
       throw new RangeError(`member must be in 1..${this.s.n}, got ${member}`);
     if (this.members.has(member)) throw new Error(`member ${member} already reported`);
+    if (this.members.size >= this.target) throw new Error(`the cohort of ${this.target} is full`);
     this.accept(u);
     this.members.add(member);
   }
@@ -64,6 +78,7 @@ export abstract class PlainAccumulator implements Accumulator {
   settle(): void {
     if (this.closed) return;
     if (this.members.size === this.s.n) return this.close('all reported');
+    if (this.members.size >= this.target) return this.close(`cohort of ${this.target} full`);
     if (this.members.size < this.s.minUpdates) return;
     for (let m = 1; m <= this.s.n; m++) if (!this.members.has(m) && this.ctx.online(m)) return;
     this.close('remaining clients offline');
@@ -75,11 +90,24 @@ export abstract class PlainAccumulator implements Accumulator {
     this.timer = null;
   }
 
+  /** Over-selection: every member without an update in is told; `stragglers` of them are counted as such. */
+  private release(stragglers: number): void {
+    if (this.target === this.s.n) return;
+    let told = 0;
+    for (let m = 1; m <= this.s.n; m++) {
+      if (this.members.has(m)) continue;
+      this.ctx.send(m, 'round:release', { ...this.ctx.ref, step: 'update' });
+      told++;
+    }
+    if (told > stragglers) this.ctx.metrics.clientsReleased.inc({ step: 'update' }, told - stragglers);
+  }
+
   private close(why: string): void {
     if (this.closed) return;
     this.stop();
     const n = this.members.size;
-    const stragglers = this.s.n - n;
+    const stragglers = Math.max(0, this.target - n);
+    this.release(stragglers);
     if (n < this.s.minUpdates) {
       this.ctx.close({
         ok: false,

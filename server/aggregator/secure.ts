@@ -11,15 +11,16 @@ import {
 import type { SecAggActivePhase } from '../../shared/secagg/types.ts';
 import { SecureRound, type SecureOutcome } from '../secure-round.ts';
 import { checkedDecode, decodedExamples } from './bounds.ts';
-import type {
-  Accumulator,
-  MemberUpdate,
-  RoundContext,
-  RoundSettings,
-  DegreeReport,
-  SecAggChannel,
-  SecAggClientMessage,
-  SecAggSettings,
+import {
+  cohortTarget,
+  type Accumulator,
+  type MemberUpdate,
+  type RoundContext,
+  type RoundSettings,
+  type DegreeReport,
+  type SecAggChannel,
+  type SecAggClientMessage,
+  type SecAggSettings,
 } from './types.ts';
 
 /**
@@ -33,6 +34,8 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   readonly k: number;
   readonly t: number;
   readonly degree: DegreeReport;
+  /** Cohort size: the first `target` of the n invited to advertise keys take part (over-selection). */
+  private readonly target: number;
   private readonly round: SecureRound;
   /** Members whose masked input arrived (their example counts are inside the vectors, never in the clear). */
   private readonly inputs = new Set<number>();
@@ -42,7 +45,8 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
     readonly encoding: EncodingPlan,
     private readonly ctx: RoundContext,
   ) {
-    const n = s.n;
+    // k and t are sized for the cohort, never for the invited count (over-selection fixes it at R0).
+    const n = (this.target = cohortTarget(s));
     const sa = s.secagg;
     const maliciousServer = sa.maliciousServer === true;
     const degree = chooseDegree(n, {
@@ -74,11 +78,14 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       description: describeDegree(n, degree) + splitNote,
     };
     this.ringLength = vectorLength(s.numParams);
+    const overSelected = n < s.n;
     this.round = new SecureRound({
       ref: ctx.ref,
       tag: sa.tag,
-      n,
-      neighbours: harary(n, degree.k).map((l) => l.map((v) => v + 1)),
+      n: s.n,
+      // Over-selected: the graph is laid over whoever made the cohort, when R0 closes.
+      neighbours: overSelected ? [] : harary(n, degree.k).map((l) => l.map((v) => v + 1)),
+      cohort: overSelected ? { size: n, graph: (m) => harary(m, degree.k) } : null,
       t: degree.t,
       vectorLength: this.ringLength,
       minSurvivors: s.minUpdates,
@@ -97,12 +104,14 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
         inbox: (i, m) => ctx.send(i, 'secagg:inbox', m),
         survivors: (i, m) => ctx.send(i, 'secagg:survivors', m),
         unmask: (i, m) => ctx.send(i, 'secagg:unmask', m),
+        release: (i, m) => ctx.send(i, 'round:release', m),
       },
       online: (i) => ctx.online(i),
       log: (m) => ctx.log(m),
       done: (o) => this.done(o),
       beforeUnmask: ctx.beforeUnmask,
       hold: ctx.hold,
+      unmask: ctx.unmask,
     });
   }
 
@@ -139,6 +148,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       t: this.t,
       k: this.k,
     };
+    if (this.target < this.s.n) info.cohort = this.target; // absent otherwise: round:start as before
     if (this.s.secagg.consistency) info.consistency = true; // absent otherwise: round:start as before
     return info;
   }
@@ -169,7 +179,8 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
   }
 
   private done(o: SecureOutcome): void {
-    const dropped = Math.max(0, this.s.n - this.inputs.size);
+    // Released invitees are not dropouts: only the cohort's missing inputs count.
+    const dropped = Math.max(0, this.target - this.inputs.size);
     // Named culprits ride along with the outcome (omitted when there are none).
     const culprits = o.culprits.length ? { culprits: o.culprits } : {};
     if (!o.ok) {
@@ -205,7 +216,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       clients: survivors,
       examples: decodedExamples(agg, this.encoding),
       trainLoss: agg.meanLoss,
-      stragglers: this.s.n - survivors,
+      stragglers: Math.max(0, this.target - survivors),
       dropped,
       indicatorSum: this.s.dp?.adaptive ? agg.indicatorSum : null,
       ...culprits,

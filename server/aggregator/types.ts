@@ -2,6 +2,7 @@ import type { BoundsFailure, EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { RoundRef, SecAggRoundInfo, ServerToClientEvents } from '../../shared/protocol/messages.ts';
 import type { Degree, SplitBound } from '../../shared/secagg/graph.ts';
 import type { Culprit, SecAggActivePhase } from '../../shared/secagg/types.ts';
+import type { UnmaskRunner } from '../unmask-thread.ts';
 import type { Clock } from '../clock.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -56,11 +57,22 @@ export type RoundOutcome =
       culprits?: readonly Culprit[];
     };
 
+/** The cohort size of a round: its target with over-selection, else everyone invited. */
+export function cohortTarget(s: Pick<RoundSettings, 'n' | 'target'>): number {
+  return s.target ?? s.n;
+}
+
 /** Settings of one round attempt, fixed when it starts. */
 export interface RoundSettings {
   numParams: number;
-  /** Cohort size; members are numbered 1..n. */
+  /** Clients invited; members are numbered 1..n. */
   n: number;
+  /**
+   * Cohort size (at most n): with over-selection (target < n) the first `target` members to advertise
+   * keys (secure) or to report (plain) form the cohort and the rest are released; k, t and the encoding
+   * plan are sized for it. Absent (or n): everyone invited takes part (no over-selection).
+   */
+  target?: number;
   /**
    * The server's public cap on a client's examples (--max-examples-per-client): a ring weight is
    * numExamples / maxExamples, clamped to 1. Never derived from the clients' claims.
@@ -94,7 +106,7 @@ export interface SecAggSettings {
 
 /** The (k, t) of a secure round and what it protects against. */
 export interface DegreeReport {
-  /** Cohort size. */
+  /** Cohort size (the target with over-selection, not the invited count). */
   n: number;
   degree: Degree;
   maliciousServer: boolean;
@@ -104,7 +116,7 @@ export interface DegreeReport {
   description: string;
 }
 
-type SecAggEvent = 'secagg:roster' | 'secagg:inbox' | 'secagg:survivors' | 'secagg:unmask';
+type SecAggEvent = 'secagg:roster' | 'secagg:inbox' | 'secagg:survivors' | 'secagg:unmask' | 'round:release';
 
 /** What an accumulator may do to the world around it. */
 export interface RoundContext {
@@ -128,6 +140,8 @@ export interface RoundContext {
   beforeUnmask?: () => Promise<void>;
   /** Test-only (AEGISFL_TEST_HOLD_PHASE): a secure-aggregation phase for which this is true never closes. */
   hold?: (phase: string) => boolean;
+  /** Runs a secure round's unmasking off the event loop (absent: in-process, synchronously). */
+  unmask?: UnmaskRunner;
 }
 
 /** The secure-aggregation messages a client sends (secagg:<kind>); 'signature' only with R3. */

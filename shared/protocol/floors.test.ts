@@ -136,6 +136,17 @@ describe('a round plan below a floor is refused with a visible reason', () => {
     });
   });
 
+  it('over-selection: the plan is judged by its cohort, not by the n invited', () => {
+    // 7 invited, a complete graph of 5 with t = 3: sound for the cohort, a "sparse graph of 7" without it.
+    const over = round(5, plainPlan(), { n: 7, cohort: 5, index: 7 });
+    expect(checkRoundAgainstFloors(over, DEFAULT_FLOORS)).toMatchObject({ ok: true, toleratedColluders: 2 });
+    expect(why(checkRoundAgainstFloors(round(5, plainPlan(), { n: 7 }), DEFAULT_FLOORS))).toMatch(/sparse/);
+    expect(why(checkRoundAgainstFloors(over, makeFloors({ minCohort: 6 })))).toMatch(/5 clients.*at least 6/);
+    expect(why(checkRoundAgainstFloors(round(5, plainPlan(), { n: 4, cohort: 5 }), DEFAULT_FLOORS))).toMatch(
+      /^malformed/,
+    );
+  });
+
   it('a threshold below the page minimum, below the majority of a complete graph, or at most k/2 on a sparse one', () => {
     const floors = makeFloors({ minThreshold: 6 });
     expect(why(checkRoundAgainstFloors(round(9, plainPlan()), floors))).toMatch(/threshold is 5.*at least 6/);

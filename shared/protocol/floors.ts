@@ -151,20 +151,23 @@ export function checkRoundAgainstFloors(r: RoundStart, floors: Floors): FloorChe
     if (floors.requireSecAgg)
       return refuse('this page requires secure aggregation; the round would show the server each update');
   } else {
+    // Over-selection: the cohort that takes part (k and t are sized for it); n is then the invited count.
+    const n = s.cohort ?? s.n;
     if (
-      ![s.n, s.t, s.k, s.index].every(isCount) ||
+      ![s.n, n, s.t, s.k, s.index].every(isCount) ||
+      n > s.n ||
       s.index < 1 ||
       s.index > s.n ||
-      s.k > s.n - 1 ||
+      s.k > n - 1 ||
       s.t > s.k
     )
-      return malformed(`secure aggregation plan n = ${s.n}, k = ${s.k}, t = ${s.t} is inconsistent`);
+      return malformed(`secure aggregation plan n = ${n}, k = ${s.k}, t = ${s.t} is inconsistent`);
     if (!r.encoding) return malformed('secure aggregation without an encoding plan');
-    if (s.n < floors.minCohort)
-      return refuse(`the round has ${s.n} clients; this page requires at least ${floors.minCohort}`);
+    if (n < floors.minCohort)
+      return refuse(`the round has ${n} clients; this page requires at least ${floors.minCohort}`);
     if (s.t < floors.minThreshold)
       return refuse(`the threshold is ${s.t}; this page requires at least ${floors.minThreshold}`);
-    const unsafe = unsafeThreshold(s.n, s.k, s.t);
+    const unsafe = unsafeThreshold(n, s.k, s.t);
     if (unsafe) return refuse(unsafe);
     toleratedColluders = s.t - 1;
     m = s.t;

@@ -4,6 +4,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import type { EncodingPlan } from '../fl/encoding.ts';
 import type { AdvertiseKeys, SurvivorSet, SurvivorSignature } from '../secagg/types.ts';
 import type { WireInbox, WireReveal, WireRoster, WireShares, WireUnmask } from '../secagg/wire.ts';
+import type { ServerStatus } from './status.ts';
 
 /** Bumped on any incompatible change to the events or payloads below. */
 export const PROTOCOL_VERSION = 2;
@@ -76,11 +77,18 @@ export interface SecAggRoundInfo {
   tag: string;
   /** This client's 1-based index in the cohort. */
   index: number;
+  /** Clients invited (the highest index); also the cohort size unless `cohort` says otherwise. */
   n: number;
   /** Shamir threshold. */
   t: number;
-  /** Neighbours per client (n - 1 for the complete graph). */
+  /** Neighbours per client (cohort - 1 for the complete graph). */
   k: number;
+  /**
+   * Over-selection: at most this many of the n invited clients take part, the first to advertise valid
+   * keys (R0); k and t are sized for it, and rosters list only its members. Absent: all n (no over-selection).
+   * n stays the highest index.
+   */
+  cohort?: number;
   /**
    * Present (true) when the round runs with authenticated keys and the consistency round (R3): keys carry
    * the client's attested identity, and survivors sign U3 before unmasking. Absent otherwise.
@@ -100,6 +108,20 @@ export interface RoundRef {
  */
 export interface RoundRefusal extends RoundRef {
   reason: RejectReason;
+}
+
+/** The step at which an over-selected cohort is fixed: R0 key advertising, or the update (plain rounds). */
+export const RELEASE_STEPS = ['keys', 'update'] as const;
+export type ReleaseStep = (typeof RELEASE_STEPS)[number];
+
+/**
+ * Over-selection (--over-select): the attempt's cohort was fixed at `step` without this invited client
+ * (the first --clients-per-round to answer form it). It is sent nothing more for the attempt, is not a
+ * dropout, and may drop its work on it and wait for the next round:start. Clients that do not know the
+ * event ignore it; their late messages are then refused (not_selected, or late) as before.
+ */
+export interface RoundRelease extends RoundRef {
+  step: ReleaseStep;
 }
 
 /**
@@ -182,12 +204,20 @@ export interface ServerToClientEvents {
   welcome: (w: Welcome) => void;
   'round:start': (r: RoundStart) => void;
   'round:end': (s: RoundSummary) => void;
+  /** Over-selection: this invited client is not in the attempt's cohort (see RoundRelease). */
+  'round:release': (m: RoundRelease) => void;
   rejected: (r: Rejection) => void;
   'secagg:roster': (m: RoundRef & WireRoster) => void;
   'secagg:inbox': (m: RoundRef & WireInbox) => void;
   /** R3 only: the survivor set U3, to sign. */
   'secagg:survivors': (m: RoundRef & SurvivorSet) => void;
   'secagg:unmask': (m: RoundRef & WireUnmask) => void;
+  /**
+   * To observers only (sockets that connect with auth `{ observe: true }`, e.g. the demo page): the
+   * server's status, pushed when it changes (GET /api/status's view, history bounded). Additive: clients
+   * that do not observe never receive it.
+   */
+  status: (s: ServerStatus) => void;
 }
 
 export interface ClientToServerEvents {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ProtocolError } from '../base/errors.ts';
 import { SecAggClientSession, type ClientSessionConfig } from './client-session.ts';
 import { generateSigningKeyPair, verifyShare } from './consistency.ts';
-import { harary, maliciousThreshold } from './graph.ts';
+import { chooseDegree, harary, maliciousThreshold } from './graph.ts';
 import { generateKeyPair, maskSeed } from './keys.ts';
 import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
 import { addInto } from './ring.ts';
@@ -82,6 +82,100 @@ describe('client floors on the threshold and cohort', () => {
     expect(reason(() => new SecAggClientSession(config({ n: 100, t: 18, k: 34 })))).toBe('accepted');
     expect(reason(() => new SecAggClientSession(config({ n: 10, t: 6, k: 10 })))).toBe('malformed');
     expect(reason(() => new SecAggClientSession(config({ n: 10, t: 6, k: 5 })))).toBe('malformed');
+  });
+});
+
+describe('over-selection: n clients invited, the cohort sized apart', () => {
+  it('the checks read the cohort size, not the invited count; n stays the index bound', () => {
+    // Complete graph of 5 among 7 invited: accepted with cohort 5, refused as a sparse graph of 7 without it.
+    expect(reason(() => new SecAggClientSession(config({ n: 7, cohort: 5, k: 4, t: 3, index: 7 })))).toBe(
+      'accepted',
+    );
+    expect(reason(() => new SecAggClientSession(config({ n: 7, k: 4, t: 3 })))).toBe('below_floor');
+    expect(reason(() => new SecAggClientSession(config({ n: 7, cohort: 5, k: 6, t: 4 })))).toBe('malformed');
+    expect(reason(() => new SecAggClientSession(config({ n: 7, cohort: 8, k: 4, t: 3 })))).toBe('malformed');
+    const floors = { minThreshold: 2, minCohort: 6 };
+    expect(reason(() => new SecAggClientSession(config({ n: 7, cohort: 5, k: 4, t: 3, floors })))).toBe(
+      'below_floor',
+    );
+  });
+
+  it('R0 closes on the first `cohort` keys; the rest are released and refused, and the round sums exactly the cohort', () => {
+    const tag = `test/${Math.random()}`;
+    const [n, size, t] = [7, 5, 3];
+    const server = new SecAggServerSession({
+      tag,
+      n,
+      neighbours: [],
+      cohort: { size, graph: (m) => harary(m, size - 1) },
+      t,
+      vectorLength: L,
+      minSurvivors: t,
+    });
+    const clients = Array.from(
+      { length: n },
+      (_, i) =>
+        new SecAggClientSession({ tag, index: i + 1, n, cohort: size, k: size - 1, t, vectorLength: L }),
+    );
+    const inputs = clients.map(() => Uint32Array.from(randomBytes(L), (b) => b * 1000));
+    const first = [2, 4, 5, 6, 7];
+    for (const u of first.slice(0, 4)) server.receiveKeys(u, clients[u - 1].advertise());
+    expect(server.waitingFor()).toEqual([1, 3, 7]);
+    server.receiveKeys(7, clients[6].advertise());
+    expect(server.waitingFor()).toEqual([]); // the cohort is full: R0 waits for no one
+    expect(reason(() => server.receiveKeys(1, clients[0].advertise()))).toBe('not_selected');
+    const rosters = server.closeKeys();
+    expect(server.released).toEqual([1, 3]);
+    expect(reason(() => server.receiveKeys(3, clients[2].advertise()))).toBe('not_selected');
+    expect([...rosters.keys()]).toEqual(first);
+    for (const [u, r] of rosters) expect(r.peers.map((p) => p.index)).toEqual(first.filter((v) => v !== u));
+    for (const u of first) server.receiveShares(u, clients[u - 1].receiveRoster(rosters.get(u)));
+    const inboxes = server.closeShares();
+    for (const [u, inbox] of inboxes) {
+      clients[u - 1].receiveInbox(inbox);
+      server.receiveMasked(u, clients[u - 1].mask(inputs[u - 1]));
+    }
+    for (const [u, req] of server.closeMasked()) server.receiveReveal(u, clients[u - 1].receiveUnmask(req));
+    const expected = new Uint32Array(L);
+    for (const u of first) addInto(expected, inputs[u - 1]);
+    expect(server.closeUnmask()).toEqual(expected);
+  });
+
+  it('a sparse graph is laid over the advertisers only, each with k neighbours', () => {
+    const [n, size] = [70, 60];
+    const { k, t } = chooseDegree(size);
+    expect(k).toBeLessThan(size - 1);
+    const server = new SecAggServerSession({
+      tag: 'sparse',
+      n,
+      neighbours: [],
+      cohort: { size, graph: (m) => harary(m, k) },
+      t,
+      vectorLength: L,
+      minSurvivors: t,
+    });
+    const late = new Set([1, 9, 17, 33, 40, 41, 42, 55, 60, 70]);
+    for (let u = 1; u <= n; u++)
+      if (!late.has(u))
+        server.receiveKeys(
+          u,
+          new SecAggClientSession({
+            tag: 'sparse',
+            index: u,
+            n,
+            cohort: size,
+            k,
+            t,
+            vectorLength: L,
+          }).advertise(),
+        );
+    const rosters = server.closeKeys();
+    expect(rosters.size).toBe(size);
+    expect(server.released).toEqual([...late].sort((a, b) => a - b));
+    for (const r of rosters.values()) {
+      expect(r.peers.length).toBe(k);
+      for (const p of r.peers) expect(late.has(p.index)).toBe(false);
+    }
   });
 });
 

@@ -52,8 +52,13 @@ export interface ClientSessionConfig {
   tag: string;
   /** This client's 1-based index. */
   index: number;
-  /** Highest index in the round. */
+  /** Highest index in the round (clients invited). */
   n: number;
+  /**
+   * Over-selection: at most this many of the n invited take part (the first to advertise keys), and
+   * (k, t) are sized for it, so every check of the plan's size reads it instead of n. Absent: n.
+   */
+  cohort?: number;
   /** Shares needed to reconstruct. */
   t: number;
   vectorLength: number;
@@ -158,41 +163,42 @@ export class SecAggClientSession {
 
   constructor(private readonly cfg: ClientSessionConfig) {
     if (cfg.index < 1 || cfg.index > cfg.n) throw new RangeError(`index ${cfg.index} is outside 1..${cfg.n}`);
+    if (cfg.cohort !== undefined && !(Number.isInteger(cfg.cohort) && cfg.cohort >= 1 && cfg.cohort <= cfg.n))
+      throw new ProtocolError('malformed', `cohort ${cfg.cohort} must be an integer in 1..${cfg.n}`);
+    // The size every check reads: the cohort that takes part, not the invited count (over-selection).
+    const n = cfg.cohort ?? cfg.n;
     const floors = cfg.floors ?? MIN_SESSION_FLOORS;
     const minCohort = Math.max(SECAGG_MIN_COHORT, floors.minCohort);
     const minThreshold = Math.max(SECAGG_MIN_THRESHOLD, floors.minThreshold);
-    if (!(cfg.n >= minCohort))
+    if (!(n >= minCohort))
       throw new ProtocolError(
         'below_floor',
-        `round has ${cfg.n} clients, this client needs at least ${minCohort}`,
+        `round has ${n} clients, this client needs at least ${minCohort}`,
       );
     if (!Number.isInteger(cfg.t) || !(cfg.t >= minThreshold))
       throw new ProtocolError(
         'below_floor',
         `threshold ${cfg.t} is below this client's floor of ${minThreshold}`,
       );
-    if (cfg.t > cfg.n - 1)
-      throw new ProtocolError(
-        'malformed',
-        `threshold ${cfg.t} exceeds the ${cfg.n - 1} possible share holders`,
-      );
+    if (cfg.t > n - 1)
+      throw new ProtocolError('malformed', `threshold ${cfg.t} exceeds the ${n - 1} possible share holders`);
     if (cfg.k !== undefined) {
-      if (!Number.isInteger(cfg.k) || cfg.k < cfg.t || cfg.k > cfg.n - 1)
-        throw new ProtocolError('malformed', `degree ${cfg.k} must be an integer in ${cfg.t}..${cfg.n - 1}`);
-      const why = unsafeThreshold(cfg.n, cfg.k, cfg.t);
+      if (!Number.isInteger(cfg.k) || cfg.k < cfg.t || cfg.k > n - 1)
+        throw new ProtocolError('malformed', `degree ${cfg.k} must be an integer in ${cfg.t}..${n - 1}`);
+      const why = unsafeThreshold(n, cfg.k, cfg.t);
       if (why) throw new ProtocolError('below_floor', why);
       // A sparse graph must be one a client can trust for the claimed n: the SecAgg+ security bound at
       // the default assumptions (a smaller k than that, e.g. k = 2 at n = 50, hides a tiny real cohort).
-      if (cfg.k < cfg.n - 1) {
-        const b = degreeBounds(cfg.n, cfg.k, cfg.t, DEFAULT_NEIGHBOURHOOD);
+      if (cfg.k < n - 1) {
+        const b = degreeBounds(n, cfg.k, cfg.t, DEFAULT_NEIGHBOURHOOD);
         if (!(b.securityBits > DEFAULT_NEIGHBOURHOOD.sigma))
           throw new ProtocolError(
             'below_floor',
-            `${cfg.k} neighbours of ${cfg.n} clients give 2^-${Math.floor(b.securityBits)} security, below 2^-${DEFAULT_NEIGHBOURHOOD.sigma}`,
+            `${cfg.k} neighbours of ${n} clients give 2^-${Math.floor(b.securityBits)} security, below 2^-${DEFAULT_NEIGHBOURHOOD.sigma}`,
           );
       }
     }
-    this.complete = cfg.k === undefined || cfg.k >= cfg.n - 1;
+    this.complete = cfg.k === undefined || cfg.k >= n - 1;
     this.minCohort = minCohort;
     if (cfg.attestation) {
       checkClientAttestation(cfg.attestation);

@@ -7,16 +7,14 @@ import {
   countSurvivorSignatures,
   SIGN_PUBLIC_BYTES,
   SIGNATURE_BYTES,
-  verifyShare,
   type KeyAuth,
   type ShareKind,
 } from './consistency.ts';
 import { SecAggAbort } from './errors.ts';
-import { bytesEqual, checkPublicKey, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
-import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
-import { recoverSecret, type SignedShare } from './recover.ts';
+import { bytesEqual, checkPublicKey, KEY_BYTES } from './keys.ts';
+import type { SignedShare } from './recover.ts';
 import { addInto } from './ring.ts';
-import { isFieldElement, SHARE_BYTES, type LagrangeCache } from './shamir.ts';
+import { isFieldElement, SHARE_BYTES } from './shamir.ts';
 import {
   CULPRIT_KINDS,
   type AdvertiseKeys,
@@ -29,13 +27,25 @@ import {
   type SurvivorSet,
   type UnmaskRequest,
 } from './types.ts';
+import { packUnmaskJob, runUnmask, type UnmaskJob, type UnmaskResult, type UnmaskSecret } from './unmask.ts';
 
 export interface ServerSessionConfig {
   tag: string;
   /** Clients are 1..n. */
   n: number;
-  /** neighbours[i - 1] = the neighbour indices of client i (symmetric). */
+  /**
+   * neighbours[i - 1] = the neighbour indices of client i (symmetric). Ignored with `cohort`, whose
+   * graph is laid when R0 closes (pass []).
+   */
   neighbours: number[][];
+  /**
+   * Over-selection: at most `size` of the n invited clients take part, the first `size` to advertise
+   * valid keys. R0 waits for no one once they have; later keys are refused (not_selected), and every
+   * invitee without keys in is `released` when R0 closes. The graph is laid over the advertisers then:
+   * graph(m) gives neighbour lists over positions 0..m-1 (the m advertisers in ascending index order).
+   * Absent: all n take part over `neighbours`.
+   */
+  cohort?: { size: number; graph: (m: number) => number[][] } | null;
   t: number;
   vectorLength: number;
   /** Fewest inputs for which a sum is released (the DP n_min). */
@@ -87,22 +97,47 @@ export class SecAggServerSession {
   private requests = new Map<number, UnmaskRequest>();
   /** holder -> kind -> of -> the share and its dealer's signature (checked only when a secret needs it). */
   private readonly revealed = new Map<number, Record<ShareKind, Map<number, Stored>>>();
-  private readonly nb: Set<number>[];
+  private nb: Set<number>[];
+  /** Over-selection: invitees without keys in when R0 closed (see ServerSessionConfig.cohort). */
+  private releasedSet = new Set<number>();
   /** Clients dropped from this attempt for a bad key (R0) or a malformed share (R4): not waited for. */
   private readonly excluded = new Set<number>();
   /** index -> why it is named. */
   private readonly named = new Map<number, Set<CulpritKind>>();
+  /** R4 closed: the shares went to the unmasking (prepareUnmask); later reveals are refused. */
+  private sealed = false;
 
   constructor(readonly cfg: ServerSessionConfig) {
-    if (cfg.neighbours.length !== cfg.n) throw new RangeError('need one neighbour list per client');
-    this.nb = cfg.neighbours.map((l) => new Set(l));
+    const cohort = cfg.cohort;
+    if (cohort) {
+      if (!(Number.isInteger(cohort.size) && cohort.size >= 1 && cohort.size <= cfg.n))
+        throw new RangeError(`cohort size must be an integer in 1..${cfg.n}, got ${cohort.size}`);
+      this.nb = Array.from({ length: cfg.n }, () => new Set<number>());
+    } else {
+      if (cfg.neighbours.length !== cfg.n) throw new RangeError('need one neighbour list per client');
+      this.nb = cfg.neighbours.map((l) => new Set(l));
+      this.checkSymmetric();
+    }
+    this.sum = new Uint32Array(cfg.vectorLength);
+  }
+
+  private checkSymmetric(): void {
     this.nb.forEach((s, i) =>
       s.forEach((v) => {
         if (!this.nb[v - 1]?.has(i + 1))
           throw new RangeError(`neighbour graph is not symmetric at ${i + 1}-${v}`);
       }),
     );
-    this.sum = new Uint32Array(cfg.vectorLength);
+  }
+
+  /** Over-selection: the invitees released when R0 closed (no keys in by then), ascending; [] otherwise. */
+  get released(): number[] {
+    return [...this.releasedSet].sort((a, b) => a - b);
+  }
+
+  /** Over-selection: the cohort is full (R0 waits for no one more). */
+  private get cohortFull(): boolean {
+    return !!this.cfg.cohort && this.keys.size >= this.cfg.cohort.size;
   }
 
   /** Who the current phase still waits for. */
@@ -110,6 +145,7 @@ export class SecAggServerSession {
     const all = Array.from({ length: this.cfg.n }, (_, i) => i + 1);
     switch (this.phase) {
       case 'keys':
+        if (this.cohortFull) return [];
         return all.filter((u) => !this.keys.has(u) && !this.excluded.has(u));
       case 'shares':
         return this.u1.filter((u) => !this.boxes.has(u));
@@ -118,6 +154,7 @@ export class SecAggServerSession {
       case 'consistency':
         return this.u3.filter((u) => !this.signatures.has(u) && !this.excluded.has(u));
       case 'unmask':
+        if (this.sealed) return [];
         return [...this.requests.keys()].filter((u) => !this.revealed.has(u) && !this.excluded.has(u));
       default:
         return [];
@@ -184,8 +221,12 @@ export class SecAggServerSession {
   }
 
   receiveKeys(from: number, raw: unknown): void {
+    if (this.releasedSet.has(from))
+      throw new ProtocolError('not_selected', `client ${from} was released: the cohort was fixed without it`);
     this.expect('keys', 'keys');
     if (this.keys.has(from)) throw new ProtocolError('duplicate', `client ${from} already advertised keys`);
+    if (this.cohortFull)
+      throw new ProtocolError('not_selected', `the cohort of ${this.cfg.cohort!.size} is full`);
     if (this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} was dropped from this attempt for a bad key`);
     const r = record(raw, 'keys');
@@ -231,6 +272,7 @@ export class SecAggServerSession {
   /** R0 -> R1: a roster for each client in U1. */
   closeKeys(): Map<number, Roster> {
     this.expect('keys', 'closeKeys');
+    if (this.cfg.cohort) this.fixCohort();
     this.u1 = this.prune([...this.keys.keys()]);
     if (this.u1.length < this.cfg.minSurvivors)
       this.abort(`only ${this.u1.length} clients advertised keys (need ${this.cfg.minSurvivors})`);
@@ -245,6 +287,24 @@ export class SecAggServerSession {
       out.set(u, { peers });
     }
     return out;
+  }
+
+  /** Over-selection at R0's close: the graph over the advertisers; every other invitee without keys is released. */
+  private fixCohort(): void {
+    const members = [...this.keys.keys()].sort((a, b) => a - b);
+    const lists = this.cfg.cohort!.graph(members.length);
+    if (lists.length !== members.length) throw new RangeError('need one neighbour list per cohort member');
+    this.nb = Array.from({ length: this.cfg.n }, () => new Set<number>());
+    lists.forEach((l, pos) => {
+      for (const p of l) {
+        const v = members[p];
+        if (v === undefined || p === pos) throw new RangeError(`bad neighbour position ${p}`);
+        this.nb[members[pos] - 1].add(v);
+      }
+    });
+    this.checkSymmetric();
+    for (let u = 1; u <= this.cfg.n; u++)
+      if (!this.keys.has(u) && !this.excluded.has(u)) this.releasedSet.add(u);
   }
 
   receiveShares(from: number, raw: unknown): void {
@@ -416,6 +476,7 @@ export class SecAggServerSession {
     if (!req) throw new ProtocolError('not_selected', `client ${from} was not asked to unmask`);
     if (this.revealed.has(from) || this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
+    if (this.sealed) throw new ProtocolError('late', 'the unmasking has already started');
     const r = record(raw, 'reveal');
     const take = (v: unknown, kind: ShareKind): Map<number, Stored> => {
       const m = new Map<number, Stored>();
@@ -457,82 +518,59 @@ export class SecAggServerSession {
     this.revealed.set(from, { b, s });
   }
 
-  /** The revealed shares of one secret, by holder; holders already caught cheating go last. */
-  private collect(of: number, kind: ShareKind): SignedShare[] {
-    const out: SignedShare[] = [];
-    for (const [holder, r] of this.revealed) {
-      const e = r[kind].get(of);
-      if (e) out.push({ x: holder, y: e.y, sig: e.sig });
-    }
-    const late = (x: number): number => (this.named.has(x) ? 1 : 0);
-    return out.sort((a, b) => late(a.x) - late(b.x) || a.x - b.x);
-  }
-
   /**
-   * One secret from its shares, checked by `verify`. When the first t do not give it, the dealer's
-   * signatures decide who is at fault (recover.ts): altering holders and an inconsistent dealer are named;
-   * the secret is rebuilt from the validly signed shares when they allow, else the attempt aborts.
+   * R4 -> unmasking: everything the unmasking needs, as one job (unmask.ts) that may run elsewhere (a
+   * worker thread). No reveal is accepted afterwards; finishUnmask takes the result. Shares are indexed in
+   * one pass over the reveals (not one pass per secret: cohorts run to thousands).
    */
-  private recover(
-    of: number,
-    kind: ShareKind,
-    what: string,
-    against: string,
-    verify: (secret: Uint8Array) => boolean,
-    cache: LagrangeCache,
-  ): Uint8Array {
-    const { t, tag } = this.cfg;
-    const shares = this.collect(of, kind);
-    if (shares.length < t) this.abort(`${what}: ${shares.length} shares, threshold ${t}`);
-    const gPk = this.keys.get(of)!.gPk;
-    const r = recoverSecret(
-      shares,
-      t,
-      verify,
-      (s) => verifyShare(gPk, tag, kind, of, s.x, s.y, s.sig),
-      cache,
-    );
-    for (const x of r.altered) this.name(x, 'altered_share');
-    if (r.dealerAtFault) this.name(of, 'inconsistent_dealer');
-    if (!r.secret) {
-      const why = r.dealerAtFault
-        ? `the ${r.signed} shares client ${of} signed do not rebuild it (inconsistent dealer)`
-        : `only ${r.signed} of ${shares.length} shares carry client ${of}'s signature (threshold ${t})`;
-      this.abort(`${what} does not match its ${against} from the first ${t} shares, and ${why}`);
-    }
-    return r.secret;
-  }
-
-  /** R4 -> done: the exact sum of the survivors' inputs, or SecAggAbort. */
-  closeUnmask(): Uint32Array {
+  prepareUnmask(): UnmaskJob {
     this.expect('unmask', 'closeUnmask');
+    if (this.sealed) throw new Error('the unmasking has already started');
+    this.sealed = true;
     const inU3 = this.inU3;
     const dropped = this.u2.filter((u) => !inU3.has(u));
-    const { tag } = this.cfg;
-    // Reconstruct and check every secret, and derive every pairwise seed, before touching the sum, so a
-    // failure leaves nothing half-unmasked. One weight cache: many secrets share their first t holders.
-    const cache: LagrangeCache = new Map();
-    const seeds = new Map<number, Uint8Array>();
+    const byKind: Record<ShareKind, Map<number, SignedShare[]>> = { b: new Map(), s: new Map() };
+    for (const u of this.u3) byKind.b.set(u, []);
+    for (const d of dropped) byKind.s.set(d, []);
+    const holders = [...this.revealed.keys()].sort((a, b) => a - b);
+    for (const holder of holders) {
+      const r = this.revealed.get(holder)!;
+      for (const kind of ['b', 's'] as const)
+        for (const [of, e] of r[kind]) byKind[kind].get(of)?.push({ x: holder, y: e.y, sig: e.sig });
+    }
+    const secrets: UnmaskSecret[] = [];
     for (const u of this.u3) {
-      const commit = this.commits.get(u)!;
-      const verify = (seed: Uint8Array): boolean => bytesEqual(commitSeed(seed, tag, u), commit);
-      seeds.set(u, this.recover(u, 'b', `self-mask seed of client ${u}`, 'commitment', verify, cache));
+      const k = this.keys.get(u)!;
+      secrets.push({
+        of: u,
+        kind: 'b',
+        check: this.commits.get(u)!,
+        dealerKey: k.gPk,
+        shares: byKind.b.get(u)!,
+      });
     }
-    const pairwise: { seed: Uint8Array; sign: 1 | -1 }[] = [];
     for (const d of dropped) {
-      const sPk = this.keys.get(d)!.sPk;
-      const verify = (sk: Uint8Array): boolean => bytesEqual(publicKeyOf(sk), sPk);
-      const sk = this.recover(d, 's', `mask key of dropped client ${d}`, 'public key', verify, cache);
-      for (const v of this.nb[d - 1]) {
-        if (!inU3.has(v)) continue;
-        // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that. Keys were checked at R0.
-        pairwise.push({ seed: maskSeed(sk, this.keys.get(v)!.sPk, tag, d, v), sign: v > d ? -1 : 1 });
-      }
+      const k = this.keys.get(d)!;
+      const pairs = [...this.nb[d - 1]]
+        .filter((v) => inU3.has(v))
+        .map((v) => ({ with: v, sPk: this.keys.get(v)!.sPk }));
+      secrets.push({ of: d, kind: 's', check: k.sPk, dealerKey: k.gPk, shares: byKind.s.get(d)!, pairs });
     }
-    const sum = this.sum;
-    for (const seed of seeds.values()) addMask(sum, seed, NONCE_SELF, -1);
-    for (const { seed, sign } of pairwise) addMask(sum, seed, NONCE_PAIR, sign);
+    return packUnmaskJob(this.cfg.tag, this.cfg.t, secrets, [...this.named.keys()], this.sum);
+  }
+
+  /** Unmasking -> done: the culprits it proved are named; the sum is returned, or SecAggAbort thrown. */
+  finishUnmask(r: UnmaskResult): Uint32Array {
+    this.expect('unmask', 'finishUnmask');
+    if (!this.sealed) throw new Error('finishUnmask before prepareUnmask');
+    for (const c of r.culprits) this.name(c.index, c.kind);
+    if (!r.ok) this.abort(r.reason);
     this.phase = 'done';
-    return sum;
+    return r.sum;
+  }
+
+  /** R4 -> done, on this thread: the exact sum of the survivors' inputs, or SecAggAbort. */
+  closeUnmask(): Uint32Array {
+    return this.finishUnmask(runUnmask(this.prepareUnmask()));
   }
 }
