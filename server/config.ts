@@ -70,6 +70,8 @@ export interface ServerConfig {
   testExamples: number;
   /** Directory with CIFAR-10 binaries; synthetic data when unset. */
   cifarDir?: string;
+  /** Where the run's state is kept (checkpoint, privacy ledger); unset = nothing persists. */
+  stateDir?: string;
   seed: number;
   /** Largest socket.io message accepted; bigger ones close the connection at the transport. */
   maxMessageBytes: number;
@@ -234,6 +236,10 @@ export const FLAGS = {
     help: 'largest numExamples a client may claim; the public cap ring weights are divided by',
   },
   'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
+  'state-dir': {
+    type: 'string',
+    help: 'keep the run here (model, optimizer, privacy ledger) and resume from it on start',
+  },
   quiet: { type: 'boolean', help: 'log only errors' },
   secagg: { type: 'string', help: 'secure aggregation: on | off (off = plain updates, for comparison)' },
   'secagg-keys-deadline-ms': { type: 'string', help: 'ms for clients to advertise keys (SecAgg R0)' },
@@ -466,6 +472,7 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'max-message-bytes': 'one update of the model + 64 KiB',
   'max-examples-per-client': '4 x --examples-per-client',
   'dist-dir': DEFAULTS.distDir,
+  'state-dir': 'none: nothing persists',
   quiet: null,
   secagg: onOffText(DEFAULTS.secagg),
   'secagg-keys-deadline-ms': String(DEFAULTS.secaggKeysDeadlineMs),
@@ -613,6 +620,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
       1,
     ),
     distDir: s('dist-dir') ?? d.distDir,
+    stateDir: s('state-dir'),
     logLevel: v.quiet ? 'quiet' : 'info',
     secagg: onOff('secagg', s('secagg'), d.secagg),
     secaggKeysDeadlineMs: int(

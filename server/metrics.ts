@@ -18,6 +18,7 @@ export const INTERNAL_ERROR_SITES = [
   'finish', // releasing an aggregate: optimizer step, ledger, evaluation, round:end
   'send', // sending to one client
   'listener', // a listener of the coordinator's events
+  'persist', // writing the checkpoint or the privacy ledger to the state store (--state-dir)
 ] as const;
 export type InternalErrorSite = (typeof INTERNAL_ERROR_SITES)[number];
 

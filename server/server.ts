@@ -12,6 +12,8 @@ import { Coordinator } from './coordinator.ts';
 import { cifarSource, syntheticSource, type DataSource } from './datasets.ts';
 import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 import { createMetrics } from './metrics.ts';
+import { RunState, StateError } from './run-state.ts';
+import { FileStore } from './store.ts';
 import { attachSocketIo } from './socket.ts';
 import { UnmaskThread } from './unmask-thread.ts';
 import { JoinTokenVerifier, mintJoinToken, parseTokenKey } from './join-token.ts';
@@ -25,6 +27,12 @@ export interface RunningServer {
   coordinator: Coordinator;
   evalBackend: string;
   close(): Promise<void>;
+  /**
+   * A clean stop (SIGTERM): the attempt in training is abandoned, one being evaluated finished and
+   * checkpointed, every state write landed; then the connections close without a disconnect packet, so
+   * clients take it as a lost connection and come back on their own.
+   */
+  shutdown(): Promise<void>;
 }
 
 /** A start-up failure the operator can fix (a port in use, an unreadable certificate): one line, no stack. */
@@ -76,6 +84,19 @@ function listenError(e: NodeJS.ErrnoException, cfg: ServerConfig): Error {
   return e;
 }
 
+/** The run in --state-dir, or null without one; a refused state file stops the start with its one line. */
+async function openRunState(cfg: ServerConfig): Promise<RunState | null> {
+  if (cfg.stateDir === undefined) return null;
+  try {
+    return await RunState.open(await FileStore.open(cfg.stateDir));
+  } catch (e) {
+    if (e instanceof StateError) throw new StartupError(`--state-dir ${cfg.stateDir}: ${e.message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code) throw new StartupError(`--state-dir ${cfg.stateDir}: ${(e as Error).message}`);
+    throw e;
+  }
+}
+
 /** Builds everything from a validated config and starts listening. */
 export async function startServer(
   cfg: ServerConfig,
@@ -84,6 +105,7 @@ export async function startServer(
   const startedAt = Date.now();
   const tls = await readTls(cfg);
   const secrets = await readSecrets(cfg);
+  const runState = await openRunState(cfg);
   const { backend: evalBackend, tried } = await initEvalBackend();
   log(`evaluation backend: ${evalBackend}${tried.length ? ` (${evalBackendNote(tried)})` : ''}`);
 
@@ -98,21 +120,49 @@ export async function startServer(
   const init = buildModel(cfg.model, cfg.seed);
   const initialWeights = await getFlatWeights(init);
   init.dispose();
+  // Test-only: AEGISFL_TEST_HOLD_PHASE names a phase the server never leaves, from round
+  // AEGISFL_TEST_HOLD_ROUND (default 1) on: keys, shares, masked, unmask (secure-aggregation phases) or
+  // evaluation (of a released round), so that a test can kill it there. Only e2e/restart.test.ts sets it.
+  const testHold = process.env.AEGISFL_TEST_HOLD_PHASE
+    ? { phase: process.env.AEGISFL_TEST_HOLD_PHASE, round: Number(process.env.AEGISFL_TEST_HOLD_ROUND ?? 1) }
+    : undefined;
+  if (testHold)
+    log(`TEST HOOK: holding phase ${testHold.phase} from round ${testHold.round} (never in production)`);
+  let evaluations = 0;
+  const evaluate = (w: Float32Array): ReturnType<Evaluator['evaluate']> => {
+    // The first evaluation is the initial model's; the n-th after it is round n's.
+    if (testHold?.phase === 'evaluation' && evaluations++ >= testHold.round) {
+      log('test hold: phase evaluation held open');
+      return new Promise(() => {});
+    }
+    return evaluator.evaluate(w);
+  };
   // Secure rounds unmask on a worker thread: seconds of CPU at thousands of clients, off the event loop.
   const unmaskThread = new UnmaskThread();
   const coordinator = new Coordinator({
     config: cfg,
     metrics,
-    evaluate: (w) => evaluator.evaluate(w),
+    evaluate,
     evalBackend,
     data: { kind: data.kind, description: data.description },
     initialWeights,
     dataFor: (i) => data.specFor(i),
     log: cfg.logLevel === 'info' ? log : undefined,
     logError: log, // internal errors are logged even with --quiet
+    runState: runState ?? undefined,
+    testHold,
     unmask: unmaskThread.run,
   });
-  await coordinator.init();
+  try {
+    await coordinator.init();
+  } catch (e) {
+    coordinator.stop();
+    evaluator.dispose();
+    await unmaskThread.close();
+    // A checkpoint that does not fit this config (another model, optimizer, DP off): one line.
+    if (runState) throw new StartupError(`--state-dir ${cfg.stateDir}: ${(e as Error).message}`);
+    throw e;
+  }
 
   if (!existsSync(cfg.distDir))
     log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
@@ -188,6 +238,14 @@ export async function startServer(
     evalBackend,
     close: async () => {
       coordinator.stop();
+      await new Promise<void>((r) => io.close(() => r()));
+      evaluator.dispose();
+      await unmaskThread.close();
+    },
+    shutdown: async () => {
+      await coordinator.shutdown();
+      // io.close ends each transport without a disconnect packet: socket.io clients see a lost connection
+      // and reconnect with backoff (after a disconnect packet they would not).
       await new Promise<void>((r) => io.close(() => r()));
       evaluator.dispose();
       await unmaskThread.close();

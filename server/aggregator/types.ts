@@ -136,6 +136,10 @@ export interface RoundContext {
   log(msg: string): void;
   /** Called once, when the attempt ends either way. */
   close(o: RoundOutcome): void;
+  /** Secure rounds: resolves once the attempt's privacy charge is durable; no unmask request goes out before. */
+  beforeUnmask?: () => Promise<void>;
+  /** Test-only (AEGISFL_TEST_HOLD_PHASE): a secure-aggregation phase for which this is true never closes. */
+  hold?: (phase: string) => boolean;
   /** Runs a secure round's unmasking off the event loop (absent: in-process, synchronously). */
   unmask?: UnmaskRunner;
 }
@@ -152,6 +156,8 @@ export interface SecAggChannel {
   /** What member i needs to know in round:start. */
   info(member: number): SecAggRoundInfo;
   receive(kind: SecAggClientMessage, member: number, raw: unknown): void;
+  /** Member i reconnected: re-sends the current phase's request if it still owes an answer; whether it did. */
+  resend(member: number): boolean;
 }
 
 /**

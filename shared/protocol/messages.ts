@@ -159,7 +159,11 @@ export interface Rejection {
   message: string;
 }
 
-export type Ack = { ok: true } | { ok: false; reason: RejectReason; message: string };
+/**
+ * The answer to a client message. `duplicate`: the same message was already accepted (a re-send after a
+ * reconnect); it was counted once, nothing else changed.
+ */
+export type Ack = { ok: true; duplicate?: true } | { ok: false; reason: RejectReason; message: string };
 
 export interface RoundSummary {
   round: number;
