@@ -8,6 +8,7 @@ import {
   type EncodingPlan,
 } from '../shared/fl/encoding.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
+import { presetTask } from '../shared/model/task.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,
@@ -34,6 +35,7 @@ import { memoryStore, type Participation } from './profile.ts';
 import type { TrainerPort } from './trainer-port.ts';
 
 const MODEL = MODELS.tiny;
+const TASK = presetTask(MODEL.name, { epochs: 1, batchSize: 8, learningRate: 0.1, optimizer: 'sgd' });
 const P = numParams(MODEL);
 const L = vectorLength(P);
 const EXAMPLES = 16;
@@ -131,7 +133,7 @@ const SESSION = { sessionId: 'session-issued-by-server', resumeToken: 'T'.repeat
 const welcome: Welcome = {
   protocolVersion: PROTOCOL_VERSION,
   ...SESSION,
-  model: MODEL,
+  task: TASK,
   data: { kind: 'synthetic', seed: 0, count: EXAMPLES },
 };
 
@@ -154,8 +156,8 @@ function roundStart(round: number, attempt: number, secure: boolean): RoundStart
   return {
     round,
     attempt,
-    model: MODEL,
-    train: { epochs: 1, batchSize: 8, learningRate: 0.1, optimizer: 'sgd' },
+    task: TASK,
+    train: TASK.plan,
     deadlineMs: DEADLINE_MS,
     weights,
     ...(secure

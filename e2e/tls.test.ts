@@ -68,7 +68,7 @@ describe('TLS', () => {
       s.on('connect_error', reject);
     });
     expect(welcome.sessionId).toMatch(/^[A-Za-z0-9_-]{22}$/);
-    expect(welcome.model.name).toBe('tiny');
+    expect(welcome.task.name).toBe('tiny');
     s.close();
   });
 });

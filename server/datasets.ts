@@ -9,6 +9,7 @@ import {
   parseCifar10,
 } from '../shared/data/cifar10.ts';
 import { subset, type DataSpec, type Dataset } from '../shared/data/dataset.ts';
+import type { Examples } from '../shared/data/examples.ts';
 import { createRng, permutation } from '../shared/data/rng.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { labelCounts, partition, sampleDirichlet, type PartitionScheme } from '../shared/fl/partition.ts';
@@ -23,7 +24,7 @@ export const describeScheme = (s: PartitionScheme): string =>
 /** Where clients' data and the server's held-out set come from. */
 export interface DataSource {
   readonly description: string;
-  readonly test: Dataset;
+  readonly test: Dataset | Examples;
   /** What client number `index` (in order of first hello) trains on. */
   specFor(index: number): DataSpec;
   /** CIFAR-10 shard bytes for /api/data/shard/:n (official record format), or null. */
@@ -167,5 +168,18 @@ export function partitionedSource(
       }
       return bytes;
     },
+  };
+}
+
+/**
+ * A task whose data is the visitors' own (join({ data }) on their pages): clients are told so and the
+ * server holds only the operator's held-out set (--task-eval).
+ */
+export function pageSource(test: Examples, evalPath: string): DataSource {
+  return {
+    description: `each visitor's page supplies its own examples; ${test.n} held out (${evalPath})`,
+    test,
+    specFor: () => ({ kind: 'page' }),
+    shard: () => null,
   };
 }

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { CHANNELS, IMAGE_SIZE, NUM_CLASSES, toFloat, type Dataset } from '../shared/data/dataset.ts';
-import { buildModel } from '../shared/model/build.ts';
+import type { Dataset } from '../shared/data/dataset.ts';
+import { examplesFromDataset, type Examples } from '../shared/data/examples.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
+import { asRuntime, type ModelRuntime } from '../shared/model/task-build.ts';
 import { setFlatWeights } from '../shared/model/weights.ts';
 
 export type EvalBackend = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
@@ -56,40 +57,45 @@ export interface EvalResult {
   ms: number;
 }
 
-/** Evaluates global weights on a fixed held-out set; the test tensors are built once. */
+/**
+ * Evaluates global weights on a fixed held-out set; the test tensors are built once. The model is a CIFAR
+ * preset (built here) or a task's built runtime (owned from now on); the set CIFAR-style images or Examples.
+ */
 export class Evaluator {
-  private readonly model: tf.Sequential;
-  private readonly x: tf.Tensor4D;
-  private readonly labels: Uint8Array;
+  private readonly runtime: ModelRuntime;
+  private readonly model: tf.LayersModel;
+  private readonly x: tf.Tensor;
+  private readonly labels: Int32Array | Uint8Array;
 
   constructor(
-    readonly spec: ModelSpec,
-    test: Dataset,
+    spec: ModelSpec | ModelRuntime,
+    test: Dataset | Examples,
     private readonly batchSize = 256,
   ) {
     if (test.n < 1) throw new Error('test set is empty');
-    this.model = buildModel(spec);
-    this.x = tf.tensor4d(toFloat(test.x), [test.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
-    this.labels = test.y;
+    const ex = test.x instanceof Float32Array ? (test as Examples) : examplesFromDataset(test as Dataset);
+    this.runtime = asRuntime(spec);
+    this.model = this.runtime.model;
+    this.x = tf.tensor(ex.x, [ex.n, ...this.runtime.inputShape], 'float32');
+    this.labels = ex.y;
   }
 
   async evaluate(weights: Float32Array): Promise<EvalResult> {
     const t0 = performance.now();
-    setFlatWeights(this.model, this.spec, weights);
+    const K = this.runtime.numClasses;
+    setFlatWeights(this.model, this.runtime.shapes, weights);
     const n = this.labels.length;
     let correct = 0;
     let lossSum = 0;
     for (let s = 0; s < n; s += this.batchSize) {
       const e = Math.min(n, s + this.batchSize);
-      const probs = tf.tidy(
-        () => this.model.predict(this.x.slice([s, 0, 0, 0], [e - s, -1, -1, -1])) as tf.Tensor2D,
-      );
+      const probs = tf.tidy(() => this.model.predict(this.x.slice(s, e - s)) as tf.Tensor2D);
       const p = (await probs.data()) as Float32Array;
       probs.dispose();
       for (let i = 0; i < e - s; i++) {
-        const row = p.subarray(i * NUM_CLASSES, (i + 1) * NUM_CLASSES);
+        const row = p.subarray(i * K, (i + 1) * K);
         let arg = 0;
-        for (let k = 1; k < NUM_CLASSES; k++) if (row[k] > row[arg]) arg = k;
+        for (let k = 1; k < K; k++) if (row[k] > row[arg]) arg = k;
         const label = this.labels[s + i];
         if (arg === label) correct++;
         lossSum += -Math.log(Math.max(row[label], 1e-7));

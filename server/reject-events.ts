@@ -45,4 +45,5 @@ export const REJECT_EVENTS: { readonly [R in RejectReason]: readonly EventLabel[
   bad_token: ['hello'],
   already_identified: ['hello'],
   server_full: ['hello'],
+  task_mismatch: [],
 };

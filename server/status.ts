@@ -60,7 +60,7 @@ export function coordinatorStatus(v: CoordinatorView): ServerStatus {
     degree: v.degree,
     maliciousServer: cfg.secagg && cfg.secaggMaliciousServer,
     clients: v.clients.counts(),
-    model: { name: cfg.model.name, numParams: v.model.numParams },
+    model: { name: v.model.taskName, numParams: v.model.numParams },
     evalBackend: v.evalBackend,
     initial: v.model.initial,
     history: v.model.history,
