@@ -31,7 +31,7 @@ export default defineConfig({
     },
   },
   test: {
-    include: ['{shared,client,server,demo,e2e}/**/*.test.ts'],
+    include: ['{shared,client,server,demo,e2e,deploy}/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // e2e files start servers and browsers; run files one at a time on 2-core machines.

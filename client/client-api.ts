@@ -8,6 +8,7 @@ import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 import type { SkippedBackend } from './backends.ts';
 import type { Clock } from './clock.ts';
 import type { IdentityStore, Participation } from './profile.ts';
+import type { SentMessage } from './sent-bytes.ts';
 import type { ConnectOptions, SocketLike } from './socket.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
@@ -41,6 +42,8 @@ export interface ClientEvents extends Record<string, unknown> {
     masked: boolean;
     bytes: number;
   };
+  /** A message as it left (update, secure-aggregation keys, shares, ...): its event, round and size in bytes. */
+  sent: SentMessage;
   secagg: {
     round: number;
     step: 'keys' | 'shares' | 'inbox' | 'signature' | 'reveal' | 'refused';

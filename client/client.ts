@@ -18,6 +18,7 @@ import { Emitter } from './emitter.ts';
 import { memoryStore } from './profile.ts';
 import type { ClientEvents, ClientOptions, ClientState } from './client-api.ts';
 import { socketIo, type SocketLike } from './socket.ts';
+import { countingSocket } from './sent-bytes.ts';
 import {
   checkFloors,
   checkRoundTask,
@@ -182,11 +183,15 @@ export class AegisClient extends Emitter<ClientEvents> {
 
   private connect(): void {
     const connect = this.opts.connect ?? socketIo;
-    const s = connect(this.opts.serverUrl, {
-      path: this.opts.path,
-      transports: ['websocket'],
-      reconnectionDelayMax: 5000,
-    });
+    // Every message is counted as it leaves: the page shows what left this browser, per round.
+    const s = countingSocket(
+      connect(this.opts.serverUrl, {
+        path: this.opts.path,
+        transports: ['websocket'],
+        reconnectionDelayMax: 5000,
+      }),
+      (m) => this.emit('sent', m),
+    );
     this.socket = s;
     s.on('connect', () => this.identity.hello());
     s.on('disconnect', () => {

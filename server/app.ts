@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import type { Coordinator } from './coordinator.ts';
 import type { DataSource } from './datasets.ts';
+import { testSamples } from './evaluator.ts';
 import type { Metrics } from './metrics.ts';
 
 export interface AppDeps {
@@ -29,7 +30,16 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
     return c.json({
       ok: true,
       phase: s.phase,
-      round: s.round,
+      // The round as the page counts it: the one in progress (or next), never past the target; once done,
+      // the last one completed (status.round is then one past it).
+      round:
+        s.phase === 'done'
+          ? s.roundsCompleted
+          : s.targetRounds > 0
+            ? Math.min(s.round, s.targetRounds)
+            : s.round,
+      roundsCompleted: s.roundsCompleted,
+      targetRounds: s.targetRounds,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
     });
   });
@@ -39,7 +49,7 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
     return c.body(body, 200, { 'Content-Type': metrics.registry.contentType });
   });
 
-  app.get('/api/status', (c) => c.json({ ...coordinator.status(), data: data.description }));
+  app.get('/api/status', (c) => c.json(coordinator.status()));
 
   // The current global model (the aggregate is public by design): little-endian float32, in layer order.
   app.get('/api/model/weights', (c) => {
@@ -51,6 +61,17 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
       'Cache-Control': 'no-store',
     });
   });
+
+  // The test images of the page's prediction strip (status.evaluation.samples gives their labels and the
+  // current model's predictions): SAMPLE_COUNT x 32 x 32 x 3 bytes, HWC, fixed for the run.
+  const samples = testSamples(data.test);
+  app.get('/api/samples', (c) =>
+    c.body(samples.images as Uint8Array<ArrayBuffer>, 200, {
+      'Content-Type': 'application/octet-stream',
+      'X-Aegis-Samples': String(samples.labels.length),
+      'Cache-Control': 'public, max-age=3600',
+    }),
+  );
 
   app.get('/api/data/shard/:n', (c) => {
     const bytes = data.shard(Number(c.req.param('n')));

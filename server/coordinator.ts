@@ -39,10 +39,20 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly cohorts: RoundCohort;
   private readonly rejections = new AggregateRejections();
   private readonly runId = randomBytes(8).toString('hex');
-  private state: RoundState = { kind: 'waiting', pause: null };
+  private st: RoundState = { kind: 'waiting', pause: null };
   private ref: RoundRef = { round: 1, attempt: 0 };
   private degree: DegreeReport | null = null;
   private stopped = false;
+
+  /** Where the rounds stand; every change is announced ('changed': status observers are pushed a new view). */
+  private get state(): RoundState {
+    return this.st;
+  }
+
+  private set state(next: RoundState) {
+    this.st = next;
+    this.announce('changed');
+  }
 
   constructor(private readonly deps: CoordinatorDeps) {
     super();
@@ -118,14 +128,21 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   status(): ServerStatus {
     const { cfg: config, model, clients, state, ref, degree, rejections } = this;
-    const evalBackend = this.deps.evalBackend;
-    return coordinatorStatus({ config, model, clients, evalBackend, state, ref, degree, rejections });
+    const { evalBackend, data = null } = this.deps;
+    const needed = this.needed;
+    const view = { config, model, clients, evalBackend, state, ref, degree, rejections, needed, data };
+    return coordinatorStatus(view);
+  }
+
+  /** Ready clients a round waits for. */
+  private get needed(): number {
+    return Math.max(this.cfg.minClients, this.cohorts.minCohort);
   }
 
   private maybeStart(): void {
     const s = this.state;
     if (s.kind !== 'waiting' || s.pause || this.stopped || !this.model.initial) return;
-    if (this.clients.readyCount < Math.max(this.cfg.minClients, this.cohorts.minCohort)) return;
+    if (this.clients.readyCount < this.needed) return;
     const budget = this.model.checkBudget();
     if (!budget.ok) {
       this.state = { kind: 'done', reason: budget.message };
@@ -158,6 +175,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       defer: (fn) => this.guard.defer(fn),
       log: (m) => this.log(`round ${ref.round}.${ref.attempt}: ${m}`),
       close: (o) => this.onClose(ref, o),
+      unmask: this.deps.unmask,
     });
     const members = new Map(cohort.map((c, i) => [c.id, i + 1]));
     this.state = { kind: 'training', ref, startedAt, cohort, members, refused, accumulator };

@@ -12,6 +12,7 @@ import { subset, type DataSpec, type Dataset } from '../shared/data/dataset.ts';
 import type { Examples } from '../shared/data/examples.ts';
 import { createRng, permutation } from '../shared/data/rng.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
+import type { DataKind } from '../shared/protocol/status.ts';
 import { labelCounts, partition, sampleDirichlet, type PartitionScheme } from '../shared/fl/partition.ts';
 
 export const describeScheme = (s: PartitionScheme): string =>
@@ -23,6 +24,8 @@ export const describeScheme = (s: PartitionScheme): string =>
 
 /** Where clients' data and the server's held-out set come from. */
 export interface DataSource {
+  /** Real CIFAR-10 or the synthetic stand-in (what the page's header says). */
+  readonly kind: DataKind;
   readonly description: string;
   readonly test: Dataset | Examples;
   /** What client number `index` (in order of first hello) trains on. */
@@ -63,6 +66,7 @@ export function syntheticSource(
     );
   };
   return {
+    kind: 'synthetic',
     description: `synthetic (${perClient} examples per client, ${describeScheme(scheme)}, ${testExamples} held out)`,
     test,
     specFor: (index) => {
@@ -143,6 +147,7 @@ export function partitionedSource(
   seed: number,
   perClient: number,
   scheme: PartitionScheme,
+  kind: DataKind = 'cifar10',
 ): DataSource {
   const parts = Math.floor(train.n / perClient);
   if (parts < 1)
@@ -152,6 +157,7 @@ export function partitionedSource(
   const classesPerShard = shards.map((p) => labelCounts(train.y, p).filter((c) => c > 0).length);
   const meanClasses = classesPerShard.reduce((a, b) => a + b, 0) / shards.length;
   return {
+    kind,
     description: `${name} (${shards.length} shards, ${describeScheme(scheme)}, ${Math.min(...shards.map((p) => p.length))}-${Math.max(...shards.map((p) => p.length))} examples, ${meanClasses.toFixed(1)} classes each on average; ${test.n} test examples)`,
     test,
     specFor: (index) => ({
@@ -177,6 +183,7 @@ export function partitionedSource(
  */
 export function pageSource(test: Examples, evalPath: string): DataSource {
   return {
+    kind: 'page',
     description: `each visitor's page supplies its own examples; ${test.n} held out (${evalPath})`,
     test,
     specFor: () => ({ kind: 'page' }),

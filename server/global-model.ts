@@ -1,6 +1,6 @@
 import { createServerOptimizer, type ServerOptimizer } from '../shared/fl/server-opt.ts';
 import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
-import type { PrivacyStatus } from '../shared/protocol/status.ts';
+import type { EvaluationStatus, PrivacyStatus } from '../shared/protocol/status.ts';
 import type { RoundOutcome, RoundSettings } from './aggregator/index.ts';
 import type { Clock } from './clock.ts';
 import { samplingRate, serverTask, type ServerConfig } from './config.ts';
@@ -50,6 +50,8 @@ export class GlobalModel {
   /** Test scores of the current model: what the loss guard compares with (null until known). */
   private current: { accuracy: number; loss: number } | null = null;
   private rejected = 0;
+  /** Per-class results of the current model (what status shows), null until an evaluation gave them. */
+  private classes: EvaluationStatus | null = null;
 
   constructor(private readonly deps: GlobalModelDeps) {
     const cfg = deps.config;
@@ -87,6 +89,7 @@ export class GlobalModel {
     const e = await this.deps.evaluate(this.w);
     this.initialEval = e;
     if (Number.isFinite(e.loss)) this.current = { accuracy: e.accuracy, loss: e.loss };
+    this.classes = evaluationStatus(0, e);
     this.deps.metrics.testAccuracy.set(e.accuracy);
     this.deps.metrics.testLoss.set(e.loss);
     this.deps.log(`initial model: accuracy ${(e.accuracy * 100).toFixed(1)}%, loss ${e.loss.toFixed(4)}`);
@@ -95,6 +98,11 @@ export class GlobalModel {
 
   get initial(): EvalResult | null {
     return this.initialEval;
+  }
+
+  /** Per-class results of the current model and its predictions on the sample strip. */
+  get evaluation(): EvaluationStatus | null {
+    return this.classes;
   }
 
   /** Models the loss guard discarded so far. */
@@ -157,6 +165,8 @@ export class GlobalModel {
       this.w = candidate;
       this.wBytes = bytesOf(candidate);
       if (ev && Number.isFinite(ev.loss)) this.current = { accuracy: ev.accuracy, loss: ev.loss };
+      // A failed evaluation leaves no per-class results for the new model: none shown rather than stale ones.
+      this.classes = ev ? evaluationStatus(ref.round, ev) : null;
     }
     const score = ev ?? { accuracy: NaN, loss: NaN };
     const kept = verdict ? (this.current ?? { accuracy: NaN, loss: NaN }) : score;
@@ -248,6 +258,20 @@ export class GlobalModel {
     m.dp.clip.set(p.clipNorm);
     m.dp.samplingRate.set(p.q);
   }
+}
+
+/** The per-class part of an evaluation as status carries it; null when the evaluator gave none. */
+function evaluationStatus(round: number, e: EvalResult): EvaluationStatus | null {
+  const c = e.classes;
+  if (!c) return null;
+  const preds = e.samplePreds ?? [];
+  return {
+    round,
+    numClasses: c.numClasses,
+    perClass: c.perClass,
+    confusion: c.confusion,
+    samples: e.sampleLabels ? preds.map((pred, i) => ({ label: e.sampleLabels![i], pred })) : [],
+  };
 }
 
 function bytesOf(w: Float32Array): Buffer {

@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REJECT_REASONS } from '../shared/base/errors.ts';
 import { RELEASE_STEPS } from '../shared/protocol/messages.ts';
@@ -32,9 +33,17 @@ export type AttemptFailure = (typeof ATTEMPT_FAILURES)[number];
 export const MODEL_REJECTIONS = ['loss_increase', 'not_finite'] as const;
 export type ModelRejection = (typeof MODEL_REJECTIONS)[number];
 
+/** What aegis_event_loop_delay_seconds reports (closed set: it is a metric label). */
+export const LOOP_DELAY_STATS = ['p50', 'p99', 'max'] as const;
+
+/** Resolution of the loop-delay sampler: a timer every 10 ms measures how late it fires. */
+const LOOP_DELAY_RESOLUTION_MS = 10;
+
 /** One registry per server instance (tests run several servers in one process). */
 export function createMetrics() {
   const registry = new Registry();
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+  loopDelay.enable();
   // prom-client names its metrics process_* and nodejs_*: the prefix makes them aegis_process_*, aegis_nodejs_*.
   collectDefaultMetrics({ register: registry, prefix: 'aegis_' });
   const m = {
@@ -191,6 +200,26 @@ export function createMetrics() {
       help: 'Exceptions caught inside the server (the attempt in progress is aborted and retried)',
       labelNames: ['where'] as const,
       registers: [registry],
+    }),
+    // Gauges over a window, like prom-client's nodejs_eventloop_lag_*: each scrape reports the delays since
+    // the previous one and starts a new window (so one scraper per server, or the windows split). max is
+    // the one to alert on: a single long stall is one sample, and barely moves p99.
+    eventLoopDelay: new Gauge({
+      name: 'aegis_event_loop_delay_seconds',
+      help: 'How late a 10 ms timer fired on the main thread since the previous scrape: p50, p99 and max',
+      labelNames: ['stat'] as const,
+      registers: [registry],
+      collect() {
+        // The sampler records the whole interval between its ticks: the lateness is what exceeds it.
+        const seconds = (ns: number): number =>
+          loopDelay.count > 0 && Number.isFinite(ns)
+            ? Math.max(0, ns / 1e6 - LOOP_DELAY_RESOLUTION_MS) / 1000
+            : 0;
+        this.set({ stat: 'p50' }, seconds(loopDelay.percentile(50)));
+        this.set({ stat: 'p99' }, seconds(loopDelay.percentile(99)));
+        this.set({ stat: 'max' }, seconds(loopDelay.max));
+        loopDelay.reset();
+      },
     }),
     clientsReleased: new Counter({
       name: 'aegis_clients_released_total',

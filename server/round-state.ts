@@ -1,6 +1,7 @@
 import type { DataSpec } from '../shared/data/dataset.ts';
 import type { SecureRandom } from '../shared/dp/secure-random.ts';
 import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
+import type { DataKind } from '../shared/protocol/status.ts';
 import type { Accumulator } from './aggregator/index.ts';
 import type { ClientRecord } from './clients.ts';
 import type { Clock, Timer } from './clock.ts';
@@ -8,6 +9,7 @@ import type { CohortSkip } from './cohort.ts';
 import type { ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { AttemptFailure, Metrics } from './metrics.ts';
+import type { UnmaskRunner } from './unmask-thread.ts';
 
 /** Where the rounds stand; everything that belongs to one attempt lives in its `training` state. */
 export type RoundState =
@@ -38,6 +40,8 @@ export interface CoordinatorEvents {
   /** A cohort draw fell outside the bounds: no attempt started (drawn again after a pause). */
   cohortSkipped: [{ round: number; drawn: number; eligible: number; reason: CohortSkip }];
   done: [RoundSummary[]];
+  /** The round state changed (any transition): what status observers are pushed on. */
+  changed: [];
 }
 
 /** What the coordinator is built from. */
@@ -46,6 +50,8 @@ export interface CoordinatorDeps {
   metrics: Metrics;
   evaluate: (weights: Float32Array) => Promise<EvalResult>;
   evalBackend: string;
+  /** Where the training data comes from, as status shows it. */
+  data?: { kind: DataKind; description: string };
   initialWeights: Float32Array;
   dataFor: (clientIndex: number) => DataSpec;
   log?: (msg: string) => void;
@@ -54,4 +60,6 @@ export interface CoordinatorDeps {
   clock?: Clock;
   /** CSPRNG of Poisson cohort draws (default: one keyed by the OS); tests inject a seeded one. */
   cohortRandom?: SecureRandom;
+  /** Where secure rounds unmask (server.ts: a worker thread); default in-process, synchronously. */
+  unmask?: UnmaskRunner;
 }

@@ -1,4 +1,4 @@
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { epsilonFor } from '../shared/dp/calibrate.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
@@ -15,6 +15,7 @@ import { Coordinator, type ClientLink, type CoordinatorDeps } from './coordinato
 import type { Evaluator } from './evaluator.ts';
 import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
+import { UnmaskThread, unmaskInProcess, type UnmaskRunner } from './unmask-thread.ts';
 
 const spec = MODELS.tiny;
 const P = numParams(spec);
@@ -626,6 +627,57 @@ describe('Coordinator with secure aggregation: thresholds that say what they pro
     expect(log.join('\n')).toMatch(
       /malicious-server mode: split unmask requests \(2 assumed colluders, 4 needed/,
     );
+  });
+});
+
+describe('Coordinator with secure aggregation unmasking off the event loop', () => {
+  const thread = new UnmaskThread();
+  afterAll(() => thread.close());
+
+  it("unmasks on the worker thread: the exact mean of the survivors, a dropout's masks stripped there", async () => {
+    const { c, metrics } = await setup({}, undefined, { unmask: thread.run });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 16, 24, 8, 40];
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, examples, [null, null, 'masked', null, null]);
+    const s = await end;
+    expect(thread.started).toBe(true);
+    expect(s).toMatchObject({ clients: 4, secagg: true, examples: 72 });
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
+  });
+
+  it('culprits and aborts come back from the runner as from the in-process unmasking', async () => {
+    const { c, metrics } = await setup({}, undefined, { unmask: thread.run });
+    // As in the culprits test: client 4 alters every share, client 3 vanishes before unmask: abort, 4 named.
+    const failed = nextEvent(c, 'roundFailed');
+    const sims = joinAll(
+      c,
+      Array.from({ length: 5 }, randomDelta),
+      [8, 8, 8, 8, 8],
+      [null, null, null, 'unmask', null],
+    );
+    sims[4].alterReveal = () => true;
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'secagg_aborted' });
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'altered_share' })).toBe(1);
+  });
+
+  it('a runner that fails (a dead worker) is an internal error: the attempt is retried, the model unchanged until then', async () => {
+    let calls = 0;
+    const unmask: UnmaskRunner = (job) =>
+      ++calls === 1 ? Promise.reject(new Error('injected: worker died')) : unmaskInProcess(job);
+    const { c, metrics } = await setup({}, undefined, { unmask });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const before = c.globalWeights.slice();
+    const failed = nextEvent(c, 'roundFailed');
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, [8, 8, 8, 8, 8]);
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'internal_error' });
+    expect(c.globalWeights).toEqual(before);
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'timer' })).toBe(1);
+    const s = await end;
+    expect(s).toMatchObject({ round: 1, attempts: 2, clients: 5 });
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
   });
 });
 

@@ -14,6 +14,8 @@ import {
 import type { RoundRef, RoundRelease } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
+import type { UnmaskRunner } from './unmask-thread.ts';
+import type { UnmaskResult } from '../shared/secagg/unmask.ts';
 
 /** How the round ended, with every client the session proved to have cheated either way. */
 export type SecureOutcome = (
@@ -47,6 +49,11 @@ export interface SecureRoundOptions extends ServerSessionConfig {
   online(index: number): boolean;
   log(msg: string): void;
   done(o: SecureOutcome): void;
+  /**
+   * Runs the unmasking off this thread (unmask-thread.ts) and the round finishes when it resolves; the
+   * event loop keeps serving meanwhile. Absent: it runs here, synchronously, inside the close.
+   */
+  unmask?: UnmaskRunner;
 }
 
 /**
@@ -59,6 +66,8 @@ export class SecureRound {
   private timer: Timer | null = null;
   private phaseStarted: number;
   private finished = false;
+  /** The unmasking runs off this thread: the round waits for its result, not for clients. */
+  private unmasking = false;
   deadlineAt: number;
 
   constructor(private readonly o: SecureRoundOptions) {
@@ -114,14 +123,14 @@ export class SecureRound {
 
   /** A message arrived or a client went offline: the phase may be able to close now. */
   maybeCloseEarly(): void {
-    if (this.finished) return;
+    if (this.finished || this.unmasking) return;
     const waiting = this.session.waitingFor();
     if (waiting.length === 0) this.close('all answered');
     else if (waiting.every((i) => !this.o.online(i))) this.close('the rest are offline');
   }
 
   private close(why: string): void {
-    if (this.finished) return;
+    if (this.finished || this.unmasking) return;
     const s = this.session;
     const phase = s.phase;
     let missing = s.waitingFor().length;
@@ -165,14 +174,16 @@ export class SecureRound {
           break;
         }
         case 'unmask': {
+          const runner = this.o.unmask;
+          if (runner) {
+            this.unmaskOffThread(runner, why);
+            return;
+          }
           // CPU time of the unmasking itself, not a deadline: measured on the process's own timer.
           const t0 = performance.now();
           const sum = s.closeUnmask();
           m.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
-          this.o.log(
-            `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
-          );
-          this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
+          this.unmasked(sum, why);
           return;
         }
         default:
@@ -188,6 +199,48 @@ export class SecureRound {
     this.arm();
     // Clients that are already offline cannot answer the next phase either.
     this.o.defer(() => this.maybeCloseEarly());
+  }
+
+  /**
+   * R4 closed: the job goes to the runner, nothing here waits for it. The phase's timer is off (the
+   * session takes no more reveals); stop() meanwhile makes the result be dropped. The result is applied
+   * through `defer`, so a fault there is contained like any other (the attempt is retried).
+   */
+  private unmaskOffThread(runner: UnmaskRunner, why: string): void {
+    const s = this.session;
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.unmasking = true;
+    const t0 = performance.now();
+    const apply = (r: UnmaskResult): void => {
+      if (this.finished) return;
+      this.o.metrics.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
+      let sum: Uint32Array;
+      try {
+        sum = s.finishUnmask(r);
+      } catch (e) {
+        if (!(e instanceof SecAggAbort)) throw e;
+        this.o.log(`secure aggregation aborted in phase unmask: ${e.message}`);
+        this.finish({ ok: false, reason: e.message, culprits: s.culpritEvidence });
+        return;
+      }
+      this.unmasked(sum, why);
+    };
+    runner(s.prepareUnmask()).then(
+      (r) => this.o.defer(() => apply(r)),
+      (e: unknown) =>
+        this.o.defer(() => {
+          if (!this.finished) throw e;
+        }),
+    );
+  }
+
+  private unmasked(sum: Uint32Array, why: string): void {
+    const s = this.session;
+    this.o.log(
+      `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
+    );
+    this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
   }
 
   /** Over-selection: tells every invitee left out of the cohort; `dropouts` of them are counted as such. */

@@ -15,6 +15,7 @@ import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 import { createMetrics } from './metrics.ts';
 import { attachSocketIo } from './socket.ts';
 import { readTaskEval } from './task-file.ts';
+import { UnmaskThread } from './unmask-thread.ts';
 
 export interface RunningServer {
   url: string;
@@ -78,15 +79,19 @@ export async function startServer(
   const init = await buildTaskModel(task, cfg.seed);
   const initialWeights = await getFlatWeights(init.model);
   init.model.dispose();
+  // Secure rounds unmask on a worker thread: seconds of CPU at thousands of clients, off the event loop.
+  const unmaskThread = new UnmaskThread();
   const coordinator = new Coordinator({
     config: cfg,
     metrics,
     evaluate: (w) => evaluator.evaluate(w),
     evalBackend,
+    data: { kind: data.kind, description: data.description },
     initialWeights,
     dataFor: (i) => data.specFor(i),
     log: cfg.logLevel === 'info' ? log : undefined,
     logError: log, // internal errors are logged even with --quiet
+    unmask: unmaskThread.run,
   });
   await coordinator.init();
 
@@ -102,6 +107,7 @@ export async function startServer(
     // node:tls refuses a malformed PEM or a key that does not match the certificate here.
     coordinator.stop();
     evaluator.dispose();
+    await unmaskThread.close();
     throw new StartupError(`--tls-cert/--tls-key: ${(e as Error).message.split('\n')[0]}`);
   }
   const io = attachSocketIo(http, coordinator, metrics, cfg.maxMessageBytes, {
@@ -116,6 +122,7 @@ export async function startServer(
     coordinator.stop();
     await new Promise<void>((r) => io.close(() => r()));
     evaluator.dispose();
+    await unmaskThread.close();
     throw listenError(e, cfg);
   });
   const port = (http.address() as AddressInfo).port;
@@ -130,6 +137,7 @@ export async function startServer(
       coordinator.stop();
       await new Promise<void>((r) => io.close(() => r()));
       evaluator.dispose();
+      await unmaskThread.close();
     },
   };
 }

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { io as connect, type Socket } from 'socket.io-client';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type Ack, type Rejection, type Welcome } from '../shared/protocol/messages.ts';
+import type { ServerStatus } from '../shared/protocol/status.ts';
 import { parseTrustedProxy } from './address.ts';
 import { ManualClock } from './clock.ts';
 import { DEFAULTS } from './config.ts';
@@ -70,12 +71,13 @@ async function rig(limits: Partial<SocketLimits> = {}): Promise<Rig> {
   return r;
 }
 
-function client(url: string, forwardedFor?: string): Socket {
+function client(url: string, forwardedFor?: string, auth?: Record<string, unknown>): Socket {
   const s = connect(url, {
     transports: ['websocket'],
     reconnection: false,
     forceNew: true,
     ...(forwardedFor ? { extraHeaders: { 'x-forwarded-for': forwardedFor } } : {}),
+    ...(auth ? { auth } : {}),
   });
   sockets.push(s);
   return s;
@@ -130,6 +132,31 @@ describe('socket.io wiring', () => {
     expect(
       await metricValue(r.metrics, 'aegis_messages_rejected_total', { reason: 'bad_token', event: 'hello' }),
     ).toBe(1);
+  });
+
+  it('status is pushed to observers (and only to them) when it changes, coalesced', async () => {
+    const r = await rig();
+    const seen: ServerStatus[] = [];
+    const obs = client(r.url, undefined, { observe: true });
+    obs.on('status', (st: ServerStatus) => seen.push(st));
+    const plain: ServerStatus[] = [];
+    const a = client(r.url);
+    a.on('status', (st: ServerStatus) => plain.push(st));
+    await Promise.all([connected(obs), connected(a)]);
+    await until(() => seen.length === 1); // the current status, at once
+    expect(seen[0]).toMatchObject({ phase: 'waiting', round: 1, clients: { connected: 0, needed: 50 } });
+    a.emit('hello', HELLO);
+    await next<Welcome>(a, 'welcome');
+    a.emit('ready', { backend: 'wasm' });
+    await new Promise((res) => setTimeout(res, 20)); // the messages are handled
+    r.clock.advance(1000);
+    await until(() => seen.at(-1)?.clients.ready === 1);
+    expect(seen.at(-1)).toMatchObject({ clients: { connected: 1, ready: 1 } });
+    const pushes = seen.length;
+    r.clock.advance(5000); // periodic checks, nothing changed: nothing sent
+    await new Promise((res) => setTimeout(res, 20));
+    expect(seen).toHaveLength(pushes);
+    expect(plain).toEqual([]);
   });
 
   it('round:refuse reaches the coordinator: one outside a round is rejected as late under its own label', async () => {

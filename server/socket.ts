@@ -11,6 +11,7 @@ import { KeyedLimiter, TokenBucket, type Rate } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { ClientEvent, EventLabel } from './reject-events.ts';
 import { boundedParser, PendingAttachments } from './socket-parser.ts';
+import { STATUS_ROOM, StatusPush } from './status-push.ts';
 
 /** What one connection knows about itself. */
 interface Connection {
@@ -97,9 +98,31 @@ export function attachSocketIo(
       cb('rate_limited', false);
     },
   });
-  io.on('connection', (socket) =>
-    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes),
-  );
+  // Status is pushed to observers when the round state changes, and after any message or connection
+  // change (reports, secure-aggregation phases, client counts), coalesced.
+  const push = new StatusPush({
+    status: () => coordinator.status(),
+    emit: (s) => io.to(STATUS_ROOM).emit('status', s),
+    clock,
+  });
+  const kick = (): void => push.kick();
+  coordinator.on('changed', kick);
+  http.once('close', () => {
+    push.stop();
+    coordinator.off('changed', kick);
+  });
+  io.on('connection', (socket) => {
+    if ((socket.handshake.auth as { observe?: unknown } | undefined)?.observe === true) {
+      void socket.join(STATUS_ROOM);
+      push.observerJoined();
+      socket.emit('status', push.current());
+      socket.on('disconnect', () => push.observerLeft());
+    }
+    socket.on('disconnect', kick);
+    socket.onAny(kick);
+    kick();
+    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes);
+  });
   return io;
 }
 

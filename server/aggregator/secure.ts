@@ -109,6 +109,7 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       online: (i) => ctx.online(i),
       log: (m) => ctx.log(m),
       done: (o) => this.done(o),
+      unmask: ctx.unmask,
     });
   }
 

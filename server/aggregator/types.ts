@@ -2,6 +2,7 @@ import type { BoundsFailure, EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { RoundRef, SecAggRoundInfo, ServerToClientEvents } from '../../shared/protocol/messages.ts';
 import type { Degree, SplitBound } from '../../shared/secagg/graph.ts';
 import type { Culprit, SecAggActivePhase } from '../../shared/secagg/types.ts';
+import type { UnmaskRunner } from '../unmask-thread.ts';
 import type { Clock } from '../clock.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -135,6 +136,8 @@ export interface RoundContext {
   log(msg: string): void;
   /** Called once, when the attempt ends either way. */
   close(o: RoundOutcome): void;
+  /** Runs a secure round's unmasking off the event loop (absent: in-process, synchronously). */
+  unmask?: UnmaskRunner;
 }
 
 /** The secure-aggregation messages a client sends (secagg:<kind>); 'signature' only with R3. */

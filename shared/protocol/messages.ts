@@ -4,6 +4,7 @@ import type { Task } from '../model/task.ts';
 import type { EncodingPlan } from '../fl/encoding.ts';
 import type { AdvertiseKeys, SurvivorSet, SurvivorSignature } from '../secagg/types.ts';
 import type { WireInbox, WireReveal, WireRoster, WireShares, WireUnmask } from '../secagg/wire.ts';
+import type { ServerStatus } from './status.ts';
 
 /** Bumped on any incompatible change to the events or payloads below. */
 export const PROTOCOL_VERSION = 2;
@@ -210,6 +211,12 @@ export interface ServerToClientEvents {
   /** R3 only: the survivor set U3, to sign. */
   'secagg:survivors': (m: RoundRef & SurvivorSet) => void;
   'secagg:unmask': (m: RoundRef & WireUnmask) => void;
+  /**
+   * To observers only (sockets that connect with auth `{ observe: true }`, e.g. the demo page): the
+   * server's status, pushed when it changes (GET /api/status's view, history bounded). Additive: clients
+   * that do not observe never receive it.
+   */
+  status: (s: ServerStatus) => void;
 }
 
 export interface ClientToServerEvents {
