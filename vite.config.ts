@@ -12,6 +12,7 @@ export default defineConfig({
     rollupOptions: {
       input: {
         demo: 'demo/index.html',
+        task: 'demo/task-example.html',
         bench: 'e2e/bench/train.html',
         embed: 'client/embed.ts',
       },

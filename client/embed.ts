@@ -10,6 +10,9 @@
  * floors (data-secagg, data-min-cohort, data-min-threshold, data-min-noise, data-max-clip; see
  * shared/protocol/floors.ts) are read once: an invalid one is reported and nothing joins.
  *
+ * A site that pins the task its visitors train adds data-task-hash="<64 hex digits>" (docs/tasks.md): the
+ * client then refuses a server whose task has another hash.
+ *
  * A site that vouches for its visitors' keys adds data-attestation-key="<hex Ed25519 public key>" and
  * calls window.aegisfl.join({ identity: { secretKey, publicKey }, signature }) with the identity its own
  * backend attested; the client then joins only rounds with the consistency round (docs/protocol.md).
@@ -58,6 +61,7 @@ const api = {
       floors,
       attestation,
       token: script?.dataset.token || undefined,
+      taskHash: script?.dataset.taskHash,
     });
     return client;
   },

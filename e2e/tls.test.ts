@@ -86,7 +86,7 @@ describe('TLS with the local CA (npm run certs)', () => {
   it('WSS: a token minted for the page origin (over HTTPS or with npm run token) admits; no token, a replay or another origin does not', async () => {
     const fromHttp = await mintOverHttp(SITE);
     const w = await joinAs(SITE, { token: fromHttp });
-    expect(w).toMatchObject({ model: { name: 'tiny' } });
+    expect(w).toMatchObject({ task: { name: 'tiny' } });
     expect((w as Welcome).sessionId).toMatch(/^[A-Za-z0-9_-]{22}$/);
 
     const fromCli = tsx('server/token-cli.ts', [
@@ -97,7 +97,7 @@ describe('TLS with the local CA (npm run certs)', () => {
       '--ttl',
       '60',
     ]).trim();
-    expect(await joinAs(SITE, { token: fromCli })).toMatchObject({ model: { name: 'tiny' } });
+    expect(await joinAs(SITE, { token: fromCli })).toMatchObject({ task: { name: 'tiny' } });
 
     expect(await joinAs(SITE)).toEqual({
       refused: { reason: 'bad_token', message: expect.stringMatching(/required/) },

@@ -115,7 +115,7 @@ describe('Coordinator', () => {
       protocolVersion: PROTOCOL_VERSION,
       sessionId: id(1),
       resumeToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
-      model: spec,
+      task: { name: spec.name, model: { preset: spec.name }, inputShape: [32, 32, 3], numClasses: 10 },
       data: { kind: 'synthetic', seed: 0 },
     });
     expect(a.last('round:start')).toBeUndefined();

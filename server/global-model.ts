@@ -1,10 +1,9 @@
 import { createServerOptimizer, type ServerOptimizer } from '../shared/fl/server-opt.ts';
-import { numParams } from '../shared/model/spec.ts';
 import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
 import type { EvaluationStatus, PrivacyStatus } from '../shared/protocol/status.ts';
 import type { RoundOutcome, RoundSettings } from './aggregator/index.ts';
 import type { Clock } from './clock.ts';
-import { samplingRate, type ServerConfig } from './config.ts';
+import { samplingRate, serverTask, type ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { Metrics, ModelRejection } from './metrics.ts';
 import { PrivacyLedger } from './privacy.ts';
@@ -41,6 +40,8 @@ type Scored = EvalResult | null;
  */
 export class GlobalModel {
   readonly numParams: number;
+  /** The task's name (the --model preset's without --task). */
+  readonly taskName: string;
   readonly history: RoundSummary[] = [];
   private w: Float32Array;
   private wBytes: Buffer;
@@ -55,7 +56,9 @@ export class GlobalModel {
 
   constructor(private readonly deps: GlobalModelDeps) {
     const cfg = deps.config;
-    this.numParams = numParams(cfg.model);
+    const task = serverTask(cfg);
+    this.numParams = task.numParams;
+    this.taskName = task.task.name;
     if (deps.initialWeights.length !== this.numParams)
       throw new Error(
         `initial weights have ${deps.initialWeights.length} values, model needs ${this.numParams}`,

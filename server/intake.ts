@@ -5,7 +5,7 @@ import { PROTOCOL_VERSION, type Ack, type RoundRef } from '../shared/protocol/me
 import { checkUpdate } from '../shared/protocol/validate.ts';
 import { ringLengthFor, roundMode, type SecAggClientMessage } from './aggregator/index.ts';
 import type { ClientLink, ClientRecord, ClientRegistry } from './clients.ts';
-import type { ServerConfig } from './config.ts';
+import { serverTask, type ServerConfig } from './config.ts';
 import type { Containment } from './contain.ts';
 import type { LogLimiter } from './limits.ts';
 import type { Metrics } from './metrics.ts';
@@ -47,7 +47,7 @@ export class Intake {
       this.d.clients.send(c, 'welcome', {
         protocolVersion: PROTOCOL_VERSION,
         ...credentials,
-        model: this.d.config.model,
+        task: serverTask(this.d.config).task,
         data,
       });
       return c.id;

@@ -47,4 +47,5 @@ export const REJECT_EVENTS: { readonly [R in RejectReason]: readonly EventLabel[
   already_identified: ['hello'],
   server_full: ['hello', 'connect'],
   bad_origin: ['connect'],
+  task_mismatch: [],
 };

@@ -4,17 +4,19 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
-import { buildModel } from '../shared/model/build.ts';
+import { buildTaskModel } from '../shared/model/task-build.ts';
+import { isImageTask } from '../shared/model/task.ts';
 import { getFlatWeights } from '../shared/model/weights.ts';
 import { createApp } from './app.ts';
-import type { ServerConfig } from './config.ts';
+import { serverTask, type ServerConfig } from './config.ts';
 import { Coordinator } from './coordinator.ts';
-import { cifarSource, syntheticSource, type DataSource } from './datasets.ts';
+import { cifarSource, pageSource, syntheticSource, type DataSource } from './datasets.ts';
 import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 import { createMetrics } from './metrics.ts';
 import { RunState, StateError } from './run-state.ts';
 import { FileStore } from './store.ts';
 import { attachSocketIo } from './socket.ts';
+import { readTaskEval } from './task-file.ts';
 import { UnmaskThread } from './unmask-thread.ts';
 import { JoinTokenVerifier, mintJoinToken, parseTokenKey } from './join-token.ts';
 
@@ -109,17 +111,27 @@ export async function startServer(
   const { backend: evalBackend, tried } = await initEvalBackend();
   log(`evaluation backend: ${evalBackend}${tried.length ? ` (${evalBackendNote(tried)})` : ''}`);
 
-  const data: DataSource = cfg.cifarDir
-    ? await cifarSource(cfg.cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition)
-    : syntheticSource(cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition);
+  const task = serverTask(cfg);
+  // --task-eval: the operator's held-out set (needed where the data is the visitors' own, not images).
+  const heldOut = cfg.taskEval ? readTaskEval(cfg.taskEval, task.task) : null;
+  let data: DataSource;
+  if (!isImageTask(task.task)) data = pageSource(heldOut!, cfg.taskEval!);
+  else {
+    data = cfg.cifarDir
+      ? await cifarSource(cfg.cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition)
+      : syntheticSource(cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition);
+    if (heldOut)
+      data = { ...data, test: heldOut, description: `${data.description}; evaluated on ${cfg.taskEval}` };
+  }
+  log(`task: ${task.task.name} (${task.numParams} parameters, hash ${task.hash})`);
   log(`data: ${data.description}`);
 
   const metrics = createMetrics();
   metrics.evalBackend.set({ backend: evalBackend }, 1);
-  const evaluator = new Evaluator(cfg.model, data.test);
-  const init = buildModel(cfg.model, cfg.seed);
-  const initialWeights = await getFlatWeights(init);
-  init.dispose();
+  const evaluator = new Evaluator(await buildTaskModel(task), data.test);
+  const init = await buildTaskModel(task, cfg.seed);
+  const initialWeights = await getFlatWeights(init.model);
+  init.model.dispose();
   // Test-only: AEGISFL_TEST_HOLD_PHASE names a phase the server never leaves, from round
   // AEGISFL_TEST_HOLD_ROUND (default 1) on: keys, shares, masked, unmask (secure-aggregation phases) or
   // evaluation (of a released round), so that a test can kill it there. Only e2e/restart.test.ts sets it.
@@ -230,7 +242,7 @@ export async function startServer(
   });
   const port = (http.address() as AddressInfo).port;
   const url = `${tls ? 'https' : 'http'}://${cfg.host === '0.0.0.0' ? 'localhost' : cfg.host}:${port}`;
-  log(`AegisFL server on ${url} (model ${cfg.model.name}, demo at ${url}/demo/)`);
+  log(`AegisFL server on ${url} (task ${task.task.name}, demo at ${url}/demo/)`);
   return {
     url,
     port,

@@ -57,6 +57,11 @@ export const REJECT_REASONS = [
    * Origin where one is required). Refused at the socket.io handshake.
    */
   'bad_origin',
+  /**
+   * The server's task (model topology, shapes or training plan) is not the one the page pinned (its hash
+   * differs), or a round's plan is not its task's: the server may not choose what the visitor's data runs through.
+   */
+  'task_mismatch',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -1,6 +1,6 @@
 import type { RejectReason } from '../base/errors.ts';
 import type { DataSpec } from '../data/dataset.ts';
-import type { ModelSpec } from '../model/spec.ts';
+import type { Task } from '../model/task.ts';
 import type { EncodingPlan } from '../fl/encoding.ts';
 import type { AdvertiseKeys, SurvivorSet, SurvivorSignature } from '../secagg/types.ts';
 import type { WireInbox, WireReveal, WireRoster, WireShares, WireUnmask } from '../secagg/wire.ts';
@@ -34,7 +34,8 @@ export interface Hello {
 
 export interface Welcome extends SessionCredentials {
   protocolVersion: number;
-  model: ModelSpec;
+  /** What this server trains (shared/model/task.ts); a client that pinned another task refuses it. */
+  task: Task;
   data: DataSpec;
 }
 
@@ -60,7 +61,9 @@ export interface TrainConfig {
 export interface RoundStart {
   round: number;
   attempt: number;
-  model: ModelSpec;
+  /** The task this round trains: the client refuses it (task_mismatch) unless its hash is the pinned one. */
+  task: Task;
+  /** The task's plan (the client refuses a round whose train differs from task.plan). */
   train: TrainConfig;
   /** Milliseconds from now until the server stops accepting updates for this round. */
   deadlineMs: number;
