@@ -6,8 +6,11 @@ import type { AdvertiseKeys, SurvivorSet, SurvivorSignature } from '../secagg/ty
 import type { WireInbox, WireReveal, WireRoster, WireShares, WireUnmask } from '../secagg/wire.ts';
 import type { ServerStatus } from './status.ts';
 
-/** Bumped on any incompatible change to the events or payloads below. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * Bumped on any incompatible change to the events or payloads below. 3: welcome/round:start carry the
+ * pinned `task` (not `model`), masks are AES-256-CTR (not ChaCha20), round:start may carry secagg.cohort.
+ */
+export const PROTOCOL_VERSION = 3;
 
 /** Training backends a client may report (tfjs backend names). */
 export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu', 'tensorflow'] as const;
