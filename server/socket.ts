@@ -13,6 +13,7 @@ import type { ClientEvent, EventLabel } from './reject-events.ts';
 import { boundedParser, PendingAttachments } from './socket-parser.ts';
 import { admit, type HandshakePolicy } from './handshake.ts';
 import { STATUS_ROOM, StatusPush } from './status-push.ts';
+import { Outbox } from './outbox.ts';
 
 /** What one connection knows about itself. */
 interface Connection {
@@ -154,6 +155,9 @@ export function attachSocketIo(
     push.stop();
     coordinator.off('changed', kick);
   });
+  // One FIFO for every message to clients, sent in slices (outbox.ts): a phase closing for thousands of
+  // clients must not write all their sockets in one turn of the event loop.
+  const outbox = new Outbox({ onError: () => metrics.internalErrors.inc({ where: 'send' }) });
   io.on('connection', (socket) => {
     if ((socket.handshake.auth as { observe?: unknown } | undefined)?.observe === true) {
       void socket.join(STATUS_ROOM);
@@ -164,7 +168,7 @@ export function attachSocketIo(
     socket.on('disconnect', kick);
     socket.onAny(kick);
     kick();
-    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes);
+    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes, outbox);
   });
   return io;
 }
@@ -175,10 +179,11 @@ function serve(
   metrics: Metrics,
   bucket: TokenBucket,
   maxMessageBytes: number,
+  outbox: Outbox,
 ): void {
   const conn: Connection = {
     clientId: null,
-    link: { send: (event, ...args) => socket.emit(event, ...args) },
+    link: { send: (event, ...args) => outbox.push(() => socket.emit(event, ...args)) },
     resumes: (socket.data as { resumes?: string | null }).resumes ?? null,
     observerOnly: (socket.data as { observerOnly?: boolean }).observerOnly === true,
   };
@@ -197,7 +202,7 @@ function serve(
     const reason: RejectReason = e instanceof ProtocolError ? e.reason : 'internal_error';
     const message = e instanceof Error ? e.message : String(e);
     metrics.updatesRejected.inc({ reason, event });
-    socket.emit('rejected', { event: name, reason, message });
+    outbox.push(() => socket.emit('rejected', { event: name, reason, message }));
     return { ok: false, reason, message };
   };
 
@@ -210,7 +215,7 @@ function serve(
     }
     const message = 'too many messages: slow down';
     metrics.updatesRejected.inc({ reason: 'rate_limited', event });
-    if (!limited) socket.emit('rejected', { event, reason: 'rate_limited', message });
+    if (!limited) outbox.push(() => socket.emit('rejected', { event, reason: 'rate_limited', message }));
     limited = true;
     return { ok: false, reason: 'rate_limited', message };
   };
@@ -235,7 +240,7 @@ function serve(
         res.reason === 'bad_token' &&
         (conn.resumes !== null || conn.observerOnly)
       )
-        socket.disconnect(true);
+        outbox.push(() => socket.disconnect(true)); // after the `rejected` queued before it
     });
   };
   for (const [event, handler] of Object.entries(HANDLERS)) on(event as ClientEvent, handler);
