@@ -1,8 +1,9 @@
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import type { Coordinator } from './coordinator.ts';
 import type { DataSource } from './datasets.ts';
 import type { Metrics } from './metrics.ts';
+import { layersModelJson, MODEL_JSON, WEIGHTS_BIN } from './model-files.ts';
 
 export interface AppDeps {
   coordinator: Coordinator;
@@ -51,6 +52,32 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
       'Cache-Control': 'no-store',
     });
   });
+
+  // The same model as TensorFlow.js Layers files: tf.loadLayersModel(origin + '/api/model/model.json').
+  // Both files change only when a round completes, so their ETag is the round: revalidation is a 304.
+  const modelFile = (c: Context, body: () => { bytes: Uint8Array | string; type: string }): Response => {
+    const round = coordinator.roundsCompleted;
+    const etag = `"${coordinator.modelSpec.name}-r${round}"`;
+    const headers = { ETag: etag, 'Cache-Control': 'no-cache', 'X-Aegis-Round': String(round) };
+    if (c.req.header('If-None-Match') === etag) return c.body(null, 304, headers);
+    const { bytes, type } = body();
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { ...headers, 'Content-Type': type });
+  };
+  app.get(`/api/model/${MODEL_JSON}`, (c) =>
+    modelFile(c, () => ({
+      bytes: JSON.stringify(layersModelJson(coordinator.modelSpec, coordinator.roundsCompleted)),
+      type: 'application/json',
+    })),
+  );
+  app.get(`/api/model/${WEIGHTS_BIN}`, (c) =>
+    modelFile(c, () => {
+      const w = coordinator.globalWeights;
+      return {
+        bytes: new Uint8Array(w.buffer, w.byteOffset, w.byteLength).slice(),
+        type: 'application/octet-stream',
+      };
+    }),
+  );
 
   app.get('/api/data/shard/:n', (c) => {
     const bytes = data.shard(Number(c.req.param('n')));

@@ -76,6 +76,8 @@ export interface ServerConfig {
   maxExamplesPerClient: number;
   /** Directory of the built demo/client bundle (vite build). */
   distDir: string;
+  /** Where model.json + weights.bin (TensorFlow.js Layers format) are written after each round; unset = not saved. */
+  saveModel?: string;
   logLevel: 'info' | 'quiet';
   /** Secure aggregation (privacy.md C); off sends plain float32 updates unless DP is on. */
   secagg: boolean;
@@ -218,6 +220,10 @@ export const FLAGS = {
     help: 'largest numExamples a client may claim; the public cap ring weights are divided by',
   },
   'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
+  'save-model': {
+    type: 'string',
+    help: 'directory to write the global model into after each round (TensorFlow.js Layers files)',
+  },
   quiet: { type: 'boolean', help: 'log only errors' },
   secagg: { type: 'string', help: 'secure aggregation: on | off (off = plain updates, for comparison)' },
   'secagg-keys-deadline-ms': { type: 'string', help: 'ms for clients to advertise keys (SecAgg R0)' },
@@ -428,11 +434,12 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'unbalanced-sigma': '0',
   'examples-per-client': String(DEFAULTS.examplesPerClient),
   'test-examples': String(DEFAULTS.testExamples),
-  'cifar-dir': 'none: synthetic data',
+  'cifar-dir': 'data/cifar10 when it holds the binaries (npm run data:cifar10), else synthetic data',
   seed: String(DEFAULTS.seed),
   'max-message-bytes': 'one update of the model + 64 KiB',
   'max-examples-per-client': '4 x --examples-per-client',
   'dist-dir': DEFAULTS.distDir,
+  'save-model': null,
   quiet: null,
   secagg: onOffText(DEFAULTS.secagg),
   'secagg-keys-deadline-ms': String(DEFAULTS.secaggKeysDeadlineMs),
@@ -560,6 +567,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
       1,
     ),
     distDir: s('dist-dir') ?? d.distDir,
+    saveModel: s('save-model'),
     logLevel: v.quiet ? 'quiet' : 'info',
     secagg: onOff('secagg', s('secagg'), d.secagg),
     secaggKeysDeadlineMs: int(

@@ -16,6 +16,7 @@ import { RoundCohort, type AttemptCohort } from './round-cohort.ts';
 import { dpNote, roundSettings, roundStart } from './round-setup.ts';
 import type { CoordinatorDeps, CoordinatorEvents, RoundState } from './round-state.ts';
 import { AggregateRejections, coordinatorStatus } from './status.ts';
+import type { ModelSpec } from '../shared/model/spec.ts';
 
 export type { ClientLink } from './clients.ts';
 export type { CoordinatorDeps, CoordinatorEvents, RoundState } from './round-state.ts';
@@ -92,6 +93,16 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   get globalWeights(): Float32Array {
     return this.model.weights;
+  }
+
+  /** The model being trained (its architecture; the weights are globalWeights). */
+  get modelSpec(): ModelSpec {
+    return this.cfg.model;
+  }
+
+  /** Rounds completed so far: the round the current global weights come from (0 = the initial model). */
+  get roundsCompleted(): number {
+    return this.model.history.length;
   }
 
   // Client messages: checked by the intake, which starts an attempt (ready) or feeds the one in progress.

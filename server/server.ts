@@ -9,10 +9,11 @@ import { getFlatWeights } from '../shared/model/weights.ts';
 import { createApp } from './app.ts';
 import type { ServerConfig } from './config.ts';
 import { Coordinator } from './coordinator.ts';
-import { cifarSource, syntheticSource, type DataSource } from './datasets.ts';
+import { cifarDirOrDefault, cifarSource, syntheticSource, type DataSource } from './datasets.ts';
 import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 import { createMetrics } from './metrics.ts';
 import { attachSocketIo } from './socket.ts';
+import { saveModelEachRound } from './model-files.ts';
 
 export interface RunningServer {
   url: string;
@@ -55,8 +56,9 @@ export async function startServer(
   const { backend: evalBackend, tried } = await initEvalBackend();
   log(`evaluation backend: ${evalBackend}${tried.length ? ` (${evalBackendNote(tried)})` : ''}`);
 
-  const data: DataSource = cfg.cifarDir
-    ? await cifarSource(cfg.cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition)
+  const cifarDir = cifarDirOrDefault(cfg.cifarDir);
+  const data: DataSource = cifarDir
+    ? await cifarSource(cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition)
     : syntheticSource(cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition);
   log(`data: ${data.description}`);
 
@@ -77,6 +79,7 @@ export async function startServer(
     logError: log, // internal errors are logged even with --quiet
   });
   await coordinator.init();
+  if (cfg.saveModel) saveModelEachRound(coordinator, cfg.saveModel, log);
 
   if (!existsSync(cfg.distDir))
     log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
