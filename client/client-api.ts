@@ -9,6 +9,7 @@ import type { IdentityStore, Participation } from './profile.ts';
 import type { ConnectOptions, SocketLike } from './socket.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
+import type { Guest } from './guest.ts';
 
 /** 'waiting': another tab of this browser profile takes part; this one waits for its turn (see profile.ts). */
 export type ClientState =
@@ -46,6 +47,8 @@ export interface ClientEvents extends Record<string, unknown> {
   refused: { round: number; attempt: number; reason: RejectReason; message: string };
   /** Over-selection: the server formed this attempt's cohort without us; we wait for the next round. */
   released: { round: number; attempt: number };
+  /** A round this client sat out to spare the visitor (data saver, low battery); the server was not told. */
+  heldOff: { round: number; reason: string };
   ack: { round: number; ack: Ack };
   roundEnd: RoundSummary;
   rejected: Rejection;
@@ -80,4 +83,9 @@ export interface ClientOptions {
    * consistency round (R3), and trusts only peers whose keys the site vouches for.
    */
   attestation?: ClientAttestation;
+  /**
+   * Manners on the host page (browsers: pause while hidden, CPU share, data saver and battery; see
+   * guest.ts). Default: none (Node trains flat out).
+   */
+  guest?: Guest;
 }

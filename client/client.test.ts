@@ -844,3 +844,33 @@ function norm2(v: Float32Array): number {
   for (const x of v) s += x * x;
   return s;
 }
+
+describe('AegisClient as a guest on the host page', () => {
+  it('steers the trainer through the guest policy, sits rounds out while it holds off, and lets go on stop', async () => {
+    let holdOff: string | null = 'the browser asks to save data';
+    const attached: TrainerPort[] = [];
+    let detached = 0;
+    const guest = {
+      attach: (t: TrainerPort) => {
+        attached.push(t);
+        return () => void detached++;
+      },
+      holdOff: () => holdOff,
+    };
+    const { client, socket, trainer } = await joined({ guest });
+    const heldOff: ClientEvents['heldOff'][] = [];
+    client.on('heldOff', (e) => heldOff.push(e));
+    expect(attached).toEqual([trainer.port]);
+    socket.deliver('round:start', roundStart(1, 1, false));
+    await settle();
+    expect(trainer.trainings).toHaveLength(0);
+    expect(heldOff).toEqual([{ round: 1, reason: 'the browser asks to save data' }]);
+    expect(socket.all('round:refuse')).toEqual([]); // nothing about the visitor goes to the server
+    holdOff = null;
+    socket.deliver('round:start', roundStart(2, 1, false));
+    await settle();
+    expect(trainer.trainings.map((t) => t.round)).toEqual([2]);
+    client.stop();
+    expect(detached).toBe(1);
+  });
+});

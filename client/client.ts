@@ -90,6 +90,8 @@ export class AegisClient extends Emitter<ClientEvents> {
   private secure: SecureRound | null = null;
   /** The attempt the server released us from (over-selection), while its training still runs out. */
   private released: RoundRef | null = null;
+  /** Stops the guest policy steering the trainer (set once the trainer exists). */
+  private detachGuest: (() => void) | null = null;
   /** The state last announced by a 'state' event. */
   private shown: ClientState = 'connecting';
   /** The DP noise source, opened at the first encoded round. */
@@ -221,6 +223,8 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.enter(last);
     this.participation.release(); // another tab of the profile may take part now
     this.identity.cancelRetry();
+    this.detachGuest?.();
+    this.detachGuest = null;
     if (l.kind === 'awaiting-inbox') l.cancel();
     this.socket?.disconnect();
     this.socket = null;
@@ -261,6 +265,7 @@ export class AegisClient extends Emitter<ClientEvents> {
         if (this.life.kind === 'stopped' || this.life.kind === 'failed') setup.trainer.terminate();
         return;
       }
+      this.detachGuest = this.opts.guest?.attach(setup.trainer) ?? null;
     } else if (l.kind === 'preparing') {
       try {
         setup = await l.ready;
@@ -294,6 +299,13 @@ export class AegisClient extends Emitter<ClientEvents> {
         break;
       default:
         return; // not ready to train (or holding an update for the server first)
+    }
+    const holdOff = this.opts.guest?.holdOff();
+    if (holdOff) {
+      // Not joined, so nothing goes to the server: to it we are a straggler, dropped at its deadline.
+      if (l.kind === 'awaiting-inbox') this.enter({ kind: 'idle', setup: l.setup });
+      this.emit('heldOff', { round: r.round, reason: holdOff });
+      return;
     }
     const check = checkFloors(r, this.floors);
     if (!check.ok) {

@@ -5,6 +5,7 @@ import { AegisClient } from './client.ts';
 import { storageStore, takeParticipation, type IdentityStore, type LockManagerLike } from './profile.ts';
 import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 import { spawnTrainer } from './spawn-trainer.ts';
+import { browserEnv, GuestPolicy } from './guest.ts';
 
 export { AegisClient } from './client.ts';
 export type { ClientEvents, ClientState } from './client.ts';
@@ -30,6 +31,11 @@ export interface JoinOptions {
    * round; the server cannot lower that.
    */
   attestation?: ClientAttestation;
+  /**
+   * Most of one core training may use, in (0, 1] (a duty cycle; default 1). Whatever it is, training
+   * pauses while the tab is hidden, and rounds are sat out on data saver or a low battery.
+   */
+  cpuShare?: number;
 }
 
 /** Parses a comma-separated backend list (e.g. from a URL or data attribute); unknown names are an error. */
@@ -71,6 +77,7 @@ export function join(opts: JoinOptions = {}): AegisClient {
     floors: makeFloors(opts.floors),
     participation: (onWaiting, signal) => takeParticipation(webLocks(), serverUrl, onWaiting, signal),
     attestation: opts.attestation,
+    guest: new GuestPolicy({ cpuShare: opts.cpuShare }, browserEnv()),
     spawnTrainer,
   });
   client.start();

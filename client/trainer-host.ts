@@ -3,6 +3,7 @@ import { BACKEND_PREFERENCE, selectBackend, type BackendPrecheck } from './backe
 import { providerFor } from './data-providers.ts';
 import { LocalTrainer, trainingStepProbe } from './trainer.ts';
 import type { TrainerRequest, TrainerResponse } from './worker-protocol.ts';
+import { Pacer } from './pacer.ts';
 
 export type Post = (msg: TrainerResponse, transfer?: Transferable[]) => void;
 
@@ -16,8 +17,13 @@ export function createTrainerHost(
   defaultPrecheck?: BackendPrecheck,
 ): (req: TrainerRequest) => Promise<void> {
   let trainer: LocalTrainer | null = null;
+  const pacer = new Pacer(
+    () => performance.now(),
+    (ms) => new Promise((res) => setTimeout(res, ms)),
+  );
   return async (req) => {
     try {
+      if (req.type === 'pace') return pacer.set(req.pace);
       if (req.type === 'init') {
         const provider = providerFor(req.data, req.serverUrl);
         const data = await provider.load();
@@ -37,8 +43,12 @@ export function createTrainerHost(
         return;
       }
       if (!trainer) throw new Error('train requested before init');
-      const r = await trainer.train(new Float32Array(req.weights), req.config, (progress) =>
-        post({ type: 'progress', round: req.round, progress }),
+      pacer.start();
+      const r = await trainer.train(
+        new Float32Array(req.weights),
+        req.config,
+        (progress) => post({ type: 'progress', round: req.round, progress }),
+        () => pacer.between(),
       );
       const delta = float32ToBuffer(r.delta);
       post(

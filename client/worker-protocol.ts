@@ -3,11 +3,14 @@ import type { ModelSpec } from '../shared/model/spec.ts';
 import type { BackendName, TrainConfig } from '../shared/protocol/messages.ts';
 import type { SkippedBackend } from './backends.ts';
 import type { TrainProgress } from './trainer.ts';
+import type { Pace } from './pacer.ts';
 
 /** Messages between the page and the training worker. Vectors move as transferred ArrayBuffers. */
 export type TrainerRequest =
   | { type: 'init'; model: ModelSpec; data: DataSpec; serverUrl: string; backends?: BackendName[] }
-  | { type: 'train'; round: number; weights: ArrayBuffer; config: TrainConfig };
+  | { type: 'train'; round: number; weights: ArrayBuffer; config: TrainConfig }
+  /** Takes effect at once, even mid-round (at the next batch boundary); has no response. */
+  | { type: 'pace'; pace: Pace };
 
 export type TrainerResponse =
   | {
