@@ -10,6 +10,7 @@ import type { ConnectOptions, SocketLike } from './socket.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
 import type { Guest } from './guest.ts';
+import type { SecureEngine } from './secure-engine.ts';
 
 /** 'waiting': another tab of this browser profile takes part; this one waits for its turn (see profile.ts). */
 export type ClientState =
@@ -88,4 +89,9 @@ export interface ClientOptions {
    * guest.ts). Default: none (Node trains flat out).
    */
   guest?: Guest;
+  /**
+   * Starts the engine for DP encoding and secure aggregation (browsers: a Web Worker, so none of it runs on
+   * the page's main thread). Default: inline on the calling thread (Node).
+   */
+  secureEngine?: () => SecureEngine;
 }

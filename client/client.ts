@@ -29,7 +29,8 @@ import {
   type SecureHost,
   type SecureRound,
 } from './secure-steps.ts';
-import { encodeStep, lazySecureRandom, maskStep } from './encode-step.ts';
+import { encodeStep, maskStep } from './encode-step.ts';
+import { inlineSecureEngine, type SecureEngine } from './secure-engine.ts';
 
 export type { ClientEvents, ClientOptions, ClientState } from './client-api.ts';
 export type { ClientListenEvents, ConnectOptions, SocketLike } from './socket.ts';
@@ -94,8 +95,8 @@ export class AegisClient extends Emitter<ClientEvents> {
   private detachGuest: (() => void) | null = null;
   /** The state last announced by a 'state' event. */
   private shown: ClientState = 'connecting';
-  /** The DP noise source, opened at the first encoded round. */
-  private readonly random = lazySecureRandom();
+  /** DP encoding and secure aggregation (a worker in browsers), started at the first round that needs it. */
+  private engineNow: SecureEngine | null = null;
   /** What the secure steps see of this client. */
   private readonly host: SecureHost = {
     socket: () => this.socket,
@@ -229,6 +230,12 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.socket?.disconnect();
     this.socket = null;
     if ('setup' in l) l.setup.trainer.terminate();
+    this.engineNow?.terminate();
+    this.engineNow = null;
+  }
+
+  private engine(): SecureEngine {
+    return (this.engineNow ??= this.opts.secureEngine?.() ?? inlineSecureEngine());
   }
 
   private fail(e: Error): void {
@@ -357,9 +364,10 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.enter(at);
     let secure: SecureRound | null = null;
     try {
-      secure = r.secagg
-        ? joinSecure(this.host, ref, r.secagg, r.model, this.floors, this.opts.attestation)
+      const joining = r.secagg
+        ? joinSecure(this.host, this.engine(), ref, r.secagg, r.model, this.floors, this.opts.attestation)
         : null;
+      secure = joining instanceof Promise ? await joining : joining;
     } catch (e) {
       // The session checks the plan again (same floors, plus its own rules): a refusal, not a crash.
       this.secure = null;
@@ -368,6 +376,12 @@ export class AegisClient extends Emitter<ClientEvents> {
       this.refuseRound(r, reason, (e as Error).message);
       return;
     }
+    if (this.life !== at) {
+      if (secure) secure.engine.close(secure.id); // a retry or stop() came while the keys were made
+      return;
+    }
+    const old = this.secure;
+    if (old && old !== secure) old.engine.close(old.id); // its reveal can no longer be asked for
     this.secure = secure;
     try {
       const weights = bytes.slice().buffer; // own copy: it is transferred to the worker
@@ -386,7 +400,8 @@ export class AegisClient extends Emitter<ClientEvents> {
         trainMs: done.trainMs,
         numExamples: done.numExamples,
       });
-      const enc = encodeStep(r, done.delta, done.numExamples, done.loss, this.clock, this.random);
+      const enc = await encodeStep(r, done.delta, done.numExamples, done.loss, this.clock, this.engine());
+      if (this.life !== at) return;
       let update: Update;
       if (enc.kind === 'float')
         update = {
@@ -412,7 +427,8 @@ export class AegisClient extends Emitter<ClientEvents> {
             this.enter({ kind: 'idle', setup });
             return;
           }
-          ({ masked: out, maskMs } = maskStep(secure, enc.ring, this.clock));
+          ({ masked: out, maskMs } = await maskStep(secure, enc.ring, this.clock));
+          if (this.life !== at) return;
         }
         this.emit('encoded', {
           round: r.round,

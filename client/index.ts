@@ -6,6 +6,7 @@ import { storageStore, takeParticipation, type IdentityStore, type LockManagerLi
 import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 import { spawnTrainer } from './spawn-trainer.ts';
 import { browserEnv, GuestPolicy } from './guest.ts';
+import { spawnSecureEngine } from './spawn-secure.ts';
 
 export { AegisClient } from './client.ts';
 export type { ClientEvents, ClientState } from './client.ts';
@@ -79,6 +80,7 @@ export function join(opts: JoinOptions = {}): AegisClient {
     attestation: opts.attestation,
     guest: new GuestPolicy({ cpuShare: opts.cpuShare }, browserEnv()),
     spawnTrainer,
+    secureEngine: spawnSecureEngine,
   });
   client.start();
   return client;
