@@ -15,6 +15,8 @@ export interface ChartOptions {
   /** Only whole-number ticks on the y axis (counts). */
   yIntegers?: boolean;
   xLabel?: string;
+  /** Lines printed under the plot (chartSvg only): the run's configuration, so a chart explains itself. */
+  caption?: readonly string[];
 }
 
 /** "Nice" tick values covering [lo, hi] (1, 2 or 5 times a power of ten apart). */
@@ -105,5 +107,10 @@ export function chartSvg(series: readonly Series[], opts: ChartOptions = {}, tit
           .join(' ')}${n.text === undefined ? '/>' : `>${esc(n.text)}</${n.name}>`}`,
     )
     .join('\n');
-  return `<svg xmlns="${SVG_NS}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}"><title>${esc(title)}</title><style>${style}</style><rect width="100%" height="100%" fill="#fff"/>\n${body}\n${legend}</svg>\n`;
+  const lines = opts.caption ?? [];
+  const h = H + (lines.length ? lines.length * 16 + 8 : 0);
+  const caption = lines
+    .map((c, i) => `<text class="caption" x="8" y="${H + 16 + i * 16}">${esc(c)}</text>`)
+    .join('');
+  return `<svg xmlns="${SVG_NS}" viewBox="0 0 ${W} ${h}" width="${W}" height="${h}"><title>${esc(title)}</title><style>${style}</style><rect width="100%" height="100%" fill="#fff"/>\n${body}\n${legend}${caption}</svg>\n`;
 }
