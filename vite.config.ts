@@ -15,6 +15,7 @@ export default defineConfig({
     rollupOptions: {
       input: {
         demo: 'demo/index.html',
+        task: 'demo/task-example.html',
         bench: 'e2e/bench/train.html',
         model: 'e2e/bench/model.html',
         embed: 'client/embed.ts',

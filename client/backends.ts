@@ -1,5 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendName } from '../shared/protocol/messages.ts';
+import { silenceTfjsNodeBanner } from '../shared/model/tfjs-banner.ts';
+
+// Node clients (tests, swarms): one banner per client process is noise; browsers have none.
+silenceTfjsNodeBanner();
 
 /** Fastest first. A backend is chosen only if it initialises AND can run a training step of our model. */
 export const BACKEND_PREFERENCE: readonly BackendName[] = ['webgpu', 'webgl', 'wasm', 'cpu'];

@@ -39,5 +39,7 @@ export function joinFromTag(
     floors,
     attestation,
     cpuShare: cpuShare(dataset.cpuShare),
+    token: dataset.token || undefined,
+    taskHash: dataset.taskHash,
   });
 }

@@ -31,7 +31,7 @@ export function encodeStep(
   }));
 }
 
-/** Adds the round's masks (in the engine); the server can strip them from the sum only. */
+/** Adds the round's masks (in the engine, expanded through WebCrypto); the server can strip them from the sum only. */
 export function maskStep(
   sec: SecureRound,
   ring: Uint32Array,

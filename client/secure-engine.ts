@@ -109,20 +109,28 @@ function transferables(v: unknown): Transferable[] {
   return [];
 }
 
-/** The worker's side: runs each call on an inline engine, in arrival order, and answers it. */
+/**
+ * The worker's side: runs each call on an inline engine and answers it. Calls run one at a time in arrival
+ * order, an asynchronous one (masking goes through WebCrypto) finishing before the next starts.
+ */
 export function serveSecureEngine(
   post: (r: EngineReply, transfer: Transferable[]) => void,
   engine: SecureEngine = inlineSecureEngine(),
 ): (c: EngineCall) => void {
+  let queue: Promise<void> = Promise.resolve();
+  const fail = (call: number, e: unknown): void => {
+    const reason = e instanceof ProtocolError ? e.reason : undefined;
+    post({ call, error: { message: (e as Error)?.message ?? String(e), reason } }, []);
+  };
   return ({ call, op, args }) => {
-    try {
-      const ok = (engine[op] as (...a: unknown[]) => unknown)(...args);
-      post({ call, ok }, transferables(ok));
-    } catch (e) {
-      const err = e as Error;
-      const reason = e instanceof ProtocolError ? e.reason : undefined;
-      post({ call, error: { message: err.message ?? String(e), reason } }, []);
-    }
+    queue = queue.then(async () => {
+      try {
+        const ok = await (engine[op] as (...a: unknown[]) => unknown)(...args);
+        post({ call, ok }, transferables(ok));
+      } catch (e) {
+        fail(call, e);
+      }
+    });
   };
 }
 

@@ -1,5 +1,4 @@
 import { vectorLength } from '../shared/fl/encoding.ts';
-import { numParams } from '../shared/model/spec.ts';
 import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
 import type { Floors } from '../shared/protocol/floors.ts';
@@ -66,14 +65,14 @@ export function joinSecure(
   engine: SecureEngine,
   ref: RoundRef,
   info: SecAggRoundInfo,
-  model: RoundStart['model'],
+  numParams: number,
   floors: Floors,
   attestation: ClientAttestation | undefined,
 ): Awaitable<SecureRound> {
   const id = `${ref.round}.${ref.attempt}`;
   const advert = engine.open(id, {
     ...info,
-    vectorLength: vectorLength(numParams(model)),
+    vectorLength: vectorLength(numParams),
     floors,
     consistency: info.consistency === true,
     attestation,

@@ -1,9 +1,23 @@
+import { io } from 'socket.io-client';
 import { join, parseBackends, WAITING_MESSAGE } from '../client/index.ts';
-import type { AegisClient, ClientEvents } from '../client/client.ts';
+import type { AegisClient, ClientEvents, ClientState } from '../client/client.ts';
 import { FLOOR_ATTRIBUTES, parseFloors, type Floors } from '../shared/protocol/floors.ts';
-import { roundLabel } from '../shared/protocol/round-label.ts';
+import type { ServerToClientEvents } from '../shared/protocol/messages.ts';
 import type { SecAggStatus, ServerStatus } from '../shared/protocol/status.ts';
 import { renderChart } from './chart.ts';
+import {
+  classNames,
+  completedText,
+  dataText,
+  epsilonText,
+  phaseText,
+  roundText,
+  sentText,
+  tabStateText,
+  trainedText,
+  type Sent,
+  type TabRounds,
+} from './view.ts';
 
 const $ = <T extends Element = HTMLElement>(id: string): T => document.getElementById(id) as unknown as T;
 const params = new URLSearchParams(location.search);
@@ -20,6 +34,11 @@ interface PageProbe {
   errors: string[];
   /** Rounds this tab sat out because their plan is below the page's floors. */
   refusals: ClientEvents['refused'][];
+  /** Every message this tab sent (event, round, bytes). */
+  messages: Sent[];
+  /** The status the page shows now (every line on the page is drawn from it), and how many were pushed. */
+  status: ServerStatus | null;
+  pushes: number;
 }
 const probe: PageProbe = {
   client: null,
@@ -30,7 +49,13 @@ const probe: PageProbe = {
   sent: [],
   errors: [],
   refusals: [],
+  messages: [],
+  status: null,
+  pushes: 0,
 };
+/** This tab's rounds: what the state line is read against. */
+const tab: TabRounds = { training: null, accepted: [] };
+let clientState: ClientState | null = null;
 (window as unknown as { __aegis: PageProbe }).__aegis = probe;
 
 /**
@@ -81,13 +106,21 @@ function startClient(): void {
     source: params.get('source') === 'swarm' ? 'swarm' : 'demo',
     backends,
     floors,
+    // A server with --join-token-key needs a join token (?token=, as a site puts it in data-token).
+    token: params.get('token') ?? undefined,
   });
   probe.client = client;
-  const showState = (s: string): void => {
-    $('state').textContent = s === 'waiting' ? `waiting: ${WAITING_MESSAGE}` : s;
+  const showState = (s: ClientState): void => {
+    clientState = s;
+    if (s !== 'training') tab.training = null;
+    showTab();
   };
   showState(client.state);
   client.on('state', showState);
+  client.on('sent', (m) => {
+    probe.messages.push(m);
+    showSent();
+  });
   client.on('refused', (r) => {
     probe.refusals.push(r);
     $('refusal').textContent = `Sat out round ${r.round} (attempt ${r.attempt}): ${r.message}`;
@@ -106,12 +139,17 @@ function startClient(): void {
     const done = p.epoch * p.batches + p.batch;
     const total = p.epochs * p.batches;
     $<HTMLProgressElement>('progress').value = done / total;
+    if (tab.training !== p.round) {
+      tab.training = p.round;
+      showTab();
+    }
     $('progresstext').textContent =
       `round ${p.round}: epoch ${p.epoch + 1}/${p.epochs}, batch ${p.batch}/${p.batches}${p.loss !== undefined ? `, loss ${p.loss.toFixed(3)}` : ''}`;
   });
   client.on('trained', (t) => {
     probe.roundsTrained++;
-    $('trained').textContent = String(probe.roundsTrained);
+    tab.training = null;
+    showTab();
     $('localloss').textContent =
       `${t.loss.toFixed(4)} (${(t.trainMs / 1000).toFixed(1)} s, ${t.numExamples} examples)`;
   });
@@ -123,12 +161,16 @@ function startClient(): void {
       maskMs: e.maskMs,
       bytes: e.bytes,
     });
+    lastMasked = e.masked;
+    showSent();
     $('sent').textContent =
       `${e.masked ? 'masked' : 'unmasked'}, ${(e.bytes / 1024).toFixed(0)} KiB (encode ${e.encodeMs.toFixed(0)} ms${e.masked ? `, mask ${e.maskMs.toFixed(0)} ms` : ''})`;
   });
-  client.on('ack', (a) =>
-    probe.acks.push({ round: a.round, ok: a.ack.ok, reason: a.ack.ok ? undefined : a.ack.reason }),
-  );
+  client.on('ack', (a) => {
+    probe.acks.push({ round: a.round, ok: a.ack.ok, reason: a.ack.ok ? undefined : a.ack.reason });
+    if (a.ack.ok) tab.accepted.push(a.round);
+    showTab();
+  });
   client.on(
     'rejected',
     (r) => ($('error').textContent = `server rejected ${r.event}: ${r.reason} — ${r.message}`),
@@ -138,8 +180,6 @@ function startClient(): void {
     $('error').textContent = e.message;
   });
 }
-
-const pct = (v: number): string => `${Math.round(v * 100)}%`;
 
 /** k, t and how many colluding clients they withstand (fewer if the server splits its unmask requests). */
 function secaggText(g: SecAggStatus): string {
@@ -162,19 +202,43 @@ function secaggText(g: SecAggStatus): string {
   return parts.length ? `${head}, ${parts.join(', ')}` : head;
 }
 
-async function refresh(): Promise<void> {
-  let s: ServerStatus;
-  try {
-    const res = await fetch('/api/status', { cache: 'no-store' });
-    s = (await res.json()) as ServerStatus;
-  } catch {
-    $('phase').textContent = 'server unreachable';
-    return;
-  }
-  $('phase').textContent =
-    s.phase === 'training' ? `training (${s.reported}/${s.selected} reported)` : s.phase;
-  $('round').textContent = roundLabel(s);
-  $('connected').textContent = String(s.clients.connected);
+let lastMasked: boolean | null = null;
+
+/** This tab's lines, read against the server's status. */
+function showTab(): void {
+  if (clientState === null) return;
+  $('state').textContent = tabStateText(clientState, WAITING_MESSAGE, tab, probe.status);
+  $('trained').textContent = trainedText(tab, probe.roundsTrained);
+}
+
+const size = (b: number): string =>
+  b < 1024 * 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 1024 / 1024).toFixed(2)} MiB`;
+
+function showSent(): void {
+  const rounds = probe.messages.map((m) => m.round).filter((r): r is number => r !== null);
+  if (rounds.length === 0) return;
+  $('leftbrowser').textContent = sentText(probe.messages, Math.max(...rounds), lastMasked);
+  const all = probe.messages.reduce((a, m) => a + m.bytes, 0);
+  $('leftbrowsertotal').textContent = `${size(all)} in ${probe.messages.length} messages, no training data`;
+}
+
+const pctTick = (v: number): string => `${+(v * 100).toFixed(1)}%`;
+
+/** Draws the whole page from one status (pushed, or fetched at load). */
+function render(s: ServerStatus): void {
+  probe.status = s;
+  $('datasource').textContent = dataText(s);
+  $('datasource').title = s.dataDescription ?? '';
+  $('phase').textContent = phaseText(s);
+  $('round').textContent = roundText(s);
+  $('roundsdone').textContent = completedText(s);
+  const g = $('global');
+  g.dataset.phase = s.phase;
+  g.dataset.round = String(s.round);
+  g.dataset.completed = String(s.roundsCompleted);
+  g.dataset.reported = String(s.reported);
+  g.dataset.selected = String(s.selected);
+  $('connected').textContent = `${s.clients.connected} (${s.clients.ready} ready)`;
   $('backends').textContent =
     Object.entries(s.clients.byBackend)
       .map(([b, n]) => `${b}: ${n}`)
@@ -188,18 +252,25 @@ async function refresh(): Promise<void> {
     : 'off';
   // Two figures: the released models' users get the amplification of sampling at q; the server, which
   // sees each cohort, does not (q = 1). They coincide when q = 1.
-  $('epsilons').textContent = p.enabled
-    ? `ε released models ${p.epsilon.toFixed(2)} · ε vs server ${p.epsilonAgainstServer.toFixed(2)} (budget ${p.epsilonBudget})`
-    : '–';
-  $('epsilonslabel').hidden = $('epsilons').hidden = !p.enabled;
+  $('epsilons').textContent = epsilonText(s) ?? '–';
+  $('epsilonslabel').hidden = $('epsilons').hidden = $('epsmeter').hidden = !p.enabled;
+  if (p.enabled) {
+    const m = $<HTMLMeterElement>('epsmeter');
+    m.max = Math.max(p.epsilonBudget, 1e-9);
+    m.value = p.epsilon;
+    m.high = 0.8 * m.max;
+  }
   $('stopreason').textContent = s.stopReason ?? '';
   $('epsiloncard').hidden = !p.enabled;
+  // Every chart starts at round 0 (the initial model), so their x axes line up.
+  const x = { xMin: 0, xLabel: 'round' };
   if (p.enabled) {
     const eps = [[0, 0] as const, ...s.history.map((h) => [h.round, h.epsilon ?? 0] as const)];
     renderChart($<SVGSVGElement>('epsilon'), [{ label: 'epsilon', color: '#7048e8', points: eps }], {
+      ...x,
       yMin: 0,
       yMax: Math.max(p.epsilonBudget, 1e-9),
-      xLabel: 'round',
+      yLabel: 'ε (top: budget)',
     });
   }
   const first = s.initial ? [[0, s.initial.accuracy] as const] : [];
@@ -213,7 +284,7 @@ async function refresh(): Promise<void> {
         points: [...first, ...s.history.map((h) => [h.round, h.accuracy] as const)],
       },
     ],
-    { yMin: 0, yMax: 1, yFormat: pct, xLabel: 'round' },
+    { ...x, yBounds: [0, 1], yFormat: pctTick, yLabel: 'test accuracy' },
   );
   renderChart(
     $<SVGSVGElement>('loss'),
@@ -224,16 +295,104 @@ async function refresh(): Promise<void> {
         points: [...firstLoss, ...s.history.map((h) => [h.round, h.loss] as const)],
       },
     ],
-    { yMin: 0, xLabel: 'round' },
+    { ...x, yBounds: [0, Infinity], yLabel: 'test loss' },
   );
   renderChart(
     $<SVGSVGElement>('clients'),
     [{ label: 'clients', color: '#2b8a3e', points: s.history.map((h) => [h.round, h.clients] as const) }],
-    { yMin: 0, yIntegers: true, xLabel: 'round' },
+    { ...x, yMin: 0, yIntegers: true, yLabel: 'updates' },
   );
+  renderClasses(s);
+  showTab();
+}
+
+/** Per-class results: the confusion matrix, and on CIFAR-10 a strip of test images with their predictions. */
+function renderClasses(s: ServerStatus): void {
+  const e = s.evaluation;
+  $('classescard').hidden = !e;
+  if (!e) return;
+  $('evalround').textContent = e.round === 0 ? 'initial model' : `after round ${e.round}`;
+  const names = classNames(s, e.numClasses);
+  const table = $<HTMLTableElement>('confusion');
+  const head = ['true \\ predicted', ...names, 'accuracy'];
+  const rows: HTMLTableRowElement[] = [row(head.map((h) => cell('th', h)))];
+  e.confusion.forEach((counts, t) => {
+    const total = counts.reduce((a, b) => a + b, 0) || 1;
+    const acc = e.perClass[t];
+    rows.push(
+      row([
+        cell('th', names[t]),
+        ...counts.map((c, p) => {
+          const td = cell('td', String(c));
+          const share = c / total;
+          td.style.background = p === t ? `rgba(47,111,237,${share})` : `rgba(217,72,15,${share})`;
+          if (share > 0.55) td.style.color = '#fff';
+          if (p === t) td.className = 'diag';
+          return td;
+        }),
+        cell('td', acc === null ? '–' : `${Math.round(acc * 100)}%`),
+      ]),
+    );
+  });
+  table.replaceChildren(...rows);
+  const strip = $('strip');
+  strip.hidden = s.data !== 'cifar10' || e.samples.length === 0;
+  if (!strip.hidden) void renderStrip(e.samples, names);
+}
+
+function cell(kind: 'th' | 'td', text: string): HTMLTableCellElement {
+  const c = document.createElement(kind);
+  c.textContent = text;
+  return c;
+}
+function row(cells: HTMLTableCellElement[]): HTMLTableRowElement {
+  const r = document.createElement('tr');
+  r.append(...cells);
+  return r;
+}
+
+/** The test images are fixed for the run: fetched once. */
+let sampleImages: Promise<Uint8Array> | null = null;
+
+async function renderStrip(samples: { label: number; pred: number }[], names: string[]): Promise<void> {
+  sampleImages ??= fetch('/api/samples').then(async (r) => new Uint8Array(await r.arrayBuffer()));
+  const bytes = await sampleImages;
+  const figs = samples.slice(0, Math.floor(bytes.length / 3072)).map(({ label, pred }, i) => {
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = 32;
+    const img = new ImageData(32, 32);
+    for (let k = 0; k < 1024; k++) {
+      img.data.set(bytes.subarray(i * 3072 + k * 3, i * 3072 + k * 3 + 3), k * 4);
+      img.data[k * 4 + 3] = 255;
+    }
+    canvas.getContext('2d')?.putImageData(img, 0, 0);
+    const fig = document.createElement('figure');
+    fig.className = pred === label ? 'right' : 'wrong';
+    const cap = document.createElement('figcaption');
+    cap.textContent = pred === label ? names[pred] : `${names[pred]} (is ${names[label]})`;
+    fig.append(canvas, cap);
+    return fig;
+  });
+  $('strip').replaceChildren(...figs);
+}
+
+/** Status arrives over a read-only observer socket, pushed when it changes; no polling. */
+function observe(): void {
+  const s = io(location.origin, {
+    transports: ['websocket'],
+    auth: { observe: true },
+    reconnectionDelayMax: 5000,
+  });
+  const onStatus: ServerToClientEvents['status'] = (st) => {
+    probe.pushes++;
+    render(st);
+  };
+  s.on('status', onStatus);
+  s.on('connect', () => ($('live').textContent = 'live: the server pushes every change'));
+  s.on('disconnect', () => ($('live').textContent = 'server unreachable: reconnecting…'));
+  s.on('connect_error', () => ($('live').textContent = 'server unreachable: reconnecting…'));
 }
 
 $('join').addEventListener('click', startClient);
 if (params.get('join') === '1') startClient();
-void refresh();
-setInterval(() => void refresh(), 1500);
+observe();

@@ -2,8 +2,10 @@ import { Hono, type Context } from 'hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import type { Coordinator } from './coordinator.ts';
 import type { DataSource } from './datasets.ts';
+import { testSamples } from './evaluator.ts';
 import type { Metrics } from './metrics.ts';
 import { layersModelJson, MODEL_JSON, WEIGHTS_BIN } from './model-files.ts';
+import { addTokenRoute, securityHeaders, type TokenRouteOptions } from './http-security.ts';
 
 export interface AppDeps {
   coordinator: Coordinator;
@@ -11,26 +13,37 @@ export interface AppDeps {
   data: DataSource;
   distDir: string;
   startedAt: number;
+  /** Origins whose pages may read the embed bundle (CORS); null: any. */
+  allowedOrigins?: ReadonlySet<string> | null;
+  /** POST /api/join-token; absent: no such route. */
+  tokenRoute?: Omit<TokenRouteOptions, 'allowedOrigins'> | null;
 }
 
 /** HTTP routes. socket.io shares the port but is attached to the Node server, not routed here. */
-export function createApp({ coordinator, metrics, data, distDir, startedAt }: AppDeps): Hono {
+export function createApp(deps: AppDeps): Hono {
+  const { coordinator, metrics, data, distDir, startedAt } = deps;
+  const allowedOrigins = deps.allowedOrigins ?? null;
   const app = new Hono();
 
-  // The embed script runs on participating sites, so our bundle, its assets and the public status are CORS-readable.
-  app.use('*', async (c, next) => {
-    await next();
-    const p = c.req.path;
-    if (p.startsWith('/assets/') || p === '/aegis-embed.js' || p.startsWith('/api/'))
-      c.header('Access-Control-Allow-Origin', '*');
-  });
+  // Security headers everywhere; CORS only on what the embed loads from participating sites.
+  app.use('*', securityHeaders(allowedOrigins));
+  if (deps.tokenRoute) addTokenRoute(app, { ...deps.tokenRoute, allowedOrigins });
 
   app.get('/health', (c) => {
     const s = coordinator.status();
     return c.json({
       ok: true,
       phase: s.phase,
-      round: s.round,
+      // The round as the page counts it: the one in progress (or next), never past the target; once done,
+      // the last one completed (status.round is then one past it).
+      round:
+        s.phase === 'done'
+          ? s.roundsCompleted
+          : s.targetRounds > 0
+            ? Math.min(s.round, s.targetRounds)
+            : s.round,
+      roundsCompleted: s.roundsCompleted,
+      targetRounds: s.targetRounds,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
     });
   });
@@ -40,7 +53,7 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
     return c.body(body, 200, { 'Content-Type': metrics.registry.contentType });
   });
 
-  app.get('/api/status', (c) => c.json({ ...coordinator.status(), data: data.description }));
+  app.get('/api/status', (c) => c.json(coordinator.status()));
 
   // The current global model (the aggregate is public by design): little-endian float32, in layer order.
   app.get('/api/model/weights', (c) => {
@@ -57,7 +70,7 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
   // Both files change only when a round completes, so their ETag is the round: revalidation is a 304.
   const modelFile = (c: Context, body: () => { bytes: Uint8Array | string; type: string }): Response => {
     const round = coordinator.roundsCompleted;
-    const etag = `"${coordinator.modelSpec.name}-r${round}"`;
+    const etag = `"${coordinator.task.hash.slice(0, 16)}-r${round}"`;
     const headers = { ETag: etag, 'Cache-Control': 'no-cache', 'X-Aegis-Round': String(round) };
     if (c.req.header('If-None-Match') === etag) return c.body(null, 304, headers);
     const { bytes, type } = body();
@@ -65,7 +78,7 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
   };
   app.get(`/api/model/${MODEL_JSON}`, (c) =>
     modelFile(c, () => ({
-      bytes: JSON.stringify(layersModelJson(coordinator.modelSpec, coordinator.roundsCompleted)),
+      bytes: JSON.stringify(layersModelJson(coordinator.task, coordinator.roundsCompleted)),
       type: 'application/json',
     })),
   );
@@ -76,6 +89,17 @@ export function createApp({ coordinator, metrics, data, distDir, startedAt }: Ap
         bytes: new Uint8Array(w.buffer, w.byteOffset, w.byteLength).slice(),
         type: 'application/octet-stream',
       };
+    }),
+  );
+
+  // The test images of the page's prediction strip (status.evaluation.samples gives their labels and the
+  // current model's predictions): SAMPLE_COUNT x 32 x 32 x 3 bytes, HWC, fixed for the run.
+  const samples = testSamples(data.test);
+  app.get('/api/samples', (c) =>
+    c.body(samples.images as Uint8Array<ArrayBuffer>, 200, {
+      'Content-Type': 'application/octet-stream',
+      'X-Aegis-Samples': String(samples.labels.length),
+      'Cache-Control': 'public, max-age=3600',
     }),
   );
 

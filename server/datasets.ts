@@ -9,8 +9,10 @@ import {
   parseCifar10,
 } from '../shared/data/cifar10.ts';
 import { subset, type DataSpec, type Dataset } from '../shared/data/dataset.ts';
+import type { Examples } from '../shared/data/examples.ts';
 import { createRng, permutation } from '../shared/data/rng.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
+import type { DataKind } from '../shared/protocol/status.ts';
 import { labelCounts, partition, sampleDirichlet, type PartitionScheme } from '../shared/fl/partition.ts';
 
 export const describeScheme = (s: PartitionScheme): string =>
@@ -22,8 +24,10 @@ export const describeScheme = (s: PartitionScheme): string =>
 
 /** Where clients' data and the server's held-out set come from. */
 export interface DataSource {
+  /** Real CIFAR-10 or the synthetic stand-in (what the page's header says). */
+  readonly kind: DataKind;
   readonly description: string;
-  readonly test: Dataset;
+  readonly test: Dataset | Examples;
   /** What client number `index` (in order of first hello) trains on. */
   specFor(index: number): DataSpec;
   /** CIFAR-10 shard bytes for /api/data/shard/:n (official record format), or null. */
@@ -62,6 +66,7 @@ export function syntheticSource(
     );
   };
   return {
+    kind: 'synthetic',
     description: `synthetic (${perClient} examples per client, ${describeScheme(scheme)}, ${testExamples} held out)`,
     test,
     specFor: (index) => {
@@ -155,6 +160,7 @@ export function partitionedSource(
   seed: number,
   perClient: number,
   scheme: PartitionScheme,
+  kind: DataKind = 'cifar10',
 ): DataSource {
   const parts = Math.floor(train.n / perClient);
   if (parts < 1)
@@ -164,6 +170,7 @@ export function partitionedSource(
   const classesPerShard = shards.map((p) => labelCounts(train.y, p).filter((c) => c > 0).length);
   const meanClasses = classesPerShard.reduce((a, b) => a + b, 0) / shards.length;
   return {
+    kind,
     description: `${name} (${shards.length} shards, ${describeScheme(scheme)}, ${Math.min(...shards.map((p) => p.length))}-${Math.max(...shards.map((p) => p.length))} examples, ${meanClasses.toFixed(1)} classes each on average; ${test.n} test examples)`,
     test,
     specFor: (index) => ({
@@ -180,5 +187,19 @@ export function partitionedSource(
       }
       return bytes;
     },
+  };
+}
+
+/**
+ * A task whose data is the visitors' own (join({ data }) on their pages): clients are told so and the
+ * server holds only the operator's held-out set (--task-eval).
+ */
+export function pageSource(test: Examples, evalPath: string): DataSource {
+  return {
+    kind: 'page',
+    description: `each visitor's page supplies its own examples; ${test.n} held out (${evalPath})`,
+    test,
+    specFor: () => ({ kind: 'page' }),
+    shard: () => null,
   };
 }

@@ -4,7 +4,7 @@ import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { buildModel } from '../shared/model/build.ts';
 import { MODELS } from '../shared/model/spec.ts';
 import { getFlatWeights } from '../shared/model/weights.ts';
-import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
+import { Evaluator, evalBackendNote, initEvalBackend, SAMPLE_COUNT } from './evaluator.ts';
 
 describe('evaluation backend', () => {
   it('falls back to wasm when the optional tfjs-node packages are absent, and says why', async () => {
@@ -45,5 +45,27 @@ describe('evaluation backend', () => {
     // Untrained 10-class model: loss near ln(10).
     expect(cpu.loss).toBeGreaterThan(2.0);
     expect(cpu.loss).toBeLessThan(2.7);
+  });
+
+  it('per-class results agree with the accuracy; the sample strip is the first test examples', async () => {
+    await tf.setBackend('cpu');
+    const spec = MODELS.tiny;
+    const test = syntheticDataset({ seed: 5, count: 200 });
+    const e = new Evaluator(spec, test, 64);
+    const r = await e.evaluate(await getFlatWeights(buildModel(spec, 3)));
+    e.dispose();
+    const c = r.classes!;
+    expect(c.numClasses).toBe(10);
+    expect(c.confusion).toHaveLength(10);
+    const trace = c.confusion.reduce((s, row, t) => s + row[t], 0);
+    expect(trace / 200).toBeCloseTo(r.accuracy, 12);
+    for (let t = 0; t < 10; t++) {
+      const count = test.y.filter((y) => y === t).length;
+      expect(c.confusion[t].reduce((a, b) => a + b, 0)).toBe(count);
+    }
+    expect(r.sampleLabels).toEqual(Array.from(test.y.subarray(0, SAMPLE_COUNT)));
+    expect(r.samplePreds).toHaveLength(SAMPLE_COUNT);
+    for (const [i, p] of r.samplePreds!.entries())
+      expect(c.confusion[r.sampleLabels![i]][p]).toBeGreaterThan(0);
   });
 });

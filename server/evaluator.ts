@@ -1,8 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
-import { CHANNELS, IMAGE_SIZE, NUM_CLASSES, toFloat, type Dataset } from '../shared/data/dataset.ts';
-import { buildModel } from '../shared/model/build.ts';
+import { PIXELS, type Dataset } from '../shared/data/dataset.ts';
+import { examplesFromDataset, type Examples } from '../shared/data/examples.ts';
+import { classResults, type ClassResults } from '../shared/eval/per-class.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
+import { asRuntime, type ModelRuntime } from '../shared/model/task-build.ts';
 import { setFlatWeights } from '../shared/model/weights.ts';
+import { silenceTfjsNodeBanner } from '../shared/model/tfjs-banner.ts';
+
+// Node: our start-up says which backend evaluates; tfjs' cpu banner would repeat per process.
+silenceTfjsNodeBanner();
 
 export type EvalBackend = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
 
@@ -49,53 +55,110 @@ export function evalBackendNote(tried: readonly string[]): string {
   return parts.join('; ');
 }
 
+/** Longest a slice of evaluation should hold the event loop (aegis_event_loop_delay_seconds). */
+const SLICE_MS = 50;
+const MIN_SLICE_BATCH = 16;
+
 export interface EvalResult {
   accuracy: number;
   loss: number;
   examples: number;
   ms: number;
+  /** Per-class accuracy and the confusion matrix (absent from evaluators that do not compute them). */
+  classes?: ClassResults;
+  /** Predicted classes of the first SAMPLE_COUNT test examples (the page's prediction strip). */
+  samplePreds?: number[];
+  /** Their true classes. */
+  sampleLabels?: number[];
 }
 
-/** Evaluates global weights on a fixed held-out set; the test tensors are built once. */
+/** Test examples whose images and predictions the demo shows. */
+export const SAMPLE_COUNT = 8;
+
+/**
+ * The first SAMPLE_COUNT test images (HWC bytes) and their labels: fixed for the run. A task's Examples
+ * (--task-eval) are not images: none.
+ */
+export function testSamples(
+  test: Dataset | Examples,
+  count = SAMPLE_COUNT,
+): { images: Uint8Array; labels: number[] } {
+  if (test.x instanceof Float32Array) return { images: new Uint8Array(0), labels: [] };
+  const n = Math.min(count, test.n);
+  return { images: test.x.slice(0, n * PIXELS), labels: Array.from(test.y.subarray(0, n)) };
+}
+
+/**
+ * Evaluates global weights on a fixed held-out set; the test tensors are built once. The model is a CIFAR
+ * preset (built here) or a task's built runtime (owned from now on); the set CIFAR-style images or Examples.
+ */
 export class Evaluator {
-  private readonly model: tf.Sequential;
-  private readonly x: tf.Tensor4D;
-  private readonly labels: Uint8Array;
+  private readonly runtime: ModelRuntime;
+  private readonly model: tf.LayersModel;
+  private readonly x: tf.Tensor;
+  private readonly labels: Int32Array;
+  /** The batch size the slicing settled on (starts small: the first evaluation has no measure yet). */
+  private sliceBatch = MIN_SLICE_BATCH * 2;
 
   constructor(
-    readonly spec: ModelSpec,
-    test: Dataset,
+    spec: ModelSpec | ModelRuntime,
+    test: Dataset | Examples,
     private readonly batchSize = 256,
   ) {
     if (test.n < 1) throw new Error('test set is empty');
-    this.model = buildModel(spec);
-    this.x = tf.tensor4d(toFloat(test.x), [test.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
-    this.labels = test.y;
+    const ex = test.x instanceof Float32Array ? (test as Examples) : examplesFromDataset(test as Dataset);
+    this.runtime = asRuntime(spec);
+    this.model = this.runtime.model;
+    this.x = tf.tensor(ex.x, [ex.n, ...this.runtime.inputShape], 'float32');
+    this.labels = ex.y;
   }
 
+  /**
+   * Runs in slices on the main thread: one batch at a time, the event loop served between batches, and the
+   * batch halved while one takes longer than SLICE_MS (doubled again, up to batchSize, while it is quick), so
+   * no slice holds the loop much beyond SLICE_MS whatever the model and backend.
+   */
   async evaluate(weights: Float32Array): Promise<EvalResult> {
     const t0 = performance.now();
-    setFlatWeights(this.model, this.spec, weights);
+    const K = this.runtime.numClasses;
+    setFlatWeights(this.model, this.runtime.shapes, weights);
     const n = this.labels.length;
+    const preds = new Int32Array(n);
     let correct = 0;
     let lossSum = 0;
-    for (let s = 0; s < n; s += this.batchSize) {
-      const e = Math.min(n, s + this.batchSize);
-      const probs = tf.tidy(
-        () => this.model.predict(this.x.slice([s, 0, 0, 0], [e - s, -1, -1, -1])) as tf.Tensor2D,
-      );
+    let batch = Math.min(this.batchSize, this.sliceBatch);
+    for (let s = 0; s < n;) {
+      const e = Math.min(n, s + batch);
+      const b0 = performance.now();
+      const probs = tf.tidy(() => this.model.predict(this.x.slice(s, e - s)) as tf.Tensor2D);
       const p = (await probs.data()) as Float32Array;
       probs.dispose();
       for (let i = 0; i < e - s; i++) {
-        const row = p.subarray(i * NUM_CLASSES, (i + 1) * NUM_CLASSES);
+        const row = p.subarray(i * K, (i + 1) * K);
         let arg = 0;
-        for (let k = 1; k < NUM_CLASSES; k++) if (row[k] > row[arg]) arg = k;
+        for (let k = 1; k < K; k++) if (row[k] > row[arg]) arg = k;
         const label = this.labels[s + i];
+        preds[s + i] = arg;
         if (arg === label) correct++;
         lossSum += -Math.log(Math.max(row[label], 1e-7));
       }
+      const took = performance.now() - b0;
+      if (took > SLICE_MS && batch > MIN_SLICE_BATCH) batch = Math.max(MIN_SLICE_BATCH, batch >> 1);
+      else if (took < SLICE_MS / 2 && e - s === batch) batch = Math.min(this.batchSize, batch * 2);
+      s = e;
+      // data() resolves as a microtask on the cpu and wasm backends: without this, nothing else would run.
+      if (s < n) await new Promise<void>((r) => setImmediate(r));
     }
-    return { accuracy: correct / n, loss: lossSum / n, examples: n, ms: performance.now() - t0 };
+    this.sliceBatch = batch; // the next evaluation starts at the size this one settled on
+    return {
+      accuracy: correct / n,
+      loss: lossSum / n,
+      examples: n,
+      ms: performance.now() - t0,
+      classes: classResults(this.labels, preds, K),
+      samplePreds: Array.from(preds.subarray(0, Math.min(n, SAMPLE_COUNT))),
+      sampleLabels: Array.from(this.labels.subarray(0, Math.min(n, SAMPLE_COUNT))),
+    };
   }
 
   dispose(): void {

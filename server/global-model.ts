@@ -1,13 +1,13 @@
 import { createServerOptimizer, type ServerOptimizer } from '../shared/fl/server-opt.ts';
-import { numParams } from '../shared/model/spec.ts';
 import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
-import type { PrivacyStatus } from '../shared/protocol/status.ts';
+import type { EvaluationStatus, PrivacyStatus } from '../shared/protocol/status.ts';
 import type { RoundOutcome, RoundSettings } from './aggregator/index.ts';
 import type { Clock } from './clock.ts';
-import { samplingRate, type ServerConfig } from './config.ts';
+import { samplingRate, serverTask, type ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { Metrics, ModelRejection } from './metrics.ts';
 import { PrivacyLedger } from './privacy.ts';
+import type { Checkpoint } from './run-state.ts';
 
 export interface GlobalModelDeps {
   config: ServerConfig;
@@ -40,6 +40,8 @@ type Scored = EvalResult | null;
  */
 export class GlobalModel {
   readonly numParams: number;
+  /** The task's name (the --model preset's without --task). */
+  readonly taskName: string;
   readonly history: RoundSummary[] = [];
   private w: Float32Array;
   private wBytes: Buffer;
@@ -49,10 +51,14 @@ export class GlobalModel {
   /** Test scores of the current model: what the loss guard compares with (null until known). */
   private current: { accuracy: number; loss: number } | null = null;
   private rejected = 0;
+  /** Per-class results of the current model (what status shows), null until an evaluation gave them. */
+  private classes: EvaluationStatus | null = null;
 
   constructor(private readonly deps: GlobalModelDeps) {
     const cfg = deps.config;
-    this.numParams = numParams(cfg.model);
+    const task = serverTask(cfg);
+    this.numParams = task.numParams;
+    this.taskName = task.task.name;
     if (deps.initialWeights.length !== this.numParams)
       throw new Error(
         `initial weights have ${deps.initialWeights.length} values, model needs ${this.numParams}`,
@@ -84,6 +90,7 @@ export class GlobalModel {
     const e = await this.deps.evaluate(this.w);
     this.initialEval = e;
     if (Number.isFinite(e.loss)) this.current = { accuracy: e.accuracy, loss: e.loss };
+    this.classes = evaluationStatus(0, e);
     this.deps.metrics.testAccuracy.set(e.accuracy);
     this.deps.metrics.testLoss.set(e.loss);
     this.deps.log(`initial model: accuracy ${(e.accuracy * 100).toFixed(1)}%, loss ${e.loss.toFixed(4)}`);
@@ -92,6 +99,11 @@ export class GlobalModel {
 
   get initial(): EvalResult | null {
     return this.initialEval;
+  }
+
+  /** Per-class results of the current model and its predictions on the sample strip. */
+  get evaluation(): EvaluationStatus | null {
+    return this.classes;
   }
 
   /** Models the loss guard discarded so far. */
@@ -154,6 +166,8 @@ export class GlobalModel {
       this.w = candidate;
       this.wBytes = bytesOf(candidate);
       if (ev && Number.isFinite(ev.loss)) this.current = { accuracy: ev.accuracy, loss: ev.loss };
+      // A failed evaluation leaves no per-class results for the new model: none shown rather than stale ones.
+      this.classes = ev ? evaluationStatus(ref.round, ev) : null;
     }
     const score = ev ?? { accuracy: NaN, loss: NaN };
     const kept = verdict ? (this.current ?? { accuracy: NaN, loss: NaN }) : score;
@@ -229,6 +243,58 @@ export class GlobalModel {
     }
   }
 
+  /** What one round's charge costs (its q and z), or null without DP: the ledger entry written before unmasking. */
+  get chargeRate(): { q: number; z: number } | null {
+    return this.ledger ? { q: this.ledger.cfg.q, z: this.ledger.cfg.noiseMultiplier } : null;
+  }
+
+  /** The state after completed round `round`, for the checkpoint (copies: later rounds do not change it). */
+  checkpoint(round: number): Checkpoint {
+    const cfg = this.deps.config;
+    return {
+      round,
+      model: cfg.model.name,
+      optimizer: cfg.serverOptimizer.name,
+      weights: this.w.slice(),
+      moments: this.optimizer.save(),
+      clipNorm: this.ledger?.clipNorm ?? null,
+      current: this.current,
+      modelsRejected: this.rejected,
+      history: [...this.history],
+    };
+  }
+
+  /**
+   * Resumes from a checkpoint (or from none: the initial weights) with the ledger's charges. Refuses a
+   * checkpoint of another model or optimizer: its numbers would mean something else here.
+   */
+  restore(cp: Checkpoint | null, charges: readonly { q: number; z: number }[]): void {
+    const cfg = this.deps.config;
+    if (cp) {
+      if (cp.model !== cfg.model.name || cp.weights.length !== this.numParams)
+        throw new Error(
+          `the checkpoint is of model ${cp.model} (${cp.weights.length} weights), this server trains ${cfg.model.name} (--model)`,
+        );
+      if (cp.optimizer !== cfg.serverOptimizer.name)
+        throw new Error(
+          `the checkpoint's server optimizer is ${cp.optimizer}, this server's is ${cfg.serverOptimizer.name} (--server-opt)`,
+        );
+      for (const x of [cp.moments.m, cp.moments.v])
+        if (x && x.length !== this.numParams)
+          throw new Error("the checkpoint's optimizer moments do not fit the model");
+      this.optimizer.restore(cp.moments); // throws if the moments do not fit the optimizer
+      this.w = cp.weights;
+      this.wBytes = bytesOf(cp.weights);
+      this.current = cp.current;
+      this.rejected = cp.modelsRejected;
+      this.history.push(...cp.history);
+    }
+    if (charges.length && !this.ledger)
+      throw new Error('the run has spent privacy budget (ledger entries), but DP is off here (--dp-noise)');
+    this.ledger?.restore(charges, cp?.clipNorm ?? null);
+    this.refreshPrivacyGauges();
+  }
+
   privacyStatus(): PrivacyStatus | { enabled: false } {
     return this.ledger ? this.ledger.status() : { enabled: false };
   }
@@ -245,6 +311,20 @@ export class GlobalModel {
     m.dp.clip.set(p.clipNorm);
     m.dp.samplingRate.set(p.q);
   }
+}
+
+/** The per-class part of an evaluation as status carries it; null when the evaluator gave none. */
+function evaluationStatus(round: number, e: EvalResult): EvaluationStatus | null {
+  const c = e.classes;
+  if (!c) return null;
+  const preds = e.samplePreds ?? [];
+  return {
+    round,
+    numClasses: c.numClasses,
+    perClass: c.perClass,
+    confusion: c.confusion,
+    samples: e.sampleLabels ? preds.map((pred, i) => ({ label: e.sampleLabels![i], pred })) : [],
+  };
 }
 
 function bytesOf(w: Float32Array): Buffer {

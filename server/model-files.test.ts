@@ -7,7 +7,7 @@ import { buildModel } from '../shared/model/build.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
 import { createApp } from './app.ts';
-import { DEFAULTS } from './config.ts';
+import { DEFAULTS, serverTask } from './config.ts';
 import { Coordinator } from './coordinator.ts';
 import { syntheticSource } from './datasets.ts';
 import { main as exportMain } from './export-model.ts';
@@ -22,6 +22,7 @@ import {
 } from './model-files.ts';
 
 const spec = MODELS.tiny;
+const task = serverTask({ ...DEFAULTS, model: spec });
 const ORIGIN = 'http://aegis.test';
 let app: ReturnType<typeof createApp>;
 let serverWeights: Float32Array;
@@ -74,7 +75,7 @@ describe('/api/model/model.json', () => {
     expect(j.headers.get('cache-control')).toBe('no-cache');
     expect(j.headers.get('access-control-allow-origin')).toBe('*');
     const etag = j.headers.get('etag')!;
-    expect(etag).toBe('"tiny-r0"');
+    expect(etag).toBe(`"${task.hash.slice(0, 16)}-r0"`);
     const body = (await j.json()) as LayersModelJson;
     expect(body.weightsManifest[0].paths).toEqual(['weights.bin']);
     const w = await app.request('/api/model/weights.bin');
@@ -86,7 +87,9 @@ describe('/api/model/model.json', () => {
     const again = await app.request('/api/model/weights.bin', { headers: { 'If-None-Match': etag } });
     expect(again.status).toBe(304);
     expect((await again.arrayBuffer()).byteLength).toBe(0);
-    const stale = await app.request('/api/model/model.json', { headers: { 'If-None-Match': '"tiny-r7"' } });
+    const stale = await app.request('/api/model/model.json', {
+      headers: { 'If-None-Match': `"${task.hash.slice(0, 16)}-r7"` },
+    });
     expect(stale.status).toBe(200);
   });
 });
@@ -95,10 +98,10 @@ describe('saved and exported model files', () => {
   it('--save-model files load back to the same model; no temporary file is left', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'saved-'));
     const w = serverWeights.map((v, i) => v + (i % 3) * 0.01);
-    await saveModelFiles(dir, spec, w, 4);
+    await saveModelFiles(dir, task, w, 4);
     expect(readdirSync(dir).sort()).toEqual(['model.json', 'weights.bin']);
     const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as LayersModelJson;
-    expect(json.userDefinedMetadata).toEqual({ model: 'tiny', round: 4 });
+    expect(json.userDefinedMetadata).toEqual({ task: task.task.name, hash: task.hash, round: 4 });
     const bin = readFileSync(join(dir, 'weights.bin'));
     const m = await tf.loadLayersModel(
       tf.io.fromMemory({
@@ -109,14 +112,14 @@ describe('saved and exported model files', () => {
     );
     expect(await getFlatWeights(m)).toEqual(w);
     m.dispose();
-    await expect(saveModelFiles(dir, spec, new Float32Array(3), 5)).rejects.toThrow(/needs/);
+    await expect(saveModelFiles(dir, task, new Float32Array(3), 5)).rejects.toThrow(/needs/);
   });
 
   it('--save-model writes after each round end, in order; a failed write is logged and not thrown', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'each-'));
     const src = Object.assign(new EventEmitter(), {
       globalWeights: serverWeights,
-      modelSpec: spec,
+      task,
       roundsCompleted: 0,
     });
     const logs: string[] = [];
@@ -151,7 +154,7 @@ describe('saved and exported model files', () => {
     expect(rc).toBe(0);
     expect(lines[0]).toContain(`round 0, ${numParams(spec) * 4} bytes`);
     expect(new Float32Array(readFileSync(join(out, 'weights.bin')).buffer.slice(0))).toEqual(serverWeights);
-    expect(JSON.parse(readFileSync(join(out, 'model.json'), 'utf8'))).toEqual(layersModelJson(spec, 0));
+    expect(JSON.parse(readFileSync(join(out, 'model.json'), 'utf8'))).toEqual(layersModelJson(task, 0));
 
     const copy = mkdtempSync(join(tmpdir(), 'export-'));
     expect(

@@ -2,7 +2,8 @@ import { mkdir, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { buildModel } from '../shared/model/build.ts';
-import { numParams, weightShapes, type ModelSpec } from '../shared/model/spec.ts';
+import { MODELS } from '../shared/model/spec.ts';
+import type { CheckedTask } from '../shared/model/task.ts';
 
 /**
  * The global model as TensorFlow.js Layers files: model.json (the Keras topology and a weights manifest)
@@ -18,39 +19,43 @@ export interface LayersModelJson {
   convertedBy: string;
   modelTopology: object;
   weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: 'float32' }[] }[];
-  userDefinedMetadata: { model: string; round: number };
+  userDefinedMetadata: { task: string; hash: string; round: number };
 }
 
-const topologies = new Map<string, object>();
+const presets = new Map<string, object>();
 
-/** The Keras topology of a spec (what model.save writes as modelTopology), built once per spec. */
-export function modelTopology(spec: ModelSpec): object {
-  const key = JSON.stringify(spec);
-  let t = topologies.get(key);
+/**
+ * The Keras topology of a task's model (what model.save writes as modelTopology): a task that names its
+ * topology carries it; a preset's is built once.
+ */
+export function modelTopology(c: CheckedTask): object {
+  const m = c.task.model;
+  if (!('preset' in m)) return m.topology as object;
+  let t = presets.get(m.preset);
   if (!t) {
-    const m = buildModel(spec);
-    t = m.toJSON(null, false) as object;
-    m.dispose();
-    topologies.set(key, t);
+    const built = buildModel(MODELS[m.preset]);
+    t = built.toJSON(null, false) as object;
+    built.dispose();
+    presets.set(m.preset, t);
   }
   return t;
 }
 
 /** model.json for the weights of `round` (the number of completed rounds they come from). */
-export function layersModelJson(spec: ModelSpec, round: number): LayersModelJson {
+export function layersModelJson(c: CheckedTask, round: number): LayersModelJson {
   return {
     format: 'layers-model',
     generatedBy: `TensorFlow.js tfjs-layers v${tf.version.tfjs}`,
     convertedBy: 'aegisfl',
-    modelTopology: modelTopology(spec),
+    modelTopology: modelTopology(c),
     // Names are the layers' weight names (conv0/kernel, …), which tfjs matches when it loads.
     weightsManifest: [
       {
         paths: [WEIGHTS_BIN],
-        weights: weightShapes(spec).map((w) => ({ name: w.name, shape: [...w.shape], dtype: 'float32' })),
+        weights: c.shapes.map((w) => ({ name: w.name, shape: [...w.shape], dtype: 'float32' })),
       },
     ],
-    userDefinedMetadata: { model: spec.name, round },
+    userDefinedMetadata: { task: c.task.name, hash: c.hash, round },
   };
 }
 
@@ -87,25 +92,25 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
  */
 export async function saveModelFiles(
   dir: string,
-  spec: ModelSpec,
+  c: CheckedTask,
   weights: Float32Array,
   round: number,
 ): Promise<void> {
-  if (weights.length !== numParams(spec))
-    throw new Error(`weights have ${weights.length} values, model ${spec.name} needs ${numParams(spec)}`);
+  if (weights.length !== c.numParams)
+    throw new Error(`weights have ${weights.length} values, task ${c.task.name} needs ${c.numParams}`);
   await mkdir(dir, { recursive: true });
   await writeFileAtomic(
     join(dir, WEIGHTS_BIN),
     new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength),
   );
-  await writeFileAtomic(join(dir, MODEL_JSON), JSON.stringify(layersModelJson(spec, round)));
+  await writeFileAtomic(join(dir, MODEL_JSON), JSON.stringify(layersModelJson(c, round)));
 }
 
 /** What --save-model watches: the coordinator's round ends and its current model. */
 export interface SavedModelSource {
   on(event: 'roundEnd', fn: (summary: { round: number }) => void): unknown;
   readonly globalWeights: Float32Array;
-  readonly modelSpec: ModelSpec;
+  readonly task: CheckedTask;
   readonly roundsCompleted: number;
 }
 
@@ -123,7 +128,7 @@ export function saveModelEachRound(
     const weights = src.globalWeights; // replaced, never mutated, when a round is released
     const round = src.roundsCompleted;
     last = last
-      .then(() => saveModelFiles(dir, src.modelSpec, weights, round))
+      .then(() => saveModelFiles(dir, src.task, weights, round))
       .then(
         () => log(`round ${s.round}: model saved to ${join(dir, MODEL_JSON)}`),
         (e: Error) => log(`--save-model ${dir}: ${e.message}`),

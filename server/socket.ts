@@ -11,11 +11,17 @@ import { KeyedLimiter, TokenBucket, type Rate } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { ClientEvent, EventLabel } from './reject-events.ts';
 import { boundedParser, PendingAttachments } from './socket-parser.ts';
+import { admit, type HandshakePolicy } from './handshake.ts';
+import { STATUS_ROOM, StatusPush } from './status-push.ts';
 
 /** What one connection knows about itself. */
 interface Connection {
   clientId: string | null;
   readonly link: ClientLink;
+  /** Let in without a join token to resume this session (a reconnect): its hello must resume it. */
+  readonly resumes: string | null;
+  /** Let in without a join token to watch the status: it may not say hello. */
+  readonly observerOnly: boolean;
 }
 
 type Handler = (coordinator: Coordinator, conn: Connection, raw: unknown) => Ack | void;
@@ -26,6 +32,16 @@ type Handler = (coordinator: Coordinator, conn: Connection, raw: unknown) => Ack
  */
 const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
   hello: (c, conn, raw) => {
+    if (conn.observerOnly)
+      throw new ProtocolError(
+        'bad_token',
+        'this connection was let in to observe; joining needs a join token',
+      );
+    if (conn.resumes !== null && resumedId(raw) !== conn.resumes)
+      throw new ProtocolError(
+        'bad_token',
+        'this connection was let in to resume its session; a new session needs a new join token',
+      );
     conn.clientId = c.hello(conn.link, raw);
   },
   ready: (c, conn, raw) => c.ready(conn.clientId, raw),
@@ -37,6 +53,12 @@ const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
   'secagg:refuse': (c, conn, raw) => c.secaggRefuse(conn.clientId, raw),
   'round:refuse': (c, conn, raw) => c.roundRefuse(conn.clientId, raw),
 };
+
+/** The session id a hello asks to resume, if any (the registry checks the rest). */
+function resumedId(raw: unknown): string | undefined {
+  const r = (raw as { resume?: { sessionId?: unknown } } | null)?.resume?.sessionId;
+  return typeof r === 'string' ? r : undefined;
+}
 
 export type { EventLabel };
 export const EVENT_LABELS: readonly EventLabel[] = [
@@ -58,6 +80,10 @@ export interface SocketLimits {
   clock?: Clock;
 }
 
+/** Who may connect (server/handshake.ts): an Origin allow-list and join tokens; both off by default. */
+export type SocketAccess = Pick<HandshakePolicy, 'allowedOrigins' | 'tokens'>;
+const OPEN: SocketAccess = { allowedOrigins: null, tokens: null };
+
 function byteSize(data: unknown): number {
   if (typeof data === 'string') return Buffer.byteLength(data);
   if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data.byteLength;
@@ -76,13 +102,15 @@ export function attachSocketIo(
   metrics: Metrics,
   maxMessageBytes: number,
   limits: SocketLimits,
+  access: SocketAccess = OPEN,
 ): Server<ClientToServerEvents, ServerToClientEvents> {
   const clock = limits.clock ?? systemClock;
   const perAddress = new KeyedLimiter(limits.address, clock, limits.maxAddresses);
   const io = new Server<ClientToServerEvents, ServerToClientEvents>(http as HttpServer, {
     maxHttpBufferSize: maxMessageBytes,
     parser: boundedParser,
-    cors: { origin: '*' },
+    // Long-polling only (the client uses websockets, which CORS does not govern; the handshake checks Origin).
+    cors: { origin: access.allowedOrigins ? [...access.allowedOrigins] : '*' },
     pingInterval: 10_000,
     pingTimeout: 20_000,
     // Called for new connections only (engine.io handshakes), before any per-connection state exists.
@@ -97,9 +125,47 @@ export function attachSocketIo(
       cb('rate_limited', false);
     },
   });
-  io.on('connection', (socket) =>
-    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes),
-  );
+  const policy: HandshakePolicy = {
+    ...access,
+    sessionOf: (c) => coordinator.sessionOf(c),
+    now: () => clock.now(),
+  };
+  // Runs once per connection, before 'connection': a refusal reaches the client as connect_error with
+  // data { reason, message }, and socket.io does not retry it.
+  io.use((socket, next) => {
+    const h = socket.handshake;
+    const a = admit({ origin: h.headers.origin, host: h.headers.host, auth: h.auth }, policy, metrics);
+    if (a.ok) {
+      Object.assign(socket.data as object, { resumes: a.resumes, observerOnly: a.observerOnly });
+      return next();
+    }
+    next(Object.assign(new Error(a.message), { data: { reason: a.reason, message: a.message } }));
+  });
+  // Status is pushed to observers when the round state changes, and after any message or connection
+  // change (reports, secure-aggregation phases, client counts), coalesced.
+  const push = new StatusPush({
+    status: () => coordinator.status(),
+    emit: (s) => io.to(STATUS_ROOM).emit('status', s),
+    clock,
+  });
+  const kick = (): void => push.kick();
+  coordinator.on('changed', kick);
+  http.once('close', () => {
+    push.stop();
+    coordinator.off('changed', kick);
+  });
+  io.on('connection', (socket) => {
+    if ((socket.handshake.auth as { observe?: unknown } | undefined)?.observe === true) {
+      void socket.join(STATUS_ROOM);
+      push.observerJoined();
+      socket.emit('status', push.current());
+      socket.on('disconnect', () => push.observerLeft());
+    }
+    socket.on('disconnect', kick);
+    socket.onAny(kick);
+    kick();
+    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes);
+  });
   return io;
 }
 
@@ -113,6 +179,8 @@ function serve(
   const conn: Connection = {
     clientId: null,
     link: { send: (event, ...args) => socket.emit(event, ...args) },
+    resumes: (socket.data as { resumes?: string | null }).resumes ?? null,
+    observerOnly: (socket.data as { observerOnly?: boolean }).observerOnly === true,
   };
   const pending = new PendingAttachments(maxMessageBytes);
   socket.conn.on('packet', (p: { type?: string; data?: unknown }) => {
@@ -160,6 +228,14 @@ function serve(
         }
       }
       if (typeof ack === 'function') ack(res);
+      // A reconnect whose session is gone has no token for a new one: close, rather than hear it hello again.
+      if (
+        event === 'hello' &&
+        !res.ok &&
+        res.reason === 'bad_token' &&
+        (conn.resumes !== null || conn.observerOnly)
+      )
+        socket.disconnect(true);
     });
   };
   for (const [event, handler] of Object.entries(HANDLERS)) on(event as ClientEvent, handler);

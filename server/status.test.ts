@@ -3,6 +3,7 @@ import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
 import { chooseDegree, colludersOf, DEFAULT_NEIGHBOURHOOD, log2SplitBound } from '../shared/secagg/graph.ts';
 import type { Accumulator, DegreeReport, SecAggChannel } from './aggregator/index.ts';
 import type { ClientRecord } from './clients.ts';
+import type { RoundSummary } from '../shared/protocol/messages.ts';
 import type { RoundState } from './round-state.ts';
 import { statusView, type StatusInput } from './status.ts';
 
@@ -22,10 +23,13 @@ const base = (state: RoundState): StatusInput => ({
   degree: report(5),
   maliciousServer: false,
   clients: { connected: 7, ready: 5, byBackend: { wasm: 5 } },
+  needed: 6,
+  data: { kind: 'synthetic', description: 'synthetic (8 examples per client)' },
   model: { name: 'tiny', numParams: 100 },
   evalBackend: 'cpu',
   initial: { accuracy: 0.1, loss: 2.3 },
   history: [],
+  evaluation: null,
   privacy: { enabled: false },
   defences: {
     aggregatesRejected: 1,
@@ -49,6 +53,7 @@ describe('statusView', () => {
         cohort,
         members: new Map(),
         refused: new Set(),
+        accepted: new Map(),
         accumulator: accumulator({ phase: 'shares' }),
       }),
     );
@@ -61,7 +66,7 @@ describe('statusView', () => {
       reported: 2,
       deadlineAt: 12345,
       secagg: { enabled: true, phase: 'shares', k: 4, t: 3 },
-      clients: { connected: 7, ready: 5, byBackend: { wasm: 5 } },
+      clients: { connected: 7, ready: 5, needed: 6, byBackend: { wasm: 5 } },
       defences: base({ kind: 'waiting', pause: null }).defences,
       stopReason: null,
     });
@@ -73,6 +78,7 @@ describe('statusView', () => {
         cohort,
         members: new Map(),
         refused: new Set(),
+        accepted: new Map(),
         accumulator: accumulator(null),
       }),
     );
@@ -98,6 +104,33 @@ describe('statusView', () => {
       stopReason: 'privacy budget reached',
     });
     expect(statusView(base({ kind: 'done', reason: null })).stopReason).toBeNull();
+  });
+
+  it('counts completed rounds from the history, names the data source and carries per-class results', () => {
+    const summary = { round: 1 } as RoundSummary;
+    const evaluation = {
+      round: 2,
+      numClasses: 2,
+      perClass: [1, null],
+      confusion: [
+        [3, 0],
+        [0, 0],
+      ],
+      samples: [{ label: 0, pred: 0 }],
+    };
+    const s = statusView({
+      ...base({ kind: 'done', reason: null }),
+      ref: { round: 3, attempt: 0 },
+      history: [summary, { ...summary, round: 2 }],
+      evaluation,
+      // The initial evaluation as the evaluator returns it: status keeps its scores only.
+      initial: { accuracy: 0.1, loss: 2.3, classes: evaluation, samplePreds: [1] } as StatusInput['initial'],
+    });
+    expect(s).toMatchObject({ round: 3, roundsCompleted: 2, data: 'synthetic', evaluation });
+    expect(s.dataDescription).toMatch(/^synthetic/);
+    expect(s.initial).toEqual({ accuracy: 0.1, loss: 2.3 });
+    const unknown = statusView({ ...base({ kind: 'waiting', pause: null }), data: null });
+    expect(unknown).toMatchObject({ data: null, dataDescription: null, roundsCompleted: 0 });
   });
 
   it('secagg: what (k, t) tolerates, the SecAgg+ bounds for large cohorts, the split bound in malicious mode', () => {

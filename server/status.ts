@@ -1,6 +1,13 @@
 import type { BoundsFailure } from '../shared/fl/encoding.ts';
 import { PROTOCOL_VERSION, type RoundRef, type RoundSummary } from '../shared/protocol/messages.ts';
-import type { DefenceStatus, PrivacyStatus, SecAggStatus, ServerStatus } from '../shared/protocol/status.ts';
+import type {
+  DataKind,
+  DefenceStatus,
+  EvaluationStatus,
+  PrivacyStatus,
+  SecAggStatus,
+  ServerStatus,
+} from '../shared/protocol/status.ts';
 import type { DegreeReport } from './aggregator/index.ts';
 import type { ClientCounts, ClientRegistry } from './clients.ts';
 import type { ServerConfig } from './config.ts';
@@ -19,10 +26,14 @@ export interface StatusInput {
   /** --secagg-malicious-server (shown before the first secure round too). */
   maliciousServer: boolean;
   clients: ClientCounts;
+  /** Ready clients a round waits for. */
+  needed: number;
+  data: { kind: DataKind; description: string } | null;
   model: { name: string; numParams: number };
   evalBackend: string;
   initial: { accuracy: number; loss: number } | null;
   history: RoundSummary[];
+  evaluation: EvaluationStatus | null;
   privacy: PrivacyStatus | { enabled: false };
   defences: DefenceStatus;
 }
@@ -48,6 +59,8 @@ export interface CoordinatorView {
   ref: RoundRef;
   degree: DegreeReport | null;
   rejections: AggregateRejections;
+  needed: number;
+  data: StatusInput['data'];
 }
 
 export function coordinatorStatus(v: CoordinatorView): ServerStatus {
@@ -60,10 +73,13 @@ export function coordinatorStatus(v: CoordinatorView): ServerStatus {
     degree: v.degree,
     maliciousServer: cfg.secagg && cfg.secaggMaliciousServer,
     clients: v.clients.counts(),
-    model: { name: cfg.model.name, numParams: v.model.numParams },
+    needed: v.needed,
+    data: v.data,
+    model: { name: v.model.taskName, numParams: v.model.numParams },
     evalBackend: v.evalBackend,
     initial: v.model.initial,
     history: v.model.history,
+    evaluation: v.model.evaluation,
     privacy: v.model.privacyStatus(),
     defences: {
       aggregatesRejected: v.rejections.count,
@@ -87,14 +103,18 @@ export function statusView(s: StatusInput): ServerStatus {
     round: s.ref.round,
     attempt: s.ref.attempt,
     targetRounds: s.targetRounds,
+    roundsCompleted: s.history.length,
     selected: training ? training.cohort.length : st.kind === 'evaluating' ? st.selected : 0,
     reported: training ? training.accumulator.reported : st.kind === 'evaluating' ? st.reported : 0,
     deadlineAt: training ? training.accumulator.deadlineAt : null,
-    clients: s.clients,
+    clients: { ...s.clients, needed: s.needed },
+    data: s.data?.kind ?? null,
+    dataDescription: s.data?.description ?? null,
     model: s.model,
     evalBackend: s.evalBackend,
-    initial: s.initial,
+    initial: s.initial && scoresOnly(s.initial),
     history: s.history,
+    evaluation: s.evaluation,
     secagg: secaggView(s, training?.accumulator.secure?.phase ?? null),
     privacy: s.privacy,
     defences: s.defences,
@@ -120,6 +140,12 @@ function secaggView(s: StatusInput, phase: SecAggStatus['phase']): SecAggStatus 
     splitBound: r?.split ? 2 ** r.split.log2Bound : null,
     description: r?.description ?? null,
   };
+}
+
+/** The initial evaluation without its per-class part (that is `evaluation`, for the current model). */
+function scoresOnly<T extends object>(e: T): T {
+  const { classes: _c, samplePreds: _p, sampleLabels: _l, ...rest } = e as T & Record<string, unknown>;
+  return rest as T;
 }
 
 /** JSON has no infinities (a bound of probability 0 gives infinitely many bits): null instead. */

@@ -218,7 +218,15 @@ writeFileSync(
   join(out, 'accuracy.svg'),
   chartSvg(
     [{ label: 'test accuracy', color: '#2f6fed', points: pts }],
-    { yMin: 0, yMax: 1, yFormat: (x) => `${Math.round(x * 100)}%`, xLabel: 'round', caption },
+    // Fitted to the data (within 0-100%): a run that moves from 11% to 19% fills the plot.
+    {
+      yBounds: [0, 1],
+      yFormat: (x) => `${Math.round(x * 100)}%`,
+      xMin: 0,
+      xLabel: 'round',
+      yLabel: 'test accuracy',
+      caption,
+    },
     label,
   ),
 );
@@ -233,7 +241,7 @@ writeFileSync(
       { label: 'test loss', color: '#e8710a', points: lossPts },
       { label: 'train loss (clients)', color: '#888888', points: rows.map((r) => [r.round, r.trainLoss]) },
     ],
-    { yMin: 0, xLabel: 'round', caption },
+    { xMin: 0, xLabel: 'round', yLabel: 'loss', caption },
     label,
   ),
 );

@@ -41,3 +41,56 @@ describe('chart rendering without a DOM', () => {
     expect(captioned).toMatch(/height="280"/);
   });
 });
+
+describe('y range fitted to the data', () => {
+  it('every point lies within the first and last tick (the loss chart once had its first point above the top)', async () => {
+    const { yDomain } = await import('./chart.ts');
+    const loss = [2.33, 2.1, 1.9, 1.72];
+    const d = yDomain(loss, { yMin: 0 });
+    expect(d.lo).toBe(0);
+    expect(d.ticks[0]).toBe(0);
+    expect(d.ticks.at(-1)).toBeGreaterThanOrEqual(Math.max(...loss));
+    expect(d.hi).toBe(d.ticks.at(-1));
+  });
+
+  it('accuracy in a narrow band fills the chart, within [0, 1]', async () => {
+    const { yDomain } = await import('./chart.ts');
+    const acc = [0.11, 0.14, 0.17, 0.19];
+    const d = yDomain(acc, { yBounds: [0, 1] });
+    expect(d.lo).toBeLessThanOrEqual(0.11);
+    expect(d.hi).toBeGreaterThanOrEqual(0.19);
+    expect(d.hi - d.lo).toBeLessThan(0.25); // not the fixed 0-100% axis, where it sat in the bottom fifth
+    expect(d.ticks.length).toBeGreaterThanOrEqual(3);
+    for (const t of d.ticks) expect(t).toBeGreaterThanOrEqual(0);
+    const high = yDomain([0.97, 0.99, 1], { yBounds: [0, 1] });
+    expect(high.hi).toBe(1);
+    expect(high.ticks.at(-1)).toBe(1);
+  });
+
+  it('integer ticks for counts, and one value gets a range around it', async () => {
+    const { yDomain } = await import('./chart.ts');
+    const c = yDomain([3, 3, 3], { yMin: 0, yIntegers: true });
+    expect(c.ticks.every(Number.isInteger)).toBe(true);
+    expect(c.hi).toBeGreaterThanOrEqual(3);
+    const one = yDomain([0.5]);
+    expect(one.lo).toBeLessThan(0.5);
+    expect(one.hi).toBeGreaterThan(0.5);
+  });
+
+  it('xMin sets a shared origin; axis labels are drawn', async () => {
+    const { chartNodes } = await import('./chart.ts');
+    const nodes = chartNodes([{ label: 'c', color: '#000', points: [[1, 4]] as [number, number][] }], {
+      xMin: 0,
+      xLabel: 'round',
+      yLabel: 'clients',
+    });
+    const xTicks = nodes.filter((n) => n.name === 'text' && n.attrs.y === 240 - 32 + 16).map((n) => n.text);
+    expect(xTicks[0]).toBe('0');
+    const texts = nodes.filter((n) => n.name === 'text').map((n) => n.text);
+    expect(texts).toContain('round');
+    expect(texts).toContain('clients');
+    // The dot at x = 1 is right of the axis at x = 0.
+    const dot = nodes.find((n) => n.name === 'circle')!;
+    expect(Number(dot.attrs.cx)).toBeGreaterThan(60);
+  });
+});

@@ -9,14 +9,20 @@ export interface Series {
 }
 
 export interface ChartOptions {
+  /** Fixed y range ends; an end left out is fitted to the data (widened to a nice tick). */
   yMin?: number;
   yMax?: number;
+  /** Bounds a fitted y range stays within (e.g. [0, 1] for accuracy). */
+  yBounds?: readonly [number, number];
   yFormat?: (v: number) => string;
   /** Only whole-number ticks on the y axis (counts). */
   yIntegers?: boolean;
+  /** Where the x axis starts (e.g. 0, round 0, so charts of one run line up); default the data's least x. */
+  xMin?: number;
   xLabel?: string;
   /** Lines printed under the plot (chartSvg only): the run's configuration, so a chart explains itself. */
   caption?: readonly string[];
+  yLabel?: string;
 }
 
 /** "Nice" tick values covering [lo, hi] (1, 2 or 5 times a power of ten apart). */
@@ -31,10 +37,41 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   return ticks;
 }
 
+/**
+ * The y range a chart draws: fixed ends as given, the others fitted to the data with a little margin and
+ * widened to the enclosing ticks, so every point lies between the first and the last tick.
+ */
+export function yDomain(
+  ys: readonly number[],
+  opts: Pick<ChartOptions, 'yMin' | 'yMax' | 'yBounds' | 'yIntegers'> = {},
+): { lo: number; hi: number; ticks: number[] } {
+  const [bLo, bHi] = opts.yBounds ?? [-Infinity, Infinity];
+  const dLo = Math.min(...ys);
+  const dHi = Math.max(...ys);
+  const pad = (dHi - dLo) * 0.05 || Math.abs(dHi) * 0.05 || 0.5;
+  let lo = opts.yMin ?? Math.max(bLo, dLo - pad);
+  let hi = opts.yMax ?? Math.min(bHi, dHi + pad);
+  if (!(hi > lo)) hi = lo + (opts.yIntegers ? 1 : 1e-6);
+  let step = tickStep(lo, hi);
+  if (opts.yIntegers) step = Math.max(1, Math.round(step));
+  if (opts.yMin === undefined) lo = Math.max(bLo, Math.floor(lo / step + 1e-9) * step);
+  if (opts.yMax === undefined) hi = Math.min(bHi, Math.ceil(hi / step - 1e-9) * step);
+  const ticks: number[] = [];
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+    ticks.push(Number(v.toFixed(12)));
+  return { lo, hi, ticks };
+}
+
+function tickStep(lo: number, hi: number, count = 5): number {
+  const raw = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw) ?? 10 * mag;
+}
+
 export const SVG_NS = 'http://www.w3.org/2000/svg';
 const W = 640,
   H = 240,
-  L = 48,
+  L = 60,
   R = 12,
   T = 12,
   B = 32;
@@ -57,14 +94,13 @@ export function chartNodes(series: readonly Series[], opts: ChartOptions = {}): 
   }
   const xs = pts.map((p) => p[0]);
   const ys = pts.map((p) => p[1]);
-  const x0 = Math.min(...xs),
+  const x0 = Math.min(opts.xMin ?? Infinity, ...xs),
     x1 = Math.max(Math.max(...xs), x0 + 1);
-  const y0 = opts.yMin ?? Math.min(...ys),
-    y1 = Math.max(opts.yMax ?? Math.max(...ys), y0 + 1e-6);
+  const { lo: y0, hi: y1, ticks: yTicks } = yDomain(ys, opts);
   const sx = (x: number): number => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y: number): number => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
   const fmt = opts.yFormat ?? ((v: number) => String(v));
-  for (const t of niceTicks(y0, y1).filter((v) => !opts.yIntegers || Number.isInteger(v))) {
+  for (const t of yTicks.filter((v) => !opts.yIntegers || Number.isInteger(v))) {
     el('line', { class: 'grid', x1: L, x2: W - R, y1: sy(t), y2: sy(t) });
     el('text', { x: L - 6, y: sy(t) + 4, 'text-anchor': 'end' }, fmt(t));
   }
@@ -73,6 +109,17 @@ export function chartNodes(series: readonly Series[], opts: ChartOptions = {}): 
   el('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B });
   el('line', { class: 'axis', x1: L, x2: L, y1: T, y2: H - B });
   if (opts.xLabel) el('text', { x: W - R, y: H - 4, 'text-anchor': 'end' }, opts.xLabel);
+  if (opts.yLabel)
+    el(
+      'text',
+      {
+        x: 14,
+        y: T + (H - T - B) / 2,
+        'text-anchor': 'middle',
+        transform: `rotate(-90 14 ${T + (H - T - B) / 2})`,
+      },
+      opts.yLabel,
+    );
   for (const s of series) {
     const good = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     if (good.length === 0) continue;

@@ -13,6 +13,19 @@ export const CIFAR_TRAIN_FILES = [
   'data_batch_5.bin',
 ] as const;
 export const CIFAR_TEST_FILE = 'test_batch.bin';
+/** The class of each label, as batches.meta.txt names them. */
+export const CIFAR10_CLASSES = [
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
+] as const;
 
 export function parseCifar10(buf: Uint8Array, limit = Infinity): Dataset {
   if (buf.length % CIFAR_RECORD_BYTES !== 0) {

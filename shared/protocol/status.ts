@@ -4,21 +4,49 @@ import type { RoundSummary } from './messages.ts';
 
 export type Phase = 'waiting' | 'training' | 'evaluating' | 'done';
 
+/**
+ * Where the training data comes from: real CIFAR-10 (--cifar-dir), the synthetic stand-in, or the visitors'
+ * own pages (a --task that is not CIFAR-10 images; the server holds only its --task-eval set).
+ */
+export type DataKind = 'cifar10' | 'synthetic' | 'page';
+
+/** Per-class results of the current global model on the held-out set, with a few test examples' predictions. */
+export interface EvaluationStatus {
+  /** The round whose model this is (0: the initial model). */
+  round: number;
+  numClasses: number;
+  /** Accuracy on each class's test examples; null for a class the test set lacks. */
+  perClass: (number | null)[];
+  /** confusion[t][p]: test examples of true class t the model predicts as p. */
+  confusion: number[][];
+  /** The first test examples (images at GET /api/samples, in this order): true and predicted class. */
+  samples: { label: number; pred: number }[];
+}
+
 /** GET /api/status: the current round and the history, for the demo page and operators. */
 export interface ServerStatus {
   protocolVersion: number;
   phase: Phase;
+  /** The round in progress or the next one (targetRounds + 1 once all are done): see roundLabel. */
   round: number;
   attempt: number;
   targetRounds: number;
+  /** Rounds released so far (history.length, whatever the history below carries). */
+  roundsCompleted: number;
   selected: number;
   reported: number;
   deadlineAt: number | null;
-  clients: { connected: number; ready: number; byBackend: Record<string, number> };
+  /** needed: ready clients a round waits for before it starts. */
+  clients: { connected: number; ready: number; needed: number; byBackend: Record<string, number> };
+  /** The training data's source (null where the coordinator was not told, e.g. in unit tests). */
+  data: DataKind | null;
+  dataDescription: string | null;
   model: { name: string; numParams: number };
   evalBackend: string;
   initial: { accuracy: number; loss: number } | null;
   history: RoundSummary[];
+  /** Per-class results of the current model (null before the first evaluation, or from an evaluator without them). */
+  evaluation: EvaluationStatus | null;
   secagg: SecAggStatus;
   privacy: PrivacyStatus | { enabled: false };
   defences: DefenceStatus;
