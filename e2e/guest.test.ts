@@ -36,12 +36,14 @@ beforeAll(async () => {
     }),
   );
   // The host page is public and our test server is on loopback: Chromium's local-network protection would
-  // block the script tag, which a real deployment (a public server) never meets.
+  // block the script tag, which a real deployment (a public server) never meets. A real host page is also
+  // https, a secure context, as the masks' WebCrypto needs: the flag makes the test's http host one.
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: [
       ...CHROMIUM_ARGS,
+      `--unsafely-treat-insecure-origin-as-secure=${HOST}`,
       '--disable-features=BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights,PrivateNetworkAccessRespectPreflightResults,LocalNetworkAccessChecks',
     ],
   });
