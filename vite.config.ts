@@ -9,11 +9,15 @@ export default defineConfig({
     target: 'es2022',
     // tfjs with three backends is large; it is one cached download per visitor.
     chunkSizeWarningLimit: 4096,
+    // The embed loader runs on other sites: vite's preload links would resolve against the host page's
+    // origin, so its dynamic import fetches its chunks itself (relative to the script) and nothing early.
+    modulePreload: { resolveDependencies: (_file, deps, { hostType }) => (hostType === 'js' ? [] : deps) },
     rollupOptions: {
       input: {
         demo: 'demo/index.html',
         task: 'demo/task-example.html',
         bench: 'e2e/bench/train.html',
+        model: 'e2e/bench/model.html',
         embed: 'client/embed.ts',
       },
       output: {

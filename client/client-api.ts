@@ -12,6 +12,8 @@ import type { SentMessage } from './sent-bytes.ts';
 import type { ConnectOptions, SocketLike } from './socket.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { TrainerPort } from './trainer-port.ts';
+import type { Guest } from './guest.ts';
+import type { SecureEngine } from './secure-engine.ts';
 
 /** 'waiting': another tab of this browser profile takes part; this one waits for its turn (see profile.ts). */
 export type ClientState =
@@ -53,6 +55,8 @@ export interface ClientEvents extends Record<string, unknown> {
   refused: { round: number; attempt: number; reason: RejectReason; message: string };
   /** Over-selection: the server formed this attempt's cohort without us; we wait for the next round. */
   released: { round: number; attempt: number };
+  /** A round this client sat out to spare the visitor (data saver, low battery); the server was not told. */
+  heldOff: { round: number; reason: string };
   ack: { round: number; ack: Ack };
   roundEnd: RoundSummary;
   rejected: Rejection;
@@ -87,6 +91,16 @@ export interface ClientOptions {
    * consistency round (R3), and trusts only peers whose keys the site vouches for.
    */
   attestation?: ClientAttestation;
+  /**
+   * Manners on the host page (browsers: pause while hidden, CPU share, data saver and battery; see
+   * guest.ts). Default: none (Node trains flat out).
+   */
+  guest?: Guest;
+  /**
+   * Starts the engine for DP encoding and secure aggregation (browsers: a Web Worker, so none of it runs on
+   * the page's main thread). Default: inline on the calling thread (Node).
+   */
+  secureEngine?: () => SecureEngine;
   /**
    * The join token the embedding site minted for this visitor (data-token), sent in the socket.io
    * handshake; servers with --join-token-key refuse connections without a valid one. It is spent on the

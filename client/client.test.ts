@@ -38,6 +38,12 @@ import { FakeClock } from './fake-clock.ts';
 import type { Floors } from '../shared/protocol/floors.ts';
 import { memoryStore, type Participation } from './profile.ts';
 import type { TrainerPort } from './trainer-port.ts';
+import {
+  remoteSecureEngine,
+  serveSecureEngine,
+  type EngineReply,
+  type SecureEngine,
+} from './secure-engine.ts';
 
 const MODEL = MODELS.tiny;
 const TASK = presetTask(MODEL.name, { epochs: 1, batchSize: 8, learningRate: 0.1, optimizer: 'sgd' });
@@ -132,6 +138,26 @@ function fakeTrainer() {
   };
   return { port, trainings, inits, terminated: () => terminated, spawned: 0 };
 }
+
+/**
+ * The secure engine as browsers run it, in a worker: every call and reply is structured-cloned (buffers
+ * transferred, so a sender that reused one would fail) and arrives in a later task.
+ */
+function workerLikeEngine(): SecureEngine {
+  let reply: (r: EngineReply) => void = () => {};
+  const serve = serveSecureEngine((r, transfer) =>
+    setImmediate(() => reply(structuredClone(r, { transfer }))),
+  );
+  return remoteSecureEngine({
+    send: (c, transfer) => setImmediate(() => serve(structuredClone(c, { transfer }))),
+    onReply: (fn) => (reply = fn),
+    close: () => {},
+  });
+}
+const ENGINES: [string, (() => SecureEngine) | undefined][] = [
+  ['inline', undefined],
+  ['worker-like', workerLikeEngine],
+];
 
 /** Lets pending promise callbacks run (no timers involved). */
 async function settle(): Promise<void> {
@@ -297,46 +323,53 @@ describe('AegisClient with a site attestation key (consistency round)', () => {
     ).toThrow(RangeError);
   });
 
-  it("a round with R3: attested keys, signs U3, reveals after its neighbours' signatures; the sum is exact", async () => {
-    const { socket, trainer, events } = await joined({ attestation: attested() });
-    const r0 = roundStart(1, 1, true);
-    const r = { ...r0, secagg: { ...r0.secagg!, consistency: true as const } };
-    const tag = r.secagg.tag;
-    const { server, peers, peerInputs } = secureServer(tag, true);
-    socket.deliver('round:start', r);
-    await settle();
-    const [keys] = socket.all('secagg:keys');
-    expect(keys.auth).toBeDefined();
-    server.receiveKeys(1, keys);
-    peers.forEach((p, i) => server.receiveKeys(i + 2, p.advertise()));
-    const rosters = server.closeKeys();
-    socket.deliver('secagg:roster', { round: 1, attempt: 1, ...packRoster(rosters.get(1)!) });
-    server.receiveShares(1, unpackShares(socket.all('secagg:shares')[0], 3));
-    peers.forEach((p, i) => server.receiveShares(i + 2, p.receiveRoster(rosters.get(i + 2)!)));
-    const inboxes = server.closeShares();
-    trainer.trainings[0].finish(delta);
-    socket.deliver('secagg:inbox', { round: 1, attempt: 1, ...packInbox(inboxes.get(1)!) });
-    await settle();
-    server.receiveMasked(1, new Uint32Array(socket.all('update')[0].delta));
-    for (const [i, p] of peers.entries()) {
-      p.receiveInbox(inboxes.get(i + 2)!);
-      server.receiveMasked(i + 2, await p.mask(peerInputs[i]));
-    }
-    const sets = server.closeMaskedToConsistency();
-    socket.deliver('secagg:survivors', { round: 1, attempt: 1, ...sets.get(1)! });
-    server.receiveSignature(1, socket.all('secagg:signature')[0]);
-    peers.forEach((p, i) => server.receiveSignature(i + 2, p.receiveSurvivors(sets.get(i + 2)!)));
-    const requests = server.closeConsistency();
-    socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...packUnmask(requests.get(1)!) });
-    server.receiveReveal(1, unpackReveal(socket.all('secagg:reveal')[0], 3));
-    peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));
-    const sum = await server.closeUnmask();
-    expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'signature', 'reveal']);
-    const expected = encodeContribution(delta, EXAMPLES, plan, createSecureRandom(), 0.5).ring;
-    for (const x of peerInputs) addInto(expected, x);
-    expect(sum).toEqual(expected);
-    expect(socket.all('secagg:refuse')).toEqual([]);
-  });
+  it.each(ENGINES)(
+    "a round with R3 (%s engine): attested keys, signs U3, reveals after its neighbours' signatures; the sum is exact",
+    async (_name, secureEngine) => {
+      const { socket, trainer, events } = await joined({ attestation: attested(), secureEngine });
+      const r0 = roundStart(1, 1, true);
+      const r = { ...r0, secagg: { ...r0.secagg!, consistency: true as const } };
+      const tag = r.secagg.tag;
+      const { server, peers, peerInputs } = secureServer(tag, true);
+      socket.deliver('round:start', r);
+      await settle();
+      const [keys] = socket.all('secagg:keys');
+      expect(keys.auth).toBeDefined();
+      server.receiveKeys(1, keys);
+      peers.forEach((p, i) => server.receiveKeys(i + 2, p.advertise()));
+      const rosters = server.closeKeys();
+      socket.deliver('secagg:roster', { round: 1, attempt: 1, ...packRoster(rosters.get(1)!) });
+      await settle();
+      server.receiveShares(1, unpackShares(socket.all('secagg:shares')[0], 3));
+      peers.forEach((p, i) => server.receiveShares(i + 2, p.receiveRoster(rosters.get(i + 2)!)));
+      const inboxes = server.closeShares();
+      trainer.trainings[0].finish(delta);
+      socket.deliver('secagg:inbox', { round: 1, attempt: 1, ...packInbox(inboxes.get(1)!) });
+      await settle();
+      await settle();
+      server.receiveMasked(1, new Uint32Array(socket.all('update')[0].delta));
+      for (const [i, p] of peers.entries()) {
+        p.receiveInbox(inboxes.get(i + 2)!);
+        server.receiveMasked(i + 2, await p.mask(peerInputs[i]));
+      }
+      const sets = server.closeMaskedToConsistency();
+      socket.deliver('secagg:survivors', { round: 1, attempt: 1, ...sets.get(1)! });
+      await settle();
+      server.receiveSignature(1, socket.all('secagg:signature')[0]);
+      peers.forEach((p, i) => server.receiveSignature(i + 2, p.receiveSurvivors(sets.get(i + 2)!)));
+      const requests = server.closeConsistency();
+      socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...packUnmask(requests.get(1)!) });
+      await settle();
+      server.receiveReveal(1, unpackReveal(socket.all('secagg:reveal')[0], 3));
+      peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));
+      const sum = await server.closeUnmask();
+      expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'signature', 'reveal']);
+      const expected = encodeContribution(delta, EXAMPLES, plan, createSecureRandom(), 0.5).ring;
+      for (const x of peerInputs) addInto(expected, x);
+      expect(sum).toEqual(expected);
+      expect(socket.all('secagg:refuse')).toEqual([]);
+    },
+  );
 });
 
 describe('AegisClient', () => {
@@ -758,20 +791,24 @@ describe('AegisClient', () => {
     expect(socket.all('secagg:shares')).toHaveLength(1);
   });
 
-  it('refuses a request it must not answer, and reports it', async () => {
-    const { socket, events } = await joined();
-    socket.deliver('round:start', roundStart(1, 1, true));
-    await settle();
-    socket.deliver('secagg:unmask', { round: 1, attempt: 1, survivors: [2], dropped: [] }); // before any inbox
-    expect(socket.all('secagg:refuse')).toEqual([
-      { round: 1, attempt: 1, reason: 'wrong_phase', message: 'unmask request before inbox' },
-    ]);
-    expect(events.secagg?.at(-1)).toEqual({
-      round: 1,
-      step: 'refused',
-      detail: 'wrong_phase: unmask request before inbox',
-    });
-  });
+  it.each(ENGINES)(
+    'refuses a request it must not answer, and reports it (%s engine)',
+    async (_name, secureEngine) => {
+      const { socket, events } = await joined({ secureEngine });
+      socket.deliver('round:start', roundStart(1, 1, true));
+      await settle();
+      socket.deliver('secagg:unmask', { round: 1, attempt: 1, survivors: [2], dropped: [] }); // before any inbox
+      await settle();
+      expect(socket.all('secagg:refuse')).toEqual([
+        { round: 1, attempt: 1, reason: 'wrong_phase', message: 'unmask request before inbox' },
+      ]);
+      expect(events.secagg?.at(-1)).toEqual({
+        round: 1,
+        step: 'refused',
+        detail: 'wrong_phase: unmask request before inbox',
+      });
+    },
+  );
 
   it('stop() ends a wait, the trainer and the connection; it cannot be started again', async () => {
     const { socket, trainer, client, clock, events } = await joined();
@@ -1046,5 +1083,35 @@ describe('AegisClient task pinning (the page agreed to a task; the server may no
     expect(client.state).toBe('failed');
     expect(events.error?.[0].message).toMatch(/example 0 must have 8 features/);
     expect(trainer.spawned).toBe(0);
+  });
+});
+
+describe('AegisClient as a guest on the host page', () => {
+  it('steers the trainer through the guest policy, sits rounds out while it holds off, and lets go on stop', async () => {
+    let holdOff: string | null = 'the browser asks to save data';
+    const attached: TrainerPort[] = [];
+    let detached = 0;
+    const guest = {
+      attach: (t: TrainerPort) => {
+        attached.push(t);
+        return () => void detached++;
+      },
+      holdOff: () => holdOff,
+    };
+    const { client, socket, trainer } = await joined({ guest });
+    const heldOff: ClientEvents['heldOff'][] = [];
+    client.on('heldOff', (e) => heldOff.push(e));
+    expect(attached).toEqual([trainer.port]);
+    socket.deliver('round:start', roundStart(1, 1, false));
+    await settle();
+    expect(trainer.trainings).toHaveLength(0);
+    expect(heldOff).toEqual([{ round: 1, reason: 'the browser asks to save data' }]);
+    expect(socket.all('round:refuse')).toEqual([]); // nothing about the visitor goes to the server
+    holdOff = null;
+    socket.deliver('round:start', roundStart(2, 1, false));
+    await settle();
+    expect(trainer.trainings.map((t) => t.round)).toEqual([2]);
+    client.stop();
+    expect(detached).toBe(1);
   });
 });

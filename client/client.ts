@@ -37,7 +37,8 @@ import {
   type SecureHost,
   type SecureRound,
 } from './secure-steps.ts';
-import { encodeStep, lazySecureRandom, maskStep } from './encode-step.ts';
+import { encodeStep, maskStep } from './encode-step.ts';
+import { inlineSecureEngine, type SecureEngine } from './secure-engine.ts';
 
 export type { ClientEvents, ClientOptions, ClientState } from './client-api.ts';
 export type { ClientListenEvents, ConnectOptions, SocketLike } from './socket.ts';
@@ -111,10 +112,12 @@ export class AegisClient extends Emitter<ClientEvents> {
   private secure: SecureRound | null = null;
   /** The attempt the server released us from (over-selection), while its training still runs out. */
   private released: RoundRef | null = null;
+  /** Stops the guest policy steering the trainer (set once the trainer exists). */
+  private detachGuest: (() => void) | null = null;
   /** The state last announced by a 'state' event. */
   private shown: ClientState = 'connecting';
-  /** The DP noise source, opened at the first encoded round. */
-  private readonly random = lazySecureRandom();
+  /** DP encoding and secure aggregation (a worker in browsers), started at the first round that needs it. */
+  private engineNow: SecureEngine | null = null;
   /** What the secure steps see of this client. */
   private readonly host: SecureHost = {
     socket: () => this.socket,
@@ -257,10 +260,18 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.enter(last);
     this.participation.release(); // another tab of the profile may take part now
     this.identity.cancelRetry();
+    this.detachGuest?.();
+    this.detachGuest = null;
     if (l.kind === 'awaiting-inbox') l.cancel();
     this.socket?.disconnect();
     this.socket = null;
     if ('setup' in l) l.setup.trainer.terminate();
+    this.engineNow?.terminate();
+    this.engineNow = null;
+  }
+
+  private engine(): SecureEngine {
+    return (this.engineNow ??= this.opts.secureEngine?.() ?? inlineSecureEngine());
   }
 
   private fail(e: Error): void {
@@ -321,6 +332,7 @@ export class AegisClient extends Emitter<ClientEvents> {
         if (this.life.kind === 'stopped' || this.life.kind === 'failed') setup.trainer.terminate();
         return;
       }
+      this.detachGuest = this.opts.guest?.attach(setup.trainer) ?? null;
     } else if (l.kind === 'preparing') {
       try {
         setup = await l.ready;
@@ -354,6 +366,13 @@ export class AegisClient extends Emitter<ClientEvents> {
         break;
       default:
         return; // not ready to train (or holding an update for the server first)
+    }
+    const holdOff = this.opts.guest?.holdOff();
+    if (holdOff) {
+      // Not joined, so nothing goes to the server: to it we are a straggler, dropped at its deadline.
+      if (l.kind === 'awaiting-inbox') this.enter({ kind: 'idle', setup: l.setup });
+      this.emit('heldOff', { round: r.round, reason: holdOff });
+      return;
     }
     // The pinned task before the floors: a round of another model, or another plan, is not ours to train.
     const check = this.pinned ? checkRoundTask(r, this.pinned) : null;
@@ -407,9 +426,18 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.enter(at);
     let secure: SecureRound | null = null;
     try {
-      secure = r.secagg
-        ? joinSecure(this.host, ref, r.secagg, this.task!.numParams, this.floors, this.opts.attestation)
+      const joining = r.secagg
+        ? joinSecure(
+            this.host,
+            this.engine(),
+            ref,
+            r.secagg,
+            this.task!.numParams,
+            this.floors,
+            this.opts.attestation,
+          )
         : null;
+      secure = joining instanceof Promise ? await joining : joining;
     } catch (e) {
       // The session checks the plan again (same floors, plus its own rules): a refusal, not a crash.
       this.secure = null;
@@ -418,6 +446,12 @@ export class AegisClient extends Emitter<ClientEvents> {
       this.refuseRound(r, reason, (e as Error).message);
       return;
     }
+    if (this.life !== at) {
+      if (secure) secure.engine.close(secure.id); // a retry or stop() came while the keys were made
+      return;
+    }
+    const old = this.secure;
+    if (old && old !== secure) old.engine.close(old.id); // its reveal can no longer be asked for
     this.secure = secure;
     try {
       const weights = bytes.slice().buffer; // own copy: it is transferred to the worker
@@ -436,7 +470,8 @@ export class AegisClient extends Emitter<ClientEvents> {
         trainMs: done.trainMs,
         numExamples: done.numExamples,
       });
-      const enc = encodeStep(r, done.delta, done.numExamples, done.loss, this.clock, this.random);
+      const enc = await encodeStep(r, done.delta, done.numExamples, done.loss, this.clock, this.engine());
+      if (this.life !== at) return;
       let update: Update;
       if (enc.kind === 'float')
         update = {

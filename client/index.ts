@@ -6,6 +6,8 @@ import { AegisClient } from './client.ts';
 import { storageStore, takeParticipation, type IdentityStore, type LockManagerLike } from './profile.ts';
 import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 import { spawnTrainer } from './spawn-trainer.ts';
+import { browserEnv, GuestPolicy } from './guest.ts';
+import { spawnSecureEngine } from './spawn-secure.ts';
 
 export { AegisClient } from './client.ts';
 export type { ClientEvents, ClientState } from './client.ts';
@@ -33,6 +35,11 @@ export interface JoinOptions {
    * round; the server cannot lower that.
    */
   attestation?: ClientAttestation;
+  /**
+   * Most of one core training may use, in (0, 1] (a duty cycle; default 1). Whatever it is, training
+   * pauses while the tab is hidden, and rounds are sat out on data saver or a low battery.
+   */
+  cpuShare?: number;
   /** The join token the site minted for this visitor (see ClientOptions.joinToken). */
   token?: string;
   /**
@@ -85,11 +92,13 @@ export function join(opts: JoinOptions = {}): AegisClient {
     floors: makeFloors(opts.floors),
     participation: (onWaiting, signal) => takeParticipation(webLocks(), serverUrl, onWaiting, signal),
     attestation: opts.attestation,
+    guest: new GuestPolicy({ cpuShare: opts.cpuShare }, browserEnv()),
     joinToken: opts.token,
     task: opts.task,
     taskHash: opts.taskHash,
     data: opts.data,
     spawnTrainer,
+    secureEngine: spawnSecureEngine,
   });
   client.start();
   return client;

@@ -1,18 +1,20 @@
 import { vectorLength } from '../shared/fl/encoding.ts';
-import { SecAggClientSession, type ClientAttestation } from '../shared/secagg/client-session.ts';
+import type { ClientAttestation } from '../shared/secagg/client-session.ts';
 import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
-import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
 import type { Floors } from '../shared/protocol/floors.ts';
 import type { RoundRef, RoundStart, SecAggRoundInfo } from '../shared/protocol/messages.ts';
 import type { ClientEvents } from './client-api.ts';
 import type { Clock } from './clock.ts';
 import type { SocketLike } from './socket.ts';
+import { andThen, type Awaitable, type SecureEngine } from './secure-engine.ts';
 
 /** The secure-aggregation attempt we last joined. */
 export interface SecureRound {
   ref: RoundRef;
   n: number;
-  session: SecAggClientSession;
+  /** Where the session lives (a worker in browsers), and its name there. */
+  engine: SecureEngine;
+  id: string;
   /** Settles once the inbox (the key shares we mask with) has been received; it may come while we train. */
   inbox: Promise<void>;
   gotInbox: () => void;
@@ -54,27 +56,34 @@ export function attestationRefusal(
   return null;
 }
 
-/** Opens the round's secure-aggregation session; its keys go out at once, so key exchange runs while we train. */
+/**
+ * Opens the round's secure-aggregation session; its keys go out as soon as they exist, so key exchange runs
+ * while we train. A plan the session refuses throws (or rejects, from a worker).
+ */
 export function joinSecure(
   host: SecureHost,
+  engine: SecureEngine,
   ref: RoundRef,
   info: SecAggRoundInfo,
   numParams: number,
   floors: Floors,
   attestation: ClientAttestation | undefined,
-): SecureRound {
-  const session = new SecAggClientSession({
+): Awaitable<SecureRound> {
+  const id = `${ref.round}.${ref.attempt}`;
+  const advert = engine.open(id, {
     ...info,
     vectorLength: vectorLength(numParams),
     floors,
     consistency: info.consistency === true,
     attestation,
   });
-  let gotInbox!: () => void;
-  const inbox = new Promise<void>((res) => (gotInbox = res));
-  host.socket()?.emit('secagg:keys', { ...ref, ...session.advertise() });
-  host.report({ round: ref.round, step: 'keys' });
-  return { ref, n: info.n, session, inbox, gotInbox };
+  return andThen(advert, (keys) => {
+    let gotInbox!: () => void;
+    const inbox = new Promise<void>((res) => (gotInbox = res));
+    host.socket()?.emit('secagg:keys', { ...ref, ...keys });
+    host.report({ round: ref.round, step: 'keys' });
+    return { ref, n: info.n, engine, id, inbox, gotInbox };
+  });
 }
 
 /** Refuses a secure attempt: the server (when tellServer) hears why, the page a 'refused' step. */
@@ -92,32 +101,35 @@ export function refuseSecure(host: SecureHost, ref: RoundRef, refusal: Refusal, 
 /** Answers the server's secure-aggregation requests on s, for the attempt the client joined last. */
 export function wireSecureSteps(s: SocketLike, host: SecureHost): void {
   s.on('secagg:roster', (m) =>
-    onSecure(host, m, 'shares', (sec) => {
-      const shares = sec.session.receiveRoster(unpackRoster(m, sec.n));
-      s.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...packShares(shares) });
-    }),
+    onSecure(host, m, 'shares', (sec) =>
+      andThen(sec.engine.roster(sec.id, m, sec.n), (shares) => {
+        s.emit('secagg:shares', { round: m.round, attempt: m.attempt, ...shares });
+      }),
+    ),
   );
   s.on('secagg:inbox', (m) =>
-    onSecure(host, m, 'inbox', (sec) => {
-      const peers = sec.session.receiveInbox(unpackInbox(m, sec.n));
-      sec.gotInbox();
-      const bad = sec.session.badBoxes.length;
-      return `${peers.length} peers${bad ? `, ${bad} bad boxes` : ''}`;
-    }),
+    onSecure(host, m, 'inbox', (sec) =>
+      andThen(sec.engine.inbox(sec.id, m, sec.n), ({ peers, bad }) => {
+        sec.gotInbox();
+        return `${peers} peers${bad ? `, ${bad} bad boxes` : ''}`;
+      }),
+    ),
   );
   s.on('secagg:survivors', (m) =>
-    onSecure(host, m, 'signature', (sec) => {
-      const { sig } = sec.session.receiveSurvivors(m);
-      s.emit('secagg:signature', { round: m.round, attempt: m.attempt, sig });
-      return `signed a survivor set of ${m.survivors.length}`;
-    }),
+    onSecure(host, m, 'signature', (sec) =>
+      andThen(sec.engine.survivors(sec.id, m), ({ sig }) => {
+        s.emit('secagg:signature', { round: m.round, attempt: m.attempt, sig });
+        return `signed a survivor set of ${m.survivors.length}`;
+      }),
+    ),
   );
   s.on('secagg:unmask', (m) =>
-    onSecure(host, m, 'reveal', (sec) => {
-      const r = sec.session.receiveUnmask(unpackUnmask(m, sec.n));
-      s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...packReveal(r) });
-      return `${r.b.length} self-mask shares, ${r.s.length} key shares`;
-    }),
+    onSecure(host, m, 'reveal', (sec) =>
+      andThen(sec.engine.unmask(sec.id, m, sec.n), (r) => {
+        s.emit('secagg:reveal', { round: m.round, attempt: m.attempt, ...r.reveal });
+        return `${r.b} self-mask shares, ${r.s} key shares`;
+      }),
+    ),
   );
 }
 
@@ -126,16 +138,23 @@ function onSecure(
   host: SecureHost,
   m: RoundRef,
   step: 'shares' | 'inbox' | 'signature' | 'reveal',
-  fn: (sec: SecureRound) => string | void,
+  fn: (sec: SecureRound) => Awaitable<string | void>,
 ): void {
   const sec = host.current();
   if (!sec || sec.ref.round !== m?.round || sec.ref.attempt !== m?.attempt) return; // not our round (stale)
-  try {
-    const detail = fn(sec);
+  const done = (detail: string | void): void =>
     host.report({ round: m.round, step, detail: detail ?? undefined });
-  } catch (e) {
+  const refuse = (e: unknown): void => {
     const reason = e instanceof ProtocolError ? e.reason : 'malformed';
     refuseSecure(host, m, { reason, message: (e as Error).message }, true);
+  };
+  // The engine answers at once inline, later from a worker; either way in the order the requests came.
+  try {
+    const r = fn(sec);
+    if (r instanceof Promise) r.then(done, refuse);
+    else done(r);
+  } catch (e) {
+    refuse(e);
   }
 }
 

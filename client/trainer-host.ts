@@ -6,6 +6,7 @@ import { checkTask, isImageTask } from '../shared/model/task.ts';
 import { providerFor } from './data-providers.ts';
 import { LocalTrainer, trainingStepProbe } from './trainer.ts';
 import type { TrainerRequest, TrainerResponse } from './worker-protocol.ts';
+import { Pacer } from './pacer.ts';
 
 export type Post = (msg: TrainerResponse, transfer?: Transferable[]) => void;
 
@@ -19,8 +20,13 @@ export function createTrainerHost(
   defaultPrecheck?: BackendPrecheck,
 ): (req: TrainerRequest) => Promise<void> {
   let trainer: LocalTrainer | null = null;
+  const pacer = new Pacer(
+    () => performance.now(),
+    (ms) => new Promise((res) => setTimeout(res, ms)),
+  );
   return async (req) => {
     try {
+      if (req.type === 'pace') return pacer.set(req.pace);
       if (req.type === 'init') {
         // Checked again here: the worker builds only a task that passes (the page checked it too).
         const task = checkTask(req.task);
@@ -53,8 +59,12 @@ export function createTrainerHost(
         return;
       }
       if (!trainer) throw new Error('train requested before init');
-      const r = await trainer.train(new Float32Array(req.weights), req.config, (progress) =>
-        post({ type: 'progress', round: req.round, progress }),
+      pacer.start();
+      const r = await trainer.train(
+        new Float32Array(req.weights),
+        req.config,
+        (progress) => post({ type: 'progress', round: req.round, progress }),
+        () => pacer.between(),
       );
       const delta = float32ToBuffer(r.delta);
       post(

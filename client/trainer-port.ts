@@ -1,6 +1,7 @@
 import type { TrainConfig } from '../shared/protocol/messages.ts';
 import type { TrainerRequest, TrainerResponse } from './worker-protocol.ts';
 import type { TrainProgress } from './trainer.ts';
+import type { Pace } from './pacer.ts';
 
 type Ready = Extract<TrainerResponse, { type: 'ready' }>;
 type Done = Extract<TrainerResponse, { type: 'done' }>;
@@ -15,6 +16,8 @@ export interface TrainerPort {
     config: TrainConfig,
     onProgress: (p: TrainProgress) => void,
   ): Promise<Done>;
+  /** Pause/resume and the CPU share; applies mid-round at the next batch. Optional: test fakes have none. */
+  pace?(p: Pace): void;
   terminate(): void;
 }
 
@@ -55,6 +58,7 @@ export function createTrainerPort(where: TrainerPort['where'], ch: Channel): Tra
     init: (req) => request<Ready>(req, []),
     train: (round, weights, config, onProgress) =>
       request<Done>({ type: 'train', round, weights, config }, [weights], onProgress),
+    pace: (pace) => ch.send({ type: 'pace', pace }, []),
     terminate: () => {
       pending?.reject(new Error('trainer terminated'));
       pending = null;

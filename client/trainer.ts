@@ -59,11 +59,12 @@ export class LocalTrainer {
     return this.n;
   }
 
-  /** Trains from `global` weights and returns w_local - w_global. */
+  /** Trains from `global` weights and returns w_local - w_global; `between` is awaited after each batch. */
   async train(
     global: Float32Array,
     cfg: TrainConfig,
     onProgress?: (p: TrainProgress) => void,
+    between?: () => Promise<void>,
   ): Promise<TrainResult> {
     const t0 = performance.now();
     setFlatWeights(this.model, this.runtime.shapes, global);
@@ -109,6 +110,8 @@ export class LocalTrainer {
           cost!.dispose();
           epochLoss = next;
           if (onProgress && b < batches - 1) onProgress({ epoch, epochs: cfg.epochs, batch: b + 1, batches });
+          // The host page's share of the CPU (pause while hidden, duty cycle): yield between batches.
+          if (between) await between();
         }
         lastLoss = (await epochLoss.data())[0] / batches;
         epochLoss.dispose();

@@ -4,6 +4,7 @@ import type { Task } from '../shared/model/task.ts';
 import type { BackendName, TrainConfig } from '../shared/protocol/messages.ts';
 import type { SkippedBackend } from './backends.ts';
 import type { TrainProgress } from './trainer.ts';
+import type { Pace } from './pacer.ts';
 
 /** The trainer's data: the server's spec, or the page's own examples (join({ data })), already packed. */
 export type TrainerData = DataSpec | { kind: 'inline'; examples: Examples };
@@ -11,7 +12,9 @@ export type TrainerData = DataSpec | { kind: 'inline'; examples: Examples };
 /** Messages between the page and the training worker. Vectors move as transferred ArrayBuffers. */
 export type TrainerRequest =
   | { type: 'init'; task: Task; data: TrainerData; serverUrl: string; backends?: BackendName[] }
-  | { type: 'train'; round: number; weights: ArrayBuffer; config: TrainConfig };
+  | { type: 'train'; round: number; weights: ArrayBuffer; config: TrainConfig }
+  /** Takes effect at once, even mid-round (at the next batch boundary); has no response. */
+  | { type: 'pace'; pace: Pace };
 
 export type TrainerResponse =
   | {

@@ -251,7 +251,16 @@ writeFileSync(
       color: colors[i],
       points: a.points.map((p) => [p.passes / 1000, p.accuracy] as [number, number]),
     })),
-    { yMin: 0, yMax: 1, yFormat: (x) => `${Math.round(x * 100)}%`, xLabel: 'example-passes (thousands)' },
+    {
+      yMin: 0,
+      yMax: 1,
+      yFormat: (x) => `${Math.round(x * 100)}%`,
+      xLabel: 'example-passes (thousands)',
+      caption: [
+        `model ${settings.model}, ${clients} clients (${perRound}/round), ${rounds} rounds, data ${data.name} (${data.train.n} train, ${data.test.n} test)`,
+        `client lr ${local.learningRate} (${local.optimizer}, ${local.epochs} epochs, batch ${local.batchSize}), FedAdam lr ${settings.fedadam.lr}, backend ${settings.backend}`,
+      ],
+    },
     `Test accuracy, ${data.name}, ${settings.model}`,
   ),
 );

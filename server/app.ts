@@ -1,9 +1,10 @@
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import type { Coordinator } from './coordinator.ts';
 import type { DataSource } from './datasets.ts';
 import { testSamples } from './evaluator.ts';
 import type { Metrics } from './metrics.ts';
+import { layersModelJson, MODEL_JSON, WEIGHTS_BIN } from './model-files.ts';
 import { addTokenRoute, securityHeaders, type TokenRouteOptions } from './http-security.ts';
 
 export interface AppDeps {
@@ -64,6 +65,32 @@ export function createApp(deps: AppDeps): Hono {
       'Cache-Control': 'no-store',
     });
   });
+
+  // The same model as TensorFlow.js Layers files: tf.loadLayersModel(origin + '/api/model/model.json').
+  // Both files change only when a round completes, so their ETag is the round: revalidation is a 304.
+  const modelFile = (c: Context, body: () => { bytes: Uint8Array | string; type: string }): Response => {
+    const round = coordinator.roundsCompleted;
+    const etag = `"${coordinator.task.hash.slice(0, 16)}-r${round}"`;
+    const headers = { ETag: etag, 'Cache-Control': 'no-cache', 'X-Aegis-Round': String(round) };
+    if (c.req.header('If-None-Match') === etag) return c.body(null, 304, headers);
+    const { bytes, type } = body();
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, { ...headers, 'Content-Type': type });
+  };
+  app.get(`/api/model/${MODEL_JSON}`, (c) =>
+    modelFile(c, () => ({
+      bytes: JSON.stringify(layersModelJson(coordinator.task, coordinator.roundsCompleted)),
+      type: 'application/json',
+    })),
+  );
+  app.get(`/api/model/${WEIGHTS_BIN}`, (c) =>
+    modelFile(c, () => {
+      const w = coordinator.globalWeights;
+      return {
+        bytes: new Uint8Array(w.buffer, w.byteOffset, w.byteLength).slice(),
+        type: 'application/octet-stream',
+      };
+    }),
+  );
 
   // The test images of the page's prediction strip (status.evaluation.samples gives their labels and the
   // current model's predictions): SAMPLE_COUNT x 32 x 32 x 3 bytes, HWC, fixed for the run.

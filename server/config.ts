@@ -88,6 +88,8 @@ export interface ServerConfig {
   maxExamplesPerClient: number;
   /** Directory of the built demo/client bundle (vite build). */
   distDir: string;
+  /** Where model.json + weights.bin (TensorFlow.js Layers format) are written after each round; unset = not saved. */
+  saveModel?: string;
   logLevel: 'info' | 'quiet';
   /** Secure aggregation (privacy.md C); off sends plain float32 updates unless DP is on. */
   secagg: boolean;
@@ -254,6 +256,10 @@ export const FLAGS = {
     help: 'largest numExamples a client may claim; the public cap ring weights are divided by',
   },
   'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
+  'save-model': {
+    type: 'string',
+    help: 'directory to write the global model into after each round (TensorFlow.js Layers files)',
+  },
   'state-dir': {
     type: 'string',
     help: 'keep the run here (model, optimizer, privacy ledger) and resume from it on start',
@@ -526,11 +532,12 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'unbalanced-sigma': '0',
   'examples-per-client': String(DEFAULTS.examplesPerClient),
   'test-examples': String(DEFAULTS.testExamples),
-  'cifar-dir': 'none: synthetic data',
+  'cifar-dir': 'data/cifar10 when it holds the binaries (npm run data:cifar10), else synthetic data',
   seed: String(DEFAULTS.seed),
   'max-message-bytes': 'one update of the model + 64 KiB',
   'max-examples-per-client': '4 x --examples-per-client',
   'dist-dir': DEFAULTS.distDir,
+  'save-model': null,
   'state-dir': 'none: nothing persists',
   quiet: null,
   secagg: onOffText(DEFAULTS.secagg),
@@ -701,6 +708,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
       1,
     ),
     distDir: s('dist-dir') ?? d.distDir,
+    saveModel: s('save-model'),
     stateDir: s('state-dir'),
     logLevel: v.quiet ? 'quiet' : 'info',
     secagg: onOff('secagg', s('secagg'), d.secagg),

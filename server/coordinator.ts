@@ -17,6 +17,8 @@ import { dpNote, roundSettings, roundStart } from './round-setup.ts';
 import type { CoordinatorDeps, CoordinatorEvents, RoundState } from './round-state.ts';
 import type { RunState } from './run-state.ts';
 import { AggregateRejections, coordinatorStatus } from './status.ts';
+import type { CheckedTask } from '../shared/model/task.ts';
+import { serverTask } from './config.ts';
 
 export type { ClientLink } from './clients.ts';
 export type { CoordinatorDeps, CoordinatorEvents, RoundState } from './round-state.ts';
@@ -137,6 +139,16 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   get globalWeights(): Float32Array {
     return this.model.weights;
+  }
+
+  /** The task being trained (its model's architecture and weight shapes; the weights are globalWeights). */
+  get task(): CheckedTask {
+    return serverTask(this.cfg);
+  }
+
+  /** Rounds completed so far: the round the current global weights come from (0 = the initial model). */
+  get roundsCompleted(): number {
+    return this.model.history.length;
   }
 
   // Client messages: checked by the intake, which starts an attempt (ready) or feeds the one in progress.

@@ -1,11 +1,13 @@
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, encodeCifar10, parseCifar10 } from '../shared/data/cifar10.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import {
+  cifarDirOrDefault,
   cifarSource,
+  DEFAULT_CIFAR_PARENT,
   locateCifar10,
   partitionedSource,
   readCifar10Dir,
@@ -28,6 +30,17 @@ describe('data sources', () => {
     expect(train.n).toBe(50);
     expect(test.n).toBe(7);
     expect(train.y.subarray(10, 20)).toEqual(syntheticDataset({ seed: 101, count: 10 }).y);
+  });
+
+  it('serves the default data folder when it holds every binary, synthetic data otherwise', () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'cwd-'));
+    expect(cifarDirOrDefault(undefined, cwd)).toBeUndefined();
+    expect(cifarDirOrDefault('/given', cwd)).toBe('/given');
+    mkdirSync(join(cwd, 'data'));
+    renameSync(fakeCifarDir(), join(cwd, DEFAULT_CIFAR_PARENT));
+    expect(cifarDirOrDefault(undefined, cwd)).toBe(join(cwd, DEFAULT_CIFAR_PARENT));
+    renameSync(join(cwd, DEFAULT_CIFAR_PARENT, CIFAR_TEST_FILE), join(cwd, 'moved.bin'));
+    expect(cifarDirOrDefault(undefined, cwd)).toBeUndefined(); // incomplete: not used
   });
 
   it('finds the binaries in the directory or in the cifar-10-batches-bin folder the archive unpacks to', () => {

@@ -92,6 +92,19 @@ export function locateCifar10(dir: string): string | null {
   return null;
 }
 
+/** Where `npm run data:cifar10` unpacks the official archive (relative to the working directory; git-ignored). */
+export const DEFAULT_CIFAR_PARENT = 'data/cifar10';
+
+/**
+ * The CIFAR-10 folder to serve: --cifar-dir when given; otherwise the default data folder when it holds
+ * every binary (synthetic data, undefined, when it does not).
+ */
+export function cifarDirOrDefault(flag: string | undefined, cwd: string = process.cwd()): string | undefined {
+  if (flag !== undefined) return flag;
+  const dflt = join(cwd, DEFAULT_CIFAR_PARENT);
+  return locateCifar10(dflt) && !missingCifar10(dflt) ? dflt : undefined;
+}
+
 /**
  * Why `dir` cannot serve CIFAR-10 (the first missing file), or null when every binary is there. Checked
  * when the flags are parsed, so a wrong --cifar-dir fails in a line before anything is built.

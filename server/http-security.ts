@@ -35,7 +35,7 @@ export function isEmbedResource(path: string): boolean {
     path === '/aegis-embed.js' ||
     path.startsWith('/assets/') ||
     path === '/api/status' ||
-    path === '/api/model/weights' ||
+    path.startsWith('/api/model/') ||
     path.startsWith('/api/data/shard/')
   );
 }

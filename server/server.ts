@@ -10,12 +10,13 @@ import { getFlatWeights } from '../shared/model/weights.ts';
 import { createApp } from './app.ts';
 import { serverTask, type ServerConfig } from './config.ts';
 import { Coordinator } from './coordinator.ts';
-import { cifarSource, pageSource, syntheticSource, type DataSource } from './datasets.ts';
+import { cifarDirOrDefault, cifarSource, pageSource, syntheticSource, type DataSource } from './datasets.ts';
 import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 import { createMetrics } from './metrics.ts';
 import { RunState, StateError } from './run-state.ts';
 import { FileStore } from './store.ts';
 import { attachSocketIo } from './socket.ts';
+import { saveModelEachRound } from './model-files.ts';
 import { readTaskEval } from './task-file.ts';
 import { UnmaskThread } from './unmask-thread.ts';
 import { JoinTokenVerifier, mintJoinToken, parseTokenKey } from './join-token.ts';
@@ -117,8 +118,9 @@ export async function startServer(
   let data: DataSource;
   if (!isImageTask(task.task)) data = pageSource(heldOut!, cfg.taskEval!);
   else {
-    data = cfg.cifarDir
-      ? await cifarSource(cfg.cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition)
+    const cifarDir = cifarDirOrDefault(cfg.cifarDir);
+    data = cifarDir
+      ? await cifarSource(cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition)
       : syntheticSource(cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition);
     if (heldOut)
       data = { ...data, test: heldOut, description: `${data.description}; evaluated on ${cfg.taskEval}` };
@@ -175,6 +177,7 @@ export async function startServer(
     if (runState) throw new StartupError(`--state-dir ${cfg.stateDir}: ${(e as Error).message}`);
     throw e;
   }
+  if (cfg.saveModel) saveModelEachRound(coordinator, cfg.saveModel, log);
 
   if (!existsSync(cfg.distDir))
     log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);

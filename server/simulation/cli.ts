@@ -209,6 +209,11 @@ const pts: [number, number][] = [
   [0, result.initial.accuracy],
   ...rows.flatMap((r) => (r.accuracy === null ? [] : [[r.round, r.accuracy] as [number, number]])),
 ];
+// The run's configuration under each chart, so a plot read on its own says what produced it.
+const caption = [
+  `model ${model.name}, ${clients} clients (${perRound}/round, ${v.partition}), ${rounds} rounds, data ${data.name}`,
+  `client lr ${v.lr} (${v.optimizer}, ${v.epochs} epochs, batch ${v['batch-size']}), server ${serverOpt} lr ${v['server-lr']}${noise > 0 ? `, DP z=${noise} clip ${v['dp-clip']}` : ''}, seed ${seed}`,
+];
 writeFileSync(
   join(out, 'accuracy.svg'),
   chartSvg(
@@ -220,10 +225,26 @@ writeFileSync(
       xMin: 0,
       xLabel: 'round',
       yLabel: 'test accuracy',
+      caption,
     },
     label,
   ),
 );
+const lossPts: [number, number][] = [
+  [0, result.initial.loss],
+  ...rows.flatMap((r) => (r.loss === null ? [] : [[r.round, r.loss] as [number, number]])),
+];
+writeFileSync(
+  join(out, 'loss.svg'),
+  chartSvg(
+    [
+      { label: 'test loss', color: '#e8710a', points: lossPts },
+      { label: 'train loss (clients)', color: '#888888', points: rows.map((r) => [r.round, r.trainLoss]) },
+    ],
+    { xMin: 0, xLabel: 'round', yLabel: 'loss', caption },
+    label,
+  ),
+);
 console.log(
-  `accuracy ${(result.initial.accuracy * 100).toFixed(1)}% -> ${(rows.at(-1)!.accuracy! * 100).toFixed(1)}% in ${rounds} rounds, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${out}/rounds.csv, rounds.json, accuracy.svg`,
+  `accuracy ${(result.initial.accuracy * 100).toFixed(1)}% -> ${(rows.at(-1)!.accuracy! * 100).toFixed(1)}% in ${rounds} rounds, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${out}/rounds.csv, rounds.json, accuracy.svg, loss.svg`,
 );

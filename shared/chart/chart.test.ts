@@ -35,6 +35,10 @@ describe('chart rendering without a DOM', () => {
     expect(svg).toContain('<title>acc &lt;1></title>');
     expect(svg.match(/<circle /g)).toHaveLength(2);
     expect(chartNodes([], {})[0].text).toMatch(/waiting/);
+    const captioned = chartSvg(series, { caption: ['model tiny, 10 clients', 'lr <0.1>'] }, 'acc');
+    expect(captioned).toContain('<text class="caption" x="8" y="256">model tiny, 10 clients</text>');
+    expect(captioned).toContain('>lr &lt;0.1></text>');
+    expect(captioned).toMatch(/height="280"/);
   });
 });
 

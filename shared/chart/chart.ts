@@ -20,6 +20,8 @@ export interface ChartOptions {
   /** Where the x axis starts (e.g. 0, round 0, so charts of one run line up); default the data's least x. */
   xMin?: number;
   xLabel?: string;
+  /** Lines printed under the plot (chartSvg only): the run's configuration, so a chart explains itself. */
+  caption?: readonly string[];
   yLabel?: string;
 }
 
@@ -152,5 +154,10 @@ export function chartSvg(series: readonly Series[], opts: ChartOptions = {}, tit
           .join(' ')}${n.text === undefined ? '/>' : `>${esc(n.text)}</${n.name}>`}`,
     )
     .join('\n');
-  return `<svg xmlns="${SVG_NS}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}"><title>${esc(title)}</title><style>${style}</style><rect width="100%" height="100%" fill="#fff"/>\n${body}\n${legend}</svg>\n`;
+  const lines = opts.caption ?? [];
+  const h = H + (lines.length ? lines.length * 16 + 8 : 0);
+  const caption = lines
+    .map((c, i) => `<text class="caption" x="8" y="${H + 16 + i * 16}">${esc(c)}</text>`)
+    .join('');
+  return `<svg xmlns="${SVG_NS}" viewBox="0 0 ${W} ${h}" width="${W}" height="${h}"><title>${esc(title)}</title><style>${style}</style><rect width="100%" height="100%" fill="#fff"/>\n${body}\n${legend}${caption}</svg>\n`;
 }
