@@ -2,7 +2,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { checkModelFiles, MODEL_JSON, writeFileAtomic, type LayersModelJson } from './model-files.ts';
+import { checkModelFiles, MODEL_JSON, type LayersModelJson } from './model-files.ts';
+import { writeFileAtomic } from './store.ts';
 
 /**
  * `npm run export -- --server URL --out DIR`: the server's current global model as TensorFlow.js Layers

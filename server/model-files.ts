@@ -1,9 +1,10 @@
-import { mkdir, open, rename } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { buildModel } from '../shared/model/build.ts';
 import { MODELS } from '../shared/model/spec.ts';
 import type { CheckedTask } from '../shared/model/task.ts';
+import { writeFileAtomic } from './store.ts';
 
 /**
  * The global model as TensorFlow.js Layers files: model.json (the Keras topology and a weights manifest)
@@ -73,19 +74,6 @@ export function checkModelFiles(json: LayersModelJson, weightBytes: number): voi
     throw new Error(`the manifest lists ${values} float32 values but the weights are ${weightBytes} bytes`);
 }
 
-/** Writes a file so a reader never sees half of it: a temporary file, fsync, then rename. */
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-}
-
 /**
  * Writes model.json and weights.bin into dir, each atomically; the weights first, so a model.json on disk
  * never names weights older than itself.
@@ -103,7 +91,10 @@ export async function saveModelFiles(
     join(dir, WEIGHTS_BIN),
     new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength),
   );
-  await writeFileAtomic(join(dir, MODEL_JSON), JSON.stringify(layersModelJson(c, round)));
+  await writeFileAtomic(
+    join(dir, MODEL_JSON),
+    new TextEncoder().encode(JSON.stringify(layersModelJson(c, round))),
+  );
 }
 
 /** What --save-model watches: the coordinator's round ends and its current model. */

@@ -1,5 +1,5 @@
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /**
  * Where the server keeps what it must never forget (checkpoint, privacy ledger, run record): opaque
@@ -34,7 +34,7 @@ export interface FileOps {
 
 export const nodeFileOps: FileOps = {
   async writeSynced(path, data) {
-    const fh = await open(path, 'w', 0o600);
+    const fh = await open(path, 'w', 0o600); // state files hold the ledger: the owner only
     try {
       await fh.writeFile(data);
       await fh.sync();
@@ -65,6 +65,21 @@ export const nodeFileOps: FileOps = {
     });
   },
 };
+
+/**
+ * Replaces `path` so that a reader (or a restart after a crash) sees the old file or the new one, never
+ * half of one: written to a temporary file beside it, fsynced, renamed over it, the directory fsynced.
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array,
+  fs: FileOps = nodeFileOps,
+  tmp = `${path}.tmp-${process.pid}`,
+): Promise<void> {
+  await fs.writeSynced(tmp, data);
+  await fs.rename(tmp, path);
+  await fs.syncDir(dirname(path));
+}
 
 /**
  * One file per key under --state-dir, each replaced atomically: written to `<key>.tmp`, fsynced, renamed
@@ -106,10 +121,7 @@ export class FileStore implements StateStore {
     const next = prev
       .catch(() => undefined) // an earlier failed put does not fail this one
       .then(async () => {
-        const tmp = `${file}.tmp`;
-        await this.fs.writeSynced(tmp, value);
-        await this.fs.rename(tmp, file);
-        await this.fs.syncDir(this.dir);
+        await writeFileAtomic(file, value, this.fs, `${file}.tmp`);
       });
     this.queues.set(key, next);
     await next;
