@@ -2,14 +2,6 @@ import { defineConfig } from 'vitest/config';
 
 const backend = process.env.AEGIS_SERVER ?? 'http://localhost:8080';
 
-/**
- * Whitespace-only minification. tfjs starts its multi-threaded wasm build's threads from the source text of
- * its Emscripten factory (Function.toString): renamed or rewritten code there refers to names that do not
- * exist in the thread ("e is not defined", "_scriptDir is not defined") and the backend never starts on a
- * cross-origin isolated page. Costs ~25% more gzip bytes.
- */
-const NO_RENAMING = { compress: false, mangle: false, codegen: true } as const;
-
 export default defineConfig({
   build: {
     outDir: 'dist',
@@ -20,17 +12,17 @@ export default defineConfig({
     rollupOptions: {
       input: {
         demo: 'demo/index.html',
+        task: 'demo/task-example.html',
         bench: 'e2e/bench/train.html',
         embed: 'client/embed.ts',
       },
       output: {
         // The embed script is referenced by participating sites, so its name must be stable.
         entryFileNames: (chunk) => (chunk.name === 'embed' ? 'aegis-embed.js' : 'assets/[name]-[hash].js'),
-        minify: NO_RENAMING,
       },
     },
   },
-  worker: { format: 'es', rollupOptions: { output: { minify: NO_RENAMING } } },
+  worker: { format: 'es' },
   // `vite` dev server: the page from Vite, socket.io and the API from a running `npm start`.
   server: {
     proxy: {

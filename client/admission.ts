@@ -7,6 +7,8 @@ import {
   type Welcome,
 } from '../shared/protocol/messages.ts';
 import { checkRoundAgainstFloors, type FloorCheck, type Floors } from '../shared/protocol/floors.ts';
+import type { RejectReason } from '../shared/base/errors.ts';
+import { samePlan, tryCheckTask, type CheckedTask } from '../shared/model/task.ts';
 import type { Clock } from './clock.ts';
 import type { IdentityStore, Participation } from './profile.ts';
 import type { SocketLike } from './socket.ts';
@@ -35,6 +37,41 @@ export function checkFloors(r: RoundStart, floors: Floors): FloorCheck {
   }
 }
 
+export type TaskCheck =
+  { ok: true; value: CheckedTask } | { ok: false; reason: RejectReason; message: string };
+
+/**
+ * The welcome's task against the page's pin (null: nothing pinned yet). A task that fails checkTask is
+ * malformed; a valid one with another hash is task_mismatch: the server may not choose what the
+ * visitor's data is run through.
+ */
+export function checkWelcomeTask(w: Welcome, pinned: string | null): TaskCheck {
+  const t = tryCheckTask(w?.task);
+  if (!t.ok) return { ok: false, reason: 'malformed', message: `the server's task is refused: ${t.message}` };
+  if (pinned !== null && t.value.hash !== pinned)
+    return {
+      ok: false,
+      reason: 'task_mismatch',
+      message: `the server's task "${t.value.task.name}" (${t.value.hash.slice(0, 16)}...) is not the task this page agreed to (${pinned.slice(0, 16)}...)`,
+    };
+  return t;
+}
+
+/** A round's task and plan against the pinned task: any difference is task_mismatch. */
+export function checkRoundTask(r: RoundStart, pinned: string): FloorCheck {
+  const t = tryCheckTask(r?.task);
+  if (!t.ok) return { ok: false, reason: 'malformed', message: `the round's task is refused: ${t.message}` };
+  if (t.value.hash !== pinned)
+    return { ok: false, reason: 'task_mismatch', message: "the round trains another task than this page's" };
+  if (!samePlan(r.train, t.value.task.plan))
+    return {
+      ok: false,
+      reason: 'task_mismatch',
+      message: "the round's training plan is not its task's plan",
+    };
+  return { ok: true, toleratedColluders: null, noiseMultiplier: 0 };
+}
+
 /** What the session needs from the client: its connection now, and whether the server has welcomed it. */
 export interface SessionHost {
   socket(): SocketLike | null;
@@ -57,6 +94,11 @@ export class IdentitySession {
 
   get sessionId(): string | null {
     return parseCredentials(this.identity.get())?.sessionId ?? null;
+  }
+
+  /** The stored session's credentials (offered at a reconnect's handshake), or null. */
+  credentials(): SessionCredentials | null {
+    return parseCredentials(this.identity.get());
   }
 
   /** Starts a session, or resumes the stored one. */

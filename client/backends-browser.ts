@@ -1,13 +1,11 @@
 /**
  * Registers the browser backends (webgpu, wasm with its training kernels; webgl and cpu come with
  * @tensorflow/tfjs) and points the wasm backend at the .wasm files Vite emitted, so it works from any
- * page that loads our bundle. tfjs picks the build itself: the multi-threaded SIMD one where threads can
- * share memory (a cross-origin isolated page: COOP + COEP headers, e.g. our demo; an embedding site opts
- * in with its own headers), else the single-threaded SIMD (or plain) one. Our training kernels are
- * registered by backend name, so both builds run them.
+ * page that loads our bundle.
  */
+import { env } from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
-import { setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import './wasm-backend.ts';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
@@ -15,8 +13,11 @@ import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-t
 
 const abs = (u: string): string => new URL(u, import.meta.url).toString();
 
-// Multi-threaded build only: one thread per core (tfjs' default is half the cores, 1 on a 2-core machine).
-setThreadsCount(Math.min(8, Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1)));
+// The single-threaded SIMD build, also on cross-origin isolated pages (our demo page is one: COOP + COEP).
+// There tfjs would pick the threaded build, whose pthread workers re-create the Emscripten factory from
+// its source text (factory.toString()); in our bundle that text refers to names of the bundle's own scope
+// and the workers die with "e is not defined".
+env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
 
 setWasmPaths({
   'tfjs-backend-wasm.wasm': abs(wasmPlain),

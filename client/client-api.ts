@@ -1,5 +1,7 @@
 /** The client's public surface: what a page passes in (ClientOptions) and hears back (ClientEvents). */
 import type { RejectReason } from '../shared/base/errors.ts';
+import type { Example, Examples } from '../shared/data/examples.ts';
+import type { Task } from '../shared/model/task.ts';
 import type { Floors } from '../shared/protocol/floors.ts';
 import type { Ack, BackendName, ClientSource, Rejection, RoundSummary } from '../shared/protocol/messages.ts';
 import type { ClientAttestation } from '../shared/secagg/client-session.ts';
@@ -25,6 +27,8 @@ export type ClientState =
 
 export interface ClientEvents extends Record<string, unknown> {
   state: ClientState;
+  /** The server's task, accepted (it matches the page's pin, or was pinned at this first welcome). */
+  task: { name: string; hash: string; numParams: number };
   backend: { backend: BackendName; skipped: SkippedBackend[]; where: TrainerPort['where']; data: string };
   progress: { round: number } & TrainProgress;
   trained: { round: number; loss: number; trainMs: number; numExamples: number };
@@ -83,4 +87,24 @@ export interface ClientOptions {
    * consistency round (R3), and trusts only peers whose keys the site vouches for.
    */
   attestation?: ClientAttestation;
+  /**
+   * The join token the embedding site minted for this visitor (data-token), sent in the socket.io
+   * handshake; servers with --join-token-key refuse connections without a valid one. It is spent on the
+   * first connection, so reconnects offer the session they hold instead.
+   */
+  joinToken?: string;
+  /**
+   * The task the page agreed to (shared/model/task.ts): the client trains only a server task with the same
+   * hash (topology, shapes and plan), and refuses any other with 'task_mismatch'. Without it (and without
+   * taskHash), the first welcome's task is pinned for this client's life.
+   */
+  task?: Task;
+  /** The pinned task's hash (64 hex digits, taskHash()), where the page holds only that. */
+  taskHash?: string;
+  /**
+   * The page's own examples for the task: an array of { x: features (prod(inputShape) numbers), y: class },
+   * or packed Examples. Read once, after the server's task is accepted; they stay in this page and its
+   * worker. Without it, the data the server names (synthetic or CIFAR-10 shards, image tasks only).
+   */
+  data?: () => Promise<readonly Example[] | Examples>;
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ProtocolError } from '../shared/base/errors.ts';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import {
   decodeAggregate,
@@ -8,9 +9,13 @@ import {
   type EncodingPlan,
 } from '../shared/fl/encoding.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
+import { checkTask, presetTask, type Task } from '../shared/model/task.ts';
+import { blobs as blobExamples } from '../shared/data/blobs.ts';
+import { readFileSync } from 'node:fs';
 import {
   PROTOCOL_VERSION,
   type Ack,
+  type Rejection,
   type RoundStart,
   type Update,
   type Welcome,
@@ -25,6 +30,7 @@ import {
   type ClientEvents,
   type ClientOptions,
   type ClientListenEvents,
+  type ConnectOptions,
   type ClientState,
   type SocketLike,
 } from './client.ts';
@@ -34,6 +40,7 @@ import { memoryStore, type Participation } from './profile.ts';
 import type { TrainerPort } from './trainer-port.ts';
 
 const MODEL = MODELS.tiny;
+const TASK = presetTask(MODEL.name, { epochs: 1, batchSize: 8, learningRate: 0.1, optimizer: 'sgd' });
 const P = numParams(MODEL);
 const L = vectorLength(P);
 const EXAMPLES = 16;
@@ -92,15 +99,19 @@ class FakeSocket implements SocketLike {
 function fakeTrainer() {
   const trainings: { round: number; weights: ArrayBuffer; finish: (delta: Float32Array) => void }[] = [];
   let terminated = false;
+  const inits: Parameters<TrainerPort['init']>[0][] = [];
   const port: TrainerPort = {
     where: 'main-thread',
-    init: async () => ({
-      type: 'ready',
-      backend: 'cpu',
-      skipped: [],
-      numExamples: EXAMPLES,
-      dataDescription: 'fake data',
-    }),
+    init: async (req) => (
+      inits.push(req),
+      {
+        type: 'ready',
+        backend: 'cpu',
+        skipped: [],
+        numExamples: EXAMPLES,
+        dataDescription: 'fake data',
+      }
+    ),
     train: (round, weights) =>
       new Promise((resolve) =>
         trainings.push({
@@ -119,7 +130,7 @@ function fakeTrainer() {
       ),
     terminate: () => void (terminated = true),
   };
-  return { port, trainings, terminated: () => terminated, spawned: 0 };
+  return { port, trainings, inits, terminated: () => terminated, spawned: 0 };
 }
 
 /** Lets pending promise callbacks run (no timers involved). */
@@ -131,7 +142,7 @@ const SESSION = { sessionId: 'session-issued-by-server', resumeToken: 'T'.repeat
 const welcome: Welcome = {
   protocolVersion: PROTOCOL_VERSION,
   ...SESSION,
-  model: MODEL,
+  task: TASK,
   data: { kind: 'synthetic', seed: 0, count: EXAMPLES },
 };
 
@@ -154,8 +165,8 @@ function roundStart(round: number, attempt: number, secure: boolean): RoundStart
   return {
     round,
     attempt,
-    model: MODEL,
-    train: { epochs: 1, batchSize: 8, learningRate: 0.1, optimizer: 'sgd' },
+    task: TASK,
+    train: TASK.plan,
     deadlineMs: DEADLINE_MS,
     weights,
     ...(secure
@@ -168,7 +179,7 @@ function roundStart(round: number, attempt: number, secure: boolean): RoundStart
  * A client joined to a fake server, with every event it emits recorded. Its floors allow the plain rounds
  * most tests run (the default floors require secure aggregation; the floor tests pass their own).
  */
-async function joined(extra: Partial<ClientOptions> = {}) {
+async function joined(extra: Partial<ClientOptions> = {}, w: Welcome = welcome) {
   const socket = new FakeSocket();
   const clock = new FakeClock();
   const trainer = fakeTrainer();
@@ -199,11 +210,12 @@ async function joined(extra: Partial<ClientOptions> = {}) {
     'error',
     'refused',
     'released',
+    'task',
   ] as const)
     record(k);
   client.start();
   socket.open();
-  socket.deliver('welcome', welcome);
+  socket.deliver('welcome', w);
   await settle();
   return { client, socket, clock, trainer, events, identity, states: () => events.state ?? [] };
 }
@@ -306,10 +318,10 @@ describe('AegisClient with a site attestation key (consistency round)', () => {
     socket.deliver('secagg:inbox', { round: 1, attempt: 1, ...packInbox(inboxes.get(1)!) });
     await settle();
     server.receiveMasked(1, new Uint32Array(socket.all('update')[0].delta));
-    peers.forEach((p, i) => {
+    for (const [i, p] of peers.entries()) {
       p.receiveInbox(inboxes.get(i + 2)!);
-      server.receiveMasked(i + 2, p.mask(peerInputs[i]));
-    });
+      server.receiveMasked(i + 2, await p.mask(peerInputs[i]));
+    }
     const sets = server.closeMaskedToConsistency();
     socket.deliver('secagg:survivors', { round: 1, attempt: 1, ...sets.get(1)! });
     server.receiveSignature(1, socket.all('secagg:signature')[0]);
@@ -318,7 +330,7 @@ describe('AegisClient with a site attestation key (consistency round)', () => {
     socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...packUnmask(requests.get(1)!) });
     server.receiveReveal(1, unpackReveal(socket.all('secagg:reveal')[0], 3));
     peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));
-    const sum = server.closeUnmask();
+    const sum = await server.closeUnmask();
     expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'signature', 'reveal']);
     const expected = encodeContribution(delta, EXAMPLES, plan, createSecureRandom(), 0.5).ring;
     for (const x of peerInputs) addInto(expected, x);
@@ -425,10 +437,10 @@ describe('AegisClient', () => {
     ]);
 
     server.receiveMasked(1, masked);
-    peers.forEach((p, i) => {
+    for (const [i, p] of peers.entries()) {
       p.receiveInbox(inboxes.get(i + 2)!);
-      server.receiveMasked(i + 2, p.mask(peerInputs[i]));
-    });
+      server.receiveMasked(i + 2, await p.mask(peerInputs[i]));
+    }
     const requests = server.closeMasked();
     socket.deliver('secagg:unmask', { round: 1, attempt: 1, ...packUnmask(requests.get(1)!) });
     const [reveal] = socket.all('secagg:reveal');
@@ -436,7 +448,7 @@ describe('AegisClient', () => {
     peers.forEach((p, i) => server.receiveReveal(i + 2, p.receiveUnmask(requests.get(i + 2)!)));
     const expected = plain.slice();
     for (const x of peerInputs) addInto(expected, x);
-    expect(server.closeUnmask()).toEqual(expected);
+    expect(await server.closeUnmask()).toEqual(expected);
     expect(events.secagg?.map((s) => s.step)).toEqual(['keys', 'shares', 'inbox', 'reveal']);
     expect(events.error).toBeUndefined();
   });
@@ -595,6 +607,88 @@ describe('AegisClient', () => {
     expect(trainer.spawned).toBe(1); // preparation is reused
     const s: ClientState[] = states();
     expect(s.slice(s.indexOf('disconnected'))).toEqual(['disconnected', 'uploading', 'idle']);
+  });
+
+  it('sends its join token at the handshake, and with it the session it holds once it has one', async () => {
+    let opts: ConnectOptions | null = null;
+    const socket = new FakeSocket();
+    const client = new AegisClient({
+      serverUrl: 'http://fake.invalid',
+      source: 'node',
+      identity: memoryStore(),
+      spawnTrainer: () => new Promise(() => {}),
+      connect: (_url, o) => {
+        opts = o;
+        return socket;
+      },
+      clock: new FakeClock(),
+      joinToken: 'the.token',
+    });
+    const auth = (): unknown => {
+      let got: unknown;
+      opts!.auth!((d) => (got = d));
+      return got;
+    };
+    client.start();
+    expect(auth()).toEqual({ token: 'the.token' });
+    socket.open();
+    socket.deliver('welcome', welcome);
+    // A reconnect now offers the session (the token was spent on the first connection).
+    expect(auth()).toEqual({
+      token: 'the.token',
+      session: { sessionId: welcome.sessionId, resumeToken: welcome.resumeToken },
+    });
+    client.stop();
+    let plain: ConnectOptions | null = null;
+    const other = new AegisClient({
+      serverUrl: 'http://fake.invalid',
+      source: 'node',
+      spawnTrainer: () => new Promise(() => {}),
+      connect: (_url, o) => {
+        plain = o;
+        return new FakeSocket();
+      },
+      clock: new FakeClock(),
+    });
+    other.start();
+    expect(plain!.auth).toBeUndefined(); // no token, no auth: servers without tokens see what they always saw
+    other.stop();
+  });
+
+  it('a handshake the server refuses (bad_token, bad_origin) fails the client with the reason; a transport error does not', async () => {
+    const socket = new FakeSocket();
+    const client = new AegisClient({
+      serverUrl: 'http://fake.invalid',
+      source: 'demo',
+      spawnTrainer: () => new Promise(() => {}),
+      connect: () => socket,
+      clock: new FakeClock(),
+      joinToken: 'x.y',
+    });
+    const rejected: Rejection[] = [];
+    const errors: Error[] = [];
+    client.on('rejected', (r) => rejected.push(r));
+    client.on('error', (e) => errors.push(e));
+    client.start();
+    socket.deliver('connect_error', new Error('websocket error'));
+    socket.deliver(
+      'connect_error',
+      Object.assign(new Error('x'), { data: { reason: 'not_a_reason', message: 'm' } }),
+    );
+    expect(client.state).toBe('connecting');
+    socket.deliver(
+      'connect_error',
+      Object.assign(new Error('refused'), {
+        data: { reason: 'bad_token', message: 'the join token has expired' },
+      }),
+    );
+    expect(rejected).toEqual([
+      { event: 'connect', reason: 'bad_token', message: 'the join token has expired' },
+    ]);
+    expect(errors.map((e) => e.message)).toEqual([
+      'the server refused the connection (bad_token): the join token has expired',
+    ]);
+    expect(client.state).toBe('failed');
   });
 
   it('resumes a stored session; an expired one (bad_token) is dropped and a new one started', async () => {
@@ -844,3 +938,113 @@ function norm2(v: Float32Array): number {
   for (const x of v) s += x * x;
   return s;
 }
+
+describe('AegisClient task pinning (the page agreed to a task; the server may not swap it)', () => {
+  const blobs = (): Task =>
+    JSON.parse(readFileSync(new URL('../demo/tasks/blobs.task.json', import.meta.url), 'utf8')) as Task;
+  /** What a server that wants the inputs back ships instead: the same shapes, a 4096-wide first layer. */
+  const memoriser = (): Task => {
+    const t = structuredClone(blobs()) as any;
+    t.model.topology.config.layers[0].config.units = 4096;
+    return t as Task;
+  };
+  const pageData = async () => blobExamples({ seed: 5, count: 40 });
+  const blobWelcome: Welcome = { ...welcome, task: blobs(), data: { kind: 'page' } };
+
+  it("trains the pinned task on the page's own data: the trainer gets the task and the packed examples", async () => {
+    const { trainer, events, client, socket } = await joined({ task: blobs(), data: pageData }, blobWelcome);
+    expect(client.state).toBe('idle');
+    expect(events.task).toEqual([{ name: 'blobs', hash: checkTask(blobs()).hash, numParams: 212 }]);
+    expect(trainer.inits).toHaveLength(1);
+    const init = trainer.inits[0];
+    expect(init.task).toEqual(checkTask(blobs()).task);
+    expect(init.data.kind).toBe('inline');
+    const ex = (init.data as { examples: { x: Float32Array; y: Int32Array; n: number } }).examples;
+    const list = await pageData();
+    expect(ex.n).toBe(40);
+    expect(Array.from(ex.x.subarray(0, 8))).toEqual(Array.from(Float32Array.from(list[0].x)));
+    expect(Array.from(ex.y)).toEqual(list.map((e) => e.y));
+    expect(socket.all('ready')).toHaveLength(1);
+  });
+
+  it('a server that ships another model is refused at its welcome: task_mismatch, no trainer, no data read', async () => {
+    let read = 0;
+    const { trainer, events, client, socket } = await joined(
+      { task: blobs(), data: async () => (read++, pageData()) },
+      { ...blobWelcome, task: memoriser() },
+    );
+    expect(client.state).toBe('failed');
+    expect(events.error).toHaveLength(1);
+    expect(events.error![0]).toBeInstanceOf(ProtocolError);
+    expect((events.error![0] as ProtocolError).reason).toBe('task_mismatch');
+    expect(events.error![0].message).toMatch(/is not the task this page agreed to/);
+    expect(trainer.spawned).toBe(0);
+    expect(read).toBe(0);
+    expect(socket.all('ready')).toEqual([]);
+    expect(socket.connected).toBe(false);
+  });
+
+  it('pinned by hash alone, the same; a malformed pin or one that contradicts the task is an error at once', async () => {
+    const bad = await joined(
+      { taskHash: checkTask(blobs()).hash, data: pageData },
+      { ...blobWelcome, task: memoriser() },
+    );
+    expect((bad.events.error![0] as ProtocolError).reason).toBe('task_mismatch');
+    const good = await joined({ taskHash: checkTask(blobs()).hash, data: pageData }, blobWelcome);
+    expect(good.client.state).toBe('idle');
+    const make = (o: Partial<ClientOptions>) =>
+      new AegisClient({
+        serverUrl: 'x',
+        source: 'node',
+        spawnTrainer: () => Promise.reject(new Error('no')),
+        ...o,
+      });
+    expect(() => make({ taskHash: 'ABC' })).toThrow(/64 lowercase hex/);
+    expect(() => make({ task: blobs(), taskHash: checkTask(memoriser()).hash })).toThrow(/not the hash/);
+    const broken = structuredClone(blobs()) as any;
+    broken.model.topology.config.layers[0].class_name = 'Lambda';
+    expect(() => make({ task: broken })).toThrow(/only stock layers/);
+  });
+
+  it('a round of another task, or of another plan, is sat out with task_mismatch (the server counts the reason)', async () => {
+    const { socket, trainer, events } = await joined({ task: TASK });
+    const other = roundStart(1, 1, false);
+    other.task = presetTask('medium', TASK.plan);
+    socket.deliver('round:start', other);
+    await settle();
+    const faster = roundStart(1, 2, false);
+    faster.train = { ...TASK.plan, learningRate: 1 };
+    socket.deliver('round:start', faster);
+    await settle();
+    expect(trainer.trainings).toEqual([]);
+    expect(events.refused?.map((r) => r.reason)).toEqual(['task_mismatch', 'task_mismatch']);
+    expect(socket.all('round:refuse')).toEqual([
+      { round: 1, attempt: 1, reason: 'task_mismatch' },
+      { round: 1, attempt: 2, reason: 'task_mismatch' },
+    ]);
+    socket.deliver('round:start', roundStart(1, 3, false));
+    await settle();
+    expect(trainer.trainings.map((t) => t.round)).toEqual([1]);
+  });
+
+  it('without a pin, the first welcome pins its task: a later welcome with another is refused', async () => {
+    const { socket, client, events } = await joined();
+    expect(events.task?.map((t) => t.name)).toEqual(['tiny']);
+    socket.drop();
+    socket.open();
+    socket.deliver('welcome', { ...welcome, task: presetTask('medium', TASK.plan) });
+    await settle();
+    expect(client.state).toBe('failed');
+    expect((events.error![0] as ProtocolError).reason).toBe('task_mismatch');
+  });
+
+  it('page data that does not fit the task fails before a trainer is spawned', async () => {
+    const { client, trainer, events } = await joined(
+      { task: blobs(), data: async () => [{ x: [1, 2, 3], y: 0 }] },
+      blobWelcome,
+    );
+    expect(client.state).toBe('failed');
+    expect(events.error?.[0].message).toMatch(/example 0 must have 8 features/);
+    expect(trainer.spawned).toBe(0);
+  });
+});

@@ -1,7 +1,8 @@
 import { asBytes } from '../shared/base/bytes.ts';
 import { checkClientAttestation } from '../shared/secagg/client-session.ts';
-import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
+import { isRejectReason, ProtocolError, type RejectReason } from '../shared/base/errors.ts';
 import { makeFloors, type Floors } from '../shared/protocol/floors.ts';
+import { checkTask, type CheckedTask } from '../shared/model/task.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,
@@ -18,7 +19,13 @@ import { memoryStore } from './profile.ts';
 import type { ClientEvents, ClientOptions, ClientState } from './client-api.ts';
 import { socketIo, type SocketLike } from './socket.ts';
 import { countingSocket } from './sent-bytes.ts';
-import { checkFloors, IdentitySession, ParticipationGate } from './admission.ts';
+import {
+  checkFloors,
+  checkRoundTask,
+  checkWelcomeTask,
+  IdentitySession,
+  ParticipationGate,
+} from './admission.ts';
 import { prepare, type Setup } from './setup.ts';
 import {
   attestationRefusal,
@@ -74,6 +81,15 @@ type Joined = Extract<Life, { setup: Setup }>;
 /** The connection: `new` until the first welcome, `lost` from a drop until the next welcome. */
 type Link = 'new' | 'welcomed' | 'lost';
 
+/** The page's pin: the hash of its task, or the hash it gave; both must agree. Throws on a bad one. */
+function pinOf(task: ClientOptions['task'], hash: string | undefined): string | null {
+  if (hash !== undefined && !/^[0-9a-f]{64}$/.test(hash))
+    throw new Error('taskHash must be 64 lowercase hex digits (taskHash() of the task)');
+  const fromTask = task ? checkTask(task).hash : undefined;
+  if (fromTask && hash && fromTask !== hash) throw new Error("taskHash is not the hash of the page's task");
+  return fromTask ?? hash ?? null;
+}
+
 /**
  * A federated-learning participant: joins the server, trains each round it is selected for, and uploads
  * its update as binary. socket.io reconnects on its own; on every (re)connect we say hello again, resuming
@@ -84,6 +100,10 @@ export class AegisClient extends Emitter<ClientEvents> {
   private readonly identity: IdentitySession;
   private readonly clock: Clock;
   private readonly floors: Floors;
+  /** The task hash this client trains for: the page's pin, or the first welcome's task (then kept). */
+  private pinned: string | null;
+  /** The accepted task (checked), once a welcome brought one that matches the pin. */
+  private task: CheckedTask | null = null;
   private readonly participation = new ParticipationGate();
   private socket: SocketLike | null = null;
   private life: Life = { kind: 'connecting' };
@@ -111,6 +131,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     });
     this.floors = makeFloors(opts.floors); // throws on a bad floor: a typo must not weaken what the page asked
     if (opts.attestation) checkClientAttestation(opts.attestation); // a page's mistake shows at once
+    this.pinned = pinOf(opts.task, opts.taskHash); // so does a task the page got wrong
   }
 
   /** The server-issued session id, once welcomed (kept across reconnects and, with a stored identity, reloads). */
@@ -162,12 +183,21 @@ export class AegisClient extends Emitter<ClientEvents> {
 
   private connect(): void {
     const connect = this.opts.connect ?? socketIo;
+    const token = this.opts.joinToken;
     // Every message is counted as it leaves: the page shows what left this browser, per round.
     const s = countingSocket(
       connect(this.opts.serverUrl, {
         path: this.opts.path,
         transports: ['websocket'],
         reconnectionDelayMax: 5000,
+        ...(token !== undefined
+          ? {
+              auth: (cb) => {
+                const session = this.identity.credentials();
+                cb(session ? { token, session } : { token });
+              },
+            }
+          : {}),
       }),
       (m) => this.emit('sent', m),
     );
@@ -177,6 +207,7 @@ export class AegisClient extends Emitter<ClientEvents> {
       this.identity.cancelRetry();
       this.setLink('lost');
     });
+    s.on('connect_error', (e) => this.onRefused(e));
     s.on('welcome', (w) => void this.onWelcome(w));
     s.on('round:start', (r) => this.onRound(r));
     s.on('round:end', (r) => this.emit('roundEnd', r));
@@ -237,6 +268,18 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.end({ kind: 'failed', error: e });
   }
 
+  /**
+   * A handshake the server refused (bad_origin, bad_token, server_full): socket.io does not retry it and
+   * neither do we; the page hears why. Transport errors carry no reason and are retried by socket.io.
+   */
+  private onRefused(e: Error & { data?: unknown }): void {
+    const d = e.data as { reason?: unknown; message?: unknown } | undefined;
+    if (!d || !isRejectReason(d.reason)) return;
+    const message = typeof d.message === 'string' ? d.message.slice(0, 200) : d.reason;
+    this.emit('rejected', { event: 'connect', reason: d.reason, message });
+    this.fail(new Error(`the server refused the connection (${d.reason}): ${message}`));
+  }
+
   private async onWelcome(w: Welcome): Promise<void> {
     if (w.protocolVersion !== PROTOCOL_VERSION) {
       this.fail(new Error(`server speaks protocol ${w.protocolVersion}, this client ${PROTOCOL_VERSION}`));
@@ -245,6 +288,18 @@ export class AegisClient extends Emitter<ClientEvents> {
     const l = this.life;
     // 'waiting' has no socket yet, so no welcome can come for it.
     if (l.kind === 'stopped' || l.kind === 'failed' || l.kind === 'waiting') return;
+    // The task first: a server whose task is not the pinned one gets nothing, not even a trainer.
+    const task = checkWelcomeTask(w, this.pinned);
+    if (!task.ok) {
+      this.fail(new ProtocolError(task.reason, task.message));
+      return;
+    }
+    if (!this.task) {
+      this.task = task.value;
+      this.pinned = task.value.hash; // trust on first use, where the page pinned nothing
+      const { name } = task.value.task;
+      this.emit('task', { name, hash: task.value.hash, numParams: task.value.numParams });
+    }
     this.identity.welcomed(w);
     this.setLink('welcomed');
     let setup: Setup;
@@ -252,7 +307,7 @@ export class AegisClient extends Emitter<ClientEvents> {
       // Prepare once (data + backend probe); reconnects reuse it.
       const preparing: Life = {
         kind: 'preparing',
-        ready: prepare(this.opts, w, (b) => this.emit('backend', b)),
+        ready: prepare(this.opts, w, task.value.task, (b) => this.emit('backend', b)),
       };
       this.enter(preparing);
       try {
@@ -300,11 +355,13 @@ export class AegisClient extends Emitter<ClientEvents> {
       default:
         return; // not ready to train (or holding an update for the server first)
     }
-    const check = checkFloors(r, this.floors);
-    if (!check.ok) {
+    // The pinned task before the floors: a round of another model, or another plan, is not ours to train.
+    const check = this.pinned ? checkRoundTask(r, this.pinned) : null;
+    const floors = check && !check.ok ? check : checkFloors(r, this.floors);
+    if (!floors.ok) {
       // The wait for the old round's inbox was cancelled above; nothing runs now.
       if (l.kind === 'awaiting-inbox') this.enter({ kind: 'idle', setup: l.setup });
-      this.refuseRound(r, check.reason, check.message);
+      this.refuseRound(r, floors.reason, floors.message);
       return;
     }
     void this.runRound(l.setup, r);
@@ -351,7 +408,7 @@ export class AegisClient extends Emitter<ClientEvents> {
     let secure: SecureRound | null = null;
     try {
       secure = r.secagg
-        ? joinSecure(this.host, ref, r.secagg, r.model, this.floors, this.opts.attestation)
+        ? joinSecure(this.host, ref, r.secagg, this.task!.numParams, this.floors, this.opts.attestation)
         : null;
     } catch (e) {
       // The session checks the plan again (same floors, plus its own rules): a refusal, not a crash.
@@ -405,7 +462,8 @@ export class AegisClient extends Emitter<ClientEvents> {
             this.enter({ kind: 'idle', setup });
             return;
           }
-          ({ masked: out, maskMs } = maskStep(secure, enc.ring, this.clock));
+          ({ masked: out, maskMs } = await maskStep(secure, enc.ring, this.clock));
+          if (this.life !== at) return; // a retry took over, or we stopped, while the masks were made
         }
         this.emit('encoded', {
           round: r.round,

@@ -41,5 +41,7 @@ export function providerFor(spec: DataSpec, serverUrl: string): DataProvider {
       return new SyntheticProvider(spec.seed, spec.count, spec.classWeights);
     case 'cifar10-shard':
       return new CifarShardProvider(new URL(spec.url, serverUrl).toString(), spec.count);
+    case 'page':
+      throw new Error("this server's task trains on the page's own data: pass join({ data })");
   }
 }

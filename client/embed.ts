@@ -1,11 +1,17 @@
 /**
  * The script tag for participating sites:
  *   <script type="module" src="https://fl.example.org/aegis-embed.js" data-consent="required"
- *           data-min-cohort="10" data-min-noise="0.8"></script>
+ *           data-token="<join token>" data-min-cohort="10" data-min-noise="0.8"></script>
+ * data-token is a join token the site's backend mints for each visitor (POST /api/join-token on the
+ * server, or `npm run token`); a server with --join-token-key admits no one without one. It is short-lived
+ * and single-use, so it is minted per page view, not written once into a static page.
  * It joins the server it was loaded from. With data-consent="required" it waits until the page calls
  * window.aegisfl.join() (after the visitor agreed); otherwise it joins when the page is idle. The page's
  * floors (data-secagg, data-min-cohort, data-min-threshold, data-min-noise, data-max-clip; see
  * shared/protocol/floors.ts) are read once: an invalid one is reported and nothing joins.
+ *
+ * A site that pins the task its visitors train adds data-task-hash="<64 hex digits>" (docs/tasks.md): the
+ * client then refuses a server whose task has another hash.
  *
  * A site that vouches for its visitors' keys adds data-attestation-key="<hex Ed25519 public key>" and
  * calls window.aegisfl.join({ identity: { secretKey, publicKey }, signature }) with the identity its own
@@ -54,6 +60,8 @@ const api = {
       backends: parseBackends(script?.dataset.backends),
       floors,
       attestation,
+      token: script?.dataset.token || undefined,
+      taskHash: script?.dataset.taskHash,
     });
     return client;
   },

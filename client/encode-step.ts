@@ -28,14 +28,14 @@ export function encodeStep(
   return { kind: 'ring', ring: c.ring, encodeMs: clock.now() - t0, norm: c.norm, clamped: c.clamped };
 }
 
-/** Adds the round's masks; the server can strip them from the sum only. */
-export function maskStep(
+/** Adds the round's masks (expanded through WebCrypto); the server can strip them from the sum only. */
+export async function maskStep(
   sec: SecureRound,
   ring: Uint32Array,
   clock: Clock,
-): { masked: Uint32Array; maskMs: number } {
+): Promise<{ masked: Uint32Array; maskMs: number }> {
   const t0 = clock.now();
-  const masked = sec.session.mask(ring);
+  const masked = await sec.session.mask(ring);
   return { masked, maskMs: clock.now() - t0 };
 }
 

@@ -1,6 +1,7 @@
 /** Public browser API: `const c = join({ serverUrl })` starts a participant training in a Web Worker. */
 import { BACKENDS, type BackendName, type ClientSource } from '../shared/protocol/messages.ts';
 import { makeFloors, type Floors } from '../shared/protocol/floors.ts';
+import type { ClientOptions } from './client-api.ts';
 import { AegisClient } from './client.ts';
 import { storageStore, takeParticipation, type IdentityStore, type LockManagerLike } from './profile.ts';
 import type { ClientAttestation } from '../shared/secagg/client-session.ts';
@@ -9,6 +10,8 @@ import { spawnTrainer } from './spawn-trainer.ts';
 export { AegisClient } from './client.ts';
 export type { ClientEvents, ClientState } from './client.ts';
 export { parseFloors, type Floors } from '../shared/protocol/floors.ts';
+export { checkTask, taskHash, type Task } from '../shared/model/task.ts';
+export type { Example, Examples } from '../shared/data/examples.ts';
 
 /** What a page shows while its client is in the 'waiting' state. */
 export const WAITING_MESSAGE = 'another tab of this browser is already taking part';
@@ -30,6 +33,17 @@ export interface JoinOptions {
    * round; the server cannot lower that.
    */
   attestation?: ClientAttestation;
+  /** The join token the site minted for this visitor (see ClientOptions.joinToken). */
+  token?: string;
+  /**
+   * The task this page agreed to (docs/tasks.md): the client trains only a server task with its hash and
+   * refuses any other (task_mismatch), so the server cannot choose what the visitor's data runs through.
+   */
+  task?: ClientOptions['task'];
+  /** The agreed task's hash alone (64 hex digits), e.g. from the script tag's data-task-hash. */
+  taskHash?: string;
+  /** The visitor's examples, from the page itself: they never leave the page and its worker. */
+  data?: ClientOptions['data'];
 }
 
 /** Parses a comma-separated backend list (e.g. from a URL or data attribute); unknown names are an error. */
@@ -71,6 +85,10 @@ export function join(opts: JoinOptions = {}): AegisClient {
     floors: makeFloors(opts.floors),
     participation: (onWaiting, signal) => takeParticipation(webLocks(), serverUrl, onWaiting, signal),
     attestation: opts.attestation,
+    joinToken: opts.token,
+    task: opts.task,
+    taskHash: opts.taskHash,
+    data: opts.data,
     spawnTrainer,
   });
   client.start();

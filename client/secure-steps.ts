@@ -1,5 +1,4 @@
 import { vectorLength } from '../shared/fl/encoding.ts';
-import { numParams } from '../shared/model/spec.ts';
 import { SecAggClientSession, type ClientAttestation } from '../shared/secagg/client-session.ts';
 import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
@@ -60,13 +59,13 @@ export function joinSecure(
   host: SecureHost,
   ref: RoundRef,
   info: SecAggRoundInfo,
-  model: RoundStart['model'],
+  numParams: number,
   floors: Floors,
   attestation: ClientAttestation | undefined,
 ): SecureRound {
   const session = new SecAggClientSession({
     ...info,
-    vectorLength: vectorLength(numParams(model)),
+    vectorLength: vectorLength(numParams),
     floors,
     consistency: info.consistency === true,
     attestation,

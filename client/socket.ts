@@ -5,7 +5,15 @@ import type { Ack, ClientToServerEvents, ServerToClientEvents, Update } from '..
 export type ClientListenEvents = ServerToClientEvents & {
   connect: () => void;
   disconnect: (reason: string) => void;
+  /** The handshake failed; a refusal by the server carries data { reason, message } (not retried). */
+  connect_error: (err: Error & { data?: unknown }) => void;
 };
+
+/** What the client offers at the handshake: its join token and, on a reconnect, the session it holds. */
+export interface HandshakeAuth {
+  token: string;
+  session?: { sessionId: string; resumeToken: string };
+}
 
 /** The part of a socket.io client socket the client uses: the seam through which tests drive it. */
 export interface SocketLike {
@@ -21,6 +29,8 @@ export interface ConnectOptions {
   path?: string;
   transports: ['websocket'];
   reconnectionDelayMax: number;
+  /** Called before every connection attempt, so a reconnect offers the session it holds by then. */
+  auth?: (cb: (data: HandshakeAuth) => void) => void;
 }
 
 /**

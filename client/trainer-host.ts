@@ -1,5 +1,8 @@
 import { float32ToBuffer } from '../shared/base/bytes.ts';
 import { BACKEND_PREFERENCE, selectBackend, type BackendPrecheck } from './backends.ts';
+import { checkExamples, examplesFromDataset, type Examples } from '../shared/data/examples.ts';
+import { buildTaskModel } from '../shared/model/task-build.ts';
+import { checkTask, isImageTask } from '../shared/model/task.ts';
 import { providerFor } from './data-providers.ts';
 import { LocalTrainer, trainingStepProbe } from './trainer.ts';
 import type { TrainerRequest, TrainerResponse } from './worker-protocol.ts';
@@ -19,20 +22,33 @@ export function createTrainerHost(
   return async (req) => {
     try {
       if (req.type === 'init') {
-        const provider = providerFor(req.data, req.serverUrl);
-        const data = await provider.load();
+        // Checked again here: the worker builds only a task that passes (the page checked it too).
+        const task = checkTask(req.task);
+        const { inputShape, numClasses } = task.task;
+        let data: Examples;
+        let description: string;
+        if (req.data.kind === 'inline') {
+          data = checkExamples(req.data.examples, inputShape, numClasses);
+          description = `page (${data.n} examples)`;
+        } else {
+          if (!isImageTask(task.task)) throw new Error(`task "${task.task.name}" needs the page's data`);
+          const provider = providerFor(req.data, req.serverUrl);
+          data = examplesFromDataset(await provider.load());
+          description = provider.description;
+        }
+        const probe = (): Promise<void> => trainingStepProbe(() => buildTaskModel(task, 7));
         // Heuristics apply to the default order only: a list the page asked for is tried as given.
         const choice = req.backends
-          ? await selectBackend(() => trainingStepProbe(req.model), req.backends)
-          : await selectBackend(() => trainingStepProbe(req.model), BACKEND_PREFERENCE, defaultPrecheck);
+          ? await selectBackend(probe, req.backends)
+          : await selectBackend(probe, BACKEND_PREFERENCE, defaultPrecheck);
         trainer?.dispose();
-        trainer = new LocalTrainer(req.model, data);
+        trainer = new LocalTrainer(await buildTaskModel(task), data);
         post({
           type: 'ready',
           backend: choice.backend,
           skipped: choice.skipped,
           numExamples: data.n,
-          dataDescription: provider.description,
+          dataDescription: description,
         });
         return;
       }

@@ -1,3 +1,4 @@
+import { presetTask } from '../shared/model/task.ts';
 import { describe, expect, it } from 'vitest';
 import { createTrainerPort } from './trainer-port.ts';
 import type { TrainerRequest, TrainerResponse } from './worker-protocol.ts';
@@ -42,7 +43,7 @@ describe('trainer port', () => {
     expect(seen).toEqual([1]);
     const q = port.init({
       type: 'init',
-      model: { name: 't', conv: [1], dense: 1 },
+      task: presetTask('tiny', { epochs: 1, batchSize: 1, learningRate: 0.1, optimizer: 'sgd' }),
       data: { kind: 'synthetic', seed: 1, count: 1 },
       serverUrl: 'x',
     });

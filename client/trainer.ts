@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { IMAGE_SIZE, CHANNELS, NUM_CLASSES, toFloat, type Dataset } from '../shared/data/dataset.ts';
-import { buildModel } from '../shared/model/build.ts';
+import type { Dataset } from '../shared/data/dataset.ts';
+import { examplesFromDataset, type Examples } from '../shared/data/examples.ts';
+import { asRuntime, type ModelRuntime } from '../shared/model/task-build.ts';
 import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
 import { AUGMENT_PAD, randomWindows } from '../shared/data/augment.ts';
 import { createRng, permutation, type Rng } from '../shared/data/rng.ts';
@@ -27,31 +28,35 @@ export interface TrainResult {
 /**
  * Local training on one client's data. The dataset is uploaded to the backend once and batches are
  * gathered on-device, and the loss is read back once per epoch, so the loop keeps the GPU queue full.
+ * The model is a CIFAR preset (a ModelSpec, built here) or a task's built runtime (owned from now on);
+ * the data CIFAR-style images (bytes) or any task's Examples.
  */
 export class LocalTrainer {
-  readonly model: tf.Sequential;
-  private readonly x: tf.Tensor4D;
+  readonly model: tf.LayersModel;
+  readonly runtime: ModelRuntime;
+  private readonly x: tf.Tensor;
   private readonly y: tf.Tensor2D;
+  private readonly n: number;
   /** Crop windows for augmentation (not a secret: a seeded PRNG keeps runs reproducible). */
   private readonly augRng: Rng;
   /** Batch order, seeded for the same reason (tfjs' own shuffle draws from Math.random). */
   private readonly orderRng: Rng;
 
-  constructor(
-    readonly spec: ModelSpec,
-    readonly data: Dataset,
-    seed = 1,
-  ) {
+  constructor(spec: ModelSpec | ModelRuntime, data: Dataset | Examples, seed = 1) {
     if (data.n < 1) throw new Error('cannot train on an empty dataset');
-    this.model = buildModel(spec, seed);
+    const ex = data.x instanceof Float32Array ? (data as Examples) : examplesFromDataset(data as Dataset);
+    this.runtime = asRuntime(spec, seed);
+    this.model = this.runtime.model;
+    this.n = ex.n;
     this.augRng = createRng(seed ^ 0x6a09e667);
     this.orderRng = createRng(seed ^ 0x3c6ef372);
-    this.x = tf.tensor4d(toFloat(data.x), [data.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
-    this.y = tf.tidy(() => tf.oneHot(tf.tensor1d(data.y, 'int32'), NUM_CLASSES).toFloat() as tf.Tensor2D);
+    const { inputShape, numClasses } = this.runtime;
+    this.x = tf.tensor(ex.x, [ex.n, ...inputShape], 'float32');
+    this.y = tf.tidy(() => tf.oneHot(tf.tensor1d(ex.y, 'int32'), numClasses).toFloat() as tf.Tensor2D);
   }
 
   get numExamples(): number {
-    return this.data.n;
+    return this.n;
   }
 
   /** Trains from `global` weights and returns w_local - w_global. */
@@ -61,13 +66,13 @@ export class LocalTrainer {
     onProgress?: (p: TrainProgress) => void,
   ): Promise<TrainResult> {
     const t0 = performance.now();
-    setFlatWeights(this.model, this.spec, global);
+    setFlatWeights(this.model, this.runtime.shapes, global);
     const optimizer =
       cfg.optimizer === 'adam' ? tf.train.adam(cfg.learningRate) : tf.train.sgd(cfg.learningRate);
     const mu = cfg.proximalMu ?? 0;
     // FedProx anchors: the global weights, one constant tensor per trainable variable.
     const anchors = mu > 0 ? this.model.trainableWeights.map((w) => tf.keep(w.read().clone())) : [];
-    const n = this.data.n;
+    const n = this.n;
     const bs = Math.min(cfg.batchSize, n);
     const batches = Math.ceil(n / bs);
     let lastLoss = NaN;
@@ -83,7 +88,11 @@ export class LocalTrainer {
           const cost = optimizer.minimize(() => {
             const raw = tf.gather(this.x, idx);
             const xb = cfg.augment
-              ? augmentBatch(raw, randomWindows(raw.shape[0], AUGMENT_PAD, this.augRng), AUGMENT_PAD)
+              ? augmentBatch(
+                  raw as tf.Tensor4D,
+                  randomWindows(raw.shape[0], AUGMENT_PAD, this.augRng),
+                  AUGMENT_PAD,
+                )
               : raw;
             const yb = tf.gather(this.y, idx);
             const pred = this.model.apply(xb, { training: true }) as tf.Tensor;
@@ -124,13 +133,17 @@ export class LocalTrainer {
   }
 }
 
-/** One training step of `spec`'s model on two examples, on the current backend; throws if a kernel is missing. */
-export async function trainingStepProbe(spec: ModelSpec): Promise<void> {
-  const model = buildModel(spec, 7);
+/**
+ * One training step of a model on two examples, on the current backend; throws if a kernel is missing.
+ * Takes a preset spec, or a function that builds a task's runtime (a fresh one per backend tried).
+ */
+export async function trainingStepProbe(spec: ModelSpec | (() => Promise<ModelRuntime>)): Promise<void> {
+  const rt = typeof spec === 'function' ? await spec() : asRuntime(spec, 7);
+  const model = rt.model;
   const opt = tf.train.sgd(0.01);
   try {
-    const x = tf.zeros([2, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
-    const y = tf.tidy(() => tf.oneHot(tf.tensor1d([1, 2], 'int32'), NUM_CLASSES).toFloat());
+    const x = tf.zeros([2, ...rt.inputShape]);
+    const y = tf.tidy(() => tf.oneHot(tf.tensor1d([0, 1], 'int32'), rt.numClasses).toFloat());
     const cost = opt.minimize(
       () =>
         tf.metrics

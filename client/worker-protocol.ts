@@ -1,12 +1,16 @@
 import type { DataSpec } from '../shared/data/dataset.ts';
-import type { ModelSpec } from '../shared/model/spec.ts';
+import type { Examples } from '../shared/data/examples.ts';
+import type { Task } from '../shared/model/task.ts';
 import type { BackendName, TrainConfig } from '../shared/protocol/messages.ts';
 import type { SkippedBackend } from './backends.ts';
 import type { TrainProgress } from './trainer.ts';
 
+/** The trainer's data: the server's spec, or the page's own examples (join({ data })), already packed. */
+export type TrainerData = DataSpec | { kind: 'inline'; examples: Examples };
+
 /** Messages between the page and the training worker. Vectors move as transferred ArrayBuffers. */
 export type TrainerRequest =
-  | { type: 'init'; model: ModelSpec; data: DataSpec; serverUrl: string; backends?: BackendName[] }
+  | { type: 'init'; task: Task; data: TrainerData; serverUrl: string; backends?: BackendName[] }
   | { type: 'train'; round: number; weights: ArrayBuffer; config: TrainConfig };
 
 export type TrainerResponse =

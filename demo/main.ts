@@ -106,6 +106,8 @@ function startClient(): void {
     source: params.get('source') === 'swarm' ? 'swarm' : 'demo',
     backends,
     floors,
+    // A server with --join-token-key needs a join token (?token=, as a site puts it in data-token).
+    token: params.get('token') ?? undefined,
   });
   probe.client = client;
   const showState = (s: ClientState): void => {

@@ -9,7 +9,12 @@
  * Cohorts of 10 run every client for real and check the sum bit for bit; larger cohorts run every client's
  * key phases for real but feed the server uniform random vectors in place of masked inputs (identical server
  * work; computing 1000 real 1M-word masks would only time the clients again).
- * Writes bench-results/secagg.json.
+ * Side by side in the same run, the path before the WebCrypto PRG (e2e/secagg-baseline.ts: ChaCha20 masks,
+ * uint32 element loops, per-set Lagrange weights) on the same inputs: client 1's masking (same k, same
+ * X25519 agreements), and the server's sum + unmask (same vectors, reveals, dropouts); its unmasked "sum"
+ * is not the sum (the clients masked with today's PRG), only its cost is. Then 2,000 reconstructions,
+ * one holder set and one set per secret, today's vs the old.
+ * --no-cnn skips the CIFAR-10 CNN rows and the epoch. Writes bench-results/secagg.json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -23,6 +28,11 @@ import { buildModel } from '../shared/model/build.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
 import { chooseDegree, harary } from '../shared/secagg/graph.ts';
+import { commitSeed, bytesEqual, generateKeyPair } from '../shared/secagg/keys.ts';
+import { prepareLagrange, reconstructChecked, split, type LagrangeCache } from '../shared/secagg/shamir.ts';
+import type { Reveal } from '../shared/secagg/types.ts';
+import { randomBytes } from '@noble/hashes/utils.js';
+import { addIntoScalar, maskOld, reconstructOld, unmaskOld } from './secagg-baseline.ts';
 import { SecAggServerSession } from '../shared/secagg/server-session.ts';
 import { packInbox, packReveal, packRoster, packShares } from '../shared/secagg/wire.ts';
 
@@ -32,6 +42,7 @@ const { values } = parseArgs({
     cohorts: { type: 'string', default: '10,100,1000' },
     dropout: { type: 'string', default: '0.05' },
     'epoch-examples': { type: 'string', default: '500' },
+    'no-cnn': { type: 'boolean', default: false },
   },
 });
 const sizes = values.sizes!.split(',').map(Number);
@@ -44,6 +55,8 @@ const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg
 interface ClientCost {
   encodeMs: number;
   maskMs: number;
+  /** The same masking with the old path (ChaCha20, uint32 loops). */
+  maskOldMs: number;
   keysMs: number;
   bytesSent: number;
   bytesReceived: number;
@@ -81,8 +94,11 @@ function keyPhases(n: number, L: number) {
     f();
     if (u === 1) c1.keysMs += now() - t0;
   };
+  const commits = new Map<number, Uint8Array>();
+  const sPks = new Map<number, Uint8Array>();
   for (let u = 1; u <= n; u++) {
     const m = clients[u - 1].advertise();
+    sPks.set(u, m.sPk);
     if (u === 1) c1.bytesSent += 64;
     timedServer(() => server.receiveKeys(u, m));
   }
@@ -91,6 +107,7 @@ function keyPhases(n: number, L: number) {
     if (u % 50 === 0) progress(`bench:secagg n=${n} d=${L - 2}: key shares ${u}/${n}`);
     let shares!: ReturnType<SecAggClientSession['receiveRoster']>;
     t1(u, () => (shares = clients[u - 1].receiveRoster(r)));
+    commits.set(u, shares.commit);
     if (u === 1) {
       c1.bytesReceived += packRoster(r).peers.length;
       const w = packShares(shares);
@@ -105,10 +122,23 @@ function keyPhases(n: number, L: number) {
     t1(u, () => clients[u - 1].receiveInbox(inbox));
     if (u === 1) c1.bytesReceived += packInbox(inbox).shares.length;
   }
-  return { k, t, server, clients, drops, serverMs, c1 };
+  return {
+    k,
+    t,
+    nb,
+    tag,
+    server,
+    clients,
+    drops,
+    serverMs,
+    c1,
+    commits,
+    sPks,
+    peers1: rosters.get(1)!.peers,
+  };
 }
 
-function cell(d: number, n: number) {
+async function cell(d: number, n: number) {
   const L = vectorLength(d);
   const plan = planEncoding({
     numParams: d,
@@ -127,11 +157,18 @@ function cell(d: number, n: number) {
   const enc = encodeContribution(delta, 500, plan, rand);
   const encodeMs = now() - t0;
   t0 = now();
-  const y1 = s.clients[0].mask(enc.ring);
+  const y1 = await s.clients[0].mask(enc.ring);
   const maskMs = now() - t0;
+  // The old path, same k and the same X25519 agreements (own self seed and key: the work is the same).
+  const oldKey = generateKeyPair();
+  t0 = now();
+  maskOld(enc.ring, randomBytes(32), oldKey.secretKey, s.peers1, s.tag, 1);
+  const maskOldMs = now() - t0;
   const filler = new Uint32Array(randomFillSync(new Uint8Array(L * 4)).buffer);
   const expected = new Uint32Array(L);
   let serverMs = s.serverMs;
+  let sumMs = 0;
+  const received: Uint32Array[] = [];
   const inputs = new Map<number, Uint32Array>();
   for (let u = 1; u <= n; u++) {
     if (s.drops.has(u)) continue;
@@ -140,18 +177,22 @@ function cell(d: number, n: number) {
     else if (real) {
       const x = encodeContribution(delta, 100 + u, plan, rand).ring;
       inputs.set(u, x);
-      y = s.clients[u - 1].mask(x);
+      y = await s.clients[u - 1].mask(x);
     } else y = filler;
     if (u === 1) inputs.set(1, enc.ring);
     const a = now();
     s.server.receiveMasked(u, y);
-    serverMs += now() - a;
+    sumMs += now() - a;
+    received.push(y);
   }
+  serverMs += sumMs;
   let a = now();
   const reqs = s.server.closeMasked();
   serverMs += now() - a;
+  const reveals = new Map<number, Reveal>();
   for (const [u, req] of reqs) {
     const r = s.clients[u - 1].receiveUnmask(req);
+    reveals.set(u, r);
     if (u === 1) {
       const w = packReveal(r);
       s.c1.bytesSent += w.b.length + w.s.length;
@@ -163,9 +204,27 @@ function cell(d: number, n: number) {
   }
   progress(`bench:secagg n=${n} d=${d}: unmasking`);
   a = now();
-  const sum = s.server.closeUnmask();
+  const sum = await s.server.closeUnmask();
   const unmaskMs = now() - a;
   serverMs += unmaskMs;
+  // The old path on the same vectors and reveals.
+  progress(`bench:secagg n=${n} d=${d}: the old path`);
+  a = now();
+  const oldSum = new Uint32Array(L);
+  for (const y of received) addIntoScalar(oldSum, y);
+  const sumOldMs = now() - a;
+  a = now();
+  unmaskOld(oldSum, {
+    tag: s.tag,
+    t: s.t,
+    neighbours: s.nb,
+    survivors: s.server.survivors,
+    dropped: [...s.drops].filter((u) => !s.server.survivors.includes(u)),
+    commits: s.commits,
+    sPks: s.sPks,
+    reveals,
+  });
+  const unmaskOldMs = now() - a;
   let exact: boolean | null = null;
   if (real) {
     for (const u of s.server.survivors) {
@@ -182,11 +241,58 @@ function cell(d: number, n: number) {
   const client: ClientCost = {
     encodeMs,
     maskMs,
+    maskOldMs,
     keysMs: s.c1.keysMs,
     bytesSent: s.c1.bytesSent + L * 4,
     bytesReceived: s.c1.bytesReceived,
   };
-  return { d, n, k: s.k, t: s.t, dropped: s.drops.size, exact, client, serverMs, unmaskMs, fedavgMs };
+  const side = { sumMs, unmaskMs, sumOldMs, unmaskOldMs };
+  return { d, n, k: s.k, t: s.t, dropped: s.drops.size, exact, client, serverMs, unmaskMs, fedavgMs, side };
+}
+
+/**
+ * 2,000 secrets rebuilt and checked against their commitments, today's path vs the old: with one holder set
+ * for all (one weight set, a dot product each) and with a holder set per secret (weights for all sets with
+ * one inversion, vs one per set).
+ */
+function reconstructions(count: number, n: number) {
+  const { k, t } = chooseDegree(n);
+  const nb = harary(n, k).map((l) => l.map((v) => v + 1));
+  const tag = 'bench/reconstruct';
+  const secrets = Array.from({ length: count }, () => randomBytes(32));
+  const commits = secrets.map((x, i) => commitSeed(x, tag, i + 1));
+  const rows: Record<string, { newMs: number; oldMs: number }> = {};
+  for (const [name, holders] of [
+    ['one holder set', (_i: number) => nb[0]],
+    ['a holder set per secret', (i: number) => nb[i % n]],
+  ] as const) {
+    const shares = secrets.map((x, i) =>
+      split(
+        x,
+        t,
+        [...holders(i)].sort((a, b) => a - b),
+      ),
+    );
+    let a = now();
+    const cache: LagrangeCache = new Map();
+    prepareLagrange(
+      cache,
+      shares.map((sh) => sh.slice(0, t).map((s) => s.x)),
+    );
+    shares.forEach((sh, i) => {
+      const ok = reconstructChecked(sh, t, (x) => bytesEqual(commitSeed(x, tag, i + 1), commits[i]), cache);
+      if (!ok) throw new Error('reconstruction failed');
+    });
+    const newMs = now() - a;
+    a = now();
+    const old = new Map<string, bigint[]>();
+    shares.forEach((sh, i) => {
+      if (!bytesEqual(commitSeed(reconstructOld(sh, t, old), tag, i + 1), commits[i]))
+        throw new Error('old reconstruction failed');
+    });
+    rows[name] = { newMs, oldMs: now() - a };
+  }
+  return { count, n, k, t, rows };
 }
 
 /** Examples/s of one local training epoch of the CIFAR-10 CNN ('small') in this process (tfjs cpu). */
@@ -213,13 +319,16 @@ const rows = [];
 for (const d of sizes)
   for (const n of cohorts) {
     progress(`bench:secagg n=${n} d=${d}…`);
-    rows.push(cell(d, n));
+    rows.push(await cell(d, n));
   }
+progress('bench:secagg: 2,000 reconstructions…');
+const recon = reconstructions(2000, 1000);
+const withCnn = !values['no-cnn'];
 progress('bench:secagg: client cost at the CIFAR-10 CNN…');
 const cnn = numParams(MODELS.small);
-const cnnRows = [100, 1000].map((n) => cell(cnn, n));
+const cnnRows = withCnn ? [await cell(cnn, 100), await cell(cnn, 1000)] : [];
 progress('bench:secagg: one local epoch of the CNN (tfjs cpu)…');
-const rate = await epochRate();
+const rate = withCnn ? await epochRate() : NaN;
 progress('');
 const epochExamples = Number(values['epoch-examples']);
 const epochMs = (epochExamples / rate) * 1000;
@@ -238,6 +347,27 @@ for (const r of rows) {
     `| ${r.d.toLocaleString('en')} | ${r.n} | ${r.k} | ${r.t} | ${f(r.client.encodeMs)} | ${f(r.client.maskMs)} | ${f(r.client.keysMs)} | ${f(r.serverMs)} | ${f(r.fedavgMs)} | ${f(r.serverMs / r.fedavgMs, 1)} | ${f(r.client.bytesSent / (4 * r.d), 3)} | ${r.exact === null ? 'n/a' : r.exact ? 'yes' : 'NO'} |`,
   );
 }
+console.log(
+  '\nSide by side, same run, same inputs: today (AES-256-CTR via WebCrypto, int32 loops, batched Lagrange) vs before (noble ChaCha20, uint32 loops)\n',
+);
+console.log(
+  '| params | clients | k | client mask ms today | before | server sum + unmask ms today | before | speed-up (server) |',
+);
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const r of rows) {
+  const now_ = r.side.sumMs + r.side.unmaskMs;
+  const old = r.side.sumOldMs + r.side.unmaskOldMs;
+  console.log(
+    `| ${r.d.toLocaleString('en')} | ${r.n} | ${r.k} | ${f(r.client.maskMs)} | ${f(r.client.maskOldMs)} | ${f(now_)} (sum ${f(r.side.sumMs)} + unmask ${f(r.side.unmaskMs)}) | ${f(old)} (sum ${f(r.side.sumOldMs)} + unmask ${f(r.side.unmaskOldMs)}) | x${(old / now_).toFixed(1)} |`,
+  );
+}
+console.log(
+  `\n${recon.count} reconstructions (t = ${recon.t} of k = ${recon.k}, n = ${recon.n}), each checked against its commitment:`,
+);
+for (const [name, r] of Object.entries(recon.rows))
+  console.log(
+    `  ${name}: today ${f(r.newMs, 1)} ms, before ${f(r.oldMs, 1)} ms (x${(r.oldMs / r.newMs).toFixed(1)})`,
+  );
 console.log('\nServer growth with the cohort (same d): time ratio vs client ratio');
 for (const d of sizes) {
   const rs = rows.filter((r) => r.d === d);
@@ -249,10 +379,12 @@ for (const d of sizes) {
     );
   }
 }
-console.log(
-  `\nClient cost at the CIFAR-10 CNN (${cnn.toLocaleString('en')} params) vs one local epoch of ${epochExamples} examples:`,
-);
-console.log(`  measured here, tfjs cpu: ${rate.toFixed(1)} examples/s -> epoch ${f(epochMs / 1000, 1)} s`);
+if (withCnn)
+  console.log(
+    `\nClient cost at the CIFAR-10 CNN (${cnn.toLocaleString('en')} params) vs one local epoch of ${epochExamples} examples:`,
+  );
+if (withCnn)
+  console.log(`  measured here, tfjs cpu: ${rate.toFixed(1)} examples/s -> epoch ${f(epochMs / 1000, 1)} s`);
 for (const r of cnnRows) {
   const total = r.client.encodeMs + r.client.maskMs + r.client.keysMs;
   console.log(
@@ -263,7 +395,13 @@ mkdirSync('bench-results', { recursive: true });
 writeFileSync(
   'bench-results/secagg.json',
   JSON.stringify(
-    { rows, cnnRows, epoch: { examples: epochExamples, examplesPerSecond: rate, ms: epochMs }, dropRate },
+    {
+      rows,
+      cnnRows,
+      reconstructions: recon,
+      epoch: withCnn ? { examples: epochExamples, examplesPerSecond: rate, ms: epochMs } : null,
+      dropRate,
+    },
     null,
     2,
   ),

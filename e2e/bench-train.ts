@@ -4,7 +4,8 @@
  * Runs e2e/bench/train.html in headless chromium: for each backend, examples/s of our client training
  * path (LocalTrainer, as the Web Worker runs it) vs a bare tfjs model.fit loop on the same model and data,
  * interleaved in one run. `wasm` is the page as most sites serve it (one thread); `wasm-threaded` is the
- * same page cross-origin isolated (COOP/COEP headers), where tfjs loads its multi-threaded wasm build.
+ * same page cross-origin isolated (COOP/COEP headers), where tfjs would load its multi-threaded wasm build
+ * (client/backends-browser.ts keeps it single-threaded for now); the threads column says what ran.
  * Then the same LocalTrainer in this Node process on wasm (with our gradient kernels) and on tfjs' cpu
  * backend, the baseline the wasm speed-up is stated against. Prints a table and writes
  * bench-results/train.json.

@@ -20,10 +20,15 @@ export const CHROMIUM_ARGS = [
   '--disable-backgrounding-occluded-windows',
 ];
 
-export async function launchChromium(): Promise<Browser> {
+/** `extraArgs`: e.g. --ignore-certificate-errors-spki-list=<pin> to trust one local certificate's key. */
+export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM))
     throw new Error(
       `${CHROMIUM} not found: run "npm run setup" (installs Debian's chromium) or set CHROMIUM_PATH`,
     );
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
 }

@@ -4,6 +4,9 @@ import { Server, type Socket } from 'socket.io';
 import { createRng } from '../shared/data/rng.ts';
 import { planEncoding, vectorLength, type EncodingPlan } from '../shared/fl/encoding.ts';
 import { MODELS, numParams, type ModelSpec } from '../shared/model/spec.ts';
+import { presetTask } from '../shared/model/task.ts';
+
+const TRAIN = { epochs: 1, batchSize: 8, learningRate: 0.01, optimizer: 'sgd' } as const;
 import {
   PROTOCOL_VERSION,
   type ClientToServerEvents,
@@ -143,8 +146,8 @@ export function hostileRound(
   const start: RoundStart = {
     round,
     attempt: 1,
-    model,
-    train: { epochs: 1, batchSize: 8, learningRate: 0.01, optimizer: 'sgd' },
+    task: presetTask(model.name, TRAIN),
+    train: TRAIN,
     deadlineMs: opts.deadlineMs ?? 30_000,
     weights: new Uint8Array(weights.buffer),
     encoding,
@@ -209,6 +212,6 @@ export const welcome = (seed: number) => ({
   protocolVersion: PROTOCOL_VERSION,
   sessionId: `hostile-session-${seed}`.padEnd(16, '0'),
   resumeToken: 'hostile-token-0000000000',
-  model: MODELS.tiny,
+  task: presetTask('tiny', TRAIN),
   data: { kind: 'synthetic' as const, seed, count: 8 },
 });

@@ -2,7 +2,7 @@ import type { AdvertiseKeys, Reveal, SecAggActivePhase } from '../shared/secagg/
 import { io, type Socket } from 'socket.io-client';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
-import { numParams } from '../shared/model/spec.ts';
+import { checkTask } from '../shared/model/task.ts';
 import { asBytes } from '../shared/base/bytes.ts';
 import {
   PROTOCOL_VERSION,
@@ -130,7 +130,10 @@ export class ScriptedClient {
 
   private async onStart(m: RoundStart): Promise<void> {
     if (!m.secagg) return;
-    this.session = new SecAggClientSession({ ...m.secagg, vectorLength: vectorLength(numParams(m.model)) });
+    this.session = new SecAggClientSession({
+      ...m.secagg,
+      vectorLength: vectorLength(checkTask(m.task).numParams),
+    });
     const keys = this.session.advertise();
     await this.emit('secagg:keys', {
       round: m.round,
@@ -144,7 +147,7 @@ export class ScriptedClient {
     const enc = encodeContribution(this.delta, this.examples, this.start!.encoding!, this.rand, this.loss);
     const x = this.tamper.plain?.(enc.ring, m) ?? enc.ring;
     this.plain.set(m.round, x);
-    const y = this.session!.mask(x);
+    const y = await this.session!.mask(x);
     // Only the masked vector: the weight and the loss are inside it, nothing per client in the clear.
     await this.emit('update', { round: m.round, attempt: m.attempt, delta: y.buffer });
   }

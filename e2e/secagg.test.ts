@@ -82,15 +82,17 @@ describe('secure aggregation over socket.io', () => {
       );
     const [, , , , e, f, g, h] = clients;
     const rejected: Record<string, string> = {};
-    const expectReject = (name: string) => (ack: { ok: boolean; reason?: string }) =>
-      (rejected[name] = ack.ok ? 'accepted' : ack.reason!);
+    const expectReject = (name: string) => (ack: { ok: boolean; reason?: string; duplicate?: boolean }) =>
+      (rejected[name] = ack.ok ? (ack.duplicate ? 'acknowledged duplicate' : 'accepted') : ack.reason!);
 
-    // Replayed keys.
+    // Replayed keys: the same message again (a re-send after a lost ack) is acknowledged and counted once;
+    // different keys from the same member are refused as a second message.
     h.hooks.shares = async (c, m) => {
       if (m.round !== 1) return;
-      expectReject('replayed keys')(
-        await c.emit('secagg:keys', { round: 1, attempt: 1, ...c.session!.advertise() }),
-      );
+      const keys = c.session!.advertise();
+      expectReject('replayed keys')(await c.emit('secagg:keys', { round: 1, attempt: 1, ...keys }));
+      const other = { ...keys, cPk: keys.sPk, sPk: keys.cPk };
+      expectReject('other keys, later')(await c.emit('secagg:keys', { round: 1, attempt: 1, ...other }));
     };
     // A share addressed to a client outside the roster (client 1 never advertised keys).
     g.hooks.shares = async (c, m) => {
@@ -153,7 +155,8 @@ describe('secure aggregation over socket.io', () => {
     expect(err).toBeLessThan(1e-6);
 
     expect(rejected).toEqual({
-      'replayed keys': 'wrong_phase',
+      'replayed keys': 'acknowledged duplicate',
+      'other keys, later': 'duplicate',
       'share to a non-neighbour': 'not_neighbour',
       'short masked vector': 'wrong_length',
       'both shares of a peer': 'both_shares',
@@ -205,8 +208,10 @@ describe('secure aggregation over socket.io', () => {
       metric(m, 'aegis_messages_rejected_total', { reason: 'both_shares', event: 'secagg:reveal' }),
     ).toBe(1);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_length', event: 'update' })).toBe(1);
+    // The identical re-send is not a rejection; the different second keys message is.
+    expect(metric(m, 'aegis_messages_rejected_total', { reason: 'duplicate', event: 'secagg:keys' })).toBe(1);
     expect(metric(m, 'aegis_messages_rejected_total', { reason: 'wrong_phase', event: 'secagg:keys' })).toBe(
-      1,
+      0,
     );
   }, 180_000);
 });

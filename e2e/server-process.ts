@@ -9,13 +9,17 @@ export interface ServerProcess {
 }
 
 /** Starts `server/main.ts` as its own process on a free port, as an operator would, and waits for it to listen. */
-export async function startServerProcess(flags: string[], timeoutMs = 60_000): Promise<ServerProcess> {
+export async function startServerProcess(
+  flags: string[],
+  timeoutMs = 60_000,
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', 'server/main.ts', '--port', '0', '--host', '127.0.0.1', ...flags],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env },
+      env: { ...process.env, ...env },
     },
   );
   let out = '';
@@ -49,7 +53,7 @@ export async function startServerProcess(flags: string[], timeoutMs = 60_000): P
     output: () => out,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(); // already gone
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
         setTimeout(() => child.kill('SIGKILL'), 5000).unref();

@@ -26,9 +26,19 @@ export interface Swarm {
 export async function startSwarm(
   serverUrl: string,
   n: number,
-  opts: { backends?: string; floors?: Record<string, string> } = {},
+  opts: {
+    backends?: string;
+    floors?: Record<string, string>;
+    /** One join token per page (the demo reads ?token=), for servers with --join-token-key. */
+    tokens?: string[];
+    /** Extra chromium flags (e.g. trusting a local certificate). */
+    chromiumArgs?: string[];
+    /** Called with each page before it loads (to listen from the first message on). */
+    beforeLoad?: (page: Page) => void;
+  } = {},
 ): Promise<Swarm> {
-  const browser = await launchChromium();
+  if (opts.tokens && opts.tokens.length !== n) throw new Error(`${n} pages need ${n} tokens`);
+  const browser = await launchChromium(opts.chromiumArgs);
   const pages: Page[] = [];
   const q = new URLSearchParams({ join: '1', source: 'swarm' });
   if (opts.backends) q.set('backends', opts.backends);
@@ -38,6 +48,8 @@ export async function startSwarm(
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
     page.on('pageerror', (e) => console.error(`[page ${i}] ${e.message}`));
+    if (opts.tokens) q.set('token', opts.tokens[i]);
+    opts.beforeLoad?.(page);
     await page.goto(`${serverUrl}/demo/?${q}`);
     pages.push(page);
   }

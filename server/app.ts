@@ -4,6 +4,7 @@ import type { Coordinator } from './coordinator.ts';
 import type { DataSource } from './datasets.ts';
 import { testSamples } from './evaluator.ts';
 import type { Metrics } from './metrics.ts';
+import { addTokenRoute, securityHeaders, type TokenRouteOptions } from './http-security.ts';
 
 export interface AppDeps {
   coordinator: Coordinator;
@@ -11,19 +12,21 @@ export interface AppDeps {
   data: DataSource;
   distDir: string;
   startedAt: number;
+  /** Origins whose pages may read the embed bundle (CORS); null: any. */
+  allowedOrigins?: ReadonlySet<string> | null;
+  /** POST /api/join-token; absent: no such route. */
+  tokenRoute?: Omit<TokenRouteOptions, 'allowedOrigins'> | null;
 }
 
 /** HTTP routes. socket.io shares the port but is attached to the Node server, not routed here. */
-export function createApp({ coordinator, metrics, data, distDir, startedAt }: AppDeps): Hono {
+export function createApp(deps: AppDeps): Hono {
+  const { coordinator, metrics, data, distDir, startedAt } = deps;
+  const allowedOrigins = deps.allowedOrigins ?? null;
   const app = new Hono();
 
-  // The embed script runs on participating sites, so our bundle, its assets and the public status are CORS-readable.
-  app.use('*', async (c, next) => {
-    await next();
-    const p = c.req.path;
-    if (p.startsWith('/assets/') || p === '/aegis-embed.js' || p.startsWith('/api/'))
-      c.header('Access-Control-Allow-Origin', '*');
-  });
+  // Security headers everywhere; CORS only on what the embed loads from participating sites.
+  app.use('*', securityHeaders(allowedOrigins));
+  if (deps.tokenRoute) addTokenRoute(app, { ...deps.tokenRoute, allowedOrigins });
 
   app.get('/health', (c) => {
     const s = coordinator.status();

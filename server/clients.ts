@@ -99,6 +99,20 @@ export class ClientRegistry {
     return { record: r, credentials: resume };
   }
 
+  /**
+   * The id of the session these credentials resume, or null (unknown, expired, wrong token, not even
+   * credentials). Lets a reconnecting client back in without a new join token; changes nothing.
+   */
+  sessionOf(raw: unknown): string | null {
+    if (typeof raw !== 'object' || raw === null) return null;
+    const { sessionId, resumeToken } = raw as Record<string, unknown>;
+    if (typeof sessionId !== 'string' || typeof resumeToken !== 'string' || resumeToken.length > 64)
+      return null;
+    this.expire();
+    const r = this.records.get(sessionId);
+    return r && tokenMatches(resumeToken, r.tokenHash) ? r.id : null;
+  }
+
   /** A `ready` message from the client with this id: validated and recorded. */
   ready(id: string | null, raw: unknown): ClientRecord {
     const r = this.records.get(id ?? '');

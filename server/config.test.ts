@@ -1,6 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { DEFAULTS, FLAGS, helpText, invitedPerRound, parseConfig, shownDefault } from './config.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  DEFAULTS,
+  FLAGS,
+  helpText,
+  invitedPerRound,
+  parseConfig,
+  serverTask,
+  shownDefault,
+} from './config.ts';
+import { presetTask } from '../shared/model/task.ts';
+import { readTaskEval } from './task-file.ts';
 
 describe('parseConfig', () => {
   it('uses documented defaults', () => {
@@ -174,6 +187,37 @@ describe('parseConfig', () => {
     expect(b.dp!.adaptive).toEqual({ targetQuantile: 0.5, learningRate: 0.2, indicatorStd: 5 });
   });
 
+  it('access flags: allowed origins, join-token keys, operator key', () => {
+    const d = parseConfig([]);
+    expect(d.allowedOrigins).toBeNull();
+    expect(d.joinTokenKey).toBeUndefined();
+    expect(d.joinTokenMaxTtlS).toBe(600);
+    const c = parseConfig([
+      '--allowed-origins',
+      'https://a.example, https://b.example:8443/,https://a.example',
+      '--join-token-key',
+      'k.hex',
+      '--join-token-key-previous',
+      'old.hex',
+      '--join-token-max-ttl',
+      '120',
+      '--operator-key',
+      'op.hex',
+    ]);
+    expect(c.allowedOrigins).toEqual(['https://a.example', 'https://b.example:8443']);
+    expect([c.joinTokenKey, c.joinTokenKeyPrevious, c.operatorKey, c.joinTokenMaxTtlS]).toEqual([
+      'k.hex',
+      'old.hex',
+      'op.hex',
+      120,
+    ]);
+    expect(() => parseConfig(['--allowed-origins', 'https://a.example/path'])).toThrow(/--allowed-origins/);
+    expect(() => parseConfig(['--allowed-origins', ' , '])).toThrow(/at least one/);
+    expect(() => parseConfig(['--join-token-key-previous', 'old.hex'])).toThrow(/needs --join-token-key/);
+    expect(() => parseConfig(['--operator-key', 'op.hex'])).toThrow(/needs --join-token-key/);
+    expect(() => parseConfig(['--join-token-max-ttl', '5'])).toThrow(/--join-token-max-ttl/);
+  });
+
   it('session and rate-limit flags', () => {
     const d = parseConfig([]);
     expect(d).toMatchObject({
@@ -322,5 +366,80 @@ describe('--help', () => {
     const flags = Object.keys(FLAGS).filter((k) => k !== 'help');
     expect(flags.filter((k) => !documented.has(k))).toEqual([]);
     expect([...documented].filter((k) => !flags.includes(k))).toEqual([]);
+  });
+});
+
+describe('--task and --task-eval', () => {
+  const TASK = 'demo/tasks/blobs.task.json';
+  const EVAL = 'demo/tasks/blobs.eval.json';
+  const blobs = ['--task', TASK, '--task-eval', EVAL];
+  const dir = mkdtempSync(join(tmpdir(), 'aegis-task-'));
+  const file = (name: string, body: unknown): string => {
+    const p = join(dir, name);
+    writeFileSync(p, typeof body === 'string' ? body : JSON.stringify(body));
+    return p;
+  };
+
+  it("without --task, the task is today's: the --model preset with the plan flags", () => {
+    const c = parseConfig(['--model', 'tiny', '--lr', '0.01', '--epochs', '2']);
+    expect(c.task).toBeNull();
+    const t = serverTask(c);
+    expect(t.task).toEqual(
+      presetTask('tiny', { epochs: 2, batchSize: 32, learningRate: 0.01, optimizer: 'adam' }),
+    );
+    expect(serverTask(parseConfig([])).task.name).toBe('small');
+  });
+
+  it("loads the task file: its plan becomes the round's training settings; the defaults follow its size", () => {
+    const c = parseConfig(blobs);
+    expect(c.task).toMatchObject({ name: 'blobs', inputShape: [8], numClasses: 4 });
+    expect(c).toMatchObject({
+      epochs: 5,
+      batchSize: 16,
+      learningRate: 0.02,
+      optimizer: 'adam',
+      proximalMu: 0,
+      augment: false,
+    });
+    expect(serverTask(c).numParams).toBe(212);
+    expect(c.maxMessageBytes).toBe((212 + 3) * 4 + 64 * 1024);
+    expect(c.taskEval).toBe(EVAL);
+  });
+
+  it.each([
+    [['--task', TASK, '--task-eval', EVAL, '--lr', '0.1'], /--lr is set by the --task file's plan/],
+    [['--task', TASK, '--task-eval', EVAL, '--model', 'tiny'], /--model and --task go apart/],
+    [['--task-eval', EVAL], /--task-eval needs --task/],
+    [['--task', TASK], /not a CIFAR-10 image task: give its held-out set with --task-eval/],
+    [['--task', TASK, '--task-eval', EVAL, '--cifar-dir', '/data'], /--cifar-dir holds CIFAR-10 images/],
+    [['--task', '/no/such/task.json'], /--task \/no\/such\/task.json: no such file/],
+  ])('%j is refused', (argv, msg) => {
+    expect(() => parseConfig(argv)).toThrow(msg);
+  });
+
+  it('a hostile or broken task file is refused with what is wrong', () => {
+    expect(() => parseConfig(['--task', file('bad.json', '{ nope')])).toThrow(/not JSON/);
+    const t = JSON.parse(readFileSync(TASK, 'utf8'));
+    t.model.topology.config.layers[0].class_name = 'Lambda';
+    expect(() => parseConfig(['--task', file('lambda.json', t), '--task-eval', EVAL])).toThrow(
+      /--task .*lambda.json: layer 0 is a Lambda: only stock layers/,
+    );
+  });
+
+  it('the held-out file: rows of features and labels, checked against the task', () => {
+    const task = serverTask(parseConfig(blobs)).task;
+    const e = readTaskEval(EVAL, task);
+    expect(e.n).toBe(300);
+    expect(e.x.length).toBe(300 * 8);
+    expect(() => readTaskEval(file('short.json', { x: [[1, 2]], y: [0] }), task)).toThrow(
+      /example 0 must have 8 features/,
+    );
+    expect(() => readTaskEval(file('label.json', { x: [[1, 2, 3, 4, 5, 6, 7, 8]], y: [4] }), task)).toThrow(
+      /label 4, outside 0..3/,
+    );
+    expect(() => readTaskEval(file('nan.json', { x: [[1, 2, 3, 4, 5, 6, 7, 'a']], y: [1] }), task)).toThrow(
+      /not finite/,
+    );
+    expect(() => readTaskEval(file('shape.json', { x: [], y: [1] }), task)).toThrow(/as many labels as rows/);
   });
 });

@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
-import { MODELS, modelByName, numParams, type ModelSpec } from '../shared/model/spec.ts';
+import { MODELS, modelByName, type ModelSpec } from '../shared/model/spec.ts';
+import { checkTask, isImageTask, type CheckedTask, type Task } from '../shared/model/task.ts';
+import { readTaskFile } from './task-file.ts';
 import type { LocalOptimizer } from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
@@ -8,6 +10,7 @@ import { hexToBytes } from '@noble/hashes/utils.js';
 import { checkSigningKey } from '../shared/secagg/consistency.ts';
 import { SECAGG_MIN_COHORT } from '../shared/secagg/graph.ts';
 import { parseTrustedProxy, type TrustedProxy } from './address.ts';
+import { normalizeOrigin } from './join-token.ts';
 import {
   SERVER_OPTIMIZERS,
   SERVER_OPTIMIZER_DEFAULTS,
@@ -34,6 +37,13 @@ export interface ServerConfig {
   tlsCert?: string;
   tlsKey?: string;
   model: ModelSpec;
+  /**
+   * --task: the task file's name, model and shapes (its plan was copied into epochs..augment); null =
+   * today's task, the --model preset on CIFAR-10 images. serverTask() gives the whole task.
+   */
+  task: Omit<Task, 'plan'> | null;
+  /** --task-eval: the operator's held-out set for the task (JSON { "x": [[...]], "y": [...] }). */
+  taskEval?: string;
   /** Rounds to run; 0 = until stopped. */
   rounds: number;
   /** Ready clients needed before a round starts. */
@@ -69,6 +79,8 @@ export interface ServerConfig {
   testExamples: number;
   /** Directory with CIFAR-10 binaries; synthetic data when unset. */
   cifarDir?: string;
+  /** Where the run's state is kept (checkpoint, privacy ledger); unset = nothing persists. */
+  stateDir?: string;
   seed: number;
   /** Largest socket.io message accepted; bigger ones close the connection at the transport. */
   maxMessageBytes: number;
@@ -116,12 +128,26 @@ export interface ServerConfig {
   addressBurst: number;
   /** Proxies trusted to name the client's address in X-Forwarded-For (see server/address.ts). */
   trustedProxy: TrustedProxy;
+  /**
+   * Origins whose pages may connect and read the embed bundle (CORS); the server's own pages always may.
+   * null: any origin (development).
+   */
+  allowedOrigins: string[] | null;
+  /** File with the hex key join tokens are signed with; set, every new connection needs a token. */
+  joinTokenKey?: string;
+  /** File with the key before the last rotation: its tokens stay valid until they expire. */
+  joinTokenKeyPrevious?: string;
+  /** Longest remaining life a join token may have (exp - now), seconds. */
+  joinTokenMaxTtlS: number;
+  /** File with the operator's secret for POST /api/join-token; unset, the route does not exist. */
+  operatorKey?: string;
 }
 
 export const DEFAULTS: ServerConfig = {
   port: 8080,
   host: '0.0.0.0',
   model: MODELS.small,
+  task: null,
   rounds: 0,
   minClients: 2,
   clientsPerRound: 10,
@@ -165,6 +191,8 @@ export const DEFAULTS: ServerConfig = {
   addressRate: 20,
   addressBurst: 200,
   trustedProxy: { kind: 'none' },
+  allowedOrigins: null,
+  joinTokenMaxTtlS: 600,
 };
 
 export const FLAGS = {
@@ -173,6 +201,14 @@ export const FLAGS = {
   'tls-cert': { type: 'string', help: 'PEM certificate: serve HTTPS/WSS (needs --tls-key)' },
   'tls-key': { type: 'string', help: 'PEM private key for --tls-cert' },
   model: { type: 'string', help: `model preset: ${Object.keys(MODELS).join(' | ')}` },
+  task: {
+    type: 'string',
+    help: 'task file (JSON, docs/tasks.md): model topology or preset, input shape, classes, training plan',
+  },
+  'task-eval': {
+    type: 'string',
+    help: 'held-out set for --task (JSON { "x": [[features]], "y": [labels] }); needed for non-image tasks',
+  },
   rounds: { type: 'string', help: 'rounds to run, 0 = until stopped' },
   'min-clients': { type: 'string', help: 'ready clients needed to start a round' },
   'clients-per-round': { type: 'string', help: 'clients selected per round (at most)' },
@@ -218,6 +254,10 @@ export const FLAGS = {
     help: 'largest numExamples a client may claim; the public cap ring weights are divided by',
   },
   'dist-dir': { type: 'string', help: 'built client/demo bundle to serve' },
+  'state-dir': {
+    type: 'string',
+    help: 'keep the run here (model, optimizer, privacy ledger) and resume from it on start',
+  },
   quiet: { type: 'boolean', help: 'log only errors' },
   secagg: { type: 'string', help: 'secure aggregation: on | off (off = plain updates, for comparison)' },
   'secagg-keys-deadline-ms': { type: 'string', help: 'ms for clients to advertise keys (SecAgg R0)' },
@@ -274,6 +314,23 @@ export const FLAGS = {
   'trusted-proxy': {
     type: 'string',
     help: 'proxies whose X-Forwarded-For names the client: a hop count, or IPs/CIDRs',
+  },
+  'allowed-origins': {
+    type: 'string',
+    help: "comma-separated origins whose pages may connect and load the embed (the server's own always may)",
+  },
+  'join-token-key': {
+    type: 'string',
+    help: 'file with the hex key of join tokens; set, every connection needs a valid token (production)',
+  },
+  'join-token-key-previous': {
+    type: 'string',
+    help: 'file with the key before the last rotation (its tokens stay valid until they expire)',
+  },
+  'join-token-max-ttl': { type: 'string', help: 'longest join-token lifetime accepted, in seconds' },
+  'operator-key': {
+    type: 'string',
+    help: 'file with the secret for POST /api/join-token (Authorization: Bearer); unset, no such route',
   },
   help: { type: 'boolean', help: 'print this help' },
 } as const;
@@ -389,9 +446,48 @@ export function samplingRate(c: Pick<ServerConfig, 'clientsPerRound' | 'dp'>): n
   return c.dp && c.dp.population > 0 ? c.clientsPerRound / c.dp.population : 1;
 }
 
-/** One update of the model (its ring vector is 3 words longer than the float one) plus 64 KiB. */
-export function updateMessageBytes(model: ModelSpec): number {
-  return (numParams(model) + 3) * 4 + 64 * 1024;
+/** One update of a model of `numParams` (its ring vector is 3 words longer than the float one) plus 64 KiB. */
+export function updateMessageBytes(numParams: number): number {
+  return (numParams + 3) * 4 + 64 * 1024;
+}
+
+/** The flags a task file's plan sets: refused beside --task, so the file is the one place it is written. */
+const PLAN_FLAGS = ['epochs', 'batch-size', 'lr', 'optimizer', 'prox-mu', 'augment'] as const;
+
+const checkedTasks = new WeakMap<object, CheckedTask>();
+
+/**
+ * The task this server trains, checked: the --task file's model and shapes (or the --model preset on
+ * CIFAR-10) with the plan of --epochs, --batch-size, --lr, --optimizer, --prox-mu and --augment (which the
+ * task file sets). Its hash is what clients pin.
+ */
+export function serverTask(
+  c: Pick<
+    ServerConfig,
+    'model' | 'task' | 'epochs' | 'batchSize' | 'learningRate' | 'optimizer' | 'proximalMu' | 'augment'
+  >,
+): CheckedTask {
+  const hit = checkedTasks.get(c);
+  if (hit) return hit;
+  const base = c.task ?? {
+    name: c.model.name,
+    model: { preset: c.model.name },
+    inputShape: [32, 32, 3],
+    numClasses: 10,
+  };
+  const checked = checkTask({
+    ...base,
+    plan: {
+      epochs: c.epochs,
+      batchSize: c.batchSize,
+      learningRate: c.learningRate,
+      optimizer: c.optimizer,
+      proximalMu: c.proximalMu,
+      augment: c.augment,
+    },
+  });
+  checkedTasks.set(c, checked);
+  return checked;
 }
 
 const onOffText = (b: boolean): string => (b ? 'on' : 'off');
@@ -403,6 +499,8 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'tls-cert': null,
   'tls-key': null,
   model: DEFAULTS.model.name,
+  task: 'none: the --model preset on CIFAR-10 images',
+  'task-eval': 'none: the synthetic or CIFAR-10 test set',
   rounds: String(DEFAULTS.rounds),
   'min-clients': String(DEFAULTS.minClients),
   'clients-per-round': String(DEFAULTS.clientsPerRound),
@@ -433,6 +531,7 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'max-message-bytes': 'one update of the model + 64 KiB',
   'max-examples-per-client': '4 x --examples-per-client',
   'dist-dir': DEFAULTS.distDir,
+  'state-dir': 'none: nothing persists',
   quiet: null,
   secagg: onOffText(DEFAULTS.secagg),
   'secagg-keys-deadline-ms': String(DEFAULTS.secaggKeysDeadlineMs),
@@ -463,6 +562,11 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'address-rate': String(DEFAULTS.addressRate),
   'address-burst': String(DEFAULTS.addressBurst),
   'trusted-proxy': DEFAULTS.trustedProxy.kind,
+  'allowed-origins': 'any',
+  'join-token-key': 'none: no token needed',
+  'join-token-key-previous': null,
+  'join-token-max-ttl': String(DEFAULTS.joinTokenMaxTtlS),
+  'operator-key': null,
   help: null,
 };
 
@@ -493,6 +597,21 @@ function parseSiteKey(v: string | undefined): Uint8Array | null {
   return key;
 }
 
+/** --allowed-origins: comma-separated origins (scheme://host[:port]), at least one. */
+function parseOrigins(v: string | undefined): string[] | null {
+  if (v === undefined) return null;
+  const list = v
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
+  if (list.length === 0) throw new Error('--allowed-origins needs at least one origin');
+  try {
+    return [...new Set(list.map(normalizeOrigin))];
+  } catch (e) {
+    throw new Error(`--allowed-origins: ${(e as Error).message}`);
+  }
+}
+
 /** Parses argv into a validated config; throws with a message naming the flag on bad input. */
 export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
   const { values: v } = parseArgs({
@@ -508,6 +627,14 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     throw new Error(`--optimizer must be sgd or adam, got "${optimizer}"`);
   // Parsed first: the defaults of --max-message-bytes and --max-examples-per-client follow from them.
   const model = s('model') ? modelByName(s('model')!) : d.model;
+  const file = s('task') === undefined ? null : readTaskFile(s('task')!);
+  if (file) {
+    if (s('model') !== undefined)
+      throw new Error('--model and --task go apart: the task file names its model');
+    for (const f of PLAN_FLAGS)
+      if (s(f) !== undefined) throw new Error(`--${f} is set by the --task file's plan`);
+  } else if (s('task-eval') !== undefined) throw new Error('--task-eval needs --task');
+  const plan = file?.task.plan;
   const examplesPerClient = int(
     'examples-per-client',
     s('examples-per-client'),
@@ -522,6 +649,15 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     tlsCert: s('tls-cert'),
     tlsKey: s('tls-key'),
     model,
+    task: file
+      ? {
+          name: file.task.name,
+          model: file.task.model,
+          inputShape: file.task.inputShape,
+          numClasses: file.task.numClasses,
+        }
+      : null,
+    taskEval: s('task-eval'),
     rounds: int('rounds', s('rounds'), d.rounds, 0),
     minClients: int('min-clients', s('min-clients'), d.minClients, 1, 100_000),
     clientsPerRound: int('clients-per-round', s('clients-per-round'), d.clientsPerRound, 1, 100_000),
@@ -529,10 +665,10 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     minUpdates: int('min-updates', s('min-updates'), d.minUpdates, 1, 100_000),
     roundDeadlineMs: int('round-deadline-ms', s('round-deadline-ms'), d.roundDeadlineMs, 100),
     roundPauseMs: int('round-pause-ms', s('round-pause-ms'), d.roundPauseMs, 0),
-    epochs: int('epochs', s('epochs'), d.epochs, 1, 100),
-    batchSize: int('batch-size', s('batch-size'), d.batchSize, 1, 4096),
-    learningRate: num('lr', s('lr'), d.learningRate, 1e-7, 10),
-    optimizer,
+    epochs: plan?.epochs ?? int('epochs', s('epochs'), d.epochs, 1, 100),
+    batchSize: plan?.batchSize ?? int('batch-size', s('batch-size'), d.batchSize, 1, 4096),
+    learningRate: plan?.learningRate ?? num('lr', s('lr'), d.learningRate, 1e-7, 10),
+    optimizer: plan?.optimizer ?? optimizer,
     serverLearningRate: num('server-lr', s('server-lr'), d.serverLearningRate, 1e-6, 100),
     serverOptimizer: {
       name: serverOptName(s('server-opt') ?? d.serverOptimizer.name),
@@ -541,8 +677,8 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
       beta2: num('server-beta2', s('server-beta2'), d.serverOptimizer.beta2, 0, 0.99999),
       tau: num('server-tau', s('server-tau'), d.serverOptimizer.tau, 1e-9, 10),
     },
-    proximalMu: num('prox-mu', s('prox-mu'), d.proximalMu, 0, 1000),
-    augment: onOff('augment', s('augment'), d.augment),
+    proximalMu: plan ? (plan.proximalMu ?? 0) : num('prox-mu', s('prox-mu'), d.proximalMu, 0, 1000),
+    augment: plan ? plan.augment === true : onOff('augment', s('augment'), d.augment),
     partition: parsePartition(s),
     examplesPerClient,
     testExamples: int('test-examples', s('test-examples'), d.testExamples, 1, 10_000),
@@ -550,7 +686,12 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     seed: int('seed', s('seed'), d.seed, 0, 2 ** 31),
     // Default: one update of the chosen model plus 64 KiB of envelope. Every frame up to this size is
     // buffered before it is checked, so a limit far above the largest real message only helps a flood.
-    maxMessageBytes: int('max-message-bytes', s('max-message-bytes'), updateMessageBytes(model), 1024),
+    maxMessageBytes: int(
+      'max-message-bytes',
+      s('max-message-bytes'),
+      updateMessageBytes(file?.numParams ?? serverTask({ ...d, model }).numParams),
+      1024,
+    ),
     // Default: 4x the mean shard. Ring weights are numExamples / this cap, so a cap far above real shard
     // sizes would spend the weight coordinate's precision on values no client has.
     maxExamplesPerClient: int(
@@ -560,6 +701,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
       1,
     ),
     distDir: s('dist-dir') ?? d.distDir,
+    stateDir: s('state-dir'),
     logLevel: v.quiet ? 'quiet' : 'info',
     secagg: onOff('secagg', s('secagg'), d.secagg),
     secaggKeysDeadlineMs: int(
@@ -600,6 +742,11 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     addressRate: num('address-rate', s('address-rate'), d.addressRate, 0.01, 1e6),
     addressBurst: int('address-burst', s('address-burst'), d.addressBurst, 1, 1e6),
     trustedProxy: parseTrustedProxy(s('trusted-proxy')),
+    allowedOrigins: parseOrigins(s('allowed-origins')),
+    joinTokenKey: s('join-token-key'),
+    joinTokenKeyPrevious: s('join-token-key-previous'),
+    joinTokenMaxTtlS: int('join-token-max-ttl', s('join-token-max-ttl'), d.joinTokenMaxTtlS, 10, 24 * 3600),
+    operatorKey: s('operator-key'),
   };
   cfg.dp = parseDp(s, v['dp-adaptive-clip'] === true, cfg.clientsPerRound);
   return validateConfig(cfg);
@@ -615,12 +762,20 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
     throw new Error(`--min-clients (${c.minClients}) must be at least --min-updates (${c.minUpdates})`);
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined))
     throw new Error('--tls-cert and --tls-key go together');
-  const updateBytes = numParams(c.model) * 4;
+  const task = serverTask(c);
+  const updateBytes = task.numParams * 4;
   if (c.maxMessageBytes < updateBytes + 4096) {
     throw new Error(
-      `--max-message-bytes (${c.maxMessageBytes}) is below one "${c.model.name}" update (${updateBytes} bytes + 4 KiB envelope)`,
+      `--max-message-bytes (${c.maxMessageBytes}) is below one "${task.task.name}" update (${updateBytes} bytes + 4 KiB envelope)`,
     );
   }
+  const image = isImageTask(task.task);
+  if (!image && !c.taskEval)
+    throw new Error(
+      `task "${task.task.name}" is not a CIFAR-10 image task: give its held-out set with --task-eval`,
+    );
+  if (!image && c.cifarDir !== undefined)
+    throw new Error(`--cifar-dir holds CIFAR-10 images; task "${task.task.name}" takes other examples`);
   if (c.secagg && c.minUpdates < 2)
     throw new Error("--secagg on needs --min-updates >= 2 (a sum over one client is that client's update)");
   if (c.secaggMaliciousServer && !c.secagg) throw new Error('--secagg-malicious-server needs --secagg on');
@@ -643,6 +798,10 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
     );
   if (c.maxSessions < c.minClients)
     throw new Error(`--max-sessions (${c.maxSessions}) cannot be below --min-clients (${c.minClients})`);
+  if (c.joinTokenKeyPrevious !== undefined && c.joinTokenKey === undefined)
+    throw new Error('--join-token-key-previous needs --join-token-key (the current key)');
+  if (c.operatorKey !== undefined && c.joinTokenKey === undefined)
+    throw new Error('--operator-key needs --join-token-key (the key the minted tokens are signed with)');
   if (c.examplesPerClient > c.maxExamplesPerClient)
     throw new Error('--examples-per-client exceeds --max-examples-per-client');
   return c;

@@ -115,7 +115,7 @@ describe('Coordinator', () => {
       protocolVersion: PROTOCOL_VERSION,
       sessionId: id(1),
       resumeToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
-      model: spec,
+      task: { name: spec.name, model: { preset: spec.name }, inputShape: [32, 32, 3], numClasses: 10 },
       data: { kind: 'synthetic', seed: 0 },
     });
     expect(a.last('round:start')).toBeUndefined();
@@ -324,11 +324,11 @@ describe('Coordinator rejects every kind of bad message with its reason, and the
     ['an update for a future attempt', 'wrong_round', (c) => c.update(id(1), upd(1, 7, 1))],
     ['an absurd example count', 'malformed', (c) => c.update(id(1), { ...upd(1, 1, 1), numExamples: 1e9 })],
     [
-      'a second update from the same client',
+      'a second, different update from the same client',
       'duplicate',
       (c) => {
         expect(c.update(id(1), upd(1, 1, 1))).toEqual({ ok: true });
-        return c.update(id(1), upd(1, 1, 1));
+        return c.update(id(1), upd(1, 1, 5));
       },
     ],
     [

@@ -15,6 +15,7 @@ import type { AttemptFailure, InternalErrorSite } from './metrics.ts';
 import { RoundCohort, type AttemptCohort } from './round-cohort.ts';
 import { dpNote, roundSettings, roundStart } from './round-setup.ts';
 import type { CoordinatorDeps, CoordinatorEvents, RoundState } from './round-state.ts';
+import type { RunState } from './run-state.ts';
 import { AggregateRejections, coordinatorStatus } from './status.ts';
 
 export type { ClientLink } from './clients.ts';
@@ -38,7 +39,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly intake: Intake;
   private readonly cohorts: RoundCohort;
   private readonly rejections = new AggregateRejections();
-  private readonly runId = randomBytes(8).toString('hex');
+  private runId = randomBytes(8).toString('hex');
+  /** Binds secure-aggregation tags to this run and this start (attempt numbers restart after a crash). */
+  private tagPrefix = `aegisfl/${this.runId}`;
+  /** The release of the round in progress (evaluating), awaited by a clean shutdown. */
+  private releasing: Promise<void> | null = null;
   private st: RoundState = { kind: 'waiting', pause: null };
   private ref: RoundRef = { round: 1, attempt: 0 };
   private degree: DegreeReport | null = null;
@@ -93,11 +98,41 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.cohorts = new RoundCohort({ config, metrics, samplingRate, random: deps.cohortRandom, inputLog });
   }
 
-  /** Evaluates the initial model (the baseline every round is compared with). */
+  /**
+   * Resumes the run from the state store (when there is one), then evaluates the model (the baseline
+   * every round is compared with).
+   */
   async init(): Promise<EvalResult> {
+    const rs = this.deps.runState;
+    if (rs) this.resume(rs);
     const e = await this.model.init();
     this.deps.metrics.currentRound.set(this.ref.round);
     return e;
+  }
+
+  /** Restores the model, optimizer, ledger and round counter; says so in one line. */
+  private resume(rs: RunState): void {
+    const { runId, boots, checkpoint: cp } = rs.loaded;
+    this.runId = runId;
+    this.tagPrefix = boots > 0 ? `aegisfl/${runId}.${boots}` : `aegisfl/${runId}`;
+    this.model.restore(
+      cp,
+      rs.ledger.filter((e) => e.status === 'charged'),
+    );
+    const round = (cp?.round ?? 0) + 1;
+    // Attempt numbers go on from the last one the ledger charged in this round: a charge is never reused.
+    const attempt = Math.max(0, ...rs.ledger.filter((e) => e.round === round).map((e) => e.attempt));
+    this.ref = { round, attempt };
+    if (this.cfg.rounds > 0 && this.model.history.length >= this.cfg.rounds)
+      this.state = { kind: 'done', reason: null };
+    const p = this.model.privacyStatus();
+    const eps = p.enabled ? p.epsilon.toFixed(3) : '0 (DP off)';
+    if (boots === 0 && !cp) this.log(`new run ${runId} (state in ${rs.where})`);
+    else this.log(`resumed run ${runId} at round ${round}, ε spent ${eps}`);
+  }
+
+  get runIdentity(): string {
+    return this.runId;
   }
 
   get globalWeights(): Float32Array {
@@ -105,12 +140,22 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   // Client messages: checked by the intake, which starts an attempt (ready) or feeds the one in progress.
-  readonly hello: Intake['hello'] = (link, raw) => this.intake.hello(link, raw);
+  /** A hello; a cohort member that resumed its session within the attempt rejoins it where it can. */
+  readonly hello: Intake['hello'] = (link, raw) => {
+    const id = this.intake.hello(link, raw);
+    this.guard.run('message', () => this.rejoin(id));
+    return id;
+  };
   readonly ready: Intake['ready'] = (clientId, raw) => this.intake.ready(clientId, raw);
   readonly update: Intake['update'] = (clientId, raw) => this.intake.update(clientId, raw);
   readonly secagg: Intake['secagg'] = (kind, clientId, raw) => this.intake.secagg(kind, clientId, raw);
   readonly secaggRefuse: Intake['secaggRefuse'] = (clientId, raw) => this.intake.secaggRefuse(clientId, raw);
   readonly roundRefuse: Intake['roundRefuse'] = (clientId, raw) => this.intake.roundRefuse(clientId, raw);
+
+  /** The session valid credentials resume, or null (see ClientRegistry.sessionOf). */
+  sessionOf(raw: unknown): string | null {
+    return this.clients.sessionOf(raw);
+  }
 
   disconnect(link: ClientLink): void {
     this.guard.run('disconnect', () => {
@@ -124,6 +169,48 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const s = this.state;
     if (s.kind === 'training') s.accumulator.stop();
     if (s.kind === 'waiting' && s.pause) this.clock.clearTimeout(s.pause);
+  }
+
+  /**
+   * A clean shutdown (SIGTERM): no new attempt starts, the attempt in training is abandoned (its ledger
+   * charge, if written, stays: it may over-count, never under-count), a round being evaluated is finished
+   * and checkpointed, and every write has landed when this resolves.
+   */
+  async shutdown(): Promise<void> {
+    const s = this.state;
+    this.stop();
+    if (s.kind === 'training') {
+      this.log(`round ${s.ref.round}.${s.ref.attempt} abandoned: shutting down`);
+      this.state = { kind: 'waiting', pause: null };
+    }
+    await this.releasing;
+    await this.deps.runState?.flush();
+  }
+
+  /**
+   * Member `id` (re)connected during the attempt in training: it is sent what it needs to take part
+   * again, where the protocol allows. Without secure aggregation, or in the keys phase, that is the
+   * round:start (only if it has not answered yet); in a later phase, that phase's request, if it still
+   * owes an answer. A member that missed a whole phase is out of the attempt (its keys or shares are
+   * not in the graph): it waits for the next one.
+   */
+  private rejoin(id: string): void {
+    const t = this.state;
+    if (t.kind !== 'training') return;
+    const member = t.members.get(id);
+    if (member === undefined || t.refused.has(member) || t.accumulator.hasReported(member)) return;
+    const rec = t.cohort[member - 1];
+    const secure = t.accumulator.secure;
+    if (secure && secure.phase !== 'keys') {
+      secure.resend(member);
+      return;
+    }
+    if (secure && t.accepted.has(`secagg:keys/${member}`)) return; // keys sent: it holds the attempt's state
+    this.clients.send(
+      rec,
+      'round:start',
+      roundStart(this.cfg, t.ref, this.model.weightsBytes, t.accumulator, member),
+    );
   }
 
   status(): ServerStatus {
@@ -161,7 +248,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const ref = (this.ref = { round: this.ref.round, attempt: this.ref.attempt + 1 });
     const startedAt = this.clock.now();
     const dp = this.model.roundDp();
-    const tag = `aegisfl/${this.runId}/${ref.round}.${ref.attempt}`;
+    const tag = `${this.tagPrefix}/${ref.round}.${ref.attempt}`;
     // A member that refused the plan counts as offline for the rest of the attempt.
     const refused = new Set<number>();
     const settings = roundSettings(cfg, this.model.numParams, cohort.length, target, dp, tag);
@@ -175,9 +262,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       defer: (fn) => this.guard.defer(fn),
       log: (m) => this.log(`round ${ref.round}.${ref.attempt}: ${m}`),
       close: (o) => this.onClose(ref, o),
+      // Only with a state store: without one, unmask requests go out at once, as they always did.
+      beforeUnmask: this.deps.runState ? () => this.chargeAttempt(ref) : undefined,
+      hold: this.deps.testHold ? (phase) => this.held(phase, ref) : undefined,
+      unmask: this.deps.unmask,
     });
     const members = new Map(cohort.map((c, i) => [c.id, i + 1]));
-    this.state = { kind: 'training', ref, startedAt, cohort, members, refused, accumulator };
+    const accepted = new Map<string, Buffer>();
+    this.state = { kind: 'training', ref, startedAt, cohort, members, refused, accumulator, accepted };
     if (accumulator.secure) this.degree = accumulator.secure.degree;
     const weights = this.model.weightsBytes;
     cohort.forEach((c, i) =>
@@ -187,6 +279,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       `round ${ref.round}.${ref.attempt}: ${draw.note} (${accumulator.description}${dpNote(cfg, dp)})`,
     );
     this.announce('roundStart', { ...ref, selected: cohort.length });
+  }
+
+  /** Test hook only (see CoordinatorDeps.testHold). */
+  private held(phase: string, ref: RoundRef): boolean {
+    const h = this.deps.testHold;
+    return h !== undefined && phase === h.phase && ref.round >= h.round;
   }
 
   /** A draw outside the bounds (counted by the cohort): no attempt; drawn again after a pause. */
@@ -205,14 +303,46 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (o.culprits?.length) this.cohorts.noteCulprits(t, o.culprits);
     if (!o.ok) {
       if (o.reason === 'aggregate_rejected') this.rejections.note(ref, o.check, o.why);
+      // Nothing released: a charge written before unmasking is void, as in the in-memory ledger.
+      this.deps.runState?.void(ref).catch((e) => this.guard.count('persist', e));
       return this.failRound(o.reason, o.why, o.updates);
     }
     const reported = t.accumulator.reported;
     this.state = { kind: 'evaluating', ref, startedAt: t.startedAt, selected: t.cohort.length, reported };
-    this.model
-      .release({ ref, startedAt: t.startedAt, outcome: o })
-      .then((summary) => this.guard.run('finish', () => this.roundEnded(summary)))
-      .catch((err) => this.guard.fault('finish', err)); // nothing released: the attempt fails, model unchanged
+    const released = this.chargeAttempt(ref)
+      .then(() => this.model.release({ ref, startedAt: t.startedAt, outcome: o }))
+      .then(async (summary) => {
+        await this.checkpoint(summary.round);
+        this.guard.run('finish', () => this.roundEnded(summary));
+      })
+      .catch((err) => this.guard.fault('finish', err)) // nothing released: the attempt fails, model unchanged
+      .finally(() => {
+        if (this.releasing === released) this.releasing = null;
+      });
+    this.releasing = released;
+  }
+
+  /**
+   * Writes the attempt's privacy charge to the ledger in the store (with DP and a store; else nothing).
+   * Resolves when it is durable; secure rounds send no unmask request before, other rounds release
+   * nothing before.
+   */
+  private chargeAttempt(ref: RoundRef): Promise<void> {
+    const rate = this.model.chargeRate;
+    const rs = this.deps.runState;
+    if (!rs || !rate) return Promise.resolve();
+    return rs.charge(ref, rate.q, rate.z);
+  }
+
+  /** The completed round's checkpoint. A failed write is counted and logged; training goes on (the next round writes again). */
+  private async checkpoint(round: number): Promise<void> {
+    const rs = this.deps.runState;
+    if (!rs) return;
+    try {
+      await rs.saveCheckpoint(this.model.checkpoint(round));
+    } catch (e) {
+      this.guard.count('persist', e);
+    }
   }
 
   private roundEnded(summary: RoundSummary): void {

@@ -9,6 +9,7 @@ import {
   parseCifar10,
 } from '../shared/data/cifar10.ts';
 import { subset, type DataSpec, type Dataset } from '../shared/data/dataset.ts';
+import type { Examples } from '../shared/data/examples.ts';
 import { createRng, permutation } from '../shared/data/rng.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import type { DataKind } from '../shared/protocol/status.ts';
@@ -26,7 +27,7 @@ export interface DataSource {
   /** Real CIFAR-10 or the synthetic stand-in (what the page's header says). */
   readonly kind: DataKind;
   readonly description: string;
-  readonly test: Dataset;
+  readonly test: Dataset | Examples;
   /** What client number `index` (in order of first hello) trains on. */
   specFor(index: number): DataSpec;
   /** CIFAR-10 shard bytes for /api/data/shard/:n (official record format), or null. */
@@ -173,5 +174,19 @@ export function partitionedSource(
       }
       return bytes;
     },
+  };
+}
+
+/**
+ * A task whose data is the visitors' own (join({ data }) on their pages): clients are told so and the
+ * server holds only the operator's held-out set (--task-eval).
+ */
+export function pageSource(test: Examples, evalPath: string): DataSource {
+  return {
+    kind: 'page',
+    description: `each visitor's page supplies its own examples; ${test.n} held out (${evalPath})`,
+    test,
+    specFor: () => ({ kind: 'page' }),
+    shard: () => null,
   };
 }

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { CHANNELS, IMAGE_SIZE, NUM_CLASSES, PIXELS, toFloat, type Dataset } from '../shared/data/dataset.ts';
+import { PIXELS, type Dataset } from '../shared/data/dataset.ts';
+import { examplesFromDataset, type Examples } from '../shared/data/examples.ts';
 import { classResults, type ClassResults } from '../shared/eval/per-class.ts';
-import { buildModel } from '../shared/model/build.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
+import { asRuntime, type ModelRuntime } from '../shared/model/task-build.ts';
 import { setFlatWeights } from '../shared/model/weights.ts';
 import { silenceTfjsNodeBanner } from '../shared/model/tfjs-banner.ts';
 
@@ -54,6 +55,10 @@ export function evalBackendNote(tried: readonly string[]): string {
   return parts.join('; ');
 }
 
+/** Longest a slice of evaluation should hold the event loop (aegis_event_loop_delay_seconds). */
+const SLICE_MS = 50;
+const MIN_SLICE_BATCH = 16;
+
 export interface EvalResult {
   accuracy: number;
   loss: number;
@@ -70,64 +75,90 @@ export interface EvalResult {
 /** Test examples whose images and predictions the demo shows. */
 export const SAMPLE_COUNT = 8;
 
-/** The first SAMPLE_COUNT test images (HWC bytes) and their labels: fixed for the run. */
-export function testSamples(test: Dataset, count = SAMPLE_COUNT): { images: Uint8Array; labels: number[] } {
+/**
+ * The first SAMPLE_COUNT test images (HWC bytes) and their labels: fixed for the run. A task's Examples
+ * (--task-eval) are not images: none.
+ */
+export function testSamples(
+  test: Dataset | Examples,
+  count = SAMPLE_COUNT,
+): { images: Uint8Array; labels: number[] } {
+  if (test.x instanceof Float32Array) return { images: new Uint8Array(0), labels: [] };
   const n = Math.min(count, test.n);
   return { images: test.x.slice(0, n * PIXELS), labels: Array.from(test.y.subarray(0, n)) };
 }
 
-/** Evaluates global weights on a fixed held-out set; the test tensors are built once. */
+/**
+ * Evaluates global weights on a fixed held-out set; the test tensors are built once. The model is a CIFAR
+ * preset (built here) or a task's built runtime (owned from now on); the set CIFAR-style images or Examples.
+ */
 export class Evaluator {
-  private readonly model: tf.Sequential;
-  private readonly x: tf.Tensor4D;
-  private readonly labels: Uint8Array;
+  private readonly runtime: ModelRuntime;
+  private readonly model: tf.LayersModel;
+  private readonly x: tf.Tensor;
+  private readonly labels: Int32Array;
+  /** The batch size the slicing settled on (starts small: the first evaluation has no measure yet). */
+  private sliceBatch = MIN_SLICE_BATCH * 2;
 
   constructor(
-    readonly spec: ModelSpec,
-    test: Dataset,
-    // Large chunks: on wasm, 10,000 CIFAR images take 2.5 s in chunks of 1000 and 5.6 s in chunks of 256.
-    private readonly batchSize = 1000,
+    spec: ModelSpec | ModelRuntime,
+    test: Dataset | Examples,
+    private readonly batchSize = 256,
   ) {
     if (test.n < 1) throw new Error('test set is empty');
-    this.model = buildModel(spec);
-    this.x = tf.tensor4d(toFloat(test.x), [test.n, IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
-    this.labels = test.y;
+    const ex = test.x instanceof Float32Array ? (test as Examples) : examplesFromDataset(test as Dataset);
+    this.runtime = asRuntime(spec);
+    this.model = this.runtime.model;
+    this.x = tf.tensor(ex.x, [ex.n, ...this.runtime.inputShape], 'float32');
+    this.labels = ex.y;
   }
 
+  /**
+   * Runs in slices on the main thread: one batch at a time, the event loop served between batches, and the
+   * batch halved while one takes longer than SLICE_MS (doubled again, up to batchSize, while it is quick), so
+   * no slice holds the loop much beyond SLICE_MS whatever the model and backend.
+   */
   async evaluate(weights: Float32Array): Promise<EvalResult> {
     const t0 = performance.now();
-    setFlatWeights(this.model, this.spec, weights);
+    const K = this.runtime.numClasses;
+    setFlatWeights(this.model, this.runtime.shapes, weights);
     const n = this.labels.length;
     const preds = new Int32Array(n);
     let correct = 0;
     let lossSum = 0;
-    for (let s = 0; s < n; s += this.batchSize) {
-      const e = Math.min(n, s + this.batchSize);
-      // One forward pass per chunk: predict()'s default batch of 32 would slice the chunk again and concat.
+    let batch = Math.min(this.batchSize, this.sliceBatch);
+    for (let s = 0; s < n;) {
+      const e = Math.min(n, s + batch);
+      const b0 = performance.now();
+      // One forward pass per slice: predict()'s default batch of 32 would cut it up again and concat.
       const probs = tf.tidy(
-        () =>
-          this.model.predict(this.x.slice([s, 0, 0, 0], [e - s, -1, -1, -1]), {
-            batchSize: e - s,
-          }) as tf.Tensor2D,
+        () => this.model.predict(this.x.slice(s, e - s), { batchSize: e - s }) as tf.Tensor2D,
       );
       const p = (await probs.data()) as Float32Array;
       probs.dispose();
       for (let i = 0; i < e - s; i++) {
-        const row = p.subarray(i * NUM_CLASSES, (i + 1) * NUM_CLASSES);
+        const row = p.subarray(i * K, (i + 1) * K);
         let arg = 0;
-        for (let k = 1; k < NUM_CLASSES; k++) if (row[k] > row[arg]) arg = k;
+        for (let k = 1; k < K; k++) if (row[k] > row[arg]) arg = k;
         const label = this.labels[s + i];
         preds[s + i] = arg;
         if (arg === label) correct++;
         lossSum += -Math.log(Math.max(row[label], 1e-7));
       }
+      const took = performance.now() - b0;
+      if (took > SLICE_MS && batch > MIN_SLICE_BATCH) batch = Math.max(MIN_SLICE_BATCH, batch >> 1);
+      else if (took < SLICE_MS / 2 && e - s === batch) batch = Math.min(this.batchSize, batch * 2);
+      s = e;
+      // data() resolves as a microtask on the cpu and wasm backends: without this, nothing else would run.
+      if (s < n) await new Promise<void>((r) => setImmediate(r));
     }
+    this.sliceBatch = batch; // the next evaluation starts at the size this one settled on
     return {
       accuracy: correct / n,
       loss: lossSum / n,
       examples: n,
       ms: performance.now() - t0,
-      classes: classResults(Int32Array.from(this.labels), preds, NUM_CLASSES),
+      classes: classResults(this.labels, preds, K),
       samplePreds: Array.from(preds.subarray(0, Math.min(n, SAMPLE_COUNT))),
       sampleLabels: Array.from(this.labels.subarray(0, Math.min(n, SAMPLE_COUNT))),
     };

@@ -1,13 +1,13 @@
 import { createServerOptimizer, type ServerOptimizer } from '../shared/fl/server-opt.ts';
-import { numParams } from '../shared/model/spec.ts';
 import type { RoundRef, RoundSummary } from '../shared/protocol/messages.ts';
 import type { EvaluationStatus, PrivacyStatus } from '../shared/protocol/status.ts';
 import type { RoundOutcome, RoundSettings } from './aggregator/index.ts';
 import type { Clock } from './clock.ts';
-import { samplingRate, type ServerConfig } from './config.ts';
+import { samplingRate, serverTask, type ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { Metrics, ModelRejection } from './metrics.ts';
 import { PrivacyLedger } from './privacy.ts';
+import type { Checkpoint } from './run-state.ts';
 
 export interface GlobalModelDeps {
   config: ServerConfig;
@@ -40,6 +40,8 @@ type Scored = EvalResult | null;
  */
 export class GlobalModel {
   readonly numParams: number;
+  /** The task's name (the --model preset's without --task). */
+  readonly taskName: string;
   readonly history: RoundSummary[] = [];
   private w: Float32Array;
   private wBytes: Buffer;
@@ -54,7 +56,9 @@ export class GlobalModel {
 
   constructor(private readonly deps: GlobalModelDeps) {
     const cfg = deps.config;
-    this.numParams = numParams(cfg.model);
+    const task = serverTask(cfg);
+    this.numParams = task.numParams;
+    this.taskName = task.task.name;
     if (deps.initialWeights.length !== this.numParams)
       throw new Error(
         `initial weights have ${deps.initialWeights.length} values, model needs ${this.numParams}`,
@@ -239,6 +243,58 @@ export class GlobalModel {
       this.deps.log(`evaluation failed: ${(e as Error).message}`);
       return null;
     }
+  }
+
+  /** What one round's charge costs (its q and z), or null without DP: the ledger entry written before unmasking. */
+  get chargeRate(): { q: number; z: number } | null {
+    return this.ledger ? { q: this.ledger.cfg.q, z: this.ledger.cfg.noiseMultiplier } : null;
+  }
+
+  /** The state after completed round `round`, for the checkpoint (copies: later rounds do not change it). */
+  checkpoint(round: number): Checkpoint {
+    const cfg = this.deps.config;
+    return {
+      round,
+      model: cfg.model.name,
+      optimizer: cfg.serverOptimizer.name,
+      weights: this.w.slice(),
+      moments: this.optimizer.save(),
+      clipNorm: this.ledger?.clipNorm ?? null,
+      current: this.current,
+      modelsRejected: this.rejected,
+      history: [...this.history],
+    };
+  }
+
+  /**
+   * Resumes from a checkpoint (or from none: the initial weights) with the ledger's charges. Refuses a
+   * checkpoint of another model or optimizer: its numbers would mean something else here.
+   */
+  restore(cp: Checkpoint | null, charges: readonly { q: number; z: number }[]): void {
+    const cfg = this.deps.config;
+    if (cp) {
+      if (cp.model !== cfg.model.name || cp.weights.length !== this.numParams)
+        throw new Error(
+          `the checkpoint is of model ${cp.model} (${cp.weights.length} weights), this server trains ${cfg.model.name} (--model)`,
+        );
+      if (cp.optimizer !== cfg.serverOptimizer.name)
+        throw new Error(
+          `the checkpoint's server optimizer is ${cp.optimizer}, this server's is ${cfg.serverOptimizer.name} (--server-opt)`,
+        );
+      for (const x of [cp.moments.m, cp.moments.v])
+        if (x && x.length !== this.numParams)
+          throw new Error("the checkpoint's optimizer moments do not fit the model");
+      this.optimizer.restore(cp.moments); // throws if the moments do not fit the optimizer
+      this.w = cp.weights;
+      this.wBytes = bytesOf(cp.weights);
+      this.current = cp.current;
+      this.rejected = cp.modelsRejected;
+      this.history.push(...cp.history);
+    }
+    if (charges.length && !this.ledger)
+      throw new Error('the run has spent privacy budget (ledger entries), but DP is off here (--dp-noise)');
+    this.ledger?.restore(charges, cp?.clipNorm ?? null);
+    this.refreshPrivacyGauges();
   }
 
   privacyStatus(): PrivacyStatus | { enabled: false } {

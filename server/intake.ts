@@ -5,10 +5,11 @@ import { PROTOCOL_VERSION, type Ack, type RoundRef } from '../shared/protocol/me
 import { checkUpdate } from '../shared/protocol/validate.ts';
 import { ringLengthFor, roundMode, type SecAggClientMessage } from './aggregator/index.ts';
 import type { ClientLink, ClientRecord, ClientRegistry } from './clients.ts';
-import type { ServerConfig } from './config.ts';
+import { serverTask, type ServerConfig } from './config.ts';
 import type { Containment } from './contain.ts';
 import type { LogLimiter } from './limits.ts';
 import type { Metrics } from './metrics.ts';
+import { messageDigest } from './resend.ts';
 import type { RoundState, Training } from './round-state.ts';
 
 export interface IntakeDeps {
@@ -46,7 +47,7 @@ export class Intake {
       this.d.clients.send(c, 'welcome', {
         protocolVersion: PROTOCOL_VERSION,
         ...credentials,
-        model: this.d.config.model,
+        task: serverTask(this.d.config).task,
         data,
       });
       return c.id;
@@ -72,10 +73,13 @@ export class Intake {
       if (!u.ok) throw new ProtocolError(u.reason, u.message);
       const t = this.attempt(u.value, 'update');
       const member = this.memberOf(t, c);
+      const key = `update/${member}`;
+      const digest = messageDigest(u.value.ring ?? u.value);
       if (t.accumulator.hasReported(member))
-        throw new ProtocolError('duplicate', `client already reported for round ${t.ref.round}`);
+        return this.resent(t, key, digest, `client already reported for round ${t.ref.round}`);
       this.d.guard.round(() => {
         t.accumulator.add(member, u.value);
+        t.accepted.set(key, digest);
         this.d.metrics.updatesAccepted.inc();
         t.accumulator.settle();
       });
@@ -95,8 +99,12 @@ export class Intake {
       const channel = t.accumulator.secure;
       if (!channel) throw new ProtocolError('wrong_phase', 'this round does not use secure aggregation');
       const member = this.memberOf(t, c);
+      const key = `secagg:${kind}/${member}`;
+      const digest = messageDigest(raw);
+      if (t.accepted.has(key)) return this.resent(t, key, digest, `client already sent secagg:${kind}`);
       this.d.guard.round(() => {
         channel.receive(kind, member, raw);
+        t.accepted.set(key, digest);
         t.accumulator.settle();
       });
       return { ok: true };
@@ -140,6 +148,16 @@ export class Intake {
       );
       this.d.guard.round(() => t.accumulator.settle());
     });
+  }
+
+  /**
+   * A second message of a kind the member already had accepted this attempt: the same message again (a
+   * re-send after a reconnect, its ack lost) is acknowledged as a duplicate and changes nothing; a
+   * different one is refused (an answer cannot be changed).
+   */
+  private resent(t: Training, key: string, digest: Buffer, why: string): Ack {
+    if (t.accepted.get(key)?.equals(digest)) return { ok: true, duplicate: true };
+    throw new ProtocolError('duplicate', why);
   }
 
   private known(clientId: string | null, what: string): ClientRecord {

@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
@@ -68,6 +71,20 @@ describe('CLI', { timeout: 60_000 }, () => {
     const r = await cli(['--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem']);
     expect(r.code).toBe(2);
     expect(lines(r.stderr)).toEqual(['error: --tls-cert /nonexistent/cert.pem: no such file']);
+  });
+
+  it('a damaged file in --state-dir: one line naming it, exit 2, nothing resumed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aegis-state-'));
+    try {
+      writeFileSync(join(dir, 'run'), 'not json at all');
+      const r = await cli(['--state-dir', dir, '--port', '0']);
+      expect(r.code).toBe(2);
+      expect(lines(r.stderr)).toEqual([
+        `error: --state-dir ${dir}: state file "run" refused: not valid JSON (damaged?)`,
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('--help prints the flags and exits 0', async () => {

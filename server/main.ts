@@ -3,6 +3,8 @@ import { missingCifar10 } from './datasets.ts';
 import { StartupError, startServer } from './server.ts';
 
 const HINT = 'run with --help to list the flags';
+/** Longest a clean shutdown may take (an evaluation in progress is finished): below Kubernetes' 30 s default. */
+const SHUTDOWN_GRACE_MS = 20_000;
 
 /** One line on stderr, no stack: the failure is the user's to fix, not a bug. */
 function fail(message: string, hint?: string): never {
@@ -45,10 +47,22 @@ async function main(): Promise<void> {
       console.log(`[${ts()}] finished ${cfg.rounds} rounds; still serving (Ctrl-C to stop)`);
     });
   }
+  let stopping = false;
+  // SIGTERM (a pod eviction) or Ctrl-C: no new attempt, the one in training abandoned, a round being
+  // evaluated finished, the state written (--state-dir), clients told to come back (their connections
+  // drop; they reconnect), exit 0. A second signal, or a shutdown stuck past the grace time, exits at once.
   const shutdown = (sig: string): void => {
+    if (stopping) process.exit(0);
+    stopping = true;
     console.log(`[${ts()}] ${sig}: shutting down`);
-    void server.close().then(() => process.exit(0));
-    setTimeout(() => process.exit(0), 3000).unref();
+    void server
+      .shutdown()
+      .then(
+        () => console.log(`[${ts()}] state saved; bye`),
+        (e: unknown) => console.error(`[${ts()}] shutdown: ${(e as Error).message}`),
+      )
+      .then(() => process.exit(0));
+    setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref();
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -37,4 +37,24 @@ describe('metrics', () => {
     m.enablePrivacy();
     expect(await m.registry.metrics()).toContain('aegis_dp_epsilon_budget');
   });
+
+  it('exports the event-loop delay since the previous scrape (p50, p99, max): a stall shows in max', async () => {
+    const m = createMetrics();
+    const delay = async (): Promise<Record<string, number>> => {
+      const values = (await m.registry.getSingleMetric('aegis_event_loop_delay_seconds')!.get()).values;
+      return Object.fromEntries(values.map((v) => [v.labels.stat, v.value]));
+    };
+    await new Promise((r) => setTimeout(r, 50)); // let the sampler tick
+    const busyUntil = performance.now() + 300;
+    while (performance.now() < busyUntil); // the main thread blocked for 300 ms
+    await new Promise((r) => setTimeout(r, 30)); // the late tick is recorded
+    const stalled = await delay();
+    expect(Object.keys(stalled).sort()).toEqual(['max', 'p50', 'p99']);
+    expect(stalled.max).toBeGreaterThanOrEqual(0.25);
+    expect(stalled.p50).toBeLessThanOrEqual(stalled.p99);
+    expect(stalled.p99).toBeLessThanOrEqual(stalled.max);
+    // Each scrape starts a new window: the stall is not reported twice.
+    expect((await delay()).max).toBeLessThan(stalled.max);
+    expect(await m.registry.metrics()).toMatch(/^aegis_event_loop_delay_seconds\{stat="p99"\} /m);
+  });
 });

@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { REJECT_REASONS } from '../shared/base/errors.ts';
 import { RELEASE_STEPS } from '../shared/protocol/messages.ts';
@@ -5,6 +6,7 @@ import { BOUNDS_FAILURES } from '../shared/fl/encoding.ts';
 import { CULPRIT_KINDS } from '../shared/secagg/types.ts';
 import { COHORT_SKIPS } from './cohort.ts';
 import { REJECT_EVENTS } from './reject-events.ts';
+import { TOKEN_PROBLEMS } from './join-token.ts';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -16,6 +18,7 @@ export const INTERNAL_ERROR_SITES = [
   'finish', // releasing an aggregate: optimizer step, ledger, evaluation, round:end
   'send', // sending to one client
   'listener', // a listener of the coordinator's events
+  'persist', // writing the checkpoint or the privacy ledger to the state store (--state-dir)
 ] as const;
 export type InternalErrorSite = (typeof INTERNAL_ERROR_SITES)[number];
 
@@ -32,9 +35,17 @@ export type AttemptFailure = (typeof ATTEMPT_FAILURES)[number];
 export const MODEL_REJECTIONS = ['loss_increase', 'not_finite'] as const;
 export type ModelRejection = (typeof MODEL_REJECTIONS)[number];
 
+/** What aegis_event_loop_delay_seconds reports (closed set: it is a metric label). */
+export const LOOP_DELAY_STATS = ['p50', 'p99', 'max'] as const;
+
+/** Resolution of the loop-delay sampler: a timer every 10 ms measures how late it fires. */
+const LOOP_DELAY_RESOLUTION_MS = 10;
+
 /** One registry per server instance (tests run several servers in one process). */
 export function createMetrics() {
   const registry = new Registry();
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+  loopDelay.enable();
   // prom-client names its metrics process_* and nodejs_*: the prefix makes them aegis_process_*, aegis_nodejs_*.
   collectDefaultMetrics({ register: registry, prefix: 'aegis_' });
   const m = {
@@ -192,6 +203,26 @@ export function createMetrics() {
       labelNames: ['where'] as const,
       registers: [registry],
     }),
+    // Gauges over a window, like prom-client's nodejs_eventloop_lag_*: each scrape reports the delays since
+    // the previous one and starts a new window (so one scraper per server, or the windows split). max is
+    // the one to alert on: a single long stall is one sample, and barely moves p99.
+    eventLoopDelay: new Gauge({
+      name: 'aegis_event_loop_delay_seconds',
+      help: 'How late a 10 ms timer fired on the main thread since the previous scrape: p50, p99 and max',
+      labelNames: ['stat'] as const,
+      registers: [registry],
+      collect() {
+        // The sampler records the whole interval between its ticks: the lateness is what exceeds it.
+        const seconds = (ns: number): number =>
+          loopDelay.count > 0 && Number.isFinite(ns)
+            ? Math.max(0, ns / 1e6 - LOOP_DELAY_RESOLUTION_MS) / 1000
+            : 0;
+        this.set({ stat: 'p50' }, seconds(loopDelay.percentile(50)));
+        this.set({ stat: 'p99' }, seconds(loopDelay.percentile(99)));
+        this.set({ stat: 'max' }, seconds(loopDelay.max));
+        loopDelay.reset();
+      },
+    }),
     clientsReleased: new Counter({
       name: 'aegis_clients_released_total',
       help: 'Over-selected clients released when the cohort was fixed without them (not dropouts), by step',
@@ -202,6 +233,17 @@ export function createMetrics() {
       name: 'aegis_cohort_draws_skipped_total',
       help: 'Cohort draws outside the allowed size (never trimmed): no round started, drawn again later',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    joinTokensRefused: new Counter({
+      name: 'aegis_join_tokens_refused_total',
+      help: 'Connections refused at the handshake for their join token, by problem (all also count as bad_token)',
+      labelNames: ['problem'] as const,
+      registers: [registry],
+    }),
+    joinTokensIssued: new Counter({
+      name: 'aegis_join_tokens_issued_total',
+      help: 'Join tokens minted by POST /api/join-token',
       registers: [registry],
     }),
     /** DP gauges: registered by enablePrivacy() only, so a server without DP exports none (not zeros). */
@@ -251,5 +293,6 @@ export function createMetrics() {
   for (const reason of COHORT_SKIPS) m.cohortSkips.inc({ reason }, 0);
   for (const step of RELEASE_STEPS) m.clientsReleased.inc({ step }, 0);
   m.clientRefusals.inc({ reason: 'below_floor' }, 0);
+  for (const problem of TOKEN_PROBLEMS) m.joinTokensRefused.inc({ problem }, 0);
   return m;
 }

@@ -69,6 +69,27 @@ export class PrivacyLedger {
     return { ok: true, epsilonAfter: after };
   }
 
+  /**
+   * Restores the ledger of a resumed run: each charge composed at the q and z it was charged at (a
+   * changed config cannot rewrite what was spent), and the clip norm the next round uses. Only on a
+   * fresh ledger.
+   */
+  restore(charges: readonly { q: number; z: number }[], clipNorm: number | null): void {
+    if (this.rounds !== 0) throw new Error('restore needs a ledger that has charged nothing');
+    for (const { q, z } of charges) {
+      if (!(q > 0 && q <= 1) || !(z > 0))
+        throw new RangeError(`cannot restore a charge at q = ${q}, z = ${z}`);
+      this.accountant.compose(q, z);
+      this.serverAccountant.compose(1, z);
+      this.rounds++;
+    }
+    if (clipNorm !== null) {
+      if (!(clipNorm > 0 && Number.isFinite(clipNorm)))
+        throw new RangeError(`clip norm ${clipNorm} is not > 0`);
+      this.clip = clipNorm;
+    }
+  }
+
   /** Charges one released round; with adaptive clipping, moves the clip norm using the noisy count. */
   charge(noisyIndicatorSum: number | null): number {
     this.accountant.compose(this.cfg.q, this.cfg.noiseMultiplier);

@@ -42,7 +42,10 @@ export const REJECT_EVENTS: { readonly [R in RejectReason]: readonly EventLabel[
   internal_error: ALL,
   rate_limited: [...ALL, 'unknown', 'connect'],
   session_taken: ['hello'],
-  bad_token: ['hello'],
+  // 'connect': a missing, invalid, expired, replayed or wrong-origin join token at the handshake.
+  bad_token: ['hello', 'connect'],
   already_identified: ['hello'],
-  server_full: ['hello'],
+  server_full: ['hello', 'connect'],
+  bad_origin: ['connect'],
+  task_mismatch: [],
 };

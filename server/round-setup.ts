@@ -1,6 +1,6 @@
 import type { RoundRef, RoundStart } from '../shared/protocol/messages.ts';
 import type { Accumulator, RoundSettings } from './aggregator/index.ts';
-import type { ServerConfig } from './config.ts';
+import { serverTask, type ServerConfig } from './config.ts';
 
 /** The settings of one attempt, from the config, the invited and cohort sizes and the ledger's current DP state. */
 export function roundSettings(
@@ -48,18 +48,11 @@ export function roundStart(
   acc: Accumulator,
   member: number,
 ): RoundStart {
-  const { epochs, batchSize, learningRate, optimizer, proximalMu, augment } = cfg;
+  const { task } = serverTask(cfg);
   return {
     ...ref,
-    model: cfg.model,
-    train: {
-      epochs,
-      batchSize,
-      learningRate,
-      optimizer,
-      ...(proximalMu > 0 ? { proximalMu } : {}),
-      ...(augment ? { augment } : {}),
-    },
+    task,
+    train: task.plan,
     deadlineMs: cfg.roundDeadlineMs,
     weights,
     ...(acc.encoding ? { encoding: acc.encoding } : {}),

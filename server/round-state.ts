@@ -9,6 +9,8 @@ import type { CohortSkip } from './cohort.ts';
 import type { ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { AttemptFailure, Metrics } from './metrics.ts';
+import type { RunState } from './run-state.ts';
+import type { UnmaskRunner } from './unmask-thread.ts';
 
 /** Where the rounds stand; everything that belongs to one attempt lives in its `training` state. */
 export type RoundState =
@@ -23,6 +25,11 @@ export type RoundState =
       /** Members that refused this attempt (round:refuse): dropouts, whatever their link says. */
       refused: Set<number>;
       accumulator: Accumulator;
+      /**
+       * Digest of each message a member's answer was accepted in (key: event and member): a re-send of
+       * the same message (after a reconnect) is acknowledged as a duplicate instead of refused.
+       */
+      accepted: Map<string, Buffer>;
     }
   | { kind: 'evaluating'; ref: RoundRef; startedAt: number; selected: number; reported: number }
   /** reason: why training stopped early (e.g. the privacy budget); null after the configured rounds. */
@@ -59,4 +66,13 @@ export interface CoordinatorDeps {
   clock?: Clock;
   /** CSPRNG of Poisson cohort draws (default: one keyed by the OS); tests inject a seeded one. */
   cohortRandom?: SecureRandom;
+  /** The run's durable state (--state-dir): resumed from at init, written as rounds go. Absent: nothing persists. */
+  runState?: RunState;
+  /**
+   * Test-only (AEGISFL_TEST_HOLD_PHASE, AEGISFL_TEST_HOLD_ROUND): the secure-aggregation phase that never
+   * closes in attempts of `round` and later, so that a test can kill the server in it.
+   */
+  testHold?: { phase: string; round: number };
+  /** Where secure rounds unmask (server.ts: a worker thread); default in-process, synchronously. */
+  unmask?: UnmaskRunner;
 }

@@ -1,4 +1,4 @@
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createSecureRandom } from '../shared/dp/secure-random.ts';
 import { epsilonFor } from '../shared/dp/calibrate.ts';
 import { encodeContribution, vectorLength } from '../shared/fl/encoding.ts';
@@ -15,6 +15,7 @@ import { Coordinator, type ClientLink, type CoordinatorDeps } from './coordinato
 import type { Evaluator } from './evaluator.ts';
 import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
+import { UnmaskThread, unmaskInProcess, type UnmaskRunner } from './unmask-thread.ts';
 
 const spec = MODELS.tiny;
 const P = numParams(spec);
@@ -68,14 +69,16 @@ class SimClient implements ClientLink {
   send(event: keyof ServerToClientEvents, ...args: unknown[]): void {
     const m = args[0] as any;
     this.sent.push({ event, m });
-    setTimeout(() => {
-      try {
-        this.react(event, m);
-      } catch (e) {
-        if (!(e instanceof ProtocolError)) throw e;
-        this.rejected.push(e.reason);
-      }
-    }, 0);
+    setTimeout(() => this.answer(() => this.react(event, m)), 0);
+  }
+  /** Runs one reaction; the coordinator's rejections are noted, as a socket client would see them. */
+  private answer(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.rejected.push(e.reason);
+    }
   }
   private react(event: string, m: any): void {
     if (event === 'round:start') {
@@ -111,9 +114,11 @@ class SimClient implements ClientLink {
         // after the offset): each word is well-formed, the vector is far beyond any clipped update.
         enc.ring.fill(2 ** plan.bits - 1, 0, P);
       }
-      const y = this.session!.mask(enc.ring);
-      // Only the masked vector: the weight and the loss are inside it.
-      this.c.update(this.id, { round: m.round, attempt: m.attempt, delta: y.buffer });
+      // The masks are made through WebCrypto: the update goes out when they are ready.
+      void this.session!.mask(enc.ring).then((y) =>
+        // Only the masked vector: the weight and the loss are inside it.
+        this.answer(() => this.c.update(this.id, { round: m.round, attempt: m.attempt, delta: y.buffer })),
+      );
     } else if (event === 'secagg:survivors') {
       if (this.gone('consistency')) return;
       this.c.secagg('signature', this.id, {
@@ -340,7 +345,10 @@ describe('Coordinator with secure aggregation', () => {
     };
     await new Promise((r) => setTimeout(r, 20)); // keys are in
     const keys = { round: 1, attempt: 1, ...sims[0].session!.advertise() };
-    expect(reason(() => c.secagg('keys', sims[0].id, keys))).toMatch(/duplicate|wrong_phase/);
+    // Other keys than the accepted ones (an exact re-send would be acknowledged as a duplicate instead).
+    expect(reason(() => c.secagg('keys', sims[0].id, { ...keys, other: 1 }))).toMatch(
+      /duplicate|wrong_phase/,
+    );
     expect(reason(() => c.secagg('keys', sims[0].id, { ...keys, round: 0 }))).toBe('late');
     expect(reason(() => c.secagg('keys', sims[0].id, { ...keys, attempt: 2 }))).toBe('wrong_round');
     expect(reason(() => c.secagg('shares', 'client-unknown-00000', keys))).toBe('unknown_client');
@@ -513,7 +521,8 @@ describe('Coordinator with secure aggregation and a client that refuses the plan
 });
 
 describe('Coordinator with secure aggregation contains internal errors', () => {
-  const closes = ['closeKeys', 'closeShares', 'closeMasked', 'closeUnmask'] as const;
+  // R4 closes through prepareUnmask (the job handed to the runner); the runner's own failures are below.
+  const closes = ['closeKeys', 'closeShares', 'closeMasked', 'prepareUnmask'] as const;
 
   it.each(closes)(
     'an exception inside %s aborts the attempt (model unchanged, counted); the retry completes',
@@ -537,6 +546,27 @@ describe('Coordinator with secure aggregation contains internal errors', () => {
       expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
     },
   );
+
+  it('a failure while the masks are stripped (the in-process runner rejects) is contained the same way', async () => {
+    const { c, metrics } = await setup({}, undefined, {
+      unmask: vi
+        .fn<UnmaskRunner>(unmaskInProcess)
+        .mockImplementationOnce(() => Promise.reject(new Error('injected WebCrypto failure'))),
+    });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const before = c.globalWeights.slice();
+    const failed = nextEvent(c, 'roundFailed');
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, [8, 8, 8, 8, 8]);
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'internal_error' });
+    expect(c.globalWeights).toEqual(before);
+    // No message is to blame: it surfaces where deferred work is contained.
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'timer' })).toBe(1);
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'message' })).toBe(0);
+    const s = await end;
+    expect(s).toMatchObject({ round: 1, attempts: 2, clients: 5 });
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+  });
 
   it('an exception in a phase close run by its deadline timer (manual clock) is contained the same way', async () => {
     const clock = new ManualClock(1_700_000_000_000);
@@ -626,6 +656,57 @@ describe('Coordinator with secure aggregation: thresholds that say what they pro
     expect(log.join('\n')).toMatch(
       /malicious-server mode: split unmask requests \(2 assumed colluders, 4 needed/,
     );
+  });
+});
+
+describe('Coordinator with secure aggregation unmasking off the event loop', () => {
+  const thread = new UnmaskThread();
+  afterAll(() => thread.close());
+
+  it("unmasks on the worker thread: the exact mean of the survivors, a dropout's masks stripped there", async () => {
+    const { c, metrics } = await setup({}, undefined, { unmask: thread.run });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 16, 24, 8, 40];
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, examples, [null, null, 'masked', null, null]);
+    const s = await end;
+    expect(thread.started).toBe(true);
+    expect(s).toMatchObject({ clients: 4, secagg: true, examples: 72 });
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_secagg_rounds_total', { outcome: 'ok' })).toBe(1);
+  });
+
+  it('culprits and aborts come back from the runner as from the in-process unmasking', async () => {
+    const { c, metrics } = await setup({}, undefined, { unmask: thread.run });
+    // As in the culprits test: client 4 alters every share, client 3 vanishes before unmask: abort, 4 named.
+    const failed = nextEvent(c, 'roundFailed');
+    const sims = joinAll(
+      c,
+      Array.from({ length: 5 }, randomDelta),
+      [8, 8, 8, 8, 8],
+      [null, null, null, 'unmask', null],
+    );
+    sims[4].alterReveal = () => true;
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'secagg_aborted' });
+    expect(await metricValue(metrics, 'aegis_secagg_culprits_total', { kind: 'altered_share' })).toBe(1);
+  });
+
+  it('a runner that fails (a dead worker) is an internal error: the attempt is retried, the model unchanged until then', async () => {
+    let calls = 0;
+    const unmask: UnmaskRunner = (job) =>
+      ++calls === 1 ? Promise.reject(new Error('injected: worker died')) : unmaskInProcess(job);
+    const { c, metrics } = await setup({}, undefined, { unmask });
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const before = c.globalWeights.slice();
+    const failed = nextEvent(c, 'roundFailed');
+    const end = nextEvent(c, 'roundEnd');
+    joinAll(c, deltas, [8, 8, 8, 8, 8]);
+    expect(await failed).toMatchObject({ round: 1, attempt: 1, reason: 'internal_error' });
+    expect(c.globalWeights).toEqual(before);
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'timer' })).toBe(1);
+    const s = await end;
+    expect(s).toMatchObject({ round: 1, attempts: 2, clients: 5 });
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
   });
 });
 

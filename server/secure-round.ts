@@ -1,6 +1,6 @@
 import { SecAggAbort } from '../shared/secagg/errors.ts';
 import { SecAggServerSession, type ServerSessionConfig } from '../shared/secagg/server-session.ts';
-import type { Culprit, SecAggPhase, SurvivorSet } from '../shared/secagg/types.ts';
+import type { Culprit, SecAggPhase, SurvivorSet, UnmaskRequest } from '../shared/secagg/types.ts';
 import {
   packInbox,
   packRoster,
@@ -14,6 +14,8 @@ import {
 import type { RoundRef, RoundRelease } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
+import { unmaskInProcess, type UnmaskRunner } from './unmask-thread.ts';
+import type { UnmaskResult } from '../shared/secagg/unmask.ts';
 
 /** How the round ended, with every client the session proved to have cheated either way. */
 export type SecureOutcome = (
@@ -47,6 +49,19 @@ export interface SecureRoundOptions extends ServerSessionConfig {
   online(index: number): boolean;
   log(msg: string): void;
   done(o: SecureOutcome): void;
+  /**
+   * Called once the masked inputs are in and before any unmask request goes out; requests wait until it
+   * resolves (the privacy ledger's charge of the attempt is durable then), and the attempt aborts if it
+   * rejects. Absent: requests go out at once.
+   */
+  beforeUnmask?: () => Promise<void>;
+  /** Test-only (AEGISFL_TEST_HOLD_PHASE): a phase for which this returns true never closes. */
+  hold?: (phase: SecAggPhase) => boolean;
+  /**
+   * Runs the unmasking off this thread (unmask-thread.ts) and the round finishes when it resolves; the
+   * event loop keeps serving meanwhile. Absent: it runs here, synchronously, inside the close.
+   */
+  unmask?: UnmaskRunner;
 }
 
 /**
@@ -59,6 +74,15 @@ export class SecureRound {
   private timer: Timer | null = null;
   private phaseStarted: number;
   private finished = false;
+  /** Whether the held phase was announced (test hook). */
+  private holding = false;
+  /**
+   * The current phase's request to each member that has not answered it yet (round:start aside): re-sent
+   * when the member reconnects within the phase, so it can rejoin the attempt.
+   */
+  private pending = new Map<number, () => boolean>();
+  /** The unmasking runs asynchronously (off this thread where it can): the round waits for it, not for clients. */
+  private unmasking = false;
   deadlineAt: number;
 
   constructor(private readonly o: SecureRoundOptions) {
@@ -66,6 +90,23 @@ export class SecureRound {
     this.phaseStarted = o.clock.now();
     this.deadlineAt = this.phaseStarted + o.keysDeadlineMs;
     this.arm();
+  }
+
+  /**
+   * Member `index` reconnected: re-sends the current phase's request if it still owes an answer. Returns
+   * whether it did (false before the first request, i.e. in the keys phase, and after it answered).
+   */
+  resend(index: number): boolean {
+    if (this.finished || !this.session.waitingFor().includes(index)) return false;
+    return this.pending.get(index)?.() ?? false;
+  }
+
+  private held(): boolean {
+    const phase = this.session.phase;
+    if (!this.o.hold?.(phase)) return false;
+    if (!this.holding) this.o.log(`test hold: phase ${phase} held open`);
+    this.holding = true;
+    return true;
   }
 
   private now(): number {
@@ -114,14 +155,14 @@ export class SecureRound {
 
   /** A message arrived or a client went offline: the phase may be able to close now. */
   maybeCloseEarly(): void {
-    if (this.finished) return;
+    if (this.finished || this.unmasking || this.held()) return;
     const waiting = this.session.waitingFor();
     if (waiting.length === 0) this.close('all answered');
     else if (waiting.every((i) => !this.o.online(i))) this.close('the rest are offline');
   }
 
   private close(why: string): void {
-    if (this.finished) return;
+    if (this.finished || this.unmasking || this.held()) return;
     const s = this.session;
     const phase = s.phase;
     let missing = s.waitingFor().length;
@@ -138,41 +179,39 @@ export class SecureRound {
     try {
       switch (phase) {
         case 'keys': {
+          this.pending.clear();
           const rosters = s.closeKeys();
           this.release(missing);
-          for (const [i, roster] of rosters) this.o.send.roster(i, { ...ref, ...packRoster(roster) });
+          for (const [i, roster] of rosters)
+            this.request(i, () => this.o.send.roster(i, { ...ref, ...packRoster(roster) }));
           this.deadlineAt = this.now() + this.o.sharesDeadlineMs;
           break;
         }
         case 'shares': {
-          for (const [i, inbox] of s.closeShares()) this.o.send.inbox(i, { ...ref, ...packInbox(inbox) });
+          this.pending.clear();
+          for (const [i, inbox] of s.closeShares())
+            this.request(i, () => this.o.send.inbox(i, { ...ref, ...packInbox(inbox) }));
           this.deadlineAt = Math.max(this.o.maskedDeadlineAt, this.now());
           break;
         }
         case 'masked': {
+          this.pending.clear();
           if (this.o.consistency) {
-            for (const [i, set] of s.closeMaskedToConsistency()) this.o.send.survivors(i, { ...ref, ...set });
+            for (const [i, set] of s.closeMaskedToConsistency())
+              this.request(i, () => this.o.send.survivors(i, { ...ref, ...set }));
             this.deadlineAt = this.now() + this.o.consistencyDeadlineMs;
             break;
           }
-          for (const [i, req] of s.closeMasked()) this.o.send.unmask(i, { ...ref, ...packUnmask(req) });
-          this.deadlineAt = this.now() + this.o.unmaskDeadlineMs;
-          break;
+          return this.unmaskAfterCharge(phase, why, missing, s.closeMasked());
         }
         case 'consistency': {
-          for (const [i, req] of s.closeConsistency()) this.o.send.unmask(i, { ...ref, ...packUnmask(req) });
-          this.deadlineAt = this.now() + this.o.unmaskDeadlineMs;
-          break;
+          this.pending.clear();
+          return this.unmaskAfterCharge(phase, why, missing, s.closeConsistency());
         }
         case 'unmask': {
-          // CPU time of the unmasking itself, not a deadline: measured on the process's own timer.
-          const t0 = performance.now();
-          const sum = s.closeUnmask();
-          m.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
-          this.o.log(
-            `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
-          );
-          this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
+          // Off this thread where a runner is given (the server's worker); otherwise here, still
+          // asynchronously (the masks are stripped through WebCrypto).
+          this.unmaskOffThread(this.o.unmask ?? unmaskInProcess, why);
           return;
         }
         default:
@@ -184,10 +223,93 @@ export class SecureRound {
       this.finish({ ok: false, reason: e.message, culprits: s.culpritEvidence });
       return;
     }
+    this.next(phase, why, missing);
+  }
+
+  /** The phase closed and the next one's requests are out: its deadline runs from now. */
+  private next(phase: SecAggPhase, why: string, missing: number): void {
     this.o.log(`secure aggregation: phase ${phase} closed (${why}), ${missing} missing`);
     this.arm();
     // Clients that are already offline cannot answer the next phase either.
     this.o.defer(() => this.maybeCloseEarly());
+  }
+
+  /** Sends a request now and keeps it for a resend. */
+  private request(index: number, send: () => boolean): void {
+    this.pending.set(index, send);
+    send();
+  }
+
+  /**
+   * The unmask requests go out only once beforeUnmask resolved (the attempt's privacy charge is durable):
+   * until then no client reveals a share, so nothing can be unmasked. Its deadline timer is off meanwhile;
+   * a failed write aborts the attempt.
+   */
+  private unmaskAfterCharge(
+    phase: SecAggPhase,
+    why: string,
+    missing: number,
+    requests: Map<number, UnmaskRequest>,
+  ): void {
+    const ref = this.o.ref;
+    const send = (): void => {
+      if (this.finished) return; // stopped (or given up) while the charge was written
+      for (const [i, req] of requests)
+        this.request(i, () => this.o.send.unmask(i, { ...ref, ...packUnmask(req) }));
+      this.deadlineAt = this.now() + this.o.unmaskDeadlineMs;
+      this.next(phase, why, missing);
+    };
+    if (!this.o.beforeUnmask) return send();
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.o.beforeUnmask().then(send, (e: unknown) => {
+      if (this.finished) return;
+      const reason = `privacy ledger not written, nothing unmasked: ${(e as Error).message}`;
+      this.o.log(`secure aggregation aborted before phase unmask: ${reason}`);
+      this.finish({ ok: false, reason, culprits: this.session.culpritEvidence });
+    });
+  }
+
+  /**
+   * R4 closed: the job goes to the runner, nothing here waits for it. The phase's timer is off (the
+   * session takes no more reveals); stop() meanwhile makes the result be dropped. The result is applied
+   * through `defer`, so a fault there is contained like any other (the attempt is retried).
+   */
+  private unmaskOffThread(runner: UnmaskRunner, why: string): void {
+    const s = this.session;
+    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.unmasking = true;
+    const t0 = performance.now();
+    const apply = (r: UnmaskResult): void => {
+      if (this.finished) return;
+      this.o.metrics.secaggUnmaskSeconds.observe((performance.now() - t0) / 1000);
+      let sum: Uint32Array;
+      try {
+        sum = s.finishUnmask(r);
+      } catch (e) {
+        if (!(e instanceof SecAggAbort)) throw e;
+        this.o.log(`secure aggregation aborted in phase unmask: ${e.message}`);
+        this.finish({ ok: false, reason: e.message, culprits: s.culpritEvidence });
+        return;
+      }
+      this.unmasked(sum, why);
+    };
+    runner(s.prepareUnmask()).then(
+      (r) => this.o.defer(() => apply(r)),
+      (e: unknown) =>
+        this.o.defer(() => {
+          if (!this.finished) throw e;
+        }),
+    );
+  }
+
+  private unmasked(sum: Uint32Array, why: string): void {
+    const s = this.session;
+    this.o.log(
+      `secure aggregation: phase unmask closed (${why}), sum of ${s.survivors.length} inputs recovered`,
+    );
+    this.finish({ ok: true, sum, survivors: [...s.survivors], culprits: s.culpritEvidence });
   }
 
   /** Over-selection: tells every invitee left out of the cohort; `dropouts` of them are counted as such. */
@@ -202,6 +324,7 @@ export class SecureRound {
 
   private finish(o: SecureOutcome): void {
     this.stop();
+    this.pending.clear();
     this.o.metrics.secaggRounds.inc({ outcome: o.ok ? 'ok' : 'aborted' });
     // Named whichever way the attempt ended (an abort keeps its culprits too); kinds are a closed set.
     // The coordinator logs them (rate-limited, a bounded list) and keeps them out of the round's retries.

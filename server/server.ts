@@ -4,15 +4,24 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
-import { buildModel } from '../shared/model/build.ts';
+import { buildTaskModel } from '../shared/model/task-build.ts';
+import { isImageTask } from '../shared/model/task.ts';
 import { getFlatWeights } from '../shared/model/weights.ts';
 import { createApp } from './app.ts';
-import type { ServerConfig } from './config.ts';
+import { serverTask, type ServerConfig } from './config.ts';
 import { Coordinator } from './coordinator.ts';
-import { cifarSource, syntheticSource, type DataSource } from './datasets.ts';
+import { cifarSource, pageSource, syntheticSource, type DataSource } from './datasets.ts';
 import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 import { createMetrics } from './metrics.ts';
+import { RunState, StateError } from './run-state.ts';
+import { FileStore } from './store.ts';
 import { attachSocketIo } from './socket.ts';
+import { readTaskEval } from './task-file.ts';
+import { UnmaskThread } from './unmask-thread.ts';
+import { JoinTokenVerifier, mintJoinToken, parseTokenKey } from './join-token.ts';
+
+/** Join tokens are remembered (for replay detection) up to this many live at once. */
+const REPLAY_CAPACITY = 200_000;
 
 export interface RunningServer {
   url: string;
@@ -20,6 +29,12 @@ export interface RunningServer {
   coordinator: Coordinator;
   evalBackend: string;
   close(): Promise<void>;
+  /**
+   * A clean stop (SIGTERM): the attempt in training is abandoned, one being evaluated finished and
+   * checkpointed, every state write landed; then the connections close without a disconnect packet, so
+   * clients take it as a lost connection and come back on their own.
+   */
+  shutdown(): Promise<void>;
 }
 
 /** A start-up failure the operator can fix (a port in use, an unreadable certificate): one line, no stack. */
@@ -35,6 +50,32 @@ async function readTls(cfg: ServerConfig): Promise<{ cert: Buffer; key: Buffer }
   return { cert: await read('--tls-cert', cfg.tlsCert), key: await read('--tls-key', cfg.tlsKey) };
 }
 
+interface Secrets {
+  tokenKey: Buffer | null;
+  previousTokenKey: Buffer | null;
+  operatorKey: Buffer | null;
+}
+
+/** The key files: read and checked before anything is built. */
+async function readSecrets(cfg: ServerConfig): Promise<Secrets> {
+  const read = async (flag: string, path: string | undefined): Promise<Buffer | null> => {
+    if (path === undefined) return null;
+    const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      throw new StartupError(`${flag} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    });
+    try {
+      return parseTokenKey(text, `${flag} ${path}`);
+    } catch (e) {
+      throw new StartupError((e as Error).message);
+    }
+  };
+  return {
+    tokenKey: await read('--join-token-key', cfg.joinTokenKey),
+    previousTokenKey: await read('--join-token-key-previous', cfg.joinTokenKeyPrevious),
+    operatorKey: await read('--operator-key', cfg.operatorKey),
+  };
+}
+
 /** Why listening failed, in the operator's terms. */
 function listenError(e: NodeJS.ErrnoException, cfg: ServerConfig): Error {
   const where = `${cfg.host}:${cfg.port}`;
@@ -45,6 +86,19 @@ function listenError(e: NodeJS.ErrnoException, cfg: ServerConfig): Error {
   return e;
 }
 
+/** The run in --state-dir, or null without one; a refused state file stops the start with its one line. */
+async function openRunState(cfg: ServerConfig): Promise<RunState | null> {
+  if (cfg.stateDir === undefined) return null;
+  try {
+    return await RunState.open(await FileStore.open(cfg.stateDir));
+  } catch (e) {
+    if (e instanceof StateError) throw new StartupError(`--state-dir ${cfg.stateDir}: ${e.message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code) throw new StartupError(`--state-dir ${cfg.stateDir}: ${(e as Error).message}`);
+    throw e;
+  }
+}
+
 /** Builds everything from a validated config and starts listening. */
 export async function startServer(
   cfg: ServerConfig,
@@ -52,36 +106,106 @@ export async function startServer(
 ): Promise<RunningServer> {
   const startedAt = Date.now();
   const tls = await readTls(cfg);
+  const secrets = await readSecrets(cfg);
+  const runState = await openRunState(cfg);
   const { backend: evalBackend, tried } = await initEvalBackend();
   log(`evaluation backend: ${evalBackend}${tried.length ? ` (${evalBackendNote(tried)})` : ''}`);
 
-  const data: DataSource = cfg.cifarDir
-    ? await cifarSource(cfg.cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition)
-    : syntheticSource(cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition);
+  const task = serverTask(cfg);
+  // --task-eval: the operator's held-out set (needed where the data is the visitors' own, not images).
+  const heldOut = cfg.taskEval ? readTaskEval(cfg.taskEval, task.task) : null;
+  let data: DataSource;
+  if (!isImageTask(task.task)) data = pageSource(heldOut!, cfg.taskEval!);
+  else {
+    data = cfg.cifarDir
+      ? await cifarSource(cfg.cifarDir, cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition)
+      : syntheticSource(cfg.seed, cfg.examplesPerClient, cfg.testExamples, cfg.partition);
+    if (heldOut)
+      data = { ...data, test: heldOut, description: `${data.description}; evaluated on ${cfg.taskEval}` };
+  }
+  log(`task: ${task.task.name} (${task.numParams} parameters, hash ${task.hash})`);
   log(`data: ${data.description}`);
 
   const metrics = createMetrics();
   metrics.evalBackend.set({ backend: evalBackend }, 1);
-  const evaluator = new Evaluator(cfg.model, data.test);
-  const init = buildModel(cfg.model, cfg.seed);
-  const initialWeights = await getFlatWeights(init);
-  init.dispose();
+  const evaluator = new Evaluator(await buildTaskModel(task), data.test);
+  const init = await buildTaskModel(task, cfg.seed);
+  const initialWeights = await getFlatWeights(init.model);
+  init.model.dispose();
+  // Test-only: AEGISFL_TEST_HOLD_PHASE names a phase the server never leaves, from round
+  // AEGISFL_TEST_HOLD_ROUND (default 1) on: keys, shares, masked, unmask (secure-aggregation phases) or
+  // evaluation (of a released round), so that a test can kill it there. Only e2e/restart.test.ts sets it.
+  const testHold = process.env.AEGISFL_TEST_HOLD_PHASE
+    ? { phase: process.env.AEGISFL_TEST_HOLD_PHASE, round: Number(process.env.AEGISFL_TEST_HOLD_ROUND ?? 1) }
+    : undefined;
+  if (testHold)
+    log(`TEST HOOK: holding phase ${testHold.phase} from round ${testHold.round} (never in production)`);
+  let evaluations = 0;
+  const evaluate = (w: Float32Array): ReturnType<Evaluator['evaluate']> => {
+    // The first evaluation is the initial model's; the n-th after it is round n's.
+    if (testHold?.phase === 'evaluation' && evaluations++ >= testHold.round) {
+      log('test hold: phase evaluation held open');
+      return new Promise(() => {});
+    }
+    return evaluator.evaluate(w);
+  };
+  // Secure rounds unmask on a worker thread: seconds of CPU at thousands of clients, off the event loop.
+  const unmaskThread = new UnmaskThread();
   const coordinator = new Coordinator({
     config: cfg,
     metrics,
-    evaluate: (w) => evaluator.evaluate(w),
+    evaluate,
     evalBackend,
     data: { kind: data.kind, description: data.description },
     initialWeights,
     dataFor: (i) => data.specFor(i),
     log: cfg.logLevel === 'info' ? log : undefined,
     logError: log, // internal errors are logged even with --quiet
+    runState: runState ?? undefined,
+    testHold,
+    unmask: unmaskThread.run,
   });
-  await coordinator.init();
+  try {
+    await coordinator.init();
+  } catch (e) {
+    coordinator.stop();
+    evaluator.dispose();
+    await unmaskThread.close();
+    // A checkpoint that does not fit this config (another model, optimizer, DP off): one line.
+    if (runState) throw new StartupError(`--state-dir ${cfg.stateDir}: ${(e as Error).message}`);
+    throw e;
+  }
 
   if (!existsSync(cfg.distDir))
     log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
-  const app = createApp({ coordinator, metrics, data, distDir: cfg.distDir, startedAt });
+  const allowedOrigins = cfg.allowedOrigins ? new Set(cfg.allowedOrigins) : null;
+  const { tokenKey, previousTokenKey, operatorKey } = secrets;
+  const tokens = tokenKey
+    ? new JoinTokenVerifier({
+        key: tokenKey,
+        previousKey: previousTokenKey,
+        maxTtlSeconds: cfg.joinTokenMaxTtlS,
+        replayCapacity: REPLAY_CAPACITY,
+      })
+    : null;
+  if (!tokens) log('join tokens: off (any client may join); set --join-token-key in production');
+  const app = createApp({
+    coordinator,
+    metrics,
+    data,
+    distDir: cfg.distDir,
+    startedAt,
+    allowedOrigins,
+    tokenRoute:
+      tokenKey && operatorKey
+        ? {
+            operatorKey,
+            maxTtlSeconds: cfg.joinTokenMaxTtlS,
+            mint: (o) => mintJoinToken(tokenKey, o),
+            onIssued: () => metrics.joinTokensIssued.inc(),
+          }
+        : null,
+  });
   let http: HttpServer;
   try {
     http = createAdaptorServer(
@@ -91,13 +215,21 @@ export async function startServer(
     // node:tls refuses a malformed PEM or a key that does not match the certificate here.
     coordinator.stop();
     evaluator.dispose();
+    await unmaskThread.close();
     throw new StartupError(`--tls-cert/--tls-key: ${(e as Error).message.split('\n')[0]}`);
   }
-  const io = attachSocketIo(http, coordinator, metrics, cfg.maxMessageBytes, {
-    socket: { perSecond: cfg.socketRate, burst: cfg.socketBurst },
-    address: { perSecond: cfg.addressRate, burst: cfg.addressBurst },
-    trustedProxy: cfg.trustedProxy,
-  });
+  const io = attachSocketIo(
+    http,
+    coordinator,
+    metrics,
+    cfg.maxMessageBytes,
+    {
+      socket: { perSecond: cfg.socketRate, burst: cfg.socketBurst },
+      address: { perSecond: cfg.addressRate, burst: cfg.addressBurst },
+      trustedProxy: cfg.trustedProxy,
+    },
+    { allowedOrigins, tokens },
+  );
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(cfg.port, cfg.host, () => resolve());
@@ -105,11 +237,12 @@ export async function startServer(
     coordinator.stop();
     await new Promise<void>((r) => io.close(() => r()));
     evaluator.dispose();
+    await unmaskThread.close();
     throw listenError(e, cfg);
   });
   const port = (http.address() as AddressInfo).port;
   const url = `${tls ? 'https' : 'http'}://${cfg.host === '0.0.0.0' ? 'localhost' : cfg.host}:${port}`;
-  log(`AegisFL server on ${url} (model ${cfg.model.name}, demo at ${url}/demo/)`);
+  log(`AegisFL server on ${url} (task ${task.task.name}, demo at ${url}/demo/)`);
   return {
     url,
     port,
@@ -119,6 +252,15 @@ export async function startServer(
       coordinator.stop();
       await new Promise<void>((r) => io.close(() => r()));
       evaluator.dispose();
+      await unmaskThread.close();
+    },
+    shutdown: async () => {
+      await coordinator.shutdown();
+      // io.close ends each transport without a disconnect packet: socket.io clients see a lost connection
+      // and reconnect with backoff (after a disconnect packet they would not).
+      await new Promise<void>((r) => io.close(() => r()));
+      evaluator.dispose();
+      await unmaskThread.close();
     },
   };
 }

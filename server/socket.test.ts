@@ -10,7 +10,8 @@ import { ManualClock } from './clock.ts';
 import { DEFAULTS } from './config.ts';
 import { Coordinator } from './coordinator.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
-import { attachSocketIo, EVENT_LABELS, type SocketLimits } from './socket.ts';
+import { attachSocketIo, EVENT_LABELS, type SocketAccess, type SocketLimits } from './socket.ts';
+import { JoinTokenVerifier, mintJoinToken } from './join-token.ts';
 import { metricValue } from './test-fixtures.ts';
 
 /** socket.io on a real port of 127.0.0.1, in this process: the transport layer as clients meet it. */
@@ -28,7 +29,7 @@ afterEach(async () => {
   for (const r of open.splice(0)) await r.close();
 });
 
-async function rig(limits: Partial<SocketLimits> = {}): Promise<Rig> {
+async function rig(limits: Partial<SocketLimits> = {}, access?: SocketAccess): Promise<Rig> {
   const clock = new ManualClock(1_700_000_000_000);
   const metrics = createMetrics();
   const coordinator = new Coordinator({
@@ -49,13 +50,20 @@ async function rig(limits: Partial<SocketLimits> = {}): Promise<Rig> {
   });
   await coordinator.init();
   const http: HttpServer = createServer();
-  const io = attachSocketIo(http, coordinator, metrics, 1 << 20, {
-    socket: { perSecond: 1000, burst: 1000 },
-    address: { perSecond: 1000, burst: 1000 },
-    trustedProxy: { kind: 'none' },
-    clock,
-    ...limits,
-  });
+  const io = attachSocketIo(
+    http,
+    coordinator,
+    metrics,
+    1 << 20,
+    {
+      socket: { perSecond: 1000, burst: 1000 },
+      address: { perSecond: 1000, burst: 1000 },
+      trustedProxy: { kind: 'none' },
+      clock,
+      ...limits,
+    },
+    access,
+  );
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
   const r: Rig = {
     url: `http://127.0.0.1:${(http.address() as AddressInfo).port}`,
@@ -71,13 +79,17 @@ async function rig(limits: Partial<SocketLimits> = {}): Promise<Rig> {
   return r;
 }
 
-function client(url: string, forwardedFor?: string, auth?: Record<string, unknown>): Socket {
+function client(url: string, forwardedFor?: string, o: { origin?: string; auth?: object } = {}): Socket {
+  const headers = {
+    ...(forwardedFor ? { 'x-forwarded-for': forwardedFor } : {}),
+    ...(o.origin ? { origin: o.origin } : {}),
+  };
   const s = connect(url, {
     transports: ['websocket'],
     reconnection: false,
     forceNew: true,
-    ...(forwardedFor ? { extraHeaders: { 'x-forwarded-for': forwardedFor } } : {}),
-    ...(auth ? { auth } : {}),
+    extraHeaders: headers,
+    ...(o.auth ? { auth: o.auth } : {}),
   });
   sockets.push(s);
   return s;
@@ -137,7 +149,7 @@ describe('socket.io wiring', () => {
   it('status is pushed to observers (and only to them) when it changes, coalesced', async () => {
     const r = await rig();
     const seen: ServerStatus[] = [];
-    const obs = client(r.url, undefined, { observe: true });
+    const obs = client(r.url, undefined, { auth: { observe: true } });
     obs.on('status', (st: ServerStatus) => seen.push(st));
     const plain: ServerStatus[] = [];
     const a = client(r.url);
@@ -254,5 +266,139 @@ describe('socket.io wiring', () => {
       await connected(client(proxied.url, xff));
     expect(await refused(client(proxied.url, 'spoofed, 198.51.100.1'))).toBeTruthy(); // third from .1
     await connected(client(proxied.url, '198.51.100.4'));
+  });
+});
+
+describe('handshake: Origin allow-list and join tokens', () => {
+  const SITE = 'https://news.example';
+  const KEY = Buffer.alloc(32, 5);
+  /** Resolves with the refusal's data { reason, message }, or rejects if the socket connects. */
+  const refusal = (s: Socket): Promise<{ reason: string; message: string }> =>
+    new Promise((res, rej) => {
+      s.once('connect', () => rej(new Error('connected')));
+      s.once('connect_error', (e) => res((e as Error & { data: { reason: string; message: string } }).data));
+    });
+  const tokenRig = () =>
+    rig(
+      {},
+      {
+        allowedOrigins: new Set([SITE]),
+        tokens: new JoinTokenVerifier({ key: KEY, maxTtlSeconds: 600, replayCapacity: 100 }),
+      },
+    );
+
+  it("with --allowed-origins: listed origins and the server's own pages connect; others and no Origin are refused", async () => {
+    const r = await rig({}, { allowedOrigins: new Set([SITE]), tokens: null });
+    await connected(client(r.url, undefined, { origin: SITE }));
+    await connected(client(r.url, undefined, { origin: r.url })); // a page this server served
+    for (const origin of ['https://evil.example', 'https://news.example.evil.example', 'null', undefined]) {
+      const d = await refusal(client(r.url, undefined, { origin }));
+      expect(d.reason).toBe('bad_origin');
+      expect(d.message).toMatch(origin ? /not allowed/ : /no Origin/);
+    }
+    expect(
+      await metricValue(r.metrics, 'aegis_messages_rejected_total', {
+        reason: 'bad_origin',
+        event: 'connect',
+      }),
+    ).toBe(4);
+  });
+
+  it('without --allowed-origins or a token key, anyone connects (as before)', async () => {
+    const r = await rig();
+    await connected(client(r.url, undefined, { origin: 'https://anything.example' }));
+    await connected(client(r.url));
+  });
+
+  it("with a token key: a valid token for the page's origin admits once; missing, forged, expired, replayed and wrong-origin tokens are refused", async () => {
+    const r = await tokenRig();
+    const mint = (o: { origin?: string; ttl?: number; key?: Buffer } = {}) =>
+      mintJoinToken(o.key ?? KEY, { origin: o.origin ?? SITE, ttlSeconds: o.ttl ?? 60, now: r.clock.now() })
+        .token;
+    const good = mint();
+    const s = client(r.url, undefined, { origin: SITE, auth: { token: good } });
+    await connected(s);
+    s.emit('hello', HELLO);
+    await next<Welcome>(s, 'welcome');
+
+    const stale = mint({ ttl: 10 });
+    r.clock.advance(11_000);
+    const cases: [object | undefined, string, RegExp][] = [
+      [undefined, 'missing', /required/],
+      [{ token: 'garbage' }, 'malformed', /malformed/],
+      [{ token: 'x'.repeat(100_000) }, 'malformed', /malformed/],
+      [{ token: mint({ key: Buffer.alloc(32, 6) }) }, 'bad_signature', /not signed/],
+      [{ token: good }, 'replayed', /already used/],
+      [{ token: stale }, 'expired', /expired/],
+      [{ token: mint({ ttl: 3600 }) }, 'too_long_lived', /longer/],
+      [{ token: mint({ origin: 'https://other.example' }) }, 'wrong_origin', /another site/],
+    ];
+    for (const [auth, problem, message] of cases) {
+      const d = await refusal(client(r.url, undefined, { origin: SITE, auth }));
+      expect(d).toEqual({ reason: 'bad_token', message: expect.stringMatching(message) });
+      expect(
+        await metricValue(r.metrics, 'aegis_join_tokens_refused_total', { problem }),
+      ).toBeGreaterThanOrEqual(1);
+    }
+    expect(
+      await metricValue(r.metrics, 'aegis_messages_rejected_total', {
+        reason: 'bad_token',
+        event: 'connect',
+      }),
+    ).toBe(cases.length);
+    // The Origin check comes first: a valid token from a page of another site is refused as bad_origin.
+    expect(
+      (await refusal(client(r.url, undefined, { origin: 'https://evil.example', auth: { token: mint() } })))
+        .reason,
+    ).toBe('bad_origin');
+    expect(r.coordinator.status().clients.connected).toBe(1);
+  });
+
+  it('with a token key, an observer watches the status without a token but cannot join', async () => {
+    const r = await tokenRig();
+    const obs = client(r.url, undefined, { origin: SITE, auth: { observe: true } });
+    const first = next<unknown>(obs, 'status');
+    await connected(obs);
+    expect(await first).toMatchObject({ phase: 'waiting' });
+    const closed = next<string>(obs, 'disconnect');
+    obs.emit('hello', HELLO);
+    const rej = await next<Rejection>(obs, 'rejected');
+    expect(rej).toMatchObject({ reason: 'bad_token', message: expect.stringMatching(/observe/) });
+    expect(await closed).toBe('io server disconnect');
+    expect(r.coordinator.status().clients.connected).toBe(0);
+    // Observing is no way around the Origin check.
+    const evil = client(r.url, undefined, { origin: 'https://evil.example', auth: { observe: true } });
+    expect((await refusal(evil)).reason).toBe('bad_origin');
+  });
+
+  it('a reconnect gets in with its session instead of the spent token, and may only resume that session', async () => {
+    const r = await tokenRig();
+    const token = mintJoinToken(KEY, { origin: SITE, ttlSeconds: 60, now: r.clock.now() }).token;
+    const a = client(r.url, undefined, { origin: SITE, auth: { token } });
+    await connected(a);
+    a.emit('hello', HELLO);
+    const w = await next<Welcome>(a, 'welcome');
+    a.close();
+    await until(() => r.coordinator.status().clients.connected === 0);
+    const session = { sessionId: w.sessionId, resumeToken: w.resumeToken };
+
+    // Wrong credentials do not stand in for a token.
+    const forged = { sessionId: w.sessionId, resumeToken: 'A'.repeat(43) };
+    expect(
+      (await refusal(client(r.url, undefined, { origin: SITE, auth: { token, session: forged } }))).message,
+    ).toMatch(/already used/);
+
+    // Let in to resume: a new session on that socket is refused and the socket closed.
+    const b = client(r.url, undefined, { origin: SITE, auth: { token, session } });
+    await connected(b);
+    const closed = next<string>(b, 'disconnect');
+    b.emit('hello', HELLO);
+    expect((await next<Rejection>(b, 'rejected')).reason).toBe('bad_token');
+    expect(await closed).toBe('io server disconnect');
+
+    const c = client(r.url, undefined, { origin: SITE, auth: { token, session } });
+    await connected(c);
+    c.emit('hello', { ...HELLO, resume: session });
+    expect((await next<Welcome>(c, 'welcome')).sessionId).toBe(w.sessionId);
   });
 });

@@ -11,12 +11,18 @@ import { KeyedLimiter, TokenBucket, type Rate } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { ClientEvent, EventLabel } from './reject-events.ts';
 import { boundedParser, PendingAttachments } from './socket-parser.ts';
+import { admit, type HandshakePolicy } from './handshake.ts';
 import { STATUS_ROOM, StatusPush } from './status-push.ts';
+import { Outbox } from './outbox.ts';
 
 /** What one connection knows about itself. */
 interface Connection {
   clientId: string | null;
   readonly link: ClientLink;
+  /** Let in without a join token to resume this session (a reconnect): its hello must resume it. */
+  readonly resumes: string | null;
+  /** Let in without a join token to watch the status: it may not say hello. */
+  readonly observerOnly: boolean;
 }
 
 type Handler = (coordinator: Coordinator, conn: Connection, raw: unknown) => Ack | void;
@@ -27,6 +33,16 @@ type Handler = (coordinator: Coordinator, conn: Connection, raw: unknown) => Ack
  */
 const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
   hello: (c, conn, raw) => {
+    if (conn.observerOnly)
+      throw new ProtocolError(
+        'bad_token',
+        'this connection was let in to observe; joining needs a join token',
+      );
+    if (conn.resumes !== null && resumedId(raw) !== conn.resumes)
+      throw new ProtocolError(
+        'bad_token',
+        'this connection was let in to resume its session; a new session needs a new join token',
+      );
     conn.clientId = c.hello(conn.link, raw);
   },
   ready: (c, conn, raw) => c.ready(conn.clientId, raw),
@@ -38,6 +54,12 @@ const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
   'secagg:refuse': (c, conn, raw) => c.secaggRefuse(conn.clientId, raw),
   'round:refuse': (c, conn, raw) => c.roundRefuse(conn.clientId, raw),
 };
+
+/** The session id a hello asks to resume, if any (the registry checks the rest). */
+function resumedId(raw: unknown): string | undefined {
+  const r = (raw as { resume?: { sessionId?: unknown } } | null)?.resume?.sessionId;
+  return typeof r === 'string' ? r : undefined;
+}
 
 export type { EventLabel };
 export const EVENT_LABELS: readonly EventLabel[] = [
@@ -59,6 +81,10 @@ export interface SocketLimits {
   clock?: Clock;
 }
 
+/** Who may connect (server/handshake.ts): an Origin allow-list and join tokens; both off by default. */
+export type SocketAccess = Pick<HandshakePolicy, 'allowedOrigins' | 'tokens'>;
+const OPEN: SocketAccess = { allowedOrigins: null, tokens: null };
+
 function byteSize(data: unknown): number {
   if (typeof data === 'string') return Buffer.byteLength(data);
   if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data.byteLength;
@@ -77,13 +103,15 @@ export function attachSocketIo(
   metrics: Metrics,
   maxMessageBytes: number,
   limits: SocketLimits,
+  access: SocketAccess = OPEN,
 ): Server<ClientToServerEvents, ServerToClientEvents> {
   const clock = limits.clock ?? systemClock;
   const perAddress = new KeyedLimiter(limits.address, clock, limits.maxAddresses);
   const io = new Server<ClientToServerEvents, ServerToClientEvents>(http as HttpServer, {
     maxHttpBufferSize: maxMessageBytes,
     parser: boundedParser,
-    cors: { origin: '*' },
+    // Long-polling only (the client uses websockets, which CORS does not govern; the handshake checks Origin).
+    cors: { origin: access.allowedOrigins ? [...access.allowedOrigins] : '*' },
     pingInterval: 10_000,
     pingTimeout: 20_000,
     // Called for new connections only (engine.io handshakes), before any per-connection state exists.
@@ -98,6 +126,22 @@ export function attachSocketIo(
       cb('rate_limited', false);
     },
   });
+  const policy: HandshakePolicy = {
+    ...access,
+    sessionOf: (c) => coordinator.sessionOf(c),
+    now: () => clock.now(),
+  };
+  // Runs once per connection, before 'connection': a refusal reaches the client as connect_error with
+  // data { reason, message }, and socket.io does not retry it.
+  io.use((socket, next) => {
+    const h = socket.handshake;
+    const a = admit({ origin: h.headers.origin, host: h.headers.host, auth: h.auth }, policy, metrics);
+    if (a.ok) {
+      Object.assign(socket.data as object, { resumes: a.resumes, observerOnly: a.observerOnly });
+      return next();
+    }
+    next(Object.assign(new Error(a.message), { data: { reason: a.reason, message: a.message } }));
+  });
   // Status is pushed to observers when the round state changes, and after any message or connection
   // change (reports, secure-aggregation phases, client counts), coalesced.
   const push = new StatusPush({
@@ -111,6 +155,9 @@ export function attachSocketIo(
     push.stop();
     coordinator.off('changed', kick);
   });
+  // One FIFO for every message to clients, sent in slices (outbox.ts): a phase closing for thousands of
+  // clients must not write all their sockets in one turn of the event loop.
+  const outbox = new Outbox({ onError: () => metrics.internalErrors.inc({ where: 'send' }) });
   io.on('connection', (socket) => {
     if ((socket.handshake.auth as { observe?: unknown } | undefined)?.observe === true) {
       void socket.join(STATUS_ROOM);
@@ -121,7 +168,7 @@ export function attachSocketIo(
     socket.on('disconnect', kick);
     socket.onAny(kick);
     kick();
-    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes);
+    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes, outbox);
   });
   return io;
 }
@@ -132,10 +179,13 @@ function serve(
   metrics: Metrics,
   bucket: TokenBucket,
   maxMessageBytes: number,
+  outbox: Outbox,
 ): void {
   const conn: Connection = {
     clientId: null,
-    link: { send: (event, ...args) => socket.emit(event, ...args) },
+    link: { send: (event, ...args) => outbox.push(() => socket.emit(event, ...args)) },
+    resumes: (socket.data as { resumes?: string | null }).resumes ?? null,
+    observerOnly: (socket.data as { observerOnly?: boolean }).observerOnly === true,
   };
   const pending = new PendingAttachments(maxMessageBytes);
   socket.conn.on('packet', (p: { type?: string; data?: unknown }) => {
@@ -152,7 +202,7 @@ function serve(
     const reason: RejectReason = e instanceof ProtocolError ? e.reason : 'internal_error';
     const message = e instanceof Error ? e.message : String(e);
     metrics.updatesRejected.inc({ reason, event });
-    socket.emit('rejected', { event: name, reason, message });
+    outbox.push(() => socket.emit('rejected', { event: name, reason, message }));
     return { ok: false, reason, message };
   };
 
@@ -165,7 +215,7 @@ function serve(
     }
     const message = 'too many messages: slow down';
     metrics.updatesRejected.inc({ reason: 'rate_limited', event });
-    if (!limited) socket.emit('rejected', { event, reason: 'rate_limited', message });
+    if (!limited) outbox.push(() => socket.emit('rejected', { event, reason: 'rate_limited', message }));
     limited = true;
     return { ok: false, reason: 'rate_limited', message };
   };
@@ -183,6 +233,14 @@ function serve(
         }
       }
       if (typeof ack === 'function') ack(res);
+      // A reconnect whose session is gone has no token for a new one: close, rather than hear it hello again.
+      if (
+        event === 'hello' &&
+        !res.ok &&
+        res.reason === 'bad_token' &&
+        (conn.resumes !== null || conn.observerOnly)
+      )
+        outbox.push(() => socket.disconnect(true)); // after the `rejected` queued before it
     });
   };
   for (const [event, handler] of Object.entries(HANDLERS)) on(event as ClientEvent, handler);

@@ -53,6 +53,7 @@ describe('statusView', () => {
         cohort,
         members: new Map(),
         refused: new Set(),
+        accepted: new Map(),
         accumulator: accumulator({ phase: 'shares' }),
       }),
     );
@@ -77,6 +78,7 @@ describe('statusView', () => {
         cohort,
         members: new Map(),
         refused: new Set(),
+        accepted: new Map(),
         accumulator: accumulator(null),
       }),
     );

@@ -75,7 +75,7 @@ export function coordinatorStatus(v: CoordinatorView): ServerStatus {
     clients: v.clients.counts(),
     needed: v.needed,
     data: v.data,
-    model: { name: cfg.model.name, numParams: v.model.numParams },
+    model: { name: v.model.taskName, numParams: v.model.numParams },
     evalBackend: v.evalBackend,
     initial: v.model.initial,
     history: v.model.history,

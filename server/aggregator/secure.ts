@@ -109,6 +109,9 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
       online: (i) => ctx.online(i),
       log: (m) => ctx.log(m),
       done: (o) => this.done(o),
+      beforeUnmask: ctx.beforeUnmask,
+      hold: ctx.hold,
+      unmask: ctx.unmask,
     });
   }
 
@@ -155,6 +158,10 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
     else if (kind === 'shares') this.round.shares(member, raw);
     else if (kind === 'signature') this.round.signature(member, raw);
     else this.round.reveal(member, raw);
+  }
+
+  resend(member: number): boolean {
+    return this.round.resend(member);
   }
 
   add(member: number, u: MemberUpdate): void {

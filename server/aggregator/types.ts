@@ -2,6 +2,7 @@ import type { BoundsFailure, EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { RoundRef, SecAggRoundInfo, ServerToClientEvents } from '../../shared/protocol/messages.ts';
 import type { Degree, SplitBound } from '../../shared/secagg/graph.ts';
 import type { Culprit, SecAggActivePhase } from '../../shared/secagg/types.ts';
+import type { UnmaskRunner } from '../unmask-thread.ts';
 import type { Clock } from '../clock.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -135,6 +136,12 @@ export interface RoundContext {
   log(msg: string): void;
   /** Called once, when the attempt ends either way. */
   close(o: RoundOutcome): void;
+  /** Secure rounds: resolves once the attempt's privacy charge is durable; no unmask request goes out before. */
+  beforeUnmask?: () => Promise<void>;
+  /** Test-only (AEGISFL_TEST_HOLD_PHASE): a secure-aggregation phase for which this is true never closes. */
+  hold?: (phase: string) => boolean;
+  /** Runs a secure round's unmasking off the event loop (absent: in-process, synchronously). */
+  unmask?: UnmaskRunner;
 }
 
 /** The secure-aggregation messages a client sends (secagg:<kind>); 'signature' only with R3. */
@@ -149,6 +156,8 @@ export interface SecAggChannel {
   /** What member i needs to know in round:start. */
   info(member: number): SecAggRoundInfo;
   receive(kind: SecAggClientMessage, member: number, raw: unknown): void;
+  /** Member i reconnected: re-sends the current phase's request if it still owes an answer; whether it did. */
+  resend(member: number): boolean;
 }
 
 /**

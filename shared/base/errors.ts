@@ -52,6 +52,16 @@ export const REJECT_REASONS = [
   'already_identified',
   /** The server holds as many sessions as it may: try again later. */
   'server_full',
+  /**
+   * A connection from a page whose origin is not on the server's --allowed-origins list (or without an
+   * Origin where one is required). Refused at the socket.io handshake.
+   */
+  'bad_origin',
+  /**
+   * The server's task (model topology, shapes or training plan) is not the one the page pinned (its hash
+   * differs), or a round's plan is not its task's: the server may not choose what the visitor's data runs through.
+   */
+  'task_mismatch',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

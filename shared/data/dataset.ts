@@ -22,7 +22,9 @@ export interface DataProvider {
 /** What the server tells a client about its data; the client turns it into a DataProvider. */
 export type DataSpec =
   | { kind: 'synthetic'; seed: number; count: number; classWeights?: number[] }
-  | { kind: 'cifar10-shard'; url: string; count: number };
+  | { kind: 'cifar10-shard'; url: string; count: number }
+  /** The task's data is the visitor's own, supplied by the host page (join({ data })); the server has none. */
+  | { kind: 'page' };
 
 export function checkDataset(d: Dataset): Dataset {
   if (!Number.isInteger(d.n) || d.n < 0)

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { weightShapes, type ModelSpec } from './spec.ts';
+import { weightShapes, type ModelSpec, type WeightShape } from './spec.ts';
 
 /**
  * All trainable weights as one Float32Array, in getWeights() order. Reads are async: WebGPU's synchronous
@@ -17,12 +17,17 @@ export async function getFlatWeights(model: tf.LayersModel): Promise<Float32Arra
   return out;
 }
 
-/** Loads a flat vector into the model; throws if its length does not match the spec. */
-export function setFlatWeights(model: tf.LayersModel, spec: ModelSpec, flat: Float32Array): void {
-  const shapes = weightShapes(spec);
+/** Loads a flat vector into the model (a preset's spec, or a task's weight shapes); throws on a wrong length. */
+export function setFlatWeights(
+  model: tf.LayersModel,
+  spec: ModelSpec | readonly WeightShape[],
+  flat: Float32Array,
+): void {
+  const shapes = Array.isArray(spec) ? (spec as readonly WeightShape[]) : weightShapes(spec as ModelSpec);
+  const name = Array.isArray(spec) ? model.name : (spec as ModelSpec).name;
   const total = shapes.reduce((s, w) => s + w.size, 0);
   if (flat.length !== total)
-    throw new Error(`weight vector has ${flat.length} values, model "${spec.name}" needs ${total}`);
+    throw new Error(`weight vector has ${flat.length} values, model "${name}" needs ${total}`);
   let o = 0;
   const tensors = shapes.map((w) => {
     const t = tf.tensor(flat.subarray(o, o + w.size), w.shape as number[], 'float32');

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createSecureRandom } from '../dp/secure-random.ts';
 import { encodeContribution, planEncoding, type EncodingPlan } from '../fl/encoding.ts';
 import { MODELS, numParams } from '../model/spec.ts';
+import { presetTask } from '../model/task.ts';
 import { chooseDegree } from '../secagg/graph.ts';
 import { checkRoundAgainstFloors, makeFloors, type FloorCheck } from './floors.ts';
 import type { RoundStart } from './messages.ts';
@@ -12,6 +13,7 @@ import type { RoundStart } from './messages.ts';
  */
 const model = MODELS.tiny;
 const d = numParams(model);
+const TRAIN = { epochs: 1, batchSize: 32, learningRate: 0.01, optimizer: 'sgd' } as const;
 
 /** What an honest server sends under DP: noise for the parameters, no loss, no indicator. */
 const honestDpPlan = (z: number, minSurvivors: number): EncodingPlan =>
@@ -30,8 +32,8 @@ function round(encoding: EncodingPlan, secagg: boolean, n = 10): RoundStart {
   return {
     round: 1,
     attempt: 1,
-    model,
-    train: { epochs: 1, batchSize: 32, learningRate: 0.01, optimizer: 'sgd' },
+    task: presetTask(model.name, TRAIN),
+    train: TRAIN,
     deadlineMs: 1000,
     weights: new Uint8Array(0),
     encoding,

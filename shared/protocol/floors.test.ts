@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { planEncoding, type EncodingPlan } from '../fl/encoding.ts';
 import { MODELS, numParams } from '../model/spec.ts';
+import { presetTask } from '../model/task.ts';
 import { chooseDegree } from '../secagg/graph.ts';
 import {
   checkRoundAgainstFloors,
@@ -15,6 +16,7 @@ import type { RoundStart, SecAggRoundInfo } from './messages.ts';
 
 const model = MODELS.tiny;
 const d = numParams(model);
+const TRAIN = { epochs: 1, batchSize: 32, learningRate: 0.01, optimizer: 'sgd' } as const;
 
 function dpPlan(z: number, minSurvivors: number, clipNorm = 1): EncodingPlan {
   return planEncoding({
@@ -52,8 +54,8 @@ function round(
   return {
     round: 1,
     attempt: 1,
-    model,
-    train: { epochs: 1, batchSize: 32, learningRate: 0.01, optimizer: 'sgd' },
+    task: presetTask(model.name, TRAIN),
+    train: TRAIN,
     deadlineMs: 1000,
     weights: new Uint8Array(0),
     encoding,

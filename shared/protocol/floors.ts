@@ -1,6 +1,6 @@
 import type { RejectReason } from '../base/errors.ts';
 import { integerSensitivity, type EncodingPlan } from '../fl/encoding.ts';
-import { isModelSpec, numParams } from '../model/spec.ts';
+import { tryCheckTask } from '../model/task.ts';
 import { SECAGG_MIN_COHORT, SECAGG_MIN_THRESHOLD, unsafeThreshold } from '../secagg/graph.ts';
 import type { RoundStart } from './messages.ts';
 
@@ -175,8 +175,9 @@ export function checkRoundAgainstFloors(r: RoundStart, floors: Floors): FloorChe
   const plan = r.encoding;
   let d = 0;
   if (plan) {
-    if (!isModelSpec(r.model)) return malformed('round model is not a model spec');
-    d = numParams(r.model);
+    const task = tryCheckTask(r.task);
+    if (!task.ok) return malformed(`round task: ${task.message}`);
+    d = task.value.numParams;
     if (!(Number.isInteger(plan.bits) && plan.bits >= 2 && plan.bits <= 32))
       return malformed(`encoding plan has a ring width of ${String(plan.bits)} bits`);
     const finite = [

@@ -1,13 +1,16 @@
 import type { RejectReason } from '../base/errors.ts';
 import type { DataSpec } from '../data/dataset.ts';
-import type { ModelSpec } from '../model/spec.ts';
+import type { Task } from '../model/task.ts';
 import type { EncodingPlan } from '../fl/encoding.ts';
 import type { AdvertiseKeys, SurvivorSet, SurvivorSignature } from '../secagg/types.ts';
 import type { WireInbox, WireReveal, WireRoster, WireShares, WireUnmask } from '../secagg/wire.ts';
 import type { ServerStatus } from './status.ts';
 
-/** Bumped on any incompatible change to the events or payloads below. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * Bumped on any incompatible change to the events or payloads below. 3: welcome/round:start carry the
+ * pinned `task` (not `model`), masks are AES-256-CTR (not ChaCha20), round:start may carry secagg.cohort.
+ */
+export const PROTOCOL_VERSION = 3;
 
 /** Training backends a client may report (tfjs backend names). */
 export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu', 'tensorflow'] as const;
@@ -34,7 +37,8 @@ export interface Hello {
 
 export interface Welcome extends SessionCredentials {
   protocolVersion: number;
-  model: ModelSpec;
+  /** What this server trains (shared/model/task.ts); a client that pinned another task refuses it. */
+  task: Task;
   data: DataSpec;
 }
 
@@ -60,7 +64,9 @@ export interface TrainConfig {
 export interface RoundStart {
   round: number;
   attempt: number;
-  model: ModelSpec;
+  /** The task this round trains: the client refuses it (task_mismatch) unless its hash is the pinned one. */
+  task: Task;
+  /** The task's plan (the client refuses a round whose train differs from task.plan). */
   train: TrainConfig;
   /** Milliseconds from now until the server stops accepting updates for this round. */
   deadlineMs: number;
@@ -159,7 +165,11 @@ export interface Rejection {
   message: string;
 }
 
-export type Ack = { ok: true } | { ok: false; reason: RejectReason; message: string };
+/**
+ * The answer to a client message. `duplicate`: the same message was already accepted (a re-send after a
+ * reconnect); it was counted once, nothing else changed.
+ */
+export type Ack = { ok: true; duplicate?: true } | { ok: false; reason: RejectReason; message: string };
 
 export interface RoundSummary {
   round: number;

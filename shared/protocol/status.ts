@@ -4,8 +4,11 @@ import type { RoundSummary } from './messages.ts';
 
 export type Phase = 'waiting' | 'training' | 'evaluating' | 'done';
 
-/** Where the training data comes from: real CIFAR-10 (--cifar-dir) or the synthetic stand-in. */
-export type DataKind = 'cifar10' | 'synthetic';
+/**
+ * Where the training data comes from: real CIFAR-10 (--cifar-dir), the synthetic stand-in, or the visitors'
+ * own pages (a --task that is not CIFAR-10 images; the server holds only its --task-eval set).
+ */
+export type DataKind = 'cifar10' | 'synthetic' | 'page';
 
 /** Per-class results of the current global model on the held-out set, with a few test examples' predictions. */
 export interface EvaluationStatus {

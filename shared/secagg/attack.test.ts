@@ -20,7 +20,7 @@ import {
 import { harary } from './graph.ts';
 import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-memory-round.ts';
 import { channelKey, maskSeed, open, seal, type KeyPair } from './keys.ts';
-import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import { addMask, addMasks, type MaskTerm } from './prg.ts';
 import { SecAggServerSession } from './server-session.ts';
 import { bigToBytes, bytesToBig, FIELD_PRIME, reconstruct, SHARE_BYTES } from './shamir.ts';
 import type { AdvertiseKeys, Inbox, PeerKeys, Reveal, UnmaskRequest } from './types.ts';
@@ -89,71 +89,71 @@ describe('culprit naming with dealer-signed shares: honest clients are never nam
       ...extra,
     });
 
-  it('a dealer that puts a non-field share (33 x 0xff), signed, in one box: the holder sets the box aside, nobody is named', () => {
+  it('a dealer that puts a non-field share (33 x 0xff), signed, in one box: the holder sets the box aside, nobody is named', async () => {
     // Full graph n = 7, t = 4. Client 1 is malicious; client 2 is honest. Had 2 revealed the share, the
     // server would have refused 2's whole reveal (malformed_share) and named 2.
     maliciousDealer(1, (to) => (to === 2 ? { b: new Uint8Array(SHARE_BYTES).fill(0xff) } : {}), true);
-    const r = round(7, 4);
+    const r = await round(7, 4);
     expect(r.sum).toEqual(r.expected);
     expect(r.clients[1].badBoxes).toEqual([{ from: 1, reason: 'share outside the field' }]);
     expect(r.rejected).toEqual([]);
     expect(r.server.culprits).toEqual([]);
   });
 
-  it('a dealer that puts a wrong share in one box without signing it: the holder sets the box aside, nobody is named', () => {
+  it('a dealer that puts a wrong share in one box without signing it: the holder sets the box aside, nobody is named', async () => {
     maliciousDealer(1, (to, _s, b) => (to === 2 ? { b: plusOne(b) } : {}), false);
-    const r = round(7, 4);
+    const r = await round(7, 4);
     expect(r.sum).toEqual(r.expected);
     expect(r.clients[1].badBoxes).toEqual([{ from: 1, reason: 'bad signature' }]);
     expect(r.server.culprits).toEqual([]);
   });
 
-  it('a dealer that SIGNS a wrong share for one holder: the holder is not named, the dealer is (inconsistent_dealer), the sum is exact', () => {
+  it('a dealer that SIGNS a wrong share for one holder: the holder is not named, the dealer is (inconsistent_dealer), the sum is exact', async () => {
     // Before signed shares the server could not tell this from holder 2 lying, and named 2. Now 2 reveals
     // 1's signature with the share: 6 signed shares of b_1, one off the polynomial the other 5 agree on,
     // is proof against the dealer, and decoding (t = 4, m = 6: one error corrected) still rebuilds b_1.
     maliciousDealer(1, (to, _s, b) => (to === 2 ? { b: plusOne(b) } : {}), true);
-    const r = round(7, 4);
+    const r = await round(7, 4);
     expect(r.clients[1].badBoxes).toEqual([]);
     expect(r.sum).toEqual(r.expected);
     expect(r.server.culpritEvidence).toEqual([{ index: 1, kind: 'inconsistent_dealer' }]);
   });
 
-  it('a surviving dealer whose signed shares cannot be rebuilt consistently: the attempt aborts cleanly, the dealer (only) named', () => {
+  it('a surviving dealer whose signed shares cannot be rebuilt consistently: the attempt aborts cleanly, the dealer (only) named', async () => {
     // Two of six holders get wrong signed shares of b_1: beyond what t = 4 lets decoding correct.
     maliciousDealer(1, (to, _s, b) => (to === 2 || to === 3 ? { b: plusOne(b) } : {}), true);
     let server: SecAggServerSession | undefined;
-    expect(() => round(7, 4, { onServer: (s) => (server = s) })).toThrow(
+    await expect(round(7, 4, { onServer: (s) => (server = s) })).rejects.toThrow(
       /self-mask seed of client 1 does not match its commitment .*\(inconsistent dealer\)/,
     );
     expect(server!.phase).toBe('failed');
     expect(server!.culpritEvidence).toEqual([{ index: 1, kind: 'inconsistent_dealer' }]);
   });
 
-  it('a dropped dealer whose signed key shares are inconsistent: the same, for its mask key', () => {
+  it('a dropped dealer whose signed key shares are inconsistent: the same, for its mask key', async () => {
     maliciousDealer(1, (to, s) => (to === 2 || to === 3 ? { s: plusOne(s) } : {}), true);
     let server: SecAggServerSession | undefined;
     const drops = new Map<number, DropPoint>([[1, 'after-shares']]);
-    expect(() => round(7, 4, { drops, onServer: (s) => (server = s) })).toThrow(
+    await expect(round(7, 4, { drops, onServer: (s) => (server = s) })).rejects.toThrow(
       /mask key of dropped client 1 does not match its public key .*\(inconsistent dealer\)/,
     );
     expect(server!.culpritEvidence).toEqual([{ index: 1, kind: 'inconsistent_dealer' }]);
   });
 
-  it('a dealer whose signed shares agree but do not match its commitment: abort, the dealer named', () => {
+  it('a dealer whose signed shares agree but do not match its commitment: abort, the dealer named', async () => {
     const r = () =>
       round(7, 4, {
         tamper: { shares: (u, m) => (u === 1 ? { ...m, commit: randomBytes(32) } : m) },
         onServer: (s) => (server = s),
       });
     let server: SecAggServerSession | undefined;
-    expect(r).toThrow(
+    await expect(r()).rejects.toThrow(
       /client 1 does not match its commitment .* the 6 shares client 1 signed do not rebuild it/,
     );
     expect(server!.culpritEvidence).toEqual([{ index: 1, kind: 'inconsistent_dealer' }]);
   });
 
-  it("t - 1 colluding holders shift their shares by g with g(0) = 0: the shifted shares lack the dealer's signature, so the colluders are named, not honest holders", () => {
+  it("t - 1 colluding holders shift their shares by g with g(0) = 0: the shifted shares lack the dealer's signature, so the colluders are named, not honest holders", async () => {
     // Full graph n = 10 (k = 9), t = 5: the self-mask seed of client 10 has m = 9 holders 1..9. Colluders
     // 1..4 (t - 1, the most the threshold is meant to tolerate) add g(x) = x (x - 6)(x - 7)(x - 8) to their
     // true shares. Without signatures, f' = f + g agrees with 1..4 and honest 6, 7, 8 (7 of 9 points, within
@@ -174,16 +174,16 @@ describe('culprit naming with dealer-signed shares: honest clients are never nam
       ),
       s: m.s,
     });
-    const r = round(n, 5, { tamper: { reveal: (u, m) => (colluders.includes(u) ? shift(u, m) : m) } });
+    const r = await round(n, 5, { tamper: { reveal: (u, m) => (colluders.includes(u) ? shift(u, m) : m) } });
     expect(r.sum).toEqual(r.expected);
     expect(r.server.culpritEvidence).toEqual(colluders.map((index) => ({ index, kind: 'altered_share' })));
   });
 
-  it("a signature is bound to its holder: a colluder revealing its partner's share and signature is named", () => {
+  it("a signature is bound to its holder: a colluder revealing its partner's share and signature is named", async () => {
     // Holder 2 reveals, for every secret, the share (on the polynomial, at x = 1) that 1 holds, with
     // the dealer's signature on it for holder 1.
     const seen = new Map<number, Reveal>();
-    const r = round(7, 4, {
+    const r = await round(7, 4, {
       tamper: {
         reveal: (u, m) => {
           seen.set(u, m);
@@ -197,11 +197,11 @@ describe('culprit naming with dealer-signed shares: honest clients are never nam
     expect(r.server.culpritEvidence).toEqual([{ index: 2, kind: 'altered_share' }]);
   });
 
-  it('the happy path checks no signature: an honest round whose revealed signatures are all garbled completes, nobody named', () => {
+  it('the happy path checks no signature: an honest round whose revealed signatures are all garbled completes, nobody named', async () => {
     // Signatures are checked only for a secret whose first t shares fail; garbling them all changes nothing
     // here, which shows the server did not verify them.
     const garble = (l: Reveal['b']): Reveal['b'] => l.map((e) => ({ ...e, sig: new Uint8Array(64) }));
-    const r = round(7, 4, {
+    const r = await round(7, 4, {
       drops: new Map<number, DropPoint>([[7, 'after-shares']]),
       tamper: { reveal: (_u, m) => ({ b: garble(m.b), s: garble(m.s) }) },
     });
@@ -211,7 +211,7 @@ describe('culprit naming with dealer-signed shares: honest clients are never nam
 });
 
 /** What a malicious server needs from an honest round up to R2, with hooks for the messages it sends. */
-function toMasked(n: number, t: number, L: number, inboxFor: (u: number, m: Inbox) => Inbox) {
+async function toMasked(n: number, t: number, L: number, inboxFor: (u: number, m: Inbox) => Inbox) {
   const tag = `attack/${Math.random()}`;
   const server = new SecAggServerSession({
     tag,
@@ -236,17 +236,17 @@ function toMasked(n: number, t: number, L: number, inboxFor: (u: number, m: Inbo
   const inboxes = server.closeShares();
   const xs = inputs(n, L);
   const ys = new Map<number, Uint32Array>();
-  clients.forEach((c, i) => {
+  for (const [i, c] of clients.entries()) {
     c.receiveInbox(inboxFor(i + 1, inboxes.get(i + 1)!));
-    ys.set(i + 1, c.mask(xs[i]));
-  });
+    ys.set(i + 1, await c.mask(xs[i]));
+  }
   return { tag, clients, keys, xs, ys };
 }
 
 /** Runs `attack`; false when an honest client refused a step (ProtocolError), else what it returned. */
-function attempt(attack: () => boolean): boolean {
+async function attempt(attack: () => Promise<boolean>): Promise<boolean> {
   try {
-    return attack();
+    return await attack();
   } catch (e) {
     if (e instanceof ProtocolError) return false;
     throw e;
@@ -259,13 +259,13 @@ const sharesOf = (reveals: Map<number, Reveal>, of: number, kind: 'b' | 's') =>
   );
 
 describe('what a client accepts from a malicious server', () => {
-  it('an EMPTY inbox: the client masks with no pairwise masks, and its b-shares alone unmask its input', () => {
+  it('an EMPTY inbox: the client masks with no pairwise masks, and its b-shares alone unmask its input', async () => {
     // n = 5 full graph, t = 3. The server gives client 5 an inbox with no boxes (Bonawitz R2: abort if
     // |U2| < t); 5 masks with PRG(b_5) only. The server then asks 5's neighbours, consistently, for b-shares
     // of 5 (it did send a masked input), reconstructs b_5 and reads x_5. No split view, nothing for R3 to see.
-    const leaked = attempt(() => {
+    const leaked = await attempt(async () => {
       const n = 5;
-      const { clients, xs, ys } = toMasked(n, 3, 32, (u, m) => (u === 5 ? { shares: [] } : m));
+      const { clients, xs, ys } = await toMasked(n, 3, 32, (u, m) => (u === 5 ? { shares: [] } : m));
       const reveals = new Map<number, Reveal>();
       for (const w of [1, 2, 3, 4]) {
         const req: UnmaskRequest = { survivors: [1, 2, 3, 4, 5].filter((v) => v !== w), dropped: [] };
@@ -273,20 +273,20 @@ describe('what a client accepts from a malicious server', () => {
       }
       const b5 = reconstruct(sharesOf(reveals, 5, 'b'), 3);
       const x5 = ys.get(5)!.slice();
-      addMask(x5, b5, NONCE_SELF, -1);
+      await addMask(x5, b5, 'self', -1);
       return x5.every((v, i) => v === xs[4][i]);
     });
     expect(leaked).toBe(false);
   });
 
-  it('a server-chosen threshold with 2t <= |neighbours|: two disjoint honest groups, each with a consistent view, give b_v and s_v', () => {
+  it('a server-chosen threshold with 2t <= |neighbours|: two disjoint honest groups, each with a consistent view, give b_v and s_v', async () => {
     // The threshold comes from the server (SecAggRoundInfo.t) and the client only checks roster >= t.
     // n = 5 full graph, t = 2: holders 1, 2 are told "5 survived" (b-shares), holders 3, 4 "5 dropped"
     // (s-shares). No holder is asked for both, so every client-side check passes; x_5 is recovered.
-    const leaked = attempt(() => {
+    const leaked = await attempt(async () => {
       const n = 5;
       const t = 2;
-      const { tag, clients, keys, xs, ys } = toMasked(n, t, 32, (_u, m) => m);
+      const { tag, clients, keys, xs, ys } = await toMasked(n, t, 32, (_u, m) => m);
       const reveals = new Map<number, Reveal>();
       for (const w of [1, 2, 3, 4]) {
         const others = [1, 2, 3, 4, 5].filter((v) => v !== w);
@@ -299,8 +299,10 @@ describe('what a client accepts from a malicious server', () => {
       const b5 = reconstruct(sharesOf(reveals, 5, 'b'), t);
       const sk5 = reconstruct(sharesOf(reveals, 5, 's'), t);
       const x5 = ys.get(5)!.slice();
-      addMask(x5, b5, NONCE_SELF, -1);
-      for (const w of [1, 2, 3, 4]) addMask(x5, maskSeed(sk5, keys.get(w)!.sPk, tag, 5, w), NONCE_PAIR, -1);
+      const terms: MaskTerm[] = [{ seed: b5, domain: 'self', sign: -1 }];
+      for (const w of [1, 2, 3, 4])
+        terms.push({ seed: maskSeed(sk5, keys.get(w)!.sPk, tag, 5, w), domain: 'pair', sign: -1 });
+      await addMasks(x5, terms);
       return x5.every((v, i) => v === xs[4][i]);
     });
     expect(leaked).toBe(false);

@@ -5,7 +5,7 @@ import { SecAggClientSession, type ClientSessionConfig } from './client-session.
 import { generateSigningKeyPair, verifyShare } from './consistency.ts';
 import { chooseDegree, harary, maliciousThreshold } from './graph.ts';
 import { generateKeyPair, maskSeed } from './keys.ts';
-import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import { addMasks, type MaskTerm } from './prg.ts';
 import { addInto } from './ring.ts';
 import { reconstruct, type Share } from './shamir.ts';
 import { SecAggServerSession } from './server-session.ts';
@@ -47,12 +47,12 @@ function roundUpTo(n: number, t: number, withK: boolean) {
       if (!skip.includes(u)) server.receiveShares(u, clients[u - 1].receiveRoster(rosters.get(u)));
     return server.closeShares();
   };
-  const masked = (inboxes: Map<number, Inbox>, skip: number[] = []) => {
+  const masked = async (inboxes: Map<number, Inbox>, skip: number[] = []) => {
     const y = new Map<number, Uint32Array>();
     for (const [u, inbox] of inboxes) {
       if (skip.includes(u)) continue;
       clients[u - 1].receiveInbox(inbox);
-      y.set(u, clients[u - 1].mask(inputs[u - 1]));
+      y.set(u, await clients[u - 1].mask(inputs[u - 1]));
       server.receiveMasked(u, y.get(u)!);
     }
     return { y, requests: server.closeMasked() };
@@ -100,7 +100,7 @@ describe('over-selection: n clients invited, the cohort sized apart', () => {
     );
   });
 
-  it('R0 closes on the first `cohort` keys; the rest are released and refused, and the round sums exactly the cohort', () => {
+  it('R0 closes on the first `cohort` keys; the rest are released and refused, and the round sums exactly the cohort', async () => {
     const tag = `test/${Math.random()}`;
     const [n, size, t] = [7, 5, 3];
     const server = new SecAggServerSession({
@@ -133,12 +133,12 @@ describe('over-selection: n clients invited, the cohort sized apart', () => {
     const inboxes = server.closeShares();
     for (const [u, inbox] of inboxes) {
       clients[u - 1].receiveInbox(inbox);
-      server.receiveMasked(u, clients[u - 1].mask(inputs[u - 1]));
+      server.receiveMasked(u, await clients[u - 1].mask(inputs[u - 1]));
     }
     for (const [u, req] of server.closeMasked()) server.receiveReveal(u, clients[u - 1].receiveUnmask(req));
     const expected = new Uint32Array(L);
     for (const u of first) addInto(expected, inputs[u - 1]);
-    expect(server.closeUnmask()).toEqual(expected);
+    expect(await server.closeUnmask()).toEqual(expected);
   });
 
   it('a sparse graph is laid over the advertisers only, each with k neighbours', () => {
@@ -217,7 +217,7 @@ describe('crafted server messages the client refuses', () => {
     expect(reason(() => c.receiveRoster({ peers: peers.slice(0, 34) }))).toBe('accepted');
   });
 
-  it('an empty inbox, or fewer than t boxes that open, is refused; the real inbox still completes the round', () => {
+  it('an empty inbox, or fewer than t boxes that open, is refused; the real inbox still completes the round', async () => {
     const r = roundUpTo(5, 3, true);
     const inboxes = r.shares(r.keys());
     const real = inboxes.get(1)!;
@@ -239,14 +239,14 @@ describe('crafted server messages the client refuses', () => {
       'accepted',
     );
     // The refusals changed nothing: the real inbox is accepted and the round's sum is exact.
-    const { requests } = r.masked(inboxes);
+    const { requests } = await r.masked(inboxes);
     for (const [u, req] of requests) r.server.receiveReveal(u, r.clients[u - 1].receiveUnmask(req));
     const expected = new Uint32Array(L);
     r.inputs.forEach((x) => addInto(expected, x));
-    expect(r.server.closeUnmask()).toEqual(expected);
+    expect(await r.server.closeUnmask()).toEqual(expected);
   });
 
-  it("boxes whose shares lack their dealer's valid signature are set aside, and what is revealed carries it", () => {
+  it("boxes whose shares lack their dealer's valid signature are set aside, and what is revealed carries it", async () => {
     const r = roundUpTo(5, 3, true);
     const rosters = r.keys();
     // The server relays another signing key for client 2 in client 1's roster: 2's box no longer verifies.
@@ -259,7 +259,7 @@ describe('crafted server messages the client refuses', () => {
     const c = r.clients[0];
     expect(c.receiveInbox(inboxes.get(1))).toEqual([2, 3, 4, 5]); // 2 still masks with us
     expect(c.badBoxes).toEqual([{ from: 2, reason: 'bad signature' }]);
-    c.mask(r.inputs[0]);
+    await c.mask(r.inputs[0]);
     const rv = c.receiveUnmask({ survivors: [2, 3, 4, 5], dropped: [] });
     expect(rv.b.map((e) => e.of)).toEqual([3, 4, 5]); // nothing held for 2
     // Each revealed share carries its dealer's signature, valid for this holder and this kind only.
@@ -270,9 +270,9 @@ describe('crafted server messages the client refuses', () => {
     }
   });
 
-  it('an unmask request naming fewer than t surviving neighbours; itself does not count', () => {
+  it('an unmask request naming fewer than t surviving neighbours; itself does not count', async () => {
     const r = roundUpTo(6, 4, true);
-    const { requests } = r.masked(r.shares(r.keys()));
+    const { requests } = await r.masked(r.shares(r.keys()));
     const c = r.clients[0];
     expect(requests.get(1)).toEqual({ survivors: [2, 3, 4, 5, 6], dropped: [] });
     const ask = (m: UnmaskRequest): string => reason(() => c.receiveUnmask(m));
@@ -282,26 +282,26 @@ describe('crafted server messages the client refuses', () => {
     expect(ask({ survivors: [2, 3, 4, 5], dropped: [6] })).toBe('accepted');
   });
 
-  it('an honest round with dropouts at every step is never refused (each survivor keeps t surviving neighbours)', () => {
+  it('an honest round with dropouts at every step is never refused (each survivor keeps t surviving neighbours)', async () => {
     const r = roundUpTo(9, 5, true);
     const inboxes = r.shares(r.keys(), [9]);
-    const { requests } = r.masked(inboxes, [8]);
+    const { requests } = await r.masked(inboxes, [8]);
     for (const [u, req] of requests) {
       if (u === 7) continue;
       r.server.receiveReveal(u, r.clients[u - 1].receiveUnmask(req));
     }
     const expected = new Uint32Array(L);
     r.inputs.slice(0, 7).forEach((x) => addInto(expected, x));
-    expect(r.server.closeUnmask()).toEqual(expected);
+    expect(await r.server.closeUnmask()).toEqual(expected);
   });
 });
 
 describe('what the client rules cannot stop: split unmask requests', () => {
   /** The server's view after the attack: y_1 and whatever shares of client 1 it gathered. */
-  function splitAttack(n: number, t: number, colluders: number[]) {
+  async function splitAttack(n: number, t: number, colluders: number[]) {
     const r = roundUpTo(n, t, false);
     const rosters = r.keys();
-    const { y, requests } = r.masked(r.shares(rosters));
+    const { y, requests } = await r.masked(r.shares(rosters));
     const victim = 1;
     const honest = [...requests.keys()].filter((u) => u !== victim && !colluders.includes(u));
     const b: Share[] = [];
@@ -331,33 +331,33 @@ describe('what the client rules cannot stop: split unmask requests', () => {
       s.push(held.get(victim)!.s);
     }
     // Both secrets strip every mask from y_victim: the self-mask and each pairwise mask.
-    const unmask = (): Uint32Array => {
+    const unmask = async (): Promise<Uint32Array> => {
       const x = y.get(victim)!.slice();
-      addMask(x, reconstruct(b, t), NONCE_SELF, -1);
+      const terms: MaskTerm[] = [{ seed: reconstruct(b, t), domain: 'self', sign: -1 }];
       const sk = reconstruct(s, t);
       for (const peer of rosters.get(victim)!.peers)
-        addMask(
-          x,
-          maskSeed(sk, peer.sPk, r.tag, victim, peer.index),
-          NONCE_PAIR,
-          victim > peer.index ? -1 : 1,
-        );
+        terms.push({
+          seed: maskSeed(sk, peer.sPk, r.tag, victim, peer.index),
+          domain: 'pair',
+          sign: victim > peer.index ? -1 : 1,
+        });
+      await addMasks(x, terms);
       return x;
     };
     return { b, s, unmask, input: r.inputs[victim - 1] };
   }
 
-  it('with t = k/2 + 1, 2t - k = 2 colluders recover one honest input exactly; raising t per maliciousThreshold stops them', () => {
+  it('with t = k/2 + 1, 2t - k = 2 colluders recover one honest input exactly; raising t per maliciousThreshold stops them', async () => {
     // n = 5, k = 4, t = 3 (the honest majority): honest holders 2 and 3, colluders 4 and 5.
-    const hit = splitAttack(5, 3, [4, 5]);
+    const hit = await splitAttack(5, 3, [4, 5]);
     expect(hit.b.length).toBe(3);
     expect(hit.s.length).toBe(3);
-    expect(hit.unmask()).toEqual(hit.input);
+    expect(await hit.unmask()).toEqual(hit.input);
     // With 2 colluders among 5 the split bound asks for 2t - 4 > 2, i.e. t = 4; then each kind gets 3 < t shares.
     const safe = maliciousThreshold(5, 4, 0.4);
     expect(safe).toMatchObject({ t: 4, colluders: 2, needed: 4 });
     expect(safe.log2Bound).toBe(-Infinity);
-    const miss = splitAttack(5, safe.t, [4, 5]);
+    const miss = await splitAttack(5, safe.t, [4, 5]);
     expect(miss.b.length).toBe(3); // client 2 and the colluders
     expect(miss.s.length).toBe(2); // client 3 refuses: calling 1 dropped leaves it 3 < t surviving neighbours
     expect(Math.max(miss.b.length, miss.s.length)).toBeLessThan(safe.t);

@@ -33,7 +33,7 @@ import {
   seal,
   type KeyPair,
 } from './keys.ts';
-import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import { addMasks, type MaskTerm } from './prg.ts';
 import type { SignedShare } from './recover.ts';
 import { isFieldElement, SHARE_BYTES, split } from './shamir.ts';
 import type {
@@ -471,18 +471,22 @@ export class SecAggClientSession {
     return this.maskPeers;
   }
 
-  /** R2: y = x + PRG(b_u) + sum_{v < u} PRG(s_uv) - sum_{v > u} PRG(s_uv) (mod 2^32). */
-  mask(x: Uint32Array): Uint32Array {
+  /**
+   * R2: y = x + PRG(b_u, self) + sum_{v < u} PRG(s_uv, pair) - sum_{v > u} PRG(s_uv, pair) (mod 2^32).
+   * Throws at once when called out of phase or with the wrong length; the masks are expanded through
+   * WebCrypto, hence the promise.
+   */
+  mask(x: Uint32Array): Promise<Uint32Array> {
     if (!this.maskPeers) throw new ProtocolError('wrong_phase', 'mask before inbox');
     if (x.length !== this.cfg.vectorLength)
       throw new RangeError(`input has ${x.length} values, round expects ${this.cfg.vectorLength}`);
-    const y = x.slice();
-    addMask(y, this.seed, NONCE_SELF, 1);
+    const terms: MaskTerm[] = [{ seed: this.seed, domain: 'self', sign: 1 }];
     for (const v of this.maskPeers) {
       const seed = maskSeed(this.s.secretKey, this.roster.get(v)!.sPk, this.cfg.tag, this.cfg.index, v);
-      addMask(y, seed, NONCE_PAIR, this.cfg.index > v ? 1 : -1);
+      terms.push({ seed, domain: 'pair', sign: this.cfg.index > v ? 1 : -1 });
     }
-    return y;
+    const y = x.slice();
+    return addMasks(y, terms).then(() => y);
   }
 
   /**

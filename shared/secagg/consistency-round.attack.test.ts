@@ -23,7 +23,7 @@ function attested(): ClientAttestation {
 }
 
 /** One attempt of a complete-graph R3 round with the given identities and tag, up to every masked input. */
-function attemptUpToMasked(tag: string, ids: ClientAttestation[], t: number) {
+async function attemptUpToMasked(tag: string, ids: ClientAttestation[], t: number) {
   const n = ids.length;
   const server = new SecAggServerSession({
     tag,
@@ -45,13 +45,13 @@ function attemptUpToMasked(tag: string, ids: ClientAttestation[], t: number) {
   const inboxes = server.closeShares();
   for (const u of all) {
     clients[u - 1].receiveInbox(inboxes.get(u));
-    server.receiveMasked(u, clients[u - 1].mask(Uint32Array.from(randomBytes(L))));
+    server.receiveMasked(u, await clients[u - 1].mask(Uint32Array.from(randomBytes(L))));
   }
   return clients;
 }
 
 describe('attack: survivor signatures replayed from an earlier attempt with the same tag', () => {
-  it('a client reveals in attempt 2 on signatures its neighbours made in attempt 1', () => {
+  it('a client reveals in attempt 2 on signatures its neighbours made in attempt 1', async () => {
     const n = 5;
     const t = 3;
     const ids = Array.from({ length: n }, attested);
@@ -59,7 +59,7 @@ describe('attack: survivor signatures replayed from an earlier attempt with the 
     const all = [1, 2, 3, 4, 5];
 
     // Attempt 1: every client is told U3 = all and signs it; the server keeps the signatures and aborts.
-    const first = attemptUpToMasked(tag, ids, t);
+    const first = await attemptUpToMasked(tag, ids, t);
     const old: SignedBy[] = first.map((c, i) => ({
       index: i + 1,
       sig: c.receiveSurvivors({ survivors: all }).sig,
@@ -67,7 +67,7 @@ describe('attack: survivor signatures replayed from an earlier attempt with the 
 
     // Attempt 2, same tag, fresh sessions: clients 2..5 are told client 1 dropped ([2, 3, 4, 5]) and sign
     // that; client 1 is told everybody survived.
-    const second = attemptUpToMasked(tag, ids, t);
+    const second = await attemptUpToMasked(tag, ids, t);
     const fresh: SignedBy[] = [2, 3, 4, 5].map((u) => ({
       index: u,
       sig: second[u - 1].receiveSurvivors({ survivors: [2, 3, 4, 5] }).sig,

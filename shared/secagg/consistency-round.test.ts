@@ -45,7 +45,7 @@ function sim(n: number, k: number, t: number, extra: Partial<InMemoryRoundInput>
  * A complete-graph round with R3, driven by hand through the real sessions up to the end of R2 (every
  * masked input in), so a test can play a server that lies from there on.
  */
-function upToMasked(n: number, t: number) {
+async function upToMasked(n: number, t: number) {
   const tag = `r3/${Math.random()}`;
   const neighbours = harary(n, n - 1).map((l) => l.map((v) => v + 1));
   const server = new SecAggServerSession({
@@ -79,29 +79,29 @@ function upToMasked(n: number, t: number) {
   const masked = new Map<number, Uint32Array>();
   for (const u of ids) {
     clients[u - 1].receiveInbox(inboxes.get(u));
-    masked.set(u, clients[u - 1].mask(xs[u - 1]));
+    masked.set(u, await clients[u - 1].mask(xs[u - 1]));
     server.receiveMasked(u, masked.get(u)!);
   }
   return { tag, server, clients, ids, rosters, masked };
 }
 
 describe('honest rounds with authenticated keys and the consistency round', () => {
-  it('complete graph: the sum is exact, every survivor signed U3, and each reveal followed t signatures', () => {
-    const r = runInMemoryRound(sim(5, 4, 3));
+  it('complete graph: the sum is exact, every survivor signed U3, and each reveal followed t signatures', async () => {
+    const r = await runInMemoryRound(sim(5, 4, 3));
     expect(r.survivors).toEqual([1, 2, 3, 4, 5]);
     expect(r.sum).toEqual(r.expected);
     expect(r.rejected).toEqual([]);
   });
 
-  it('Harary graph (n = 16, k = 6, t = 4): exact too', () => {
-    const r = runInMemoryRound(sim(16, 6, 4));
+  it('Harary graph (n = 16, k = 6, t = 4): exact too', async () => {
+    const r = await runInMemoryRound(sim(16, 6, 4));
     expect(r.sum).toEqual(r.expected);
   });
 
   it.each<DropPoint>(['before-keys', 'after-keys', 'after-shares', 'after-masked', 'after-signature'])(
     'clients dropping %s: the sum is exact over the survivors',
-    (p) => {
-      const r = runInMemoryRound(
+    async (p) => {
+      const r = await runInMemoryRound(
         sim(12, 8, 5, {
           drops: new Map([
             [4, p],
@@ -115,8 +115,8 @@ describe('honest rounds with authenticated keys and the consistency round', () =
     },
   );
 
-  it("a client that drops in R3 is not asked to reveal; the others get their neighbours' signatures", () => {
-    const { server, clients, ids } = upToMasked(5, 3);
+  it("a client that drops in R3 is not asked to reveal; the others get their neighbours' signatures", async () => {
+    const { server, clients, ids } = await upToMasked(5, 3);
     const sets = server.closeMaskedToConsistency();
     expect([...sets.values()].every((s) => s.survivors.join() === '1,2,3,4,5')).toBe(true);
     for (const u of ids)
@@ -130,8 +130,8 @@ describe('honest rounds with authenticated keys and the consistency round', () =
     }
   });
 
-  it('too few signers for t signing neighbours: the attempt aborts at the end of R3, nobody is asked', () => {
-    const { server, clients } = upToMasked(5, 3);
+  it('too few signers for t signing neighbours: the attempt aborts at the end of R3, nobody is asked', async () => {
+    const { server, clients } = await upToMasked(5, 3);
     const sets = server.closeMaskedToConsistency();
     for (const u of [1, 2, 3]) server.receiveSignature(u, clients[u - 1].receiveSurvivors(sets.get(u)));
     expect(server.waitingFor()).toEqual([4, 5]);
@@ -146,8 +146,8 @@ describe('a server that tells two clients different survivor sets is caught', ()
    * 5 survived, so they would reveal shares of b_5, and tells 3 and 4 that 5 dropped, so they would reveal
    * shares of s_5; with both secrets y_5 unmasks to x_5. Each honest client signs only what it was told.
    */
-  it('each client refuses to reveal (inconsistent_view) and the server gets no share at all', () => {
-    const { tag, server, clients, ids } = upToMasked(5, 3);
+  it('each client refuses to reveal (inconsistent_view) and the server gets no share at all', async () => {
+    const { tag, server, clients, ids } = await upToMasked(5, 3);
     const all = [1, 2, 3, 4, 5];
     const told = new Map<number, number[]>(ids.map((u) => [u, u === 3 || u === 4 ? [1, 2, 3, 4] : all]));
     const sigs = ids.map((u) => ({
@@ -192,9 +192,9 @@ describe('a server that tells two clients different survivor sets is caught', ()
     expect(countSurvivorSignatures(tag, [1, 2, 3, 4], sigs, idKeys).valid).toEqual([3, 4]);
   });
 
-  it('n = 6, t = 3: the majority side may reveal its own story, the minority refuses; never both secrets', () => {
+  it('n = 6, t = 3: the majority side may reveal its own story, the minority refuses; never both secrets', async () => {
     // Told "6 survived": 1, 2, 3, 6. Told "6 dropped": 4, 5. The majority has t signatures on its set.
-    const { clients, ids, masked } = upToMasked(6, 3);
+    const { clients, ids, masked } = await upToMasked(6, 3);
     const all = [1, 2, 3, 4, 5, 6];
     const told = new Map<number, number[]>(ids.map((u) => [u, u === 4 || u === 5 ? [1, 2, 3, 4, 5] : all]));
     const sigs = ids.map((u) => ({
@@ -226,8 +226,8 @@ describe('a server that tells two clients different survivor sets is caught', ()
     expect(masked.has(6)).toBe(true); // 6's masked input is in, and stays masked
   });
 
-  it('a request that does not follow from the signed set, or carries signatures over another set, is refused', () => {
-    const { tag, server, clients, ids } = upToMasked(5, 3);
+  it('a request that does not follow from the signed set, or carries signatures over another set, is refused', async () => {
+    const { tag, server, clients, ids } = await upToMasked(5, 3);
     const sets = server.closeMaskedToConsistency();
     for (const u of ids) server.receiveSignature(u, clients[u - 1].receiveSurvivors(sets.get(u)));
     const req = server.closeConsistency().get(1)!;
@@ -252,8 +252,8 @@ describe('a server that tells two clients different survivor sets is caught', ()
     expect(reason(() => c.receiveUnmask(req))).toBe('accepted');
   });
 
-  it('survivor sets a client will not sign: without itself, out of order, with fewer than t neighbours, twice', () => {
-    const { clients } = upToMasked(5, 3);
+  it('survivor sets a client will not sign: without itself, out of order, with fewer than t neighbours, twice', async () => {
+    const { clients } = await upToMasked(5, 3);
     const c = clients[0];
     expect(reason(() => c.receiveSurvivors({ survivors: [2, 3, 4, 5] }))).toBe('inconsistent_view');
     expect(reason(() => c.receiveSurvivors({ survivors: [1, 3, 2] }))).toBe('malformed');
@@ -383,8 +383,8 @@ describe('the floor a site key sets, and the default path', () => {
     );
   });
 
-  it('without R3 nothing new travels: keys, roster and unmask request have exactly the old fields', () => {
-    const r = runInMemoryRound({ ...sim(5, 4, 3), consistency: undefined });
+  it('without R3 nothing new travels: keys, roster and unmask request have exactly the old fields', async () => {
+    const r = await runInMemoryRound({ ...sim(5, 4, 3), consistency: undefined });
     expect(r.sum).toEqual(r.expected);
     for (const k of r.transcript.keys.values())
       expect(Object.keys(k as object).sort()).toEqual(['cPk', 'gPk', 'sPk']);

@@ -1,3 +1,5 @@
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
+
 /**
  * Arithmetic in GF(p), p = 2^256 + 297 (the smallest prime above 2^256), the field of the Shamir shares:
  * every 32-byte secret is a field element, and a field element takes 33 bytes big-endian.
@@ -11,20 +13,18 @@ const P = FIELD_PRIME;
 /** The representative of `a` in [0, p). */
 export const mod = (a: bigint): bigint => ((a % P) + P) % P;
 
+/** Big-endian bytes -> bigint, through hex (one BigInt parse instead of a BigInt operation per byte). */
 export function bytesToBig(b: Uint8Array): bigint {
-  let v = 0n;
-  for (const byte of b) v = (v << 8n) | BigInt(byte);
-  return v;
+  return b.length === 0 ? 0n : BigInt('0x' + bytesToHex(b));
 }
 
+/** v (0 <= v < 2^(8 len)) -> `len` bytes big-endian. */
 export function bigToBytes(v: bigint, len: number): Uint8Array {
-  const out = new Uint8Array(len);
-  for (let i = len - 1; i >= 0; i--) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  if (v !== 0n) throw new RangeError(`value does not fit in ${len} bytes`);
-  return out;
+  if (v < 0n) throw new RangeError(`value does not fit in ${len} bytes`);
+  if (v === 0n) return new Uint8Array(len);
+  const h = v.toString(16);
+  if (h.length > 2 * len) throw new RangeError(`value does not fit in ${len} bytes`);
+  return hexToBytes(h.padStart(2 * len, '0'));
 }
 
 /**
@@ -32,7 +32,12 @@ export function bigToBytes(v: bigint, len: number): Uint8Array {
  * 33 bytes hold values up to 2^264 - 1, so a sender can put a non-element on the wire; check on receipt.
  */
 export function isFieldElement(b: Uint8Array): boolean {
-  return b.length === ELEMENT_BYTES && bytesToBig(b) < P;
+  if (b.length !== ELEMENT_BYTES) return false;
+  // p = 0x01 || 0^30 || 0x0129: below 2^256 (first byte 0) always; from 2^256 on, only up to p - 1.
+  if (b[0] === 0) return true;
+  if (b[0] !== 1) return false;
+  for (let i = 1; i < ELEMENT_BYTES - 2; i++) if (b[i] !== 0) return false;
+  return b[ELEMENT_BYTES - 2] * 256 + b[ELEMENT_BYTES - 1] < 0x0129;
 }
 
 /** Modular inverse by Fermat (p is prime). */

@@ -69,7 +69,7 @@ export interface InMemoryRoundResult {
  * Runs one secure-aggregation round in memory, through the same session objects the socket transport
  * uses, and records everything the server receives. For tests and benchmarks.
  */
-export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
+export async function runInMemoryRound(sim: InMemoryRoundInput): Promise<InMemoryRoundResult> {
   const n = sim.inputs.length;
   const L = sim.inputs[0].length;
   const drops = sim.drops ?? new Map();
@@ -78,6 +78,14 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
     const t0 = now();
     try {
       return f();
+    } finally {
+      ms[k] += now() - t0;
+    }
+  };
+  const timedAsync = async <T>(k: keyof typeof ms, f: () => Promise<T>): Promise<T> => {
+    const t0 = now();
+    try {
+      return await f();
     } finally {
       ms[k] += now() - t0;
     }
@@ -152,7 +160,7 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
     if (drops.get(u) === 'after-keys' || drops.get(u) === 'after-shares') continue;
     const inbox = sim.tamper?.inbox ? sim.tamper.inbox(u, inbox0) : inbox0;
     timed('clientOther', () => clients[u - 1].receiveInbox(inbox));
-    const y = timed('clientMask', () => clients[u - 1].mask(sim.inputs[u - 1]));
+    const y = await timedAsync('clientMask', () => clients[u - 1].mask(sim.inputs[u - 1]));
     transcript.masked.set(u, y);
     deliver(u, 'masked', () => server.receiveMasked(u, y));
   }
@@ -175,7 +183,7 @@ export function runInMemoryRound(sim: InMemoryRoundInput): InMemoryRoundResult {
     transcript.reveals.set(u, r);
     deliver(u, 'unmask', () => server.receiveReveal(u, r));
   }
-  const sum = timed('server', () => server.closeUnmask());
+  const sum = await timedAsync('server', () => server.closeUnmask());
   const survivors = [...server.survivors];
   const expected = new Uint32Array(L);
   for (const u of survivors) addInto(expected, sim.inputs[u - 1]);

@@ -1,7 +1,7 @@
 /**
  * Known-answer vectors for the project's own secure-aggregation derivations and wire bytes: any change to
  * a label, a byte order, a nonce, a record layout or the encoding of an update fails here. Each pinned value
- * is also recomputed independently (node:crypto X25519 / HMAC / HKDF / SHA-256 / ChaCha20(-Poly1305), or
+ * is also recomputed independently (node:crypto X25519 / HMAC / HKDF / SHA-256 / AES-CTR / ChaCha20-Poly1305, or
  * by hand), so the pins are not merely a snapshot of what the code happens to do. docs/protocol.md is the
  * prose version of this layout.
  *
@@ -12,8 +12,10 @@
  *   channelKey u->v     = HKDF(ss(c_u, C_v), salt = tag, info = "aegisfl/secagg/v1/share/<u>-><v>")
  *   maskSeed s_uv       = HKDF(ss(s_u, S_v), salt = tag, info = "aegisfl/secagg/v1/mask/<min>-<max>")
  *   commit_u            = SHA-256("aegisfl/secagg/v1/commit/<tag>/<u>/" || b_u)
- *   PRG(seed, nonce)    = ChaCha20 (RFC 8439) keystream, key = seed, counter from 0, read as LE uint32;
- *                         nonce "self" || 0^8 for b_u, "pair" || 0^8 for s_uv
+ *   prgKey(seed, dom)   = HKDF(seed, salt = empty, info = "aegisfl/secagg/v1/prg/<dom>"), dom = "self" for b_u,
+ *                         "pair" for s_uv
+ *   PRG(seed, dom)      = AES-256-CTR keystream under prgKey(seed, dom), counter block 0^8 || BE64(block) from
+ *                         block 0, read as LE uint32 words
  *   y_u                 = x_u + PRG(b_u, self) + sum_{v<u} PRG(s_uv, pair) - sum_{v>u} PRG(s_uv, pair) mod 2^32
  *   frame(f1, f2, ...)  = len(f1)(4) || f1 || len(f2)(4) || f2 || ...
  *   share signature     = Ed25519 (RFC 8032, key g_u) over frame("aegisfl/secagg/v1/share-sig", tag, kind,
@@ -44,7 +46,7 @@ import { createSecureRandom } from '../dp/secure-random.ts';
 import { shareMessage, signShare, verifyShare } from './consistency.ts';
 import { encodeContribution, planEncoding, type EncodingPlan } from '../fl/encoding.ts';
 import { channelKey, commitSeed, maskSeed, open, publicKeyOf, seal } from './keys.ts';
-import { addMask, keystream, NONCE_PAIR, NONCE_SELF } from './prg.ts';
+import { addMask, keystream, prgKey } from './prg.ts';
 import {
   BOX_BYTES,
   packInbox,
@@ -92,9 +94,10 @@ function nodeHkdf32(ikm: Uint8Array, salt: string, info: string): Uint8Array {
       .digest(),
   );
 }
-function nodeKeystream(key: Uint8Array, nonce: Uint8Array, bytes: number): Uint8Array {
-  // OpenSSL's chacha20 IV is the 32-bit little-endian block counter followed by the 96-bit nonce.
-  const c = createCipheriv('chacha20', key, Buffer.concat([Buffer.alloc(4), nonce]));
+/** The mask PRG by OpenSSL: AES-256-CTR from the all-zero counter block, under the domain's HKDF key. */
+function nodeKeystream(seed: Uint8Array, domain: 'self' | 'pair', bytes: number): Uint8Array {
+  const key = nodeHkdf32(seed, '', `aegisfl/secagg/v1/prg/${domain}`);
+  const c = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
   return new Uint8Array(c.update(Buffer.alloc(bytes)));
 }
 function nodeSeal(key: Uint8Array, nonce: Uint8Array, plain: Uint8Array, aad: Uint8Array): Uint8Array {
@@ -170,9 +173,11 @@ const KAT = {
   channel21: '72a7b8d8db992133f3f4a90923524a548feac10faf1bd3ed315974c2ab18178d',
   mask12: '8bb27a280641ccfd5732ca5684884b252f444b1caa6e114b65798ef232c8f3e2',
   commit1: 'cb970e7d0276c7f15394aa679b7074b1135f2a446a683556a442a47216493975',
-  self8: '85564e490a3832ad5b2a07b6a1be1a35dac33d77179deebfd3bc7fb3cda6868b',
-  pair8: '071cdae47295bb7ca508db46237d36a16fdd84d7cb60d0ac8f167787e33e06a6',
-  masked1: '7e3a746499a27630b8212c6f8141e4936ae6b89f',
+  prgKeySelf1: 'bab9ae1a321a0cf7b91fe3d0d5f88681c861d67c0d0da7b09b6e093699c08017',
+  prgKeyPair12: 'd61634a85b7dd8c11816c95d3ae0c93ae3652e8ad5465b36805980d1b8a892a3',
+  self8: 'f1fc8209c7a38e120a2198a0216d495d65fc20add869710ee291dcd97c869c0b',
+  pair8: 'acc79ab5f05d27678e7e2aefe1e69b1747861ec9f11fc51eefd68512eaf9dce7',
+  masked1: '4535e853d84567ab7ea26db14386ad451d7602e4',
   g1: 'e7f162a10bec559afea195e4dce84b69568d5d2cb0963eb446c0685e2b17f2f0',
   g258: '882d0ea3b2864e7a587f3e698cea4459998312e655e05fa5e8b5119d8baac8cd',
   /** frame("aegisfl/secagg/v1/share-sig", tag, "s", 1, 2, SHARE_S): what client 1 signs for client 2. */
@@ -246,41 +251,43 @@ describe('key derivations (X25519 + HKDF-SHA256, SHA-256 commitments)', () => {
   });
 });
 
-describe('mask PRG streams (ChaCha20, LE uint32 words)', () => {
+describe('mask PRG streams (AES-256-CTR under HKDF keys per domain, LE uint32 words)', () => {
   const s12 = hexToBytes(KAT.mask12);
 
-  it('the nonces are the ASCII labels "self" and "pair", zero-padded to 12 bytes', () => {
-    expect(hex(NONCE_SELF)).toBe('73656c66' + '00'.repeat(8));
-    expect(hex(NONCE_PAIR)).toBe('70616972' + '00'.repeat(8));
+  it('the AES keys are HKDF-SHA256(seed, empty salt, "aegisfl/secagg/v1/prg/self" or ".../pair")', () => {
+    expect(hex(prgKey(B1, 'self'))).toBe(KAT.prgKeySelf1);
+    expect(hex(prgKey(s12, 'pair'))).toBe(KAT.prgKeyPair12);
+    expect(hex(nodeHkdf32(B1, '', 'aegisfl/secagg/v1/prg/self'))).toBe(KAT.prgKeySelf1);
+    expect(hex(nodeHkdf32(s12, '', 'aegisfl/secagg/v1/prg/pair'))).toBe(KAT.prgKeyPair12);
   });
 
-  it('self and pairwise streams start with the pinned words, as OpenSSL ChaCha20 computes them', () => {
-    const self = keystream(B1, NONCE_SELF, 8);
-    const pair = keystream(s12, NONCE_PAIR, 8);
+  it('self and pairwise streams start with the pinned words, as OpenSSL AES-256-CTR computes them', async () => {
+    const self = await keystream(B1, 'self', 8);
+    const pair = await keystream(s12, 'pair', 8);
     expect(hex(new Uint8Array(self.buffer))).toBe(KAT.self8);
     expect(hex(new Uint8Array(pair.buffer))).toBe(KAT.pair8);
-    expect(hex(nodeKeystream(B1, NONCE_SELF, 32))).toBe(KAT.self8);
-    expect(hex(nodeKeystream(s12, NONCE_PAIR, 32))).toBe(KAT.pair8);
+    expect(hex(nodeKeystream(B1, 'self', 32))).toBe(KAT.self8);
+    expect(hex(nodeKeystream(s12, 'pair', 32))).toBe(KAT.pair8);
     // Words are little-endian: the first word is bytes 0..3 reversed.
     expect(self[0]).toBe(parseInt(KAT.self8.slice(0, 8).match(/../g)!.reverse().join(''), 16));
   });
 
-  it('masked input of client 1 (peer 2 > 1: pairwise mask subtracted) and its cancellation with client 2', () => {
+  it('masked input of client 1 (peer 2 > 1: pairwise mask subtracted) and its cancellation with client 2', async () => {
     const x = Uint32Array.from([0, 1, 2, 3, 0xffffffff]);
     const y1 = x.slice();
-    addMask(y1, B1, NONCE_SELF, 1);
-    addMask(y1, s12, NONCE_PAIR, -1);
+    await addMask(y1, B1, 'self', 1);
+    await addMask(y1, s12, 'pair', -1);
     expect(hex(new Uint8Array(y1.buffer))).toBe(KAT.masked1);
-    const self = leWords(nodeKeystream(B1, NONCE_SELF, 20));
-    const pair = leWords(nodeKeystream(s12, NONCE_PAIR, 20));
+    const self = leWords(nodeKeystream(B1, 'self', 20));
+    const pair = leWords(nodeKeystream(s12, 'pair', 20));
     expect(Array.from(y1)).toEqual(Array.from(x, (v, i) => (v + self[i] - pair[i]) >>> 0));
     // Client 2 adds the same pairwise stream; the server strips both self masks: the sum is x1 + x2.
     const y2 = x.slice();
-    addMask(y2, B2, NONCE_SELF, 1);
-    addMask(y2, s12, NONCE_PAIR, 1);
+    await addMask(y2, B2, 'self', 1);
+    await addMask(y2, s12, 'pair', 1);
     const sum = Uint32Array.from(y1, (v, i) => (v + y2[i]) >>> 0);
-    addMask(sum, B1, NONCE_SELF, -1);
-    addMask(sum, B2, NONCE_SELF, -1);
+    await addMask(sum, B1, 'self', -1);
+    await addMask(sum, B2, 'self', -1);
     expect(Array.from(sum)).toEqual(Array.from(x, (v) => (2 * v) >>> 0));
   });
 });

@@ -1,42 +1,168 @@
-import { chacha20 } from '@noble/ciphers/chacha.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { utf8ToBytes } from '@noble/hashes/utils.js';
 
 /**
- * The mask PRG: the ChaCha20 keystream (RFC 8439) under a 32-byte seed, read as little-endian uint32
- * words. Generated in chunks so a 1M-word mask never needs a second 4 MB buffer.
+ * The mask PRG: AES-256-CTR through WebCrypto (crypto.subtle, native in browsers and in Node 20), so a
+ * 1M-word mask costs a few milliseconds instead of a pure-JS cipher's tens.
+ *
+ * Specification (docs/protocol.md, "Mask PRG"; pinned by kat.test.ts):
+ *   domain    = "self" for the self-mask seed b_u, "pair" for a pairwise seed s_uv
+ *   key       = HKDF-SHA256(ikm = seed (32 bytes), salt = empty, info = "aegisfl/secagg/v1/prg/<domain>", L = 32)
+ *   block_j   = AES-256(key, 0^8 || BE64(j)), j = 0, 1, 2, ...  (the CTR counter block: 64-bit nonce of
+ *               zeros, 64-bit big-endian block counter: WebCrypto's { counter, length: 64 })
+ *   stream    = block_0 || block_1 || ...;  word i = stream bytes 4i..4i+3 read little-endian (uint32)
+ *   mask      : target[i] += sign * word[i] (mod 2^32), sign = +1 or -1
+ * The two info strings give self and pairwise masks unrelated keys even for equal seeds (domain
+ * separation). A vector is at most 2^32 words = 2^30 blocks, so the 64-bit counter never wraps.
+ *
+ * The stream is made in chunks of CHUNK_BYTES (chunk c starts at block c * CHUNK_BYTES / 16), a few
+ * chunks in flight at once so the cipher runs beside the additions; each result is added into the target
+ * with one tight Int32Array loop (int32 wrap-around is the same as mod 2^32).
  */
-const CHUNK_WORDS = 16384; // 64 KiB of keystream, 1024 ChaCha blocks
-const ZERO = new Uint8Array(CHUNK_WORDS * 4);
+export type MaskDomain = 'self' | 'pair';
 
-/** Distinct nonces keep self masks and pairwise masks in separate streams even under one key. */
-export const NONCE_SELF = new Uint8Array([0x73, 0x65, 0x6c, 0x66, 0, 0, 0, 0, 0, 0, 0, 0]); // "self"
-export const NONCE_PAIR = new Uint8Array([0x70, 0x61, 0x69, 0x72, 0, 0, 0, 0, 0, 0, 0, 0]); // "pair"
+/** One mask to add: the seed, its domain, and whether it is added (+1) or subtracted (-1). */
+export interface MaskTerm {
+  seed: Uint8Array;
+  domain: MaskDomain;
+  sign: 1 | -1;
+}
+
+export const SEED_BYTES = 32;
+/** 1 MiB of keystream per WebCrypto call: large enough that the call's fixed cost is small. */
+export const CHUNK_BYTES = 1 << 20;
+const CHUNK_WORDS = CHUNK_BYTES / 4;
+const BLOCKS_PER_CHUNK = CHUNK_BYTES / 16;
+/** Keystream chunks in flight at once (CHUNK_BYTES each). */
+const IN_FLIGHT = 4;
+const ZERO = new Uint8Array(CHUNK_BYTES);
+
+const INFO: Record<MaskDomain, Uint8Array> = {
+  self: utf8ToBytes('aegisfl/secagg/v1/prg/self'),
+  pair: utf8ToBytes('aegisfl/secagg/v1/prg/pair'),
+};
+
+// Words are read in the platform's byte order; the stream is specified little-endian.
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** The part of WebCrypto this module uses (shared/ compiles without the DOM typings). */
+interface AesCtrSubtle {
+  importKey(
+    format: 'raw',
+    keyData: Uint8Array,
+    algorithm: 'AES-CTR',
+    extractable: false,
+    usages: ['encrypt'],
+  ): Promise<unknown>;
+  encrypt(
+    algorithm: { name: 'AES-CTR'; counter: Uint8Array; length: number },
+    key: unknown,
+    data: Uint8Array,
+  ): Promise<ArrayBuffer>;
+}
+
+function subtle(): AesCtrSubtle {
+  const s = (globalThis as { crypto?: { subtle?: AesCtrSubtle } }).crypto?.subtle;
+  if (!s)
+    throw new Error('the mask PRG needs WebCrypto (crypto.subtle): a secure context (https or localhost)');
+  return s;
+}
 
 function checkSeed(seed: Uint8Array): void {
-  if (seed.length !== 32) throw new RangeError(`PRG seed must be 32 bytes, got ${seed.length}`);
+  if (!(seed instanceof Uint8Array) || seed.length !== SEED_BYTES)
+    throw new RangeError(`PRG seed must be ${SEED_BYTES} bytes, got ${seed?.length}`);
+}
+
+function checkDomain(domain: MaskDomain): void {
+  if (domain !== 'self' && domain !== 'pair') throw new RangeError(`unknown mask domain ${String(domain)}`);
+}
+
+/** The AES-256 key of one seed in one domain (exported for the known-answer tests). */
+export function prgKey(seed: Uint8Array, domain: MaskDomain): Uint8Array {
+  checkSeed(seed);
+  checkDomain(domain);
+  return hkdf(sha256, seed, new Uint8Array(0), INFO[domain], 32);
+}
+
+/** The initial counter block of a chunk: 0^8 || BE64(first block). */
+export function counterBlock(block: number): Uint8Array {
+  const c = new Uint8Array(16);
+  new DataView(c.buffer).setBigUint64(8, BigInt(block), false);
+  return c;
+}
+
+/** acc += v (mod 2^32) over int32 views of the same words; v may be shorter than acc (from `off`). */
+function addWords(acc: Int32Array, off: number, v: Int32Array): void {
+  const n = v.length;
+  for (let i = 0; i < n; i++) acc[off + i] = (acc[off + i] + v[i]) | 0;
+}
+
+function subWords(acc: Int32Array, off: number, v: Int32Array): void {
+  const n = v.length;
+  for (let i = 0; i < n; i++) acc[off + i] = (acc[off + i] - v[i]) | 0;
 }
 
 /**
- * target[i] += sign * PRG(seed)[i] (mod 2^32) for every i, with sign +1 or -1.
- * Reads the keystream with the platform's byte order, which is little-endian on every platform we run on.
+ * target[i] += sum over terms of sign * PRG(seed, domain)[i] (mod 2^32). All inputs are checked before
+ * any word changes; if WebCrypto fails midway the target is left partly masked (callers work on their
+ * own vectors and discard it on failure).
  */
-export function addMask(target: Uint32Array, seed: Uint8Array, nonce: Uint8Array, sign: 1 | -1): void {
-  checkSeed(seed);
-  const out = new Uint8Array(CHUNK_WORDS * 4);
-  const words = new Uint32Array(out.buffer);
-  let counter = 0;
-  for (let off = 0; off < target.length; off += CHUNK_WORDS) {
-    const n = Math.min(CHUNK_WORDS, target.length - off);
-    const bytes = n * 4;
-    chacha20(seed, nonce, ZERO.subarray(0, bytes), out.subarray(0, bytes), counter);
-    counter += bytes / 64;
-    if (sign === 1) for (let i = 0; i < n; i++) target[off + i] = (target[off + i] + words[i]) >>> 0;
-    else for (let i = 0; i < n; i++) target[off + i] = (target[off + i] - words[i]) >>> 0;
+export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[]): Promise<void> {
+  if (!(target instanceof Uint32Array)) throw new TypeError('mask target must be a Uint32Array');
+  if (!LITTLE_ENDIAN) throw new Error('the mask PRG reads little-endian words; this platform is big-endian');
+  for (const t of terms) {
+    if (t.sign !== 1 && t.sign !== -1) throw new RangeError(`mask sign must be 1 or -1, got ${t.sign}`);
   }
+  const keys = terms.map((t) => prgKey(t.seed, t.domain));
+  const length = target.length;
+  if (length === 0 || terms.length === 0) return;
+  const s = subtle();
+  const acc = new Int32Array(target.buffer, target.byteOffset, length);
+  const chunks = Math.ceil(length / CHUNK_WORDS);
+  const imported = new Array<Promise<unknown> | undefined>(terms.length);
+  const jobs = terms.length * chunks;
+  let next = 0;
+  let failed = false;
+  // A few workers, each taking the next (term, chunk) job: the cipher works while the adds run.
+  const worker = async (): Promise<void> => {
+    while (next < jobs && !failed) {
+      const job = next++;
+      const ti = Math.floor(job / chunks);
+      const c = job % chunks;
+      const key = (imported[ti] ??= s.importKey('raw', keys[ti], 'AES-CTR', false, ['encrypt']));
+      const off = c * CHUNK_WORDS;
+      const words = Math.min(CHUNK_WORDS, length - off);
+      const algorithm = { name: 'AES-CTR' as const, counter: counterBlock(c * BLOCKS_PER_CHUNK), length: 64 };
+      let ks: Int32Array;
+      try {
+        ks = new Int32Array(await s.encrypt(algorithm, await key, ZERO.subarray(0, words * 4)));
+      } catch (e) {
+        failed = true; // the other workers stop at their next job
+        throw e;
+      }
+      if (failed) return;
+      if (terms[ti].sign === 1) addWords(acc, off, ks);
+      else subWords(acc, off, ks);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, jobs) }, worker));
+}
+
+/** target[i] += sign * PRG(seed, domain)[i] (mod 2^32). */
+export function addMask(
+  target: Uint32Array,
+  seed: Uint8Array,
+  domain: MaskDomain,
+  sign: 1 | -1,
+): Promise<void> {
+  return addMasks(target, [{ seed, domain, sign }]);
 }
 
 /** The first `length` words of the stream (for tests and known-answer checks). */
-export function keystream(seed: Uint8Array, nonce: Uint8Array, length: number): Uint32Array {
+export async function keystream(seed: Uint8Array, domain: MaskDomain, length: number): Promise<Uint32Array> {
+  if (!Number.isInteger(length) || length < 0) throw new RangeError(`bad keystream length ${length}`);
   const v = new Uint32Array(length);
-  addMask(v, seed, nonce, 1);
+  await addMask(v, seed, domain, 1);
   return v;
 }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { SecAggClientSession } from './client-session.ts';
 import { SecAggAbort } from './errors.ts';
 import { harary } from './graph.ts';
-import { addMask, NONCE_SELF } from './prg.ts';
+import { addMask } from './prg.ts';
 import { bigToBytes, bytesToBig, FIELD_PRIME, reconstruct, SHARE_BYTES } from './shamir.ts';
 import { SecAggServerSession } from './server-session.ts';
 import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-memory-round.ts';
@@ -39,19 +39,19 @@ function chiSquareTopNibble(v: Uint32Array): number {
 const CHI2_15_P1E6 = 52.6; // critical value at p = 1e-6, 15 degrees of freedom
 
 describe('secure aggregation round (pure state machines)', () => {
-  it('with no dropouts, the unmasked sum equals the plaintext sum bit for bit (complete graph)', () => {
-    const r = runInMemoryRound(setup(5, 4, 3));
+  it('with no dropouts, the unmasked sum equals the plaintext sum bit for bit (complete graph)', async () => {
+    const r = await runInMemoryRound(setup(5, 4, 3));
     expect(r.survivors).toEqual([1, 2, 3, 4, 5]);
     expect(r.sum).toEqual(r.expected);
   });
 
-  it('with a Harary graph (n = 16, k = 6, t = 4) the sum is exact too', () => {
-    const r = runInMemoryRound(setup(16, 6, 4));
+  it('with a Harary graph (n = 16, k = 6, t = 4) the sum is exact too', async () => {
+    const r = await runInMemoryRound(setup(16, 6, 4));
     expect(r.sum).toEqual(r.expected);
   });
 
   const points: DropPoint[] = ['before-keys', 'after-keys', 'after-shares', 'after-masked'];
-  it.each(points)('a client dropping %s leaves the sum exact over the survivors', (p) => {
+  it.each(points)('a client dropping %s leaves the sum exact over the survivors', async (p) => {
     // t = 4 > k / 2: a client with both dropouts among its neighbours keeps k - 2 = 4 holders.
     const sim = setup(12, 6, 4, 101, {
       drops: new Map([
@@ -59,13 +59,13 @@ describe('secure aggregation round (pure state machines)', () => {
         [9, p],
       ]),
     });
-    const r = runInMemoryRound(sim);
+    const r = await runInMemoryRound(sim);
     const expectSurvivors = p === 'after-masked' ? 12 : 10;
     expect(r.survivors.length).toBe(expectSurvivors);
     expect(r.sum).toEqual(r.expected);
   });
 
-  it('drops at every phase in one round (including during unmasking) still give the exact sum', () => {
+  it('drops at every phase in one round (including during unmasking) still give the exact sum', async () => {
     const drops = new Map<number, DropPoint>([
       [1, 'before-keys'],
       [2, 'after-keys'],
@@ -74,37 +74,37 @@ describe('secure aggregation round (pure state machines)', () => {
       [11, 'after-shares'],
     ]);
     // k = 12, t = 7 > k / 2: even a client with all 5 dropouts as neighbours keeps k - 5 = 7 holders.
-    const r = runInMemoryRound(setup(16, 12, 7, 64, { drops }));
+    const r = await runInMemoryRound(setup(16, 12, 7, 64, { drops }));
     expect(r.survivors).not.toContain(3);
     expect(r.survivors).toContain(4); // its input was collected; its self-mask seed was rebuilt from shares
     expect(r.sum).toEqual(r.expected);
   });
 
-  it('fails cleanly (no partial result) when too few masked inputs arrive', () => {
+  it('fails cleanly (no partial result) when too few masked inputs arrive', async () => {
     const drops = new Map<number, DropPoint>([
       [1, 'after-shares'],
       [2, 'after-shares'],
       [3, 'after-shares'],
     ]);
     const sim = setup(5, 4, 3, 16, { drops });
-    expect(() => runInMemoryRound(sim)).toThrow(SecAggAbort);
+    await expect(runInMemoryRound(sim)).rejects.toThrow(SecAggAbort);
   });
 
-  it('fails cleanly when too many drop during unmasking for a secret to be rebuilt', () => {
+  it('fails cleanly when too many drop during unmasking for a secret to be rebuilt', async () => {
     const drops = new Map<number, DropPoint>([
       [1, 'after-masked'],
       [2, 'after-masked'],
       [3, 'after-masked'],
     ]);
     const sim = setup(5, 4, 3, 16, { drops });
-    expect(() => runInMemoryRound(sim)).toThrow(/2 shares, threshold 3/);
+    await expect(runInMemoryRound(sim)).rejects.toThrow(/2 shares, threshold 3/);
   });
 
-  it('what the server receives: masked vectors look uniform; removing the self mask still leaves them uniform', () => {
+  it('what the server receives: masked vectors look uniform; removing the self mask still leaves them uniform', async () => {
     const L = 4096;
     const drops = new Map<number, DropPoint>([[6, 'after-shares']]);
     const sim = setup(8, 7, 4, L, { drops });
-    const r = runInMemoryRound(sim);
+    const r = await runInMemoryRound(sim);
     expect(r.sum).toEqual(r.expected);
     for (const [u, y] of r.transcript.masked) {
       const x = sim.inputs[u - 1];
@@ -117,7 +117,7 @@ describe('secure aggregation round (pure state machines)', () => {
       );
       const seed = reconstruct(shares, 4);
       const unmaskedSelf = y.slice();
-      addMask(unmaskedSelf, seed, NONCE_SELF, -1);
+      await addMask(unmaskedSelf, seed, 'self', -1);
       expect(chiSquareTopNibble(unmaskedSelf)).toBeLessThan(CHI2_15_P1E6);
       let equal = 0;
       for (let i = 0; i < L; i++) if (unmaskedSelf[i] === x[i]) equal++;
@@ -125,13 +125,13 @@ describe('secure aggregation round (pure state machines)', () => {
     }
   });
 
-  it('the transcript never holds both kinds of share for any client', () => {
+  it('the transcript never holds both kinds of share for any client', async () => {
     const drops = new Map<number, DropPoint>([
       [2, 'after-shares'],
       [5, 'after-masked'],
     ]);
     const t = 4; // > k / 2 = 3
-    const r = runInMemoryRound(setup(10, 6, t, 32, { drops }));
+    const r = await runInMemoryRound(setup(10, 6, t, 32, { drops }));
     for (let u = 1; u <= 10; u++) {
       let b = 0;
       let s = 0;
@@ -210,28 +210,28 @@ describe('misbehaviour is rejected with a reason', () => {
     expect(reason(() => s2.receiveShares(1, m))).toBe('duplicate');
   });
 
-  it('a wrong-length or replayed masked vector; a masked vector from a client outside U2', () => {
+  it('a wrong-length or replayed masked vector; a masked vector from a client outside U2', async () => {
     const { server, clients, L } = started(4, 2, 8);
     clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
     const rosters = server.closeKeys();
     for (const u of [1, 2, 3]) server.receiveShares(u, clients[u - 1].receiveRoster(rosters.get(u)));
     const inboxes = server.closeShares();
     clients[0].receiveInbox(inboxes.get(1));
-    const y = clients[0].mask(new Uint32Array(L));
+    const y = await clients[0].mask(new Uint32Array(L));
     expect(reason(() => server.receiveMasked(1, y.subarray(1)))).toBe('wrong_length');
     server.receiveMasked(1, y);
     expect(reason(() => server.receiveMasked(1, y))).toBe('duplicate');
     expect(reason(() => server.receiveMasked(4, y))).toBe('not_selected');
   });
 
-  it('a client revealing both shares of a peer, or a share it was not asked for; the client refuses a request for both', () => {
+  it('a client revealing both shares of a peer, or a share it was not asked for; the client refuses a request for both', async () => {
     const { server, clients, L } = started(4, 2, 8);
     clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
     const rosters = server.closeKeys();
     clients.forEach((c, i) => server.receiveShares(i + 1, c.receiveRoster(rosters.get(i + 1))));
     const inboxes = server.closeShares();
     for (const u of [1, 2, 3, 4]) clients[u - 1].receiveInbox(inboxes.get(u));
-    for (const u of [1, 2, 3]) server.receiveMasked(u, clients[u - 1].mask(new Uint32Array(L)));
+    for (const u of [1, 2, 3]) server.receiveMasked(u, await clients[u - 1].mask(new Uint32Array(L)));
     const reqs = server.closeMasked();
     expect(reqs.get(1)).toEqual({ survivors: [2, 3], dropped: [4] });
     // The client refuses to reveal both shares of client 2.
@@ -261,19 +261,19 @@ describe('misbehaviour is rejected with a reason', () => {
     expect(reason(() => clients[0].receiveUnmask(reqs.get(1)))).toBe('duplicate');
   });
 
-  it('a box redirected to another client does not open there; the round still completes from the other shares', () => {
+  it('a box redirected to another client does not open there; the round still completes from the other shares', async () => {
     const sim = setup(6, 5, 3, 32, {
       tamper: {
         inbox: (to, m) =>
           to === 1 ? { shares: m.shares.map((e, i) => (i === 0 ? { ...e, ct: m.shares[1].ct } : e)) } : m,
       },
     });
-    const r = runInMemoryRound(sim);
+    const r = await runInMemoryRound(sim);
     expect(r.sum).toEqual(r.expected);
     expect(r.clients[0].badBoxes.length).toBe(1);
   });
 
-  it('tampered revealed shares are caught by the commitment / public-key check and abort the round', () => {
+  it('tampered revealed shares are caught by the commitment / public-key check and abort the round', async () => {
     const sim = setup(5, 4, 3, 16, {
       drops: new Map([[5, 'after-shares' as DropPoint]]),
       tamper: {
@@ -283,7 +283,7 @@ describe('misbehaviour is rejected with a reason', () => {
         }),
       },
     });
-    expect(() => runInMemoryRound(sim)).toThrow(/commitment/);
+    await expect(runInMemoryRound(sim)).rejects.toThrow(/commitment/);
   });
 });
 
@@ -293,7 +293,7 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
     bigToBytes((bytesToBig(y) + 1n + bytesToBig(randomBytes(16))) % FIELD_PRIME, SHARE_BYTES);
   const corrupt = (l: Reveal['b']): Reveal['b'] => l.map((e) => ({ ...e, share: wrongShare(e.share) }));
 
-  it('a holder revealing wrong (in-field) shares of every peer: the sum is exact and it is named (altered_share)', () => {
+  it('a holder revealing wrong (in-field) shares of every peer: the sum is exact and it is named (altered_share)', async () => {
     // Full graph, n = 8, t = 4, client 6 drops after sharing. Client 1 comes first among every secret's
     // holders, so each first-t try fails until 1 is named: its shares lack their dealers' signatures, are
     // set aside, and the 5 or 6 signed ones rebuild the secret. Named once, 1 goes last for later secrets.
@@ -301,7 +301,7 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
       drops: new Map([[6, 'after-shares' as DropPoint]]),
       tamper: { reveal: (u, m) => (u === 1 ? { b: corrupt(m.b), s: corrupt(m.s) } : m) },
     });
-    const r = runInMemoryRound(sim);
+    const r = await runInMemoryRound(sim);
     expect(r.transcript.reveals.get(1)!.s.length).toBe(1); // the dropped client's key share was forged too
     expect(r.sum).toEqual(r.expected);
     expect(r.server.culprits).toEqual([1]);
@@ -309,11 +309,11 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
     expect(r.rejected).toEqual([]);
   });
 
-  it('two colluding holders (t = 5 of 9 holders): their unsigned shares are set aside, both named', () => {
+  it('two colluding holders (t = 5 of 9 holders): their unsigned shares are set aside, both named', async () => {
     const sim = setup(10, 9, 5, 32, {
       tamper: { reveal: (u, m) => (u === 2 || u === 5 ? { b: corrupt(m.b), s: m.s } : m) },
     });
-    const r = runInMemoryRound(sim);
+    const r = await runInMemoryRound(sim);
     expect(r.sum).toEqual(r.expected);
     expect(r.server.culpritEvidence).toEqual([
       { index: 2, kind: 'altered_share' },
@@ -321,7 +321,7 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
     ]);
   });
 
-  it('fewer than t validly signed shares left: a clean abort, nothing released, the alterers still named', () => {
+  it('fewer than t validly signed shares left: a clean abort, nothing released, the alterers still named', async () => {
     // n = 5 full graph, t = 3: client 1's seed has holders 2..5; with 2 and 3 lying, 2 signed shares remain.
     let server: SecAggServerSession | undefined;
     const sim = setup(5, 4, 3, 16, {
@@ -330,7 +330,7 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
     });
     let err: unknown;
     try {
-      runInMemoryRound(sim);
+      await runInMemoryRound(sim);
     } catch (e) {
       err = e;
     }
@@ -345,7 +345,7 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
     ]);
   });
 
-  it('a share that is not a field element is refused on receipt (malformed_share); the round completes without it', () => {
+  it('a share that is not a field element is refused on receipt (malformed_share); the round completes without it', async () => {
     const sim = setup(7, 6, 4, 32, {
       drops: new Map([[7, 'after-shares' as DropPoint]]),
       tamper: {
@@ -355,13 +355,13 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
             : m,
       },
     });
-    const r = runInMemoryRound(sim);
+    const r = await runInMemoryRound(sim);
     expect(r.rejected).toEqual([{ from: 3, phase: 'unmask', reason: 'malformed_share' }]);
     expect(r.sum).toEqual(r.expected);
     expect(r.server.culpritEvidence).toEqual([{ index: 3, kind: 'malformed_share' }]);
   });
 
-  it('a low-order or unusable key (X25519 or Ed25519) is refused at R0 (bad_key) and the round completes without that client', () => {
+  it('a low-order or unusable key (X25519 or Ed25519) is refused at R0 (bad_key) and the round completes without that client', async () => {
     const order8 = hexToBytes('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800');
     const identity = new Uint8Array(32);
     identity[0] = 1; // the Ed25519 identity point: strict verification accepts no signature under it
@@ -380,7 +380,7 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
                   : m,
       },
     });
-    const r = runInMemoryRound(sim);
+    const r = await runInMemoryRound(sim);
     expect(r.rejected).toEqual([
       { from: 4, phase: 'keys', reason: 'bad_key' },
       { from: 6, phase: 'keys', reason: 'bad_key' },
@@ -390,7 +390,7 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
     expect(r.survivors).toEqual([1, 2, 3, 5, 9]);
     expect(r.sum).toEqual(r.expected);
   });
-  it('a refused client is not waited for and cannot come back in the same attempt', () => {
+  it('a refused client is not waited for and cannot come back in the same attempt', async () => {
     const n = 5;
     const nb = harary(n, n - 1).map((l) => l.map((v) => v + 1));
     const server = new SecAggServerSession({
@@ -419,7 +419,7 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
     const inboxes = server.closeShares();
     for (const u of live) {
       clients[u - 1].receiveInbox(inboxes.get(u));
-      server.receiveMasked(u, clients[u - 1].mask(new Uint32Array(4).fill(u)));
+      server.receiveMasked(u, await clients[u - 1].mask(new Uint32Array(4).fill(u)));
     }
     const reqs = server.closeMasked();
     const rv1 = clients[0].receiveUnmask(reqs.get(1));
@@ -428,7 +428,14 @@ describe('bad keys and bad shares: refused or set aside, the round completes, th
     expect(server.waitingFor()).toEqual([2, 3, 4]);
     expect(reason(() => server.receiveReveal(1, rv1))).toBe('duplicate');
     for (const u of [2, 3, 4]) server.receiveReveal(u, clients[u - 1].receiveUnmask(reqs.get(u)));
-    expect(server.closeUnmask()).toEqual(Uint32Array.from([10, 10, 10, 10]));
+    const unmasked = server.closeUnmask();
+    // While the masks are stripped the session takes nothing more and waits for nobody.
+    expect(server.phase).toBe('unmask');
+    expect(server.waitingFor()).toEqual([]);
+    expect(reason(() => server.receiveReveal(1, rv1))).toBe('late');
+    await expect(server.closeUnmask()).rejects.toThrow(/already started/);
+    expect(await unmasked).toEqual(Uint32Array.from([10, 10, 10, 10]));
+    expect(server.phase).toBe('done');
     expect(server.culprits).toEqual([1]);
   });
 });

@@ -43,10 +43,16 @@ export function encodeRing(ints: Float64Array, bits: number): RingEncoded {
   return { ring, clamped };
 }
 
-/** acc += v (mod 2^32), in place. */
+/**
+ * acc += v (mod 2^32), in place. One tight loop over int32 views of the same words: int32 wrap-around is
+ * addition mod 2^32, and int32 values stay small integers in the engine where uint32 words >= 2^31 would not.
+ */
 export function addInto(acc: Uint32Array, v: Uint32Array): void {
   if (acc.length !== v.length) throw new RangeError(`length mismatch: ${acc.length} vs ${v.length}`);
-  for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] + v[i]) >>> 0;
+  const a = new Int32Array(acc.buffer, acc.byteOffset, acc.length);
+  const b = new Int32Array(v.buffer, v.byteOffset, v.length);
+  const n = a.length;
+  for (let i = 0; i < n; i++) a[i] = (a[i] + b[i]) | 0;
 }
 
 /** Sum of n offset-encoded vectors -> the exact signed integer sum. */

@@ -7,16 +7,14 @@ import {
   countSurvivorSignatures,
   SIGN_PUBLIC_BYTES,
   SIGNATURE_BYTES,
-  verifyShare,
   type KeyAuth,
   type ShareKind,
 } from './consistency.ts';
 import { SecAggAbort } from './errors.ts';
-import { bytesEqual, checkPublicKey, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
-import { addMask, NONCE_PAIR, NONCE_SELF } from './prg.ts';
-import { recoverSecret, type SignedShare } from './recover.ts';
+import { bytesEqual, checkPublicKey, KEY_BYTES } from './keys.ts';
+import type { SignedShare } from './recover.ts';
 import { addInto } from './ring.ts';
-import { isFieldElement, SHARE_BYTES, type LagrangeCache } from './shamir.ts';
+import { isFieldElement, SHARE_BYTES } from './shamir.ts';
 import {
   CULPRIT_KINDS,
   type AdvertiseKeys,
@@ -29,6 +27,7 @@ import {
   type SurvivorSet,
   type UnmaskRequest,
 } from './types.ts';
+import { packUnmaskJob, runUnmask, type UnmaskJob, type UnmaskResult, type UnmaskSecret } from './unmask.ts';
 
 export interface ServerSessionConfig {
   tag: string;
@@ -105,6 +104,8 @@ export class SecAggServerSession {
   private readonly excluded = new Set<number>();
   /** index -> why it is named. */
   private readonly named = new Map<number, Set<CulpritKind>>();
+  /** R4 closed: the shares went to the unmasking (prepareUnmask); later reveals are refused. */
+  private sealed = false;
 
   constructor(readonly cfg: ServerSessionConfig) {
     const cohort = cfg.cohort;
@@ -153,6 +154,7 @@ export class SecAggServerSession {
       case 'consistency':
         return this.u3.filter((u) => !this.signatures.has(u) && !this.excluded.has(u));
       case 'unmask':
+        if (this.sealed) return [];
         return [...this.requests.keys()].filter((u) => !this.revealed.has(u) && !this.excluded.has(u));
       default:
         return [];
@@ -472,6 +474,8 @@ export class SecAggServerSession {
     this.expect('unmask', 'reveal');
     const req = this.requests.get(from);
     if (!req) throw new ProtocolError('not_selected', `client ${from} was not asked to unmask`);
+    // Once the unmasking has begun every reveal is late, whoever sends it.
+    if (this.sealed) throw new ProtocolError('late', 'the unmasking has already started');
     if (this.revealed.has(from) || this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
     const r = record(raw, 'reveal');
@@ -515,82 +519,59 @@ export class SecAggServerSession {
     this.revealed.set(from, { b, s });
   }
 
-  /** The revealed shares of one secret, by holder; holders already caught cheating go last. */
-  private collect(of: number, kind: ShareKind): SignedShare[] {
-    const out: SignedShare[] = [];
-    for (const [holder, r] of this.revealed) {
-      const e = r[kind].get(of);
-      if (e) out.push({ x: holder, y: e.y, sig: e.sig });
-    }
-    const late = (x: number): number => (this.named.has(x) ? 1 : 0);
-    return out.sort((a, b) => late(a.x) - late(b.x) || a.x - b.x);
-  }
-
   /**
-   * One secret from its shares, checked by `verify`. When the first t do not give it, the dealer's
-   * signatures decide who is at fault (recover.ts): altering holders and an inconsistent dealer are named;
-   * the secret is rebuilt from the validly signed shares when they allow, else the attempt aborts.
+   * R4 -> unmasking: everything the unmasking needs, as one job (unmask.ts) that may run elsewhere (a
+   * worker thread). No reveal is accepted afterwards; finishUnmask takes the result. Shares are indexed in
+   * one pass over the reveals (not one pass per secret: cohorts run to thousands).
    */
-  private recover(
-    of: number,
-    kind: ShareKind,
-    what: string,
-    against: string,
-    verify: (secret: Uint8Array) => boolean,
-    cache: LagrangeCache,
-  ): Uint8Array {
-    const { t, tag } = this.cfg;
-    const shares = this.collect(of, kind);
-    if (shares.length < t) this.abort(`${what}: ${shares.length} shares, threshold ${t}`);
-    const gPk = this.keys.get(of)!.gPk;
-    const r = recoverSecret(
-      shares,
-      t,
-      verify,
-      (s) => verifyShare(gPk, tag, kind, of, s.x, s.y, s.sig),
-      cache,
-    );
-    for (const x of r.altered) this.name(x, 'altered_share');
-    if (r.dealerAtFault) this.name(of, 'inconsistent_dealer');
-    if (!r.secret) {
-      const why = r.dealerAtFault
-        ? `the ${r.signed} shares client ${of} signed do not rebuild it (inconsistent dealer)`
-        : `only ${r.signed} of ${shares.length} shares carry client ${of}'s signature (threshold ${t})`;
-      this.abort(`${what} does not match its ${against} from the first ${t} shares, and ${why}`);
-    }
-    return r.secret;
-  }
-
-  /** R4 -> done: the exact sum of the survivors' inputs, or SecAggAbort. */
-  closeUnmask(): Uint32Array {
+  prepareUnmask(): UnmaskJob {
     this.expect('unmask', 'closeUnmask');
+    if (this.sealed) throw new Error('the unmasking has already started');
+    this.sealed = true;
     const inU3 = this.inU3;
     const dropped = this.u2.filter((u) => !inU3.has(u));
-    const { tag } = this.cfg;
-    // Reconstruct and check every secret, and derive every pairwise seed, before touching the sum, so a
-    // failure leaves nothing half-unmasked. One weight cache: many secrets share their first t holders.
-    const cache: LagrangeCache = new Map();
-    const seeds = new Map<number, Uint8Array>();
+    const byKind: Record<ShareKind, Map<number, SignedShare[]>> = { b: new Map(), s: new Map() };
+    for (const u of this.u3) byKind.b.set(u, []);
+    for (const d of dropped) byKind.s.set(d, []);
+    const holders = [...this.revealed.keys()].sort((a, b) => a - b);
+    for (const holder of holders) {
+      const r = this.revealed.get(holder)!;
+      for (const kind of ['b', 's'] as const)
+        for (const [of, e] of r[kind]) byKind[kind].get(of)?.push({ x: holder, y: e.y, sig: e.sig });
+    }
+    const secrets: UnmaskSecret[] = [];
     for (const u of this.u3) {
-      const commit = this.commits.get(u)!;
-      const verify = (seed: Uint8Array): boolean => bytesEqual(commitSeed(seed, tag, u), commit);
-      seeds.set(u, this.recover(u, 'b', `self-mask seed of client ${u}`, 'commitment', verify, cache));
+      const k = this.keys.get(u)!;
+      secrets.push({
+        of: u,
+        kind: 'b',
+        check: this.commits.get(u)!,
+        dealerKey: k.gPk,
+        shares: byKind.b.get(u)!,
+      });
     }
-    const pairwise: { seed: Uint8Array; sign: 1 | -1 }[] = [];
     for (const d of dropped) {
-      const sPk = this.keys.get(d)!.sPk;
-      const verify = (sk: Uint8Array): boolean => bytesEqual(publicKeyOf(sk), sPk);
-      const sk = this.recover(d, 's', `mask key of dropped client ${d}`, 'public key', verify, cache);
-      for (const v of this.nb[d - 1]) {
-        if (!inU3.has(v)) continue;
-        // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that. Keys were checked at R0.
-        pairwise.push({ seed: maskSeed(sk, this.keys.get(v)!.sPk, tag, d, v), sign: v > d ? -1 : 1 });
-      }
+      const k = this.keys.get(d)!;
+      const pairs = [...this.nb[d - 1]]
+        .filter((v) => inU3.has(v))
+        .map((v) => ({ with: v, sPk: this.keys.get(v)!.sPk }));
+      secrets.push({ of: d, kind: 's', check: k.sPk, dealerKey: k.gPk, shares: byKind.s.get(d)!, pairs });
     }
-    const sum = this.sum;
-    for (const seed of seeds.values()) addMask(sum, seed, NONCE_SELF, -1);
-    for (const { seed, sign } of pairwise) addMask(sum, seed, NONCE_PAIR, sign);
+    return packUnmaskJob(this.cfg.tag, this.cfg.t, secrets, [...this.named.keys()], this.sum);
+  }
+
+  /** Unmasking -> done: the culprits it proved are named; the sum is returned, or SecAggAbort thrown. */
+  finishUnmask(r: UnmaskResult): Uint32Array {
+    this.expect('unmask', 'finishUnmask');
+    if (!this.sealed) throw new Error('finishUnmask before prepareUnmask');
+    for (const c of r.culprits) this.name(c.index, c.kind);
+    if (!r.ok) this.abort(r.reason);
     this.phase = 'done';
-    return sum;
+    return r.sum;
+  }
+
+  /** R4 -> done, in this thread: the exact sum of the survivors' inputs, or a SecAggAbort rejection. */
+  async closeUnmask(): Promise<Uint32Array> {
+    return this.finishUnmask(await runUnmask(this.prepareUnmask()));
   }
 }

@@ -8,6 +8,7 @@ import {
   FIELD_PRIME,
   invMod,
   lagrangeAtZero,
+  prepareLagrange,
   reconstruct,
   reconstructChecked,
   SHARE_BYTES,
@@ -304,5 +305,30 @@ describe('reconstructChecked (first t shares) and decodeChecked (all shares, Gao
       expect(reconstructChecked(split(secret, 3, [2, 5, 9, 11]), 3, verifier(secret), cache)).toEqual(secret);
     }
     expect([...cache.keys()]).toEqual(['2,5,9']);
+  });
+
+  it('prepareLagrange: one batch for many holder sets gives the weights lagrangeAtZero gives each', () => {
+    const r = seeded('prepare');
+    const sets: number[][] = [];
+    for (let k = 0; k < 40; k++) {
+      const xs = new Set<number>();
+      const t = r.int(1, 12);
+      while (xs.size < t) xs.add(r.int(1, 2000));
+      sets.push([...xs]);
+    }
+    sets.push(sets[3].slice(), [0xffffffff, 1, 0xfffffffe]); // a repeat, and the widest differences
+    const cache: LagrangeCache = new Map([['7,8', [1n, 2n]]]); // present entries are left alone
+    prepareLagrange(cache, [...sets, [7, 8]]);
+    expect(cache.get('7,8')).toEqual([1n, 2n]);
+    expect(cache.size).toBe(new Set(sets.map((xs) => xs.join(','))).size + 1);
+    for (const xs of sets) expect(cache.get(xs.join(','))).toEqual(lagrangeAtZero(xs));
+    // Secrets rebuilt through the prepared cache are right, whichever set each uses.
+    for (const xs of sets.slice(0, 10)) {
+      const secret = randomBytes(32);
+      const shares = split(secret, xs.length, xs);
+      expect(reconstructChecked(shares, xs.length, verifier(secret), cache)).toEqual(secret);
+    }
+    expect(() => prepareLagrange(new Map(), [[1, 1]])).toThrow(/duplicate/);
+    prepareLagrange(cache, []); // nothing to do
   });
 });

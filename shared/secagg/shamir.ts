@@ -78,31 +78,90 @@ export function split(
 }
 
 /**
+ * The parts of the Lagrange weights at 0 for distinct nonzero points: l_i(0) = num_i / den_i with
+ * num_i = prod_{j != i} x_j and den_i = prod_{j != i} (x_j - x_i), both mod p.
+ */
+function lagrangeParts(xs: readonly number[]): { num: bigint[]; den: bigint[] } {
+  const t = xs.length;
+  // prod_{j != i} x_j from prefix and suffix products (no inversions).
+  const num = new Array<bigint>(t);
+  let acc = 1n;
+  for (let i = 0; i < t; i++) {
+    num[i] = acc;
+    acc = (acc * BigInt(xs[i])) % P;
+  }
+  acc = 1n;
+  for (let i = t - 1; i >= 0; i--) {
+    num[i] = (num[i] * acc) % P;
+    acc = (acc * BigInt(xs[i])) % P;
+  }
+  // prod_{j != i} (x_j - x_i): O(t^2) factors below 2^32 in size, so they are multiplied as doubles while
+  // the product stays exact (below 2^53) and only then folded into the bigint: a few bigint operations
+  // per row instead of t.
+  const den = new Array<bigint>(t);
+  for (let i = 0; i < t; i++) {
+    let d = 1n;
+    let f = 1;
+    for (let j = 0; j < t; j++) {
+      if (j === i) continue;
+      const diff = xs[j] - xs[i];
+      if (Math.abs(f * diff) > Number.MAX_SAFE_INTEGER) {
+        d = (d * BigInt(f)) % P;
+        f = diff;
+      } else f *= diff;
+    }
+    den[i] = mod(d * BigInt(f));
+  }
+  return { num, den };
+}
+
+/**
  * Lagrange weights at 0 for distinct nonzero points: l_i(0) = prod_{j != i} x_j / (x_j - x_i), so that
  * f(0) = sum_i l_i(0) f(x_i) for every f of degree < xs.length. One inversion for all of them.
  */
 export function lagrangeAtZero(xs: readonly number[]): bigint[] {
   checkXs(xs);
-  const t = xs.length;
-  const bx = xs.map(BigInt);
-  // prod_{j != i} x_j from prefix and suffix products (no inversions).
-  const num = new Array<bigint>(t);
-  let acc = 1n;
-  for (let i = 0; i < t; i++) ((num[i] = acc), (acc = (acc * bx[i]) % P));
-  acc = 1n;
-  for (let i = t - 1; i >= 0; i--) ((num[i] = (num[i] * acc) % P), (acc = (acc * bx[i]) % P));
-  const den = bx.map((xi, i) => {
-    let d = 1n;
-    for (let j = 0; j < t; j++) if (j !== i) d = (d * mod(bx[j] - xi)) % P;
-    return d;
-  });
+  const { num, den } = lagrangeParts(xs);
   return batchInvert(den).map((inv, i) => (num[i] * inv) % P);
 }
 
+/** Lagrange weights by point set (the x's joined by ","), for many secrets shared among the same holders. */
+export type LagrangeCache = Map<string, bigint[]>;
+
+const cacheKey = (xs: readonly number[]): string => xs.join(',');
+
+/**
+ * Fills `cache` with the weights of every point set in `sets` (each as reconstructChecked will use it:
+ * the x's of the first t shares, in order) for the price of ONE field inversion over all of them
+ * (Montgomery's trick across sets): a server rebuilding a thousand secrets, each held by a different
+ * set of neighbours, would otherwise pay a thousand inversions.
+ */
+export function prepareLagrange(cache: LagrangeCache, sets: readonly (readonly number[])[]): void {
+  const todo: { key: string; num: bigint[]; den: bigint[] }[] = [];
+  const queued = new Set<string>();
+  for (const xs of sets) {
+    const key = cacheKey(xs);
+    if (cache.has(key) || queued.has(key)) continue;
+    checkXs(xs);
+    queued.add(key);
+    todo.push({ key, ...lagrangeParts(xs) });
+  }
+  const inv = batchInvert(todo.flatMap((p) => p.den));
+  let at = 0;
+  for (const { key, num } of todo) {
+    cache.set(
+      key,
+      num.map((n, i) => (n * inv[at + i]) % P),
+    );
+    at += num.length;
+  }
+}
+
+/** f(0) = sum_i w_i y_i: a dot product, reduced once at the end. */
 function combine(ys: readonly bigint[], weights: readonly bigint[]): bigint {
   let acc = 0n;
-  for (let i = 0; i < ys.length; i++) acc = (acc + ys[i] * weights[i]) % P;
-  return acc;
+  for (let i = 0; i < ys.length; i++) acc += ys[i] * weights[i];
+  return acc % P;
 }
 
 /**
@@ -124,9 +183,6 @@ export function reconstruct(shares: readonly Share[], t: number): Uint8Array {
     throw new RangeError('reconstructed value is not a 32-byte secret (wrong shares)');
   return bigToBytes(secret, SECRET_BYTES);
 }
-
-/** Lagrange weights by point set, for many secrets shared among the same holders. */
-export type LagrangeCache = Map<string, bigint[]>;
 
 /** The 32-byte secret for `v` when it is one and passes `verify` (a verifier that throws fails it). */
 function accepted(v: bigint, verify: (secret: Uint8Array) => boolean): Uint8Array | null {
@@ -156,7 +212,7 @@ export function reconstructChecked(
   if (shares.length < t) return null;
   const first = shares.slice(0, t);
   if (!first.every((s) => isFieldElement(s.y))) return null;
-  const key = first.map((s) => s.x).join(',');
+  const key = cacheKey(first.map((s) => s.x));
   let weights = cache?.get(key);
   if (!weights) {
     weights = lagrangeAtZero(first.map((s) => s.x));

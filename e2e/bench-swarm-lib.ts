@@ -1,0 +1,349 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { MODELS, numParams, type ModelSpec } from '../shared/model/spec.ts';
+import type { ServerStatus } from '../shared/protocol/status.ts';
+import { metric } from './metrics.ts';
+import { cohortOf, flags, startServerProcess, type ServerProcess } from './server-process.ts';
+
+/** What `npm run bench:swarm` runs: one secure round of N protocol clients against the server process. */
+export interface SwarmBenchOptions {
+  clients: number;
+  /** Fraction of clients that vanish after advertising keys (before sending shares). */
+  dropAfterKeys: number;
+  /** Fraction that vanish after sending shares (before their masked input): their masks are unmasked. */
+  dropAfterShares: number;
+  /** Client processes the N clients are spread over. */
+  processes: number;
+  model: ModelSpec;
+  /**
+   * Each secure-aggregation phase's deadline: the default scales with the cohort (see phaseDeadlineMs).
+   * Phases close early when everyone expected answered or the rest are offline, so a generous deadline
+   * costs nothing in a round that goes well; one that is too short ends the attempt and the bench fails.
+   */
+  phaseDeadlineMs: number;
+  /** Clients connecting per second, all processes together (a burst of thousands would be refused). */
+  connectPerSecond: number;
+  /**
+   * The server's --secagg-dropout (the dropout the graph's degree is chosen for). The server's default, 0.1,
+   * keeps k near 40; at 0.2, what 10% + 10% dropouts really are, k is ~90 and every client's key phases
+   * cost twice as much. With 20% dropouts and k ~ 40, a secret lacks t live holders with probability
+   * ~1e-5, so about one round in a hundred at 2 000 clients aborts (cleanly) for lack of shares.
+   */
+  secaggDropout: number;
+  /** Called every ~2 s with a one-line progress report. */
+  progress?: (line: string) => void;
+}
+
+/** Client CPU per phase per client this bench allows for (the key phases at k ~ 40, on a loaded core). */
+const CLIENT_PHASE_MS = 150;
+
+/**
+ * Default per-phase deadline for n clients: 20 s plus, 3x over, the time the clients' crypto of one phase
+ * takes spread over this machine's cores (all clients run here, beside the server).
+ */
+export function phaseDeadlineMs(n: number, cores = cpus().length): number {
+  return Math.round(20_000 + (3 * n * CLIENT_PHASE_MS) / Math.max(1, cores));
+}
+
+/** Client i's (1-based) update: small deterministic values, so the expected mean is known without them. */
+export function benchDelta(i: number, p: number): Float32Array {
+  const d = new Float32Array(p);
+  let x = (i * 2654435761) >>> 0 || 1;
+  for (let j = 0; j < p; j++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    d[j] = ((x % 2001) - 1000) * 1e-5;
+  }
+  return d;
+}
+
+/** Client i's example count (1..16, the bench's --max-examples-per-client). */
+export const benchExamples = (i: number): number => 1 + (i % 16);
+const MAX_EXAMPLES = 16;
+
+/** Which clients drop where: the first dropAfterKeys * n of a fixed shuffle after keys, the next after shares. */
+export function dropPlan(
+  n: number,
+  afterKeys: number,
+  afterShares: number,
+): Map<number, 'shares' | 'masked'> {
+  const order = Array.from({ length: n }, (_, i) => i + 1);
+  let x = 0x9e3779b9;
+  for (let i = n - 1; i > 0; i--) {
+    x = (Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    const j = x % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const k = Math.round(n * afterKeys);
+  const s = Math.round(n * afterShares);
+  const plan = new Map<number, 'shares' | 'masked'>();
+  // Vanishing before 'shares' = dropped after keys; before 'masked' = dropped after shares.
+  for (const i of order.slice(0, k)) plan.set(i, 'shares');
+  for (const i of order.slice(k, k + s)) plan.set(i, 'masked');
+  return plan;
+}
+
+/** What a client process is told (IPC). */
+export interface ClientJob {
+  url: string;
+  /** 1-based ids of this process's clients; the server numbers cohort members its own way. */
+  ids: number[];
+  vanish: [number, 'shares' | 'masked'][];
+  numParams: number;
+  connectPerSecond: number;
+}
+
+/** What a client process reports (IPC), every second and at the end. */
+export interface ClientReport {
+  connected: number;
+  /** Messages sent, by event. */
+  sent: Record<string, number>;
+  received: number;
+  /** Ids whose masked input was sent (and not refused). */
+  maskedSent: number[];
+  errors: string[];
+  final: boolean;
+}
+
+export interface SwarmBenchResult {
+  ok: boolean;
+  why: string;
+  clients: number;
+  dropAfterKeys: number;
+  dropAfterShares: number;
+  model: string;
+  numParams: number;
+  k: number | null;
+  t: number | null;
+  processes: number;
+  secaggDropout: number;
+  phaseDeadlineMs: number;
+  connectSeconds: number;
+  /** Selection to evaluated model, as the server recorded it. */
+  roundSeconds: number | null;
+  /** Time each secure-aggregation phase was open, and the unmasking's own time (off the loop). */
+  phaseSeconds: Record<string, number>;
+  unmaskSeconds: number | null;
+  survivors: number | null;
+  expectedSurvivors: number;
+  examples: number | null;
+  expectedExamples: number;
+  /** max |new weights - old weights - exact weighted mean of the survivors' updates| */
+  maxError: number | null;
+  serverCpuSeconds: number | null;
+  serverPeakRssMB: number | null;
+  loopDelay: { p50: number | null; p99: number | null; max: number | null };
+  perClient: { messagesSent: number; messagesReceived: number; bytesSent: number; bytesReceived: number };
+  clientErrors: string[];
+  serverTail: string;
+}
+
+function peakRssMB(pid: number | undefined): number | null {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Sum of a histogram's _sum series by label value (e.g. phase durations). */
+function histogramSums(text: string, name: string, label: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const re = new RegExp(`^${name}_sum\\{${label}="([^"]+)"\\} (\\S+)$`, 'gm');
+  for (const m of text.matchAll(re)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Runs the bench: server process, client processes, one secure round; never throws for a failed round. */
+export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchResult> {
+  const n = o.clients;
+  const P = numParams(o.model);
+  const drops = dropPlan(n, o.dropAfterKeys, o.dropAfterShares);
+  const phase = o.phaseDeadlineMs;
+  const srv: ServerProcess = await startServerProcess(
+    flags({
+      model: o.model.name,
+      'examples-per-client': 16,
+      'test-examples': 100,
+      rounds: 1,
+      ...cohortOf(n),
+      'min-updates': Math.max(3, Math.floor(n / 2)),
+      'round-pause-ms': 0,
+      'round-deadline-ms': 3 * phase,
+      'secagg-keys-deadline-ms': phase,
+      'secagg-shares-deadline-ms': phase,
+      'secagg-unmask-deadline-ms': phase,
+      'secagg-dropout': o.secaggDropout,
+      'max-examples-per-client': MAX_EXAMPLES,
+      'max-message-bytes': P * 4 + 256 * 1024,
+      'max-loss-increase': 0,
+      // Every client connects from 127.0.0.1: the per-address connection limit must admit the swarm.
+      'address-rate': Math.max(20, o.connectPerSecond * 2),
+      'address-burst': n + 100,
+      'max-sessions': Math.max(n * 2, 100),
+      'session-ttl-ms': 30 * 60_000,
+    }),
+    120_000,
+  );
+  const url = srv.url;
+  const get = async (path: string): Promise<Response> => fetch(url + path);
+  const status = async (): Promise<ServerStatus | null> =>
+    get('/api/status')
+      .then((r) => r.json() as Promise<ServerStatus>)
+      .catch(() => null);
+  await get('/metrics'); // starts the loop-delay window: the next scrape covers connect + round
+  const w0 = new Float32Array(await (await get('/api/model/weights')).arrayBuffer());
+
+  const procs = Math.max(1, Math.min(o.processes, n));
+  const reports: ClientReport[] = Array.from({ length: procs }, () => ({
+    connected: 0,
+    sent: {},
+    received: 0,
+    maskedSent: [],
+    errors: [],
+    final: false,
+  }));
+  const children: ChildProcess[] = [];
+  const entry = fileURLToPath(new URL('./bench-swarm-client.ts', import.meta.url));
+  const t0 = Date.now();
+  for (let p = 0; p < procs; p++) {
+    const ids = Array.from({ length: n }, (_, i) => i + 1).filter((i) => i % procs === p);
+    const child = fork(entry, [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    child.on('message', (m: ClientReport) => (reports[p] = m));
+    const job: ClientJob = {
+      url,
+      ids,
+      vanish: ids.filter((i) => drops.has(i)).map((i) => [i, drops.get(i)!]),
+      numParams: P,
+      connectPerSecond: o.connectPerSecond / procs,
+    };
+    child.send(job);
+    children.push(child);
+  }
+  const expectedSurvivors = n - drops.size;
+  let connectSeconds = NaN;
+  let why = '';
+  let final: ServerStatus | null = null;
+  // Whole-run limit: connecting, three client phases and the unmask deadline, with room to spare.
+  const limit = t0 + (n / o.connectPerSecond) * 1000 + 5 * phase + 120_000;
+  for (;;) {
+    await sleep(2000);
+    const s = await status();
+    const connected = reports.reduce((a, r) => a + r.connected, 0);
+    if (Number.isNaN(connectSeconds) && connected >= n) connectSeconds = (Date.now() - t0) / 1000;
+    const sent = (e: string): number => reports.reduce((a, r) => a + (r.sent[e] ?? 0), 0);
+    o.progress?.(
+      `${((Date.now() - t0) / 1000).toFixed(0)} s | connected ${connected}/${n} | server ${s?.phase ?? '?'}` +
+        `${s?.secagg.phase ? `/${s.secagg.phase}` : ''} attempt ${s?.attempt ?? '?'} | keys ${sent('secagg:keys')}` +
+        ` shares ${sent('secagg:shares')} masked ${sent('update')} reveals ${sent('secagg:reveal')}`,
+    );
+    if (s?.history.length) {
+      final = s;
+      break;
+    }
+    // An attempt that ended without a model: the server would retry it (attempt 2), or wait for ready
+    // clients that this bench does not bring back.
+    if (s && (s.attempt > 1 || (s.attempt === 1 && s.phase === 'waiting'))) {
+      why = `the first attempt failed (the server retries it): see the server log`;
+      break;
+    }
+    if (srv.child.exitCode !== null) {
+      why = 'the server process exited';
+      break;
+    }
+    if (Date.now() > limit) {
+      why = `no round after ${((Date.now() - t0) / 1000).toFixed(0)} s`;
+      break;
+    }
+  }
+  const text = await get('/metrics')
+    .then((r) => r.text())
+    .catch(() => '');
+  const w1 = final ? new Float32Array(await (await get('/api/model/weights')).arrayBuffer()) : null;
+  const serverPeak = peakRssMB(srv.child.pid);
+  // Final counts from the client processes, then stop everything.
+  for (const c of children) c.send({ stop: true });
+  await Promise.race([
+    Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r))))),
+    sleep(10_000),
+  ]);
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  await srv.stop();
+
+  const survivorsSent = new Set(reports.flatMap((r) => r.maskedSent));
+  let maxError: number | null = null;
+  let expectedExamples = 0;
+  const survivorIds = Array.from({ length: n }, (_, i) => i + 1).filter((i) => !drops.has(i));
+  for (const i of survivorIds) expectedExamples += benchExamples(i);
+  if (w1) {
+    const mean = new Float64Array(P);
+    for (const i of survivorIds) {
+      const d = benchDelta(i, P);
+      const e = benchExamples(i);
+      for (let j = 0; j < P; j++) mean[j] += e * d[j];
+    }
+    maxError = 0;
+    for (let j = 0; j < P; j++)
+      maxError = Math.max(maxError, Math.abs(w1[j] - w0[j] - mean[j] / expectedExamples));
+  }
+  const h = final?.history[0];
+  const stat = (s: string): number | null =>
+    metric(text, 'aegis_event_loop_delay_seconds', { stat: s }) ?? null;
+  const totalSent = reports.reduce((a, r) => a + Object.values(r.sent).reduce((x, y) => x + y, 0), 0);
+  // Exact: the example count lives inside the masked vectors, so one wrong mask would garble it.
+  const exact =
+    h !== undefined &&
+    h.clients === expectedSurvivors &&
+    h.examples === expectedExamples &&
+    maxError !== null &&
+    maxError < 1e-4;
+  if (final && !exact)
+    why = `round completed but not with the exact sum (clients ${h?.clients}/${expectedSurvivors}, examples ${h?.examples}/${expectedExamples}, max error ${maxError})`;
+  return {
+    ok: final !== null && exact,
+    why: final && exact ? 'one secure round, exact sum of the survivors' : why,
+    clients: n,
+    dropAfterKeys: o.dropAfterKeys,
+    dropAfterShares: o.dropAfterShares,
+    model: o.model.name,
+    numParams: P,
+    k: final?.secagg.k ?? null,
+    t: final?.secagg.t ?? null,
+    processes: procs,
+    secaggDropout: o.secaggDropout,
+    phaseDeadlineMs: phase,
+    connectSeconds,
+    roundSeconds: h ? h.durationMs / 1000 : null,
+    phaseSeconds: histogramSums(text, 'aegis_secagg_phase_seconds', 'phase'),
+    unmaskSeconds: metric(text, 'aegis_secagg_unmask_seconds_sum') ?? null,
+    survivors: h?.clients ?? null,
+    expectedSurvivors,
+    examples: h?.examples ?? null,
+    expectedExamples,
+    maxError,
+    serverCpuSeconds: metric(text, 'aegis_process_cpu_seconds_total') ?? null,
+    serverPeakRssMB: serverPeak,
+    loopDelay: { p50: stat('p50'), p99: stat('p99'), max: stat('max') },
+    perClient: {
+      messagesSent: totalSent / n,
+      messagesReceived: reports.reduce((a, r) => a + r.received, 0) / n,
+      bytesSent: (metric(text, 'aegis_bytes_received_total') ?? NaN) / n,
+      bytesReceived: (metric(text, 'aegis_bytes_sent_total') ?? NaN) / n,
+    },
+    clientErrors: [...new Set(reports.flatMap((r) => r.errors))].slice(0, 10),
+    serverTail: srv.output().split('\n').slice(-15).join('\n'),
+    ...(survivorsSent.size !== expectedSurvivors ? { maskedInputsSent: survivorsSent.size } : {}),
+  };
+}
+
+export const DEFAULT_MODEL = MODELS.tiny;

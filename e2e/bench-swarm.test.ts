@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { MODELS } from '../shared/model/spec.ts';
+import { benchDelta, dropPlan, runSwarmBench } from './bench-swarm-lib.ts';
+
+describe('bench:swarm machinery', () => {
+  it('drops the fractions asked for, disjointly, the same way every run; updates are deterministic', () => {
+    const plan = dropPlan(1000, 0.1, 0.1);
+    const where = [...plan.values()];
+    expect(where.filter((w) => w === 'shares')).toHaveLength(100);
+    expect(where.filter((w) => w === 'masked')).toHaveLength(100);
+    expect([...dropPlan(1000, 0.1, 0.1)]).toEqual([...plan]);
+    expect(benchDelta(7, 100)).toEqual(benchDelta(7, 100));
+    expect(benchDelta(7, 100)).not.toEqual(benchDelta(8, 100));
+  });
+
+  it('runs one secure round of 12 protocol clients against the server process, 10% + 10% dropping, with the exact sum', async () => {
+    const r = await runSwarmBench({
+      clients: 12,
+      dropAfterKeys: 0.1,
+      dropAfterShares: 0.1,
+      processes: 2,
+      model: MODELS.tiny,
+      phaseDeadlineMs: 20_000,
+      connectPerSecond: 200,
+      secaggDropout: 0.1,
+    });
+    expect(r.why).toBe('one secure round, exact sum of the survivors');
+    expect(r).toMatchObject({ ok: true, clients: 12, survivors: 10, expectedSurvivors: 10 });
+    expect(r.examples).toBe(r.expectedExamples);
+    // The figures the bench prints are all there.
+    for (const p of ['keys', 'shares', 'masked', 'unmask'])
+      expect(r.phaseSeconds[p]).toBeGreaterThanOrEqual(0);
+    expect(r.unmaskSeconds).toBeGreaterThan(0);
+    expect(r.serverCpuSeconds).toBeGreaterThan(0);
+    expect(r.serverPeakRssMB).toBeGreaterThan(0);
+    expect(r.loopDelay.p99).not.toBeNull();
+    // hello, ready, keys, shares, update, reveal for survivors; fewer for those that dropped.
+    expect(r.perClient.messagesSent).toBeGreaterThan(4);
+    expect(r.perClient.bytesSent).toBeGreaterThan(r.numParams * 4 * 0.8);
+  }, 120_000);
+});

@@ -1,0 +1,241 @@
+import { verifyShare, SIGN_PUBLIC_BYTES, SIGNATURE_BYTES, type ShareKind } from './consistency.ts';
+import { bytesEqual, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
+import { addMasks, type MaskTerm } from './prg.ts';
+import { recoverSecret, type SignedShare } from './recover.ts';
+import { prepareLagrange, SHARE_BYTES, type LagrangeCache } from './shamir.ts';
+import type { Culprit } from './types.ts';
+
+/**
+ * Everything the last step of a round (R4 -> done) needs, and nothing else: the secrets to rebuild with
+ * their revealed shares, what each is checked against, the public keys of the pairwise masks to strip,
+ * and the masked sum. All of it is public to the server already (it is what the server received); it is
+ * laid out in a few flat typed arrays so it can cross to a worker thread by transfer, not by copy.
+ *
+ * Secret i is client secretOf[i]'s b (self-mask seed, secretKind 0) or s (mask key of a dropped client,
+ * secretKind 1); survivors' b come first, then the dropped clients' s, each ascending.
+ */
+export interface UnmaskJob {
+  tag: string;
+  t: number;
+  secretOf: Int32Array;
+  /** 0: b (checked against the seed commitment), 1: s (checked against the client's sPk). */
+  secretKind: Uint8Array;
+  /** 32 bytes per secret: its commitment (b) or public key sPk (s). */
+  check: Uint8Array;
+  /** SIGN_PUBLIC_BYTES per secret: the dealer's share-signing key gPk. */
+  dealerKey: Uint8Array;
+  /** Shares of secret i are entries shareStart[i] .. shareStart[i + 1] - 1, by ascending holder. */
+  shareStart: Int32Array;
+  holder: Int32Array;
+  /** SHARE_BYTES per share. */
+  shareY: Uint8Array;
+  /** SIGNATURE_BYTES per share. */
+  shareSig: Uint8Array;
+  /** For an s secret: its surviving neighbours pairStart[i] .. pairStart[i + 1] - 1 (none for a b secret). */
+  pairStart: Int32Array;
+  pairWith: Int32Array;
+  /** KEY_BYTES per pair: the neighbour's sPk. */
+  pairKey: Uint8Array;
+  /** Holders already proved to have cheated: their shares are tried last. */
+  named: Int32Array;
+  /** The masked sum of the survivors' inputs; unmasked in place. */
+  sum: Uint32Array;
+}
+
+/** The unmasked sum, or why there is none; either way the culprits the reconstruction proved. */
+export type UnmaskResult =
+  { ok: true; sum: Uint32Array; culprits: Culprit[] } | { ok: false; reason: string; culprits: Culprit[] };
+
+/** One secret to rebuild, as the session knows it (unpacked). */
+export interface UnmaskSecret {
+  of: number;
+  kind: ShareKind;
+  check: Uint8Array;
+  dealerKey: Uint8Array;
+  /** Ascending by holder x. */
+  shares: readonly SignedShare[];
+  /** For a dropped client's s: its neighbours in U3 and their sPk. */
+  pairs?: readonly { with: number; sPk: Uint8Array }[];
+}
+
+/** Packs the secrets (b ones first) into a job. */
+export function packUnmaskJob(
+  tag: string,
+  t: number,
+  secrets: readonly UnmaskSecret[],
+  named: readonly number[],
+  sum: Uint32Array,
+): UnmaskJob {
+  const S = secrets.length;
+  let shares = 0;
+  let pairs = 0;
+  for (const s of secrets) {
+    shares += s.shares.length;
+    pairs += s.pairs?.length ?? 0;
+  }
+  const job: UnmaskJob = {
+    tag,
+    t,
+    secretOf: new Int32Array(S),
+    secretKind: new Uint8Array(S),
+    check: new Uint8Array(S * 32),
+    dealerKey: new Uint8Array(S * SIGN_PUBLIC_BYTES),
+    shareStart: new Int32Array(S + 1),
+    holder: new Int32Array(shares),
+    shareY: new Uint8Array(shares * SHARE_BYTES),
+    shareSig: new Uint8Array(shares * SIGNATURE_BYTES),
+    pairStart: new Int32Array(S + 1),
+    pairWith: new Int32Array(pairs),
+    pairKey: new Uint8Array(pairs * KEY_BYTES),
+    named: Int32Array.from(named),
+    sum,
+  };
+  let j = 0;
+  let p = 0;
+  secrets.forEach((s, i) => {
+    if (s.check.length !== 32 || s.dealerKey.length !== SIGN_PUBLIC_BYTES)
+      throw new RangeError(`secret of ${s.of}: check must be 32 bytes and dealerKey ${SIGN_PUBLIC_BYTES}`);
+    job.secretOf[i] = s.of;
+    job.secretKind[i] = s.kind === 'b' ? 0 : 1;
+    job.check.set(s.check, i * 32);
+    job.dealerKey.set(s.dealerKey, i * SIGN_PUBLIC_BYTES);
+    job.shareStart[i] = j;
+    for (const sh of s.shares) {
+      job.holder[j] = sh.x;
+      job.shareY.set(sh.y, j * SHARE_BYTES);
+      job.shareSig.set(sh.sig, j * SIGNATURE_BYTES);
+      j++;
+    }
+    job.pairStart[i] = p;
+    for (const q of s.pairs ?? []) {
+      job.pairWith[p] = q.with;
+      job.pairKey.set(q.sPk, p * KEY_BYTES);
+      p++;
+    }
+  });
+  job.shareStart[S] = j;
+  job.pairStart[S] = p;
+  return job;
+}
+
+/** The buffers of a job, to hand to postMessage's transfer list (the job is unusable here afterwards). */
+export function unmaskTransferList(job: UnmaskJob): ArrayBuffer[] {
+  const all = [
+    job.secretOf,
+    job.secretKind,
+    job.check,
+    job.dealerKey,
+    job.shareStart,
+    job.holder,
+    job.shareY,
+    job.shareSig,
+    job.pairStart,
+    job.pairWith,
+    job.pairKey,
+    job.named,
+    job.sum,
+  ].map((a) => a.buffer as ArrayBuffer);
+  return [...new Set(all)];
+}
+
+class Abort extends Error {}
+
+/**
+ * The unmasking itself (privacy.md C, R4 -> done), a pure function of the job: every secret is rebuilt
+ * and checked (recover.ts names holders that altered a share and dealers that dealt inconsistent ones),
+ * every pairwise seed derived, and only then are the masks stripped from the sum, so a failure leaves
+ * nothing half-unmasked. Runs on the main thread (closeUnmask) or in a worker (server/unmask-worker.ts).
+ */
+export async function runUnmask(job: UnmaskJob): Promise<UnmaskResult> {
+  const { tag, t } = job;
+  const named = new Map<number, Set<Culprit['kind']>>();
+  const preNamed = new Set(job.named);
+  const name = (index: number, kind: Culprit['kind']): void => {
+    let s = named.get(index);
+    if (!s) named.set(index, (s = new Set()));
+    s.add(kind);
+  };
+  const culprits = (): Culprit[] => {
+    const out: Culprit[] = [];
+    for (const index of [...named.keys()].sort((a, b) => a - b))
+      for (const kind of named.get(index)!) out.push({ index, kind });
+    return out;
+  };
+  // One weight cache: many secrets share their first t holders.
+  // One weight cache, filled up front with one field inversion for all holder sets: secrets whose first
+  // t holders coincide (the common case) share their Lagrange weights.
+  const cache: LagrangeCache = new Map();
+  const holderSets: number[][] = [];
+  for (let i = 0; i < job.secretOf.length; i++) {
+    const from = job.shareStart[i];
+    const to = job.shareStart[i + 1];
+    if (to - from < t) continue;
+    const xs = Array.from(job.holder.subarray(from, to)).sort(
+      (a, b) => (preNamed.has(a) ? 1 : 0) - (preNamed.has(b) ? 1 : 0) || a - b,
+    );
+    holderSets.push(xs.slice(0, t));
+  }
+  prepareLagrange(cache, holderSets);
+  const terms: MaskTerm[] = [];
+  try {
+    for (let i = 0; i < job.secretOf.length; i++) {
+      const of = job.secretOf[i];
+      const kind: ShareKind = job.secretKind[i] === 0 ? 'b' : 's';
+      const check = job.check.subarray(i * 32, (i + 1) * 32);
+      const gPk = job.dealerKey.subarray(i * SIGN_PUBLIC_BYTES, (i + 1) * SIGN_PUBLIC_BYTES);
+      const late = (x: number): number => (preNamed.has(x) || named.has(x) ? 1 : 0);
+      const shares: SignedShare[] = [];
+      for (let j = job.shareStart[i]; j < job.shareStart[i + 1]; j++)
+        shares.push({
+          x: job.holder[j],
+          y: job.shareY.subarray(j * SHARE_BYTES, (j + 1) * SHARE_BYTES),
+          sig: job.shareSig.subarray(j * SIGNATURE_BYTES, (j + 1) * SIGNATURE_BYTES),
+        });
+      shares.sort((a, b) => late(a.x) - late(b.x) || a.x - b.x);
+      const [what, against, verify] =
+        kind === 'b'
+          ? [
+              `self-mask seed of client ${of}`,
+              'commitment',
+              (seed: Uint8Array): boolean => bytesEqual(commitSeed(seed, tag, of), check),
+            ]
+          : [
+              `mask key of dropped client ${of}`,
+              'public key',
+              (sk: Uint8Array): boolean => bytesEqual(publicKeyOf(sk), check),
+            ];
+      if (shares.length < t) throw new Abort(`${what}: ${shares.length} shares, threshold ${t}`);
+      const r = recoverSecret(
+        shares,
+        t,
+        verify,
+        (s) => verifyShare(gPk, tag, kind, of, s.x, s.y, s.sig),
+        cache,
+      );
+      for (const x of r.altered) name(x, 'altered_share');
+      if (r.dealerAtFault) name(of, 'inconsistent_dealer');
+      if (!r.secret) {
+        const why = r.dealerAtFault
+          ? `the ${r.signed} shares client ${of} signed do not rebuild it (inconsistent dealer)`
+          : `only ${r.signed} of ${shares.length} shares carry client ${of}'s signature (threshold ${t})`;
+        throw new Abort(`${what} does not match its ${against} from the first ${t} shares, and ${why}`);
+      }
+      if (kind === 'b') {
+        terms.push({ seed: r.secret, domain: 'self', sign: -1 });
+        continue;
+      }
+      for (let p = job.pairStart[i]; p < job.pairStart[i + 1]; p++) {
+        const v = job.pairWith[p];
+        const sPk = job.pairKey.subarray(p * KEY_BYTES, (p + 1) * KEY_BYTES);
+        // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that. Keys were checked at R0.
+        terms.push({ seed: maskSeed(r.secret, sPk, tag, of, v), domain: 'pair', sign: v > of ? -1 : 1 });
+      }
+    }
+  } catch (e) {
+    if (e instanceof Abort) return { ok: false, reason: e.message, culprits: culprits() };
+    throw e;
+  }
+  const sum = job.sum;
+  await addMasks(sum, terms);
+  return { ok: true, sum, culprits: culprits() };
+}
