@@ -141,10 +141,74 @@ describe('wasm training kernels', () => {
         } as never) as tf.Tensor,
       );
     }
+    const px = randomTensor([2, 8, 8, 3], 7);
+    const pdy = randomTensor([2, 4, 4, 3], 8);
+    for (let i = 0; i < 3; i++)
+      tf.dispose(
+        tf.engine().runKernel('MaxPoolGrad', { dy: pdy, input: px, output: pdy }, {
+          filterSize: 2,
+          strides: 2,
+          pad: 'valid',
+        } as never) as tf.Tensor,
+      );
+    tf.dispose([px, pdy]);
     expect(tf.memory().numBytes).toBe(before);
     // The wasm heap's own tensor table agrees: no data ids leaked inside the backend.
     expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(tf.memory().numTensors);
     tf.dispose([x, dy, w]);
+  });
+
+  interface PoolCase {
+    x: [number, number, number, number];
+    filterSize: number | [number, number];
+    strides: number | [number, number];
+    pad: 'same' | 'valid';
+    /** Values drawn from this few levels: ties inside windows. */
+    levels?: number;
+  }
+  const POOLS: PoolCase[] = [
+    { x: [4, 32, 32, 16], filterSize: 2, strides: 2, pad: 'valid' }, // the models' first pool
+    { x: [3, 16, 16, 8], filterSize: 2, strides: 2, pad: 'valid', levels: 3 }, // many ties
+    { x: [2, 9, 7, 5], filterSize: 2, strides: 2, pad: 'valid' }, // odd sizes: last row/column unused
+    { x: [2, 9, 7, 5], filterSize: 2, strides: 2, pad: 'same', levels: 4 },
+    { x: [2, 11, 10, 3], filterSize: 3, strides: 2, pad: 'same', levels: 5 }, // overlapping windows
+    { x: [1, 8, 9, 4], filterSize: [3, 2], strides: [1, 2], pad: 'valid', levels: 2 },
+    { x: [2, 5, 5, 6], filterSize: 3, strides: 1, pad: 'same' },
+  ];
+
+  it.each(POOLS)('MaxPoolGrad equals the cpu backend bit for bit: x %j', async (c) => {
+    registerWasmTrainingKernels();
+    const rng = createRng(c.x.reduce((a, b) => a * 31 + b, 7));
+    const n = c.x.reduce((a, b) => a * b, 1);
+    const xData = Float32Array.from({ length: n }, () =>
+      c.levels ? Math.floor(rng.next() * c.levels) : rng.next() * 2 - 1,
+    );
+    await tf.setBackend('cpu');
+    const attrs = { filterSize: c.filterSize, strides: c.strides, pad: c.pad, dimRoundingMode: undefined };
+    const y = await host(
+      tf.engine().runKernel('MaxPool', { x: tf.tensor(xData, c.x) }, attrs as never) as tf.Tensor,
+    );
+    const dy = await host(randomTensor(y.shape, 11));
+    const inputs = { dy, input: { data: xData, shape: c.x }, output: y };
+    const cpu = await runOn('cpu', 'MaxPoolGrad', inputs, attrs);
+    const wasm = await runOn('wasm', 'MaxPoolGrad', inputs, attrs);
+    expect(wasm.shape).toEqual(c.x);
+    expect(wasm.data).toEqual(cpu.data);
+    // Every window's dy landed somewhere: the gradient is not trivially zero.
+    expect(cpu.data.some((v) => v !== 0)).toBe(true);
+  });
+
+  it('MaxPoolGrad gives windows without a maximum (all -Infinity or NaN) no gradient, as cpu does', async () => {
+    registerWasmTrainingKernels();
+    const xData = Float32Array.from([-Infinity, -Infinity, -Infinity, -Infinity, NaN, NaN, NaN, NaN]);
+    const x = { data: xData, shape: [1, 2, 4, 1] };
+    const dy = { data: Float32Array.from([5, 7]), shape: [1, 1, 2, 1] };
+    const attrs = { filterSize: 2, strides: 2, pad: 'valid', dimRoundingMode: undefined };
+    const inputs = { dy, input: x, output: { data: new Float32Array(2), shape: [1, 1, 2, 1] } };
+    const cpu = await runOn('cpu', 'MaxPoolGrad', inputs, attrs);
+    const wasm = await runOn('wasm', 'MaxPoolGrad', inputs, attrs);
+    expect(wasm.data).toEqual(cpu.data);
+    expect(Array.from(wasm.data)).toEqual(new Array(8).fill(0));
   });
 
   async function modelGrads(spec: ModelSpec, backend: string): Promise<Float32Array[]> {

@@ -1,6 +1,6 @@
 /**
  * npm run bench:accuracy [-- --train 10000 --clients 100 --per-round 10 --local-epochs 2 --epochs 10
- *   --model small --lr 0.05 --fedadam-lr 0.01 --cifar-dir ../shared/data/cifar10]
+ *   --model small --lr 0.05 --fedadam-lr 0.01 --cifar-dir ../shared/data/cifar10 --workers N]
  * Learning quality in one run, every arm with the same number of example-passes (one example through one
  * training step) and the same test set:
  *   centralized   the same model trained on all the training data, --epochs passes over it
@@ -29,6 +29,7 @@ import { getFlatWeights } from '../shared/model/weights.ts';
 import type { TrainConfig } from '../shared/protocol/messages.ts';
 import { locateCifar10, readCifar10Dir } from '../server/datasets.ts';
 import { Evaluator } from '../server/evaluator.ts';
+import { defaultWorkers } from '../server/simulation/pool.ts';
 import { runSimulation } from '../server/simulation/run.ts';
 
 const { values: v } = parseArgs({
@@ -51,6 +52,8 @@ const { values: v } = parseArgs({
     'synthetic-noise': { type: 'string', default: '0.18' },
     seed: { type: 'string', default: '1' },
     'cifar-dir': { type: 'string', default: '../shared/data/cifar10' },
+    // Threads training the federated arms' clients in parallel (same results as one at a time).
+    workers: { type: 'string', default: String(defaultWorkers()) },
   },
 });
 
@@ -118,6 +121,7 @@ const settings = {
     tau: SERVER_OPTIMIZER_DEFAULTS.tau,
   },
   backend: tf.getBackend(),
+  workers: Number(v.workers),
 };
 console.log(`bench:accuracy ${JSON.stringify(settings)}`);
 
@@ -186,6 +190,7 @@ async function federated(
       dp: null,
       seed,
       evalEvery: Math.max(1, Math.floor(rounds / evals)),
+      workers: settings.workers,
     },
     (r, p) => {
       if (p) return progress(`${name}: round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}`);

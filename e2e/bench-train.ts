@@ -1,12 +1,16 @@
 /**
- * npm run bench:train [-- --backends webgpu,webgl,wasm,cpu --model small --examples 256 --reps 3 --node-cpu-examples 64]
+ * npm run bench:train [-- --backends webgpu,webgl,wasm,wasm-threaded,cpu --model small --examples 256 --reps 3
+ *   --node-cpu-examples 64]
  * Runs e2e/bench/train.html in headless chromium: for each backend, examples/s of our client training
  * path (LocalTrainer, as the Web Worker runs it) vs a bare tfjs model.fit loop on the same model and data,
- * interleaved in one run. Then the same LocalTrainer in this Node process on wasm (with our gradient
- * kernels) and on tfjs' cpu backend, the baseline the wasm speed-up is stated against. Prints a table and
- * writes bench-results/train.json.
+ * interleaved in one run. `wasm` is the page as most sites serve it (one thread); `wasm-threaded` is the
+ * same page cross-origin isolated (COOP/COEP headers), where tfjs would load its multi-threaded wasm build
+ * (client/backends-browser.ts keeps it single-threaded for now); the threads column says what ran.
+ * Then the same LocalTrainer in this Node process on wasm (with our gradient kernels) and on tfjs' cpu
+ * backend, the baseline the wasm speed-up is stated against. Prints a table and writes
+ * bench-results/train.json.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import '../client/wasm-backend.ts';
@@ -16,11 +20,11 @@ import { buildModel } from '../shared/model/build.ts';
 import { modelByName } from '../shared/model/spec.ts';
 import { getFlatWeights } from '../shared/model/weights.ts';
 import { launchChromium } from './browser.ts';
-import { startServerProcess } from './server-process.ts';
+import { serveStatic } from './static-server.ts';
 
 const { values } = parseArgs({
   options: {
-    backends: { type: 'string', default: 'webgpu,webgl,wasm,cpu' },
+    backends: { type: 'string', default: 'webgpu,webgl,wasm,wasm-threaded,cpu' },
     model: { type: 'string', default: 'small' },
     examples: { type: 'string', default: '256' },
     reps: { type: 'string', default: '3' },
@@ -37,29 +41,26 @@ interface BenchResult {
   batchSize: number;
   ours: number[];
   bare: number[];
+  isolated: boolean;
+  threads?: number;
   error?: string;
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const srv = await startServerProcess([
-  '--model',
-  'tiny',
-  '--secagg',
-  'off',
-  '--min-clients',
-  '1000',
-  '--min-updates',
-  '1',
-  '--clients-per-round',
-  '1000',
-  '--test-examples',
-  '10',
-  '--quiet',
-]);
+if (!existsSync('dist/e2e/bench/train.html'))
+  throw new Error('dist/ is missing: npm run bench:train builds it');
+// The built page from two origins: as most sites serve it, and cross-origin isolated (multi-threaded wasm).
+const plain = await serveStatic('dist', {});
+const isolated = await serveStatic('dist', {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+});
 const browser = await launchChromium();
 const rows: (BenchResult & { oursMedian?: number; bareMedian?: number; ratio?: number })[] = [];
 try {
-  for (const backend of values.backends!.split(',')) {
+  for (const name of values.backends!.split(',')) {
+    const threaded = name === 'wasm-threaded';
+    const backend = threaded ? 'wasm' : name;
     const page = await (await browser.newContext()).newPage();
     const q = new URLSearchParams({
       backend,
@@ -68,16 +69,21 @@ try {
       reps: values.reps!,
     });
     process.stdout.write(
-      `bench:train ${backend} (${values.model}, ${values.examples} examples, ${values.reps} reps)… `,
+      `bench:train ${name} (${values.model}, ${values.examples} examples, ${values.reps} reps)… `,
     );
-    await page.goto(`${srv.url}/e2e/bench/train.html?${q}`);
+    await page.goto(`${(threaded ? isolated : plain).url}/e2e/bench/train.html?${q}`);
     await page.waitForFunction(
       () => (window as unknown as { __bench?: unknown }).__bench !== undefined,
       null,
       { timeout: 900_000, polling: 1000 },
     );
-    const r = (await page.evaluate(() => (window as unknown as { __bench: unknown }).__bench)) as BenchResult;
+    const got = (await page.evaluate(
+      () => (window as unknown as { __bench: unknown }).__bench,
+    )) as BenchResult;
+    const r = { ...got, backend: name };
     await page.context().close();
+    // Isolated but one thread means tfjs' threaded build could not start or chose 1 thread: the table says so.
+    if (threaded && !r.error && !r.isolated) r.error = 'page not cross-origin isolated: no threaded wasm';
     if (r.error) {
       console.log(`skipped: ${r.error}`);
       rows.push(r);
@@ -86,11 +92,14 @@ try {
     const o = median(r.ours),
       b = median(r.bare);
     rows.push({ ...r, oursMedian: o, bareMedian: b, ratio: o / b });
-    console.log(`ours ${o.toFixed(1)} ex/s, bare ${b.toFixed(1)} ex/s, ratio ${(o / b).toFixed(3)}`);
+    console.log(
+      `ours ${o.toFixed(1)} ex/s, bare ${b.toFixed(1)} ex/s, ratio ${(o / b).toFixed(3)}${r.threads ? `, ${r.threads} thread(s)` : ''}`,
+    );
   }
 } finally {
   await browser.close();
-  await srv.stop();
+  await plain.close();
+  await isolated.close();
 }
 
 /** Our LocalTrainer path in this Node process: one warm-up epoch, then the median of `reps` epochs. */
@@ -126,16 +135,20 @@ for (const [backend, examples, reps] of [
 const nodeCpu = nodeRows.find((r) => r.backend === 'cpu')!.median;
 
 console.log(
-  `\nchromium (headless, ${values.model}, batch 32)\nbackend  ours ex/s  bare ex/s  ratio (ours/bare)  x Node cpu`,
+  `\nchromium (headless, ${values.model}, batch 32)\nbackend        ours ex/s  bare ex/s  ratio (ours/bare)  x Node cpu  threads`,
 );
 for (const r of rows) {
   if (r.ratio === undefined)
-    console.log(`${r.backend.padEnd(8)} ${'–'.padStart(9)} ${'–'.padStart(10)}  ${r.error}`);
+    console.log(`${r.backend.padEnd(14)} ${'–'.padStart(9)} ${'–'.padStart(10)}  ${r.error}`);
   else
     console.log(
-      `${r.backend.padEnd(8)} ${r.oursMedian!.toFixed(1).padStart(9)} ${r.bareMedian!.toFixed(1).padStart(10)}  ${r.ratio.toFixed(3).padStart(17)}  ${(r.oursMedian! / nodeCpu).toFixed(1).padStart(10)}`,
+      `${r.backend.padEnd(14)} ${r.oursMedian!.toFixed(1).padStart(9)} ${r.bareMedian!.toFixed(1).padStart(10)}  ${r.ratio.toFixed(3).padStart(17)}  ${(r.oursMedian! / nodeCpu).toFixed(1).padStart(10)}  ${String(r.threads ?? '').padStart(7)}`,
     );
 }
+const single = rows.find((r) => r.backend === 'wasm')?.oursMedian;
+const multi = rows.find((r) => r.backend === 'wasm-threaded')?.oursMedian;
+if (single && multi)
+  console.log(`wasm multi- vs single-threaded (same page, isolated vs not): ${(multi / single).toFixed(2)}x`);
 console.log('\nNode (this process, our LocalTrainer)\nbackend  ours ex/s  x Node cpu');
 for (const r of nodeRows)
   console.log(

@@ -121,3 +121,24 @@ describe('GlobalModel: the keep-old-model guard (--max-loss-increase)', () => {
     expect(m.privacyStatus()).toMatchObject({ enabled: true, rounds: 1 });
   });
 });
+
+describe('GlobalModel: evaluation time', () => {
+  it("each round carries its evaluation's time; /metrics times every evaluation, the initial one too", async () => {
+    let ms = 40;
+    const { m, metrics, logs } = model({}, async (w) => ({ ...(await meanLoss(w)), ms: (ms += 10) }));
+    await m.init(); // 50 ms
+    const r1 = await release(m, 1, 0.1); // 60 ms
+    expect(r1.evalMs).toBe(60);
+    expect(logs.at(-1)).toMatch(/\(evaluation 0\.06s\)$/);
+    const h = (await metrics.evalDuration.get()).values;
+    const of = (name: string): number | undefined => h.find((v) => v.metricName === name)?.value;
+    expect(of('aegis_eval_duration_seconds_count')).toBe(2);
+    expect(of('aegis_eval_duration_seconds_sum')).toBeCloseTo(0.11, 9);
+    // A failed evaluation has no time to report.
+    const failing = model({}, async () => {
+      throw new Error('no backend');
+    });
+    await failing.m.init().catch(() => {});
+    expect((await release(failing.m, 1, 0.1)).evalMs).toBeNull();
+  });
+});

@@ -88,6 +88,7 @@ export class GlobalModel {
   /** Evaluates the initial model (the baseline every round is compared with). */
   async init(): Promise<EvalResult> {
     const e = await this.deps.evaluate(this.w);
+    this.deps.metrics.evalDuration.observe(e.ms / 1000);
     this.initialEval = e;
     if (Number.isFinite(e.loss)) this.current = { accuracy: e.accuracy, loss: e.loss };
     this.classes = evaluationStatus(0, e);
@@ -183,6 +184,7 @@ export class GlobalModel {
       trainLoss: o.trainLoss,
       rejected: verdict ? { reason: verdict.reason, accuracy: score.accuracy, loss: score.loss } : null,
       durationMs: now - startedAt,
+      evalMs: ev ? ev.ms : null,
       completedAt: new Date(now).toISOString(),
       secagg: this.deps.config.secagg,
       epsilon,
@@ -211,7 +213,7 @@ export class GlobalModel {
       m.testLoss.set(score.loss);
     }
     this.deps.log(
-      `round ${ref.round} done (${o.why}): ${o.clients} updates, ${o.stragglers} stragglers, accuracy ${(score.accuracy * 100).toFixed(1)}%, loss ${score.loss.toFixed(4)}${eps}, ${(summary.durationMs / 1000).toFixed(1)}s`,
+      `round ${ref.round} done (${o.why}): ${o.clients} updates, ${o.stragglers} stragglers, accuracy ${(score.accuracy * 100).toFixed(1)}%, loss ${score.loss.toFixed(4)}${eps}, ${(summary.durationMs / 1000).toFixed(1)}s${ev ? ` (evaluation ${(ev.ms / 1000).toFixed(2)}s)` : ''}`,
     );
     return summary;
   }

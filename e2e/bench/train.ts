@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import '../../client/backends-browser.ts';
 import { syntheticDataset } from '../../shared/data/synthetic.ts';
 import { CHANNELS, IMAGE_SIZE, NUM_CLASSES, toFloat } from '../../shared/data/dataset.ts';
@@ -21,6 +22,10 @@ interface BenchResult {
   batchSize: number;
   ours: number[];
   bare: number[];
+  /** Whether the page is cross-origin isolated (then tfjs loads its multi-threaded wasm build). */
+  isolated: boolean;
+  /** wasm: threads its kernels run on (1: the single-threaded build). */
+  threads?: number;
   error?: string;
 }
 
@@ -44,9 +49,11 @@ async function run(): Promise<BenchResult> {
     batchSize: cfg.batchSize,
     ours: [],
     bare: [],
+    isolated: globalThis.crossOriginIsolated === true,
   };
   if (!(await tf.setBackend(backend))) return { ...out, error: `backend ${backend} unavailable` };
   await tf.ready();
+  if (backend === 'wasm') out.threads = getThreadsCount();
   const data = syntheticDataset({ seed: 3, count: n });
   const init = buildModel(spec, 5);
   const w0 = await getFlatWeights(init);
@@ -92,6 +99,7 @@ run()
         batchSize: 0,
         ours: [],
         bare: [],
+        isolated: globalThis.crossOriginIsolated === true,
         error: e.message,
       }),
   )

@@ -1,7 +1,7 @@
 /**
  * npm run simulate -- --clients 100 --per-round 10 --rounds 20 [--model small|mlp|tiny|medium] [--backend wasm|cpu] [--partition dirichlet
  *   --dirichlet-alpha 0.5] [--server-opt fedadam --server-lr 0.03] [--prox-mu 0.01] [--augment] [--dp-noise 1 --dp-clip 0.5]
- *   [--cifar-dir DIR] [--eval-every K] [--out sim-results/NAME]   (--help lists every flag)
+ *   [--cifar-dir DIR] [--eval-every K] [--workers N] [--out sim-results/NAME]   (--help lists every flag)
  * Federated training without browsers or sockets, through the same client and server code (see
  * server/simulation/run.ts). Shows a progress line; writes rounds.csv, rounds.json and accuracy.svg.
  */
@@ -21,6 +21,7 @@ import type { PartitionScheme } from '../../shared/fl/partition.ts';
 import { modelByName, numParams } from '../../shared/model/spec.ts';
 import { parsePartition } from '../config.ts';
 import { readCifar10Dir } from '../datasets.ts';
+import { defaultWorkers } from './pool.ts';
 import { clientPool, runSimulation } from './run.ts';
 
 /** Every flag with its default and what it does; parseArgs' options and --help are both built from it. */
@@ -62,6 +63,11 @@ const FLAGS = {
     help: 'seed of data, partition, cohorts, initial model and training',
   },
   'eval-every': { type: 'string', default: '1', help: 'evaluate every K rounds (and after the last)' },
+  workers: {
+    type: 'string',
+    default: String(defaultWorkers()),
+    help: 'threads training clients in parallel (0: one at a time in the main thread; same results)',
+  },
   out: {
     type: 'string',
     default: 'sim-results/latest',
@@ -166,6 +172,7 @@ const result = await runSimulation(
         : null,
     seed,
     evalEvery: positive('eval-every'),
+    workers: positive('workers', 0),
   },
   (r, p) => {
     const done = (r.round - 1 + (p ? p.client / p.of : 1)) / rounds;

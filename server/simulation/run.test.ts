@@ -10,6 +10,9 @@ import { syntheticDataset } from '../../shared/data/synthetic.ts';
 import { epsilonFor } from '../../shared/dp/calibrate.ts';
 import { SERVER_OPTIMIZER_DEFAULTS } from '../../shared/fl/server-opt.ts';
 import { MODELS } from '../../shared/model/spec.ts';
+import { buildModel } from '../../shared/model/build.ts';
+import { getFlatWeights } from '../../shared/model/weights.ts';
+import { TrainPool } from './pool.ts';
 import { clientPool, runSimulation, type SimulationOptions } from './run.ts';
 
 /** Runs the CLI as `npm run simulate` does; returns its exit status and output. */
@@ -69,6 +72,60 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     const a = strip(await runSimulation(o));
     expect(strip(await runSimulation(o))).toEqual(a);
     expect(strip(await runSimulation({ ...o, seed: 2 })).rounds).not.toEqual(a.rounds);
+  }, 60_000);
+
+  it('clients trained in 1 or 2 worker threads give the weights of the sequential path, bit for bit', async () => {
+    const o: SimulationOptions = {
+      ...base(),
+      model: MODELS.tiny,
+      train: syntheticDataset({ seed: 1, count: 5 * 16 }),
+      test: syntheticDataset({ seed: 2, count: 40 }),
+      clients: 5,
+      perRound: 3,
+      rounds: 2,
+    };
+    const strip = (r: Awaited<ReturnType<typeof runSimulation>>) => ({
+      ...r,
+      rounds: r.rounds.map(({ seconds: _, ...rest }) => rest),
+    });
+    const seq = strip(await runSimulation(o));
+    const progress: number[] = [];
+    const one = strip(await runSimulation({ ...o, workers: 1 }));
+    const two = strip(await runSimulation({ ...o, workers: 2 }, (_, p) => p && progress.push(p.client)));
+    expect(Array.from(one.weights)).toEqual(Array.from(seq.weights));
+    expect(Array.from(two.weights)).toEqual(Array.from(seq.weights));
+    expect(two).toEqual(seq);
+    // Training moved the weights (the comparison is not of two untouched initial models).
+    const init = buildModel(MODELS.tiny, o.seed);
+    const w0 = await getFlatWeights(init);
+    init.dispose();
+    expect(Array.from(seq.weights)).not.toEqual(Array.from(w0));
+    expect(progress).toHaveLength(2 * 3);
+  }, 120_000);
+
+  it('an error in a training thread rejects that client with its message; the thread trains on', async () => {
+    const pool = new TrainPool(1, { backend: 'wasm', model: MODELS.mlp });
+    try {
+      const empty = { x: new Uint8Array(0), y: new Uint8Array(0), n: 0 };
+      const init = buildModel(MODELS.mlp, 1);
+      const weights = await getFlatWeights(init);
+      init.dispose();
+      await expect(pool.train({ weights, data: empty, seed: 1, local: base().local })).rejects.toThrow(
+        /cannot train on an empty dataset/,
+      );
+      // The thread survives a task's error and trains the next client.
+      const ok = await pool.train({
+        weights,
+        data: syntheticDataset({ seed: 3, count: 8 }),
+        seed: 1,
+        local: base().local,
+      });
+      expect(ok.numExamples).toBe(8);
+      expect(ok.delta).toHaveLength(weights.length);
+    } finally {
+      await pool.close();
+    }
+    expect(() => new TrainPool(0, { backend: 'wasm', model: MODELS.mlp })).toThrow(/>= 1/);
   }, 60_000);
 
   it('the CLI writes rounds.csv, rounds.json and an SVG plot', () => {

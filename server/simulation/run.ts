@@ -10,12 +10,14 @@ import { createServerOptimizer, type ServerOptimizerConfig } from '../../shared/
 import { buildModel } from '../../shared/model/build.ts';
 import type { ModelSpec } from '../../shared/model/spec.ts';
 import { getFlatWeights } from '../../shared/model/weights.ts';
+import * as tf from '@tensorflow/tfjs';
 import type { TrainConfig } from '../../shared/protocol/messages.ts';
 import { createAccumulator, type RoundOutcome } from '../aggregator/index.ts';
 import { ManualClock } from '../clock.ts';
 import { DEFAULTS } from '../config.ts';
 import { Evaluator } from '../evaluator.ts';
 import { createMetrics } from '../metrics.ts';
+import { TrainPool, type ClientTraining } from './pool.ts';
 
 /**
  * Headless federated training in one Node process with the same pieces the real system uses: the client's
@@ -43,6 +45,12 @@ export interface SimulationOptions {
   seed: number;
   /** Evaluate the global model every this many rounds (and after the last); default every round. */
   evalEvery?: number;
+  /**
+   * Worker threads training clients in parallel, each with this thread's tfjs backend; 0 or absent: one
+   * client at a time in this thread. Either way a client's training depends only on (seed, round, client),
+   * so every setting gives the same weights bit for bit.
+   */
+  workers?: number;
 }
 
 export interface RoundRecord {
@@ -77,7 +85,28 @@ export function clientPool(train: Dataset, clients: number, perClient: number, s
 export async function runSimulation(
   o: SimulationOptions,
   onRound?: (r: RoundRecord, progress: { client: number; of: number } | null) => void,
-): Promise<{ initial: { accuracy: number; loss: number }; rounds: RoundRecord[] }> {
+): Promise<{ initial: { accuracy: number; loss: number }; rounds: RoundRecord[]; weights: Float32Array }> {
+  if (o.workers !== undefined && !(Number.isInteger(o.workers) && o.workers >= 0))
+    throw new RangeError(`workers must be a whole number >= 0, got ${o.workers}`);
+  const backend = tf.getBackend();
+  if ((o.workers ?? 0) > 0 && backend !== 'wasm' && backend !== 'cpu')
+    throw new Error(`--workers trains on wasm or cpu, not on the ${backend} backend`);
+  const pool =
+    (o.workers ?? 0) > 0
+      ? new TrainPool(o.workers!, { backend: backend as 'wasm' | 'cpu', model: o.model })
+      : null;
+  try {
+    return await simulate(o, pool, onRound);
+  } finally {
+    await pool?.close();
+  }
+}
+
+async function simulate(
+  o: SimulationOptions,
+  pool: TrainPool | null,
+  onRound?: (r: RoundRecord, progress: { client: number; of: number } | null) => void,
+): Promise<{ initial: { accuracy: number; loss: number }; rounds: RoundRecord[]; weights: Float32Array }> {
   const parts = partition(o.train.y, o.clients, o.partition, createRng(o.seed)).map((idx) =>
     subset(o.train, idx),
   );
@@ -127,7 +156,7 @@ export async function runSimulation(
     );
     let examples = 0;
     let lossSum = 0;
-    for (const [k, data] of chosen.entries()) {
+    const progress = (k: number): void =>
       onRound?.(
         {
           round: r,
@@ -141,9 +170,29 @@ export async function runSimulation(
         },
         { client: k, of: chosen.length },
       );
-      const trainer = new LocalTrainer(o.model, data, o.seed + r * 1000 + k);
-      const res = await trainer.train(weights, o.local);
-      trainer.dispose();
+    const seedOf = (k: number): number => o.seed + r * 1000 + k;
+    let results: ClientTraining[];
+    if (pool) {
+      let done = 0;
+      results = await Promise.all(
+        chosen.map((data, k) =>
+          pool.train({ weights, data, seed: seedOf(k), local: o.local }).then((res) => {
+            progress(done++);
+            return res;
+          }),
+        ),
+      );
+    } else {
+      results = [];
+      for (const [k, data] of chosen.entries()) {
+        progress(k);
+        const trainer = new LocalTrainer(o.model, data, seedOf(k));
+        results.push(await trainer.train(weights, o.local));
+        trainer.dispose();
+      }
+    }
+    // Summed in cohort order whichever thread finished first: float sums depend on order.
+    for (const [k, res] of results.entries()) {
       examples += res.numExamples;
       lossSum += res.loss;
       // As the real client: in a ring round the weight and the loss travel inside the vector.
@@ -176,5 +225,5 @@ export async function runSimulation(
     onRound?.(rec, null);
   }
   evaluator.dispose();
-  return { initial: { accuracy: e0.accuracy, loss: e0.loss }, rounds: out };
+  return { initial: { accuracy: e0.accuracy, loss: e0.loss }, rounds: out, weights };
 }

@@ -197,6 +197,8 @@ export interface RoundSummary {
    */
   rejected: { reason: string; accuracy: number; loss: number } | null;
   durationMs: number;
+  /** Of durationMs, the held-out evaluation of the new model (null when the evaluation failed). */
+  evalMs: number | null;
   completedAt: string;
   secagg: boolean;
   /** Privacy spent after this round (null without DP). */

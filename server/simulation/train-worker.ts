@@ -1,0 +1,34 @@
+/**
+ * One simulation training thread (server/simulation/pool.ts): its own tfjs with the backend it was started
+ * with, the client's LocalTrainer, one task at a time. Every task carries all it depends on (weights, data,
+ * seed, settings), so a client trains to the same bits here as in the main thread on the same backend.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import '../../client/wasm-backend.ts';
+import { LocalTrainer } from '../../client/trainer.ts';
+import type { PoolInit, PoolReply, PoolTask } from './pool.ts';
+
+const init = workerData as PoolInit;
+const port = parentPort;
+if (!port) throw new Error('train-worker.ts runs as a worker thread (server/simulation/pool.ts)');
+const ready = tf.setBackend(init.backend).then((ok) => {
+  if (!ok) throw new Error(`tfjs backend ${init.backend} did not initialise in a worker thread`);
+});
+
+port.on('message', (t: PoolTask) => {
+  void (async (): Promise<PoolReply> => {
+    try {
+      await ready;
+      const trainer = new LocalTrainer(init.model, t.data, t.seed);
+      try {
+        const r = await trainer.train(t.weights, t.local);
+        return { id: t.id, ok: true, delta: r.delta, numExamples: r.numExamples, loss: r.loss };
+      } finally {
+        trainer.dispose();
+      }
+    } catch (e) {
+      return { id: t.id, ok: false, message: (e as Error).message };
+    }
+  })().then((reply) => port.postMessage(reply, reply.ok ? [reply.delta.buffer as ArrayBuffer] : []));
+});
