@@ -164,6 +164,15 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 10; i++) await new Promise<void>((r) => setImmediate(r));
 }
 
+/**
+ * Waits (up to 5 s of real time) until the client has sent `event`: masking goes through WebCrypto, whose
+ * work completes on libuv's thread pool after a load-dependent number of event-loop turns.
+ */
+async function sent(socket: { all(event: string): unknown[] }, event: string): Promise<void> {
+  const until = Date.now() + 5000;
+  while (socket.all(event).length === 0 && Date.now() < until) await settle();
+}
+
 const SESSION = { sessionId: 'session-issued-by-server', resumeToken: 'T'.repeat(43) };
 const welcome: Welcome = {
   protocolVersion: PROTOCOL_VERSION,
@@ -347,6 +356,7 @@ describe('AegisClient with a site attestation key (consistency round)', () => {
       socket.deliver('secagg:inbox', { round: 1, attempt: 1, ...packInbox(inboxes.get(1)!) });
       await settle();
       await settle();
+      await sent(socket, 'update');
       server.receiveMasked(1, new Uint32Array(socket.all('update')[0].delta));
       for (const [i, p] of peers.entries()) {
         p.receiveInbox(inboxes.get(i + 2)!);
@@ -422,6 +432,7 @@ describe('AegisClient', () => {
     expect(trainer.trainings[0].weights).not.toBe((r.weights as Uint8Array).buffer);
     trainer.trainings[0].finish(delta);
     await settle();
+    await sent(socket, 'update');
     const [u] = socket.all('update');
     expect(u).toMatchObject({ round: 1, attempt: 1, numExamples: EXAMPLES, trainMs: 7, loss: 0.5 });
     expect(new Float32Array(u.delta)).toEqual(delta);
@@ -457,6 +468,7 @@ describe('AegisClient', () => {
 
     socket.deliver('secagg:inbox', { round: 1, attempt: 1, ...packInbox(inboxes.get(1)!) });
     await settle();
+    await sent(socket, 'update');
     const [u] = socket.all('update');
     // Only the masked vector: the loss (0.5) is inside it, nothing per client is sent beside it.
     expect(Object.keys(u).sort()).toEqual(['attempt', 'delta', 'round']);
@@ -492,6 +504,7 @@ describe('AegisClient', () => {
     await settle();
     trainer.trainings[0].finish(delta);
     await settle();
+    await sent(socket, 'update');
     const [u] = socket.all('update');
     expect(Object.keys(u).sort()).toEqual(['attempt', 'delta', 'round']);
     expect(u).toMatchObject({ round: 1, attempt: 1 });
@@ -554,6 +567,7 @@ describe('AegisClient', () => {
     await settle();
     clock.advance(10 * DEADLINE_MS);
     await settle();
+    await sent(socket, 'update');
     expect(socket.all('update').map((u) => [u.round, u.attempt])).toEqual([[1, 2]]);
     expect(events.error).toBeUndefined();
     expect(client.state).toBe('idle');
@@ -578,6 +592,7 @@ describe('AegisClient', () => {
     await settle();
     trainer.trainings[1].finish(delta);
     await settle();
+    await sent(socket, 'update');
     expect(socket.all('update').map((u) => u.round)).toEqual([2]);
     expect(events.error).toBeUndefined();
   });
@@ -598,6 +613,7 @@ describe('AegisClient', () => {
     await settle();
     trainer.trainings[1].finish(delta);
     await settle();
+    await sent(socket, 'update');
     expect(socket.all('update').map((u) => u.round)).toEqual([2]);
   });
 
@@ -610,6 +626,7 @@ describe('AegisClient', () => {
     expect(trainer.trainings.map((t) => t.round)).toEqual([1]);
     trainer.trainings[0].finish(delta);
     await settle();
+    await sent(socket, 'update');
     expect(socket.all('update').map((u) => u.round)).toEqual([1]);
     expect(events.trained?.map((t) => t.round)).toEqual([1]);
   });
@@ -634,6 +651,7 @@ describe('AegisClient', () => {
     socket.deliver('welcome', welcome);
     await settle();
     expect(socket.all('ready')).toHaveLength(2);
+    await sent(socket, 'update');
     const ups = socket.all('update');
     expect(ups).toHaveLength(1);
     expect(new Float32Array(ups[0].delta)).toEqual(delta);
