@@ -4,6 +4,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join, posix, relative } from 'node:path';
 import { io } from 'socket.io-client';
+import { listenForServer } from '../e2e/server-process.ts';
 import {
   dockerignoreMatcher,
   execForm,
@@ -182,13 +183,7 @@ describe('runtime stage replayed in a fresh folder', () => {
         encoding: 'utf8',
       },
     );
-    let args = entry.map((a) => (a === STATE_DIR ? stateDir : a));
-    if (!help.includes('--state-dir')) {
-      // The flag arrives with server state persistence; until then the replay runs without it.
-      const i = args.indexOf('--state-dir');
-      args = [...args.slice(0, i), ...args.slice(i + 2)];
-      console.warn('replay: this server has no --state-dir yet; started without it');
-    }
+    const args = entry.map((a) => (a === STATE_DIR ? stateDir : a));
     for (const f of args.slice(args.indexOf('server/main.ts')).filter((a) => a.startsWith('--')))
       expect(help).toContain(`${f} `);
     child = spawn(process.execPath, [...args, '--host', '127.0.0.1', '--port', '0'], {
@@ -196,22 +191,9 @@ describe('runtime stage replayed in a fresh folder', () => {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let out = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no start in 60 s:\n${out}`)), 60_000);
-      const onData = (b: Buffer): void => {
-        out += b.toString();
-        const m = /AegisFL server on (\S+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      };
-      child!.stdout!.on('data', onData);
-      child!.stderr!.on('data', onData);
-      child!.once('exit', (code) => reject(new Error(`exited with ${code}:\n${out}`)));
-    });
-    expect(out).not.toContain('not found; run "npm run build"');
+    const server = listenForServer(child, 60_000);
+    const url = await server.url;
+    expect(server.output()).not.toContain('not found; run "npm run build"');
     const health = await fetch(url + '/health');
     expect(health.status).toBe(200);
     expect(await health.json()).toMatchObject({ ok: true });
@@ -238,7 +220,7 @@ describe('runtime stage replayed in a fresh folder', () => {
     child.kill('SIGTERM');
     expect(await reason).toBe('transport close');
     expect(await exited).toBe(0);
-    expect(out).toContain('SIGTERM: shutting down');
+    expect(server.output()).toContain('SIGTERM: shutting down');
     expect(runCheck()).toBe(1);
   }, 180_000);
 });

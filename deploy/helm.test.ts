@@ -140,9 +140,9 @@ describe('helm chart', () => {
     expect(i).toBeGreaterThan(-1);
     expect(c.args[i + 1]).toMatch(/^--/);
     expect(c.args).not.toContain('--quiet');
-    // --state-dir arrives with server state persistence; every other flag must be in today's --help.
+    // Every flag the chart passes must be in today's --help.
     const help = helpText();
-    for (const f of (c.args as string[]).filter((a) => a.startsWith('--') && a !== '--state-dir'))
+    for (const f of (c.args as string[]).filter((a) => a.startsWith('--')))
       expect(help, f).toContain(`${f} `);
   });
 

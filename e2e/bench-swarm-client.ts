@@ -3,7 +3,13 @@
  * the swarm as ScriptedClients (the real client session code and crypto over socket.io) and reports counts
  * every second. Nothing here is a second protocol implementation: it only connects, paces and counts.
  */
-import { benchDelta, benchExamples, type ClientJob, type ClientReport } from './bench-swarm-lib.ts';
+import {
+  benchDelta,
+  benchExamples,
+  emptyReport,
+  type ClientJob,
+  type ClientReport,
+} from './bench-swarm-lib.ts';
 import { ScriptedClient } from './scripted-client.ts';
 
 const send = (m: ClientReport): void => void process.send?.(m);
@@ -37,14 +43,7 @@ function turn(): Promise<void> {
 process.once('message', async (job: ClientJob) => {
   const vanish = new Map(job.vanish);
   const clients: ScriptedClient[] = [];
-  const report: ClientReport = {
-    connected: 0,
-    sent: {},
-    received: 0,
-    maskedSent: [],
-    errors: [],
-    final: false,
-  };
+  const report: ClientReport = emptyReport();
   let stopped = false;
   process.on('message', (m: { stop?: boolean }) => {
     if (!m.stop) return;

@@ -109,6 +109,11 @@ export interface ClientReport {
   final: boolean;
 }
 
+/** A client process's report before it has done anything. */
+export function emptyReport(): ClientReport {
+  return { connected: 0, sent: {}, received: 0, maskedSent: [], errors: [], final: false };
+}
+
 export interface SwarmBenchResult {
   ok: boolean;
   why: string;
@@ -202,14 +207,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
   const w0 = new Float32Array(await (await get('/api/model/weights')).arrayBuffer());
 
   const procs = Math.max(1, Math.min(o.processes, n));
-  const reports: ClientReport[] = Array.from({ length: procs }, () => ({
-    connected: 0,
-    sent: {},
-    received: 0,
-    maskedSent: [],
-    errors: [],
-    final: false,
-  }));
+  const reports: ClientReport[] = Array.from({ length: procs }, emptyReport);
   const children: ChildProcess[] = [];
   const entry = fileURLToPath(new URL('./bench-swarm-client.ts', import.meta.url));
   const t0 = Date.now();

@@ -8,22 +8,16 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `server/main.ts` as its own process on a free port, as an operator would, and waits for it to listen. */
-export async function startServerProcess(
-  flags: string[],
-  timeoutMs = 60_000,
-  env: Record<string, string> = {},
-): Promise<ServerProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'server/main.ts', '--port', '0', '--host', '127.0.0.1', ...flags],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    },
-  );
+/**
+ * Collects a server process's stdout and stderr, and resolves `url` once it prints "AegisFL server on
+ * <url>"; rejects when it exits first or prints nothing of the kind within `timeoutMs`.
+ */
+export function listenForServer(
+  child: ChildProcess,
+  timeoutMs: number,
+): { url: Promise<string>; output: () => string; append: (s: string) => void } {
   let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
+  const url = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`server did not start in ${timeoutMs} ms:\n${out}`)),
       timeoutMs,
@@ -43,14 +37,32 @@ export async function startServerProcess(
       reject(new Error(`server exited with ${code}:\n${out}`));
     });
   });
-  child.once(
-    'exit',
-    (code, signal) => (out += `\n[server process exited: code ${code}, signal ${signal}]\n`),
+  return { url, output: () => out, append: (s) => void (out += s) };
+}
+
+/** Starts `server/main.ts` as its own process on a free port, as an operator would, and waits for it to listen. */
+export async function startServerProcess(
+  flags: string[],
+  timeoutMs = 60_000,
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'server/main.ts', '--port', '0', '--host', '127.0.0.1', ...flags],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    },
+  );
+  const server = listenForServer(child, timeoutMs);
+  const url = await server.url;
+  child.once('exit', (code, signal) =>
+    server.append(`\n[server process exited: code ${code}, signal ${signal}]\n`),
   );
   return {
     url,
     child,
-    output: () => out,
+    output: server.output,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve(); // already gone

@@ -321,21 +321,22 @@ const pooling = (layer: string): LayerRule => ({
   },
 });
 
+/** Config keys tfjs writes for every layer with a kernel and a bias (Dense, Conv2D). */
+const WEIGHT_KEYS = [
+  'use_bias',
+  'kernel_initializer',
+  'bias_initializer',
+  'kernel_regularizer',
+  'bias_regularizer',
+  'activity_regularizer',
+  'kernel_constraint',
+  'bias_constraint',
+] as const;
+
 /** The stock tfjs layers a topology may use, each with its config keys and its shape arithmetic. */
 const LAYERS: Readonly<Record<string, LayerRule>> = {
   Dense: {
-    keys: [
-      'units',
-      'activation',
-      'use_bias',
-      'kernel_initializer',
-      'bias_initializer',
-      'kernel_regularizer',
-      'bias_regularizer',
-      'activity_regularizer',
-      'kernel_constraint',
-      'bias_constraint',
-    ],
+    keys: ['units', 'activation', ...WEIGHT_KEYS],
     out: (c, input, add) => {
       if (!isInt(c.units, 1, 65_536)) fail('Dense units must be an integer in 1..65536');
       activation(c.activation);
@@ -355,14 +356,7 @@ const LAYERS: Readonly<Record<string, LayerRule>> = {
       'data_format',
       'dilation_rate',
       'activation',
-      'use_bias',
-      'kernel_initializer',
-      'bias_initializer',
-      'kernel_regularizer',
-      'bias_regularizer',
-      'activity_regularizer',
-      'kernel_constraint',
-      'bias_constraint',
+      ...WEIGHT_KEYS,
     ],
     out: (c, input, add) => {
       rank(input, 3, 'Conv2D');
