@@ -18,6 +18,9 @@ import {
   type ServerOptimizerName,
 } from '../shared/fl/server-opt.ts';
 
+export const SERVER_ROLES = ['all', 'coordinator', 'gateway'] as const;
+export type ServerRole = (typeof SERVER_ROLES)[number];
+
 export interface DpConfig {
   /** Total noise multiplier z per round (std of the noise on the SUM / clip norm). */
   noiseMultiplier: number;
@@ -81,6 +84,13 @@ export interface ServerConfig {
   cifarDir?: string;
   /** Where the run's state is kept (checkpoint, privacy ledger); unset = nothing persists. */
   stateDir?: string;
+  /**
+   * What this process does: all (one process, the default: sockets and rounds), coordinator (rounds,
+   * ledger and model over --redis; no client sockets) or gateway (client sockets over --redis; no rounds).
+   */
+  role: ServerRole;
+  /** redis://host:port of the shared bus and state (coordinator and gateway roles); unset with role all. */
+  redis?: string;
   seed: number;
   /** Largest socket.io message accepted; bigger ones close the connection at the transport. */
   maxMessageBytes: number;
@@ -172,6 +182,7 @@ export const DEFAULTS: ServerConfig = {
   maxMessageBytes: 16 * 1024 * 1024,
   maxExamplesPerClient: 4 * 256,
   distDir: 'dist',
+  role: 'all',
   logLevel: 'info',
   secagg: true,
   secaggKeysDeadlineMs: 20_000,
@@ -263,6 +274,14 @@ export const FLAGS = {
   'state-dir': {
     type: 'string',
     help: 'keep the run here (model, optimizer, privacy ledger) and resume from it on start',
+  },
+  role: {
+    type: 'string',
+    help: 'all (one process) | coordinator (rounds, ledger, model; over --redis) | gateway (client sockets; over --redis)',
+  },
+  redis: {
+    type: 'string',
+    help: 'redis://host:port shared by the coordinators and gateways (bus, leader lease, run state)',
   },
   quiet: { type: 'boolean', help: 'log only errors' },
   secagg: { type: 'string', help: 'secure aggregation: on | off (off = plain updates, for comparison)' },
@@ -539,6 +558,8 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'dist-dir': DEFAULTS.distDir,
   'save-model': null,
   'state-dir': 'none: nothing persists',
+  role: 'all',
+  redis: 'none (needed by --role coordinator and gateway)',
   quiet: null,
   secagg: onOffText(DEFAULTS.secagg),
   'secagg-keys-deadline-ms': String(DEFAULTS.secaggKeysDeadlineMs),
@@ -710,6 +731,8 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     distDir: s('dist-dir') ?? d.distDir,
     saveModel: s('save-model'),
     stateDir: s('state-dir'),
+    role: pickRole(s('role')),
+    redis: s('redis'),
     logLevel: v.quiet ? 'quiet' : 'info',
     secagg: onOff('secagg', s('secagg'), d.secagg),
     secaggKeysDeadlineMs: int(
@@ -810,7 +833,21 @@ export function validateConfig<T extends ServerConfig>(c: T): T {
     throw new Error('--join-token-key-previous needs --join-token-key (the current key)');
   if (c.operatorKey !== undefined && c.joinTokenKey === undefined)
     throw new Error('--operator-key needs --join-token-key (the key the minted tokens are signed with)');
+  if (c.role !== 'all' && c.redis === undefined)
+    throw new Error(`--role ${c.role} needs --redis (the bus and state the roles share)`);
+  if (c.role === 'all' && c.redis !== undefined)
+    throw new Error('--redis is for --role coordinator or gateway; one process (--role all) needs none');
+  if (c.role !== 'all' && c.stateDir !== undefined)
+    throw new Error(`--role ${c.role} keeps its state in --redis; --state-dir is for --role all`);
+  if (c.redis !== undefined && !/^rediss?:\/\/[^\s]+$/.test(c.redis))
+    throw new Error(`--redis must be a redis:// or rediss:// URL, got "${c.redis.slice(0, 60)}"`);
   if (c.examplesPerClient > c.maxExamplesPerClient)
     throw new Error('--examples-per-client exceeds --max-examples-per-client');
   return c;
+}
+
+function pickRole(v: string | undefined): ServerRole {
+  if (v === undefined) return 'all';
+  if ((SERVER_ROLES as readonly string[]).includes(v)) return v as ServerRole;
+  throw new Error(`--role must be one of ${SERVER_ROLES.join(', ')}, got "${v.slice(0, 40)}"`);
 }
