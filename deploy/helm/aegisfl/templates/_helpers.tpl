@@ -146,8 +146,8 @@ spec:
       {{- with .preStopSleep }}
       lifecycle:
         preStop:
-          sleep:
-            seconds: {{ . }}
+          exec:
+            command: ["sleep", {{ . | quote }}]
       {{- end }}
       resources:
         {{- toYaml .resources | nindent 8 }}
@@ -225,4 +225,33 @@ spec:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- end }}
+{{- end -}}
+
+{{/* Refuses scale-out values that cannot work; included by the scale-out templates. */}}
+{{- define "aegisfl.scaleOutChecks" -}}
+{{- $v := .Values -}}
+{{- if and $v.redis.url $v.redis.existingSecret }}
+{{- fail "scaleOut: set redis.url or redis.existingSecret, not both" }}
+{{- end }}
+{{- if not (or $v.redis.url $v.redis.existingSecret) }}
+{{- fail "scaleOut.enabled needs redis.url (redis://host:port of an external Redis 7 with appendonly yes; it holds the privacy ledger) or redis.existingSecret (a Secret with that URL under redis.existingSecretKey)" }}
+{{- end }}
+{{- if and $v.redis.url (not (regexMatch "^rediss?://[^\\s]+$" $v.redis.url)) }}
+{{- fail "redis.url must be a redis:// or rediss:// URL" }}
+{{- end }}
+{{- range $flag := list "role" "redis" "state-dir" }}
+{{- if hasKey $v.flags $flag }}
+{{- fail (printf "flags.%s: the chart sets --%s itself in scale-out mode; remove it from flags" $flag $flag) }}
+{{- end }}
+{{- end }}
+{{- if and $v.tls.serveInPod (not (include "aegisfl.hasTls" .)) }}
+{{- fail "tls.serveInPod needs tls.existingSecret or tls.cert and tls.key" }}
+{{- end }}
+{{- $as := $v.gateway.autoscaling }}
+{{- if and $as.enabled (gt (int $as.minReplicas) (int $as.maxReplicas)) }}
+{{- fail "gateway.autoscaling.minReplicas must not exceed maxReplicas" }}
+{{- end }}
+{{- if and $as.enabled (not (dig "requests" "cpu" "" $v.gateway.resources)) }}
+{{- fail "gateway.autoscaling needs gateway.resources.requests.cpu (the CPU target is a share of it)" }}
+{{- end }}
 {{- end -}}
