@@ -7,15 +7,15 @@ import { createAdaptorServer } from '@hono/node-server';
 import { buildTaskModel } from '../shared/model/task-build.ts';
 import { isImageTask } from '../shared/model/task.ts';
 import { getFlatWeights } from '../shared/model/weights.ts';
-import { createApp } from './app.ts';
+import { createApp, type AppDeps } from './app.ts';
 import { serverTask, type ServerConfig } from './config.ts';
-import { Coordinator } from './coordinator.ts';
+import { Coordinator, type CoordinatorDeps } from './coordinator.ts';
 import { cifarDirOrDefault, cifarSource, pageSource, syntheticSource, type DataSource } from './datasets.ts';
 import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 import { RunState, StateError } from './run-state.ts';
 import { FileStore } from './store.ts';
-import { attachSocketIo } from './socket.ts';
+import { attachSocketIo, type SocketLimits } from './socket.ts';
 import { saveModelEachRound } from './model-files.ts';
 import { readTaskEval } from './task-file.ts';
 import { UnmaskThread } from './unmask-thread.ts';
@@ -41,8 +41,10 @@ export interface RunningServer {
 /** A start-up failure the operator can fix (a port in use, an unreadable certificate): one line, no stack. */
 export class StartupError extends Error {}
 
+export type Tls = { cert: Buffer; key: Buffer };
+
 /** The PEM files, read before anything is built so a wrong path fails at once. */
-async function readTls(cfg: ServerConfig): Promise<{ cert: Buffer; key: Buffer } | null> {
+export async function readTls(cfg: ServerConfig): Promise<Tls | null> {
   if (!cfg.tlsCert || !cfg.tlsKey) return null;
   const read = (flag: string, path: string): Promise<Buffer> =>
     readFile(path).catch((e: NodeJS.ErrnoException) => {
@@ -51,14 +53,14 @@ async function readTls(cfg: ServerConfig): Promise<{ cert: Buffer; key: Buffer }
   return { cert: await read('--tls-cert', cfg.tlsCert), key: await read('--tls-key', cfg.tlsKey) };
 }
 
-interface Secrets {
+export interface Secrets {
   tokenKey: Buffer | null;
   previousTokenKey: Buffer | null;
   operatorKey: Buffer | null;
 }
 
 /** The key files: read and checked before anything is built. */
-async function readSecrets(cfg: ServerConfig): Promise<Secrets> {
+export async function readSecrets(cfg: ServerConfig): Promise<Secrets> {
   const read = async (flag: string, path: string | undefined): Promise<Buffer | null> => {
     if (path === undefined) return null;
     const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
@@ -100,18 +102,18 @@ async function openRunState(cfg: ServerConfig): Promise<RunState | null> {
   }
 }
 
-/** Builds everything from a validated config and starts listening. */
-export async function startServer(
-  cfg: ServerConfig,
-  log: (m: string) => void = console.log,
-): Promise<RunningServer> {
-  const startedAt = Date.now();
-  const tls = await readTls(cfg);
-  const secrets = await readSecrets(cfg);
-  const runState = await openRunState(cfg);
-  const { backend: evalBackend, tried } = await initEvalBackend();
-  log(`evaluation backend: ${evalBackend}${tried.length ? ` (${evalBackendNote(tried)})` : ''}`);
+/** The round engine and what it needs, built from a validated config (every role that runs rounds). */
+export interface Core {
+  coordinator: Coordinator;
+  metrics: Metrics;
+  data: DataSource;
+  evalBackend: string;
+  /** Stops the coordinator and frees the evaluator and the unmask thread. */
+  dispose(): Promise<void>;
+}
 
+/** The data the clients train on and the server evaluates on (also what gateways serve as shards). */
+export async function loadData(cfg: ServerConfig, log: (m: string) => void): Promise<DataSource> {
   const task = serverTask(cfg);
   // --task-eval: the operator's held-out set (needed where the data is the visitors' own, not images).
   const heldOut = cfg.taskEval ? readTaskEval(cfg.taskEval, task.task) : null;
@@ -127,7 +129,23 @@ export async function startServer(
   }
   log(`task: ${task.task.name} (${task.numParams} parameters, hash ${task.hash})`);
   log(`data: ${data.description}`);
+  return data;
+}
 
+/**
+ * Builds the coordinator (resumed from `runState` when given) and evaluates the initial model. A
+ * checkpoint that does not fit this config fails here, with everything built so far freed.
+ */
+export async function buildCore(
+  cfg: ServerConfig,
+  log: (m: string) => void,
+  runState: RunState | null,
+  extra: Partial<Pick<CoordinatorDeps, 'cohortRandom'>> = {},
+): Promise<Core> {
+  const { backend: evalBackend, tried } = await initEvalBackend();
+  log(`evaluation backend: ${evalBackend}${tried.length ? ` (${evalBackendNote(tried)})` : ''}`);
+  const task = serverTask(cfg);
+  const data = await loadData(cfg, log);
   const metrics = createMetrics();
   metrics.evalBackend.set({ backend: evalBackend }, 1);
   const evaluator = new Evaluator(await buildTaskModel(task), data.test);
@@ -136,7 +154,7 @@ export async function startServer(
   init.model.dispose();
   // Test-only: AEGISFL_TEST_HOLD_PHASE names a phase the server never leaves, from round
   // AEGISFL_TEST_HOLD_ROUND (default 1) on: keys, shares, masked, unmask (secure-aggregation phases) or
-  // evaluation (of a released round), so that a test can kill it there. Only e2e/restart.test.ts sets it.
+  // evaluation (of a released round), so that a test can kill it there. Only e2e tests set it.
   const testHold = process.env.AEGISFL_TEST_HOLD_PHASE
     ? { phase: process.env.AEGISFL_TEST_HOLD_PHASE, round: Number(process.env.AEGISFL_TEST_HOLD_ROUND ?? 1) }
     : undefined;
@@ -166,21 +184,67 @@ export async function startServer(
     runState: runState ?? undefined,
     testHold,
     unmask: unmaskThread.run,
+    ...extra,
   });
-  try {
-    await coordinator.init();
-  } catch (e) {
+  const dispose = async (): Promise<void> => {
     coordinator.stop();
     evaluator.dispose();
     await unmaskThread.close();
-    // A checkpoint that does not fit this config (another model, optimizer, DP off): one line.
-    if (runState) throw new StartupError(`--state-dir ${cfg.stateDir}: ${(e as Error).message}`);
+  };
+  try {
+    await coordinator.init();
+  } catch (e) {
+    await dispose();
     throw e;
   }
-  if (cfg.saveModel) saveModelEachRound(coordinator, cfg.saveModel, log);
+  return { coordinator, metrics, data, evalBackend, dispose };
+}
 
-  if (!existsSync(cfg.distDir))
-    log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
+/** The HTTP(S) server for `app`; a malformed certificate or key is a StartupError. */
+export function httpServerFor(
+  app: { fetch: (r: Request) => Response | Promise<Response> },
+  tls: Tls | null,
+): HttpServer {
+  try {
+    return createAdaptorServer(
+      tls ? { fetch: app.fetch, createServer: createHttpsServer, serverOptions: tls } : { fetch: app.fetch },
+    ) as HttpServer;
+  } catch (e) {
+    // node:tls refuses a malformed PEM or a key that does not match the certificate here.
+    throw new StartupError(`--tls-cert/--tls-key: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** Listens on --host/--port; resolves with the URL clients use. */
+export async function listen(
+  http: HttpServer,
+  cfg: ServerConfig,
+  tls: boolean,
+): Promise<{ url: string; port: number }> {
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(cfg.port, cfg.host, () => resolve());
+  }).catch((e: NodeJS.ErrnoException) => {
+    throw listenError(e, cfg);
+  });
+  const port = (http.address() as AddressInfo).port;
+  const url = `${tls ? 'https' : 'http'}://${cfg.host === '0.0.0.0' ? 'localhost' : cfg.host}:${port}`;
+  return { url, port };
+}
+
+/** Who may connect and where tokens are minted: the same on a gateway as in one process. */
+export interface Access {
+  allowedOrigins: Set<string> | null;
+  tokens: JoinTokenVerifier | null;
+  tokenRoute: AppDeps['tokenRoute'];
+}
+
+export function accessFor(
+  cfg: ServerConfig,
+  secrets: Secrets,
+  metrics: Metrics,
+  log: (m: string) => void,
+): Access {
   const allowedOrigins = cfg.allowedOrigins ? new Set(cfg.allowedOrigins) : null;
   const { tokenKey, previousTokenKey, operatorKey } = secrets;
   const tokens = tokenKey
@@ -192,60 +256,66 @@ export async function startServer(
       })
     : null;
   if (!tokens) log('join tokens: off (any client may join); set --join-token-key in production');
+  const tokenRoute =
+    tokenKey && operatorKey
+      ? {
+          operatorKey,
+          maxTtlSeconds: cfg.joinTokenMaxTtlS,
+          mint: (o: Parameters<typeof mintJoinToken>[1]) => mintJoinToken(tokenKey, o),
+          onIssued: () => metrics.joinTokensIssued.inc(),
+        }
+      : null;
+  return { allowedOrigins, tokens, tokenRoute };
+}
+
+/** Builds everything from a validated config and starts listening (--role all: one process). */
+export async function startServer(
+  cfg: ServerConfig,
+  log: (m: string) => void = console.log,
+): Promise<RunningServer> {
+  const startedAt = Date.now();
+  const tls = await readTls(cfg);
+  const secrets = await readSecrets(cfg);
+  const runState = await openRunState(cfg);
+  let core: Core;
+  try {
+    core = await buildCore(cfg, log, runState);
+  } catch (e) {
+    // A checkpoint that does not fit this config (another model, optimizer, DP off): one line.
+    if (runState) throw new StartupError(`--state-dir ${cfg.stateDir}: ${(e as Error).message}`);
+    throw e;
+  }
+  const { coordinator, metrics, data, evalBackend } = core;
+  if (cfg.saveModel) saveModelEachRound(coordinator, cfg.saveModel, log);
+  if (!existsSync(cfg.distDir))
+    log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
+  const access = accessFor(cfg, secrets, metrics, log);
   const app = createApp({
     coordinator,
     metrics,
     data,
     distDir: cfg.distDir,
     startedAt,
-    allowedOrigins,
-    tokenRoute:
-      tokenKey && operatorKey
-        ? {
-            operatorKey,
-            maxTtlSeconds: cfg.joinTokenMaxTtlS,
-            mint: (o) => mintJoinToken(tokenKey, o),
-            onIssued: () => metrics.joinTokensIssued.inc(),
-          }
-        : null,
+    allowedOrigins: access.allowedOrigins,
+    tokenRoute: access.tokenRoute,
   });
   let http: HttpServer;
   try {
-    http = createAdaptorServer(
-      tls ? { fetch: app.fetch, createServer: createHttpsServer, serverOptions: tls } : { fetch: app.fetch },
-    ) as HttpServer;
+    http = httpServerFor(app, tls);
   } catch (e) {
-    // node:tls refuses a malformed PEM or a key that does not match the certificate here.
-    coordinator.stop();
-    evaluator.dispose();
-    await unmaskThread.close();
-    throw new StartupError(`--tls-cert/--tls-key: ${(e as Error).message.split('\n')[0]}`);
+    await core.dispose();
+    throw e;
   }
-  const io = attachSocketIo(
-    http,
-    coordinator,
-    metrics,
-    cfg.maxMessageBytes,
-    {
-      socket: { perSecond: cfg.socketRate, burst: cfg.socketBurst },
-      address: { perSecond: cfg.addressRate, burst: cfg.addressBurst },
-      trustedProxy: cfg.trustedProxy,
-    },
-    { allowedOrigins, tokens },
-  );
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(cfg.port, cfg.host, () => resolve());
-  }).catch(async (e: NodeJS.ErrnoException) => {
-    coordinator.stop();
-    await new Promise<void>((r) => io.close(() => r()));
-    evaluator.dispose();
-    await unmaskThread.close();
-    throw listenError(e, cfg);
+  const io = attachSocketIo(http, coordinator, metrics, cfg.maxMessageBytes, socketLimits(cfg), {
+    allowedOrigins: access.allowedOrigins,
+    tokens: access.tokens,
   });
-  const port = (http.address() as AddressInfo).port;
-  const url = `${tls ? 'https' : 'http'}://${cfg.host === '0.0.0.0' ? 'localhost' : cfg.host}:${port}`;
-  log(`AegisFL server on ${url} (task ${task.task.name}, demo at ${url}/demo/)`);
+  const { url, port } = await listen(http, cfg, tls !== null).catch(async (e: unknown) => {
+    await new Promise<void>((r) => io.close(() => r()));
+    await core.dispose();
+    throw e;
+  });
+  log(`AegisFL server on ${url} (task ${coordinator.task.task.name}, demo at ${url}/demo/)`);
   return {
     url,
     port,
@@ -254,16 +324,23 @@ export async function startServer(
     close: async () => {
       coordinator.stop();
       await new Promise<void>((r) => io.close(() => r()));
-      evaluator.dispose();
-      await unmaskThread.close();
+      await core.dispose();
     },
     shutdown: async () => {
       await coordinator.shutdown();
       // io.close ends each transport without a disconnect packet: socket.io clients see a lost connection
       // and reconnect with backoff (after a disconnect packet they would not).
       await new Promise<void>((r) => io.close(() => r()));
-      evaluator.dispose();
-      await unmaskThread.close();
+      await core.dispose();
     },
+  };
+}
+
+/** The socket limits of the flags. */
+export function socketLimits(cfg: ServerConfig): SocketLimits {
+  return {
+    socket: { perSecond: cfg.socketRate, burst: cfg.socketBurst },
+    address: { perSecond: cfg.addressRate, burst: cfg.addressBurst },
+    trustedProxy: cfg.trustedProxy,
   };
 }
