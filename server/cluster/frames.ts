@@ -1,0 +1,71 @@
+import { deserialize, serialize } from 'node:v8';
+import type { Ack, ServerToClientEvents } from '../../shared/protocol/messages.ts';
+import type { ClientEvent } from '../reject-events.ts';
+import type { ConnectionMeta } from '../dispatch.ts';
+
+/**
+ * What gateways and the coordinator say to each other over Redis streams. Gateways write to one stream
+ * the coordinator reads (UP_STREAM); the coordinator writes to one stream per gateway (downStream). Each
+ * entry is one frame, serialized with v8's structured clone, which keeps the binary fields of client
+ * messages (socket.io attachments: Buffers) and typed arrays intact without a schema of their own. Both
+ * ends are our own processes: a frame is never built from, or parsed for, anyone else.
+ */
+export type ConnMeta = ConnectionMeta & { observe: boolean };
+
+/** Gateway -> coordinator. `g` is the gateway's id, `c` the connection's id on that gateway. */
+export type UpFrame =
+  | { t: 'open'; g: string; c: string; m: ConnMeta }
+  /** One client message; `a` numbers the answer the gateway waits for. `m` lets a coordinator that missed the open (a new leader) place it. */
+  | { t: 'msg'; g: string; c: string; m: ConnMeta; e: ClientEvent; r: unknown; a: number }
+  | { t: 'close'; g: string; c: string };
+
+/** Coordinator -> one gateway. */
+export type DownFrame =
+  | { t: 'send'; c: string; e: keyof ServerToClientEvents; a: unknown[] }
+  | { t: 'ack'; c: string; a: number; r: Ack };
+
+export function encodeFrame(f: UpFrame | DownFrame): Buffer {
+  return serialize(f);
+}
+
+/** A frame from a stream entry; null for anything that is not one (logged and skipped by the reader). */
+export function decodeUp(b: Buffer): UpFrame | null {
+  const f = safeDeserialize(b) as UpFrame | null;
+  if (!f || typeof f.g !== 'string' || typeof f.c !== 'string') return null;
+  return f.t === 'open' || f.t === 'msg' || f.t === 'close' ? f : null;
+}
+
+export function decodeDown(b: Buffer): DownFrame | null {
+  const f = safeDeserialize(b) as DownFrame | null;
+  if (!f || typeof f.c !== 'string') return null;
+  return f.t === 'send' || f.t === 'ack' ? f : null;
+}
+
+function safeDeserialize(b: Buffer): unknown {
+  try {
+    const v: unknown = deserialize(b);
+    return typeof v === 'object' && v !== null ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Stream and key names, all under one prefix (a Redis shared with other apps keeps them apart). */
+export const PREFIX = 'aegisfl:';
+export const UP_STREAM = `${PREFIX}up`;
+export const downStream = (gateway: string): string => `${PREFIX}down:${gateway}`;
+/** A gateway's heartbeat: present while it lives (renewed every HEARTBEAT_MS, expires after GATEWAY_TTL_MS). */
+export const gatewayKey = (gateway: string): string => `${PREFIX}gateway:${gateway}`;
+/** The coordinator's latest status (JSON) and model (weights; round), for the gateways' HTTP routes. */
+export const STATUS_KEY = `${PREFIX}status`;
+export const MODEL_KEY = `${PREFIX}model`;
+/** The shared key resume tokens are signed with (created by the first process that needs it). */
+export const RESUME_KEY = `${PREFIX}resume-key`;
+
+export const HEARTBEAT_MS = 1000;
+export const GATEWAY_TTL_MS = 4000;
+/**
+ * Streams are trimmed to about this many entries: a stream whose reader died (a gateway gone) must not
+ * grow without bound. A live reader is never that far behind (each side reads as fast as it handles).
+ */
+export const STREAM_MAXLEN = 50_000;
