@@ -769,6 +769,22 @@ describe('AegisClient', () => {
     client.stop();
   });
 
+  it('keeps the credentials of every welcome: a resume renews the token, and the next reconnect offers the new one', async () => {
+    const { socket, identity, client } = await joined();
+    expect(JSON.parse(identity.get()!)).toEqual(SESSION);
+    socket.drop();
+    socket.open();
+    expect(socket.all('hello')[1].resume).toEqual(SESSION);
+    const renewed = { ...SESSION, resumeToken: 'R'.repeat(55) };
+    socket.deliver('welcome', { ...welcome, ...renewed });
+    await settle();
+    expect(JSON.parse(identity.get()!)).toEqual(renewed);
+    socket.drop();
+    socket.open();
+    expect(socket.all('hello')[2].resume).toEqual(renewed);
+    client.stop();
+  });
+
   it('while its old connection still holds the session (session_taken), waits and says hello again', async () => {
     const { socket, clock, client } = await joined();
     socket.drop();

@@ -10,6 +10,7 @@ import { ProtocolError } from '../shared/base/errors.ts';
 import { ClientRegistry, type ClientLink, type RegistryOptions } from './clients.ts';
 import { ManualClock } from './clock.ts';
 import { createMetrics } from './metrics.ts';
+import { issueResumeToken, newResumeKey, verifyResumeToken } from './sessions.ts';
 import { metricValue } from './test-fixtures.ts';
 
 class MemLink implements ClientLink {
@@ -31,14 +32,16 @@ const reason = (fn: () => unknown): string => {
   }
 };
 
-function registry(over: Partial<RegistryOptions> = {}) {
-  const clock = new ManualClock(1_000_000);
+const KEY = newResumeKey();
+
+function registry(over: Partial<RegistryOptions> = {}, clock = new ManualClock(1_700_000_000_000)) {
   const metrics = createMetrics();
   const r = new ClientRegistry({
     clock,
     sessionTtlMs: 60_000,
     maxSessions: 1000,
     metrics,
+    resumeKey: KEY,
     ...over,
   });
   /** A new session on a new link. */
@@ -52,19 +55,31 @@ function registry(over: Partial<RegistryOptions> = {}) {
 }
 
 describe('ClientRegistry: sessions', () => {
-  it('issues a random session id and a secret resume token; resuming needs the token', () => {
-    const { r, join } = registry();
+  it('issues a random session id and a resume token MACed under the key; resuming needs the token and renews it', () => {
+    const { r, join, clock } = registry();
     const a = join();
     const b = join();
     expect(a.id).not.toBe(b.id);
+    expect(a.id).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(a.credentials.sessionId).toBe(a.id);
-    expect(a.credentials.resumeToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(a.credentials.resumeToken).toMatch(/^[A-Za-z0-9_-]{55}$/);
     expect(a.credentials.resumeToken).not.toBe(b.credentials.resumeToken);
+    expect(verifyResumeToken({ key: KEY }, a.id, a.credentials.resumeToken, clock.now())).toEqual({
+      index: 0,
+      issuedAt: clock.now() / 1000,
+    });
     r.disconnect(a.link);
+    clock.advance(5_000);
     const back = new MemLink();
     const res = r.hello(back, resume(a.credentials));
     expect(res.record.id).toBe(a.id);
-    expect(res.credentials).toEqual(a.credentials);
+    // Same session, a token issued now: an active client keeps a fresh one.
+    expect(res.credentials.sessionId).toBe(a.id);
+    expect(res.credentials.resumeToken).not.toBe(a.credentials.resumeToken);
+    expect(verifyResumeToken({ key: KEY }, a.id, res.credentials.resumeToken, clock.now())).toEqual({
+      index: 0,
+      issuedAt: clock.now() / 1000,
+    });
     expect(r.get(a.id)?.link).toBe(back);
   });
 
@@ -120,7 +135,7 @@ describe('ClientRegistry: sessions', () => {
   });
 
   it('a disconnected session expires after its TTL (manual clock); a live one never does', async () => {
-    const { r, clock, join, metrics } = registry({ sessionTtlMs: 60_000 });
+    const { r, clock, join, metrics } = registry({ sessionTtlMs: 60_000, resumeMaxAgeMs: 3_600_000 });
     const gone = join(true);
     const live = join(true);
     r.disconnect(gone.link);
@@ -136,13 +151,33 @@ describe('ClientRegistry: sessions', () => {
     clock.advance(1);
     r.expire();
     expect(r.get(gone.id)).toBeUndefined();
-    expect(reason(() => r.hello(new MemLink(), resume(gone.credentials)))).toBe('bad_token');
     clock.advance(10 * 60_000);
     r.expire();
     expect(r.get(live.id)).toBeDefined();
     expect(r.size).toBe(1);
     expect(await metricValue(metrics, 'aegis_sessions_ended_total', { why: 'expired' })).toBe(1);
     expect(await metricValue(metrics, 'aegis_sessions')).toBe(1);
+  });
+
+  it('an expired record with a token still within its max age is recreated on its shard; an expired token is refused', () => {
+    const { r, clock, join } = registry({ sessionTtlMs: 60_000, resumeMaxAgeMs: 3_600_000 });
+    join();
+    const gone = join(true);
+    r.disconnect(gone.link);
+    clock.advance(60_000);
+    r.expire();
+    expect(r.get(gone.id)).toBeUndefined();
+    const back = new MemLink();
+    const res = r.hello(back, resume(gone.credentials));
+    expect(res.record).toMatchObject({ id: gone.id, index: 1, link: back, backend: null });
+    expect(r.sessionOf(res.credentials)).toBe(gone.id);
+    // The token it held, left to age out: refused, by hello and at the handshake alike.
+    r.disconnect(back);
+    clock.advance(3_600_000 - 60_000 + 1000);
+    expect(r.sessionOf(gone.credentials)).toBeNull();
+    expect(reason(() => r.hello(new MemLink(), resume(gone.credentials)))).toBe('bad_token');
+    // The renewed one (issued at the resume) still works.
+    expect(r.hello(new MemLink(), resume(res.credentials)).record.id).toBe(gone.id);
   });
 
   it('holds at most maxSessions: the longest-disconnected goes first; with every one live, new ones are refused', async () => {
@@ -160,6 +195,9 @@ describe('ClientRegistry: sessions', () => {
     expect(reason(() => join())).toBe('server_full');
     expect(r.size).toBe(3);
     expect(await metricValue(metrics, 'aegis_sessions_ended_total', { why: 'evicted' })).toBe(2);
+    // A recreated session counts against the cap like a new one.
+    expect(reason(() => r.hello(new MemLink(), resume(a.credentials)))).toBe('server_full');
+    expect(r.get(a.id)).toBeUndefined();
   });
 
   it('many hellos on one link leave one identity: no ready ghosts', () => {
@@ -171,6 +209,90 @@ describe('ClientRegistry: sessions', () => {
     expect(r.size).toBe(1);
     r.disconnect(link);
     expect(r.counts()).toEqual({ connected: 0, ready: 0, byBackend: {} });
+  });
+});
+
+describe('ClientRegistry: sessions across registries sharing a key (a coordinator failover)', () => {
+  it('a registry that never saw the session accepts its token, restores its shard index, and renews the token', () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const old = registry({}, clock);
+    const sessions = [old.join(), old.join(), old.join()];
+    const s = sessions[2];
+    // The new coordinator: same key, nothing of the old one's state; its new sessions start above the old term.
+    const next = registry({ firstIndex: 1000 }, clock);
+    expect(next.r.get(s.id)).toBeUndefined();
+    expect(next.r.sessionOf(s.credentials)).toBe(s.id);
+    const link = new MemLink();
+    const res = next.r.hello(link, resume(s.credentials));
+    expect(res.record).toMatchObject({ id: s.id, index: 2, link });
+    expect(res.credentials.sessionId).toBe(s.id);
+    expect(verifyResumeToken({ key: KEY }, s.id, res.credentials.resumeToken, clock.now())?.index).toBe(2);
+    expect(next.r.counts().connected).toBe(1);
+    // Held now: another link with the same credentials is refused while this one lives.
+    expect(reason(() => next.r.hello(new MemLink(), resume(s.credentials)))).toBe('session_taken');
+    expect(reason(() => next.r.hello(new MemLink(), resume(res.credentials)))).toBe('session_taken');
+    // New sessions of the new term take indices from firstIndex on.
+    expect(next.r.get(next.join().id)?.index).toBe(1000);
+  });
+
+  it('new sessions never take an index a recreated session holds', () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const old = registry({ firstIndex: 40 }, clock);
+    const s = old.join();
+    const next = registry({}, clock);
+    const a = next.join();
+    expect(next.r.get(a.id)?.index).toBe(0);
+    expect(next.r.hello(new MemLink(), resume(s.credentials)).record.index).toBe(40);
+    const b = next.join();
+    expect(next.r.get(b.id)?.index).toBe(41);
+  });
+
+  it('a registry with another key refuses the token (bad_token, null at the handshake); a previous key still resumes', () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const old = registry({}, clock);
+    const s = old.join();
+    const stranger = registry({ resumeKey: newResumeKey() }, clock);
+    expect(stranger.r.sessionOf(s.credentials)).toBeNull();
+    expect(reason(() => stranger.r.hello(new MemLink(), resume(s.credentials)))).toBe('bad_token');
+    expect(stranger.r.size).toBe(0);
+    // Rotated: the old key verifies only, the new one signs the renewed token.
+    const newKey = newResumeKey();
+    const rotated = registry({ resumeKey: newKey, previousResumeKey: KEY }, clock);
+    const res = rotated.r.hello(new MemLink(), resume(s.credentials));
+    expect(res.record.id).toBe(s.id);
+    expect(verifyResumeToken({ key: newKey }, s.id, res.credentials.resumeToken, clock.now())).not.toBeNull();
+    expect(verifyResumeToken({ key: KEY }, s.id, res.credentials.resumeToken, clock.now())).toBeNull();
+  });
+
+  it('sessionOf needs no record and changes nothing; forged, oversized and non-credential input is null', () => {
+    const { r, join, clock } = registry();
+    const a = join();
+    const other = registry({}, clock).join();
+    expect(r.sessionOf(a.credentials)).toBe(a.id);
+    expect(r.sessionOf(other.credentials)).toBe(other.id);
+    expect(r.size).toBe(1);
+    const forged = [
+      null,
+      'x',
+      { sessionId: a.id },
+      { sessionId: a.id, resumeToken: 'A'.repeat(55) },
+      { sessionId: a.id, resumeToken: other.credentials.resumeToken },
+      { sessionId: a.id, resumeToken: a.credentials.resumeToken + 'A' },
+      { sessionId: a.id, resumeToken: 'A'.repeat(100_000) },
+      { sessionId: 'A'.repeat(100_000), resumeToken: a.credentials.resumeToken },
+    ];
+    for (const f of forged) expect(r.sessionOf(f)).toBeNull();
+  });
+
+  it('a held session whose authentic token names another shard is refused (a key holder bug), and kept', () => {
+    const { r, join, clock } = registry();
+    join();
+    const a = join();
+    r.disconnect(a.link);
+    const wrongShard = { sessionId: a.id, resumeToken: issueResumeToken(KEY, a.id, 0, clock.now()) };
+    expect(reason(() => r.hello(new MemLink(), resume(wrongShard)))).toBe('bad_token');
+    expect(r.get(a.id)?.index).toBe(1);
+    expect(r.hello(new MemLink(), resume(a.credentials)).record.index).toBe(1);
   });
 });
 

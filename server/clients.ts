@@ -8,7 +8,14 @@ import type {
 import { checkHello, checkReady } from '../shared/protocol/validate.ts';
 import type { Clock } from './clock.ts';
 import type { Metrics } from './metrics.ts';
-import { issueCredentials, tokenMatches } from './sessions.ts';
+import {
+  checkResumeKeys,
+  DEFAULT_RESUME_MAX_AGE_MS,
+  issueResumeToken,
+  newSessionId,
+  verifyResumeToken,
+  type ResumeKeys,
+} from './sessions.ts';
 
 /** How the server talks to one connected client; socket.io in production, anything in tests. */
 export interface ClientLink {
@@ -32,8 +39,6 @@ interface MutableRecord {
   source: ClientSource;
   link: ClientLink | null;
   backend: BackendName | null;
-  /** sha256 of the resume token; the token itself is never stored. */
-  tokenHash: Buffer;
 }
 
 export interface ClientCounts {
@@ -52,15 +57,29 @@ export interface RegistryOptions {
   metrics?: Metrics;
   /** Sending to one link threw: that client misses the message, nobody else is affected. */
   onSendError?: (e: unknown) => void;
+  /** Signs resume tokens (at least 32 bytes); every registry sharing it accepts the others' sessions. */
+  resumeKey: Uint8Array;
+  /** The key before the last rotation: its tokens still resume (until they age out), none is issued. */
+  previousResumeKey?: Uint8Array | null;
+  /** A resume token is refused this long after it was issued (default 7 days); each welcome renews it. */
+  resumeMaxAgeMs?: number;
+  /**
+   * The first index given to a new session (default 0). Registries sharing a key hand out indices
+   * independently: a coordinator taking over starts its term above the indices its predecessor used.
+   */
+  firstIndex?: number;
 }
 
 /**
  * Who is known to the server: sessions, their links and readiness. Identities are server-issued and
- * unforgeable: a hello without credentials starts a session (random id + resume token, only the token's
- * hash kept); resuming needs the token, and is refused while another link holds the session. One link
- * has exactly one identity. Disconnected sessions expire after sessionTtlMs and at most maxSessions are
- * held. Every operation is O(1): counts (connected, ready, ready by backend) are kept as records change,
- * and expiry walks only the sessions that are due.
+ * unforgeable: a hello without credentials starts a session (random id + a resume token MACed under the
+ * resume key, server/sessions.ts; nothing about the token is stored); resuming needs a valid token, and
+ * is refused while another link holds the session. A valid token whose session this registry does not
+ * hold (it expired, was evicted, or was issued by another registry with the same key: the coordinator
+ * before a failover) recreates the session with its id and data-shard index. One link has exactly one
+ * identity. Disconnected sessions expire after sessionTtlMs and at most maxSessions are held. Every
+ * operation is O(1): counts (connected, ready, ready by backend) are kept as records change, and expiry
+ * walks only the sessions that are due.
  */
 export class ClientRegistry {
   private readonly records = new Map<string, MutableRecord>();
@@ -70,17 +89,26 @@ export class ClientRegistry {
   private readonly readySet = new Set<MutableRecord>();
   private readonly backendCounts = new Map<BackendName, number>();
   private connected = 0;
-  private nextIndex = 0;
+  private nextIndex: number;
+  private readonly keys: ResumeKeys;
+  private readonly maxAgeMs: number;
 
   constructor(private readonly o: RegistryOptions) {
     if (!(o.sessionTtlMs >= 0)) throw new RangeError(`sessionTtlMs must be >= 0, got ${o.sessionTtlMs}`);
     if (!(Number.isInteger(o.maxSessions) && o.maxSessions >= 1))
       throw new RangeError(`maxSessions must be an integer >= 1, got ${o.maxSessions}`);
+    this.keys = { key: o.resumeKey, previousKey: o.previousResumeKey ?? null };
+    checkResumeKeys(this.keys);
+    this.maxAgeMs = o.resumeMaxAgeMs ?? DEFAULT_RESUME_MAX_AGE_MS;
+    if (!(this.maxAgeMs > 0)) throw new RangeError(`resumeMaxAgeMs must be > 0, got ${o.resumeMaxAgeMs}`);
+    this.nextIndex = o.firstIndex ?? 0;
+    if (!(Number.isInteger(this.nextIndex) && this.nextIndex >= 0 && this.nextIndex <= 0xffff_ffff))
+      throw new RangeError(`firstIndex must be an integer in 0..2^32-1, got ${o.firstIndex}`);
   }
 
   /**
    * A `hello` on `link`: starts a session, or resumes one with its token. Returns the record and the
-   * credentials to send back in `welcome`.
+   * credentials to send back in `welcome`: on a resume, the same id with a freshly issued token.
    */
   hello(link: ClientLink, raw: unknown): { record: ClientRecord; credentials: SessionCredentials } {
     if (this.byLink.has(link))
@@ -90,27 +118,37 @@ export class ClientRegistry {
     this.expire();
     const resume = h.value.resume;
     if (!resume) return this.create(link, h.value.source);
-    const r = this.records.get(resume.sessionId);
-    if (!r || !tokenMatches(resume.resumeToken, r.tokenHash))
+    const claim = verifyResumeToken(
+      this.keys,
+      resume.sessionId,
+      resume.resumeToken,
+      this.o.clock.now(),
+      this.maxAgeMs,
+    );
+    if (!claim)
       throw new ProtocolError('bad_token', 'no such session (it may have expired): start a new one');
-    if (r.link) throw new ProtocolError('session_taken', 'this session is live on another connection');
-    this.idle.delete(r);
+    let r = this.records.get(resume.sessionId);
+    // Ids are 16 random bytes: a held record on another shard than its authentic token names is a key
+    // holder's bug, refused rather than guessed at.
+    if (r && r.index !== claim.index)
+      throw new ProtocolError('bad_token', 'these credentials do not match the session: start a new one');
+    if (r?.link) throw new ProtocolError('session_taken', 'this session is live on another connection');
+    if (r) this.idle.delete(r);
+    else r = this.admit(resume.sessionId, claim.index, h.value.source);
     this.attach(r, link);
-    return { record: r, credentials: resume };
+    return { record: r, credentials: this.credentials(r) };
   }
 
   /**
-   * The id of the session these credentials resume, or null (unknown, expired, wrong token, not even
-   * credentials). Lets a reconnecting client back in without a new join token; changes nothing.
+   * The id of the session these credentials resume, or null (forged, expired or other-key token, not
+   * even credentials). Only the token is checked, not whether this registry holds the session: hello
+   * recreates it. Lets a reconnecting client back in without a new join token; changes nothing.
    */
   sessionOf(raw: unknown): string | null {
     if (typeof raw !== 'object' || raw === null) return null;
     const { sessionId, resumeToken } = raw as Record<string, unknown>;
-    if (typeof sessionId !== 'string' || typeof resumeToken !== 'string' || resumeToken.length > 64)
-      return null;
-    this.expire();
-    const r = this.records.get(sessionId);
-    return r && tokenMatches(resumeToken, r.tokenHash) ? r.id : null;
+    const claim = verifyResumeToken(this.keys, sessionId, resumeToken, this.o.clock.now(), this.maxAgeMs);
+    return claim ? (sessionId as string) : null;
   }
 
   /** A `ready` message from the client with this id: validated and recorded. */
@@ -196,23 +234,32 @@ export class ClientRegistry {
     link: ClientLink,
     source: ClientSource,
   ): { record: ClientRecord; credentials: SessionCredentials } {
+    if (this.nextIndex > 0xffff_ffff) throw new ProtocolError('server_full', 'no data-shard index is left');
+    const r = this.admit(newSessionId(), this.nextIndex, source);
+    this.attach(r, link);
+    return { record: r, credentials: this.credentials(r) };
+  }
+
+  /** A new record (a new session, or one recreated from its token), within maxSessions. */
+  private admit(id: string, index: number, source: ClientSource): MutableRecord {
     if (this.records.size >= this.o.maxSessions) {
       const oldest = this.idle.keys().next();
       if (oldest.done) throw new ProtocolError('server_full', 'the server holds all the sessions it may');
       this.forget(oldest.value, 'evicted');
     }
-    const { sessionId, resumeToken, tokenHash } = issueCredentials();
-    const r: MutableRecord = {
-      id: sessionId,
-      index: this.nextIndex++,
-      source,
-      link: null,
-      backend: null,
-      tokenHash,
+    const r: MutableRecord = { id, index, source, link: null, backend: null };
+    this.records.set(id, r);
+    // New sessions never take an index a recreated one holds (or held): the counter stays above them all.
+    this.nextIndex = Math.max(this.nextIndex, index + 1);
+    return r;
+  }
+
+  /** The session's credentials, with a token issued now (renewed at every welcome). */
+  private credentials(r: MutableRecord): SessionCredentials {
+    return {
+      sessionId: r.id,
+      resumeToken: issueResumeToken(this.o.resumeKey, r.id, r.index, this.o.clock.now()),
     };
-    this.records.set(r.id, r);
-    this.attach(r, link);
-    return { record: r, credentials: { sessionId, resumeToken } };
   }
 
   private attach(r: MutableRecord, link: ClientLink): void {

@@ -128,7 +128,7 @@ export interface ServerConfig {
    */
   maxLossIncrease: number;
   dp: DpConfig | null;
-  /** A disconnected client's session can be resumed for this long, then it is forgotten. */
+  /** A disconnected client's session is held this long, then forgotten (a valid resume token recreates it). */
   sessionTtlMs: number;
   /** Most sessions held at once (connected or resumable). */
   maxSessions: number;
@@ -330,7 +330,10 @@ export const FLAGS = {
     type: 'string',
     help: 'adaptive clipping: noise std sigma_b on the clipped count',
   },
-  'session-ttl-ms': { type: 'string', help: 'ms a disconnected client may take to resume its session' },
+  'session-ttl-ms': {
+    type: 'string',
+    help: "ms a disconnected client's session is held (resume tokens outlive it)",
+  },
   'max-sessions': { type: 'string', help: 'most client sessions held (the longest-disconnected go first)' },
   'socket-rate': { type: 'string', help: 'messages per second one socket may send (sustained)' },
   'socket-burst': { type: 'string', help: 'messages one socket may send at once' },

@@ -114,7 +114,7 @@ describe('Coordinator', () => {
     expect(a.last('welcome')).toMatchObject({
       protocolVersion: PROTOCOL_VERSION,
       sessionId: id(1),
-      resumeToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+      resumeToken: expect.stringMatching(/^[A-Za-z0-9_-]{55}$/),
       task: { name: spec.name, model: { preset: spec.name }, inputShape: [32, 32, 3], numClasses: 10 },
       data: { kind: 'synthetic', seed: 0 },
     });
@@ -221,7 +221,12 @@ describe('Coordinator', () => {
     c.disconnect(l2);
     const l2b = new MemLink();
     expect(c.hello(l2b, { ...HELLO, resume: { sessionId, resumeToken } })).toBe(id(2));
-    expect(l2b.last('welcome')).toMatchObject({ sessionId, resumeToken });
+    // Welcomed back as the same session, with a token issued now (the same one within the same second).
+    expect(l2b.last('welcome')).toMatchObject({
+      sessionId,
+      resumeToken: expect.stringMatching(/^[A-Za-z0-9_-]{55}$/),
+    });
+    expect(c.sessionOf(l2b.last('welcome'))).toBe(id(2));
     expect(c.update(id(2), upd(1, 1, 1))).toEqual({ ok: true });
     const done = nextEvent(c, 'roundEnd');
     c.disconnect(l3); // the manual clock never reaches the deadline: only the early close can end it
@@ -302,7 +307,11 @@ describe('Coordinator rejects every kind of bad message with its reason, and the
     [
       "a resume of a member's session with a guessed token",
       'bad_token',
-      (c) => c.hello(new MemLink(), { ...HELLO, resume: { sessionId: id(1), resumeToken: 'A'.repeat(43) } }),
+      (c) =>
+        c.hello(new MemLink(), {
+          ...HELLO,
+          resume: { sessionId: id(1), resumeToken: token(1).slice(0, 12) + 'A'.repeat(43) },
+        }),
     ],
     ['an update from a client outside the cohort', 'not_selected', (c) => c.update(id(9), upd(1, 1, 1))],
     [

@@ -19,6 +19,7 @@ import type { RunState } from './run-state.ts';
 import { AggregateRejections, coordinatorStatus } from './status.ts';
 import type { CheckedTask } from '../shared/model/task.ts';
 import { serverTask } from './config.ts';
+import { newResumeKey } from './sessions.ts';
 
 export type { ClientLink } from './clients.ts';
 export type { CoordinatorDeps, CoordinatorEvents, RoundState } from './round-state.ts';
@@ -82,6 +83,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       maxSessions: this.cfg.maxSessions,
       metrics: deps.metrics,
       onSendError: (e) => this.guard.count('send', e),
+      resumeKey: deps.resumeKeys?.key ?? newResumeKey(),
+      previousResumeKey: deps.resumeKeys?.previousKey,
+      firstIndex: deps.firstClientIndex,
     });
     const { config, metrics, dataFor } = deps;
     const clients = this.clients;

@@ -12,6 +12,7 @@ import { Coordinator, type ClientLink } from './coordinator.ts';
 import type { EvalResult } from './evaluator.ts';
 import { createMetrics } from './metrics.ts';
 import { decodeLedger, RunState } from './run-state.ts';
+import { newResumeKey, type ResumeKeys } from './sessions.ts';
 import { MemoryStore } from './store.ts';
 import { metricValue, nextEvent } from './test-fixtures.ts';
 
@@ -56,7 +57,15 @@ const DP: ServerConfig['dp'] = {
   adaptive: null,
 };
 
-async function setup(o: { store?: MemoryStore; dp?: boolean; evaluate?: typeof meanLoss } = {}) {
+async function setup(
+  o: {
+    store?: MemoryStore;
+    dp?: boolean;
+    evaluate?: typeof meanLoss;
+    resumeKeys?: ResumeKeys;
+    firstClientIndex?: number;
+  } = {},
+) {
   const config: ServerConfig = {
     ...DEFAULTS,
     secagg: false,
@@ -83,6 +92,8 @@ async function setup(o: { store?: MemoryStore; dp?: boolean; evaluate?: typeof m
     clock,
     log: (m) => logs.push(m),
     runState,
+    resumeKeys: o.resumeKeys,
+    firstClientIndex: o.firstClientIndex,
   });
   coords.push(c);
   await c.init();
@@ -181,6 +192,30 @@ describe('Coordinator with a state store', () => {
     clock.advance(5000);
     expect((await failed).reason).toBe('too_few_updates');
     expect((await RunState.open(store)).ledger).toEqual([]);
+  });
+});
+
+describe('Sessions across coordinators', () => {
+  it('a coordinator taking over with the same resume key welcomes the old sessions back on their shards', async () => {
+    const keys = { key: newResumeKey() };
+    const { c } = await setup({ dp: false, resumeKeys: keys });
+    join(c);
+    const a = join(c);
+    const w = a.link.last('welcome');
+    expect(w.data).toMatchObject({ seed: 1 });
+    c.stop();
+    // The standby: nothing of the old one's sessions, the same key; its own sessions start at 100.
+    const next = (await setup({ dp: false, resumeKeys: keys, firstClientIndex: 100 })).c;
+    const credentials = { sessionId: w.sessionId, resumeToken: w.resumeToken };
+    expect(next.sessionOf(credentials)).toBe(a.id);
+    const back = new MemLink();
+    expect(next.hello(back, { ...HELLO, resume: credentials })).toBe(a.id);
+    expect(back.last('welcome')).toMatchObject({ sessionId: a.id, data: { seed: 1 } });
+    expect(join(next).link.last('welcome').data).toMatchObject({ seed: 100 });
+    // A restart without the key (each process draws its own) knows none of them: a new session is needed.
+    const stranger = (await setup({ dp: false })).c;
+    expect(stranger.sessionOf(credentials)).toBeNull();
+    expect(reason(() => stranger.hello(new MemLink(), { ...HELLO, resume: credentials }))).toBe('bad_token');
   });
 });
 

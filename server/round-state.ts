@@ -10,6 +10,7 @@ import type { ServerConfig } from './config.ts';
 import type { EvalResult } from './evaluator.ts';
 import type { AttemptFailure, Metrics } from './metrics.ts';
 import type { RunState } from './run-state.ts';
+import type { ResumeKeys } from './sessions.ts';
 import type { UnmaskRunner } from './unmask-thread.ts';
 
 /** Where the rounds stand; everything that belongs to one attempt lives in its `training` state. */
@@ -75,4 +76,11 @@ export interface CoordinatorDeps {
   testHold?: { phase: string; round: number };
   /** Where secure rounds unmask (server.ts: a worker thread); default in-process, synchronously. */
   unmask?: UnmaskRunner;
+  /**
+   * Signs and checks resume tokens (server/sessions.ts). Default: a random key of this process, so a
+   * session resumes only here. Coordinators and gateways sharing a key accept each other's sessions.
+   */
+  resumeKeys?: ResumeKeys;
+  /** The first data-shard index of a new session (ClientRegistry firstIndex; default 0). */
+  firstClientIndex?: number;
 }

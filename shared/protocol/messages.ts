@@ -20,8 +20,9 @@ export const CLIENT_SOURCES = ['demo', 'embed', 'swarm', 'node'] as const;
 export type ClientSource = (typeof CLIENT_SOURCES)[number];
 
 /**
- * A server-issued identity: the session id names the client (it is not secret); the resume token (32
- * random bytes, base64url) proves it. The server keeps only the token's hash.
+ * A server-issued identity: the session id names the client (it is not secret); the resume token (a MAC
+ * under the server's key over the id, its shard and the issue time, base64url) proves it. The server
+ * keeps no token; every welcome carries a fresh one.
  */
 export interface SessionCredentials {
   sessionId: string;
