@@ -1,6 +1,7 @@
 import { helpText, parseConfig, type ServerConfig } from './config.ts';
 import { missingCifar10 } from './datasets.ts';
-import { StartupError, startServer } from './server.ts';
+import { StartupError, startServer, type RunningServer } from './server.ts';
+import { startRole } from './cluster/roles.ts';
 
 const HINT = 'run with --help to list the flags';
 /** Longest a clean shutdown may take (an evaluation in progress is finished): below Kubernetes' 30 s default. */
@@ -35,15 +36,17 @@ async function main(): Promise<void> {
     return;
   }
   const ts = (): string => new Date().toISOString().slice(11, 19);
-  let server;
+  const log = (m: string): void => console.log(`[${ts()}] ${m}`);
+  let server: { shutdown(): Promise<void> };
   try {
-    server = await startServer(cfg, (m) => console.log(`[${ts()}] ${m}`));
+    // One process (the default), or one role of the cluster over --redis (docs/scale-out.md).
+    server = cfg.role === 'all' ? await startServer(cfg, log) : await startRole(cfg, log);
   } catch (e) {
     if (e instanceof StartupError) fail(e.message);
     throw e;
   }
-  if (cfg.rounds > 0) {
-    server.coordinator.once('done', () => {
+  if (cfg.rounds > 0 && 'evalBackend' in server) {
+    (server as RunningServer).coordinator.once('done', () => {
       console.log(`[${ts()}] finished ${cfg.rounds} rounds; still serving (Ctrl-C to stop)`);
     });
   }

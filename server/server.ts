@@ -140,7 +140,7 @@ export async function buildCore(
   cfg: ServerConfig,
   log: (m: string) => void,
   runState: RunState | null,
-  extra: Partial<Pick<CoordinatorDeps, 'cohortRandom'>> = {},
+  extra: Partial<Pick<CoordinatorDeps, 'resumeKeys' | 'firstClientIndex'>> = {},
 ): Promise<Core> {
   const { backend: evalBackend, tried } = await initEvalBackend();
   log(`evaluation backend: ${evalBackend}${tried.length ? ` (${evalBackendNote(tried)})` : ''}`);

@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Http2SecureServer, Http2Server } from 'node:http2';
-import { Server, type Socket } from 'socket.io';
+import { Server, type ServerOptions, type Socket } from 'socket.io';
 import type { Ack, ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/messages.ts';
 import type { ServerStatus } from '../shared/protocol/status.ts';
 import { clientAddress, type TrustedProxy } from './address.ts';
@@ -130,6 +130,8 @@ export function attachSocketIo(
   maxMessageBytes: number,
   limits: SocketLimits,
   access: SocketAccess = OPEN,
+  /** socket.io's adapter (a gateway: the Redis streams adapter, so that the coordinator's status broadcast reaches its observers). */
+  adapter?: ServerOptions['adapter'],
 ): Server<ClientToServerEvents, ServerToClientEvents> {
   const backend =
     coordinatorOrBackend instanceof Coordinator
@@ -140,6 +142,7 @@ export function attachSocketIo(
   const io = new Server<ClientToServerEvents, ServerToClientEvents>(http as HttpServer, {
     maxHttpBufferSize: maxMessageBytes,
     parser: boundedParser,
+    ...(adapter ? { adapter } : {}),
     // Long-polling only (the client uses websockets, which CORS does not govern; the handshake checks Origin).
     cors: { origin: access.allowedOrigins ? [...access.allowedOrigins] : '*' },
     pingInterval: 10_000,

@@ -111,11 +111,13 @@ export class GatewayBus implements SocketBackend {
   connect(meta: ConnMeta, link: ClientLink, drop: () => void): BackendConnection {
     const c = (++this.nextConn).toString(36);
     this.locals.set(c, { link, drop, meta });
+    this.o.metrics.clientsConnected.set(this.locals.size);
     this.up({ t: 'open', g: this.o.id, c, m: meta });
     return {
       message: (event, raw) => this.message(c, meta, event, raw),
       close: () => {
         this.locals.delete(c);
+        this.o.metrics.clientsConnected.set(this.locals.size);
         this.up({ t: 'close', g: this.o.id, c });
       },
     };
