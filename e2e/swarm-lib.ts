@@ -24,7 +24,8 @@ export interface Swarm {
  * Every page is a real participant: Web Worker, tfjs backend selection, socket.io, binary updates.
  */
 export async function startSwarm(
-  serverUrl: string,
+  /** The server, or several (page i opens the i-th mod their number: e.g. the gateways of a cluster). */
+  serverUrl: string | string[],
   n: number,
   opts: {
     backends?: string;
@@ -50,7 +51,8 @@ export async function startSwarm(
     page.on('pageerror', (e) => console.error(`[page ${i}] ${e.message}`));
     if (opts.tokens) q.set('token', opts.tokens[i]);
     opts.beforeLoad?.(page);
-    await page.goto(`${serverUrl}/demo/?${q}`);
+    const urls = typeof serverUrl === 'string' ? [serverUrl] : serverUrl;
+    await page.goto(`${urls[i % urls.length]}/demo/?${q}`);
     pages.push(page);
   }
   return {
