@@ -358,6 +358,14 @@ export class SecAggServerSession {
 
   /** R2: adds y_u to the running sum. The vector must already be vectorLength words. */
   receiveMasked(from: number, y: Uint32Array): void {
+    this.receiveMaskedSum([from], y);
+  }
+
+  /**
+   * R2, checked only: throws what receiveMasked would for `from`'s input, and counts nothing. A gateway's
+   * claim is checked here before its vector joins the gateway's partial sum.
+   */
+  checkMasked(from: number): void {
     this.expect('masked', 'masked input');
     if (!this.inU2.has(from))
       throw new ProtocolError(
@@ -366,13 +374,27 @@ export class SecAggServerSession {
       );
     if (this.masked.has(from))
       throw new ProtocolError('duplicate', `client ${from} already sent its masked input`);
-    if (y.length !== this.cfg.vectorLength)
+  }
+
+  /**
+   * R2: adds the sum of several members' y_u at once (a gateway sums its own clients' masked inputs; the
+   * sum mod 2^32 is associative, so the total is the same). All are checked before any is counted.
+   */
+  receiveMaskedSum(from: readonly number[], ySum: Uint32Array): void {
+    if (from.length === 0) throw new ProtocolError('malformed', 'a masked sum must name its members');
+    const seen = new Set<number>();
+    for (const u of from) {
+      this.checkMasked(u);
+      if (seen.has(u)) throw new ProtocolError('duplicate', `client ${u} is named twice in one masked sum`);
+      seen.add(u);
+    }
+    if (ySum.length !== this.cfg.vectorLength)
       throw new ProtocolError(
         'wrong_length',
-        `masked input has ${y.length} values, expected ${this.cfg.vectorLength}`,
+        `masked input has ${ySum.length} values, expected ${this.cfg.vectorLength}`,
       );
-    addInto(this.sum, y);
-    this.masked.add(from);
+    addInto(this.sum, ySum);
+    for (const u of from) this.masked.add(u);
   }
 
   /** R2: U3 = who sent a masked input; aborts when too few did, or a needed secret has too few live holders. */
