@@ -1,6 +1,14 @@
 import { serialize } from 'node:v8';
 import { describe, expect, it } from 'vitest';
-import { decodeDown, decodeUp, encodeFrame, type DownFrame, type UpFrame } from './frames.ts';
+import {
+  decodeDown,
+  decodeUp,
+  encodeFrame,
+  MAX_MESSAGE_DEPTH,
+  withinDepth,
+  type DownFrame,
+  type UpFrame,
+} from './frames.ts';
 
 const META = { resumes: null, observerOnly: false, observe: false };
 
@@ -21,7 +29,7 @@ describe('cluster frames', () => {
     const r = back.r as typeof raw;
     // Types survive, not just values: a Buffer stays a Buffer (what socket.io gives the handlers).
     expect(Buffer.isBuffer(r.delta)).toBe(true);
-    expect(Buffer.isBuffer(r.nested.deep[0]!.bytes)).toBe(true);
+    expect(Buffer.isBuffer((r.nested.deep[0] as { bytes: Buffer }).bytes)).toBe(true);
     expect(Array.from(new Float32Array(new Uint8Array(r.delta).buffer))).toEqual(Array.from(delta));
     expect(r.view).toBeInstanceOf(Uint8Array);
     expect(Array.from(r.view)).toEqual([8, 7]);
@@ -59,7 +67,7 @@ describe('cluster frames', () => {
   });
 
   it('decodes garbage bytes and non-object values to null, never throwing', () => {
-    const garbage = [
+    const garbage: Buffer[] = [
       Buffer.alloc(0),
       Buffer.from('not a frame'),
       Buffer.from([0xff, 0x0f, 0x6f, 0x22, 0x01]), // a v8 header, then a truncated object
@@ -135,5 +143,21 @@ describe('cluster frames', () => {
     // One direction's frames are not the other's.
     expect(decodeDown(serialize(msg))).toBeNull();
     expect(decodeUp(serialize(ack))).toBeNull();
+  });
+
+  it('measures nesting without recursion: binary values are leaves, a deep chain is refused', () => {
+    const chain = (n: number): unknown => {
+      let v: unknown = Buffer.alloc(4);
+      for (let i = 0; i < n; i++) v = i % 2 ? { k: v } : [v];
+      return v;
+    };
+    expect(withinDepth(chain(MAX_MESSAGE_DEPTH))).toBe(true);
+    expect(withinDepth(chain(MAX_MESSAGE_DEPTH + 1))).toBe(false);
+    expect(withinDepth(chain(1_000_000))).toBe(false); // no stack overflow
+    for (const leaf of [null, 1, 'x', new Float32Array(1e5), new ArrayBuffer(8), undefined])
+      expect(withinDepth(leaf, 0)).toBe(true);
+    expect(withinDepth({ a: 1 }, 0)).toBe(false);
+    // A real protocol shape is far within the bound.
+    expect(withinDepth({ round: 1, shares: [{ to: 'x', box: Buffer.alloc(8) }] })).toBe(true);
   });
 });

@@ -97,3 +97,23 @@ export const GATEWAY_TTL_MS = 4000;
  * grow without bound. A live reader is never that far behind (each side reads as fast as it handles).
  */
 export const STREAM_MAXLEN = 50_000;
+
+/**
+ * Nesting a client message may have to be forwarded. Protocol messages nest a few levels; v8's serializer
+ * recurses and throws past a few thousand (a 20 KB string of brackets), and the coordinator's deserializer
+ * may give up at a different depth than the gateway's serializer: a deeper message is refused at the
+ * gateway, before it becomes a frame.
+ */
+export const MAX_MESSAGE_DEPTH = 64;
+
+/** True when `v` nests at most `max` objects/arrays deep (binary values are leaves); iterative, never throws. */
+export function withinDepth(v: unknown, max: number = MAX_MESSAGE_DEPTH): boolean {
+  const stack: [unknown, number][] = [[v, 0]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null || ArrayBuffer.isView(x) || x instanceof ArrayBuffer) continue;
+    if (d >= max) return false;
+    for (const k of Object.keys(x)) stack.push([(x as Record<string, unknown>)[k], d + 1]);
+  }
+  return true;
+}
