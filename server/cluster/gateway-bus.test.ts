@@ -6,7 +6,7 @@ import { FENCE_KEY } from '../redis/lease.ts';
 import { issueResumeToken } from '../sessions.ts';
 import { metricValue } from '../test-fixtures.ts';
 import { eventually, Harness, HELLO, META, RESUME_KEY } from './bus-fixture.ts';
-import { gatewayKey, HEARTBEAT_MS, MAX_MESSAGE_DEPTH } from './frames.ts';
+import { downStream, encodeFrame, gatewayKey, HEARTBEAT_MS, MAX_MESSAGE_DEPTH } from './frames.ts';
 
 let server: RedisProcess;
 let h: Harness;
@@ -257,5 +257,30 @@ describe('GatewayBus without an answering coordinator', () => {
     await eventually(() => drops.length === 1, 'the connection dropped');
     // The key is back: the gateway lives on, for the clients that reconnect.
     expect(await admin.exists(gatewayKey('gw-a'))).toBe(1);
+  });
+
+  it("skips garbage and stray answers on its stream, and answers nobody with another connection's ack", async () => {
+    const admin = await h.redis('admin');
+    const { gw, metrics } = await h.gateway('gw-a', { answerTimeoutMs: 5000 });
+    const a = h.client(gw);
+    const b = h.client(gw);
+    let answered: Ack | null = null;
+    void a.say('hello', HELLO).then((r) => (answered = r));
+    const add = (f: Buffer): Promise<unknown> => admin.xadd(downStream('gw-a'), '*', 'f', f);
+    await add(Buffer.from('garbage'));
+    // a's message is answer 1, on connection '1': an ack naming b's connection must not settle it.
+    await add(encodeFrame({ t: 'ack', c: '2', a: 1, r: { ok: true } }));
+    await add(encodeFrame({ t: 'ack', c: '1', a: 99, r: { ok: true } })); // no such answer
+    await add(encodeFrame({ t: 'send', c: 'nobody', e: 'welcome', a: [{}] })); // no such connection
+    await add(encodeFrame({ t: 'send', c: '2', e: 'rejected', a: [{ event: 'x' }] }));
+    await eventually(() => b.link.sent.length === 1, "b's frame delivered");
+    expect(await metricValue(metrics, 'aegis_internal_errors_total', { where: 'message' })).toBe(1);
+    expect(answered).toBeNull();
+    expect(gw.pendingAnswers).toBe(1);
+    expect(a.link.sent).toEqual([]);
+    await add(encodeFrame({ t: 'ack', c: '1', a: 1, r: { ok: false, reason: 'malformed', message: 'm' } }));
+    await eventually(() => answered !== null, "a's answer");
+    expect(answered).toMatchObject({ ok: false, reason: 'malformed' });
+    expect(gw.pendingAnswers).toBe(0);
   });
 });

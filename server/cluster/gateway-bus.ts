@@ -294,8 +294,9 @@ export class GatewayBus implements SocketBackend {
 
   private deliver(f: DownFrame): void {
     if (f.t === 'ack') {
-      const w = this.forget(f.a);
-      if (!w) return; // answered already (timed out), or its connection closed
+      // Answered already (timed out), its connection closed, or an answer for another connection.
+      if (this.waiting.get(f.a)?.c !== f.c) return;
+      const w = this.forget(f.a)!;
       this.o.clock.clearTimeout(w.timer);
       w.resolve(f.r);
       return;
