@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { MODELS, numParams, type ModelSpec } from '../shared/model/spec.ts';
 import type { ServerStatus } from '../shared/protocol/status.ts';
 import { metric } from './metrics.ts';
+import { Redis } from 'ioredis';
+import { startCluster, type Cluster } from './cluster-lib.ts';
 import { cohortOf, flags, startServerProcess, type ServerProcess } from './server-process.ts';
 
 /** What `npm run bench:swarm` runs: one secure round of N protocol clients against the server process. */
@@ -34,6 +36,23 @@ export interface SwarmBenchOptions {
   secaggDropout: number;
   /** Called every ~2 s with a one-line progress report. */
   progress?: (line: string) => void;
+  /**
+   * 0: one server process (--role all). N >= 1: redis-server, one coordinator and N gateways (each its
+   * own process); client process p connects to gateway p mod N.
+   */
+  gateways?: number;
+}
+
+/** What the scale-out mode cost, beside what the coordinator reports as the server's figures. */
+export interface ClusterFigures {
+  gateways: number;
+  gatewayCpuSeconds: number[];
+  gatewayPeakRssMB: (number | null)[];
+  redisCpuSeconds: number;
+  redisPeakMemoryMB: number;
+  /** Bytes into and out of Redis during the run, per client. */
+  redisBytesInPerClient: number;
+  redisBytesOutPerClient: number;
 }
 
 /** Client CPU per phase per client this bench allows for (the key phases at k ~ 40, on a loaded core). */
@@ -143,6 +162,8 @@ export interface SwarmBenchResult {
   serverPeakRssMB: number | null;
   loopDelay: { p50: number | null; p99: number | null; max: number | null };
   perClient: { messagesSent: number; messagesReceived: number; bytesSent: number; bytesReceived: number };
+  /** With gateways: their cost and Redis' (the server figures above are then the coordinator's). */
+  cluster: ClusterFigures | null;
   clientErrors: string[];
   serverTail: string;
 }
@@ -166,37 +187,62 @@ function histogramSums(text: string, name: string, label: string): Record<string
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A counter summed over the processes that hold sockets (the server, or every gateway). */
+function socketBytes(texts: string[], name: string): number {
+  return texts.reduce((a, t) => a + (metric(t, name) ?? NaN), 0);
+}
+
+/** Redis' own counters (INFO): traffic, CPU, peak memory. */
+async function redisStats(
+  r: Redis,
+): Promise<{ bytesIn: number; bytesOut: number; cpuSeconds: number; peakMemoryBytes: number }> {
+  const info = await r.info();
+  const num = (k: string): number => Number(new RegExp(`^${k}:(\\S+)`, 'm').exec(info)?.[1] ?? NaN);
+  return {
+    bytesIn: num('total_net_input_bytes'),
+    bytesOut: num('total_net_output_bytes'),
+    cpuSeconds: num('used_cpu_user') + num('used_cpu_sys'),
+    peakMemoryBytes: num('used_memory_peak'),
+  };
+}
+
 /** Runs the bench: server process, client processes, one secure round; never throws for a failed round. */
 export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchResult> {
   const n = o.clients;
   const P = numParams(o.model);
   const drops = dropPlan(n, o.dropAfterKeys, o.dropAfterShares);
   const phase = o.phaseDeadlineMs;
-  const srv: ServerProcess = await startServerProcess(
-    flags({
-      model: o.model.name,
-      'examples-per-client': 16,
-      'test-examples': 100,
-      rounds: 1,
-      ...cohortOf(n),
-      'min-updates': Math.max(3, Math.floor(n / 2)),
-      'round-pause-ms': 0,
-      'round-deadline-ms': 3 * phase,
-      'secagg-keys-deadline-ms': phase,
-      'secagg-shares-deadline-ms': phase,
-      'secagg-unmask-deadline-ms': phase,
-      'secagg-dropout': o.secaggDropout,
-      'max-examples-per-client': MAX_EXAMPLES,
-      'max-message-bytes': P * 4 + 256 * 1024,
-      'max-loss-increase': 0,
-      // Every client connects from 127.0.0.1: the per-address connection limit must admit the swarm.
-      'address-rate': Math.max(20, o.connectPerSecond * 2),
-      'address-burst': n + 100,
-      'max-sessions': Math.max(n * 2, 100),
-      'session-ttl-ms': 30 * 60_000,
-    }),
-    120_000,
-  );
+  const G = o.gateways ?? 0;
+  const serverFlags = {
+    model: o.model.name,
+    'examples-per-client': 16,
+    'test-examples': 100,
+    rounds: 1,
+    ...cohortOf(n),
+    'min-updates': Math.max(3, Math.floor(n / 2)),
+    'round-pause-ms': 0,
+    'round-deadline-ms': 3 * phase,
+    'secagg-keys-deadline-ms': phase,
+    'secagg-shares-deadline-ms': phase,
+    'secagg-unmask-deadline-ms': phase,
+    'secagg-dropout': o.secaggDropout,
+    'max-examples-per-client': MAX_EXAMPLES,
+    'max-message-bytes': P * 4 + 256 * 1024,
+    'max-loss-increase': 0,
+    // Every client connects from 127.0.0.1: the per-address connection limit must admit the swarm.
+    'address-rate': Math.max(20, o.connectPerSecond * 2),
+    'address-burst': n + 100,
+    'max-sessions': Math.max(n * 2, 100),
+    'session-ttl-ms': 30 * 60_000,
+  };
+  const cluster: Cluster | null = G > 0 ? await startCluster({ gateways: G, flags: serverFlags }) : null;
+  const srv: ServerProcess = cluster
+    ? cluster.coordinators[0]
+    : await startServerProcess(flags(serverFlags), 120_000);
+  const redisInfo = cluster ? new Redis(cluster.redis.url) : null;
+  const redisBefore = redisInfo ? await redisStats(redisInfo) : null;
+  // The clients' URL: the server, or one gateway per client process.
+  const clientUrl = (p: number): string => (cluster ? cluster.gateways[p % G].url : srv.url);
   const url = srv.url;
   const get = async (path: string): Promise<Response> => fetch(url + path);
   const status = async (): Promise<ServerStatus | null> =>
@@ -219,7 +265,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     });
     child.on('message', (m: ClientReport) => (reports[p] = m));
     const job: ClientJob = {
-      url,
+      url: clientUrl(p),
       ids,
       vanish: ids.filter((i) => drops.has(i)).map((i) => [i, drops.get(i)!]),
       numParams: P,
@@ -269,6 +315,19 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     .catch(() => '');
   const w1 = final ? new Float32Array(await (await get('/api/model/weights')).arrayBuffer()) : null;
   const serverPeak = peakRssMB(srv.child.pid);
+  // The gateways' own figures (sockets, bytes) and Redis' traffic, before anything stops.
+  const gatewayTexts = cluster
+    ? await Promise.all(
+        cluster.gateways.map((g) =>
+          fetch(g.url + '/metrics')
+            .then((r) => r.text())
+            .catch(() => ''),
+        ),
+      )
+    : [];
+  const gatewayPeaks = cluster ? cluster.gateways.map((g) => peakRssMB(g.child.pid)) : [];
+  const redisAfter = redisInfo ? await redisStats(redisInfo) : null;
+  redisInfo?.disconnect();
   // Final counts from the client processes, then stop everything.
   for (const c of children) c.send({ stop: true });
   await Promise.race([
@@ -276,7 +335,8 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     sleep(10_000),
   ]);
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  await srv.stop();
+  if (cluster) await cluster.stop();
+  else await srv.stop();
 
   const survivorsSent = new Set(reports.flatMap((r) => r.maskedSent));
   let maxError: number | null = null;
@@ -335,9 +395,21 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     perClient: {
       messagesSent: totalSent / n,
       messagesReceived: reports.reduce((a, r) => a + r.received, 0) / n,
-      bytesSent: (metric(text, 'aegis_bytes_received_total') ?? NaN) / n,
-      bytesReceived: (metric(text, 'aegis_bytes_sent_total') ?? NaN) / n,
+      bytesSent: socketBytes(cluster ? gatewayTexts : [text], 'aegis_bytes_received_total') / n,
+      bytesReceived: socketBytes(cluster ? gatewayTexts : [text], 'aegis_bytes_sent_total') / n,
     },
+    cluster:
+      cluster && redisBefore && redisAfter
+        ? {
+            gateways: G,
+            gatewayCpuSeconds: gatewayTexts.map((t) => metric(t, 'aegis_process_cpu_seconds_total') ?? NaN),
+            gatewayPeakRssMB: gatewayPeaks,
+            redisCpuSeconds: redisAfter.cpuSeconds - redisBefore.cpuSeconds,
+            redisPeakMemoryMB: redisAfter.peakMemoryBytes / 2 ** 20,
+            redisBytesInPerClient: (redisAfter.bytesIn - redisBefore.bytesIn) / n,
+            redisBytesOutPerClient: (redisAfter.bytesOut - redisBefore.bytesOut) / n,
+          }
+        : null,
     clientErrors: [...new Set(reports.flatMap((r) => r.errors))].slice(0, 10),
     serverTail: srv.output().split('\n').slice(-15).join('\n'),
     ...(survivorsSent.size !== expectedSurvivors ? { maskedInputsSent: survivorsSent.size } : {}),

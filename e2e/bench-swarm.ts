@@ -1,11 +1,13 @@
 /**
  * npm run bench:swarm -- --clients N [--drop-after-keys 0.1 --drop-after-shares 0.1] [--processes P]
  *                        [--model tiny] [--phase-deadline-ms MS] [--connect-per-second R] [--out DIR]
- *                        [--secagg-dropout 0.1]
+ *                        [--secagg-dropout 0.1] [--gateways G]
  * One secure round of N protocol clients (real crypto, ScriptedClient) spread over P client processes,
  * against the real server process on loopback. Prints a progress line, then per-phase times, round time,
  * server CPU seconds, peak RSS, event-loop delay, messages and bytes per client; writes the same as JSON
  * to bench-results/. Exits 1 when the round does not complete with the exact sum (or times out).
+ * --gateways G (>= 1) runs the scale-out mode instead: redis-server, a coordinator and G gateways, each a
+ * process; it adds the gateways' CPU and memory and Redis' traffic per client.
  * --phase-deadline-ms defaults to a value that scales with N (bench-swarm-lib.ts phaseDeadlineMs).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     'connect-per-second': { type: 'string', default: '500' },
     'secagg-dropout': { type: 'string', default: '0.1' },
     out: { type: 'string', default: 'bench-results' },
+    gateways: { type: 'string', default: '0' },
   },
 });
 const n = Number(values.clients);
@@ -46,6 +49,7 @@ const r = await runSwarmBench({
   phaseDeadlineMs: phase,
   connectPerSecond: Number(values['connect-per-second']),
   secaggDropout: Number(values['secagg-dropout']),
+  gateways: Number(values.gateways),
   progress: (line) => process.stdout.write(`\r${line}   `),
 });
 process.stdout.write('\n');
@@ -66,10 +70,19 @@ console.log(
 console.log(
   `per client: ${f(r.perClient.messagesSent)} messages sent, ${f(r.perClient.messagesReceived)} received, ${f(r.perClient.bytesSent / 1024)} KiB sent, ${f(r.perClient.bytesReceived / 1024)} KiB received | survivors ${r.survivors ?? '–'}/${r.expectedSurvivors}, examples ${r.examples ?? '–'}/${r.expectedExamples}, max error ${r.maxError ?? '–'}`,
 );
+if (r.cluster) {
+  const c = r.cluster;
+  console.log(
+    `scale-out: ${c.gateways} gateway(s), CPU ${c.gatewayCpuSeconds.map((x) => f(x)).join(' + ')} s, peak RSS ${c.gatewayPeakRssMB.map((x) => f(x, 0)).join(' + ')} MB | redis CPU ${f(c.redisCpuSeconds)} s, peak memory ${f(c.redisPeakMemoryMB, 0)} MB, per client ${f(c.redisBytesInPerClient / 1024)} KiB in, ${f(c.redisBytesOutPerClient / 1024)} KiB out (the server figures above are the coordinator's)`,
+  );
+}
 if (r.clientErrors.length) console.log(`client errors (first distinct): ${r.clientErrors.join(' | ')}`);
 if (!r.ok) console.log(`server log (tail):\n${r.serverTail}`);
 mkdirSync(values.out!, { recursive: true });
-const file = join(values.out!, `swarm-${n}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+const file = join(
+  values.out!,
+  `swarm-${n}${r.cluster ? `-g${r.cluster.gateways}` : ''}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
+);
 writeFileSync(file, JSON.stringify(r, null, 2));
 console.log(`wrote ${file}`);
 process.exit(r.ok ? 0 : 1);

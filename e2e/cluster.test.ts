@@ -1,8 +1,13 @@
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
+import { io, type Socket } from 'socket.io-client';
+import { mintJoinToken, parseTokenKey } from '../server/join-token.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { asBytes } from '../shared/base/bytes.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
-import type { RoundStart } from '../shared/protocol/messages.ts';
+import { PROTOCOL_VERSION, type RoundStart, type Welcome } from '../shared/protocol/messages.ts';
 import type { ServerStatus } from '../shared/protocol/status.ts';
 import { startCluster, waitForOutput, type Cluster } from './cluster-lib.ts';
 import { metric } from './metrics.ts';
@@ -205,4 +210,76 @@ describe('scale-out: one coordinator, two gateways, Redis', { timeout: 240_000 }
     // What the gateways serve is the new leader's.
     await roundsDone(cluster.gateways[0].url, 2, 5000);
   });
+
+  it('join tokens are single-use across gateways; a session resumes on another gateway with its token alone', async () => {
+    const dir = mkdtempSync(joinPath(tmpdir(), 'aegis-cluster-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const keyFile = joinPath(dir, 'token.key');
+    execFileSync(process.execPath, ['--import', 'tsx', 'server/token-cli.ts', '--new-key', keyFile]);
+    const key = parseTokenKey(readFileSync(keyFile, 'utf8'));
+    cluster = await startCluster({
+      gateways: 2,
+      flags: {
+        ...BASE,
+        ...cohortOf(3),
+        'min-updates': 2,
+        'join-token-key': keyFile,
+        'allowed-origins': SITE,
+      },
+    });
+    const [a, b] = cluster.gateways.map((g) => g.url);
+    const { token } = mintJoinToken(key, { origin: SITE, ttlSeconds: 60 });
+    const first = await join(a, { token });
+    expect(first).toMatchObject({ sessionId: expect.any(String) });
+    const w = first as Welcome;
+    // The same token on the other gateway: spent already (the jti is recorded in Redis, not per process).
+    expect(await join(b, { token })).toEqual({
+      refused: { reason: 'bad_token', message: expect.stringMatching(/already used/) },
+    });
+    // The first connection ends; with no token, only the session's credentials, the client comes back on
+    // the other gateway: let in (the gateway checks the HMAC) and the coordinator resumes the same session.
+    opened[0].close();
+    await waitFor(
+      async () => (await status(cluster!.coordinators[0].url)).clients.connected === 0,
+      10_000,
+      'the disconnect',
+      50,
+    );
+    const again = await join(
+      b,
+      { session: { sessionId: w.sessionId, resumeToken: w.resumeToken } },
+      {
+        sessionId: w.sessionId,
+        resumeToken: w.resumeToken,
+      },
+    );
+    expect(again).toMatchObject({ sessionId: w.sessionId, data: w.data });
+    // A forged token for that session is refused at the handshake.
+    const forged = w.resumeToken.slice(0, -4) + (w.resumeToken.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+    expect(await join(a, { session: { sessionId: w.sessionId, resumeToken: forged } })).toMatchObject({
+      refused: { reason: 'bad_token' },
+    });
+  });
 });
+
+const SITE = 'https://site.example';
+const opened: Socket[] = [];
+
+/** A socket from a page of SITE; resolves with its welcome or its refusal at the handshake. */
+function join(
+  url: string,
+  auth: object,
+  resume?: { sessionId: string; resumeToken: string },
+): Promise<Welcome | { refused: { reason: string; message: string } }> {
+  const s = io(url, { transports: ['websocket'], reconnection: false, extraHeaders: { origin: SITE }, auth });
+  opened.push(s);
+  cleanup.push(() => s.close());
+  return new Promise((resolve, reject) => {
+    s.on('connect', () => s.emit('hello', { protocolVersion: PROTOCOL_VERSION, source: 'node', resume }));
+    s.on('welcome', resolve);
+    s.on('rejected', (r) => resolve({ refused: { reason: r.reason, message: r.message } }));
+    s.on('connect_error', (e: Error & { data?: { reason: string; message: string } }) =>
+      e.data ? resolve({ refused: e.data }) : reject(e),
+    );
+  });
+}

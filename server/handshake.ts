@@ -7,7 +7,7 @@
  * the allow-list keeps other sites' pages out, not other programs. The token is what admits a client.
  */
 import type { Metrics } from './metrics.ts';
-import type { JoinTokenVerifier } from './join-token.ts';
+import type { JoinTokenPayload, JoinTokenVerifier } from './join-token.ts';
 
 export interface HandshakePolicy {
   /** null: any origin. */
@@ -32,7 +32,8 @@ export interface HandshakeRequest {
  * the public status (the demo page's observer socket); it may not join.
  */
 export type Admission =
-  | { ok: true; resumes: string | null; observerOnly: boolean }
+  /** token: the join token this admission spent (its jti is single-use cluster-wide where a spender is set). */
+  | { ok: true; resumes: string | null; observerOnly: boolean; token?: JoinTokenPayload }
   | { ok: false; reason: 'bad_origin' | 'bad_token' | 'server_full'; message: string };
 
 const MAX_ORIGIN_CHARS = 256;
@@ -79,7 +80,7 @@ export function admit(req: HandshakeRequest, p: HandshakePolicy, metrics: Metric
   const resumes = auth.session === undefined ? null : p.sessionOf(auth.session);
   if (resumes !== null) return { ok: true, resumes, observerOnly: false };
   const v = p.tokens.verify(auth.token, req.origin, p.now());
-  if (v.ok) return { ok: true, resumes: null, observerOnly: false };
+  if (v.ok) return { ok: true, resumes: null, observerOnly: false, token: v.payload };
   metrics.joinTokensRefused.inc({ problem: v.problem });
   const reason = v.problem === 'replay_cache_full' ? 'server_full' : 'bad_token';
   metrics.updatesRejected.inc({ reason, event: 'connect' });

@@ -20,6 +20,7 @@ import type { Metrics } from './metrics.ts';
 import type { ClientEvent, EventLabel } from './reject-events.ts';
 import { boundedParser, PendingAttachments } from './socket-parser.ts';
 import { admit, type HandshakePolicy } from './handshake.ts';
+import type { JoinTokenPayload } from './join-token.ts';
 import { STATUS_ROOM, StatusPush } from './status-push.ts';
 import { Outbox } from './outbox.ts';
 
@@ -108,7 +109,14 @@ export interface SocketLimits {
 }
 
 /** Who may connect (server/handshake.ts): an Origin allow-list and join tokens; both off by default. */
-export type SocketAccess = Pick<HandshakePolicy, 'allowedOrigins' | 'tokens'>;
+export type SocketAccess = Pick<HandshakePolicy, 'allowedOrigins' | 'tokens'> & {
+  /**
+   * Spends a join token where every gateway sees it (Redis SET NX): false if another gateway already
+   * admitted it. Each process's verifier remembers only its own, so without this a token would be
+   * single-use per gateway.
+   */
+  spendToken?: (token: JoinTokenPayload) => Promise<boolean>;
+};
 const OPEN: SocketAccess = { allowedOrigins: null, tokens: null };
 
 function byteSize(data: unknown): number {
@@ -169,11 +177,26 @@ export function attachSocketIo(
   io.use((socket, next) => {
     const h = socket.handshake;
     const a = admit({ origin: h.headers.origin, host: h.headers.host, auth: h.auth }, policy, metrics);
-    if (a.ok) {
+    const refuse = (reason: string, message: string): void =>
+      next(Object.assign(new Error(message), { data: { reason, message } }));
+    if (!a.ok) return refuse(a.reason, a.message);
+    const admitted = (): void => {
       Object.assign(socket.data as object, { resumes: a.resumes, observerOnly: a.observerOnly });
-      return next();
-    }
-    next(Object.assign(new Error(a.message), { data: { reason: a.reason, message: a.message } }));
+      next();
+    };
+    if (!a.token || !access.spendToken) return admitted();
+    access.spendToken(a.token).then(
+      (fresh) => {
+        if (fresh) return admitted();
+        metrics.joinTokensRefused.inc({ problem: 'replayed' });
+        metrics.updatesRejected.inc({ reason: 'bad_token', event: 'connect' });
+        refuse('bad_token', 'the join token was already used: reload the page');
+      },
+      () => {
+        metrics.updatesRejected.inc({ reason: 'server_full', event: 'connect' });
+        refuse('server_full', 'cannot check the join token right now: try again later');
+      },
+    );
   });
   // Status is pushed to observers when the round state changes, and after any message or connection
   // change (reports, secure-aggregation phases, client counts), coalesced.

@@ -31,7 +31,7 @@ import { LeaderLease } from '../redis/lease.ts';
 import { RedisStore } from '../redis/store.ts';
 import { CoordinatorBus } from './coordinator-bus.ts';
 import { GatewayBus } from './gateway-bus.ts';
-import { MODEL_KEY, RESUME_KEY, UP_STREAM } from './frames.ts';
+import { MODEL_KEY, PREFIX, RESUME_KEY, UP_STREAM } from './frames.ts';
 
 /** A coordinator that stops renewing is replaced by the standby this long after its last renewal. */
 export const LEASE_TTL_MS = 5000;
@@ -266,7 +266,12 @@ export async function startGateway(cfg: ServerConfig, log: (m: string) => void):
     metrics,
     cfg.maxMessageBytes,
     socketLimits(cfg),
-    { allowedOrigins: access.allowedOrigins, tokens: access.tokens },
+    {
+      allowedOrigins: access.allowedOrigins,
+      tokens: access.tokens,
+      // A join token is single-use across the gateways: its jti is recorded in Redis until it expires.
+      spendToken: async (t) => (await redis.set(`${PREFIX}jti:${t.jti}`, '1', 'EXAT', t.exp, 'NX')) === 'OK',
+    },
     createAdapter(redis),
   );
   const { url, port } = await listen(http, cfg, tls !== null);
