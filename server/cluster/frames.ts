@@ -1,7 +1,7 @@
 import { deserialize, serialize } from 'node:v8';
 import type { Ack, ServerToClientEvents } from '../../shared/protocol/messages.ts';
 import type { ClientEvent } from '../reject-events.ts';
-import type { ConnectionMeta } from '../dispatch.ts';
+import { isClientEvent, type ConnectionMeta } from '../dispatch.ts';
 
 /**
  * What gateways and the coordinator say to each other over Redis streams. Gateways write to one stream
@@ -28,23 +28,51 @@ export function encodeFrame(f: UpFrame | DownFrame): Buffer {
   return serialize(f);
 }
 
-/** A frame from a stream entry; null for anything that is not one (logged and skipped by the reader). */
+/**
+ * A frame from a stream entry; null for anything that is not one, field by field (logged and skipped by
+ * the reader). Both ends are ours, but a frame a broken or older process wrote must not reach a handler
+ * with a field missing or of another type (an event name that is not a client event, a meta without its flags).
+ */
 export function decodeUp(b: Buffer): UpFrame | null {
-  const f = safeDeserialize(b) as UpFrame | null;
-  if (!f || typeof f.g !== 'string' || typeof f.c !== 'string') return null;
-  return f.t === 'open' || f.t === 'msg' || f.t === 'close' ? f : null;
+  const f = safeDeserialize(b);
+  if (!f || !isId(f.g) || !isId(f.c)) return null;
+  if (f.t === 'close') return f as UpFrame;
+  if (!isConnMeta(f.m)) return null;
+  if (f.t === 'open') return f as UpFrame;
+  return f.t === 'msg' && isClientEvent(f.e) && isAnswerNo(f.a) ? (f as UpFrame) : null;
 }
 
 export function decodeDown(b: Buffer): DownFrame | null {
-  const f = safeDeserialize(b) as DownFrame | null;
-  if (!f || typeof f.c !== 'string') return null;
-  return f.t === 'send' || f.t === 'ack' ? f : null;
+  const f = safeDeserialize(b);
+  if (!f || !isId(f.c)) return null;
+  if (f.t === 'send') return typeof f.e === 'string' && Array.isArray(f.a) ? (f as DownFrame) : null;
+  if (f.t === 'ack') return isAnswerNo(f.a) && isAck(f.r) ? (f as DownFrame) : null;
+  return null;
 }
 
-function safeDeserialize(b: Buffer): unknown {
+const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= 200;
+const isAnswerNo = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) > 0;
+
+function isConnMeta(v: unknown): v is ConnMeta {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  return (
+    (m.resumes === null || typeof m.resumes === 'string') &&
+    typeof m.observerOnly === 'boolean' &&
+    typeof m.observe === 'boolean'
+  );
+}
+
+function isAck(v: unknown): v is Ack {
+  if (typeof v !== 'object' || v === null) return false;
+  const a = v as Record<string, unknown>;
+  return a.ok === true || (a.ok === false && typeof a.reason === 'string');
+}
+
+function safeDeserialize(b: Buffer): Record<string, unknown> | null {
   try {
     const v: unknown = deserialize(b);
-    return typeof v === 'object' && v !== null ? v : null;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
   } catch {
     return null;
   }
@@ -69,3 +97,23 @@ export const GATEWAY_TTL_MS = 4000;
  * grow without bound. A live reader is never that far behind (each side reads as fast as it handles).
  */
 export const STREAM_MAXLEN = 50_000;
+
+/**
+ * Nesting a client message may have to be forwarded. Protocol messages nest a few levels; v8's serializer
+ * recurses and throws past a few thousand (a 20 KB string of brackets), and the coordinator's deserializer
+ * may give up at a different depth than the gateway's serializer: a deeper message is refused at the
+ * gateway, before it becomes a frame.
+ */
+export const MAX_MESSAGE_DEPTH = 64;
+
+/** True when `v` nests at most `max` objects/arrays deep (binary values are leaves); iterative, never throws. */
+export function withinDepth(v: unknown, max: number = MAX_MESSAGE_DEPTH): boolean {
+  const stack: [unknown, number][] = [[v, 0]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null || ArrayBuffer.isView(x) || x instanceof ArrayBuffer) continue;
+    if (d >= max) return false;
+    for (const k of Object.keys(x)) stack.push([(x as Record<string, unknown>)[k], d + 1]);
+  }
+  return true;
+}

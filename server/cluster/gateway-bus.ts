@@ -17,6 +17,8 @@ import {
   STATUS_KEY,
   STREAM_MAXLEN,
   UP_STREAM,
+  withinDepth,
+  MAX_MESSAGE_DEPTH,
   type ConnMeta,
   type DownFrame,
   type UpFrame,
@@ -35,15 +37,26 @@ export interface GatewayBusOptions {
   log: (m: string) => void;
   /** How long a message waits for the coordinator's answer before it is refused. */
   answerTimeoutMs?: number;
+  /** Messages of one connection awaiting an answer at once; more are refused without being forwarded. */
+  maxPendingPerConnection?: number;
 }
+
+/**
+ * A client never needs many answers outstanding (the protocol is one step at a time); the socket's rate
+ * limit alone would let a flood pile up rate x answer timeout of them while the coordinator is slow.
+ */
+export const MAX_PENDING_PER_CONNECTION = 128;
 
 interface Local {
   link: ClientLink;
   drop: () => void;
   meta: ConnMeta;
+  /** Its messages awaiting an answer (keys of `waiting`). */
+  pending: Set<number>;
 }
 
 interface Waiting {
+  c: string;
   resolve: (a: Ack) => void;
   timer: Timer;
 }
@@ -66,6 +79,7 @@ export class GatewayBus implements SocketBackend {
   private lastId = '0';
   private fence: string | null | undefined = undefined;
   private stopped = false;
+  private beats = 0;
   private timers: Timer[] = [];
 
   constructor(private readonly o: GatewayBusOptions) {}
@@ -77,6 +91,11 @@ export class GatewayBus implements SocketBackend {
   /** Connections held. */
   get size(): number {
     return this.locals.size;
+  }
+
+  /** Messages awaiting the coordinator's answer. */
+  get pendingAnswers(): number {
+    return this.waiting.size;
   }
 
   async start(): Promise<void> {
@@ -110,13 +129,22 @@ export class GatewayBus implements SocketBackend {
 
   connect(meta: ConnMeta, link: ClientLink, drop: () => void): BackendConnection {
     const c = (++this.nextConn).toString(36);
-    this.locals.set(c, { link, drop, meta });
+    const local: Local = { link, drop, meta, pending: new Set() };
+    this.locals.set(c, local);
     this.o.metrics.clientsConnected.set(this.locals.size);
     this.up({ t: 'open', g: this.o.id, c, m: meta });
     return {
-      message: (event, raw) => this.message(c, meta, event, raw),
+      message: (event, raw) => this.message(c, local, event, raw),
       close: () => {
+        if (this.locals.get(c) !== local) return;
         this.locals.delete(c);
+        // Answers nobody can receive any more: forgotten now rather than held until their timeout.
+        for (const a of local.pending) {
+          const w = this.waiting.get(a);
+          if (w) this.o.clock.clearTimeout(w.timer);
+          this.waiting.delete(a);
+        }
+        local.pending.clear();
         this.o.metrics.clientsConnected.set(this.locals.size);
         this.up({ t: 'close', g: this.o.id, c });
       },
@@ -140,26 +168,79 @@ export class GatewayBus implements SocketBackend {
     return json ? (JSON.parse(json) as ServerStatus) : null;
   }
 
-  private message(c: string, meta: ConnMeta, event: ClientEvent, raw: unknown): Promise<Ack> {
+  private message(c: string, local: Local, event: ClientEvent, raw: unknown): Promise<Ack> {
+    if (this.locals.get(c) !== local)
+      return Promise.resolve({ ok: false, reason: 'internal_error', message: 'the connection is closed' });
+    if (local.pending.size >= (this.o.maxPendingPerConnection ?? MAX_PENDING_PER_CONNECTION))
+      return Promise.resolve({
+        ok: false,
+        reason: 'rate_limited',
+        message: 'too many messages awaiting an answer: slow down',
+      });
+    // What a client sends is JSON and binary (socket.io), which v8 serializes, except past its recursion limit.
+    if (!withinDepth(raw))
+      return Promise.resolve({
+        ok: false,
+        reason: 'malformed',
+        message: `message nested deeper than ${MAX_MESSAGE_DEPTH} levels`,
+      });
     const a = ++this.nextAnswer;
+    let frame: Buffer;
+    try {
+      frame = encodeFrame({ t: 'msg', g: this.o.id, c, m: local.meta, e: event, r: raw, a });
+    } catch (e) {
+      this.o.metrics.internalErrors.inc({ where: 'message' });
+      return Promise.resolve({
+        ok: false,
+        reason: 'internal_error',
+        message: `message could not be forwarded: ${(e as Error)?.message ?? String(e)}`.slice(0, 200),
+      });
+    }
     return new Promise<Ack>((resolve) => {
       const timer = this.o.clock.setTimeout(() => {
-        this.waiting.delete(a);
+        this.forget(a);
         resolve({ ok: false, reason: 'internal_error', message: 'the coordinator did not answer in time' });
       }, this.o.answerTimeoutMs ?? 30_000);
-      this.waiting.set(a, { resolve, timer });
-      this.up({ t: 'msg', g: this.o.id, c, m: meta, e: event, r: raw, a });
+      this.waiting.set(a, { c, resolve, timer });
+      local.pending.add(a);
+      this.send(frame);
     });
   }
 
+  /** Answer `a` is no longer awaited. */
+  private forget(a: number): Waiting | undefined {
+    const w = this.waiting.get(a);
+    if (!w) return undefined;
+    this.waiting.delete(a);
+    this.locals.get(w.c)?.pending.delete(a);
+    return w;
+  }
+
   private up(f: UpFrame): void {
+    this.send(encodeFrame(f));
+  }
+
+  private send(frame: Buffer): void {
     this.o.redis
-      .xadd(UP_STREAM, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'f', encodeFrame(f))
+      .xadd(UP_STREAM, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'f', frame)
       .catch(() => this.o.metrics.internalErrors.inc({ where: 'send' }));
   }
 
+  /**
+   * Renews this gateway's key. Finding it gone after the first beat means it lapsed (a long pause, Redis
+   * unreachable): the coordinator may have closed this gateway's connections as dead, and would place
+   * their next messages as new, unidentified ones. The transports are dropped, as after a change of
+   * coordinator: the clients reconnect and resume their sessions.
+   */
   private async heartbeat(): Promise<void> {
-    await this.o.redis.set(gatewayKey(this.o.id), '1', 'PX', GATEWAY_TTL_MS);
+    const before = await this.o.redis.set(gatewayKey(this.o.id), '1', 'PX', GATEWAY_TTL_MS, 'GET');
+    const first = this.beats++ === 0;
+    if (before !== null || first || this.stopped || this.locals.size === 0) return;
+    this.dropAll(`gateway ${this.o.id}: its heartbeat lapsed; ${this.locals.size} client(s) reconnect`, {
+      ok: false,
+      reason: 'internal_error',
+      message: 'the gateway lost touch with the coordinator: reconnect and resend',
+    });
   }
 
   /** A new leader: drop every transport here, so that the clients come back to it. */
@@ -169,18 +250,21 @@ export class GatewayBus implements SocketBackend {
     const before = this.fence;
     this.fence = fence;
     if (before === undefined) return;
-    this.o.log(
+    this.dropAll(
       `gateway ${this.o.id}: coordinator changed (fence ${before ?? 'none'} -> ${fence}); ${this.locals.size} client(s) reconnect`,
+      { ok: false, reason: 'internal_error', message: 'the coordinator changed: reconnect and resend' },
     );
+  }
+
+  /** Answers every pending message with `answer` and drops every transport here. */
+  private dropAll(why: string, answer: Ack): void {
+    this.o.log(why);
     for (const w of this.waiting.values()) {
       this.o.clock.clearTimeout(w.timer);
-      w.resolve({
-        ok: false,
-        reason: 'internal_error',
-        message: 'the coordinator changed: reconnect and resend',
-      });
+      w.resolve(answer);
     }
     this.waiting.clear();
+    for (const l of this.locals.values()) l.pending.clear();
     for (const l of [...this.locals.values()]) l.drop();
   }
 
@@ -210,9 +294,9 @@ export class GatewayBus implements SocketBackend {
 
   private deliver(f: DownFrame): void {
     if (f.t === 'ack') {
-      const w = this.waiting.get(f.a);
-      if (!w) return; // answered already (timed out)
-      this.waiting.delete(f.a);
+      // Answered already (timed out), its connection closed, or an answer for another connection.
+      if (this.waiting.get(f.a)?.c !== f.c) return;
+      const w = this.forget(f.a)!;
       this.o.clock.clearTimeout(w.timer);
       w.resolve(f.r);
       return;
