@@ -91,6 +91,11 @@ export interface ServerConfig {
   role: ServerRole;
   /** redis://host:port of the shared bus and state (coordinator and gateway roles); unset with role all. */
   redis?: string;
+  /**
+   * Gateways sum their clients' masked inputs and send the coordinator one partial sum per flush (secure
+   * rounds); off: every masked vector is forwarded to the coordinator (docs/scale-out.md compares them).
+   */
+  gatewaySum: boolean;
   seed: number;
   /** Largest socket.io message accepted; bigger ones close the connection at the transport. */
   maxMessageBytes: number;
@@ -183,6 +188,7 @@ export const DEFAULTS: ServerConfig = {
   maxExamplesPerClient: 4 * 256,
   distDir: 'dist',
   role: 'all',
+  gatewaySum: true,
   logLevel: 'info',
   secagg: true,
   secaggKeysDeadlineMs: 20_000,
@@ -282,6 +288,10 @@ export const FLAGS = {
   redis: {
     type: 'string',
     help: 'redis://host:port shared by the coordinators and gateways (bus, leader lease, run state)',
+  },
+  'gateway-sum': {
+    type: 'string',
+    help: "on | off: gateways sum their clients' masked inputs (secure rounds) instead of forwarding each",
   },
   quiet: { type: 'boolean', help: 'log only errors' },
   secagg: { type: 'string', help: 'secure aggregation: on | off (off = plain updates, for comparison)' },
@@ -563,6 +573,7 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'state-dir': 'none: nothing persists',
   role: 'all',
   redis: 'none (needed by --role coordinator and gateway)',
+  'gateway-sum': 'on',
   quiet: null,
   secagg: onOffText(DEFAULTS.secagg),
   'secagg-keys-deadline-ms': String(DEFAULTS.secaggKeysDeadlineMs),
@@ -736,6 +747,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     stateDir: s('state-dir'),
     role: pickRole(s('role')),
     redis: s('redis'),
+    gatewaySum: onOff('gateway-sum', s('gateway-sum'), d.gatewaySum),
     logLevel: v.quiet ? 'quiet' : 'info',
     secagg: onOff('secagg', s('secagg'), d.secagg),
     secaggKeysDeadlineMs: int(

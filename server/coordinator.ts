@@ -167,6 +167,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   readonly secagg: Intake['secagg'] = (kind, clientId, raw) => this.intake.secagg(kind, clientId, raw);
   readonly secaggRefuse: Intake['secaggRefuse'] = (clientId, raw) => this.intake.secaggRefuse(clientId, raw);
   readonly roundRefuse: Intake['roundRefuse'] = (clientId, raw) => this.intake.roundRefuse(clientId, raw);
+  // Scale-out (server/cluster/): gateways sum their clients' masked inputs and claim them here first.
+  readonly claimUpdate: Intake['claimUpdate'] = (clientId, raw, gateway) =>
+    this.intake.claimUpdate(clientId, raw, gateway);
+  readonly partialSum: Intake['partialSum'] = (gateway, p) => this.intake.partialSum(gateway, p);
+  readonly gatewayLost: Intake['gatewayLost'] = (gateway) => this.intake.gatewayLost(gateway);
 
   /** The session valid credentials resume, or null (see ClientRegistry.sessionOf). */
   sessionOf(raw: unknown): string | null {

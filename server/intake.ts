@@ -12,6 +12,21 @@ import type { Metrics } from './metrics.ts';
 import { messageDigest } from './resend.ts';
 import type { RoundState, Training } from './round-state.ts';
 
+/** A gateway's claim on one masked update: the update's round and attempt, and the SHA-256 of its vector. */
+export interface UpdateClaim {
+  round: number;
+  attempt: number;
+  digest: Buffer;
+}
+
+/** A gateway's sum (mod 2^32) of the masked inputs of `members` (1-based cohort indices). */
+export interface PartialSum {
+  round: number;
+  attempt: number;
+  members: number[];
+  sum: Uint32Array;
+}
+
 export interface IntakeDeps {
   config: ServerConfig;
   metrics: Metrics;
@@ -34,6 +49,8 @@ export interface IntakeDeps {
  */
 export class Intake {
   private readonly ringLength: number | undefined;
+  /** Per attempt: members whose masked update a gateway claimed and has not summed yet -> that gateway. */
+  private readonly claims = new WeakMap<Training, Map<number, string>>();
 
   constructor(private readonly d: IntakeDeps) {
     this.ringLength = ringLengthFor(roundMode(d.config), d.numParams);
@@ -75,7 +92,8 @@ export class Intake {
       const member = this.memberOf(t, c);
       const key = `update/${member}`;
       const digest = messageDigest(u.value.ring ?? u.value);
-      if (t.accumulator.hasReported(member))
+      // accepted without reported: a gateway's claim, its vector still in that gateway's partial sum.
+      if (t.accumulator.hasReported(member) || t.accepted.has(key))
         return this.resent(t, key, digest, `client already reported for round ${t.ref.round}`);
       this.d.guard.round(() => {
         t.accumulator.add(member, u.value);
@@ -85,6 +103,76 @@ export class Intake {
       });
       return { ok: true };
     });
+  }
+
+  /**
+   * A gateway's claim on one member's masked update (scale-out, secure rounds): the gateway checked the
+   * message and keeps the vector; here it gets the same checks as a whole update (client, attempt,
+   * member, phase, re-send) without the vector. Accepted, the member is the gateway's to sum: its input
+   * counts once the gateway's partial sum arrives (partialSum), and not at all if the gateway dies first.
+   */
+  claimUpdate(clientId: string | null, raw: UpdateClaim, gateway: string): { ack: Ack; member?: number } {
+    return this.d.guard.message(() => {
+      const c = this.known(clientId, 'update');
+      const t = this.attempt(raw, 'update');
+      const channel = t.accumulator.secure;
+      if (!channel) throw new ProtocolError('wrong_phase', 'this round does not use secure aggregation');
+      const member = this.memberOf(t, c);
+      const key = `update/${member}`;
+      if (t.accepted.has(key))
+        return { ack: this.resent(t, key, raw.digest, `client already reported for round ${t.ref.round}`) };
+      channel.checkMasked(member);
+      t.accepted.set(key, raw.digest);
+      this.claimsOf(t).set(member, gateway);
+      return { ack: { ok: true }, member };
+    });
+  }
+
+  /**
+   * A gateway's partial sum of the masked inputs it claimed: every member must be that gateway's
+   * unsummed claim, or nothing is added (a sum cannot be taken apart). Late sums (another attempt) are
+   * refused. Throws ProtocolError with the reason.
+   */
+  partialSum(gateway: string, p: PartialSum): void {
+    this.d.guard.message(() => {
+      const t = this.attempt(p, 'partial sum');
+      const channel = t.accumulator.secure;
+      if (!channel) throw new ProtocolError('wrong_phase', 'this round does not use secure aggregation');
+      const claims = this.claimsOf(t);
+      for (const m of p.members)
+        if (claims.get(m) !== gateway)
+          throw new ProtocolError('not_selected', `member ${m} is not an unsummed claim of this gateway`);
+      this.d.guard.round(() => {
+        channel.addMaskedSum(p.members, p.sum);
+        for (const m of p.members) claims.delete(m);
+        this.d.metrics.updatesAccepted.inc(p.members.length);
+        t.accumulator.settle();
+      });
+    });
+  }
+
+  /**
+   * A gateway is gone: its unsummed claims are void (those members count as dropouts unless they send
+   * again, through another gateway, while the phase is open).
+   */
+  gatewayLost(gateway: string): number {
+    const { state } = this.d.round();
+    if (state.kind !== 'training') return 0;
+    const claims = this.claimsOf(state);
+    let n = 0;
+    for (const [m, g] of claims)
+      if (g === gateway) {
+        claims.delete(m);
+        state.accepted.delete(`update/${m}`);
+        n++;
+      }
+    return n;
+  }
+
+  private claimsOf(t: Training): Map<number, string> {
+    let m = this.claims.get(t);
+    if (!m) this.claims.set(t, (m = new Map()));
+    return m;
   }
 
   /** secagg:keys / shares / signature / reveal: routed to the secure round after the common checks. */

@@ -145,6 +145,16 @@ export class SecureRound {
     this.session.receiveMasked(index, ring);
   }
 
+  /** Throws what masked() would for member `index`, counting nothing (a gateway's claim). */
+  checkMasked(index: number): void {
+    this.session.checkMasked(index);
+  }
+
+  /** Several members' masked inputs, summed by a gateway. */
+  maskedSum(indices: readonly number[], sum: Uint32Array): void {
+    this.session.receiveMaskedSum(indices, sum);
+  }
+
   signature(index: number, raw: unknown): void {
     this.session.receiveSignature(index, raw);
   }

@@ -271,7 +271,8 @@ function serve(
   /** The backend's answer: the ack (if the client asked for one) and `rejected` on failure. */
   const answer = (event: ClientEvent, res: Ack, ack: unknown): void => {
     if (!res.ok) refused(event, event, res);
-    if (typeof ack === 'function') ack(res);
+    // Through the outbox too: the ack follows what the handler sent before it (a welcome before the hello's ack).
+    if (typeof ack === 'function') outbox.push(() => (ack as (r: Ack) => void)(res));
     if (closesAfter(event, res, meta)) outbox.push(() => socket.disconnect(true)); // after its `rejected`
   };
 

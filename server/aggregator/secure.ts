@@ -164,6 +164,15 @@ export class SecureAccumulator implements Accumulator, SecAggChannel {
     return this.round.resend(member);
   }
 
+  checkMasked(member: number): void {
+    this.round.checkMasked(member);
+  }
+
+  addMaskedSum(members: readonly number[], sum: Uint32Array): void {
+    this.round.maskedSum(members, sum);
+    for (const m of members) this.inputs.add(m);
+  }
+
   add(member: number, u: MemberUpdate): void {
     if (!u.ring) throw new TypeError('a secure round takes masked ring vectors');
     this.round.masked(member, u.ring);

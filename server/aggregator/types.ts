@@ -158,6 +158,10 @@ export interface SecAggChannel {
   receive(kind: SecAggClientMessage, member: number, raw: unknown): void;
   /** Member i reconnected: re-sends the current phase's request if it still owes an answer; whether it did. */
   resend(member: number): boolean;
+  /** Throws (ProtocolError) where member i's masked input would be refused now; counts nothing. */
+  checkMasked(member: number): void;
+  /** The sum of several members' masked inputs (a gateway's partial sum), checked as a whole first. */
+  addMaskedSum(members: readonly number[], sum: Uint32Array): void;
 }
 
 /**

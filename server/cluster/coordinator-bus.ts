@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { ServerStatus } from '../../shared/protocol/status.ts';
+import type { Ack } from '../../shared/protocol/messages.ts';
+import { ProtocolError } from '../../shared/base/errors.ts';
 import type { ClientLink } from '../clients.ts';
 import type { Clock, Timer } from '../clock.ts';
 import type { Coordinator } from '../coordinator.ts';
@@ -155,6 +157,23 @@ export class CoordinatorBus {
   }
 
   private handle(f: UpFrame): void {
+    if (f.t === 'partial') {
+      try {
+        this.o.coordinator.partialSum(f.g, f.r);
+      } catch (e) {
+        // A sum the coordinator cannot take (a late attempt, a claim voided when the gateway was
+        // thought dead): its members count as dropouts. Counted and logged, never thrown further.
+        this.o.metrics.updatesRejected.inc({
+          reason: (e as ProtocolError).reason ?? 'internal_error',
+          event: 'update',
+        });
+        this.o.log(
+          `bus: partial sum of ${f.r.members.length} from gateway ${f.g} refused: ${(e as Error).message}`,
+        );
+      }
+      this.push.kick();
+      return;
+    }
     const key = `${f.g}\u0000${f.c}`;
     if (f.t === 'close') {
       const r = this.remotes.get(key);
@@ -163,6 +182,21 @@ export class CoordinatorBus {
     }
     const r = this.remotes.get(key) ?? this.open(key, f.g, f.c, f.m);
     if (f.t === 'open') return;
+    if (f.t === 'claim') {
+      let res: Ack;
+      let member: number | undefined;
+      try {
+        ({ ack: res, member } = this.o.coordinator.claimUpdate(r.conn.clientId, f.r, f.g));
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) this.o.metrics.internalErrors.inc({ where: 'message' });
+        const reason = e instanceof ProtocolError ? e.reason : 'internal_error';
+        res = { ok: false, reason, message: (e as Error).message };
+      }
+      const claim = member !== undefined ? { round: f.r.round, attempt: f.r.attempt, member } : undefined;
+      this.send(f.g, { t: 'ack', c: f.c, a: f.a, r: res, ...(claim ? { claim } : {}) });
+      this.push.kick();
+      return;
+    }
     const res = dispatch(this.o.coordinator, this.o.metrics, r.conn, f.e, f.r);
     this.send(f.g, { t: 'ack', c: f.c, a: f.a, r: res });
     this.push.kick();
@@ -223,7 +257,11 @@ export class CoordinatorBus {
     gateways.forEach((g, i) => {
       if (alive[i]) return;
       const set = this.byGateway.get(g) ?? new Set<string>();
-      this.o.log(`bus: gateway ${g} stopped answering; its ${set.size} connection(s) are closed`);
+      const voided = this.o.coordinator.gatewayLost(g);
+      this.o.log(
+        `bus: gateway ${g} stopped answering; its ${set.size} connection(s) are closed` +
+          (voided ? `, ${voided} unsummed input(s) void` : ''),
+      );
       for (const key of [...set]) {
         const r = this.remotes.get(key);
         if (r) this.closeRemote(key, r);

@@ -2,6 +2,7 @@ import { deserialize, serialize } from 'node:v8';
 import type { Ack, ServerToClientEvents } from '../../shared/protocol/messages.ts';
 import type { ClientEvent } from '../reject-events.ts';
 import { isClientEvent, type ConnectionMeta } from '../dispatch.ts';
+import type { PartialSum, UpdateClaim } from '../intake.ts';
 
 /**
  * What gateways and the coordinator say to each other over Redis streams. Gateways write to one stream
@@ -17,12 +18,23 @@ export type UpFrame =
   | { t: 'open'; g: string; c: string; m: ConnMeta }
   /** One client message; `a` numbers the answer the gateway waits for. `m` lets a coordinator that missed the open (a new leader) place it. */
   | { t: 'msg'; g: string; c: string; m: ConnMeta; e: ClientEvent; r: unknown; a: number }
-  | { t: 'close'; g: string; c: string };
+  | { t: 'close'; g: string; c: string }
+  /** A masked update the gateway checked and keeps (secure rounds): the coordinator checks the rest. */
+  | { t: 'claim'; g: string; c: string; m: ConnMeta; r: UpdateClaim; a: number }
+  /** The gateway's sum of the claimed inputs the coordinator accepted. */
+  | { t: 'partial'; g: string; r: PartialSum };
 
 /** Coordinator -> one gateway. */
 export type DownFrame =
   | { t: 'send'; c: string; e: keyof ServerToClientEvents; a: unknown[] }
-  | { t: 'ack'; c: string; a: number; r: Ack };
+  /** `claim`: the accepted claim's member, for the gateway's partial sum (never sent to the client). */
+  | { t: 'ack'; c: string; a: number; r: Ack; claim?: ClaimedMember };
+
+export interface ClaimedMember {
+  round: number;
+  attempt: number;
+  member: number;
+}
 
 export function encodeFrame(f: UpFrame | DownFrame): Buffer {
   return serialize(f);
@@ -35,10 +47,13 @@ export function encodeFrame(f: UpFrame | DownFrame): Buffer {
  */
 export function decodeUp(b: Buffer): UpFrame | null {
   const f = safeDeserialize(b);
-  if (!f || !isId(f.g) || !isId(f.c)) return null;
+  if (!f || !isId(f.g)) return null;
+  if (f.t === 'partial') return isPartial(f.r) ? (f as UpFrame) : null;
+  if (!isId(f.c)) return null;
   if (f.t === 'close') return f as UpFrame;
   if (!isConnMeta(f.m)) return null;
   if (f.t === 'open') return f as UpFrame;
+  if (f.t === 'claim') return isAnswerNo(f.a) && isClaim(f.r) ? (f as UpFrame) : null;
   return f.t === 'msg' && isClientEvent(f.e) && isAnswerNo(f.a) ? (f as UpFrame) : null;
 }
 
@@ -46,7 +61,10 @@ export function decodeDown(b: Buffer): DownFrame | null {
   const f = safeDeserialize(b);
   if (!f || !isId(f.c)) return null;
   if (f.t === 'send') return typeof f.e === 'string' && Array.isArray(f.a) ? (f as DownFrame) : null;
-  if (f.t === 'ack') return isAnswerNo(f.a) && isAck(f.r) ? (f as DownFrame) : null;
+  if (f.t === 'ack')
+    return isAnswerNo(f.a) && isAck(f.r) && (f.claim === undefined || isClaimed(f.claim))
+      ? (f as DownFrame)
+      : null;
   return null;
 }
 
@@ -61,6 +79,33 @@ function isConnMeta(v: unknown): v is ConnMeta {
     typeof m.observerOnly === 'boolean' &&
     typeof m.observe === 'boolean'
   );
+}
+
+const isRef = (r: Record<string, unknown>): boolean =>
+  Number.isSafeInteger(r.round) && Number.isSafeInteger(r.attempt);
+
+function isClaim(v: unknown): v is UpdateClaim {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return isRef(r) && r.digest instanceof Uint8Array && r.digest.length === 32;
+}
+
+function isPartial(v: unknown): v is PartialSum {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return (
+    isRef(r) &&
+    r.sum instanceof Uint32Array &&
+    Array.isArray(r.members) &&
+    r.members.length > 0 &&
+    r.members.every((m) => Number.isSafeInteger(m) && m > 0)
+  );
+}
+
+function isClaimed(v: unknown): v is ClaimedMember {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return isRef(r) && Number.isSafeInteger(r.member) && (r.member as number) > 0;
 }
 
 function isAck(v: unknown): v is Ack {

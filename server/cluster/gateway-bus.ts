@@ -7,6 +7,9 @@ import type { Metrics } from '../metrics.ts';
 import type { ClientEvent } from '../reject-events.ts';
 import type { BackendConnection, SocketBackend, StatusFeed } from '../socket.ts';
 import { FENCE_KEY } from '../redis/lease.ts';
+import { checkUpdate, type UpdateLimits } from '../../shared/protocol/validate.ts';
+import { addInto } from '../../shared/secagg/ring.ts';
+import { messageDigest } from '../resend.ts';
 import {
   decodeDown,
   downStream,
@@ -19,6 +22,7 @@ import {
   UP_STREAM,
   withinDepth,
   MAX_MESSAGE_DEPTH,
+  type ClaimedMember,
   type ConnMeta,
   type DownFrame,
   type UpFrame,
@@ -39,6 +43,22 @@ export interface GatewayBusOptions {
   answerTimeoutMs?: number;
   /** Messages of one connection awaiting an answer at once; more are refused without being forwarded. */
   maxPendingPerConnection?: number;
+  /**
+   * Secure rounds: the update limits (the run's). Masked updates are then checked here and summed here;
+   * the coordinator gets a small claim per update and one partial sum per flush, not every vector.
+   */
+  presum?: UpdateLimits;
+}
+
+/** A claim's vector waits at most this long for its answer after the flush window (then it is forgotten). */
+const PARTIAL_FLUSH_MS = 50;
+
+/** The inputs this gateway summed for one attempt and not yet sent. */
+interface Bucket {
+  round: number;
+  attempt: number;
+  members: number[];
+  sum: Uint32Array;
 }
 
 /**
@@ -74,6 +94,10 @@ interface Waiting {
 export class GatewayBus implements SocketBackend {
   private readonly locals = new Map<string, Local>();
   private readonly waiting = new Map<number, Waiting>();
+  /** Claimed vectors by answer number, until the coordinator's answer (kept if their socket closes meanwhile). */
+  private readonly claimed = new Map<number, { ring: Uint32Array; timer: Timer }>();
+  private readonly buckets = new Map<string, Bucket>();
+  private flushTimer: Timer | null = null;
   private nextConn = 0;
   private nextAnswer = 0;
   private lastId = '0';
@@ -187,7 +211,19 @@ export class GatewayBus implements SocketBackend {
     const a = ++this.nextAnswer;
     let frame: Buffer;
     try {
-      frame = encodeFrame({ t: 'msg', g: this.o.id, c, m: local.meta, e: event, r: raw, a });
+      if (event === 'update' && this.o.presum) {
+        // Checked here as the coordinator would (the same function); the vector stays here.
+        const u = checkUpdate(raw, this.o.presum);
+        if (!u.ok) return Promise.resolve({ ok: false, reason: u.reason, message: u.message });
+        const ring = u.value.ring!;
+        const claim = { round: u.value.round, attempt: u.value.attempt, digest: messageDigest(ring) };
+        frame = encodeFrame({ t: 'claim', g: this.o.id, c, m: local.meta, r: claim, a });
+        const timer = this.o.clock.setTimeout(
+          () => this.claimed.delete(a),
+          (this.o.answerTimeoutMs ?? 30_000) + PARTIAL_FLUSH_MS,
+        );
+        this.claimed.set(a, { ring, timer });
+      } else frame = encodeFrame({ t: 'msg', g: this.o.id, c, m: local.meta, e: event, r: raw, a });
     } catch (e) {
       this.o.metrics.internalErrors.inc({ where: 'message' });
       return Promise.resolve({
@@ -205,6 +241,35 @@ export class GatewayBus implements SocketBackend {
       local.pending.add(a);
       this.send(frame);
     });
+  }
+
+  /** An accepted claim's vector joins its attempt's partial sum, sent within PARTIAL_FLUSH_MS. */
+  private addToSum(c: ClaimedMember, ring: Uint32Array): void {
+    const key = `${c.round}.${c.attempt}`;
+    let b = this.buckets.get(key);
+    if (!b)
+      this.buckets.set(
+        key,
+        (b = { round: c.round, attempt: c.attempt, members: [], sum: new Uint32Array(ring.length) }),
+      );
+    if (b.sum.length !== ring.length) return; // checked against the same limits: cannot happen
+    addInto(b.sum, ring);
+    b.members.push(c.member);
+    this.flushTimer ??= this.o.clock.setTimeout(() => this.flush(), PARTIAL_FLUSH_MS);
+  }
+
+  /** Sends every partial sum held (one frame per attempt). */
+  private flush(): void {
+    this.flushTimer = null;
+    for (const b of this.buckets.values())
+      this.send(
+        encodeFrame({
+          t: 'partial',
+          g: this.o.id,
+          r: { round: b.round, attempt: b.attempt, members: b.members, sum: b.sum },
+        }),
+      );
+    this.buckets.clear();
   }
 
   /** Answer `a` is no longer awaited. */
@@ -294,6 +359,12 @@ export class GatewayBus implements SocketBackend {
 
   private deliver(f: DownFrame): void {
     if (f.t === 'ack') {
+      const v = this.claimed.get(f.a);
+      if (v) {
+        this.claimed.delete(f.a);
+        this.o.clock.clearTimeout(v.timer);
+        if (f.claim && f.r.ok && !f.r.duplicate) this.addToSum(f.claim, v.ring);
+      }
       // Answered already (timed out), its connection closed, or an answer for another connection.
       if (this.waiting.get(f.a)?.c !== f.c) return;
       const w = this.forget(f.a)!;

@@ -24,6 +24,7 @@ import {
   type Core,
 } from '../server.ts';
 import { attachSocketIo } from '../socket.ts';
+import { ringLengthFor, roundMode } from '../aggregator/index.ts';
 import { pushedStatus, STATUS_ROOM } from '../status-push.ts';
 import { verifyResumeToken, RESUME_KEY_BYTES } from '../sessions.ts';
 import { connectRedis, ready, redactUrl } from '../redis/connect.ts';
@@ -230,6 +231,15 @@ export async function startGateway(cfg: ServerConfig, log: (m: string) => void):
     reader,
     metrics,
     clock: systemClock,
+    // Secure rounds: masked inputs are checked and summed here (one partial sum per flush to the coordinator).
+    presum:
+      cfg.gatewaySum && roundMode(cfg) === 'secure'
+        ? {
+            numParams: task.numParams,
+            maxExamples: cfg.maxExamplesPerClient,
+            ringLength: ringLengthFor('secure', task.numParams),
+          }
+        : undefined,
     sessionOf: (c) => {
       const { sessionId, resumeToken } = (c ?? {}) as { sessionId?: unknown; resumeToken?: unknown };
       return verifyResumeToken({ key: resumeKey }, sessionId, resumeToken, Date.now())
