@@ -40,6 +40,11 @@ export interface InMemoryRoundInput {
     unmask?: (to: number, m: UnmaskRequest) => UnmaskRequest;
     reveal?: (from: number, m: Reveal) => Reveal;
   };
+  /**
+   * Delivers the masked inputs as partial sums (as scale-out gateways do): the senders, ascending, are
+   * split into groups, and each group's sum mod 2^32 goes to receiveMaskedSum. Absent: one by one.
+   */
+  groups?: (senders: number[], masked: ReadonlyMap<number, Uint32Array>) => number[][];
   /** Called with the server session once it exists, so a test can inspect it after a SecAggAbort. */
   onServer?: (server: SecAggServerSession) => void;
 }
@@ -162,8 +167,17 @@ export async function runInMemoryRound(sim: InMemoryRoundInput): Promise<InMemor
     timed('clientOther', () => clients[u - 1].receiveInbox(inbox));
     const y = await timedAsync('clientMask', () => clients[u - 1].mask(sim.inputs[u - 1]));
     transcript.masked.set(u, y);
-    deliver(u, 'masked', () => server.receiveMasked(u, y));
+    if (!sim.groups) deliver(u, 'masked', () => server.receiveMasked(u, y));
   }
+  if (sim.groups)
+    for (const group of sim.groups(
+      [...transcript.masked.keys()].sort((a, b) => a - b),
+      transcript.masked,
+    )) {
+      const sum = new Uint32Array(L);
+      for (const u of group) addInto(sum, transcript.masked.get(u)!);
+      deliver(group[0], 'masked', () => server.receiveMaskedSum(group, sum));
+    }
   let requests: Map<number, UnmaskRequest>;
   if (site) {
     const sets = timed('server', () => server.closeMaskedToConsistency());
