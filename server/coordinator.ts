@@ -277,7 +277,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       ref,
       clock: this.timers,
       metrics: this.deps.metrics,
-      online: (i) => Boolean(cohort[i - 1]?.link) && !refused.has(i),
+      // A claimed input (scale-out) is on its way in its gateway's partial sum, its client there or not.
+      online: (i) => (Boolean(cohort[i - 1]?.link) && !refused.has(i)) || this.intake.claimPending(ref, i),
       send: (i, event, ...args) =>
         cohort[i - 1] && !refused.has(i) ? this.clients.send(cohort[i - 1], event, ...args) : false,
       defer: (fn) => this.guard.defer(fn),

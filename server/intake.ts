@@ -139,15 +139,23 @@ export class Intake {
       const channel = t.accumulator.secure;
       if (!channel) throw new ProtocolError('wrong_phase', 'this round does not use secure aggregation');
       const claims = this.claimsOf(t);
-      for (const m of p.members)
-        if (claims.get(m) !== gateway)
-          throw new ProtocolError('not_selected', `member ${m} is not an unsummed claim of this gateway`);
-      this.d.guard.round(() => {
-        channel.addMaskedSum(p.members, p.sum);
-        for (const m of p.members) claims.delete(m);
-        this.d.metrics.updatesAccepted.inc(p.members.length);
-        t.accumulator.settle();
-      });
+      try {
+        for (const m of p.members)
+          if (claims.get(m) !== gateway)
+            throw new ProtocolError('not_selected', `member ${m} is not an unsummed claim of this gateway`);
+        this.d.guard.round(() => {
+          channel.addMaskedSum(p.members, p.sum);
+          for (const m of p.members) claims.delete(m);
+          this.d.metrics.updatesAccepted.inc(p.members.length);
+          t.accumulator.settle();
+        });
+      } catch (e) {
+        // The gateway let these vectors go with the sum: its claims among them can never be summed now.
+        // Void, so that the phase does not wait for them and a re-send is taken anew.
+        if (e instanceof ProtocolError && this.voidClaims(t, gateway, p.members))
+          this.d.guard.round(() => t.accumulator.settle());
+        throw e;
+      }
     });
   }
 
@@ -158,12 +166,32 @@ export class Intake {
   gatewayLost(gateway: string): number {
     const { state } = this.d.round();
     if (state.kind !== 'training') return 0;
-    const claims = this.claimsOf(state);
+    const n = this.voidClaims(state, gateway, [...this.claimsOf(state).keys()]);
+    // Their members no longer count as online through the claim (see claimPending): the phase may close.
+    if (n) this.d.guard.run('disconnect', () => state.accumulator.settle());
+    return n;
+  }
+
+  /**
+   * Whether member i of attempt `ref` has a claim accepted that its gateway has not summed yet: the
+   * attempt waits for that sum as for an online member, even if the client has since gone (its input
+   * is on its way).
+   */
+  claimPending(ref: RoundRef, member: number): boolean {
+    const { state } = this.d.round();
+    if (state.kind !== 'training' || state.ref.round !== ref.round || state.ref.attempt !== ref.attempt)
+      return false;
+    return this.claims.get(state)?.has(member) ?? false;
+  }
+
+  /** Voids `gateway`'s unsummed claims among `members` (a re-send is then taken anew); how many. */
+  private voidClaims(t: Training, gateway: string, members: readonly number[]): number {
+    const claims = this.claimsOf(t);
     let n = 0;
-    for (const [m, g] of claims)
-      if (g === gateway) {
+    for (const m of members)
+      if (claims.get(m) === gateway) {
         claims.delete(m);
-        state.accepted.delete(`update/${m}`);
+        t.accepted.delete(`update/${m}`);
         n++;
       }
     return n;
@@ -226,7 +254,8 @@ export class Intake {
       const reason = raw.reason;
       const t = this.attempt({ round: raw.round as number, attempt: raw.attempt as number }, 'round:refuse');
       const member = this.memberOf(t, c);
-      if (t.accumulator.hasReported(member))
+      // A claimed update counts as reported: its input is on its way in a gateway's partial sum.
+      if (t.accumulator.hasReported(member) || t.accepted.has(`update/${member}`))
         throw new ProtocolError('duplicate', `client already reported for round ${t.ref.round}`);
       if (t.refused.has(member)) return; // counted once per attempt
       t.refused.add(member);
