@@ -16,6 +16,9 @@ import type { Evaluator } from './evaluator.ts';
 import { metricValue, nextEvent, testEvaluator } from './test-fixtures.ts';
 import { createMetrics } from './metrics.ts';
 import { UnmaskThread, unmaskInProcess, type UnmaskRunner } from './unmask-thread.ts';
+import { messageDigest } from './resend.ts';
+import { addInto } from '../shared/secagg/ring.ts';
+import type { PartialSum, UpdateClaim } from './intake.ts';
 
 const spec = MODELS.tiny;
 const P = numParams(spec);
@@ -49,6 +52,8 @@ class SimClient implements ClientLink {
   /** Slow in rounds where this says so: holds its keys until it is released, then sends them (too late). */
   slowKeys: ((start: RoundStart) => boolean) | null = null;
   private heldKeys: (() => void) | null = null;
+  /** Scale-out: its masked vector goes here (to a simulated gateway) instead of to update(). */
+  gateway: ((y: Uint32Array, ref: { round: number; attempt: number }) => void) | null = null;
   constructor(
     readonly c: Coordinator,
     readonly delta: Float32Array,
@@ -116,8 +121,12 @@ class SimClient implements ClientLink {
       }
       // The masks are made through WebCrypto: the update goes out when they are ready.
       void this.session!.mask(enc.ring).then((y) =>
-        // Only the masked vector: the weight and the loss are inside it.
-        this.answer(() => this.c.update(this.id, { round: m.round, attempt: m.attempt, delta: y.buffer })),
+        this.gateway
+          ? this.gateway(y, { round: m.round, attempt: m.attempt })
+          : // Only the masked vector: the weight and the loss are inside it.
+            this.answer(() =>
+              this.c.update(this.id, { round: m.round, attempt: m.attempt, delta: y.buffer }),
+            ),
       );
     } else if (event === 'secagg:survivors') {
       if (this.gone('consistency')) return;
@@ -901,5 +910,209 @@ describe('Coordinator with over-selection (the cohort is fixed at key advertisin
     const sims = joinAll(c, Array.from({ length: 5 }, randomDelta), [8, 8, 8, 8, 8]);
     await end;
     expect('cohort' in sims[0].start!.secagg!).toBe(false);
+  });
+});
+
+/** A member's masked vector as a scale-out gateway holds it (the test plays the gateways). */
+interface Held {
+  sim: SimClient;
+  y: Uint32Array;
+  round: number;
+  attempt: number;
+}
+
+/** Routes every client's masked vector to the test instead of update(); resolves once all are held. */
+function heldByGateways(sims: SimClient[]): Promise<Held[]> {
+  return new Promise((resolve) => {
+    const held: Held[] = [];
+    for (const sim of sims)
+      sim.gateway = (y, ref) => {
+        held.push({ sim, y, ...ref });
+        if (held.length === sims.length) resolve(sims.map((s) => held.find((h) => h.sim === s)!));
+      };
+  });
+}
+
+const claimOf = (h: Held): UpdateClaim => ({
+  round: h.round,
+  attempt: h.attempt,
+  digest: messageDigest(h.y),
+});
+/** A gateway's partial sum of `hs`, naming `members` (their cohort places unless a test says otherwise). */
+function partialOf(hs: Held[], members = hs.map((h) => h.sim.start!.secagg!.index)): PartialSum {
+  const sum = new Uint32Array(hs[0].y.length);
+  for (const h of hs) addInto(sum, h.y);
+  return { round: hs[0].round, attempt: hs[0].attempt, members, sum };
+}
+
+describe('Coordinator with secure aggregation, inputs summed by scale-out gateways (claims and partial sums)', () => {
+  const refusal = (f: () => unknown): string => {
+    try {
+      f();
+      return 'accepted';
+    } catch (e) {
+      if (e instanceof ProtocolError) return e.reason;
+      throw e;
+    }
+  };
+
+  it('claims and partial sums complete the round exactly; re-sends, full updates and stray sums never count twice', async () => {
+    const { c, metrics } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 16, 24, 8, 40];
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, deltas, examples);
+    const held = await heldByGateways(sims);
+    const [a, b] = [held.slice(0, 3), held.slice(3)];
+    const claim = (h: Held, g: string) => c.claimUpdate(h.sim.id, claimOf(h), g);
+    for (const h of a)
+      expect(claim(h, 'gw-a')).toEqual({ ack: { ok: true }, member: h.sim.start!.secagg!.index });
+    for (const h of b)
+      expect(claim(h, 'gw-b')).toEqual({ ack: { ok: true }, member: h.sim.start!.secagg!.index });
+    // A claim is no input yet.
+    expect(c.status().reported).toBe(0);
+
+    // The same claim again (its ack lost), through any gateway: a duplicate, no member to sum.
+    expect(claim(a[0], 'gw-a')).toEqual({ ack: { ok: true, duplicate: true } });
+    expect(claim(a[0], 'gw-b')).toEqual({ ack: { ok: true, duplicate: true } });
+    // Another vector for a claimed member is refused.
+    const other = { ...claimOf(a[0]), digest: messageDigest(new Uint32Array(a[0].y.length)) };
+    expect(refusal(() => c.claimUpdate(a[0].sim.id, other, 'gw-a'))).toBe('duplicate');
+    // A whole update for a member whose input sits in a gateway's sum: the same one is a duplicate,
+    // another is refused; neither is counted (the gateway's sum below would then be refused).
+    const whole = (h: Held, y: Uint32Array) =>
+      c.update(h.sim.id, { round: h.round, attempt: h.attempt, delta: y.slice().buffer });
+    expect(whole(a[1], a[1].y)).toEqual({ ok: true, duplicate: true });
+    expect(refusal(() => whole(a[1], new Uint32Array(a[1].y.length)))).toBe('duplicate');
+    // A member whose input is claimed cannot refuse the plan any more.
+    expect(refusal(() => c.roundRefuse(a[2].sim.id, { round: 1, attempt: 1, reason: 'below_floor' }))).toBe(
+      'duplicate',
+    );
+    expect(c.status().reported).toBe(0);
+
+    // Sums naming members that are not this gateway's unsummed claims are refused whole.
+    expect(refusal(() => c.partialSum('gw-b', partialOf(a)))).toBe('not_selected');
+    expect(refusal(() => c.partialSum('gw-x', partialOf(b)))).toBe('not_selected');
+    expect(c.status().reported).toBe(0);
+    // Those refusals touched no claim of gw-a: its sum counts.
+    c.partialSum('gw-a', partialOf(a));
+    expect(c.status().reported).toBe(3);
+    expect(refusal(() => c.partialSum('gw-a', partialOf(a)))).toBe('not_selected'); // summed already
+    expect(claim(a[0], 'gw-a')).toEqual({ ack: { ok: true, duplicate: true } });
+    expect(c.status().reported).toBe(3);
+    c.partialSum('gw-b', partialOf(b));
+
+    const s = await end;
+    expect(s).toMatchObject({ clients: 5, examples: 96, rejected: null });
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+    expect(await metricValue(metrics, 'aegis_updates_accepted_total')).toBe(5);
+    // A sum for an attempt that is over is late.
+    expect(refusal(() => c.partialSum('gw-b', partialOf(b)))).toBe('late');
+    expect(refusal(() => claim(b[0], 'gw-b'))).toBe('late');
+  });
+
+  it('a sum naming one member of another gateway is refused whole and counts none of its members', async () => {
+    const { c } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 8, 8, 8, 8];
+    const end = nextEvent(c, 'roundEnd');
+    const held = await heldByGateways(joinAll(c, deltas, examples));
+    held.forEach((h, i) => c.claimUpdate(h.sim.id, claimOf(h), i < 3 ? 'gw-a' : 'gw-b'));
+    // gw-b's sum with one of gw-a's members in it, and one naming a member twice.
+    expect(refusal(() => c.partialSum('gw-b', partialOf([...held.slice(3), held[0]])))).toBe('not_selected');
+    expect(c.status().reported).toBe(0);
+    c.partialSum('gw-a', partialOf(held.slice(0, 3)));
+    expect(c.status().reported).toBe(3);
+    // That refusal let gw-b's vectors go with it: its claims are void, and the clients' re-sends count.
+    for (const h of held.slice(3))
+      expect(c.claimUpdate(h.sim.id, claimOf(h), 'gw-b').member).toBe(h.sim.start!.secagg!.index);
+    c.partialSum('gw-b', partialOf(held.slice(3)));
+    expect((await end).clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+  });
+
+  it("a broken gateway's bad sum (wrong length, a member named twice) voids its claims; re-sent elsewhere they count", async () => {
+    const { c } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 8, 8, 8, 8];
+    const end = nextEvent(c, 'roundEnd');
+    const held = await heldByGateways(joinAll(c, deltas, examples));
+    held.forEach((h, i) => c.claimUpdate(h.sim.id, claimOf(h), i < 2 ? 'gw-a' : 'gw-b'));
+    const short = partialOf(held.slice(0, 2));
+    expect(refusal(() => c.partialSum('gw-a', { ...short, sum: short.sum.subarray(1) }))).toBe(
+      'wrong_length',
+    );
+    const twice = partialOf(held.slice(2));
+    expect(
+      refusal(() => c.partialSum('gw-b', { ...twice, members: [...twice.members, twice.members[0]] })),
+    ).toBe('duplicate');
+    expect(c.status().reported).toBe(0);
+    for (const h of held) expect(c.claimUpdate(h.sim.id, claimOf(h), 'gw-c').member).toBeDefined();
+    c.partialSum('gw-c', partialOf(held));
+    expect((await end).clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+  });
+
+  it("a lost gateway's unsummed claims are void: its late sum is refused, the re-sends through another gateway count", async () => {
+    const { c } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 16, 8, 16, 8];
+    const end = nextEvent(c, 'roundEnd');
+    const held = await heldByGateways(joinAll(c, deltas, examples));
+    held.forEach((h, i) => c.claimUpdate(h.sim.id, claimOf(h), i < 2 ? 'gw-a' : 'gw-b'));
+    c.partialSum('gw-b', partialOf(held.slice(2)));
+    expect(c.status().reported).toBe(3);
+    expect(c.gatewayLost('gw-b')).toBe(0); // summed: nothing left to void
+    expect(c.gatewayLost('gw-a')).toBe(2);
+    expect(c.gatewayLost('gw-a')).toBe(0);
+    // gw-a was not dead after all: its sum arrives, and is refused (its claims are void).
+    expect(refusal(() => c.partialSum('gw-a', partialOf(held.slice(0, 2))))).toBe('not_selected');
+    expect(c.status().reported).toBe(3);
+    // The summed ones stay summed: their re-sends are duplicates.
+    expect(c.claimUpdate(held[2].sim.id, claimOf(held[2]), 'gw-c')).toEqual({
+      ack: { ok: true, duplicate: true },
+    });
+    for (const h of held.slice(0, 2))
+      expect(c.claimUpdate(h.sim.id, claimOf(h), 'gw-c').member).toBeDefined();
+    c.partialSum('gw-c', partialOf(held.slice(0, 2)));
+    const s = await end;
+    expect(s.clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+  });
+
+  it('a client gone right after its claim still counts: the phase waits for its gateway, not for the deadline', async () => {
+    const { c } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 8, 8, 8, 8];
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, deltas, examples);
+    const held = await heldByGateways(sims);
+    held.forEach((h) => c.claimUpdate(h.sim.id, claimOf(h), 'gw-a'));
+    c.partialSum('gw-a', partialOf(held.slice(0, 4)));
+    // The last one waited for leaves; its input is in gw-a's next sum.
+    c.disconnect(sims[4]);
+    expect(c.status().secagg?.phase).toBe('masked');
+    c.partialSum('gw-a', partialOf(held.slice(4)));
+    const s = await end;
+    expect(s.clients).toBe(5);
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3, 4])).toBeLessThan(1e-6);
+  });
+
+  it('a lost gateway holding the only inputs waited for: the phase closes at once without them', async () => {
+    const { c } = await setup();
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const examples = [8, 8, 8, 8, 8];
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAll(c, deltas, examples);
+    const held = await heldByGateways(sims);
+    held.forEach((h, i) => c.claimUpdate(h.sim.id, claimOf(h), i < 4 ? 'gw-a' : 'gw-b'));
+    c.partialSum('gw-a', partialOf(held.slice(0, 4)));
+    c.disconnect(sims[4]);
+    expect(c.status().secagg?.phase).toBe('masked');
+    expect(c.gatewayLost('gw-b')).toBe(1);
+    expect(c.status().secagg?.phase).not.toBe('masked');
+    const s = await end;
+    expect(s.clients).toBe(4);
+    expect(maxError(c.globalWeights, deltas, examples, [0, 1, 2, 3])).toBeLessThan(1e-6);
   });
 });
