@@ -9,6 +9,7 @@ import type { EvalResult } from '../evaluator.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
 import { connectRedis, ready } from '../redis/connect.ts';
 import type { ClientEvent } from '../reject-events.ts';
+import type { UpdateLimits } from '../../shared/protocol/validate.ts';
 import { verifyResumeToken } from '../sessions.ts';
 import type { BackendConnection } from '../socket.ts';
 import { CoordinatorBus } from './coordinator-bus.ts';
@@ -135,7 +136,13 @@ export class Harness {
   /** A started gateway; its timers run on `clock`. */
   async gateway(
     id: string,
-    o: { clock?: ManualClock; answerTimeoutMs?: number; key?: Uint8Array; metrics?: Metrics } = {},
+    o: {
+      clock?: ManualClock;
+      answerTimeoutMs?: number;
+      key?: Uint8Array;
+      metrics?: Metrics;
+      presum?: UpdateLimits;
+    } = {},
   ): Promise<{ gw: GatewayBus; clock: ManualClock; metrics: Metrics }> {
     const clock = o.clock ?? new ManualClock(1_700_000_000_000);
     const metrics = o.metrics ?? createMetrics();
@@ -152,6 +159,7 @@ export class Harness {
       },
       log: (m) => this.logs.push(m),
       answerTimeoutMs: o.answerTimeoutMs,
+      presum: o.presum,
     });
     await gw.start();
     this.gateways.push(gw);
