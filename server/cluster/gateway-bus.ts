@@ -51,8 +51,14 @@ export interface GatewayBusOptions {
   presum?: UpdateLimits;
 }
 
-/** A claim's vector waits at most this long for its answer after the flush window (then it is forgotten). */
-const PARTIAL_FLUSH_MS = 50;
+/**
+ * A partial sum is sent this long after its first input, or at once when it holds FLUSH_MEMBERS inputs.
+ * Inputs trickle in over a phase (each client finishes training when it does): a short window would send
+ * one whole vector per input, as forwarding does. The cost is that the masked phase may close up to this
+ * much later than its last input arrived.
+ */
+export const PARTIAL_FLUSH_MS = 1000;
+export const FLUSH_MEMBERS = 256;
 
 /** The inputs this gateway summed for one attempt and not yet sent. */
 interface Bucket {
@@ -258,7 +264,10 @@ export class GatewayBus implements SocketBackend {
     if (b.sum.length !== ring.length) return; // checked against the same limits: cannot happen
     addInto(b.sum, ring);
     b.members.push(c.member);
-    this.flushTimer ??= this.o.clock.setTimeout(() => this.flush(), PARTIAL_FLUSH_MS);
+    if (b.members.length >= FLUSH_MEMBERS) {
+      if (this.flushTimer) this.o.clock.clearTimeout(this.flushTimer);
+      this.flush();
+    } else this.flushTimer ??= this.o.clock.setTimeout(() => this.flush(), PARTIAL_FLUSH_MS);
   }
 
   /** Sends every partial sum held (one frame per attempt). */
