@@ -41,11 +41,14 @@ export interface SwarmBenchOptions {
    * own process); client process p connects to gateway p mod N.
    */
   gateways?: number;
+  /** With gateways: they sum their clients' masked inputs (default) or forward each (--gateway-sum off). */
+  gatewaySum?: boolean;
 }
 
 /** What the scale-out mode cost, beside what the coordinator reports as the server's figures. */
 export interface ClusterFigures {
   gateways: number;
+  gatewaySum: boolean;
   gatewayCpuSeconds: number[];
   gatewayPeakRssMB: (number | null)[];
   redisCpuSeconds: number;
@@ -235,7 +238,13 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     'max-sessions': Math.max(n * 2, 100),
     'session-ttl-ms': 30 * 60_000,
   };
-  const cluster: Cluster | null = G > 0 ? await startCluster({ gateways: G, flags: serverFlags }) : null;
+  const cluster: Cluster | null =
+    G > 0
+      ? await startCluster({
+          gateways: G,
+          flags: { ...serverFlags, 'gateway-sum': o.gatewaySum === false ? 'off' : 'on' },
+        })
+      : null;
   const srv: ServerProcess = cluster
     ? cluster.coordinators[0]
     : await startServerProcess(flags(serverFlags), 120_000);
@@ -402,6 +411,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
       cluster && redisBefore && redisAfter
         ? {
             gateways: G,
+            gatewaySum: o.gatewaySum !== false,
             gatewayCpuSeconds: gatewayTexts.map((t) => metric(t, 'aegis_process_cpu_seconds_total') ?? NaN),
             gatewayPeakRssMB: gatewayPeaks,
             redisCpuSeconds: redisAfter.cpuSeconds - redisBefore.cpuSeconds,

@@ -1,7 +1,7 @@
 /**
  * npm run bench:swarm -- --clients N [--drop-after-keys 0.1 --drop-after-shares 0.1] [--processes P]
  *                        [--model tiny] [--phase-deadline-ms MS] [--connect-per-second R] [--out DIR]
- *                        [--secagg-dropout 0.1] [--gateways G]
+ *                        [--secagg-dropout 0.1] [--gateways G] [--gateway-sum on|off]
  * One secure round of N protocol clients (real crypto, ScriptedClient) spread over P client processes,
  * against the real server process on loopback. Prints a progress line, then per-phase times, round time,
  * server CPU seconds, peak RSS, event-loop delay, messages and bytes per client; writes the same as JSON
@@ -29,6 +29,7 @@ const { values } = parseArgs({
     'secagg-dropout': { type: 'string', default: '0.1' },
     out: { type: 'string', default: 'bench-results' },
     gateways: { type: 'string', default: '0' },
+    'gateway-sum': { type: 'string', default: 'on' },
   },
 });
 const n = Number(values.clients);
@@ -50,6 +51,7 @@ const r = await runSwarmBench({
   connectPerSecond: Number(values['connect-per-second']),
   secaggDropout: Number(values['secagg-dropout']),
   gateways: Number(values.gateways),
+  gatewaySum: values['gateway-sum'] !== 'off',
   progress: (line) => process.stdout.write(`\r${line}   `),
 });
 process.stdout.write('\n');
@@ -73,7 +75,7 @@ console.log(
 if (r.cluster) {
   const c = r.cluster;
   console.log(
-    `scale-out: ${c.gateways} gateway(s), CPU ${c.gatewayCpuSeconds.map((x) => f(x)).join(' + ')} s, peak RSS ${c.gatewayPeakRssMB.map((x) => f(x, 0)).join(' + ')} MB | redis CPU ${f(c.redisCpuSeconds)} s, peak memory ${f(c.redisPeakMemoryMB, 0)} MB, per client ${f(c.redisBytesInPerClient / 1024)} KiB in, ${f(c.redisBytesOutPerClient / 1024)} KiB out (the server figures above are the coordinator's)`,
+    `scale-out: ${c.gateways} gateway(s) (${c.gatewaySum ? 'summing' : 'forwarding'} masked inputs), CPU ${c.gatewayCpuSeconds.map((x) => f(x)).join(' + ')} s, peak RSS ${c.gatewayPeakRssMB.map((x) => f(x, 0)).join(' + ')} MB | redis CPU ${f(c.redisCpuSeconds)} s, peak memory ${f(c.redisPeakMemoryMB, 0)} MB, per client ${f(c.redisBytesInPerClient / 1024)} KiB in, ${f(c.redisBytesOutPerClient / 1024)} KiB out (the server figures above are the coordinator's)`,
   );
 }
 if (r.clientErrors.length) console.log(`client errors (first distinct): ${r.clientErrors.join(' | ')}`);

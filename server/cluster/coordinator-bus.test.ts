@@ -5,7 +5,16 @@ import { startRedis, type RedisProcess } from '../../e2e/redis-server.ts';
 import { connectRedis, ready } from '../redis/connect.ts';
 import { metricValue } from '../test-fixtures.ts';
 import { eventually, Harness, HELLO, META, type Client } from './bus-fixture.ts';
-import { decodeDown, downStream, encodeFrame, gatewayKey, UP_STREAM, type DownFrame } from './frames.ts';
+import { createHash } from 'node:crypto';
+import {
+  blobKey,
+  decodeDown,
+  downStream,
+  encodeFrame,
+  gatewayKey,
+  UP_STREAM,
+  type DownFrame,
+} from './frames.ts';
 
 let server: RedisProcess;
 let h: Harness;
@@ -173,4 +182,26 @@ describe('CoordinatorBus', () => {
     await checkUntil(() => h.connected() === 1, 'all of gw-a closed');
     expect(h.bus.connections()).toEqual({ 'gw-b': 1 });
   }, 20_000);
+
+  it("sends a round's model through Redis once (a blob), not once per client; each client gets the same bytes", async () => {
+    const { gw } = await h.gateway('g1');
+    const clients = [h.client(gw), h.client(gw)];
+    for (const c of clients) await joined(c);
+    const info = async (): Promise<number> =>
+      Number(/^total_net_input_bytes:(\d+)/m.exec(await admin.info('stats'))![1]);
+    const before = await info();
+    for (const c of clients) expect(await c.say('ready', { backend: 'cpu' })).toEqual({ ok: true });
+    const starts = await eventually(() => {
+      const s = clients.map((c) => c.link.last('round:start'));
+      return s.every(Boolean) ? s : null;
+    }, 'round:start on both links');
+    const model = Buffer.from(h.coordinator.globalWeights.buffer);
+    for (const s of starts) expect(Buffer.from(s.weights).equals(model)).toBe(true);
+    const into = (await info()) - before;
+    // One copy of the model went into Redis (the blob), plus small frames; per-client copies would be 2.
+    expect(into).toBeGreaterThan(model.length);
+    expect(into).toBeLessThan(1.5 * model.length);
+    const hash = createHash('sha256').update(model).digest('hex');
+    expect((await admin.getBuffer(blobKey(hash)))!.equals(model)).toBe(true);
+  });
 });

@@ -9,7 +9,12 @@ import { dispatch, type Connection } from '../dispatch.ts';
 import type { Metrics } from '../metrics.ts';
 import { Outbox } from '../outbox.ts';
 import { StatusPush } from '../status-push.ts';
+import { createHash } from 'node:crypto';
+import type { ServerToClientEvents } from '../../shared/protocol/messages.ts';
 import {
+  BLOB_MIN_BYTES,
+  BLOB_TTL_MS,
+  blobKey,
   decodeUp,
   downStream,
   encodeFrame,
@@ -61,6 +66,8 @@ const READ_COUNT = 256;
  */
 export class CoordinatorBus {
   private readonly remotes = new Map<string, Remote>();
+  /** Bytes already stored as blobs (a round's model), by identity: the model keeps one Buffer per version. */
+  private readonly blobs = new WeakMap<Uint8Array, string>();
   private readonly byGateway = new Map<string, Set<string>>();
   private readonly outbox: Outbox;
   private readonly push: StatusPush;
@@ -204,7 +211,7 @@ export class CoordinatorBus {
 
   private open(key: string, gateway: string, c: string, m: ConnMeta): Remote {
     const link: ClientLink = {
-      send: (event, ...args) => this.send(gateway, { t: 'send', c, e: event, a: args }),
+      send: (event, ...args) => this.send(gateway, this.sendFrame(c, event, args)),
     };
     const r: Remote = {
       gateway,
@@ -233,6 +240,32 @@ export class CoordinatorBus {
     if (r.observe) this.push.observerLeft();
     this.o.coordinator.disconnect(r.conn.link);
     this.push.kick();
+  }
+
+  /**
+   * A message to one client as a frame. A round's model (round:start's weights, the same bytes for every
+   * member) is stored in Redis once and named by its hash: each gateway fetches it once, and Redis carries
+   * the model once per round instead of once per client.
+   */
+  private sendFrame(c: string, event: keyof ServerToClientEvents, args: unknown[]): DownFrame {
+    const first = args[0] as { weights?: unknown } | undefined;
+    const w = first?.weights;
+    if (event !== 'round:start' || !(w instanceof Uint8Array) || w.byteLength < BLOB_MIN_BYTES)
+      return { t: 'send', c, e: event, a: args };
+    const { weights: _, ...rest } = first as Record<string, unknown>;
+    return { t: 'send', c, e: event, a: [rest, ...args.slice(1)], blob: { weights: this.blob(w) } };
+  }
+
+  /** The hash `bytes` are stored under (written the first time this Uint8Array is sent: before any frame naming it). */
+  private blob(bytes: Uint8Array): string {
+    let h = this.blobs.get(bytes);
+    if (h) return h;
+    h = createHash('sha256').update(bytes).digest('hex');
+    this.blobs.set(bytes, h);
+    this.o.redis
+      .set(blobKey(h), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'PX', BLOB_TTL_MS)
+      .catch(() => this.o.metrics.internalErrors.inc({ where: 'send' }));
+    return h;
   }
 
   /** Frames keep their order per gateway: one FIFO, sent in slices so a phase closing for thousands does not stall the loop. */

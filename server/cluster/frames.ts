@@ -26,7 +26,11 @@ export type UpFrame =
 
 /** Coordinator -> one gateway. */
 export type DownFrame =
-  | { t: 'send'; c: string; e: keyof ServerToClientEvents; a: unknown[] }
+  /**
+   * `blob`: the first argument's `weights` were left out; they are the bytes under blobKey(hash), written
+   * once per model (the same for every client of a round) instead of once per client.
+   */
+  | { t: 'send'; c: string; e: keyof ServerToClientEvents; a: unknown[]; blob?: { weights: string } }
   /** `claim`: the accepted claim's member, for the gateway's partial sum (never sent to the client). */
   | { t: 'ack'; c: string; a: number; r: Ack; claim?: ClaimedMember };
 
@@ -60,7 +64,10 @@ export function decodeUp(b: Buffer): UpFrame | null {
 export function decodeDown(b: Buffer): DownFrame | null {
   const f = safeDeserialize(b);
   if (!f || !isId(f.c)) return null;
-  if (f.t === 'send') return typeof f.e === 'string' && Array.isArray(f.a) ? (f as DownFrame) : null;
+  if (f.t === 'send')
+    return typeof f.e === 'string' && Array.isArray(f.a) && (f.blob === undefined || isBlobRef(f.blob))
+      ? (f as DownFrame)
+      : null;
   if (f.t === 'ack')
     return isAnswerNo(f.a) && isAck(f.r) && (f.claim === undefined || isClaimed(f.claim))
       ? (f as DownFrame)
@@ -79,6 +86,12 @@ function isConnMeta(v: unknown): v is ConnMeta {
     typeof m.observerOnly === 'boolean' &&
     typeof m.observe === 'boolean'
   );
+}
+
+function isBlobRef(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  const w = (v as Record<string, unknown>).weights;
+  return typeof w === 'string' && /^[0-9a-f]{64}$/.test(w);
 }
 
 const isRef = (r: Record<string, unknown>): boolean =>
@@ -134,6 +147,12 @@ export const STATUS_KEY = `${PREFIX}status`;
 export const MODEL_KEY = `${PREFIX}model`;
 /** The shared key resume tokens are signed with (created by the first process that needs it). */
 export const RESUME_KEY = `${PREFIX}resume-key`;
+/** Bytes sent to many clients (a round's model), stored once by their SHA-256 (hex). */
+export const blobKey = (hash: string): string => `${PREFIX}blob:${hash}`;
+/** Blobs outlive any round that could still send them. */
+export const BLOB_TTL_MS = 6 * 3600_000;
+/** Weights at least this big travel as a blob (smaller ones are not worth a lookup). */
+export const BLOB_MIN_BYTES = 4096;
 
 export const HEARTBEAT_MS = 1000;
 export const GATEWAY_TTL_MS = 4000;

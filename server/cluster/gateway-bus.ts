@@ -11,6 +11,7 @@ import { checkUpdate, type UpdateLimits } from '../../shared/protocol/validate.t
 import { addInto } from '../../shared/secagg/ring.ts';
 import { messageDigest } from '../resend.ts';
 import {
+  blobKey,
   decodeDown,
   downStream,
   encodeFrame,
@@ -50,8 +51,14 @@ export interface GatewayBusOptions {
   presum?: UpdateLimits;
 }
 
-/** A claim's vector waits at most this long for its answer after the flush window (then it is forgotten). */
-const PARTIAL_FLUSH_MS = 50;
+/**
+ * A partial sum is sent this long after its first input, or at once when it holds FLUSH_MEMBERS inputs.
+ * Inputs trickle in over a phase (each client finishes training when it does): a short window would send
+ * one whole vector per input, as forwarding does. The cost is that the masked phase may close up to this
+ * much later than its last input arrived.
+ */
+export const PARTIAL_FLUSH_MS = 1000;
+export const FLUSH_MEMBERS = 256;
 
 /** The inputs this gateway summed for one attempt and not yet sent. */
 interface Bucket {
@@ -97,6 +104,8 @@ export class GatewayBus implements SocketBackend {
   /** Claimed vectors by answer number, until the coordinator's answer (kept if their socket closes meanwhile). */
   private readonly claimed = new Map<number, { ring: Uint32Array; timer: Timer }>();
   private readonly buckets = new Map<string, Bucket>();
+  /** Blobs (a round's model) by hash, the newest few. */
+  private readonly blobCache = new Map<string, Buffer>();
   private flushTimer: Timer | null = null;
   private nextConn = 0;
   private nextAnswer = 0;
@@ -255,7 +264,10 @@ export class GatewayBus implements SocketBackend {
     if (b.sum.length !== ring.length) return; // checked against the same limits: cannot happen
     addInto(b.sum, ring);
     b.members.push(c.member);
-    this.flushTimer ??= this.o.clock.setTimeout(() => this.flush(), PARTIAL_FLUSH_MS);
+    if (b.members.length >= FLUSH_MEMBERS) {
+      if (this.flushTimer) this.o.clock.clearTimeout(this.flushTimer);
+      this.flush();
+    } else this.flushTimer ??= this.o.clock.setTimeout(() => this.flush(), PARTIAL_FLUSH_MS);
   }
 
   /** Sends every partial sum held (one frame per attempt). */
@@ -349,12 +361,33 @@ export class GatewayBus implements SocketBackend {
       for (const [id, fields] of res[0][1]) {
         this.lastId = id.toString();
         const f = fields.length >= 2 ? decodeDown(fields[1]) : null;
-        if (f) this.deliver(f);
-        else this.o.metrics.internalErrors.inc({ where: 'message' });
+        if (!f) this.o.metrics.internalErrors.inc({ where: 'message' });
+        else if (f.t === 'send' && f.blob) await this.withBlob(f);
+        else this.deliver(f);
       }
       // Entries handled are not needed again: trim what this gateway has read.
       void this.o.redis.xtrim(stream, 'MINID', this.lastId).catch(() => {});
     }
+  }
+
+  /** A frame whose weights are a blob: fetched once per model (then cached), put back, delivered in order. */
+  private async withBlob(f: Extract<DownFrame, { t: 'send' }>): Promise<void> {
+    const hash = f.blob!.weights;
+    let bytes = this.blobCache.get(hash);
+    if (!bytes) {
+      const b = await this.o.redis.getBuffer(blobKey(hash)).catch(() => null);
+      if (!b) {
+        this.o.metrics.internalErrors.inc({ where: 'send' });
+        this.o.log(`gateway ${this.o.id}: blob ${hash.slice(0, 12)} missing; a ${f.e} was not delivered`);
+        return;
+      }
+      bytes = b;
+      this.blobCache.set(hash, bytes);
+      // A model or two are live at once (the round in flight, a late re-send); keep the newest few.
+      while (this.blobCache.size > 4) this.blobCache.delete(this.blobCache.keys().next().value!);
+    }
+    const [first, ...rest] = f.a as [Record<string, unknown>, ...unknown[]];
+    this.deliver({ t: 'send', c: f.c, e: f.e, a: [{ ...first, weights: bytes }, ...rest] });
   }
 
   private deliver(f: DownFrame): void {
