@@ -13,7 +13,7 @@ import { connectRedis, ready } from '../redis/connect.ts';
 import type { BackendConnection } from '../socket.ts';
 import { nextEvent } from '../test-fixtures.ts';
 import { eventually, Harness, HELLO, META, P } from './bus-fixture.ts';
-import type { GatewayBus } from './gateway-bus.ts';
+import { PARTIAL_FLUSH_MS, type GatewayBus } from './gateway-bus.ts';
 import { decodeUp, UP_STREAM, type UpFrame } from './frames.ts';
 
 const rand = createSecureRandom();
@@ -140,7 +140,7 @@ describe('gateways that sum their clients masked inputs (--gateway-sum on)', () 
       expect(Object.keys(f.t === 'claim' ? f.r : {}).sort()).toEqual(['attempt', 'digest', 'round']);
 
     // The flush window passes: one partial sum for the attempt, with the five members.
-    clock.advance(50);
+    clock.advance(PARTIAL_FLUSH_MS);
     await eventually(
       () => reported() === 5 || h.coordinator.status().phase !== 'training',
       'the sum counted',
@@ -180,7 +180,7 @@ describe('gateways that sum their clients masked inputs (--gateway-sum on)', () 
     // Its claim went up before its close, and was accepted: the gateway holds its vector for the sum.
     expect((await upFrames()).filter((f) => f.t === 'claim')).toHaveLength(5);
     expect(h.coordinator.status().secagg?.phase).toBe('masked');
-    clock.advance(50);
+    clock.advance(PARTIAL_FLUSH_MS);
     const s = await end;
     expect(s.clients).toBe(5);
     const partials = (await upFrames()).filter((f) => f.t === 'partial');
