@@ -172,6 +172,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.intake.claimUpdate(clientId, raw, gateway);
   readonly partialSum: Intake['partialSum'] = (gateway, p) => this.intake.partialSum(gateway, p);
   readonly gatewayLost: Intake['gatewayLost'] = (gateway) => this.intake.gatewayLost(gateway);
+  readonly releaseClaims: Intake['releaseClaims'] = (gateway, ref, members) =>
+    this.intake.releaseClaims(gateway, ref, members);
 
   /** The session valid credentials resume, or null (see ClientRegistry.sessionOf). */
   sessionOf(raw: unknown): string | null {

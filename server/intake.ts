@@ -160,6 +160,19 @@ export class Intake {
   }
 
   /**
+   * A gateway let go of claimed vectors before the coordinator's answer came (its wait for the answer ran
+   * out): those claims can never be summed, so they are void and the phase need not wait for them.
+   */
+  releaseClaims(gateway: string, ref: RoundRef, members: readonly number[]): number {
+    const { state } = this.d.round();
+    if (state.kind !== 'training' || state.ref.round !== ref.round || state.ref.attempt !== ref.attempt)
+      return 0;
+    const n = this.voidClaims(state, gateway, members);
+    if (n) this.d.guard.run('disconnect', () => state.accumulator.settle());
+    return n;
+  }
+
+  /**
    * A gateway is gone: its unsummed claims are void (those members count as dropouts unless they send
    * again, through another gateway, while the phase is open).
    */

@@ -164,6 +164,11 @@ export class CoordinatorBus {
   }
 
   private handle(f: UpFrame): void {
+    if (f.t === 'void') {
+      const n = this.o.coordinator.releaseClaims(f.g, f.r, f.r.members);
+      if (n) this.o.log(`bus: gateway ${f.g} let ${n} claimed input(s) go before their answer came; void`);
+      return;
+    }
     if (f.t === 'partial') {
       try {
         this.o.coordinator.partialSum(f.g, f.r);

@@ -22,7 +22,9 @@ export type UpFrame =
   /** A masked update the gateway checked and keeps (secure rounds): the coordinator checks the rest. */
   | { t: 'claim'; g: string; c: string; m: ConnMeta; r: UpdateClaim; a: number }
   /** The gateway's sum of the claimed inputs the coordinator accepted. */
-  | { t: 'partial'; g: string; r: PartialSum };
+  | { t: 'partial'; g: string; r: PartialSum }
+  /** Claimed vectors the gateway let go before the answer came: never to be summed. */
+  | { t: 'void'; g: string; r: { round: number; attempt: number; members: number[] } };
 
 /** Coordinator -> one gateway. */
 export type DownFrame =
@@ -53,6 +55,7 @@ export function decodeUp(b: Buffer): UpFrame | null {
   const f = safeDeserialize(b);
   if (!f || !isId(f.g)) return null;
   if (f.t === 'partial') return isPartial(f.r) ? (f as UpFrame) : null;
+  if (f.t === 'void') return isMembers(f.r) ? (f as UpFrame) : null;
   if (!isId(f.c)) return null;
   if (f.t === 'close') return f as UpFrame;
   if (!isConnMeta(f.m)) return null;
@@ -103,16 +106,19 @@ function isClaim(v: unknown): v is UpdateClaim {
   return isRef(r) && r.digest instanceof Uint8Array && r.digest.length === 32;
 }
 
-function isPartial(v: unknown): v is PartialSum {
+function isMembers(v: unknown): boolean {
   if (typeof v !== 'object' || v === null) return false;
   const r = v as Record<string, unknown>;
   return (
     isRef(r) &&
-    r.sum instanceof Uint32Array &&
     Array.isArray(r.members) &&
     r.members.length > 0 &&
     r.members.every((m) => Number.isSafeInteger(m) && m > 0)
   );
+}
+
+function isPartial(v: unknown): v is PartialSum {
+  return isMembers(v) && (v as Record<string, unknown>).sum instanceof Uint32Array;
 }
 
 function isClaimed(v: unknown): v is ClaimedMember {

@@ -393,10 +393,16 @@ export class GatewayBus implements SocketBackend {
   private deliver(f: DownFrame): void {
     if (f.t === 'ack') {
       const v = this.claimed.get(f.a);
+      const accepted = f.claim && f.r.ok && !f.r.duplicate ? f.claim : null;
       if (v) {
         this.claimed.delete(f.a);
         this.o.clock.clearTimeout(v.timer);
-        if (f.claim && f.r.ok && !f.r.duplicate) this.addToSum(f.claim, v.ring);
+        if (accepted) this.addToSum(accepted, v.ring);
+      } else if (accepted) {
+        // Accepted after this gateway stopped waiting and let the vector go: tell the coordinator, so
+        // that the claim does not hold the phase open and a re-send counts.
+        const { round, attempt, member } = accepted;
+        this.send(encodeFrame({ t: 'void', g: this.o.id, r: { round, attempt, members: [member] } }));
       }
       // Answered already (timed out), its connection closed, or an answer for another connection.
       if (this.waiting.get(f.a)?.c !== f.c) return;

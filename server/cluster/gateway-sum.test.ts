@@ -121,6 +121,11 @@ async function upFrames(): Promise<UpFrame[]> {
 }
 
 const reported = (): number => h.coordinator.status().reported;
+/** Whether member i of attempt 1.1 has a claim its gateway has not summed (the intake's own record). */
+const pending = (i: number): boolean =>
+  (
+    h.coordinator as unknown as { intake: { claimPending: (r: object, m: number) => boolean } }
+  ).intake.claimPending({ round: 1, attempt: 1 }, i);
 
 describe('gateways that sum their clients masked inputs (--gateway-sum on)', () => {
   it('each update goes up as a claim; the inputs count when the partial sum lands, and the round is exact', async () => {
@@ -217,5 +222,29 @@ describe('gateways that sum their clients masked inputs (--gateway-sum on)', () 
     }
     expect(await admin.xlen(UP_STREAM)).toBe(before);
     expect(reported()).toBe(0);
+  });
+
+  it('a claimed vector the gateway let go before its answer came is voided at the coordinator; a re-send counts', async () => {
+    const { gw, clock } = await h.gateway('gw-a', { presum: PRESUM, answerTimeoutMs: 1000 });
+    const clients = join(gw, 5);
+    for (const c of clients) c.holdUpdate = true;
+    await eventually(() => clients.every((c) => c.masked), 'every input masked');
+    const c = clients[0];
+    const member = c.start!.secagg!.index;
+    const raw = { round: 1, attempt: 1, delta: c.masked!.slice().buffer };
+    const first = Promise.resolve(c.conn.message('update', raw));
+    // The gateway stops waiting (and lets the vector go) before the coordinator's answer can arrive.
+    clock.advance(1000 + PARTIAL_FLUSH_MS + 1);
+    expect(await first).toMatchObject({ ok: false, reason: 'internal_error' });
+    await eventually(
+      () => h.logs.some((l) => /let 1 claimed input\(s\) go/.test(l)),
+      'the void at the coordinator',
+    );
+    expect(pending(member)).toBe(false);
+    // The client sends again: a new claim (not a duplicate of the voided one), summed at the next flush.
+    expect(await c.conn.message('update', raw)).toEqual({ ok: true });
+    expect(pending(member)).toBe(true);
+    clock.advance(PARTIAL_FLUSH_MS);
+    await eventually(() => reported() === 1, 'the re-sent input counted');
   });
 });
