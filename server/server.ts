@@ -141,11 +141,13 @@ export async function buildCore(
   log: (m: string) => void,
   runState: RunState | null,
   extra: Partial<Pick<CoordinatorDeps, 'resumeKeys' | 'firstClientIndex'>> = {},
+  /** The data, when the caller loaded it already (a coordinator's standby page serves it while it waits). */
+  loaded?: DataSource,
 ): Promise<Core> {
   const { backend: evalBackend, tried } = await initEvalBackend();
   log(`evaluation backend: ${evalBackend}${tried.length ? ` (${evalBackendNote(tried)})` : ''}`);
   const task = serverTask(cfg);
-  const data = await loadData(cfg, log);
+  const data = loaded ?? (await loadData(cfg, log));
   const metrics = createMetrics();
   metrics.evalBackend.set({ backend: evalBackend }, 1);
   const evaluator = new Evaluator(await buildTaskModel(task), data.test);

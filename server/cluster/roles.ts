@@ -105,10 +105,11 @@ export async function startCoordinator(cfg: ServerConfig, log: (m: string) => vo
   const reader = redis.duplicate();
   const holder = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const standby: AppView = { status: () => null, model: () => null };
+  const data = await loadData(cfg, log);
   let app = createApp({
     view: standby,
     metrics: createMetrics(),
-    data: await loadData(cfg, () => {}),
+    data,
     distDir: cfg.distDir,
     startedAt,
   });
@@ -157,11 +158,14 @@ export async function startCoordinator(cfg: ServerConfig, log: (m: string) => vo
       throw e;
     }
     const resumeKey = await sharedResumeKey(redis);
-    core = await buildCore(cfg, log, runState, {
-      resumeKeys: { key: resumeKey },
-      firstClientIndex: lease.token * INDICES_PER_TERM,
-    });
-    const { coordinator, metrics, data } = core;
+    core = await buildCore(
+      cfg,
+      log,
+      runState,
+      { resumeKeys: { key: resumeKey }, firstClientIndex: lease.token * INDICES_PER_TERM },
+      data,
+    );
+    const { coordinator, metrics } = core;
     const publishModel = (): void => {
       void redis
         .set(MODEL_KEY, packModel(coordinator.roundsCompleted, coordinator.globalWeights))
