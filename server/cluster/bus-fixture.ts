@@ -1,3 +1,5 @@
+import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { startRedis, type RedisProcess } from '../../e2e/redis-server.ts';
 import type { Redis } from 'ioredis';
 import { MODELS, numParams } from '../../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type Ack, type ServerToClientEvents } from '../../shared/protocol/messages.ts';
@@ -191,4 +193,25 @@ export class Harness {
     for (const g of this.gateways) await g.stop();
     for (const r of this.redises) r.disconnect();
   }
+}
+
+/**
+ * One throw-away redis-server for a test file (started before its tests, stopped after), emptied before
+ * each test; returns its URL.
+ */
+export function useRedis(): () => string {
+  let server: RedisProcess;
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    const r = connectRedis(server.url, 'flush', () => {});
+    await ready(r, 5000);
+    await r.flushall();
+    r.disconnect();
+  });
+  return () => server.url;
 }

@@ -1,10 +1,8 @@
 import { serialize } from 'node:v8';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startRedis, type RedisProcess } from '../../e2e/redis-server.ts';
-import { connectRedis, ready } from '../redis/connect.ts';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { metricValue } from '../test-fixtures.ts';
-import { eventually, Harness, HELLO, META, type Client } from './bus-fixture.ts';
+import { eventually, Harness, HELLO, META, type Client, useRedis } from './bus-fixture.ts';
 import { createHash } from 'node:crypto';
 import {
   blobKey,
@@ -16,22 +14,12 @@ import {
   type DownFrame,
 } from './frames.ts';
 
-let server: RedisProcess;
 let h: Harness;
 let admin: Redis;
 
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const redisUrl = useRedis();
 beforeEach(async () => {
-  const r = connectRedis(server.url, 'flush', () => {});
-  await ready(r, 5000);
-  await r.flushall();
-  r.disconnect();
-  h = new Harness(server.url);
+  h = new Harness(redisUrl());
   await h.start();
   admin = await h.redis('admin');
 });

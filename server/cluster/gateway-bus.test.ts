@@ -1,28 +1,16 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startRedis, type RedisProcess } from '../../e2e/redis-server.ts';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Ack } from '../../shared/protocol/messages.ts';
-import { connectRedis, ready } from '../redis/connect.ts';
 import { FENCE_KEY } from '../redis/lease.ts';
 import { issueResumeToken } from '../sessions.ts';
 import { metricValue } from '../test-fixtures.ts';
-import { eventually, Harness, HELLO, META, RESUME_KEY } from './bus-fixture.ts';
+import { eventually, Harness, HELLO, META, RESUME_KEY, useRedis } from './bus-fixture.ts';
 import { downStream, encodeFrame, gatewayKey, HEARTBEAT_MS, MAX_MESSAGE_DEPTH } from './frames.ts';
 
-let server: RedisProcess;
 let h: Harness;
 
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const redisUrl = useRedis();
 beforeEach(async () => {
-  const r = connectRedis(server.url, 'flush', () => {});
-  await ready(r, 5000);
-  await r.flushall();
-  r.disconnect();
-  h = new Harness(server.url);
+  h = new Harness(redisUrl());
 });
 afterEach(async () => {
   await h.close();

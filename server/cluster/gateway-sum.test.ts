@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startRedis, type RedisProcess } from '../../e2e/redis-server.ts';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSecureRandom } from '../../shared/dp/secure-random.ts';
 import { encodeContribution, vectorLength } from '../../shared/fl/encoding.ts';
 import type { Ack, RoundStart, ServerToClientEvents } from '../../shared/protocol/messages.ts';
@@ -9,10 +8,9 @@ import { SecAggClientSession } from '../../shared/secagg/client-session.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../../shared/secagg/wire.ts';
 import { ProtocolError } from '../../shared/base/errors.ts';
 import type { ClientLink } from '../clients.ts';
-import { connectRedis, ready } from '../redis/connect.ts';
 import type { BackendConnection } from '../socket.ts';
 import { nextEvent } from '../test-fixtures.ts';
-import { eventually, Harness, HELLO, META, P } from './bus-fixture.ts';
+import { eventually, Harness, HELLO, META, P, useRedis } from './bus-fixture.ts';
 import { PARTIAL_FLUSH_MS, type GatewayBus } from './gateway-bus.ts';
 import { decodeUp, UP_STREAM, type UpFrame } from './frames.ts';
 
@@ -20,22 +18,12 @@ const rand = createSecureRandom();
 const MAX_EXAMPLES = 64;
 const PRESUM: UpdateLimits = { numParams: P, maxExamples: MAX_EXAMPLES, ringLength: vectorLength(P) };
 
-let server: RedisProcess;
 let h: Harness;
 let admin: Redis;
 
-beforeAll(async () => {
-  server = await startRedis();
-});
-afterAll(async () => {
-  await server?.stop();
-});
+const redisUrl = useRedis();
 beforeEach(async () => {
-  const r = connectRedis(server.url, 'flush', () => {});
-  await ready(r, 5000);
-  await r.flushall();
-  r.disconnect();
-  h = new Harness(server.url, {
+  h = new Harness(redisUrl(), {
     secagg: true,
     // Five, so that with one client gone each secret keeps t = 3 holders (k = 4).
     minClients: 5,
