@@ -110,6 +110,10 @@ describe('scale-out: one coordinator, two gateways, Redis', { timeout: 240_000 }
       [1, 6, true],
       [2, 6, true],
     ]);
+    // The example counts ride inside the masked vectors: one mask that did not cancel would garble them.
+    // 4 protocol clients (8 + 9 + 10 + 11) and 2 pages with 16 synthetic examples each.
+    const examples = cs.reduce((a, c) => a + c.examples, 0) + 2 * TINY_SERVER['examples-per-client'];
+    expect(done.history.map((h) => h.examples)).toEqual([examples, examples]);
     for (const st of await swarm.states()) {
       expect(st.roundsTrained).toBe(2);
       expect(st.acks.filter((a) => a.ok).map((a) => a.round)).toEqual([1, 2]);
