@@ -58,6 +58,11 @@ afterAll(async () => {
 const hostPage = (server: string): string => `<!doctype html><html><body>
 <div id="box" style="width:40px;height:40px;background:teal;position:absolute"></div>
 <script>
+  // Main-thread tasks of 50 ms or more (the Long Tasks API): what our code would cost the host page.
+  window.__long = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__long.push([e.startTime, e.duration]);
+  }).observe({ type: 'longtask', buffered: true });
   window.__frames = [];
   let last = performance.now();
   function frame() {
@@ -143,14 +148,15 @@ describe('the embed as a guest on a host page', () => {
     const status = await waitForPhase(srv.url, 'done', 480_000, 1000);
     expect(status.history).toHaveLength(ROUNDS);
 
-    const { rounds, frames, errors, where } = await page.evaluate(() => {
+    const { rounds, frames, long, errors, where } = await page.evaluate(() => {
       const w = window as unknown as {
         __rounds: RoundWindow[];
         __frames: [number, number][];
+        __long: [number, number][];
         __errors: string[];
         __where: string[];
       };
-      return { rounds: w.__rounds, frames: w.__frames, errors: w.__errors, where: w.__where };
+      return { rounds: w.__rounds, frames: w.__frames, long: w.__long, errors: w.__errors, where: w.__where };
     });
     expect(errors).toEqual([]);
     expect(where).toEqual(['wasm@worker']);
@@ -162,8 +168,19 @@ describe('the embed as a guest on a host page', () => {
       console.log(
         `e2e guest: round ${r.round}: ${((r.to - r.from) / 1000).toFixed(1)} s, ${gaps.length} frames, longest gap ${max.toFixed(1)} ms, p99 ${sorted[Math.floor(sorted.length * 0.99)].toFixed(1)} ms`,
       );
+      const longTasks = long
+        .filter(([t, d]) => t + d > r.from && t <= r.to + 50)
+        .map(([, d]) => Math.round(d));
+      console.log(
+        `e2e guest: round ${r.round}: main-thread tasks of 50 ms or more: [${longTasks.join(', ')}]`,
+      );
       expect(gaps.length).toBeGreaterThan(10);
-      expect(max).toBeLessThan(MAX_GAP_MS);
+      // Nothing of ours runs 50 ms on the host's main thread. The frame gap itself also holds the OS's
+      // scheduling of this 2-core machine, shared by three visitors' six workers (29-49 ms typical, a
+      // single frame of 54-84 ms seen in one run of three, before and after the same code): it is bounded
+      // generously, and the long tasks are what the claim rests on.
+      expect(longTasks).toEqual([]);
+      expect(max).toBeLessThan(2 * MAX_GAP_MS);
     }
 
     // Sizes: the loader (what every visitor of the host page downloads) and everything a round fetched.
