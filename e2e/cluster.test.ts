@@ -72,7 +72,7 @@ const roundsDone = (url: string, n: number, timeoutMs = 90_000): Promise<ServerS
   waitFor(
     async () => {
       const s = await status(url).catch(() => null);
-      return s && s.history.length >= n ? s : null;
+      return s?.history && s.history.length >= n ? s : null;
     },
     timeoutMs,
     `${n} completed rounds`,
@@ -215,6 +215,35 @@ describe('scale-out: one coordinator, two gateways, Redis', { timeout: 240_000 }
     await roundsDone(cluster.gateways[0].url, 2, 5000);
   });
 
+  it('browsers ride through a coordinator failover: they reconnect with their resume tokens and finish the round', async () => {
+    if (!existsSync('dist/demo/index.html'))
+      throw new Error('dist/ is missing: run "npm run build" first (npm test does)');
+    cluster = await startCluster({
+      gateways: 2,
+      coordinators: 2,
+      flags: { ...BASE, ...cohortOf(3), 'min-updates': 2, rounds: 2, epochs: 1, 'batch-size': 16 },
+      leaderEnv: { AEGISFL_TEST_HOLD_PHASE: 'masked', AEGISFL_TEST_HOLD_ROUND: '2' },
+    });
+    const [leader, standby] = cluster.coordinators;
+    const swarm = await startSwarm(
+      cluster.gateways.map((g) => g.url),
+      3,
+      { backends: 'wasm' },
+    );
+    cleanup.push(() => swarm.close());
+    await roundsDone(leader.url, 1, 120_000);
+    await waitForOutput(leader, /test hold: phase masked held open/, 120_000);
+    const before = await sessionIds(swarm);
+    expect(new Set(before).size).toBe(3);
+    leader.child.kill('SIGKILL');
+    await waitForOutput(standby, /leading \(fence 2\)/, 30_000);
+    // Nobody is restarted: the pages' sockets drop when the gateways see the new fence, reconnect on
+    // their own, resume their sessions from their tokens at the new leader, and round 2 runs again.
+    const done = await roundsDone(standby.url, 2, 180_000);
+    expect(done.history[1]).toMatchObject({ round: 2, clients: 3, secagg: true });
+    expect(await sessionIds(swarm)).toEqual(before);
+  });
+
   it('join tokens are single-use across gateways; a session resumes on another gateway with its token alone', async () => {
     const dir = mkdtempSync(joinPath(tmpdir(), 'aegis-cluster-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -265,6 +294,22 @@ describe('scale-out: one coordinator, two gateways, Redis', { timeout: 240_000 }
     });
   });
 });
+
+/** Each page's session id, as its profile keeps it (localStorage). */
+function sessionIds(swarm: Swarm): Promise<string[]> {
+  return Promise.all(
+    swarm.pages.map((p) =>
+      p.evaluate(() => {
+        for (let i = 0; i < localStorage.length; i++) {
+          const k = localStorage.key(i)!;
+          if (k.startsWith('aegisfl.identity.'))
+            return (JSON.parse(localStorage.getItem(k)!) as { sessionId: string }).sessionId;
+        }
+        return '';
+      }),
+    ),
+  );
+}
 
 const SITE = 'https://site.example';
 const opened: Socket[] = [];
