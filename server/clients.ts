@@ -13,6 +13,7 @@ import {
   DEFAULT_RESUME_MAX_AGE_MS,
   issueResumeToken,
   newSessionId,
+  resumedSession,
   verifyResumeToken,
   type ResumeKeys,
 } from './sessions.ts';
@@ -145,10 +146,7 @@ export class ClientRegistry {
    * recreates it. Lets a reconnecting client back in without a new join token; changes nothing.
    */
   sessionOf(raw: unknown): string | null {
-    if (typeof raw !== 'object' || raw === null) return null;
-    const { sessionId, resumeToken } = raw as Record<string, unknown>;
-    const claim = verifyResumeToken(this.keys, sessionId, resumeToken, this.o.clock.now(), this.maxAgeMs);
-    return claim ? (sessionId as string) : null;
+    return resumedSession(this.keys, raw, this.o.clock.now(), this.maxAgeMs);
   }
 
   /** A `ready` message from the client with this id: validated and recorded. */

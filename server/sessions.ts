@@ -120,6 +120,21 @@ export function verifyResumeToken(
   return authentic ? { index, issuedAt } : null;
 }
 
+/**
+ * The session id that handshake or hello credentials ({ sessionId, resumeToken }, anything at all from a
+ * client) resume, or null. What the registry and every gateway answer at a handshake.
+ */
+export function resumedSession(
+  keys: ResumeKeys,
+  credentials: unknown,
+  nowMs: number,
+  maxAgeMs: number = DEFAULT_RESUME_MAX_AGE_MS,
+): string | null {
+  if (typeof credentials !== 'object' || credentials === null) return null;
+  const { sessionId, resumeToken } = credentials as Record<string, unknown>;
+  return verifyResumeToken(keys, sessionId, resumeToken, nowMs, maxAgeMs) ? (sessionId as string) : null;
+}
+
 /** Checks resume keys once, where they are configured (a short key is refused, not silently used). */
 export function checkResumeKeys(keys: ResumeKeys): void {
   checkKey(keys.key, 'resume key');

@@ -12,7 +12,7 @@ import { createMetrics, type Metrics } from '../metrics.ts';
 import { connectRedis, ready } from '../redis/connect.ts';
 import type { ClientEvent } from '../reject-events.ts';
 import type { UpdateLimits } from '../../shared/protocol/validate.ts';
-import { verifyResumeToken } from '../sessions.ts';
+import { resumedSession } from '../sessions.ts';
 import type { BackendConnection } from '../socket.ts';
 import { CoordinatorBus } from './coordinator-bus.ts';
 import type { ConnMeta } from './frames.ts';
@@ -155,10 +155,7 @@ export class Harness {
       reader: await this.redis(`${id}-reader`),
       metrics,
       clock,
-      sessionOf: (c) => {
-        const { sessionId, resumeToken } = (c ?? {}) as { sessionId?: unknown; resumeToken?: unknown };
-        return verifyResumeToken({ key }, sessionId, resumeToken, clock.now()) ? (sessionId as string) : null;
-      },
+      sessionOf: (c) => resumedSession({ key }, c, clock.now()),
       log: (m) => this.logs.push(m),
       answerTimeoutMs: o.answerTimeoutMs,
       presum: o.presum,

@@ -8,6 +8,7 @@ import type { Coordinator } from '../coordinator.ts';
 import { dispatch, type Connection } from '../dispatch.ts';
 import type { Metrics } from '../metrics.ts';
 import { Outbox } from '../outbox.ts';
+import { readStream } from './stream-reader.ts';
 import { StatusPush } from '../status-push.ts';
 import { createHash } from 'node:crypto';
 import type { ServerToClientEvents } from '../../shared/protocol/messages.ts';
@@ -71,14 +72,12 @@ export class CoordinatorBus {
   private readonly byGateway = new Map<string, Set<string>>();
   private readonly outbox: Outbox;
   private readonly push: StatusPush;
-  private lastId: string;
   private stopped = false;
   private checker: Timer | null = null;
   private publisher: Timer | null = null;
   private lastPublished = '';
 
   constructor(private readonly o: CoordinatorBusOptions) {
-    this.lastId = o.fromId;
     this.outbox = new Outbox({ onError: () => o.metrics.internalErrors.inc({ where: 'send' }) });
     this.push = new StatusPush({
       status: () => o.coordinator.status(),
@@ -123,44 +122,27 @@ export class CoordinatorBus {
     return out;
   }
 
-  private async readLoop(): Promise<void> {
-    while (!this.stopped) {
-      let res: [Buffer, [Buffer, Buffer[]][]][] | null;
-      try {
-        res = await this.o.reader.xreadBuffer(
-          'COUNT',
-          READ_COUNT,
-          'BLOCK',
-          1000,
-          'STREAMS',
-          UP_STREAM,
-          this.lastId,
-        );
-      } catch (e) {
-        if (this.stopped) return;
-        this.o.log(`bus: reading ${UP_STREAM} failed (${(e as Error).message}); retrying`);
-        await new Promise((r) => setTimeout(r, 500));
-        continue;
-      }
-      if (!res) continue;
-      for (const [id, fields] of res[0][1]) {
-        this.lastId = id.toString();
-        const f = fieldValue(fields);
+  private readLoop(): Promise<void> {
+    return readStream({
+      reader: this.o.reader,
+      stream: UP_STREAM,
+      from: this.o.fromId,
+      count: READ_COUNT,
+      stopped: () => this.stopped,
+      onError: (e) => this.o.log(`bus: reading ${UP_STREAM} failed (${e.message}); retrying`),
+      onEntry: (f) => {
         const frame = f ? decodeUp(f) : null;
-        if (!frame) {
-          this.o.metrics.internalErrors.inc({ where: 'message' });
-          continue;
-        }
+        if (!frame) return void this.o.metrics.internalErrors.inc({ where: 'message' });
         try {
           this.handle(frame);
         } catch (e) {
           this.o.metrics.internalErrors.inc({ where: 'message' });
           this.o.log(`bus: frame ${frame.t} failed: ${(e as Error).message}`);
         }
-      }
+      },
       // One batch per turn: timers (deadlines) and the outbox run between batches.
-      await new Promise((r) => setImmediate(r));
-    }
+      afterBatch: () => new Promise((r) => setImmediate(r)),
+    });
   }
 
   private handle(f: UpFrame): void {
@@ -320,9 +302,4 @@ export class CoordinatorBus {
       // retried on the next tick
     }
   }
-}
-
-function fieldValue(fields: Buffer[]): Buffer | null {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i].toString() === 'f') return fields[i + 1];
-  return null;
 }

@@ -1,4 +1,5 @@
 import { deserialize, serialize } from 'node:v8';
+import { KEY_PREFIX } from '../redis/connect.ts';
 import type { Ack, ServerToClientEvents } from '../../shared/protocol/messages.ts';
 import type { ClientEvent } from '../reject-events.ts';
 import { isClientEvent, type ConnectionMeta } from '../dispatch.ts';
@@ -142,19 +143,18 @@ function safeDeserialize(b: Buffer): Record<string, unknown> | null {
   }
 }
 
-/** Stream and key names, all under one prefix (a Redis shared with other apps keeps them apart). */
-export const PREFIX = 'aegisfl:';
-export const UP_STREAM = `${PREFIX}up`;
-export const downStream = (gateway: string): string => `${PREFIX}down:${gateway}`;
+/** Stream and key names, all under the project's one prefix (server/redis/connect.ts). */
+export const UP_STREAM = `${KEY_PREFIX}up`;
+export const downStream = (gateway: string): string => `${KEY_PREFIX}down:${gateway}`;
 /** A gateway's heartbeat: present while it lives (renewed every HEARTBEAT_MS, expires after GATEWAY_TTL_MS). */
-export const gatewayKey = (gateway: string): string => `${PREFIX}gateway:${gateway}`;
+export const gatewayKey = (gateway: string): string => `${KEY_PREFIX}gateway:${gateway}`;
 /** The coordinator's latest status (JSON) and model (weights; round), for the gateways' HTTP routes. */
-export const STATUS_KEY = `${PREFIX}status`;
-export const MODEL_KEY = `${PREFIX}model`;
+export const STATUS_KEY = `${KEY_PREFIX}status`;
+export const MODEL_KEY = `${KEY_PREFIX}model`;
 /** The shared key resume tokens are signed with (created by the first process that needs it). */
-export const RESUME_KEY = `${PREFIX}resume-key`;
+export const RESUME_KEY = `${KEY_PREFIX}resume-key`;
 /** Bytes sent to many clients (a round's model), stored once by their SHA-256 (hex). */
-export const blobKey = (hash: string): string => `${PREFIX}blob:${hash}`;
+export const blobKey = (hash: string): string => `${KEY_PREFIX}blob:${hash}`;
 /** Blobs outlive any round that could still send them. */
 export const BLOB_TTL_MS = 6 * 3600_000;
 /** Weights at least this big travel as a blob (smaller ones are not worth a lookup). */

@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.ts';
 import type { ClientEvent } from '../reject-events.ts';
 import type { BackendConnection, SocketBackend, StatusFeed } from '../socket.ts';
 import { FENCE_KEY } from '../redis/lease.ts';
+import { readStream } from './stream-reader.ts';
 import { checkUpdate, type UpdateLimits } from '../../shared/protocol/validate.ts';
 import { addInto } from '../../shared/secagg/ring.ts';
 import { messageDigest } from '../resend.ts';
@@ -109,7 +110,6 @@ export class GatewayBus implements SocketBackend {
   private flushTimer: Timer | null = null;
   private nextConn = 0;
   private nextAnswer = 0;
-  private lastId = '0';
   private fence: string | null | undefined = undefined;
   private stopped = false;
   private beats = 0;
@@ -345,29 +345,24 @@ export class GatewayBus implements SocketBackend {
     for (const l of [...this.locals.values()]) l.drop();
   }
 
-  private async readLoop(): Promise<void> {
+  private readLoop(): Promise<void> {
     const stream = downStream(this.o.id);
-    while (!this.stopped) {
-      let res: [Buffer, [Buffer, Buffer[]][]][] | null;
-      try {
-        res = await this.o.reader.xreadBuffer('COUNT', 512, 'BLOCK', 1000, 'STREAMS', stream, this.lastId);
-      } catch (e) {
-        if (this.stopped) return;
-        this.o.log(`gateway ${this.o.id}: reading its stream failed (${(e as Error).message}); retrying`);
-        await new Promise((r) => setTimeout(r, 500));
-        continue;
-      }
-      if (!res) continue;
-      for (const [id, fields] of res[0][1]) {
-        this.lastId = id.toString();
-        const f = fields.length >= 2 ? decodeDown(fields[1]) : null;
+    return readStream({
+      reader: this.o.reader,
+      stream,
+      from: '0',
+      count: 512,
+      stopped: () => this.stopped,
+      onError: (e) => this.o.log(`gateway ${this.o.id}: reading its stream failed (${e.message}); retrying`),
+      onEntry: async (b) => {
+        const f = b ? decodeDown(b) : null;
         if (!f) this.o.metrics.internalErrors.inc({ where: 'message' });
         else if (f.t === 'send' && f.blob) await this.withBlob(f);
         else this.deliver(f);
-      }
+      },
       // Entries handled are not needed again: trim what this gateway has read.
-      void this.o.redis.xtrim(stream, 'MINID', this.lastId).catch(() => {});
-    }
+      afterBatch: (lastId) => void this.o.redis.xtrim(stream, 'MINID', lastId).catch(() => {}),
+    });
   }
 
   /** A frame whose weights are a blob: fetched once per model (then cached), put back, delivered in order. */

@@ -26,13 +26,13 @@ import {
 import { attachSocketIo } from '../socket.ts';
 import { ringLengthFor, roundMode } from '../aggregator/index.ts';
 import { pushedStatus, STATUS_ROOM } from '../status-push.ts';
-import { verifyResumeToken, RESUME_KEY_BYTES } from '../sessions.ts';
-import { connectRedis, ready, redactUrl } from '../redis/connect.ts';
+import { resumedSession, RESUME_KEY_BYTES } from '../sessions.ts';
+import { connectRedis, KEY_PREFIX, ready, redactUrl } from '../redis/connect.ts';
 import { LeaderLease } from '../redis/lease.ts';
 import { RedisStore } from '../redis/store.ts';
 import { CoordinatorBus } from './coordinator-bus.ts';
 import { GatewayBus } from './gateway-bus.ts';
-import { MODEL_KEY, PREFIX, RESUME_KEY, UP_STREAM } from './frames.ts';
+import { MODEL_KEY, RESUME_KEY, UP_STREAM } from './frames.ts';
 
 /** A coordinator that stops renewing is replaced by the standby this long after its last renewal. */
 export const LEASE_TTL_MS = 5000;
@@ -244,12 +244,7 @@ export async function startGateway(cfg: ServerConfig, log: (m: string) => void):
             ringLength: ringLengthFor('secure', task.numParams),
           }
         : undefined,
-    sessionOf: (c) => {
-      const { sessionId, resumeToken } = (c ?? {}) as { sessionId?: unknown; resumeToken?: unknown };
-      return verifyResumeToken({ key: resumeKey }, sessionId, resumeToken, Date.now())
-        ? (sessionId as string)
-        : null;
-    },
+    sessionOf: (c) => resumedSession({ key: resumeKey }, c, Date.now()),
     log,
   });
   await bus.start();
@@ -284,7 +279,8 @@ export async function startGateway(cfg: ServerConfig, log: (m: string) => void):
       allowedOrigins: access.allowedOrigins,
       tokens: access.tokens,
       // A join token is single-use across the gateways: its jti is recorded in Redis until it expires.
-      spendToken: async (t) => (await redis.set(`${PREFIX}jti:${t.jti}`, '1', 'EXAT', t.exp, 'NX')) === 'OK',
+      spendToken: async (t) =>
+        (await redis.set(`${KEY_PREFIX}jti:${t.jti}`, '1', 'EXAT', t.exp, 'NX')) === 'OK',
     },
     createAdapter(redis),
   );
