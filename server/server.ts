@@ -15,7 +15,9 @@ import { Evaluator, evalBackendNote, initEvalBackend } from './evaluator.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { RunState, StateError } from './run-state.ts';
 import { FileStore } from './store.ts';
-import { attachSocketIo, type SocketLimits } from './socket.ts';
+import { attachSocketIo, type SocketAccess, type SocketBackend, type SocketLimits } from './socket.ts';
+import type { Server, ServerOptions } from 'socket.io';
+import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/messages.ts';
 import { saveModelEachRound } from './model-files.ts';
 import { readTaskEval } from './task-file.ts';
 import { UnmaskThread } from './unmask-thread.ts';
@@ -289,29 +291,24 @@ export async function startServer(
   }
   const { coordinator, metrics, data, evalBackend } = core;
   if (cfg.saveModel) saveModelEachRound(coordinator, cfg.saveModel, log);
-  if (!existsSync(cfg.distDir))
-    log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
-  const access = accessFor(cfg, secrets, metrics, log);
-  const app = createApp({
-    coordinator,
-    metrics,
-    data,
-    distDir: cfg.distDir,
-    startedAt,
-    allowedOrigins: access.allowedOrigins,
-    tokenRoute: access.tokenRoute,
-  });
-  let http: HttpServer;
+  let served: ReturnType<typeof serveClients>;
   try {
-    http = httpServerFor(app, tls);
+    served = serveClients({
+      cfg,
+      tls,
+      secrets,
+      metrics,
+      log,
+      data,
+      startedAt,
+      routes: { coordinator },
+      backend: coordinator,
+    });
   } catch (e) {
     await core.dispose();
     throw e;
   }
-  const io = attachSocketIo(http, coordinator, metrics, cfg.maxMessageBytes, socketLimits(cfg), {
-    allowedOrigins: access.allowedOrigins,
-    tokens: access.tokens,
-  });
+  const { http, io } = served;
   const { url, port } = await listen(http, cfg, tls !== null).catch(async (e: unknown) => {
     await new Promise<void>((r) => io.close(() => r()));
     await core.dispose();
@@ -336,6 +333,59 @@ export async function startServer(
       await core.dispose();
     },
   };
+}
+
+/** What serveClients builds from. */
+export interface ClientServing {
+  cfg: ServerConfig;
+  tls: Tls | null;
+  secrets: Secrets;
+  metrics: Metrics;
+  log: (m: string) => void;
+  data: DataSource;
+  startedAt: number;
+  /** What the HTTP routes read: the coordinator here, or (a gateway) what the coordinator publishes. */
+  routes: Pick<AppDeps, 'coordinator' | 'view'>;
+  /** What the sockets talk to. */
+  backend: Coordinator | SocketBackend;
+  /** Cluster-wide join-token spending (a gateway). */
+  spendToken?: SocketAccess['spendToken'];
+  adapter?: ServerOptions['adapter'];
+}
+
+/**
+ * What clients connect to, the same in one process and on a gateway: the page, API and model routes,
+ * the HTTP(S) server, and socket.io with its handshake (origins, join tokens) and limits. Not listening
+ * yet; a bad certificate or key is a StartupError.
+ */
+export function serveClients(o: ClientServing): {
+  http: HttpServer;
+  io: Server<ClientToServerEvents, ServerToClientEvents>;
+} {
+  const { cfg, metrics } = o;
+  if (!existsSync(cfg.distDir))
+    o.log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
+  const access = accessFor(cfg, o.secrets, metrics, o.log);
+  const app = createApp({
+    ...o.routes,
+    metrics,
+    data: o.data,
+    distDir: cfg.distDir,
+    startedAt: o.startedAt,
+    allowedOrigins: access.allowedOrigins,
+    tokenRoute: access.tokenRoute,
+  });
+  const http = httpServerFor(app, o.tls);
+  const io = attachSocketIo(
+    http,
+    o.backend,
+    metrics,
+    cfg.maxMessageBytes,
+    socketLimits(cfg),
+    { allowedOrigins: access.allowedOrigins, tokens: access.tokens, spendToken: o.spendToken },
+    o.adapter,
+  );
+  return { http, io };
 }
 
 /** The socket limits of the flags. */

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Server as HttpServer } from 'node:http';
 import type { Redis } from 'ioredis';
@@ -12,18 +11,16 @@ import type { Coordinator } from '../coordinator.ts';
 import { createMetrics } from '../metrics.ts';
 import { RunState, StateError } from '../run-state.ts';
 import {
-  accessFor,
   buildCore,
   httpServerFor,
   listen,
   loadData,
   readSecrets,
   readTls,
-  socketLimits,
+  serveClients,
   StartupError,
   type Core,
 } from '../server.ts';
-import { attachSocketIo } from '../socket.ts';
 import { ringLengthFor, roundMode } from '../aggregator/index.ts';
 import { pushedStatus, STATUS_ROOM } from '../status-push.ts';
 import { resumedSession, RESUME_KEY_BYTES } from '../sessions.ts';
@@ -256,34 +253,22 @@ export async function startGateway(cfg: ServerConfig, log: (m: string) => void):
       return m && m.weights.length === task.numParams ? { task, ...m } : null;
     },
   };
-  if (!existsSync(cfg.distDir))
-    log(`warning: ${cfg.distDir}/ not found; run "npm run build" to serve the demo page and client bundle`);
-  const access = accessFor(cfg, secrets, metrics, log);
-  const app = createApp({
-    view,
+  const { http, io } = serveClients({
+    cfg,
+    tls,
+    secrets,
     metrics,
+    log,
     data,
-    distDir: cfg.distDir,
     startedAt,
-    allowedOrigins: access.allowedOrigins,
-    tokenRoute: access.tokenRoute,
+    routes: { view },
+    backend: bus,
+    // A join token is single-use across the gateways: its jti is recorded in Redis until it expires.
+    spendToken: async (t) =>
+      (await redis.set(`${KEY_PREFIX}jti:${t.jti}`, '1', 'EXAT', t.exp, 'NX')) === 'OK',
+    // The coordinator's status broadcast reaches this gateway's observers through the Redis streams adapter.
+    adapter: createAdapter(redis),
   });
-  const http = httpServerFor(app, tls);
-  const io = attachSocketIo(
-    http,
-    bus,
-    metrics,
-    cfg.maxMessageBytes,
-    socketLimits(cfg),
-    {
-      allowedOrigins: access.allowedOrigins,
-      tokens: access.tokens,
-      // A join token is single-use across the gateways: its jti is recorded in Redis until it expires.
-      spendToken: async (t) =>
-        (await redis.set(`${KEY_PREFIX}jti:${t.jti}`, '1', 'EXAT', t.exp, 'NX')) === 'OK',
-    },
-    createAdapter(redis),
-  );
   const { url, port } = await listen(http, cfg, tls !== null);
   log(`AegisFL server on ${url} (gateway ${id} over ${redactUrl(cfg.redis!)})`);
   const close = async (): Promise<void> => {
