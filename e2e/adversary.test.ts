@@ -23,7 +23,7 @@ import {
   wire,
 } from './hostile-server.ts';
 import { metric } from './metrics.ts';
-import { ScriptedClient } from './scripted-client.ts';
+import { meanStepError, ScriptedClient } from './scripted-client.ts';
 import { startServerProcess, waitFor, type ServerProcess } from './server-process.ts';
 
 /**
@@ -134,15 +134,7 @@ async function expectExactRound(r: number): Promise<ScriptedClient[]> {
   expect(starts.map((s) => s.attempt)).toContain(summary.attempts);
   const w0 = weightsOf(starts[0]);
   for (const s of starts.slice(1)) expect(weightsOf(s)).toEqual(w0);
-  const w1 = weightsOf(next);
-  const W = inputs.reduce((s, c) => s + c.examples, 0);
-  let err = 0;
-  let moved = 0;
-  for (let j = 0; j < P; j++) {
-    const mean = inputs.reduce((s, c) => s + c.examples * c.delta[j], 0) / W;
-    err = Math.max(err, Math.abs(w1[j] - w0[j] - SERVER_LR * mean));
-    moved = Math.max(moved, Math.abs(w1[j] - w0[j]));
-  }
+  const { err, moved } = meanStepError(w0, weightsOf(next), inputs, SERVER_LR);
   expect(moved).toBeGreaterThan(1e-4); // the round did change the model
   expect(err).toBeLessThan(1e-6);
   return inputs;

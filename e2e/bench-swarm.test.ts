@@ -1,6 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { MODELS } from '../shared/model/spec.ts';
-import { benchDelta, dropPlan, runSwarmBench } from './bench-swarm-lib.ts';
+import { benchDelta, dropPlan, runSwarmBench, type SwarmBenchOptions } from './bench-swarm-lib.ts';
+
+/** One secure round of 12 protocol clients, 10% dropping after keys and 10% after shares. */
+const SMALL_RUN: SwarmBenchOptions = {
+  clients: 12,
+  dropAfterKeys: 0.1,
+  dropAfterShares: 0.1,
+  processes: 2,
+  model: MODELS.tiny,
+  phaseDeadlineMs: 20_000,
+  connectPerSecond: 200,
+  secaggDropout: 0.1,
+};
 
 describe('bench:swarm machinery', () => {
   it('drops the fractions asked for, disjointly, the same way every run; updates are deterministic', () => {
@@ -14,16 +26,7 @@ describe('bench:swarm machinery', () => {
   });
 
   it('runs one secure round of 12 protocol clients against the server process, 10% + 10% dropping, with the exact sum', async () => {
-    const r = await runSwarmBench({
-      clients: 12,
-      dropAfterKeys: 0.1,
-      dropAfterShares: 0.1,
-      processes: 2,
-      model: MODELS.tiny,
-      phaseDeadlineMs: 20_000,
-      connectPerSecond: 200,
-      secaggDropout: 0.1,
-    });
+    const r = await runSwarmBench(SMALL_RUN);
     expect(r.why).toBe('one secure round, exact sum of the survivors');
     expect(r).toMatchObject({ ok: true, clients: 12, survivors: 10, expectedSurvivors: 10 });
     expect(r.examples).toBe(r.expectedExamples);
@@ -42,18 +45,7 @@ describe('bench:swarm machinery', () => {
   it.each([true, false])(
     'runs the same round over two gateways and Redis (the scale-out mode; gateways summing: %s), exact, with their figures',
     async (gatewaySum) => {
-      const r = await runSwarmBench({
-        clients: 12,
-        dropAfterKeys: 0.1,
-        dropAfterShares: 0.1,
-        processes: 2,
-        model: MODELS.tiny,
-        phaseDeadlineMs: 20_000,
-        connectPerSecond: 200,
-        secaggDropout: 0.1,
-        gateways: 2,
-        gatewaySum,
-      });
+      const r = await runSwarmBench({ ...SMALL_RUN, gateways: 2, gatewaySum });
       expect(r.why).toBe('one secure round, exact sum of the survivors');
       expect(r).toMatchObject({ ok: true, clients: 12, survivors: 10, expectedSurvivors: 10 });
       const c = r.cluster!;

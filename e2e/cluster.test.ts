@@ -11,7 +11,7 @@ import { PROTOCOL_VERSION, type RoundStart, type Welcome } from '../shared/proto
 import type { ServerStatus } from '../shared/protocol/status.ts';
 import { startCluster, waitForOutput, type Cluster } from './cluster-lib.ts';
 import { metric } from './metrics.ts';
-import { ScriptedClient } from './scripted-client.ts';
+import { meanStepError, ScriptedClient } from './scripted-client.ts';
 import { cohortOf, TINY_SERVER, waitFor } from './server-process.ts';
 import { startSwarm, type Swarm } from './swarm-lib.ts';
 
@@ -81,14 +81,7 @@ const roundsDone = (url: string, n: number, timeoutMs = 90_000): Promise<ServerS
 
 /** w1 - w0 is SERVER_LR times the exact example-weighted mean of exactly these clients' updates. */
 function expectExactSum(w0: Float32Array, w1: Float32Array, inputs: ScriptedClient[]): void {
-  const W = inputs.reduce((s, c) => s + c.examples, 0);
-  let err = 0;
-  let moved = 0;
-  for (let j = 0; j < P; j++) {
-    const mean = inputs.reduce((s, c) => s + c.examples * c.delta[j], 0) / W;
-    err = Math.max(err, Math.abs(w1[j] - w0[j] - SERVER_LR * mean));
-    moved = Math.max(moved, Math.abs(w1[j] - w0[j]));
-  }
+  const { err, moved } = meanStepError(w0, w1, inputs, SERVER_LR);
   expect(moved).toBeGreaterThan(1e-4);
   expect(err).toBeLessThan(1e-6);
 }

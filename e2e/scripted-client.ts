@@ -171,3 +171,24 @@ export class ScriptedClient {
     this.socket.disconnect();
   }
 }
+
+/**
+ * How far the model step w1 - w0 is from `serverLr` times the exact example-weighted mean of these
+ * clients' updates (err), and how far the model moved at all (moved): a round's exact-sum check.
+ */
+export function meanStepError(
+  w0: Float32Array,
+  w1: Float32Array,
+  inputs: readonly ScriptedClient[],
+  serverLr: number,
+): { err: number; moved: number } {
+  const W = inputs.reduce((s, c) => s + c.examples, 0);
+  let err = 0;
+  let moved = 0;
+  for (let j = 0; j < w0.length; j++) {
+    const mean = inputs.reduce((s, c) => s + c.examples * c.delta[j], 0) / W;
+    err = Math.max(err, Math.abs(w1[j] - w0[j] - serverLr * mean));
+    moved = Math.max(moved, Math.abs(w1[j] - w0[j]));
+  }
+  return { err, moved };
+}

@@ -7,7 +7,6 @@ import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { serverTask, type ServerConfig } from '../config.ts';
 import { createApp, type AppView } from '../app.ts';
 import { systemClock } from '../clock.ts';
-import type { Coordinator } from '../coordinator.ts';
 import { createMetrics } from '../metrics.ts';
 import { RunState, StateError } from '../run-state.ts';
 import {
@@ -40,8 +39,6 @@ const INDICES_PER_TERM = 2 ** 20;
 export interface RunningRole {
   url: string;
   port: number;
-  /** The coordinator, once this process leads (null on a gateway, or a standby). */
-  coordinator(): Coordinator | null;
   close(): Promise<void>;
   shutdown(): Promise<void>;
 }
@@ -187,17 +184,15 @@ export async function startCoordinator(cfg: ServerConfig, log: (m: string) => vo
     app = createApp({ coordinator, metrics, data, distDir: cfg.distDir, startedAt });
     log(`coordinating ${serverTask(cfg).task.name} over ${redactUrl(cfg.redis!)}`);
   };
-  const leading = lead().catch((e: unknown) => {
+  void lead().catch((e: unknown) => {
     if (abort.signal.aborted) return;
     log(`error: ${(e as Error).message}`);
     process.exit(2);
   });
-  void leading;
 
   return {
     url,
     port,
-    coordinator: () => core?.coordinator ?? null,
     close,
     shutdown: async () => {
       await core?.coordinator.shutdown();
@@ -277,5 +272,5 @@ export async function startGateway(cfg: ServerConfig, log: (m: string) => void):
     reader.disconnect();
     redis.disconnect();
   };
-  return { url, port, coordinator: () => null, close, shutdown: close };
+  return { url, port, close, shutdown: close };
 }
