@@ -28,7 +28,7 @@ import {
   commitSeed,
   generateKeyPair,
   KEY_BYTES,
-  maskSeed,
+  maskSeeds,
   open,
   seal,
   type KeyPair,
@@ -480,13 +480,22 @@ export class SecAggClientSession {
     if (!this.maskPeers) throw new ProtocolError('wrong_phase', 'mask before inbox');
     if (x.length !== this.cfg.vectorLength)
       throw new RangeError(`input has ${x.length} values, round expects ${this.cfg.vectorLength}`);
+    return this.masked(x, this.maskPeers);
+  }
+
+  private async masked(x: Uint32Array, peers: readonly number[]): Promise<Uint32Array> {
+    const { tag, index: me } = this.cfg;
+    const seeds = await maskSeeds(
+      this.s.secretKey,
+      peers.map((v) => ({ index: v, sPk: this.roster.get(v)!.sPk })),
+      tag,
+      me,
+    );
     const terms: MaskTerm[] = [{ seed: this.seed, domain: 'self', sign: 1 }];
-    for (const v of this.maskPeers) {
-      const seed = maskSeed(this.s.secretKey, this.roster.get(v)!.sPk, this.cfg.tag, this.cfg.index, v);
-      terms.push({ seed, domain: 'pair', sign: this.cfg.index > v ? 1 : -1 });
-    }
+    peers.forEach((v, i) => terms.push({ seed: seeds[i], domain: 'pair', sign: me > v ? 1 : -1 }));
     const y = x.slice();
-    return addMasks(y, terms).then(() => y);
+    await addMasks(y, terms);
+    return y;
   }
 
   /**

@@ -1,18 +1,23 @@
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { hexToBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   agree,
+  agreeMany,
   channelKey,
   checkPublicKey,
   commitSeed,
   eightTimesIsZero,
   generateKeyPair,
   maskSeed,
+  maskSeeds,
   open,
   publicKeyOf,
+  publicKeysOf,
   seal,
+  useNobleX25519,
+  x25519Backend,
 } from './keys.ts';
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
@@ -31,6 +36,63 @@ describe('X25519 (RFC 7748 section 6.1)', () => {
     expect(() => agree(aSk, new Uint8Array(32))).toThrow();
     expect(() => agree(aSk, new Uint8Array(31))).toThrow(/32 bytes/);
   });
+});
+
+describe('batched X25519 (agreeMany, publicKeysOf, maskSeeds), on WebCrypto and on noble', () => {
+  const aSk = hexToBytes('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a');
+  const bSk = hexToBytes('5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb');
+  const k = '4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742';
+  afterEach(() => useNobleX25519(false));
+  it('Node 20 has X25519 in WebCrypto, so the batched calls use it here', async () => {
+    expect(await x25519Backend()).toBe('webcrypto');
+    useNobleX25519(true);
+    expect(await x25519Backend()).toBe('noble');
+  });
+  for (const noble of [false, true]) {
+    const name = noble ? 'noble' : 'webcrypto';
+    it(`${name}: RFC 7748 section 6.1 public keys and shared secret`, async () => {
+      useNobleX25519(noble);
+      const [aPk, bPk] = await publicKeysOf([aSk, bSk]);
+      expect(hex(aPk)).toBe('8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a');
+      expect(hex(bPk)).toBe('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f');
+      expect((await agreeMany(aSk, [bPk, bPk])).map(hex)).toEqual([k, k]);
+      expect(await agreeMany(aSk, [])).toEqual([]);
+    });
+    it(`${name}: equals agree() on random keys, in order, and rejects low-order and short keys`, async () => {
+      useNobleX25519(noble);
+      const me = generateKeyPair();
+      const peers = Array.from({ length: 20 }, () => generateKeyPair());
+      const got = await agreeMany(
+        me.secretKey,
+        peers.map((p) => p.publicKey),
+      );
+      expect(got.map(hex)).toEqual(peers.map((p) => hex(agree(me.secretKey, p.publicKey))));
+      expect((await publicKeysOf(peers.map((p) => p.secretKey))).map(hex)).toEqual(
+        peers.map((p) => hex(p.publicKey)),
+      );
+      await expect(agreeMany(me.secretKey, [peers[0].publicKey, new Uint8Array(32)])).rejects.toThrow();
+      const one = new Uint8Array(32);
+      one[0] = 1;
+      await expect(agreeMany(me.secretKey, [one])).rejects.toThrow();
+      await expect(agreeMany(me.secretKey, [new Uint8Array(31)])).rejects.toThrow(/32 bytes/);
+      await expect(agreeMany(new Uint8Array(31), [peers[0].publicKey])).rejects.toThrow(/32 bytes/);
+    });
+    it(`${name}: maskSeeds equals maskSeed peer by peer`, async () => {
+      useNobleX25519(noble);
+      const u = generateKeyPair();
+      const peers = [2, 9, 5].map((index) => ({ index, ...generateKeyPair() }));
+      const seeds = await maskSeeds(
+        u.secretKey,
+        peers.map((p) => ({ index: p.index, sPk: p.publicKey })),
+        'r1',
+        7,
+      );
+      expect(seeds.map(hex)).toEqual(
+        peers.map((p) => hex(maskSeed(u.secretKey, p.publicKey, 'r1', 7, p.index))),
+      );
+      expect(hex(seeds[1])).toBe(hex(maskSeed(peers[1].secretKey, u.publicKey, 'r1', 9, 7)));
+    });
+  }
 });
 
 describe('HKDF-SHA256 (RFC 5869 test case 1)', () => {

@@ -89,6 +89,98 @@ export function agree(secretKey: Uint8Array, peerPublicKey: Uint8Array): Uint8Ar
   return x25519.getSharedSecret(secretKey, peerPublicKey);
 }
 
+/**
+ * X25519 through WebCrypto where the platform has it (Node 20, Chrome 133+, Firefox 130+, Safari 17+):
+ * ~20x noble's speed here, and in Node on the thread pool, beside the JavaScript thread. Same function:
+ * RFC 7748 X25519 with the secret clamped; both refuse the all-zero result of a low-order peer key. The
+ * platform is trusted only after it reproduces RFC 7748 section 6.1's vector; otherwise noble does it.
+ */
+interface X25519Subtle {
+  importKey(
+    format: 'raw' | 'pkcs8',
+    keyData: Uint8Array,
+    algorithm: { name: 'X25519' },
+    extractable: boolean,
+    usages: string[],
+  ): Promise<unknown>;
+  deriveBits(algorithm: { name: 'X25519'; public: unknown }, key: unknown, length: 256): Promise<ArrayBuffer>;
+}
+
+// PKCS#8 PrivateKeyInfo for an X25519 key (RFC 8410): version 0, OID 1.3.101.110, OCTET STRING(32 bytes).
+const PKCS8_X25519 = Uint8Array.from([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
+]);
+/** The base point, u = 9: X25519(k, 9) is k's public key. */
+const BASE_U = Uint8Array.from({ length: KEY_BYTES }, (_, i) => (i === 0 ? 9 : 0));
+const fromHex = (h: string): Uint8Array => Uint8Array.from(h.match(/../g)!, (b) => parseInt(b, 16));
+/** RFC 7748 section 6.1: Alice's secret, Bob's public key, their shared secret. */
+const RFC7748_ALICE_SK = fromHex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a');
+const RFC7748_BOB_PK = fromHex('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f');
+const RFC7748_K = '4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742';
+
+let native: Promise<X25519Subtle | null> | undefined;
+let nobleOnly = false;
+
+async function probeNative(): Promise<X25519Subtle | null> {
+  const s = (globalThis as { crypto?: { subtle?: X25519Subtle } }).crypto?.subtle;
+  if (!s) return null;
+  try {
+    const [k] = await agreeWith(s, RFC7748_ALICE_SK, [RFC7748_BOB_PK]);
+    return toHex(k) === RFC7748_K ? s : null;
+  } catch {
+    return null; // no X25519 in this WebCrypto
+  }
+}
+
+async function agreeWith(
+  s: X25519Subtle,
+  secretKey: Uint8Array,
+  peers: readonly Uint8Array[],
+): Promise<Uint8Array[]> {
+  const pkcs8 = new Uint8Array(PKCS8_X25519.length + KEY_BYTES);
+  pkcs8.set(PKCS8_X25519);
+  pkcs8.set(secretKey, PKCS8_X25519.length);
+  const alg = { name: 'X25519' } as const;
+  const sk = await s.importKey('pkcs8', pkcs8, alg, false, ['deriveBits']);
+  pkcs8.fill(0);
+  return Promise.all(
+    peers.map(async (p) => {
+      const pk = await s.importKey('raw', p, alg, true, []);
+      return new Uint8Array(await s.deriveBits({ name: 'X25519', public: pk }, sk, 256));
+    }),
+  );
+}
+
+/** Which X25519 the batched calls use here: the platform's WebCrypto, or noble where it has none. */
+export async function x25519Backend(): Promise<'webcrypto' | 'noble'> {
+  return !nobleOnly && (await (native ??= probeNative())) ? 'webcrypto' : 'noble';
+}
+
+/** Forces noble for the batched calls (true) or lets WebCrypto back them again: for tests and benchmarks. */
+export function useNobleX25519(on: boolean): void {
+  nobleOnly = on;
+}
+
+/**
+ * X25519 of one secret with many peer keys, in parallel through WebCrypto where it passed its check.
+ * Throws (rejects) on a key of the wrong length or a low-order one, as agree() does.
+ */
+export async function agreeMany(secretKey: Uint8Array, peers: readonly Uint8Array[]): Promise<Uint8Array[]> {
+  if (!(secretKey instanceof Uint8Array) || secretKey.length !== KEY_BYTES)
+    throw new RangeError(`secret key must be ${KEY_BYTES} bytes`);
+  for (const p of peers)
+    if (!(p instanceof Uint8Array) || p.length !== KEY_BYTES)
+      throw new RangeError(`public key must be ${KEY_BYTES} bytes`);
+  const s = nobleOnly ? null : await (native ??= probeNative());
+  if (!s || peers.length === 0) return peers.map((p) => agree(secretKey, p));
+  return agreeWith(s, secretKey, peers);
+}
+
+/** The public keys of many secrets (X25519 with the base point), batched like agreeMany. */
+export function publicKeysOf(secretKeys: readonly Uint8Array[]): Promise<Uint8Array[]> {
+  return Promise.all(secretKeys.map(async (sk) => (await agreeMany(sk, [BASE_U]))[0]));
+}
+
 /** HKDF-SHA256 with the round tag as salt, so keys never carry over between rounds. */
 export function deriveKey(sharedSecret: Uint8Array, roundTag: string, info: string): Uint8Array {
   return hkdf(sha256, sharedSecret, utf8ToBytes(roundTag), utf8ToBytes(info), 32);
@@ -102,8 +194,27 @@ export function maskSeed(
   u: number,
   v: number,
 ): Uint8Array {
+  return deriveKey(agree(sSecret, peerSPublic), roundTag, maskInfo(u, v));
+}
+
+/** HKDF info of the pairwise seed of u and v: the lower index first, so both ends derive the same. */
+function maskInfo(u: number, v: number): string {
   const [lo, hi] = u < v ? [u, v] : [v, u];
-  return deriveKey(agree(sSecret, peerSPublic), roundTag, `aegisfl/secagg/v1/mask/${lo}-${hi}`);
+  return `aegisfl/secagg/v1/mask/${lo}-${hi}`;
+}
+
+/** maskSeed for many peers of one client at once (agreements batched through agreeMany). */
+export async function maskSeeds(
+  sSecret: Uint8Array,
+  peers: readonly { index: number; sPk: Uint8Array }[],
+  roundTag: string,
+  u: number,
+): Promise<Uint8Array[]> {
+  const shared = await agreeMany(
+    sSecret,
+    peers.map((p) => p.sPk),
+  );
+  return shared.map((k, i) => deriveKey(k, roundTag, maskInfo(u, peers[i].index)));
 }
 
 /** Share-transport key for the direction from -> to (each direction its own key). */

@@ -1,6 +1,7 @@
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
+import { WordSum } from './words.ts';
 
 /**
  * The mask PRG: AES-256-CTR through WebCrypto (crypto.subtle, native in browsers and in Node 20), so a
@@ -17,8 +18,8 @@ import { utf8ToBytes } from '@noble/hashes/utils.js';
  * separation). A vector is at most 2^32 words = 2^30 blocks, so the 64-bit counter never wraps.
  *
  * The stream is made in chunks of CHUNK_BYTES (chunk c starts at block c * CHUNK_BYTES / 16), a few
- * chunks in flight at once so the cipher runs beside the additions; each result is added into the target
- * with one tight Int32Array loop (int32 wrap-around is the same as mod 2^32).
+ * chunks in flight at once so the cipher runs beside the additions; each result is added with wasm SIMD
+ * (words.ts; an Int32Array loop where wasm is unavailable).
  */
 export type MaskDomain = 'self' | 'pair';
 
@@ -92,21 +93,10 @@ export function counterBlock(block: number): Uint8Array {
   return c;
 }
 
-/** acc += v (mod 2^32) over int32 views of the same words; v may be shorter than acc (from `off`). */
-function addWords(acc: Int32Array, off: number, v: Int32Array): void {
-  const n = v.length;
-  for (let i = 0; i < n; i++) acc[off + i] = (acc[off + i] + v[i]) | 0;
-}
-
-function subWords(acc: Int32Array, off: number, v: Int32Array): void {
-  const n = v.length;
-  for (let i = 0; i < n; i++) acc[off + i] = (acc[off + i] - v[i]) | 0;
-}
-
 /**
  * target[i] += sum over terms of sign * PRG(seed, domain)[i] (mod 2^32). All inputs are checked before
- * any word changes; if WebCrypto fails midway the target is left partly masked (callers work on their
- * own vectors and discard it on failure).
+ * any word changes; the masks are summed apart (words.ts, wasm SIMD where it runs) and the target is
+ * written once at the end, so a WebCrypto failure midway leaves it unchanged.
  */
 export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[]): Promise<void> {
   if (!(target instanceof Uint32Array)) throw new TypeError('mask target must be a Uint32Array');
@@ -118,7 +108,7 @@ export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[]):
   const length = target.length;
   if (length === 0 || terms.length === 0) return;
   const s = subtle();
-  const acc = new Int32Array(target.buffer, target.byteOffset, length);
+  const acc = new WordSum(length, target, CHUNK_WORDS);
   const chunks = Math.ceil(length / CHUNK_WORDS);
   const imported = new Array<Promise<unknown> | undefined>(terms.length);
   const jobs = terms.length * chunks;
@@ -142,11 +132,11 @@ export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[]):
         throw e;
       }
       if (failed) return;
-      if (terms[ti].sign === 1) addWords(acc, off, ks);
-      else subWords(acc, off, ks);
+      acc.add(ks, terms[ti].sign, off);
     }
   };
   await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, jobs) }, worker));
+  acc.copyTo(target);
 }
 
 /** target[i] += sign * PRG(seed, domain)[i] (mod 2^32). */

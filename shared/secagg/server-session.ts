@@ -13,7 +13,7 @@ import {
 import { SecAggAbort } from './errors.ts';
 import { bytesEqual, checkPublicKey, KEY_BYTES } from './keys.ts';
 import type { SignedShare } from './recover.ts';
-import { addInto } from './ring.ts';
+import { WordSum } from './words.ts';
 import { isFieldElement, SHARE_BYTES } from './shamir.ts';
 import {
   CULPRIT_KINDS,
@@ -82,7 +82,7 @@ export class SecAggServerSession {
   private readonly boxes = new Map<number, Map<number, Uint8Array>>(); // from -> to -> box
   private readonly commits = new Map<number, Uint8Array>();
   private readonly masked = new Set<number>();
-  private readonly sum: Uint32Array;
+  private readonly sum: WordSum;
   private u1: number[] = [];
   private u2: number[] = [];
   /** The same sets for O(1) membership checks on every message (cohorts run to thousands). */
@@ -118,7 +118,7 @@ export class SecAggServerSession {
       this.nb = cfg.neighbours.map((l) => new Set(l));
       this.checkSymmetric();
     }
-    this.sum = new Uint32Array(cfg.vectorLength);
+    this.sum = new WordSum(cfg.vectorLength);
   }
 
   private checkSymmetric(): void {
@@ -393,7 +393,7 @@ export class SecAggServerSession {
         'wrong_length',
         `masked input has ${ySum.length} values, expected ${this.cfg.vectorLength}`,
       );
-    addInto(this.sum, ySum);
+    this.sum.add(ySum);
     for (const u of from) this.masked.add(u);
   }
 
@@ -579,7 +579,9 @@ export class SecAggServerSession {
         .map((v) => ({ with: v, sPk: this.keys.get(v)!.sPk }));
       secrets.push({ of: d, kind: 's', check: k.sPk, dealerKey: k.gPk, shares: byKind.s.get(d)!, pairs });
     }
-    return packUnmaskJob(this.cfg.tag, this.cfg.t, secrets, [...this.named.keys()], this.sum);
+    const sum = new Uint32Array(this.cfg.vectorLength);
+    this.sum.copyTo(sum);
+    return packUnmaskJob(this.cfg.tag, this.cfg.t, secrets, [...this.named.keys()], sum);
   }
 
   /** Unmasking -> done: the culprits it proved are named; the sum is returned, or SecAggAbort thrown. */

@@ -1,8 +1,8 @@
 import { verifyShare, SIGN_PUBLIC_BYTES, SIGNATURE_BYTES, type ShareKind } from './consistency.ts';
-import { bytesEqual, commitSeed, KEY_BYTES, maskSeed, publicKeyOf } from './keys.ts';
+import { bytesEqual, commitSeed, KEY_BYTES, maskSeeds, publicKeyOf, publicKeysOf } from './keys.ts';
 import { addMasks, type MaskTerm } from './prg.ts';
 import { recoverSecret, type SignedShare } from './recover.ts';
-import { prepareLagrange, SHARE_BYTES, type LagrangeCache } from './shamir.ts';
+import { prepareLagrange, reconstructChecked, SHARE_BYTES, type LagrangeCache } from './shamir.ts';
 import type { Culprit } from './types.ts';
 
 /**
@@ -140,6 +140,8 @@ export function unmaskTransferList(job: UnmaskJob): ArrayBuffer[] {
 
 class Abort extends Error {}
 
+const keyOf = (b: Uint8Array): string => String.fromCharCode(...b);
+
 /**
  * The unmasking itself (privacy.md C, R4 -> done), a pure function of the job: every secret is rebuilt
  * and checked (recover.ts names holders that altered a share and dealers that dealt inconsistent ones),
@@ -161,7 +163,6 @@ export async function runUnmask(job: UnmaskJob): Promise<UnmaskResult> {
       for (const kind of named.get(index)!) out.push({ index, kind });
     return out;
   };
-  // One weight cache: many secrets share their first t holders.
   // One weight cache, filled up front with one field inversion for all holder sets: secrets whose first
   // t holders coincide (the common case) share their Lagrange weights.
   const cache: LagrangeCache = new Map();
@@ -176,22 +177,37 @@ export async function runUnmask(job: UnmaskJob): Promise<UnmaskResult> {
     holderSets.push(xs.slice(0, t));
   }
   prepareLagrange(cache, holderSets);
+  const late = (x: number): number => (preNamed.has(x) || named.has(x) ? 1 : 0);
+  const sharesOf = (i: number): SignedShare[] => {
+    const shares: SignedShare[] = [];
+    for (let j = job.shareStart[i]; j < job.shareStart[i + 1]; j++)
+      shares.push({
+        x: job.holder[j],
+        y: job.shareY.subarray(j * SHARE_BYTES, (j + 1) * SHARE_BYTES),
+        sig: job.shareSig.subarray(j * SIGNATURE_BYTES, (j + 1) * SIGNATURE_BYTES),
+      });
+    return shares.sort((a, b) => late(a.x) - late(b.x) || a.x - b.x);
+  };
+  // The public keys of the mask keys the first t shares give, batched (WebCrypto X25519): the check of
+  // an s secret below then costs a lookup in every honest round, an X25519 only on the slow path.
+  const candidates: Uint8Array[] = [];
+  for (let i = 0; i < job.secretOf.length; i++) {
+    if (job.secretKind[i] !== 1) continue;
+    const c = reconstructChecked(sharesOf(i), t, () => true, cache);
+    if (c) candidates.push(c);
+  }
+  const publicKeys = new Map<string, Uint8Array>();
+  (await publicKeysOf(candidates)).forEach((pk, i) => publicKeys.set(keyOf(candidates[i]), pk));
+  const publicKey = (sk: Uint8Array): Uint8Array => publicKeys.get(keyOf(sk)) ?? publicKeyOf(sk);
   const terms: MaskTerm[] = [];
+  const dropped: { of: number; secret: Uint8Array; pairs: number }[] = [];
   try {
     for (let i = 0; i < job.secretOf.length; i++) {
       const of = job.secretOf[i];
       const kind: ShareKind = job.secretKind[i] === 0 ? 'b' : 's';
       const check = job.check.subarray(i * 32, (i + 1) * 32);
       const gPk = job.dealerKey.subarray(i * SIGN_PUBLIC_BYTES, (i + 1) * SIGN_PUBLIC_BYTES);
-      const late = (x: number): number => (preNamed.has(x) || named.has(x) ? 1 : 0);
-      const shares: SignedShare[] = [];
-      for (let j = job.shareStart[i]; j < job.shareStart[i + 1]; j++)
-        shares.push({
-          x: job.holder[j],
-          y: job.shareY.subarray(j * SHARE_BYTES, (j + 1) * SHARE_BYTES),
-          sig: job.shareSig.subarray(j * SIGNATURE_BYTES, (j + 1) * SIGNATURE_BYTES),
-        });
-      shares.sort((a, b) => late(a.x) - late(b.x) || a.x - b.x);
+      const shares = sharesOf(i);
       const [what, against, verify] =
         kind === 'b'
           ? [
@@ -202,7 +218,7 @@ export async function runUnmask(job: UnmaskJob): Promise<UnmaskResult> {
           : [
               `mask key of dropped client ${of}`,
               'public key',
-              (sk: Uint8Array): boolean => bytesEqual(publicKeyOf(sk), check),
+              (sk: Uint8Array): boolean => bytesEqual(publicKey(sk), check),
             ];
       if (shares.length < t) throw new Abort(`${what}: ${shares.length} shares, threshold ${t}`);
       const r = recoverSecret(
@@ -224,17 +240,28 @@ export async function runUnmask(job: UnmaskJob): Promise<UnmaskResult> {
         terms.push({ seed: r.secret, domain: 'self', sign: -1 });
         continue;
       }
-      for (let p = job.pairStart[i]; p < job.pairStart[i + 1]; p++) {
-        const v = job.pairWith[p];
-        const sPk = job.pairKey.subarray(p * KEY_BYTES, (p + 1) * KEY_BYTES);
-        // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that. Keys were checked at R0.
-        terms.push({ seed: maskSeed(r.secret, sPk, tag, of, v), domain: 'pair', sign: v > of ? -1 : 1 });
-      }
+      dropped.push({ of, secret: r.secret, pairs: i });
     }
   } catch (e) {
     if (e instanceof Abort) return { ok: false, reason: e.message, culprits: culprits() };
     throw e;
   }
+  // Every dropout's pairwise seeds, all agreements in flight at once. Keys were checked at R0.
+  const seeds = await Promise.all(
+    dropped.map(({ of, secret, pairs: i }) => {
+      const peers = [];
+      for (let p = job.pairStart[i]; p < job.pairStart[i + 1]; p++)
+        peers.push({ index: job.pairWith[p], sPk: job.pairKey.subarray(p * KEY_BYTES, (p + 1) * KEY_BYTES) });
+      return maskSeeds(secret, peers, tag, of);
+    }),
+  );
+  dropped.forEach(({ of, pairs: i }, d) =>
+    seeds[d].forEach((seed, p) => {
+      // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that.
+      const v = job.pairWith[job.pairStart[i] + p];
+      terms.push({ seed, domain: 'pair', sign: v > of ? -1 : 1 });
+    }),
+  );
   const sum = job.sum;
   await addMasks(sum, terms);
   return { ok: true, sum, culprits: culprits() };
