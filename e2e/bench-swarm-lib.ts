@@ -163,6 +163,11 @@ export interface SwarmBenchResult {
   maxError: number | null;
   serverCpuSeconds: number | null;
   serverPeakRssMB: number | null;
+  /**
+   * Where the server's memory went: the largest RSS, V8 heap in use and external memory (ArrayBuffers:
+   * vectors, socket buffers) seen in each phase, sampled every 10 s (MB).
+   */
+  serverMemoryByPhase: Record<string, { rssMB: number; heapUsedMB: number; externalMB: number }>;
   loopDelay: { p50: number | null; p99: number | null; max: number | null };
   perClient: { messagesSent: number; messagesReceived: number; bytesSent: number; bytesReceived: number };
   /** With gateways: their cost and Redis' (the server figures above are then the coordinator's). */
@@ -171,14 +176,17 @@ export interface SwarmBenchResult {
   serverTail: string;
 }
 
-function peakRssMB(pid: number | undefined): number | null {
+/** A line of /proc/<pid>/status in MB: VmRSS (resident now) or VmHWM (its peak). */
+function procMB(pid: number | undefined, field: 'VmRSS' | 'VmHWM'): number | null {
   try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : null;
   } catch {
     return null;
   }
 }
+const rssMB = (pid: number | undefined): number | null => procMB(pid, 'VmRSS');
+const peakRssMB = (pid: number | undefined): number | null => procMB(pid, 'VmHWM');
 
 /** Sum of a histogram's _sum series by label value (e.g. phase durations). */
 function histogramSums(text: string, name: string, label: string): Record<string, number> {
@@ -289,9 +297,29 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
   let final: ServerStatus | null = null;
   // Whole-run limit: connecting, three client phases and the unmask deadline, with room to spare.
   const limit = t0 + (n / o.connectPerSecond) * 1000 + 5 * phase + 120_000;
-  for (;;) {
+  const memory: SwarmBenchResult['serverMemoryByPhase'] = {};
+  for (let tick = 0; ; tick++) {
     await sleep(2000);
     const s = await status();
+    if (tick % 5 === 0 && s) {
+      const m = await get('/metrics')
+        .then((r) => r.text())
+        .catch(() => '');
+      const key = s.secagg.phase ? `secagg:${s.secagg.phase}` : s.phase;
+      const now = {
+        rssMB: rssMB(srv.child.pid) ?? NaN,
+        heapUsedMB: (metric(m, 'aegis_nodejs_heap_size_used_bytes') ?? NaN) / 2 ** 20,
+        externalMB: (metric(m, 'aegis_nodejs_external_memory_bytes') ?? NaN) / 2 ** 20,
+      };
+      const was = memory[key];
+      memory[key] = was
+        ? {
+            rssMB: Math.max(was.rssMB, now.rssMB),
+            heapUsedMB: Math.max(was.heapUsedMB, now.heapUsedMB),
+            externalMB: Math.max(was.externalMB, now.externalMB),
+          }
+        : now;
+    }
     const connected = reports.reduce((a, r) => a + r.connected, 0);
     if (Number.isNaN(connectSeconds) && connected >= n) connectSeconds = (Date.now() - t0) / 1000;
     const sent = (e: string): number => reports.reduce((a, r) => a + (r.sent[e] ?? 0), 0);
@@ -400,6 +428,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     maxError,
     serverCpuSeconds: metric(text, 'aegis_process_cpu_seconds_total') ?? null,
     serverPeakRssMB: serverPeak,
+    serverMemoryByPhase: memory,
     loopDelay: { p50: stat('p50'), p99: stat('p99'), max: stat('max') },
     perClient: {
       messagesSent: totalSent / n,

@@ -70,6 +70,14 @@ console.log(
   `server CPU ${f(r.serverCpuSeconds)} s | peak RSS ${f(r.serverPeakRssMB, 0)} MB | loop delay p50 ${ms(r.loopDelay.p50)}, p99 ${ms(r.loopDelay.p99)}, max ${ms(r.loopDelay.max)}`,
 );
 console.log(
+  `server memory by phase (max of 10 s samples): ${Object.entries(r.serverMemoryByPhase)
+    .map(
+      ([p, m]) =>
+        `${p} RSS ${f(m.rssMB, 0)} / heap ${f(m.heapUsedMB, 0)} / external ${f(m.externalMB, 0)} MB`,
+    )
+    .join('; ')}`,
+);
+console.log(
   `per client: ${f(r.perClient.messagesSent)} messages sent, ${f(r.perClient.messagesReceived)} received, ${f(r.perClient.bytesSent / 1024)} KiB sent, ${f(r.perClient.bytesReceived / 1024)} KiB received | survivors ${r.survivors ?? '–'}/${r.expectedSurvivors}, examples ${r.examples ?? '–'}/${r.expectedExamples}, max error ${r.maxError ?? '–'}`,
 );
 if (r.cluster) {

@@ -23,7 +23,9 @@ import {
   unsafeThreshold,
 } from './graph.ts';
 import {
-  channelKey,
+  agree,
+  bytesEqual,
+  channelKeyFrom,
   checkPublicKey,
   commitSeed,
   generateKeyPair,
@@ -142,6 +144,8 @@ export class SecAggClientSession {
   /** Signs the shares we deal, this round only. */
   private readonly g: SigningKeyPair;
   private readonly seed = randomBytes(32);
+  /** X25519(c, peer's cPk) per neighbour: agreed sealing our boxes (R1), reused opening theirs (R3). */
+  private readonly channels = new Map<number, { cPk: Uint8Array; shared: Uint8Array }>();
   private roster = new Map<number, PeerKeys>();
   private held = new Map<number, Held>();
   /** Neighbours in U2: the peers this client masks with. */
@@ -299,7 +303,7 @@ export class SecAggClientSession {
       plain.set(signShare(this.g.secretKey, tag, 'b', me, to, bShares[i].y), AT_SIG_B);
       let key: Uint8Array;
       try {
-        key = channelKey(this.c.secretKey, roster.get(to)!.cPk, this.cfg.tag, this.cfg.index, to);
+        key = channelKeyFrom(this.channel(to, roster.get(to)!.cPk), this.cfg.tag, this.cfg.index, to);
       } catch {
         throw new ProtocolError('bad_key', `client ${to}'s channel key is not a usable X25519 key`);
       }
@@ -308,6 +312,15 @@ export class SecAggClientSession {
     this.roster = roster;
     this.ids = ids;
     return { shares, commit: commitSeed(this.seed, this.cfg.tag, this.cfg.index) };
+  }
+
+  /** The agreed channel secret with peer `v` under `cPk` (a refused roster may have named another cPk). */
+  private channel(v: number, cPk: Uint8Array): Uint8Array {
+    const hit = this.channels.get(v);
+    if (hit && bytesEqual(hit.cPk, cPk)) return hit.shared;
+    const shared = agree(this.c.secretKey, cPk);
+    this.channels.set(v, { cPk: cPk.slice(), shared });
+    return shared;
   }
 
   /** R3 roster check: the peer's keys carry the site's attestation and its identity's signature. */
@@ -428,7 +441,7 @@ export class SecAggClientSession {
       peers.push(from);
       const ct = bytes(r.ct, 'inbox.ct', undefined, 512);
       try {
-        const key = channelKey(this.c.secretKey, peer.cPk, this.cfg.tag, from, this.cfg.index);
+        const key = channelKeyFrom(this.channel(from, peer.cPk), this.cfg.tag, from, this.cfg.index);
         const plain = open(key, ct, aad);
         const dv = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
         if (plain.length !== BOX_PLAIN_BYTES) throw new Error('wrong size');

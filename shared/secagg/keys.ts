@@ -225,7 +225,12 @@ export function channelKey(
   from: number,
   to: number,
 ): Uint8Array {
-  return deriveKey(agree(cSecret, peerCPublic), roundTag, `aegisfl/secagg/v1/share/${from}->${to}`);
+  return channelKeyFrom(agree(cSecret, peerCPublic), roundTag, from, to);
+}
+
+/** channelKey from the X25519 secret already agreed with the peer (one agreement serves both directions). */
+export function channelKeyFrom(shared: Uint8Array, roundTag: string, from: number, to: number): Uint8Array {
+  return deriveKey(shared, roundTag, `aegisfl/secagg/v1/share/${from}->${to}`);
 }
 
 /** nonce || ciphertext || tag, with `aad` authenticated but not sent. */
