@@ -138,6 +138,27 @@ interface Held {
  * reveal), and an unmask request naming fewer than t surviving neighbours. A refused message changes
  * nothing: each step commits its state only once it is accepted, and each is accepted at most once.
  */
+/**
+ * The masking itself (privacy.md C, R2), what SecAggClientSession.mask runs once its checks pass:
+ * y = x + PRG(self seed) + sum over peers v < me of PRG(s_uv) - sum over v > me (mod 2^32), the k
+ * agreements batched (WebCrypto X25519), the masks expanded by AES-CTR and added in bulk. x is not changed.
+ */
+export async function maskInput(
+  x: Uint32Array,
+  selfSeed: Uint8Array,
+  sSecret: Uint8Array,
+  peers: readonly { index: number; sPk: Uint8Array }[],
+  tag: string,
+  me: number,
+): Promise<Uint32Array> {
+  const seeds = await maskSeeds(sSecret, peers, tag, me);
+  const terms: MaskTerm[] = [{ seed: selfSeed, domain: 'self', sign: 1 }];
+  peers.forEach((p, i) => terms.push({ seed: seeds[i], domain: 'pair', sign: me > p.index ? 1 : -1 }));
+  const y = x.slice();
+  await addMasks(y, terms);
+  return y;
+}
+
 export class SecAggClientSession {
   private readonly c: KeyPair;
   private readonly s: KeyPair;
@@ -496,19 +517,10 @@ export class SecAggClientSession {
     return this.masked(x, this.maskPeers);
   }
 
-  private async masked(x: Uint32Array, peers: readonly number[]): Promise<Uint32Array> {
+  private masked(x: Uint32Array, peers: readonly number[]): Promise<Uint32Array> {
     const { tag, index: me } = this.cfg;
-    const seeds = await maskSeeds(
-      this.s.secretKey,
-      peers.map((v) => ({ index: v, sPk: this.roster.get(v)!.sPk })),
-      tag,
-      me,
-    );
-    const terms: MaskTerm[] = [{ seed: this.seed, domain: 'self', sign: 1 }];
-    peers.forEach((v, i) => terms.push({ seed: seeds[i], domain: 'pair', sign: me > v ? 1 : -1 }));
-    const y = x.slice();
-    await addMasks(y, terms);
-    return y;
+    const withKeys = peers.map((v) => ({ index: v, sPk: this.roster.get(v)!.sPk }));
+    return maskInput(x, this.seed, this.s.secretKey, withKeys, tag, me);
   }
 
   /**

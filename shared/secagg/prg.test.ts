@@ -115,6 +115,30 @@ describe('mask PRG (AES-256-CTR through WebCrypto)', () => {
     expect(together).toEqual(byHand);
   });
 
+  it('slices masked apart (from = offset) join into the whole vector masked at once, across chunk edges', async () => {
+    const n = CHUNK_WORDS * 2 + 37;
+    const terms = Array.from({ length: 3 }, (_, k) => ({
+      seed: seedOf(40 + k),
+      domain: (k ? 'pair' : 'self') as MaskDomain,
+      sign: (k === 1 ? -1 : 1) as 1 | -1,
+    }));
+    const whole = Uint32Array.from({ length: n }, (_, i) => i * 2654435761);
+    const parts = whole.slice();
+    await addMasks(whole, terms);
+    for (const [a, b] of [
+      [0, 1000],
+      [1000, CHUNK_WORDS + 4],
+      [CHUNK_WORDS + 4, n],
+    ]) {
+      const slice = parts.slice(a, b);
+      await addMasks(slice, terms, a);
+      parts.set(slice, a);
+    }
+    expect(firstDifference(parts, whole)).toBe(-1);
+    await expect(addMasks(new Uint32Array(4), terms, 2)).rejects.toThrow(/multiple of 4/);
+    await expect(addMasks(new Uint32Array(4), terms, -4)).rejects.toThrow(/multiple of 4/);
+  });
+
   it('refuses a seed that is not 32 bytes, an unknown domain and a bad sign, before touching the target', async () => {
     const v = Uint32Array.of(1, 2, 3);
     await expect(addMask(v, new Uint8Array(16), 'self', 1)).rejects.toThrow(/32 bytes/);

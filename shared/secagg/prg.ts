@@ -94,12 +94,16 @@ export function counterBlock(block: number): Uint8Array {
 }
 
 /**
- * target[i] += sum over terms of sign * PRG(seed, domain)[i] (mod 2^32). All inputs are checked before
- * any word changes; the masks are summed apart (words.ts, wasm SIMD where it runs) and the target is
- * written once at the end, so a WebCrypto failure midway leaves it unchanged.
+ * target[i] += sum over terms of sign * PRG(seed, domain)[from + i] (mod 2^32): target holds words
+ * from .. from + target.length - 1 of the vector (all of it when from = 0; a slice when the work is split
+ * between threads; `from` a multiple of 4, a whole AES block). All inputs are checked before any word
+ * changes; the masks are summed apart (words.ts, wasm SIMD where it runs) and the target is written once
+ * at the end, so a WebCrypto failure midway leaves it unchanged.
  */
-export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[]): Promise<void> {
+export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[], from = 0): Promise<void> {
   if (!(target instanceof Uint32Array)) throw new TypeError('mask target must be a Uint32Array');
+  if (!Number.isSafeInteger(from) || from < 0 || from % 4 !== 0 || from + target.length > 2 ** 32)
+    throw new RangeError(`mask slice must start at a multiple of 4 words within 2^32, got ${from}`);
   if (!LITTLE_ENDIAN) throw new Error('the mask PRG reads little-endian words; this platform is big-endian');
   for (const t of terms) {
     if (t.sign !== 1 && t.sign !== -1) throw new RangeError(`mask sign must be 1 or -1, got ${t.sign}`);
@@ -123,7 +127,8 @@ export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[]):
       const key = (imported[ti] ??= s.importKey('raw', keys[ti], 'AES-CTR', false, ['encrypt']));
       const off = c * CHUNK_WORDS;
       const words = Math.min(CHUNK_WORDS, length - off);
-      const algorithm = { name: 'AES-CTR' as const, counter: counterBlock(c * BLOCKS_PER_CHUNK), length: 64 };
+      const block = from / 4 + c * BLOCKS_PER_CHUNK;
+      const algorithm = { name: 'AES-CTR' as const, counter: counterBlock(block), length: 64 };
       let ks: Int32Array;
       try {
         ks = new Int32Array(await s.encrypt(algorithm, await key, ZERO.subarray(0, words * 4)));

@@ -148,7 +148,10 @@ const keyOf = (b: Uint8Array): string => String.fromCharCode(...b);
  * every pairwise seed derived, and only then are the masks stripped from the sum, so a failure leaves
  * nothing half-unmasked. Runs on the main thread (closeUnmask) or in a worker (server/unmask-worker.ts).
  */
-export async function runUnmask(job: UnmaskJob): Promise<UnmaskResult> {
+/** Strips mask terms from a sum in place: addMasks here, or the same split over threads (server). */
+export type MaskStripper = (sum: Uint32Array, terms: readonly MaskTerm[]) => Promise<void>;
+
+export async function runUnmask(job: UnmaskJob, strip: MaskStripper = addMasks): Promise<UnmaskResult> {
   const { tag, t } = job;
   const named = new Map<number, Set<Culprit['kind']>>();
   const preNamed = new Set(job.named);
@@ -263,6 +266,6 @@ export async function runUnmask(job: UnmaskJob): Promise<UnmaskResult> {
     }),
   );
   const sum = job.sum;
-  await addMasks(sum, terms);
+  await strip(sum, terms);
   return { ok: true, sum, culprits: culprits() };
 }
