@@ -73,6 +73,7 @@ interface ClientCost {
 
 const unmaskThreads = Math.min(availableParallelism(), 8);
 const unmaskThread = new UnmaskThread(unmaskThreads);
+await unmaskThread.warm(); // as the server does at start-up
 
 /** One client's masking timed in a child process (e2e/bench-secagg-mask.ts). */
 function maskInChild(

@@ -1,20 +1,18 @@
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { parentPort, Worker } from 'node:worker_threads';
 
 /** What a worker answers to one job. */
 export type JobReply<R> = { id: number; result: R } | { id: number; error: string };
 
 /**
- * The workers are TypeScript like the rest of the server. Node 20 does not apply ESM loader hooks
- * (`--import tsx`) to a worker's entry, so a worker starts from a line of CommonJS that installs tsx's
- * require hook and requires the entry (its ESM dependencies load through require(esm), Node >= 20.19).
- * This works the same under `tsx server/main.ts`, `node --import tsx` and vitest.
+ * The workers are TypeScript like the rest of the server. Node 20 does not apply the main thread's ESM
+ * loader hooks (`--import tsx`) to a worker, so a worker registers tsx's ESM hooks itself, then imports
+ * its entry as ESM. (Not tsx's CommonJS require hook: that turns the noble libraries' imports into
+ * getters, and their hashing and field arithmetic ran at half speed in the worker.) This works the same
+ * under `tsx server/main.ts`, `node --import tsx` and vitest.
  */
 function workerSource(entry: URL): string {
-  const require = createRequire(import.meta.url);
-  const tsx = require.resolve('tsx/cjs/api');
-  return `require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(fileURLToPath(entry))});`;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  return `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); });`;
 }
 
 /**

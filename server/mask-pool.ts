@@ -1,6 +1,7 @@
 import { addMasks, type MaskTerm } from '../shared/secagg/prg.ts';
 import type { MaskStripper } from '../shared/secagg/unmask.ts';
 import { JobThread } from './job-thread.ts';
+import { nodeKeystream } from './node-keystream.ts';
 
 /** One helper's share of the stripping: words from .. from + words.length - 1 of the sum. */
 export interface MaskSlice {
@@ -35,7 +36,7 @@ export class MaskPool {
   }
 
   readonly strip: MaskStripper = async (sum, terms) => {
-    if (!this.helpers.length || sum.length < MIN_SPLIT_WORDS) return addMasks(sum, terms);
+    if (!this.helpers.length || sum.length < MIN_SPLIT_WORDS) return addMasks(sum, terms, 0, nodeKeystream);
     const per = Math.ceil(sum.length / this.threads / 4) * 4; // whole AES blocks per range
     const rest = this.helpers.map(async (h, i) => {
       const from = (i + 1) * per;
@@ -44,9 +45,17 @@ export class MaskPool {
       sum.set(words, from);
     });
     // All ranges settle before this returns, so a failure never leaves a helper writing into the sum later.
-    const [mine, ...theirs] = await Promise.allSettled([addMasks(sum.subarray(0, per), terms), ...rest]);
+    const [mine, ...theirs] = await Promise.allSettled([
+      addMasks(sum.subarray(0, per), terms, 0, nodeKeystream),
+      ...rest,
+    ]);
     for (const r of [mine, ...theirs]) if (r.status === 'rejected') throw r.reason;
   };
+
+  /** Starts every helper and loads its code (an empty slice each). */
+  async warm(): Promise<void> {
+    await Promise.all(this.helpers.map((h) => h.run({ terms: [], from: 0, words: new Uint32Array(0) })));
+  }
 
   /** How many helper threads were started (tests check that the work was split). */
   get helpersStarted(): number {

@@ -201,6 +201,10 @@ export async function buildCore(
     await dispose();
     throw e;
   }
+  // Load the unmasking's threads now rather than in the first round's unmask phase; a failure here is
+  // only logged (the first job starts the worker again).
+  if (cfg.secagg)
+    unmaskThread.warm().catch((e: unknown) => log(`unmask thread warm-up failed: ${String(e)}`));
   return { coordinator, metrics, data, evalBackend, dispose };
 }
 

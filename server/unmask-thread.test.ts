@@ -41,6 +41,21 @@ async function roundAtUnmask(
 }
 
 describe('UnmaskThread', () => {
+  it('warms up (worker and mask helpers started, code loaded) before any job, then unmasks exactly', async () => {
+    const warm = new UnmaskThread(2);
+    try {
+      expect(warm.started).toBe(false);
+      await warm.warm();
+      expect(warm.started).toBe(true);
+      const { session, job, expected } = await roundAtUnmask(6, new Map([[3, 'after-shares' as DropPoint]]));
+      const r = await warm.run(job);
+      expect(r.ok).toBe(true);
+      expect(session.finishUnmask(r)).toEqual(expected);
+    } finally {
+      await warm.close();
+    }
+  });
+
   it('unmasks on a worker thread: the same exact sum as in-process, the job transferred, not copied', async () => {
     const drops = new Map<number, DropPoint>([
       [2, 'after-keys'],

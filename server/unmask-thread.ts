@@ -10,7 +10,8 @@ export const unmaskInProcess: UnmaskRunner = async (job) => runUnmask(job);
 
 /** What the unmask worker is sent: the job, and how many threads may strip the masks (itself included). */
 export interface UnmaskThreadJob {
-  job: UnmaskJob;
+  /** null: only start the helpers and load the code (warm-up). */
+  job: UnmaskJob | null;
   threads: number;
 }
 
@@ -22,15 +23,23 @@ export interface UnmaskThreadJob {
  * worker that dies fails its jobs (the attempt is retried) and is started again for the next one.
  */
 export class UnmaskThread {
-  private readonly thread = new JobThread<UnmaskThreadJob, UnmaskResult>(
+  private readonly thread = new JobThread<UnmaskThreadJob, UnmaskResult | null>(
     new URL('./unmask-worker.ts', import.meta.url),
     'aegis-unmask',
-    (j) => unmaskTransferList(j.job),
+    (j) => (j.job ? unmaskTransferList(j.job) : []),
   );
 
   constructor(private readonly threads = Math.min(availableParallelism(), 8)) {}
 
-  readonly run: UnmaskRunner = (job) => this.thread.run({ job, threads: this.threads });
+  readonly run: UnmaskRunner = async (job) => (await this.thread.run({ job, threads: this.threads }))!;
+
+  /**
+   * Starts the worker and its helpers and loads their code (about a second), so the first round's
+   * unmasking does not pay for it. The server calls this at start-up.
+   */
+  async warm(): Promise<void> {
+    await this.thread.run({ job: null, threads: this.threads });
+  }
 
   /** Whether a worker thread was started (tests check that the work left this thread). */
   get started(): boolean {

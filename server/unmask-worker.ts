@@ -15,7 +15,8 @@ serveJobs(
       await pool?.close();
       pool = new MaskPool(threads);
     }
-    return runUnmask(job, pool.strip);
+    if (!job) return pool.warm().then(() => null);
+    return runUnmask(job, { strip: pool.strip });
   },
-  (r) => (r.ok ? [r.sum.buffer as ArrayBuffer] : []),
+  (r) => (r?.ok ? [r.sum.buffer as ArrayBuffer] : []),
 );

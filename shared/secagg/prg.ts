@@ -88,8 +88,11 @@ export function prgKey(seed: Uint8Array, domain: MaskDomain): Uint8Array {
 
 /** The initial counter block of a chunk: 0^8 || BE64(first block). */
 export function counterBlock(block: number): Uint8Array {
+  if (!Number.isSafeInteger(block) || block < 0) throw new RangeError(`bad counter block ${block}`);
   const c = new Uint8Array(16);
-  new DataView(c.buffer).setBigUint64(8, BigInt(block), false);
+  const v = new DataView(c.buffer);
+  v.setUint32(8, Math.floor(block / 2 ** 32), false);
+  v.setUint32(12, block >>> 0, false);
   return c;
 }
 
@@ -100,7 +103,41 @@ export function counterBlock(block: number): Uint8Array {
  * changes; the masks are summed apart (words.ts, wasm SIMD where it runs) and the target is written once
  * at the end, so a WebCrypto failure midway leaves it unchanged.
  */
-export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[], from = 0): Promise<void> {
+/**
+ * A source of AES-256-CTR keystream: given an AES key, a function that returns `bytes` of its stream from
+ * counter block `block` (0^8 || BE64(block)). WebCrypto by default; a platform may pass a faster one of
+ * the same cipher (the server's worker threads use node:crypto, which needs no thread hop or input copy).
+ */
+export type KeystreamSource = (
+  key: Uint8Array,
+) => (block: number, bytes: number) => Promise<ArrayBuffer | Uint8Array> | ArrayBuffer | Uint8Array;
+
+/** Int32 words of a keystream chunk, without a copy when the bytes are 4-aligned (they always are here). */
+function wordsOf(ks: ArrayBuffer | Uint8Array, words: number): Int32Array {
+  if (ks.byteLength < words * 4) throw new RangeError('keystream source returned too few bytes');
+  if (ks instanceof ArrayBuffer) return new Int32Array(ks, 0, words);
+  return ks.byteOffset % 4 === 0
+    ? new Int32Array(ks.buffer, ks.byteOffset, words)
+    : new Int32Array(ks.slice(0, words * 4).buffer);
+}
+
+/** The default source: crypto.subtle's AES-CTR, the key imported once per term. */
+export const webCryptoKeystream: KeystreamSource = (raw) => {
+  const s = subtle();
+  let key: Promise<unknown> | undefined;
+  return async (block, bytes) => {
+    key ??= s.importKey('raw', raw, 'AES-CTR', false, ['encrypt']);
+    const algorithm = { name: 'AES-CTR' as const, counter: counterBlock(block), length: 64 };
+    return s.encrypt(algorithm, await key, ZERO.subarray(0, bytes));
+  };
+};
+
+export async function addMasks(
+  target: Uint32Array,
+  terms: readonly MaskTerm[],
+  from = 0,
+  source: KeystreamSource = webCryptoKeystream,
+): Promise<void> {
   if (!(target instanceof Uint32Array)) throw new TypeError('mask target must be a Uint32Array');
   if (!Number.isSafeInteger(from) || from < 0 || from % 4 !== 0 || from + target.length > 2 ** 32)
     throw new RangeError(`mask slice must start at a multiple of 4 words within 2^32, got ${from}`);
@@ -111,10 +148,9 @@ export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[], 
   const keys = terms.map((t) => prgKey(t.seed, t.domain));
   const length = target.length;
   if (length === 0 || terms.length === 0) return;
-  const s = subtle();
   const acc = new WordSum(length, target, CHUNK_WORDS);
   const chunks = Math.ceil(length / CHUNK_WORDS);
-  const imported = new Array<Promise<unknown> | undefined>(terms.length);
+  const streams = new Array<ReturnType<KeystreamSource> | undefined>(terms.length);
   const jobs = terms.length * chunks;
   let next = 0;
   let failed = false;
@@ -124,14 +160,12 @@ export async function addMasks(target: Uint32Array, terms: readonly MaskTerm[], 
       const job = next++;
       const ti = Math.floor(job / chunks);
       const c = job % chunks;
-      const key = (imported[ti] ??= s.importKey('raw', keys[ti], 'AES-CTR', false, ['encrypt']));
       const off = c * CHUNK_WORDS;
       const words = Math.min(CHUNK_WORDS, length - off);
-      const block = from / 4 + c * BLOCKS_PER_CHUNK;
-      const algorithm = { name: 'AES-CTR' as const, counter: counterBlock(block), length: 64 };
       let ks: Int32Array;
       try {
-        ks = new Int32Array(await s.encrypt(algorithm, await key, ZERO.subarray(0, words * 4)));
+        const stream = (streams[ti] ??= source(keys[ti]));
+        ks = wordsOf(await stream(from / 4 + c * BLOCKS_PER_CHUNK, words * 4), words);
       } catch (e) {
         failed = true; // the other workers stop at their next job
         throw e;
