@@ -23,7 +23,11 @@ function workerSource(entry: URL): string {
 export class JobThread<J, R> {
   private worker: Worker | null = null;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve(r: R): void; reject(e: Error): void }>();
+  /** Jobs sent and not answered, with the worker each went to (a replacement never fails its old jobs' peers). */
+  private readonly pending = new Map<
+    number,
+    { worker: Worker; resolve(r: R): void; reject(e: Error): void }
+  >();
   private closed = false;
 
   constructor(
@@ -37,9 +41,14 @@ export class JobThread<J, R> {
     const w = this.start();
     const id = this.nextId++;
     return new Promise<R>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      try {
+        w.postMessage({ id, job }, this.transfer(job));
+      } catch (e) {
+        reject(e instanceof Error ? e : new Error(String(e))); // not sent: nothing to wait for
+        return;
+      }
+      this.pending.set(id, { worker: w, resolve, reject });
       w.ref(); // a job in flight keeps the process up, like any pending I/O
-      w.postMessage({ id, job }, this.transfer(job));
     });
   };
 
@@ -56,14 +65,17 @@ export class JobThread<J, R> {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
-      if (!this.pending.size) w.unref();
+      if (![...this.pending.values()].some((q) => q.worker === w)) w.unref();
       if ('result' in m) p.resolve(m.result);
       else p.reject(new Error(`${this.name} worker: ${m.error}`));
     });
     const fail = (e: Error): void => {
       if (this.worker === w) this.worker = null;
-      for (const p of this.pending.values()) p.reject(e);
-      this.pending.clear();
+      for (const [id, p] of this.pending)
+        if (p.worker === w) {
+          this.pending.delete(id);
+          p.reject(e);
+        }
     };
     w.on('error', (e) => fail(e));
     w.on('exit', (code) => fail(new Error(`${this.name} worker exited with code ${code}`)));

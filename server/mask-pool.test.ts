@@ -26,10 +26,20 @@ describe('MaskPool (mask stripping split by word range over threads)', () => {
     expect(pool.helpersStarted).toBe(2);
   });
 
-  it('rejects when a term is bad, after every range settled', async () => {
+  it('rejects when a term is bad, and leaves the sum unchanged when a helper dies midway', async () => {
     const v = new Uint32Array(2 * MIN_SPLIT_WORDS);
     const bad = [...terms, { seed: new Uint8Array(5), domain: 'pair', sign: 1 } as MaskTerm];
     await expect(pool.strip(v, bad)).rejects.toThrow(/32 bytes/);
     expect(() => new MaskPool(0)).toThrow(/thread count/);
+    // A helper killed while its range is masked: the caller's own range finished, yet nothing is written.
+    const dying = new MaskPool(2);
+    await dying.warm();
+    const sum = Uint32Array.from({ length: 8 * MIN_SPLIT_WORDS }, (_, i) => i);
+    const before = sum.slice();
+    const many = Array.from({ length: 40 }, (_, k) => ({ ...terms[k % 3], seed: seed(10 + k) }));
+    const strip = dying.strip(sum, many);
+    await dying.close();
+    await expect(strip).rejects.toThrow(/exited|closed|terminated/);
+    expect(Buffer.from(sum.buffer).equals(Buffer.from(before.buffer))).toBe(true);
   });
 });

@@ -38,18 +38,20 @@ export class MaskPool {
   readonly strip: MaskStripper = async (sum, terms) => {
     if (!this.helpers.length || sum.length < MIN_SPLIT_WORDS) return addMasks(sum, terms, 0, nodeKeystream);
     const per = Math.ceil(sum.length / this.threads / 4) * 4; // whole AES blocks per range
-    const rest = this.helpers.map(async (h, i) => {
-      const from = (i + 1) * per;
-      if (from >= sum.length) return;
-      const words = await h.run({ terms, from, words: sum.slice(from, from + per) });
-      sum.set(words, from);
-    });
-    // All ranges settle before this returns, so a failure never leaves a helper writing into the sum later.
-    const [mine, ...theirs] = await Promise.allSettled([
-      addMasks(sum.subarray(0, per), terms, 0, nodeKeystream),
-      ...rest,
-    ]);
-    for (const r of [mine, ...theirs]) if (r.status === 'rejected') throw r.reason;
+    const ranges: { from: number; words: Uint32Array }[] = [];
+    for (let from = 0; from < sum.length; from += per)
+      ranges.push({ from, words: sum.slice(from, from + per) });
+    // Each range is masked on a copy and the sum written only once every range succeeded, so a failure
+    // (a helper that died, say) leaves the sum as it was.
+    const done = await Promise.allSettled(
+      ranges.map(async (r, i) =>
+        i === 0
+          ? (await addMasks(r.words, terms, 0, nodeKeystream), r.words)
+          : this.helpers[i - 1].run({ terms, from: r.from, words: r.words }),
+      ),
+    );
+    for (const d of done) if (d.status === 'rejected') throw d.reason;
+    done.forEach((d, i) => sum.set((d as PromiseFulfilledResult<Uint32Array>).value, ranges[i].from));
   };
 
   /** Starts every helper and loads its code (an empty slice each). */

@@ -235,6 +235,17 @@ describe('checkPublicKey (small-order and non-canonical X25519 keys)', () => {
     }
   });
 
+  it('batched agreements (WebCrypto and noble) refuse every blacklisted point, also with bit 255 set', async () => {
+    for (const noble of [false, true]) {
+      useNobleX25519(noble);
+      for (const pk of LIBSODIUM_BLACKLIST) {
+        await expect(agreeMany(aSk, [pk])).rejects.toThrow();
+        await expect(agreeMany(aSk, [withTopBit(pk)])).rejects.toThrow();
+      }
+    }
+    useNobleX25519(false);
+  });
+
   it('refuses every blacklisted point as low_order, also with bit 255 set (non-canonical spelling)', () => {
     for (const pk of LIBSODIUM_BLACKLIST) {
       expect(checkPublicKey(pk)).toBe('low_order');

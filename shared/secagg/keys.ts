@@ -146,7 +146,13 @@ async function agreeWith(
   return Promise.all(
     peers.map(async (p) => {
       const pk = await s.importKey('raw', p, alg, true, []);
-      return new Uint8Array(await s.deriveBits({ name: 'X25519', public: pk }, sk, 256));
+      const k = new Uint8Array(await s.deriveBits({ name: 'X25519', public: pk }, sk, 256));
+      // WebCrypto must refuse a low-order key's all-zero secret; older engines (Safari before 2024) did
+      // not. Refuse it here too, as noble does, whatever the platform.
+      let any = 0;
+      for (let i = 0; i < k.length; i++) any |= k[i];
+      if (any === 0) throw new Error('X25519: all-zero shared secret (low-order peer key)');
+      return k;
     }),
   );
 }

@@ -139,6 +139,24 @@ describe('mask PRG (AES-256-CTR through WebCrypto)', () => {
     await expect(addMasks(new Uint32Array(4), terms, -4)).rejects.toThrow(/multiple of 4/);
   });
 
+  it('a keystream that fails midway leaves the target unchanged', async () => {
+    const n = CHUNK_WORDS * 3;
+    const v = Uint32Array.from({ length: n }, (_, i) => i);
+    let calls = 0;
+    const failing = () => () => {
+      if (++calls === 5) throw new Error('injected: cipher failed');
+      return new ArrayBuffer(CHUNK_BYTES);
+    };
+    const terms = [0, 1].map((k) => ({ seed: seedOf(k), domain: 'pair' as MaskDomain, sign: 1 as const }));
+    await expect(addMasks(v, terms, 0, failing)).rejects.toThrow(/injected/);
+    expect(
+      firstDifference(
+        v,
+        Uint32Array.from({ length: n }, (_, i) => i),
+      ),
+    ).toBe(-1);
+  });
+
   it('refuses a seed that is not 32 bytes, an unknown domain and a bad sign, before touching the target', async () => {
     const v = Uint32Array.of(1, 2, 3);
     await expect(addMask(v, new Uint8Array(16), 'self', 1)).rejects.toThrow(/32 bytes/);

@@ -97,13 +97,6 @@ export function counterBlock(block: number): Uint8Array {
 }
 
 /**
- * target[i] += sum over terms of sign * PRG(seed, domain)[from + i] (mod 2^32): target holds words
- * from .. from + target.length - 1 of the vector (all of it when from = 0; a slice when the work is split
- * between threads; `from` a multiple of 4, a whole AES block). All inputs are checked before any word
- * changes; the masks are summed apart (words.ts, wasm SIMD where it runs) and the target is written once
- * at the end, so a WebCrypto failure midway leaves it unchanged.
- */
-/**
  * A source of AES-256-CTR keystream: given an AES key, a function that returns `bytes` of its stream from
  * counter block `block` (0^8 || BE64(block)). WebCrypto by default; a platform may pass a faster one of
  * the same cipher (the server's worker threads use node:crypto, which needs no thread hop or input copy).
@@ -132,6 +125,14 @@ export const webCryptoKeystream: KeystreamSource = (raw) => {
   };
 };
 
+/**
+ * target[i] += sum over terms of sign * PRG(seed, domain)[from + i] (mod 2^32): target holds words
+ * from .. from + target.length - 1 of the vector (all of it when from = 0; a slice when the work is split
+ * between threads; `from` a multiple of 4, a whole AES block). All inputs are checked before any word
+ * changes; the masks are summed apart (words.ts, wasm SIMD where it runs) and the target is written once
+ * at the end, so a WebCrypto failure midway leaves it unchanged. The target must not change meanwhile
+ * (two calls at once on one vector would keep only the last one's masks).
+ */
 export async function addMasks(
   target: Uint32Array,
   terms: readonly MaskTerm[],

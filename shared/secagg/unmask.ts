@@ -145,6 +145,11 @@ const keyOf = (b: Uint8Array): string => String.fromCharCode(...b);
 /** Strips mask terms from a sum in place: addMasks here, or the same split over threads (server). */
 export type MaskStripper = (sum: Uint32Array, terms: readonly MaskTerm[]) => Promise<void>;
 
+/** How runUnmask does its bulk work; the default is the isomorphic one (WebCrypto). */
+export interface UnmaskOptions {
+  strip?: MaskStripper;
+}
+
 /**
  * The unmasking itself (privacy.md C, R4 -> done), a pure function of the job: every secret is rebuilt
  * and checked (recover.ts names holders that altered a share and dealers that dealt inconsistent ones),
@@ -152,11 +157,6 @@ export type MaskStripper = (sum: Uint32Array, terms: readonly MaskTerm[]) => Pro
  * nothing half-unmasked. Runs on the main thread (closeUnmask) or in a worker (server/unmask-worker.ts,
  * which passes a `strip` that splits the masks over threads).
  */
-/** How runUnmask does its bulk work; the default is the isomorphic one (WebCrypto). */
-export interface UnmaskOptions {
-  strip?: MaskStripper;
-}
-
 export async function runUnmask(
   job: UnmaskJob,
   { strip = addMasks }: UnmaskOptions = {},

@@ -79,5 +79,6 @@ describe('WordSum (bulk addition mod 2^32)', () => {
     expect(() => s.copyTo(new Uint32Array(9))).toThrow(/9 words/);
     expect(() => new WordSum(3, new Uint32Array(4))).toThrow(/4 words/);
     expect(() => new WordSum(-1)).toThrow(/length/);
+    expect(() => s.add(new Uint32Array(1), 0 as 1)).toThrow(/sign/);
   });
 });

@@ -136,10 +136,14 @@ export class WordSum {
     const bytes = this.scratch + this.scratchWords * 4;
     let k: Kernels | null = null;
     if (module && bytes <= MAX_WASM_BYTES) {
-      const wa = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-      k = new wa.Instance(module).exports as unknown as Kernels;
-      const pages = Math.ceil(bytes / PAGE) - k.mem.buffer.byteLength / PAGE;
-      if (pages > 0) k.mem.grow(pages);
+      try {
+        const wa = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+        k = new wa.Instance(module).exports as unknown as Kernels;
+        const pages = Math.ceil(bytes / PAGE) - k.mem.buffer.byteLength / PAGE;
+        if (pages > 0) k.mem.grow(pages);
+      } catch {
+        k = null; // wasm memory refused (a memory-tight tab): the JavaScript loop needs none
+      }
     }
     this.k = k;
     this.words = k ? new Int32Array(k.mem.buffer, 0, length) : new Int32Array(length);
@@ -148,6 +152,7 @@ export class WordSum {
 
   /** words[off + i] += sign * v[i] (mod 2^32) for every i of v. */
   add(v: Uint32Array | Int32Array, sign: 1 | -1 = 1, off = 0): void {
+    if (sign !== 1 && sign !== -1) throw new RangeError(`sign must be 1 or -1, got ${String(sign)}`);
     const n = v.length;
     if (!Number.isInteger(off) || off < 0 || off + n > this.length)
       throw new RangeError(`operand of ${n} words at ${off} does not fit ${this.length}`);
