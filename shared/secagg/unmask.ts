@@ -142,6 +142,11 @@ class Abort extends Error {}
 
 const keyOf = (b: Uint8Array): string => String.fromCharCode(...b);
 
+/** X25519 agreements in flight at once while unmasking (WebCrypto jobs hold native memory until done). */
+const AGREEMENTS_IN_FLIGHT = 512;
+/** Dropouts whose pairwise seeds are agreed at once: about AGREEMENTS_IN_FLIGHT agreements at k ~ 40. */
+const DROPOUTS_IN_FLIGHT = 12;
+
 /** Strips mask terms from a sum in place: addMasks here, or the same split over threads (server). */
 export type MaskStripper = (sum: Uint32Array, terms: readonly MaskTerm[]) => Promise<void>;
 
@@ -209,7 +214,10 @@ export async function runUnmask(
     if (c) candidates.push(c);
   }
   const publicKeys = new Map<string, Uint8Array>();
-  (await publicKeysOf(candidates)).forEach((pk, i) => publicKeys.set(keyOf(candidates[i]), pk));
+  for (let from = 0; from < candidates.length; from += AGREEMENTS_IN_FLIGHT) {
+    const batch = candidates.slice(from, from + AGREEMENTS_IN_FLIGHT);
+    (await publicKeysOf(batch)).forEach((pk, i) => publicKeys.set(keyOf(batch[i]), pk));
+  }
   const publicKey = (sk: Uint8Array): Uint8Array => publicKeys.get(keyOf(sk)) ?? publicKeyOf(sk);
   const terms: MaskTerm[] = [];
   const dropped: { of: number; secret: Uint8Array; pairs: number }[] = [];
@@ -258,15 +266,18 @@ export async function runUnmask(
     if (e instanceof Abort) return { ok: false, reason: e.message, culprits: culprits() };
     throw e;
   }
-  // Every dropout's pairwise seeds, all agreements in flight at once. Keys were checked at R0.
-  const seeds = await Promise.all(
-    dropped.map(({ of, secret, pairs: i }) => {
+  // Every dropout's pairwise seeds, DROPOUTS_IN_FLIGHT dropouts' agreements at a time (all at once,
+  // thousands of dropouts put ~40k WebCrypto jobs and their keys in memory together). Keys were checked at R0.
+  const seeds: Uint8Array[][] = [];
+  for (let from = 0; from < dropped.length; from += DROPOUTS_IN_FLIGHT) {
+    const batch = dropped.slice(from, from + DROPOUTS_IN_FLIGHT).map(({ of, secret, pairs: i }) => {
       const peers = [];
       for (let p = job.pairStart[i]; p < job.pairStart[i + 1]; p++)
         peers.push({ index: job.pairWith[p], sPk: job.pairKey.subarray(p * KEY_BYTES, (p + 1) * KEY_BYTES) });
       return maskSeeds(secret, peers, tag, of);
-    }),
-  );
+    });
+    seeds.push(...(await Promise.all(batch)));
+  }
   dropped.forEach(({ of, pairs: i }, d) =>
     seeds[d].forEach((seed, p) => {
       // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that.
