@@ -167,7 +167,10 @@ export interface SwarmBenchResult {
    * Where the server's memory went: the largest RSS, V8 heap in use and external memory (ArrayBuffers:
    * vectors, socket buffers) seen in each phase, sampled every 10 s (MB).
    */
-  serverMemoryByPhase: Record<string, { rssMB: number; heapUsedMB: number; externalMB: number }>;
+  serverMemoryByPhase: Record<
+    string,
+    { rssMB: number; heapUsedMB: number; externalMB: number; loopMaxMs: number }
+  >;
   /** Event-loop delay over connect + round: the worst 10 s window's p50 and p99, and the maximum. */
   loopDelay: { p50: number | null; p99: number | null; max: number | null };
   perClient: { messagesSent: number; messagesReceived: number; bytesSent: number; bytesReceived: number };
@@ -323,6 +326,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
         rssMB: rssMB(srv.child.pid) ?? NaN,
         heapUsedMB: (metric(m, 'aegis_nodejs_heap_size_used_bytes') ?? NaN) / 2 ** 20,
         externalMB: (metric(m, 'aegis_nodejs_external_memory_bytes') ?? NaN) / 2 ** 20,
+        loopMaxMs: (metric(m, 'aegis_event_loop_delay_seconds', { stat: 'max' }) ?? NaN) * 1000,
       };
       const was = memory[key];
       memory[key] = was
@@ -330,6 +334,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
             rssMB: Math.max(was.rssMB, now.rssMB),
             heapUsedMB: Math.max(was.heapUsedMB, now.heapUsedMB),
             externalMB: Math.max(was.externalMB, now.externalMB),
+            loopMaxMs: Math.max(was.loopMaxMs, now.loopMaxMs),
           }
         : now;
     }

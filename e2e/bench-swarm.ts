@@ -73,7 +73,7 @@ console.log(
   `server memory by phase (max of 10 s samples): ${Object.entries(r.serverMemoryByPhase)
     .map(
       ([p, m]) =>
-        `${p} RSS ${f(m.rssMB, 0)} / heap ${f(m.heapUsedMB, 0)} / external ${f(m.externalMB, 0)} MB`,
+        `${p} RSS ${f(m.rssMB, 0)} / heap ${f(m.heapUsedMB, 0)} / external ${f(m.externalMB, 0)} MB, loop max ${f(m.loopMaxMs, 0)} ms`,
     )
     .join('; ')}`,
 );
