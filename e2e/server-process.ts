@@ -48,7 +48,19 @@ export async function startServerProcess(
 ): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'server/main.ts', '--port', '0', '--host', '127.0.0.1', ...flags],
+    [
+      // Extra node flags for the server alone, e.g. AEGISFL_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p"
+      // to profile a benchmark's server (NODE_OPTIONS refuses --cpu-prof, and would reach every process).
+      ...(process.env.AEGISFL_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+      '--import',
+      'tsx',
+      'server/main.ts',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      ...flags,
+    ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
