@@ -128,17 +128,6 @@ interface Held {
 }
 
 /**
- * One client's side of one secure-aggregation round, as a pure state machine: each method takes the
- * server's message and returns the reply. It keeps the only copies of its secret keys and self-mask seed,
- * and it reveals, per neighbour, either that neighbour's self-mask share or its key share, never both.
- *
- * It also refuses (ProtocolError) what would let a server isolate one client's input without t colluders:
- * a threshold or cohort below its floors, a roster of fewer than t peers, an inbox with fewer than t boxes
- * that open (masked with the self-mask alone, the input falls to the self-mask shares honest neighbours
- * reveal), and an unmask request naming fewer than t surviving neighbours. A refused message changes
- * nothing: each step commits its state only once it is accepted, and each is accepted at most once.
- */
-/**
  * The masking itself (privacy.md C, R2), what SecAggClientSession.mask runs once its checks pass:
  * y = x + PRG(self seed) + sum over peers v < me of PRG(s_uv) - sum over v > me (mod 2^32), the k
  * agreements batched (WebCrypto X25519), the masks expanded by AES-CTR and added in bulk. x is not changed.
@@ -159,6 +148,17 @@ export async function maskInput(
   return y;
 }
 
+/**
+ * One client's side of one secure-aggregation round, as a pure state machine: each method takes the
+ * server's message and returns the reply. It keeps the only copies of its secret keys and self-mask seed,
+ * and it reveals, per neighbour, either that neighbour's self-mask share or its key share, never both.
+ *
+ * It also refuses (ProtocolError) what would let a server isolate one client's input without t colluders:
+ * a threshold or cohort below its floors, a roster of fewer than t peers, an inbox with fewer than t boxes
+ * that open (masked with the self-mask alone, the input falls to the self-mask shares honest neighbours
+ * reveal), and an unmask request naming fewer than t surviving neighbours. A refused message changes
+ * nothing: each step commits its state only once it is accepted, and each is accepted at most once.
+ */
 export class SecAggClientSession {
   private readonly c: KeyPair;
   private readonly s: KeyPair;
@@ -514,13 +514,8 @@ export class SecAggClientSession {
     if (!this.maskPeers) throw new ProtocolError('wrong_phase', 'mask before inbox');
     if (x.length !== this.cfg.vectorLength)
       throw new RangeError(`input has ${x.length} values, round expects ${this.cfg.vectorLength}`);
-    return this.masked(x, this.maskPeers);
-  }
-
-  private masked(x: Uint32Array, peers: readonly number[]): Promise<Uint32Array> {
-    const { tag, index: me } = this.cfg;
-    const withKeys = peers.map((v) => ({ index: v, sPk: this.roster.get(v)!.sPk }));
-    return maskInput(x, this.seed, this.s.secretKey, withKeys, tag, me);
+    const peers = this.maskPeers.map((v) => ({ index: v, sPk: this.roster.get(v)!.sPk }));
+    return maskInput(x, this.seed, this.s.secretKey, peers, this.cfg.tag, this.cfg.index);
   }
 
   /**

@@ -2,7 +2,7 @@ import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { hexToBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 
 /** X25519 key pairs, HKDF-SHA256 key derivation and ChaCha20-Poly1305 for the secure-aggregation layer. */
 export interface KeyPair {
@@ -112,10 +112,9 @@ const PKCS8_X25519 = Uint8Array.from([
 ]);
 /** The base point, u = 9: X25519(k, 9) is k's public key. */
 const BASE_U = Uint8Array.from({ length: KEY_BYTES }, (_, i) => (i === 0 ? 9 : 0));
-const fromHex = (h: string): Uint8Array => Uint8Array.from(h.match(/../g)!, (b) => parseInt(b, 16));
 /** RFC 7748 section 6.1: Alice's secret, Bob's public key, their shared secret. */
-const RFC7748_ALICE_SK = fromHex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a');
-const RFC7748_BOB_PK = fromHex('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f');
+const RFC7748_ALICE_SK = hexToBytes('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a');
+const RFC7748_BOB_PK = hexToBytes('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f');
 const RFC7748_K = '4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742';
 
 let native: Promise<X25519Subtle | null> | undefined;

@@ -1,3 +1,5 @@
+import { addWords } from './words.ts';
+
 /**
  * Integers <-> the ring Z_{2^32} (Uint32Array, wrap-around arithmetic). Each client maps its values into
  * [0, 2^bits) by adding the offset 2^(bits-1); with n * 2^bits <= 2^32 the sum of n vectors cannot wrap,
@@ -44,15 +46,16 @@ export function encodeRing(ints: Float64Array, bits: number): RingEncoded {
 }
 
 /**
- * acc += v (mod 2^32), in place. One tight loop over int32 views of the same words: int32 wrap-around is
- * addition mod 2^32, and int32 values stay small integers in the engine where uint32 words >= 2^31 would not.
+ * acc += v (mod 2^32), in place, over int32 views of the same words (words.ts addWords): int32 values stay
+ * small integers in the engine where uint32 words >= 2^31 would not.
  */
 export function addInto(acc: Uint32Array, v: Uint32Array): void {
   if (acc.length !== v.length) throw new RangeError(`length mismatch: ${acc.length} vs ${v.length}`);
-  const a = new Int32Array(acc.buffer, acc.byteOffset, acc.length);
-  const b = new Int32Array(v.buffer, v.byteOffset, v.length);
-  const n = a.length;
-  for (let i = 0; i < n; i++) a[i] = (a[i] + b[i]) | 0;
+  addWords(
+    new Int32Array(acc.buffer, acc.byteOffset, acc.length),
+    0,
+    new Int32Array(v.buffer, v.byteOffset, v.length),
+  );
 }
 
 /** Sum of n offset-encoded vectors -> the exact signed integer sum. */

@@ -220,7 +220,8 @@ export async function runUnmask(
   }
   const publicKey = (sk: Uint8Array): Uint8Array => publicKeys.get(keyOf(sk)) ?? publicKeyOf(sk);
   const terms: MaskTerm[] = [];
-  const dropped: { of: number; secret: Uint8Array; pairs: number }[] = [];
+  /** Dropped clients' rebuilt mask keys, with their secret's index in the job (for its pairs). */
+  const dropped: { of: number; secret: Uint8Array; i: number }[] = [];
   try {
     for (let i = 0; i < job.secretOf.length; i++) {
       const of = job.secretOf[i];
@@ -260,7 +261,7 @@ export async function runUnmask(
         terms.push({ seed: r.secret, domain: 'self', sign: -1 });
         continue;
       }
-      dropped.push({ of, secret: r.secret, pairs: i });
+      dropped.push({ of, secret: r.secret, i });
     }
   } catch (e) {
     if (e instanceof Abort) return { ok: false, reason: e.message, culprits: culprits() };
@@ -270,7 +271,7 @@ export async function runUnmask(
   // thousands of dropouts put ~40k WebCrypto jobs and their keys in memory together). Keys were checked at R0.
   const seeds: Uint8Array[][] = [];
   for (let from = 0; from < dropped.length; from += DROPOUTS_IN_FLIGHT) {
-    const batch = dropped.slice(from, from + DROPOUTS_IN_FLIGHT).map(({ of, secret, pairs: i }) => {
+    const batch = dropped.slice(from, from + DROPOUTS_IN_FLIGHT).map(({ of, secret, i }) => {
       const peers = [];
       for (let p = job.pairStart[i]; p < job.pairStart[i + 1]; p++)
         peers.push({ index: job.pairWith[p], sPk: job.pairKey.subarray(p * KEY_BYTES, (p + 1) * KEY_BYTES) });
@@ -278,7 +279,7 @@ export async function runUnmask(
     });
     seeds.push(...(await Promise.all(batch)));
   }
-  dropped.forEach(({ of, pairs: i }, d) =>
+  dropped.forEach(({ of, i }, d) =>
     seeds[d].forEach((seed, p) => {
       // v added +PRG(s_vd) if v > d, else -PRG(s_vd): undo exactly that.
       const v = job.pairWith[job.pairStart[i] + p];

@@ -109,6 +109,16 @@ export function useJsWords(on: boolean): void {
   jsOnly = on;
 }
 
+/**
+ * acc[off + i] += sign * v[i] (mod 2^32), one tight loop over int32 views (int32 wrap-around is addition
+ * mod 2^32): the fallback of WordSum, and what small or one-off sums use directly.
+ */
+export function addWords(acc: Int32Array, off: number, v: Int32Array, sign: 1 | -1 = 1): void {
+  const n = v.length;
+  if (sign === 1) for (let i = 0; i < n; i++) acc[off + i] = (acc[off + i] + v[i]) | 0;
+  else for (let i = 0; i < n; i++) acc[off + i] = (acc[off + i] - v[i]) | 0;
+}
+
 const PAGE = 65536;
 const MAX_WASM_BYTES = 2 ** 31; // wasm32 memory; larger vectors take the JavaScript loop
 
@@ -157,23 +167,15 @@ export class WordSum {
     if (!Number.isInteger(off) || off < 0 || off + n > this.length)
       throw new RangeError(`operand of ${n} words at ${off} does not fit ${this.length}`);
     const src = new Int32Array(v.buffer, v.byteOffset, n);
-    const w = this.words;
-    if (!this.k) {
-      if (sign === 1) for (let i = 0; i < n; i++) w[off + i] = (w[off + i] + src[i]) | 0;
-      else for (let i = 0; i < n; i++) w[off + i] = (w[off + i] - src[i]) | 0;
-      return;
-    }
     const k = this.k;
+    if (!k) return addWords(this.words, off, src, sign);
     const scratch = new Int32Array(k.mem.buffer, this.scratch, this.scratchWords);
     for (let from = 0; from < n; from += this.scratchWords) {
       const m = Math.min(this.scratchWords, n - from);
       const bulk = m & ~3;
       scratch.set(src.subarray(from, from + m));
       (sign === 1 ? k.add : k.sub)((off + from) * 4, this.scratch, bulk * 4);
-      for (let i = bulk; i < m; i++) {
-        const j = off + from + i;
-        w[j] = sign === 1 ? (w[j] + scratch[i]) | 0 : (w[j] - scratch[i]) | 0;
-      }
+      addWords(this.words, off + from + bulk, scratch.subarray(bulk, m), sign); // the last 0-3 words
     }
   }
 
