@@ -37,6 +37,10 @@ describe('bench:swarm machinery', () => {
     expect(r.serverCpuSeconds).toBeGreaterThan(0);
     expect(r.serverPeakRssMB).toBeGreaterThan(0);
     expect(r.loopDelay.p99).not.toBeNull();
+    // Memory by phase: sampled at least once, the server's own figures.
+    const samples = Object.values(r.serverMemoryByPhase);
+    expect(samples.length).toBeGreaterThan(0);
+    for (const m of samples) expect(m.rssMB).toBeGreaterThan(0);
     // hello, ready, keys, shares, update, reveal for survivors; fewer for those that dropped.
     expect(r.perClient.messagesSent).toBeGreaterThan(4);
     expect(r.perClient.bytesSent).toBeGreaterThan(r.numParams * 4 * 0.8);
