@@ -84,9 +84,12 @@ export class SecureRound {
   /** The unmasking runs asynchronously (off this thread where it can): the round waits for it, not for clients. */
   private unmasking = false;
   deadlineAt: number;
+  /** Finds an online member the phase still waits for without a scan per message (see awake()). */
+  private readonly witness: OnlineWitness;
 
   constructor(private readonly o: SecureRoundOptions) {
     this.session = new SecAggServerSession(o);
+    this.witness = new OnlineWitness(this.session, o.online);
     this.phaseStarted = o.clock.now();
     this.deadlineAt = this.phaseStarted + o.keysDeadlineMs;
     this.arm();
@@ -97,7 +100,7 @@ export class SecureRound {
    * whether it did (false before the first request, i.e. in the keys phase, and after it answered).
    */
   resend(index: number): boolean {
-    if (this.finished || !this.session.waitingFor().includes(index)) return false;
+    if (this.finished || !this.session.isWaitingFor(index)) return false;
     return this.pending.get(index)?.() ?? false;
   }
 
@@ -166,16 +169,15 @@ export class SecureRound {
   /** A message arrived or a client went offline: the phase may be able to close now. */
   maybeCloseEarly(): void {
     if (this.finished || this.unmasking || this.held()) return;
-    const waiting = this.session.waitingFor();
-    if (waiting.length === 0) this.close('all answered');
-    else if (waiting.every((i) => !this.o.online(i))) this.close('the rest are offline');
+    if (this.session.waitingCount === 0) this.close('all answered');
+    else if (!this.witness.any()) this.close('the rest are offline');
   }
 
   private close(why: string): void {
     if (this.finished || this.unmasking || this.held()) return;
     const s = this.session;
     const phase = s.phase;
-    let missing = s.waitingFor().length;
+    let missing = s.waitingCount;
     const cohort = this.o.cohort;
     // Over-selection: of the invitees without keys at R0's close, only the cohort's shortfall are dropouts;
     // the rest are released (told, counted apart).
@@ -340,5 +342,42 @@ export class SecureRound {
     // The coordinator logs them (rate-limited, a bounded list) and keeps them out of the round's retries.
     for (const c of o.culprits) this.o.metrics.secaggCulprits.inc({ kind: c.kind });
     this.o.done(o);
+  }
+}
+
+/**
+ * Whether any member the session's phase still waits for is online, in amortized O(1) per question:
+ * it is asked after every message, and a scan of thousands of members each time made a phase O(n^2).
+ * A cursor walks the phase's members (ascending, taken once when the phase opens) past those that
+ * answered or were offline when passed. Only when it reaches the end is every member checked again,
+ * since one passed as offline may have come back: then the cursor restarts at the one found, if any.
+ * The full checks happen once per phase plus once per such return.
+ */
+export type WaitingView = Pick<SecAggServerSession, 'phase' | 'waitingFor' | 'isWaitingFor'>;
+
+export class OnlineWitness {
+  private phase: SecAggPhase | null = null;
+  private order: number[] = [];
+  private at = 0;
+
+  constructor(
+    private readonly session: WaitingView,
+    private readonly online: (index: number) => boolean,
+  ) {}
+
+  any(): boolean {
+    const s = this.session;
+    if (s.phase !== this.phase) {
+      this.phase = s.phase;
+      this.order = s.waitingFor();
+      this.at = 0;
+    }
+    const live = (u: number): boolean => s.isWaitingFor(u) && this.online(u);
+    while (this.at < this.order.length && !live(this.order[this.at])) this.at++;
+    if (this.at < this.order.length) return true;
+    const back = this.order.findIndex(live);
+    if (back < 0) return false;
+    this.at = back;
+    return true;
   }
 }

@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import type { SecAggPhase } from '../shared/secagg/types.ts';
+import { OnlineWitness, type WaitingView } from './secure-round.ts';
+
+/** A phase's waiting set and who is online, changed by hand; the witness is checked against a scan. */
+class Fake implements WaitingView {
+  phase: SecAggPhase = 'keys';
+  waiting = new Set<number>();
+  online = new Set<number>();
+  calls = 0;
+  open(phase: SecAggPhase, members: number[]): void {
+    this.phase = phase;
+    this.waiting = new Set(members);
+  }
+  waitingFor(): number[] {
+    return [...this.waiting];
+  }
+  isWaitingFor(u: number): boolean {
+    return this.waiting.has(u);
+  }
+  isOnline = (u: number): boolean => {
+    this.calls++;
+    return this.online.has(u);
+  };
+  scan(): boolean {
+    return [...this.waiting].some((u) => this.online.has(u));
+  }
+}
+
+/** xorshift32: the same sequence of operations on every run. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
+
+describe('OnlineWitness: is any member the phase waits for online?', () => {
+  it('answers as a full scan does through random answers, disconnects, reconnects and phase changes', () => {
+    const f = new Fake();
+    const w = new OnlineWitness(f, f.isOnline);
+    const rand = rng(12345);
+    const n = 12;
+    const ids = Array.from({ length: n }, (_, i) => i + 1);
+    const phases: SecAggPhase[] = ['keys', 'shares', 'masked', 'consistency', 'unmask'];
+    let disagreements = 0;
+    let trueAnswers = 0;
+    let falseAnswers = 0;
+    for (let trial = 0; trial < 400; trial++) {
+      f.online = new Set(ids.filter(() => rand() < 0.6));
+      f.open(
+        phases[trial % phases.length],
+        ids.filter(() => rand() < 0.9),
+      );
+      for (let step = 0; step < 40 && f.waiting.size; step++) {
+        const u = 1 + Math.floor(rand() * n);
+        const r = rand();
+        if (r < 0.5)
+          f.waiting.delete(u); // u answered
+        else if (r < 0.8)
+          f.online.delete(u); // u went offline
+        else f.online.add(u); // u came back
+        const want = f.scan();
+        if (w.any() !== want) disagreements++;
+        if (want) trueAnswers++;
+        else falseAnswers++;
+      }
+    }
+    expect(disagreements).toBe(0);
+    // Both answers were exercised, many times each.
+    expect(trueAnswers).toBeGreaterThan(1000);
+    expect(falseAnswers).toBeGreaterThan(100);
+  });
+
+  it('costs O(1) online checks per message: 10 000 members answering with 10% offline', () => {
+    const f = new Fake();
+    const w = new OnlineWitness(f, f.isOnline);
+    const n = 10_000;
+    const ids = Array.from({ length: n }, (_, i) => i + 1);
+    f.online = new Set(ids.filter((u) => u % 10 !== 0)); // every tenth vanished
+    f.open('shares', ids);
+    let asked = 0;
+    // The online members answer in a scattered order; the witness is asked after every message.
+    for (let i = 0; i < n; i++) {
+      const u = 1 + ((i * 7919) % n);
+      if (!f.online.has(u)) continue;
+      f.waiting.delete(u);
+      expect(w.any()).toBe(f.waiting.size > 0 && f.scan());
+      asked++;
+    }
+    expect(f.waiting.size).toBe(n / 10); // only the offline tenth is left: the phase can close
+    expect(w.any()).toBe(false);
+    // A scan per message would have made ~n^2 / 2 = 5e7 checks; the cursor walks the list about once.
+    expect(asked).toBe(9000);
+    expect(f.calls).toBeLessThan(4 * n);
+  });
+
+  it('finds a member that came back after the cursor passed it as offline', () => {
+    const f = new Fake();
+    const w = new OnlineWitness(f, f.isOnline);
+    f.online = new Set([3]);
+    f.open('masked', [1, 2, 3]);
+    expect(w.any()).toBe(true); // 3
+    f.waiting.delete(3);
+    expect(w.any()).toBe(false); // 1 and 2 are offline
+    f.online.add(1);
+    expect(w.any()).toBe(true); // 1 is back: the cursor had passed it
+    f.waiting.delete(1);
+    expect(w.any()).toBe(false);
+    f.open('unmask', [2]); // a new phase starts over
+    f.online.add(2);
+    expect(w.any()).toBe(true);
+  });
+});

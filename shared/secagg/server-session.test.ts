@@ -1,0 +1,154 @@
+import { randomBytes } from '@noble/hashes/utils.js';
+import { describe, expect, it } from 'vitest';
+import { generateSigningKeyPair } from './consistency.ts';
+import { harary } from './graph.ts';
+import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-memory-round.ts';
+import { SecAggServerSession } from './server-session.ts';
+
+/**
+ * The waiting set is kept as messages arrive (O(1) per message). Its oracle is the definition it
+ * replaced, recomputed from the session's whole state: who the phase covers, minus who answered or was
+ * dropped from the attempt.
+ */
+function reference(server: SecAggServerSession): number[] {
+  const s = server as unknown as {
+    cfg: { n: number; cohort?: { size: number } | null };
+    keys: Map<number, unknown>;
+    boxes: Map<number, unknown>;
+    masked: Set<number>;
+    signatures: Map<number, unknown>;
+    revealed: Map<number, unknown>;
+    requests: Map<number, unknown>;
+    excluded: Set<number>;
+    sealed: boolean;
+    u1: number[];
+    u2: number[];
+    u3: number[];
+  };
+  const all = Array.from({ length: s.cfg.n }, (_, i) => i + 1);
+  switch (server.phase) {
+    case 'keys':
+      if (s.cfg.cohort && s.keys.size >= s.cfg.cohort.size) return [];
+      return all.filter((u) => !s.keys.has(u) && !s.excluded.has(u));
+    case 'shares':
+      return s.u1.filter((u) => !s.boxes.has(u));
+    case 'masked':
+      return s.u2.filter((u) => !s.masked.has(u));
+    case 'consistency':
+      return s.u3.filter((u) => !s.signatures.has(u) && !s.excluded.has(u));
+    case 'unmask':
+      if (s.sealed) return [];
+      return [...s.requests.keys()].filter((u) => !s.revealed.has(u) && !s.excluded.has(u));
+    default:
+      return [];
+  }
+}
+
+const STEPS = [
+  'receiveKeys',
+  'receiveShares',
+  'receiveMaskedSum',
+  'receiveSignature',
+  'receiveReveal',
+  'closeKeys',
+  'closeShares',
+  'closeMasked',
+  'closeMaskedToConsistency',
+  'closeConsistency',
+  'prepareUnmask',
+  'finishUnmask',
+] as const;
+
+/** Wraps every step of the session so that after each one, accepted or refused, the set matches the oracle. */
+function watch(server: SecAggServerSession): { checks: number } {
+  const seen = { checks: 0 };
+  const check = (): void => {
+    const want = reference(server);
+    expect(server.waitingFor()).toEqual(want);
+    expect(server.waitingCount).toBe(want.length);
+    for (let u = 0; u <= server.cfg.n + 1; u++) expect(server.isWaitingFor(u)).toBe(want.includes(u));
+    seen.checks++;
+  };
+  check();
+  const target = server as unknown as Record<string, (...a: unknown[]) => unknown>;
+  for (const name of STEPS) {
+    const f = target[name].bind(server);
+    target[name] = (...a: unknown[]) => {
+      try {
+        return f(...a);
+      } finally {
+        check();
+      }
+    };
+  }
+  return seen;
+}
+
+function round(n: number, k: number, t: number, extra: Partial<InMemoryRoundInput>): InMemoryRoundInput {
+  return {
+    tag: `waiting/${Math.random()}`,
+    neighbours: harary(n, k).map((l) => l.map((v) => v + 1)),
+    t,
+    minSurvivors: t,
+    inputs: Array.from({ length: n }, () => Uint32Array.from(randomBytes(32), (b) => b)),
+    ...extra,
+  };
+}
+
+describe('the server session keeps who each phase waits for as messages arrive', () => {
+  const drops = new Map<number, DropPoint>([
+    [1, 'before-keys'],
+    [2, 'after-keys'],
+    [3, 'after-shares'],
+    [4, 'after-masked'],
+    [13, 'after-shares'],
+  ]);
+
+  it('matches the full recomputation after every message and close, with drops and refusals', async () => {
+    let seen = { checks: 0 };
+    const r = await runInMemoryRound(
+      round(20, 16, 9, {
+        drops,
+        onServer: (s) => (seen = watch(s)),
+        tamper: {
+          // 5 advertises a small-order key (dropped from the attempt), 6 reveals a share out of the field.
+          keys: (from, m) => (from === 5 ? { ...m, cPk: new Uint8Array(32) } : m),
+          reveal: (from, m) =>
+            from === 6 ? { b: m.b.map((e) => ({ ...e, share: new Uint8Array(33).fill(0xff) })), s: m.s } : m,
+        },
+      }),
+    );
+    expect(r.rejected.map((x) => [x.from, x.reason])).toEqual([
+      [5, 'bad_key'],
+      [6, 'malformed_share'],
+    ]);
+    expect(r.sum).toEqual(r.expected);
+    expect(r.server.phase).toBe('done');
+    expect(seen.checks).toBeGreaterThan(60); // every message and close was checked
+  });
+
+  it('matches it through the consistency round, with a client that signs and then vanishes', async () => {
+    let seen = { checks: 0 };
+    const d = new Map(drops).set(7, 'after-signature');
+    const r = await runInMemoryRound(
+      round(20, 16, 9, {
+        drops: d,
+        consistency: { site: generateSigningKeyPair() },
+        onServer: (s) => (seen = watch(s)),
+      }),
+    );
+    expect(r.sum).toEqual(r.expected);
+    expect(seen.checks).toBeGreaterThan(60);
+  });
+
+  it('waits for no one once the round aborted', async () => {
+    let server: SecAggServerSession | undefined;
+    const all = new Map<number, DropPoint>(Array.from({ length: 6 }, (_, i) => [i + 3, 'after-keys']));
+    await expect(
+      runInMemoryRound(round(8, 7, 4, { drops: all, onServer: (s) => (server = s) })),
+    ).rejects.toThrow(/only 0 clients shared keys/);
+    expect(server!.phase).toBe('failed');
+    expect(server!.waitingFor()).toEqual([]);
+    expect(server!.waitingCount).toBe(0);
+  });
+});
