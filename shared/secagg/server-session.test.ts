@@ -141,6 +141,30 @@ describe('the server session keeps who each phase waits for as messages arrive',
     expect(seen.checks).toBeGreaterThan(60);
   });
 
+  it('keeps its own copy of boxes and revealed shares: the transport may reuse its buffers', async () => {
+    const wipe = (v: unknown): void => {
+      if (v instanceof Uint8Array) v.fill(0xff);
+      else if (v && typeof v === 'object') Object.values(v).forEach(wipe);
+    };
+    const r = await runInMemoryRound(
+      round(12, 8, 5, {
+        drops: new Map([[2, 'after-shares']]), // so s-shares are revealed too
+        onServer: (server) => {
+          const target = server as unknown as Record<string, (from: number, raw: unknown) => void>;
+          for (const name of ['receiveShares', 'receiveReveal']) {
+            const f = target[name].bind(server);
+            target[name] = (from, raw) => {
+              f(from, raw);
+              wipe(raw); // after it was accepted: the session must not hold the caller's bytes
+            };
+          }
+        },
+      }),
+    );
+    expect(r.rejected).toEqual([]);
+    expect(r.sum).toEqual(r.expected);
+  });
+
   it('waits for no one once the round aborted', async () => {
     let server: SecAggServerSession | undefined;
     const all = new Map<number, DropPoint>(Array.from({ length: 6 }, (_, i) => [i + 3, 'after-keys']));

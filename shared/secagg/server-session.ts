@@ -1,3 +1,4 @@
+import { asBytes } from '../base/bytes.ts';
 import { bytes, index, list, record } from './check.ts';
 import { ProtocolError } from '../base/errors.ts';
 import { bytesToHex } from '@noble/hashes/utils.js';
@@ -12,7 +13,6 @@ import {
 } from './consistency.ts';
 import { SecAggAbort } from './errors.ts';
 import { bytesEqual, checkPublicKey, KEY_BYTES } from './keys.ts';
-import type { SignedShare } from './recover.ts';
 import { WordSum } from './words.ts';
 import { isFieldElement, SHARE_BYTES } from './shamir.ts';
 import {
@@ -27,7 +27,14 @@ import {
   type SurvivorSet,
   type UnmaskRequest,
 } from './types.ts';
-import { packUnmaskJob, runUnmask, type UnmaskJob, type UnmaskResult, type UnmaskSecret } from './unmask.ts';
+import {
+  packUnmaskJob,
+  runUnmask,
+  type PackedShares,
+  type UnmaskJob,
+  type UnmaskResult,
+  type UnmaskSecret,
+} from './unmask.ts';
 
 export interface ServerSessionConfig {
   tag: string;
@@ -59,10 +66,48 @@ export interface ServerSessionConfig {
 
 const MAX_BOX_BYTES = 256;
 
-/** One revealed share as stored: its value and its dealer's signature. */
-interface Stored {
-  y: Uint8Array;
-  sig: Uint8Array;
+/**
+ * A sender's boxes, in one buffer: the box for to[i] (ascending) is data[start[i] .. start[i + 1]). Kept
+ * compact because cohorts run to thousands with k ~ 40 boxes each: a buffer per box cost ~300 bytes of
+ * bookkeeping per box, 120 MB at 10 000 clients.
+ */
+interface Boxes {
+  to: Int32Array;
+  start: Int32Array;
+  data: Uint8Array;
+}
+
+/** Bytes per revealed share as stored: its value, then its dealer's signature. */
+const REVEALED_BYTES = SHARE_BYTES + SIGNATURE_BYTES;
+
+/**
+ * A holder's revealed shares of one kind, in one buffer: of[i]'s share is data[i * REVEALED_BYTES ..].
+ * (One object per share had cost ~230 MB at 10 000 clients, the round's peak.)
+ */
+interface Revealed {
+  of: Int32Array;
+  data: Uint8Array;
+}
+
+/** Binary of exactly `len` bytes, not copied (the caller copies it where it keeps it). */
+function sized(v: unknown, what: string, len: number): Uint8Array {
+  const b = asBytes(v);
+  if (!b) throw new ProtocolError('malformed', `${what} must be binary`);
+  if (b.length !== len) throw new ProtocolError('malformed', `${what} must be ${len} bytes, got ${b.length}`);
+  return b;
+}
+
+/** Index of v in a sorted Int32Array, or -1. */
+function find(sorted: Int32Array, v: number): number {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < v) lo = mid + 1;
+    else if (sorted[mid] > v) hi = mid - 1;
+    else return mid;
+  }
+  return -1;
 }
 
 /**
@@ -79,7 +124,8 @@ export class SecAggServerSession {
   phase: SecAggPhase = 'keys';
   failure: string | null = null;
   private readonly keys = new Map<number, AdvertiseKeys>();
-  private readonly boxes = new Map<number, Map<number, Uint8Array>>(); // from -> to -> box
+  /** from -> its boxes; emptied once R1 closed (the inboxes hold what is relayed). */
+  private readonly boxes = new Map<number, Boxes>();
   private readonly commits = new Map<number, Uint8Array>();
   private readonly masked = new Set<number>();
   private readonly sum: WordSum;
@@ -95,8 +141,8 @@ export class SecAggServerSession {
   /** R3: each signer's signature over U3. */
   private readonly signatures = new Map<number, Uint8Array>();
   private requests = new Map<number, UnmaskRequest>();
-  /** holder -> kind -> of -> the share and its dealer's signature (checked only when a secret needs it). */
-  private readonly revealed = new Map<number, Record<ShareKind, Map<number, Stored>>>();
+  /** holder -> kind -> the shares and their dealers' signatures (checked only when a secret needs it). */
+  private readonly revealed = new Map<number, Record<ShareKind, Revealed>>();
   private nb: Set<number>[];
   /** Over-selection: invitees without keys in when R0 closed (see ServerSessionConfig.cohort). */
   private releasedSet = new Set<number>();
@@ -335,6 +381,7 @@ export class SecAggServerSession {
     const expected = new Set([...this.nb[from - 1]].filter((v) => this.inU1.has(v)));
     const entries = list(r.shares, 'shares', this.cfg.n);
     const byTo = new Map<number, Uint8Array>();
+    let size = 0;
     for (const e of entries) {
       const er = record(e, 'share');
       const to = index(er.to, 'share.to', this.cfg.n);
@@ -344,14 +391,28 @@ export class SecAggServerSession {
           `share addressed to ${to}, which is not a neighbour of ${from} in U1`,
         );
       if (byTo.has(to)) throw new ProtocolError('duplicate', `two shares addressed to ${to}`);
-      byTo.set(to, bytes(er.ct, 'share.ct', undefined, MAX_BOX_BYTES));
+      const ct = asBytes(er.ct);
+      if (!ct) throw new ProtocolError('malformed', 'share.ct must be binary');
+      if (ct.length > MAX_BOX_BYTES)
+        throw new ProtocolError('malformed', `share.ct is too long (${ct.length} bytes)`);
+      byTo.set(to, ct);
+      size += ct.length;
     }
     if (byTo.size !== expected.size)
       throw new ProtocolError(
         'malformed',
         `expected shares for ${expected.size} neighbours, got ${byTo.size}`,
       );
-    this.boxes.set(from, byTo);
+    // One copy of all the boxes (the transport may reuse its buffers), in ascending order of recipient.
+    const to = Int32Array.from(byTo.keys()).sort();
+    const start = new Int32Array(to.length + 1);
+    const data = new Uint8Array(size);
+    to.forEach((v, i) => {
+      const ct = byTo.get(v)!;
+      data.set(ct, start[i]);
+      start[i + 1] = start[i] + ct.length;
+    });
+    this.boxes.set(from, { to, start, data });
     this.commits.set(from, commit);
     this.waiting.delete(from);
   }
@@ -366,13 +427,19 @@ export class SecAggServerSession {
     this.waitFor(this.u2);
     const inU2 = (this.inU2 = new Set(this.u2));
     const out = new Map<number, Inbox>();
+    const boxFor = (from: number, to: number): Uint8Array => {
+      const b = this.boxes.get(from)!;
+      const i = find(b.to, to);
+      return b.data.subarray(b.start[i], b.start[i + 1]);
+    };
     for (const u of this.u2) {
       const shares = [...this.nb[u - 1]]
         .filter((v) => inU2.has(v))
         .sort((a, b) => a - b)
-        .map((v) => ({ from: v, ct: this.boxes.get(v)!.get(u)! }));
+        .map((v) => ({ from: v, ct: boxFor(v, u) }));
       out.set(u, { shares });
     }
+    this.boxes.clear(); // relayed: the inboxes hold views of what is still needed
     return out;
   }
 
@@ -528,15 +595,16 @@ export class SecAggServerSession {
     if (this.revealed.has(from) || this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
     const r = record(raw, 'reveal');
-    const take = (v: unknown, kind: ShareKind): Map<number, Stored> => {
-      const m = new Map<number, Stored>();
+    // Copied into one buffer per kind (the transport may reuse its buffers) once all checks passed.
+    const take = (v: unknown, kind: ShareKind): Map<number, { y: Uint8Array; sig: Uint8Array }> => {
+      const m = new Map<number, { y: Uint8Array; sig: Uint8Array }>();
       for (const e of list(v, kind, this.cfg.n)) {
         const er = record(e, 'revealed share');
         const of = index(er.of, 'share.of', this.cfg.n);
         if (m.has(of)) throw new ProtocolError('duplicate', `two ${kind}-shares of ${of}`);
         m.set(of, {
-          y: bytes(er.share, 'share', SHARE_BYTES),
-          sig: bytes(er.sig, 'share.sig', SIGNATURE_BYTES),
+          y: sized(er.share, 'share', SHARE_BYTES),
+          sig: sized(er.sig, 'share.sig', SIGNATURE_BYTES),
         });
       }
       return m;
@@ -565,7 +633,17 @@ export class SecAggServerSession {
           this.name(from, 'malformed_share');
           throw new ProtocolError('malformed_share', `share of ${of} from ${from} is not a field element`);
         }
-    this.revealed.set(from, { b, s });
+    const store = (m: Map<number, { y: Uint8Array; sig: Uint8Array }>): Revealed => {
+      const out: Revealed = { of: Int32Array.from(m.keys()), data: new Uint8Array(m.size * REVEALED_BYTES) };
+      let at = 0;
+      for (const { y, sig } of m.values()) {
+        out.data.set(y, at);
+        out.data.set(sig, at + SHARE_BYTES);
+        at += REVEALED_BYTES;
+      }
+      return out;
+    };
+    this.revealed.set(from, { b: store(b), s: store(s) });
     this.waiting.delete(from);
   }
 
@@ -581,36 +659,69 @@ export class SecAggServerSession {
     this.waiting.clear();
     const inU3 = this.inU3;
     const dropped = this.u2.filter((u) => !inU3.has(u));
-    const byKind: Record<ShareKind, Map<number, SignedShare[]>> = { b: new Map(), s: new Map() };
-    for (const u of this.u3) byKind.b.set(u, []);
-    for (const d of dropped) byKind.s.set(d, []);
-    const holders = [...this.revealed.keys()].sort((a, b) => a - b);
-    for (const holder of holders) {
-      const r = this.revealed.get(holder)!;
-      for (const kind of ['b', 's'] as const)
-        for (const [of, e] of r[kind]) byKind[kind].get(of)?.push({ x: holder, y: e.y, sig: e.sig });
-    }
     const secrets: UnmaskSecret[] = [];
     for (const u of this.u3) {
       const k = this.keys.get(u)!;
-      secrets.push({
-        of: u,
-        kind: 'b',
-        check: this.commits.get(u)!,
-        dealerKey: k.gPk,
-        shares: byKind.b.get(u)!,
-      });
+      secrets.push({ of: u, kind: 'b', check: this.commits.get(u)!, dealerKey: k.gPk });
     }
     for (const d of dropped) {
       const k = this.keys.get(d)!;
       const pairs = [...this.nb[d - 1]]
         .filter((v) => inU3.has(v))
         .map((v) => ({ with: v, sPk: this.keys.get(v)!.sPk }));
-      secrets.push({ of: d, kind: 's', check: k.sPk, dealerKey: k.gPk, shares: byKind.s.get(d)!, pairs });
+      secrets.push({ of: d, kind: 's', check: k.sPk, dealerKey: k.gPk, pairs });
     }
     const sum = new Uint32Array(this.cfg.vectorLength);
     this.sum.copyTo(sum);
-    return packUnmaskJob(this.cfg.tag, this.cfg.t, secrets, [...this.named.keys()], sum);
+    const shares = this.packReveals(secrets);
+    return packUnmaskJob(this.cfg.tag, this.cfg.t, secrets, shares, [...this.named.keys()], sum);
+  }
+
+  /**
+   * The revealed shares of each secret, packed for the job straight from the holders' buffers: in one
+   * pass to count and one to copy (not an object per share: cohorts run to thousands). A holder's shares
+   * of secrets not asked for (none pass receiveReveal) would be skipped.
+   */
+  private packReveals(secrets: readonly UnmaskSecret[]): PackedShares {
+    const slot: Record<ShareKind, Map<number, number>> = { b: new Map(), s: new Map() };
+    secrets.forEach((x, i) => slot[x.kind].set(x.of, i));
+    const holders = [...this.revealed.keys()].sort((a, b) => a - b);
+    const count = new Int32Array(secrets.length);
+    for (const h of holders) {
+      const r = this.revealed.get(h)!;
+      for (const kind of ['b', 's'] as const)
+        for (const of of r[kind].of) {
+          const i = slot[kind].get(of);
+          if (i !== undefined) count[i]++;
+        }
+    }
+    const shareStart = new Int32Array(secrets.length + 1);
+    for (let i = 0; i < secrets.length; i++) shareStart[i + 1] = shareStart[i] + count[i];
+    const total = shareStart[secrets.length];
+    const out: PackedShares = {
+      shareStart,
+      holder: new Int32Array(total),
+      shareY: new Uint8Array(total * SHARE_BYTES),
+      shareSig: new Uint8Array(total * SIGNATURE_BYTES),
+    };
+    const next = shareStart.slice(0, secrets.length);
+    // Holders ascending, so each secret's shares come out ascending by holder.
+    for (const h of holders) {
+      const r = this.revealed.get(h)!;
+      for (const kind of ['b', 's'] as const) {
+        const { of, data } = r[kind];
+        of.forEach((o, e) => {
+          const i = slot[kind].get(o);
+          if (i === undefined) return;
+          const j = next[i]++;
+          const at = e * REVEALED_BYTES;
+          out.holder[j] = h;
+          out.shareY.set(data.subarray(at, at + SHARE_BYTES), j * SHARE_BYTES);
+          out.shareSig.set(data.subarray(at + SHARE_BYTES, at + REVEALED_BYTES), j * SIGNATURE_BYTES);
+        });
+      }
+    }
+    return out;
   }
 
   /** Unmasking -> done: the culprits it proved are named; the sum is returned, or SecAggAbort thrown. */

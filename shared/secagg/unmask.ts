@@ -46,33 +46,32 @@ export interface UnmaskJob {
 export type UnmaskResult =
   { ok: true; sum: Uint32Array; culprits: Culprit[] } | { ok: false; reason: string; culprits: Culprit[] };
 
-/** One secret to rebuild, as the session knows it (unpacked). */
+/** One secret to rebuild, as the session knows it; its shares are packed apart (PackedShares). */
 export interface UnmaskSecret {
   of: number;
   kind: ShareKind;
   check: Uint8Array;
   dealerKey: Uint8Array;
-  /** Ascending by holder x. */
-  shares: readonly SignedShare[];
   /** For a dropped client's s: its neighbours in U3 and their sPk. */
   pairs?: readonly { with: number; sPk: Uint8Array }[];
 }
 
-/** Packs the secrets (b ones first) into a job. */
+/** The revealed shares of every secret of a job, laid out as in UnmaskJob (secret i's are ascending by holder). */
+export type PackedShares = Pick<UnmaskJob, 'shareStart' | 'holder' | 'shareY' | 'shareSig'>;
+
+/** Packs the secrets (b ones first) and their shares (packed in the same order) into a job. */
 export function packUnmaskJob(
   tag: string,
   t: number,
   secrets: readonly UnmaskSecret[],
+  shares: PackedShares,
   named: readonly number[],
   sum: Uint32Array,
 ): UnmaskJob {
   const S = secrets.length;
-  let shares = 0;
+  if (shares.shareStart.length !== S + 1) throw new RangeError('need the shares of every secret');
   let pairs = 0;
-  for (const s of secrets) {
-    shares += s.shares.length;
-    pairs += s.pairs?.length ?? 0;
-  }
+  for (const s of secrets) pairs += s.pairs?.length ?? 0;
   const job: UnmaskJob = {
     tag,
     t,
@@ -80,17 +79,13 @@ export function packUnmaskJob(
     secretKind: new Uint8Array(S),
     check: new Uint8Array(S * 32),
     dealerKey: new Uint8Array(S * SIGN_PUBLIC_BYTES),
-    shareStart: new Int32Array(S + 1),
-    holder: new Int32Array(shares),
-    shareY: new Uint8Array(shares * SHARE_BYTES),
-    shareSig: new Uint8Array(shares * SIGNATURE_BYTES),
+    ...shares,
     pairStart: new Int32Array(S + 1),
     pairWith: new Int32Array(pairs),
     pairKey: new Uint8Array(pairs * KEY_BYTES),
     named: Int32Array.from(named),
     sum,
   };
-  let j = 0;
   let p = 0;
   secrets.forEach((s, i) => {
     if (s.check.length !== 32 || s.dealerKey.length !== SIGN_PUBLIC_BYTES)
@@ -99,13 +94,6 @@ export function packUnmaskJob(
     job.secretKind[i] = s.kind === 'b' ? 0 : 1;
     job.check.set(s.check, i * 32);
     job.dealerKey.set(s.dealerKey, i * SIGN_PUBLIC_BYTES);
-    job.shareStart[i] = j;
-    for (const sh of s.shares) {
-      job.holder[j] = sh.x;
-      job.shareY.set(sh.y, j * SHARE_BYTES);
-      job.shareSig.set(sh.sig, j * SIGNATURE_BYTES);
-      j++;
-    }
     job.pairStart[i] = p;
     for (const q of s.pairs ?? []) {
       job.pairWith[p] = q.with;
@@ -113,7 +101,6 @@ export function packUnmaskJob(
       p++;
     }
   });
-  job.shareStart[S] = j;
   job.pairStart[S] = p;
   return job;
 }
