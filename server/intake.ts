@@ -232,7 +232,14 @@ export class Intake {
       const digest = messageDigest(raw);
       if (t.accepted.has(key)) return this.resent(t, key, digest, `client already sent secagg:${kind}`);
       this.d.guard.round(() => {
-        channel.receive(kind, member, raw);
+        try {
+          channel.receive(kind, member, raw);
+        } catch (e) {
+          // A refusal can end a phase too: a member dropped from the attempt for it (a bad key, a
+          // signature not over U3, a malformed share) is no longer waited for.
+          if (e instanceof ProtocolError) t.accumulator.settle();
+          throw e;
+        }
         t.accepted.set(key, digest);
         t.accumulator.settle();
       });

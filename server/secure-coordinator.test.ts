@@ -454,6 +454,24 @@ describe('Coordinator with authenticated keys and the consistency round', () => 
     expect(sims.flatMap((x) => x.rejected)).toEqual([]);
   });
 
+  it('when the last key the phase waits for is refused, the phase closes at once (no deadline)', async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const { c } = await setup(on, clock);
+    const deltas = Array.from({ length: 5 }, randomDelta);
+    const end = nextEvent(c, 'roundEnd');
+    const sims = joinAttested(c, deltas.slice(0, 4));
+    const rogue = new SimClient(c, deltas[4], 8);
+    rogue.attestation = attested(generateSigningKeyPair());
+    rogue.slowKeys = () => true; // holds its keys until the four honest ones are in
+    enter(c, rogue);
+    await until(() => sims.every((s) => s.session) && !!rogue.start, 'the honest keys are in');
+    expect(() => (rogue as unknown as { sendHeldKeys(): void }).sendHeldKeys()).toThrow(/not vouched for/);
+    // The manual clock never moves: only the refusal itself can close R0 now.
+    const s = await end;
+    expect(s.clients).toBe(4);
+    expect(maxError(c.globalWeights, deltas, [8, 8, 8, 8, 8], [0, 1, 2, 3])).toBeLessThan(1e-6);
+  });
+
   it('round:start and the unmask request of a round without it are exactly as before (no new fields)', async () => {
     const { c } = await setup();
     const end = nextEvent(c, 'roundEnd');

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { SecAggClientSession } from '../shared/secagg/client-session.ts';
 import type { SecAggPhase } from '../shared/secagg/types.ts';
-import { OnlineWitness, type WaitingView } from './secure-round.ts';
+import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
+import { ManualClock } from './clock.ts';
+import { createMetrics } from './metrics.ts';
+import { OnlineWitness, SecureRound, type SecureOutcome, type WaitingView } from './secure-round.ts';
 
 /** A phase's waiting set and who is online, changed by hand; the witness is checked against a scan. */
 class Fake implements WaitingView {
@@ -8,6 +12,7 @@ class Fake implements WaitingView {
   waiting = new Set<number>();
   online = new Set<number>();
   calls = 0;
+  lookups = 0;
   open(phase: SecAggPhase, members: number[]): void {
     this.phase = phase;
     this.waiting = new Set(members);
@@ -16,6 +21,7 @@ class Fake implements WaitingView {
     return [...this.waiting];
   }
   isWaitingFor(u: number): boolean {
+    this.lookups++;
     return this.waiting.has(u);
   }
   isOnline = (u: number): boolean => {
@@ -100,6 +106,32 @@ describe('OnlineWitness: is any member the phase waits for online?', () => {
     expect(f.calls).toBeLessThan(4 * n);
   });
 
+  it('stays O(1) when two members take turns to disconnect at the two ends of the list', () => {
+    const f = new Fake();
+    const w = new OnlineWitness(f, f.isOnline);
+    const n = 10_000;
+    const ids = Array.from({ length: n }, (_, i) => i + 1);
+    f.online = new Set(ids);
+    f.open('shares', ids);
+    for (let u = 2; u < n; u++) {
+      f.waiting.delete(u); // everyone but 1 and n answers
+      expect(w.any()).toBe(true);
+    }
+    const before = f.lookups + f.calls;
+    for (let r = 0; r < 1000; r++) {
+      f.online.delete(1);
+      expect(w.any()).toBe(true); // n is online
+      f.online.add(1);
+      f.online.delete(n);
+      expect(w.any()).toBe(true); // 1 is back
+      f.online.add(n);
+    }
+    expect((f.lookups + f.calls - before) / 2000).toBeLessThan(10); // checks per disconnect, not ~n
+    f.online.delete(1);
+    f.online.delete(n);
+    expect(w.any()).toBe(false);
+  });
+
   it('finds a member that came back after the cursor passed it as offline', () => {
     const f = new Fake();
     const w = new OnlineWitness(f, f.isOnline);
@@ -115,5 +147,87 @@ describe('OnlineWitness: is any member the phase waits for online?', () => {
     f.open('unmask', [2]); // a new phase starts over
     f.online.add(2);
     expect(w.any()).toBe(true);
+  });
+});
+
+describe('SecureRound while the privacy charge is written', () => {
+  it('closes nothing (not even "the rest are offline") until the charge is durable; then R4 runs', async () => {
+    const n = 3;
+    const L = 8;
+    const online = new Set([1, 2, 3]);
+    const clients = [1, 2, 3].map(
+      (i) => new SecAggClientSession({ tag: 'charge', index: i, n, t: 2, vectorLength: L }),
+    );
+    const outbox: { to: number; kind: string; m: unknown }[] = [];
+    const deliver = (kind: string) => (to: number, m: unknown) => {
+      outbox.push({ to, kind, m });
+      return online.has(to);
+    };
+    let charge!: () => void;
+    let outcome: SecureOutcome | null = null;
+    const round = new SecureRound({
+      tag: 'charge',
+      n,
+      neighbours: [
+        [2, 3],
+        [1, 3],
+        [1, 2],
+      ],
+      t: 2,
+      vectorLength: L,
+      minSurvivors: 2,
+      ref: { round: 1, attempt: 1 },
+      clock: new ManualClock(0),
+      defer: (fn) => queueMicrotask(fn),
+      keysDeadlineMs: 1000,
+      sharesDeadlineMs: 1000,
+      maskedDeadlineAt: 1000,
+      unmaskDeadlineMs: 1000,
+      consistencyDeadlineMs: 1000,
+      metrics: createMetrics(),
+      send: {
+        roster: deliver('roster'),
+        inbox: deliver('inbox'),
+        survivors: deliver('survivors'),
+        unmask: deliver('unmask'),
+        release: deliver('release'),
+      },
+      online: (i) => online.has(i),
+      log: () => {},
+      done: (o) => (outcome = o),
+      beforeUnmask: () => new Promise<void>((r) => (charge = r)),
+    });
+    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 0));
+    const to = (kind: string, i: number): any => outbox.find((x) => x.kind === kind && x.to === i)!.m;
+    for (const i of [1, 2, 3]) round.keys(i, clients[i - 1].advertise());
+    round.maybeCloseEarly();
+    for (const i of [1, 2, 3])
+      round.shares(i, packShares(clients[i - 1].receiveRoster(unpackRoster(to('roster', i), n))));
+    round.maybeCloseEarly();
+    for (const i of [1, 2, 3]) {
+      clients[i - 1].receiveInbox(unpackInbox(to('inbox', i), n));
+      round.masked(i, await clients[i - 1].mask(new Uint32Array(L).fill(i)));
+    }
+    round.maybeCloseEarly(); // R2 closes: the charge is being written
+    await settle();
+    expect(round.phase).toBe('unmask');
+    // Everyone goes offline while the charge is written: nothing may close, nothing is sealed.
+    online.clear();
+    round.maybeCloseEarly();
+    await settle();
+    expect(outcome).toBeNull();
+    expect(round.session.waitingCount).toBe(3);
+    expect(outbox.filter((x) => x.kind === 'unmask')).toEqual([]);
+    // They are back before it is durable: the requests go out, and the reveals complete the round.
+    for (const i of [1, 2, 3]) online.add(i);
+    charge();
+    await settle();
+    expect(outbox.filter((x) => x.kind === 'unmask').map((x) => x.to)).toEqual([1, 2, 3]);
+    for (const i of [1, 2, 3])
+      round.reveal(i, packReveal(clients[i - 1].receiveUnmask(unpackUnmask(to('unmask', i), n))));
+    round.maybeCloseEarly();
+    for (let k = 0; k < 50 && !outcome; k++) await settle();
+    expect(outcome).toMatchObject({ ok: true, survivors: [1, 2, 3] });
+    expect([...(outcome as unknown as { sum: Uint32Array }).sum]).toEqual(new Array(L).fill(6));
   });
 });

@@ -83,6 +83,11 @@ export class SecureRound {
   private pending = new Map<number, () => boolean>();
   /** The unmasking runs asynchronously (off this thread where it can): the round waits for it, not for clients. */
   private unmasking = false;
+  /**
+   * The attempt's privacy charge is being written (beforeUnmask): R4 has not begun, no request is out, so
+   * nothing closes meanwhile (not even 'the rest are offline': they may be back before it is written).
+   */
+  private charging = false;
   deadlineAt: number;
   /** Finds an online member the phase still waits for without a scan per message (see awake()). */
   private readonly witness: OnlineWitness;
@@ -168,13 +173,13 @@ export class SecureRound {
 
   /** A message arrived or a client went offline: the phase may be able to close now. */
   maybeCloseEarly(): void {
-    if (this.finished || this.unmasking || this.held()) return;
+    if (this.finished || this.unmasking || this.charging || this.held()) return;
     if (this.session.waitingCount === 0) this.close('all answered');
     else if (!this.witness.any()) this.close('the rest are offline');
   }
 
   private close(why: string): void {
-    if (this.finished || this.unmasking || this.held()) return;
+    if (this.finished || this.unmasking || this.charging || this.held()) return;
     const s = this.session;
     const phase = s.phase;
     let missing = s.waitingCount;
@@ -265,6 +270,7 @@ export class SecureRound {
   ): void {
     const ref = this.o.ref;
     const send = (): void => {
+      this.charging = false;
       if (this.finished) return; // stopped (or given up) while the charge was written
       for (const [i, req] of requests)
         this.request(i, () => this.o.send.unmask(i, { ...ref, ...packUnmask(req) }));
@@ -274,7 +280,9 @@ export class SecureRound {
     if (!this.o.beforeUnmask) return send();
     if (this.timer) this.o.clock.clearTimeout(this.timer);
     this.timer = null;
+    this.charging = true;
     this.o.beforeUnmask().then(send, (e: unknown) => {
+      this.charging = false;
       if (this.finished) return;
       const reason = `privacy ledger not written, nothing unmasked: ${(e as Error).message}`;
       this.o.log(`secure aggregation aborted before phase unmask: ${reason}`);
@@ -345,20 +353,26 @@ export class SecureRound {
   }
 }
 
-/**
- * Whether any member the session's phase still waits for is online, in amortized O(1) per question:
- * it is asked after every message, and a scan of thousands of members each time made a phase O(n^2).
- * A cursor walks the phase's members (ascending, taken once when the phase opens) past those that
- * answered or were offline when passed. Only when it reaches the end is every member checked again,
- * since one passed as offline may have come back: then the cursor restarts at the one found, if any.
- * The full checks happen once per phase plus once per such return.
- */
+/** What the witness reads of the session. */
 export type WaitingView = Pick<SecAggServerSession, 'phase' | 'waitingFor' | 'isWaitingFor'>;
 
+/**
+ * Whether any member the session's phase still waits for is online. It is asked after every message, and
+ * a scan of thousands of members each time made a phase O(n^2). It keeps one online waiting member (the
+ * witness) and, when that one answers or leaves, looks for another: first by a cursor that walks the
+ * phase's members once (ascending, taken when the phase opens), then, once the cursor is through, among
+ * the members it passed as offline (they may be back), dropping those that answered meanwhile. Every
+ * waiting member is always ahead of the cursor, among those passed, or the witness. So a phase costs
+ * O(n) in all, plus O(m) when a witness is lost while m waiting members are offline; two members taking
+ * turns to disconnect cost O(1) each time, not a walk over everyone.
+ */
 export class OnlineWitness {
   private phase: SecAggPhase | null = null;
   private order: number[] = [];
   private at = 0;
+  private passed: number[] = [];
+  /** An online member the phase waits for, or 0. */
+  private found = 0;
 
   constructor(
     private readonly session: WaitingView,
@@ -371,13 +385,30 @@ export class OnlineWitness {
       this.phase = s.phase;
       this.order = s.waitingFor();
       this.at = 0;
+      this.passed = [];
+      this.found = 0;
     }
-    const live = (u: number): boolean => s.isWaitingFor(u) && this.online(u);
-    while (this.at < this.order.length && !live(this.order[this.at])) this.at++;
-    if (this.at < this.order.length) return true;
-    const back = this.order.findIndex(live);
-    if (back < 0) return false;
-    this.at = back;
-    return true;
+    if (this.found) {
+      if (s.isWaitingFor(this.found)) {
+        if (this.online(this.found)) return true;
+        this.passed.push(this.found); // it left without answering: it may come back
+      }
+      this.found = 0;
+    }
+    while (this.at < this.order.length) {
+      const u = this.order[this.at++];
+      if (!s.isWaitingFor(u)) continue;
+      if (this.online(u)) return !!(this.found = u);
+      this.passed.push(u);
+    }
+    let keep = 0;
+    for (const u of this.passed) {
+      if (!s.isWaitingFor(u)) continue;
+      if (!this.found && this.online(u))
+        this.found = u; // the witness is kept apart, so never listed twice
+      else this.passed[keep++] = u;
+    }
+    this.passed.length = keep;
+    return this.found !== 0;
   }
 }

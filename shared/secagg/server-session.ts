@@ -430,6 +430,8 @@ export class SecAggServerSession {
     const boxFor = (from: number, to: number): Uint8Array => {
       const b = this.boxes.get(from)!;
       const i = find(b.to, to);
+      // receiveShares took a box for every neighbour in U1; a gap would be a bug here, never an empty box.
+      if (i < 0) throw new Error(`no box from ${from} to ${to}`);
       return b.data.subarray(b.start[i], b.start[i + 1]);
     };
     for (const u of this.u2) {
@@ -439,7 +441,8 @@ export class SecAggServerSession {
         .map((v) => ({ from: v, ct: boxFor(v, u) }));
       out.set(u, { shares });
     }
-    this.boxes.clear(); // relayed: the inboxes hold views of what is still needed
+    // Relayed: the inboxes hold views of the buffers (kept for re-sends until R2 closes).
+    this.boxes.clear();
     return out;
   }
 
@@ -625,14 +628,6 @@ export class SecAggServerSession {
             `${kind}-share of ${of} was not requested from ${from}`,
           );
     }
-    // 33 bytes can hold values up to 2^264: checked here, so nothing out of the field reaches unmasking.
-    for (const m of [b, s])
-      for (const [of, { y }] of m)
-        if (!isFieldElement(y)) {
-          this.exclude(from);
-          this.name(from, 'malformed_share');
-          throw new ProtocolError('malformed_share', `share of ${of} from ${from} is not a field element`);
-        }
     const store = (m: Map<number, { y: Uint8Array; sig: Uint8Array }>): Revealed => {
       const out: Revealed = { of: Int32Array.from(m.keys()), data: new Uint8Array(m.size * REVEALED_BYTES) };
       let at = 0;
@@ -643,7 +638,17 @@ export class SecAggServerSession {
       }
       return out;
     };
-    this.revealed.set(from, { b: store(b), s: store(s) });
+    const kept = { b: store(b), s: store(s) };
+    // 33 bytes can hold values up to 2^264: checked here (on our copy), so nothing out of the field
+    // reaches unmasking.
+    for (const { of, data } of [kept.b, kept.s])
+      of.forEach((o, i) => {
+        if (isFieldElement(data.subarray(i * REVEALED_BYTES, i * REVEALED_BYTES + SHARE_BYTES))) return;
+        this.exclude(from);
+        this.name(from, 'malformed_share');
+        throw new ProtocolError('malformed_share', `share of ${o} from ${from} is not a field element`);
+      });
+    this.revealed.set(from, kept);
     this.waiting.delete(from);
   }
 

@@ -69,7 +69,14 @@ export function packUnmaskJob(
   sum: Uint32Array,
 ): UnmaskJob {
   const S = secrets.length;
-  if (shares.shareStart.length !== S + 1) throw new RangeError('need the shares of every secret');
+  const { shareStart, holder, shareY, shareSig } = shares;
+  const n = shareStart[S];
+  if (shareStart.length !== S + 1 || shareStart[0] !== 0)
+    throw new RangeError('need the shares of every secret');
+  for (let i = 0; i < S; i++)
+    if (shareStart[i + 1] < shareStart[i]) throw new RangeError('share offsets must not decrease');
+  if (holder.length !== n || shareY.length !== n * SHARE_BYTES || shareSig.length !== n * SIGNATURE_BYTES)
+    throw new RangeError(`the packed shares must hold ${n} shares`);
   let pairs = 0;
   for (const s of secrets) pairs += s.pairs?.length ?? 0;
   const job: UnmaskJob = {
@@ -79,7 +86,10 @@ export function packUnmaskJob(
     secretKind: new Uint8Array(S),
     check: new Uint8Array(S * 32),
     dealerKey: new Uint8Array(S * SIGN_PUBLIC_BYTES),
-    ...shares,
+    shareStart,
+    holder,
+    shareY,
+    shareSig,
     pairStart: new Int32Array(S + 1),
     pairWith: new Int32Array(pairs),
     pairKey: new Uint8Array(pairs * KEY_BYTES),
