@@ -54,6 +54,7 @@ process.once('message', async (job: ClientJob) => {
     setTimeout(() => process.exit(0), 200);
   });
   const ids = new Map<ScriptedClient, number>();
+  const counted = new WeakSet<ScriptedClient>();
   // What each client sent is counted and then forgotten: the swarm would otherwise hold every payload.
   const tally = (): void => {
     for (const c of clients) {
@@ -64,6 +65,11 @@ process.once('message', async (job: ClientJob) => {
       c.sent.length = 0;
       c.plain.clear();
       for (const e of c.errors.splice(0)) if (report.errors.length < 20) report.errors.push(e.message);
+      const why = c.disconnectReason;
+      if (why !== null && !counted.has(c)) {
+        counted.add(c);
+        report.disconnects[why] = (report.disconnects[why] ?? 0) + 1;
+      }
     }
   };
   const timer = setInterval(() => {

@@ -128,12 +128,14 @@ export interface ClientReport {
   /** Ids whose masked input was sent (and not refused). */
   maskedSent: number[];
   errors: string[];
+  /** Clients whose socket closed, by socket.io-client's reason (a vanishing client's own close included). */
+  disconnects: Record<string, number>;
   final: boolean;
 }
 
 /** A client process's report before it has done anything. */
 export function emptyReport(): ClientReport {
-  return { connected: 0, sent: {}, received: 0, maskedSent: [], errors: [], final: false };
+  return { connected: 0, sent: {}, received: 0, maskedSent: [], errors: [], disconnects: {}, final: false };
 }
 
 export interface SwarmBenchResult {
@@ -177,6 +179,8 @@ export interface SwarmBenchResult {
   /** With gateways: their cost and Redis' (the server figures above are then the coordinator's). */
   cluster: ClusterFigures | null;
   clientErrors: string[];
+  /** Clients whose socket closed during the run, by reason ('io client disconnect': the planned dropouts). */
+  clientDisconnects: Record<string, number>;
   serverTail: string;
 }
 
@@ -467,6 +471,10 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
           }
         : null,
     clientErrors: [...new Set(reports.flatMap((r) => r.errors))].slice(0, 10),
+    clientDisconnects: reports.reduce<Record<string, number>>((all, r) => {
+      for (const [why, c] of Object.entries(r.disconnects ?? {})) all[why] = (all[why] ?? 0) + c;
+      return all;
+    }, {}),
     serverTail: srv.output().split('\n').slice(-15).join('\n'),
     ...(survivorsSent.size !== expectedSurvivors ? { maskedInputsSent: survivorsSent.size } : {}),
   };

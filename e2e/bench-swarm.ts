@@ -87,6 +87,9 @@ if (r.cluster) {
   );
 }
 if (r.clientErrors.length) console.log(`client errors (first distinct): ${r.clientErrors.join(' | ')}`);
+const closes = Object.entries(r.clientDisconnects);
+if (closes.length)
+  console.log(`client sockets closed: ${closes.map(([why, c]) => `${why} ${c}`).join(', ')}`);
 if (!r.ok) console.log(`server log (tail):\n${r.serverTail}`);
 mkdirSync(values.out!, { recursive: true });
 const file = join(

@@ -74,10 +74,10 @@ export class ScriptedClient {
       this.resumeToken = w.resumeToken;
       this.socket.emit('ready', { backend: 'cpu' }); // the example count travels only inside the vector
     });
-    if (process.env.DEBUG_E2E)
-      this.socket.on('disconnect', (r, d) =>
-        console.log('DISCONNECT', id, r, String((d as any)?.message ?? d ?? '')),
-      );
+    this.socket.on('disconnect', (r, d) => {
+      this.disconnectReason ??= r;
+      if (process.env.DEBUG_E2E) console.log('DISCONNECT', id, r, String((d as any)?.message ?? d ?? ''));
+    });
     this.socket.on('round:start', (m) => this.handle('keys', m, () => this.onStart(m)));
     this.socket.on('secagg:roster', (m) =>
       this.handle('shares', m, () =>
@@ -102,6 +102,8 @@ export class ScriptedClient {
 
   /** Errors of the client's own handlers (e.g. a send cut short by the test closing the socket). */
   readonly errors: Error[] = [];
+  /** Why the socket first closed (socket.io-client's reason: 'ping timeout', 'io server disconnect', ...). */
+  disconnectReason: string | null = null;
 
   private handle(phase: SecPhase, m: any, answer: () => Promise<unknown> | void): void {
     this.step(phase, m, answer).catch((e: Error) => this.errors.push(e));
