@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { REJECT_REASONS } from '../shared/base/errors.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, EXPENSIVE_DEFAULT_METRICS } from './metrics.ts';
 import { REJECT_EVENTS } from './reject-events.ts';
 import { EVENT_LABELS } from './socket.ts';
 
@@ -11,6 +11,15 @@ describe('metrics', () => {
     expect(text).toMatch(/^aegis_nodejs_heap_size_used_bytes /m);
     expect(text).not.toContain('aegis_process_process_');
     expect(text).not.toContain('aegis_process_nodejs_');
+  });
+
+  it('leaves out the defaults that walk every open handle per scrape (O(connections)); keeps the cheap ones', async () => {
+    const names = createMetrics()
+      .registry.getMetricsAsArray()
+      .map((m) => m.name);
+    for (const name of EXPENSIVE_DEFAULT_METRICS) expect(names).not.toContain(`aegis_${name}`);
+    expect(names).toContain('aegis_process_max_fds');
+    expect(names).toContain('aegis_nodejs_heap_size_used_bytes');
   });
 
   it('zero-initialises rejections on the events each reason can come on', async () => {

@@ -4,7 +4,13 @@ import type { SecAggPhase } from '../shared/secagg/types.ts';
 import { packReveal, packShares, unpackInbox, unpackRoster, unpackUnmask } from '../shared/secagg/wire.ts';
 import { ManualClock } from './clock.ts';
 import { createMetrics } from './metrics.ts';
-import { OnlineWitness, SecureRound, type SecureOutcome, type WaitingView } from './secure-round.ts';
+import {
+  OnlineWitness,
+  SecureRound,
+  type SecureOutcome,
+  type SecureRoundOptions,
+  type WaitingView,
+} from './secure-round.ts';
 
 /** A phase's waiting set and who is online, changed by hand; the witness is checked against a scan. */
 class Fake implements WaitingView {
@@ -150,60 +156,71 @@ describe('OnlineWitness: is any member the phase waits for online?', () => {
   });
 });
 
+/** A 3-client SecureRound on a complete graph over in-memory sessions; what it sends is kept in `outbox`. */
+function threeClients(extra: Partial<SecureRoundOptions> = {}) {
+  const n = 3;
+  const L = 8;
+  const online = new Set([1, 2, 3]);
+  const clients = [1, 2, 3].map(
+    (i) => new SecAggClientSession({ tag: 'charge', index: i, n, t: 2, vectorLength: L }),
+  );
+  const outbox: { to: number; kind: string; m: unknown }[] = [];
+  const deliver = (kind: string) => (to: number, m: unknown) => {
+    outbox.push({ to, kind, m });
+    return online.has(to);
+  };
+  let outcome: SecureOutcome | null = null;
+  const round = new SecureRound({
+    tag: 'charge',
+    n,
+    neighbours: [
+      [2, 3],
+      [1, 3],
+      [1, 2],
+    ],
+    t: 2,
+    vectorLength: L,
+    minSurvivors: 2,
+    ref: { round: 1, attempt: 1 },
+    clock: new ManualClock(0),
+    defer: (fn) => queueMicrotask(fn),
+    keysDeadlineMs: 1000,
+    sharesDeadlineMs: 1000,
+    maskedDeadlineAt: 1000,
+    unmaskDeadlineMs: 1000,
+    consistencyDeadlineMs: 1000,
+    metrics: createMetrics(),
+    send: {
+      roster: deliver('roster'),
+      inbox: deliver('inbox'),
+      survivors: deliver('survivors'),
+      unmask: deliver('unmask'),
+      release: deliver('release'),
+    },
+    online: (i) => online.has(i),
+    log: () => {},
+    done: (o) => (outcome = o),
+    ...extra,
+  });
+  const to = (kind: string, i: number): any => outbox.find((x) => x.kind === kind && x.to === i)!.m;
+  return { round, clients, outbox, online, to, n, L, outcome: () => outcome };
+}
+
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 0));
+
 describe('SecureRound while the privacy charge is written', () => {
   it('closes nothing (not even "the rest are offline") until the charge is durable; then R4 runs', async () => {
-    const n = 3;
-    const L = 8;
-    const online = new Set([1, 2, 3]);
-    const clients = [1, 2, 3].map(
-      (i) => new SecAggClientSession({ tag: 'charge', index: i, n, t: 2, vectorLength: L }),
-    );
-    const outbox: { to: number; kind: string; m: unknown }[] = [];
-    const deliver = (kind: string) => (to: number, m: unknown) => {
-      outbox.push({ to, kind, m });
-      return online.has(to);
-    };
     let charge!: () => void;
-    let outcome: SecureOutcome | null = null;
-    const round = new SecureRound({
-      tag: 'charge',
-      n,
-      neighbours: [
-        [2, 3],
-        [1, 3],
-        [1, 2],
-      ],
-      t: 2,
-      vectorLength: L,
-      minSurvivors: 2,
-      ref: { round: 1, attempt: 1 },
-      clock: new ManualClock(0),
-      defer: (fn) => queueMicrotask(fn),
-      keysDeadlineMs: 1000,
-      sharesDeadlineMs: 1000,
-      maskedDeadlineAt: 1000,
-      unmaskDeadlineMs: 1000,
-      consistencyDeadlineMs: 1000,
-      metrics: createMetrics(),
-      send: {
-        roster: deliver('roster'),
-        inbox: deliver('inbox'),
-        survivors: deliver('survivors'),
-        unmask: deliver('unmask'),
-        release: deliver('release'),
-      },
-      online: (i) => online.has(i),
-      log: () => {},
-      done: (o) => (outcome = o),
+    const { round, clients, outbox, online, to, n, L, outcome } = threeClients({
       beforeUnmask: () => new Promise<void>((r) => (charge = r)),
     });
-    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 0));
-    const to = (kind: string, i: number): any => outbox.find((x) => x.kind === kind && x.to === i)!.m;
     for (const i of [1, 2, 3]) round.keys(i, clients[i - 1].advertise());
     round.maybeCloseEarly();
+    await settle(); // a phase's requests go out in slices after the turn that closed it
     for (const i of [1, 2, 3])
       round.shares(i, packShares(clients[i - 1].receiveRoster(unpackRoster(to('roster', i), n))));
     round.maybeCloseEarly();
+    await settle();
     for (const i of [1, 2, 3]) {
       clients[i - 1].receiveInbox(unpackInbox(to('inbox', i), n));
       round.masked(i, await clients[i - 1].mask(new Uint32Array(L).fill(i)));
@@ -215,7 +232,7 @@ describe('SecureRound while the privacy charge is written', () => {
     online.clear();
     round.maybeCloseEarly();
     await settle();
-    expect(outcome).toBeNull();
+    expect(outcome()).toBeNull();
     expect(round.session.waitingCount).toBe(3);
     expect(outbox.filter((x) => x.kind === 'unmask')).toEqual([]);
     // They are back before it is durable: the requests go out, and the reveals complete the round.
@@ -226,8 +243,23 @@ describe('SecureRound while the privacy charge is written', () => {
     for (const i of [1, 2, 3])
       round.reveal(i, packReveal(clients[i - 1].receiveUnmask(unpackUnmask(to('unmask', i), n))));
     round.maybeCloseEarly();
-    for (let k = 0; k < 50 && !outcome; k++) await settle();
-    expect(outcome).toMatchObject({ ok: true, survivors: [1, 2, 3] });
-    expect([...(outcome as unknown as { sum: Uint32Array }).sum]).toEqual(new Array(L).fill(6));
+    for (let k = 0; k < 50 && !outcome(); k++) await settle();
+    expect(outcome()).toMatchObject({ ok: true, survivors: [1, 2, 3] });
+    expect([...(outcome() as unknown as { sum: Uint32Array }).sum]).toEqual(new Array(L).fill(6));
+  });
+});
+
+describe("SecureRound sends a phase's requests in slices", () => {
+  it('after the turn that closed the phase; a member re-sent its request before then gets it once', async () => {
+    const queued: (() => void)[] = [];
+    const { round, clients, outbox } = threeClients({ schedule: (fn) => queued.push(fn) });
+    for (const i of [1, 2, 3]) round.keys(i, clients[i - 1].advertise());
+    round.maybeCloseEarly(); // R0 closes: three rosters to pack and send
+    expect(round.phase).toBe('shares');
+    expect(outbox.filter((x) => x.kind === 'roster')).toEqual([]);
+    expect(round.resend(2)).toBe(true); // client 2 reconnected first: sent at once
+    expect(outbox.filter((x) => x.kind === 'roster').map((x) => x.to)).toEqual([2]);
+    while (queued.length) queued.shift()!();
+    expect(outbox.filter((x) => x.kind === 'roster').map((x) => x.to)).toEqual([2, 1, 3]);
   });
 });
