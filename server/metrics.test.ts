@@ -18,7 +18,6 @@ describe('metrics', () => {
       .registry.getMetricsAsArray()
       .map((m) => m.name);
     for (const name of EXPENSIVE_DEFAULT_METRICS) expect(names).not.toContain(`aegis_${name}`);
-    expect(names).toContain('aegis_process_max_fds');
     expect(names).toContain('aegis_nodejs_heap_size_used_bytes');
   });
 

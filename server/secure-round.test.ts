@@ -206,7 +206,8 @@ function threeClients(extra: Partial<SecureRoundOptions> = {}) {
   return { round, clients, outbox, online, to, n, L, outcome: () => outcome };
 }
 
-const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 0));
+/** Lets queued work run: a timer turn, then an immediate queued after those the round queued (sends). */
+const settle = (): Promise<void> => new Promise((r) => setTimeout(() => setImmediate(r), 0));
 
 describe('SecureRound while the privacy charge is written', () => {
   it('closes nothing (not even "the rest are offline") until the charge is durable; then R4 runs', async () => {
@@ -261,5 +262,30 @@ describe("SecureRound sends a phase's requests in slices", () => {
     expect(outbox.filter((x) => x.kind === 'roster').map((x) => x.to)).toEqual([2]);
     while (queued.length) queued.shift()!();
     expect(outbox.filter((x) => x.kind === 'roster').map((x) => x.to)).toEqual([2, 1, 3]);
+  });
+
+  it('a request still queued when its phase closes is not sent (no unmask request after R4 closed)', async () => {
+    const queued: (() => void)[] = [];
+    const drain = (): void => {
+      while (queued.length) queued.shift()!();
+    };
+    const { round, clients, outbox, online, to, n, L } = threeClients({ schedule: (fn) => queued.push(fn) });
+    for (const i of [1, 2, 3]) round.keys(i, clients[i - 1].advertise());
+    round.maybeCloseEarly();
+    drain();
+    for (const i of [1, 2, 3])
+      round.shares(i, packShares(clients[i - 1].receiveRoster(unpackRoster(to('roster', i), n))));
+    round.maybeCloseEarly();
+    drain();
+    for (const i of [1, 2, 3]) {
+      clients[i - 1].receiveInbox(unpackInbox(to('inbox', i), n));
+      round.masked(i, await clients[i - 1].mask(new Uint32Array(L).fill(i)));
+    }
+    online.clear(); // everyone leaves as R2 closes: R4 closes at once ('the rest are offline')
+    round.maybeCloseEarly();
+    await Promise.resolve(); // the deferred close check
+    expect(round.phase).toBe('unmask');
+    drain(); // the unmask requests queued at R2's close
+    expect(outbox.filter((x) => x.kind === 'unmask')).toEqual([]);
   });
 });

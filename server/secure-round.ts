@@ -122,7 +122,7 @@ export class SecureRound {
    * whether it did (false before the first request, i.e. in the keys phase, and after it answered).
    */
   resend(index: number): boolean {
-    if (this.finished || !this.session.isWaitingFor(index)) return false;
+    if (this.finished || this.unmasking || !this.session.isWaitingFor(index)) return false;
     const send = this.pending.get(index);
     if (!send) return false;
     this.unsent.delete(index); // sent now: its queued first send is skipped
@@ -246,6 +246,7 @@ export class SecureRound {
           return this.unmaskAfterCharge(phase, why, missing, s.closeConsistency());
         }
         case 'unmask': {
+          this.forget();
           // Off this thread where a runner is given (the server's worker); otherwise here, still
           // asynchronously (the masks are stripped through WebCrypto).
           this.unmaskOffThread(this.o.unmask ?? unmaskInProcess, why);
@@ -263,7 +264,7 @@ export class SecureRound {
     this.next(phase, why, missing);
   }
 
-  /** The phase closed and the next one's requests are out: its deadline runs from now. */
+  /** The phase closed and the next one's requests are queued (sent within a few turns): its deadline runs from now. */
   private next(phase: SecAggPhase, why: string, missing: number): void {
     this.o.log(`secure aggregation: phase ${phase} closed (${why}), ${missing} missing`);
     this.arm();
@@ -282,8 +283,10 @@ export class SecureRound {
     this.pending.set(index, send);
     this.unsent.add(index);
     this.firstSends.push(() => {
-      // Skipped when already re-sent, or when the phase moved on (or the round ended) first.
-      if (this.finished || this.pending.get(index) !== send || !this.unsent.delete(index)) return;
+      // Skipped when already re-sent, or when the phase closed (or the round ended) first: a request
+      // for a closed phase would only draw a late answer (an unmask request, a refused reveal).
+      if (!this.unsent.delete(index) || this.pending.get(index) !== send) return;
+      if (this.finished || this.unmasking || !this.session.isWaitingFor(index)) return;
       send();
     });
   }
