@@ -41,7 +41,6 @@ export const LOOP_DELAY_STATS = ['p50', 'p99', 'max'] as const;
 /** Resolution of the loop-delay sampler: a timer every 10 ms measures how late it fires. */
 const LOOP_DELAY_RESOLUTION_MS = 10;
 
-/** One registry per server instance (tests run several servers in one process). */
 /** prom-client defaults left out: each is O(open handles) per scrape (see createMetrics). */
 export const EXPENSIVE_DEFAULT_METRICS = [
   'process_open_fds',
@@ -53,6 +52,7 @@ export const EXPENSIVE_DEFAULT_METRICS = [
   'nodejs_active_resources_total',
 ] as const;
 
+/** One registry per server instance (tests run several servers in one process). */
 export function createMetrics() {
   const registry = new Registry();
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });

@@ -84,11 +84,10 @@ export class SecureRound {
   private holding = false;
   /**
    * The current phase's request to each member that has not answered it yet (round:start aside): re-sent
-   * when the member reconnects within the phase, so it can rejoin the attempt.
+   * when the member reconnects within the phase, so it can rejoin the attempt. `queued`: its first send
+   * still waits in `firstSends` (a resend sends it at once instead, and the queued one is skipped).
    */
-  private pending = new Map<number, () => boolean>();
-  /** Members whose request is queued in `firstSends` and not sent yet (a resend sends it at once instead). */
-  private unsent = new Set<number>();
+  private pending = new Map<number, { send: () => boolean; queued: boolean }>();
   /** A phase's requests are packed and sent in slices of a few ms, not all in the turn that closed it. */
   private readonly firstSends: Outbox;
   /** The unmasking runs asynchronously (off this thread where it can): the round waits for it, not for clients. */
@@ -99,7 +98,7 @@ export class SecureRound {
    */
   private charging = false;
   deadlineAt: number;
-  /** Finds an online member the phase still waits for without a scan per message (see awake()). */
+  /** Finds an online member the phase still waits for without a scan per message (OnlineWitness). */
   private readonly witness: OnlineWitness;
 
   constructor(private readonly o: SecureRoundOptions) {
@@ -123,10 +122,10 @@ export class SecureRound {
    */
   resend(index: number): boolean {
     if (this.finished || this.unmasking || !this.session.isWaitingFor(index)) return false;
-    const send = this.pending.get(index);
-    if (!send) return false;
-    this.unsent.delete(index); // sent now: its queued first send is skipped
-    return send();
+    const r = this.pending.get(index);
+    if (!r) return false;
+    r.queued = false; // sent now: its queued first send is skipped
+    return r.send();
   }
 
   private held(): boolean {
@@ -275,17 +274,17 @@ export class SecureRound {
   /** The previous phase's requests are no longer re-sent (nor sent, if still queued). */
   private forget(): void {
     this.pending.clear();
-    this.unsent.clear();
   }
 
   /** Queues a request's first send (sliced) and keeps it for a resend. */
   private request(index: number, send: () => boolean): void {
-    this.pending.set(index, send);
-    this.unsent.add(index);
+    const r = { send, queued: true };
+    this.pending.set(index, r);
     this.firstSends.push(() => {
       // Skipped when already re-sent, or when the phase closed (or the round ended) first: a request
       // for a closed phase would only draw a late answer (an unmask request, a refused reveal).
-      if (!this.unsent.delete(index) || this.pending.get(index) !== send) return;
+      if (!r.queued || this.pending.get(index) !== r) return;
+      r.queued = false;
       if (this.finished || this.unmasking || !this.session.isWaitingFor(index)) return;
       send();
     });

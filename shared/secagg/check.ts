@@ -8,13 +8,18 @@ export function record(v: unknown, what: string): Record<string, unknown> {
   return v;
 }
 
-export function bytes(v: unknown, what: string, len?: number, maxLen = 4096): Uint8Array {
+/** A binary field, checked but not copied: for a caller that copies what it keeps into its own buffer. */
+export function bytesView(v: unknown, what: string, len?: number, maxLen = 4096): Uint8Array {
   const b = asBytes(v);
   if (!b) throw new ProtocolError('malformed', `${what} must be binary`);
   if (len !== undefined && b.length !== len)
     throw new ProtocolError('malformed', `${what} must be ${len} bytes, got ${b.length}`);
   if (b.length > maxLen) throw new ProtocolError('malformed', `${what} is too long (${b.length} bytes)`);
-  return b.slice(); // own copy: the transport may reuse its buffer
+  return b;
+}
+
+export function bytes(v: unknown, what: string, len?: number, maxLen = 4096): Uint8Array {
+  return bytesView(v, what, len, maxLen).slice(); // own copy: the transport may reuse its buffer
 }
 
 export function list(v: unknown, what: string, max: number): unknown[] {

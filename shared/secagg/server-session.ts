@@ -1,5 +1,4 @@
-import { asBytes } from '../base/bytes.ts';
-import { bytes, index, list, record } from './check.ts';
+import { bytes, bytesView, index, list, record } from './check.ts';
 import { ProtocolError } from '../base/errors.ts';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import {
@@ -87,14 +86,6 @@ const REVEALED_BYTES = SHARE_BYTES + SIGNATURE_BYTES;
 interface Revealed {
   of: Int32Array;
   data: Uint8Array;
-}
-
-/** Binary of exactly `len` bytes, not copied (the caller copies it where it keeps it). */
-function sized(v: unknown, what: string, len: number): Uint8Array {
-  const b = asBytes(v);
-  if (!b) throw new ProtocolError('malformed', `${what} must be binary`);
-  if (b.length !== len) throw new ProtocolError('malformed', `${what} must be ${len} bytes, got ${b.length}`);
-  return b;
 }
 
 /** Index of v in a sorted Int32Array, or -1. */
@@ -391,10 +382,7 @@ export class SecAggServerSession {
           `share addressed to ${to}, which is not a neighbour of ${from} in U1`,
         );
       if (byTo.has(to)) throw new ProtocolError('duplicate', `two shares addressed to ${to}`);
-      const ct = asBytes(er.ct);
-      if (!ct) throw new ProtocolError('malformed', 'share.ct must be binary');
-      if (ct.length > MAX_BOX_BYTES)
-        throw new ProtocolError('malformed', `share.ct is too long (${ct.length} bytes)`);
+      const ct = bytesView(er.ct, 'share.ct', undefined, MAX_BOX_BYTES);
       byTo.set(to, ct);
       size += ct.length;
     }
@@ -606,8 +594,8 @@ export class SecAggServerSession {
         const of = index(er.of, 'share.of', this.cfg.n);
         if (m.has(of)) throw new ProtocolError('duplicate', `two ${kind}-shares of ${of}`);
         m.set(of, {
-          y: sized(er.share, 'share', SHARE_BYTES),
-          sig: sized(er.sig, 'share.sig', SIGNATURE_BYTES),
+          y: bytesView(er.share, 'share', SHARE_BYTES),
+          sig: bytesView(er.sig, 'share.sig', SIGNATURE_BYTES),
         });
       }
       return m;
