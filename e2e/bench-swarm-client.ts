@@ -10,6 +10,7 @@ import {
   type ClientJob,
   type ClientReport,
 } from './bench-swarm-lib.ts';
+import { getPriority } from 'node:os';
 import { ScriptedClient } from './scripted-client.ts';
 
 const send = (m: ClientReport): void => void process.send?.(m);
@@ -43,7 +44,7 @@ function turn(): Promise<void> {
 process.once('message', async (job: ClientJob) => {
   const vanish = new Map(job.vanish);
   const clients: ScriptedClient[] = [];
-  const report: ClientReport = emptyReport();
+  const report: ClientReport = { ...emptyReport(), nice: getPriority() };
   let stopped = false;
   process.on('message', (m: { stop?: boolean }) => {
     if (!m.stop) return;

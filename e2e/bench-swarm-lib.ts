@@ -34,6 +34,12 @@ export interface SwarmBenchOptions {
    * ~1e-5, so about one round in a hundred at 2 000 clients aborts (cleanly) for lack of shares.
    */
   secaggDropout: number;
+  /**
+   * Niceness of the client processes (0: the server's own). Real clients run on their own machines; here
+   * they share the server's cores, and at equal priority their crypto keeps the server's event loop
+   * waiting for a core, which the loop-delay figure would then report as the server's own delay.
+   */
+  clientNice?: number;
   /** Called every ~2 s with a one-line progress report. */
   progress?: (line: string) => void;
   /**
@@ -130,12 +136,23 @@ export interface ClientReport {
   errors: string[];
   /** Clients whose socket closed, by socket.io-client's reason (a vanishing client's own close included). */
   disconnects: Record<string, number>;
+  /** The process's niceness, as the OS reports it. */
+  nice: number;
   final: boolean;
 }
 
 /** A client process's report before it has done anything. */
 export function emptyReport(): ClientReport {
-  return { connected: 0, sent: {}, received: 0, maskedSent: [], errors: [], disconnects: {}, final: false };
+  return {
+    connected: 0,
+    sent: {},
+    received: 0,
+    maskedSent: [],
+    errors: [],
+    disconnects: {},
+    nice: 0,
+    final: false,
+  };
 }
 
 export interface SwarmBenchResult {
@@ -149,6 +166,9 @@ export interface SwarmBenchResult {
   k: number | null;
   t: number | null;
   processes: number;
+  /** The niceness the client processes asked for, and what each reported. */
+  clientNice: number;
+  clientNiceReported: number[];
   secaggDropout: number;
   phaseDeadlineMs: number;
   connectSeconds: number;
@@ -165,6 +185,11 @@ export interface SwarmBenchResult {
   maxError: number | null;
   serverCpuSeconds: number | null;
   serverPeakRssMB: number | null;
+  /**
+   * Time the server's main thread was ready to run but waited for a core (Linux schedstat), over the
+   * run: the part of the loop delay that the clients' crypto on the same cores causes.
+   */
+  serverRunQueueSeconds: number | null;
   /**
    * Where the server's memory went: the largest RSS, V8 heap in use and external memory (ArrayBuffers:
    * vectors, socket buffers) seen in each phase, sampled every 10 s (MB).
@@ -196,6 +221,16 @@ function procMB(pid: number | undefined, field: 'VmRSS' | 'VmHWM'): number | nul
   }
 }
 const rssMB = (pid: number | undefined): number | null => procMB(pid, 'VmRSS');
+
+/** Seconds a process's main thread has spent runnable but not running (field 2 of /proc/<pid>/schedstat). */
+function runQueueSeconds(pid: number | undefined): number | null {
+  try {
+    const waited = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]);
+    return Number.isFinite(waited) ? waited / 1e9 : null;
+  } catch {
+    return null;
+  }
+}
 const peakRssMB = (pid: number | undefined): number | null => procMB(pid, 'VmHWM');
 
 /** Sum of a histogram's _sum series by label value (e.g. phase durations). */
@@ -280,14 +315,19 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
   const w0 = new Float32Array(await (await get('/api/model/weights')).arrayBuffer());
 
   const procs = Math.max(1, Math.min(o.processes, n));
+  const nice = Math.max(0, Math.min(19, Math.round(o.clientNice ?? 0)));
+  const queued0 = runQueueSeconds(srv.child.pid);
   const reports: ClientReport[] = Array.from({ length: procs }, emptyReport);
   const children: ChildProcess[] = [];
   const entry = fileURLToPath(new URL('./bench-swarm-client.ts', import.meta.url));
   const t0 = Date.now();
   for (let p = 0; p < procs; p++) {
     const ids = Array.from({ length: n }, (_, i) => i + 1).filter((i) => i % procs === p);
+    // Started through nice(1): a thread's niceness is inherited by the threads it creates, so every
+    // thread of the client process (V8's, libuv's) runs below the server.
     const child = fork(entry, [], {
-      execArgv: ['--import', 'tsx'],
+      ...(nice > 0 ? { execPath: 'nice' } : {}),
+      execArgv: [...(nice > 0 ? ['-n', String(nice), process.execPath] : []), '--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child.on('message', (m: ClientReport) => (reports[p] = m));
@@ -374,6 +414,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     .catch(() => '');
   const w1 = final ? new Float32Array(await (await get('/api/model/weights')).arrayBuffer()) : null;
   const serverPeak = peakRssMB(srv.child.pid);
+  const queued1 = runQueueSeconds(srv.child.pid);
   // The gateways' own figures (sockets, bytes) and Redis' traffic, before anything stops.
   const gatewayTexts = cluster
     ? await Promise.all(
@@ -436,6 +477,8 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     k: final?.secagg.k ?? null,
     t: final?.secagg.t ?? null,
     processes: procs,
+    clientNice: nice,
+    clientNiceReported: reports.map((r) => r.nice),
     secaggDropout: o.secaggDropout,
     phaseDeadlineMs: phase,
     connectSeconds,
@@ -449,6 +492,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     maxError,
     serverCpuSeconds: metric(text, 'aegis_process_cpu_seconds_total') ?? null,
     serverPeakRssMB: serverPeak,
+    serverRunQueueSeconds: queued0 !== null && queued1 !== null ? queued1 - queued0 : null,
     serverMemoryByPhase: memory,
     loopDelay: loop,
     perClient: {

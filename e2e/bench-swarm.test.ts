@@ -26,7 +26,7 @@ describe('bench:swarm machinery', () => {
   });
 
   it('runs one secure round of 12 protocol clients against the server process, 10% + 10% dropping, with the exact sum', async () => {
-    const r = await runSwarmBench(SMALL_RUN);
+    const r = await runSwarmBench({ ...SMALL_RUN, clientNice: 7 });
     expect(r.why).toBe('one secure round, exact sum of the survivors');
     expect(r).toMatchObject({ ok: true, clients: 12, survivors: 10, expectedSurvivors: 10 });
     expect(r.examples).toBe(r.expectedExamples);
@@ -37,6 +37,9 @@ describe('bench:swarm machinery', () => {
     expect(r.serverCpuSeconds).toBeGreaterThan(0);
     expect(r.serverPeakRssMB).toBeGreaterThan(0);
     expect(r.loopDelay.p99).not.toBeNull();
+    // The client processes ran below the server, as asked.
+    expect(r.clientNiceReported).toEqual([7, 7]);
+    expect(r.serverRunQueueSeconds).toBeGreaterThanOrEqual(0);
     // Memory by phase: sampled at least once, the server's own figures.
     const samples = Object.values(r.serverMemoryByPhase);
     expect(samples.length).toBeGreaterThan(0);

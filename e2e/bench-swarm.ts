@@ -23,6 +23,8 @@ const { values } = parseArgs({
     'drop-after-keys': { type: 'string', default: '0' },
     'drop-after-shares': { type: 'string', default: '0' },
     processes: { type: 'string' },
+    // Client processes run below the server (nice 10): on their own machines they would not take its cores.
+    'client-nice': { type: 'string', default: '10' },
     model: { type: 'string', default: 'tiny' },
     'phase-deadline-ms': { type: 'string' },
     'connect-per-second': { type: 'string', default: '500' },
@@ -46,6 +48,7 @@ const r = await runSwarmBench({
   dropAfterKeys: frac('drop-after-keys'),
   dropAfterShares: frac('drop-after-shares'),
   processes,
+  clientNice: Number(values['client-nice']),
   model: modelByName(values.model!),
   phaseDeadlineMs: phase,
   connectPerSecond: Number(values['connect-per-second']),
@@ -59,7 +62,7 @@ const f = (x: number | null, d = 1): string => (x === null || Number.isNaN(x) ? 
 const ms = (s: number | null): string => (s === null ? '–' : `${(s * 1000).toFixed(0)} ms`);
 console.log(`${r.ok ? 'OK' : 'FAILED'}: ${r.why}`);
 console.log(
-  `clients ${r.clients} (${r.dropAfterKeys} dropped after keys, ${r.dropAfterShares} after shares), model ${r.model} (${r.numParams} params), --secagg-dropout ${r.secaggDropout}: k ${r.k ?? '–'}, t ${r.t ?? '–'}, ${r.processes} client processes, phase deadline ${r.phaseDeadlineMs} ms`,
+  `clients ${r.clients} (${r.dropAfterKeys} dropped after keys, ${r.dropAfterShares} after shares), model ${r.model} (${r.numParams} params), --secagg-dropout ${r.secaggDropout}: k ${r.k ?? '–'}, t ${r.t ?? '–'}, ${r.processes} client processes (nice ${r.clientNice}), phase deadline ${r.phaseDeadlineMs} ms`,
 );
 console.log(
   `connect ${f(r.connectSeconds)} s | round ${f(r.roundSeconds)} s | phases ${Object.entries(r.phaseSeconds)
@@ -67,7 +70,7 @@ console.log(
     .join(', ')} | unmask (worker) ${f(r.unmaskSeconds, 2)} s`,
 );
 console.log(
-  `server CPU ${f(r.serverCpuSeconds)} s | peak RSS ${f(r.serverPeakRssMB, 0)} MB | loop delay p50 ${ms(r.loopDelay.p50)}, p99 ${ms(r.loopDelay.p99)}, max ${ms(r.loopDelay.max)}`,
+  `server CPU ${f(r.serverCpuSeconds)} s | peak RSS ${f(r.serverPeakRssMB, 0)} MB | waited for a core ${f(r.serverRunQueueSeconds)} s | loop delay p50 ${ms(r.loopDelay.p50)}, p99 ${ms(r.loopDelay.p99)}, max ${ms(r.loopDelay.max)}`,
 );
 console.log(
   `server memory by phase (max of 10 s samples): ${Object.entries(r.serverMemoryByPhase)
