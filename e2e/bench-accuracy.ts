@@ -1,18 +1,26 @@
 /**
- * npm run bench:accuracy [-- --train 10000 --clients 100 --per-round 10 --local-epochs 2 --epochs 10
- *   --model small --lr 0.05 --fedadam-lr 0.01 --cifar-dir ../shared/data/cifar10 --workers N]
+ * npm run bench:accuracy [-- --train all --test all --clients 100 --per-round 10 --local-epochs 2
+ *   --epochs 10 --model small --lr 0.05 --lr-schedule cosine --fedadam-lr 0.01 --prox-mu 0.01
+ *   --arms central,iid,dir,fedadam,fedprox,shards --cifar-dir ../shared/data/cifar10 --workers N]
  * Learning quality in one run, every arm with the same number of example-passes (one example through one
  * training step) and the same test set:
- *   centralized   the same model trained on all the training data, --epochs passes over it
- *   FedAvg IID    --clients equal IID shards, --per-round of them per round, --local-epochs each
- *   FedAvg Dir    Dirichlet(0.5) label skew over the same pool, plain FedAvg
- *   FedAdam Dir   the same skew with FedAdam on the server (Reddi et al.)
- * Rounds = epochs * train / (per-round * examples-per-client * local-epochs), so the arms match in passes.
- * Uses real CIFAR-10 when found at --cifar-dir (or its cifar-10-batches-bin folder); synthetic data
- * otherwise, labelled as such everywhere. Trains on tfjs' wasm backend with our gradient kernels.
- * Writes bench-results/accuracy.json and bench-results/accuracy.svg.
+ *   central   the same model trained on all the training data, --epochs passes over it
+ *   iid       FedAvg: --clients equal IID shards, --per-round of them per round, --local-epochs each
+ *   dir       FedAvg on a Dirichlet(0.5) label skew over the same pool
+ *   fedadam   the same skew with FedAdam on the server (Reddi et al.)
+ *   fedprox   the same skew with FedProx's proximal term on the clients (Li et al.), FedAvg on the server
+ *   shards    FedAvg on label-sorted shards, 2 per client (McMahan et al.: most clients see 2 classes)
+ * Rounds = epochs * train / (per-round * examples-per-client * local-epochs), so the arms match in passes
+ * (the Dirichlet arms in expectation: their clients hold unequal shares of the pool).
+ * The clients' learning rate follows --lr-schedule over the budget (cosine: from --lr down to 0, by round
+ * for the federated arms and by epoch for centralized), the same fraction of the budget for every arm.
+ * Uses real CIFAR-10 when found at --cifar-dir (or its cifar-10-batches-bin folder): all 50 000 training
+ * and 10 000 test images unless --train / --test say otherwise; synthetic data otherwise, labelled as such
+ * everywhere. Trains on tfjs' wasm backend with our gradient kernels.
+ * Writes accuracy.json and accuracy.svg to --out (bench-results), after every arm.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import '../client/wasm-backend.ts';
@@ -32,10 +40,13 @@ import { Evaluator } from '../server/evaluator.ts';
 import { defaultWorkers } from '../server/simulation/pool.ts';
 import { runSimulation } from '../server/simulation/run.ts';
 
+const ARM_KEYS = ['central', 'iid', 'dir', 'fedadam', 'fedprox', 'shards'] as const;
+type ArmKey = (typeof ARM_KEYS)[number];
 const { values: v } = parseArgs({
   options: {
-    train: { type: 'string', default: '10000' },
-    test: { type: 'string', default: '2000' },
+    // 'all': every CIFAR-10 image (50 000 / 10 000); synthetic data: 10 000 / 2 000.
+    train: { type: 'string', default: 'all' },
+    test: { type: 'string', default: 'all' },
     clients: { type: 'string', default: '100' },
     'per-round': { type: 'string', default: '10' },
     'local-epochs': { type: 'string', default: '2' },
@@ -43,7 +54,11 @@ const { values: v } = parseArgs({
     model: { type: 'string', default: 'small' },
     'batch-size': { type: 'string', default: '32' },
     lr: { type: 'string', default: '0.05' },
+    'lr-schedule': { type: 'string', default: 'cosine' },
     'fedadam-lr': { type: 'string', default: '0.01' },
+    'prox-mu': { type: 'string', default: '0.01' },
+    arms: { type: 'string', default: ARM_KEYS.join(',') },
+    out: { type: 'string', default: 'bench-results' },
     'dirichlet-alpha': { type: 'string', default: '0.5' },
     augment: { type: 'boolean', default: false },
     evals: { type: 'string', default: '10' },
@@ -62,7 +77,21 @@ const num = (k: keyof typeof v): number => {
   if (!Number.isFinite(n) || n <= 0) throw new Error(`--${k} must be a positive number, got "${v[k]}"`);
   return n;
 };
-const N = num('train');
+const cifarDir = locateCifar10(v['cifar-dir']!);
+/** --train / --test: a count, or 'all' (the whole CIFAR-10 set; synthetic: the old defaults). */
+const count = (k: 'train' | 'test', all: number, synthetic: number): number =>
+  v[k] === 'all' ? (cifarDir ? all : synthetic) : num(k);
+const N = count('train', 50_000, 10_000);
+const testN = count('test', 10_000, 2_000);
+const schedule = v['lr-schedule']!;
+if (schedule !== 'cosine' && schedule !== 'constant')
+  throw new Error(`--lr-schedule must be cosine or constant, got "${schedule}"`);
+/** The clients' learning rate at a fraction f in [0, 1) of the budget. */
+const lrAtFraction = (f: number): number =>
+  schedule === 'cosine' ? (num('lr') * (1 + Math.cos(Math.PI * f))) / 2 : num('lr');
+const armKeys = v.arms!.split(',').map((a) => a.trim()) as ArmKey[];
+for (const a of armKeys)
+  if (!ARM_KEYS.includes(a)) throw new Error(`--arms: unknown arm "${a}" (arms: ${ARM_KEYS.join(', ')})`);
 const clients = num('clients');
 const perRound = num('per-round');
 const localEpochs = num('local-epochs');
@@ -83,7 +112,7 @@ const local: TrainConfig = {
 if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
 
 async function loadData(): Promise<{ name: string; train: Dataset; test: Dataset }> {
-  const dir = locateCifar10(v['cifar-dir']!);
+  const dir = cifarDir;
   if (!dir) {
     const noise = num('synthetic-noise');
     console.log(
@@ -92,10 +121,11 @@ async function loadData(): Promise<{ name: string; train: Dataset; test: Dataset
     return {
       name: `synthetic, pixel noise ${noise} (not CIFAR-10)`,
       train: syntheticDataset({ seed, count: N, noise }),
-      test: syntheticDataset({ seed: seed + 7919, count: num('test'), noise }),
+      test: syntheticDataset({ seed: seed + 7919, count: testN, noise }),
     };
   }
-  const { train, test } = await readCifar10Dir(dir, num('test'));
+  const { train, test } = await readCifar10Dir(dir, testN);
+  if (N > train.n) throw new Error(`--train ${N}: CIFAR-10 has ${train.n} training images`);
   const pick = permutation(train.n, createRng(seed)).subarray(0, N);
   return { name: `CIFAR-10 (${dir})`, train: subset(train, pick), test };
 }
@@ -114,6 +144,9 @@ const settings = {
   centralizedEpochs: epochs,
   examplePasses: epochs * data.train.n,
   local,
+  lrSchedule: schedule,
+  proxMu: num('prox-mu'),
+  arms: armKeys,
   fedadam: {
     lr: num('fedadam-lr'),
     beta1: SERVER_OPTIMIZER_DEFAULTS.beta1,
@@ -149,7 +182,8 @@ async function centralized(): Promise<Arm> {
   const every = Math.max(1, Math.floor(epochs / evals));
   for (let e = 1; e <= epochs; e++) {
     // One pass at a time, carrying the weights: plain SGD keeps no optimizer state between passes.
-    const r = await trainer.train(w, { ...local, epochs: 1 }, (p) =>
+    const lr = lrAtFraction((e - 1) / epochs);
+    const r = await trainer.train(w, { ...local, epochs: 1, learningRate: lr }, (p) =>
       progress(`centralized: epoch ${e}/${epochs}, batch ${p.batch}/${p.batches}`),
     );
     for (let i = 0; i < w.length; i++) w[i] += r.delta[i];
@@ -172,6 +206,7 @@ async function federated(
   name: string,
   partition: PartitionScheme,
   server: ServerOptimizerConfig,
+  proximalMu = 0,
 ): Promise<Arm> {
   const t0 = performance.now();
   let passes = 0;
@@ -185,7 +220,8 @@ async function federated(
       perRound,
       rounds,
       partition,
-      local,
+      local: proximalMu > 0 ? { ...local, proximalMu } : local,
+      lrAt: (r) => lrAtFraction((r - 1) / rounds),
       server,
       dp: null,
       seed,
@@ -211,62 +247,74 @@ async function federated(
 
 const t0 = performance.now();
 const dir: PartitionScheme = { kind: 'dirichlet', alpha: num('dirichlet-alpha') };
-const arms: Arm[] = [];
-for (const run of [
-  () => centralized(),
-  () => federated('FedAvg IID', { kind: 'iid' }, { name: 'fedavg', lr: 1, ...SERVER_OPTIMIZER_DEFAULTS }),
-  () =>
-    federated(`FedAvg Dirichlet(${dir.alpha})`, dir, { name: 'fedavg', lr: 1, ...SERVER_OPTIMIZER_DEFAULTS }),
-  () =>
+const fedavg: ServerOptimizerConfig = { name: 'fedavg', lr: 1, ...SERVER_OPTIMIZER_DEFAULTS };
+const ARMS: Record<ArmKey, () => Promise<Arm>> = {
+  central: () => centralized(),
+  iid: () => federated('FedAvg IID', { kind: 'iid' }, fedavg),
+  dir: () => federated(`FedAvg Dirichlet(${dir.alpha})`, dir, fedavg),
+  fedadam: () =>
     federated(`FedAdam Dirichlet(${dir.alpha})`, dir, {
       name: 'fedadam',
       lr: settings.fedadam.lr,
       ...SERVER_OPTIMIZER_DEFAULTS,
     }),
-]) {
-  const arm = await run();
+  fedprox: () => federated(`FedProx Dirichlet(${dir.alpha})`, dir, fedavg, settings.proxMu),
+  shards: () => federated('FedAvg label shards (2)', { kind: 'shards', shardsPerClient: 2 }, fedavg),
+};
+console.log(
+  `budget: ${(epochs * data.train.n).toLocaleString('en')} example-passes per arm (${epochs} epochs of ${data.train.n.toLocaleString('en')} images), ${armKeys.length} arms`,
+);
+const arms: Arm[] = [];
+for (const key of armKeys) {
+  const arm = await ARMS[key]();
   arms.push(arm);
   console.log(
     `${arm.name.padEnd(26)} ${(arm.accuracy * 100).toFixed(1).padStart(5)}%  (${arm.passes.toLocaleString('en')} example-passes, ${arm.seconds.toFixed(0)} s)`,
   );
+  // Written after every arm: a long run that is stopped keeps what it measured.
+  writeResults(arms);
 }
 const minutes = (performance.now() - t0) / 60_000;
-const central = arms[0].accuracy;
-const gap = (a: Arm): string => `${((a.accuracy - central) * 100).toFixed(1)} points`;
+const central = arms.find((a) => a.name === 'centralized')?.accuracy ?? null;
+const gap = (a: Arm): string =>
+  central === null || a.name === 'centralized' ? '' : `${((a.accuracy - central) * 100).toFixed(1)} points`;
 console.log(
   `\n${data.name}; ${settings.model}; ${settings.train} train / ${settings.test} test examples; ${minutes.toFixed(1)} min in all`,
 );
 console.log('arm                         test acc  vs centralized');
 for (const a of arms)
-  console.log(
-    `${a.name.padEnd(26)} ${(a.accuracy * 100).toFixed(1).padStart(8)}%  ${a === arms[0] ? '' : gap(a)}`,
-  );
+  console.log(`${a.name.padEnd(26)} ${(a.accuracy * 100).toFixed(1).padStart(8)}%  ${gap(a)}`);
+console.log(`wrote ${join(v.out!, 'accuracy.json')}, ${join(v.out!, 'accuracy.svg')}`);
 
-mkdirSync('bench-results', { recursive: true });
-writeFileSync(
-  'bench-results/accuracy.json',
-  JSON.stringify({ date: new Date().toISOString(), settings, minutes, arms }, null, 2),
-);
-const colors = ['#444444', '#2f6fed', '#e8710a', '#1e8e3e'];
-writeFileSync(
-  'bench-results/accuracy.svg',
-  chartSvg(
-    arms.map((a, i) => ({
-      label: a.name,
-      color: colors[i],
-      points: a.points.map((p) => [p.passes / 1000, p.accuracy] as [number, number]),
-    })),
-    {
-      yMin: 0,
-      yMax: 1,
-      yFormat: (x) => `${Math.round(x * 100)}%`,
-      xLabel: 'example-passes (thousands)',
-      caption: [
-        `model ${settings.model}, ${clients} clients (${perRound}/round), ${rounds} rounds, data ${data.name} (${data.train.n} train, ${data.test.n} test)`,
-        `client lr ${local.learningRate} (${local.optimizer}, ${local.epochs} epochs, batch ${local.batchSize}), FedAdam lr ${settings.fedadam.lr}, backend ${settings.backend}`,
-      ],
-    },
-    `Test accuracy, ${data.name}, ${settings.model}`,
-  ),
-);
-console.log('wrote bench-results/accuracy.json, bench-results/accuracy.svg');
+/** bench-results/accuracy.json and .svg with the arms run so far. */
+function writeResults(arms: Arm[]): void {
+  mkdirSync(v.out!, { recursive: true });
+  const minutes = (performance.now() - t0) / 60_000;
+  const done = arms.length === armKeys.length;
+  writeFileSync(
+    join(v.out!, 'accuracy.json'),
+    JSON.stringify({ date: new Date().toISOString(), done, settings, minutes, arms }, null, 2),
+  );
+  const colors = ['#444444', '#2f6fed', '#e8710a', '#1e8e3e', '#9334e6', '#d93025'];
+  writeFileSync(
+    join(v.out!, 'accuracy.svg'),
+    chartSvg(
+      arms.map((a, i) => ({
+        label: a.name,
+        color: colors[i],
+        points: a.points.map((p) => [p.passes / 1000, p.accuracy] as [number, number]),
+      })),
+      {
+        yMin: 0,
+        yMax: 1,
+        yFormat: (x) => `${Math.round(x * 100)}%`,
+        xLabel: 'example-passes (thousands)',
+        caption: [
+          `model ${settings.model}, ${clients} clients (${perRound}/round), ${rounds} rounds, data ${data.name} (${data.train.n} train, ${data.test.n} test)`,
+          `client lr ${local.learningRate} (${schedule}; ${local.optimizer}, ${local.epochs} epochs, batch ${local.batchSize}), FedAdam lr ${settings.fedadam.lr}, FedProx mu ${settings.proxMu}, backend ${settings.backend}`,
+        ],
+      },
+      `Test accuracy, ${data.name}, ${settings.model}`,
+    ),
+  );
+}

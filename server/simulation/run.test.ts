@@ -74,6 +74,15 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     expect(strip(await runSimulation({ ...o, seed: 2 })).rounds).not.toEqual(a.rounds);
   }, 60_000);
 
+  it("lrAt sets each round's client learning rate: a round at lr 0 leaves the model as it was", async () => {
+    const o = { ...base(), perRound: 4 };
+    const one = await runSimulation({ ...o, rounds: 1 });
+    const stopped = await runSimulation({ ...o, rounds: 2, lrAt: (r) => (r === 1 ? 0.05 : 0) });
+    expect(stopped.weights).toEqual(one.weights);
+    const going = await runSimulation({ ...o, rounds: 2, lrAt: () => 0.05 });
+    expect(going.weights).not.toEqual(one.weights);
+  }, 60_000);
+
   it('clients trained in 1 or 2 worker threads give the weights of the sequential path, bit for bit', async () => {
     const o: SimulationOptions = {
       ...base(),

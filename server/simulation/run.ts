@@ -35,6 +35,8 @@ export interface SimulationOptions {
   rounds: number;
   partition: PartitionScheme;
   local: TrainConfig;
+  /** The clients' learning rate in round r (1-based), e.g. a decay over the run; default local.learningRate. */
+  lrAt?: (round: number) => number;
   server: ServerOptimizerConfig;
   /** DP: noise multiplier z and clip C; null = no DP. */
   dp: { noiseMultiplier: number; clipNorm: number; delta: number } | null;
@@ -171,12 +173,13 @@ async function simulate(
         { client: k, of: chosen.length },
       );
     const seedOf = (k: number): number => o.seed + r * 1000 + k;
+    const local: TrainConfig = o.lrAt ? { ...o.local, learningRate: o.lrAt(r) } : o.local;
     let results: ClientTraining[];
     if (pool) {
       let done = 0;
       results = await Promise.all(
         chosen.map((data, k) =>
-          pool.train({ weights, data, seed: seedOf(k), local: o.local }).then((res) => {
+          pool.train({ weights, data, seed: seedOf(k), local }).then((res) => {
             progress(done++);
             return res;
           }),
@@ -187,7 +190,7 @@ async function simulate(
       for (const [k, data] of chosen.entries()) {
         progress(k);
         const trainer = new LocalTrainer(o.model, data, seedOf(k));
-        results.push(await trainer.train(weights, o.local));
+        results.push(await trainer.train(weights, local));
         trainer.dispose();
       }
     }

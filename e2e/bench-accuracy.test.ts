@@ -1,0 +1,50 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+/** `npm run bench:accuracy` at a toy budget: the machinery, not the learning (synthetic data, mlp). */
+describe('bench:accuracy', () => {
+  it('runs the chosen arms at one budget and writes JSON and SVG; each arm gets the same example-passes', () => {
+    const out = mkdtempSync(join(tmpdir(), 'aegis-acc-'));
+    const args = ['--cifar-dir', join(out, 'none'), '--train', '240', '--test', '60', '--clients', '6'];
+    args.push('--per-round', '3', '--local-epochs', '1', '--epochs', '2', '--model', 'mlp', '--workers', '0');
+    args.push('--arms', 'central,iid,fedprox,shards', '--out', out);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'e2e/bench-accuracy.ts', ...args], {
+      encoding: 'utf8',
+    });
+    expect(r.stderr + r.stdout).toContain('SYNTHETIC');
+    expect(r.status).toBe(0);
+    const j = JSON.parse(readFileSync(join(out, 'accuracy.json'), 'utf8')) as {
+      done: boolean;
+      settings: { rounds: number; lrSchedule: string; arms: string[] };
+      arms: { name: string; passes: number; points: { passes: number; accuracy: number }[] }[];
+    };
+    expect(j.done).toBe(true);
+    expect(j.settings).toMatchObject({ rounds: 4, lrSchedule: 'cosine' });
+    expect(j.arms.map((a) => a.name)).toEqual([
+      'centralized',
+      'FedAvg IID',
+      'FedProx Dirichlet(0.5)',
+      'FedAvg label shards (2)',
+    ]);
+    // 2 epochs of 240 examples = 4 rounds of 3 clients x 40 examples x 1 local epoch. Dirichlet clients
+    // hold unequal shares of the pool, so that arm matches the budget only in expectation.
+    const passes = Object.fromEntries(j.arms.map((a) => [a.name, a.passes]));
+    expect(passes).toMatchObject({ centralized: 480, 'FedAvg IID': 480, 'FedAvg label shards (2)': 480 });
+    expect(passes['FedProx Dirichlet(0.5)']).toBeGreaterThan(240);
+    expect(passes['FedProx Dirichlet(0.5)']).toBeLessThan(960);
+    expect(readFileSync(join(out, 'accuracy.svg'), 'utf8')).toContain('FedAvg label shards (2)');
+    // A mistyped arm is refused before anything trains.
+    const bad = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'e2e/bench-accuracy.ts', '--arms', 'fedsgd'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/unknown arm "fedsgd"/);
+  }, 120_000);
+});
