@@ -217,10 +217,6 @@ export function attachSocketIo(
     socket.onAny(kick);
     kick();
     serve(socket, backend, metrics, new TokenBucket(limits.socket, clock), maxMessageBytes, outbox);
-    // The HTTP request that opened the connection is kept by engine.io for the connection's life; all we
-    // read of it is in socket.handshake, built by now. Dropping it frees ~KBs per connection (socket.io's
-    // memory-usage guide), which at 10 000 connections is heap that every major GC would mark.
-    (socket.conn as unknown as { request: unknown }).request = null;
   });
   return io;
 }
