@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 
 /** `npm run bench:accuracy` at a toy budget: the machinery, not the learning (synthetic data, mlp). */
 describe('bench:accuracy', () => {
-  it('runs the chosen arms at one budget and writes JSON and SVG; each arm gets the same example-passes', () => {
+  it('runs the chosen arms at one budget (the Dirichlet arm in expectation) and writes JSON and SVG', () => {
     const out = mkdtempSync(join(tmpdir(), 'aegis-acc-'));
     const args = ['--cifar-dir', join(out, 'none'), '--train', '240', '--test', '60', '--clients', '6'];
     args.push('--per-round', '3', '--local-epochs', '1', '--epochs', '2', '--model', 'mlp', '--workers', '0');
@@ -36,6 +36,19 @@ describe('bench:accuracy', () => {
     expect(passes['FedProx Dirichlet(0.5)']).toBeGreaterThan(240);
     expect(passes['FedProx Dirichlet(0.5)']).toBeLessThan(960);
     expect(readFileSync(join(out, 'accuracy.svg'), 'utf8')).toContain('FedAvg label shards (2)');
+    // --server-opt fedavgm: the FedAvg arms take server momentum, and say so.
+    const outM = mkdtempSync(join(tmpdir(), 'aegis-acc-'));
+    const argsM = [...args.slice(0, args.indexOf('--arms')), '--arms', 'iid', '--out', outM];
+    argsM.push('--server-opt', 'fedavgm', '--server-momentum', '0.5');
+    const m = spawnSync(process.execPath, ['--import', 'tsx', 'e2e/bench-accuracy.ts', ...argsM], {
+      encoding: 'utf8',
+    });
+    expect(m.status).toBe(0);
+    const jm = JSON.parse(readFileSync(join(outM, 'accuracy.json'), 'utf8')) as typeof j & {
+      settings: { fedavg: { name: string; momentum: number } };
+    };
+    expect(jm.settings.fedavg).toMatchObject({ name: 'fedavgm', momentum: 0.5 });
+    expect(jm.arms.map((a) => a.name)).toEqual(['FedAvgM(0.5) IID']);
     // A mistyped arm is refused before anything trains.
     const bad = spawnSync(
       process.execPath,

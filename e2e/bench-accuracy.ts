@@ -1,7 +1,8 @@
 /**
  * npm run bench:accuracy [-- --train all --test all --clients 100 --per-round 10 --local-epochs 2
  *   --epochs 10 --model small --lr 0.05 --lr-schedule cosine --fedadam-lr 0.01 --prox-mu 0.01
- *   --arms central,iid,dir,fedadam,fedprox,shards --cifar-dir ../shared/data/cifar10 --workers N]
+ *   --arms central,iid,dir,fedadam,fedprox,shards --server-opt fedavg --server-lr 1 --server-momentum 0.9
+ *   --cifar-dir ../shared/data/cifar10 --workers N --out bench-results]
  * Learning quality in one run, every arm with the same number of example-passes (one example through one
  * training step) and the same test set:
  *   central   the same model trained on all the training data, --epochs passes over it
@@ -57,6 +58,11 @@ const { values: v } = parseArgs({
     'lr-schedule': { type: 'string', default: 'cosine' },
     'fedadam-lr': { type: 'string', default: '0.01' },
     'prox-mu': { type: 'string', default: '0.01' },
+    // The server step of the FedAvg arms (iid, dir, fedprox, shards): fedavg (x += lr * mean update) or
+    // fedavgm (server momentum, Hsu et al. 2019).
+    'server-opt': { type: 'string', default: 'fedavg' },
+    'server-lr': { type: 'string', default: '1' },
+    'server-momentum': { type: 'string', default: String(SERVER_OPTIMIZER_DEFAULTS.momentum) },
     arms: { type: 'string', default: ARM_KEYS.join(',') },
     out: { type: 'string', default: 'bench-results' },
     'dirichlet-alpha': { type: 'string', default: '0.5' },
@@ -89,6 +95,9 @@ if (schedule !== 'cosine' && schedule !== 'constant')
 /** The clients' learning rate at a fraction f in [0, 1) of the budget. */
 const lrAtFraction = (f: number): number =>
   schedule === 'cosine' ? (num('lr') * (1 + Math.cos(Math.PI * f))) / 2 : num('lr');
+const serverOpt = v['server-opt']!;
+if (serverOpt !== 'fedavg' && serverOpt !== 'fedavgm')
+  throw new Error(`--server-opt must be fedavg or fedavgm, got "${serverOpt}"`);
 const armKeys = v.arms!.split(',').map((a) => a.trim()) as ArmKey[];
 for (const a of armKeys)
   if (!ARM_KEYS.includes(a)) throw new Error(`--arms: unknown arm "${a}" (arms: ${ARM_KEYS.join(', ')})`);
@@ -146,6 +155,7 @@ const settings = {
   local,
   lrSchedule: schedule,
   proxMu: num('prox-mu'),
+  fedavg: { name: serverOpt, lr: num('server-lr'), momentum: Number(v['server-momentum']) },
   arms: armKeys,
   fedadam: {
     lr: num('fedadam-lr'),
@@ -247,11 +257,18 @@ async function federated(
 
 const t0 = performance.now();
 const dir: PartitionScheme = { kind: 'dirichlet', alpha: num('dirichlet-alpha') };
-const fedavg: ServerOptimizerConfig = { name: 'fedavg', lr: 1, ...SERVER_OPTIMIZER_DEFAULTS };
+const fedavg: ServerOptimizerConfig = {
+  ...SERVER_OPTIMIZER_DEFAULTS,
+  name: serverOpt,
+  lr: settings.fedavg.lr,
+  momentum: settings.fedavg.momentum,
+};
+/** The FedAvg arms' name: FedAvg, or FedAvgM with its momentum, and the server lr when it is not 1. */
+const avg = `${serverOpt === 'fedavgm' ? `FedAvgM(${fedavg.momentum})` : 'FedAvg'}${fedavg.lr !== 1 ? ` lr ${fedavg.lr}` : ''}`;
 const ARMS: Record<ArmKey, () => Promise<Arm>> = {
   central: () => centralized(),
-  iid: () => federated('FedAvg IID', { kind: 'iid' }, fedavg),
-  dir: () => federated(`FedAvg Dirichlet(${dir.alpha})`, dir, fedavg),
+  iid: () => federated(`${avg} IID`, { kind: 'iid' }, fedavg),
+  dir: () => federated(`${avg} Dirichlet(${dir.alpha})`, dir, fedavg),
   fedadam: () =>
     federated(`FedAdam Dirichlet(${dir.alpha})`, dir, {
       name: 'fedadam',
@@ -259,7 +276,7 @@ const ARMS: Record<ArmKey, () => Promise<Arm>> = {
       ...SERVER_OPTIMIZER_DEFAULTS,
     }),
   fedprox: () => federated(`FedProx Dirichlet(${dir.alpha})`, dir, fedavg, settings.proxMu),
-  shards: () => federated('FedAvg label shards (2)', { kind: 'shards', shardsPerClient: 2 }, fedavg),
+  shards: () => federated(`${avg} label shards (2)`, { kind: 'shards', shardsPerClient: 2 }, fedavg),
 };
 console.log(
   `budget: ${(epochs * data.train.n).toLocaleString('en')} example-passes per arm (${epochs} epochs of ${data.train.n.toLocaleString('en')} images), ${armKeys.length} arms`,

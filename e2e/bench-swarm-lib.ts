@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, getPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MODELS, numParams, type ModelSpec } from '../shared/model/spec.ts';
 import type { ServerStatus } from '../shared/protocol/status.ts';
@@ -35,9 +35,10 @@ export interface SwarmBenchOptions {
    */
   secaggDropout: number;
   /**
-   * Niceness of the client processes (0: the server's own). Real clients run on their own machines; here
-   * they share the server's cores, and at equal priority their crypto keeps the server's event loop
-   * waiting for a core, which the loop-delay figure would then report as the server's own delay.
+   * Niceness of the client processes (default 0: the server's own). A diagnostic, not the goal's setting:
+   * clients below the server wait while it is busy, which spares it the core contention real clients on
+   * other machines would not cause, but also throttles their traffic exactly when it is busiest, which
+   * real clients would not do either.
    */
   clientNice?: number;
   /** Called every ~2 s with a one-line progress report. */
@@ -136,8 +137,8 @@ export interface ClientReport {
   errors: string[];
   /** Clients whose socket closed, by socket.io-client's reason (a vanishing client's own close included). */
   disconnects: Record<string, number>;
-  /** The process's niceness, as the OS reports it. */
-  nice: number;
+  /** The process's niceness, as the OS reports it (null until it reports). */
+  nice: number | null;
   final: boolean;
 }
 
@@ -150,7 +151,7 @@ export function emptyReport(): ClientReport {
     maskedSent: [],
     errors: [],
     disconnects: {},
-    nice: 0,
+    nice: null,
     final: false,
   };
 }
@@ -166,9 +167,9 @@ export interface SwarmBenchResult {
   k: number | null;
   t: number | null;
   processes: number;
-  /** The niceness the client processes asked for, and what each reported. */
+  /** The niceness the client processes were started at, and what each reported. */
   clientNice: number;
-  clientNiceReported: number[];
+  clientNiceReported: (number | null)[];
   secaggDropout: number;
   phaseDeadlineMs: number;
   connectSeconds: number;
@@ -186,8 +187,9 @@ export interface SwarmBenchResult {
   serverCpuSeconds: number | null;
   serverPeakRssMB: number | null;
   /**
-   * Time the server's main thread was ready to run but waited for a core (Linux schedstat), over the
-   * run: the part of the loop delay that the clients' crypto on the same cores causes.
+   * Time the server's main thread was ready to run but waited for a core (Linux schedstat), from the
+   * clients' start (connect included) to the end: loop delay that is not the loop's own work, whoever
+   * held the core (client processes, or the server's own worker and GC threads).
    */
   serverRunQueueSeconds: number | null;
   /**
@@ -222,11 +224,14 @@ function procMB(pid: number | undefined, field: 'VmRSS' | 'VmHWM'): number | nul
 }
 const rssMB = (pid: number | undefined): number | null => procMB(pid, 'VmRSS');
 
-/** Seconds a process's main thread has spent runnable but not running (field 2 of /proc/<pid>/schedstat). */
+/**
+ * Seconds a process's main thread has spent runnable but not running (field 2 of /proc/<pid>/schedstat);
+ * null where the kernel does not keep the figure (all zeros) or there is no /proc.
+ */
 function runQueueSeconds(pid: number | undefined): number | null {
   try {
-    const waited = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]);
-    return Number.isFinite(waited) ? waited / 1e9 : null;
+    const [ran, waited] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+    return ran > 0 && Number.isFinite(waited) ? waited / 1e9 : null;
   } catch {
     return null;
   }
@@ -315,10 +320,15 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
   const w0 = new Float32Array(await (await get('/api/model/weights')).arrayBuffer());
 
   const procs = Math.max(1, Math.min(o.processes, n));
-  const nice = Math.max(0, Math.min(19, Math.round(o.clientNice ?? 0)));
+  const nice = o.clientNice ?? 0;
+  if (!(Number.isInteger(nice) && nice >= 0 && nice <= 19))
+    throw new RangeError(`clientNice must be a whole number in [0, 19], got ${nice}`);
+  // nice(1) adds to the niceness this process already has: ask for the difference (never below it).
+  const niceBy = Math.max(0, nice - getPriority());
   const queued0 = runQueueSeconds(srv.child.pid);
   const reports: ClientReport[] = Array.from({ length: procs }, emptyReport);
   const children: ChildProcess[] = [];
+  let startFailed: string | null = null;
   const entry = fileURLToPath(new URL('./bench-swarm-client.ts', import.meta.url));
   const t0 = Date.now();
   for (let p = 0; p < procs; p++) {
@@ -326,11 +336,16 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     // Started through nice(1): a thread's niceness is inherited by the threads it creates, so every
     // thread of the client process (V8's, libuv's) runs below the server.
     const child = fork(entry, [], {
-      ...(nice > 0 ? { execPath: 'nice' } : {}),
-      execArgv: [...(nice > 0 ? ['-n', String(nice), process.execPath] : []), '--import', 'tsx'],
+      ...(niceBy > 0 ? { execPath: 'nice' } : {}),
+      execArgv: [...(niceBy > 0 ? ['-n', String(niceBy), process.execPath] : []), '--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child.on('message', (m: ClientReport) => (reports[p] = m));
+    // E.g. no nice(1) on this machine: reported as a client error, and the run fails for want of clients.
+    child.on('error', (e) => {
+      reports[p].errors.push(`client process ${p}: ${e.message}`);
+      startFailed ??= `client process ${p} did not start: ${e.message}`;
+    });
     const job: ClientJob = {
       url: clientUrl(p),
       ids,
@@ -402,6 +417,10 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     }
     if (srv.child.exitCode !== null) {
       why = 'the server process exited';
+      break;
+    }
+    if (startFailed) {
+      why = startFailed;
       break;
     }
     if (Date.now() > limit) {
