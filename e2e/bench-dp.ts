@@ -1,191 +1,266 @@
 /**
- * npm run bench:dp [-- --noise 0,0.5,1,2 --rounds 20 --population 1000 --q 0.1 --clip 0.5 --lr 0.1 --model mlp]
- * DP-FedAvg accuracy vs epsilon. Simulates the population in one process with the production pipeline:
- * Poisson sampling of clients (the accountant's assumption), local training with tfjs, the client-side
- * clip -> fixed point -> stochastic rounding -> Skellam noise -> ring encoding of shared/fl/encoding.ts,
- * the modular sum and decoding of the server, and the RDP accountant. Secure-aggregation masks are left
- * out: they cancel exactly (bit for bit, see the secagg tests), so they cannot change the result.
- * Runs on the synthetic data, and on CIFAR-10 too when ../shared/data/cifar10 holds the binaries.
- * Writes bench-results/dp.json.
+ * npm run bench:dp [-- --epsilons 1,2,4,8,inf --population 10000 --q 0.01 --rounds 200 --clip 0.3
+ *   --delta 1e-5 --model small --lr 0.1 --local-epochs 1 --batch-size 5 --server-opt fedavgm --server-lr 1
+ *   --server-momentum 0.9 --train all --test all --eval-every 20 --cifar-dir ../shared/data/cifar10
+ *   --workers N --seed 1 --out bench-results]
+ * User-level DP-FedAvg: test accuracy against epsilon on real CIFAR-10 (synthetic data when the folder is
+ * missing, labelled so). A population of --population clients splits the training images IID (50 000 /
+ * 10 000 = 5 each); each round samples every client independently with probability --q (Poisson, what the
+ * accountant assumes) and skips a round that draws fewer than 80% of q N, the survivors the noise is split
+ * over. Everything else is the production path through runSimulation: the client's LocalTrainer, the
+ * client-side clip -> fixed point -> stochastic rounding -> Skellam noise -> ring encoding, the server's
+ * modular sum, decode and optimizer, and the RDP accountant. Secure-aggregation masks are left out: they
+ * cancel exactly (bit for bit, see the secagg tests), so they cannot change a result.
+ * For each target epsilon the noise multiplier z is the smallest that keeps epsilon within the target after
+ * --rounds released rounds at (q, delta); a skipped round releases nothing, so the spent epsilon can only
+ * be lower. `inf` is the same pipeline with clipping and no noise.
+ * Writes dp.json and dp.svg to --out after every arm.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import '../client/wasm-backend.ts';
-import type { Dataset } from '../shared/data/dataset.ts';
-import { subset, toFloat } from '../shared/data/dataset.ts';
-import { createRng } from '../shared/data/rng.ts';
+import { chartSvg } from '../shared/chart/chart.ts';
+import { subset, type Dataset } from '../shared/data/dataset.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
-import { epsilonFor } from '../shared/dp/calibrate.ts';
-import { createSecureRandom } from '../shared/dp/secure-random.ts';
-import { decodeAggregate, encodeContribution, planEncoding, vectorLength } from '../shared/fl/encoding.ts';
-import { buildModel } from '../shared/model/build.ts';
+import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
+import { SERVER_OPTIMIZER_DEFAULTS, type ServerOptimizerConfig } from '../shared/fl/server-opt.ts';
 import { modelByName, numParams } from '../shared/model/spec.ts';
-import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
-import { addInto } from '../shared/secagg/ring.ts';
 import { locateCifar10, readCifar10Dir } from '../server/datasets.ts';
+import { defaultWorkers } from '../server/simulation/pool.ts';
+import { runSimulation, type RoundRecord } from '../server/simulation/run.ts';
 
-const { values } = parseArgs({
+const { values: v } = parseArgs({
   options: {
-    noise: { type: 'string', default: '0,0.5,1,2' },
-    rounds: { type: 'string', default: '20' },
-    population: { type: 'string', default: '1000' },
-    q: { type: 'string', default: '0.1' },
-    clip: { type: 'string', default: '0.5' },
-    model: { type: 'string', default: 'mlp' },
-    'per-client': { type: 'string', default: '32' },
-    lr: { type: 'string', default: '0.1' },
+    epsilons: { type: 'string', default: '1,2,4,8,inf' },
+    population: { type: 'string', default: '10000' },
+    q: { type: 'string', default: '0.01' },
+    rounds: { type: 'string', default: '200' },
+    clip: { type: 'string', default: '0.3' },
     delta: { type: 'string', default: '1e-5' },
+    model: { type: 'string', default: 'small' },
+    lr: { type: 'string', default: '0.1' },
+    'local-epochs': { type: 'string', default: '1' },
+    'batch-size': { type: 'string', default: '5' },
+    'server-opt': { type: 'string', default: 'fedavgm' },
+    'server-lr': { type: 'string', default: '1' },
+    'server-momentum': { type: 'string', default: '0.9' },
+    // 'all': every CIFAR-10 image (50 000 / 10 000); synthetic data: 10 000 / 2 000.
+    train: { type: 'string', default: 'all' },
+    test: { type: 'string', default: 'all' },
+    'eval-every': { type: 'string', default: '20' },
     'cifar-dir': { type: 'string', default: '../shared/data/cifar10' },
+    workers: { type: 'string' },
+    seed: { type: 'string', default: '1' },
+    out: { type: 'string', default: 'bench-results' },
   },
 });
-const noises = values.noise!.split(',').map(Number);
-const rounds = Number(values.rounds);
-const N = Number(values.population);
-const q = Number(values.q);
-const clip = Number(values.clip);
-const spec = modelByName(values.model!);
-const perClient = Number(values['per-client']);
-const lr = Number(values.lr);
-const delta = Number(values.delta);
-const d = numParams(spec);
-const minSurvivors = Math.max(2, Math.floor(q * N * 0.8)); // rounds with fewer sampled clients are skipped
-const rand = createSecureRandom();
+const num = (k: keyof typeof v, ok: (n: number) => boolean, what: string): number => {
+  const n = Number(v[k]);
+  if (!ok(n)) throw new Error(`--${k} must be ${what}, got ${v[k]}`);
+  return n;
+};
+const whole = (min: number) => (n: number) => Number.isInteger(n) && n >= min;
+const population = num('population', whole(2), 'a whole number >= 2');
+const q = num('q', (n) => n > 0 && n <= 1, 'in (0, 1]');
+const rounds = num('rounds', whole(1), 'a whole number >= 1');
+const clip = num('clip', (n) => n > 0, '> 0');
+const delta = num('delta', (n) => n > 0 && n < 1, 'in (0, 1)');
+const evalEvery = num('eval-every', whole(1), 'a whole number >= 1');
+const seed = num('seed', whole(0), 'a whole number >= 0');
+const workers = v.workers === undefined ? defaultWorkers() : num('workers', whole(0), 'a whole number >= 0');
+const targets = v.epsilons!.split(',').map((s) => {
+  const e = s.trim() === 'inf' ? Infinity : Number(s);
+  if (!(e > 0)) throw new Error(`--epsilons: each must be > 0 or inf, got ${s}`);
+  return e;
+});
+const serverOpt = v['server-opt']!;
+if (serverOpt !== 'fedavg' && serverOpt !== 'fedavgm')
+  throw new Error(`--server-opt must be fedavg or fedavgm, got ${serverOpt}`);
+const server: ServerOptimizerConfig = {
+  ...SERVER_OPTIMIZER_DEFAULTS,
+  name: serverOpt,
+  lr: num('server-lr', (n) => n > 0, '> 0'),
+  momentum: num('server-momentum', (n) => n >= 0 && n < 1, 'in [0, 1)'),
+};
+const spec = modelByName(v.model!);
+const local = {
+  epochs: num('local-epochs', whole(1), 'a whole number >= 1'),
+  batchSize: num('batch-size', whole(1), 'a whole number >= 1'),
+  learningRate: num('lr', (n) => n > 0, '> 0'),
+  optimizer: 'sgd' as const,
+};
+// The noise is split over this many survivors; a round that samples fewer is skipped.
+const minUpdates = Math.max(2, Math.floor(0.8 * q * population));
 const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg}`);
 
 if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
 
-interface Population {
-  name: string;
-  clients: Dataset[];
-  test: Dataset;
-}
-
-function tensors(ds: Dataset): [tf.Tensor4D, tf.Tensor2D] {
-  return [
-    tf.tensor4d(toFloat(ds.x), [ds.n, 32, 32, 3]),
-    tf.oneHot(tf.tensor1d(Array.from(ds.y), 'int32'), 10) as tf.Tensor2D,
-  ];
-}
-
-async function run(pop: Population, z: number) {
-  const model = buildModel(spec, 1);
-  model.compile({ optimizer: tf.train.sgd(lr), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
-  let global = await getFlatWeights(model);
-  const [tx, ty] = tensors(pop.test);
-  const rng = createRng(7); // client sampling only (not a privacy-relevant secret in a simulation)
-  const history: { round: number; clients: number; accuracy: number; epsilon: number }[] = [];
-  let released = 0;
-  for (let r = 1; r <= rounds; r++) {
-    const cohort: number[] = [];
-    for (let i = 0; i < N; i++) if (rng.next() < q) cohort.push(i);
-    if (cohort.length < minSurvivors) continue; // refused: too few for the planned noise
-    const plan = planEncoding({
-      numParams: d,
-      maxClients: cohort.length,
-      clipNorm: clip,
-      coordClip: clip,
-      weighting: 'uniform',
-      maxExamples: perClient,
-      noise: z > 0 ? { multiplier: z, minSurvivors, bitStd: 0 } : null,
-    });
-    const sum = new Uint32Array(vectorLength(d));
-    for (const [j, i] of cohort.entries()) {
-      if (j % 10 === 0)
-        progress(`bench:dp ${pop.name} z=${z} round ${r}/${rounds}: client ${j}/${cohort.length}`);
-      setFlatWeights(model, spec, global);
-      const [x, y] = tensors(pop.clients[i]);
-      await model.fit(x, y, { batchSize: 16, epochs: 1, verbose: 0, shuffle: true });
-      tf.dispose([x, y]);
-      const local = await getFlatWeights(model);
-      const delta32 = new Float32Array(d);
-      for (let k = 0; k < d; k++) delta32[k] = local[k] - global[k];
-      addInto(sum, encodeContribution(delta32, perClient, plan, rand).ring);
-    }
-    const agg = decodeAggregate(sum, cohort.length, plan);
-    const next = new Float32Array(d);
-    for (let k = 0; k < d; k++) next[k] = global[k] + agg.mean[k];
-    global = next;
-    released++;
-    setFlatWeights(model, spec, global);
-    const [, acc] = (model.evaluate(tx, ty, { batchSize: 256 }) as tf.Scalar[]).map((t) => t.dataSync()[0]);
-    history.push({
-      round: r,
-      clients: cohort.length,
-      accuracy: acc,
-      epsilon: z > 0 ? epsilonFor(q, z, released, delta) : Infinity,
-    });
+async function loadData(): Promise<{ train: Dataset; test: Dataset; name: string }> {
+  const first = (d: Dataset, n: number): Dataset =>
+    subset(
+      d,
+      Array.from({ length: Math.min(n, d.n) }, (_, i) => i),
+    );
+  const size = (flag: 'train' | 'test', all: number): number =>
+    v[flag] === 'all' ? all : num(flag, whole(1), "a whole number >= 1 or 'all'");
+  const dir = locateCifar10(v['cifar-dir']!);
+  if (dir) {
+    const d = await readCifar10Dir(dir);
+    return {
+      train: first(d.train, size('train', d.train.n)),
+      test: first(d.test, size('test', d.test.n)),
+      name: 'CIFAR-10',
+    };
   }
-  tf.dispose([tx, ty]);
-  model.dispose();
-  const last = history.slice(-5).map((h) => h.accuracy);
   return {
+    train: syntheticDataset({ seed: 1, count: size('train', 10_000) }),
+    test: syntheticDataset({ seed: 2, count: size('test', 2_000) }),
+    name: 'SYNTHETIC (no CIFAR-10 at --cifar-dir)',
+  };
+}
+
+const data = await loadData();
+if (data.train.n < population)
+  throw new Error(
+    `--population ${population} exceeds the ${data.train.n} training images (one each at least)`,
+  );
+const settings = {
+  data: data.name,
+  train: data.train.n,
+  test: data.test.n,
+  model: spec.name,
+  params: numParams(spec),
+  population,
+  perClient: data.train.n / population,
+  q,
+  expectedPerRound: q * population,
+  minUpdates,
+  rounds,
+  clip,
+  delta,
+  local,
+  server,
+  evalEvery,
+  workers,
+  seed,
+  backend: tf.getBackend(),
+};
+console.log(
+  `bench:dp: ${data.name}, ${spec.name} (${settings.params.toLocaleString('en')} params); ${population} clients x ${settings.perClient} images, ` +
+    `Poisson q = ${q} (~${settings.expectedPerRound}/round, noise split over >= ${minUpdates}), ${rounds} rounds, C = ${clip}, delta = ${delta}; ` +
+    `client sgd lr ${local.learningRate}, ${local.epochs} epoch(s), batch ${local.batchSize}; server ${server.name} lr ${server.lr}` +
+    (server.name === 'fedavgm' ? ` momentum ${server.momentum}` : '') +
+    `; ${workers} worker thread(s)`,
+);
+
+interface Arm {
+  target: number;
+  z: number;
+  epsilon: number;
+  released: number;
+  accuracy: number;
+  /** Mean of the last three evaluations: one evaluation moves with the noise. */
+  lastThreeMean: number;
+  minutes: number;
+  points: { round: number; accuracy: number; epsilon: number | null }[];
+}
+const arms: Arm[] = [];
+const fmtEps = (e: number): string => (Number.isFinite(e) ? e.toFixed(2) : 'inf');
+
+for (const target of targets) {
+  const z = Number.isFinite(target) ? noiseForEpsilon(target, delta, q, rounds) : 0;
+  const t0 = performance.now();
+  const r = await runSimulation(
+    {
+      model: spec,
+      train: data.train,
+      test: data.test,
+      clients: population,
+      perRound: q * population,
+      rounds,
+      sampling: 'poisson',
+      minUpdates,
+      partition: { kind: 'iid' },
+      local,
+      server,
+      dp: { noiseMultiplier: z, clipNorm: clip, delta },
+      seed,
+      evalEvery,
+      workers,
+    },
+    (rec: RoundRecord, p) => {
+      if (p)
+        progress(
+          `bench:dp epsilon ${fmtEps(target)} (z ${z}) round ${rec.round}/${rounds}: client ${p.client}/${p.of}`,
+        );
+      else if (rec.accuracy !== null)
+        progress(
+          `bench:dp epsilon ${fmtEps(target)} (z ${z}) round ${rec.round}/${rounds}: ${(rec.accuracy * 100).toFixed(1)}%\n`,
+        );
+    },
+  );
+  const evals = r.rounds.filter((x) => x.accuracy !== null);
+  const last3 = evals.slice(-3).map((x) => x.accuracy!);
+  const released = r.rounds.filter((x) => x.clients > 0).length;
+  arms.push({
+    target,
     z,
-    epsilon: z > 0 ? epsilonFor(q, z, released, delta) : Infinity,
-    rounds: released,
-    accuracy: history.at(-1)?.accuracy ?? NaN,
-    // One round's accuracy jumps with the noise; the mean of the last five is the steadier figure.
-    lastFiveMean: last.reduce((a, b) => a + b, 0) / last.length,
-    history,
-  };
-}
-
-function synthetic(): Population {
-  return {
-    name: 'synthetic',
-    clients: Array.from({ length: N }, (_, i) => syntheticDataset({ seed: 1000 + i, count: perClient })),
-    test: syntheticDataset({ seed: 99, count: 1000 }),
-  };
-}
-
-async function cifar(base: string): Promise<Population | null> {
-  const dir = locateCifar10(base);
-  if (!dir) return null;
-  const { train, test } = await readCifar10Dir(dir, 2000);
-  const per = Math.floor(train.n / N);
-  return {
-    name: 'cifar10',
-    clients: Array.from({ length: N }, (_, i) =>
-      subset(
-        train,
-        Array.from({ length: per }, (_, k) => i * per + k),
-      ),
-    ),
-    test,
-  };
-}
-
-const pops: Population[] = [synthetic()];
-const c = await cifar(values['cifar-dir']!);
-if (c) pops.push(c);
-else console.log(`CIFAR-10 not found at ${values['cifar-dir']}: synthetic data only`);
-
-const results: Record<string, Awaited<ReturnType<typeof run>>[]> = {};
-for (const pop of pops) {
-  results[pop.name] = [];
-  for (const z of noises) results[pop.name].push(await run(pop, z));
+    epsilon: z > 0 ? r.rounds.at(-1)!.epsilon! : Infinity,
+    released,
+    accuracy: evals.at(-1)!.accuracy!,
+    lastThreeMean: last3.reduce((a, b) => a + b, 0) / last3.length,
+    minutes: (performance.now() - t0) / 60_000,
+    points: [
+      { round: 0, accuracy: r.initial.accuracy, epsilon: 0 },
+      ...evals.map((x) => ({ round: x.round, accuracy: x.accuracy!, epsilon: x.epsilon })),
+    ],
+  });
+  write(false);
 }
 progress('');
 console.log(
-  `\nDP-FedAvg, model ${spec.name} (${d.toLocaleString('en')} params), population ${N}, Poisson q = ${q} (~${q * N} clients/round), ${rounds} rounds, clip C = ${clip}, delta = ${delta}, noise split over >= ${minSurvivors} survivors`,
+  `\n| target epsilon | noise multiplier z | epsilon spent | rounds released | final test accuracy | mean of last 3 evaluations | minutes |\n|---:|---:|---:|---:|---:|---:|---:|`,
 );
-for (const [name, rs] of Object.entries(results)) {
+for (const a of arms)
   console.log(
-    `\n${name}:\n| noise multiplier z | epsilon | rounds released | final test accuracy | mean of last 5 rounds |\n|---:|---:|---:|---:|---:|`,
+    `| ${fmtEps(a.target)} | ${a.z === 0 ? '0 (clip only)' : a.z} | ${fmtEps(a.epsilon)} | ${a.released} / ${rounds} | ${(a.accuracy * 100).toFixed(1)}% | ${(a.lastThreeMean * 100).toFixed(1)}% | ${a.minutes.toFixed(1)} |`,
   );
-  for (const r of rs) {
-    console.log(
-      `| ${r.z === 0 ? '0 (no DP)' : r.z} | ${Number.isFinite(r.epsilon) ? r.epsilon.toFixed(2) : 'inf'} | ${r.rounds} | ${(r.accuracy * 100).toFixed(1)}% | ${(r.lastFiveMean * 100).toFixed(1)}% |`,
-    );
-  }
+write(true);
+console.log(`\nwrote ${join(v.out!, 'dp.json')} and dp.svg`);
+
+function write(done: boolean): void {
+  mkdirSync(v.out!, { recursive: true });
+  writeFileSync(
+    join(v.out!, 'dp.json'),
+    // JSON has no Infinity: the no-noise arm's target and epsilon are written as "inf".
+    JSON.stringify(
+      { date: new Date().toISOString(), done, settings, arms },
+      (_, x) => (x === Infinity ? 'inf' : x),
+      2,
+    ),
+  );
+  const colors = ['#b23a48', '#d08c2b', '#3b8d5a', '#2f6db5', '#6b4fa0', '#555555'];
+  writeFileSync(
+    join(v.out!, 'dp.svg'),
+    chartSvg(
+      arms.map((a, i) => ({
+        label: `epsilon ${fmtEps(a.epsilon)}${a.z ? ` (z ${a.z})` : ' (no noise)'}: ${(a.accuracy * 100).toFixed(1)}%`,
+        color: colors[i % colors.length],
+        points: a.points.map((p) => [p.round, p.accuracy] as [number, number]),
+      })),
+      {
+        yMin: 0,
+        yMax: 1,
+        yFormat: (x) => `${Math.round(x * 100)}%`,
+        xLabel: 'round',
+        caption: [
+          `${data.name}, ${spec.name}; ${population} clients x ${settings.perClient} images, Poisson q ${q}, ${rounds} rounds, C ${clip}, delta ${delta}`,
+          `client sgd lr ${local.learningRate}, ${local.epochs} epoch(s), batch ${local.batchSize}; server ${server.name} lr ${server.lr}${server.name === 'fedavgm' ? ` momentum ${server.momentum}` : ''}`,
+        ],
+      },
+      `User-level DP-FedAvg: test accuracy by round, ${data.name}`,
+    ),
+  );
 }
-mkdirSync('bench-results', { recursive: true });
-writeFileSync(
-  'bench-results/dp.json',
-  JSON.stringify(
-    { model: spec.name, params: d, population: N, q, rounds, clip, delta, minSurvivors, results },
-    null,
-    2,
-  ),
-);
-console.log('\nwrote bench-results/dp.json');

@@ -27,7 +27,16 @@ import { clientPool, runSimulation } from './run.ts';
 /** Every flag with its default and what it does; parseArgs' options and --help are both built from it. */
 const FLAGS = {
   clients: { type: 'string', default: '100', help: 'clients in the federation' },
-  'per-round': { type: 'string', default: '10', help: 'clients drawn each round' },
+  'per-round': {
+    type: 'string',
+    default: '10',
+    help: 'clients drawn each round (poisson: the expected number)',
+  },
+  sampling: {
+    type: 'string',
+    default: 'fixed',
+    help: 'fixed (per-round clients) or poisson (each client with probability per-round/clients, as the DP accountant assumes; rounds with fewer than 80% of per-round are skipped)',
+  },
   rounds: { type: 'string', default: '20', help: 'rounds to run' },
   model: { type: 'string', default: 'small', help: 'model: small, mlp, tiny or medium' },
   backend: { type: 'string', default: 'wasm', help: 'tfjs backend: wasm or cpu' },
@@ -128,6 +137,9 @@ if (!SERVER_OPTIMIZERS.includes(serverOpt))
 if (v.optimizer !== 'sgd' && v.optimizer !== 'adam') throw new Error('--optimizer must be sgd or adam');
 const scheme: PartitionScheme = parsePartition((k) => v[k as keyof typeof v] as string | undefined);
 const noise = Number(v['dp-noise']);
+if (v.sampling !== 'fixed' && v.sampling !== 'poisson')
+  throw new Error('--sampling must be fixed or poisson');
+const sampling = v.sampling;
 
 if (v.backend !== 'wasm' && v.backend !== 'cpu') throw new Error('--backend must be wasm or cpu');
 if (!(await tf.setBackend(v.backend))) throw new Error(`tfjs backend ${v.backend} did not initialise`);
@@ -171,6 +183,9 @@ const result = await runSimulation(
         ? { noiseMultiplier: noise, clipNorm: positive('dp-clip', 1e-9), delta: Number(v['dp-delta']) }
         : null,
     seed,
+    sampling,
+    // Poisson: the noise is split over (and a round needs) 80% of the expected cohort.
+    minUpdates: sampling === 'poisson' ? Math.max(1, Math.floor(0.8 * perRound)) : undefined,
     evalEvery: positive('eval-every'),
     workers: positive('workers', 0),
   },

@@ -10,6 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Dataset } from '../../shared/data/dataset.ts';
 import type { ModelSpec } from '../../shared/model/spec.ts';
+import type { EncodingPlan } from '../../shared/fl/encoding.ts';
 import type { TrainConfig } from '../../shared/protocol/messages.ts';
 
 export interface PoolInit {
@@ -23,14 +24,22 @@ export interface PoolTask {
   data: Dataset;
   seed: number;
   local: TrainConfig;
+  /**
+   * A ring round's plan: the thread also encodes the update as the client would (clip, fixed point,
+   * stochastic rounding, Skellam noise from its own CSPRNG) and returns the ring vector, so that the
+   * encoding of a whole cohort does not queue on the caller's thread.
+   */
+  encode?: EncodingPlan;
 }
 
 export type PoolReply =
-  | { id: number; ok: true; delta: Float32Array; numExamples: number; loss: number }
+  | { id: number; ok: true; delta: Float32Array; ring?: Uint32Array; numExamples: number; loss: number }
   | { id: number; ok: false; message: string };
 
 export interface ClientTraining {
   delta: Float32Array;
+  /** The encoded update, when the task carried a plan. */
+  ring?: Uint32Array;
   numExamples: number;
   loss: number;
 }

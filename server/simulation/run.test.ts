@@ -63,6 +63,36 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     expect(r.rounds.every((x) => Number.isFinite(x.accuracy))).toBe(true);
   }, 60_000);
 
+  it('Poisson sampling: cohorts vary around q N, thin rounds are skipped and spend no privacy', async () => {
+    // q = 8 / 20; rounds drawing fewer than 8 clients (about half of them) are skipped.
+    const o: SimulationOptions = {
+      ...base(),
+      rounds: 12,
+      sampling: 'poisson',
+      minUpdates: 8,
+      local: { ...base().local, epochs: 1, batchSize: 48 },
+      dp: { noiseMultiplier: 1, clipNorm: 0.5, delta: 1e-5 },
+    };
+    const r = await runSimulation(o);
+    const sizes = r.rounds.map((x) => x.clients);
+    const done = r.rounds.filter((x) => x.clients > 0);
+    const skipped = r.rounds.filter((x) => x.clients === 0);
+    expect(done.length).toBeGreaterThan(0);
+    expect(skipped.length).toBeGreaterThan(0); // P[Bin(20, 0.4) < 8] = 0.42: none in 12 rounds has p 0.0015
+    expect(new Set(done.map((x) => x.clients)).size).toBeGreaterThan(1); // not a fixed size
+    expect(done.every((x) => x.clients >= 8 && x.examples === x.clients * 48)).toBe(true);
+    // The accountant counts released rounds only, at q = perRound / clients.
+    let released = 0;
+    for (const [i, x] of r.rounds.entries()) {
+      if (sizes[i] > 0) released++;
+      expect(x.epsilon).toBe(released === 0 ? 0 : epsilonFor(8 / 20, 1, released, 1e-5));
+    }
+    // The last round reports a score even when it was skipped.
+    expect(r.rounds.at(-1)!.accuracy).not.toBeNull();
+    // Same seed, same cohorts.
+    expect((await runSimulation(o)).rounds.map((x) => x.clients)).toEqual(sizes);
+  }, 60_000);
+
   it('same seed, same numbers (without DP, whose noise is drawn from a CSPRNG on purpose)', async () => {
     const o = { ...base(), rounds: 2, perRound: 4 };
     const strip = (r: Awaited<ReturnType<typeof runSimulation>>) => ({
@@ -111,6 +141,32 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     expect(Array.from(seq.weights)).not.toEqual(Array.from(w0));
     expect(progress).toHaveLength(2 * 3);
   }, 120_000);
+
+  it('in a ring round the threads encode the updates as clients do: the same model as encoding here', async () => {
+    // Clip-only DP (z = 0): the ring path with stochastic rounding, whose error is ~1/scale per coordinate.
+    const o: SimulationOptions = {
+      ...base(),
+      rounds: 2,
+      perRound: 4,
+      dp: { noiseMultiplier: 0, clipNorm: 5, delta: 1e-5 },
+    };
+    const here = await runSimulation(o);
+    const threads = await runSimulation({ ...o, workers: 2 });
+    const init = buildModel(MODELS.mlp, o.seed);
+    const w0 = await getFlatWeights(init);
+    init.dispose();
+    let moved = 0;
+    let diff = 0;
+    for (let i = 0; i < w0.length; i++) {
+      moved = Math.max(moved, Math.abs(here.weights[i] - w0[i]));
+      diff = Math.max(diff, Math.abs(threads.weights[i] - here.weights[i]));
+    }
+    expect(moved).toBeGreaterThan(1e-3);
+    expect(diff).toBeLessThan(1e-5);
+    // With noise, each thread draws its own (CSPRNG) noise: the rounds still aggregate and learn.
+    const noisy = await runSimulation({ ...o, dp: { ...o.dp!, noiseMultiplier: 0.5 }, workers: 2 });
+    expect(noisy.rounds.every((x) => x.clients === 4 && x.epsilon! > 0)).toBe(true);
+  }, 60_000);
 
   it('an error in a training thread rejects that client with its message; the thread trains on', async () => {
     const pool = new TrainPool(1, { backend: 'wasm', model: MODELS.mlp });

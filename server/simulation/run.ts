@@ -45,6 +45,13 @@ export interface SimulationOptions {
   /** The server's --min-updates: each client adds noise for this many survivors. Default: the whole cohort. */
   minUpdates?: number;
   seed: number;
+  /**
+   * How a round's cohort is drawn. 'fixed' (default): perRound clients without replacement. 'poisson':
+   * each client joins independently with probability q = perRound / clients, the sampling the RDP
+   * accountant assumes; a round that draws fewer than minUpdates clients is skipped (nothing released, no
+   * privacy spent), as the server refuses a round that cannot carry its planned noise.
+   */
+  sampling?: 'fixed' | 'poisson';
   /** Evaluate the global model every this many rounds (and after the last); default every round. */
   evalEvery?: number;
   /**
@@ -57,6 +64,7 @@ export interface SimulationOptions {
 
 export interface RoundRecord {
   round: number;
+  /** Clients aggregated; 0 in a skipped Poisson round. */
   clients: number;
   examples: number;
   /** Test accuracy and loss; null in rounds skipped by evalEvery. */
@@ -124,13 +132,36 @@ async function simulate(
   const metrics = createMetrics();
   const e0 = await evaluator.evaluate(weights);
   const out: RoundRecord[] = [];
+  const q = o.perRound / o.clients;
+  const epsilonAfter = (released: number): number | null =>
+    o.dp ? epsilonFor(q, o.dp.noiseMultiplier, released, o.dp.delta) : null;
+  let released = 0;
   for (let r = 1; r <= o.rounds; r++) {
     const t0 = performance.now();
     const eligible = parts.map((p, i) => [p, i] as const).filter(([p]) => p.n > 0);
-    const chosen = Array.from(
-      permutation(eligible.length, rng).subarray(0, Math.min(o.perRound, eligible.length)),
-      (j) => eligible[j][0],
-    );
+    const chosen =
+      o.sampling === 'poisson'
+        ? eligible.filter(() => rng.next() < q).map(([p]) => p)
+        : Array.from(
+            permutation(eligible.length, rng).subarray(0, Math.min(o.perRound, eligible.length)),
+            (j) => eligible[j][0],
+          );
+    if (o.sampling === 'poisson' && chosen.length < Math.max(1, o.minUpdates ?? 1)) {
+      const ev = r === o.rounds ? await evaluator.evaluate(weights) : null; // the last round reports a score
+      const skipped: RoundRecord = {
+        round: r,
+        clients: 0,
+        examples: 0,
+        accuracy: ev?.accuracy ?? null,
+        loss: ev?.loss ?? null,
+        epsilon: epsilonAfter(released),
+        trainLoss: NaN,
+        seconds: (performance.now() - t0) / 1000,
+      };
+      out.push(skipped);
+      onRound?.(skipped, null);
+      continue;
+    }
     let result: RoundOutcome | null = null;
     const acc = createAccumulator(
       {
@@ -179,10 +210,12 @@ async function simulate(
       let done = 0;
       results = await Promise.all(
         chosen.map((data, k) =>
-          pool.train({ weights, data, seed: seedOf(k), local }).then((res) => {
-            progress(done++);
-            return res;
-          }),
+          pool
+            .train({ weights, data, seed: seedOf(k), local, encode: acc.encoding ?? undefined })
+            .then((res) => {
+              progress(done++);
+              return res;
+            }),
         ),
       );
     } else {
@@ -204,7 +237,8 @@ async function simulate(
         acc.encoding
           ? {
               delta: null,
-              ring: encodeContribution(res.delta, res.numExamples, acc.encoding, rand, res.loss).ring,
+              ring:
+                res.ring ?? encodeContribution(res.delta, res.numExamples, acc.encoding, rand, res.loss).ring,
             }
           : { delta: res.delta, ring: null, numExamples: res.numExamples, loss: res.loss },
       );
@@ -213,6 +247,7 @@ async function simulate(
     const agg = result as RoundOutcome | null; // assigned in the callback, which TS cannot see
     if (!agg?.ok) throw new Error(`round ${r} did not aggregate: ${agg ? agg.why : 'still open'}`);
     weights = opt.step(weights, agg.mean);
+    released++;
     const ev = r % (o.evalEvery ?? 1) === 0 || r === o.rounds ? await evaluator.evaluate(weights) : null;
     const rec: RoundRecord = {
       round: r,
@@ -220,7 +255,7 @@ async function simulate(
       examples, // the simulator knows every client's count; the aggregate may not (uniform weighting)
       accuracy: ev?.accuracy ?? null,
       loss: ev?.loss ?? null,
-      epsilon: o.dp ? epsilonFor(o.perRound / o.clients, o.dp.noiseMultiplier, r, o.dp.delta) : null,
+      epsilon: epsilonAfter(released),
       trainLoss: agg.trainLoss ?? lossSum / chosen.length,
       seconds: (performance.now() - t0) / 1000,
     };

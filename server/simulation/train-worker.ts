@@ -7,6 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import '../../client/wasm-backend.ts';
 import { LocalTrainer } from '../../client/trainer.ts';
+import { createSecureRandom } from '../../shared/dp/secure-random.ts';
+import { encodeContribution } from '../../shared/fl/encoding.ts';
 import type { PoolInit, PoolReply, PoolTask } from './pool.ts';
 
 const init = workerData as PoolInit;
@@ -16,6 +18,8 @@ const ready = tf.setBackend(init.backend).then((ok) => {
   if (!ok) throw new Error(`tfjs backend ${init.backend} did not initialise in a worker thread`);
 });
 
+const rand = createSecureRandom();
+
 port.on('message', (t: PoolTask) => {
   void (async (): Promise<PoolReply> => {
     try {
@@ -23,12 +27,22 @@ port.on('message', (t: PoolTask) => {
       const trainer = new LocalTrainer(init.model, t.data, t.seed);
       try {
         const r = await trainer.train(t.weights, t.local);
-        return { id: t.id, ok: true, delta: r.delta, numExamples: r.numExamples, loss: r.loss };
+        const ring = t.encode
+          ? encodeContribution(r.delta, r.numExamples, t.encode, rand, r.loss).ring
+          : undefined;
+        return { id: t.id, ok: true, delta: r.delta, ring, numExamples: r.numExamples, loss: r.loss };
       } finally {
         trainer.dispose();
       }
     } catch (e) {
       return { id: t.id, ok: false, message: (e as Error).message };
     }
-  })().then((reply) => port.postMessage(reply, reply.ok ? [reply.delta.buffer as ArrayBuffer] : []));
+  })().then((reply) =>
+    port.postMessage(
+      reply,
+      reply.ok
+        ? [reply.delta.buffer as ArrayBuffer, ...(reply.ring ? [reply.ring.buffer as ArrayBuffer] : [])]
+        : [],
+    ),
+  );
 });
