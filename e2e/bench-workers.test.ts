@@ -29,6 +29,7 @@ describe('bench:workers', () => {
     const j = JSON.parse(readFileSync(join(out, 'workers.json'), 'utf8')) as {
       workers: number;
       identical: boolean;
+      moved: number;
       sequential: { seconds: number[]; steadyPerMin: number };
       parallel: { seconds: number[]; steadyPerMin: number };
       speedup: number;
@@ -36,6 +37,7 @@ describe('bench:workers', () => {
     };
     expect(j.workers).toBe(2);
     expect(j.identical).toBe(true);
+    expect(j.moved).toBeGreaterThan(1e-4); // trained: not two untouched initial models
     expect(j.sequential.seconds).toHaveLength(2);
     expect(j.parallel.seconds).toHaveLength(2);
     expect(j.speedup).toBeCloseTo(j.parallel.steadyPerMin / j.sequential.steadyPerMin, 12);

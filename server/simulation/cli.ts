@@ -194,7 +194,9 @@ const result = await runSimulation(
     const evald =
       r.accuracy !== null && r.loss !== null
         ? `accuracy ${(r.accuracy * 100).toFixed(1)}%, loss ${r.loss.toFixed(3)}`
-        : `train loss ${r.trainLoss.toFixed(3)}`;
+        : r.clients === 0
+          ? 'skipped: fewer clients drawn than the minimum'
+          : `train loss ${r.trainLoss.toFixed(3)}`;
     const tail = p
       ? `round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}`
       : `round ${r.round}/${rounds}: ${evald}${r.epsilon !== null ? `, epsilon ${r.epsilon.toFixed(2)}` : ''}`;
@@ -217,7 +219,7 @@ writeFileSync(
         r.accuracy ?? '',
         r.loss ?? '',
         r.epsilon ?? '',
-        r.trainLoss,
+        Number.isNaN(r.trainLoss) ? '' : r.trainLoss, // a skipped round trained nothing
         r.seconds.toFixed(2),
       ].join(','),
     ),
@@ -261,7 +263,11 @@ writeFileSync(
   chartSvg(
     [
       { label: 'test loss', color: '#e8710a', points: lossPts },
-      { label: 'train loss (clients)', color: '#888888', points: rows.map((r) => [r.round, r.trainLoss]) },
+      {
+        label: 'train loss (clients)',
+        color: '#888888',
+        points: rows.filter((r) => r.clients > 0).map((r) => [r.round, r.trainLoss]),
+      },
     ],
     { xMin: 0, xLabel: 'round', yLabel: 'loss', caption },
     label,

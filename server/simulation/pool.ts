@@ -1,8 +1,8 @@
 /**
  * Trains simulated clients in parallel worker threads, one tfjs per thread (tfjs' wasm backend runs on one
  * thread in Node). A client's training depends only on what its task carries (global weights, its data, the
- * seed derived from (seed, round, client), the local settings), so results equal the sequential path's
- * bit for bit on the same backend, whatever the number of threads or the order they finish in.
+ * seed derived from (seed, round, client), the local settings), so without DP results equal the sequential
+ * path's bit for bit on the same backend, whatever the number of threads or the order they finish in.
  */
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';

@@ -8,6 +8,7 @@ import '../../client/wasm-backend.ts';
 import { CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, encodeCifar10 } from '../../shared/data/cifar10.ts';
 import { syntheticDataset } from '../../shared/data/synthetic.ts';
 import { epsilonFor } from '../../shared/dp/calibrate.ts';
+import { planEncoding, vectorLength } from '../../shared/fl/encoding.ts';
 import { SERVER_OPTIMIZER_DEFAULTS } from '../../shared/fl/server-opt.ts';
 import { MODELS } from '../../shared/model/spec.ts';
 import { buildModel } from '../../shared/model/build.ts';
@@ -63,11 +64,12 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     expect(r.rounds.every((x) => Number.isFinite(x.accuracy))).toBe(true);
   }, 60_000);
 
-  it('Poisson sampling: cohorts vary around q N, thin rounds are skipped and spend no privacy', async () => {
-    // q = 8 / 20; rounds drawing fewer than 8 clients (about half of them) are skipped.
+  it('Poisson sampling: cohorts vary around q N, thin draws start no round and are not charged', async () => {
+    // q = 8 / 20 and a minimum of 8: with seed 1 the draws are 10, 10, 10, 11, 12, 8, 6 (the last is skipped).
     const o: SimulationOptions = {
       ...base(),
-      rounds: 12,
+      rounds: 7,
+      evalEvery: 3,
       sampling: 'poisson',
       minUpdates: 8,
       local: { ...base().local, epochs: 1, batchSize: 48 },
@@ -75,22 +77,18 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     };
     const r = await runSimulation(o);
     const sizes = r.rounds.map((x) => x.clients);
-    const done = r.rounds.filter((x) => x.clients > 0);
-    const skipped = r.rounds.filter((x) => x.clients === 0);
-    expect(done.length).toBeGreaterThan(0);
-    expect(skipped.length).toBeGreaterThan(0); // P[Bin(20, 0.4) < 8] = 0.42: none in 12 rounds has p 0.0015
-    expect(new Set(done.map((x) => x.clients)).size).toBeGreaterThan(1); // not a fixed size
-    expect(done.every((x) => x.clients >= 8 && x.examples === x.clients * 48)).toBe(true);
-    // The accountant counts released rounds only, at q = perRound / clients.
-    let released = 0;
-    for (const [i, x] of r.rounds.entries()) {
-      if (sizes[i] > 0) released++;
-      expect(x.epsilon).toBe(released === 0 ? 0 : epsilonFor(8 / 20, 1, released, 1e-5));
-    }
-    // The last round reports a score even when it was skipped.
-    expect(r.rounds.at(-1)!.accuracy).not.toBeNull();
-    // Same seed, same cohorts.
+    expect(sizes).toEqual([10, 10, 10, 11, 12, 8, 0]);
+    expect(r.rounds.filter((x) => x.clients > 0).every((x) => x.examples === x.clients * 48)).toBe(true);
+    // The accountant counts released rounds only, at q = perRound / clients: the skipped round adds nothing.
+    expect(r.rounds.map((x) => x.epsilon)).toEqual(
+      [1, 2, 3, 4, 5, 6, 6].map((k) => epsilonFor(0.4, 1, k, 1e-5)),
+    );
+    // Evaluated on the schedule (rounds 3 and 6) and after the last round, which was skipped.
+    expect(r.rounds.map((x) => x.accuracy !== null)).toEqual([false, false, true, false, false, true, true]);
+    expect(r.rounds[6].accuracy).toBe(r.rounds[5].accuracy); // a skipped round leaves the model as it was
+    // Same seed, same cohorts; a rate above 1 is refused.
     expect((await runSimulation(o)).rounds.map((x) => x.clients)).toEqual(sizes);
+    await expect(runSimulation({ ...o, perRound: 21 })).rejects.toThrow(/0 < per-round <= clients/);
   }, 60_000);
 
   it('same seed, same numbers (without DP, whose noise is drawn from a CSPRNG on purpose)', async () => {
@@ -163,6 +161,32 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     }
     expect(moved).toBeGreaterThan(1e-3);
     expect(diff).toBeLessThan(1e-5);
+    // A thread given the plan returns the encoded update itself (run.ts refuses a ring round without it).
+    const pool = new TrainPool(1, { backend: 'wasm', model: MODELS.mlp });
+    try {
+      const plan = planEncoding({
+        numParams: w0.length,
+        maxClients: 4,
+        clipNorm: 5,
+        coordClip: 5,
+        weighting: 'uniform',
+        maxExamples: 48,
+        noise: null,
+      });
+      const got = await pool.train({
+        weights: w0,
+        data: base().train,
+        seed: 1,
+        local: o.local,
+        encode: plan,
+      });
+      expect(got.ring).toBeInstanceOf(Uint32Array);
+      expect(got.ring!.length).toBe(vectorLength(w0.length));
+      const plain = await pool.train({ weights: w0, data: base().train, seed: 1, local: o.local });
+      expect(plain.ring).toBeUndefined();
+    } finally {
+      await pool.close();
+    }
     // With noise, each thread draws its own (CSPRNG) noise: the rounds still aggregate and learn.
     const noisy = await runSimulation({ ...o, dp: { ...o.dp!, noiseMultiplier: 0.5 }, workers: 2 });
     expect(noisy.rounds.every((x) => x.clients === 4 && x.epsilon! > 0)).toBe(true);

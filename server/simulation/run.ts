@@ -48,8 +48,9 @@ export interface SimulationOptions {
   /**
    * How a round's cohort is drawn. 'fixed' (default): perRound clients without replacement. 'poisson':
    * each client joins independently with probability q = perRound / clients, the sampling the RDP
-   * accountant assumes; a round that draws fewer than minUpdates clients is skipped (nothing released, no
-   * privacy spent), as the server refuses a round that cannot carry its planned noise.
+   * accountant assumes. As on the server (--dp-population), a draw of fewer than minUpdates clients starts
+   * no round and is not charged, and the cohort size is public: both lie outside the ledger
+   * (docs/design.md says so; frequent skips would make the amplification optimistic).
    */
   sampling?: 'fixed' | 'poisson';
   /** Evaluate the global model every this many rounds (and after the last); default every round. */
@@ -57,7 +58,8 @@ export interface SimulationOptions {
   /**
    * Worker threads training clients in parallel, each with this thread's tfjs backend; 0 or absent: one
    * client at a time in this thread. Either way a client's training depends only on (seed, round, client),
-   * so every setting gives the same weights bit for bit.
+   * so without DP every setting gives the same weights bit for bit (DP rounds draw their rounding and
+   * noise from a CSPRNG on purpose: no two runs match).
    */
   workers?: number;
 }
@@ -90,6 +92,13 @@ export function clientPool(train: Dataset, clients: number, perClient: number, s
       `${clients} clients x ${perClient} examples = ${need} exceeds the ${train.n} training examples`,
     );
   return subset(train, permutation(train.n, createRng(seed ^ 0x706f6f6c)).subarray(0, need));
+}
+
+/** A thread given a plan must return the encoded update: a silent fallback here would hide a broken thread. */
+function ringFromThread(res: ClientTraining, round: number): Uint32Array {
+  if (!res.ring)
+    throw new Error(`round ${round}: a training thread returned no ring update for a ring round`);
+  return res.ring;
 }
 
 export async function runSimulation(
@@ -133,6 +142,10 @@ async function simulate(
   const e0 = await evaluator.evaluate(weights);
   const out: RoundRecord[] = [];
   const q = o.perRound / o.clients;
+  if (o.sampling === 'poisson' && !(q > 0 && q <= 1))
+    throw new RangeError(
+      `Poisson sampling needs 0 < per-round <= clients, got ${o.perRound} of ${o.clients}`,
+    );
   const epsilonAfter = (released: number): number | null =>
     o.dp ? epsilonFor(q, o.dp.noiseMultiplier, released, o.dp.delta) : null;
   let released = 0;
@@ -147,7 +160,8 @@ async function simulate(
             (j) => eligible[j][0],
           );
     if (o.sampling === 'poisson' && chosen.length < Math.max(1, o.minUpdates ?? 1)) {
-      const ev = r === o.rounds ? await evaluator.evaluate(weights) : null; // the last round reports a score
+      // On the evaluation schedule (and last) a skipped round still reports the model's score.
+      const ev = r % (o.evalEvery ?? 1) === 0 || r === o.rounds ? await evaluator.evaluate(weights) : null;
       const skipped: RoundRecord = {
         round: r,
         clients: 0,
