@@ -60,4 +60,40 @@ describe('bench:accuracy', () => {
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/unknown arm "fedsgd"/);
   }, 120_000);
+
+  it('--long presets the long run (augmentation, FedAvgM, 5 a round, 1 local epoch, IID only); flags after it win', () => {
+    const out = mkdtempSync(join(tmpdir(), 'aegis-long-'));
+    // The preset at a toy size: the flags after --long shrink the data, the model and the budget.
+    const args = [
+      '--long',
+      '--cifar-dir',
+      join(out, 'none'),
+      '--train',
+      '100',
+      '--test',
+      '20',
+      '--clients',
+      '10',
+    ];
+    args.push('--epochs', '1', '--model', 'mlp', '--workers', '0', '--out', out);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'e2e/bench-accuracy.ts', ...args], {
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(0);
+    const j = JSON.parse(readFileSync(join(out, 'accuracy.json'), 'utf8')) as {
+      settings: Record<string, unknown> & { local: { augment: boolean } };
+      arms: { name: string }[];
+    };
+    expect(j.settings).toMatchObject({
+      long: true,
+      perRound: 5,
+      localEpochs: 1,
+      arms: ['iid'],
+      centralizedEpochs: 1, // overridden
+      fedavg: { name: 'fedavgm', momentum: 0.9 },
+    });
+    expect(j.settings.model).toMatch(/^mlp/); // overridden
+    expect(j.settings.local.augment).toBe(true);
+    expect(j.arms.map((a) => a.name)).toEqual(['FedAvgM(0.9) IID']);
+  }, 120_000);
 });
