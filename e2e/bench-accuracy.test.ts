@@ -61,7 +61,7 @@ describe('bench:accuracy', () => {
     expect(bad.stderr).toMatch(/unknown arm "fedsgd"/);
   }, 120_000);
 
-  it('--long presets the long run (augmentation, FedAvgM, 5 a round, 1 local epoch, IID only); flags after it win', () => {
+  it('--long presets the long run (augmentation, FedAvgM, 5 a round, 1 local epoch, IID only); explicit flags win', () => {
     const out = mkdtempSync(join(tmpdir(), 'aegis-long-'));
     // The preset at a toy size: the flags after --long shrink the data, the model and the budget.
     const args = [
@@ -95,5 +95,15 @@ describe('bench:accuracy', () => {
     expect(j.settings.model).toMatch(/^mlp/); // overridden
     expect(j.settings.local.augment).toBe(true);
     expect(j.arms.map((a) => a.name)).toEqual(['FedAvgM(0.9) IID']);
+    // An explicit flag wins wherever it stands, a negated boolean too.
+    const off = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'e2e/bench-accuracy.ts', '--no-augment', '--per-round', '2', ...args],
+      { encoding: 'utf8' },
+    );
+    expect(off.status).toBe(0);
+    const k = JSON.parse(readFileSync(join(out, 'accuracy.json'), 'utf8')) as typeof j;
+    expect(k.settings).toMatchObject({ long: true, perRound: 2, localEpochs: 1 });
+    expect(k.settings.local.augment).toBe(false);
   }, 120_000);
 });

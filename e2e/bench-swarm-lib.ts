@@ -170,6 +170,8 @@ export interface SwarmBenchResult {
   /** The niceness the client processes were started at, and what each reported. */
   clientNice: number;
   clientNiceReported: (number | null)[];
+  /** The server's extra node flags (AEGISFL_SERVER_NODE_ARGS), so the file says how the server ran. */
+  serverNodeArgs: string | null;
   secaggDropout: number;
   phaseDeadlineMs: number;
   connectSeconds: number;
@@ -498,6 +500,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     processes: procs,
     clientNice: nice,
     clientNiceReported: reports.map((r) => r.nice),
+    serverNodeArgs: process.env.AEGISFL_SERVER_NODE_ARGS || null,
     secaggDropout: o.secaggDropout,
     phaseDeadlineMs: phase,
     connectSeconds,

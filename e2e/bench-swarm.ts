@@ -62,7 +62,7 @@ const f = (x: number | null, d = 1): string => (x === null || Number.isNaN(x) ? 
 const ms = (s: number | null): string => (s === null ? '–' : `${(s * 1000).toFixed(0)} ms`);
 console.log(`${r.ok ? 'OK' : 'FAILED'}: ${r.why}`);
 console.log(
-  `clients ${r.clients} (${r.dropAfterKeys} dropped after keys, ${r.dropAfterShares} after shares), model ${r.model} (${r.numParams} params), --secagg-dropout ${r.secaggDropout}: k ${r.k ?? '–'}, t ${r.t ?? '–'}, ${r.processes} client processes (nice ${r.clientNice}), phase deadline ${r.phaseDeadlineMs} ms`,
+  `clients ${r.clients} (${r.dropAfterKeys} dropped after keys, ${r.dropAfterShares} after shares), model ${r.model} (${r.numParams} params), --secagg-dropout ${r.secaggDropout}: k ${r.k ?? '–'}, t ${r.t ?? '–'}, ${r.processes} client processes (nice ${r.clientNice}), phase deadline ${r.phaseDeadlineMs} ms${r.serverNodeArgs ? `, server node flags ${r.serverNodeArgs}` : ''}`,
 );
 console.log(
   `connect ${f(r.connectSeconds)} s | round ${f(r.roundSeconds)} s | phases ${Object.entries(r.phaseSeconds)

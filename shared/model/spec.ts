@@ -17,7 +17,7 @@ export const MODELS: Readonly<Record<string, ModelSpec>> = {
   tiny: { name: 'tiny', conv: [8, 16], dense: 32 },
   /** ~137k parameters: the default browser model. */
   small: { name: 'small', conv: [16, 32], dense: 64 },
-  /** ~0.55M parameters: still well under 1M, for visitors with real GPUs. */
+  /** ~357k parameters: for visitors with real GPUs, and the long CPU run (bench:accuracy --long). */
   medium: { name: 'medium', conv: [32, 64, 128], dense: 128 },
 };
 
