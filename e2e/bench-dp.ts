@@ -181,6 +181,8 @@ interface Arm {
 }
 const arms: Arm[] = [];
 const fmtEps = (e: number): string => (Number.isFinite(e) ? e.toFixed(2) : 'inf');
+/** z as calibrated (3 significant digits), without float noise such as 1.1300000000000001. */
+const fmtZ = (z: number): string => String(Number(z.toPrecision(6)));
 
 for (const target of targets) {
   const z = Number.isFinite(target) ? noiseForEpsilon(target, delta, qSim, rounds) : 0;
@@ -206,11 +208,11 @@ for (const target of targets) {
     (rec: RoundRecord, p) => {
       if (p)
         progress(
-          `bench:dp epsilon ${fmtEps(target)} (z ${z}) round ${rec.round}/${rounds}: client ${p.client}/${p.of}`,
+          `bench:dp epsilon ${fmtEps(target)} (z ${fmtZ(z)}) round ${rec.round}/${rounds}: client ${p.client}/${p.of}`,
         );
       else if (rec.accuracy !== null)
         progress(
-          `bench:dp epsilon ${fmtEps(target)} (z ${z}) round ${rec.round}/${rounds}: ${(rec.accuracy * 100).toFixed(1)}%\n`,
+          `bench:dp epsilon ${fmtEps(target)} (z ${fmtZ(z)}) round ${rec.round}/${rounds}: ${(rec.accuracy * 100).toFixed(1)}%\n`,
         );
     },
   );
@@ -242,7 +244,7 @@ console.log(
 );
 for (const a of arms)
   console.log(
-    `| ${fmtEps(a.target)} | ${a.z === 0 ? '0 (clip only)' : a.z} | ${a.zEffective.toFixed(3)} | ${fmtEps(a.epsilon)} | ${a.released} / ${rounds} | ${(a.accuracy * 100).toFixed(1)}% | ${(a.lastThreeMean * 100).toFixed(1)}% | ${a.minutes.toFixed(1)} |`,
+    `| ${fmtEps(a.target)} | ${a.z === 0 ? '0 (clip only)' : fmtZ(a.z)} | ${a.zEffective.toFixed(3)} | ${fmtEps(a.epsilon)} | ${a.released} / ${rounds} | ${(a.accuracy * 100).toFixed(1)}% | ${(a.lastThreeMean * 100).toFixed(1)}% | ${a.minutes.toFixed(1)} |`,
   );
 write(true);
 console.log(`\nwrote ${join(v.out!, 'dp.json')} and dp.svg`);
@@ -263,7 +265,7 @@ function write(done: boolean): void {
     join(v.out!, 'dp.svg'),
     chartSvg(
       arms.map((a, i) => ({
-        label: `epsilon ${fmtEps(a.epsilon)}${a.z ? ` (z ${a.z})` : ' (no noise)'}: ${(a.accuracy * 100).toFixed(1)}%`,
+        label: `epsilon ${fmtEps(a.epsilon)}${a.z ? ` (z ${fmtZ(a.z)})` : ' (no noise)'}: ${(a.accuracy * 100).toFixed(1)}%`,
         color: colors[i % colors.length],
         points: a.points.map((p) => [p.round, p.accuracy] as [number, number]),
       })),
