@@ -15,7 +15,7 @@ import type { TrainConfig } from '../../shared/protocol/messages.ts';
 import { createAccumulator, type RoundOutcome } from '../aggregator/index.ts';
 import { ManualClock } from '../clock.ts';
 import { DEFAULTS } from '../config.ts';
-import { Evaluator } from '../evaluator.ts';
+import { Evaluator, type EvalResult } from '../evaluator.ts';
 import { createMetrics } from '../metrics.ts';
 import { TrainPool, type ClientTraining } from './pool.ts';
 
@@ -149,6 +149,9 @@ async function simulate(
   const epsilonAfter = (released: number): number | null =>
     o.dp ? epsilonFor(q, o.dp.noiseMultiplier, released, o.dp.delta) : null;
   let released = 0;
+  /** Evaluates on the schedule (every evalEvery rounds, and after the last); null off it. */
+  const evaluateIfDue = (r: number): Promise<EvalResult> | null =>
+    r % (o.evalEvery ?? 1) === 0 || r === o.rounds ? evaluator.evaluate(weights) : null;
   for (let r = 1; r <= o.rounds; r++) {
     const t0 = performance.now();
     const eligible = parts.map((p, i) => [p, i] as const).filter(([p]) => p.n > 0);
@@ -161,7 +164,7 @@ async function simulate(
           );
     if (o.sampling === 'poisson' && chosen.length < Math.max(1, o.minUpdates ?? 1)) {
       // On the evaluation schedule (and last) a skipped round still reports the model's score.
-      const ev = r % (o.evalEvery ?? 1) === 0 || r === o.rounds ? await evaluator.evaluate(weights) : null;
+      const ev = await evaluateIfDue(r);
       const skipped: RoundRecord = {
         round: r,
         clients: 0,
@@ -251,8 +254,9 @@ async function simulate(
         acc.encoding
           ? {
               delta: null,
-              ring:
-                res.ring ?? encodeContribution(res.delta, res.numExamples, acc.encoding, rand, res.loss).ring,
+              ring: pool
+                ? ringFromThread(res, r)
+                : encodeContribution(res.delta, res.numExamples, acc.encoding, rand, res.loss).ring,
             }
           : { delta: res.delta, ring: null, numExamples: res.numExamples, loss: res.loss },
       );
@@ -262,7 +266,7 @@ async function simulate(
     if (!agg?.ok) throw new Error(`round ${r} did not aggregate: ${agg ? agg.why : 'still open'}`);
     weights = opt.step(weights, agg.mean);
     released++;
-    const ev = r % (o.evalEvery ?? 1) === 0 || r === o.rounds ? await evaluator.evaluate(weights) : null;
+    const ev = await evaluateIfDue(r);
     const rec: RoundRecord = {
       round: r,
       clients: agg.clients,
