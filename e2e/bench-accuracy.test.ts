@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runScript } from './run-script.ts';
 
 /** `npm run bench:accuracy` at a toy budget: the machinery, not the learning (synthetic data, mlp). */
 describe('bench:accuracy', () => {
@@ -11,9 +11,7 @@ describe('bench:accuracy', () => {
     const args = ['--cifar-dir', join(out, 'none'), '--train', '240', '--test', '60', '--clients', '6'];
     args.push('--per-round', '3', '--local-epochs', '1', '--epochs', '2', '--model', 'mlp', '--workers', '0');
     args.push('--arms', 'central,iid,fedprox,shards', '--out', out);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'e2e/bench-accuracy.ts', ...args], {
-      encoding: 'utf8',
-    });
+    const r = runScript('e2e/bench-accuracy.ts', args);
     expect(r.stderr + r.stdout).toContain('SYNTHETIC');
     expect(r.status).toBe(0);
     const j = JSON.parse(readFileSync(join(out, 'accuracy.json'), 'utf8')) as {
@@ -40,9 +38,7 @@ describe('bench:accuracy', () => {
     const outM = mkdtempSync(join(tmpdir(), 'aegis-acc-'));
     const argsM = [...args.slice(0, args.indexOf('--arms')), '--arms', 'iid', '--out', outM];
     argsM.push('--server-opt', 'fedavgm', '--server-momentum', '0.5');
-    const m = spawnSync(process.execPath, ['--import', 'tsx', 'e2e/bench-accuracy.ts', ...argsM], {
-      encoding: 'utf8',
-    });
+    const m = runScript('e2e/bench-accuracy.ts', argsM);
     expect(m.status).toBe(0);
     const jm = JSON.parse(readFileSync(join(outM, 'accuracy.json'), 'utf8')) as typeof j & {
       settings: { fedavg: { name: string; momentum: number } };
@@ -50,13 +46,7 @@ describe('bench:accuracy', () => {
     expect(jm.settings.fedavg).toMatchObject({ name: 'fedavgm', momentum: 0.5 });
     expect(jm.arms.map((a) => a.name)).toEqual(['FedAvgM(0.5) IID']);
     // A mistyped arm is refused before anything trains.
-    const bad = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', 'e2e/bench-accuracy.ts', '--arms', 'fedsgd'],
-      {
-        encoding: 'utf8',
-      },
-    );
+    const bad = runScript('e2e/bench-accuracy.ts', ['--arms', 'fedsgd']);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/unknown arm "fedsgd"/);
   }, 120_000);
@@ -76,9 +66,7 @@ describe('bench:accuracy', () => {
       '10',
     ];
     args.push('--epochs', '1', '--model', 'mlp', '--workers', '0', '--out', out);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'e2e/bench-accuracy.ts', ...args], {
-      encoding: 'utf8',
-    });
+    const r = runScript('e2e/bench-accuracy.ts', args);
     expect(r.status).toBe(0);
     const j = JSON.parse(readFileSync(join(out, 'accuracy.json'), 'utf8')) as {
       settings: Record<string, unknown> & { local: { augment: boolean } };
@@ -96,11 +84,7 @@ describe('bench:accuracy', () => {
     expect(j.settings.local.augment).toBe(true);
     expect(j.arms.map((a) => a.name)).toEqual(['FedAvgM(0.9) IID']);
     // An explicit flag wins wherever it stands, a negated boolean too.
-    const off = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', 'e2e/bench-accuracy.ts', '--no-augment', '--per-round', '2', ...args],
-      { encoding: 'utf8' },
-    );
+    const off = runScript('e2e/bench-accuracy.ts', ['--no-augment', '--per-round', '2', ...args]);
     expect(off.status).toBe(0);
     const k = JSON.parse(readFileSync(join(out, 'accuracy.json'), 'utf8')) as typeof j;
     expect(k.settings).toMatchObject({ long: true, perRound: 2, localEpochs: 1 });

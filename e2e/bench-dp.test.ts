@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runScript } from './run-script.ts';
 import { epsilonFor, noiseForEpsilon } from '../shared/dp/calibrate.ts';
 
 /** `npm run bench:dp` at a toy budget: the machinery (calibration, Poisson rounds, ledger, files), not the accuracy. */
@@ -12,9 +12,7 @@ describe('bench:dp', () => {
     const args = ['--cifar-dir', join(out, 'none'), '--train', '400', '--test', '50', '--population', '40'];
     args.push('--q', '0.25', '--rounds', '8', '--epsilons', '8,inf', '--model', 'mlp', '--eval-every', '4');
     args.push('--workers', '0', '--out', out);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'e2e/bench-dp.ts', ...args], {
-      encoding: 'utf8',
-    });
+    const r = runScript('e2e/bench-dp.ts', args);
     expect(r.stderr + r.stdout).toContain('SYNTHETIC');
     expect(r.status).toBe(0);
     const j = JSON.parse(readFileSync(join(out, 'dp.json'), 'utf8')) as {

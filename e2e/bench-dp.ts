@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import '../client/wasm-backend.ts';
 import { chartSvg } from '../shared/chart/chart.ts';
-import { subset, type Dataset } from '../shared/data/dataset.ts';
+import { head, type Dataset } from '../shared/data/dataset.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { SERVER_OPTIMIZER_DEFAULTS, type ServerOptimizerConfig } from '../shared/fl/server-opt.ts';
@@ -97,25 +97,20 @@ const local = {
 const perRound = q * population;
 const qSim = perRound / population;
 // The noise is split over this many survivors; a round that samples fewer is skipped.
-const minUpdates = Math.max(2, Math.floor(0.8 * q * population));
+const minUpdates = Math.max(2, Math.floor(0.8 * perRound));
 const progress = (msg: string): void => void process.stderr.write(`\r\x1b[K${msg}`);
 
 if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
 
 async function loadData(): Promise<{ train: Dataset; test: Dataset; name: string }> {
-  const first = (d: Dataset, n: number): Dataset =>
-    subset(
-      d,
-      Array.from({ length: Math.min(n, d.n) }, (_, i) => i),
-    );
   const size = (flag: 'train' | 'test', all: number): number =>
     v[flag] === 'all' ? all : num(flag, whole(1), "a whole number >= 1 or 'all'");
   const dir = locateCifar10(v['cifar-dir']!);
   if (dir) {
     const d = await readCifar10Dir(dir);
     return {
-      train: first(d.train, size('train', d.train.n)),
-      test: first(d.test, size('test', d.test.n)),
+      train: head(d.train, size('train', d.train.n)),
+      test: head(d.test, size('test', d.test.n)),
       name: 'CIFAR-10',
     };
   }
@@ -140,7 +135,7 @@ const settings = {
   population,
   perClient: data.train.n / population,
   q,
-  expectedPerRound: q * population,
+  expectedPerRound: perRound,
   minUpdates,
   rounds,
   clip,

@@ -1,8 +1,8 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runScript } from './run-script.ts';
 
 /** `npm run bench:workers` at a toy size: the machinery and its bit-for-bit check, not the speed. */
 describe('bench:workers', () => {
@@ -21,9 +21,7 @@ describe('bench:workers', () => {
       '--out',
       out,
     );
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'e2e/bench-workers.ts', ...args], {
-      encoding: 'utf8',
-    });
+    const r = runScript('e2e/bench-workers.ts', args);
     expect(r.stderr + r.stdout).toContain('synthetic');
     expect(r.status).toBe(0);
     const j = JSON.parse(readFileSync(join(out, 'workers.json'), 'utf8')) as {

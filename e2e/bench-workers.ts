@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import '../client/wasm-backend.ts';
-import { subset, type Dataset } from '../shared/data/dataset.ts';
+import { head, type Dataset } from '../shared/data/dataset.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { SERVER_OPTIMIZER_DEFAULTS } from '../shared/fl/server-opt.ts';
 import { buildModel } from '../shared/model/build.ts';
@@ -85,11 +85,10 @@ console.log(
 interface Arm {
   workers: number;
   seconds: number[];
-  /** Rounds per minute over rounds 2..R (the steady rate) and over all rounds. */
+  /** Rounds per minute over rounds 2..R (the steady rate) and over the whole runSimulation call. */
   steadyPerMin: number;
   allPerMin: number;
   weights: Float32Array;
-  accuracy: number | null;
 }
 
 async function arm(threads: number): Promise<Arm> {
@@ -98,7 +97,7 @@ async function arm(threads: number): Promise<Arm> {
     {
       model: spec,
       train,
-      test: subsetOf(data.test, 500), // a small set: evaluation is timed apart, below
+      test: head(data.test, 500), // a small set: evaluation is timed apart, below
       clients,
       perRound,
       rounds,
@@ -125,15 +124,8 @@ async function arm(threads: number): Promise<Arm> {
     steadyPerMin: (60 * (rounds - 1)) / steady,
     allPerMin: (60 * rounds) / all,
     weights: r.weights,
-    accuracy: r.rounds.at(-1)!.accuracy,
   };
 }
-
-const subsetOf = (d: Dataset, n: number): Dataset =>
-  subset(
-    d,
-    Array.from({ length: Math.min(n, d.n) }, (_, i) => i),
-  );
 
 const seq = await arm(0);
 const par = await arm(workers);
@@ -149,10 +141,9 @@ for (let i = 0; i < w0.length; i++) moved = Math.max(moved, Math.abs(seq.weights
 
 // The server's evaluation of the whole test set, as it runs it (sliced on this thread).
 const evaluator = new Evaluator(spec, data.test);
-const w = await getFlatWeights(buildModel(spec, seed));
 const evalMs: number[] = [];
-await evaluator.evaluate(w); // warm-up: kernels and buffers
-for (let i = 0; i < evalReps; i++) evalMs.push((await evaluator.evaluate(w)).ms);
+await evaluator.evaluate(w0); // warm-up: kernels and buffers
+for (let i = 0; i < evalReps; i++) evalMs.push((await evaluator.evaluate(w0)).ms);
 evaluator.dispose();
 const evalMedian = [...evalMs].sort((a, b) => a - b)[Math.floor(evalMs.length / 2)];
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkDataset, subset, toFloat } from './dataset.ts';
+import { checkDataset, head, subset, toFloat } from './dataset.ts';
 import { syntheticDataset } from './synthetic.ts';
 
 describe('dataset helpers', () => {
@@ -19,6 +19,15 @@ describe('dataset helpers', () => {
     const s = subset(d, [4, 0]);
     expect([...s.y]).toEqual([d.y[4], d.y[0]]);
     expect(s.x.subarray(0, 3072)).toEqual(d.x.subarray(4 * 3072, 5 * 3072));
+  });
+
+  it('head copies the first n examples, or all when there are fewer', () => {
+    const d = syntheticDataset({ seed: 1, count: 5 });
+    const h = head(d, 2);
+    expect(h.n).toBe(2);
+    expect([...h.y]).toEqual([d.y[0], d.y[1]]);
+    expect(h.x).toEqual(d.x.subarray(0, 2 * 3072));
+    expect(head(d, 9).n).toBe(5);
   });
 
   it('toFloat maps bytes to [0,1]', () => {

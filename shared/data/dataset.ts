@@ -51,6 +51,14 @@ export function subset(d: Dataset, idx: ArrayLike<number>): Dataset {
   return { x, y, n };
 }
 
+/** The first n examples (all of them when there are fewer), as a copy. */
+export function head(d: Dataset, n: number): Dataset {
+  return subset(
+    d,
+    Array.from({ length: Math.min(n, d.n) }, (_, i) => i),
+  );
+}
+
 /** Scale bytes to floats in [0, 1]; the model's input convention. */
 export function toFloat(x: Uint8Array): Float32Array {
   const out = new Float32Array(x.length);
