@@ -4,6 +4,7 @@ import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { buildModel } from '../shared/model/build.ts';
 import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
 import { MODELS } from '../shared/model/spec.ts';
+import { LOCAL_MOMENTUM } from '../shared/protocol/messages.ts';
 import { LocalTrainer, type TrainProgress } from './trainer.ts';
 import './wasm-backend.ts';
 
@@ -87,6 +88,28 @@ describe('LocalTrainer', () => {
       moved = Math.max(moved, Math.abs(prox.delta[i] - plain.delta[i]));
     }
     expect(moved).toBeGreaterThan(1e-4); // the term does something
+    expect(maxErr).toBeLessThan(2e-6);
+    trainer.dispose();
+  });
+
+  it('momentum: with full-batch steps, step 2 is the plain step 2 plus 0.9 times step 1, exactly as derived', async () => {
+    // Heavy ball: v1 = g0, v2 = 0.9 g0 + g1. Step 1 equals plain SGD's; step 2 adds -lr * 0.9 * g0, which
+    // is 0.9 times the first step's delta.
+    const trainer = new LocalTrainer(spec, syntheticDataset({ seed: 5, count: 8 }));
+    const w0 = await getFlatWeights(trainer.model);
+    const sgd = { batchSize: 8, learningRate: 0.1, optimizer: 'sgd' as const };
+    const before = tf.memory().numTensors;
+    const one = await trainer.train(w0, { ...sgd, epochs: 1 });
+    const plain = await trainer.train(w0, { ...sgd, epochs: 2 });
+    const heavy = await trainer.train(w0, { ...sgd, optimizer: 'momentum', epochs: 2 });
+    expect(tf.memory().numTensors).toBe(before);
+    let maxErr = 0;
+    let moved = 0;
+    for (let i = 0; i < w0.length; i++) {
+      maxErr = Math.max(maxErr, Math.abs(heavy.delta[i] - (plain.delta[i] + LOCAL_MOMENTUM * one.delta[i])));
+      moved = Math.max(moved, Math.abs(heavy.delta[i] - plain.delta[i]));
+    }
+    expect(moved).toBeGreaterThan(1e-4);
     expect(maxErr).toBeLessThan(2e-6);
     trainer.dispose();
   });

@@ -7,7 +7,7 @@ import { AUGMENT_PAD, randomWindows } from '../shared/data/augment.ts';
 import { createRng, permutation, type Rng } from '../shared/data/rng.ts';
 import { augmentBatch } from './augment.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
-import type { TrainConfig } from '../shared/protocol/messages.ts';
+import { LOCAL_MOMENTUM, type TrainConfig } from '../shared/protocol/messages.ts';
 
 export interface TrainProgress {
   epoch: number;
@@ -69,7 +69,11 @@ export class LocalTrainer {
     const t0 = performance.now();
     setFlatWeights(this.model, this.runtime.shapes, global);
     const optimizer =
-      cfg.optimizer === 'adam' ? tf.train.adam(cfg.learningRate) : tf.train.sgd(cfg.learningRate);
+      cfg.optimizer === 'adam'
+        ? tf.train.adam(cfg.learningRate)
+        : cfg.optimizer === 'momentum'
+          ? tf.train.momentum(cfg.learningRate, LOCAL_MOMENTUM)
+          : tf.train.sgd(cfg.learningRate);
     const mu = cfg.proximalMu ?? 0;
     // FedProx anchors: the global weights, one constant tensor per trainable variable.
     const anchors = mu > 0 ? this.model.trainableWeights.map((w) => tf.keep(w.read().clone())) : [];
@@ -119,6 +123,8 @@ export class LocalTrainer {
       }
     } finally {
       optimizer.dispose();
+      // tfjs' MomentumOptimizer.dispose() skips SGD's learning-rate scalar `c`: one tensor leaked a round.
+      (optimizer as unknown as { c?: tf.Tensor }).c?.dispose();
       tf.dispose(anchors);
     }
     const local = await getFlatWeights(this.model);

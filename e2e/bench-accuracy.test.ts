@@ -34,24 +34,30 @@ describe('bench:accuracy', () => {
     expect(passes['FedProx Dirichlet(0.5)']).toBeGreaterThan(240);
     expect(passes['FedProx Dirichlet(0.5)']).toBeLessThan(960);
     expect(readFileSync(join(out, 'accuracy.svg'), 'utf8')).toContain('FedAvg label shards (2)');
-    // --server-opt fedavgm: the FedAvg arms take server momentum, and say so.
+    // Each evaluation prints a lasting line (a long run shows how it goes), and the gaps are printed.
+    expect(r.stderr).toMatch(/centralized: epoch 2\/2, test accuracy \d+\.\d%\n/);
+    expect(r.stderr).toMatch(/FedAvg IID: round 4\/4, test accuracy \d+\.\d%\n/);
+    expect(r.stdout).toMatch(/FedAvg IID +\d+\.\d% +-?\d+\.\d points/);
+    // --server-opt fedavgm: the FedAvg arms take server momentum, and say so; --central-momentum likewise.
     const outM = mkdtempSync(join(tmpdir(), 'aegis-acc-'));
-    const argsM = [...args.slice(0, args.indexOf('--arms')), '--arms', 'iid', '--out', outM];
-    argsM.push('--server-opt', 'fedavgm', '--server-momentum', '0.5');
+    const argsM = [...args.slice(0, args.indexOf('--arms')), '--arms', 'central,iid', '--out', outM];
+    argsM.push('--server-opt', 'fedavgm', '--server-momentum', '0.5', '--central-momentum');
     const m = runScript('e2e/bench-accuracy.ts', argsM);
     expect(m.status).toBe(0);
     const jm = JSON.parse(readFileSync(join(outM, 'accuracy.json'), 'utf8')) as typeof j & {
-      settings: { fedavg: { name: string; momentum: number } };
+      settings: { fedavg: { name: string; momentum: number }; centralOptimizer: string };
     };
     expect(jm.settings.fedavg).toMatchObject({ name: 'fedavgm', momentum: 0.5 });
-    expect(jm.arms.map((a) => a.name)).toEqual(['FedAvgM(0.5) IID']);
+    expect(jm.settings.centralOptimizer).toBe('momentum 0.9, lr x 0.1');
+    expect(jm.arms.map((a) => a.name)).toEqual(['centralized (momentum 0.9)', 'FedAvgM(0.5) IID']);
+    expect(m.stdout).toMatch(/FedAvgM\(0\.5\) IID +\d+\.\d% +-?\d+\.\d points/);
     // A mistyped arm is refused before anything trains.
     const bad = runScript('e2e/bench-accuracy.ts', ['--arms', 'fedsgd']);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/unknown arm "fedsgd"/);
   }, 120_000);
 
-  it('--long presets the long run (augmentation, FedAvgM, 5 a round, 1 local epoch, IID only); explicit flags win', () => {
+  it('--long presets the long run (augmentation, FedAvgM, 6 a round, 1 local epoch, IID only); explicit flags win', () => {
     const out = mkdtempSync(join(tmpdir(), 'aegis-long-'));
     // The preset at a toy size: the flags after --long shrink the data, the model and the budget.
     const args = [
@@ -74,7 +80,7 @@ describe('bench:accuracy', () => {
     };
     expect(j.settings).toMatchObject({
       long: true,
-      perRound: 5,
+      perRound: 6,
       localEpochs: 1,
       arms: ['iid'],
       centralizedEpochs: 1, // overridden

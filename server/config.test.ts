@@ -61,7 +61,7 @@ describe('parseConfig', () => {
     [['--port', '70000'], /--port must be an integer in 0..65535/],
     [['--lr', 'fast'], /--lr must be a number/],
     [['--model', 'huge'], /unknown model "huge"/],
-    [['--optimizer', 'rmsprop'], /--optimizer must be sgd or adam/],
+    [['--optimizer', 'rmsprop'], /--optimizer must be sgd, momentum, adam/],
     [
       ['--min-updates', '5', '--clients-per-round', '3'],
       /--min-updates \(5\) cannot exceed --clients-per-round \(3\)/,

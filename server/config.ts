@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { MODELS, modelByName, type ModelSpec } from '../shared/model/spec.ts';
 import { checkTask, isImageTask, type CheckedTask, type Task } from '../shared/model/task.ts';
 import { readTaskFile } from './task-file.ts';
-import type { LocalOptimizer } from '../shared/protocol/messages.ts';
+import { isLocalOptimizer, LOCAL_OPTIMIZERS, type LocalOptimizer } from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
 import type { PartitionScheme } from '../shared/fl/partition.ts';
@@ -241,7 +241,7 @@ export const FLAGS = {
   epochs: { type: 'string', help: 'local epochs per round' },
   'batch-size': { type: 'string', help: 'local batch size' },
   lr: { type: 'string', help: 'client learning rate' },
-  optimizer: { type: 'string', help: 'client optimizer: sgd | adam' },
+  optimizer: { type: 'string', help: 'client optimizer: sgd | momentum (0.9) | adam' },
   'server-lr': { type: 'string', help: 'server learning rate applied to the aggregate delta' },
   'server-opt': { type: 'string', help: `server optimizer: ${SERVER_OPTIMIZERS.join(' | ')}` },
   'server-momentum': { type: 'string', help: 'FedAvgM momentum' },
@@ -664,9 +664,9 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
   }) as { values: Record<string, string | boolean | undefined> };
   const s = (k: string): string | undefined => v[k] as string | undefined;
   const d = DEFAULTS;
-  const optimizer = (s('optimizer') ?? d.optimizer) as LocalOptimizer;
-  if (optimizer !== 'sgd' && optimizer !== 'adam')
-    throw new Error(`--optimizer must be sgd or adam, got "${optimizer}"`);
+  const optimizer = s('optimizer') ?? d.optimizer;
+  if (!isLocalOptimizer(optimizer))
+    throw new Error(`--optimizer must be ${LOCAL_OPTIMIZERS.join(', ')}; got "${optimizer}"`);
   // Parsed first: the defaults of --max-message-bytes and --max-examples-per-client follow from them.
   const model = s('model') ? modelByName(s('model')!) : d.model;
   const file = s('task') === undefined ? null : readTaskFile(s('task')!);

@@ -19,6 +19,7 @@ import {
 } from '../../shared/fl/server-opt.ts';
 import type { PartitionScheme } from '../../shared/fl/partition.ts';
 import { modelByName, numParams } from '../../shared/model/spec.ts';
+import { isLocalOptimizer, LOCAL_OPTIMIZERS } from '../../shared/protocol/messages.ts';
 import { parsePartition } from '../config.ts';
 import { readCifar10Dir } from '../datasets.ts';
 import { defaultWorkers } from './pool.ts';
@@ -53,7 +54,7 @@ const FLAGS = {
   epochs: { type: 'string', default: '1', help: 'local epochs per round' },
   'batch-size': { type: 'string', default: '16', help: 'local batch size' },
   lr: { type: 'string', default: '0.05', help: 'local learning rate' },
-  optimizer: { type: 'string', default: 'sgd', help: 'local optimizer: sgd or adam' },
+  optimizer: { type: 'string', default: 'sgd', help: 'local optimizer: sgd, momentum (0.9) or adam' },
   'prox-mu': { type: 'string', default: '0', help: 'FedProx proximal term mu (0: off)' },
   augment: { type: 'boolean', default: false, help: 'random crop + mirror augmentation' },
   'server-opt': {
@@ -134,7 +135,7 @@ const model = modelByName(v.model!);
 const serverOpt = v['server-opt'] as ServerOptimizerName;
 if (!SERVER_OPTIMIZERS.includes(serverOpt))
   throw new Error(`--server-opt must be one of ${SERVER_OPTIMIZERS.join(', ')}`);
-if (v.optimizer !== 'sgd' && v.optimizer !== 'adam') throw new Error('--optimizer must be sgd or adam');
+if (!isLocalOptimizer(v.optimizer)) throw new Error(`--optimizer must be ${LOCAL_OPTIMIZERS.join(', ')}`);
 const scheme: PartitionScheme = parsePartition((k) => v[k as keyof typeof v] as string | undefined);
 const noise = Number(v['dp-noise']);
 if (v.sampling !== 'fixed' && v.sampling !== 'poisson')
@@ -173,7 +174,7 @@ const result = await runSimulation(
       epochs: positive('epochs'),
       batchSize: positive('batch-size'),
       learningRate: positive('lr', 1e-9),
-      optimizer: v.optimizer as 'sgd' | 'adam',
+      optimizer: v.optimizer,
       proximalMu: Number(v['prox-mu']),
       augment: v.augment === true,
     },

@@ -2,7 +2,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 import { isRecord } from '../base/record.ts';
 import { CHANNELS, IMAGE_SIZE, NUM_CLASSES } from '../data/dataset.ts';
-import type { TrainConfig } from '../protocol/messages.ts';
+import { isLocalOptimizer, LOCAL_OPTIMIZERS, type TrainConfig } from '../protocol/messages.ts';
 import { canonicalJson } from './canonical.ts';
 import { MODELS, weightShapes, type WeightShape } from './spec.ts';
 
@@ -140,7 +140,7 @@ function checkPlan(v: unknown): TrainingPlan {
   if (!isInt(v.epochs, 1, 100)) fail('plan.epochs must be an integer in 1..100');
   if (!isInt(v.batchSize, 1, 4096)) fail('plan.batchSize must be an integer in 1..4096');
   if (!isNum(v.learningRate, 1e-7, 10)) fail('plan.learningRate must be a number in 1e-7..10');
-  if (v.optimizer !== 'sgd' && v.optimizer !== 'adam') fail('plan.optimizer must be "sgd" or "adam"');
+  if (!isLocalOptimizer(v.optimizer)) fail(`plan.optimizer must be one of ${LOCAL_OPTIMIZERS.join(', ')}`);
   if (v.proximalMu !== undefined && !isNum(v.proximalMu, 0, 1000))
     fail('plan.proximalMu must be a number in 0..1000');
   if (v.augment !== undefined && typeof v.augment !== 'boolean') fail('plan.augment must be true or false');

@@ -48,7 +48,13 @@ export interface Ready {
   backend: BackendName;
 }
 
-export type LocalOptimizer = 'sgd' | 'adam';
+/** Clients' optimizers: plain SGD, SGD with heavy-ball momentum LOCAL_MOMENTUM, or Adam. */
+export const LOCAL_OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
+export type LocalOptimizer = (typeof LOCAL_OPTIMIZERS)[number];
+/** The momentum coefficient of 'momentum' (fixed: a task names the optimizer, not its constants). */
+export const LOCAL_MOMENTUM = 0.9;
+export const isLocalOptimizer = (v: unknown): v is LocalOptimizer =>
+  (LOCAL_OPTIMIZERS as readonly unknown[]).includes(v);
 
 /** Training hyper-parameters for one round; weights travel beside them as binary. */
 export interface TrainConfig {
