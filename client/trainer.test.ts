@@ -111,6 +111,10 @@ describe('LocalTrainer', () => {
     }
     expect(moved).toBeGreaterThan(1e-4);
     expect(maxErr).toBeLessThan(2e-6);
+    // No momentum crosses rounds: a second one-step round from w0 takes plain SGD's first step again.
+    const again = await trainer.train(w0, { ...sgd, optimizer: 'momentum', epochs: 1 });
+    for (let i = 0; i < w0.length; i += 97) expect(again.delta[i]).toBeCloseTo(one.delta[i], 6);
+    expect(tf.memory().numTensors).toBe(before);
     trainer.dispose();
   });
 

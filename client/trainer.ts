@@ -7,7 +7,7 @@ import { AUGMENT_PAD, randomWindows } from '../shared/data/augment.ts';
 import { createRng, permutation, type Rng } from '../shared/data/rng.ts';
 import { augmentBatch } from './augment.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
-import { LOCAL_MOMENTUM, type TrainConfig } from '../shared/protocol/messages.ts';
+import { LOCAL_MOMENTUM, type LocalOptimizer, type TrainConfig } from '../shared/protocol/messages.ts';
 
 export interface TrainProgress {
   epoch: number;
@@ -68,12 +68,7 @@ export class LocalTrainer {
   ): Promise<TrainResult> {
     const t0 = performance.now();
     setFlatWeights(this.model, this.runtime.shapes, global);
-    const optimizer =
-      cfg.optimizer === 'adam'
-        ? tf.train.adam(cfg.learningRate)
-        : cfg.optimizer === 'momentum'
-          ? tf.train.momentum(cfg.learningRate, LOCAL_MOMENTUM)
-          : tf.train.sgd(cfg.learningRate);
+    const optimizer = localOptimizer(cfg.optimizer, cfg.learningRate);
     const mu = cfg.proximalMu ?? 0;
     // FedProx anchors: the global weights, one constant tensor per trainable variable.
     const anchors = mu > 0 ? this.model.trainableWeights.map((w) => tf.keep(w.read().clone())) : [];
@@ -165,5 +160,19 @@ export async function trainingStepProbe(spec: ModelSpec | (() => Promise<ModelRu
   } finally {
     opt.dispose();
     model.dispose();
+  }
+}
+
+/** A fresh optimizer each round: no state crosses rounds. An unknown name throws rather than train as SGD. */
+function localOptimizer(name: LocalOptimizer, lr: number): tf.Optimizer {
+  switch (name) {
+    case 'sgd':
+      return tf.train.sgd(lr);
+    case 'momentum':
+      return tf.train.momentum(lr, LOCAL_MOMENTUM);
+    case 'adam':
+      return tf.train.adam(lr);
+    default:
+      throw new Error(`unknown local optimizer "${String(name satisfies never)}"`);
   }
 }

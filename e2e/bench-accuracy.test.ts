@@ -50,12 +50,14 @@ describe('bench:accuracy', () => {
     expect(jm.settings.fedavg).toMatchObject({ name: 'fedavgm', momentum: 0.5 });
     expect(jm.settings.centralOptimizer).toBe('momentum 0.9, lr x 0.1');
     expect(jm.arms.map((a) => a.name)).toEqual(['centralized (momentum 0.9)', 'FedAvgM(0.5) IID']);
+    // Same seed and data as the first run's plain centralized arm: momentum took other steps.
+    expect(jm.arms[0].points.map((p) => p.accuracy)).not.toEqual(j.arms[0].points.map((p) => p.accuracy));
     expect(m.stdout).toMatch(/FedAvgM\(0\.5\) IID +\d+\.\d% +-?\d+\.\d points/);
     // A mistyped arm is refused before anything trains.
     const bad = runScript('e2e/bench-accuracy.ts', ['--arms', 'fedsgd']);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/unknown arm "fedsgd"/);
-  }, 120_000);
+  }, 240_000);
 
   it('--long presets the long run (augmentation, FedAvgM, 6 a round, 1 local epoch, IID only); explicit flags win', () => {
     const out = mkdtempSync(join(tmpdir(), 'aegis-long-'));
@@ -95,5 +97,5 @@ describe('bench:accuracy', () => {
     const k = JSON.parse(readFileSync(join(out, 'accuracy.json'), 'utf8')) as typeof j;
     expect(k.settings).toMatchObject({ long: true, perRound: 2, localEpochs: 1 });
     expect(k.settings.local.augment).toBe(false);
-  }, 120_000);
+  }, 240_000);
 });

@@ -4,12 +4,12 @@
  *   --arms central,iid,dir,fedadam,fedprox,shards --server-opt fedavg --server-lr 1 --server-momentum 0.9
  *   --central-momentum
  *   --cifar-dir ../shared/data/cifar10 --workers N --out bench-results]
- * npm run bench:accuracy -- --long   (the ~2 h run for real accuracy: see LONG_PRESET)
+ * npm run bench:accuracy -- --long   (the run for real accuracy, under 2 h here: see LONG_PRESET)
  * Learning quality in one run, every arm with the same number of example-passes (one example through one
  * training step) and the same test set:
  *   central   the same model trained on all the training data, --epochs passes over it; plain SGD, or with
  *             --central-momentum heavy-ball momentum 0.9 at lr x 0.1 (the same long-run step as plain SGD at lr;
- *             the momentum restarts at each epoch, when the cosine rate changes)
+ *             the momentum restarts at each epoch: the trainer starts each call afresh)
  *   iid       FedAvg: --clients equal IID shards, --per-round of them per round, --local-epochs each
  *   dir       FedAvg on a Dirichlet(0.5) label skew over the same pool
  *   fedadam   the same skew with FedAdam on the server (Reddi et al.)
@@ -49,12 +49,13 @@ import { runSimulation } from '../server/simulation/run.ts';
 const ARM_KEYS = ['central', 'iid', 'dir', 'fedadam', 'fedprox', 'shards'] as const;
 type ArmKey = (typeof ARM_KEYS)[number];
 /**
- * --long: the run that aims at real accuracy (issue 13: federated IID >= 75%) in about two hours on a 2-core
+ * --long: the run that aims at real accuracy (issue 13: federated IID >= 75%) in under two hours on a 2-core
  * machine: the `medium` CNN (356 810 params) with crop + mirror augmentation, FedAvgM (server momentum 0.9)
- * over 6 clients a round with 1 local epoch each (the setting that brought IID within 2 points of
- * centralized at the short budget; 6 rather than 5 because 5 clients on 2 threads take 3 client-times, as 6 do,
- * so the sixth is free), 36 epochs of passes (1.8M, 600 rounds), the IID arm only. `medium` with augmentation
- * trains ~155 examples/s a thread here: ~97 min of training plus the evaluations. Any flag given beside it overrides the preset (`--no-augment` too).
+ * with 1 local epoch a client, 36 epochs of passes (1.8M), the IID arm only. The short budget's best setting
+ * had 5 clients a round; this takes 6, because on 2 threads 5 clients take 3 client-times as 6 do: at a fixed
+ * budget that is 600 rounds instead of 720 (fewer server steps) for ~19 min less. `medium` with augmentation
+ * trains ~155 examples/s a thread here: ~80 min of training plus the evaluations, measured in
+ * docs/benchmarks.md#long. Any flag given beside it overrides the preset (`--no-augment` too).
  */
 const LONG_PRESET = [
   ...['--model', 'medium', '--augment', '--arms', 'iid', '--epochs', '36', '--per-round', '6'],
@@ -373,7 +374,7 @@ function writeResults(arms: Arm[]): void {
         xLabel: 'example-passes (thousands)',
         caption: [
           `model ${settings.model}, ${clients} clients (${perRound}/round), ${rounds} rounds, data ${data.name} (${data.train.n} train, ${data.test.n} test)`,
-          `client lr ${local.learningRate} (${schedule}; ${local.optimizer}, ${local.epochs} epochs, batch ${local.batchSize}), FedAdam lr ${settings.fedadam.lr}, FedProx mu ${settings.proxMu}, backend ${settings.backend}`,
+          `client lr ${local.learningRate} (${schedule}; ${local.optimizer}, ${local.epochs} epochs, batch ${local.batchSize}), centralized ${settings.centralOptimizer}, FedAdam lr ${settings.fedadam.lr}, FedProx mu ${settings.proxMu}, backend ${settings.backend}`,
         ],
       },
       `Test accuracy, ${data.name}, ${settings.model}`,

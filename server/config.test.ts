@@ -55,13 +55,14 @@ describe('parseConfig', () => {
       cifarDir: '/data',
     });
     expect(c.model.name).toBe('tiny');
+    expect(parseConfig(['--optimizer', 'momentum']).optimizer).toBe('momentum');
   });
 
   it.each([
     [['--port', '70000'], /--port must be an integer in 0..65535/],
     [['--lr', 'fast'], /--lr must be a number/],
     [['--model', 'huge'], /unknown model "huge"/],
-    [['--optimizer', 'rmsprop'], /--optimizer must be sgd, momentum, adam/],
+    [['--optimizer', 'rmsprop'], /--optimizer must be one of sgd, momentum, adam; got "rmsprop"/],
     [
       ['--min-updates', '5', '--clients-per-round', '3'],
       /--min-updates \(5\) cannot exceed --clients-per-round \(3\)/,

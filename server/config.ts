@@ -666,7 +666,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
   const d = DEFAULTS;
   const optimizer = s('optimizer') ?? d.optimizer;
   if (!isLocalOptimizer(optimizer))
-    throw new Error(`--optimizer must be ${LOCAL_OPTIMIZERS.join(', ')}; got "${optimizer}"`);
+    throw new Error(`--optimizer must be one of ${LOCAL_OPTIMIZERS.join(', ')}; got "${optimizer}"`);
   // Parsed first: the defaults of --max-message-bytes and --max-examples-per-client follow from them.
   const model = s('model') ? modelByName(s('model')!) : d.model;
   const file = s('task') === undefined ? null : readTaskFile(s('task')!);

@@ -135,7 +135,8 @@ const model = modelByName(v.model!);
 const serverOpt = v['server-opt'] as ServerOptimizerName;
 if (!SERVER_OPTIMIZERS.includes(serverOpt))
   throw new Error(`--server-opt must be one of ${SERVER_OPTIMIZERS.join(', ')}`);
-if (!isLocalOptimizer(v.optimizer)) throw new Error(`--optimizer must be ${LOCAL_OPTIMIZERS.join(', ')}`);
+if (!isLocalOptimizer(v.optimizer))
+  throw new Error(`--optimizer must be one of ${LOCAL_OPTIMIZERS.join(', ')}`);
 const scheme: PartitionScheme = parsePartition((k) => v[k as keyof typeof v] as string | undefined);
 const noise = Number(v['dp-noise']);
 if (v.sampling !== 'fixed' && v.sampling !== 'poisson')

@@ -273,6 +273,8 @@ describe('checkTask: hostile tasks are refused', () => {
     const t = blobsFile();
     expect(refused({ ...t, plan: { ...t.plan, epochs: 1000 } })).toMatch(/epochs/);
     expect(refused({ ...t, plan: { ...t.plan, optimizer: 'rmsprop' } })).toMatch(/optimizer/);
+    for (const optimizer of ['sgd', 'momentum', 'adam'])
+      expect(checkTask({ ...t, plan: { ...t.plan, optimizer } }).task.plan.optimizer).toBe(optimizer);
     expect(refused({ ...t, plan: { ...t.plan, augment: true } })).toMatch(/augment.*32x32x3/);
     expect(refused({ ...t, plan: { ...t.plan, secret: 1 } })).toMatch(/unknown field/);
     expect(refused({ ...t, weights: [1, 2] })).toMatch(/unknown field/);

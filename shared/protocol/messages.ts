@@ -51,7 +51,11 @@ export interface Ready {
 /** Clients' optimizers: plain SGD, SGD with heavy-ball momentum LOCAL_MOMENTUM, or Adam. */
 export const LOCAL_OPTIMIZERS = ['sgd', 'momentum', 'adam'] as const;
 export type LocalOptimizer = (typeof LOCAL_OPTIMIZERS)[number];
-/** The momentum coefficient of 'momentum' (fixed: a task names the optimizer, not its constants). */
+/**
+ * The coefficient of 'momentum'. Fixed: a task (and its hash) names the optimizer, not its constants, so
+ * another coefficient needs another optimizer name, never a change here. Clients built before 'momentum'
+ * refuse a plan naming it (plan.optimizer), which the server counts as a refusal.
+ */
 export const LOCAL_MOMENTUM = 0.9;
 export const isLocalOptimizer = (v: unknown): v is LocalOptimizer =>
   (LOCAL_OPTIMIZERS as readonly unknown[]).includes(v);
