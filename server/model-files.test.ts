@@ -115,6 +115,35 @@ describe('saved and exported model files', () => {
     await expect(saveModelFiles(dir, task, new Float32Array(3), 5)).rejects.toThrow(/needs/);
   });
 
+  it.each(Object.keys(MODELS))(
+    'preset %s: its saved files load with plain tf.loadLayersModel and predict as the server model does',
+    async (name) => {
+      // Stock layers only (no BatchNorm, no custom class): what --long's `medium` promises its users.
+      const p = MODELS[name];
+      const t = serverTask({ ...DEFAULTS, model: p });
+      const built = buildModel(p, 5);
+      const w = await getFlatWeights(built);
+      const dir = mkdtempSync(join(tmpdir(), `saved-${name}-`));
+      await saveModelFiles(dir, t, w, 1);
+      const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as LayersModelJson;
+      const bin = readFileSync(join(dir, 'weights.bin'));
+      const m = await tf.loadLayersModel(
+        tf.io.fromMemory({
+          modelTopology: json.modelTopology,
+          weightSpecs: json.weightsManifest[0].weights,
+          weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
+        }),
+      );
+      const x = tf.randomUniform([2, 32, 32, 3], 0, 1, 'float32', 3);
+      const [a, b] = [m.predict(x) as tf.Tensor, built.predict(x) as tf.Tensor];
+      expect(Array.from(await a.data())).toEqual(Array.from(await b.data()));
+      expect(m.countParams()).toBe(numParams(p));
+      tf.dispose([x, a, b]);
+      m.dispose();
+      built.dispose();
+    },
+  );
+
   it('--save-model writes after each round end, in order; a failed write is logged and not thrown', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'each-'));
     const src = Object.assign(new EventEmitter(), {
