@@ -94,22 +94,28 @@ describe('/api/model/model.json', () => {
   });
 });
 
+/** A --save-model folder read back through plain tf.loadLayersModel, as a user of the files would. */
+async function loadSavedFiles(dir: string): Promise<{ json: LayersModelJson; model: tf.LayersModel }> {
+  const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as LayersModelJson;
+  const bin = readFileSync(join(dir, 'weights.bin'));
+  const model = await tf.loadLayersModel(
+    tf.io.fromMemory({
+      modelTopology: json.modelTopology,
+      weightSpecs: json.weightsManifest[0].weights,
+      weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
+    }),
+  );
+  return { json, model };
+}
+
 describe('saved and exported model files', () => {
   it('--save-model files load back to the same model; no temporary file is left', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'saved-'));
     const w = serverWeights.map((v, i) => v + (i % 3) * 0.01);
     await saveModelFiles(dir, task, w, 4);
     expect(readdirSync(dir).sort()).toEqual(['model.json', 'weights.bin']);
-    const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as LayersModelJson;
+    const { json, model: m } = await loadSavedFiles(dir);
     expect(json.userDefinedMetadata).toEqual({ task: task.task.name, hash: task.hash, round: 4 });
-    const bin = readFileSync(join(dir, 'weights.bin'));
-    const m = await tf.loadLayersModel(
-      tf.io.fromMemory({
-        modelTopology: json.modelTopology,
-        weightSpecs: json.weightsManifest[0].weights,
-        weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
-      }),
-    );
     expect(await getFlatWeights(m)).toEqual(w);
     m.dispose();
     await expect(saveModelFiles(dir, task, new Float32Array(3), 5)).rejects.toThrow(/needs/);
@@ -125,15 +131,7 @@ describe('saved and exported model files', () => {
       const w = await getFlatWeights(built);
       const dir = mkdtempSync(join(tmpdir(), `saved-${name}-`));
       await saveModelFiles(dir, t, w, 1);
-      const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as LayersModelJson;
-      const bin = readFileSync(join(dir, 'weights.bin'));
-      const m = await tf.loadLayersModel(
-        tf.io.fromMemory({
-          modelTopology: json.modelTopology,
-          weightSpecs: json.weightsManifest[0].weights,
-          weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
-        }),
-      );
+      const { model: m } = await loadSavedFiles(dir);
       const x = tf.randomUniform([2, 32, 32, 3], 0, 1, 'float32', 3);
       const [a, b] = [m.predict(x) as tf.Tensor, built.predict(x) as tf.Tensor];
       expect(Array.from(await a.data())).toEqual(Array.from(await b.data()));
