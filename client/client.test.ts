@@ -36,6 +36,7 @@ import {
 } from './client.ts';
 import { FakeClock } from './fake-clock.ts';
 import type { Floors } from '../shared/protocol/floors.ts';
+import type { TrainConfig } from '../shared/protocol/messages.ts';
 import { memoryStore, type Participation } from './profile.ts';
 import type { TrainerPort } from './trainer-port.ts';
 import {
@@ -103,7 +104,12 @@ class FakeSocket implements SocketLike {
 
 /** A trainer whose rounds finish when the test says so. */
 function fakeTrainer() {
-  const trainings: { round: number; weights: ArrayBuffer; finish: (delta: Float32Array) => void }[] = [];
+  const trainings: {
+    round: number;
+    weights: ArrayBuffer;
+    plan: TrainConfig;
+    finish: (delta: Float32Array) => void;
+  }[] = [];
   let terminated = false;
   const inits: Parameters<TrainerPort['init']>[0][] = [];
   const port: TrainerPort = {
@@ -118,11 +124,12 @@ function fakeTrainer() {
         dataDescription: 'fake data',
       }
     ),
-    train: (round, weights) =>
+    train: (round, weights, plan) =>
       new Promise((resolve) =>
         trainings.push({
           round,
           weights,
+          plan,
           finish: (delta) =>
             resolve({
               type: 'done',
@@ -1096,6 +1103,17 @@ describe('AegisClient task pinning (the page agreed to a task; the server may no
     socket.deliver('round:start', roundStart(1, 3, false));
     await settle();
     expect(trainer.trainings.map((t) => t.round)).toEqual([1]);
+  });
+
+  it("trains on the task's plan, not on fields of round:start that normalising drops", async () => {
+    // proximalMu -1000 (or NaN) normalises away, so the plan compares equal to the pinned one; training on
+    // the raw value would run FedProx with a negative weight and blow the model up.
+    const { socket, trainer } = await joined({ task: TASK });
+    const r = roundStart(1, 1, false);
+    r.train = { ...TASK.plan, proximalMu: -1000, logitAdjust: false, extra: 1 } as unknown as TrainConfig;
+    socket.deliver('round:start', r);
+    await settle();
+    expect(trainer.trainings.map((t) => t.plan)).toEqual([TASK.plan]);
   });
 
   it('without a pin, the first welcome pins its task: a later welcome with another is refused', async () => {

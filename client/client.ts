@@ -2,7 +2,7 @@ import { asBytes } from '../shared/base/bytes.ts';
 import { checkClientAttestation } from '../shared/secagg/client-session.ts';
 import { isRejectReason, ProtocolError, type RejectReason } from '../shared/base/errors.ts';
 import { makeFloors, type Floors } from '../shared/protocol/floors.ts';
-import { checkTask, type CheckedTask } from '../shared/model/task.ts';
+import { checkTask, normalisePlan, type CheckedTask } from '../shared/model/task.ts';
 import {
   PROTOCOL_VERSION,
   type Ack,
@@ -455,7 +455,9 @@ export class AegisClient extends Emitter<ClientEvents> {
     this.secure = secure;
     try {
       const weights = bytes.slice().buffer; // own copy: it is transferred to the worker
-      const done = await setup.trainer.train(r.round, weights, r.train, (p) =>
+      // The plan as checked (normalised): what normalising drops (proximalMu <= 0 or NaN, unknown fields)
+      // compared equal to the pinned plan, so it must not reach the trainer either.
+      const done = await setup.trainer.train(r.round, weights, normalisePlan(r.train), (p) =>
         this.emit('progress', { round: r.round, ...p }),
       );
       if (this.life !== at) return;
