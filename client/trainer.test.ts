@@ -92,6 +92,46 @@ describe('LocalTrainer', () => {
     trainer.dispose();
   });
 
+  it('logitAdjust: the output layer of a class the client lacks does not move; plain cross-entropy moves it', async () => {
+    // Only classes 0..2 (classWeights): under the adjusted loss the logits of 3..9 get exactly zero gradient,
+    // so their bias and kernel columns in the last dense layer stay where the global model put them, bit
+    // for bit, under SGD and under Adam (which would blow a round-off residue up to lr-sized steps).
+    const data = syntheticDataset({ seed: 4, count: 24, classWeights: [1, 1, 1, 0, 0, 0, 0, 0, 0, 0] });
+    expect(new Set(data.y).size).toBe(3);
+    const trainer = new LocalTrainer(spec, data);
+    const w0 = await getFlatWeights(trainer.model);
+    const cfg = { epochs: 2, batchSize: 8, learningRate: 0.1, optimizer: 'sgd' as const };
+    const before = tf.memory().numTensors;
+    const adjusted = await trainer.train(w0, { ...cfg, logitAdjust: true });
+    const adam = await trainer.train(w0, {
+      ...cfg,
+      learningRate: 0.01,
+      optimizer: 'adam',
+      logitAdjust: true,
+    });
+    const plain = await trainer.train(w0, cfg);
+    expect(tf.memory().numTensors).toBe(before);
+    // Flat weights end with the logits layer: kernel [units, 10], then bias [10].
+    const units = trainer.model.getLayer('logits').getWeights()[0].shape[0];
+    const lastMoves = (delta: Float32Array, classes: number[]): number => {
+      const bias = delta.length - 10;
+      const kernel = bias - units * 10;
+      let m = 0;
+      for (const c of classes) {
+        m = Math.max(m, Math.abs(delta[bias + c]));
+        for (let u = 0; u < units; u++) m = Math.max(m, Math.abs(delta[kernel + u * 10 + c]));
+      }
+      return m;
+    };
+    const absent = [3, 4, 5, 6, 7, 8, 9];
+    for (const r of [adjusted, adam]) {
+      expect(lastMoves(r.delta, absent)).toBe(0);
+      expect(lastMoves(r.delta, [0, 1, 2])).toBeGreaterThan(1e-3);
+    }
+    expect(lastMoves(plain.delta, absent)).toBeGreaterThan(1e-3);
+    trainer.dispose();
+  });
+
   it('momentum: with full-batch steps, step 2 is the plain step 2 plus 0.9 times step 1, exactly as derived', async () => {
     // Heavy ball: v1 = g0, v2 = 0.9 g0 + g1. Step 1 equals plain SGD's; step 2 adds -lr * 0.9 * g0, which
     // is 0.9 times the first step's delta.

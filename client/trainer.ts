@@ -1,11 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import type { Dataset } from '../shared/data/dataset.ts';
+import { NUM_CLASSES, type Dataset } from '../shared/data/dataset.ts';
 import { examplesFromDataset, type Examples } from '../shared/data/examples.ts';
 import { asRuntime, type ModelRuntime } from '../shared/model/task-build.ts';
 import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
 import { AUGMENT_PAD, randomWindows } from '../shared/data/augment.ts';
 import { createRng, permutation, type Rng } from '../shared/data/rng.ts';
 import { augmentBatch } from './augment.ts';
+import { logLabelPrior, logitAdjustedCrossentropy } from './loss.ts';
+import { modelLogits } from '../shared/model/logits.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
 import { LOCAL_MOMENTUM, type LocalOptimizer, type TrainConfig } from '../shared/protocol/messages.ts';
 
@@ -36,6 +38,8 @@ export class LocalTrainer {
   readonly runtime: ModelRuntime;
   private readonly x: tf.Tensor;
   private readonly y: tf.Tensor2D;
+  /** log of this client's label frequencies, for plans with logitAdjust (they stay on the device). */
+  private readonly logPrior: tf.Tensor1D;
   private readonly n: number;
   /** Crop windows for augmentation (not a secret: a seeded PRNG keeps runs reproducible). */
   private readonly augRng: Rng;
@@ -45,6 +49,9 @@ export class LocalTrainer {
   constructor(spec: ModelSpec | ModelRuntime, data: Dataset | Examples, seed = 1) {
     if (data.n < 1) throw new Error('cannot train on an empty dataset');
     const ex = data.x instanceof Float32Array ? (data as Examples) : examplesFromDataset(data as Dataset);
+    const classes = 'model' in spec ? spec.numClasses : NUM_CLASSES;
+    // Before any tensor exists: a label outside the classes throws here and leaks nothing.
+    const logPrior = logLabelPrior(ex.y, classes);
     this.runtime = asRuntime(spec, seed);
     this.model = this.runtime.model;
     this.n = ex.n;
@@ -53,6 +60,7 @@ export class LocalTrainer {
     const { inputShape, numClasses } = this.runtime;
     this.x = tf.tensor(ex.x, [ex.n, ...inputShape], 'float32');
     this.y = tf.tidy(() => tf.oneHot(tf.tensor1d(ex.y, 'int32'), numClasses).toFloat() as tf.Tensor2D);
+    this.logPrior = tf.tensor1d(logPrior);
   }
 
   get numExamples(): number {
@@ -95,8 +103,11 @@ export class LocalTrainer {
                 )
               : raw;
             const yb = tf.gather(this.y, idx);
-            const pred = this.model.apply(xb, { training: true }) as tf.Tensor;
-            const ce = tf.metrics.categoricalCrossentropy(yb, pred).mean() as tf.Scalar;
+            const ce = cfg.logitAdjust
+              ? logitAdjustedCrossentropy(yb, modelLogits(this.model, xb, true), this.logPrior)
+              : (tf.metrics
+                  .categoricalCrossentropy(yb, this.model.apply(xb, { training: true }) as tf.Tensor)
+                  .mean() as tf.Scalar);
             if (mu === 0) return ce;
             const prox = tf.addN(
               this.model.trainableWeights.map((w, k) => tf.sum(tf.square(tf.sub(w.read(), anchors[k])))),
@@ -134,6 +145,7 @@ export class LocalTrainer {
     this.model.dispose();
     this.x.dispose();
     this.y.dispose();
+    this.logPrior.dispose();
   }
 }
 

@@ -53,6 +53,18 @@ describe('bench:accuracy', () => {
     // Same seed and data as the first run's plain centralized arm: momentum took other steps.
     expect(jm.arms[0].points.map((p) => p.accuracy)).not.toEqual(j.arms[0].points.map((p) => p.accuracy));
     expect(m.stdout).toMatch(/FedAvgM\(0\.5\) IID +\d+\.\d% +-?\d+\.\d points/);
+    // --logit-adjust: the federated arms train on the adjusted loss and say so; the centralized baseline
+    // stays plain cross-entropy (the same curve as the first run's, seed for seed).
+    const outL = mkdtempSync(join(tmpdir(), 'aegis-acc-'));
+    const argsL = [...args.slice(0, args.indexOf('--arms')), '--arms', 'central,dir', '--out', outL];
+    const l = runScript('e2e/bench-accuracy.ts', [...argsL, '--logit-adjust']);
+    expect(l.status).toBe(0);
+    const jl = JSON.parse(readFileSync(join(outL, 'accuracy.json'), 'utf8')) as typeof j & {
+      settings: { local: { logitAdjust?: boolean } };
+    };
+    expect(jl.settings.local.logitAdjust).toBe(true);
+    expect(jl.arms.map((a) => a.name)).toEqual(['centralized', 'FedAvg Dirichlet(0.5), logit-adj.']);
+    expect(jl.arms[0].points).toEqual(j.arms[0].points);
     // A mistyped arm is refused before anything trains.
     const bad = runScript('e2e/bench-accuracy.ts', ['--arms', 'fedsgd']);
     expect(bad.status).not.toBe(0);

@@ -90,6 +90,8 @@ const { values: v } = parseArgs({
     out: { type: 'string', default: 'bench-results' },
     'dirichlet-alpha': { type: 'string', default: '0.5' },
     augment: { type: 'boolean', default: false },
+    // Federated arms: clients train on the logit-adjusted loss of their own label mix (client/loss.ts).
+    'logit-adjust': { type: 'boolean', default: false },
     'central-momentum': { type: 'boolean', default: false },
     evals: { type: 'string', default: '10' },
     // Synthetic data only: per-pixel noise std. The default data (0.18) is learned perfectly within this
@@ -140,6 +142,7 @@ const local: TrainConfig = {
   learningRate: num('lr'),
   optimizer: 'sgd',
   augment: v.augment,
+  ...(v['logit-adjust'] ? { logitAdjust: true } : {}),
 };
 
 if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
@@ -234,6 +237,8 @@ async function centralized(): Promise<Arm> {
       epochs: 1,
       learningRate: lr,
       optimizer: momentum ? 'momentum' : local.optimizer,
+      // The baseline is plain cross-entropy: --logit-adjust is a federated arms' setting.
+      logitAdjust: false,
     };
     const r = await trainer.train(w, cfg, (p) =>
       progress(`centralized: epoch ${e}/${epochs}, batch ${p.batch}/${p.batches}`),
@@ -257,11 +262,12 @@ async function centralized(): Promise<Arm> {
 }
 
 async function federated(
-  name: string,
+  armName: string,
   partition: PartitionScheme,
   server: ServerOptimizerConfig,
   proximalMu = 0,
 ): Promise<Arm> {
+  const name = local.logitAdjust ? `${armName}, logit-adj.` : armName;
   const t0 = performance.now();
   let passes = 0;
   const points: Point[] = [];
@@ -374,7 +380,7 @@ function writeResults(arms: Arm[]): void {
         xLabel: 'example-passes (thousands)',
         caption: [
           `model ${settings.model}, ${clients} clients (${perRound}/round), ${rounds} rounds, data ${data.name} (${data.train.n} train, ${data.test.n} test)`,
-          `client lr ${local.learningRate} (${schedule}; ${local.optimizer}, ${local.epochs} epochs, batch ${local.batchSize}), centralized ${settings.centralOptimizer}, FedAdam lr ${settings.fedadam.lr}, FedProx mu ${settings.proxMu}, backend ${settings.backend}`,
+          `client lr ${local.learningRate} (${schedule}; ${local.optimizer}, ${local.epochs} epochs, batch ${local.batchSize}${local.logitAdjust ? ', logit-adjusted' : ''}), centralized ${settings.centralOptimizer}, FedAdam lr ${settings.fedadam.lr}, FedProx mu ${settings.proxMu}, backend ${settings.backend}`,
         ],
       },
       `Test accuracy, ${data.name}, ${settings.model}`,

@@ -272,6 +272,13 @@ describe('parseConfig', () => {
     expect(c.proximalMu).toBe(0.1);
     expect(c.augment).toBe(false);
     expect(parseConfig(['--augment', 'on']).augment).toBe(true);
+    expect(c.logitAdjust).toBe(false);
+    const la = parseConfig(['--logit-adjust', 'on']);
+    expect(la.logitAdjust).toBe(true);
+    // It is part of the plan clients pin: the task hash changes with it.
+    expect(serverTask(la).task.plan.logitAdjust).toBe(true);
+    expect(serverTask(la).hash).not.toBe(serverTask(parseConfig([])).hash);
+    expect(() => parseConfig(['--logit-adjust', 'yes'])).toThrow(/logit-adjust/);
     expect(parseConfig([]).serverOptimizer.name).toBe('fedavg');
     expect(parseConfig(['--partition', 'dirichlet', '--dirichlet-alpha', '0.3']).partition).toEqual({
       kind: 'dirichlet',

@@ -75,6 +75,8 @@ export interface ServerConfig {
   proximalMu: number;
   /** Clients augment their batches (random crop + mirror). */
   augment: boolean;
+  /** Clients train on the logit-adjusted loss of their own label mix (for label skew). */
+  logitAdjust: boolean;
   /** How client data is split: IID (optionally unbalanced), Dirichlet label skew, or label shards. */
   partition: PartitionScheme;
   /** Synthetic: examples generated per client; CIFAR-10: examples per shard. */
@@ -180,6 +182,7 @@ export const DEFAULTS: ServerConfig = {
   serverOptimizer: { name: 'fedavg', ...SERVER_OPTIMIZER_DEFAULTS },
   proximalMu: 0,
   augment: false,
+  logitAdjust: false,
   partition: { kind: 'iid' },
   examplesPerClient: 256,
   testExamples: 1000,
@@ -250,6 +253,10 @@ export const FLAGS = {
   'server-tau': { type: 'string', help: 'adaptivity tau of the adaptive server optimizers' },
   'prox-mu': { type: 'string', help: 'FedProx proximal term mu on the clients (0 = off)' },
   augment: { type: 'string', help: 'client data augmentation, random crop + mirror: on | off' },
+  'logit-adjust': {
+    type: 'string',
+    help: 'clients train on softmax(z + log pi) with pi their own label mix, for label skew: on | off',
+  },
   partition: { type: 'string', help: 'client data split: iid | dirichlet | shards' },
   'dirichlet-alpha': {
     type: 'string',
@@ -490,19 +497,27 @@ export function updateMessageBytes(numParams: number): number {
 }
 
 /** The flags a task file's plan sets: refused beside --task, so the file is the one place it is written. */
-const PLAN_FLAGS = ['epochs', 'batch-size', 'lr', 'optimizer', 'prox-mu', 'augment'] as const;
+const PLAN_FLAGS = ['epochs', 'batch-size', 'lr', 'optimizer', 'prox-mu', 'augment', 'logit-adjust'] as const;
 
 const checkedTasks = new WeakMap<object, CheckedTask>();
 
 /**
  * The task this server trains, checked: the --task file's model and shapes (or the --model preset on
- * CIFAR-10) with the plan of --epochs, --batch-size, --lr, --optimizer, --prox-mu and --augment (which the
- * task file sets). Its hash is what clients pin.
+ * CIFAR-10) with the plan of --epochs, --batch-size, --lr, --optimizer, --prox-mu, --augment and
+ * --logit-adjust (which the task file sets). Its hash is what clients pin.
  */
 export function serverTask(
   c: Pick<
     ServerConfig,
-    'model' | 'task' | 'epochs' | 'batchSize' | 'learningRate' | 'optimizer' | 'proximalMu' | 'augment'
+    | 'model'
+    | 'task'
+    | 'epochs'
+    | 'batchSize'
+    | 'learningRate'
+    | 'optimizer'
+    | 'proximalMu'
+    | 'augment'
+    | 'logitAdjust'
   >,
 ): CheckedTask {
   const hit = checkedTasks.get(c);
@@ -522,6 +537,7 @@ export function serverTask(
       optimizer: c.optimizer,
       proximalMu: c.proximalMu,
       augment: c.augment,
+      logitAdjust: c.logitAdjust,
     },
   });
   checkedTasks.set(c, checked);
@@ -558,6 +574,7 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'server-tau': String(DEFAULTS.serverOptimizer.tau),
   'prox-mu': String(DEFAULTS.proximalMu),
   augment: onOffText(DEFAULTS.augment),
+  'logit-adjust': onOffText(DEFAULTS.logitAdjust),
   partition: DEFAULTS.partition.kind,
   'dirichlet-alpha': '0.5',
   'shards-per-client': '2',
@@ -721,6 +738,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     },
     proximalMu: plan ? (plan.proximalMu ?? 0) : num('prox-mu', s('prox-mu'), d.proximalMu, 0, 1000),
     augment: plan ? plan.augment === true : onOff('augment', s('augment'), d.augment),
+    logitAdjust: plan ? plan.logitAdjust === true : onOff('logit-adjust', s('logit-adjust'), d.logitAdjust),
     partition: parsePartition(s),
     examplesPerClient,
     testExamples: int('test-examples', s('test-examples'), d.testExamples, 1, 10_000),

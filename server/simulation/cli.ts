@@ -1,6 +1,6 @@
 /**
  * npm run simulate -- --clients 100 --per-round 10 --rounds 20 [--model small|mlp|tiny|medium] [--backend wasm|cpu] [--partition dirichlet
- *   --dirichlet-alpha 0.5] [--server-opt fedadam --server-lr 0.03] [--prox-mu 0.01] [--augment] [--dp-noise 1 --dp-clip 0.5]
+ *   --dirichlet-alpha 0.5] [--server-opt fedadam --server-lr 0.03] [--prox-mu 0.01] [--augment] [--logit-adjust] [--dp-noise 1 --dp-clip 0.5]
  *   [--cifar-dir DIR] [--eval-every K] [--workers N] [--out sim-results/NAME]   (--help lists every flag)
  * Federated training without browsers or sockets, through the same client and server code (see
  * server/simulation/run.ts). Shows a progress line; writes rounds.csv, rounds.json and accuracy.svg.
@@ -57,6 +57,11 @@ const FLAGS = {
   optimizer: { type: 'string', default: 'sgd', help: 'local optimizer: sgd, momentum (0.9) or adam' },
   'prox-mu': { type: 'string', default: '0', help: 'FedProx proximal term mu (0: off)' },
   augment: { type: 'boolean', default: false, help: 'random crop + mirror augmentation' },
+  'logit-adjust': {
+    type: 'boolean',
+    default: false,
+    help: 'clients train on softmax(z + log pi), pi their own label mix (for label skew)',
+  },
   'server-opt': {
     type: 'string',
     default: 'fedavg',
@@ -178,6 +183,7 @@ const result = await runSimulation(
       optimizer: v.optimizer,
       proximalMu: Number(v['prox-mu']),
       augment: v.augment === true,
+      ...(v['logit-adjust'] === true ? { logitAdjust: true } : {}),
     },
     server: { name: serverOpt, lr: positive('server-lr', 1e-9), ...SERVER_OPTIMIZER_DEFAULTS },
     dp:
@@ -238,7 +244,7 @@ const pts: [number, number][] = [
 // The run's configuration under each chart, so a plot read on its own says what produced it.
 const caption = [
   `model ${model.name}, ${clients} clients (${perRound}/round, ${v.partition}), ${rounds} rounds, data ${data.name}`,
-  `client lr ${v.lr} (${v.optimizer}, ${v.epochs} epochs, batch ${v['batch-size']}), server ${serverOpt} lr ${v['server-lr']}${noise > 0 ? `, DP z=${noise} clip ${v['dp-clip']}` : ''}, seed ${seed}`,
+  `client lr ${v.lr} (${v.optimizer}, ${v.epochs} epochs, batch ${v['batch-size']}${Number(v['prox-mu']) > 0 ? `, FedProx mu ${v['prox-mu']}` : ''}${v.augment ? ', crop + mirror' : ''}${v['logit-adjust'] ? ', logit-adjusted' : ''}), server ${serverOpt} lr ${v['server-lr']}${noise > 0 ? `, DP z=${noise} clip ${v['dp-clip']}` : ''}, seed ${seed}`,
 ];
 writeFileSync(
   join(out, 'accuracy.svg'),

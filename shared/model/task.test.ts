@@ -85,7 +85,10 @@ describe('task hash', () => {
     const reordered = reverse(t) as Task;
     expect(JSON.stringify(reordered)).not.toBe(JSON.stringify(t));
     expect(checkTask(reordered).hash).toBe(h);
-    expect(checkTask({ ...t, plan: { ...t.plan, proximalMu: 0, augment: false } }).hash).toBe(h);
+    expect(
+      checkTask({ ...t, plan: { ...t.plan, proximalMu: 0, augment: false, logitAdjust: false } }).hash,
+    ).toBe(h);
+    expect(checkTask({ ...t, plan: { ...t.plan, logitAdjust: true } }).hash).not.toBe(h);
     expect(checkTask({ ...t, plan: { ...t.plan, learningRate: 0.021 } }).hash).not.toBe(h);
     expect(checkTask({ ...t, name: 'blobs2' }).hash).not.toBe(h);
     const wider = editBlobs((top) => (top.config.layers[0].config.units = 17));
@@ -277,6 +280,16 @@ describe('checkTask: hostile tasks are refused', () => {
       expect(checkTask({ ...t, plan: { ...t.plan, optimizer } }).task.plan.optimizer).toBe(optimizer);
     expect(refused({ ...t, plan: { ...t.plan, augment: true } })).toMatch(/augment.*32x32x3/);
     expect(refused({ ...t, plan: { ...t.plan, secret: 1 } })).toMatch(/unknown field/);
+    expect(refused({ ...t, plan: { ...t.plan, logitAdjust: 'yes' } })).toMatch(
+      /logitAdjust must be true or false/,
+    );
+    expect(checkTask({ ...t, plan: { ...t.plan, logitAdjust: true } }).task.plan.logitAdjust).toBe(true);
+    const dropoutLast = structuredClone(t) as any;
+    dropoutLast.model.topology.config.layers.push({ class_name: 'Dropout', config: { rate: 0.1 } });
+    expect(checkTask(dropoutLast).task.plan.logitAdjust).toBeUndefined();
+    expect(refused({ ...dropoutLast, plan: { ...t.plan, logitAdjust: true } })).toMatch(
+      /logitAdjust needs the softmax on the last layer/,
+    );
     expect(refused({ ...t, weights: [1, 2] })).toMatch(/unknown field/);
     expect(refused({ ...t, numClasses: 1 })).toMatch(/numClasses/);
     expect(refused({ ...t, inputShape: [300, 300] })).toMatch(/at most 65536 values/);

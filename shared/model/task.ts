@@ -75,7 +75,7 @@ export function taskHash(task: Task): string {
   return bytesToHex(sha256(utf8ToBytes(TASK_HASH_DOMAIN + canonicalJson(task))));
 }
 
-/** The plan as round:start carries it: proximalMu only when > 0, augment only when on. */
+/** The plan as round:start carries it: proximalMu only when > 0, augment and logitAdjust only when on. */
 export function normalisePlan(p: TrainConfig): TrainingPlan {
   return {
     epochs: p.epochs,
@@ -84,6 +84,7 @@ export function normalisePlan(p: TrainConfig): TrainingPlan {
     optimizer: p.optimizer,
     ...(p.proximalMu !== undefined && p.proximalMu > 0 ? { proximalMu: p.proximalMu } : {}),
     ...(p.augment ? { augment: true } : {}),
+    ...(p.logitAdjust ? { logitAdjust: true } : {}),
   };
 }
 
@@ -135,7 +136,11 @@ const short = (v: unknown): string =>
 function checkPlan(v: unknown): TrainingPlan {
   if (!isRecord(v)) return fail('plan must be an object');
   for (const k of Object.keys(v))
-    if (!['epochs', 'batchSize', 'learningRate', 'optimizer', 'proximalMu', 'augment'].includes(k))
+    if (
+      !['epochs', 'batchSize', 'learningRate', 'optimizer', 'proximalMu', 'augment', 'logitAdjust'].includes(
+        k,
+      )
+    )
       fail(`plan has an unknown field "${short(k)}"`);
   if (!isInt(v.epochs, 1, 100)) fail('plan.epochs must be an integer in 1..100');
   if (!isInt(v.batchSize, 1, 4096)) fail('plan.batchSize must be an integer in 1..4096');
@@ -144,6 +149,8 @@ function checkPlan(v: unknown): TrainingPlan {
   if (v.proximalMu !== undefined && !isNum(v.proximalMu, 0, 1000))
     fail('plan.proximalMu must be a number in 0..1000');
   if (v.augment !== undefined && typeof v.augment !== 'boolean') fail('plan.augment must be true or false');
+  if (v.logitAdjust !== undefined && typeof v.logitAdjust !== 'boolean')
+    fail('plan.logitAdjust must be true or false');
   return normalisePlan(v as unknown as TrainConfig);
 }
 
@@ -190,6 +197,15 @@ export function checkTask(v: unknown): CheckedTask {
     const t = checkTopology(m.topology, inputShape as number[], numClasses);
     model = { topology: m.topology as LayersTopology };
     shapes = t;
+    // Clients take the logits just before the softmax (shared/model/logits.ts): it must be the last layer.
+    const last = (
+      m.topology as { config: { layers: { class_name: string; config: Record<string, unknown> }[] } }
+    ).config.layers.at(-1)!;
+    if (
+      plan.logitAdjust &&
+      !(['Dense', 'Activation'].includes(last.class_name) && last.config.activation === 'softmax')
+    )
+      fail('plan.logitAdjust needs the softmax on the last layer (a Dense or an Activation)');
   } else return fail('model must be { preset } or { topology }');
   const task: Task = { name: v.name as string, model, inputShape: inputShape as number[], numClasses, plan };
   const json = canonicalJson(task);

@@ -70,6 +70,13 @@ export interface TrainConfig {
   proximalMu?: number;
   /** Random crop (zero-pad 4) + horizontal mirror of every training batch; absent = off. */
   augment?: boolean;
+  /**
+   * Logit adjustment for label skew: the local loss is the cross-entropy of softmax(z + log pi), pi the
+   * client's own label frequencies, so a client stops pushing down the classes it does not hold. Absent =
+   * off. pi stays on the device, but the update then shows exactly which classes the client lacks
+   * (docs/threat-model.md).
+   */
+  logitAdjust?: boolean;
 }
 
 export interface RoundStart {
