@@ -204,6 +204,8 @@ export interface SwarmBenchResult {
   >;
   /** Event-loop delay over connect + round: the worst 10 s window's p50 and p99, and the maximum. */
   loopDelay: { p50: number | null; p99: number | null; max: number | null };
+  /** Each window's loop delay (ms), ending `atSeconds` after the start in `phase`: where the worst one was. */
+  loopWindows: { atSeconds: number; phase: string; p99Ms: number; maxMs: number }[];
   perClient: { messagesSent: number; messagesReceived: number; bytesSent: number; bytesReceived: number };
   /** With gateways: their cost and Redis' (the server figures above are then the coordinator's). */
   cluster: ClusterFigures | null;
@@ -368,11 +370,21 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
   // Each scrape reports the loop delay since the previous one: keep the worst window's figures (the
   // worst window's p99 bounds the whole run's p99 from above).
   const loop: Record<(typeof LOOP_STATS)[number], number | null> = { p50: null, p99: null, max: null };
-  const foldLoopDelay = (text: string): void => {
+  const loopWindows: SwarmBenchResult['loopWindows'] = [];
+  const foldLoopDelay = (text: string, phase: string): void => {
     for (const s of LOOP_STATS) {
       const v = metric(text, 'aegis_event_loop_delay_seconds', { stat: s });
       if (v !== undefined && v !== null && Number.isFinite(v)) loop[s] = Math.max(loop[s] ?? 0, v);
     }
+    const p99 = metric(text, 'aegis_event_loop_delay_seconds', { stat: 'p99' });
+    const max = metric(text, 'aegis_event_loop_delay_seconds', { stat: 'max' });
+    if (typeof p99 === 'number' && typeof max === 'number' && Number.isFinite(p99) && Number.isFinite(max))
+      loopWindows.push({
+        atSeconds: Math.round((Date.now() - t0) / 1000),
+        phase,
+        p99Ms: Math.round(p99 * 1000),
+        maxMs: Math.round(max * 1000),
+      });
   };
   for (let tick = 0; ; tick++) {
     await sleep(2000);
@@ -381,8 +393,8 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
       const m = await get('/metrics')
         .then((r) => r.text())
         .catch(() => '');
-      foldLoopDelay(m);
       const key = s.secagg.phase ? `secagg:${s.secagg.phase}` : s.phase;
+      foldLoopDelay(m, key);
       const now = {
         rssMB: rssMB(srv.child.pid) ?? NaN,
         heapUsedMB: (metric(m, 'aegis_nodejs_heap_size_used_bytes') ?? NaN) / 2 ** 20,
@@ -476,7 +488,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
       maxError = Math.max(maxError, Math.abs(w1[j] - w0[j] - mean[j] / expectedExamples));
   }
   const h = final?.history[0];
-  foldLoopDelay(text);
+  foldLoopDelay(text, final ? 'round end' : 'end');
   const totalSent = reports.reduce((a, r) => a + Object.values(r.sent).reduce((x, y) => x + y, 0), 0);
   // Exact: the example count lives inside the masked vectors, so one wrong mask would garble it.
   const exact =
@@ -517,6 +529,7 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     serverRunQueueSeconds: queued0 !== null && queued1 !== null ? queued1 - queued0 : null,
     serverMemoryByPhase: memory,
     loopDelay: loop,
+    loopWindows,
     perClient: {
       messagesSent: totalSent / n,
       messagesReceived: reports.reduce((a, r) => a + r.received, 0) / n,

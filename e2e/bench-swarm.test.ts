@@ -38,6 +38,9 @@ describe('bench:swarm machinery', () => {
     expect(r.serverCpuSeconds).toBeGreaterThan(0);
     expect(r.serverPeakRssMB).toBeGreaterThan(0);
     expect(r.loopDelay.p99).not.toBeNull();
+    // Every window is kept with its phase, the last one at the round's end; the worst p99 is one of them.
+    expect(r.loopWindows.at(-1)?.phase).toBe('round end');
+    expect(Math.max(...r.loopWindows.map((w) => w.p99Ms))).toBe(Math.round(r.loopDelay.p99! * 1000));
     // The client processes ran below the server, as asked (or at this runner's own niceness, if higher).
     const expected = Math.max(7, getPriority());
     expect(r.clientNiceReported).toEqual([expected, expected]);

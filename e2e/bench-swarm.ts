@@ -72,6 +72,14 @@ console.log(
 console.log(
   `server CPU ${f(r.serverCpuSeconds)} s | peak RSS ${f(r.serverPeakRssMB, 0)} MB | waited for a core ${f(r.serverRunQueueSeconds)} s | loop delay p50 ${ms(r.loopDelay.p50)}, p99 ${ms(r.loopDelay.p99)}, max ${ms(r.loopDelay.max)}`,
 );
+const worst = r.loopWindows.reduce<(typeof r.loopWindows)[number] | null>(
+  (a, w) => (a === null || w.p99Ms > a.p99Ms ? w : a),
+  null,
+);
+if (worst)
+  console.log(
+    `worst 10 s loop window: p99 ${worst.p99Ms} ms, max ${worst.maxMs} ms, ending at ${worst.atSeconds} s (${worst.phase}); windows over 100 ms: ${r.loopWindows.filter((w) => w.p99Ms >= 100).length} of ${r.loopWindows.length}`,
+  );
 console.log(
   `server memory by phase (max of 10 s samples): ${Object.entries(r.serverMemoryByPhase)
     .map(
