@@ -3,9 +3,11 @@ import * as tf from '@tensorflow/tfjs';
 import { io, type Socket } from 'socket.io-client';
 import { AegisClient } from '../client/client.ts';
 import { nodeTrainer } from '../client/node-trainer.ts';
+import { socketIo } from '../client/socket.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type Rejection, type RoundSummary } from '../shared/protocol/messages.ts';
 import { metric } from './metrics.ts';
+import { parseConfig, serverTask } from '../server/config.ts';
 import {
   startServerProcess,
   waitFor,
@@ -23,12 +25,13 @@ import {
  */
 const P = numParams(MODELS.tiny);
 let srv: ServerProcess;
+let serverArgs: string[] = [];
 const clients: AegisClient[] = [];
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
   srv = await startServerProcess(
-    flags({
+    (serverArgs = flags({
       ...TINY_SERVER,
       ...cohortOf(3),
       rounds: 2,
@@ -38,8 +41,10 @@ beforeAll(async () => {
       epochs: 1,
       'batch-size': 8,
       lr: 0.005,
+      // The whole path of a plan option: the server's task, the clients' pin, the worker's trainer.
+      'logit-adjust': 'on',
       'max-message-bytes': P * 4 + 64 * 1024,
-    }),
+    })),
   );
 });
 
@@ -89,25 +94,36 @@ describe('server + Node clients over socket.io', () => {
 
     // Honest clients, one of which loses its connection after the first round.
     const ends: RoundSummary[] = [];
+    const hashes: string[] = [];
+    let first: Socket | null = null; // client 0's socket.io socket (the client wraps it to count bytes)
     for (let i = 0; i < 3; i++) {
       const c = new AegisClient({
         serverUrl: srv.url,
         source: 'node',
         spawnTrainer: nodeTrainer,
         backends: ['cpu'],
+        connect: (url, opts) => {
+          const s = socketIo(url, opts);
+          if (i === 0) first = s as unknown as Socket;
+          return s;
+        },
       });
       c.on('roundEnd', (r) => ends.push(r));
+      c.on('task', (t) => hashes.push(t.hash));
       clients.push(c);
       c.start();
     }
     let dropped = false;
+    let reconnected = false;
     clients[0].on('roundEnd', () => {
       if (dropped) return;
+      first!.io.engine.close(); // network drop: socket.io reconnects by itself
+      first!.io.once('reconnect', () => (reconnected = true));
       dropped = true;
-      (clients[0] as unknown as { socket: Socket }).socket.io.engine.close(); // network drop: socket.io reconnects by itself
     });
     const status = await waitForPhase(srv.url, 'done', 120_000);
     expect(dropped).toBe(true);
+    expect(reconnected).toBe(true);
     expect(status.history).toHaveLength(2);
     expect(status.history.every((h) => h.clients === 3)).toBe(true);
     // Secure aggregation without DP: the mean training loss is decoded from the sum, as the example count.
@@ -116,6 +132,11 @@ describe('server + Node clients over socket.io', () => {
       expect(h.examples).toBeGreaterThan(0);
     }
     expect(ends.filter((e) => e.round === 2)).toHaveLength(3); // all heard the end of round 2, the reconnected one too
+    // Every client pinned the server's task, whose plan has logitAdjust, and trained both rounds with it.
+    const task = serverTask(parseConfig(serverArgs));
+    expect(task.task.plan.logitAdjust).toBe(true);
+    expect(hashes.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(hashes)).toEqual(new Set([task.hash]));
 
     const m = await getText('/metrics');
     expect(metric(m, 'aegis_rounds_completed_total')).toBe(2);
