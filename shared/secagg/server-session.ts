@@ -61,6 +61,11 @@ export interface ServerSessionConfig {
    * site attested under sitePublicKey; R2 closes into R3 (closeMaskedToConsistency). Absent: no R3.
    */
   consistency?: { sitePublicKey: Uint8Array } | null;
+  /**
+   * Whether the caller already checked exactly these keys of this message (e.g. on another thread: the
+   * server's key-check.ts); then receiveKeys skips checkPublicKey and checkSigningKey. Absent: it checks.
+   */
+  keysChecked?: (raw: object, cPk: Uint8Array, sPk: Uint8Array, gPk: Uint8Array) => boolean;
 }
 
 const MAX_BOX_BYTES = 256;
@@ -280,7 +285,9 @@ export class SecAggServerSession {
     const gPk = bytes(r.gPk, 'gPk', SIGN_PUBLIC_BYTES);
     // A small-order key would make every neighbour's key agreement fail, and no share signed under an
     // unusable gPk would verify: refuse it before rosters go out (clients refuse such a roster).
-    const problem = checkPublicKey(cPk) ?? checkPublicKey(sPk) ?? checkSigningKey(gPk);
+    const problem = this.cfg.keysChecked?.(r, cPk, sPk, gPk)
+      ? null
+      : (checkPublicKey(cPk) ?? checkPublicKey(sPk) ?? checkSigningKey(gPk));
     if (problem) {
       this.exclude(from);
       throw new ProtocolError('bad_key', `public key refused: ${problem}`);
