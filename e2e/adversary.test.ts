@@ -290,6 +290,23 @@ describe('attackers against the real server, honest clients beside them', () => 
     );
   });
 
+  it('small-order Ed25519 signing key at R0: the key-check worker does not clear it, the session refuses it (bad_key)', async () => {
+    const before = await getText('/metrics');
+    const a = scripted('attacker-small-gpk');
+    const identity = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0)); // the identity point
+    a.tamper.keys = (k) => ({ ...k, gPk: identity });
+    const start = await firstStart(a);
+    await closeAfter(a, 'secagg:keys');
+    const inputs = await expectExactRound(start.round);
+    expect(inputs).not.toContain(a);
+    expect(ackOf(a, 'secagg:keys')).toMatchObject({ ok: false, reason: 'bad_key' });
+    await expectAlive();
+    const m = await getText('/metrics');
+    expect(rejectedCount(m, 'bad_key', 'secagg:keys')).toBe(
+      rejectedCount(before, 'bad_key', 'secagg:keys') + 1,
+    );
+  });
+
   it('bad in-field shares at reveal: noticed, the secret rebuilt from the signed ones, culprit named, the sum exact', async () => {
     const before = await getText('/metrics');
     const a = scripted('attacker-in-field');

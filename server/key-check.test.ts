@@ -51,7 +51,38 @@ describe('KeyChecker (advertised keys checked on a worker thread)', () => {
       i % 100 === 7 ? { ...keys(), gPk: IDENTITY } : keys(),
     );
     await Promise.all(burst.map((r) => checker.prepare(r)));
-    const cleared = burst.filter((r) => checker.prechecked(r, r.cPk, r.sPk, r.gPk));
-    expect(cleared).toHaveLength(594);
+    // Exactly the six bad ones are left for the session: results map back to their own messages.
+    burst.forEach((r, i) => expect(checker.prechecked(r, r.cPk, r.sPk, r.gPk)).toBe(i % 100 !== 7));
   });
+
+  it('past maxPending, a message is left to the session at once (the cost without a worker, no queue)', async () => {
+    const small = new KeyChecker({ maxPending: 2 });
+    const [a, b, c] = [keys(), keys(), keys()];
+    await Promise.all([small.prepare(a), small.prepare(b), small.prepare(c)]);
+    expect([a, b, c].map((r) => small.prechecked(r, r.cPk, r.sPk, r.gPk))).toEqual([true, true, false]);
+    await small.close();
+  });
+
+  it('a worker that fails or does not answer in time: messages go on unchecked, and it is bypassed a while', async () => {
+    const closed = new KeyChecker();
+    await closed.close();
+    const a = keys();
+    await closed.prepare(a); // resolves: the thread is closed
+    expect(closed.prechecked(a, a.cPk, a.sPk, a.gPk)).toBe(false);
+    // 1 ms is less than a worker takes to start: the batch times out and the worker is bypassed.
+    let now = 0;
+    const slow = new KeyChecker({ timeoutMs: 1, bypassMs: 1000, now: () => now });
+    const b = keys();
+    await slow.prepare(b);
+    expect(slow.prechecked(b, b.cPk, b.sPk, b.gPk)).toBe(false);
+    const c = keys();
+    await slow.prepare(c); // bypassed: at once
+    expect(slow.prechecked(c, c.cPk, c.sPk, c.gPk)).toBe(false);
+    now = 2000; // the bypass is over: the (started by now) worker clears keys again
+    await new Promise((r) => setTimeout(r, 3000));
+    const d = keys();
+    await slow.prepare(d);
+    expect(slow.prechecked(d, d.cPk, d.sPk, d.gPk)).toBe(true);
+    await slow.close();
+  }, 20_000);
 });
