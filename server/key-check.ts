@@ -1,7 +1,7 @@
-import { ADVERTISED_KEY_BYTES } from '../shared/secagg/advertised.ts';
+import { ADVERTISED_KEY_BYTES, packAdvertised, unpackAdvertised } from '../shared/secagg/advertised.ts';
 import { bytesView, record } from '../shared/secagg/check.ts';
 import { SIGN_PUBLIC_BYTES } from '../shared/secagg/consistency.ts';
-import { KEY_BYTES } from '../shared/secagg/keys.ts';
+import { bytesEqual, KEY_BYTES } from '../shared/secagg/keys.ts';
 import { JobThread } from './job-thread.ts';
 
 export interface KeyCheckerOptions {
@@ -59,10 +59,11 @@ export class KeyChecker {
     let keys: Uint8Array;
     try {
       const r = record(raw, 'keys');
-      keys = new Uint8Array(ADVERTISED_KEY_BYTES);
-      keys.set(bytesView(r.cPk, 'cPk', KEY_BYTES), 0);
-      keys.set(bytesView(r.sPk, 'sPk', KEY_BYTES), KEY_BYTES);
-      keys.set(bytesView(r.gPk, 'gPk', SIGN_PUBLIC_BYTES), 2 * KEY_BYTES);
+      keys = packAdvertised([
+        bytesView(r.cPk, 'cPk', KEY_BYTES),
+        bytesView(r.sPk, 'sPk', KEY_BYTES),
+        bytesView(r.gPk, 'gPk', SIGN_PUBLIC_BYTES),
+      ]);
     } catch {
       return Promise.resolve(); // the session refuses it with the reason
     }
@@ -79,8 +80,8 @@ export class KeyChecker {
   prechecked(raw: object, cPk: Uint8Array, sPk: Uint8Array, gPk: Uint8Array): boolean {
     const k = this.cleared.get(raw);
     if (!k) return false;
-    const same = (b: Uint8Array, at: number): boolean => b.every((x, i) => x === k[at + i]);
-    return same(cPk, 0) && same(sPk, KEY_BYTES) && same(gPk, 2 * KEY_BYTES);
+    const [c, s, g] = unpackAdvertised(k);
+    return bytesEqual(cPk, c) && bytesEqual(sPk, s) && bytesEqual(gPk, g);
   }
 
   /** Whether the worker thread was started (tests check that the work left this thread). */
