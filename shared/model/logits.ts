@@ -1,13 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
+import { isSoftmaxLayer } from './task.ts';
 
 /**
- * Whether a model's last layer carries its softmax, so modelLogits can stop just before it: a Dense with
- * activation 'softmax' or an Activation('softmax') layer. checkTask requires it of plans with logitAdjust.
+ * Whether a model's last layer carries its softmax (isSoftmaxLayer, the rule checkTask applies to plans
+ * with logitAdjust), so modelLogits can stop just before it.
  */
 export function softmaxIsLast(model: tf.LayersModel): boolean {
   const last = model.layers.at(-1);
-  if (!last || last.getConfig().activation !== 'softmax') return false;
-  return last.getClassName() === 'Dense' || last.getClassName() === 'Activation';
+  return last !== undefined && isSoftmaxLayer(last.getClassName(), last.getConfig().activation);
 }
 
 /**

@@ -61,6 +61,14 @@ export const TASK_LIMITS = {
   maxActivation: 1 << 20,
 } as const;
 
+/**
+ * Whether a layer (by class name and config) carries the model's softmax as its last layer, so clients can
+ * take the logits just before it (shared/model/logits.ts): a Dense or an Activation with 'softmax'.
+ * Plans with logitAdjust need it.
+ */
+export const isSoftmaxLayer = (className: string, activation: unknown): boolean =>
+  (className === 'Dense' || className === 'Activation') && activation === 'softmax';
+
 /** The domain tag hashed in front of the canonical task: a task hash is never confused with another. */
 export const TASK_HASH_DOMAIN = 'aegisfl/task/v1\n';
 
@@ -201,10 +209,7 @@ export function checkTask(v: unknown): CheckedTask {
     const last = (
       m.topology as { config: { layers: { class_name: string; config: Record<string, unknown> }[] } }
     ).config.layers.at(-1)!;
-    if (
-      plan.logitAdjust &&
-      !(['Dense', 'Activation'].includes(last.class_name) && last.config.activation === 'softmax')
-    )
+    if (plan.logitAdjust && !isSoftmaxLayer(last.class_name, last.config.activation))
       fail('plan.logitAdjust needs the softmax on the last layer (a Dense or an Activation)');
   } else return fail('model must be { preset } or { topology }');
   const task: Task = { name: v.name as string, model, inputShape: inputShape as number[], numClasses, plan };
