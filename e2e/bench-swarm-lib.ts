@@ -372,18 +372,17 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
   const loop: Record<(typeof LOOP_STATS)[number], number | null> = { p50: null, p99: null, max: null };
   const loopWindows: SwarmBenchResult['loopWindows'] = [];
   const foldLoopDelay = (text: string, phase: string): void => {
+    const w: Partial<Record<(typeof LOOP_STATS)[number], number>> = {};
     for (const s of LOOP_STATS) {
       const v = metric(text, 'aegis_event_loop_delay_seconds', { stat: s });
-      if (v !== undefined && v !== null && Number.isFinite(v)) loop[s] = Math.max(loop[s] ?? 0, v);
+      if (typeof v === 'number' && Number.isFinite(v)) loop[s] = Math.max(loop[s] ?? 0, (w[s] = v));
     }
-    const p99 = metric(text, 'aegis_event_loop_delay_seconds', { stat: 'p99' });
-    const max = metric(text, 'aegis_event_loop_delay_seconds', { stat: 'max' });
-    if (typeof p99 === 'number' && typeof max === 'number' && Number.isFinite(p99) && Number.isFinite(max))
+    if (w.p99 !== undefined && w.max !== undefined)
       loopWindows.push({
         atSeconds: Math.round((Date.now() - t0) / 1000),
         phase,
-        p99Ms: Math.round(p99 * 1000),
-        maxMs: Math.round(max * 1000),
+        p99Ms: Math.round(w.p99 * 1000),
+        maxMs: Math.round(w.max * 1000),
       });
   };
   for (let tick = 0; ; tick++) {
