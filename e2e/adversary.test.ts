@@ -266,14 +266,11 @@ describe('attackers against the real server, honest clients beside them', () => 
     );
   });
 
-  it('low-order X25519 key at R0: refused (bad_key), dropped before rosters, the sum exact', async () => {
+  /** An attacker whose keys R0 must refuse: bad_key (counted), dropped before rosters, the sum exact. */
+  async function expectKeysRefused(id: string, tamper: NonNullable<ScriptedClient['tamper']['keys']>) {
     const before = await getText('/metrics');
-    const a = scripted('attacker-low-order');
-    // A point of order 8 (libsodium's blacklist): every key agreement with it is all-zero.
-    const lowOrder = Uint8Array.from(
-      Buffer.from('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800', 'hex'),
-    );
-    a.tamper.keys = (k) => ({ ...k, cPk: lowOrder });
+    const a = scripted(id);
+    a.tamper.keys = tamper;
     const start = await firstStart(a);
     await closeAfter(a, 'secagg:keys');
     const inputs = await expectExactRound(start.round);
@@ -288,23 +285,19 @@ describe('attackers against the real server, honest clients beside them', () => 
     expect(rejectedCount(m, 'bad_key', 'secagg:keys')).toBe(
       rejectedCount(before, 'bad_key', 'secagg:keys') + 1,
     );
+  }
+
+  it('low-order X25519 key at R0: refused (bad_key), dropped before rosters, the sum exact', async () => {
+    // A point of order 8 (libsodium's blacklist): every key agreement with it is all-zero.
+    const lowOrder = Uint8Array.from(
+      Buffer.from('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800', 'hex'),
+    );
+    await expectKeysRefused('attacker-low-order', (k) => ({ ...k, cPk: lowOrder }));
   });
 
   it('small-order Ed25519 signing key at R0: the key-check worker does not clear it, the session refuses it (bad_key)', async () => {
-    const before = await getText('/metrics');
-    const a = scripted('attacker-small-gpk');
     const identity = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0)); // the identity point
-    a.tamper.keys = (k) => ({ ...k, gPk: identity });
-    const start = await firstStart(a);
-    await closeAfter(a, 'secagg:keys');
-    const inputs = await expectExactRound(start.round);
-    expect(inputs).not.toContain(a);
-    expect(ackOf(a, 'secagg:keys')).toMatchObject({ ok: false, reason: 'bad_key' });
-    await expectAlive();
-    const m = await getText('/metrics');
-    expect(rejectedCount(m, 'bad_key', 'secagg:keys')).toBe(
-      rejectedCount(before, 'bad_key', 'secagg:keys') + 1,
-    );
+    await expectKeysRefused('attacker-small-gpk', (k) => ({ ...k, gPk: identity }));
   });
 
   it('bad in-field shares at reveal: noticed, the secret rebuilt from the signed ones, culprit named, the sum exact', async () => {
