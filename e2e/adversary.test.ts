@@ -295,7 +295,7 @@ describe('attackers against the real server, honest clients beside them', () => 
     await expectKeysRefused('attacker-low-order', (k) => ({ ...k, cPk: lowOrder }));
   });
 
-  it('small-order Ed25519 signing key at R0: the key-check worker does not clear it, the session refuses it (bad_key)', async () => {
+  it('small-order Ed25519 signing key at R0: refused (bad_key), dropped before rosters, the sum exact', async () => {
     const identity = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0)); // the identity point
     await expectKeysRefused('attacker-small-gpk', (k) => ({ ...k, gPk: identity }));
   });

@@ -14,7 +14,6 @@ import {
 import type { RoundRef, RoundRelease } from '../shared/protocol/messages.ts';
 import type { Clock, Timer } from './clock.ts';
 import type { Metrics } from './metrics.ts';
-import { keyChecker } from './key-check.ts';
 import { Outbox } from './outbox.ts';
 import { unmaskInProcess, type UnmaskRunner } from './unmask-thread.ts';
 import type { UnmaskResult } from '../shared/secagg/unmask.ts';
@@ -103,11 +102,7 @@ export class SecureRound {
   private readonly witness: OnlineWitness;
 
   constructor(private readonly o: SecureRoundOptions) {
-    // Keys the worker already cleared are not checked again here (key-check.ts).
-    this.session = new SecAggServerSession({
-      ...o,
-      keysChecked: o.keysChecked ?? ((raw, c, s, g) => keyChecker.prechecked(raw, c, s, g)),
-    });
+    this.session = new SecAggServerSession(o);
     this.witness = new OnlineWitness(this.session, o.online);
     this.firstSends = new Outbox({
       ...(o.schedule ? { schedule: o.schedule } : {}),

@@ -23,7 +23,6 @@ import { admit, type HandshakePolicy } from './handshake.ts';
 import type { JoinTokenPayload } from './join-token.ts';
 import { STATUS_ROOM, StatusPush } from './status-push.ts';
 import { Outbox } from './outbox.ts';
-import { keyChecker } from './key-check.ts';
 
 export type { EventLabel };
 export const EVENT_LABELS: readonly EventLabel[] = [...CLIENT_EVENTS, 'unknown', 'transport', 'connect'];
@@ -64,14 +63,7 @@ export interface SocketBackend {
   statusFeed(emit: (s: ServerStatus) => void, clock: Clock): StatusFeed;
 }
 
-/**
- * The coordinator in this process: every message is dispatched at once, but for secagg:keys from a
- * client that said hello, whose keys are checked on a worker thread first (key-check.ts: ~130 µs of field
- * arithmetic each, all arriving at a round's start). One such message per connection waits at a time
- * (holding at most one message, as the decoder may); the connection's close waits behind it, so the
- * coordinator never sees a disconnect before keys sent earlier. Anything else the connection sends
- * meanwhile is dispatched at once: an honest client sends nothing between its keys and the roster.
- */
+/** The coordinator in this process: every message is dispatched at once. */
 export function localBackend(coordinator: Coordinator, metrics: Metrics): SocketBackend {
   return {
     sessionOf: (c) => coordinator.sessionOf(c),
@@ -82,22 +74,9 @@ export function localBackend(coordinator: Coordinator, metrics: Metrics): Socket
         resumes: meta.resumes,
         observerOnly: meta.observerOnly,
       };
-      let keys: Promise<unknown> | null = null;
       return {
-        message: (event, raw) => {
-          if (event !== 'secagg:keys' || keys || conn.clientId === null || conn.observerOnly)
-            return dispatch(coordinator, metrics, conn, event, raw);
-          const p = keyChecker.prepare(raw).then(() => dispatch(coordinator, metrics, conn, event, raw));
-          keys = p;
-          const clear = (): void => void (keys === p && (keys = null));
-          p.then(clear, clear);
-          return p;
-        },
-        close: () => {
-          if (!keys) return coordinator.disconnect(link);
-          const later = (): void => coordinator.disconnect(link);
-          keys.then(later, later).catch(() => metrics.internalErrors.inc({ where: 'disconnect' }));
-        },
+        message: (event, raw) => dispatch(coordinator, metrics, conn, event, raw),
+        close: () => coordinator.disconnect(link),
       };
     },
     statusFeed(emit, clock) {

@@ -176,37 +176,6 @@ describe('misbehaviour is rejected with a reason', () => {
     expect(reason(() => server.receiveShares(1, {}))).toBe('wrong_phase');
   });
 
-  it('keysChecked: keys the caller already cleared are not checked again; others are', () => {
-    // A small-order signing key (the identity point's encoding): refused by the session's own check.
-    const identity = new Uint8Array(32);
-    identity[0] = 1;
-    const cleared = new Set<object>();
-    const nb = harary(4, 3).map((l) => l.map((v) => v + 1));
-    const server = new SecAggServerSession({
-      tag: 'x',
-      n: 4,
-      neighbours: nb,
-      t: 2,
-      vectorLength: 8,
-      minSurvivors: 2,
-      keysChecked: (raw) => cleared.has(raw),
-    });
-    const c = Array.from(
-      { length: 4 },
-      (_, i) => new SecAggClientSession({ tag: 'x', index: i + 1, n: 4, t: 2, vectorLength: 8 }),
-    );
-    const bad1 = { ...c[0].advertise(), gPk: identity };
-    expect(reason(() => server.receiveKeys(1, bad1))).toBe('bad_key');
-    const bad2 = { ...c[1].advertise(), gPk: identity };
-    cleared.add(bad2);
-    server.receiveKeys(2, bad2); // the caller vouched for it: no second check (the caller's check is the one)
-    // The cheap checks still run: equal keys are refused whatever the caller said.
-    const k3 = c[2].advertise();
-    const same = { ...k3, sPk: k3.cPk };
-    cleared.add(same);
-    expect(reason(() => server.receiveKeys(3, same))).toBe('bad_key');
-  });
-
   it('a share addressed to a non-neighbour, twice to one peer, or missing one; replayed shares', () => {
     // A sparse graph: 1's neighbours are 2 and 6 only.
     const nb = [

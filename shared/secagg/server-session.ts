@@ -3,6 +3,7 @@ import { ProtocolError } from '../base/errors.ts';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import {
   checkKeyAuth,
+  checkSigningKey,
   countSurvivorSignatures,
   SIGN_PUBLIC_BYTES,
   SIGNATURE_BYTES,
@@ -10,8 +11,7 @@ import {
   type ShareKind,
 } from './consistency.ts';
 import { SecAggAbort } from './errors.ts';
-import { advertisedKeyProblem } from './advertised.ts';
-import { bytesEqual, KEY_BYTES } from './keys.ts';
+import { bytesEqual, checkPublicKey, KEY_BYTES } from './keys.ts';
 import { WordSum } from './words.ts';
 import { isFieldElement, SHARE_BYTES } from './shamir.ts';
 import {
@@ -61,11 +61,6 @@ export interface ServerSessionConfig {
    * site attested under sitePublicKey; R2 closes into R3 (closeMaskedToConsistency). Absent: no R3.
    */
   consistency?: { sitePublicKey: Uint8Array } | null;
-  /**
-   * Whether the caller already checked exactly these keys of this message (e.g. on another thread: the
-   * server's key-check.ts); then receiveKeys skips advertisedKeyProblem. Absent: it checks.
-   */
-  keysChecked?: (raw: object, cPk: Uint8Array, sPk: Uint8Array, gPk: Uint8Array) => boolean;
 }
 
 const MAX_BOX_BYTES = 256;
@@ -285,7 +280,7 @@ export class SecAggServerSession {
     const gPk = bytes(r.gPk, 'gPk', SIGN_PUBLIC_BYTES);
     // A small-order key would make every neighbour's key agreement fail, and no share signed under an
     // unusable gPk would verify: refuse it before rosters go out (clients refuse such a roster).
-    const problem = this.cfg.keysChecked?.(r, cPk, sPk, gPk) ? null : advertisedKeyProblem(cPk, sPk, gPk);
+    const problem = checkPublicKey(cPk) ?? checkPublicKey(sPk) ?? checkSigningKey(gPk);
     if (problem) {
       this.exclude(from);
       throw new ProtocolError('bad_key', `public key refused: ${problem}`);
