@@ -31,7 +31,14 @@ export interface ClientEvents extends Record<string, unknown> {
   state: ClientState;
   /** The server's task, accepted (it matches the page's pin, or was pinned at this first welcome). */
   task: { name: string; hash: string; numParams: number };
-  backend: { backend: BackendName; skipped: SkippedBackend[]; where: TrainerPort['where']; data: string };
+  /** threads: 2 where two workers split each batch (trainer-pair.ts), else 1. */
+  backend: {
+    backend: BackendName;
+    skipped: SkippedBackend[];
+    where: TrainerPort['where'];
+    threads: number;
+    data: string;
+  };
   progress: { round: number } & TrainProgress;
   trained: { round: number; loss: number; trainMs: number; numExamples: number };
   /** The update as sent: encoding/masking time, its L2 norm before clipping, and whether it was masked. */

@@ -399,7 +399,7 @@ describe('AegisClient', () => {
     expect(socket.all('ready')).toEqual([{ backend: 'cpu' }]);
     expect(trainer.spawned).toBe(1);
     expect(events.backend).toEqual([
-      { backend: 'cpu', skipped: [], where: 'main-thread', data: 'fake data' },
+      { backend: 'cpu', skipped: [], where: 'main-thread', threads: 1, data: 'fake data' },
     ]);
     expect(events.state).toEqual(['preparing', 'idle']);
     expect(client.state).toBe('idle');

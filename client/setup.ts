@@ -51,6 +51,7 @@ export async function prepare(
     backend: r.backend,
     skipped: r.skipped,
     where: trainer.where,
+    threads: trainer.threads ?? 1,
     data: r.dataDescription,
   });
   // The example count stays here: under secure aggregation it travels only inside the masked vector.

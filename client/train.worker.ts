@@ -14,7 +14,7 @@ const handle = createTrainerHost(
   softwareGpuPrecheck(BACKEND_PREFERENCE),
 );
 self.onmessage = (e: MessageEvent<TrainerRequest>) => {
-  // A pace change must reach a training in progress, so it does not wait its turn.
-  if (e.data.type === 'pace') return void handle(e.data);
+  // A pace change or the end of a pair must reach a training in progress, so they do not wait their turn.
+  if (e.data.type === 'pace' || e.data.type === 'peer') return void handle(e.data);
   queue = queue.then(() => handle(e.data));
 };

@@ -7,6 +7,7 @@ import { providerFor } from './data-providers.ts';
 import { LocalTrainer, trainingStepProbe } from './trainer.ts';
 import type { TrainerRequest, TrainerResponse } from './worker-protocol.ts';
 import { Pacer } from './pacer.ts';
+import { portExchange, type ClosableExchange, type PortLike } from './grad-exchange.ts';
 
 export type Post = (msg: TrainerResponse, transfer?: Transferable[]) => void;
 
@@ -24,9 +25,15 @@ export function createTrainerHost(
     () => performance.now(),
     (ms) => new Promise((res) => setTimeout(res, ms)),
   );
+  let peer: ClosableExchange | null = null;
   return async (req) => {
     try {
       if (req.type === 'pace') return pacer.set(req.pace);
+      if (req.type === 'peer') {
+        peer?.close(req.port ? 'another peer was given' : 'the page ended the pair');
+        peer = req.port ? portExchange(req.port as unknown as PortLike, req.rank) : null;
+        return;
+      }
       if (req.type === 'init') {
         // Checked again here: the worker builds only a task that passes (the page checked it too).
         const task = checkTask(req.task);
@@ -65,6 +72,7 @@ export function createTrainerHost(
         req.config,
         (progress) => post({ type: 'progress', round: req.round, progress }),
         () => pacer.between(),
+        peer ?? undefined,
       );
       const delta = float32ToBuffer(r.delta);
       post(

@@ -18,6 +18,10 @@ export interface TrainerPort {
   ): Promise<Done>;
   /** Pause/resume and the CPU share; applies mid-round at the next batch. Optional: test fakes have none. */
   pace?(p: Pace): void;
+  /** Links this trainer to another over `port` (trainer-pair.ts); null ends the link. Workers only. */
+  peer?(port: MessagePort | null, rank: 0 | 1): void;
+  /** Threads training (2 for a data-parallel pair); absent means 1. */
+  readonly threads?: number;
   terminate(): void;
 }
 
@@ -59,6 +63,7 @@ export function createTrainerPort(where: TrainerPort['where'], ch: Channel): Tra
     train: (round, weights, config, onProgress) =>
       request<Done>({ type: 'train', round, weights, config }, [weights], onProgress),
     pace: (pace) => ch.send({ type: 'pace', pace }, []),
+    peer: (port, rank) => ch.send({ type: 'peer', port, rank }, port ? [port] : []),
     terminate: () => {
       pending?.reject(new Error('trainer terminated'));
       pending = null;

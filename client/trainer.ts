@@ -20,6 +20,37 @@ export interface TrainProgress {
   loss?: number;
 }
 
+/** One side's share of a data-parallel step: the mean gradient and loss over its n examples (n may be 0). */
+export interface HalfGradient {
+  n: number;
+  loss: number;
+  /** Flat, in trainable-weight order; empty when n is 0. */
+  grad: Float32Array;
+}
+
+/**
+ * The link between the two trainers of a data-parallel pair (each on its own thread, same data, same seed):
+ * each step, each sends its half's gradient and receives the other's.
+ */
+export interface GradientExchange {
+  /** 0 trains the first half of each batch, 1 the second. */
+  readonly rank: 0 | 1;
+  swap(mine: HalfGradient): Promise<HalfGradient>;
+}
+
+/** The batch's mean gradient from its halves' means, rank 0 first (both sides compute it alike). */
+export function combineHalves(a: HalfGradient, b: HalfGradient): Float32Array {
+  if (b.n === 0) return a.grad;
+  if (a.n === 0) return b.grad;
+  if (a.grad.length !== b.grad.length)
+    throw new Error(`data-parallel step: gradients of ${a.grad.length} and ${b.grad.length} values`);
+  const wa = a.n / (a.n + b.n);
+  const wb = b.n / (a.n + b.n);
+  const out = new Float32Array(a.grad.length);
+  for (let i = 0; i < out.length; i++) out[i] = wa * a.grad[i] + wb * b.grad[i];
+  return out;
+}
+
 export interface TrainResult {
   delta: Float32Array;
   numExamples: number;
@@ -73,6 +104,7 @@ export class LocalTrainer {
     cfg: TrainConfig,
     onProgress?: (p: TrainProgress) => void,
     between?: () => Promise<void>,
+    peer?: GradientExchange,
   ): Promise<TrainResult> {
     const t0 = performance.now();
     setFlatWeights(this.model, this.runtime.shapes, global);
@@ -89,19 +121,13 @@ export class LocalTrainer {
         const order = permutation(n, this.orderRng);
         let epochLoss: tf.Scalar = tf.scalar(0);
         for (let b = 0; b < batches; b++) {
-          const idx = tf.tensor1d(
-            Int32Array.from(order.subarray(b * bs, Math.min(n, (b + 1) * bs))),
-            'int32',
-          );
-          const cost = optimizer.minimize(() => {
+          const ids = order.subarray(b * bs, Math.min(n, (b + 1) * bs));
+          // Drawn for the whole batch on both sides of a pair: the same stream as one trainer alone.
+          const windows = cfg.augment ? randomWindows(ids.length, AUGMENT_PAD, this.augRng) : null;
+          const lossOf = (from: number, to: number) => (): tf.Scalar => {
+            const idx = tf.tensor1d(Int32Array.from(ids.subarray(from, to)), 'int32');
             const raw = tf.gather(this.x, idx);
-            const xb = cfg.augment
-              ? augmentBatch(
-                  raw as tf.Tensor4D,
-                  randomWindows(raw.shape[0], AUGMENT_PAD, this.augRng),
-                  AUGMENT_PAD,
-                )
-              : raw;
+            const xb = windows ? augmentBatch(raw as tf.Tensor4D, windows.slice(from, to), AUGMENT_PAD) : raw;
             const yb = tf.gather(this.y, idx);
             const ce = cfg.logitAdjust
               ? logitAdjustedCrossentropy(yb, modelLogits(this.model, xb, true), this.logPrior)
@@ -113,11 +139,13 @@ export class LocalTrainer {
               this.model.trainableWeights.map((w, k) => tf.sum(tf.square(tf.sub(w.read(), anchors[k])))),
             );
             return tf.add(ce, tf.mul(mu / 2, prox)) as tf.Scalar;
-          }, true);
-          idx.dispose();
-          const next = tf.add(epochLoss, cost!) as tf.Scalar;
+          };
+          const cost = peer
+            ? await this.pairStep(optimizer, peer, ids.length, lossOf)
+            : optimizer.minimize(lossOf(0, ids.length), true)!;
+          const next = tf.add(epochLoss, cost) as tf.Scalar;
           epochLoss.dispose();
-          cost!.dispose();
+          cost.dispose();
           epochLoss = next;
           if (onProgress && b < batches - 1) onProgress({ epoch, epochs: cfg.epochs, batch: b + 1, batches });
           // The host page's share of the CPU (pause while hidden, duty cycle): yield between batches.
@@ -139,6 +167,48 @@ export class LocalTrainer {
       throw new Error(`backend ${tf.getBackend()} returned all-zero weights (GPU device lost?)`);
     for (let i = 0; i < local.length; i++) local[i] -= global[i];
     return { delta: local, numExamples: n, loss: lastLoss, trainMs: performance.now() - t0 };
+  }
+
+  /**
+   * One step of a data-parallel pair: this side's half of the batch (rank 0 the first ceil(b/2) examples),
+   * the halves' mean gradients swapped with the peer and combined in rank order, the same arithmetic on both
+   * sides, so both apply the very same update and stay equal bit for bit without sending weights.
+   */
+  private async pairStep(
+    optimizer: tf.Optimizer,
+    peer: GradientExchange,
+    b: number,
+    lossOf: (from: number, to: number) => () => tf.Scalar,
+  ): Promise<tf.Scalar> {
+    const h = Math.ceil(b / 2);
+    const [from, to] = peer.rank === 0 ? [0, h] : [h, b];
+    const vars = this.model.trainableWeights.map((w) => w.read() as tf.Variable);
+    let mine: HalfGradient = { n: 0, loss: 0, grad: new Float32Array(0) };
+    if (to > from) {
+      const { value, grads } = optimizer.computeGradients(lossOf(from, to), vars);
+      const flat = new Float32Array(this.runtime.shapes.reduce((s, w) => s + w.size, 0));
+      let o = 0;
+      for (const v of vars) {
+        const g = grads[v.name].dataSync() as Float32Array;
+        flat.set(g, o);
+        o += g.length;
+      }
+      mine = { n: to - from, loss: value.dataSync()[0], grad: flat };
+      tf.dispose([value, ...Object.values(grads)]);
+    }
+    const other = await peer.swap(mine);
+    const [a, c] = peer.rank === 0 ? [mine, other] : [other, mine];
+    if (a.n + c.n !== b) throw new Error(`data-parallel step: halves of ${a.n} + ${c.n} for a batch of ${b}`);
+    const combined = combineHalves(a, c);
+    let o = 0;
+    const named: tf.NamedTensorMap = {};
+    for (const v of vars) {
+      named[v.name] = tf.tensor(combined.subarray(o, o + v.size), v.shape, 'float32');
+      o += v.size;
+    }
+    optimizer.applyGradients(named);
+    tf.dispose(Object.values(named));
+    return tf.scalar((a.n * a.loss + c.n * c.loss) / b);
   }
 
   dispose(): void {

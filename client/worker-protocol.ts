@@ -14,7 +14,12 @@ export type TrainerRequest =
   | { type: 'init'; task: Task; data: TrainerData; serverUrl: string; backends?: BackendName[] }
   | { type: 'train'; round: number; weights: ArrayBuffer; config: TrainConfig }
   /** Takes effect at once, even mid-round (at the next batch boundary); has no response. */
-  | { type: 'pace'; pace: Pace };
+  | { type: 'pace'; pace: Pace }
+  /**
+   * Pairs this trainer with another over `port` (trainer-pair.ts): each trains its half of every batch
+   * (rank 0 the first). A null port ends the pair at once, failing a training in progress. No response.
+   */
+  | { type: 'peer'; port: MessagePort | null; rank: 0 | 1 };
 
 export type TrainerResponse =
   | {

@@ -108,6 +108,8 @@ function startClient(): void {
     floors,
     // A server with --join-token-key needs a join token (?token=, as a site puts it in data-token).
     token: params.get('token') ?? undefined,
+    // ?threads=1 or 2 overrides the default (2 on wasm/cpu with 4+ cores): the trainer split over two workers.
+    trainThreads: params.get('threads') === '2' ? 2 : params.get('threads') === '1' ? 1 : undefined,
   });
   probe.client = client;
   const showState = (s: ClientState): void => {
@@ -129,7 +131,12 @@ function startClient(): void {
     probe.backend = b.backend;
     probe.where = b.where;
     $('backend').textContent = b.backend;
-    $('where').textContent = b.where === 'worker' ? 'Web Worker' : 'main thread';
+    $('where').textContent =
+      b.where === 'main-thread'
+        ? 'main thread'
+        : b.threads > 1
+          ? `${b.threads} Web Workers (each half of every batch)`
+          : 'Web Worker';
     $('data').textContent = b.data;
     $('skipped').textContent = b.skipped.length
       ? `Skipped: ${b.skipped.map((s) => `${s.backend} (${s.reason})`).join('; ')}`

@@ -1,5 +1,5 @@
 /**
- * npm run bench:train [-- --backends webgpu,webgl,wasm,wasm-threaded,cpu --model small --examples 256 --reps 3
+ * npm run bench:train [-- --backends webgpu,webgl,wasm,wasm-threaded,cpu --model small --examples 256 --reps 3 --batch-size 32
  *   --node-cpu-examples 64]
  * Runs e2e/bench/train.html in headless chromium: for each backend, examples/s of our client training
  * path (LocalTrainer, as the Web Worker runs it) vs a bare tfjs model.fit loop on the same model and data,
@@ -28,6 +28,7 @@ const { values } = parseArgs({
     model: { type: 'string', default: 'small' },
     examples: { type: 'string', default: '256' },
     reps: { type: 'string', default: '3' },
+    'batch-size': { type: 'string', default: '32' },
     // tfjs' Node cpu backend trains a few examples per second: fewer examples keep the run short.
     'node-cpu-examples': { type: 'string', default: '64' },
   },
@@ -43,6 +44,9 @@ interface BenchResult {
   bare: number[];
   isolated: boolean;
   threads?: number;
+  oneWorker?: number[];
+  twoWorkers?: number[];
+  pairThreads?: number;
   error?: string;
 }
 
@@ -67,6 +71,9 @@ try {
       model: values.model!,
       examples: values.examples!,
       reps: values.reps!,
+      batch: values['batch-size']!,
+      // The one-worker vs two-worker arms: on the plain page's wasm, the CPU path visitors fall back to.
+      workers: name === 'wasm' ? '1' : '0',
     });
     process.stdout.write(
       `bench:train ${name} (${values.model}, ${values.examples} examples, ${values.reps} reps)… `,
@@ -95,6 +102,10 @@ try {
     console.log(
       `ours ${o.toFixed(1)} ex/s, bare ${b.toFixed(1)} ex/s, ratio ${(o / b).toFixed(3)}${r.threads ? `, ${r.threads} thread(s)` : ''}`,
     );
+    if (r.oneWorker && r.twoWorkers)
+      console.log(
+        `  client trainer: 1 worker ${median(r.oneWorker).toFixed(1)} ex/s, 2 workers (${r.pairThreads} training) ${median(r.twoWorkers).toFixed(1)} ex/s: ${(median(r.twoWorkers) / median(r.oneWorker)).toFixed(2)}x`,
+      );
   }
 } finally {
   await browser.close();
@@ -110,7 +121,12 @@ async function nodeRate(backend: string, examples: number, reps: number): Promis
   const w0 = await getFlatWeights(init);
   init.dispose();
   const trainer = new LocalTrainer(spec, syntheticDataset({ seed: 3, count: examples }));
-  const cfg = { epochs: 1, batchSize: 32, learningRate: 0.001, optimizer: 'adam' as const };
+  const cfg = {
+    epochs: 1,
+    batchSize: Number(values['batch-size']),
+    learningRate: 0.001,
+    optimizer: 'adam' as const,
+  };
   const rates: number[] = [];
   await trainer.train(w0, cfg);
   for (let i = 0; i < reps; i++) {
@@ -135,7 +151,7 @@ for (const [backend, examples, reps] of [
 const nodeCpu = nodeRows.find((r) => r.backend === 'cpu')!.median;
 
 console.log(
-  `\nchromium (headless, ${values.model}, batch 32)\nbackend        ours ex/s  bare ex/s  ratio (ours/bare)  x Node cpu  threads`,
+  `\nchromium (headless, ${values.model}, batch ${values['batch-size']})\nbackend        ours ex/s  bare ex/s  ratio (ours/bare)  x Node cpu  threads`,
 );
 for (const r of rows) {
   if (r.ratio === undefined)
@@ -149,6 +165,11 @@ const single = rows.find((r) => r.backend === 'wasm')?.oursMedian;
 const multi = rows.find((r) => r.backend === 'wasm-threaded')?.oursMedian;
 if (single && multi)
   console.log(`wasm multi- vs single-threaded (same page, isolated vs not): ${(multi / single).toFixed(2)}x`);
+const pair = rows.find((r) => r.backend === 'wasm' && r.oneWorker && r.twoWorkers);
+if (pair)
+  console.log(
+    `wasm, the client's trainer in 2 workers (each half of every batch) vs 1: ${(median(pair.twoWorkers!) / median(pair.oneWorker!)).toFixed(2)}x (${pair.pairThreads} training)`,
+  );
 console.log('\nNode (this process, our LocalTrainer)\nbackend  ours ex/s  x Node cpu');
 for (const r of nodeRows)
   console.log(

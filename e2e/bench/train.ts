@@ -8,6 +8,9 @@ import { getFlatWeights } from '../../shared/model/weights.ts';
 import { modelByName } from '../../shared/model/spec.ts';
 import { LocalTrainer } from '../../client/trainer.ts';
 import type { BackendName, TrainConfig } from '../../shared/protocol/messages.ts';
+import { spawnTrainer } from '../../client/spawn-trainer.ts';
+import { examplesFromDataset } from '../../shared/data/examples.ts';
+import { presetTask } from '../../shared/model/task.ts';
 
 /**
  * Examples/s of our client training path (LocalTrainer, as the worker runs it) vs a bare tfjs loop
@@ -26,6 +29,11 @@ interface BenchResult {
   isolated: boolean;
   /** wasm: threads its kernels run on (1: the single-threaded build). */
   threads?: number;
+  /** With ?workers=1: the client's trainer in one Web Worker vs a pair splitting each batch (ex/s). */
+  oneWorker?: number[];
+  twoWorkers?: number[];
+  /** Threads the pair really trained on (1 if the second worker could not join). */
+  pairThreads?: number;
   error?: string;
 }
 
@@ -37,7 +45,7 @@ async function run(): Promise<BenchResult> {
   const reps = Number(p.get('reps') ?? 3);
   const cfg: TrainConfig = {
     epochs: Number(p.get('epochs') ?? 1),
-    batchSize: 32,
+    batchSize: Number(p.get('batch') ?? 32),
     learningRate: 0.001,
     optimizer: 'adam',
   };
@@ -83,7 +91,54 @@ async function run(): Promise<BenchResult> {
     out.ours.push(await ours());
     out.bare.push(await bare());
   }
+  trainer.dispose();
+  bareModel.dispose();
+  tf.dispose([x, y]);
+  if (p.get('workers') === '1') await workerArms(out, backend, spec.name, data, cfg, w0, reps);
   return out;
+}
+
+/**
+ * The client's trainer as a visitor's page runs it (spawnTrainer: Web Workers, the worker protocol), alone
+ * and as a data-parallel pair, interleaved; the page's own tfjs is idle meanwhile.
+ */
+async function workerArms(
+  out: BenchResult,
+  backend: BackendName,
+  preset: string,
+  data: ReturnType<typeof syntheticDataset>,
+  cfg: TrainConfig,
+  w0: Float32Array,
+  reps: number,
+): Promise<void> {
+  const init = {
+    type: 'init' as const,
+    task: presetTask(preset, cfg),
+    data: { kind: 'inline' as const, examples: examplesFromDataset(data) },
+    serverUrl: location.origin,
+    backends: [backend],
+  };
+  const one = await spawnTrainer(1);
+  const two = await spawnTrainer(2);
+  await one.init(init);
+  await two.init(init);
+  out.pairThreads = two.threads ?? 1;
+  let round = 0;
+  const rate = async (t: typeof one): Promise<number> => {
+    const t0 = performance.now();
+    await t.train(++round, w0.slice().buffer, cfg, () => {});
+    return (data.n * cfg.epochs) / ((performance.now() - t0) / 1000);
+  };
+  await rate(one);
+  await rate(two);
+  out.oneWorker = [];
+  out.twoWorkers = [];
+  for (let i = 0; i < reps; i++) {
+    out.oneWorker.push(await rate(one));
+    out.twoWorkers.push(await rate(two));
+  }
+  one.terminate();
+  two.terminate();
 }
 
 const w = window as unknown as { __bench?: BenchResult };
