@@ -138,6 +138,7 @@ function fakeTrainer() {
               numExamples: EXAMPLES,
               loss: 0.5,
               trainMs: 7,
+              pairedSteps: 0,
             }),
         }),
       ),

@@ -132,6 +132,12 @@ describe('portExchange (the pair over a MessageChannel)', () => {
     q1.postMessage({ type: 'grad', step: 0, n: 2, loss: 0, grad: [0, 0] });
     await expect(pending).rejects.toThrow(/malformed/);
 
+    // Rank 0's patience: a peer that says nothing fails the swap, and the pair with it.
+    const [s0] = channel();
+    const e = portExchange(s0, 0);
+    await expect(e.swap(half(1), 50)).rejects.toThrow(/sent no gradient within 50 ms/);
+    await expect(e.swap(half(1))).rejects.toThrow(/within 50 ms/);
+
     const [r0] = channel();
     const d = portExchange(r0, 1);
     const hung = d.swap(half(1));

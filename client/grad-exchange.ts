@@ -47,14 +47,23 @@ export function portExchange(port: PortLike, rank: 0 | 1): ClosableExchange {
   };
   return {
     rank,
-    async swap(mine: HalfGradient): Promise<HalfGradient> {
+    async swap(mine: HalfGradient, patienceMs?: number): Promise<HalfGradient> {
       if (broken) throw broken;
       const s = step++;
       const out: GradMessage = { type: 'grad', step: s, n: mine.n, loss: mine.loss, grad: mine.grad };
       port.postMessage(out); // cloned, not transferred: the caller still combines with its own copy
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const m =
         inbox.shift() ??
-        (await new Promise<GradMessage>((resolve, reject) => (waiting = { resolve, reject })));
+        (await new Promise<GradMessage>((resolve, reject) => {
+          waiting = { resolve, reject };
+          if (patienceMs !== undefined)
+            timer = setTimeout(
+              () =>
+                fail(new Error(`data-parallel peer sent no gradient within ${Math.round(patienceMs)} ms`)),
+              patienceMs,
+            );
+        }).finally(() => clearTimeout(timer)));
       if (m.step !== s) {
         fail(new Error(`data-parallel peer is at step ${m.step}, this side at ${s}`));
         throw broken!;

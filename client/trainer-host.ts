@@ -26,6 +26,7 @@ export function createTrainerHost(
     (ms) => new Promise((res) => setTimeout(res, ms)),
   );
   let peer: ClosableExchange | null = null;
+  let examples: Examples | null = null;
   return async (req) => {
     try {
       if (req.type === 'pace') return pacer.set(req.pace);
@@ -56,6 +57,7 @@ export function createTrainerHost(
           : await selectBackend(probe, BACKEND_PREFERENCE, defaultPrecheck);
         trainer?.dispose();
         trainer = new LocalTrainer(await buildTaskModel(task), data);
+        examples = data;
         post({
           type: 'ready',
           backend: choice.backend,
@@ -65,7 +67,11 @@ export function createTrainerHost(
         });
         return;
       }
-      if (!trainer) throw new Error('train requested before init');
+      if (!trainer || !examples) throw new Error(`${req.type} requested before init`);
+      if (req.type === 'examples') {
+        const copy = { n: examples.n, x: examples.x.slice(), y: examples.y.slice() };
+        return post({ type: 'examples', examples: copy }, [copy.x.buffer, copy.y.buffer]);
+      }
       pacer.start();
       const r = await trainer.train(
         new Float32Array(req.weights),
@@ -83,6 +89,7 @@ export function createTrainerHost(
           numExamples: r.numExamples,
           loss: r.loss,
           trainMs: r.trainMs,
+          pairedSteps: r.pairedSteps,
         },
         [delta],
       );

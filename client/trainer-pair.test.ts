@@ -54,6 +54,8 @@ describe('createTrainerPair (two trainers as one, each half of every batch)', ()
     expect(scale).toBeGreaterThan(1e-4);
     expect(diff).toBeLessThan(1e-3 * scale);
     expect(a.numExamples).toBe(20);
+    expect(a.pairedSteps).toBe(3); // 20 examples in batches of 8, each split over the two
+    expect(b.pairedSteps).toBe(0);
     pair.terminate();
     alone.terminate();
   });
@@ -104,6 +106,84 @@ describe('createTrainerPair (two trainers as one, each half of every batch)', ()
     const r = await pair.train(2, w0.slice().buffer, plan, () => {});
     expect(r.numExamples).toBe(20);
     pair.terminate();
+  });
+
+  /** A real second trainer, with what the test wants changed, and a record of what it was asked. */
+  function wrapped(change: Partial<TrainerPort> = {}) {
+    const real = inline();
+    const seen = { inits: [] as Parameters<TrainerPort['init']>[0][], terminated: false };
+    const port: TrainerPort = {
+      where: real.where,
+      init: (r) => (seen.inits.push(r), real.init(r)),
+      train: (...args) => real.train(...args),
+      peer: (p, rank) => real.peer!(p, rank),
+      terminate: () => ((seen.terminated = true), real.terminate()),
+      ...change,
+    };
+    return { port, real, seen };
+  }
+
+  it("the second trainer gets the first's examples and backend, and fetches nothing", async () => {
+    const w = wrapped();
+    const pair = createTrainerPair(inline(), async () => w.port, channel);
+    await pair.init(init(['wasm']));
+    expect(pair.threads).toBe(2);
+    expect(w.seen.inits).toHaveLength(1);
+    const got = w.seen.inits[0];
+    expect(got.backends).toEqual(['wasm']);
+    expect(got.data.kind).toBe('inline');
+    const ex = (got.data as { examples: typeof examples }).examples;
+    expect(ex.n).toBe(20);
+    expect(Array.from(ex.y)).toEqual(Array.from(examples.y));
+    expect(ex.x).toEqual(examples.x);
+    pair.terminate();
+  });
+
+  it('a round that fails alike on both (a bad plan) keeps the pair; the next round trains paired', async () => {
+    const w0 = await weights();
+    const pair = createTrainerPair(inline(), async () => wrapped().port, channel);
+    await pair.init(init(['wasm']));
+    const bad = { ...plan, optimizer: 'bogus' } as unknown as TrainConfig;
+    await expect(pair.train(1, w0.slice().buffer, bad, () => {})).rejects.toThrow(/unknown local optimizer/);
+    expect(pair.threads).toBe(2);
+    const r = await pair.train(2, w0.slice().buffer, plan, () => {});
+    expect(r.pairedSteps).toBe(3);
+    pair.terminate();
+  });
+
+  it('a second trainer that never answers after the last swap: let go after settleMs, the round kept', async () => {
+    const w0 = await weights();
+    const w = wrapped();
+    w.port.train = (...args) => (void w.real.train(...args), new Promise(() => {}));
+    const pair = createTrainerPair(inline(), async () => w.port, channel, { settleMs: 200 });
+    await pair.init(init(['wasm']));
+    const r = await pair.train(1, w0.slice().buffer, plan, () => {});
+    expect(r.pairedSteps).toBe(3); // both halves came; only the second's own answer did not
+    expect(pair.threads).toBe(1);
+    expect(w.seen.terminated).toBe(true);
+    expect((await pair.train(2, w0.slice().buffer, plan, () => {})).pairedSteps).toBe(0);
+    pair.terminate();
+  });
+
+  it('a CPU share below 1: the first trains alone (a second would double what the page allowed)', async () => {
+    const pair = createTrainerPair(inline(), async () => wrapped().port, channel);
+    await pair.init(init(['wasm']));
+    pair.pace!({ paused: false, cpuShare: 0.5 });
+    expect(pair.threads).toBe(1);
+    const r = await pair.train(1, (await weights()).slice().buffer, plan, () => {});
+    expect(r.pairedSteps).toBe(0);
+    pair.pace!({ paused: false, cpuShare: 1 });
+    expect((await pair.train(2, (await weights()).slice().buffer, plan, () => {})).pairedSteps).toBe(3);
+    pair.terminate();
+  });
+
+  it('terminated while the second starts: the second is let go, not kept', async () => {
+    const w = wrapped();
+    const pair: TrainerPort = createTrainerPair(inline(), async () => w.port, channel);
+    w.port.init = (r) => (pair.terminate(), w.real.init(r));
+    await pair.init(init(['wasm']));
+    expect(w.seen.terminated).toBe(true);
+    expect(pair.threads).toBe(1);
   });
 
   it('defaults to two threads only on the demo page of a machine with 4 or more cores', () => {

@@ -38,7 +38,15 @@ describe('trainer port', () => {
     ).rejects.toThrow(/busy/);
     expect(f.sent[0]).toMatchObject({ type: 'train', round: 3 });
     f.reply({ type: 'progress', round: 3, progress: { epoch: 0, epochs: 1, batch: 1, batches: 2 } });
-    f.reply({ type: 'done', round: 3, delta: new ArrayBuffer(8), numExamples: 2, loss: 0.5, trainMs: 1 });
+    f.reply({
+      type: 'done',
+      round: 3,
+      delta: new ArrayBuffer(8),
+      numExamples: 2,
+      loss: 0.5,
+      trainMs: 1,
+      pairedSteps: 0,
+    });
     expect((await p).numExamples).toBe(2);
     expect(seen).toEqual([1]);
     const q = port.init({

@@ -2,6 +2,7 @@ import type { TrainConfig } from '../shared/protocol/messages.ts';
 import type { TrainerRequest, TrainerResponse } from './worker-protocol.ts';
 import type { TrainProgress } from './trainer.ts';
 import type { Pace } from './pacer.ts';
+import type { Examples } from '../shared/data/examples.ts';
 
 type Ready = Extract<TrainerResponse, { type: 'ready' }>;
 type Done = Extract<TrainerResponse, { type: 'done' }>;
@@ -20,6 +21,8 @@ export interface TrainerPort {
   pace?(p: Pace): void;
   /** Links this trainer to another over `port` (trainer-pair.ts); null ends the link. Workers only. */
   peer?(port: MessagePort | null, rank: 0 | 1): void;
+  /** A copy of the examples the trainer loaded at init (for the second trainer of a pair). */
+  examples?(): Promise<Examples>;
   /** Threads training (2 for a data-parallel pair); absent means 1. */
   readonly threads?: number;
   terminate(): void;
@@ -64,6 +67,8 @@ export function createTrainerPort(where: TrainerPort['where'], ch: Channel): Tra
       request<Done>({ type: 'train', round, weights, config }, [weights], onProgress),
     pace: (pace) => ch.send({ type: 'pace', pace }, []),
     peer: (port, rank) => ch.send({ type: 'peer', port, rank }, port ? [port] : []),
+    examples: async () =>
+      (await request<Extract<TrainerResponse, { type: 'examples' }>>({ type: 'examples' }, [])).examples,
     terminate: () => {
       pending?.reject(new Error('trainer terminated'));
       pending = null;

@@ -35,8 +35,12 @@ export interface HalfGradient {
 export interface GradientExchange {
   /** 0 trains the first half of each batch, 1 the second. */
   readonly rank: 0 | 1;
-  swap(mine: HalfGradient): Promise<HalfGradient>;
+  /** Rejects if the peer's half has not come within `patienceMs` (absent: waits). */
+  swap(mine: HalfGradient, patienceMs?: number): Promise<HalfGradient>;
 }
+
+/** Least time rank 0 waits for its peer's half before it fails the round (20x its own half, if longer). */
+export const PAIR_PATIENCE_MS = 10_000;
 
 /** The batch's mean gradient from its halves' means, rank 0 first (both sides compute it alike). */
 export function combineHalves(a: HalfGradient, b: HalfGradient): Float32Array {
@@ -56,6 +60,8 @@ export interface TrainResult {
   numExamples: number;
   loss: number;
   trainMs: number;
+  /** Steps trained as half of a data-parallel pair (0 alone). */
+  pairedSteps: number;
 }
 
 /**
@@ -116,10 +122,12 @@ export class LocalTrainer {
     const bs = Math.min(cfg.batchSize, n);
     const batches = Math.ceil(n / bs);
     let lastLoss = NaN;
+    let pairedSteps = 0;
+    let epochLoss: tf.Scalar | null = null; // disposed in finally if a step throws mid-epoch
     try {
       for (let epoch = 0; epoch < cfg.epochs; epoch++) {
         const order = permutation(n, this.orderRng);
-        let epochLoss: tf.Scalar = tf.scalar(0);
+        epochLoss = tf.scalar(0);
         for (let b = 0; b < batches; b++) {
           const ids = order.subarray(b * bs, Math.min(n, (b + 1) * bs));
           // Drawn for the whole batch on both sides of a pair: the same stream as one trainer alone.
@@ -143,7 +151,8 @@ export class LocalTrainer {
           const cost = peer
             ? await this.pairStep(optimizer, peer, ids.length, lossOf)
             : optimizer.minimize(lossOf(0, ids.length), true)!;
-          const next = tf.add(epochLoss, cost) as tf.Scalar;
+          if (peer) pairedSteps++;
+          const next: tf.Scalar = tf.add(epochLoss, cost);
           epochLoss.dispose();
           cost.dispose();
           epochLoss = next;
@@ -153,9 +162,11 @@ export class LocalTrainer {
         }
         lastLoss = (await epochLoss.data())[0] / batches;
         epochLoss.dispose();
+        epochLoss = null;
         onProgress?.({ epoch, epochs: cfg.epochs, batch: batches, batches, loss: lastLoss });
       }
     } finally {
+      epochLoss?.dispose();
       optimizer.dispose();
       // tfjs' MomentumOptimizer.dispose() skips SGD's learning-rate scalar `c`: one tensor leaked a round.
       (optimizer as unknown as { c?: tf.Tensor }).c?.dispose();
@@ -166,7 +177,7 @@ export class LocalTrainer {
     if (local.every((v) => v === 0))
       throw new Error(`backend ${tf.getBackend()} returned all-zero weights (GPU device lost?)`);
     for (let i = 0; i < local.length; i++) local[i] -= global[i];
-    return { delta: local, numExamples: n, loss: lastLoss, trainMs: performance.now() - t0 };
+    return { delta: local, numExamples: n, loss: lastLoss, trainMs: performance.now() - t0, pairedSteps };
   }
 
   /**
@@ -184,19 +195,27 @@ export class LocalTrainer {
     const [from, to] = peer.rank === 0 ? [0, h] : [h, b];
     const vars = this.model.trainableWeights.map((w) => w.read() as tf.Variable);
     let mine: HalfGradient = { n: 0, loss: 0, grad: new Float32Array(0) };
+    const t0 = performance.now();
     if (to > from) {
       const { value, grads } = optimizer.computeGradients(lossOf(from, to), vars);
-      const flat = new Float32Array(this.runtime.shapes.reduce((s, w) => s + w.size, 0));
-      let o = 0;
-      for (const v of vars) {
-        const g = grads[v.name].dataSync() as Float32Array;
-        flat.set(g, o);
-        o += g.length;
+      try {
+        const flat = new Float32Array(this.runtime.shapes.reduce((s, w) => s + w.size, 0));
+        let o = 0;
+        for (const v of vars) {
+          // A variable the loss does not reach has no gradient (minimize skips it): zeros here.
+          const g = grads[v.name];
+          if (g) flat.set(g.dataSync() as Float32Array, o);
+          o += v.size;
+        }
+        mine = { n: to - from, loss: value.dataSync()[0], grad: flat };
+      } finally {
+        tf.dispose([value, ...Object.values(grads)]);
       }
-      mine = { n: to - from, loss: value.dataSync()[0], grad: flat };
-      tf.dispose([value, ...Object.values(grads)]);
     }
-    const other = await peer.swap(mine);
+    // Rank 0 gives up on a silent peer (a worker that hung); rank 1 waits, as rank 0 may be paused.
+    const patienceMs =
+      peer.rank === 0 ? Math.max(PAIR_PATIENCE_MS, 20 * (performance.now() - t0)) : undefined;
+    const other = await peer.swap(mine, patienceMs);
     const [a, c] = peer.rank === 0 ? [mine, other] : [other, mine];
     if (a.n + c.n !== b) throw new Error(`data-parallel step: halves of ${a.n} + ${c.n} for a batch of ${b}`);
     const combined = combineHalves(a, c);

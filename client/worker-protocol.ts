@@ -13,6 +13,7 @@ export type TrainerData = DataSpec | { kind: 'inline'; examples: Examples };
 export type TrainerRequest =
   | { type: 'init'; task: Task; data: TrainerData; serverUrl: string; backends?: BackendName[] }
   | { type: 'train'; round: number; weights: ArrayBuffer; config: TrainConfig }
+  | { type: 'examples' }
   /** Takes effect at once, even mid-round (at the next batch boundary); has no response. */
   | { type: 'pace'; pace: Pace }
   /**
@@ -30,5 +31,16 @@ export type TrainerResponse =
       dataDescription: string;
     }
   | { type: 'progress'; round: number; progress: TrainProgress }
-  | { type: 'done'; round: number; delta: ArrayBuffer; numExamples: number; loss: number; trainMs: number }
+  | {
+      type: 'done';
+      round: number;
+      delta: ArrayBuffer;
+      numExamples: number;
+      loss: number;
+      trainMs: number;
+      /** Steps trained as half of a pair (trainer-pair.ts); 0 alone. */
+      pairedSteps: number;
+    }
+  /** The trainer's examples (a copy), for a second trainer of a pair: it loads nothing itself. */
+  | { type: 'examples'; examples: Examples }
   | { type: 'error'; round?: number; message: string };

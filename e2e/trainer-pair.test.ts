@@ -46,11 +46,13 @@ describe('data-parallel training in the browser', () => {
     const r = (await page.evaluate(() => (window as unknown as { __bench: unknown }).__bench)) as {
       error?: string;
       pairThreads?: number;
+      pairedSteps?: number;
       oneWorker?: number[];
       twoWorkers?: number[];
     };
     expect(r.error).toBeUndefined();
     expect(r.pairThreads).toBe(2);
+    expect(r.pairedSteps).toBe(2); // 40 examples in batches of 32: two steps, each split over the workers
     // A warm-up round and one measured round each: all trained (a failed round rejects and sets error).
     expect(r.twoWorkers).toHaveLength(1);
     expect(r.twoWorkers![0]).toBeGreaterThan(0);

@@ -34,6 +34,8 @@ interface BenchResult {
   twoWorkers?: number[];
   /** Threads the pair really trained on (1 if the second worker could not join). */
   pairThreads?: number;
+  /** Steps the pair's last round trained split (0: it trained alone). */
+  pairedSteps?: number;
   error?: string;
 }
 
@@ -126,7 +128,8 @@ async function workerArms(
   let round = 0;
   const rate = async (t: typeof one): Promise<number> => {
     const t0 = performance.now();
-    await t.train(++round, w0.slice().buffer, cfg, () => {});
+    const d = await t.train(++round, w0.slice().buffer, cfg, () => {});
+    if (t === two) out.pairedSteps = d.pairedSteps;
     return (data.n * cfg.epochs) / ((performance.now() - t0) / 1000);
   };
   await rate(one);
