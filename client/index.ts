@@ -104,10 +104,13 @@ export function join(opts: JoinOptions = {}): AegisClient {
     task: opts.task,
     taskHash: opts.taskHash,
     data: opts.data,
+    // A CPU share below 1 paces one worker: a second would double what the page allowed.
     spawnTrainer: () =>
       spawnTrainer(
-        opts.trainThreads ??
-          defaultTrainThreads(opts.source ?? 'embed', globalThis.navigator?.hardwareConcurrency),
+        (opts.cpuShare ?? 1) < 1
+          ? 1
+          : (opts.trainThreads ??
+              defaultTrainThreads(opts.source ?? 'embed', globalThis.navigator?.hardwareConcurrency)),
       ),
     secureEngine: spawnSecureEngine,
   });
