@@ -40,7 +40,8 @@ export interface ClientEvents extends Record<string, unknown> {
     data: string;
   };
   progress: { round: number } & TrainProgress;
-  trained: { round: number; loss: number; trainMs: number; numExamples: number };
+  /** threads: the workers this round trained on (2 where a pair split its batches, trainer-pair.ts). */
+  trained: { round: number; loss: number; trainMs: number; numExamples: number; threads: number };
   /** The update as sent: encoding/masking time, its L2 norm before clipping, and whether it was masked. */
   encoded: {
     round: number;

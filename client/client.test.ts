@@ -444,7 +444,7 @@ describe('AegisClient', () => {
     const [u] = socket.all('update');
     expect(u).toMatchObject({ round: 1, attempt: 1, numExamples: EXAMPLES, trainMs: 7, loss: 0.5 });
     expect(new Float32Array(u.delta)).toEqual(delta);
-    expect(events.trained).toEqual([{ round: 1, loss: 0.5, trainMs: 7, numExamples: EXAMPLES }]);
+    expect(events.trained).toEqual([{ round: 1, loss: 0.5, trainMs: 7, numExamples: EXAMPLES, threads: 1 }]);
     expect(events.encoded).toBeUndefined();
     expect(events.ack).toEqual([{ round: 1, ack: { ok: true } }]);
     expect(states()).toEqual(['preparing', 'idle', 'training', 'uploading', 'idle']);
@@ -522,7 +522,7 @@ describe('AegisClient', () => {
     expect(decodeAggregate(ring, 1, plan).meanLoss).toBe(0.5);
     expect(events.encoded).toEqual([expect.objectContaining({ round: 1, masked: false, bytes: L * 4 })]);
     // Locally the client still reports what it trained (it stays in the browser).
-    expect(events.trained).toEqual([{ round: 1, loss: 0.5, trainMs: 7, numExamples: EXAMPLES }]);
+    expect(events.trained).toEqual([{ round: 1, loss: 0.5, trainMs: 7, numExamples: EXAMPLES, threads: 1 }]);
   });
 
   it('gives up on a secure round whose inbox does not come by the deadline (fake clock) and goes idle', async () => {

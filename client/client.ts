@@ -471,6 +471,7 @@ export class AegisClient extends Emitter<ClientEvents> {
         loss: done.loss,
         trainMs: done.trainMs,
         numExamples: done.numExamples,
+        threads: done.pairedSteps > 0 ? 2 : 1,
       });
       const enc = await encodeStep(r, done.delta, done.numExamples, done.loss, this.clock, this.engine());
       if (this.life !== at) return;

@@ -158,7 +158,7 @@ function startClient(): void {
     tab.training = null;
     showTab();
     $('localloss').textContent =
-      `${t.loss.toFixed(4)} (${(t.trainMs / 1000).toFixed(1)} s, ${t.numExamples} examples)`;
+      `${t.loss.toFixed(4)} (${(t.trainMs / 1000).toFixed(1)} s, ${t.numExamples} examples${t.threads > 1 ? `, ${t.threads} workers` : ''})`;
   });
   client.on('encoded', (e) => {
     probe.sent.push({
