@@ -5,22 +5,15 @@ import {
   type EngineReply,
   type SecureEngine,
 } from './secure-engine.ts';
+import { moduleWorker } from './module-worker.ts';
 
 /**
- * The secure engine in its own module Web Worker (cross-origin embeds go through a same-origin blob, as
- * the trainer does; see spawn-trainer.ts), so key agreement, masking and DP noise never hold up the host
+ * The secure engine in its own module Web Worker (module-worker.ts), so key agreement, masking and DP noise never hold up the host
  * page's frames. Without Worker support it runs inline.
  */
 export function spawnSecureEngine(): SecureEngine {
   if (typeof Worker === 'undefined') return inlineSecureEngine();
-  const url = new URL(workerUrl, import.meta.url);
-  const sameOrigin = typeof location !== 'undefined' && url.origin === location.origin;
-  const src = sameOrigin
-    ? url
-    : URL.createObjectURL(
-        new Blob([`import ${JSON.stringify(url.toString())};`], { type: 'text/javascript' }),
-      );
-  const w = new Worker(src, { type: 'module', name: 'aegis-secure' });
+  const w = moduleWorker(new URL(workerUrl, import.meta.url), 'aegis-secure');
   return remoteSecureEngine({
     send: (c, transfer) => w.postMessage(c, transfer),
     onReply: (fn) => {

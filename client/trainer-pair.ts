@@ -1,5 +1,6 @@
 import type { BackendName, ClientSource } from '../shared/protocol/messages.ts';
 import type { TrainerPort } from './trainer-port.ts';
+import { bytesEqual } from '../shared/base/bytes.ts';
 
 /**
  * join()'s default for trainThreads: two on the demo page of a machine with 4 or more cores; one in an
@@ -98,7 +99,10 @@ export function createTrainerPair(
       unlink();
       if (rb.status === 'rejected' && !pairedFailure(ra, rb.reason)) letGo();
       if (ra.status === 'rejected') throw ra.reason;
-      if (rb.status === 'fulfilled' && !sameBytes(ra.value.delta, rb.value.delta)) {
+      if (
+        rb.status === 'fulfilled' &&
+        !bytesEqual(new Uint8Array(ra.value.delta), new Uint8Array(rb.value.delta))
+      ) {
         letGo();
         throw new Error('data-parallel trainers ended on different updates; training alone from now on');
       }
@@ -132,12 +136,4 @@ function within<T>(p: Promise<T>, ms: number, why: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why)), ms)));
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-function sameBytes(a: ArrayBuffer, b: ArrayBuffer): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  const x = new Uint8Array(a);
-  const y = new Uint8Array(b);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
 }

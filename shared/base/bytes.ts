@@ -29,3 +29,11 @@ export function bytesToUint32(b: Uint8Array): Uint32Array {
   if (b.byteOffset % 4 === 0) return new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4);
   return new Uint32Array(b.slice().buffer);
 }
+
+/** Whether two byte strings are equal; the time depends on the length only (keys and commitments use it). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+  return d === 0;
+}

@@ -263,9 +263,4 @@ export function commitSeed(seed: Uint8Array, roundTag: string, index: number): U
   return sha256(m);
 }
 
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
-  return d === 0;
-}
+export { bytesEqual } from '../base/bytes.ts';
