@@ -204,8 +204,19 @@ export interface SwarmBenchResult {
   >;
   /** Event-loop delay over connect + round: the worst 10 s window's p50 and p99, and the maximum. */
   loopDelay: { p50: number | null; p99: number | null; max: number | null };
-  /** Each window's loop delay (ms), ending `atSeconds` after the start in `phase`: where the worst one was. */
-  loopWindows: { atSeconds: number; phase: string; p99Ms: number; maxMs: number }[];
+  /**
+   * Each window's loop delay (ms), ending `atSeconds` after the start in `phase`: where the worst one was.
+   * With the main thread's garbage collection in that window (prom-client's `nodejs_gc_duration_seconds`,
+   * from V8's GC events): its time in all, and how many single collections took 100 ms or more.
+   */
+  loopWindows: {
+    atSeconds: number;
+    phase: string;
+    p99Ms: number;
+    maxMs: number;
+    gcMs: number;
+    gcOver100ms: number;
+  }[];
   perClient: { messagesSent: number; messagesReceived: number; bytesSent: number; bytesReceived: number };
   /** With gateways: their cost and Redis' (the server figures above are then the coordinator's). */
   cluster: ClusterFigures | null;
@@ -216,6 +227,19 @@ export interface SwarmBenchResult {
 }
 
 const LOOP_STATS = ['p50', 'p99', 'max'] as const;
+const GC_KINDS = ['major', 'minor', 'incremental', 'weakcb'] as const;
+
+/** The server's garbage collection so far, from one /metrics text: seconds in all, collections of 0.1 s or more. */
+export function gcSoFar(text: string): { seconds: number; over100ms: number } {
+  let seconds = 0;
+  let over100ms = 0;
+  for (const kind of GC_KINDS) {
+    seconds += metric(text, 'aegis_nodejs_gc_duration_seconds_sum', { kind }) ?? 0;
+    const all = metric(text, 'aegis_nodejs_gc_duration_seconds_count', { kind }) ?? 0;
+    over100ms += all - (metric(text, 'aegis_nodejs_gc_duration_seconds_bucket', { le: '0.1', kind }) ?? all);
+  }
+  return { seconds, over100ms };
+}
 
 /** A line of /proc/<pid>/status in MB: VmRSS (resident now) or VmHWM (its peak). */
 function procMB(pid: number | undefined, field: 'VmRSS' | 'VmHWM'): number | null {
@@ -320,7 +344,8 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
     get('/api/status')
       .then((r) => r.json() as Promise<ServerStatus>)
       .catch(() => null);
-  await get('/metrics'); // starts the loop-delay window: the next scrape covers connect + round
+  // Starts the loop-delay window (the next scrape covers connect + round) and the GC count from here.
+  const gcAtStart = gcSoFar(await (await get('/metrics')).text());
   const w0 = new Float32Array(await (await get('/api/model/weights')).arrayBuffer());
 
   const procs = Math.max(1, Math.min(o.processes, n));
@@ -371,7 +396,11 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
   // worst window's p99 bounds the whole run's p99 from above).
   const loop: Record<(typeof LOOP_STATS)[number], number | null> = { p50: null, p99: null, max: null };
   const loopWindows: SwarmBenchResult['loopWindows'] = [];
+  let gcBefore = gcAtStart;
   const foldLoopDelay = (text: string, phase: string): void => {
+    const gc = text ? gcSoFar(text) : gcBefore; // a failed scrape: its window's GC goes to the next one
+    const gcWindow = { seconds: gc.seconds - gcBefore.seconds, over100ms: gc.over100ms - gcBefore.over100ms };
+    gcBefore = gc;
     const w: Partial<Record<(typeof LOOP_STATS)[number], number>> = {};
     for (const s of LOOP_STATS) {
       const v = metric(text, 'aegis_event_loop_delay_seconds', { stat: s });
@@ -383,6 +412,8 @@ export async function runSwarmBench(o: SwarmBenchOptions): Promise<SwarmBenchRes
         phase,
         p99Ms: Math.round(w.p99 * 1000),
         maxMs: Math.round(w.max * 1000),
+        gcMs: Math.round(gcWindow.seconds * 1000),
+        gcOver100ms: gcWindow.over100ms,
       });
   };
   for (let tick = 0; ; tick++) {

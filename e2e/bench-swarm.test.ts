@@ -1,7 +1,7 @@
 import { getPriority } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { MODELS } from '../shared/model/spec.ts';
-import { benchDelta, dropPlan, runSwarmBench, type SwarmBenchOptions } from './bench-swarm-lib.ts';
+import { benchDelta, dropPlan, gcSoFar, runSwarmBench, type SwarmBenchOptions } from './bench-swarm-lib.ts';
 
 /** One secure round of 12 protocol clients, 10% dropping after keys and 10% after shares. */
 const SMALL_RUN: SwarmBenchOptions = {
@@ -14,6 +14,25 @@ const SMALL_RUN: SwarmBenchOptions = {
   connectPerSecond: 200,
   secaggDropout: 0.1,
 };
+
+describe('gcSoFar', () => {
+  it("reads prom-client's GC histogram: seconds over every kind, collections above the 0.1 s bucket", () => {
+    const text = [
+      '# TYPE aegis_nodejs_gc_duration_seconds histogram',
+      'aegis_nodejs_gc_duration_seconds_bucket{le="0.01",kind="minor"} 40',
+      'aegis_nodejs_gc_duration_seconds_bucket{le="0.1",kind="minor"} 42',
+      'aegis_nodejs_gc_duration_seconds_sum{kind="minor"} 0.25',
+      'aegis_nodejs_gc_duration_seconds_count{kind="minor"} 42',
+      'aegis_nodejs_gc_duration_seconds_bucket{le="0.1",kind="major"} 3',
+      'aegis_nodejs_gc_duration_seconds_bucket{le="1",kind="major"} 4',
+      'aegis_nodejs_gc_duration_seconds_bucket{le="+Inf",kind="major"} 5',
+      'aegis_nodejs_gc_duration_seconds_sum{kind="major"} 1.5',
+      'aegis_nodejs_gc_duration_seconds_count{kind="major"} 5',
+    ].join('\n');
+    expect(gcSoFar(text)).toEqual({ seconds: 1.75, over100ms: 2 });
+    expect(gcSoFar('')).toEqual({ seconds: 0, over100ms: 0 });
+  });
+});
 
 describe('bench:swarm machinery', () => {
   it('drops the fractions asked for, disjointly, the same way every run; updates are deterministic', () => {
@@ -41,6 +60,9 @@ describe('bench:swarm machinery', () => {
     // Every window is kept with its phase, the last one at the round's end; the worst p99 is one of them.
     expect(r.loopWindows.at(-1)?.phase).toBe('round end');
     expect(Math.max(...r.loopWindows.map((w) => w.p99Ms))).toBe(Math.round(r.loopDelay.p99! * 1000));
+    // Each window says how long the server's main thread spent collecting garbage in it; a round collects.
+    for (const w of r.loopWindows) expect(w.gcOver100ms).toBeGreaterThanOrEqual(0);
+    expect(r.loopWindows.reduce((a, w) => a + w.gcMs, 0)).toBeGreaterThan(0);
     // The client processes ran below the server, as asked (or at this runner's own niceness, if higher).
     const expected = Math.max(7, getPriority());
     expect(r.clientNiceReported).toEqual([expected, expected]);

@@ -78,7 +78,7 @@ const worst = r.loopWindows.reduce<(typeof r.loopWindows)[number] | null>(
 );
 if (worst)
   console.log(
-    `worst 10 s loop window: p99 ${worst.p99Ms} ms, max ${worst.maxMs} ms, ending at ${worst.atSeconds} s (${worst.phase}); windows over 100 ms: ${r.loopWindows.filter((w) => w.p99Ms >= 100).length} of ${r.loopWindows.length}`,
+    `worst 10 s loop window: p99 ${worst.p99Ms} ms, max ${worst.maxMs} ms, ending at ${worst.atSeconds} s (${worst.phase}), garbage collection ${worst.gcMs} ms in it (${worst.gcOver100ms} of 100 ms or more); windows over 100 ms: ${r.loopWindows.filter((w) => w.p99Ms >= 100).length} of ${r.loopWindows.length}; collections of 100 ms or more: ${r.loopWindows.reduce((a, w) => a + w.gcOver100ms, 0)}`,
   );
 console.log(
   `server memory by phase (max of 10 s samples): ${Object.entries(r.serverMemoryByPhase)
