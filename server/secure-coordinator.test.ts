@@ -549,7 +549,7 @@ describe('Coordinator with secure aggregation and a client that refuses the plan
 
 describe('Coordinator with secure aggregation contains internal errors', () => {
   // R4 closes through prepareUnmask (the job handed to the runner); the runner's own failures are below.
-  const closes = ['closeKeys', 'closeShares', 'closeMasked', 'prepareUnmask'] as const;
+  const closes = ['closeKeys', 'closeSharesLazily', 'closeMasked', 'prepareUnmask'] as const;
 
   it.each(closes)(
     'an exception inside %s aborts the attempt (model unchanged, counted); the retry completes',

@@ -225,8 +225,10 @@ export class SecureRound {
         }
         case 'shares': {
           this.forget();
-          for (const [i, inbox] of s.closeShares())
-            this.request(i, () => this.o.send.inbox(i, { ...ref, ...packInbox(inbox) }));
+          // Each inbox is cut from the boxes as its (sliced) send goes out, not all in this turn.
+          const inboxes = s.closeSharesLazily();
+          for (const i of inboxes.recipients)
+            this.request(i, () => this.o.send.inbox(i, { ...ref, ...packInbox(inboxes.inbox(i)) }));
           this.deadlineAt = Math.max(this.o.maskedDeadlineAt, this.now());
           break;
         }

@@ -52,6 +52,7 @@ const STEPS = [
   'receiveReveal',
   'closeKeys',
   'closeShares',
+  'closeSharesLazily',
   'closeMasked',
   'closeMaskedToConsistency',
   'closeConsistency',
@@ -163,6 +164,49 @@ describe('the server session keeps who each phase waits for as messages arrive',
     );
     expect(r.rejected).toEqual([]);
     expect(r.sum).toEqual(r.expected);
+  });
+
+  it('relays inboxes lazily: each cut when asked equals the eager build, only while R2 is open', async () => {
+    type Lazy = ReturnType<SecAggServerSession['closeSharesLazily']>;
+    let lazy: Lazy | undefined;
+    let server: SecAggServerSession | undefined;
+    let checked = 0;
+    const boxes = (): Map<number, unknown> => (server as unknown as { boxes: Map<number, unknown> }).boxes;
+    const r = await runInMemoryRound(
+      round(12, 8, 5, {
+        drops: new Map<number, DropPoint>([
+          [2, 'after-keys'], // no boxes: not in U2, no inbox
+          [3, 'after-shares'],
+        ]),
+        onServer: (s) => {
+          server = s;
+          const target = s as unknown as {
+            closeSharesLazily: () => Lazy;
+            closeShares: () => Map<number, unknown>;
+          };
+          const lazyClose = target.closeSharesLazily.bind(s);
+          target.closeSharesLazily = () => (lazy = lazyClose());
+          const eagerClose = target.closeShares.bind(s);
+          target.closeShares = () => {
+            const eager = eagerClose();
+            expect([...eager.keys()]).toEqual([...lazy!.recipients]);
+            expect(lazy!.recipients).not.toContain(2);
+            for (const [u, inbox] of eager) {
+              expect(lazy!.inbox(u)).toEqual(inbox); // asked again (a re-send): the same boxes
+              checked++;
+            }
+            expect(() => lazy!.inbox(2)).toThrow(/client 2 is not in U2/);
+            expect(boxes().size).toBe(lazy!.recipients.length);
+            return eager;
+          };
+        },
+      }),
+    );
+    expect(r.sum).toEqual(r.expected);
+    expect(checked).toBe(11);
+    // R2 closed: the boxes are let go, and no inbox is cut any more.
+    expect(boxes().size).toBe(0);
+    expect(() => lazy!.inbox(1)).toThrow(/only while R2 is open \(phase done\)/);
   });
 
   it('waits for no one once the round aborted', async () => {
