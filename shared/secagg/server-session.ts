@@ -499,8 +499,10 @@ export class SecAggServerSession {
       this.abort(`only ${this.u3.length} masked inputs arrived (need ${this.cfg.minSurvivors})`);
     const inU3 = (this.inU3 = new Set(this.u3));
     const dropped = this.u2.filter((u) => !inU3.has(u));
+    // Counted in place, not by filtering a copy per client: this runs for the whole cohort in one turn.
     for (const u of [...this.u3, ...dropped]) {
-      const holders = [...this.nb[u - 1]].filter((v) => inU3.has(v)).length;
+      let holders = 0;
+      for (const v of this.nb[u - 1]) if (inU3.has(v)) holders++;
       if (holders < this.cfg.t)
         this.abort(`client ${u}'s secret has ${holders} live share holders, threshold ${this.cfg.t}`);
     }
@@ -508,8 +510,11 @@ export class SecAggServerSession {
 
   /** Client u's unmask request: its neighbours in U2, split by U3. */
   private requestFor(u: number): UnmaskRequest {
-    const nbs = [...this.nb[u - 1]].filter((v) => this.inU2.has(v)).sort((a, b) => a - b);
-    return { survivors: nbs.filter((v) => this.inU3.has(v)), dropped: nbs.filter((v) => !this.inU3.has(v)) };
+    const survivors: number[] = [];
+    const dropped: number[] = [];
+    for (const v of this.nb[u - 1]) if (this.inU2.has(v)) (this.inU3.has(v) ? survivors : dropped).push(v);
+    const up = (a: number, b: number): number => a - b;
+    return { survivors: survivors.sort(up), dropped: dropped.sort(up) };
   }
 
   /** R2 -> R4 (no consistency round): survivors U3; each is asked for b-shares of surviving and s-shares of dropped neighbours. */
