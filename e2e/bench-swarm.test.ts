@@ -60,9 +60,12 @@ describe('bench:swarm machinery', () => {
     // Every window is kept with its phase, the last one at the round's end; the worst p99 is one of them.
     expect(r.loopWindows.at(-1)?.phase).toBe('round end');
     expect(Math.max(...r.loopWindows.map((w) => w.p99Ms))).toBe(Math.round(r.loopDelay.p99! * 1000));
-    // Each window says how long the server's main thread spent collecting garbage in it; a round collects.
-    for (const w of r.loopWindows) expect(w.gcOver100ms).toBeGreaterThanOrEqual(0);
-    expect(r.loopWindows.reduce((a, w) => a + w.gcMs, 0)).toBeGreaterThan(0);
+    // Each window says how long the server's main thread spent collecting garbage in it (a round this
+    // small may collect nothing: the figures' parsing is tested on its own above).
+    for (const w of r.loopWindows) {
+      expect(Number.isInteger(w.gcMs) && w.gcMs >= 0).toBe(true);
+      expect(Number.isInteger(w.gcOver100ms) && w.gcOver100ms >= 0).toBe(true);
+    }
     // The client processes ran below the server, as asked (or at this runner's own niceness, if higher).
     const expected = Math.max(7, getPriority());
     expect(r.clientNiceReported).toEqual([expected, expected]);
