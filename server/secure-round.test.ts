@@ -288,4 +288,40 @@ describe("SecureRound sends a phase's requests in slices", () => {
     drain(); // the unmask requests queued at R2's close
     expect(outbox.filter((x) => x.kind === 'unmask')).toEqual([]);
   });
+
+  it('an inbox still queued when R2 closes is not cut or sent (a client may mask before its inbox arrives)', async () => {
+    const queued: (() => void)[] = [];
+    const drain = (): void => {
+      while (queued.length) queued.shift()!();
+    };
+    const errors: unknown[] = [];
+    const { round, clients, outbox, to, n, L } = threeClients({
+      schedule: (fn) => queued.push(fn),
+      defer: (fn) =>
+        queueMicrotask(() => {
+          try {
+            fn();
+          } catch (e) {
+            errors.push(e);
+          }
+        }),
+    });
+    for (const i of [1, 2, 3]) round.keys(i, clients[i - 1].advertise());
+    round.maybeCloseEarly();
+    drain();
+    for (const i of [1, 2, 3])
+      round.shares(i, packShares(clients[i - 1].receiveRoster(unpackRoster(to('roster', i), n))));
+    round.maybeCloseEarly(); // R1 closes: three inboxes queued, none cut yet
+    expect(queued.length).toBeGreaterThan(0);
+    // All three send their masked input before any inbox went out (the server cannot tell): R2 closes.
+    for (const i of [1, 2, 3]) round.masked(i, new Uint32Array(L).fill(i));
+    round.maybeCloseEarly();
+    await Promise.resolve();
+    expect(round.phase).toBe('unmask');
+    drain(); // the queued inboxes (for a closed phase) and the unmask requests
+    await Promise.resolve();
+    expect(outbox.filter((x) => x.kind === 'inbox')).toEqual([]);
+    expect(outbox.filter((x) => x.kind === 'unmask').map((x) => x.to)).toEqual([1, 2, 3]);
+    expect(errors).toEqual([]);
+  });
 });

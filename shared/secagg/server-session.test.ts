@@ -192,7 +192,9 @@ describe('the server session keeps who each phase waits for as messages arrive',
             expect([...eager.keys()]).toEqual([...lazy!.recipients]);
             expect(lazy!.recipients).not.toContain(2);
             for (const [u, inbox] of eager) {
-              expect(lazy!.inbox(u)).toEqual(inbox); // asked again (a re-send): the same boxes
+              // Asked again (a re-send): the same boxes. (Their content is checked by the sum: each
+              // client decrypts its inbox's shares and the round unmasks exactly.)
+              expect(lazy!.inbox(u)).toEqual(inbox);
               checked++;
             }
             expect(() => lazy!.inbox(2)).toThrow(/client 2 is not in U2/);
@@ -207,6 +209,27 @@ describe('the server session keeps who each phase waits for as messages arrive',
     // R2 closed: the boxes are let go, and no inbox is cut any more.
     expect(boxes().size).toBe(0);
     expect(() => lazy!.inbox(1)).toThrow(/only while R2 is open \(phase done\)/);
+  });
+
+  it('lets the boxes go when the attempt aborts at R1 with boxes in (3 shared; pruned below t, none is left)', async () => {
+    let server: SecAggServerSession | undefined;
+    let held = 0;
+    const five = new Map<number, DropPoint>(Array.from({ length: 5 }, (_, i) => [i + 4, 'after-keys']));
+    await expect(
+      runInMemoryRound(
+        round(8, 7, 4, {
+          drops: five,
+          onServer: (s) => {
+            server = s;
+            const target = s as unknown as { closeSharesLazily: () => unknown; boxes: Map<number, unknown> };
+            const close = target.closeSharesLazily.bind(s);
+            target.closeSharesLazily = () => ((held = target.boxes.size), close());
+          },
+        }),
+      ),
+    ).rejects.toThrow(/only 0 clients shared keys \(need 4\)/);
+    expect(held).toBe(3);
+    expect((server as unknown as { boxes: Map<number, unknown> }).boxes.size).toBe(0);
   });
 
   it('waits for no one once the round aborted', async () => {

@@ -493,7 +493,7 @@ export class SecAggServerSession {
 
   /** R2: U3 = who sent a masked input; aborts when too few did, or a needed secret has too few live holders. */
   private decideU3(): void {
-    this.boxes.clear(); // R2 closed: no inbox is sent any more (those sent hold views of the buffers)
+    this.boxes.clear(); // R2 closed: no inbox is cut any more (packInbox copied those sent)
     this.u3 = this.u2.filter((u) => this.masked.has(u));
     if (this.u3.length < this.cfg.minSurvivors)
       this.abort(`only ${this.u3.length} masked inputs arrived (need ${this.cfg.minSurvivors})`);
