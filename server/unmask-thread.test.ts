@@ -68,7 +68,7 @@ describe('UnmaskThread', () => {
     expect(thread.started).toBe(true);
     // Transferred: the buffers left this thread (detached here), the result came back from the worker.
     expect(job.sum.byteLength).toBe(0);
-    expect(job.shareY.byteLength).toBe(0);
+    expect(job.revealData.byteLength).toBe(0);
     expect(r).toMatchObject({ ok: true, culprits: [] });
     const local = await runUnmask(copy);
     expect(local.ok && r.ok && Buffer.from(r.sum.buffer).equals(Buffer.from(local.sum.buffer))).toBe(true);

@@ -331,3 +331,51 @@ describe('the README states the degrees the code chooses', () => {
     }
   });
 });
+
+describe('harary on a fixed byte stream', () => {
+  /** A deterministic stream: each call returns the next `len` bytes (a xorshift's low bytes). */
+  const stream = (seed: number): ((len: number) => Uint8Array) => {
+    let x = seed;
+    return (len) =>
+      Uint8Array.from({ length: len }, () => {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        return x & 0xff;
+      });
+  };
+  /** The construction as first written: one 4-byte draw per swap, each edge pushed from both ends. */
+  function reference(n: number, k: number, rand: (len: number) => Uint8Array): number[][] {
+    const int = (m: number): number => {
+      const limit = Math.floor(0x100000000 / m) * m;
+      for (;;) {
+        const b = rand(4);
+        const v = ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0;
+        if (v < limit) return v % m;
+      }
+    };
+    const circle = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = int(i + 1);
+      [circle[i], circle[j]] = [circle[j], circle[i]];
+    }
+    const out: number[][] = Array.from({ length: n }, () => []);
+    for (let pos = 0; pos < n; pos++)
+      for (let d = 1; d <= k / 2; d++) {
+        out[circle[pos]].push(circle[(pos + d) % n]);
+        out[circle[(pos + d) % n]].push(circle[pos]);
+      }
+    for (const l of out) l.sort((x, y) => x - y);
+    return out;
+  }
+
+  it('gives the graph of the per-draw construction: same permutation from the same bytes, same lists', () => {
+    for (const [n, k, seed] of [
+      [10, 4, 1],
+      [51, 8, 2],
+      [1000, 40, 3], // more draws than one 4 KiB block
+      [5, 2, 4],
+    ])
+      expect(harary(n, k, stream(seed))).toEqual(reference(n, k, stream(seed)));
+  });
+});

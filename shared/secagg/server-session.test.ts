@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { generateSigningKeyPair } from './consistency.ts';
 import { harary } from './graph.ts';
 import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-memory-round.ts';
-import { SecAggServerSession } from './server-session.ts';
+import { checkGraph, SecAggServerSession } from './server-session.ts';
 
 /**
  * The waiting set is kept as messages arrive (O(1) per message). Its oracle is the definition it
@@ -17,7 +17,7 @@ function reference(server: SecAggServerSession): number[] {
     boxes: Map<number, unknown>;
     masked: Set<number>;
     signatures: Map<number, unknown>;
-    revealed: Map<number, unknown>;
+    revealed: Set<number>;
     requests: Map<number, unknown>;
     excluded: Set<number>;
     sealed: boolean;
@@ -166,6 +166,56 @@ describe('the server session keeps who each phase waits for as messages arrive',
     expect(r.sum).toEqual(r.expected);
   });
 
+  it('logs exactly the reveals it took: one refused at its last share (out of the field) leaves none of its shares in the job', async () => {
+    type Entry = { of: number };
+    const taken = new Map<number, string[]>(); // holder -> its shares as "kind:of", sorted
+    let job: ReturnType<SecAggServerSession['prepareUnmask']> | null = null;
+    const r = await runInMemoryRound(
+      round(12, 8, 5, {
+        drops: new Map([[2, 'after-shares']]), // so s-shares are revealed too
+        tamper: {
+          // The last share 6 reveals is out of the field: the ones before it were already checked.
+          reveal: (from, m) =>
+            from === 6
+              ? {
+                  b: m.b,
+                  s: m.s.map((e, i, a) =>
+                    i === a.length - 1 ? { ...e, share: new Uint8Array(33).fill(0xff) } : e,
+                  ),
+                }
+              : m,
+        },
+        onServer: (server) => {
+          const target = server as unknown as {
+            receiveReveal: (from: number, raw: { b: Entry[]; s: Entry[] }) => void;
+            prepareUnmask: () => NonNullable<typeof job>;
+          };
+          const reveal = target.receiveReveal.bind(server);
+          target.receiveReveal = (from, raw) => {
+            reveal(from, raw);
+            const all = [...raw.b.map((e) => `b:${e.of}`), ...raw.s.map((e) => `s:${e.of}`)];
+            taken.set(from, all.sort());
+          };
+          const prepare = target.prepareUnmask.bind(server);
+          target.prepareUnmask = () => (job = prepare());
+        },
+      }),
+    );
+    expect(r.rejected.map((x) => [x.from, x.reason])).toEqual([[6, 'malformed_share']]);
+    expect(r.sum).toEqual(r.expected);
+    const j = job!;
+    const logged = new Map<number, string[]>();
+    j.revealHolder.forEach((h, e) => {
+      if (!logged.has(h)) logged.set(h, []);
+      logged.get(h)!.push(`${j.revealKind[e] ? 's' : 'b'}:${j.revealOf[e]}`);
+    });
+    for (const l of logged.values()) l.sort();
+    expect(taken.has(6)).toBe(false);
+    expect(taken.size).toBeGreaterThan(5);
+    expect(logged).toEqual(taken);
+    expect(j.revealData.length).toBe(j.revealOf.length * 97);
+  });
+
   it('relays inboxes lazily: each cut when asked equals the eager build, only while R2 is open', async () => {
     type Lazy = ReturnType<SecAggServerSession['closeSharesLazily']>;
     let lazy: Lazy | undefined;
@@ -241,5 +291,53 @@ describe('the server session keeps who each phase waits for as messages arrive',
     expect(server!.phase).toBe('failed');
     expect(server!.waitingFor()).toEqual([]);
     expect(server!.waitingCount).toBe(0);
+  });
+});
+
+describe('checkGraph', () => {
+  it('returns each list ascending for a simple undirected graph (Harary, and a hand-made one unsorted)', () => {
+    const nb = harary(60, 8).map((l) => l.map((v) => v + 1));
+    expect(checkGraph(nb).map((l) => Array.from(l))).toEqual(nb);
+    expect(checkGraph([[3, 2], [1], [1]]).map((l) => Array.from(l))).toEqual([[2, 3], [1], [1]]);
+  });
+
+  it('refuses a one-sided edge, a self loop, a repeated neighbour, a client outside 1..n, a non-integer', () => {
+    const cases: [number[][], RegExp][] = [
+      [[[2], [1, 3], []], /not symmetric at 2-3/],
+      [[[2, 3], [1], [1, 2]], /not symmetric/], // 3 lists 2, 2 does not list 3
+      [[[2], [1], [3]], /neighbour 3: not another client/],
+      [
+        [
+          [2, 2],
+          [1, 1],
+        ],
+        /lists neighbour 2 twice/,
+      ],
+      [[[2, 4], [1]], /neighbour 4: not another client in 1..2/],
+      [[[0], []], /neighbour 0/],
+      [[[1.5], []], /neighbour 1.5/],
+    ];
+    for (const [lists, why] of cases) expect(() => checkGraph(lists)).toThrow(why);
+  });
+
+  it('property: a random symmetric graph passes; removing any one directed entry fails', () => {
+    let seed = 11;
+    const rnd = (m: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % m;
+    for (let trial = 0; trial < 40; trial++) {
+      const n = 2 + rnd(25);
+      const lists: number[][] = Array.from({ length: n }, () => []);
+      for (let u = 1; u <= n; u++)
+        for (let v = u + 1; v <= n; v++)
+          if (rnd(3) === 0) {
+            lists[u - 1].push(v);
+            lists[v - 1].push(u);
+          }
+      expect(() => checkGraph(lists)).not.toThrow();
+      const u = rnd(n);
+      if (!lists[u].length) continue;
+      const gone = rnd(lists[u].length);
+      const cut = lists.map((l, i) => (i === u ? l.filter((_, x) => x !== gone) : l));
+      expect(() => checkGraph(cut)).toThrow(/not symmetric/);
+    }
   });
 });

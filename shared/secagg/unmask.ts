@@ -24,13 +24,14 @@ export interface UnmaskJob {
   check: Uint8Array;
   /** SIGN_PUBLIC_BYTES per secret: the dealer's share-signing key gPk. */
   dealerKey: Uint8Array;
-  /** Shares of secret i are entries shareStart[i] .. shareStart[i + 1] - 1, by ascending holder. */
-  shareStart: Int32Array;
-  holder: Int32Array;
-  /** SHARE_BYTES per share. */
-  shareY: Uint8Array;
-  /** SIGNATURE_BYTES per share. */
-  shareSig: Uint8Array;
+  /**
+   * The shares revealed in R4 as the server holds them, holder after holder (the log, RevealLog): the
+   * worker sorts them by secret (packShares), so the turn that closes R4 only concatenates buffers.
+   */
+  revealHolder: Int32Array;
+  revealOf: Int32Array;
+  revealKind: Uint8Array;
+  revealData: Uint8Array;
   /** For an s secret: its surviving neighbours pairStart[i] .. pairStart[i + 1] - 1 (none for a b secret). */
   pairStart: Int32Array;
   pairWith: Int32Array;
@@ -56,27 +57,69 @@ export interface UnmaskSecret {
   pairs?: readonly { with: number; sPk: Uint8Array }[];
 }
 
-/** The revealed shares of every secret of a job, laid out as in UnmaskJob (secret i's are ascending by holder). */
-export type PackedShares = Pick<UnmaskJob, 'shareStart' | 'holder' | 'shareY' | 'shareSig'>;
+/** Bytes per revealed share in a reveal log: its value, then its dealer's signature over it. */
+export const REVEALED_BYTES = SHARE_BYTES + SIGNATURE_BYTES;
 
-/** Packs the secrets (b ones first) and their shares (packed in the same order) into a job. */
+/**
+ * Revealed shares in arrival order, not by secret: entry e is holder revealHolder[e]'s share of client
+ * revealOf[e]'s secret of kind revealKind[e] (0 b, 1 s), its value then its signature at
+ * e * REVEALED_BYTES in revealData.
+ */
+export type RevealLog = Pick<UnmaskJob, 'revealHolder' | 'revealOf' | 'revealKind' | 'revealData'>;
+
+/** Secret i's shares are log entries entry[shareStart[i]] .. entry[shareStart[i + 1] - 1]. */
+export interface PackedShares {
+  shareStart: Int32Array;
+  entry: Int32Array;
+}
+
+/**
+ * The log's entries grouped by secret, each group in log order (a counting sort: two passes, no copy
+ * of the shares). Entries of no secret of the job are left out.
+ */
+export function packShares(job: Pick<UnmaskJob, 'secretOf' | 'secretKind'> & RevealLog): PackedShares {
+  const S = job.secretOf.length;
+  let top = 0;
+  for (const of of job.secretOf) top = Math.max(top, of);
+  // slot[kind][of] = the secret's index + 1 (0: no such secret in the job).
+  const slot = [new Int32Array(top + 1), new Int32Array(top + 1)];
+  for (let i = 0; i < S; i++) slot[job.secretKind[i]][job.secretOf[i]] = i + 1;
+  const E = job.revealOf.length;
+  const secretOfEntry = new Int32Array(E);
+  const shareStart = new Int32Array(S + 1);
+  for (let e = 0; e < E; e++) {
+    const of = job.revealOf[e];
+    const i = of <= top ? slot[job.revealKind[e]][of] - 1 : -1;
+    secretOfEntry[e] = i;
+    if (i >= 0) shareStart[i + 1]++;
+  }
+  for (let i = 0; i < S; i++) shareStart[i + 1] += shareStart[i];
+  const entry = new Int32Array(shareStart[S]);
+  const next = shareStart.slice(0, S);
+  for (let e = 0; e < E; e++) {
+    const i = secretOfEntry[e];
+    if (i >= 0) entry[next[i]++] = e;
+  }
+  return { shareStart, entry };
+}
+
+/** Packs the secrets (b ones first) and the reveal log into a job. */
 export function packUnmaskJob(
   tag: string,
   t: number,
   secrets: readonly UnmaskSecret[],
-  shares: PackedShares,
+  log: RevealLog,
   named: readonly number[],
   sum: Uint32Array,
 ): UnmaskJob {
   const S = secrets.length;
-  const { shareStart, holder, shareY, shareSig } = shares;
-  const n = shareStart[S];
-  if (shareStart.length !== S + 1 || shareStart[0] !== 0)
-    throw new RangeError('need the shares of every secret');
-  for (let i = 0; i < S; i++)
-    if (shareStart[i + 1] < shareStart[i]) throw new RangeError('share offsets must not decrease');
-  if (holder.length !== n || shareY.length !== n * SHARE_BYTES || shareSig.length !== n * SIGNATURE_BYTES)
-    throw new RangeError(`the packed shares must hold ${n} shares`);
+  const E = log.revealOf.length;
+  if (
+    log.revealHolder.length !== E ||
+    log.revealKind.length !== E ||
+    log.revealData.length !== E * REVEALED_BYTES
+  )
+    throw new RangeError(`the reveal log must hold ${E} entries of ${REVEALED_BYTES} bytes`);
   let pairs = 0;
   for (const s of secrets) pairs += s.pairs?.length ?? 0;
   const job: UnmaskJob = {
@@ -86,10 +129,7 @@ export function packUnmaskJob(
     secretKind: new Uint8Array(S),
     check: new Uint8Array(S * 32),
     dealerKey: new Uint8Array(S * SIGN_PUBLIC_BYTES),
-    shareStart,
-    holder,
-    shareY,
-    shareSig,
+    ...log,
     pairStart: new Int32Array(S + 1),
     pairWith: new Int32Array(pairs),
     pairKey: new Uint8Array(pairs * KEY_BYTES),
@@ -122,10 +162,10 @@ export function unmaskTransferList(job: UnmaskJob): ArrayBuffer[] {
     job.secretKind,
     job.check,
     job.dealerKey,
-    job.shareStart,
-    job.holder,
-    job.shareY,
-    job.shareSig,
+    job.revealHolder,
+    job.revealOf,
+    job.revealKind,
+    job.revealData,
     job.pairStart,
     job.pairWith,
     job.pairKey,
@@ -181,11 +221,12 @@ export async function runUnmask(
   // t holders coincide (the common case) share their Lagrange weights.
   const cache: LagrangeCache = new Map();
   const holderSets: number[][] = [];
+  const { shareStart, entry } = packShares(job);
   for (let i = 0; i < job.secretOf.length; i++) {
-    const from = job.shareStart[i];
-    const to = job.shareStart[i + 1];
+    const from = shareStart[i];
+    const to = shareStart[i + 1];
     if (to - from < t) continue;
-    const xs = Array.from(job.holder.subarray(from, to)).sort(
+    const xs = Array.from(entry.subarray(from, to), (e) => job.revealHolder[e]).sort(
       (a, b) => (preNamed.has(a) ? 1 : 0) - (preNamed.has(b) ? 1 : 0) || a - b,
     );
     holderSets.push(xs.slice(0, t));
@@ -194,12 +235,14 @@ export async function runUnmask(
   const late = (x: number): number => (preNamed.has(x) || named.has(x) ? 1 : 0);
   const sharesOf = (i: number): SignedShare[] => {
     const shares: SignedShare[] = [];
-    for (let j = job.shareStart[i]; j < job.shareStart[i + 1]; j++)
+    for (let j = shareStart[i]; j < shareStart[i + 1]; j++) {
+      const at = entry[j] * REVEALED_BYTES;
       shares.push({
-        x: job.holder[j],
-        y: job.shareY.subarray(j * SHARE_BYTES, (j + 1) * SHARE_BYTES),
-        sig: job.shareSig.subarray(j * SIGNATURE_BYTES, (j + 1) * SIGNATURE_BYTES),
+        x: job.revealHolder[entry[j]],
+        y: job.revealData.subarray(at, at + SHARE_BYTES),
+        sig: job.revealData.subarray(at + SHARE_BYTES, at + REVEALED_BYTES),
       });
+    }
     return shares.sort((a, b) => late(a.x) - late(b.x) || a.x - b.x);
   };
   // The public keys of the mask keys the first t shares give, batched (WebCrypto X25519): the check of
