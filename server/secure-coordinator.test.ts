@@ -549,7 +549,7 @@ describe('Coordinator with secure aggregation and a client that refuses the plan
 
 describe('Coordinator with secure aggregation contains internal errors', () => {
   // R4 closes through prepareUnmask (the job handed to the runner); the runner's own failures are below.
-  const closes = ['closeKeys', 'closeSharesLazily', 'closeMasked', 'prepareUnmask'] as const;
+  const closes = ['closeKeysLazily', 'closeSharesLazily', 'closeMasked', 'prepareUnmask'] as const;
 
   it.each(closes)(
     'an exception inside %s aborts the attempt (model unchanged, counted); the retry completes',
@@ -605,7 +605,7 @@ describe('Coordinator with secure aggregation contains internal errors', () => {
     // joinAll started the round; client 3 has not seen round:start yet (it reacts on a timer).
     await until(() => sims.filter((s) => s.session).length === 4, 'four clients advertise keys');
     expect(c.status().secagg.phase).toBe('keys');
-    vi.spyOn(SecAggServerSession.prototype, 'closeKeys').mockImplementationOnce(() => {
+    vi.spyOn(SecAggServerSession.prototype, 'closeKeysLazily').mockImplementationOnce(() => {
       throw new Error('injected failure at the keys deadline');
     });
     clock.advance(999);

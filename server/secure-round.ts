@@ -216,10 +216,11 @@ export class SecureRound {
       switch (phase) {
         case 'keys': {
           this.forget();
-          const rosters = s.closeKeys();
+          // Each roster is built as its (sliced) send goes out, not all in this turn.
+          const rosters = s.closeKeysLazily();
           this.release(missing);
-          for (const [i, roster] of rosters)
-            this.request(i, () => this.o.send.roster(i, { ...ref, ...packRoster(roster) }));
+          for (const i of rosters.recipients)
+            this.request(i, () => this.o.send.roster(i, { ...ref, ...packRoster(rosters.roster(i)) }));
           this.deadlineAt = this.now() + this.o.sharesDeadlineMs;
           break;
         }

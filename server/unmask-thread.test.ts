@@ -60,9 +60,13 @@ describe('UnmaskThread', () => {
     const drops = new Map<number, DropPoint>([
       [2, 'after-keys'],
       [5, 'after-shares'],
-      [7, 'after-shares'],
+      [9, 'after-masked'], // asked to reveal and silent: the log's buffers have room it never filled
     ]);
     const { session, job, expected } = await roundAtUnmask(10, drops);
+    // The job's log is views over larger buffers (sized for every request); the worker reads the views.
+    expect(job.revealOf.length).toBeGreaterThan(0);
+    expect(job.revealOf.buffer.byteLength).toBeGreaterThan(job.revealOf.byteLength);
+    expect(job.revealData.buffer.byteLength).toBeGreaterThan(job.revealData.byteLength);
     const copy = structuredClone(job);
     const r = await thread.run(job);
     expect(thread.started).toBe(true);

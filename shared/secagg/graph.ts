@@ -354,6 +354,7 @@ function secureInts(rand: (len: number) => Uint8Array): (n: number) => number {
       if (at + 4 > pool.length) {
         pool = rand(4096);
         at = 0;
+        if (pool.length < 4) throw new RangeError('the random source returned too few bytes');
       }
       const v = ((pool[at] << 24) | (pool[at + 1] << 16) | (pool[at + 2] << 8) | pool[at + 3]) >>> 0;
       at += 4;

@@ -51,6 +51,7 @@ const STEPS = [
   'receiveSignature',
   'receiveReveal',
   'closeKeys',
+  'closeKeysLazily',
   'closeShares',
   'closeSharesLazily',
   'closeMasked',
@@ -166,54 +167,99 @@ describe('the server session keeps who each phase waits for as messages arrive',
     expect(r.sum).toEqual(r.expected);
   });
 
-  it('logs exactly the reveals it took: one refused at its last share (out of the field) leaves none of its shares in the job', async () => {
-    type Entry = { of: number };
-    const taken = new Map<number, string[]>(); // holder -> its shares as "kind:of", sorted
-    let job: ReturnType<SecAggServerSession['prepareUnmask']> | null = null;
-    const r = await runInMemoryRound(
-      round(12, 8, 5, {
-        drops: new Map([[2, 'after-shares']]), // so s-shares are revealed too
-        tamper: {
-          // The last share 6 reveals is out of the field: the ones before it were already checked.
-          reveal: (from, m) =>
-            from === 6
-              ? {
-                  b: m.b,
-                  s: m.s.map((e, i, a) =>
-                    i === a.length - 1 ? { ...e, share: new Uint8Array(33).fill(0xff) } : e,
-                  ),
-                }
-              : m,
-        },
-        onServer: (server) => {
-          const target = server as unknown as {
-            receiveReveal: (from: number, raw: { b: Entry[]; s: Entry[] }) => void;
-            prepareUnmask: () => NonNullable<typeof job>;
-          };
-          const reveal = target.receiveReveal.bind(server);
-          target.receiveReveal = (from, raw) => {
-            reveal(from, raw);
-            const all = [...raw.b.map((e) => `b:${e.of}`), ...raw.s.map((e) => `s:${e.of}`)];
-            taken.set(from, all.sort());
-          };
-          const prepare = target.prepareUnmask.bind(server);
-          target.prepareUnmask = () => (job = prepare());
-        },
-      }),
-    );
-    expect(r.rejected.map((x) => [x.from, x.reason])).toEqual([[6, 'malformed_share']]);
-    expect(r.sum).toEqual(r.expected);
-    const j = job!;
-    const logged = new Map<number, string[]>();
-    j.revealHolder.forEach((h, e) => {
-      if (!logged.has(h)) logged.set(h, []);
-      logged.get(h)!.push(`${j.revealKind[e] ? 's' : 'b'}:${j.revealOf[e]}`);
+  it.each([
+    ['after R2', false],
+    ['after the consistency round', true],
+  ])(
+    'logs exactly the reveals it took (%s): one refused at its last share (out of the field) leaves none of its shares in the job',
+    async (_, withR3) => {
+      type Entry = { of: number };
+      const taken = new Map<number, string[]>(); // holder -> its shares as "kind:of", sorted
+      let job: ReturnType<SecAggServerSession['prepareUnmask']> | null = null;
+      const r = await runInMemoryRound(
+        round(12, 8, 5, {
+          drops: new Map([[2, 'after-shares']]), // so s-shares are revealed too
+          ...(withR3 ? { consistency: { site: generateSigningKeyPair() } } : {}),
+          tamper: {
+            // The last share 6 reveals (its last s-share if it holds any: 2 may not be its neighbour, else its
+            // last b-share) is out of the field: the ones before it were already checked and written.
+            reveal: (from, m) => {
+              if (from !== 6) return m;
+              const bad = <E extends object>(l: E[]): E[] =>
+                l.map((e, i) => (i === l.length - 1 ? { ...e, share: new Uint8Array(33).fill(0xff) } : e));
+              return m.s.length ? { b: m.b, s: bad(m.s) } : { b: bad(m.b), s: m.s };
+            },
+          },
+          onServer: (server) => {
+            const target = server as unknown as {
+              receiveReveal: (from: number, raw: { b: Entry[]; s: Entry[] }) => void;
+              prepareUnmask: () => NonNullable<typeof job>;
+            };
+            const reveal = target.receiveReveal.bind(server);
+            target.receiveReveal = (from, raw) => {
+              reveal(from, raw);
+              const all = [...raw.b.map((e) => `b:${e.of}`), ...raw.s.map((e) => `s:${e.of}`)];
+              taken.set(from, all.sort());
+            };
+            const prepare = target.prepareUnmask.bind(server);
+            target.prepareUnmask = () => (job = prepare());
+          },
+        }),
+      );
+      expect(r.rejected.map((x) => [x.from, x.reason])).toEqual([[6, 'malformed_share']]);
+      expect(r.sum).toEqual(r.expected);
+      const j = job!;
+      const logged = new Map<number, string[]>();
+      j.revealHolder.forEach((h, e) => {
+        if (!logged.has(h)) logged.set(h, []);
+        logged.get(h)!.push(`${j.revealKind[e] ? 's' : 'b'}:${j.revealOf[e]}`);
+      });
+      for (const l of logged.values()) l.sort();
+      expect(taken.has(6)).toBe(false);
+      expect(taken.size).toBeGreaterThan(5);
+      expect(logged).toEqual(taken);
+      expect(j.revealData.length).toBe(j.revealOf.length * 97);
+    },
+  );
+
+  it('builds rosters lazily: each, when asked, lists the U1 neighbours with their keys; only while R1 is open', async () => {
+    type Lazy = ReturnType<SecAggServerSession['closeKeysLazily']>;
+    let lazy: Lazy | undefined;
+    let inR1 = 0;
+    const nb = harary(12, 8).map((l) => l.map((v) => v + 1));
+    const advertised = new Map<number, unknown>();
+    const r = await runInMemoryRound({
+      ...round(12, 8, 5, { drops: new Map<number, DropPoint>([[2, 'before-keys']]) }),
+      neighbours: nb,
+      onServer: (s) => {
+        const target = s as unknown as {
+          closeKeysLazily: () => Lazy;
+          receiveKeys: (from: number, raw: unknown) => void;
+          receiveShares: (from: number, raw: unknown) => void;
+        };
+        const keys = target.receiveKeys.bind(s);
+        target.receiveKeys = (from, raw) => (keys(from, raw), advertised.set(from, raw));
+        const close = target.closeKeysLazily.bind(s);
+        target.closeKeysLazily = () => (lazy = close());
+        const shares = target.receiveShares.bind(s);
+        target.receiveShares = (from, raw) => {
+          // R1 open: asked now (as a re-send would be), each roster is the client's neighbours in U1, ascending.
+          for (const u of lazy!.recipients) {
+            const want = nb[u - 1]
+              .filter((v) => v !== 2)
+              .map((v) => ({ index: v, ...(advertised.get(v) as object) }));
+            expect(lazy!.roster(u)).toEqual({ peers: want });
+            inR1++;
+          }
+          expect(() => lazy!.roster(2)).toThrow(/client 2 is not in U1/);
+          shares(from, raw);
+        };
+      },
     });
-    for (const l of logged.values()) l.sort();
-    expect(taken.has(6)).toBe(false);
-    expect(taken.size).toBeGreaterThan(5);
-    expect(logged).toEqual(taken);
-    expect(j.revealData.length).toBe(j.revealOf.length * 97);
+    expect(r.sum).toEqual(r.expected);
+    expect(lazy!.recipients).toEqual([1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(inR1).toBe(11 * 11); // every roster, at each of the 11 clients' shares
+    expect(() => lazy!.roster(1)).toThrow(/only while R1 is open \(phase done\)/);
   });
 
   it('relays inboxes lazily: each cut when asked equals the eager build, only while R2 is open', async () => {

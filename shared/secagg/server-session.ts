@@ -41,7 +41,8 @@ export interface ServerSessionConfig {
   /** Clients are 1..n. */
   n: number;
   /**
-   * neighbours[i - 1] = the neighbour indices of client i (symmetric). Ignored with `cohort`, whose
+   * neighbours[i - 1] = the neighbour indices of client i: a simple undirected graph (symmetric, each
+   * in 1..n, no client its own neighbour, none listed twice; checkGraph). Ignored with `cohort`, whose
    * graph is laid when R0 closes (pass []).
    */
   neighbours: number[][];
@@ -349,8 +350,19 @@ export class SecAggServerSession {
     this.waiting.delete(from);
   }
 
-  /** R0 -> R1: a roster for each client in U1. */
+  /** R0 -> R1: a roster for each client in U1 (all built now; closeKeysLazily builds each when asked). */
   closeKeys(): Map<number, Roster> {
+    const lazy = this.closeKeysLazily();
+    return new Map(lazy.recipients.map((u) => [u, lazy.roster(u)]));
+  }
+
+  /**
+   * R0 -> R1: decides U1 and says who gets a roster; each is built when asked (as its sliced send goes
+   * out, and again for a re-send), from keys that no longer change. Building all 10 000 in the turn that
+   * closed R0 held the event loop ~0.6 s (~420 000 peer entries). A roster is asked for only while R1 is
+   * open, and only for a client in U1.
+   */
+  closeKeysLazily(): { recipients: readonly number[]; roster: (u: number) => Roster } {
     this.expect('keys', 'closeKeys');
     if (this.cfg.cohort) this.fixCohort();
     this.u1 = this.prune([...this.keys.keys()]);
@@ -359,14 +371,15 @@ export class SecAggServerSession {
     this.phase = 'shares';
     this.waitFor(this.u1);
     const inU1 = (this.inU1 = new Set(this.u1));
-    const out = new Map<number, Roster>();
-    for (const u of this.u1) {
-      const peers: PeerKeys[] = [...this.nb[u - 1]]
-        .filter((v) => inU1.has(v))
-        .map((v) => ({ index: v, ...this.keys.get(v)! }));
-      out.set(u, { peers });
-    }
-    return out;
+    const roster = (u: number): Roster => {
+      if (this.phase !== 'shares')
+        throw new Error(`rosters are sent only while R1 is open (phase ${this.phase})`);
+      if (!inU1.has(u)) throw new Error(`client ${u} is not in U1: it has no roster`);
+      const peers: PeerKeys[] = [];
+      for (const v of this.nb[u - 1]) if (inU1.has(v)) peers.push({ index: v, ...this.keys.get(v)! });
+      return { peers };
+    };
+    return { recipients: this.u1, roster };
   }
 
   /** Over-selection at R0's close: the graph over the advertisers; every other invitee without keys is released. */
@@ -624,7 +637,7 @@ export class SecAggServerSession {
     if (this.revealed.has(from) || this.excluded.has(from))
       throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
     const r = record(raw, 'reveal');
-    // Views for now: copied into the log below (the transport may reuse its buffers) once all checks pass.
+    // Views for now: copied into the log below (the transport may reuse its buffers), each checked there.
     const take = (v: unknown, kind: ShareKind): Map<number, { y: Uint8Array; sig: Uint8Array }> => {
       const m = new Map<number, { y: Uint8Array; sig: Uint8Array }>();
       for (const e of list(v, kind, this.cfg.n)) {
@@ -658,6 +671,9 @@ export class SecAggServerSession {
     // checked, so nothing out of the field (33 bytes hold up to 2^264) reaches unmasking.
     const log = this.log;
     let at = this.logLength;
+    // ask() sized the log for every request: a holder commits once, at most its request's shares.
+    if (at + b.size + s.size > log.revealOf.length)
+      throw new Error('reveal log overflow (requests changed?)');
     for (const [m, code] of [
       [b, 0],
       [s, 1],

@@ -100,3 +100,22 @@ describe('packUnmaskJob', () => {
     expect(Array.from(job.secretOf)).toEqual([1]);
   });
 });
+
+describe('packUnmaskJob checks the log it carries to another thread', () => {
+  const secret: UnmaskSecret = { of: 3, kind: 'b', check: new Uint8Array(32), dealerKey: new Uint8Array(32) };
+  it('refuses an entry naming client 0 or below, holder 0 or below, or a kind other than b (0) and s (1)', () => {
+    for (const bad of [[[2, 0, 0]], [[2, -1, 0]], [[0, 3, 0]], [[2, 3, 2]]] as [number, number, 0 | 1][][])
+      expect(() => packUnmaskJob('tag', 2, [secret], logOf(bad), [], new Uint32Array(4))).toThrow(
+        /names no client or kind/,
+      );
+  });
+
+  it('packShares leaves out an entry below 1 instead of filing it under the first secret', () => {
+    const log = logOf([
+      [1, 3, 0],
+      [2, -1, 0],
+    ]);
+    const p = packShares({ secretOf: Int32Array.of(3), secretKind: Uint8Array.of(0), ...log });
+    expect(groups(p)).toEqual([[0]]);
+  });
+});

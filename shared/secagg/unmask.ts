@@ -47,7 +47,7 @@ export interface UnmaskJob {
 export type UnmaskResult =
   { ok: true; sum: Uint32Array; culprits: Culprit[] } | { ok: false; reason: string; culprits: Culprit[] };
 
-/** One secret to rebuild, as the session knows it; its shares are packed apart (PackedShares). */
+/** One secret to rebuild, as the session knows it; its shares travel apart, in the job's reveal log. */
 export interface UnmaskSecret {
   of: number;
   kind: ShareKind;
@@ -89,7 +89,8 @@ export function packShares(job: Pick<UnmaskJob, 'secretOf' | 'secretKind'> & Rev
   const shareStart = new Int32Array(S + 1);
   for (let e = 0; e < E; e++) {
     const of = job.revealOf[e];
-    const i = of <= top ? slot[job.revealKind[e]][of] - 1 : -1;
+    const k = job.revealKind[e];
+    const i = of >= 1 && of <= top && k <= 1 ? slot[k][of] - 1 : -1;
     secretOfEntry[e] = i;
     if (i >= 0) shareStart[i + 1]++;
   }
@@ -120,6 +121,10 @@ export function packUnmaskJob(
     log.revealData.length !== E * REVEALED_BYTES
   )
     throw new RangeError(`the reveal log must hold ${E} entries of ${REVEALED_BYTES} bytes`);
+  // The job crosses to another thread and packShares indexes by these: checked once here, O(E).
+  for (let e = 0; e < E; e++)
+    if (log.revealOf[e] < 1 || log.revealHolder[e] < 1 || log.revealKind[e] > 1)
+      throw new RangeError(`reveal log entry ${e} names no client or kind`);
   let pairs = 0;
   for (const s of secrets) pairs += s.pairs?.length ?? 0;
   const job: UnmaskJob = {
