@@ -83,7 +83,16 @@ export class LocalTrainer {
   /** Batch order, seeded for the same reason (tfjs' own shuffle draws from Math.random). */
   private readonly orderRng: Rng;
 
-  constructor(spec: ModelSpec | ModelRuntime, data: Dataset | Examples, seed = 1) {
+  /**
+   * `ownsModel` false: a runtime lent for this client only (the simulator's threads build one model and
+   * train client after client on it; train() overwrites every weight first), left undisposed by dispose().
+   */
+  constructor(
+    spec: ModelSpec | ModelRuntime,
+    data: Dataset | Examples,
+    seed = 1,
+    private readonly ownsModel = true,
+  ) {
     if (data.n < 1) throw new Error('cannot train on an empty dataset');
     const ex = data.x instanceof Float32Array ? (data as Examples) : examplesFromDataset(data as Dataset);
     const classes = 'model' in spec ? spec.numClasses : NUM_CLASSES;
@@ -231,7 +240,7 @@ export class LocalTrainer {
   }
 
   dispose(): void {
-    this.model.dispose();
+    if (this.ownsModel) this.model.dispose();
     this.x.dispose();
     this.y.dispose();
     this.logPrior.dispose();

@@ -2,7 +2,7 @@
  * npm run bench:dp [-- --epsilons 1,2,4,8,inf --population 10000 --q 0.01 --rounds 200 --clip 0.3
  *   --delta 1e-5 --model small --lr 0.1 --local-epochs 1 --batch-size 5 --server-opt fedavgm --server-lr 1
  *   --server-momentum 0.9 --train all --test all --eval-every 20 --cifar-dir ../shared/data/cifar10
- *   --workers N --seed 1 --out bench-results]
+ *   --workers N --noise aggregate|per-client --seed 1 --out bench-results]
  * User-level DP-FedAvg: test accuracy against epsilon on real CIFAR-10 (synthetic data when the folder is
  * missing, labelled so). A population of --population clients splits the training images IID (50 000 /
  * 10 000 = 5 each); each round samples every client independently with probability --q (Poisson, what the
@@ -10,7 +10,9 @@
  * over. Everything else is the production path through runSimulation: the client's LocalTrainer, the
  * client-side clip -> fixed point -> stochastic rounding -> Skellam noise -> ring encoding, the server's
  * modular sum, decode and optimizer, and the RDP accountant. Secure-aggregation masks are left out: they
- * cancel exactly (bit for bit, see the secagg tests), so they cannot change a result.
+ * cancel exactly (bit for bit, see the secagg tests), so they cannot change a result. With --noise aggregate
+ * (the default) each round's Skellam noise is drawn once for the sum (the sum of the clients' shares, in
+ * distribution: runSimulation's `noise`); --noise per-client has every client draw its own, as in production.
  * For each target epsilon the noise multiplier z is the smallest that keeps epsilon within the target after
  * --rounds released rounds at (q, delta); a skipped draw is not charged, so the spent epsilon can only be
  * lower. As on the server, the skips and each cohort's size are public and outside the ledger
@@ -54,6 +56,8 @@ const { values: v } = parseArgs({
     'eval-every': { type: 'string', default: '20' },
     'cifar-dir': { type: 'string', default: '../shared/data/cifar10' },
     workers: { type: 'string' },
+    // 'aggregate': each round's noise drawn once for the sum (same distribution); 'per-client': as clients do.
+    noise: { type: 'string', default: 'aggregate' },
     seed: { type: 'string', default: '1' },
     out: { type: 'string', default: 'bench-results' },
   },
@@ -77,6 +81,9 @@ const targets = v.epsilons!.split(',').map((s) => {
   if (!(e > 0)) throw new Error(`--epsilons: each must be > 0 or inf, got ${s}`);
   return e;
 });
+const noise = v.noise!;
+if (noise !== 'aggregate' && noise !== 'per-client')
+  throw new Error(`--noise must be aggregate or per-client, got ${noise}`);
 const serverOpt = v['server-opt']!;
 if (serverOpt !== 'fedavg' && serverOpt !== 'fedavgm')
   throw new Error(`--server-opt must be fedavg or fedavgm, got ${serverOpt}`);
@@ -144,6 +151,7 @@ const settings = {
   server,
   evalEvery,
   workers,
+  noise,
   seed,
   backend: tf.getBackend(),
 };
@@ -152,7 +160,7 @@ console.log(
     `Poisson q = ${q} (~${settings.expectedPerRound}/round, noise split over >= ${minUpdates}), ${rounds} rounds, C = ${clip}, delta = ${delta}; ` +
     `client sgd lr ${local.learningRate}, ${local.epochs} epoch(s), batch ${local.batchSize}; server ${server.name} lr ${server.lr}` +
     (server.name === 'fedavgm' ? ` momentum ${server.momentum}` : '') +
-    `; ${workers} worker thread(s)`,
+    `; ${workers} worker thread(s); noise drawn ${noise === 'aggregate' ? 'once per round for the sum' : 'by each client'}`,
 );
 
 interface Arm {
@@ -196,6 +204,7 @@ for (const target of targets) {
       local,
       server,
       dp: { noiseMultiplier: z, clipNorm: clip, delta },
+      noise,
       seed,
       evalEvery,
       workers,

@@ -9,6 +9,7 @@ import '../../client/wasm-backend.ts';
 import { LocalTrainer } from '../../client/trainer.ts';
 import { createSecureRandom } from '../../shared/dp/secure-random.ts';
 import { encodeContribution } from '../../shared/fl/encoding.ts';
+import { asRuntime, type ModelRuntime } from '../../shared/model/task-build.ts';
 import type { PoolInit, PoolReply, PoolTask } from './pool.ts';
 
 const init = workerData as PoolInit;
@@ -19,12 +20,18 @@ const ready = tf.setBackend(init.backend).then((ok) => {
 });
 
 const rand = createSecureRandom();
+/**
+ * One model for every task: building a tfjs model per client cost more than a 5-image step, and train()
+ * overwrites all its weights first, so each client trains to the same bits as on a fresh one.
+ */
+let runtime: ModelRuntime | null = null;
 
 port.on('message', (t: PoolTask) => {
   void (async (): Promise<PoolReply> => {
     try {
       await ready;
-      const trainer = new LocalTrainer(init.model, t.data, t.seed);
+      runtime ??= asRuntime(init.model);
+      const trainer = new LocalTrainer(runtime, t.data, t.seed, false);
       try {
         const r = await trainer.train(t.weights, t.local);
         const ring = t.encode

@@ -1,6 +1,12 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createSecureRandom, type SecureRandom } from './secure-random.ts';
-import { logPoissonPmf, MAX_POISSON_MEAN, samplePoisson, sampleSkellam } from './skellam.ts';
+import {
+  addSkellamSumInPlace,
+  logPoissonPmf,
+  MAX_POISSON_MEAN,
+  samplePoisson,
+  sampleSkellam,
+} from './skellam.ts';
 import { lgamma } from './special.ts';
 
 afterEach(() => vi.restoreAllMocks());
@@ -219,5 +225,39 @@ describe('Skellam at the means the encoding uses (seeded, reproducible)', () => 
     let s = 0;
     for (let i = 0; i < n; i++) s += samplePoisson(lambda, r) - lambda;
     expect(Math.abs(s / n)).toBeLessThan(4 * Math.sqrt(lambda / n));
+  });
+});
+
+describe("addSkellamSumInPlace: one draw for the sum of many clients' noise", () => {
+  it.each([
+    ['small variance, one draw', 1e4, 500],
+    ["at the encoding's scale (1e14 per client), 500 clients: ~23 per draw", 2e14, 500],
+    ['at the cap: one client per draw', 2 * MAX_POISSON_MEAN, 7],
+  ])('%s: mean 0, variance count * mu, integers', (_, mu, count) => {
+    const r = createSecureRandom();
+    const v = new Float64Array(40_000).fill(3);
+    addSkellamSumInPlace(v, mu, count, r, 0, v.length);
+    const xs = Array.from(v, (x) => x - 3);
+    const m = moments(xs);
+    const want = mu * count;
+    expect(xs.every(Number.isInteger)).toBe(true);
+    expect(Math.abs(m.mean)).toBeLessThan(5 * Math.sqrt(want / xs.length));
+    // Relative SE of a sample variance of N near-normal draws is sqrt(2 / N) = 0.7%: a 3.5% band is 5 SE.
+    expect(m.variance / want).toBeGreaterThan(0.965);
+    expect(m.variance / want).toBeLessThan(1.035);
+  });
+
+  it('touches only [from, to); nothing for count 0 or variance 0; refuses a bad count or variance', () => {
+    const r = createSecureRandom();
+    const v = new Float64Array(10);
+    addSkellamSumInPlace(v, 1e6, 100, r, 3, 6);
+    expect([...v.subarray(0, 3), ...v.subarray(6)].every((x) => x === 0)).toBe(true);
+    expect(v.subarray(3, 6).some((x) => x !== 0)).toBe(true);
+    const w = new Float64Array(4);
+    addSkellamSumInPlace(w, 1e6, 0, r);
+    addSkellamSumInPlace(w, 0, 10, r);
+    expect([...w]).toEqual([0, 0, 0, 0]);
+    expect(() => addSkellamSumInPlace(w, 1e6, 1.5, r)).toThrow(RangeError);
+    expect(() => addSkellamSumInPlace(w, 4 * MAX_POISSON_MEAN, 1, r)).toThrow(RangeError);
   });
 });

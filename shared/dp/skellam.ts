@@ -93,3 +93,35 @@ export function addSkellamInPlace(
   if (mu === 0) return;
   for (let i = from; i < to; i++) v[i] += sampleSkellam(mu, rand);
 }
+
+/**
+ * Adds to every entry of v the sum of `count` independent Skellam(mu) draws, drawn as few Skellams as the
+ * sampler's cap allows: a sum of independent Skellams is Skellam with the summed variance (Poisson means
+ * add), so the result has exactly the distribution of `count` clients each adding Skellam(mu). The
+ * simulator uses it to draw a round's noise once for the sum instead of once per client (the same sum, in
+ * distribution; each client's share of it costs ~1e6 uniforms at 137 000 parameters).
+ */
+export function addSkellamSumInPlace(
+  v: Float64Array,
+  mu: number,
+  count: number,
+  rand: SecureRandom,
+  from = 0,
+  to = v.length,
+): void {
+  if (!Number.isInteger(count) || count < 0)
+    throw new RangeError(`count must be a whole number, got ${count}`);
+  if (!(mu >= 0) || mu > 2 * MAX_POISSON_MEAN)
+    throw new RangeError(`Skellam variance must be in [0, 2^51], got ${mu}`);
+  if (mu === 0 || count === 0) return;
+  // Clients per draw: as many as keep the draw's Poisson means mu * c / 2 within the cap.
+  const per = Math.max(1, Math.min(count, Math.floor((2 * MAX_POISSON_MEAN) / mu)));
+  const full = Math.floor(count / per);
+  const rest = count - full * per;
+  for (let i = from; i < to; i++) {
+    let x = 0;
+    for (let j = 0; j < full; j++) x += sampleSkellam(mu * per, rand);
+    if (rest) x += sampleSkellam(mu * rest, rand);
+    v[i] += x;
+  }
+}
