@@ -5,7 +5,6 @@ import {
   packInbox,
   packRoster,
   packUnmask,
-  unpackReveal,
   unpackShares,
   type WireInbox,
   type WireRoster,
@@ -187,7 +186,7 @@ export class SecureRound {
   }
 
   reveal(index: number, raw: unknown): void {
-    this.session.receiveReveal(index, unpackReveal(raw, this.o.n));
+    this.session.receiveRevealWire(index, raw);
   }
 
   /** A message arrived or a client went offline: the phase may be able to close now. */

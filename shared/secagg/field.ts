@@ -32,12 +32,17 @@ export function bigToBytes(v: bigint, len: number): Uint8Array {
  * 33 bytes hold values up to 2^264 - 1, so a sender can put a non-element on the wire; check on receipt.
  */
 export function isFieldElement(b: Uint8Array): boolean {
-  if (b.length !== ELEMENT_BYTES) return false;
+  return b.length === ELEMENT_BYTES && isFieldElementAt(b, 0);
+}
+
+/** isFieldElement of the ELEMENT_BYTES bytes at `at` in b (no view made: the server checks thousands). */
+export function isFieldElementAt(b: Uint8Array, at: number): boolean {
+  if (at < 0 || at + ELEMENT_BYTES > b.length) return false;
   // p = 0x01 || 0^30 || 0x0129: below 2^256 (first byte 0) always; from 2^256 on, only up to p - 1.
-  if (b[0] === 0) return true;
-  if (b[0] !== 1) return false;
-  for (let i = 1; i < ELEMENT_BYTES - 2; i++) if (b[i] !== 0) return false;
-  return b[ELEMENT_BYTES - 2] * 256 + b[ELEMENT_BYTES - 1] < 0x0129;
+  if (b[at] === 0) return true;
+  if (b[at] !== 1) return false;
+  for (let i = 1; i < ELEMENT_BYTES - 2; i++) if (b[at + i] !== 0) return false;
+  return b[at + ELEMENT_BYTES - 2] * 256 + b[at + ELEMENT_BYTES - 1] < 0x0129;
 }
 
 /** Modular inverse by Fermat (p is prime). */

@@ -9,6 +9,7 @@ import { SecAggServerSession } from './server-session.ts';
 import { runInMemoryRound, type DropPoint, type InMemoryRoundInput } from './in-memory-round.ts';
 import type { Reveal } from './types.ts';
 import { reason } from './test-support.ts';
+import { packReveal } from './wire.ts';
 
 const BITS = 20;
 function inputs(n: number, L: number): Uint32Array[] {
@@ -259,6 +260,78 @@ describe('misbehaviour is rejected with a reason', () => {
     server.receiveReveal(1, rv);
     expect(reason(() => server.receiveReveal(1, rv))).toBe('duplicate');
     expect(reason(() => clients[0].receiveUnmask(reqs.get(1)))).toBe('duplicate');
+  });
+
+  it('reveals as they travel (receiveRevealWire): bad records are refused, a refusal leaves no mark on the next reveal, the sum is exact', async () => {
+    const { server, clients, L } = started(4, 2, 8);
+    clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
+    const rosters = server.closeKeys();
+    clients.forEach((c, i) => server.receiveShares(i + 1, c.receiveRoster(rosters.get(i + 1))));
+    const inboxes = server.closeShares();
+    for (const u of [1, 2, 3, 4]) clients[u - 1].receiveInbox(inboxes.get(u));
+    const inputs = [1, 2, 3].map((u) => new Uint32Array(L).fill(u * 1000));
+    for (const u of [1, 2, 3]) server.receiveMasked(u, await clients[u - 1].mask(inputs[u - 1]));
+    const reqs = server.closeMasked();
+    const wire = [1, 2, 3].map((u) => packReveal(clients[u - 1].receiveUnmask(reqs.get(u))));
+    const w1 = wire[0];
+    const REC = 4 + 33 + 64;
+    const withOf = (b: Uint8Array, of: number): Uint8Array => {
+      const c = b.slice();
+      new DataView(c.buffer).setUint32(0, of);
+      return c;
+    };
+    expect(reason(() => server.receiveRevealWire(1, { b: w1.b.subarray(1), s: w1.s }))).toBe('malformed');
+    expect(reason(() => server.receiveRevealWire(1, { b: withOf(w1.b, 0), s: w1.s }))).toBe('malformed');
+    expect(reason(() => server.receiveRevealWire(1, { b: withOf(w1.b, 5), s: w1.s }))).toBe('malformed');
+    expect(reason(() => server.receiveRevealWire(1, { b: w1.b, s: 'no' }))).toBe('malformed');
+    const twice = new Uint8Array([...w1.b.subarray(0, REC), ...w1.b.subarray(0, REC)]);
+    expect(reason(() => server.receiveRevealWire(1, { b: twice, s: w1.s }))).toBe('duplicate');
+    // 1 holds b-shares of 2 and 3 and the s-share of 4: an s-share of 2 too is both shares of 2.
+    const sOf2 = withOf(w1.s, 2);
+    expect(
+      reason(() => server.receiveRevealWire(1, { b: w1.b, s: new Uint8Array([...w1.s, ...sOf2]) })),
+    ).toBe('both_shares');
+    // A b-share of 4 (dropped: only its s-share was asked for) is unrequested (sent without that s-share).
+    const bOf4 = withOf(w1.b.subarray(0, REC), 4);
+    expect(
+      reason(() =>
+        server.receiveRevealWire(1, { b: new Uint8Array([...w1.b, ...bOf4]), s: new Uint8Array(0) }),
+      ),
+    ).toBe('unrequested_share');
+    // Its own b-share (1 is asked for no share of itself): unrequested, and its mark must not outlive the
+    // refusal, or 2's b-share of 1 below would read as a duplicate.
+    const bOf1 = withOf(w1.b.subarray(0, REC), 1);
+    expect(reason(() => server.receiveRevealWire(1, { b: bOf1, s: new Uint8Array(0) }))).toBe(
+      'unrequested_share',
+    );
+    // After all those refusals of 1, the others' reveals (the same clients named) are taken as usual.
+    server.receiveRevealWire(2, wire[1]);
+    server.receiveRevealWire(3, wire[2]);
+    server.receiveRevealWire(1, w1);
+    expect(reason(() => server.receiveRevealWire(1, w1))).toBe('duplicate');
+    const sum = await server.closeUnmask();
+    expect(sum).toEqual(new Uint32Array(L).fill(6000));
+  });
+
+  it("a reveal whose last record is out of the field is refused and its sender dropped; the others' make the sum", async () => {
+    const { server, clients, L } = started(7, 4, 8);
+    clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
+    const rosters = server.closeKeys();
+    clients.forEach((c, i) => server.receiveShares(i + 1, c.receiveRoster(rosters.get(i + 1))));
+    const inboxes = server.closeShares();
+    for (const u of [1, 2, 3, 4, 5, 6, 7]) clients[u - 1].receiveInbox(inboxes.get(u));
+    for (const u of [1, 2, 3, 4, 5, 6])
+      server.receiveMasked(u, await clients[u - 1].mask(new Uint32Array(L).fill(u)));
+    const reqs = server.closeMasked();
+    const w1 = packReveal(clients[0].receiveUnmask(reqs.get(1)));
+    const bad = w1.s.slice();
+    bad.fill(0xff, bad.length - 64 - 33, bad.length - 64); // the last record's share: 33 bytes of 0xff
+    expect(reason(() => server.receiveRevealWire(1, { b: w1.b, s: bad }))).toBe('malformed_share');
+    expect(server.culprits).toEqual([1]);
+    expect(reason(() => server.receiveRevealWire(1, w1))).toBe('duplicate');
+    for (const u of [2, 3, 4, 5, 6])
+      server.receiveRevealWire(u, packReveal(clients[u - 1].receiveUnmask(reqs.get(u))));
+    expect(await server.closeUnmask()).toEqual(new Uint32Array(L).fill(21));
   });
 
   it('a box redirected to another client does not open there; the round still completes from the other shares', async () => {

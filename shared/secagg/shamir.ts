@@ -10,7 +10,7 @@ import {
 } from './field.ts';
 import { decode } from './reed-solomon.ts';
 
-export { bigToBytes, bytesToBig, FIELD_PRIME, invMod, isFieldElement } from './field.ts';
+export { bigToBytes, bytesToBig, FIELD_PRIME, invMod, isFieldElement, isFieldElementAt } from './field.ts';
 
 /**
  * Shamir t-of-k secret sharing of 32-byte secrets over GF(p), p = 2^256 + 297 (the smallest prime

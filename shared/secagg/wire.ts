@@ -15,7 +15,9 @@ export const BOX_PLAIN_BYTES = 8 + 2 * SHARE_BYTES + 2 * SIGNATURE_BYTES;
 export const BOX_BYTES = 12 + BOX_PLAIN_BYTES + 16; // nonce + plaintext + Poly1305 tag
 const PEER_RECORD = 4 + 2 * KEY_BYTES + SIGN_PUBLIC_BYTES;
 const BOX_RECORD = 4 + BOX_BYTES;
-const SHARE_RECORD = 4 + SHARE_BYTES + SIGNATURE_BYTES;
+/** A revealed share on the wire: u32 of || share || its dealer's signature. */
+export const REVEAL_RECORD = 4 + SHARE_BYTES + SIGNATURE_BYTES;
+const SHARE_RECORD = REVEAL_RECORD;
 /** Consistency round: u32 index || idPk || site attestation || identity's signature on the round keys. */
 const AUTH_RECORD = 4 + SIGN_PUBLIC_BYTES + 2 * SIGNATURE_BYTES;
 const SIG_RECORD = 4 + SIGNATURE_BYTES;
