@@ -387,3 +387,103 @@ describe('checkGraph', () => {
     }
   });
 });
+
+describe('receiveRevealWire under random records (property)', () => {
+  it('leaves no mark after any call, moves the log only on acceptance, and commits only requested shares, once', () => {
+    const REC = 4 + 33 + 64;
+    let seed = 99;
+    const rnd = (m: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % m;
+    const reasons = new Map<string, number>();
+    for (let trial = 0; trial < 300; trial++) {
+      const n = 3 + rnd(8);
+      const nb = Array.from({ length: n }, (_, i) =>
+        Array.from({ length: n }, (_, j) => j + 1).filter((v) => v !== i + 1),
+      );
+      const s = new SecAggServerSession({
+        tag: 'x',
+        n,
+        neighbours: nb,
+        t: 2,
+        vectorLength: 4,
+        minSurvivors: 2,
+      });
+      // Straight to R4 with a random U3 (the requests as closeMasked makes them), past the earlier phases.
+      const inU3 = new Set(Array.from({ length: n }, (_, i) => i + 1).filter(() => rnd(10) < 7));
+      const reqs = new Map(
+        [...inU3].map((u) => [
+          u,
+          { survivors: nb[u - 1].filter((v) => inU3.has(v)), dropped: nb[u - 1].filter((v) => !inU3.has(v)) },
+        ]),
+      );
+      const S = s as unknown as {
+        phase: string;
+        ask: (r: typeof reqs) => void;
+        marks: Uint8Array | null;
+        logLength: number;
+        log: { revealHolder: Int32Array; revealOf: Int32Array; revealKind: Uint8Array };
+      };
+      S.phase = 'unmask';
+      S.ask(reqs);
+      const committed = new Set<number>();
+      for (let call = 0; call < 30; call++) {
+        const h = 1 + rnd(n + 1);
+        const records = (count: number): Uint8Array => {
+          const b = new Uint8Array(count * REC);
+          const dv = new DataView(b.buffer);
+          for (let i = 0; i < count; i++) {
+            const r = rnd(100);
+            dv.setUint32(
+              i * REC,
+              r < 5 ? 0 : r < 10 ? n + 1 : r < 12 ? 0xffffffff : r < 14 ? 0x80000001 : 1 + rnd(n),
+            );
+            if (rnd(100) < 3) b.fill(0xff, i * REC + 4, i * REC + 37); // out of the field
+          }
+          return b;
+        };
+        const b = records(rnd(n + 1));
+        const m = rnd(10);
+        const sb = m === 0 ? b : m === 1 && b.length >= 2 * REC ? b.subarray(REC) : records(rnd(n + 1));
+        const before = S.logLength;
+        let why = 'accepted';
+        try {
+          s.receiveRevealWire(h, { b, s: sb });
+        } catch (e) {
+          why = (e as { reason?: string }).reason ?? String(e);
+        }
+        reasons.set(why, (reasons.get(why) ?? 0) + 1);
+        expect(S.marks?.every((x) => x === 0) ?? true).toBe(true);
+        if (why !== 'accepted') {
+          expect(S.logLength).toBe(before);
+          continue;
+        }
+        const req = reqs.get(h)!;
+        const ofs = (x: Uint8Array): number[] =>
+          Array.from({ length: x.length / REC }, (_, i) =>
+            new DataView(x.buffer, x.byteOffset).getUint32(i * REC),
+          );
+        const want = [...ofs(b).map((o) => `b${o}`), ...ofs(sb).map((o) => `s${o}`)].sort();
+        expect(ofs(b).every((o) => req.survivors.includes(o))).toBe(true);
+        expect(ofs(sb).every((o) => req.dropped.includes(o))).toBe(true);
+        expect(new Set(want).size).toBe(want.length);
+        const got: string[] = [];
+        for (let e = before; e < S.logLength; e++) {
+          expect(S.log.revealHolder[e]).toBe(h);
+          got.push(`${S.log.revealKind[e] ? 's' : 'b'}${S.log.revealOf[e]}`);
+        }
+        expect(got.sort()).toEqual(want);
+        expect(committed.has(h)).toBe(false);
+        committed.add(h);
+      }
+    }
+    // The draws reached acceptance and every refusal the checks make.
+    for (const r of [
+      'accepted',
+      'malformed',
+      'duplicate',
+      'both_shares',
+      'unrequested_share',
+      'malformed_share',
+    ])
+      expect(reasons.get(r) ?? 0, r).toBeGreaterThan(0);
+  });
+});

@@ -636,7 +636,7 @@ export class SecAggServerSession {
    * for form and packed into the wire records, then taken as receiveRevealWire takes them.
    */
   receiveReveal(from: number, raw: unknown): void {
-    this.expect('unmask', 'reveal');
+    const req = this.admitReveal(from);
     const r = record(raw, 'reveal');
     const pack = (v: unknown, kind: ShareKind): Uint8Array => {
       const entries = list(v, kind, this.cfg.n);
@@ -650,26 +650,20 @@ export class SecAggServerSession {
       });
       return out;
     };
-    this.receiveRevealWire(from, { b: pack(r.b, 'b'), s: pack(r.s, 's') });
+    this.takeReveal(from, req, pack(r.b, 'b'), pack(r.s, 's'));
   }
 
   /**
    * R4, a reveal as it travels (wire.ts): b and s each one blob of `u32 of || share || sig` records. Read
-   * in place into the reveal log, no object per share: 8 000 reveals arrive within seconds at 10 000
+   * into the reveal log without an object per share: 8 000 reveals arrive within seconds at 10 000
    * clients, and each share's objects and their garbage held the event loop up to a second.
    */
   receiveRevealWire(from: number, raw: unknown): void {
-    this.expect('unmask', 'reveal');
-    const req = this.requests.get(from);
-    if (!req) throw new ProtocolError('not_selected', `client ${from} was not asked to unmask`);
-    // Once the unmasking has begun every reveal is late, whoever sends it.
-    if (this.sealed) throw new ProtocolError('late', 'the unmasking has already started');
-    if (this.revealed.has(from) || this.excluded.has(from))
-      throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
-    const n = this.cfg.n;
+    const req = this.admitReveal(from);
     const r = record(raw, 'reveal');
+    // Our own copies, checked and then logged: nothing the caller holds can change between the two.
     const blob = (v: unknown, kind: ShareKind): Uint8Array => {
-      const b = bytesView(v, `reveal.${kind}`, undefined, n * REVEAL_RECORD);
+      const b = bytes(v, `reveal.${kind}`, undefined, this.cfg.n * REVEAL_RECORD);
       if (b.length % REVEAL_RECORD !== 0)
         throw new ProtocolError(
           'malformed',
@@ -677,7 +671,25 @@ export class SecAggServerSession {
         );
       return b;
     };
-    const kinds = [blob(r.b, 'b'), blob(r.s, 's')] as const;
+    this.takeReveal(from, req, blob(r.b, 'b'), blob(r.s, 's'));
+  }
+
+  /** Whether `from` may reveal now (phase, asked, not sealed, not yet revealed): its request if so. */
+  private admitReveal(from: number): UnmaskRequest {
+    this.expect('unmask', 'reveal');
+    const req = this.requests.get(from);
+    if (!req) throw new ProtocolError('not_selected', `client ${from} was not asked to unmask`);
+    // Once the unmasking has begun every reveal is late, whoever sends it.
+    if (this.sealed) throw new ProtocolError('late', 'the unmasking has already started');
+    if (this.revealed.has(from) || this.excluded.has(from))
+      throw new ProtocolError('duplicate', `client ${from} already revealed its shares`);
+    return req;
+  }
+
+  /** Checks a reveal's records (b, s: our own buffers) against its request and appends them to the log. */
+  private takeReveal(from: number, req: UnmaskRequest, b: Uint8Array, s: Uint8Array): void {
+    const n = this.cfg.n;
+    const kinds = [b, s] as const;
     const ofAt = (b: Uint8Array, off: number): number =>
       ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
     // One mark per client for this reveal: what was asked (1 b, 2 s) and what came (4 b, 8 s); cleared
