@@ -165,6 +165,19 @@ describe('misbehaviour is rejected with a reason', () => {
     return { server, clients, n, L };
   }
 
+  /** A complete-graph round of n taken to R4: every client through R1, clients 1..n-1 mask u * scale. */
+  async function atUnmask(n: number, t: number, scale: number) {
+    const { server, clients, L } = started(n, t, 8);
+    clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
+    const rosters = server.closeKeys();
+    clients.forEach((c, i) => server.receiveShares(i + 1, c.receiveRoster(rosters.get(i + 1))));
+    const inboxes = server.closeShares();
+    clients.forEach((c, i) => c.receiveInbox(inboxes.get(i + 1)));
+    for (let u = 1; u < n; u++)
+      server.receiveMasked(u, await clients[u - 1].mask(new Uint32Array(L).fill(u * scale)));
+    return { server, clients, L, reqs: server.closeMasked() };
+  }
+
   it('replayed keys, keys in the wrong phase, equal keys', () => {
     const { server, clients } = started();
     const k = clients[0].advertise();
@@ -226,14 +239,7 @@ describe('misbehaviour is rejected with a reason', () => {
   });
 
   it('a client revealing both shares of a peer, or a share it was not asked for; the client refuses a request for both', async () => {
-    const { server, clients, L } = started(4, 2, 8);
-    clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
-    const rosters = server.closeKeys();
-    clients.forEach((c, i) => server.receiveShares(i + 1, c.receiveRoster(rosters.get(i + 1))));
-    const inboxes = server.closeShares();
-    for (const u of [1, 2, 3, 4]) clients[u - 1].receiveInbox(inboxes.get(u));
-    for (const u of [1, 2, 3]) server.receiveMasked(u, await clients[u - 1].mask(new Uint32Array(L)));
-    const reqs = server.closeMasked();
+    const { server, clients, reqs } = await atUnmask(4, 2, 0);
     expect(reqs.get(1)).toEqual({ survivors: [2, 3], dropped: [4] });
     // The client refuses to reveal both shares of client 2.
     expect(reason(() => clients[0].receiveUnmask({ survivors: [2, 3], dropped: [2, 4] }))).toBe(
@@ -263,15 +269,7 @@ describe('misbehaviour is rejected with a reason', () => {
   });
 
   it('reveals as they travel (receiveRevealWire): bad records are refused, a refusal leaves no mark on the next reveal, the sum is exact', async () => {
-    const { server, clients, L } = started(4, 2, 8);
-    clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
-    const rosters = server.closeKeys();
-    clients.forEach((c, i) => server.receiveShares(i + 1, c.receiveRoster(rosters.get(i + 1))));
-    const inboxes = server.closeShares();
-    for (const u of [1, 2, 3, 4]) clients[u - 1].receiveInbox(inboxes.get(u));
-    const inputs = [1, 2, 3].map((u) => new Uint32Array(L).fill(u * 1000));
-    for (const u of [1, 2, 3]) server.receiveMasked(u, await clients[u - 1].mask(inputs[u - 1]));
-    const reqs = server.closeMasked();
+    const { server, clients, L, reqs } = await atUnmask(4, 2, 1000);
     const wire = [1, 2, 3].map((u) => packReveal(clients[u - 1].receiveUnmask(reqs.get(u))));
     const w1 = wire[0];
     const REC = 4 + 33 + 64;
@@ -314,15 +312,7 @@ describe('misbehaviour is rejected with a reason', () => {
   });
 
   it("a reveal whose last record is out of the field is refused and its sender dropped; the others' make the sum", async () => {
-    const { server, clients, L } = started(7, 4, 8);
-    clients.forEach((c, i) => server.receiveKeys(i + 1, c.advertise()));
-    const rosters = server.closeKeys();
-    clients.forEach((c, i) => server.receiveShares(i + 1, c.receiveRoster(rosters.get(i + 1))));
-    const inboxes = server.closeShares();
-    for (const u of [1, 2, 3, 4, 5, 6, 7]) clients[u - 1].receiveInbox(inboxes.get(u));
-    for (const u of [1, 2, 3, 4, 5, 6])
-      server.receiveMasked(u, await clients[u - 1].mask(new Uint32Array(L).fill(u)));
-    const reqs = server.closeMasked();
+    const { server, clients, L, reqs } = await atUnmask(7, 4, 1);
     const w1 = packReveal(clients[0].receiveUnmask(reqs.get(1)));
     const bad = w1.s.slice();
     bad.fill(0xff, bad.length - 64 - 33, bad.length - 64); // the last record's share: 33 bytes of 0xff
