@@ -90,8 +90,7 @@ export function addSkellamInPlace(
   from = 0,
   to = v.length,
 ): void {
-  if (mu === 0) return;
-  for (let i = from; i < to; i++) v[i] += sampleSkellam(mu, rand);
+  addSkellamSumInPlace(v, mu, 1, rand, from, to);
 }
 
 /**

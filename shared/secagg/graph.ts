@@ -341,9 +341,9 @@ export function describeDegree(n: number, d: Degree): string {
 }
 
 /**
- * Uniform integers in [0, n) by rejection (no modulo bias) from 32-bit words of `rand`, drawn 4 KiB at a time (one call
- * per word cost ~50 ms of the round's start at 10 000 clients). The words are taken in stream order, so a
- * byte stream gives the same draws whatever the block size.
+ * Uniform integers in [0, n) by rejection (no modulo bias) from 32-bit words of `rand`, drawn 4 KiB at a
+ * time (one call per word cost ~50 ms of the round's start at 10 000 clients). The words are taken in
+ * stream order, so a byte stream gives the same draws whatever the block size.
  */
 function secureInts(rand: (len: number) => Uint8Array): (n: number) => number {
   let pool: Uint8Array = new Uint8Array(0);

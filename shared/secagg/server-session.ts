@@ -14,7 +14,7 @@ import { SecAggAbort } from './errors.ts';
 import { bytesEqual, checkPublicKey, KEY_BYTES } from './keys.ts';
 import { WordSum } from './words.ts';
 import { isFieldElementAt, SHARE_BYTES } from './shamir.ts';
-import { REVEAL_RECORD } from './wire.ts';
+import { packReveal, REVEAL_RECORD } from './wire.ts';
 import {
   CULPRIT_KINDS,
   type AdvertiseKeys,
@@ -22,6 +22,7 @@ import {
   type CulpritKind,
   type Inbox,
   type PeerKeys,
+  type Reveal,
   type Roster,
   type SecAggPhase,
   type SurvivorSet,
@@ -633,24 +634,23 @@ export class SecAggServerSession {
 
   /**
    * R4, a reveal as objects ({ b, s }: lists of { of, share, sig }; tests and the in-memory round): checked
-   * for form and packed into the wire records, then taken as receiveRevealWire takes them.
+   * for form, packed into the wire records (packReveal, fresh buffers), then taken as receiveRevealWire
+   * takes them.
    */
   receiveReveal(from: number, raw: unknown): void {
     const req = this.admitReveal(from);
     const r = record(raw, 'reveal');
-    const pack = (v: unknown, kind: ShareKind): Uint8Array => {
-      const entries = list(v, kind, this.cfg.n);
-      const out = new Uint8Array(entries.length * REVEAL_RECORD);
-      const dv = new DataView(out.buffer);
-      entries.forEach((e, i) => {
+    const entries = (v: unknown, kind: ShareKind): Reveal['b'] =>
+      list(v, kind, this.cfg.n).map((e) => {
         const er = record(e, 'revealed share');
-        dv.setUint32(i * REVEAL_RECORD, index(er.of, 'share.of', this.cfg.n));
-        out.set(bytesView(er.share, 'share', SHARE_BYTES), i * REVEAL_RECORD + 4);
-        out.set(bytesView(er.sig, 'share.sig', SIGNATURE_BYTES), i * REVEAL_RECORD + 4 + SHARE_BYTES);
+        return {
+          of: index(er.of, 'share.of', this.cfg.n),
+          share: bytesView(er.share, 'share', SHARE_BYTES),
+          sig: bytesView(er.sig, 'share.sig', SIGNATURE_BYTES),
+        };
       });
-      return out;
-    };
-    this.takeReveal(from, req, pack(r.b, 'b'), pack(r.s, 's'));
+    const wire = packReveal({ b: entries(r.b, 'b'), s: entries(r.s, 's') });
+    this.takeReveal(from, req, wire.b, wire.s);
   }
 
   /**

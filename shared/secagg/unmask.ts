@@ -25,8 +25,8 @@ export interface UnmaskJob {
   /** SIGN_PUBLIC_BYTES per secret: the dealer's share-signing key gPk. */
   dealerKey: Uint8Array;
   /**
-   * The shares revealed in R4 as the server holds them, holder after holder (the log, RevealLog): the
-   * worker sorts them by secret (packShares), so the turn that closes R4 only concatenates buffers.
+   * The shares revealed in R4 in the order they were taken (RevealLog): the worker groups them by secret
+   * (packShares), so the turn that closes R4 hands over the session's buffers as they are.
    */
   revealHolder: Int32Array;
   revealOf: Int32Array;

@@ -17,7 +17,6 @@ const PEER_RECORD = 4 + 2 * KEY_BYTES + SIGN_PUBLIC_BYTES;
 const BOX_RECORD = 4 + BOX_BYTES;
 /** A revealed share on the wire: u32 of || share || its dealer's signature. */
 export const REVEAL_RECORD = 4 + SHARE_BYTES + SIGNATURE_BYTES;
-const SHARE_RECORD = REVEAL_RECORD;
 /** Consistency round: u32 index || idPk || site attestation || identity's signature on the round keys. */
 const AUTH_RECORD = 4 + SIGN_PUBLIC_BYTES + 2 * SIGNATURE_BYTES;
 const SIG_RECORD = 4 + SIGNATURE_BYTES;
@@ -166,7 +165,7 @@ export function unpackInbox(raw: unknown, maxPeers: number): Inbox {
 
 export function packReveal(r: Reveal): WireReveal {
   const one = (l: Reveal['b']) =>
-    pack(l, SHARE_RECORD, (dv, out, off, e) => {
+    pack(l, REVEAL_RECORD, (dv, out, off, e) => {
       if (e.share.length !== SHARE_BYTES) throw new RangeError(`share must be ${SHARE_BYTES} bytes`);
       if (e.sig.length !== SIGNATURE_BYTES)
         throw new RangeError(`signature must be ${SIGNATURE_BYTES} bytes`);
@@ -180,10 +179,10 @@ export function packReveal(r: Reveal): WireReveal {
 export function unpackReveal(raw: unknown, maxPeers: number): Reveal {
   const m = record(raw, 'reveal');
   const one = (v: unknown, what: string) =>
-    unpack(v, what, SHARE_RECORD, maxPeers, (dv, b, off) => ({
+    unpack(v, what, REVEAL_RECORD, maxPeers, (dv, b, off) => ({
       of: dv.getUint32(off),
       share: b.slice(off + 4, off + 4 + SHARE_BYTES),
-      sig: b.slice(off + 4 + SHARE_BYTES, off + SHARE_RECORD),
+      sig: b.slice(off + 4 + SHARE_BYTES, off + REVEAL_RECORD),
     }));
   return { b: one(m.b, 'reveal.b'), s: one(m.s, 'reveal.s') };
 }
