@@ -266,6 +266,24 @@ describe('attackers against the real server, honest clients beside them', () => 
     );
   });
 
+  it('a reveal adding a share it was not asked for (its own b-share): refused (unrequested_share), counted, the sum exact', async () => {
+    const before = await getText('/metrics');
+    const a = scripted('attacker-unrequested');
+    let mine = 0;
+    a.tamper.reveal = (r: Reveal): Reveal => ({ b: [...r.b, { ...r.b[0], of: mine }], s: r.s });
+    const start = await firstStart(a);
+    mine = start.secagg!.index;
+    await closeAfter(a, 'secagg:reveal');
+    const inputs = await expectExactRound(start.round);
+    expect(inputs).toContain(a);
+    expect(ackOf(a, 'secagg:reveal')).toMatchObject({ ok: false, reason: 'unrequested_share' });
+    await expectAlive();
+    const m = await getText('/metrics');
+    expect(rejectedCount(m, 'unrequested_share', 'secagg:reveal')).toBe(
+      rejectedCount(before, 'unrequested_share', 'secagg:reveal') + 1,
+    );
+  });
+
   /** An attacker whose keys R0 must refuse: bad_key (counted), dropped before rosters, the sum exact. */
   async function expectKeysRefused(id: string, tamper: NonNullable<ScriptedClient['tamper']['keys']>) {
     const before = await getText('/metrics');
