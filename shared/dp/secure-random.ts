@@ -8,6 +8,8 @@ import { randomBytes } from '@noble/hashes/utils.js';
 export interface SecureRandom {
   /** Uniform in [0, 1) with 53 random bits. */
   float(): number;
+  /** Uniform 32-bit word in [0, 2^32): half the keystream of float(), where 32 bits are enough. */
+  uint32(): number;
 }
 
 const BUF_BYTES = 65536;
@@ -36,6 +38,10 @@ export function createSecureRandom(seed: Uint8Array = randomBytes(32)): SecureRa
       const hi = words[pos++] >>> 5; // 27 bits
       const lo = words[pos++] >>> 6; // 26 bits
       return (hi * 67108864 + lo) / 9007199254740992;
+    },
+    uint32(): number {
+      if (pos >= words.length) refill();
+      return words[pos++];
     },
   };
 }

@@ -58,6 +58,9 @@ describe('secure random', () => {
     const a = createSecureRandom(new Uint8Array(32));
     // First keystream words of ChaCha20(key 0, nonce 0): 0xade0b876, 0x903df1a0 -> (hi 27 bits, lo 26 bits)
     expect(a.float()).toBe(((0xade0b876 >>> 5) * 67108864 + (0x903df1a0 >>> 6)) / 2 ** 53);
+    // uint32 reads the same stream a word at a time (RFC 8439 A.2 #1, bytes 8-15), a fresh copy from its start.
+    expect([a.uint32(), a.uint32()]).toEqual([0xe56a5d40, 0x28bd8653]);
+    expect(createSecureRandom(new Uint8Array(32)).uint32()).toBe(0xade0b876);
   });
 });
 
@@ -174,7 +177,7 @@ function seededRandom(seed: number): SecureRandom {
     return t;
   };
   for (let i = 0; i < 12; i++) u32();
-  return { float: () => ((u32() >>> 5) * 67108864 + (u32() >>> 6)) / 9007199254740992 };
+  return { float: () => ((u32() >>> 5) * 67108864 + (u32() >>> 6)) / 9007199254740992, uint32: u32 };
 }
 
 describe('Skellam at the means the encoding uses (seeded, reproducible)', () => {

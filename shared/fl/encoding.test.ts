@@ -68,6 +68,21 @@ describe('update encoding into the ring', () => {
     expect(total / 20_000).toBeLessThan(0.32);
   });
 
+  it('stochastic rounding draws one 32-bit word a value: up iff word < frac * 2^32 (scripted words)', () => {
+    const plan = { ...planEncoding(base), scale: 1, coordClip: 10 };
+    const half = 2 ** (plan.bits - 1);
+    const scripted = (words: number[]) => ({
+      float: () => {
+        throw new Error('stochastic rounding takes uint32 words');
+      },
+      uint32: () => words.shift()!,
+    });
+    // 0.25 and -1.75 (frac 0.25): the threshold is 2^30; integers never move, whatever the word.
+    const v = Float32Array.from([0.25, 0.25, -1.75, -1.75, 2, 0]);
+    const c = encodeContribution(v, 100, plan, scripted([2 ** 30 - 1, 2 ** 30, 0, 2 ** 32 - 1, 0, 0]));
+    expect(Array.from(c.ring.subarray(0, 6), (x) => x - half)).toEqual([1, 0, -1, -2, 2, 0]);
+  });
+
   it('clips to L2 norm C and reports the indicator; with adaptive clipping the indicator sum decodes', () => {
     const plan = { ...planEncoding({ ...base, clipNorm: 0.1, weighting: 'uniform' }), sendIndicator: true };
     const big = randomDelta(1000, 0.5);

@@ -160,9 +160,14 @@ export interface Contribution {
   clamped: number;
 }
 
+/**
+ * floor(x) + 1 with probability x - floor(x), else floor(x): unbiased, up to the 32-bit resolution of the
+ * probability (P(up) = ceil(frac 2^32) / 2^32, off by < 2^-32). One 32-bit word a value, not a 53-bit
+ * float: the keystream is most of a client's encoding time at 10^5 parameters.
+ */
 function stochasticRound(x: number, rand: SecureRandom): number {
   const f = Math.floor(x);
-  return rand.float() < x - f ? f + 1 : f;
+  return rand.uint32() < (x - f) * 4294967296 ? f + 1 : f;
 }
 
 /**
