@@ -119,6 +119,27 @@ describe('wasm training kernels', () => {
     expect(relErr(gxWasm.data, gxCpu.data)).toBeLessThan(1e-5);
   });
 
+  it.each([
+    { a: [1, 2048], b: [1, 64], ta: true, tb: false }, // small's dense weight gradient, one image
+    { a: [32, 50], b: [32, 7], ta: true, tb: false },
+    { a: [9, 5], b: [7, 9], ta: true, tb: true },
+    { a: [3, 6, 4], b: [3, 6, 5], ta: true, tb: false }, // batched
+    { a: [2, 4, 6], b: [2, 5, 6], ta: false, tb: true }, // untransposed a: the shipped kernel as it is
+  ])('BatchMatMul with transposeA matches the cpu backend and frees its transpose: %j', async (c) => {
+    registerWasmTrainingKernels();
+    const a = await host(randomTensor(c.a, 21));
+    const b = await host(randomTensor(c.b, 22));
+    const attrs = { transposeA: c.ta, transposeB: c.tb };
+    const cpu = await runOn('cpu', 'BatchMatMul', { a, b }, attrs);
+    await tf.setBackend('wasm');
+    const before = tf.memory().numTensors;
+    const wasm = await runOn('wasm', 'BatchMatMul', { a, b }, attrs);
+    expect(wasm.shape).toEqual(cpu.shape);
+    expect(relErr(wasm.data, cpu.data)).toBeLessThan(1e-5);
+    expect(tf.memory().numTensors).toBe(before);
+    expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(tf.memory().numTensors);
+  });
+
   it('the kernels free every intermediate they allocate', async () => {
     registerWasmTrainingKernels();
     await tf.setBackend('wasm');
