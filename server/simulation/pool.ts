@@ -37,6 +37,7 @@ export type PoolReply =
   | { id: number; ok: false; message: string };
 
 export interface ClientTraining {
+  /** The update; empty when the task carried a plan (the ring is the update, and half the bytes). */
   delta: Float32Array;
   /** The encoded update, when the task carried a plan. */
   ring?: Uint32Array;

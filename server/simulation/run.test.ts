@@ -184,6 +184,7 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
       });
       expect(got.ring).toBeInstanceOf(Uint32Array);
       expect(got.ring!.length).toBe(vectorLength(w0.length));
+      expect(got.delta.length).toBe(0); // the ring is the update: the float delta is not sent back too
       const plain = await pool.train({ weights: w0, data: base().train, seed: 1, local: o.local });
       expect(plain.ring).toBeUndefined();
     } finally {

@@ -253,43 +253,26 @@ async function simulate(
         ? { ...acc.encoding, noiseVariance: 0, bitNoiseVariance: 0 }
         : acc.encoding;
     const local: TrainConfig = o.lrAt ? { ...o.local, learningRate: o.lrAt(r) } : o.local;
-    let results: ClientTraining[];
-    if (pool) {
-      let done = 0;
-      results = await Promise.all(
-        chosen.map((data, k) =>
-          pool
-            .train({ weights, data, seed: seedOf(k), local, encode: clientPlan ?? undefined })
-            .then((res) => {
-              progress(done++);
-              return res;
-            }),
-        ),
-      );
-    } else {
-      results = [];
-      for (const [k, data] of chosen.entries()) {
-        progress(k);
-        // One model for the run, as in the pool's threads: train() overwrites every weight first.
-        model ??= asRuntime(o.model, o.seed);
-        const trainer = new LocalTrainer(model, data, seedOf(k), false);
-        results.push(await trainer.train(weights, local));
-        trainer.dispose();
-      }
-    }
-    // The round's noise, drawn once for the whole cohort, rides in the first ring (the ring adds mod 2^32).
-    const noise = aggregateNoise ? roundNoise(acc.encoding!, results.length, d, rand) : null;
-    // Summed in cohort order whichever thread finished first: float sums depend on order.
-    for (const [k, res] of results.entries()) {
+    const n = chosen.length;
+    const losses = new Float64Array(n);
+    let noise: Uint32Array | null = null;
+    /**
+     * Takes client k's result into the round: a ring adds mod 2^32 in any order, so rings are taken as the
+     * threads return them (a round's rings are not all held at once); float deltas are taken in cohort
+     * order, since float sums depend on order. The round's noise, drawn once for the whole cohort, rides in
+     * the first ring taken.
+     */
+    const take = (k: number, res: ClientTraining): void => {
       examples += res.numExamples;
-      lossSum += res.loss;
+      losses[k] = res.loss;
       // As the real client: in a ring round the weight and the loss travel inside the vector.
       let ring: Uint32Array | null = null;
       if (clientPlan) {
         ring = pool
           ? ringFromThread(res, r)
           : encodeContribution(res.delta, res.numExamples, clientPlan, rand, res.loss).ring;
-        if (k === 0 && noise) addInto(ring, noise);
+        if (noise) addInto(ring, noise);
+        noise = null;
       }
       acc.add(
         k + 1,
@@ -297,7 +280,36 @@ async function simulate(
           ? { delta: null, ring }
           : { delta: res.delta, ring: null, numExamples: res.numExamples, loss: res.loss },
       );
+    };
+    const drawNoise = (): void => {
+      if (aggregateNoise) noise = roundNoise(acc.encoding!, n, d, rand);
+    };
+    if (pool) {
+      let done = 0;
+      const pending = chosen.map((data, k) =>
+        pool.train({ weights, data, seed: seedOf(k), local, encode: clientPlan ?? undefined }).then((res) => {
+          progress(done++);
+          if (!clientPlan) return res;
+          take(k, res);
+          return null;
+        }),
+      );
+      drawNoise(); // while the threads train the first clients
+      const results = await Promise.all(pending);
+      if (!clientPlan) results.forEach((res, k) => take(k, res!));
+    } else {
+      drawNoise();
+      for (const [k, data] of chosen.entries()) {
+        progress(k);
+        // One model for the run, as in the pool's threads: train() overwrites every weight first.
+        model ??= asRuntime(o.model, o.seed);
+        const trainer = new LocalTrainer(model, data, seedOf(k), false);
+        take(k, await trainer.train(weights, local));
+        trainer.dispose();
+      }
     }
+    // Summed in cohort order whichever thread finished first: float sums depend on order.
+    for (let k = 0; k < n; k++) lossSum += losses[k];
     acc.settle();
     const agg = result as RoundOutcome | null; // assigned in the callback, which TS cannot see
     if (!agg?.ok) throw new Error(`round ${r} did not aggregate: ${agg ? agg.why : 'still open'}`);

@@ -37,7 +37,8 @@ port.on('message', (t: PoolTask) => {
         const ring = t.encode
           ? encodeContribution(r.delta, r.numExamples, t.encode, rand, r.loss).ring
           : undefined;
-        return { id: t.id, ok: true, delta: r.delta, ring, numExamples: r.numExamples, loss: r.loss };
+        const delta = ring ? new Float32Array(0) : r.delta;
+        return { id: t.id, ok: true, delta, ring, numExamples: r.numExamples, loss: r.loss };
       } finally {
         trainer.dispose();
       }
