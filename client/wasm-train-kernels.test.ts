@@ -140,6 +140,22 @@ describe('wasm training kernels', () => {
     expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(tf.memory().numTensors);
   });
 
+  it('BatchMatMul with transposeA: an empty inner dimension gives zeros, a shape mismatch throws and leaks nothing', async () => {
+    registerWasmTrainingKernels();
+    await tf.setBackend('wasm');
+    const ids = (): number => (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+    const before = ids();
+    const [e4, e5] = [tf.zeros([0, 4]), tf.zeros([0, 5])];
+    const z = tf.matMul(e4, e5, true);
+    expect(z.shape).toEqual([4, 5]);
+    expect(Array.from(await z.data())).toEqual(new Array(20).fill(0));
+    tf.dispose([z, e4, e5]);
+    const [a, b] = [tf.ones([3, 4]), tf.ones([5, 6])];
+    expect(() => tf.matMul(a, b, true)).toThrow(/3,4 and 5,6 and transposeA=true/);
+    tf.dispose([a, b]);
+    expect(ids()).toBe(before);
+  });
+
   it('the kernels free every intermediate they allocate', async () => {
     registerWasmTrainingKernels();
     await tf.setBackend('wasm');

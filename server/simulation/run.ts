@@ -294,8 +294,10 @@ async function simulate(
           return null;
         }),
       );
+      const all = Promise.all(pending);
+      all.catch(() => {}); // awaited below; handled now in case drawNoise throws first
       drawNoise(); // while the threads train the first clients
-      const results = await Promise.all(pending);
+      const results = await all;
       if (!clientPlan) results.forEach((res, k) => take(k, res!));
     } else {
       drawNoise();
