@@ -16,6 +16,7 @@ async function solo(n: number, cfg: TrainConfig, w0: Float32Array): Promise<Floa
   const t = new LocalTrainer(spec, syntheticDataset({ seed: 5, count: n }), 9);
   const r = await t.train(w0, cfg);
   t.dispose();
+  expect(r.pairMs).toEqual({ grad: 0, wait: 0, apply: 0 }); // alone: no paired step
   return r.delta;
 }
 
@@ -64,6 +65,14 @@ describe('data-parallel training (two trainers, each half of every batch)', () =
       expect(leaked).toBe(0);
       expect(rb.delta).toEqual(ra.delta);
       expect(ra.numExamples).toBe(n);
+      // Each side accounts its paired steps' time: its half, its wait, the apply; within its training time.
+      for (const r of [ra, rb]) {
+        const { grad, wait, apply } = r.pairMs;
+        expect(grad).toBeGreaterThan(0);
+        expect(apply).toBeGreaterThan(0);
+        expect(wait).toBeGreaterThanOrEqual(0);
+        expect(grad + wait + apply).toBeLessThanOrEqual(r.trainMs);
+      }
       const alone = await solo(n, cfg, w);
       const scale = Math.max(...alone.map(Math.abs));
       expect(scale).toBeGreaterThan(1e-4); // it trained

@@ -90,6 +90,7 @@ export function createTrainerHost(
           loss: r.loss,
           trainMs: r.trainMs,
           pairedSteps: r.pairedSteps,
+          pairMs: r.pairMs,
         },
         [delta],
       );

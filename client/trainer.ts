@@ -55,6 +55,16 @@ export function combineHalves(a: HalfGradient, b: HalfGradient): Float32Array {
   return out;
 }
 
+/** Where a data-parallel pair's steps went, summed over its paired steps (milliseconds, this side). */
+export interface PairTimes {
+  /** This side's half: forward, backward, gradients read back. */
+  grad: number;
+  /** Waiting for the peer's half (its longer compute, plus the message). */
+  wait: number;
+  /** Combining the halves and applying the update. */
+  apply: number;
+}
+
 export interface TrainResult {
   delta: Float32Array;
   numExamples: number;
@@ -62,6 +72,7 @@ export interface TrainResult {
   trainMs: number;
   /** Steps trained as half of a data-parallel pair (0 alone). */
   pairedSteps: number;
+  pairMs: PairTimes;
 }
 
 /**
@@ -132,6 +143,7 @@ export class LocalTrainer {
     const batches = Math.ceil(n / bs);
     let lastLoss = NaN;
     let pairedSteps = 0;
+    const pairMs: PairTimes = { grad: 0, wait: 0, apply: 0 };
     let epochLoss: tf.Scalar | null = null; // disposed in finally if a step throws mid-epoch
     try {
       for (let epoch = 0; epoch < cfg.epochs; epoch++) {
@@ -158,7 +170,7 @@ export class LocalTrainer {
             return tf.add(ce, tf.mul(mu / 2, prox)) as tf.Scalar;
           };
           const cost = peer
-            ? await this.pairStep(optimizer, peer, ids.length, lossOf)
+            ? await this.pairStep(optimizer, peer, ids.length, lossOf, pairMs)
             : optimizer.minimize(lossOf(0, ids.length), true)!;
           if (peer) pairedSteps++;
           const next: tf.Scalar = tf.add(epochLoss, cost);
@@ -186,7 +198,14 @@ export class LocalTrainer {
     if (local.every((v) => v === 0))
       throw new Error(`backend ${tf.getBackend()} returned all-zero weights (GPU device lost?)`);
     for (let i = 0; i < local.length; i++) local[i] -= global[i];
-    return { delta: local, numExamples: n, loss: lastLoss, trainMs: performance.now() - t0, pairedSteps };
+    return {
+      delta: local,
+      numExamples: n,
+      loss: lastLoss,
+      trainMs: performance.now() - t0,
+      pairedSteps,
+      pairMs,
+    };
   }
 
   /**
@@ -199,6 +218,7 @@ export class LocalTrainer {
     peer: GradientExchange,
     b: number,
     lossOf: (from: number, to: number) => () => tf.Scalar,
+    times: PairTimes,
   ): Promise<tf.Scalar> {
     const h = Math.ceil(b / 2);
     const [from, to] = peer.rank === 0 ? [0, h] : [h, b];
@@ -224,7 +244,9 @@ export class LocalTrainer {
     // Rank 0 gives up on a silent peer (a worker that hung); rank 1 waits, as rank 0 may be paused.
     const patienceMs =
       peer.rank === 0 ? Math.max(PAIR_PATIENCE_MS, 20 * (performance.now() - t0)) : undefined;
+    const t1 = performance.now();
     const other = await peer.swap(mine, patienceMs);
+    const t2 = performance.now();
     const [a, c] = peer.rank === 0 ? [mine, other] : [other, mine];
     if (a.n + c.n !== b) throw new Error(`data-parallel step: halves of ${a.n} + ${c.n} for a batch of ${b}`);
     const combined = combineHalves(a, c);
@@ -236,6 +258,9 @@ export class LocalTrainer {
     }
     optimizer.applyGradients(named);
     tf.dispose(Object.values(named));
+    times.grad += t1 - t0;
+    times.wait += t2 - t1;
+    times.apply += performance.now() - t2;
     return tf.scalar((a.n * a.loss + c.n * c.loss) / b);
   }
 

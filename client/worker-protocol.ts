@@ -3,7 +3,7 @@ import type { Examples } from '../shared/data/examples.ts';
 import type { Task } from '../shared/model/task.ts';
 import type { BackendName, TrainConfig } from '../shared/protocol/messages.ts';
 import type { SkippedBackend } from './backends.ts';
-import type { TrainProgress } from './trainer.ts';
+import type { PairTimes, TrainProgress } from './trainer.ts';
 import type { Pace } from './pacer.ts';
 
 /** The trainer's data: the server's spec, or the page's own examples (join({ data })), already packed. */
@@ -40,6 +40,8 @@ export type TrainerResponse =
       trainMs: number;
       /** Steps trained as half of a pair (trainer-pair.ts); 0 alone. */
       pairedSteps: number;
+      /** Where the paired steps' time went on this side (the first's, for a pair). */
+      pairMs?: PairTimes;
     }
   /** The trainer's examples (a copy), for a second trainer of a pair: it loads nothing itself. */
   | { type: 'examples'; examples: Examples }

@@ -47,6 +47,7 @@ interface BenchResult {
   oneWorker?: number[];
   twoWorkers?: number[];
   pairThreads?: number;
+  pairStepMs?: { grad: number; wait: number; apply: number };
   error?: string;
 }
 
@@ -104,7 +105,10 @@ try {
     );
     if (r.oneWorker && r.twoWorkers)
       console.log(
-        `  client trainer: 1 worker ${median(r.oneWorker).toFixed(1)} ex/s, 2 workers (${r.pairThreads} training) ${median(r.twoWorkers).toFixed(1)} ex/s: ${(median(r.twoWorkers) / median(r.oneWorker)).toFixed(2)}x`,
+        `  client trainer: 1 worker ${median(r.oneWorker).toFixed(1)} ex/s, 2 workers (${r.pairThreads} training) ${median(r.twoWorkers).toFixed(1)} ex/s: ${(median(r.twoWorkers) / median(r.oneWorker)).toFixed(2)}x` +
+          (r.pairStepMs
+            ? `; per paired step (first worker, last round) half ${r.pairStepMs.grad.toFixed(1)} ms, wait ${r.pairStepMs.wait.toFixed(1)} ms, combine + apply ${r.pairStepMs.apply.toFixed(1)} ms`
+            : ''),
       );
   }
 } finally {

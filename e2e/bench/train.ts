@@ -36,6 +36,8 @@ interface BenchResult {
   pairThreads?: number;
   /** Steps the pair's last round trained split (0: it trained alone). */
   pairedSteps?: number;
+  /** The pair's first worker, per paired step of its last round (ms): its half, its wait, combine + apply. */
+  pairStepMs?: { grad: number; wait: number; apply: number };
   error?: string;
 }
 
@@ -129,7 +131,12 @@ async function workerArms(
   const rate = async (t: typeof one): Promise<number> => {
     const t0 = performance.now();
     const d = await t.train(++round, w0.slice().buffer, cfg, () => {});
-    if (t === two) out.pairedSteps = d.pairedSteps;
+    if (t === two) {
+      out.pairedSteps = d.pairedSteps;
+      const s = Math.max(1, d.pairedSteps);
+      if (d.pairMs)
+        out.pairStepMs = { grad: d.pairMs.grad / s, wait: d.pairMs.wait / s, apply: d.pairMs.apply / s };
+    }
     return (data.n * cfg.epochs) / ((performance.now() - t0) / 1000);
   };
   await rate(one);
