@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import '../client/wasm-backend.ts';
-import { LocalTrainer } from '../client/trainer.ts';
+import { LocalTrainer, type PairTimes } from '../client/trainer.ts';
 import { syntheticDataset } from '../shared/data/synthetic.ts';
 import { buildModel } from '../shared/model/build.ts';
 import { modelByName } from '../shared/model/spec.ts';
@@ -47,7 +47,7 @@ interface BenchResult {
   oneWorker?: number[];
   twoWorkers?: number[];
   pairThreads?: number;
-  pairStepMs?: { grad: number; wait: number; apply: number };
+  pairStepMs?: PairTimes;
   error?: string;
 }
 

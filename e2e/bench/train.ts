@@ -6,7 +6,7 @@ import { CHANNELS, IMAGE_SIZE, NUM_CLASSES, toFloat } from '../../shared/data/da
 import { buildModel } from '../../shared/model/build.ts';
 import { getFlatWeights } from '../../shared/model/weights.ts';
 import { modelByName } from '../../shared/model/spec.ts';
-import { LocalTrainer } from '../../client/trainer.ts';
+import { LocalTrainer, type PairTimes } from '../../client/trainer.ts';
 import type { BackendName, TrainConfig } from '../../shared/protocol/messages.ts';
 import { spawnTrainer } from '../../client/spawn-trainer.ts';
 import { examplesFromDataset } from '../../shared/data/examples.ts';
@@ -37,7 +37,7 @@ interface BenchResult {
   /** Steps the pair's last round trained split (0: it trained alone). */
   pairedSteps?: number;
   /** The pair's first worker, per paired step of its last round (ms): its half, its wait, combine + apply. */
-  pairStepMs?: { grad: number; wait: number; apply: number };
+  pairStepMs?: PairTimes;
   error?: string;
 }
 
