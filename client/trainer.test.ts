@@ -230,6 +230,38 @@ describe('LocalTrainer', () => {
     expect(a.reduce((m, v, i) => Math.max(m, Math.abs(v - c[i])), 0)).toBeGreaterThan(1e-5);
   });
 
+  it('steps: a fixed number of full batches whatever the data size; whole epochs of steps equal epochs bit for bit', async () => {
+    const init = buildModel(spec, 3);
+    const w0 = await getFlatWeights(init);
+    init.dispose();
+    const sgd = { batchSize: 4, learningRate: 0.05, optimizer: 'sgd' as const };
+    const run = async (count: number, cfg: { epochs: number; steps?: number }) => {
+      const t = new LocalTrainer(spec, syntheticDataset({ seed: 13, count }), 4);
+      const progress: TrainProgress[] = [];
+      try {
+        const before = tf.memory().numTensors;
+        const r = await t.train(w0, { ...sgd, ...cfg }, (p) => progress.push(p));
+        expect(tf.memory().numTensors).toBe(before);
+        return { r, progress };
+      } finally {
+        t.dispose();
+      }
+    };
+    // 12 images, batch 4: 6 steps are two epochs of the same seeded permutations, the same update.
+    const epochs = await run(12, { epochs: 2 });
+    const steps = await run(12, { epochs: 1, steps: 6 });
+    expect(Buffer.from(steps.r.delta.buffer).equals(Buffer.from(epochs.r.delta.buffer))).toBe(true);
+    // Clients of 3, 6 and 40 all take 5 steps of 4 (epochs ignored; 3 images fill a batch of 4 from two
+    // shuffles); the loss is their mean.
+    for (const count of [3, 6, 40]) {
+      const { r, progress } = await run(count, { epochs: 3, steps: 5 });
+      expect(progress.map((p) => p.batch)).toEqual([1, 2, 3, 4, 5]);
+      expect(progress.at(-1)).toMatchObject({ epoch: 0, epochs: 1, batches: 5 });
+      expect(Number.isFinite(r.loss)).toBe(true);
+      expect(r.numExamples).toBe(count); // the aggregate still weighs it by its data, not its steps
+    }
+  });
+
   it('refuses an empty dataset and wrong-size weights', async () => {
     expect(() => new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 0 }))).toThrow(/empty/);
     const t = new LocalTrainer(spec, syntheticDataset({ seed: 1, count: 4 }));

@@ -140,17 +140,33 @@ export class LocalTrainer {
     const anchors = mu > 0 ? this.model.trainableWeights.map((w) => tf.keep(w.read().clone())) : [];
     const n = this.n;
     const bs = Math.min(cfg.batchSize, n);
-    const batches = Math.ceil(n / bs);
+    // Fixed local steps (plan.steps): full batches from a stream of fresh permutations, so a client's work
+    // does not grow with its data (unequal clients would otherwise take unequal numbers of steps).
+    const steps = cfg.steps;
+    const batches = steps ?? Math.ceil(n / bs);
+    const epochs = steps === undefined ? cfg.epochs : 1;
+    let stream: Uint32Array = new Uint32Array(0);
+    let at = 0;
+    // Full batches even on a client smaller than one (it then sees an image twice in a batch): every
+    // client's round is steps x batchSize example-passes.
+    const streamIds = (): Uint32Array => {
+      const out = new Uint32Array(cfg.batchSize);
+      for (let k = 0; k < out.length; k++) {
+        if (at === stream.length) [stream, at] = [permutation(n, this.orderRng), 0];
+        out[k] = stream[at++];
+      }
+      return out;
+    };
     let lastLoss = NaN;
     let pairedSteps = 0;
     const pairMs: PairTimes = { grad: 0, wait: 0, apply: 0 };
     let epochLoss: tf.Scalar | null = null; // disposed in finally if a step throws mid-epoch
     try {
-      for (let epoch = 0; epoch < cfg.epochs; epoch++) {
-        const order = permutation(n, this.orderRng);
+      for (let epoch = 0; epoch < epochs; epoch++) {
+        const order = steps === undefined ? permutation(n, this.orderRng) : null;
         epochLoss = tf.scalar(0);
         for (let b = 0; b < batches; b++) {
-          const ids = order.subarray(b * bs, Math.min(n, (b + 1) * bs));
+          const ids = order ? order.subarray(b * bs, Math.min(n, (b + 1) * bs)) : streamIds();
           // Drawn for the whole batch on both sides of a pair: the same stream as one trainer alone.
           const windows = cfg.augment ? randomWindows(ids.length, AUGMENT_PAD, this.augRng) : null;
           const lossOf = (from: number, to: number) => (): tf.Scalar => {
@@ -177,14 +193,14 @@ export class LocalTrainer {
           epochLoss.dispose();
           cost.dispose();
           epochLoss = next;
-          if (onProgress && b < batches - 1) onProgress({ epoch, epochs: cfg.epochs, batch: b + 1, batches });
+          if (onProgress && b < batches - 1) onProgress({ epoch, epochs, batch: b + 1, batches });
           // The host page's share of the CPU (pause while hidden, duty cycle): yield between batches.
           if (between) await between();
         }
         lastLoss = (await epochLoss.data())[0] / batches;
         epochLoss.dispose();
         epochLoss = null;
-        onProgress?.({ epoch, epochs: cfg.epochs, batch: batches, batches, loss: lastLoss });
+        onProgress?.({ epoch, epochs, batch: batches, batches, loss: lastLoss });
       }
     } finally {
       epochLoss?.dispose();

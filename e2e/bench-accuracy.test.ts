@@ -65,6 +65,20 @@ describe('bench:accuracy', () => {
     expect(jl.settings.local.logitAdjust).toBe(true);
     expect(jl.arms.map((a) => a.name)).toEqual(['centralized', 'FedAvg Dirichlet(0.5), logit-adj.']);
     expect(jl.arms[0].points).toEqual(j.arms[0].points);
+    // --local-steps: every client trains that many batches whatever its share, so even the Dirichlet arm
+    // spends the budget exactly: 480 passes = 10 rounds x 3 clients x 2 steps x 8.
+    const outS = mkdtempSync(join(tmpdir(), 'aegis-acc-'));
+    const argsS = [...args.slice(0, args.indexOf('--arms')), '--arms', 'dir', '--out', outS];
+    const st = runScript('e2e/bench-accuracy.ts', [...argsS, '--local-steps', '2', '--batch-size', '8']);
+    expect(st.status).toBe(0);
+    const js = JSON.parse(readFileSync(join(outS, 'accuracy.json'), 'utf8')) as typeof j & {
+      settings: { localSteps: number; local: { steps?: number } };
+    };
+    expect(js.settings).toMatchObject({ rounds: 10, localSteps: 2, local: { steps: 2, batchSize: 8 } });
+    expect(js.arms[0].passes).toBe(480);
+    expect(runScript('e2e/bench-accuracy.ts', ['--local-steps', '1.5']).stderr).toMatch(
+      /--local-steps must be an integer/,
+    );
     // A mistyped arm is refused before anything trains.
     const bad = runScript('e2e/bench-accuracy.ts', ['--arms', 'fedsgd']);
     expect(bad.status).not.toBe(0);

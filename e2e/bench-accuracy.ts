@@ -74,6 +74,8 @@ const { values: v } = parseArgs({
     clients: { type: 'string', default: '100' },
     'per-round': { type: 'string', default: '10' },
     'local-epochs': { type: 'string', default: '2' },
+    // Each client trains this many batches whatever its size, instead of --local-epochs over its data.
+    'local-steps': { type: 'string' },
     epochs: { type: 'string', default: '10' },
     model: { type: 'string', default: 'small' },
     'batch-size': { type: 'string', default: '32' },
@@ -134,10 +136,15 @@ const epochs = num('epochs');
 const seed = num('seed');
 const spec = modelByName(v.model!);
 const perClient = Math.floor(N / clients);
-const rounds = Math.round((epochs * N) / (perRound * perClient * localEpochs));
+const localSteps = v['local-steps'] === undefined ? null : num('local-steps');
+if (localSteps !== null && !Number.isInteger(localSteps)) throw new Error('--local-steps must be an integer');
+/** Example-passes one client makes in a round (in expectation where client sizes differ). */
+const clientPasses = localSteps === null ? perClient * localEpochs : localSteps * num('batch-size');
+const rounds = Math.round((epochs * N) / (perRound * clientPasses));
 const evals = Math.min(num('evals'), rounds, epochs);
 const local: TrainConfig = {
   epochs: localEpochs,
+  ...(localSteps === null ? {} : { steps: localSteps }),
   batchSize: num('batch-size'),
   learningRate: num('lr'),
   optimizer: 'sgd',
@@ -176,6 +183,7 @@ const settings = {
   perClient,
   perRound,
   localEpochs,
+  localSteps,
   rounds,
   centralizedEpochs: epochs,
   examplePasses: epochs * data.train.n,
@@ -290,7 +298,7 @@ async function federated(
     },
     (r, p) => {
       if (p) return progress(`${name}: round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}`);
-      passes += r.examples * localEpochs;
+      passes += localSteps === null ? r.examples * localEpochs : r.clients * localSteps * local.batchSize;
       if (r.accuracy === null) return;
       points.push({ passes, accuracy: r.accuracy });
       reportEval(name, `round ${r.round}/${rounds}`, r.accuracy);

@@ -279,6 +279,14 @@ describe('parseConfig', () => {
     expect(serverTask(la).task.plan.logitAdjust).toBe(true);
     expect(serverTask(la).hash).not.toBe(serverTask(parseConfig([])).hash);
     expect(() => parseConfig(['--logit-adjust', 'yes'])).toThrow(/logit-adjust/);
+    // Local steps: off (epochs) by default, in the pinned plan when set, bounded like the task file's field.
+    expect(c.localSteps).toBe(0);
+    expect(serverTask(parseConfig([])).task.plan).not.toHaveProperty('steps');
+    const stepped = parseConfig(['--local-steps', '16']);
+    expect(serverTask(stepped).task.plan.steps).toBe(16);
+    expect(serverTask(stepped).hash).not.toBe(serverTask(parseConfig([])).hash);
+    for (const bad of ['-1', '1.5', '10001', 'many'])
+      expect(() => parseConfig(['--local-steps', bad])).toThrow(/local-steps/);
     expect(parseConfig([]).serverOptimizer.name).toBe('fedavg');
     expect(parseConfig(['--partition', 'dirichlet', '--dirichlet-alpha', '0.3']).partition).toEqual({
       kind: 'dirichlet',
@@ -416,6 +424,10 @@ describe('--task and --task-eval', () => {
 
   it.each([
     [['--task', TASK, '--task-eval', EVAL, '--lr', '0.1'], /--lr is set by the --task file's plan/],
+    [
+      ['--task', TASK, '--task-eval', EVAL, '--local-steps', '8'],
+      /--local-steps is set by the --task file's plan/,
+    ],
     [['--task', TASK, '--task-eval', EVAL, '--model', 'tiny'], /--model and --task go apart/],
     [['--task-eval', EVAL], /--task-eval needs --task/],
     [['--task', TASK], /not a CIFAR-10 image task: give its held-out set with --task-eval/],

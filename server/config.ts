@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { MODELS, modelByName, type ModelSpec } from '../shared/model/spec.ts';
-import { checkTask, isImageTask, type CheckedTask, type Task } from '../shared/model/task.ts';
+import { checkTask, isImageTask, MAX_PLAN_STEPS, type CheckedTask, type Task } from '../shared/model/task.ts';
 import { readTaskFile } from './task-file.ts';
 import { isLocalOptimizer, LOCAL_OPTIMIZERS, type LocalOptimizer } from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
@@ -65,6 +65,8 @@ export interface ServerConfig {
   /** Pause between rounds and before retrying a round that missed --min-updates. */
   roundPauseMs: number;
   epochs: number;
+  /** Local steps a round instead of epochs (every client the same work whatever its data); 0 = epochs. */
+  localSteps: number;
   batchSize: number;
   learningRate: number;
   optimizer: LocalOptimizer;
@@ -175,6 +177,7 @@ export const DEFAULTS: ServerConfig = {
   roundDeadlineMs: 120_000,
   roundPauseMs: 1_000,
   epochs: 1,
+  localSteps: 0,
   batchSize: 32,
   learningRate: 0.002,
   optimizer: 'adam',
@@ -242,6 +245,7 @@ export const FLAGS = {
   'round-deadline-ms': { type: 'string', help: 'ms after round start when stragglers are dropped' },
   'round-pause-ms': { type: 'string', help: 'pause between rounds' },
   epochs: { type: 'string', help: 'local epochs per round' },
+  'local-steps': { type: 'string', help: 'local steps (batches) per round instead of epochs; 0 = epochs' },
   'batch-size': { type: 'string', help: 'local batch size' },
   lr: { type: 'string', help: 'client learning rate' },
   optimizer: { type: 'string', help: 'client optimizer: sgd | momentum (0.9) | adam' },
@@ -497,14 +501,23 @@ export function updateMessageBytes(numParams: number): number {
 }
 
 /** The flags a task file's plan sets: refused beside --task, so the file is the one place it is written. */
-const PLAN_FLAGS = ['epochs', 'batch-size', 'lr', 'optimizer', 'prox-mu', 'augment', 'logit-adjust'] as const;
+const PLAN_FLAGS = [
+  'epochs',
+  'local-steps',
+  'batch-size',
+  'lr',
+  'optimizer',
+  'prox-mu',
+  'augment',
+  'logit-adjust',
+] as const;
 
 const checkedTasks = new WeakMap<object, CheckedTask>();
 
 /**
  * The task this server trains, checked: the --task file's model and shapes (or the --model preset on
- * CIFAR-10) with the plan of --epochs, --batch-size, --lr, --optimizer, --prox-mu, --augment and
- * --logit-adjust (which the task file sets). Its hash is what clients pin.
+ * CIFAR-10) with the plan of --epochs, --local-steps, --batch-size, --lr, --optimizer, --prox-mu, --augment
+ * and --logit-adjust (which the task file sets). Its hash is what clients pin.
  */
 export function serverTask(
   c: Pick<
@@ -512,6 +525,7 @@ export function serverTask(
     | 'model'
     | 'task'
     | 'epochs'
+    | 'localSteps'
     | 'batchSize'
     | 'learningRate'
     | 'optimizer'
@@ -532,6 +546,7 @@ export function serverTask(
     ...base,
     plan: {
       epochs: c.epochs,
+      ...(c.localSteps > 0 ? { steps: c.localSteps } : {}),
       batchSize: c.batchSize,
       learningRate: c.learningRate,
       optimizer: c.optimizer,
@@ -563,6 +578,7 @@ const SHOWN_DEFAULTS: { readonly [K in keyof typeof FLAGS]: string | null } = {
   'round-deadline-ms': String(DEFAULTS.roundDeadlineMs),
   'round-pause-ms': String(DEFAULTS.roundPauseMs),
   epochs: String(DEFAULTS.epochs),
+  'local-steps': `${DEFAULTS.localSteps} (epochs)`,
   'batch-size': String(DEFAULTS.batchSize),
   lr: String(DEFAULTS.learningRate),
   optimizer: DEFAULTS.optimizer,
@@ -725,6 +741,9 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     roundDeadlineMs: int('round-deadline-ms', s('round-deadline-ms'), d.roundDeadlineMs, 100),
     roundPauseMs: int('round-pause-ms', s('round-pause-ms'), d.roundPauseMs, 0),
     epochs: plan?.epochs ?? int('epochs', s('epochs'), d.epochs, 1, 100),
+    localSteps: plan
+      ? (plan.steps ?? 0)
+      : int('local-steps', s('local-steps'), d.localSteps, 0, MAX_PLAN_STEPS),
     batchSize: plan?.batchSize ?? int('batch-size', s('batch-size'), d.batchSize, 1, 4096),
     learningRate: plan?.learningRate ?? num('lr', s('lr'), d.learningRate, 1e-7, 10),
     optimizer: plan?.optimizer ?? optimizer,

@@ -52,6 +52,7 @@ const FLAGS = {
   'shards-per-client': { type: 'string', help: 'shards each client gets with --partition shards' },
   'unbalanced-sigma': { type: 'string', help: 'log-normal client sizes with --partition iid' },
   epochs: { type: 'string', default: '1', help: 'local epochs per round' },
+  'local-steps': { type: 'string', help: 'local steps (batches) per round instead of epochs' },
   'batch-size': { type: 'string', default: '16', help: 'local batch size' },
   lr: { type: 'string', default: '0.05', help: 'local learning rate' },
   optimizer: { type: 'string', default: 'sgd', help: 'local optimizer: sgd, momentum (0.9) or adam' },
@@ -125,6 +126,12 @@ if (v.help) {
   process.exit(0);
 }
 
+function whole(name: string): number {
+  const n = positive(name);
+  if (!Number.isInteger(n)) throw new Error(`--${name} must be a whole number, got "${n}"`);
+  return n;
+}
+
 function positive(name: string, min = 1): number {
   const n = Number(v[name as keyof typeof v]);
   if (!Number.isFinite(n) || n < min)
@@ -178,6 +185,7 @@ const result = await runSimulation(
     partition: scheme,
     local: {
       epochs: positive('epochs'),
+      ...(v['local-steps'] !== undefined ? { steps: whole('local-steps') } : {}),
       batchSize: positive('batch-size'),
       learningRate: positive('lr', 1e-9),
       optimizer: v.optimizer,
@@ -244,7 +252,7 @@ const pts: [number, number][] = [
 // The run's configuration under each chart, so a plot read on its own says what produced it.
 const caption = [
   `model ${model.name}, ${clients} clients (${perRound}/round, ${v.partition}), ${rounds} rounds, data ${data.name}`,
-  `client lr ${v.lr} (${v.optimizer}, ${v.epochs} epochs, batch ${v['batch-size']}${Number(v['prox-mu']) > 0 ? `, FedProx mu ${v['prox-mu']}` : ''}${v.augment ? ', crop + mirror' : ''}${v['logit-adjust'] ? ', logit-adjusted' : ''}), server ${serverOpt} lr ${v['server-lr']}${noise > 0 ? `, DP z=${noise} clip ${v['dp-clip']}` : ''}, seed ${seed}`,
+  `client lr ${v.lr} (${v.optimizer}, ${v['local-steps'] !== undefined ? `${v['local-steps']} steps` : `${v.epochs} epochs`}, batch ${v['batch-size']}${Number(v['prox-mu']) > 0 ? `, FedProx mu ${v['prox-mu']}` : ''}${v.augment ? ', crop + mirror' : ''}${v['logit-adjust'] ? ', logit-adjusted' : ''}), server ${serverOpt} lr ${v['server-lr']}${noise > 0 ? `, DP z=${noise} clip ${v['dp-clip']}` : ''}, seed ${seed}`,
 ];
 writeFileSync(
   join(out, 'accuracy.svg'),

@@ -4,8 +4,9 @@ import { permutation, type Rng } from '../data/rng.ts';
  * Splitting a labelled pool across clients, for non-IID experiments (seeded RNG: partitions are
  * reproducible, and nothing here is secret):
  * - iid: a random permutation cut into pieces (equal, or log-normal sizes when unbalanced);
- * - dirichlet: per class, proportions over clients ~ Dirichlet(alpha) (Hsu et al. 2019); small alpha,
- *   strong label skew and unequal sizes;
+ * - dirichlet: per class, proportions over clients ~ Dirichlet(alpha) (Yurochkin et al. 2019, Wang et al.
+ *   2020; Hsu et al. 2019 draw each client's class mix instead, at equal sizes); small alpha, strong label
+ *   skew and unequal sizes;
  * - shards: sort by label, cut into clients * shardsPerClient shards, deal shardsPerClient to each
  *   (McMahan et al. 2017: 2 shards -> most clients see 2 classes).
  * Every example goes to exactly one client.

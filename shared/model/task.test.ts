@@ -276,6 +276,15 @@ describe('checkTask: hostile tasks are refused', () => {
     const t = blobsFile();
     expect(refused({ ...t, plan: { ...t.plan, epochs: 1000 } })).toMatch(/epochs/);
     expect(refused({ ...t, plan: { ...t.plan, optimizer: 'rmsprop' } })).toMatch(/optimizer/);
+    for (const steps of [0, 1.5, 10_001, '16', null])
+      expect(refused({ ...t, plan: { ...t.plan, steps } })).toMatch(
+        /plan.steps must be an integer in 1..10000/,
+      );
+    const stepped = checkTask({ ...t, plan: { ...t.plan, steps: 16 } });
+    expect(stepped.task.plan.steps).toBe(16);
+    // A plan with steps is another task: the clients pin its hash, so the server cannot swap it silently.
+    expect(stepped.hash).not.toBe(checkTask(t).hash);
+    expect(checkTask(t).task.plan).not.toHaveProperty('steps');
     for (const optimizer of ['sgd', 'momentum', 'adam'])
       expect(checkTask({ ...t, plan: { ...t.plan, optimizer } }).task.plan.optimizer).toBe(optimizer);
     expect(refused({ ...t, plan: { ...t.plan, augment: true } })).toMatch(/augment.*32x32x3/);

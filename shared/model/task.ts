@@ -87,6 +87,7 @@ export function taskHash(task: Task): string {
 export function normalisePlan(p: TrainConfig): TrainingPlan {
   return {
     epochs: p.epochs,
+    ...(p.steps !== undefined ? { steps: p.steps } : {}),
     batchSize: p.batchSize,
     learningRate: p.learningRate,
     optimizer: p.optimizer,
@@ -141,16 +142,29 @@ const short = (v: unknown): string =>
     .slice(0, 40)
     .replace(/[^\x20-\x7e]/g, '?');
 
+/** Most local steps a plan may ask for (100 epochs of 2 500 images at batch 25). */
+export const MAX_PLAN_STEPS = 10_000;
+
 function checkPlan(v: unknown): TrainingPlan {
   if (!isRecord(v)) return fail('plan must be an object');
   for (const k of Object.keys(v))
     if (
-      !['epochs', 'batchSize', 'learningRate', 'optimizer', 'proximalMu', 'augment', 'logitAdjust'].includes(
-        k,
-      )
+      ![
+        'epochs',
+        'steps',
+        'batchSize',
+        'learningRate',
+        'optimizer',
+        'proximalMu',
+        'augment',
+        'logitAdjust',
+      ].includes(k)
     )
       fail(`plan has an unknown field "${short(k)}"`);
   if (!isInt(v.epochs, 1, 100)) fail('plan.epochs must be an integer in 1..100');
+  // Bounded like epochs: a hostile server's plan must not keep a visitor's CPU busy without end.
+  if (v.steps !== undefined && !isInt(v.steps, 1, MAX_PLAN_STEPS))
+    fail(`plan.steps must be an integer in 1..${MAX_PLAN_STEPS}`);
   if (!isInt(v.batchSize, 1, 4096)) fail('plan.batchSize must be an integer in 1..4096');
   if (!isNum(v.learningRate, 1e-7, 10)) fail('plan.learningRate must be a number in 1e-7..10');
   if (!isLocalOptimizer(v.optimizer)) fail(`plan.optimizer must be one of ${LOCAL_OPTIMIZERS.join(', ')}`);

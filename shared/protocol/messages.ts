@@ -63,6 +63,11 @@ export const isLocalOptimizer = (v: unknown): v is LocalOptimizer =>
 /** Training hyper-parameters for one round; weights travel beside them as binary. */
 export interface TrainConfig {
   epochs: number;
+  /**
+   * Local steps instead of epochs: exactly this many batches of batchSize, drawn from fresh permutations of
+   * the client's data as needed (epochs is then ignored). Absent = epochs over the data.
+   */
+  steps?: number;
   batchSize: number;
   learningRate: number;
   optimizer: LocalOptimizer;
