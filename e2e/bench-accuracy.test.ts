@@ -68,14 +68,16 @@ describe('bench:accuracy', () => {
     // --local-steps: every client trains that many batches whatever its share, so even the Dirichlet arm
     // spends the budget exactly: 480 passes = 10 rounds x 3 clients x 2 steps x 8.
     const outS = mkdtempSync(join(tmpdir(), 'aegis-acc-'));
-    const argsS = [...args.slice(0, args.indexOf('--arms')), '--arms', 'dir', '--out', outS];
+    const argsS = [...args.slice(0, args.indexOf('--arms')), '--arms', 'central,dir', '--out', outS];
     const st = runScript('e2e/bench-accuracy.ts', [...argsS, '--local-steps', '2', '--batch-size', '8']);
     expect(st.status).toBe(0);
     const js = JSON.parse(readFileSync(join(outS, 'accuracy.json'), 'utf8')) as typeof j & {
       settings: { localSteps: number; local: { steps?: number } };
     };
     expect(js.settings).toMatchObject({ rounds: 10, localSteps: 2, local: { steps: 2, batchSize: 8 } });
-    expect(js.arms[0].passes).toBe(480);
+    expect(js.arms.map((a) => a.passes)).toEqual([480, 480]);
+    // Centralized still takes whole passes over the pool: 240 images in 30 batches of 8, not 2 steps.
+    expect(st.stderr).toContain('centralized: epoch 2/2, batch 30/30');
     expect(runScript('e2e/bench-accuracy.ts', ['--local-steps', '1.5']).stderr).toMatch(
       /--local-steps must be an integer/,
     );

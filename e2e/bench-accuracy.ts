@@ -226,6 +226,9 @@ const reportEval = (arm: string, at: string, accuracy: number): void =>
   progress(`${arm}: ${at}, test accuracy ${(accuracy * 100).toFixed(1)}%\n`);
 const CENTRAL = 'centralized';
 
+/** Centralized trains whole passes over the pool: --local-steps is a federated arms' setting. */
+const { steps: _federatedOnly, ...centralPlan } = local;
+
 async function centralized(): Promise<Arm> {
   const t0 = performance.now();
   const momentum = v['central-momentum'];
@@ -241,7 +244,7 @@ async function centralized(): Promise<Arm> {
     // restarts from zero (once per ~1 600 steps at the defaults).
     const lr = lrAtFraction((e - 1) / epochs) * (momentum ? 1 - LOCAL_MOMENTUM : 1);
     const cfg: TrainConfig = {
-      ...local,
+      ...centralPlan,
       epochs: 1,
       learningRate: lr,
       optimizer: momentum ? 'momentum' : local.optimizer,
