@@ -73,6 +73,7 @@ export function createTrainerHost(
         return post({ type: 'examples', examples: copy }, [copy.x.buffer, copy.y.buffer]);
       }
       pacer.start();
+      trainer.reseed(req.round);
       const r = await trainer.train(
         new Float32Array(req.weights),
         req.config,

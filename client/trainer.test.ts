@@ -251,14 +251,48 @@ describe('LocalTrainer', () => {
     const epochs = await run(12, { epochs: 2 });
     const steps = await run(12, { epochs: 1, steps: 6 });
     expect(Buffer.from(steps.r.delta.buffer).equals(Buffer.from(epochs.r.delta.buffer))).toBe(true);
-    // Clients of 3, 6 and 40 all take 5 steps of 4 (epochs ignored; 3 images fill a batch of 4 from two
-    // shuffles); the loss is their mean.
-    for (const count of [3, 6, 40]) {
+    expect(epochs.r.passes).toBe(24);
+    expect(steps.r.passes).toBe(24);
+    // Clients of 3, 6 and 40 all take 5 steps (epochs ignored): full batches of 4, batches across shuffles
+    // (6 images), and all of its 3 images a step for a client smaller than a batch.
+    for (const [count, passes] of [
+      [3, 15],
+      [6, 20],
+      [40, 20],
+    ]) {
       const { r, progress } = await run(count, { epochs: 3, steps: 5 });
       expect(progress.map((p) => p.batch)).toEqual([1, 2, 3, 4, 5]);
       expect(progress.at(-1)).toMatchObject({ epoch: 0, epochs: 1, batches: 5 });
+      expect(r.passes).toBe(passes);
       expect(Number.isFinite(r.loss)).toBe(true);
       expect(r.numExamples).toBe(count); // the aggregate still weighs it by its data, not its steps
+    }
+  });
+
+  it('reseed(round): a round trains the same batches whatever the trainer trained before; round 0 is as built', async () => {
+    const data = syntheticDataset({ seed: 13, count: 24 });
+    const cfg = { epochs: 1, batchSize: 4, learningRate: 0.05, optimizer: 'sgd' as const, augment: true };
+    const init = buildModel(spec, 3);
+    const w0 = await getFlatWeights(init);
+    init.dispose();
+    const bits = (d: Float32Array): Buffer => Buffer.from(d.buffer);
+    const kept = new LocalTrainer(spec, data, 4);
+    const fresh = new LocalTrainer(spec, data, 4);
+    try {
+      const first = await kept.train(w0, cfg); // round 0, unseeded: as built
+      kept.reseed(0);
+      expect(bits((await kept.train(w0, cfg)).delta).equals(bits(first.delta))).toBe(true);
+      kept.reseed(7);
+      const seven = await kept.train(w0, cfg);
+      expect(bits(seven.delta).equals(bits(first.delta))).toBe(false); // another order and other crops
+      // A trainer that trained other rounds before (kept) and one that did not (fresh) agree on round 7.
+      await fresh.train(w0, cfg);
+      await fresh.train(w0, cfg);
+      fresh.reseed(7);
+      expect(bits((await fresh.train(w0, cfg)).delta).equals(bits(seven.delta))).toBe(true);
+    } finally {
+      kept.dispose();
+      fresh.dispose();
     }
   });
 

@@ -68,6 +68,9 @@ export interface PairTimes {
 export interface TrainResult {
   delta: Float32Array;
   numExamples: number;
+  /** Example-passes trained (examples through a step, summed over the steps). */
+  passes: number;
+  /** Mean loss of the last epoch; with plan.steps, of all the round's steps. */
   loss: number;
   trainMs: number;
   /** Steps trained as half of a data-parallel pair (0 alone). */
@@ -90,9 +93,10 @@ export class LocalTrainer {
   private readonly logPrior: tf.Tensor1D;
   private readonly n: number;
   /** Crop windows for augmentation (not a secret: a seeded PRNG keeps runs reproducible). */
-  private readonly augRng: Rng;
+  private augRng: Rng;
   /** Batch order, seeded for the same reason (tfjs' own shuffle draws from Math.random). */
-  private readonly orderRng: Rng;
+  private orderRng: Rng;
+  private readonly seed: number;
 
   /**
    * `ownsModel` false: a runtime lent for this client only (the simulator's threads build one model and
@@ -112,6 +116,7 @@ export class LocalTrainer {
     this.runtime = asRuntime(spec, seed);
     this.model = this.runtime.model;
     this.n = ex.n;
+    this.seed = seed;
     this.augRng = createRng(seed ^ 0x6a09e667);
     this.orderRng = createRng(seed ^ 0x3c6ef372);
     const { inputShape, numClasses } = this.runtime;
@@ -122,6 +127,17 @@ export class LocalTrainer {
 
   get numExamples(): number {
     return this.n;
+  }
+
+  /**
+   * Restarts the batch-order and crop streams at a round's own point (round 0 = as constructed). A trainer
+   * kept across rounds calls it before each: the two sides of a data-parallel pair then draw the same
+   * batches whichever rounds either trained alone before, and a retried round trains the same batches.
+   */
+  reseed(round: number): void {
+    const s = (this.seed + Math.imul(round >>> 0, 0x9e3779b1)) >>> 0;
+    this.augRng = createRng(s ^ 0x6a09e667);
+    this.orderRng = createRng(s ^ 0x3c6ef372);
   }
 
   /** Trains from `global` weights and returns w_local - w_global; `between` is awaited after each batch. */
@@ -147,17 +163,18 @@ export class LocalTrainer {
     const epochs = steps === undefined ? cfg.epochs : 1;
     let stream: Uint32Array = new Uint32Array(0);
     let at = 0;
-    // Full batches even on a client smaller than one (it then sees an image twice in a batch): every
-    // client's round is steps x batchSize example-passes.
+    // A client smaller than a batch trains on all its data each step, as in epochs (its memory is bounded
+    // by its data, whatever batchSize a plan names).
     const streamIds = (): Uint32Array => {
-      const out = new Uint32Array(cfg.batchSize);
-      for (let k = 0; k < out.length; k++) {
+      const out = new Uint32Array(bs);
+      for (let k = 0; k < bs; k++) {
         if (at === stream.length) [stream, at] = [permutation(n, this.orderRng), 0];
         out[k] = stream[at++];
       }
       return out;
     };
     let lastLoss = NaN;
+    let passes = 0;
     let pairedSteps = 0;
     const pairMs: PairTimes = { grad: 0, wait: 0, apply: 0 };
     let epochLoss: tf.Scalar | null = null; // disposed in finally if a step throws mid-epoch
@@ -189,6 +206,7 @@ export class LocalTrainer {
             ? await this.pairStep(optimizer, peer, ids.length, lossOf, pairMs)
             : optimizer.minimize(lossOf(0, ids.length), true)!;
           if (peer) pairedSteps++;
+          passes += ids.length;
           const next: tf.Scalar = tf.add(epochLoss, cost);
           epochLoss.dispose();
           cost.dispose();
@@ -217,6 +235,7 @@ export class LocalTrainer {
     return {
       delta: local,
       numExamples: n,
+      passes,
       loss: lastLoss,
       trainMs: performance.now() - t0,
       pairedSteps,

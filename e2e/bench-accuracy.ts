@@ -143,8 +143,7 @@ const clientPasses = localSteps === null ? perClient * localEpochs : localSteps 
 const rounds = Math.round((epochs * N) / (perRound * clientPasses));
 const evals = Math.min(num('evals'), rounds, epochs);
 const local: TrainConfig = {
-  epochs: localEpochs,
-  ...(localSteps === null ? {} : { steps: localSteps }),
+  ...(localSteps === null ? { epochs: localEpochs } : { epochs: 1, steps: localSteps }),
   batchSize: num('batch-size'),
   learningRate: num('lr'),
   optimizer: 'sgd',
@@ -301,7 +300,7 @@ async function federated(
     },
     (r, p) => {
       if (p) return progress(`${name}: round ${r.round}/${rounds}, client ${p.client + 1}/${p.of}`);
-      passes += localSteps === null ? r.examples * localEpochs : r.clients * localSteps * local.batchSize;
+      passes += r.passes; // as the clients trained them, not as planned
       if (r.accuracy === null) return;
       points.push({ passes, accuracy: r.accuracy });
       reportEval(name, `round ${r.round}/${rounds}`, r.accuracy);
@@ -391,7 +390,7 @@ function writeResults(arms: Arm[]): void {
         xLabel: 'example-passes (thousands)',
         caption: [
           `model ${settings.model}, ${clients} clients (${perRound}/round), ${rounds} rounds, data ${data.name} (${data.train.n} train, ${data.test.n} test)`,
-          `client lr ${local.learningRate} (${schedule}; ${local.optimizer}, ${local.epochs} epochs, batch ${local.batchSize}${local.logitAdjust ? ', logit-adjusted' : ''}), centralized ${settings.centralOptimizer}, FedAdam lr ${settings.fedadam.lr}, FedProx mu ${settings.proxMu}, backend ${settings.backend}`,
+          `client lr ${local.learningRate} (${schedule}; ${local.optimizer}, ${localSteps === null ? `${local.epochs} epochs` : `${localSteps} steps`}, batch ${local.batchSize}${local.logitAdjust ? ', logit-adjusted' : ''}), centralized ${settings.centralOptimizer}, FedAdam lr ${settings.fedadam.lr}, FedProx mu ${settings.proxMu}, backend ${settings.backend}`,
         ],
       },
       `Test accuracy, ${data.name}, ${settings.model}`,

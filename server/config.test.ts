@@ -287,6 +287,11 @@ describe('parseConfig', () => {
     expect(serverTask(stepped).hash).not.toBe(serverTask(parseConfig([])).hash);
     for (const bad of ['-1', '1.5', '10001', 'many'])
       expect(() => parseConfig(['--local-steps', bad])).toThrow(/local-steps/);
+    expect(() => parseConfig(['--local-steps', '8', '--epochs', '2'])).toThrow(/--epochs and --local-steps/);
+    // steps x batch is bounded (epochs scale with a client's data, steps would not): the task check refuses.
+    expect(() => serverTask(parseConfig(['--local-steps', '10000', '--batch-size', '32']))).toThrow(
+      /steps x plan.batchSize must be at most 256000/,
+    );
     expect(parseConfig([]).serverOptimizer.name).toBe('fedavg');
     expect(parseConfig(['--partition', 'dirichlet', '--dirichlet-alpha', '0.3']).partition).toEqual({
       kind: 'dirichlet',

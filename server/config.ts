@@ -709,6 +709,8 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     for (const f of PLAN_FLAGS)
       if (s(f) !== undefined) throw new Error(`--${f} is set by the --task file's plan`);
   } else if (s('task-eval') !== undefined) throw new Error('--task-eval needs --task');
+  if (s('epochs') !== undefined && Number(s('local-steps') ?? 0) > 0)
+    throw new Error('--epochs and --local-steps go apart: steps replace epochs');
   const plan = file?.task.plan;
   const examplesPerClient = int(
     'examples-per-client',

@@ -33,7 +33,15 @@ export interface PoolTask {
 }
 
 export type PoolReply =
-  | { id: number; ok: true; delta: Float32Array; ring?: Uint32Array; numExamples: number; loss: number }
+  | {
+      id: number;
+      ok: true;
+      delta: Float32Array;
+      ring?: Uint32Array;
+      numExamples: number;
+      passes: number;
+      loss: number;
+    }
   | { id: number; ok: false; message: string };
 
 export interface ClientTraining {
@@ -42,6 +50,8 @@ export interface ClientTraining {
   /** The encoded update, when the task carried a plan. */
   ring?: Uint32Array;
   numExamples: number;
+  /** Example-passes the client trained (steps x batch, or epochs x its examples). */
+  passes: number;
   loss: number;
 }
 

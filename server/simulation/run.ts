@@ -82,6 +82,8 @@ export interface RoundRecord {
   /** Clients aggregated; 0 in a skipped Poisson round. */
   clients: number;
   examples: number;
+  /** Example-passes the round's clients trained. */
+  passes: number;
   /** Test accuracy and loss; null in rounds skipped by evalEvery. */
   accuracy: number | null;
   loss: number | null;
@@ -194,6 +196,7 @@ async function simulate(
         round: r,
         clients: 0,
         examples: 0,
+        passes: 0,
         accuracy: ev?.accuracy ?? null,
         loss: ev?.loss ?? null,
         epsilon: epsilonAfter(released),
@@ -230,6 +233,7 @@ async function simulate(
       },
     );
     let examples = 0;
+    let passes = 0;
     let lossSum = 0;
     const progress = (k: number): void =>
       onRound?.(
@@ -237,6 +241,7 @@ async function simulate(
           round: r,
           clients: 0,
           examples,
+          passes,
           accuracy: NaN,
           loss: NaN,
           epsilon: null,
@@ -264,6 +269,7 @@ async function simulate(
      */
     const take = (k: number, res: ClientTraining): void => {
       examples += res.numExamples;
+      passes += res.passes;
       losses[k] = res.loss;
       // As the real client: in a ring round the weight and the loss travel inside the vector.
       let ring: Uint32Array | null = null;
@@ -322,6 +328,7 @@ async function simulate(
       round: r,
       clients: agg.clients,
       examples, // the simulator knows every client's count; the aggregate may not (uniform weighting)
+      passes,
       accuracy: ev?.accuracy ?? null,
       loss: ev?.loss ?? null,
       epsilon: epsilonAfter(released),

@@ -38,7 +38,15 @@ port.on('message', (t: PoolTask) => {
           ? encodeContribution(r.delta, r.numExamples, t.encode, rand, r.loss).ring
           : undefined;
         const delta = ring ? new Float32Array(0) : r.delta;
-        return { id: t.id, ok: true, delta, ring, numExamples: r.numExamples, loss: r.loss };
+        return {
+          id: t.id,
+          ok: true,
+          delta,
+          ring,
+          numExamples: r.numExamples,
+          passes: r.passes,
+          loss: r.loss,
+        };
       } finally {
         trainer.dispose();
       }

@@ -282,6 +282,14 @@ describe('checkTask: hostile tasks are refused', () => {
       );
     const stepped = checkTask({ ...t, plan: { ...t.plan, steps: 16 } });
     expect(stepped.task.plan.steps).toBe(16);
+    // Steps replace epochs: epochs is normalised to 1, so plans that train alike pin one hash.
+    expect(checkTask({ ...t, plan: { ...t.plan, epochs: 5, steps: 16 } }).hash).toBe(stepped.hash);
+    expect(stepped.task.plan.epochs).toBe(1);
+    // Steps x batch is bounded as 100 epochs of 2 560 images are: a plan cannot ask more of a small client.
+    expect(checkTask({ ...t, plan: { ...t.plan, steps: 1000, batchSize: 256 } }).task.plan.steps).toBe(1000);
+    expect(refused({ ...t, plan: { ...t.plan, steps: 10_000, batchSize: 4096 } })).toMatch(
+      /plan.steps x plan.batchSize must be at most 256000/,
+    );
     // A plan with steps is another task: the clients pin its hash, so the server cannot swap it silently.
     expect(stepped.hash).not.toBe(checkTask(t).hash);
     expect(checkTask(t).task.plan).not.toHaveProperty('steps');

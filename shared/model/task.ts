@@ -83,10 +83,13 @@ export function taskHash(task: Task): string {
   return bytesToHex(sha256(utf8ToBytes(TASK_HASH_DOMAIN + canonicalJson(task))));
 }
 
-/** The plan as round:start carries it: proximalMu only when > 0, augment and logitAdjust only when on. */
+/**
+ * The plan as round:start carries it: steps only when set (and then epochs 1: steps replace epochs, so two
+ * plans that train alike hash alike), proximalMu only when > 0, augment and logitAdjust only when on.
+ */
 export function normalisePlan(p: TrainConfig): TrainingPlan {
   return {
-    epochs: p.epochs,
+    epochs: p.steps !== undefined ? 1 : p.epochs,
     ...(p.steps !== undefined ? { steps: p.steps } : {}),
     batchSize: p.batchSize,
     learningRate: p.learningRate,
@@ -142,8 +145,13 @@ const short = (v: unknown): string =>
     .slice(0, 40)
     .replace(/[^\x20-\x7e]/g, '?');
 
-/** Most local steps a plan may ask for (100 epochs of 2 500 images at batch 25). */
+/** Most local steps a plan may ask for. */
 export const MAX_PLAN_STEPS = 10_000;
+/**
+ * Most example-passes a plan with steps may ask of a client (steps x batchSize): 100 epochs, the most a
+ * plan with epochs may ask, of 2 560 images. Epochs scale with the client's data; steps would not.
+ */
+export const MAX_PLAN_STEP_PASSES = 256_000;
 
 function checkPlan(v: unknown): TrainingPlan {
   if (!isRecord(v)) return fail('plan must be an object');
@@ -162,10 +170,12 @@ function checkPlan(v: unknown): TrainingPlan {
     )
       fail(`plan has an unknown field "${short(k)}"`);
   if (!isInt(v.epochs, 1, 100)) fail('plan.epochs must be an integer in 1..100');
-  // Bounded like epochs: a hostile server's plan must not keep a visitor's CPU busy without end.
+  if (!isInt(v.batchSize, 1, 4096)) fail('plan.batchSize must be an integer in 1..4096');
+  // A hostile server's plan must not keep a visitor's CPU busy without end, whatever the visitor's data.
   if (v.steps !== undefined && !isInt(v.steps, 1, MAX_PLAN_STEPS))
     fail(`plan.steps must be an integer in 1..${MAX_PLAN_STEPS}`);
-  if (!isInt(v.batchSize, 1, 4096)) fail('plan.batchSize must be an integer in 1..4096');
+  if (v.steps !== undefined && (v.steps as number) * (v.batchSize as number) > MAX_PLAN_STEP_PASSES)
+    fail(`plan.steps x plan.batchSize must be at most ${MAX_PLAN_STEP_PASSES}`);
   if (!isNum(v.learningRate, 1e-7, 10)) fail('plan.learningRate must be a number in 1e-7..10');
   if (!isLocalOptimizer(v.optimizer)) fail(`plan.optimizer must be one of ${LOCAL_OPTIMIZERS.join(', ')}`);
   if (v.proximalMu !== undefined && !isNum(v.proximalMu, 0, 1000))

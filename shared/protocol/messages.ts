@@ -64,8 +64,9 @@ export const isLocalOptimizer = (v: unknown): v is LocalOptimizer =>
 export interface TrainConfig {
   epochs: number;
   /**
-   * Local steps instead of epochs: exactly this many batches of batchSize, drawn from fresh permutations of
-   * the client's data as needed (epochs is then ignored). Absent = epochs over the data.
+   * Local steps instead of epochs: exactly this many batches of batchSize (of all its data, for a client
+   * holding less), drawn from fresh permutations of the client's data as needed. epochs is then 1 and
+   * unused. Absent = epochs over the data.
    */
   steps?: number;
   batchSize: number;
