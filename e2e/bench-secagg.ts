@@ -33,7 +33,7 @@ import { buildModel } from '../shared/model/build.ts';
 import { MODELS, numParams } from '../shared/model/spec.ts';
 import { SecAggClientSession } from '../shared/secagg/client-session.ts';
 import { chooseDegree, harary } from '../shared/secagg/graph.ts';
-import { commitSeed, bytesEqual, generateKeyPair } from '../shared/secagg/keys.ts';
+import { commitSeed, bytesEqual } from '../shared/secagg/keys.ts';
 import { prepareLagrange, reconstructChecked, split, type LagrangeCache } from '../shared/secagg/shamir.ts';
 import type { Reveal } from '../shared/secagg/types.ts';
 import { randomBytes } from '@noble/hashes/utils.js';
