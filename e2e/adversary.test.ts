@@ -10,7 +10,7 @@ import { MODELS, numParams } from '../shared/model/spec.ts';
 import { PROTOCOL_VERSION, type Rejection, type RoundStart } from '../shared/protocol/messages.ts';
 import type { Floors } from '../shared/protocol/floors.ts';
 import type { ServerStatus } from '../shared/protocol/status.ts';
-import { unpackReveal, unpackRoster } from '../shared/secagg/wire.ts';
+import { unpackReveal } from '../shared/secagg/wire.ts';
 import type { Reveal } from '../shared/secagg/types.ts';
 import { EVENT_LABELS } from '../server/socket.ts';
 import {
