@@ -156,8 +156,8 @@ export class LocalTrainer {
     const anchors = mu > 0 ? this.model.trainableWeights.map((w) => tf.keep(w.read().clone())) : [];
     const n = this.n;
     const bs = Math.min(cfg.batchSize, n);
-    // Fixed local steps (plan.steps): full batches from a stream of fresh permutations, so a client's work
-    // does not grow with its data (unequal clients would otherwise take unequal numbers of steps).
+    // Fixed local steps (plan.steps): batches taken in turn from a stream of fresh permutations (across
+    // their joins), so a client's work does not grow with its data, as its number of steps would.
     const steps = cfg.steps;
     const batches = steps ?? Math.ceil(n / bs);
     const epochs = steps === undefined ? cfg.epochs : 1;
