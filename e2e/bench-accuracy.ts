@@ -181,7 +181,7 @@ const settings = {
   clients,
   perClient,
   perRound,
-  localEpochs,
+  localEpochs: localSteps === null ? localEpochs : null, // steps replace epochs
   localSteps,
   rounds,
   centralizedEpochs: epochs,
