@@ -58,8 +58,8 @@ describe('data-parallel training (two trainers, each half of every batch)', () =
     [21, { epochs: 2, batchSize: 8, learningRate: 0.01, optimizer: 'momentum', augment: true }],
     [17, { epochs: 2, batchSize: 8, learningRate: 0.002, optimizer: 'adam', proximalMu: 0.1 }],
     [16, { epochs: 1, batchSize: 16, learningRate: 0.05, optimizer: 'sgd', logitAdjust: true }],
-    // Fixed steps: 3 full batches of 8 from 5 examples, each batch across shuffles.
-    [5, { epochs: 1, steps: 3, batchSize: 8, learningRate: 0.05, optimizer: 'sgd' }],
+    // Fixed steps: 3 batches of 4 from 6 examples, the second across two shuffles.
+    [6, { epochs: 1, steps: 3, batchSize: 4, learningRate: 0.05, optimizer: 'sgd' }],
   ] as [number, TrainConfig][]) {
     it(`both sides end on the same update bit for bit, the one training alone gives to float rounding (${cfg.optimizer}, n ${n}${cfg.steps ? `, ${cfg.steps} steps` : ''})`, async () => {
       const w = await w0();

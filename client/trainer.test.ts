@@ -267,6 +267,17 @@ describe('LocalTrainer', () => {
       expect(Number.isFinite(r.loss)).toBe(true);
       expect(r.numExamples).toBe(count); // the aggregate still weighs it by its data, not its steps
     }
+    // No more than 100 epochs of the client's own data: 100 steps of its 3 images pass, 101 are refused
+    // before anything is allocated, and the message does not tell the server how many images it holds.
+    expect((await run(3, { epochs: 1, steps: 100 })).r.passes).toBe(300);
+    const small = new LocalTrainer(spec, syntheticDataset({ seed: 13, count: 3 }), 4);
+    const before = tf.memory().numTensors;
+    const refused = small.train(w0, { ...sgd, epochs: 1, steps: 101 });
+    await expect(refused).rejects.toThrow(
+      "plan.steps x batchSize asks more than 100 epochs of this client's data",
+    );
+    expect(tf.memory().numTensors).toBe(before);
+    small.dispose();
   });
 
   it('reseed(round): a round trains the same batches whatever the trainer trained before; round 0 is as built', async () => {

@@ -9,7 +9,12 @@ import { augmentBatch } from './augment.ts';
 import { logLabelPrior, logitAdjustedCrossentropy } from './loss.ts';
 import { modelLogits } from '../shared/model/logits.ts';
 import type { ModelSpec } from '../shared/model/spec.ts';
-import { LOCAL_MOMENTUM, type LocalOptimizer, type TrainConfig } from '../shared/protocol/messages.ts';
+import {
+  LOCAL_MOMENTUM,
+  MAX_PLAN_EPOCHS,
+  type LocalOptimizer,
+  type TrainConfig,
+} from '../shared/protocol/messages.ts';
 
 export interface TrainProgress {
   epoch: number;
@@ -149,6 +154,13 @@ export class LocalTrainer {
     peer?: GradientExchange,
   ): Promise<TrainResult> {
     const t0 = performance.now();
+    // Steps do not scale with the data as epochs do: a plan may not ask more of a small client than the
+    // most epochs of its own data (a hostile server's 1 000 steps of 256 on a visitor's 256 images).
+    // The count stays out of the message: in a masked round the server never learns it.
+    if (cfg.steps !== undefined && cfg.steps * Math.min(cfg.batchSize, this.n) > MAX_PLAN_EPOCHS * this.n)
+      throw new Error(
+        `plan.steps x batchSize asks more than ${MAX_PLAN_EPOCHS} epochs of this client's data`,
+      );
     setFlatWeights(this.model, this.runtime.shapes, global);
     const optimizer = localOptimizer(cfg.optimizer, cfg.learningRate);
     const mu = cfg.proximalMu ?? 0;

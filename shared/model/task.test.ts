@@ -287,6 +287,9 @@ describe('checkTask: hostile tasks are refused', () => {
     expect(stepped.task.plan.epochs).toBe(1);
     // Steps x batch is bounded as 100 epochs of 2 560 images are: a plan cannot ask more of a small client.
     expect(checkTask({ ...t, plan: { ...t.plan, steps: 1000, batchSize: 256 } }).task.plan.steps).toBe(1000);
+    expect(refused({ ...t, plan: { ...t.plan, steps: 1001, batchSize: 256 } })).toMatch(
+      /plan.steps x plan.batchSize must be at most 256000/,
+    );
     expect(refused({ ...t, plan: { ...t.plan, steps: 10_000, batchSize: 4096 } })).toMatch(
       /plan.steps x plan.batchSize must be at most 256000/,
     );

@@ -2,7 +2,12 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 import { isRecord } from '../base/record.ts';
 import { CHANNELS, IMAGE_SIZE, NUM_CLASSES } from '../data/dataset.ts';
-import { isLocalOptimizer, LOCAL_OPTIMIZERS, type TrainConfig } from '../protocol/messages.ts';
+import {
+  isLocalOptimizer,
+  LOCAL_OPTIMIZERS,
+  MAX_PLAN_EPOCHS,
+  type TrainConfig,
+} from '../protocol/messages.ts';
 import { canonicalJson } from './canonical.ts';
 import { MODELS, weightShapes, type WeightShape } from './spec.ts';
 
@@ -148,8 +153,8 @@ const short = (v: unknown): string =>
 /** Most local steps a plan may ask for. */
 export const MAX_PLAN_STEPS = 10_000;
 /**
- * Most example-passes a plan with steps may ask of a client (steps x batchSize): 100 epochs, the most a
- * plan with epochs may ask, of 2 560 images. Epochs scale with the client's data; steps would not.
+ * Most example-passes a plan with steps may ask of any client (steps x batchSize), 100 epochs of 2 560
+ * images. A client also refuses more than MAX_PLAN_EPOCHS epochs of its own data (client/trainer.ts).
  */
 export const MAX_PLAN_STEP_PASSES = 256_000;
 
@@ -169,7 +174,7 @@ function checkPlan(v: unknown): TrainingPlan {
       ].includes(k)
     )
       fail(`plan has an unknown field "${short(k)}"`);
-  if (!isInt(v.epochs, 1, 100)) fail('plan.epochs must be an integer in 1..100');
+  if (!isInt(v.epochs, 1, MAX_PLAN_EPOCHS)) fail(`plan.epochs must be an integer in 1..${MAX_PLAN_EPOCHS}`);
   if (!isInt(v.batchSize, 1, 4096)) fail('plan.batchSize must be an integer in 1..4096');
   // A hostile server's plan must not keep a visitor's CPU busy without end, whatever the visitor's data.
   if (v.steps !== undefined && !isInt(v.steps, 1, MAX_PLAN_STEPS))

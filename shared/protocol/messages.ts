@@ -60,6 +60,12 @@ export const LOCAL_MOMENTUM = 0.9;
 export const isLocalOptimizer = (v: unknown): v is LocalOptimizer =>
   (LOCAL_OPTIMIZERS as readonly unknown[]).includes(v);
 
+/**
+ * Most epochs a plan may ask for; a plan with steps may not ask more example-passes of a client than this
+ * many epochs of its data (the trainer, which knows the data, refuses it).
+ */
+export const MAX_PLAN_EPOCHS = 100;
+
 /** Training hyper-parameters for one round; weights travel beside them as binary. */
 export interface TrainConfig {
   epochs: number;
