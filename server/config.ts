@@ -709,9 +709,12 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     for (const f of PLAN_FLAGS)
       if (s(f) !== undefined) throw new Error(`--${f} is set by the --task file's plan`);
   } else if (s('task-eval') !== undefined) throw new Error('--task-eval needs --task');
-  if (s('epochs') !== undefined && Number(s('local-steps') ?? 0) > 0)
-    throw new Error('--epochs and --local-steps go apart: steps replace epochs');
   const plan = file?.task.plan;
+  const localSteps = plan
+    ? (plan.steps ?? 0)
+    : int('local-steps', s('local-steps'), d.localSteps, 0, MAX_PLAN_STEPS);
+  if (s('epochs') !== undefined && localSteps > 0)
+    throw new Error('--epochs and --local-steps go apart: steps replace epochs');
   const examplesPerClient = int(
     'examples-per-client',
     s('examples-per-client'),
@@ -743,9 +746,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     roundDeadlineMs: int('round-deadline-ms', s('round-deadline-ms'), d.roundDeadlineMs, 100),
     roundPauseMs: int('round-pause-ms', s('round-pause-ms'), d.roundPauseMs, 0),
     epochs: plan?.epochs ?? int('epochs', s('epochs'), d.epochs, 1, 100),
-    localSteps: plan
-      ? (plan.steps ?? 0)
-      : int('local-steps', s('local-steps'), d.localSteps, 0, MAX_PLAN_STEPS),
+    localSteps,
     batchSize: plan?.batchSize ?? int('batch-size', s('batch-size'), d.batchSize, 1, 4096),
     learningRate: plan?.learningRate ?? num('lr', s('lr'), d.learningRate, 1e-7, 10),
     optimizer: plan?.optimizer ?? optimizer,
