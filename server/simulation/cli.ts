@@ -109,11 +109,16 @@ function usage(): string {
 
 function parseFlags() {
   try {
-    return parseArgs({
+    const { values, tokens } = parseArgs({
       options: Object.fromEntries(
         Object.entries(FLAGS).map(([name, { help: _, ...opt }]) => [name, opt]),
       ) as { [K in keyof typeof FLAGS]: Omit<(typeof FLAGS)[K], 'help'> },
-    }).values;
+      tokens: true,
+    });
+    // --epochs has a default, so only the command line tells whether it was asked for beside --local-steps.
+    if (values['local-steps'] !== undefined && tokens.some((t) => t.kind === 'option' && t.name === 'epochs'))
+      throw new Error('--epochs and --local-steps go apart: steps replace epochs');
+    return values;
   } catch (err) {
     // A mistyped flag: say which, show the flags, exit like other CLIs on a usage error.
     console.error(`simulate: ${(err as Error).message}\n\n${usage()}`);

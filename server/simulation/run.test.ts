@@ -263,6 +263,15 @@ describe('simulation (headless, the real client trainer and server pieces)', () 
     expect(typo.status).toBe(2);
     expect(typo.stderr).toMatch(/Unknown option '--client'/);
     expect(typo.stderr).toContain('--clients');
+    // Steps replace epochs: naming both is a usage error, whichever comes first (--epochs 1 included).
+    for (const args of [
+      ['--local-steps', '4', '--epochs', '1'],
+      ['--epochs=2', '--local-steps', '4'],
+    ]) {
+      const both = simulate(args);
+      expect(both.status).toBe(2);
+      expect(both.stderr).toMatch(/--epochs and --local-steps go apart/);
+    }
   }, 60_000);
 
   it('clientPool draws clients x perClient distinct examples, seeded, and refuses more than there are', () => {
