@@ -4,7 +4,8 @@ import { examplesFromDataset, type Examples } from '../shared/data/examples.ts';
 import { asRuntime, type ModelRuntime } from '../shared/model/task-build.ts';
 import { getFlatWeights, setFlatWeights } from '../shared/model/weights.ts';
 import { AUGMENT_PAD, randomWindows } from '../shared/data/augment.ts';
-import { createRng, permutation, type Rng } from '../shared/data/rng.ts';
+import { createRng, type Rng } from '../shared/data/rng.ts';
+import { batchStream } from '../shared/data/batches.ts';
 import { augmentBatch } from './augment.ts';
 import { logLabelPrior, logitAdjustedCrossentropy } from './loss.ts';
 import { modelLogits } from '../shared/model/logits.ts';
@@ -168,23 +169,14 @@ export class LocalTrainer {
     const anchors = mu > 0 ? this.model.trainableWeights.map((w) => tf.keep(w.read().clone())) : [];
     const n = this.n;
     const bs = Math.min(cfg.batchSize, n);
-    // Fixed local steps (plan.steps): batches taken in turn from a stream of fresh permutations (across
-    // their joins), so a client's work does not grow with its data, as its number of steps would.
+    // Fixed local steps (plan.steps): a client's work does not grow with its data, as epochs' steps would.
     const steps = cfg.steps;
     const batches = steps ?? Math.ceil(n / bs);
     const epochs = steps === undefined ? cfg.epochs : 1;
-    let stream: Uint32Array = new Uint32Array(0);
-    let at = 0;
     // A client smaller than a batch trains on all its data each step, as in epochs (its memory is bounded
-    // by its data, whatever batchSize a plan names).
-    const streamIds = (): Uint32Array => {
-      const out = new Uint32Array(bs);
-      for (let k = 0; k < bs; k++) {
-        if (at === stream.length) [stream, at] = [permutation(n, this.orderRng), 0];
-        out[k] = stream[at++];
-      }
-      return out;
-    };
+    // by its data, whatever batchSize a plan names). Epochs stop each pass at its permutation's end; steps
+    // run on across permutations.
+    const order = batchStream(n, this.orderRng);
     let lastLoss = NaN;
     let passes = 0;
     let pairedSteps = 0;
@@ -192,10 +184,9 @@ export class LocalTrainer {
     let epochLoss: tf.Scalar | null = null; // disposed in finally if a step throws mid-epoch
     try {
       for (let epoch = 0; epoch < epochs; epoch++) {
-        const order = steps === undefined ? permutation(n, this.orderRng) : null;
         epochLoss = tf.scalar(0);
         for (let b = 0; b < batches; b++) {
-          const ids = order ? order.subarray(b * bs, Math.min(n, (b + 1) * bs)) : streamIds();
+          const ids = order.next(bs, steps === undefined);
           // Drawn for the whole batch on both sides of a pair: the same stream as one trainer alone.
           const windows = cfg.augment ? randomWindows(ids.length, AUGMENT_PAD, this.augRng) : null;
           const lossOf = (from: number, to: number) => (): tf.Scalar => {
