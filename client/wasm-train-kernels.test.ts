@@ -156,6 +156,57 @@ describe('wasm training kernels', () => {
     expect(ids()).toBe(before);
   });
 
+  it.each([
+    { x: [6, 4, 4, 3], idx: [5, 0, 0, 3], axis: 0 }, // a batch of images, one twice
+    {
+      x: [10, 7],
+      idx: [
+        [9, 1],
+        [2, 2],
+      ],
+      axis: 0,
+    }, // 2-d indices
+    { x: [5], idx: [4, 1], axis: -1 }, // rank 1: axis -1 is axis 0
+    { x: [4, 6], idx: [5, 0], axis: 1 }, // another axis: the shipped kernel as it is
+  ])('GatherV2 matches the cpu backend bit for bit and leaks nothing: %j', async (c) => {
+    registerWasmTrainingKernels();
+    const x = await host(randomTensor(c.x, 31));
+    const gatherOn = async (backend: string): Promise<{ data: Float32Array; shape: number[] }> => {
+      await tf.setBackend(backend);
+      const [xt, it] = [tf.tensor(x.data, x.shape), tf.tensor(c.idx, undefined, 'int32')];
+      const out = tf.gather(xt, it, c.axis);
+      const r = { data: (await out.data()) as Float32Array, shape: out.shape };
+      tf.dispose([xt, it, out]);
+      return r;
+    };
+    const cpu = await gatherOn('cpu');
+    await tf.setBackend('wasm');
+    const before = tf.memory().numTensors;
+    const wasm = await gatherOn('wasm');
+    expect(wasm.shape).toEqual(cpu.shape);
+    expect(Array.from(wasm.data)).toEqual(Array.from(cpu.data));
+    expect(tf.memory().numTensors).toBe(before);
+    expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(tf.memory().numTensors);
+  });
+
+  it('GatherV2 copies int32 rows and refuses an index outside the rows, leaking nothing', async () => {
+    registerWasmTrainingKernels();
+    await tf.setBackend('wasm');
+    const ids = (): number => (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+    const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2], 'int32');
+    const g = tf.gather(x, tf.tensor1d([2, 0], 'int32'));
+    expect(g.dtype).toBe('int32');
+    expect(Array.from(await g.data())).toEqual([5, 6, 1, 2]);
+    g.dispose();
+    const bad = [3, -1].map((b) => tf.tensor1d([0, b], 'int32'));
+    const before = ids();
+    for (const [k, b] of [3, -1].entries())
+      expect(() => tf.gather(x, bad[k])).toThrow(new RegExp(`index value ${b} is not in \\[0, 2\\]`));
+    expect(ids()).toBe(before); // the output the kernel made before it checked is freed
+    tf.dispose(bad);
+    x.dispose();
+  });
+
   it('the kernels free every intermediate they allocate', async () => {
     registerWasmTrainingKernels();
     await tf.setBackend('wasm');

@@ -15,6 +15,8 @@
  * - BatchMatMul with transposeA (a dense layer's weight gradient, x^T dy): the shipped kernel sends it to
  *   a scalar loop (XNNPACK takes no transposed input), 1.1 ms for one image through `small`'s 2048x64
  *   dense layer. We transpose a with the Transpose kernel and take the XNNPACK path: 0.46 ms.
+ * - GatherV2 along axis 0 (a training batch taken from the client's examples): the shipped kernel copies
+ *   element by element, 5.5 ms for 32 CIFAR images (~10% of a step). Ours copies whole rows on the heap.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { DataId, KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
@@ -27,6 +29,12 @@ interface WasmLikeBackend {
 interface WasmHeapBackend extends WasmLikeBackend {
   makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
   typedArrayFromHeap(t: TensorInfo): Float32Array;
+}
+
+/** The same, for kernels that copy int32 as well as float32 (a view of the tensor's own dtype). */
+interface WasmRowBackend extends WasmLikeBackend {
+  makeOutput(shape: number[], dtype: 'float32' | 'int32'): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array;
 }
 
 type Pad =
@@ -249,6 +257,39 @@ function batchMatMulVia(original: KernelFunc): KernelFunc {
   };
 }
 
+/** GatherV2 of whole rows (axis 0, no batch dims) as row copies on the heap; anything else: the shipped kernel. */
+function gatherV2Via(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs = {} } = args;
+    const be = backend as unknown as WasmRowBackend;
+    const { x, indices } = inputs as { x: TensorInfo; indices: TensorInfo };
+    const axis = tf.util.parseAxisParam(attrs.axis as number, x.shape)[0];
+    if (
+      axis !== 0 ||
+      (attrs.batchDims ?? 0) !== 0 ||
+      indices.dtype !== 'int32' ||
+      (x.dtype !== 'float32' && x.dtype !== 'int32') ||
+      tf.util.sizeFromShape(x.shape) === 0
+    )
+      return original(args);
+    const rows = x.shape[0];
+    const row = tf.util.sizeFromShape(x.shape.slice(1));
+    // Allocate first: a heap that grows detaches views taken before.
+    const out = be.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
+    const idx = be.typedArrayFromHeap(indices) as Int32Array;
+    // The shipped kernel's check and message: an index outside the rows is an error, never a read past them.
+    for (const i of idx)
+      if (!(i >= 0 && i <= rows - 1)) {
+        be.disposeData(out.dataId);
+        throw new Error(`GatherV2: the index value ${i} is not in [0, ${rows - 1}]`);
+      }
+    const src = be.typedArrayFromHeap(x);
+    const dst = be.typedArrayFromHeap(out);
+    for (let k = 0; k < idx.length; k++) dst.set(src.subarray(idx[k] * row, (idx[k] + 1) * row), k * row);
+    return out;
+  };
+}
+
 let registered = false;
 
 /**
@@ -280,6 +321,11 @@ export function registerWasmTrainingKernels(): void {
   if (matMul) {
     tf.unregisterKernel('BatchMatMul', BACKEND);
     tf.registerKernel({ ...matMul, kernelFunc: batchMatMulVia(matMul.kernelFunc) });
+  }
+  const gather = tf.getKernel('GatherV2', BACKEND);
+  if (gather) {
+    tf.unregisterKernel('GatherV2', BACKEND);
+    tf.registerKernel({ ...gather, kernelFunc: gatherV2Via(gather.kernelFunc) });
   }
   registered = true;
 }
