@@ -46,6 +46,7 @@ interface BenchResult {
   threads?: number;
   oneWorker?: number[];
   twoWorkers?: number[];
+  twoApart?: number[];
   pairThreads?: number;
   pairStepMs?: PairTimes;
   error?: string;
@@ -110,6 +111,10 @@ try {
             ? `; per paired step (first worker, last round) half ${r.pairStepMs.grad.toFixed(1)} ms, wait ${r.pairStepMs.wait.toFixed(1)} ms, combine + apply ${r.pairStepMs.apply.toFixed(1)} ms`
             : ''),
       );
+    if (r.oneWorker && r.twoApart)
+      console.log(
+        `  two lone trainers at once, each its own round (the ceiling for two workers here): ${median(r.twoApart).toFixed(1)} ex/s: ${(median(r.twoApart) / median(r.oneWorker)).toFixed(2)}x one`,
+      );
   }
 } finally {
   await browser.close();
@@ -172,7 +177,10 @@ if (single && multi)
 const pair = rows.find((r) => r.backend === 'wasm' && r.oneWorker && r.twoWorkers);
 if (pair)
   console.log(
-    `wasm, the client's trainer in 2 workers (each half of every batch) vs 1: ${(median(pair.twoWorkers!) / median(pair.oneWorker!)).toFixed(2)}x (${pair.pairThreads} training)`,
+    `wasm, the client's trainer in 2 workers (each half of every batch) vs 1: ${(median(pair.twoWorkers!) / median(pair.oneWorker!)).toFixed(2)}x (${pair.pairThreads} training)` +
+      (pair.twoApart
+        ? `; two lone trainers at once: ${(median(pair.twoApart) / median(pair.oneWorker!)).toFixed(2)}x`
+        : ''),
   );
 console.log('\nNode (this process, our LocalTrainer)\nbackend  ours ex/s  x Node cpu');
 for (const r of nodeRows)

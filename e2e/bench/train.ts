@@ -32,6 +32,11 @@ interface BenchResult {
   /** With ?workers=1: the client's trainer in one Web Worker vs a pair splitting each batch (ex/s). */
   oneWorker?: number[];
   twoWorkers?: number[];
+  /**
+   * Two lone trainers in two workers, each training its own round at the same time (ex/s of both): what
+   * two workers can get from this machine with no exchange at all, the ceiling for any split of one round.
+   */
+  twoApart?: number[];
   /** Threads the pair really trained on (1 if the second worker could not join). */
   pairThreads?: number;
   /** Steps the pair's last round trained split (0: it trained alone). */
@@ -124,8 +129,10 @@ async function workerArms(
   };
   const one = await spawnTrainer(1);
   const two = await spawnTrainer(2);
+  const other = await spawnTrainer(1);
   await one.init(init);
   await two.init(init);
+  await other.init(init);
   out.pairThreads = two.threads ?? 1;
   let round = 0;
   const rate = async (t: typeof one): Promise<number> => {
@@ -139,16 +146,26 @@ async function workerArms(
     }
     return (data.n * cfg.epochs) / ((performance.now() - t0) / 1000);
   };
+  const apart = async (): Promise<number> => {
+    const t0 = performance.now();
+    const r = ++round;
+    await Promise.all([one, other].map((t) => t.train(r, w0.slice().buffer, cfg, () => {})));
+    return (2 * data.n * cfg.epochs) / ((performance.now() - t0) / 1000);
+  };
   await rate(one);
   await rate(two);
+  await apart();
   out.oneWorker = [];
   out.twoWorkers = [];
+  out.twoApart = [];
   for (let i = 0; i < reps; i++) {
     out.oneWorker.push(await rate(one));
     out.twoWorkers.push(await rate(two));
+    out.twoApart.push(await apart());
   }
   one.terminate();
   two.terminate();
+  other.terminate();
 }
 
 const w = window as unknown as { __bench?: BenchResult };
