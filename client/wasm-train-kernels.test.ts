@@ -167,6 +167,8 @@ describe('wasm training kernels', () => {
       axis: 0,
     }, // 2-d indices
     { x: [5], idx: [4, 1], axis: -1 }, // rank 1: axis -1 is axis 0
+    { x: [5, 0], idx: [1, 2], axis: 0 }, // empty rows
+    { x: [0, 3], idx: [], axis: 0 }, // no rows, no indices
     { x: [4, 6], idx: [5, 0], axis: 1 }, // another axis: the shipped kernel as it is
   ])('GatherV2 matches the cpu backend bit for bit and leaks nothing: %j', async (c) => {
     registerWasmTrainingKernels();

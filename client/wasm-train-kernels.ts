@@ -268,10 +268,11 @@ function gatherV2Via(original: KernelFunc): KernelFunc {
       axis !== 0 ||
       (attrs.batchDims ?? 0) !== 0 ||
       indices.dtype !== 'int32' ||
-      (x.dtype !== 'float32' && x.dtype !== 'int32') ||
-      tf.util.sizeFromShape(x.shape) === 0
+      (x.dtype !== 'float32' && x.dtype !== 'int32')
     )
       return original(args);
+    // Empty x or indices need no special case: no rows to copy, or every index refused (rows = 0), with
+    // the cpu kernel's output shape (the shipped kernel returns its flattened 4-d shape for an empty x).
     const rows = x.shape[0];
     const row = tf.util.sizeFromShape(x.shape.slice(1));
     // Allocate first: a heap that grows detaches views taken before.

@@ -4,7 +4,8 @@ import { permutation, type Rng } from './rng.ts';
  * Batch order for local training: example indices drawn in turn from a stream of seeded permutations of
  * 0..n-1. `next(size, true)` stops at a permutation's end (an epoch's last, shorter batch), so epochs are
  * whole passes; `next(size, false)` runs on into the next permutation (fixed local steps). Epochs and steps
- * thus read one stream: a round of whole epochs and the same number of steps draw the same batches.
+ * thus read one stream: where the batch size divides n, a round of whole epochs and the same number of
+ * steps draw the same batches.
  */
 export interface BatchStream {
   next(size: number, epochEnd: boolean): Uint32Array;
