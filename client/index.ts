@@ -53,8 +53,8 @@ export interface JoinOptions {
   /** The visitor's examples, from the page itself: they never leave the page and its worker. */
   data?: ClientOptions['data'];
   /**
-   * Workers training where the backend is wasm or cpu: 2 splits every batch between two (same update, ~1.4x
-   * faster on two free cores; bench:train). Default: 2 on the demo page with 4 or more cores, else 1, so an
+   * Workers training where the backend is wasm or cpu: 2 splits every batch between two (same update;
+   * 1.0-1.4x on a 2-core machine, bench:train). Default: 2 on the demo page with 4 or more cores, else 1, so an
    * embed takes one core of its host's visitor.
    */
   trainThreads?: 1 | 2;
