@@ -54,8 +54,8 @@ export interface JoinOptions {
   data?: ClientOptions['data'];
   /**
    * Workers training where the backend is wasm or cpu: 2 splits every batch between two (same update;
-   * 1.0-1.4x on a 2-core machine, bench:train). Default: 2 on the demo page with 4 or more cores, else 1, so an
-   * embed takes one core of its host's visitor.
+   * 1.0-1.4x on a 2-core machine, bench:train). Default: 2 on the demo page with 4 or more cores, else 1,
+   * so an embed takes one core of its host's visitor.
    */
   trainThreads?: 1 | 2;
 }

@@ -24,9 +24,10 @@ export interface PairOptions {
  * Two training workers as one trainer: data-parallel, each trains its half of every batch and the two
  * swap gradients over a MessageChannel between them each step (LocalTrainer.pairStep), so both end on the
  * same update, the one a single worker would have made up to float rounding, in less time on free cores
- * (1.0-1.4x measured on a 2-core machine, where two lone workers reach only 1.5-1.6x: docs/benchmarks.md). The first worker starts alone; a second is spawned only once the first
- * settled on a CPU backend, gets that backend and a copy of the first's examples (it fetches nothing), and
- * is linked to it afresh for every round. Its failures cost at most the round in progress:
+ * (1.0-1.4x measured on a 2-core machine, where two lone workers reach only 1.5-1.6x: docs/benchmarks.md).
+ * The first worker starts alone; a second is spawned only once the first settled on a CPU backend, gets
+ * that backend and a copy of the first's examples (it fetches nothing), and is linked to it afresh for
+ * every round. Its failures cost at most the round in progress:
  * - a second that does not start in time, or differs from the first: one trains alone from then on;
  * - a second that crashes, hangs or goes silent mid-round (the first gives up after PAIR_PATIENCE_MS):
  *   that round fails and the second is let go;

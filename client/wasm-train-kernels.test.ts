@@ -8,6 +8,9 @@ import { registerWasmTrainingKernels } from './wasm-train-kernels.ts';
 
 type Attrs = Record<string, unknown>;
 
+/** Buffers the backend holds: one per live tensor unless a kernel leaked an intermediate. */
+const dataIds = (): number => (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+
 function randomTensor(shape: number[], seed: number): tf.Tensor {
   const rng = createRng(seed);
   const n = shape.reduce((a, b) => a * b, 1);
@@ -137,14 +140,13 @@ describe('wasm training kernels', () => {
     expect(wasm.shape).toEqual(cpu.shape);
     expect(relErr(wasm.data, cpu.data)).toBeLessThan(1e-5);
     expect(tf.memory().numTensors).toBe(before);
-    expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(tf.memory().numTensors);
+    expect(dataIds()).toBe(tf.memory().numTensors);
   });
 
   it('BatchMatMul with transposeA: an empty inner dimension gives zeros, a shape mismatch throws and leaks nothing', async () => {
     registerWasmTrainingKernels();
     await tf.setBackend('wasm');
-    const ids = (): number => (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
-    const before = ids();
+    const before = dataIds();
     const [e4, e5] = [tf.zeros([0, 4]), tf.zeros([0, 5])];
     const z = tf.matMul(e4, e5, true);
     expect(z.shape).toEqual([4, 5]);
@@ -153,7 +155,7 @@ describe('wasm training kernels', () => {
     const [a, b] = [tf.ones([3, 4]), tf.ones([5, 6])];
     expect(() => tf.matMul(a, b, true)).toThrow(/3,4 and 5,6 and transposeA=true/);
     tf.dispose([a, b]);
-    expect(ids()).toBe(before);
+    expect(dataIds()).toBe(before);
   });
 
   it.each([
@@ -188,23 +190,22 @@ describe('wasm training kernels', () => {
     expect(wasm.shape).toEqual(cpu.shape);
     expect(Array.from(wasm.data)).toEqual(Array.from(cpu.data));
     expect(tf.memory().numTensors).toBe(before);
-    expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(tf.memory().numTensors);
+    expect(dataIds()).toBe(tf.memory().numTensors);
   });
 
   it('GatherV2 copies int32 rows and refuses an index outside the rows, leaking nothing', async () => {
     registerWasmTrainingKernels();
     await tf.setBackend('wasm');
-    const ids = (): number => (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
     const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2], 'int32');
     const g = tf.gather(x, tf.tensor1d([2, 0], 'int32'));
     expect(g.dtype).toBe('int32');
     expect(Array.from(await g.data())).toEqual([5, 6, 1, 2]);
     g.dispose();
     const bad = [3, -1].map((b) => tf.tensor1d([0, b], 'int32'));
-    const before = ids();
+    const before = dataIds();
     for (const [k, b] of [3, -1].entries())
       expect(() => tf.gather(x, bad[k])).toThrow(new RegExp(`index value ${b} is not in \\[0, 2\\]`));
-    expect(ids()).toBe(before); // the output the kernel made before it checked is freed
+    expect(dataIds()).toBe(before); // the output the kernel made before it checked is freed
     tf.dispose(bad);
     x.dispose();
   });
@@ -244,7 +245,7 @@ describe('wasm training kernels', () => {
     tf.dispose([px, pdy]);
     expect(tf.memory().numBytes).toBe(before);
     // The wasm heap's own tensor table agrees: no data ids leaked inside the backend.
-    expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(tf.memory().numTensors);
+    expect(dataIds()).toBe(tf.memory().numTensors);
     tf.dispose([x, dy, w]);
   });
 

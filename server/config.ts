@@ -2,7 +2,12 @@ import { parseArgs } from 'node:util';
 import { MODELS, modelByName, type ModelSpec } from '../shared/model/spec.ts';
 import { checkTask, isImageTask, MAX_PLAN_STEPS, type CheckedTask, type Task } from '../shared/model/task.ts';
 import { readTaskFile } from './task-file.ts';
-import { isLocalOptimizer, LOCAL_OPTIMIZERS, type LocalOptimizer } from '../shared/protocol/messages.ts';
+import {
+  isLocalOptimizer,
+  LOCAL_OPTIMIZERS,
+  MAX_PLAN_EPOCHS,
+  type LocalOptimizer,
+} from '../shared/protocol/messages.ts';
 import { noiseForEpsilon } from '../shared/dp/calibrate.ts';
 import { valueNoiseMultiplier } from '../shared/dp/adaptive-clip.ts';
 import type { PartitionScheme } from '../shared/fl/partition.ts';
@@ -745,7 +750,7 @@ export function parseConfig(argv: string[]): ServerConfig & { help: boolean } {
     minUpdates: int('min-updates', s('min-updates'), d.minUpdates, 1, 100_000),
     roundDeadlineMs: int('round-deadline-ms', s('round-deadline-ms'), d.roundDeadlineMs, 100),
     roundPauseMs: int('round-pause-ms', s('round-pause-ms'), d.roundPauseMs, 0),
-    epochs: plan?.epochs ?? int('epochs', s('epochs'), d.epochs, 1, 100),
+    epochs: plan?.epochs ?? int('epochs', s('epochs'), d.epochs, 1, MAX_PLAN_EPOCHS),
     localSteps,
     batchSize: plan?.batchSize ?? int('batch-size', s('batch-size'), d.batchSize, 1, 4096),
     learningRate: plan?.learningRate ?? num('lr', s('lr'), d.learningRate, 1e-7, 10),
